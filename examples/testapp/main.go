@@ -1,0 +1,203 @@
+// Command testapp is the workload Agora's tests run as real containers. It is a small static
+// program (built with CGO_ENABLED=0) packed into the image agora.local/testapp:latest by
+// pkg/ociimage, so no test pulls from a registry.
+//
+// What it can do, each from a flag:
+//
+//	-print-env, -print-args  print the environment (sorted) and the arguments to stdout
+//	-stderr MSG              print MSG to stderr
+//	-listen ADDR             serve HTTP (default ":$PORT0" when PORT0 is set)
+//	-unhealthy               start with /health failing
+//	-alloc-mib N             allocate and touch N MiB of memory, and hold it
+//	-sleep D                 stay up for D (a Go duration like 3s), then exit; 0 with -listen means forever
+//	-exit N                  exit with status N
+//	-ignore-term D           on SIGTERM, keep running for D before exiting
+//
+// HTTP endpoints when serving:
+//
+//	GET  /health        200 "ok", or 503 "unhealthy" after POST /health/fail
+//	POST /health/fail   make /health fail
+//	POST /health/ok     make /health pass again
+//	GET  /env           the environment as a JSON object
+//	POST /exit?code=N   exit with status N
+//	GET  /              a line naming the task and the port
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	printEnv   bool
+	printArgs  bool
+	stderr     string
+	listen     string
+	unhealthy  bool
+	allocMiB   int
+	sleep      time.Duration
+	exit       int
+	ignoreTerm time.Duration
+}
+
+func parse(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("testapp", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&o.printEnv, "print-env", false, "print the environment to stdout")
+	fs.BoolVar(&o.printArgs, "print-args", false, "print the arguments to stdout")
+	fs.StringVar(&o.stderr, "stderr", "", "print this message to stderr")
+	fs.StringVar(&o.listen, "listen", "", `serve HTTP on this address (default ":$PORT0" when PORT0 is set)`)
+	fs.BoolVar(&o.unhealthy, "unhealthy", false, "start with /health failing")
+	fs.IntVar(&o.allocMiB, "alloc-mib", 0, "allocate and touch this many MiB")
+	fs.DurationVar(&o.sleep, "sleep", 0, "stay up this long, then exit")
+	fs.IntVar(&o.exit, "exit", 0, "exit status")
+	fs.DurationVar(&o.ignoreTerm, "ignore-term", 0, "on SIGTERM, keep running this long before exiting")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.listen == "" {
+		if p := os.Getenv("PORT0"); p != "" {
+			o.listen = ":" + p
+		}
+	}
+	return o, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parse(args, stderr)
+	if err != nil {
+		return 2
+	}
+	fmt.Fprintf(stdout, "testapp: started pid=%d\n", os.Getpid())
+	if o.printArgs {
+		fmt.Fprintf(stdout, "args: %s\n", strings.Join(args, " "))
+	}
+	if o.printEnv {
+		env := os.Environ()
+		sort.Strings(env)
+		for _, kv := range env {
+			fmt.Fprintln(stdout, kv)
+		}
+	}
+	if o.stderr != "" {
+		fmt.Fprintln(stderr, o.stderr)
+	}
+	var hold []byte
+	if o.allocMiB > 0 {
+		hold = make([]byte, o.allocMiB<<20)
+		for i := 0; i < len(hold); i += 4096 {
+			hold[i] = 1 // touch every page so it is really resident
+		}
+		fmt.Fprintf(stdout, "testapp: allocated %d MiB\n", o.allocMiB)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	exit := make(chan int, 1)
+
+	var srv *http.Server
+	if o.listen != "" {
+		ln, err := net.Listen("tcp", o.listen)
+		if err != nil {
+			fmt.Fprintf(stderr, "testapp: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "testapp: listening on %s\n", ln.Addr())
+		srv = &http.Server{Handler: handler(o, exit), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+	}
+
+	var timeout <-chan time.Time
+	switch {
+	case o.sleep > 0:
+		timeout = time.After(o.sleep)
+	case srv == nil:
+		// Nothing to serve and nothing to wait for: exit now.
+		return o.exit
+	}
+
+	code := o.exit
+	select {
+	case <-timeout:
+	case code = <-exit:
+	case sig := <-sigs:
+		fmt.Fprintf(stdout, "testapp: got %v\n", sig)
+		if o.ignoreTerm > 0 {
+			fmt.Fprintf(stdout, "testapp: ignoring it for %v\n", o.ignoreTerm)
+			time.Sleep(o.ignoreTerm)
+		}
+	}
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+	runtime.KeepAlive(hold)
+	fmt.Fprintf(stdout, "testapp: exiting with %d\n", code)
+	return code
+}
+
+func handler(o options, exit chan<- int) http.Handler {
+	var unhealthy atomic.Bool
+	unhealthy.Store(o.unhealthy)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		if unhealthy.Load() {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("POST /health/fail", func(w http.ResponseWriter, r *http.Request) {
+		unhealthy.Store(true)
+		fmt.Fprintln(w, "health now failing")
+	})
+	mux.HandleFunc("POST /health/ok", func(w http.ResponseWriter, r *http.Request) {
+		unhealthy.Store(false)
+		fmt.Fprintln(w, "health now passing")
+	})
+	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
+		env := map[string]string{}
+		for _, kv := range os.Environ() {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(env)
+	})
+	mux.HandleFunc("POST /exit", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.URL.Query().Get("code"))
+		if err != nil {
+			http.Error(w, "code: must be an integer", http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "exiting with %d\n", code)
+		select {
+		case exit <- code:
+		default:
+		}
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "testapp task=%q port=%q\n", os.Getenv("AGORA_TASK_ID"), os.Getenv("PORT0"))
+	})
+	return mux
+}
