@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/containerdtest"
+)
+
+func TestHelpListsTheRoles(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"agora", "--help"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []string{"master", "agent", "dev"} {
+		if !regexp.MustCompile(`(?m)^\s+` + role + `\s`).MatchString(out.String()) {
+			t.Errorf("--help does not list %q:\n%s", role, out.String())
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		args []string
+		want int
+		msg  string
+	}{
+		{[]string{"agora", "--version"}, exitOK, ""},
+		{[]string{"agora", "nope"}, exitUsage, `no such command "nope"`},
+		{[]string{"agora", "dev", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
+		{[]string{"agora", "--log-level", "loud", "dev"}, exitUsage, "--log-level"},
+		{[]string{"agora", "dev", "extra"}, exitUsage, "dev takes no arguments"},
+		{[]string{"agora", "dev", "--data-dir", "", "--containerd", "/nonexistent.sock", "--http", "127.0.0.1:0"}, exitError, "data dir"},
+		{[]string{"agora", "dev", "--data-dir", "DATA", "--containerd", "/nonexistent.sock", "--http", "127.0.0.1:0"}, exitError, "containerd at /nonexistent.sock does not answer"},
+		{[]string{"agora", "master"}, exitError, "not in this build yet"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args[1:], " "), func(t *testing.T) {
+			for i, a := range tt.args {
+				if a == "DATA" {
+					tt.args[i] = t.TempDir()
+				}
+			}
+			var stderr bytes.Buffer
+			err := run(context.Background(), tt.args, io.Discard, io.Discard)
+			if got := exitCode(err, &stderr); got != tt.want {
+				t.Fatalf("exit code = %d (%v), want %d", got, err, tt.want)
+			}
+			if !strings.Contains(stderr.String(), tt.msg) {
+				t.Errorf("stderr = %q, want it to say %q", stderr.String(), tt.msg)
+			}
+		})
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestDevServesPing runs `agora dev` as a user would, against the real containerd, and asks it
+// the questions the README tells a new user to ask.
+func TestDevServesPing(t *testing.T) {
+	sock := containerdtest.Socket(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"agora", "--log-level", "warn", "dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0"}, &out, io.Discard)
+	}()
+
+	api := regexp.MustCompile(`API:\s+(http://\S+)`)
+	var base string
+	deadline := time.Now().Add(20 * time.Second)
+	for base == "" {
+		if m := api.FindStringSubmatch(out.String()); m != nil {
+			base = m[1]
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("agora dev exited early: %v; output:\n%s", err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agora dev never said where its API is; output:\n%s", out.String())
+		}
+	}
+
+	resp, err := http.Get(base + "/ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "pong\n" {
+		t.Fatalf("GET /ping = %d %q, want 200 pong", resp.StatusCode, body)
+	}
+	resp, err = http.Get(base + "/v1/info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"role": "dev"`) || !strings.Contains(string(body), sock) {
+		t.Fatalf("GET /v1/info = %d %s, want a dev node on %s", resp.StatusCode, body, sock)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("agora dev after Ctrl-C: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("agora dev did not stop within 10s of its context ending")
+	}
+}

@@ -1,0 +1,4 @@
+// Package frameworks holds the frameworks that ship inside the agora binary: marathon/ for
+// long-running services and chronos/ for cron-driven batch jobs. Each talks to the master through
+// the same Scheduler contract an external framework uses over HTTP. They arrive with their issues.
+package frameworks

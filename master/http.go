@@ -1,0 +1,124 @@
+package master
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/version"
+)
+
+// Info is what GET /v1/info answers about this node.
+type Info struct {
+	Name       string          `json:"name"` // always "agora"
+	Role       string          `json:"role"` // "dev" or "master"
+	Build      version.Info    `json:"build"`
+	HTTP       string          `json:"http"`
+	DataDir    string          `json:"data_dir"`
+	StartedAt  time.Time       `json:"started_at"`
+	Containerd *ContainerdInfo `json:"containerd,omitempty"`
+}
+
+// ContainerdInfo names the containerd a dev node runs its tasks on.
+type ContainerdInfo struct {
+	Address string `json:"address"`
+	Version string `json:"version"`
+}
+
+// Config configures a Server.
+type Config struct {
+	HTTPAddr string
+	Info     Info
+	Logger   *slog.Logger
+}
+
+// Server is a node's HTTP API.
+type Server struct {
+	ln     net.Listener
+	srv    *http.Server
+	logger *slog.Logger
+}
+
+// NewServer listens on cfg.HTTPAddr. Info's Name, HTTP (the address actually bound) and Build
+// are filled in here.
+func NewServer(cfg Config) (*Server, error) {
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("master: listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	info := cfg.Info
+	info.Name = "agora"
+	info.HTTP = ln.Addr().String()
+	info.Build = version.Get()
+	s := &Server{ln: ln, logger: logger}
+	s.srv = &http.Server{
+		Handler:           routes(info),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve answers requests until ctx ends, then gives requests in flight five seconds to finish.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("master: http: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("master: http shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("master: http: %w", err)
+	}
+	return nil
+}
+
+func routes(info Info) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "pong")
+	})
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, info)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// writeJSON is the one place responses are encoded.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// writeError answers with the JSON error body every API error uses: {"message": "..."}.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"message": msg})
+}
