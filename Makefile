@@ -1,0 +1,61 @@
+# Agora's build. The two commands a new user needs: `make run` and `make test`.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+export PATH := /usr/local/go/bin:$(PATH)
+
+GO           ?= go
+BIN          ?= bin/agora
+TEST_TIMEOUT ?= 20m
+BENCH        ?= .
+BENCH_COUNT  ?= 6
+BENCH_TIME   ?= 1s
+FUZZ_TIME    ?= 10s
+ARGS         ?=
+
+.PHONY: all build run test lint bench fuzz containerd containerd-stop clean
+
+all: build
+
+## build: the agora binary in bin/
+build:
+	$(GO) build -o $(BIN) ./cmd/agora
+
+## run: build, make sure a containerd answers, start `agora dev` (extra flags: make run ARGS="--http 127.0.0.1:9090")
+run: build
+	sock=$$(scripts/containerd.sh start); exec $(BIN) dev --containerd "$$sock" $(ARGS)
+
+## lint: gofmt, go vet and staticcheck (pinned in go.mod's tool directive)
+lint:
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+## test: lint, then every test with the race detector against a real containerd
+test: lint
+	sock=$$(scripts/containerd.sh start); \
+	AGORA_CONTAINERD_SOCK="$$sock" $(GO) tool gotestsum --format testname -- -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## bench: benchmarks of every package that has them, in benchstat's input format
+bench:
+	pkgs=$$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -n1 dirname | sort -u); \
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) $$pkgs
+
+## fuzz: each fuzz target for FUZZ_TIME
+fuzz:
+	for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		dir=$$(dirname $$f); \
+		for target in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZ_TIME) $$dir; \
+		done; \
+	done
+
+## containerd: start (or find) the containerd the tests and `agora dev` use
+containerd:
+	scripts/containerd.sh start
+
+## containerd-stop: stop the private containerd, if one was started
+containerd-stop:
+	scripts/containerd.sh stop
+
+clean:
+	rm -rf bin .agora
