@@ -11,6 +11,7 @@ BENCH_COUNT  ?= 6
 BENCH_TIME   ?= 1s
 FUZZ_TIME    ?= 10s
 ARGS         ?=
+VERSION      ?= $(shell git describe --tags --abbrev=0 2>/dev/null || echo dev)
 
 .PHONY: all build run test lint bench fuzz containerd containerd-stop clean
 
@@ -18,7 +19,7 @@ all: build
 
 ## build: the agora binary in bin/
 build:
-	$(GO) build -o $(BIN) ./cmd/agora
+	$(GO) build -buildvcs=auto -ldflags "-X github.com/agora-sched/agora/pkg/version.Version=$(VERSION)" -o $(BIN) ./cmd/agora
 
 ## run: build, make sure a containerd answers, start `agora dev` (extra flags: make run ARGS="--http 127.0.0.1:9090")
 run: build
