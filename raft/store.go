@@ -1,0 +1,712 @@
+package raft
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	hraft "github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// Errors of the store. Callers branch on these with errors.Is / errors.As.
+var (
+	// ErrNotLeader: writes and linearizable reads need the leader; *NotLeaderError says who is.
+	ErrNotLeader = errors.New("raft: not the leader")
+	// ErrUnknownOutcome: the write was proposed but leadership was lost, the store shut down or
+	// the caller gave up before it was known whether it committed. Retry with the same
+	// Command.ID to apply it at most once.
+	ErrUnknownOutcome = errors.New("raft: outcome of the write is unknown")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("raft: store closed")
+	// ErrAlreadyBootstrapped: Bootstrap was called on a store that has state.
+	ErrAlreadyBootstrapped = errors.New("raft: already has state; not bootstrapping")
+	// ErrDataDirInUse: another process holds the data dir's log open.
+	ErrDataDirInUse = errors.New("raft: data dir is in use by another process")
+)
+
+// NotLeaderError says which server leads, as far as this one knows (empty when none is known).
+type NotLeaderError struct {
+	LeaderID, LeaderAddr string
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.LeaderID == "" {
+		return "raft: not the leader, and no leader is known"
+	}
+	return fmt.Sprintf("raft: not the leader; the leader is %s at %s", e.LeaderID, e.LeaderAddr)
+}
+
+// Unwrap makes errors.Is(err, ErrNotLeader) true.
+func (e *NotLeaderError) Unwrap() error { return ErrNotLeader }
+
+// Timing holds raft's timeouts. LANTiming is what ships.
+type Timing struct {
+	// HeartbeatTimeout: a follower without contact from the leader for this long (randomized up
+	// to twice) starts an election.
+	HeartbeatTimeout time.Duration
+	// ElectionTimeout: a candidate without a result for this long (randomized) tries again.
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout: a leader that has not heard from a quorum for this long steps down.
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout: the longest a follower waits to learn of a commit when no writes flow.
+	CommitTimeout time.Duration
+}
+
+// LANTiming suits masters on one LAN (round trips well under 10 ms): a dead leader is noticed
+// after 500 ms to 1 s without heartbeats and a new one is usually elected in one round, so
+// failover takes about a second. The lease is as long as the heartbeat timeout, so a leader
+// busy compacting its log is not deposed by its own impatience. hashicorp/raft's defaults
+// (1 s, 1 s, 500 ms) take about twice as long to fail over.
+func LANTiming() Timing {
+	return Timing{
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      20 * time.Millisecond,
+	}
+}
+
+// Config configures a Store.
+type Config struct {
+	// ID is this server's raft id; it must stay the same across restarts of one data dir.
+	ID string
+	// Dir holds raft.db (log and stable store in bbolt) and snapshots/.
+	Dir string
+	// BindAddr is the raft TCP address, host:port.
+	BindAddr string
+	// AdvertiseAddr is the address other masters dial; default BindAddr, which then must not be
+	// unspecified (0.0.0.0).
+	AdvertiseAddr string
+	// Appliers apply the commands of each namespace. Every master must register the same ones.
+	Appliers map[string]Applier
+	Logger   *slog.Logger
+	// Timing defaults to LANTiming.
+	Timing Timing
+	// Now is the proposer's clock for Command.Time (default time.Now).
+	Now func() time.Time
+	// DedupeWindow defaults to DefaultDedupeWindow.
+	DedupeWindow time.Duration
+	// SnapshotThreshold is how many new entries trigger a snapshot (default 8192), checked every
+	// SnapshotInterval (default 30 s). TrailingLogs entries stay in the log after one (default
+	// 10240) so a briefly absent follower catches up from the log, not a snapshot.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	// MaxBatch caps the commands packed into one raft entry (default 512).
+	MaxBatch int
+	// StreamLayer, when set, carries raft's traffic instead of a TCP listener on BindAddr; tests
+	// use it to cut a server off from the others. AdvertiseAddr must then be its address.
+	StreamLayer hraft.StreamLayer
+}
+
+// maxBatchBytes caps the data packed into one raft entry.
+const maxBatchBytes = 1 << 20
+
+// Result is what a committed command came back with.
+type Result struct {
+	Index     uint64 // raft index of the entry that carried it
+	Value     any    // what the Applier returned
+	Duplicate bool   // the command's ID had been applied before; nothing changed now
+}
+
+// Server is one member of the raft configuration.
+type Server struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Voter   bool   `json:"voter"`
+}
+
+// Stats are raft's numbers for this server.
+type Stats struct {
+	State        string        `json:"state"` // leader, follower, candidate or shutdown
+	Term         uint64        `json:"term"`
+	LastIndex    uint64        `json:"last_index"`
+	CommitIndex  uint64        `json:"commit_index"`
+	AppliedIndex uint64        `json:"applied_index"`
+	LastContact  time.Duration `json:"last_contact_ns"` // since the leader was last heard from; 0 on the leader
+}
+
+// Store is the replicated state: hashicorp/raft with its log in bbolt and an FSM of namespaced
+// keys. Writes go through Apply on the leader; reads through View on any server.
+type Store struct {
+	cfg       Config
+	logger    *slog.Logger
+	raft      *hraft.Raft
+	fsm       *fsm
+	bolt      *raftboltdb.BoltStore
+	transport *hraft.NetworkTransport
+	hasState  bool
+
+	proposeCh chan *proposal
+	inflight  chan inflightBatch
+	notifyCh  chan bool
+	leaderCh  chan bool
+	ready     atomic.Bool // leader and caught up (its barrier went through)
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	wg        sync.WaitGroup
+}
+
+type proposal struct {
+	cmd  Command
+	done chan proposalResult // buffered 1
+}
+
+type proposalResult struct {
+	res Result
+	err error
+}
+
+type inflightBatch struct {
+	future hraft.ApplyFuture
+	batch  []*proposal
+}
+
+// Open opens (or creates) the data in cfg.Dir and starts raft. A new store has no
+// configuration: Bootstrap it, or have the leader of a cluster add it.
+func Open(cfg Config) (*Store, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("raft: config: ID is empty")
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("raft: config: Dir is empty")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Timing == (Timing{}) {
+		cfg.Timing = LANTiming()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.DedupeWindow == 0 {
+		cfg.DedupeWindow = DefaultDedupeWindow
+	}
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = 8192
+	}
+	if cfg.SnapshotInterval == 0 {
+		cfg.SnapshotInterval = 30 * time.Second
+	}
+	if cfg.TrailingLogs == 0 {
+		cfg.TrailingLogs = 10240
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = 512
+	}
+	advertise := cfg.AdvertiseAddr
+	if advertise == "" {
+		advertise = cfg.BindAddr
+	}
+	adv, err := net.ResolveTCPAddr("tcp", advertise)
+	if err != nil {
+		return nil, fmt.Errorf("raft: advertise address %q: %w", advertise, err)
+	}
+	if adv.IP == nil || adv.IP.IsUnspecified() {
+		return nil, fmt.Errorf("raft: advertise address %q is not one other masters can dial; set an advertise address", advertise)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("raft: data dir: %w", err)
+	}
+
+	logger := cfg.Logger
+	hlog := newHCLogger("raft", logger)
+
+	bolt, err := openBolt(filepath.Join(cfg.Dir, "raft.db"))
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := hraft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("raft: snapshot store in %s: %w", cfg.Dir, err)
+	}
+	hasState, err := hraft.HasExistingState(bolt, bolt, snaps)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("raft: read state in %s: %w", cfg.Dir, err)
+	}
+	var transport *hraft.NetworkTransport
+	if cfg.StreamLayer != nil {
+		transport = hraft.NewNetworkTransportWithLogger(cfg.StreamLayer, 3, 10*time.Second, hlog)
+	} else {
+		transport, err = hraft.NewTCPTransportWithLogger(cfg.BindAddr, adv, 3, 10*time.Second, hlog)
+	}
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err)
+	}
+
+	s := &Store{
+		cfg:       cfg,
+		logger:    logger,
+		fsm:       newFSM(cfg.Appliers, cfg.DedupeWindow, logger),
+		bolt:      bolt,
+		transport: transport,
+		hasState:  hasState,
+		proposeCh: make(chan *proposal, 4096),
+		inflight:  make(chan inflightBatch, 256),
+		notifyCh:  make(chan bool, 16),
+		leaderCh:  make(chan bool, 16),
+		closing:   make(chan struct{}),
+	}
+
+	rc := hraft.DefaultConfig()
+	rc.LocalID = hraft.ServerID(cfg.ID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = cfg.Timing.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.Timing.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.Timing.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.Timing.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.MaxAppendEntries = 512
+	rc.BatchApplyCh = true
+	rc.NotifyCh = s.notifyCh
+	r, err := newRaft(rc, s.fsm, bolt, snaps, transport)
+	if err != nil {
+		transport.Close()
+		bolt.Close()
+		return nil, fmt.Errorf("raft: start from %s: %w", cfg.Dir, err)
+	}
+	s.raft = r
+
+	s.wg.Add(3)
+	go s.runBatcher()
+	go s.runWaiter()
+	go s.runLeadership()
+	return s, nil
+}
+
+// newRaft starts hashicorp/raft; a panic while it replays damaged state becomes an error.
+func newRaft(rc *hraft.Config, f *fsm, bolt *raftboltdb.BoltStore, snaps hraft.SnapshotStore, tr hraft.Transport) (r *hraft.Raft, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("damaged log or snapshot: %v", p)
+		}
+	}()
+	return hraft.NewRaft(rc, f, bolt, bolt, snaps, tr)
+}
+
+// openBolt opens the log store, failing fast when another process holds it and saying plainly
+// when the file is damaged.
+func openBolt(path string) (store *raftboltdb.BoltStore, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("raft: log store %s is damaged (%v); restore the data dir from a backup, or remove it and add this master to the cluster again", path, p)
+		}
+	}()
+	store, err = raftboltdb.New(raftboltdb.Options{
+		Path:        path,
+		BoltOptions: &bbolt.Options{Timeout: time.Second},
+	})
+	switch {
+	case errors.Is(err, bbolt.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s is locked", ErrDataDirInUse, path)
+	case err != nil:
+		return nil, fmt.Errorf("raft: log store %s is damaged or unreadable (%v); restore the data dir from a backup, or remove it and add this master to the cluster again", path, err)
+	}
+	return store, nil
+}
+
+// HasState reports whether the data dir held raft state when the store was opened.
+func (s *Store) HasState() bool { return s.hasState }
+
+// Bootstrap makes the initial configuration: servers must be the same on every server that
+// calls it (a single server bootstraps itself alone).
+func (s *Store) Bootstrap(servers []Server) error {
+	cfg := hraft.Configuration{}
+	for _, sv := range servers {
+		suffrage := hraft.Voter
+		if !sv.Voter {
+			suffrage = hraft.Nonvoter
+		}
+		cfg.Servers = append(cfg.Servers, hraft.Server{Suffrage: suffrage, ID: hraft.ServerID(sv.ID), Address: hraft.ServerAddress(sv.Address)})
+	}
+	err := s.raft.BootstrapCluster(cfg).Error()
+	if errors.Is(err, hraft.ErrCantBootstrap) {
+		return ErrAlreadyBootstrapped
+	}
+	if err != nil {
+		return fmt.Errorf("raft: bootstrap: %w", err)
+	}
+	return nil
+}
+
+// Apply proposes cmd and waits until it is committed and applied, ctx ends, or leadership is
+// lost. It only works on the leader. Commands from concurrent callers are packed into shared
+// raft entries, and raft writes entries that queue up with one fsync.
+func (s *Store) Apply(ctx context.Context, cmd Command) (Result, error) {
+	if s.raft.State() != hraft.Leader {
+		return Result{}, s.notLeader()
+	}
+	if cmd.Time == 0 {
+		cmd.Time = s.cfg.Now().UnixNano()
+	}
+	p := &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
+	select {
+	case s.proposeCh <- p:
+	case <-ctx.Done():
+		return Result{}, ctx.Err() // not proposed: nothing happened
+	case <-s.closing:
+		return Result{}, ErrClosed
+	}
+	select {
+	case r := <-p.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+	}
+}
+
+func (s *Store) notLeader() error {
+	addr, id := s.raft.LeaderWithID()
+	return &NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
+}
+
+// runBatcher packs waiting proposals into raft entries. It does not wait for an entry to commit
+// before proposing the next: raft pipelines them, and runWaiter hands out the results in order.
+func (s *Store) runBatcher() {
+	defer s.wg.Done()
+	defer close(s.inflight)
+	for {
+		var first *proposal
+		select {
+		case first = <-s.proposeCh:
+		case <-s.closing:
+			s.failQueued()
+			return
+		}
+		batch := []*proposal{first}
+		size := len(first.cmd.Data)
+	fill:
+		for len(batch) < s.cfg.MaxBatch && size < maxBatchBytes {
+			select {
+			case p := <-s.proposeCh:
+				batch = append(batch, p)
+				size += len(p.cmd.Data)
+			default:
+				break fill
+			}
+		}
+		cmds := make([]Command, len(batch))
+		for i, p := range batch {
+			cmds[i] = p.cmd
+		}
+		f := s.raft.Apply(encodeBatch(cmds), 10*time.Second)
+		select {
+		case s.inflight <- inflightBatch{future: f, batch: batch}:
+		case <-s.closing:
+			deliver(batch, proposalResult{err: ErrUnknownOutcome})
+			s.failQueued()
+			return
+		}
+	}
+}
+
+func (s *Store) failQueued() {
+	for {
+		select {
+		case p := <-s.proposeCh:
+			p.done <- proposalResult{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+func deliver(batch []*proposal, r proposalResult) {
+	for _, p := range batch {
+		p.done <- r
+	}
+}
+
+// runWaiter waits for each proposed entry in order and gives every proposer its own result.
+func (s *Store) runWaiter() {
+	defer s.wg.Done()
+	for b := range s.inflight {
+		if err := b.future.Error(); err != nil {
+			deliver(b.batch, proposalResult{err: s.applyError(err)})
+			continue
+		}
+		results, ok := b.future.Response().([]cmdResult)
+		if !ok || len(results) != len(b.batch) {
+			err, _ := b.future.Response().(error)
+			deliver(b.batch, proposalResult{err: fmt.Errorf("raft: entry %d was not applied: %v", b.future.Index(), err)})
+			continue
+		}
+		for i, p := range b.batch {
+			r := results[i]
+			p.done <- proposalResult{res: Result{Index: b.future.Index(), Value: r.value, Duplicate: r.duplicate}, err: r.err}
+		}
+	}
+}
+
+// applyError maps raft's errors to the store's: "not the leader" when the entry was never
+// appended, "unknown outcome" when it was and may still commit.
+func (s *Store) applyError(err error) error {
+	switch {
+	case errors.Is(err, hraft.ErrNotLeader):
+		return s.notLeader()
+	case errors.Is(err, hraft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %w", ErrUnknownOutcome, ErrClosed)
+	default: // ErrLeadershipLost, ErrEnqueueTimeout and the like
+		return fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+	}
+}
+
+// Consistency says how fresh a read must be.
+type Consistency int
+
+const (
+	// Stale reads serve this server's applied state, whatever its lag (see Staleness).
+	Stale Consistency = iota
+	// Linearizable reads reflect every write committed before the read began. They need the
+	// leader: it confirms with a quorum that it still leads, then waits until it has applied
+	// everything committed at the start of the read.
+	Linearizable
+)
+
+// View returns the state to read, as fresh as c asks.
+func (s *Store) View(ctx context.Context, c Consistency) (*View, error) {
+	if c == Stale {
+		v, _ := s.fsm.view()
+		return v, nil
+	}
+	if s.raft.State() != hraft.Leader || !s.ready.Load() {
+		return nil, s.notLeader()
+	}
+	readIndex := s.raft.CommitIndex()
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		return nil, s.notLeader()
+	}
+	return s.waitApplied(ctx, readIndex)
+}
+
+// waitApplied returns a view once index has been applied.
+func (s *Store) waitApplied(ctx context.Context, index uint64) (*View, error) {
+	for {
+		v, changed := s.fsm.view()
+		if v.index >= index {
+			return v, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.closing:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// runLeadership turns raft's leadership notices into LeaderEvents: true once this server leads
+// and has applied everything its predecessors committed (a barrier), false when it stops.
+func (s *Store) runLeadership() {
+	defer s.wg.Done()
+	defer close(s.leaderCh)
+	for {
+		var leader bool
+		select {
+		case leader = <-s.notifyCh:
+		case <-s.closing:
+			return
+		}
+		if !leader {
+			if s.ready.Swap(false) {
+				s.emitLeader(false)
+			}
+			continue
+		}
+		// A new leader's commit index may trail what its predecessor committed until an entry of
+		// its own term commits; the barrier makes sure it has, and that the FSM has applied it.
+		if err := s.raft.Barrier(30 * time.Second).Error(); err != nil {
+			s.logger.Warn("won an election but could not catch up", "err", err)
+			continue
+		}
+		if s.raft.State() == hraft.Leader && !s.ready.Swap(true) {
+			s.emitLeader(true)
+		}
+	}
+}
+
+func (s *Store) emitLeader(v bool) {
+	select {
+	case s.leaderCh <- v:
+	case <-s.closing:
+	}
+}
+
+// LeaderEvents delivers true when this server becomes a leader ready to serve (caught up), and
+// false when it stops being one. It has one consumer, which must keep up; it is closed when the
+// store closes.
+func (s *Store) LeaderEvents() <-chan bool { return s.leaderCh }
+
+// IsLeader reports whether this server leads and has caught up.
+func (s *Store) IsLeader() bool { return s.ready.Load() && s.raft.State() == hraft.Leader }
+
+// Leader returns the id and raft address of the leader as this server knows it (empty if none).
+func (s *Store) Leader() (id, addr string) {
+	a, i := s.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// ID is this server's raft id.
+func (s *Store) ID() string { return s.cfg.ID }
+
+// Addr is the raft address other servers dial.
+func (s *Store) Addr() string { return string(s.transport.LocalAddr()) }
+
+// Stats returns raft's numbers for this server.
+func (s *Store) Stats() Stats {
+	st := Stats{
+		State:        stateName(s.raft.State()),
+		Term:         s.raft.CurrentTerm(),
+		LastIndex:    s.raft.LastIndex(),
+		CommitIndex:  s.raft.CommitIndex(),
+		AppliedIndex: s.AppliedIndex(),
+	}
+	if st.State != "leader" {
+		if lc := s.raft.LastContact(); !lc.IsZero() {
+			st.LastContact = time.Since(lc)
+		} else {
+			st.LastContact = -1
+		}
+	}
+	return st
+}
+
+// AppliedIndex is the last raft index the FSM applied.
+func (s *Store) AppliedIndex() uint64 {
+	v, _ := s.fsm.view()
+	return v.index
+}
+
+func stateName(st hraft.RaftState) string {
+	switch st {
+	case hraft.Leader:
+		return "leader"
+	case hraft.Follower:
+		return "follower"
+	case hraft.Candidate:
+		return "candidate"
+	default:
+		return "shutdown"
+	}
+}
+
+// Servers returns the current raft configuration.
+func (s *Store) Servers() ([]Server, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft: configuration: %w", err)
+	}
+	var out []Server
+	for _, sv := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(sv.ID), Address: string(sv.Address), Voter: sv.Suffrage == hraft.Voter})
+	}
+	return out, nil
+}
+
+// AddVoter adds a server to the cluster (or updates its address). Leader only.
+func (s *Store) AddVoter(ctx context.Context, id, addr string) error {
+	if err := s.raft.AddVoter(hraft.ServerID(id), hraft.ServerAddress(addr), 0, timeoutOf(ctx)).Error(); err != nil {
+		if errors.Is(err, hraft.ErrNotLeader) {
+			return s.notLeader()
+		}
+		return fmt.Errorf("raft: add %s at %s: %w", id, addr, err)
+	}
+	return nil
+}
+
+// RemoveServer removes a server from the cluster. Leader only.
+func (s *Store) RemoveServer(ctx context.Context, id string) error {
+	if err := s.raft.RemoveServer(hraft.ServerID(id), 0, timeoutOf(ctx)).Error(); err != nil {
+		if errors.Is(err, hraft.ErrNotLeader) {
+			return s.notLeader()
+		}
+		return fmt.Errorf("raft: remove %s: %w", id, err)
+	}
+	return nil
+}
+
+func timeoutOf(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(time.Until(dl), time.Millisecond)
+	}
+	return 0
+}
+
+// Snapshot takes a snapshot now and compacts the log behind it.
+func (s *Store) Snapshot() error {
+	if err := s.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("raft: snapshot: %w", err)
+	}
+	return nil
+}
+
+// LeadershipTransfer hands leadership to another voter (for a graceful leave).
+func (s *Store) LeadershipTransfer() error {
+	return s.raft.LeadershipTransfer().Error()
+}
+
+// Close stops raft and closes the log. Proposals waiting get ErrClosed or ErrUnknownOutcome.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		err = s.raft.Shutdown().Error()
+		close(s.closing)
+		s.wg.Wait()
+		if cerr := s.transport.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if cerr := s.bolt.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// hcLogWriter carries hashicorp/raft's hclog lines into slog, keeping their level.
+type hcLogWriter struct{ logger *slog.Logger }
+
+func (w hcLogWriter) Write(p []byte) (int, error) {
+	line := string(bytes.TrimSpace(p))
+	level := slog.LevelInfo
+	for tag, l := range map[string]slog.Level{"[ERROR]": slog.LevelError, "[WARN]": slog.LevelWarn, "[DEBUG]": slog.LevelDebug, "[TRACE]": slog.LevelDebug} {
+		if i := bytes.Index(p, []byte(tag)); i >= 0 {
+			level = l
+			line = string(bytes.TrimSpace(p[i+len(tag):]))
+			break
+		}
+	}
+	w.logger.Log(context.Background(), level, line)
+	return len(p), nil
+}
+
+func newHCLogger(name string, logger *slog.Logger) hclog.Logger {
+	level := hclog.Info
+	if logger.Enabled(context.Background(), slog.LevelDebug) {
+		level = hclog.Debug
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:        name,
+		Level:       level,
+		Output:      hcLogWriter{logger: logger.With("component", name)},
+		DisableTime: true,
+	})
+}
