@@ -73,6 +73,7 @@ func (f *fsm) ApplyBatch(logs []*hraft.Log) []any {
 	t, index := f.tree, f.index
 	f.mu.Unlock()
 
+	txn := t.Txn()
 	out := make([]any, len(logs))
 	for i, l := range logs {
 		index = l.Index
@@ -88,38 +89,39 @@ func (f *fsm) ApplyBatch(logs []*hraft.Log) []any {
 		}
 		results := make([]cmdResult, len(cmds))
 		for j, c := range cmds {
-			t, results[j] = f.applyCommand(t, l.Index, c)
+			results[j] = f.applyCommand(txn, l.Index, c)
 		}
 		out[i] = results
 	}
-	f.publish(t, index)
+	f.publish(txn.CommitOnly(), index)
 	return out
 }
 
-// applyCommand applies one command atomically: all of its writes or none.
-func (f *fsm) applyCommand(t *tree, index uint64, c Command) (*tree, cmdResult) {
+// applyCommand applies one command atomically into the entry's transaction: all of its writes
+// or none.
+func (f *fsm) applyCommand(txn *treeTxn, index uint64, c Command) cmdResult {
 	if c.Namespace == sysNamespace {
-		return t, cmdResult{err: fmt.Errorf("%w: %q is reserved", ErrUnknownNamespace, c.Namespace)}
+		return cmdResult{err: fmt.Errorf("%w: %q is reserved", ErrUnknownNamespace, c.Namespace)}
 	}
 	ap, ok := f.appliers[c.Namespace]
 	if !ok {
-		return t, cmdResult{err: fmt.Errorf("%w: %q", ErrUnknownNamespace, c.Namespace)}
+		return cmdResult{err: fmt.Errorf("%w: %q", ErrUnknownNamespace, c.Namespace)}
 	}
 	if c.ID != "" {
-		if _, seen := t.Get(fullKey(sysNamespace, "req/"+c.ID)); seen {
-			return t, cmdResult{duplicate: true}
+		if _, seen := txn.Get(fullKey(sysNamespace, "req/"+c.ID)); seen {
+			return cmdResult{duplicate: true}
 		}
 	}
-	txn := t.Txn()
-	tx := &Txn{txn: txn, ns: c.Namespace, index: index, time: c.Time}
+	tx := newCommandTxn(txn, c.Namespace, index, c.Time)
 	value, err := safeApply(ap, tx, c)
 	if err != nil {
-		return t, cmdResult{err: err}
+		return cmdResult{err: err}
 	}
+	tx.commit()
 	if c.ID != "" {
 		f.remember(txn, index, c)
 	}
-	return txn.CommitOnly(), cmdResult{value: value}
+	return cmdResult{value: value}
 }
 
 func safeApply(ap Applier, tx *Txn, c Command) (value any, err error) {

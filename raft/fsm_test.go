@@ -229,3 +229,48 @@ func TestTxnListsInKeyOrderWithinItsNamespace(t *testing.T) {
 		t.Errorf("indexes = %+v", val)
 	}
 }
+
+// TestTxnSeesItsOwnWrites runs one command that reads its own puts, deletes and prefix deletes
+// back, and checks what it saw and what stayed.
+func TestTxnSeesItsOwnWrites(t *testing.T) {
+	var seen []string
+	list := func(tx *Txn, prefix string) string {
+		var keys []string
+		tx.List(prefix, func(k string, d []byte) bool { keys = append(keys, k+"="+string(d)); return true })
+		return fmt.Sprint(keys)
+	}
+	steps := ApplierFunc(func(tx *Txn, cmd Command) (any, error) {
+		switch cmd.Type {
+		case "seed":
+			tx.Put("a/1", []byte("1"))
+			tx.Put("a/2", []byte("2"))
+			tx.Put("b/1", []byte("b"))
+		case "mix":
+			tx.Put("a/3", []byte("3"))
+			tx.Delete("a/1")
+			seen = append(seen, list(tx, "a/"))
+			tx.DeletePrefix("a/")
+			_, ok := tx.Get("a/2")
+			seen = append(seen, fmt.Sprintf("%s %v", list(tx, ""), ok))
+			tx.Put("a/9", []byte("9"))
+			seen = append(seen, list(tx, "a/"))
+		case "mix-then-fail":
+			tx.DeletePrefix("")
+			tx.Put("z", []byte("z"))
+			return nil, errors.New("no")
+		}
+		return nil, nil
+	})
+	f := newFSM(map[string]Applier{"t": steps}, time.Minute, slog.New(slog.DiscardHandler))
+	f.ApplyBatch([]*hraft.Log{entry(1, Command{Namespace: "t", Type: "seed"}, Command{Namespace: "t", Type: "mix"}, Command{Namespace: "t", Type: "mix-then-fail"})})
+	want := []string{"[a/2=2 a/3=3]", "[b/1=b] false", "[a/9=9]"}
+	if !reflect.DeepEqual(seen, want) {
+		t.Fatalf("the command saw %q, want %q", seen, want)
+	}
+	v, _ := f.view()
+	var keys []string
+	v.List("t", "", func(k string, d []byte) bool { keys = append(keys, k); return true })
+	if !reflect.DeepEqual(keys, []string{"a/9", "b/1"}) {
+		t.Fatalf("state after the entry = %v, want [a/9 b/1] (the failed command changed nothing)", keys)
+	}
+}

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -30,13 +31,21 @@ const sysNamespace = "_sys"
 
 func fullKey(ns, key string) []byte { return []byte(ns + nsSep + key) }
 
-// Txn is an Applier's view of its namespace while it applies one command. Writes become visible
-// to readers only when the whole raft entry has been applied.
+// Txn is an Applier's view of its namespace while it applies one command. Its writes are
+// held aside until the Applier returns: kept if it succeeds, dropped if it fails, so a command
+// changes all it meant to or nothing. Readers see them once the whole entry is applied.
 type Txn struct {
-	txn   *treeTxn
+	base  *treeTxn // the entry's transaction: earlier commands' writes, read-only here
 	ns    string
 	index uint64
 	time  int64
+
+	writes      map[string]*Value // full key -> new value; nil means deleted
+	delPrefixes []string          // full-key prefixes deleted, before the writes
+}
+
+func newCommandTxn(base *treeTxn, ns string, index uint64, time int64) *Txn {
+	return &Txn{base: base, ns: ns, index: index, time: time}
 }
 
 // Index is the raft index of the entry being applied.
@@ -45,9 +54,28 @@ func (t *Txn) Index() uint64 { return t.index }
 // Time is the proposer's clock for this command: the only now an Applier may use.
 func (t *Txn) Time() time.Time { return time.Unix(0, t.time).UTC() }
 
+func (t *Txn) lookup(k string) (*Value, bool) {
+	if v, ok := t.writes[k]; ok {
+		return v, v != nil
+	}
+	if t.deletedByPrefix(k) {
+		return nil, false
+	}
+	return t.base.Get([]byte(k))
+}
+
+func (t *Txn) deletedByPrefix(k string) bool {
+	for _, p := range t.delPrefixes {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // Get returns the data stored under key.
 func (t *Txn) Get(key string) ([]byte, bool) {
-	v, ok := t.txn.Get(fullKey(t.ns, key))
+	v, ok := t.lookup(string(fullKey(t.ns, key)))
 	if !ok {
 		return nil, false
 	}
@@ -56,7 +84,7 @@ func (t *Txn) Get(key string) ([]byte, bool) {
 
 // GetValue returns the value stored under key with its indexes.
 func (t *Txn) GetValue(key string) (Value, bool) {
-	v, ok := t.txn.Get(fullKey(t.ns, key))
+	v, ok := t.lookup(string(fullKey(t.ns, key)))
 	if !ok {
 		return Value{}, false
 	}
@@ -65,28 +93,85 @@ func (t *Txn) GetValue(key string) (Value, bool) {
 
 // Put stores data under key. The store keeps data as given: callers must not change it later.
 func (t *Txn) Put(key string, data []byte) {
-	k := fullKey(t.ns, key)
+	k := string(fullKey(t.ns, key))
 	create := t.index
-	if old, ok := t.txn.Get(k); ok {
+	if old, ok := t.lookup(k); ok {
 		create = old.CreateIndex
 	}
-	t.txn.Insert(k, &Value{Data: data, CreateIndex: create, ModifyIndex: t.index})
+	if t.writes == nil {
+		t.writes = map[string]*Value{}
+	}
+	t.writes[k] = &Value{Data: data, CreateIndex: create, ModifyIndex: t.index}
 }
 
 // Delete removes key and reports whether it was there.
 func (t *Txn) Delete(key string) bool {
-	_, ok := t.txn.Delete(fullKey(t.ns, key))
+	k := string(fullKey(t.ns, key))
+	_, ok := t.lookup(k)
+	if ok {
+		if t.writes == nil {
+			t.writes = map[string]*Value{}
+		}
+		t.writes[k] = nil
+	}
 	return ok
 }
 
 // DeletePrefix removes every key that starts with prefix.
-func (t *Txn) DeletePrefix(prefix string) bool {
-	return t.txn.DeletePrefix(fullKey(t.ns, prefix))
+func (t *Txn) DeletePrefix(prefix string) {
+	p := string(fullKey(t.ns, prefix))
+	for k := range t.writes {
+		if strings.HasPrefix(k, p) {
+			delete(t.writes, k)
+		}
+	}
+	t.delPrefixes = append(t.delPrefixes, p)
 }
 
 // List calls fn for each key with the prefix, in key order, until fn returns false.
 func (t *Txn) List(prefix string, fn func(key string, data []byte) bool) {
-	walkPrefix(t.txn.Root(), t.ns, prefix, fn)
+	if len(t.writes) == 0 && len(t.delPrefixes) == 0 {
+		walkPrefix(t.base.Root(), t.ns, prefix, fn)
+		return
+	}
+	head := t.ns + nsSep
+	type kv struct {
+		key  string
+		data []byte
+	}
+	var all []kv
+	walkPrefix(t.base.Root(), t.ns, prefix, func(key string, data []byte) bool {
+		if _, rewritten := t.writes[head+key]; !rewritten && !t.deletedByPrefix(head+key) {
+			all = append(all, kv{key, data})
+		}
+		return true
+	})
+	p := head + prefix
+	for k, v := range t.writes {
+		if v != nil && strings.HasPrefix(k, p) {
+			all = append(all, kv{strings.TrimPrefix(k, head), v.Data})
+		}
+	}
+	slices.SortFunc(all, func(a, b kv) int { return strings.Compare(a.key, b.key) })
+	for _, e := range all {
+		if !fn(e.key, e.data) {
+			return
+		}
+	}
+}
+
+// commit writes the command's changes into the entry's transaction.
+func (t *Txn) commit() {
+	for _, p := range t.delPrefixes {
+		t.base.DeletePrefix([]byte(p))
+	}
+	for k, v := range t.writes { // distinct keys: the order does not change the result
+		if v == nil {
+			t.base.Delete([]byte(k))
+		} else {
+			t.base.Insert([]byte(k), v)
+		}
+	}
 }
 
 // View is a consistent read-only view of the replicated state at one applied index.
