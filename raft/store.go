@@ -328,7 +328,7 @@ func openBolt(path string) (store *raftboltdb.BoltStore, err error) {
 		}
 	}()
 	store, err = raftboltdb.New(raftboltdb.Options{
-		Path:        path,
+		Path: path,
 		// No freelist sync: bbolt rebuilds the freelist on open instead of writing it on every
 		// commit, which cuts the bytes each fsync of the log carries.
 		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
