@@ -298,7 +298,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		transport.Close()
 		bolt.Close()
-		return nil, fmt.Errorf("raft: start from %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("raft: start from %s: %w (if its files are damaged, restore the data dir from a backup, or remove it and add this master to the cluster again)", cfg.Dir, err)
 	}
 	s.raft = r
 
