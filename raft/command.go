@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // Command is one typed change to one namespace of the replicated state. Everything the FSM
@@ -154,6 +153,3 @@ func (d *decoder) bytes() []byte {
 	d.b = d.b[n:]
 	return v
 }
-
-// commandTime is cmd.Time as a time.Time.
-func commandTime(cmd Command) time.Time { return time.Unix(0, cmd.Time).UTC() }

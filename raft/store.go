@@ -226,6 +226,10 @@ func Open(cfg Config) (*Store, error) {
 	if adv.IP == nil || adv.IP.IsUnspecified() {
 		return nil, fmt.Errorf("raft: advertise address %q is not one other masters can dial; set an advertise address", advertise)
 	}
+	var advAddr net.Addr = adv
+	if adv.Port == 0 {
+		advAddr = nil // port 0: advertise the port the listener gets
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("raft: data dir: %w", err)
 	}
@@ -251,7 +255,7 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.StreamLayer != nil {
 		transport = hraft.NewNetworkTransportWithLogger(cfg.StreamLayer, 3, 10*time.Second, hlog)
 	} else {
-		transport, err = hraft.NewTCPTransportWithLogger(cfg.BindAddr, adv, 3, 10*time.Second, hlog)
+		transport, err = hraft.NewTCPTransportWithLogger(cfg.BindAddr, advAddr, 3, 10*time.Second, hlog)
 	}
 	if err != nil {
 		bolt.Close()

@@ -1,0 +1,87 @@
+// Package client talks to an Agora master's HTTP API; the CLI is built on it.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/api"
+)
+
+// Client calls one master. Followers forward writes to the leader, so any master will do.
+type Client struct {
+	base *url.URL
+	hc   *http.Client
+}
+
+// New makes a client for the master at addr: a URL ("http://10.0.0.1:8080") or host:port.
+func New(addr string) (*Client, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("client: master address %q is not a URL like http://host:port", addr)
+	}
+	return &Client{base: u, hc: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// Error is an answer of 4xx or 5xx from the master.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("master answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// do sends a request and decodes a 2xx JSON answer into out (if not nil).
+func (c *Client) do(ctx context.Context, method, path string, out any) error {
+	u := c.base.JoinPath(path)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("client: read answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e api.Error
+		if json.Unmarshal(body, &e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(body))
+		}
+		return &Error{Status: resp.StatusCode, Message: e.Message}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("client: %s %s: bad answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// Cluster is GET /v1/cluster.
+func (c *Client) Cluster(ctx context.Context) (api.ClusterView, error) {
+	var v api.ClusterView
+	err := c.do(ctx, http.MethodGet, "/v1/cluster", &v)
+	return v, err
+}
+
+// RemoveMaster is DELETE /v1/cluster/masters/{id}.
+func (c *Client) RemoveMaster(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/cluster/masters/"+url.PathEscape(id), nil)
+}
