@@ -17,8 +17,12 @@ import (
 type Info struct {
 	Name       string          `json:"name"` // always "agora"
 	Role       string          `json:"role"` // "dev" or "master"
+	ID         string          `json:"id,omitempty"`
+	ClusterID  string          `json:"cluster_id,omitempty"`
 	Build      version.Info    `json:"build"`
 	HTTP       string          `json:"http"`
+	Raft       string          `json:"raft,omitempty"`
+	Gossip     string          `json:"gossip,omitempty"`
 	DataDir    string          `json:"data_dir"`
 	StartedAt  time.Time       `json:"started_at"`
 	Containerd *ContainerdInfo `json:"containerd,omitempty"`
@@ -30,11 +34,14 @@ type ContainerdInfo struct {
 	Version string `json:"version"`
 }
 
-// Config configures a Server.
-type Config struct {
+// ServerConfig configures a Server.
+type ServerConfig struct {
 	HTTPAddr string
 	Info     Info
 	Logger   *slog.Logger
+	// Cluster, when set, adds the cluster endpoints, forwards writes to the leader and marks
+	// reads with how stale they may be.
+	Cluster *Master
 }
 
 // Server is a node's HTTP API.
@@ -46,10 +53,10 @@ type Server struct {
 
 // NewServer listens on cfg.HTTPAddr. Info's Name, HTTP (the address actually bound) and Build
 // are filled in here.
-func NewServer(cfg Config) (*Server, error) {
+func NewServer(cfg ServerConfig) (*Server, error) {
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return nil, fmt.Errorf("master: listen on %s: %w", cfg.HTTPAddr, err)
+		return nil, fmt.Errorf("master: listen on %s (--http): %w", cfg.HTTPAddr, err)
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -60,8 +67,9 @@ func NewServer(cfg Config) (*Server, error) {
 	info.HTTP = ln.Addr().String()
 	info.Build = version.Get()
 	s := &Server{ln: ln, logger: logger}
+	a := &apiHandler{info: info, m: cfg.Cluster, logger: logger}
 	s.srv = &http.Server{
-		Handler:           routes(info),
+		Handler:           a.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
@@ -89,24 +97,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("master: http: %w", err)
 	}
 	return nil
-}
-
-func routes(info Info) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "pong")
-	})
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, info)
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
-	return mux
 }
 
 // writeJSON is the one place responses are encoded.

@@ -39,7 +39,11 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"agora", "dev", "extra"}, exitUsage, "dev takes no arguments"},
 		{[]string{"agora", "dev", "--data-dir", "", "--containerd", "/nonexistent.sock", "--http", "127.0.0.1:0"}, exitError, "data dir"},
 		{[]string{"agora", "dev", "--data-dir", "DATA", "--containerd", "/nonexistent.sock", "--http", "127.0.0.1:0"}, exitError, "containerd at /nonexistent.sock does not answer"},
-		{[]string{"agora", "master"}, exitError, "not in this build yet"},
+		{[]string{"agora", "master"}, exitUsage, "--data-dir is required"},
+		{[]string{"agora", "master", "--data-dir", "DATA", "--bind", "127.0.0.1:notaport"}, exitError, "127.0.0.1:notaport"},
+		{[]string{"agora", "cluster", "members", "--master", "http://127.0.0.1:1"}, exitError, "connection refused"},
+		{[]string{"agora", "cluster", "leader", "-o", "yaml"}, exitUsage, "--output"},
+		{[]string{"agora", "cluster", "remove-master"}, exitUsage, "one master id"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args[1:], " "), func(t *testing.T) {
@@ -85,7 +89,7 @@ func TestDevServesPing(t *testing.T) {
 	var out syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"agora", "--log-level", "warn", "dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0"}, &out, io.Discard)
+		done <- run(ctx, []string{"agora", "--log-level", "warn", "dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0"}, &out, io.Discard)
 	}()
 
 	api := regexp.MustCompile(`API:\s+(http://\S+)`)
@@ -123,6 +127,31 @@ func TestDevServesPing(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"role": "dev"`) || !strings.Contains(string(body), sock) {
 		t.Fatalf("GET /v1/info = %d %s, want a dev node on %s", resp.StatusCode, body, sock)
+	}
+
+	// The client commands see the dev node's one master, leading.
+	var leader bytes.Buffer
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		leader.Reset()
+		err := run(context.Background(), []string{"agora", "cluster", "leader", "--master", base, "-o", "json"}, &leader, io.Discard)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agora cluster leader: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(leader.String(), `"id": "m-`) {
+		t.Fatalf("agora cluster leader -o json = %s", leader.String())
+	}
+	var members bytes.Buffer
+	if err := run(context.Background(), []string{"agora", "cluster", "members", "--master", base}, &members, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^m-\S+\s+master\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:\d+\s+alive$`).MatchString(members.String()) {
+		t.Fatalf("agora cluster members =\n%s", members.String())
 	}
 
 	cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	containerd "github.com/containerd/containerd"
@@ -24,6 +25,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Value: ".agora", Usage: "where the node keeps its state"},
 			&cli.StringFlag{Name: "containerd", Value: defaultContainerdSock, Usage: "containerd socket", EnvVars: []string{"AGORA_CONTAINERD_SOCK"}},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP API address"},
+			&cli.StringFlag{Name: "bind", Value: "127.0.0.1:5050", Usage: "raft address of the one master (gossip uses the next port)"},
 		},
 		Action: runDev,
 	}
@@ -45,23 +47,20 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("dev: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", c.String("containerd"), err)
 	}
-	srv, err := master.NewServer(master.Config{
+	m, err := master.New(master.Config{
+		DataDir:  filepath.Join(dataDir, "master"),
+		RaftAddr: c.String("bind"),
 		HTTPAddr: c.String("http"),
-		Logger:   logger.With("component", "http"),
-		Info: master.Info{
-			Role:       "dev",
-			DataDir:    dataDir,
-			StartedAt:  time.Now().UTC(),
-			Containerd: ctrd,
-		},
+		Role:     "dev",
+		Logger:   logger,
+		Info:     master.Info{Containerd: ctrd},
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
-	fmt.Fprintf(c.App.Writer, "agora dev is up\n  API:        http://%s  (try: curl http://%s/v1/info)\n  containerd: %s (%s)\n  data dir:   %s\nStop it with Ctrl-C.\n",
-		srv.Addr(), srv.Addr(), ctrd.Address, ctrd.Version, dataDir)
-	logger.Info("dev node started", "http", srv.Addr().String(), "containerd", ctrd.Address, "data_dir", dataDir)
-	if err := srv.Serve(c.Context); err != nil {
+	fmt.Fprintf(c.App.Writer, "agora dev is up\n  API:        http://%s  (try: curl http://%s/v1/cluster)\n  containerd: %s (%s)\n  data dir:   %s\nStop it with Ctrl-C.\n",
+		m.HTTPAddr(), m.HTTPAddr(), ctrd.Address, ctrd.Version, dataDir)
+	if err := m.Run(c.Context); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
 	logger.Info("dev node stopped")
@@ -87,17 +86,54 @@ func containerdVersion(ctx context.Context, sock string) (*master.ContainerdInfo
 	return &master.ContainerdInfo{Address: sock, Version: v.Version}, nil
 }
 
-// The master and agent roles are named here so `agora --help` shows the whole shape of the
-// binary; they answer with what is missing until their issues land.
 func masterCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "master",
-		Usage:     "run a replicated master (not in this build yet: use 'agora dev')",
-		ArgsUsage: " ",
-		Action: func(c *cli.Context) error {
-			return fmt.Errorf("master: the replicated master is not in this build yet; run 'agora dev' for a one-node cluster")
+		Name:  "master",
+		Usage: "run a replicated master: 1, 3 or 5 per cluster",
+		Description: "Masters keep the cluster's state in raft (log and snapshots in bbolt under --data-dir) and\n" +
+			"find each other through gossip. Ports: --bind is raft (TCP), --gossip is memberlist (TCP and UDP,\n" +
+			"default: the raft port + 1), --http is the API.\n\n" +
+			"  one master:    agora master --data-dir /var/lib/agora --bind 10.0.0.1:5050\n" +
+			"  three masters: agora master --data-dir D --bind 10.0.0.N:5050 --http 10.0.0.N:8080 \\\n" +
+			"                   --join 10.0.0.1:5051 --bootstrap-expect 3      (on each of the three)\n" +
+			"  add a master:  agora master --data-dir D --bind 10.0.0.4:5050 --join 10.0.0.1:5051",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Usage: "where this master keeps its state (required)"},
+			&cli.StringFlag{Name: "bind", Value: "127.0.0.1:5050", Usage: "raft address, host:port, that the other masters can reach"},
+			&cli.StringFlag{Name: "gossip", Usage: "gossip address, host:port (default: the raft port + 1)"},
+			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP API address"},
+			&cli.StringSliceFlag{Name: "join", Usage: "gossip address of a running master or agent (repeatable)"},
+			&cli.IntFlag{Name: "bootstrap-expect", Usage: "found a new cluster once this many masters are present (0: join an existing one; one master alone bootstraps itself)"},
 		},
+		Action: runMaster,
 	}
+}
+
+func runMaster(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError{fmt.Sprintf("master takes no arguments, got %q", c.Args().Slice())}
+	}
+	if c.String("data-dir") == "" {
+		return usageError{"master: --data-dir is required"}
+	}
+	logger, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	m, err := master.New(master.Config{
+		DataDir:         c.String("data-dir"),
+		RaftAddr:        c.String("bind"),
+		GossipAddr:      c.String("gossip"),
+		HTTPAddr:        c.String("http"),
+		Join:            c.StringSlice("join"),
+		BootstrapExpect: c.Int("bootstrap-expect"),
+		Logger:          logger,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "agora master %s\n  API:    http://%s\n  raft:   %s\n  gossip: %s\n", m.ID(), m.HTTPAddr(), m.RaftAddr(), m.GossipAddr())
+	return m.Run(c.Context)
 }
 
 func agentCommand() *cli.Command {
