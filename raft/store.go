@@ -288,7 +288,10 @@ func Open(cfg Config) (*Store, error) {
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.MaxAppendEntries = 512
-	rc.BatchApplyCh = true
+	// No buffered apply channel: a future left in that buffer when raft shuts down is never
+	// answered, and its waiter would hang. The batcher packs commands itself, and raft's leader
+	// loop still group-commits the entries that queue up.
+	rc.BatchApplyCh = false
 	rc.NotifyCh = s.notifyCh
 	// The cache keeps recent entries in memory so replicating them to followers does not read
 	// them back from bbolt.
