@@ -396,9 +396,11 @@ func (m *Master) setClusterID(id string) error {
 	return m.gossip.UpdateMeta(m.meta())
 }
 
-// reconcileMembers is the leader's membership service: masters that gossip knows and raft does
-// not are added as voters; masters that left gracefully are removed. Failed masters stay (they
-// may come back); an operator removes them with DELETE /v1/cluster/masters/{id}.
+// reconcileMembers is the leader's membership service: new masters that gossip knows (of no
+// cluster yet) are added as voters, and a known master that moved gets its new address. Nothing is removed
+// automatically: a master that stops, gracefully or not, keeps its seat, so restarting masters
+// one by one never shrinks the cluster. An operator removes a master for good with
+// DELETE /v1/cluster/masters/{id} (agora cluster remove-master).
 func (m *Master) reconcileMembers(ctx context.Context) error {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -429,13 +431,11 @@ func (m *Master) reconcileOnce(ctx context.Context) error {
 			continue
 		}
 		s, known := inRaft[mem.Meta.ID]
-		switch {
-		case mem.Status == gossip.StatusLeft && known:
-			m.logger.Info("removing a master that left", "id", mem.Meta.ID)
-			if err := m.store.RemoveServer(ctx, mem.Meta.ID); err != nil {
-				return err
-			}
-		case mem.Status == gossip.StatusAlive && (mem.Meta.Cluster == "" || mem.Meta.Cluster == ours) && (!known || s.Address != mem.Meta.Raft):
+		// New masters (no cluster id yet) are added; a master of ours that is not in raft was
+		// removed by an operator and stays out (it needs a fresh data dir to come back).
+		newcomer := !known && mem.Meta.Cluster == ""
+		moved := known && mem.Meta.Cluster == ours && s.Address != mem.Meta.Raft
+		if mem.Status == gossip.StatusAlive && (newcomer || moved) {
 			m.logger.Info("adding a master", "id", mem.Meta.ID, "raft", mem.Meta.Raft)
 			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := m.store.AddVoter(actx, mem.Meta.ID, mem.Meta.Raft)

@@ -243,31 +243,35 @@ func TestThreeMastersFormFailOverAndGrow(t *testing.T) {
 	})
 	waitUntil(t, "the fourth master knows the cluster id", 10*time.Second, func() bool { return fourth.m.ClusterID() == v.ClusterID })
 
-	// It leaves gracefully: the leader takes it out of raft.
-	if err := fourth.stop(); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the fourth master is removed", 15*time.Second, func() bool {
-		servers, err := newLead.m.store.Servers()
-		if err != nil {
-			return false
-		}
-		for _, s := range servers {
-			if s.ID == fourth.m.id {
-				return false
-			}
-		}
-		return true
-	})
-
-	// The dead first leader is still in raft until an operator removes it.
+	// The dead first leader keeps its seat until an operator removes it; with the fourth master
+	// up, three of four voters are alive, enough to commit the change.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := newLead.m.RemoveMaster(ctx, lead.m.id); err != nil {
 		t.Fatal(err)
 	}
+
+	// The fourth stops gracefully: gossip says it left, and it keeps its seat in raft too (a
+	// restart must not shrink the cluster) until an operator removes it.
+	if err := fourth.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "gossip says the fourth master left", 15*time.Second, func() bool {
+		for _, mem := range newLead.m.gossip.Members() {
+			if mem.Meta.ID == fourth.m.id {
+				return mem.Status == gossip.StatusLeft
+			}
+		}
+		return false
+	})
+	if servers, _ := newLead.m.store.Servers(); len(servers) != 3 {
+		t.Fatalf("servers after the fourth stopped: %v, want three", servers)
+	}
+	if err := newLead.m.RemoveMaster(ctx, fourth.m.id); err != nil {
+		t.Fatal(err)
+	}
 	if servers, _ := newLead.m.store.Servers(); len(servers) != 2 {
-		t.Fatalf("servers after removing the dead master: %v", servers)
+		t.Fatalf("servers after removing the fourth: %v", servers)
 	}
 }
 

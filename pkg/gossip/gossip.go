@@ -107,13 +107,15 @@ type Config struct {
 // Gossip is this node's membership in the pool.
 type Gossip struct {
 	list   *memberlist.Memberlist
+	name   string
 	addr   string
 	logger *slog.Logger
 
 	mu      sync.Mutex // guards meta, members and stopped
 	meta    []byte
-	members map[string]record // by name: what the event callbacks told us, the departed included
-	stopped bool              // Shutdown was called
+	members map[string]record    // by name: what the event callbacks told us, the departed included
+	leaving map[string]time.Time // members that said they are leaving, by name
+	stopped bool                 // Shutdown was called
 
 	events *eventQueue
 }
@@ -165,7 +167,7 @@ func New(cfg Config) (*Gossip, error) {
 	mc.LogOutput = nil
 	mc.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
 
-	g := &Gossip{logger: cfg.Logger}
+	g := &Gossip{logger: cfg.Logger, name: cfg.Name}
 	if err := g.setMeta(cfg.Meta); err != nil {
 		return nil, err
 	}
@@ -330,6 +332,13 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 	}
 	var m Meta
 	err := json.Unmarshal(g.meta, &m)
+	name := g.name
+	var peers []Member
+	for _, r := range g.members {
+		if r.departed.IsZero() && r.member.Name != name {
+			peers = append(peers, r.member)
+		}
+	}
 	g.mu.Unlock()
 	if err == nil {
 		m.Leaving = true
@@ -337,8 +346,27 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 			g.logger.Warn("could not announce the leave", "err", err)
 		}
 	}
+	// Tell each live member directly, over TCP, before the leave itself: gossip may deliver the
+	// metadata update after the leave, and then the leave would look like a failure.
+	deadline := time.Now().Add(timeout / 2)
+	for _, p := range peers {
+		if time.Now().After(deadline) {
+			break
+		}
+		host, port, err := splitHostPort(p.Addr)
+		if err != nil {
+			continue
+		}
+		node := &memberlist.Node{Name: p.Name, Addr: net.ParseIP(host), Port: uint16(port)}
+		if err := g.list.SendReliable(node, []byte(leavingMsg+name)); err != nil {
+			g.logger.Debug("could not tell a member of the leave", "member", p.Name, "err", err)
+		}
+	}
 	return g.list.Leave(timeout)
 }
+
+// leavingMsg prefixes the user message a member sends each peer just before it leaves.
+const leavingMsg = "agora-leaving:"
 
 // Shutdown stops gossiping at once. Without a Leave first, the others declare this node dead.
 func (g *Gossip) Shutdown() error {
@@ -359,7 +387,16 @@ func (d delegate) NodeMeta(limit int) []byte {
 	defer d.g.mu.Unlock()
 	return d.g.meta
 }
-func (delegate) NotifyMsg([]byte)                           {}
+func (d delegate) NotifyMsg(b []byte) {
+	if name, ok := strings.CutPrefix(string(b), leavingMsg); ok {
+		d.g.mu.Lock()
+		if d.g.leaving == nil {
+			d.g.leaving = map[string]time.Time{}
+		}
+		d.g.leaving[name] = time.Now()
+		d.g.mu.Unlock()
+	}
+}
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}
@@ -375,16 +412,19 @@ func (e eventDelegate) NotifyLeave(n *memberlist.Node)  { e.record(EventLeave, n
 func (e eventDelegate) record(t EventType, n *memberlist.Node) {
 	m := e.g.member(n)
 	var departed time.Time
+	e.g.mu.Lock()
 	if t == EventLeave {
 		departed = time.Now()
 		m.Status = StatusDead
 		t = EventFail
-		if m.Meta.Leaving {
+		if said, ok := e.g.leaving[n.Name]; m.Meta.Leaving || ok && time.Since(said) < time.Minute {
 			m.Status = StatusLeft
 			t = EventLeave
 		}
 	}
-	e.g.mu.Lock()
+	if t == EventJoin {
+		delete(e.g.leaving, n.Name)
+	}
 	if e.g.members == nil {
 		e.g.members = map[string]record{}
 	}
