@@ -1,0 +1,128 @@
+// Package id holds Agora's identifiers and makes new ones shaped like Mesos's: an agent is
+// "<uuid>-S<n>", a framework "<uuid>-<nnnn>", an offer "<uuid>-O<n>", where the uuid is chosen
+// once per generator (Mesos uses the master's id) and n counts up.
+package id
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+)
+
+// The kinds of identifier.
+type (
+	AgentID     string
+	FrameworkID string
+	TaskID      string
+	OfferID     string
+	ExecutorID  string
+)
+
+// MaxLen is the longest identifier accepted, in bytes.
+const MaxLen = 255
+
+// validate applies the rules every identifier shares: not empty, at most MaxLen bytes,
+// printable ASCII without spaces or '/', and not "." or "..".
+func validate(kind, s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("id: %s id is empty", kind)
+	case len(s) > MaxLen:
+		return fmt.Errorf("id: %s id %.20q...: longer than %d bytes", kind, s, MaxLen)
+	case s == "." || s == "..":
+		return fmt.Errorf("id: %s id %q is not allowed", kind, s)
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			return fmt.Errorf("id: %s id %q: contains whitespace", kind, s)
+		case c < 0x21 || c > 0x7e:
+			return fmt.Errorf("id: %s id %q: contains a control or non-ASCII character", kind, s)
+		case c == '/':
+			return fmt.Errorf("id: %s id %q: contains '/'", kind, s)
+		}
+	}
+	return nil
+}
+
+// Validate checks the id.
+func (a AgentID) Validate() error { return validate("agent", string(a)) }
+
+// Validate checks the id.
+func (f FrameworkID) Validate() error { return validate("framework", string(f)) }
+
+// Validate checks the id.
+func (t TaskID) Validate() error { return validate("task", string(t)) }
+
+// Validate checks the id.
+func (o OfferID) Validate() error { return validate("offer", string(o)) }
+
+// Validate checks the id.
+func (e ExecutorID) Validate() error { return validate("executor", string(e)) }
+
+// Generator makes identifiers. It is safe for concurrent use.
+type Generator struct {
+	mu                         sync.Mutex // guards rand and the counters
+	rand                       io.Reader
+	prefix                     string
+	agents, frameworks, offers uint64
+}
+
+// NewGenerator makes a generator drawing randomness from r: crypto/rand.Reader in production, a
+// seeded source in tests. Its uuid prefix is drawn now.
+func NewGenerator(r io.Reader) (*Generator, error) {
+	g := &Generator{rand: r}
+	u, err := uuid.NewRandomFromReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("id: %w", err)
+	}
+	g.prefix = u.String()
+	return g, nil
+}
+
+// Agent returns a new agent id.
+func (g *Generator) Agent() AgentID {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := g.agents
+	g.agents++
+	return AgentID(fmt.Sprintf("%s-S%d", g.prefix, n))
+}
+
+// Framework returns a new framework id.
+func (g *Generator) Framework() FrameworkID {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := g.frameworks
+	g.frameworks++
+	return FrameworkID(fmt.Sprintf("%s-%04d", g.prefix, n))
+}
+
+// Offer returns a new offer id.
+func (g *Generator) Offer() OfferID {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := g.offers
+	g.offers++
+	return OfferID(fmt.Sprintf("%s-O%d", g.prefix, n))
+}
+
+// UUID returns a fresh random version 4 uuid.
+func (g *Generator) UUID() (string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	u, err := uuid.NewRandomFromReader(g.rand)
+	if err != nil {
+		return "", fmt.Errorf("id: %w", err)
+	}
+	return u.String(), nil
+}
+
+// Prefix is the uuid this generator's ids start with.
+func (g *Generator) Prefix() string { return g.prefix }
+
+// HasPrefix reports whether the id was made by a generator with this prefix.
+func HasPrefix(id, prefix string) bool { return strings.HasPrefix(id, prefix+"-") }
