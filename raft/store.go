@@ -162,6 +162,10 @@ type Store struct {
 	leaderCh  chan bool
 	ready     atomic.Bool // leader and caught up (its barrier went through)
 
+	readMu   sync.Mutex // guards nextRead
+	nextRead *readRound // the round the next linearizable reads join
+	readKick chan struct{}
+
 	closeOnce sync.Once
 	closing   chan struct{}
 	wg        sync.WaitGroup
@@ -274,6 +278,7 @@ func Open(cfg Config) (*Store, error) {
 		slots:     make(chan struct{}, maxInflight),
 		notifyCh:  make(chan bool, 16),
 		leaderCh:  make(chan bool, 16),
+		readKick:  make(chan struct{}, 1),
 		closing:   make(chan struct{}),
 	}
 
@@ -309,7 +314,8 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.raft = r
 
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go s.runReads()
 	go s.runBatcher()
 	go s.runWaiter()
 	go s.runLeadership()
@@ -513,8 +519,7 @@ const (
 	// Stale reads serve this server's applied state, whatever its lag (see Staleness).
 	Stale Consistency = iota
 	// Linearizable reads reflect every write committed before the read began. They need the
-	// leader: it confirms with a quorum that it still leads, then waits until it has applied
-	// everything committed at the start of the read.
+	// leader, which commits a barrier (shared by concurrent reads) before answering.
 	Linearizable
 )
 
@@ -527,11 +532,71 @@ func (s *Store) View(ctx context.Context, c Consistency) (*View, error) {
 	if s.raft.State() != hraft.Leader || !s.ready.Load() {
 		return nil, s.notLeader()
 	}
-	readIndex := s.raft.CommitIndex()
-	if err := s.raft.VerifyLeader().Error(); err != nil {
-		return nil, s.notLeader()
+	if err := s.readBarrier(ctx); err != nil {
+		return nil, err
 	}
-	return s.waitApplied(ctx, readIndex)
+	v, _ := s.fsm.view()
+	return v, nil
+}
+
+// readRound is one barrier shared by the linearizable reads that joined it.
+type readRound struct {
+	done chan struct{}
+	err  error
+}
+
+// readBarrier returns once a barrier proposed after the call began has committed and every
+// entry before it has been applied. A committed barrier proves this server still led when the
+// read began (a quorum accepted an entry of its term) and that its state holds every write
+// acknowledged before. Raft does not hand no-op and barrier entries to the FSM, so the FSM's
+// own index cannot tell when a read index is reached; the barrier can. Reads that arrive while
+// one barrier is in flight share the next, so many readers cost one entry per round trip.
+func (s *Store) readBarrier(ctx context.Context) error {
+	s.readMu.Lock()
+	r := s.nextRead
+	if r == nil {
+		r = &readRound{done: make(chan struct{})}
+		s.nextRead = r
+		select {
+		case s.readKick <- struct{}{}:
+		default:
+		}
+	}
+	s.readMu.Unlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closing:
+		return ErrClosed
+	}
+}
+
+// runReads proposes one barrier per round of waiting linearizable reads.
+func (s *Store) runReads() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.readKick:
+		case <-s.closing:
+			return
+		}
+		s.readMu.Lock()
+		r := s.nextRead
+		s.nextRead = nil
+		s.readMu.Unlock()
+		if r == nil {
+			continue
+		}
+		if err := s.raft.Barrier(10 * time.Second).Error(); err != nil {
+			r.err = s.notLeader()
+			if !errors.Is(err, hraft.ErrNotLeader) && !errors.Is(err, hraft.ErrLeadershipLost) {
+				r.err = fmt.Errorf("raft: linearizable read: %w", err)
+			}
+		}
+		close(r.done)
+	}
 }
 
 // waitApplied returns a view once index has been applied.
@@ -615,7 +680,7 @@ func (s *Store) Stats() Stats {
 		Term:         s.raft.CurrentTerm(),
 		LastIndex:    s.raft.LastIndex(),
 		CommitIndex:  s.raft.CommitIndex(),
-		AppliedIndex: s.AppliedIndex(),
+		AppliedIndex: s.raft.AppliedIndex(),
 	}
 	if st.State != "leader" {
 		if lc := s.raft.LastContact(); !lc.IsZero() {
@@ -627,7 +692,8 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
-// AppliedIndex is the last raft index the FSM applied.
+// AppliedIndex is the index of the last command the FSM applied (raft's own applied index,
+// in Stats, also counts the no-op and barrier entries the FSM never sees).
 func (s *Store) AppliedIndex() uint64 {
 	v, _ := s.fsm.view()
 	return v.index
