@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/client"
 )
 
@@ -32,6 +33,21 @@ func newClient(c *cli.Context) (*client.Client, error) {
 	return cl, nil
 }
 
+// clusterAction fetches GET /v1/cluster and hands it to show.
+func clusterAction(show func(c *cli.Context, v api.ClusterView) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		cl, err := newClient(c)
+		if err != nil {
+			return err
+		}
+		v, err := cl.Cluster(c.Context)
+		if err != nil {
+			return err
+		}
+		return show(c, v)
+	}
+}
+
 // printJSON writes v indented, for --output json.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -48,15 +64,7 @@ func clusterCommand() *cli.Command {
 				Name:  "members",
 				Usage: "every master and agent gossip knows, with its status",
 				Flags: clientFlags(),
-				Action: func(c *cli.Context) error {
-					cl, err := newClient(c)
-					if err != nil {
-						return err
-					}
-					v, err := cl.Cluster(c.Context)
-					if err != nil {
-						return err
-					}
+				Action: clusterAction(func(c *cli.Context, v api.ClusterView) error {
 					if c.String("output") == "json" {
 						return printJSON(c.App.Writer, v.Members)
 					}
@@ -66,21 +74,13 @@ func clusterCommand() *cli.Command {
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Role, m.Address, dash(m.HTTP), m.Status)
 					}
 					return tw.Flush()
-				},
+				}),
 			},
 			{
 				Name:  "masters",
 				Usage: "the masters in raft, each with its own raft state",
 				Flags: clientFlags(),
-				Action: func(c *cli.Context) error {
-					cl, err := newClient(c)
-					if err != nil {
-						return err
-					}
-					v, err := cl.Cluster(c.Context)
-					if err != nil {
-						return err
-					}
+				Action: clusterAction(func(c *cli.Context, v api.ClusterView) error {
 					if c.String("output") == "json" {
 						return printJSON(c.App.Writer, v.Masters)
 					}
@@ -90,21 +90,13 @@ func clusterCommand() *cli.Command {
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.ID, m.Address, dash(m.HTTP), m.State, m.AppliedIndex, m.Gossip)
 					}
 					return tw.Flush()
-				},
+				}),
 			},
 			{
 				Name:  "leader",
 				Usage: "the leading master",
 				Flags: clientFlags(),
-				Action: func(c *cli.Context) error {
-					cl, err := newClient(c)
-					if err != nil {
-						return err
-					}
-					v, err := cl.Cluster(c.Context)
-					if err != nil {
-						return err
-					}
+				Action: clusterAction(func(c *cli.Context, v api.ClusterView) error {
 					if v.Leader == nil {
 						return fmt.Errorf("there is no leader (asked %s)", c.String("master"))
 					}
@@ -115,7 +107,7 @@ func clusterCommand() *cli.Command {
 					fmt.Fprintln(tw, "ID\tRAFT\tHTTP")
 					fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Leader.ID, v.Leader.Address, dash(v.Leader.HTTP))
 					return tw.Flush()
-				},
+				}),
 			},
 			{
 				Name:      "remove-master",

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,29 +63,12 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestDevServesPing runs `agora dev` as a user would, against the real containerd, and asks it
 // the questions the README tells a new user to ask.
 func TestDevServesPing(t *testing.T) {
 	sock := containerdtest.Socket(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out containerdtest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"agora", "--log-level", "warn", "dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0"}, &out, io.Discard)

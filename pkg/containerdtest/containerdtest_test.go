@@ -1,11 +1,9 @@
 package containerdtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,27 +14,10 @@ import (
 	"github.com/containerd/containerd/oci"
 )
 
-// syncBuffer is a bytes.Buffer safe for the writer goroutine of cio and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
+// Buffer is a bytes.Buffer safe for the writer goroutine of cio and the test's reads.
 // runTestApp creates a container of the test image running /testapp with args, starts it and
 // returns its task with the channel its exit status arrives on.
-func runTestApp(t *testing.T, client *containerd.Client, img containerd.Image, stdout, stderr *syncBuffer, args ...string) (containerd.Task, <-chan containerd.ExitStatus) {
+func runTestApp(t *testing.T, client *containerd.Client, img containerd.Image, stdout, stderr *Buffer, args ...string) (containerd.Task, <-chan containerd.ExitStatus) {
 	t.Helper()
 	ctx := Context(t)
 	id := fmt.Sprintf("chain-%d", time.Now().UnixNano())
@@ -102,7 +83,7 @@ func TestContainerdRunsTestApp(t *testing.T) {
 	img := ImportTestApp(t, client, Namespace)
 
 	t.Run("output and exit status", func(t *testing.T) {
-		var stdout, stderr syncBuffer
+		var stdout, stderr Buffer
 		task, exitCh := runTestApp(t, client, img, &stdout, &stderr, "-print-args", "-stderr", "oops", "-exit", "3")
 		if code := waitExit(t, exitCh, 30*time.Second); code != 3 {
 			t.Errorf("exit status = %d, want 3", code)
@@ -120,7 +101,7 @@ func TestContainerdRunsTestApp(t *testing.T) {
 	})
 
 	t.Run("SIGTERM stops a long runner", func(t *testing.T) {
-		var stdout, stderr syncBuffer
+		var stdout, stderr Buffer
 		task, exitCh := runTestApp(t, client, img, &stdout, &stderr, "-sleep", "1h", "-exit", "0")
 		deadline := time.Now().Add(10 * time.Second)
 		for !strings.Contains(stdout.String(), "testapp: started") {

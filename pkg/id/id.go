@@ -83,31 +83,28 @@ func NewGenerator(r io.Reader) (*Generator, error) {
 	return g, nil
 }
 
-// Agent returns a new agent id.
-func (g *Generator) Agent() AgentID {
+// next returns the counter's value and moves it on.
+func (g *Generator) next(counter *uint64) uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	n := g.agents
-	g.agents++
-	return AgentID(fmt.Sprintf("%s-S%d", g.prefix, n))
+	n := *counter
+	*counter++
+	return n
+}
+
+// Agent returns a new agent id.
+func (g *Generator) Agent() AgentID {
+	return AgentID(fmt.Sprintf("%s-S%d", g.prefix, g.next(&g.agents)))
 }
 
 // Framework returns a new framework id.
 func (g *Generator) Framework() FrameworkID {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := g.frameworks
-	g.frameworks++
-	return FrameworkID(fmt.Sprintf("%s-%04d", g.prefix, n))
+	return FrameworkID(fmt.Sprintf("%s-%04d", g.prefix, g.next(&g.frameworks)))
 }
 
 // Offer returns a new offer id.
 func (g *Generator) Offer() OfferID {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := g.offers
-	g.offers++
-	return OfferID(fmt.Sprintf("%s-O%d", g.prefix, n))
+	return OfferID(fmt.Sprintf("%s-O%d", g.prefix, g.next(&g.offers)))
 }
 
 // UUID returns a fresh random version 4 uuid.
