@@ -14,6 +14,8 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/images"
 	"github.com/containerd/containerd/namespaces"
 
 	"github.com/agora-sched/agora/pkg/ociimage"
@@ -98,7 +100,13 @@ func ImportTestApp(t testing.TB, client *containerd.Client, ns string) container
 		t.Fatalf("containerdtest: %v", err)
 	}
 	ctx := namespaces.WithNamespace(context.Background(), ns)
-	imgs, err := client.Import(ctx, bytes.NewReader(archive))
+	// Test binaries of several packages import at once; containerd locks a blob being written
+	// and answers "unavailable" to the others meanwhile, so those retry.
+	var imgs []images.Image
+	err = retryUnavailable(func() (err error) {
+		imgs, err = client.Import(ctx, bytes.NewReader(archive))
+		return err
+	})
 	if err != nil {
 		t.Fatalf("containerdtest: import %s: %v", TestAppImage, err)
 	}
@@ -106,10 +114,22 @@ func ImportTestApp(t testing.TB, client *containerd.Client, ns string) container
 		t.Fatalf("containerdtest: import gave %v, want one image %s", imgs, TestAppImage)
 	}
 	img := containerd.NewImage(client, imgs[0])
-	if err := img.Unpack(ctx, containerd.DefaultSnapshotter); err != nil {
+	if err := retryUnavailable(func() error { return img.Unpack(ctx, containerd.DefaultSnapshotter) }); err != nil {
 		t.Fatalf("containerdtest: unpack %s: %v", TestAppImage, err)
 	}
 	return img
+}
+
+// retryUnavailable runs f until it stops failing with containerd's "unavailable" (a lock held
+// by another test process), for up to five seconds.
+func retryUnavailable(f func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := f()
+		if err == nil || !errdefs.IsUnavailable(err) || attempt == 50 {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 var (

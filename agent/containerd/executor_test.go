@@ -1,0 +1,200 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/containerdtest"
+)
+
+func newExecutor(t *testing.T) *Executor {
+	t.Helper()
+	client := containerdtest.Client(t)
+	containerdtest.ImportTestApp(t, client, containerdtest.Namespace)
+	return New(Config{Client: client, Namespace: containerdtest.Namespace, SandboxRoot: t.TempDir()})
+}
+
+var taskSeq int
+
+func taskID(t *testing.T) string {
+	taskSeq++
+	return fmt.Sprintf("exec-%d-%d", time.Now().UnixNano(), taskSeq)
+}
+
+func waitExit(t *testing.T, h *Handle, within time.Duration) Exit {
+	t.Helper()
+	select {
+	case ex := <-h.Done():
+		return ex
+	case <-time.After(within):
+		t.Fatalf("task %s did not exit within %v", h.ID, within)
+		return Exit{}
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func freePort(t *testing.T) uint64 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return uint64(ln.Addr().(*net.TCPAddr).Port)
+}
+
+func TestLaunchRunsToTheEndWithOutputAndEnv(t *testing.T) {
+	e := newExecutor(t)
+	p0, p1 := freePort(t), freePort(t)
+	h, err := e.Launch(context.Background(), Spec{
+		TaskID: taskID(t), AgentID: "agent-1", Image: containerdtest.TestAppImage,
+		// With ports, testapp serves on PORT0; -sleep makes it end on its own.
+		Args: []string{"-print-env", "-stderr", "to stderr", "-sleep", "100ms"}, Env: map[string]string{"GREETING": "hi"},
+		Ports: []uint64{p0, p1}, PortNames: []string{"http", "admin-api"}, Host: "node1",
+		CPUs: 0.5, MemMiB: 64,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := waitExit(t, h, 30*time.Second)
+	if ex.Code != 0 || ex.OOMKilled {
+		t.Fatalf("exit = %+v, want 0", ex)
+	}
+	out := readFile(t, filepath.Join(h.Sandbox, "stdout"))
+	for _, want := range []string{"GREETING=hi", fmt.Sprintf("PORT0=%d", p0), fmt.Sprintf("PORT1=%d", p1), fmt.Sprintf("PORTS=%d,%d", p0, p1),
+		fmt.Sprintf("PORT_HTTP=%d", p0), fmt.Sprintf("PORT_ADMIN_API=%d", p1),
+		"HOST=node1", "AGORA_AGENT_ID=agent-1", "AGORA_TASK_ID=" + h.ID, "HOME=" + h.Sandbox, "PATH=" + DefaultPath} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+	if got := readFile(t, filepath.Join(h.Sandbox, "stderr")); got != "to stderr\n" {
+		t.Errorf("stderr = %q", got)
+	}
+}
+
+func TestExitStatusIsReported(t *testing.T) {
+	e := newExecutor(t)
+	h, err := e.Launch(context.Background(), Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, Cmd: "exit 3"})
+	if err == nil {
+		// The test image has no shell: sh -c fails to start, which Launch reports.
+		ex := waitExit(t, h, 30*time.Second)
+		t.Fatalf("sh -c in an image without a shell ran: %+v", ex)
+	}
+	h, err = e.Launch(context.Background(), Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, Args: []string{"-exit", "3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex := waitExit(t, h, 30*time.Second); ex.Code != 3 {
+		t.Fatalf("exit = %+v, want 3", ex)
+	}
+}
+
+func TestKillHonoursTheGracePeriod(t *testing.T) {
+	e := newExecutor(t)
+	h, err := e.Launch(context.Background(), Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, Args: []string{"-sleep", "1h"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := e.Kill(context.Background(), h.ID, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ex := waitExit(t, h, 30*time.Second)
+	if ex.Code != 0 || time.Since(start) > 5*time.Second {
+		t.Fatalf("a task that stops on SIGTERM: exit %+v after %v, want 0 well within the grace", ex, time.Since(start))
+	}
+	if !strings.Contains(readFile(t, filepath.Join(h.Sandbox, "stdout")), "got terminated") {
+		t.Error("the task never saw SIGTERM")
+	}
+}
+
+func TestKillEscalatesAfterTheGracePeriod(t *testing.T) {
+	e := newExecutor(t)
+	h, err := e.Launch(context.Background(), Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, Args: []string{"-sleep", "1h", "-ignore-term", "1h"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let it install its SIGTERM handler
+	start := time.Now()
+	if err := e.Kill(context.Background(), h.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ex := waitExit(t, h, 30*time.Second)
+	if ex.Code != 137 || ex.OOMKilled {
+		t.Fatalf("exit = %+v, want 137 from SIGKILL", ex)
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("SIGKILL came after %v, before the 1s grace", d)
+	}
+}
+
+func TestMemoryLimitOOMIsReported(t *testing.T) {
+	e := newExecutor(t)
+	h, err := e.Launch(context.Background(), Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, Args: []string{"-alloc-mib", "256", "-sleep", "1h"}, MemMiB: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := waitExit(t, h, 60*time.Second)
+	if !ex.OOMKilled || ex.Code != 137 {
+		t.Fatalf("exit = %+v, want an OOM kill (137)", ex)
+	}
+}
+
+func TestAppAnswersOnItsPort(t *testing.T) {
+	e := newExecutor(t)
+	port := freePort(t)
+	h, err := e.Launch(context.Background(), Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, Args: []string{"-sleep", "1h"}, Ports: []uint64{port}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { e.Kill(context.Background(), h.ID, time.Second); waitExit(t, h, 30*time.Second) }()
+	url := fmt.Sprintf("http://127.0.0.1:%d/health", port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "ok\n" {
+				t.Fatalf("GET %s = %d %q", url, resp.StatusCode, body)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the app never answered on PORT0 %d: %v", port, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestLaunchRefusesWhatCannotRun(t *testing.T) {
+	e := newExecutor(t)
+	for name, s := range map[string]Spec{
+		"missing image": {TaskID: taskID(t), Image: "agora.local/nope:latest"},
+		"bad id":        {TaskID: "a/b", Image: containerdtest.TestAppImage},
+		"no image":      {TaskID: taskID(t), Cmd: "true"},
+	} {
+		if _, err := e.Launch(context.Background(), s); err == nil {
+			t.Errorf("%s: launched", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
