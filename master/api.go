@@ -49,6 +49,8 @@ func (a *apiHandler) routes() http.Handler {
 		mux.HandleFunc("GET /v1/cluster", a.getCluster)
 		mux.HandleFunc("GET /v1/cluster/self", a.getSelf)
 		mux.HandleFunc("DELETE /v1/cluster/masters/{id}", a.removeMaster)
+		mux.HandleFunc("POST /v1/agents/register", a.registerAgent)
+		mux.HandleFunc("GET /v1/agents", a.listAgents)
 		mux.HandleFunc("GET /v2/leader", a.getLeaderMarathon)
 		mux.HandleFunc("DELETE /v2/leader", a.abdicate)
 	}

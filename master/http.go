@@ -105,6 +105,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // messages say ">= 0", not "\u003e= 0"
 	_ = enc.Encode(v)
 }
 

@@ -106,11 +106,18 @@ func New(cfg Config) (*Master, error) {
 	m := &Master{cfg: cfg, logger: logger, id: id, clusterID: clusterID, startedAt: time.Now().UTC()}
 	m.leadership = &leadership{logger: logger.With("component", "leadership"), stopTimeout: 30 * time.Second}
 
+	appliers := map[string]raft.Applier{NamespaceAgents: agentsApplier()}
+	for ns, ap := range cfg.Appliers {
+		if _, taken := appliers[ns]; taken {
+			return nil, fmt.Errorf("master: namespace %q is the master's own", ns)
+		}
+		appliers[ns] = ap
+	}
 	m.store, err = raft.Open(raft.Config{
 		ID:       id,
 		Dir:      filepath.Join(cfg.DataDir, "raft"),
 		BindAddr: cfg.RaftAddr,
-		Appliers: cfg.Appliers,
+		Appliers: appliers,
 		Logger:   logger,
 		Timing:   cfg.Timing,
 	})

@@ -335,3 +335,38 @@ func TestNewRejectsPortsInUse(t *testing.T) {
 		t.Fatalf("a data dir in use: %v", err)
 	}
 }
+
+func TestAgentRegistrationValidatesEachField(t *testing.T) {
+	r := startMaster(t, t.TempDir(), 0)
+	leaderOf(t, r)
+	tests := []struct {
+		body string
+		code int
+		msg  string
+	}{
+		{`{"http":"127.0.0.1:5151","resources":{"cpus":1}}`, 422, "hostname: is required"},
+		{`{"hostname":"n1","resources":{"cpus":1}}`, 422, "http: is required"},
+		{`{"hostname":"n1","http":"h:1","resources":{"cpus":-1}}`, 422, "resources: resources: cpus: must be >= 0"},
+		{`{"hostname":"n1","http":"h:1","id":"a b"}`, 422, "id: id: agent id"},
+		{`{"hostname":"n1","http":"h:1","attributes":{"a;b":"x"}}`, 422, `attributes: bad name \"a;b\"`},
+		{`{"hostname":"n1","http":"h:1","colour":"red"}`, 400, `unknown field \"colour\"`},
+		{`{"hostname":`, 400, "registration:"},
+		{`{"hostname":"n1","http":"h:1","resources":{"cpus":1,"mem":64,"ports":"[31000-31005]"}}`, 200, `"id": "`},
+	}
+	for _, tt := range tests {
+		resp, err := http.Post(r.url("/v1/agents/register"), "application/json", strings.NewReader(tt.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.code || !strings.Contains(string(body), tt.msg) {
+			t.Errorf("POST %s = %d %s, want %d with %q", tt.body, resp.StatusCode, body, tt.code, tt.msg)
+		}
+	}
+	var agents []api.Agent
+	getJSON(t, r.url("/v1/agents"), &agents)
+	if len(agents) != 1 || agents[0].Resources.Ports.String() != "[31000-31005]" {
+		t.Fatalf("agents = %+v, want only the valid one", agents)
+	}
+}

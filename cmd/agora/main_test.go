@@ -43,6 +43,11 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"agora", "cluster", "members", "--master", "http://127.0.0.1:1"}, exitError, "connection refused"},
 		{[]string{"agora", "cluster", "leader", "-o", "yaml"}, exitUsage, "--output"},
 		{[]string{"agora", "cluster", "remove-master"}, exitUsage, "one master id"},
+		{[]string{"agora", "agent", "--join", "127.0.0.1:1"}, exitUsage, "--data-dir is required"},
+		{[]string{"agora", "agent", "--data-dir", "DATA"}, exitUsage, "--join is required"},
+		{[]string{"agora", "agent", "--data-dir", "DATA", "--join", "x:1", "--resources", "cpus:lots"}, exitUsage, "--resources"},
+		{[]string{"agora", "agent", "--data-dir", "DATA", "--join", "x:1", "--attributes", "rack"}, exitUsage, "--attributes"},
+		{[]string{"agora", "agent", "--data-dir", "DATA", "--join", "x:1", "--containerd", "/nonexistent.sock"}, exitError, "containerd at /nonexistent.sock does not answer"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args[1:], " "), func(t *testing.T) {

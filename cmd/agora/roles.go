@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	containerd "github.com/containerd/containerd"
 	"github.com/urfave/cli/v2"
 
+	"github.com/agora-sched/agora/agent"
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/resources"
 )
 
 const defaultContainerdSock = "/run/containerd/containerd.sock"
@@ -138,11 +141,95 @@ func runMaster(c *cli.Context) error {
 
 func agentCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "agent",
-		Usage:     "run an agent that runs tasks on containerd (not in this build yet: use 'agora dev')",
-		ArgsUsage: " ",
-		Action: func(c *cli.Context) error {
-			return fmt.Errorf("agent: the agent is not in this build yet; run 'agora dev' for a one-node cluster")
+		Name:  "agent",
+		Usage: "run an agent, or list the agents (agora agent list)",
+		Description: "Runs the agent daemon: it joins the cluster's gossip, registers with the leading master\n" +
+			"(keeping its agent id in --data-dir) and registers again with every new leader. Running tasks\n" +
+			"on containerd through it comes with the rest of the agents issue.\n\n" +
+			"  agora agent --join 10.0.0.1:5051 --data-dir /var/lib/agora-agent --http 10.0.0.7:5151 \\\n" +
+			"    --gossip 10.0.0.7:5152 --resources 'cpus:4;mem:8192;disk:20000;ports:[31000-32000]' --attributes 'rack:r1'",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "join", Usage: "gossip address of a master (repeatable; required)"},
+			&cli.StringFlag{Name: "data-dir", Usage: "where the agent keeps its id and checkpoints (required)"},
+			&cli.StringFlag{Name: "containerd", Value: defaultContainerdSock, Usage: "containerd socket", EnvVars: []string{"AGORA_CONTAINERD_SOCK"}},
+			&cli.StringFlag{Name: "resources", Usage: "what to offer, e.g. 'cpus:4;mem:8192;disk:20000;ports:[31000-32000]' (default: detected)"},
+			&cli.StringFlag{Name: "attributes", Usage: "e.g. 'rack:r1;zone:a'"},
+			&cli.StringFlag{Name: "hostname", Usage: "the name masters and frameworks see (default: the machine's)"},
+			&cli.StringFlag{Name: "http", Value: "127.0.0.1:5151", Usage: "the agent's API address, reachable by masters"},
+			&cli.StringFlag{Name: "gossip", Value: "127.0.0.1:5152", Usage: "gossip address (TCP and UDP)"},
+		},
+		Action: runAgent,
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "the agents registered with the cluster",
+				Flags: clientFlags(),
+				Action: func(c *cli.Context) error {
+					cl, err := newClient(c)
+					if err != nil {
+						return err
+					}
+					agents, err := cl.Agents(c.Context)
+					if err != nil {
+						return err
+					}
+					if c.String("output") == "json" {
+						return printJSON(c.App.Writer, agents)
+					}
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "ID\tHOSTNAME\tHTTP\tRESOURCES\tREGISTERED")
+					for _, a := range agents {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.HTTP, a.Resources, a.RegisteredAt.Format(time.RFC3339))
+					}
+					return tw.Flush()
+				},
+			},
 		},
 	}
+}
+
+func runAgent(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError{fmt.Sprintf("agent takes no arguments, got %q (did you mean 'agora agent list'?)", c.Args().Slice())}
+	}
+	if c.String("data-dir") == "" {
+		return usageError{"agent: --data-dir is required"}
+	}
+	if len(c.StringSlice("join")) == 0 {
+		return usageError{"agent: --join is required (a master's gossip address)"}
+	}
+	logger, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	var res resources.Resources
+	if s := c.String("resources"); s != "" {
+		if res, err = resources.Parse(s); err != nil {
+			return usageError{fmt.Sprintf("--resources: %v", err)}
+		}
+	}
+	attrs, err := agent.ParseAttributes(c.String("attributes"))
+	if err != nil {
+		return usageError{fmt.Sprintf("--attributes: %v", err)}
+	}
+	ctrd, err := containerdVersion(c.Context, c.String("containerd"))
+	if err != nil {
+		return fmt.Errorf("agent: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", c.String("containerd"), err)
+	}
+	a, err := agent.New(agent.Config{
+		DataDir:    c.String("data-dir"),
+		Join:       c.StringSlice("join"),
+		GossipAddr: c.String("gossip"),
+		HTTPAddr:   c.String("http"),
+		Hostname:   c.String("hostname"),
+		Resources:  res,
+		Attributes: attrs,
+		Logger:     logger,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "agora agent\n  API:        http://%s\n  gossip:     %s\n  containerd: %s (%s)\n  resources:  %s\n",
+		a.HTTPAddr(), a.GossipAddr(), ctrd.Address, ctrd.Version, a.Resources())
+	return a.Run(c.Context)
 }

@@ -2,6 +2,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -42,12 +43,24 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("master answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }
 
-// do sends a request and decodes a 2xx JSON answer into out (if not nil).
-func (c *Client) do(ctx context.Context, method, path string, out any) error {
+// do sends a request (with in as its JSON body, if not nil) and decodes a 2xx JSON answer into
+// out (if not nil).
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	u := c.base.JoinPath(path)
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	var reqBody io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("client: %w", err)
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), reqBody)
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -77,11 +90,25 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 // Cluster is GET /v1/cluster.
 func (c *Client) Cluster(ctx context.Context) (api.ClusterView, error) {
 	var v api.ClusterView
-	err := c.do(ctx, http.MethodGet, "/v1/cluster", &v)
+	err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, &v)
 	return v, err
 }
 
 // RemoveMaster is DELETE /v1/cluster/masters/{id}.
 func (c *Client) RemoveMaster(ctx context.Context, id string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/cluster/masters/"+url.PathEscape(id), nil)
+	return c.do(ctx, http.MethodDelete, "/v1/cluster/masters/"+url.PathEscape(id), nil, nil)
+}
+
+// RegisterAgent is POST /v1/agents/register.
+func (c *Client) RegisterAgent(ctx context.Context, reg api.AgentRegistration) (api.Agent, error) {
+	var a api.Agent
+	err := c.do(ctx, http.MethodPost, "/v1/agents/register", reg, &a)
+	return a, err
+}
+
+// Agents is GET /v1/agents.
+func (c *Client) Agents(ctx context.Context) ([]api.Agent, error) {
+	var as []api.Agent
+	err := c.do(ctx, http.MethodGet, "/v1/agents", nil, &as)
+	return as, err
 }

@@ -1,0 +1,314 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/client"
+	"github.com/agora-sched/agora/pkg/gossip"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/version"
+)
+
+// Config configures an Agent.
+type Config struct {
+	DataDir    string
+	Join       []string // gossip addresses of masters (or other agents)
+	GossipAddr string   // this agent's gossip address
+	HTTPAddr   string   // this agent's API address, as masters should reach it
+	Hostname   string
+	Resources  resources.Resources // zero: detected
+	Attributes map[string]string
+	Logger     *slog.Logger
+	// GossipTiming defaults to the LAN profile; tests on loopback use the local one.
+	GossipTiming gossip.Timing
+	// RetryEvery is how often registration is retried and the leader checked (default 1 s).
+	RetryEvery time.Duration
+}
+
+// Agent is the agent daemon's registration with the cluster: it finds the masters through
+// gossip, registers with the leader (any master forwards), keeps the id it got in its data dir,
+// and registers again whenever the leader changes, so a new leader learns of it at once.
+type Agent struct {
+	cfg    Config
+	logger *slog.Logger
+	gossip *gossip.Gossip
+	ln     net.Listener
+
+	mu       sync.Mutex // guards id and leader
+	id       string
+	leader   string // id of the master last registered with
+	attempts int
+}
+
+// ParseAttributes reads "rack:r1;zone:a".
+func ParseAttributes(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, ":")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("agent: attribute %q: want name:value", part)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("agent: attribute %s given twice", k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// DetectResources reads the machine: every cpu, memory less what the system keeps (1 GiB, or
+// half of a small machine), the data dir's disk less 5 GiB (or half), and ports 31000-32000.
+func DetectResources(dataDir string) (resources.Resources, error) {
+	r := resources.Resources{CPUs: float64(runtime.NumCPU()), Ports: resources.Ranges{{Begin: 31000, End: 32000}}}
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err != nil {
+		return r, fmt.Errorf("agent: memory: %w", err)
+	}
+	memMiB := float64(si.Totalram) * float64(si.Unit) / (1 << 20)
+	r.Mem = memMiB - min(1024, memMiB/2)
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dataDir, &fs); err != nil {
+		return r, fmt.Errorf("agent: disk of %s: %w", dataDir, err)
+	}
+	diskMiB := float64(fs.Blocks) * float64(fs.Bsize) / (1 << 20)
+	r.Disk = diskMiB - min(5120, diskMiB/2)
+	return r.Add(resources.Resources{}), nil // rounds to Mesos's precision
+}
+
+// New prepares the agent: its data dir, its id if it has one, its resources, its gossip port.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RetryEvery == 0 {
+		cfg.RetryEvery = time.Second
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("agent: --data-dir is required")
+	}
+	if len(cfg.Join) == 0 {
+		return nil, errors.New("agent: --join is required (a master's gossip address)")
+	}
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("agent: hostname: %w", err)
+		}
+		cfg.Hostname = h
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent: data dir: %w", err)
+	}
+	if cfg.Resources.IsEmpty() {
+		r, err := DetectResources(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Resources = r
+	}
+	if err := cfg.Resources.Validate(); err != nil {
+		return nil, fmt.Errorf("agent: --resources: %w", err)
+	}
+	a := &Agent{cfg: cfg, logger: cfg.Logger}
+	if b, err := os.ReadFile(a.idPath()); err == nil {
+		a.id = strings.TrimSpace(string(b))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("agent: listen on %s (--http): %w", cfg.HTTPAddr, err)
+	}
+	a.ln = ln
+	a.cfg.HTTPAddr = ln.Addr().String()
+	cfg.HTTPAddr = a.cfg.HTTPAddr
+	g, err := gossip.New(gossip.Config{
+		Name:     "agent-" + cfg.Hostname + "-" + filepath.Base(cfg.DataDir),
+		BindAddr: cfg.GossipAddr,
+		Meta:     gossip.Meta{Role: gossip.RoleAgent, ID: a.id, HTTP: cfg.HTTPAddr, Version: version.Get().Version},
+		Logger:   cfg.Logger.With("component", "gossip"),
+		Timing:   cfg.GossipTiming,
+	})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.gossip = g
+	return a, nil
+}
+
+// HTTPAddr is the address the agent's API listens on.
+func (a *Agent) HTTPAddr() string { return a.cfg.HTTPAddr }
+
+// serve answers the agent's API: /ping, /health and /v1/info for now.
+func (a *Agent) serve(ctx context.Context) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "pong") })
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"status": "ok", "registered": a.ID() != ""})
+	})
+	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(map[string]any{
+			"role": "agent", "id": a.ID(), "hostname": a.cfg.Hostname, "http": a.cfg.HTTPAddr,
+			"gossip": a.gossip.LocalAddr(), "resources": a.cfg.Resources, "attributes": a.cfg.Attributes,
+			"build": version.Get(),
+		})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		a.logger.Error("agent API", "err", err)
+	}
+}
+
+func (a *Agent) idPath() string { return filepath.Join(a.cfg.DataDir, "agent-id") }
+
+// ID is the agent id ("" until the first registration).
+func (a *Agent) ID() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.id
+}
+
+// Resources are what the agent offers.
+func (a *Agent) Resources() resources.Resources { return a.cfg.Resources }
+
+// GossipAddr is the agent's gossip address.
+func (a *Agent) GossipAddr() string { return a.gossip.LocalAddr() }
+
+// Run joins, registers, and registers again with every new leader, until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.gossip.Shutdown()
+	serveCtx, stopServe := context.WithCancel(ctx)
+	served := make(chan struct{})
+	go func() { a.serve(serveCtx); close(served) }()
+	defer func() { stopServe(); <-served }()
+	joinCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	_, err := a.gossip.Join(joinCtx, a.cfg.Join)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("agent: %w", err)
+	}
+	tick := time.NewTicker(a.cfg.RetryEvery)
+	defer tick.Stop()
+	for {
+		if err := a.registerIfNeeded(ctx); err != nil && ctx.Err() == nil {
+			a.logger.Warn("registration", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			if err := a.gossip.Leave(2 * time.Second); err != nil && !errors.Is(err, gossip.ErrShutdown) {
+				a.logger.Warn("gossip leave", "err", err)
+			}
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// registerIfNeeded asks a master who leads, and registers when that leader has not heard from
+// this agent yet.
+func (a *Agent) registerIfNeeded(ctx context.Context) error {
+	masters := a.gossip.Masters()
+	if len(masters) == 0 {
+		return errors.New("no master known through gossip yet")
+	}
+	var lastErr error
+	for _, m := range masters {
+		if m.Meta.HTTP == "" {
+			continue
+		}
+		c, err := client.New(m.Meta.HTTP)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		view, err := c.Cluster(rctx)
+		cancel()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if view.Leader == nil {
+			lastErr = errors.New("no leader elected yet")
+			continue
+		}
+		a.mu.Lock()
+		same := view.Leader.ID == a.leader
+		a.mu.Unlock()
+		if same {
+			return nil
+		}
+		return a.register(ctx, c, view.Leader.ID)
+	}
+	return lastErr
+}
+
+func (a *Agent) register(ctx context.Context, c *client.Client, leader string) error {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	got, err := c.RegisterAgent(rctx, api.AgentRegistration{
+		ID:         a.ID(),
+		Hostname:   a.cfg.Hostname,
+		HTTP:       a.cfg.HTTPAddr,
+		Resources:  a.cfg.Resources,
+		Attributes: a.cfg.Attributes,
+	})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	first := a.id == ""
+	a.id, a.leader = got.ID, leader
+	a.attempts++
+	a.mu.Unlock()
+	if first {
+		if err := os.WriteFile(a.idPath(), []byte(got.ID+"\n"), 0o600); err != nil {
+			return fmt.Errorf("agent: keep id: %w", err)
+		}
+		if err := a.gossip.UpdateMeta(gossip.Meta{Role: gossip.RoleAgent, ID: got.ID, HTTP: a.cfg.HTTPAddr, Version: version.Get().Version}); err != nil {
+			return err
+		}
+	}
+	a.logger.Info("registered", "agent", got.ID, "leader", leader, "resources", a.cfg.Resources.String())
+	return nil
+}
+
+// Registrations is how many times the agent registered (first time and again).
+func (a *Agent) Registrations() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.attempts
+}

@@ -1,0 +1,155 @@
+package master
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/id"
+	"github.com/agora-sched/agora/raft"
+)
+
+// NamespaceAgents is the replicated store's namespace of the agent registry.
+const NamespaceAgents = "agents"
+
+// agentsApplier applies the agent registry's commands. Each command's data is an api.Agent whose
+// ID and registration time were chosen by the leader before proposing.
+//
+//	agent.register: store the agent (a re-registration keeps its first registration time)
+func agentsApplier() raft.Applier {
+	return raft.ApplierFunc(func(tx *raft.Txn, cmd raft.Command) (any, error) {
+		switch cmd.Type {
+		case "agent.register":
+			return applyAgentRegister(tx, cmd)
+		}
+		return nil, fmt.Errorf("agents: unknown command %q", cmd.Type)
+	})
+}
+
+func applyAgentRegister(tx *raft.Txn, cmd raft.Command) (any, error) {
+	var a api.Agent
+	if err := json.Unmarshal(cmd.Data, &a); err != nil {
+		return nil, fmt.Errorf("agents: register: %w", err)
+	}
+	if old, ok := tx.Get(a.ID); ok {
+		var prev api.Agent
+		if json.Unmarshal(old, &prev) == nil {
+			a.RegisteredAt = prev.RegisteredAt
+		}
+	}
+	a.LastRegisteredAt = tx.Time()
+	if a.RegisteredAt.IsZero() {
+		a.RegisteredAt = a.LastRegisteredAt
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return nil, err
+	}
+	tx.Put(a.ID, data)
+	return a, nil
+}
+
+// validateRegistration names the first field of a registration that is wrong.
+func validateRegistration(r api.AgentRegistration) error {
+	switch {
+	case strings.TrimSpace(r.Hostname) == "":
+		return &api.FieldError{Field: "hostname", Msg: "is required"}
+	case r.HTTP == "":
+		return &api.FieldError{Field: "http", Msg: "is required (the agent's API address, host:port)"}
+	}
+	if r.ID != "" {
+		if err := id.AgentID(r.ID).Validate(); err != nil {
+			return &api.FieldError{Field: "id", Msg: err.Error()}
+		}
+	}
+	if err := r.Resources.Validate(); err != nil {
+		return &api.FieldError{Field: "resources", Msg: err.Error()}
+	}
+	for k := range r.Attributes {
+		if k == "" || strings.ContainsAny(k, ":; ") {
+			return &api.FieldError{Field: "attributes", Msg: fmt.Sprintf("bad name %q", k)}
+		}
+	}
+	return nil
+}
+
+// registerAgent is POST /v1/agents/register on the leader (followers forward it): a new agent
+// gets an id; an agent that has one registers again under it.
+func (a *apiHandler) registerAgent(w http.ResponseWriter, r *http.Request) {
+	var reg api.AgentRegistration
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&reg); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("registration: %v", err))
+		return
+	}
+	if err := validateRegistration(reg); err != nil {
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	agentID := reg.ID
+	if agentID == "" {
+		g, err := id.NewGenerator(rand.Reader)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		agentID = string(g.Agent())
+	}
+	agent := api.Agent{ID: agentID, Hostname: reg.Hostname, HTTP: reg.HTTP, Resources: reg.Resources, Attributes: reg.Attributes}
+	data, err := json.Marshal(agent)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	res, err := a.m.store.Apply(ctx, raft.Command{Namespace: NamespaceAgents, Type: "agent.register", Data: data})
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res.Value)
+}
+
+// listAgents is GET /v1/agents: the registry as this master has it (see the staleness headers).
+func (a *apiHandler) listAgents(w http.ResponseWriter, r *http.Request) {
+	v, err := a.m.store.View(r.Context(), raft.Stale)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	agents := []api.Agent{}
+	var bad error
+	v.List(NamespaceAgents, "", func(_ string, data []byte) bool {
+		var ag api.Agent
+		if err := json.Unmarshal(data, &ag); err != nil {
+			bad = err
+			return false
+		}
+		agents = append(agents, ag)
+		return true
+	})
+	if bad != nil {
+		writeError(w, http.StatusInternalServerError, bad.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, agents)
+}
+
+// writeStoreError maps the store's errors to answers: no leader and unknown outcomes are 503
+// (retry), anything else 500.
+func writeStoreError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrUnknownOutcome), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, err.Error()+"; retry")
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}

@@ -1,0 +1,36 @@
+package api
+
+import (
+	"time"
+
+	"github.com/agora-sched/agora/pkg/resources"
+)
+
+// AgentRegistration is what an agent sends to POST /v1/agents/register. A new agent leaves ID
+// empty and gets one; an agent registering again (a restart, a new leader) sends its own.
+type AgentRegistration struct {
+	ID         string              `json:"id,omitempty"`
+	Hostname   string              `json:"hostname"`
+	HTTP       string              `json:"http"` // the agent's API, host:port
+	Resources  resources.Resources `json:"resources"`
+	Attributes map[string]string   `json:"attributes,omitempty"`
+}
+
+// Agent is one agent of the registry, as GET /v1/agents lists it.
+type Agent struct {
+	ID               string              `json:"id"`
+	Hostname         string              `json:"hostname"`
+	HTTP             string              `json:"http"`
+	Resources        resources.Resources `json:"resources"`
+	Attributes       map[string]string   `json:"attributes,omitempty"`
+	RegisteredAt     time.Time           `json:"registered_at"`
+	LastRegisteredAt time.Time           `json:"last_registered_at"`
+}
+
+// FieldError says which field of a request is wrong; its text names the field.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
