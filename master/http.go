@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/version"
 )
 
@@ -100,16 +100,7 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // writeJSON is the one place responses are encoded.
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false) // messages say ">= 0", not "\u003e= 0"
-	_ = enc.Encode(v)
-}
+func writeJSON(w http.ResponseWriter, code int, v any) { httpjson.Write(w, code, v) }
 
 // writeError answers with the JSON error body every API error uses: {"message": "..."}.
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"message": msg})
-}
+func writeError(w http.ResponseWriter, code int, msg string) { httpjson.Error(w, code, msg) }

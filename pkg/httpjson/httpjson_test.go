@@ -1,0 +1,61 @@
+package httpjson
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+type body struct {
+	Name  string `json:"name"`
+	Count int    `json:"count"`
+	Inner struct {
+		Port int `json:"port"`
+	} `json:"inner"`
+}
+
+func TestDecodeNamesTheField(t *testing.T) {
+	for _, tc := range []struct {
+		body, field, msg string
+	}{
+		{`{"name":"a","count":"x"}`, "count", "want a JSON int"},
+		{`{"name":"a","inner":{"port":true}}`, "inner.port", "want a JSON int"},
+		{`{"name":"a","colour":"red"}`, "colour", "unknown field"},
+		{`{"name":`, "", "malformed JSON"},
+		{``, "", "empty"},
+		{`{"name":"a"} {"name":"b"}`, "", "more than one"},
+	} {
+		r := httptest.NewRequest("POST", "/", strings.NewReader(tc.body))
+		var v body
+		err := Decode(r, &v)
+		var bad *BadRequest
+		if !errors.As(err, &bad) {
+			t.Fatalf("%s: err = %v, want a BadRequest", tc.body, err)
+		}
+		if bad.Field != tc.field || !strings.Contains(bad.Msg, tc.msg) {
+			t.Errorf("%s: got field %q msg %q, want field %q msg with %q", tc.body, bad.Field, bad.Msg, tc.field, tc.msg)
+		}
+	}
+	r := httptest.NewRequest("POST", "/", strings.NewReader(`{"name":"a","count":2}`))
+	var v body
+	if err := Decode(r, &v); err != nil || v.Name != "a" || v.Count != 2 {
+		t.Fatalf("good body: %+v, %v", v, err)
+	}
+}
+
+func TestErrorBodyNamesTheField(t *testing.T) {
+	w := httptest.NewRecorder()
+	FieldError(w, 422, "cpus", "must be > 0 & finite")
+	var got ErrorBody
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != 422 || got.Field != "cpus" || got.Message != "cpus: must be > 0 & finite" {
+		t.Fatalf("%d %+v", w.Code, got)
+	}
+	if strings.Contains(w.Body.String(), `\u0026`) {
+		t.Fatalf("HTML-escaped: %s", w.Body)
+	}
+}
