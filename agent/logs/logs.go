@@ -1,0 +1,231 @@
+// Package logs keeps a task's stdout and stderr in files in its sandbox, rotated at a size
+// limit, and reads them back for the agent's API, following them as they grow.
+//
+// The writer is not the agent: containerd's shim hands the container's output pipes to a
+// logging process it starts and owns (RunLogger, run as `agora logger OPTIONS`), so output keeps
+// flowing into the sandbox while the agent restarts.
+//
+// Use:
+//
+//  1. The executor passes Options{Dir, MaxBytes, Keep}.Encode() as the logger's one argument.
+//  2. RunLogger, in the shim's logging process, copies the container's stdout (fd 3) and stderr
+//     (fd 4) into Dir/stdout and Dir/stderr through File, which rotates them.
+//  3. The agent serves Handler at /v1/tasks/{id}/logs, which answers with Read or Follow.
+//
+// Offsets are positions in a stream's whole history, so rotation never moves them: the current
+// file is always Dir/<stream> (where Mesos users look for it), and a rotated file is renamed
+// Dir/<stream>.<B>, B being the offset of its first byte. The current file thus starts where
+// the newest rotated file ends. Deleting old files leaves a gap at the start; a read from before
+// the earliest byte kept starts at the earliest byte kept, and says so in its offset.
+package logs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxBytes = 10 << 20
+	DefaultKeep     = 5
+)
+
+// Streams are the two streams a task has.
+var Streams = []string{"stdout", "stderr"}
+
+// Options say where a task's logs go and how big they may grow.
+type Options struct {
+	Dir      string // the sandbox
+	MaxBytes int64  // rotate a file when a write would take it past this (default DefaultMaxBytes)
+	Keep     int    // rotated files kept per stream (default DefaultKeep)
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.Keep <= 0 {
+		o.Keep = DefaultKeep
+	}
+	return o
+}
+
+// Encode writes the options as the logger's one argument: "MAXBYTES:KEEP:DIR".
+func (o Options) Encode() string {
+	o = o.withDefaults()
+	return fmt.Sprintf("%d:%d:%s", o.MaxBytes, o.Keep, o.Dir)
+}
+
+// DecodeOptions reads what Encode wrote.
+func DecodeOptions(s string) (Options, error) {
+	parts := strings.SplitN(s, ":", 3)
+	if len(parts) != 3 {
+		return Options{}, fmt.Errorf("logs: options %q: want MAXBYTES:KEEP:DIR", s)
+	}
+	max, err1 := strconv.ParseInt(parts[0], 10, 64)
+	keep, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil || max <= 0 || keep <= 0 || !filepath.IsAbs(parts[2]) {
+		return Options{}, fmt.Errorf("logs: options %q: want MAXBYTES:KEEP:DIR with an absolute DIR", s)
+	}
+	return Options{MaxBytes: max, Keep: keep, Dir: parts[2]}, nil
+}
+
+// segment is one file of a stream: the bytes from offset Base on.
+type segment struct {
+	Base int64
+	Path string
+	Size int64
+}
+
+// segments lists a stream's files in offset order, the current file last (absent when nothing
+// was ever written).
+func segments(dir, stream string) ([]segment, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("logs: %w", err)
+	}
+	var segs []segment
+	var cur *segment
+	for _, e := range entries {
+		name := e.Name()
+		if name == stream {
+			info, err := e.Info()
+			if err != nil {
+				continue // rotated away meanwhile; the caller retries
+			}
+			cur = &segment{Path: filepath.Join(dir, name), Size: info.Size()}
+			continue
+		}
+		rest, ok := strings.CutPrefix(name, stream+".")
+		if !ok {
+			continue
+		}
+		base, err := strconv.ParseInt(rest, 10, 64)
+		if err != nil || base < 0 {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		segs = append(segs, segment{Base: base, Path: filepath.Join(dir, name), Size: info.Size()})
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i].Base < segs[j].Base })
+	if cur != nil {
+		if n := len(segs); n > 0 {
+			cur.Base = segs[n-1].Base + segs[n-1].Size
+		}
+		segs = append(segs, *cur)
+	}
+	return segs, nil
+}
+
+// File is one stream's log, rotated at a size limit. It is safe for one writer at a time.
+type File struct {
+	dir, stream string
+	maxBytes    int64
+	keep        int
+
+	mu   sync.Mutex // guards the fields below
+	f    *os.File
+	base int64 // offset of the current file's first byte
+	size int64 // bytes in the current file
+}
+
+// OpenFile opens (or continues) a stream's log in dir.
+func OpenFile(dir, stream string, maxBytes int64, keep int) (*File, error) {
+	o := Options{Dir: dir, MaxBytes: maxBytes, Keep: keep}.withDefaults()
+	lf := &File{dir: dir, stream: stream, maxBytes: o.MaxBytes, keep: o.Keep}
+	segs, err := segments(dir, stream)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range segs {
+		if s.Path != lf.path() {
+			lf.base = s.Base + s.Size
+		}
+	}
+	if err := lf.open(); err != nil {
+		return nil, err
+	}
+	return lf, nil
+}
+
+func (lf *File) path() string { return filepath.Join(lf.dir, lf.stream) }
+
+func (lf *File) open() error {
+	f, err := os.OpenFile(lf.path(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("logs: %w", err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("logs: %w", err)
+	}
+	lf.f, lf.size = f, info.Size()
+	return nil
+}
+
+// Write appends p, first rotating the current file if p would take it past the limit. A write
+// larger than the limit goes whole into a file of its own.
+func (lf *File) Write(p []byte) (int, error) {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	if lf.f == nil {
+		return 0, errors.New("logs: file closed")
+	}
+	if lf.size > 0 && lf.size+int64(len(p)) > lf.maxBytes {
+		if err := lf.rotateLocked(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := lf.f.Write(p)
+	lf.size += int64(n)
+	return n, err
+}
+
+func (lf *File) rotateLocked() error {
+	if err := lf.f.Close(); err != nil {
+		return fmt.Errorf("logs: %w", err)
+	}
+	lf.f = nil
+	rotated := fmt.Sprintf("%s.%d", lf.path(), lf.base)
+	if err := os.Rename(lf.path(), rotated); err != nil {
+		return fmt.Errorf("logs: rotate: %w", err)
+	}
+	lf.base += lf.size
+	if err := lf.open(); err != nil {
+		return err
+	}
+	segs, err := segments(lf.dir, lf.stream)
+	if err != nil {
+		return err
+	}
+	old := segs[:len(segs)-1] // rotated ones, oldest first
+	for len(old) > lf.keep {
+		if err := os.Remove(old[0].Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("logs: prune: %w", err)
+		}
+		old = old[1:]
+	}
+	return nil
+}
+
+// Close closes the current file.
+func (lf *File) Close() error {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	if lf.f == nil {
+		return nil
+	}
+	err := lf.f.Close()
+	lf.f = nil
+	return err
+}
