@@ -1,16 +1,25 @@
 // Package containerd runs an agent's tasks as containerd containers, in a containerd namespace
-// of their own ("agora"). It is the agent's executor: it launches, waits and kills; the agent
-// decides what to run and keeps the books.
+// of their own ("agora"). It is the agent's executor: it launches, waits, kills and re-attaches;
+// the agent decides what to run and keeps the books.
 //
 // Use:
 //
-//  1. New(Config{Client, Namespace, SandboxRoot}) makes an executor.
-//  2. Launch(ctx, Spec) creates the container (image, args, env with PORT0.. and the task's
-//     identity, cgroup limits from cpus and mem), starts it with stdout and stderr going to
-//     files in the task's sandbox, and returns once the process runs.
-//  3. The returned Handle's Done channel delivers the Exit: status code, and whether the
-//     kernel killed it for memory.
-//  4. Kill sends SIGTERM, waits the grace period, then SIGKILL.
+//  1. New(Config{Client, Namespace, SandboxRoot, LogBinary}) makes an executor.
+//  2. Recover(ctx, known) once at start: re-attaches to the containers of tasks the agent's
+//     checkpoint knows, reports the ones that ended meanwhile, and kills and removes the rest.
+//  3. Launch(ctx, Spec) gets the image (or uses the host's root filesystem, read-only), creates
+//     the container (args, env with PORT0.. and the task's identity, cgroup limits from cpus
+//     and mem), starts it with stdout and stderr going to rotated files in the task's sandbox,
+//     and returns once the process runs.
+//  4. The Handle's Done channel delivers the Exit: status code, and whether the kernel killed it
+//     for memory. The container stays until Remove, so that an exit the agent has not yet
+//     checkpointed survives an agent crash.
+//  5. Kill sends SIGTERM, waits the grace period, then SIGKILL. Exec runs a command inside a
+//     task (COMMAND health checks); Stats reads its cgroup usage.
+//
+// The task's stdout and stderr are written by a logging process the containerd shim starts and
+// owns (LogBinary, which is agora itself: `agora logger ...`), not by the agent, so output keeps
+// flowing into the sandbox while the agent restarts.
 package containerd
 
 import (
@@ -27,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agora-sched/agora/agent/logs"
 	ctrd "github.com/containerd/containerd"
 	eventtypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/cio"
@@ -43,11 +53,19 @@ const DefaultNamespace = "agora"
 // DefaultPath is the PATH a task gets when it sets none.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+// LoggerCommand is the first argument the shim passes LogBinary: `LogBinary logger OPTIONS`.
+const LoggerCommand = "logger"
+
 // Config configures an Executor.
 type Config struct {
 	Client      *ctrd.Client
 	Namespace   string // default DefaultNamespace
 	SandboxRoot string // each task's sandbox is SandboxRoot/<task id>
+	// LogBinary is the absolute path of the program the shim runs as `LogBinary logger OPTIONS`
+	// to write a task's stdout and stderr (logs.RunLogger); agora itself.
+	LogBinary   string
+	LogMaxBytes int64 // rotate a task's stdout or stderr at this size (default logs' own)
+	LogKeep     int   // rotated files kept per stream (default logs' own)
 	Logger      *slog.Logger
 }
 
@@ -55,14 +73,18 @@ type Config struct {
 type Spec struct {
 	TaskID  string
 	AgentID string
-	Image   string   // an image already in containerd (pulled or imported)
-	Cmd     string   // run as "sh -c Cmd" when set
-	Args    []string // otherwise: these args after the image's entrypoint (or instead, without one)
-	Env     map[string]string
-	Labels  map[string]string
-	CPUs    float64 // cgroup cpu shares (1024 per cpu) and quota
-	MemMiB  float64 // hard memory limit
-	Ports   []uint64
+	// Image is a registry reference ("nginx:1.27", "registry.local:5000/app@sha256:...") or the
+	// name of an imported image. Empty: the task runs Cmd on the host's root filesystem,
+	// mounted read-only, with a writable sandbox and a private /tmp.
+	Image     string
+	ForcePull bool     // pull even when the image is already here
+	Cmd       string   // run as "sh -c Cmd" when set
+	Args      []string // otherwise: these args after the image's entrypoint (or instead, without one)
+	Env       map[string]string
+	Labels    map[string]string
+	CPUs      float64 // cgroup cpu shares (1024 per cpu) and quota
+	MemMiB    float64 // hard memory limit
+	Ports     []uint64
 	// PortNames names Ports by index (Marathon's portDefinitions names), for PORT_<NAME>.
 	PortNames []string
 	Host      string // the agent's hostname, in HOST
@@ -73,17 +95,27 @@ type Exit struct {
 	Code      uint32
 	OOMKilled bool
 	At        time.Time
+	// Vanished: the process and its status are gone (its shim died while the agent was down);
+	// Code means nothing.
+	Vanished bool
 }
 
-// Handle is a launched task.
+// Handle is a launched (or re-attached) task.
 type Handle struct {
 	ID      string
 	Sandbox string
 	done    chan Exit
+	exited  chan struct{} // closed when the process has ended
 }
 
 // Done delivers the task's Exit once, when its process ends.
 func (h *Handle) Done() <-chan Exit { return h.done }
+
+// running is what the executor holds for a task whose process has not been removed.
+type running struct {
+	task   ctrd.Task
+	handle *Handle
+}
 
 // Executor launches and kills tasks.
 type Executor struct {
@@ -91,25 +123,46 @@ type Executor struct {
 	logger *slog.Logger
 
 	mu    sync.Mutex // guards tasks
-	tasks map[string]ctrd.Task
+	tasks map[string]*running
 }
 
+// ErrBadSpec: the task cannot be launched as described.
+var ErrBadSpec = errors.New("containerd: bad task")
+
+// ErrNoTask: the executor runs no task of that id.
+var ErrNoTask = errors.New("containerd: no such task")
+
 // New makes an executor.
-func New(cfg Config) *Executor {
+func New(cfg Config) (*Executor, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("containerd: no client")
+	}
 	if cfg.Namespace == "" {
 		cfg.Namespace = DefaultNamespace
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Executor{cfg: cfg, logger: cfg.Logger, tasks: map[string]ctrd.Task{}}
+	if !filepath.IsAbs(cfg.LogBinary) {
+		return nil, fmt.Errorf("containerd: the log binary %q must be an absolute path", cfg.LogBinary)
+	}
+	if _, err := os.Stat(cfg.LogBinary); err != nil {
+		return nil, fmt.Errorf("containerd: log binary: %w", err)
+	}
+	if !filepath.IsAbs(cfg.SandboxRoot) {
+		return nil, fmt.Errorf("containerd: the sandbox root %q must be an absolute path", cfg.SandboxRoot)
+	}
+	return &Executor{cfg: cfg, logger: cfg.Logger, tasks: map[string]*running{}}, nil
 }
 
 func (e *Executor) ctx(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, e.cfg.Namespace)
 }
 
-// Env is the environment a task sees: its own variables, then what Agora sets (ports, identity,
+// Sandbox is the sandbox directory of a task.
+func (e *Executor) Sandbox(taskID string) string { return filepath.Join(e.cfg.SandboxRoot, taskID) }
+
+// env is the environment a task sees: its own variables, then what Agora sets (ports, identity,
 // HOME, a default PATH), which the task's own cannot override except PATH.
 func (s Spec) env(sandbox string) []string {
 	env := map[string]string{"PATH": DefaultPath}
@@ -142,41 +195,76 @@ func (s Spec) env(sandbox string) []string {
 	return out
 }
 
-// ErrBadSpec: the task cannot be launched as described.
-var ErrBadSpec = errors.New("containerd: bad task")
-
-// Launch starts the task and returns once its process runs.
-func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
-	if s.TaskID == "" || strings.ContainsAny(s.TaskID, "/ ") {
-		return nil, fmt.Errorf("%w: task id %q", ErrBadSpec, s.TaskID)
+// ValidTaskID says whether id can name a container and a sandbox directory.
+func ValidTaskID(id string) error {
+	switch {
+	case id == "", len(id) > 200:
+		return fmt.Errorf("%w: task id %q: 1 to 200 characters", ErrBadSpec, id)
+	case id == "." || id == "..":
+		return fmt.Errorf("%w: task id %q", ErrBadSpec, id)
 	}
-	if s.Image == "" {
-		return nil, fmt.Errorf("%w: %s: no image (the host-rootfs mode is not built yet)", ErrBadSpec, s.TaskID)
+	for _, r := range id {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
+		if !ok {
+			return fmt.Errorf("%w: task id %q: only letters, digits, '-', '_' and '.'", ErrBadSpec, id)
+		}
+	}
+	return nil
+}
+
+// Launch starts the task and returns once its process runs. Its errors are meant for a person:
+// a bad image name, a failed pull, a missing binary.
+func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
+	if err := ValidTaskID(s.TaskID); err != nil {
+		return nil, err
+	}
+	if s.Image == "" && s.Cmd == "" {
+		return nil, fmt.Errorf("%w: %s: a task without an image needs a command", ErrBadSpec, s.TaskID)
 	}
 	ctx = e.ctx(ctx)
-	img, err := e.cfg.Client.GetImage(ctx, s.Image)
-	if err != nil {
-		return nil, fmt.Errorf("containerd: image %s is not on this agent (pull or import it first): %w", s.Image, err)
-	}
-	sandbox := filepath.Join(e.cfg.SandboxRoot, s.TaskID)
+	sandbox := e.Sandbox(s.TaskID)
 	if err := os.MkdirAll(sandbox, 0o755); err != nil {
 		return nil, fmt.Errorf("containerd: sandbox: %w", err)
 	}
 	opts := []oci.SpecOpts{
-		oci.WithImageConfig(img),
 		oci.WithHostNamespace(specs.NetworkNamespace),
 		oci.WithHostHostsFile,
 		oci.WithHostResolvconf,
+	}
+	var copts []ctrd.NewContainerOpts
+	if s.Image != "" {
+		img, err := e.EnsureImage(ctx, s.Image, s.ForcePull)
+		if err != nil {
+			return nil, err
+		}
+		opts = append([]oci.SpecOpts{oci.WithImageConfig(img)}, opts...)
+		switch {
+		case s.Cmd != "":
+			opts = append(opts, oci.WithProcessArgs("sh", "-c", s.Cmd))
+		case len(s.Args) > 0:
+			opts = append(opts, oci.WithImageConfigArgs(img, s.Args))
+		}
+		copts = append(copts, ctrd.WithImage(img), ctrd.WithNewSnapshot(s.TaskID, img))
+	} else {
+		// As Mesos's own containerizer without an image: the host's files, read-only, with the
+		// sandbox and a fresh /tmp writable.
+		root, mounts, err := e.hostRoot()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts,
+			oci.WithRootFSPath(root),
+			oci.WithRootFSReadonly(),
+			oci.WithProcessArgs("sh", "-c", s.Cmd),
+			oci.WithMounts(mounts),
+			oci.WithMounts([]specs.Mount{{Destination: "/tmp", Source: "tmpfs", Type: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}}}),
+		)
+	}
+	opts = append(opts,
 		oci.WithEnv(s.env(sandbox)),
 		oci.WithMounts([]specs.Mount{{Destination: sandbox, Source: sandbox, Type: "bind", Options: []string{"rbind", "rw"}}}),
 		oci.WithProcessCwd(sandbox),
-	}
-	switch {
-	case s.Cmd != "":
-		opts = append(opts, oci.WithProcessArgs("sh", "-c", s.Cmd))
-	case len(s.Args) > 0:
-		opts = append(opts, oci.WithImageConfigArgs(img, s.Args))
-	}
+	)
 	if s.CPUs > 0 {
 		shares := uint64(s.CPUs * 1024)
 		period := uint64(100000)
@@ -190,60 +278,115 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	for k, v := range s.Labels {
 		labels["agora.label."+k] = v
 	}
-	ctr, err := e.cfg.Client.NewContainer(ctx, s.TaskID,
-		ctrd.WithImage(img),
-		ctrd.WithNewSnapshot(s.TaskID, img),
-		ctrd.WithNewSpec(opts...),
-		ctrd.WithContainerLabels(labels),
-	)
+	copts = append(copts, ctrd.WithNewSpec(opts...), ctrd.WithContainerLabels(labels))
+	ctr, err := e.cfg.Client.NewContainer(ctx, s.TaskID, copts...)
 	if err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("%w: %s: a container of that id already exists", ErrBadSpec, s.TaskID)
+		}
 		return nil, fmt.Errorf("containerd: create %s: %w", s.TaskID, err)
 	}
-	stdout, err := os.OpenFile(filepath.Join(sandbox, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		ctr.Delete(ctx, ctrd.WithSnapshotCleanup)
-		return nil, fmt.Errorf("containerd: sandbox: %w", err)
-	}
-	stderr, err := os.OpenFile(filepath.Join(sandbox, "stderr"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		stdout.Close()
-		ctr.Delete(ctx, ctrd.WithSnapshotCleanup)
-		return nil, fmt.Errorf("containerd: sandbox: %w", err)
+	fail := func(err error) (*Handle, error) {
+		ctr.Delete(context.WithoutCancel(ctx), ctrd.WithSnapshotCleanup)
+		return nil, err
 	}
 	// Watch for the kernel's OOM kills of this container from before it starts.
 	oom := e.watchOOM(ctx, s.TaskID)
-	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, stdout, stderr)))
+	logOpts := logs.Options{Dir: sandbox, MaxBytes: e.cfg.LogMaxBytes, Keep: e.cfg.LogKeep}
+	task, err := ctr.NewTask(ctx, cio.BinaryIO(e.cfg.LogBinary, map[string]string{LoggerCommand: logOpts.Encode()}))
 	if err != nil {
-		stdout.Close()
-		stderr.Close()
-		ctr.Delete(ctx, ctrd.WithSnapshotCleanup)
-		return nil, fmt.Errorf("containerd: start %s: %w", s.TaskID, err)
+		oom.cancel()
+		return fail(fmt.Errorf("containerd: start %s: %s", s.TaskID, explain(err)))
 	}
 	exitCh, err := task.Wait(ctx)
 	if err != nil {
-		task.Delete(ctx, ctrd.WithProcessKill)
-		ctr.Delete(ctx, ctrd.WithSnapshotCleanup)
-		return nil, fmt.Errorf("containerd: wait %s: %w", s.TaskID, err)
+		oom.cancel()
+		task.Delete(context.WithoutCancel(ctx), ctrd.WithProcessKill)
+		return fail(fmt.Errorf("containerd: wait %s: %w", s.TaskID, err))
 	}
 	if err := task.Start(ctx); err != nil {
-		task.Delete(ctx, ctrd.WithProcessKill)
-		ctr.Delete(ctx, ctrd.WithSnapshotCleanup)
-		return nil, fmt.Errorf("containerd: start %s: %w", s.TaskID, err)
+		oom.cancel()
+		task.Delete(context.WithoutCancel(ctx), ctrd.WithProcessKill)
+		return fail(fmt.Errorf("containerd: start %s: %s", s.TaskID, explain(err)))
 	}
+	return e.track(ctx, s.TaskID, task, exitCh, oom), nil
+}
+
+// hostSkipped are the host's top-level directories a task without an image does not see: the
+// runtime gives it its own /proc, /sys, /dev and /tmp, and /run holds the sockets of the host's
+// daemons (containerd's among them).
+var hostSkipped = map[string]bool{"proc": true, "sys": true, "dev": true, "tmp": true, "run": true, "lost+found": true}
+
+// hostRoot prepares the root of tasks without an image: an empty directory (read-only to the
+// task) holding the host's top-level links, and read-only bind mounts of its top-level
+// directories, recursively, so that no filesystem mounted below them is writable either.
+func (e *Executor) hostRoot() (string, []specs.Mount, error) {
+	root := e.cfg.SandboxRoot + "-hostroot"
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", nil, fmt.Errorf("containerd: host root: %w", err)
+	}
+	entries, err := os.ReadDir("/")
+	if err != nil {
+		return "", nil, fmt.Errorf("containerd: host root: %w", err)
+	}
+	var mounts []specs.Mount
+	for _, ent := range entries {
+		name := ent.Name()
+		if hostSkipped[name] {
+			continue
+		}
+		switch {
+		case ent.Type()&os.ModeSymlink != 0: // /bin -> usr/bin and the like
+			target, err := os.Readlink("/" + name)
+			if err != nil {
+				continue
+			}
+			link := filepath.Join(root, name)
+			if cur, err := os.Readlink(link); err == nil && cur == target {
+				continue
+			}
+			os.Remove(link)
+			if err := os.Symlink(target, link); err != nil {
+				return "", nil, fmt.Errorf("containerd: host root: %w", err)
+			}
+		case ent.IsDir():
+			mounts = append(mounts, specs.Mount{Destination: "/" + name, Source: "/" + name, Type: "bind", Options: []string{"rbind", "ro", "rro"}})
+		}
+	}
+	return root, mounts, nil
+}
+
+// track registers a running task and waits for its end in the background.
+func (e *Executor) track(ctx context.Context, id string, task ctrd.Task, exitCh <-chan ctrd.ExitStatus, oom *oomWatch) *Handle {
+	h := &Handle{ID: id, Sandbox: e.Sandbox(id), done: make(chan Exit, 1), exited: make(chan struct{})}
 	e.mu.Lock()
-	e.tasks[s.TaskID] = task
+	e.tasks[id] = &running{task: task, handle: h}
 	e.mu.Unlock()
-	h := &Handle{ID: s.TaskID, Sandbox: sandbox, done: make(chan Exit, 1)}
-	go func() {
-		e.await(context.WithoutCancel(ctx), h, ctr, task, exitCh, oom)
-		stdout.Close()
-		stderr.Close()
-	}()
-	return h, nil
+	go e.await(h, exitCh, oom)
+	return h
+}
+
+// explain turns the runtime's long error chains into what a person can act on.
+func explain(err error) string {
+	msg := err.Error()
+	for _, hint := range []struct{ has, say string }{
+		{"executable file not found", "the command is not in the container's PATH"},
+		{"no such file or directory", "the command or a path it needs does not exist in the container"},
+		{"permission denied", "permission denied starting the command"},
+	} {
+		if strings.Contains(msg, hint.has) {
+			// runc's own words are kept after ours: they name the binary.
+			if i := strings.LastIndex(msg, "exec:"); i >= 0 {
+				return hint.say + ": " + strings.TrimSuffix(strings.TrimSpace(msg[i:]), ": unknown")
+			}
+			return hint.say + ": " + msg
+		}
+	}
+	return msg
 }
 
 // watchOOM reports on the returned channel once containerd says the kernel OOM-killed a process
-// of the container; the watch ends when ctx does or after the first event.
+// of the container; the watch ends when cancelled or after the first event.
 func (e *Executor) watchOOM(ctx context.Context, id string) *oomWatch {
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w := &oomWatch{cancel: cancel, hit: make(chan struct{})}
@@ -256,7 +399,7 @@ func (e *Executor) watchOOM(ctx context.Context, id string) *oomWatch {
 					continue
 				}
 				var oom eventtypes.TaskOOM
-				if err := typeurl.UnmarshalTo(ev.Event, &oom); err == nil && oom.ContainerID == id {
+				if err := typeurl.UnmarshalTo(ev.Event, &oom); err == nil && oom.ContainerID == id && ev.Namespace == e.cfg.Namespace {
 					close(w.hit)
 					return
 				}
@@ -275,11 +418,17 @@ type oomWatch struct {
 	hit    chan struct{}
 }
 
-// await waits for the process, then cleans up the container and reports the exit.
-func (e *Executor) await(ctx context.Context, h *Handle, ctr ctrd.Container, task ctrd.Task, exitCh <-chan ctrd.ExitStatus, oom *oomWatch) {
+// await waits for the process and reports its exit. The container stays for Remove.
+func (e *Executor) await(h *Handle, exitCh <-chan ctrd.ExitStatus, oom *oomWatch) {
 	st := <-exitCh
-	code, at, _ := st.Result()
+	code, at, err := st.Result()
 	exit := Exit{Code: code, At: at}
+	if err != nil {
+		// The wait itself broke (containerd restarted); the agent's recovery will find the truth.
+		e.logger.Warn("wait for task", "task", h.ID, "err", err)
+		exit.Vanished = true
+	}
+	close(h.exited)
 	// A SIGKILL may be the kernel's OOM killer; its event may trail the exit by a moment.
 	var grace <-chan time.Time
 	if code == 128+uint32(syscall.SIGKILL) {
@@ -293,52 +442,82 @@ func (e *Executor) await(ctx context.Context, h *Handle, ctr ctrd.Container, tas
 	case <-grace:
 	}
 	oom.cancel()
-	if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-		e.logger.Warn("delete task", "task", h.ID, "err", err)
-	}
-	if err := ctr.Delete(ctx, ctrd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-		e.logger.Warn("delete container", "task", h.ID, "err", err)
-	}
-	e.mu.Lock()
-	delete(e.tasks, h.ID)
-	e.mu.Unlock()
 	h.done <- exit
 }
 
-// Kill stops a task: SIGTERM, then SIGKILL if it still runs after grace.
-func (e *Executor) Kill(ctx context.Context, id string, grace time.Duration) error {
-	e.mu.Lock()
-	task, ok := e.tasks[id]
-	e.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("containerd: no running task %q", id)
-	}
+// Remove deletes a task's ended process and its container (and the container's snapshot); the
+// sandbox stays. Removing what is not there is not an error.
+func (e *Executor) Remove(ctx context.Context, id string) error {
 	ctx = e.ctx(ctx)
-	if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("containerd: SIGTERM %s: %w", id, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		for {
-			st, err := task.Status(ctx)
-			if err != nil || st.Status == ctrd.Stopped {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-	select {
-	case <-exited:
+	e.mu.Lock()
+	delete(e.tasks, id)
+	e.mu.Unlock()
+	ctr, err := e.cfg.Client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
 		return nil
-	case <-time.After(grace):
 	}
-	if err := task.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("containerd: SIGKILL %s: %w", id, err)
+	if err != nil {
+		return fmt.Errorf("containerd: remove %s: %w", id, err)
+	}
+	if task, err := ctr.Task(ctx, nil); err == nil {
+		if _, err := task.Delete(ctx, ctrd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("containerd: remove %s: %w", id, err)
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("containerd: remove %s: %w", id, err)
+	}
+	if err := ctr.Delete(ctx, ctrd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("containerd: remove %s: %w", id, err)
 	}
 	return nil
+}
+
+// Kill stops a task: SIGTERM, then SIGKILL if it still runs after grace. It returns once the
+// process has ended (or ctx ends).
+func (e *Executor) Kill(ctx context.Context, id string, grace time.Duration) error {
+	e.mu.Lock()
+	r, ok := e.tasks[id]
+	e.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNoTask, id)
+	}
+	ctx = e.ctx(ctx)
+	select {
+	case <-r.handle.exited:
+		return nil
+	default:
+	}
+	if err := r.task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("containerd: SIGTERM %s: %w", id, err)
+	}
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-r.handle.exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+	}
+	if err := r.task.Kill(ctx, syscall.SIGKILL, ctrd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("containerd: SIGKILL %s: %w", id, err)
+	}
+	select {
+	case <-r.handle.exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Running lists the ids of the tasks whose processes the executor holds.
+func (e *Executor) Running() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, 0, len(e.tasks))
+	for id := range e.tasks {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
 }

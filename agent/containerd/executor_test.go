@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,14 +11,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/agent/logs"
 	"github.com/agora-sched/agora/pkg/containerdtest"
 )
+
+// The shim runs this test binary as each task's logger, as it runs agora in production.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == LoggerCommand {
+		if err := logs.RunLogger(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 func newExecutor(t *testing.T) *Executor {
 	t.Helper()
 	client := containerdtest.Client(t)
 	containerdtest.ImportTestApp(t, client, containerdtest.Namespace)
-	return New(Config{Client: client, Namespace: containerdtest.Namespace, SandboxRoot: t.TempDir()})
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{Client: client, Namespace: containerdtest.Namespace, SandboxRoot: t.TempDir(), LogBinary: self})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 var taskSeq int
@@ -29,10 +49,15 @@ func taskID(t *testing.T) string {
 	return fmt.Sprintf("exec-%d-%d", time.Now().UnixNano(), taskSeq)
 }
 
-func waitExit(t *testing.T, h *Handle, within time.Duration) Exit {
+// waitExit waits for the task's end and removes its container, which also has its logger
+// write the last of its output.
+func waitExit(t *testing.T, e *Executor, h *Handle, within time.Duration) Exit {
 	t.Helper()
 	select {
 	case ex := <-h.Done():
+		if err := e.Remove(context.Background(), h.ID); err != nil {
+			t.Fatal(err)
+		}
 		return ex
 	case <-time.After(within):
 		t.Fatalf("task %s did not exit within %v", h.ID, within)
@@ -49,19 +74,9 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-func freePort(t *testing.T) uint64 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint64(ln.Addr().(*net.TCPAddr).Port)
-}
-
 func TestLaunchRunsToTheEndWithOutputAndEnv(t *testing.T) {
 	e := newExecutor(t)
-	p0, p1 := freePort(t), freePort(t)
+	p0, p1 := containerdtest.FreePort(t), containerdtest.FreePort(t)
 	h, err := e.Launch(context.Background(), Spec{
 		TaskID: taskID(t), AgentID: "agent-1", Image: containerdtest.TestAppImage,
 		// With ports, testapp serves on PORT0; -sleep makes it end on its own.
@@ -72,7 +87,7 @@ func TestLaunchRunsToTheEndWithOutputAndEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex := waitExit(t, h, 30*time.Second)
+	ex := waitExit(t, e, h, 30*time.Second)
 	if ex.Code != 0 || ex.OOMKilled {
 		t.Fatalf("exit = %+v, want 0", ex)
 	}
@@ -94,14 +109,14 @@ func TestExitStatusIsReported(t *testing.T) {
 	h, err := e.Launch(context.Background(), Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, Cmd: "exit 3"})
 	if err == nil {
 		// The test image has no shell: sh -c fails to start, which Launch reports.
-		ex := waitExit(t, h, 30*time.Second)
+		ex := waitExit(t, e, h, 30*time.Second)
 		t.Fatalf("sh -c in an image without a shell ran: %+v", ex)
 	}
 	h, err = e.Launch(context.Background(), Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, Args: []string{"-exit", "3"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ex := waitExit(t, h, 30*time.Second); ex.Code != 3 {
+	if ex := waitExit(t, e, h, 30*time.Second); ex.Code != 3 {
 		t.Fatalf("exit = %+v, want 3", ex)
 	}
 }
@@ -116,7 +131,7 @@ func TestKillHonoursTheGracePeriod(t *testing.T) {
 	if err := e.Kill(context.Background(), h.ID, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	ex := waitExit(t, h, 30*time.Second)
+	ex := waitExit(t, e, h, 30*time.Second)
 	if ex.Code != 0 || time.Since(start) > 5*time.Second {
 		t.Fatalf("a task that stops on SIGTERM: exit %+v after %v, want 0 well within the grace", ex, time.Since(start))
 	}
@@ -136,7 +151,7 @@ func TestKillEscalatesAfterTheGracePeriod(t *testing.T) {
 	if err := e.Kill(context.Background(), h.ID, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	ex := waitExit(t, h, 30*time.Second)
+	ex := waitExit(t, e, h, 30*time.Second)
 	if ex.Code != 137 || ex.OOMKilled {
 		t.Fatalf("exit = %+v, want 137 from SIGKILL", ex)
 	}
@@ -151,7 +166,7 @@ func TestMemoryLimitOOMIsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex := waitExit(t, h, 60*time.Second)
+	ex := waitExit(t, e, h, 60*time.Second)
 	if !ex.OOMKilled || ex.Code != 137 {
 		t.Fatalf("exit = %+v, want an OOM kill (137)", ex)
 	}
@@ -159,12 +174,12 @@ func TestMemoryLimitOOMIsReported(t *testing.T) {
 
 func TestAppAnswersOnItsPort(t *testing.T) {
 	e := newExecutor(t)
-	port := freePort(t)
+	port := containerdtest.FreePort(t)
 	h, err := e.Launch(context.Background(), Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, Args: []string{"-sleep", "1h"}, Ports: []uint64{port}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { e.Kill(context.Background(), h.ID, time.Second); waitExit(t, h, 30*time.Second) }()
+	defer func() { e.Kill(context.Background(), h.ID, time.Second); waitExit(t, e, h, 30*time.Second) }()
 	url := fmt.Sprintf("http://127.0.0.1:%d/health", port)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -187,9 +202,10 @@ func TestAppAnswersOnItsPort(t *testing.T) {
 func TestLaunchRefusesWhatCannotRun(t *testing.T) {
 	e := newExecutor(t)
 	for name, s := range map[string]Spec{
-		"missing image": {TaskID: taskID(t), Image: "agora.local/nope:latest"},
-		"bad id":        {TaskID: "a/b", Image: containerdtest.TestAppImage},
-		"no image":      {TaskID: taskID(t), Cmd: "true"},
+		"missing image":        {TaskID: taskID(t), Image: fmt.Sprintf("127.0.0.1:%d/nope:latest", containerdtest.FreePort(t))},
+		"bad id":               {TaskID: "a/b", Image: containerdtest.TestAppImage},
+		"no image, no command": {TaskID: taskID(t)},
+		"bad image name":       {TaskID: taskID(t), Image: "Not An Image!"},
 	} {
 		if _, err := e.Launch(context.Background(), s); err == nil {
 			t.Errorf("%s: launched", name)

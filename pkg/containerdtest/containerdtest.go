@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,4 +193,66 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// RemoveNamespace deletes everything in a containerd namespace a test made for itself: its
+// containers (killing their tasks), its images, then the namespace. Failures are logged, not
+// fatal: it runs in cleanups.
+func RemoveNamespace(t testing.TB, client *containerd.Client, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 30*time.Second)
+	defer cancel()
+	ctrs, err := client.Containers(ctx)
+	if err != nil {
+		t.Logf("containerdtest: list containers of %s: %v", ns, err)
+		return
+	}
+	for _, c := range ctrs {
+		if task, err := c.Task(ctx, nil); err == nil {
+			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil {
+				t.Logf("containerdtest: delete task %s: %v", c.ID(), err)
+			}
+		}
+		if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil {
+			t.Logf("containerdtest: delete container %s: %v", c.ID(), err)
+		}
+	}
+	imgs, err := client.ImageService().List(ctx)
+	if err == nil {
+		for _, im := range imgs {
+			if err := client.ImageService().Delete(ctx, im.Name, images.SynchronousDelete()); err != nil {
+				t.Logf("containerdtest: delete image %s: %v", im.Name, err)
+			}
+		}
+	}
+	if err := client.NamespaceService().Delete(ctx, ns); err != nil {
+		t.Logf("containerdtest: delete namespace %s: %v", ns, err)
+	}
+}
+
+// TaskPID is the pid of a container's task in namespace ns as containerd knows it; 0 when there
+// is no such container or task.
+func TaskPID(t testing.TB, client *containerd.Client, ns, id string) uint32 {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), ns)
+	c, err := client.LoadContainer(ctx, id)
+	if err != nil {
+		return 0
+	}
+	tk, err := c.Task(ctx, nil)
+	if err != nil {
+		return 0
+	}
+	return tk.Pid()
+}
+
+// FreePort is a TCP port on 127.0.0.1 that nothing listens on right now.
+func FreePort(t testing.TB) uint64 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return uint64(ln.Addr().(*net.TCPAddr).Port)
 }

@@ -1,0 +1,93 @@
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	ctrd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/errdefs"
+)
+
+// Recovered is what Recover found of one task the agent's checkpoint knows.
+type Recovered struct {
+	TaskID string
+	// Handle is set when the task's process still runs: it is re-attached, and its Done
+	// channel reports its end as for a launched task.
+	Handle *Handle
+	// Exit is set when the process ended while the agent was down (or never started): its real
+	// status when containerd kept it, Vanished when even that is gone.
+	Exit *Exit
+	// Missing: there is no container of that id at all.
+	Missing bool
+}
+
+// Recover re-attaches the executor to the containers of its namespace after an agent restart.
+// known lists the tasks the agent's checkpoint holds as not yet ended; every one of them is in
+// the answer. Containers of the namespace that known does not hold are orphans: killed and
+// removed, and their ids returned.
+func (e *Executor) Recover(ctx context.Context, known []string) (found []Recovered, orphans []string, err error) {
+	ctx = e.ctx(ctx)
+	ctrs, err := e.cfg.Client.Containers(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("containerd: list containers: %w", err)
+	}
+	want := map[string]bool{}
+	for _, id := range known {
+		want[id] = true
+	}
+	seen := map[string]bool{}
+	for _, ctr := range ctrs {
+		id := ctr.ID()
+		if !want[id] {
+			if err := e.Remove(ctx, id); err != nil {
+				return nil, nil, err
+			}
+			orphans = append(orphans, id)
+			continue
+		}
+		seen[id] = true
+		r, err := e.reattach(ctx, ctr)
+		if err != nil {
+			return nil, nil, err
+		}
+		found = append(found, r)
+	}
+	for _, id := range known {
+		if !seen[id] {
+			found = append(found, Recovered{TaskID: id, Missing: true})
+		}
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i].TaskID < found[j].TaskID })
+	sort.Strings(orphans)
+	return found, orphans, nil
+}
+
+func (e *Executor) reattach(ctx context.Context, ctr ctrd.Container) (Recovered, error) {
+	id := ctr.ID()
+	task, err := ctr.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return Recovered{TaskID: id, Exit: &Exit{Vanished: true}}, nil
+	}
+	if err != nil {
+		return Recovered{}, fmt.Errorf("containerd: load task %s: %w", id, err)
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return Recovered{}, fmt.Errorf("containerd: status of %s: %w", id, err)
+	}
+	switch st.Status {
+	case ctrd.Stopped:
+		return Recovered{TaskID: id, Exit: &Exit{Code: st.ExitStatus, At: st.ExitTime}}, nil
+	case ctrd.Created:
+		// The agent stopped between creating the process and starting it: it never ran.
+		return Recovered{TaskID: id, Exit: &Exit{Vanished: true}}, nil
+	}
+	oom := e.watchOOM(ctx, id)
+	exitCh, err := task.Wait(ctx)
+	if err != nil {
+		oom.cancel()
+		return Recovered{}, fmt.Errorf("containerd: wait %s: %w", id, err)
+	}
+	return Recovered{TaskID: id, Handle: e.track(ctx, id, task, exitCh, oom)}, nil
+}
