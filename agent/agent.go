@@ -2,7 +2,7 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,9 +16,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agora-sched/agora/agent/checkpoint"
+	"github.com/agora-sched/agora/agent/statusupdate"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/client"
+	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/gossip"
+	"github.com/agora-sched/agora/pkg/id"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/version"
 )
@@ -37,6 +41,14 @@ type Config struct {
 	GossipTiming gossip.Timing
 	// RetryEvery is how often registration is retried and the leader checked (default 1 s).
 	RetryEvery time.Duration
+	// Executor runs the tasks (agent/containerd's, in production).
+	Executor Executor
+	// Drain: when Run's context ends, kill every task (each with its grace period) and wait
+	// until their last updates are acknowledged, up to DrainTimeout, before stopping. Without
+	// it tasks keep running while the agent is away, and it re-attaches when it is back.
+	Drain        bool
+	DrainTimeout time.Duration // default 2 minutes
+	Clock        clock.Clock   // default clock.Real
 }
 
 // Agent is the agent daemon's registration with the cluster: it finds the masters through
@@ -47,11 +59,19 @@ type Agent struct {
 	logger *slog.Logger
 	gossip *gossip.Gossip
 	ln     net.Listener
+	store  *checkpoint.Store
+	exec   Executor
+	ids    *id.Generator
 
-	mu       sync.Mutex // guards id and leader
-	id       string
-	leader   string // id of the master last registered with
-	attempts int
+	// Set by Run before the API serves.
+	updates *statusupdate.Manager
+	tasks   *taskSet
+
+	mu         sync.Mutex // guards id, leader, leaderHTTP and attempts
+	id         string
+	leader     string // id of the master last registered with
+	leaderHTTP string // its API address
+	attempts   int
 }
 
 // ParseAttributes reads "rack:r1;zone:a".
@@ -105,6 +125,15 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("agent: --data-dir is required")
 	}
+	if cfg.Executor == nil {
+		return nil, errors.New("agent: no executor")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 2 * time.Minute
+	}
 	if len(cfg.Join) == 0 {
 		return nil, errors.New("agent: --join is required (a master's gossip address)")
 	}
@@ -128,14 +157,24 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.Resources.Validate(); err != nil {
 		return nil, fmt.Errorf("agent: --resources: %w", err)
 	}
-	a := &Agent{cfg: cfg, logger: cfg.Logger}
+	ids, err := id.NewGenerator(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a := &Agent{cfg: cfg, logger: cfg.Logger, exec: cfg.Executor, ids: ids}
 	if b, err := os.ReadFile(a.idPath()); err == nil {
 		a.id = strings.TrimSpace(string(b))
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	store, err := checkpoint.Open(filepath.Join(cfg.DataDir, "checkpoint.db"))
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w (is another agent running on this data dir?)", err)
+	}
+	a.store = store
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		store.Close()
 		return nil, fmt.Errorf("agent: listen on %s (--http): %w", cfg.HTTPAddr, err)
 	}
 	a.ln = ln
@@ -150,6 +189,7 @@ func New(cfg Config) (*Agent, error) {
 	})
 	if err != nil {
 		ln.Close()
+		store.Close()
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.gossip = g
@@ -159,24 +199,9 @@ func New(cfg Config) (*Agent, error) {
 // HTTPAddr is the address the agent's API listens on.
 func (a *Agent) HTTPAddr() string { return a.cfg.HTTPAddr }
 
-// serve answers the agent's API: /ping, /health and /v1/info for now.
+// serve answers the agent's API (see routes) until ctx ends.
 func (a *Agent) serve(ctx context.Context) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "pong") })
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"status": "ok", "registered": a.ID() != ""})
-	})
-	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(map[string]any{
-			"role": "agent", "id": a.ID(), "hostname": a.cfg.Hostname, "http": a.cfg.HTTPAddr,
-			"gossip": a.gossip.LocalAddr(), "resources": a.cfg.Resources, "attributes": a.cfg.Attributes,
-			"build": version.Get(),
-		})
-	})
+	mux := a.routes()
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -204,13 +229,41 @@ func (a *Agent) Resources() resources.Resources { return a.cfg.Resources }
 // GossipAddr is the agent's gossip address.
 func (a *Agent) GossipAddr() string { return a.gossip.LocalAddr() }
 
-// Run joins, registers, and registers again with every new leader, until ctx ends.
+// Run recovers the agent's tasks, serves its API, joins, registers, registers again with every
+// new leader and delivers status updates, until ctx ends. Then, with Drain, it first kills its
+// tasks and waits for their last updates to be acknowledged.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.gossip.Shutdown()
-	serveCtx, stopServe := context.WithCancel(ctx)
-	served := make(chan struct{})
-	go func() { a.serve(serveCtx); close(served) }()
-	defer func() { stopServe(); <-served }()
+	// Three lifetimes, ended in this order when ctx ends: the tasks' (after a drain, if asked:
+	// from then on the agent lets its tasks be), the API's and the updates' (so that a drain's
+	// last updates go out), then the store's.
+	taskCtx, stopTasks := context.WithCancel(context.WithoutCancel(ctx))
+	life, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	a.updates = statusupdate.New(statusupdate.Config{Store: a.store, Sender: sender{a}, Clock: a.cfg.Clock, Logger: a.logger.With("component", "status-updates")})
+	a.tasks = newTaskSet(taskCtx, taskSetConfig{
+		exec: a.exec, store: a.store, updates: a.updates, total: a.cfg.Resources, host: a.cfg.Hostname,
+		agentID: a.ID, clock: a.cfg.Clock, logger: a.logger, ids: a.ids,
+	})
+	defer func() {
+		stopTasks()
+		a.tasks.wg.Wait()
+		stop()
+		wg.Wait()
+		a.gossip.Shutdown()
+		a.store.Close()
+	}()
+	if err := a.tasks.recover(ctx); err != nil {
+		return err
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); a.serve(life) }()
+	go func() {
+		defer wg.Done()
+		if err := a.updates.Run(life); err != nil {
+			a.logger.Error("status updates stopped", "err", err)
+		}
+	}()
+
 	joinCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	_, err := a.gossip.Join(joinCtx, a.cfg.Join)
 	cancel()
@@ -220,6 +273,26 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("agent: %w", err)
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); a.registerLoop(life) }()
+	<-ctx.Done()
+	if a.cfg.Drain {
+		dctx, cancel := context.WithTimeout(life, a.cfg.DrainTimeout)
+		a.logger.Info("draining: killing every task before stopping")
+		if err := a.tasks.drain(dctx); err != nil {
+			a.logger.Warn("drain", "err", err)
+		}
+		cancel()
+	}
+	stopTasks()
+	if err := a.gossip.Leave(2 * time.Second); err != nil && !errors.Is(err, gossip.ErrShutdown) {
+		a.logger.Warn("gossip leave", "err", err)
+	}
+	return nil
+}
+
+// registerLoop registers, and registers again whenever the leader changes, until ctx ends.
+func (a *Agent) registerLoop(ctx context.Context) {
 	tick := time.NewTicker(a.cfg.RetryEvery)
 	defer tick.Stop()
 	for {
@@ -228,13 +301,45 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			if err := a.gossip.Leave(2 * time.Second); err != nil && !errors.Is(err, gossip.ErrShutdown) {
-				a.logger.Warn("gossip leave", "err", err)
-			}
-			return nil
+			return
 		case <-tick.C:
 		}
 	}
+}
+
+// sender delivers status updates to the leader through the master the agent registered with
+// (any master forwards); the leader's answer is the acknowledgement.
+type sender struct{ a *Agent }
+
+func (s sender) Send(ctx context.Context, u checkpoint.Update) error {
+	a := s.a
+	a.mu.Lock()
+	agentID, addr := a.id, a.leaderHTTP
+	a.mu.Unlock()
+	if agentID == "" || addr == "" {
+		return errors.New("not registered with a master yet")
+	}
+	c, err := client.New(addr)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ack, err := c.SendStatus(sctx, agentID, u)
+	if err != nil {
+		var apiErr *client.Error
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+			// The leader does not know this agent (a new cluster?): register again.
+			a.mu.Lock()
+			a.leader = ""
+			a.mu.Unlock()
+		}
+		return err
+	}
+	if ack.Acknowledged {
+		return a.tasks.acknowledge(u.TaskID, ack.UUID)
+	}
+	return nil
 }
 
 // registerIfNeeded asks a master who leads, and registers when that leader has not heard from
@@ -271,12 +376,12 @@ func (a *Agent) registerIfNeeded(ctx context.Context) error {
 		if same {
 			return nil
 		}
-		return a.register(ctx, c, view.Leader.ID)
+		return a.register(ctx, c, view.Leader.ID, view.Leader.HTTP)
 	}
 	return lastErr
 }
 
-func (a *Agent) register(ctx context.Context, c *client.Client, leader string) error {
+func (a *Agent) register(ctx context.Context, c *client.Client, leader, leaderHTTP string) error {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	got, err := c.RegisterAgent(rctx, api.AgentRegistration{
@@ -285,13 +390,17 @@ func (a *Agent) register(ctx context.Context, c *client.Client, leader string) e
 		HTTP:       a.cfg.HTTPAddr,
 		Resources:  a.cfg.Resources,
 		Attributes: a.cfg.Attributes,
+		Tasks:      a.tasks.statuses(),
 	})
 	if err != nil {
 		return err
 	}
 	a.mu.Lock()
 	first := a.id == ""
-	a.id, a.leader = got.ID, leader
+	a.id, a.leader, a.leaderHTTP = got.ID, leader, leaderHTTP
+	if a.leaderHTTP == "" {
+		a.leaderHTTP = c.Addr()
+	}
 	a.attempts++
 	a.mu.Unlock()
 	if first {
@@ -303,6 +412,7 @@ func (a *Agent) register(ctx context.Context, c *client.Client, leader string) e
 		}
 	}
 	a.logger.Info("registered", "agent", got.ID, "leader", leader, "resources", a.cfg.Resources.String())
+	a.updates.Flush() // the new leader gets what the old one did not acknowledge, now
 	return nil
 }
 

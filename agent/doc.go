@@ -1,9 +1,30 @@
-// Package agent is the Agora agent daemon. Today it joins the cluster's gossip, registers with
-// the leading master (keeping its agent id in its data dir) and registers again with every new
-// leader, and serves /ping, /health and /v1/info.
+// Package agent is the Agora agent daemon: it registers with the leading master and runs the
+// tasks it is given as containerd containers, and never loses a task or a status update.
 //
-// Its parts for running tasks are built and tested on their own, not yet wired into the daemon:
-// agent/containerd (launch, wait, kill real containers), agent/checkpoint (tasks and
-// unacknowledged status updates in bbolt) and agent/statusupdate (in-order delivery with
-// retries until acknowledged).
+// Use:
+//
+//  1. New(Config{DataDir, Join, Executor, ...}) opens the checkpoint (DataDir/checkpoint.db;
+//     a second agent on the same data dir fails here), binds the API and gossip ports, and
+//     detects the machine's resources unless given.
+//  2. Run(ctx) first recovers: every task the checkpoint holds as not ended is matched with its
+//     container. One still running is re-attached and stays RUNNING (nothing is launched
+//     again); one that ended while the agent was down is reported with its real exit status;
+//     a container no task knows is killed and removed. Then it serves the API, joins the
+//     gossip, registers with the leader (listing its tasks and their latest states), registers
+//     again with every new leader, and delivers status updates.
+//  3. A launch (POST /v1/tasks) is checked against what is free: a task that does not fit
+//     ends TASK_ERROR at once. Otherwise the agent answers TASK_STARTING and, in the
+//     background, has the executor get the image and start the container, then reports
+//     TASK_RUNNING, runs the task's health checks, and reports its end: FINISHED, FAILED (with
+//     the exit status, or "container OOM-killed"), or KILLED after a kill (TERM, grace, KILL)
+//     or too many failed health checks.
+//  4. Every state change is written to the checkpoint together with its status update before
+//     the update is sent; updates go in order per task and are resent with backoff until the
+//     master acknowledges them (agent/statusupdate).
+//  5. When ctx ends the agent leaves its tasks running, to re-attach when it is back, unless
+//     Config.Drain asks it to kill them and see their last updates acknowledged first.
+//
+// Parts: agent/containerd (the executor), agent/checkpoint (bbolt), agent/statusupdate (in-order
+// delivery), agent/logs (stdout and stderr, rotated, followable); health checks are
+// pkg/health's. The task life cycle is drawn in tasks.go; the API's routes are in http.go.
 package agent

@@ -71,6 +71,11 @@ func validateRegistration(r api.AgentRegistration) error {
 	if err := r.Resources.Validate(); err != nil {
 		return &api.FieldError{Field: "resources", Msg: err.Error()}
 	}
+	for i, st := range r.Tasks {
+		if err := validateStatus(st); err != nil {
+			return &api.FieldError{Field: fmt.Sprintf("tasks[%d].%s", i, err.(*api.FieldError).Field), Msg: err.(*api.FieldError).Msg}
+		}
+	}
 	for k := range r.Attributes {
 		if k == "" || strings.ContainsAny(k, ":; ") {
 			return &api.FieldError{Field: "attributes", Msg: fmt.Sprintf("bad name %q", k)}
@@ -115,7 +120,25 @@ func (a *apiHandler) registerAgent(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, err)
 		return
 	}
+	a.m.tasks.registered(agentID, reg.Tasks)
 	writeJSON(w, http.StatusOK, res.Value)
+}
+
+// agent reads one agent of the registry from this master's copy.
+func (m *Master) agent(ctx context.Context, agentID string) (api.Agent, bool) {
+	v, err := m.store.View(ctx, raft.Stale)
+	if err != nil {
+		return api.Agent{}, false
+	}
+	data, ok := v.Get(NamespaceAgents, agentID)
+	if !ok {
+		return api.Agent{}, false
+	}
+	var ag api.Agent
+	if json.Unmarshal(data, &ag) != nil {
+		return api.Agent{}, false
+	}
+	return ag, true
 }
 
 // listAgents is GET /v1/agents: the registry as this master has it (see the staleness headers).

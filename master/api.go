@@ -51,6 +51,8 @@ func (a *apiHandler) routes() http.Handler {
 		mux.HandleFunc("DELETE /v1/cluster/masters/{id}", a.removeMaster)
 		mux.HandleFunc("POST /v1/agents/register", a.registerAgent)
 		mux.HandleFunc("GET /v1/agents", a.listAgents)
+		mux.HandleFunc("POST /v1/agents/{id}/status", a.postStatus)
+		mux.HandleFunc("GET /v1/tasks", a.listTasks)
 		mux.HandleFunc("GET /v2/leader", a.getLeaderMarathon)
 		mux.HandleFunc("DELETE /v2/leader", a.abdicate)
 	}

@@ -64,6 +64,7 @@ type Master struct {
 	http       *Server
 	leadership *leadership
 	startedAt  time.Time
+	tasks      *taskTable // the leader's view of agents' tasks; see tasks.go
 
 	mu        sync.Mutex // guards clusterID
 	clusterID string
@@ -103,7 +104,7 @@ func New(cfg Config) (*Master, error) {
 		return nil, fmt.Errorf("master: %w", err)
 	}
 	logger := cfg.Logger.With("master", id)
-	m := &Master{cfg: cfg, logger: logger, id: id, clusterID: clusterID, startedAt: time.Now().UTC()}
+	m := &Master{cfg: cfg, logger: logger, id: id, clusterID: clusterID, startedAt: time.Now().UTC(), tasks: newTaskTable()}
 	m.leadership = &leadership{logger: logger.With("component", "leadership"), stopTimeout: 30 * time.Second}
 
 	appliers := map[string]raft.Applier{NamespaceAgents: agentsApplier()}

@@ -21,23 +21,14 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"github.com/agora-sched/agora/pkg/task"
+	"github.com/agora-sched/agora/pkg/api"
 )
 
 // ErrInUse: another process holds the checkpoint file.
 var ErrInUse = errors.New("checkpoint: file is in use by another process")
 
-// Update is one status update of one task.
-type Update struct {
-	TaskID     string     `json:"task_id"`
-	UUID       string     `json:"uuid"` // what the master acknowledges
-	State      task.State `json:"state"`
-	Reason     string     `json:"reason,omitempty"`
-	Message    string     `json:"message,omitempty"`
-	Healthy    *bool      `json:"healthy,omitempty"`
-	ExitStatus *int       `json:"exit_status,omitempty"`
-	Timestamp  time.Time  `json:"timestamp"`
-}
+// Update is one status update of one task, as it is sent to the master.
+type Update = api.TaskStatus
 
 var (
 	bucketTasks   = []byte("tasks")
@@ -109,7 +100,11 @@ func (s *Store) RemoveTask(id string) error {
 }
 
 // AddUpdate appends an update to its task's queue, durably, before anyone sends it.
-func (s *Store) AddUpdate(u Update) error {
+func (s *Store) AddUpdate(u Update) error { return s.SaveTaskAndUpdate(u, nil) }
+
+// SaveTaskAndUpdate saves the task's record (unless task is nil) and appends the update to its
+// queue in one transaction, so that a crash never keeps one without the other.
+func (s *Store) SaveTaskAndUpdate(u Update, task []byte) error {
 	if u.TaskID == "" || u.UUID == "" {
 		return errors.New("checkpoint: an update needs a task id and a uuid")
 	}
@@ -118,6 +113,11 @@ func (s *Store) AddUpdate(u Update) error {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	return s.db.Update(func(tx *bbolt.Tx) error {
+		if task != nil {
+			if err := tx.Bucket(bucketTasks).Put([]byte(u.TaskID), task); err != nil {
+				return err
+			}
+		}
 		b, err := tx.Bucket(bucketUpdates).CreateBucketIfNotExists([]byte(u.TaskID))
 		if err != nil {
 			return err

@@ -85,6 +85,34 @@ func (m *Manager) Update(u checkpoint.Update) error {
 	return nil
 }
 
+// UpdateTask checkpoints the task's record and u together (see checkpoint.SaveTaskAndUpdate),
+// then has u sent when its turn comes.
+func (m *Manager) UpdateTask(u checkpoint.Update, task []byte) error {
+	if err := m.cfg.Store.SaveTaskAndUpdate(u, task); err != nil {
+		return err
+	}
+	m.poke()
+	return nil
+}
+
+// Flush has every unacknowledged head sent again now, backoff or not: the agent calls it when a
+// new leader has heard from it, which is when the old leader's silence stops mattering.
+func (m *Manager) Flush() {
+	m.mu.Lock()
+	for id, s := range m.inflight {
+		s.next = time.Time{}
+		m.inflight[id] = s
+	}
+	m.mu.Unlock()
+	m.poke()
+}
+
+// Pending says whether some update of the task still waits for its acknowledgement.
+func (m *Manager) Pending(taskID string) (bool, error) {
+	_, ok, err := m.cfg.Store.Head(taskID)
+	return ok, err
+}
+
 // Ack records the master's acknowledgement of a task's update.
 func (m *Manager) Ack(taskID, uuid string) error {
 	acked, err := m.cfg.Store.Ack(taskID, uuid)

@@ -102,7 +102,7 @@ func TestAgentRegistersAndKeepsItsID(t *testing.T) {
 	masterHTTP, masterGossip := got[0], got[1]
 
 	agentDir := t.TempDir()
-	agentArgs := []string{"agent", "--join", masterGossip, "--data-dir", agentDir, "--containerd", sock,
+	agentArgs := []string{"agent", "--join", masterGossip, "--data-dir", agentDir, "--containerd", sock, "--containerd-namespace", testNamespace(t),
 		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--hostname", "node-7",
 		"--resources", "cpus:2;mem:1024;disk:1000;ports:[31000-31010]", "--attributes", "rack:r1;zone:a"}
 	a, _ := startCmd(t, agentArgs, `API:\s+(http://\S+)`)

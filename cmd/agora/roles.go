@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/agora-sched/agora/agent"
+	agentcontainerd "github.com/agora-sched/agora/agent/containerd"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/resources"
 )
@@ -144,8 +145,11 @@ func agentCommand() *cli.Command {
 		Name:  "agent",
 		Usage: "run an agent, or list the agents (agora agent list)",
 		Description: "Runs the agent daemon: it joins the cluster's gossip, registers with the leading master\n" +
-			"(keeping its agent id in --data-dir) and registers again with every new leader. Running tasks\n" +
-			"on containerd through it comes with the rest of the agents issue.\n\n" +
+			"(keeping its agent id in --data-dir) and registers again with every new leader, and runs the\n" +
+			"tasks it is given as containerd containers in the namespace --containerd-namespace. Its tasks\n" +
+			"and unacknowledged status updates are checkpointed in --data-dir: stopped (even with kill -9) and\n" +
+			"started again, it re-attaches to the containers that kept running. SIGTERM leaves tasks running\n" +
+			"unless --drain is given.\n\n" +
 			"  agora agent --join 10.0.0.1:5051 --data-dir /var/lib/agora-agent --http 10.0.0.7:5151 \\\n" +
 			"    --gossip 10.0.0.7:5152 --resources 'cpus:4;mem:8192;disk:20000;ports:[31000-32000]' --attributes 'rack:r1'",
 		Flags: []cli.Flag{
@@ -157,6 +161,11 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "hostname", Usage: "the name masters and frameworks see (default: the machine's)"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:5151", Usage: "the agent's API address, reachable by masters"},
 			&cli.StringFlag{Name: "gossip", Value: "127.0.0.1:5152", Usage: "gossip address (TCP and UDP)"},
+			&cli.StringFlag{Name: "containerd-namespace", Value: agentcontainerd.DefaultNamespace, Usage: "containerd namespace of the agent's containers; containers in it that the agent does not know are removed"},
+			&cli.BoolFlag{Name: "drain", Usage: "on SIGTERM, kill every task (each with its grace period) and report them before stopping"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: 2 * time.Minute, Usage: "the longest --drain waits"},
+			&cli.Int64Flag{Name: "log-max-bytes", Value: 10 << 20, Usage: "rotate a task's stdout and stderr at this size"},
+			&cli.IntFlag{Name: "log-keep", Value: 5, Usage: "rotated stdout and stderr files kept per task"},
 		},
 		Action: runAgent,
 		Subcommands: []*cli.Command{
@@ -216,20 +225,48 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", c.String("containerd"), err)
 	}
+	client, err := containerd.New(c.String("containerd"), containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return fmt.Errorf("agent: containerd: %w", err)
+	}
+	defer client.Close()
+	self, err := selfPath()
+	if err != nil {
+		return err
+	}
+	dataDir, err := filepath.Abs(c.String("data-dir"))
+	if err != nil {
+		return err
+	}
+	exec, err := agentcontainerd.New(agentcontainerd.Config{
+		Client:      client,
+		Namespace:   c.String("containerd-namespace"),
+		SandboxRoot: filepath.Join(dataDir, "sandboxes"),
+		LogBinary:   self,
+		LogMaxBytes: c.Int64("log-max-bytes"),
+		LogKeep:     c.Int("log-keep"),
+		Logger:      logger.With("component", "executor"),
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	a, err := agent.New(agent.Config{
-		DataDir:    c.String("data-dir"),
-		Join:       c.StringSlice("join"),
-		GossipAddr: c.String("gossip"),
-		HTTPAddr:   c.String("http"),
-		Hostname:   c.String("hostname"),
-		Resources:  res,
-		Attributes: attrs,
-		Logger:     logger,
+		DataDir:      dataDir,
+		Join:         c.StringSlice("join"),
+		GossipAddr:   c.String("gossip"),
+		HTTPAddr:     c.String("http"),
+		Hostname:     c.String("hostname"),
+		Resources:    res,
+		Attributes:   attrs,
+		Logger:       logger,
+		Executor:     exec,
+		Drain:        c.Bool("drain"),
+		DrainTimeout: c.Duration("drain-timeout"),
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "agora agent\n  API:        http://%s\n  gossip:     %s\n  containerd: %s (%s)\n  resources:  %s\n",
-		a.HTTPAddr(), a.GossipAddr(), ctrd.Address, ctrd.Version, a.Resources())
+	fmt.Fprintf(c.App.Writer, "agora agent\n  API:        http://%s\n  gossip:     %s\n  containerd: %s (%s), namespace %s\n  resources:  %s\n",
+		a.HTTPAddr(), a.GossipAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), a.Resources())
 	return a.Run(c.Context)
 }

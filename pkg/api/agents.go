@@ -14,6 +14,9 @@ type AgentRegistration struct {
 	HTTP       string              `json:"http"` // the agent's API, host:port
 	Resources  resources.Resources `json:"resources"`
 	Attributes map[string]string   `json:"attributes,omitempty"`
+	// Tasks are the agent's tasks that have not ended, with their latest states, so that a new
+	// leader learns them at once.
+	Tasks []TaskStatus `json:"tasks,omitempty"`
 }
 
 // Agent is one agent of the registry, as GET /v1/agents lists it.

@@ -112,3 +112,20 @@ func (c *Client) Agents(ctx context.Context) ([]api.Agent, error) {
 	err := c.do(ctx, http.MethodGet, "/v1/agents", nil, &as)
 	return as, err
 }
+
+// SendStatus delivers an agent's status update to the leader (through any master).
+func (c *Client) SendStatus(ctx context.Context, agentID string, st api.TaskStatus) (api.StatusAck, error) {
+	var ack api.StatusAck
+	err := c.do(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(agentID)+"/status", st, &ack)
+	return ack, err
+}
+
+// Tasks lists every task the leader knows of, with its latest state.
+func (c *Client) Tasks(ctx context.Context) ([]api.TaskStatus, error) {
+	var ts []api.TaskStatus
+	err := c.do(ctx, http.MethodGet, "/v1/tasks", nil, &ts)
+	return ts, err
+}
+
+// Addr is the host:port the client talks to.
+func (c *Client) Addr() string { return c.base.Host }

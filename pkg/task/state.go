@@ -140,7 +140,7 @@ const (
 	ReasonTaskKilledDuringLaunch  Reason = "REASON_TASK_KILLED_DURING_LAUNCH"
 	ReasonFrameworkRemoved        Reason = "REASON_FRAMEWORK_REMOVED"
 	ReasonInvalidOffers           Reason = "REASON_INVALID_OFFERS"
-	ReasonTaskHealthCheckFailed   Reason = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
+	ReasonHealthCheckUpdated      Reason = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
 	ReasonContainerPreemptedOrOOM Reason = "REASON_CONTAINER_PREEMPTED"
 )
 

@@ -1,0 +1,183 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/agora-sched/agora/agent/containerd"
+	"github.com/agora-sched/agora/agent/logs"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/httpjson"
+	"github.com/agora-sched/agora/pkg/version"
+)
+
+// routes is the agent's API:
+//
+//	GET  /ping, /health, /v1/info
+//	GET  /v1/tasks                   every task, ended ones included
+//	POST /v1/tasks                   launch (api.TaskInfo) → 202 with TASK_STARTING or TASK_ERROR
+//	GET  /v1/tasks/{id}
+//	POST /v1/tasks/{id}/kill         (api.KillRequest) → 202 with TASK_KILLING
+//	GET  /v1/tasks/{id}/logs         ?stream=stdout|stderr&offset=N&length=L&follow=true
+//	GET  /v1/tasks/{id}/stats        cgroup usage, Mesos's ResourceStatistics names
+//	GET  /monitor/statistics         every running task's usage, as Mesos's agent answers it
+//	POST /v1/acknowledge             (api.Acknowledgement) the master acknowledges an update
+func (a *Agent) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "pong") })
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Write(w, http.StatusOK, map[string]any{"status": "ok", "registered": a.ID() != ""})
+	})
+	mux.HandleFunc("GET /v1/info", a.handleInfo)
+	mux.HandleFunc("GET /v1/tasks", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Write(w, http.StatusOK, a.tasks.list())
+	})
+	mux.HandleFunc("POST /v1/tasks", a.handleLaunch)
+	mux.HandleFunc("GET /v1/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := a.tasks.get(r.PathValue("id"))
+		if !ok {
+			httpjson.Error(w, http.StatusNotFound, "no task "+r.PathValue("id")+" on this agent")
+			return
+		}
+		httpjson.Write(w, http.StatusOK, t)
+	})
+	mux.HandleFunc("POST /v1/tasks/{id}/kill", a.handleKill)
+	mux.Handle("GET /v1/tasks/{id}/logs", logs.Handler(
+		func(r *http.Request) (string, bool) {
+			t, ok := a.tasks.get(r.PathValue("id"))
+			return t.Sandbox, ok
+		},
+		func(r *http.Request) bool {
+			t, ok := a.tasks.get(r.PathValue("id"))
+			return !ok || t.Status.State.IsTerminal() && !a.tasks.running(r.PathValue("id"))
+		},
+	))
+	mux.HandleFunc("GET /v1/tasks/{id}/stats", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if _, ok := a.tasks.get(id); !ok {
+			httpjson.Error(w, http.StatusNotFound, "no task "+id+" on this agent")
+			return
+		}
+		s, err := a.exec.Stats(r.Context(), id)
+		if errors.Is(err, containerd.ErrNoTask) {
+			httpjson.Error(w, http.StatusConflict, "task "+id+" is not running")
+			return
+		}
+		if err != nil {
+			httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		httpjson.Write(w, http.StatusOK, s)
+	})
+	mux.HandleFunc("GET /monitor/statistics", a.handleStatistics)
+	mux.HandleFunc("POST /v1/acknowledge", func(w http.ResponseWriter, r *http.Request) {
+		var ack api.Acknowledgement
+		if err := httpjson.Decode(r, &ack); err != nil {
+			writeBadRequest(w, err)
+			return
+		}
+		if ack.TaskID == "" || ack.UUID == "" {
+			httpjson.FieldError(w, http.StatusUnprocessableEntity, "uuid", "task_id and uuid are required")
+			return
+		}
+		if err := a.tasks.acknowledge(ack.TaskID, ack.UUID); err != nil {
+			httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		httpjson.Write(w, http.StatusOK, ack)
+	})
+	return mux
+}
+
+func writeBadRequest(w http.ResponseWriter, err error) {
+	var bad *httpjson.BadRequest
+	if errors.As(err, &bad) && bad.Field != "" {
+		httpjson.FieldError(w, http.StatusBadRequest, bad.Field, bad.Msg)
+		return
+	}
+	httpjson.Error(w, http.StatusBadRequest, err.Error())
+}
+
+func (a *Agent) handleInfo(w http.ResponseWriter, r *http.Request) {
+	total, allocated := a.tasks.usage()
+	httpjson.Write(w, http.StatusOK, map[string]any{
+		"role": "agent", "id": a.ID(), "hostname": a.cfg.Hostname, "http": a.cfg.HTTPAddr,
+		"gossip": a.gossip.LocalAddr(), "resources": total, "allocated": allocated,
+		"attributes": a.cfg.Attributes, "build": version.Get(),
+	})
+}
+
+func (a *Agent) handleLaunch(w http.ResponseWriter, r *http.Request) {
+	var info api.TaskInfo
+	if err := httpjson.Decode(r, &info); err != nil {
+		writeBadRequest(w, err)
+		return
+	}
+	st, err := a.tasks.launch(info)
+	var fe *api.FieldError
+	switch {
+	case errors.As(err, &fe):
+		httpjson.FieldError(w, http.StatusUnprocessableEntity, fe.Field, fe.Msg)
+	case errors.Is(err, ErrDuplicateTask):
+		httpjson.FieldError(w, http.StatusConflict, "task_id", "a task "+info.TaskID+" exists on this agent")
+	case errors.Is(err, ErrNotRegistered):
+		httpjson.Error(w, http.StatusServiceUnavailable, err.Error()+"; retry")
+	case err != nil:
+		httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		httpjson.Write(w, http.StatusAccepted, st)
+	}
+}
+
+func (a *Agent) handleKill(w http.ResponseWriter, r *http.Request) {
+	var req api.KillRequest
+	if r.ContentLength != 0 {
+		if err := httpjson.Decode(r, &req); err != nil {
+			writeBadRequest(w, err)
+			return
+		}
+	}
+	if req.GracePeriodSeconds < 0 {
+		httpjson.FieldError(w, http.StatusUnprocessableEntity, "grace_period_seconds", "must not be negative")
+		return
+	}
+	st, err := a.tasks.kill(r.PathValue("id"), time.Duration(req.GracePeriodSeconds*float64(time.Second)))
+	switch {
+	case errors.Is(err, ErrNoSuchTask):
+		httpjson.Error(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, ErrTaskEnded):
+		httpjson.Write(w, http.StatusConflict, map[string]any{"message": err.Error(), "status": st})
+	case err != nil:
+		httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		httpjson.Write(w, http.StatusAccepted, st)
+	}
+}
+
+// handleStatistics answers as Mesos's agent /monitor/statistics: one entry per running task.
+func (a *Agent) handleStatistics(w http.ResponseWriter, r *http.Request) {
+	type entry struct {
+		ExecutorID  string           `json:"executor_id"`
+		FrameworkID string           `json:"framework_id"`
+		Source      string           `json:"source"`
+		Statistics  containerd.Stats `json:"statistics"`
+	}
+	out := []entry{}
+	for _, t := range a.tasks.list() {
+		if t.Status.State.IsTerminal() {
+			continue
+		}
+		s, err := a.exec.Stats(r.Context(), t.Info.TaskID)
+		if err != nil {
+			continue // ended meanwhile, or still launching
+		}
+		// Mesos reports the limits the task was given.
+		s.MemLimitBytes = uint64(t.Info.Resources.Mem * (1 << 20))
+		out = append(out, entry{ExecutorID: t.Info.TaskID, FrameworkID: t.Info.FrameworkID, Source: t.Info.Name, Statistics: s})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ExecutorID < out[j].ExecutorID })
+	httpjson.Write(w, http.StatusOK, out)
+}

@@ -1,0 +1,342 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	ctrd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
+
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/containerdtest"
+	"github.com/agora-sched/agora/pkg/task"
+)
+
+// containerPID is the pid of a task's process as containerd knows it (0: no such container).
+func (e *testEnv) containerPID(id string) uint32 {
+	e.t.Helper()
+	return containerdtest.TaskPID(e.t, containerdtest.Client(e.t), e.ns, id)
+}
+
+func (e *testEnv) containerStatus(id string) ctrd.ProcessStatus {
+	e.t.Helper()
+	client := containerdtest.Client(e.t)
+	ctx := namespaces.WithNamespace(context.Background(), e.ns)
+	c, err := client.LoadContainer(ctx, id)
+	if err != nil {
+		return ""
+	}
+	tk, err := c.Task(ctx, nil)
+	if err != nil {
+		return ""
+	}
+	st, err := tk.Status(ctx)
+	if err != nil {
+		return ""
+	}
+	return st.Status
+}
+
+// TestRestartedAgentReattaches stops an agent while its task runs and starts another on the
+// same data dir: the task is still RUNNING in the same container, nothing is launched again,
+// its output kept flowing meanwhile, and it can still be killed.
+func TestRestartedAgentReattaches(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	port := agentPort(t)
+	info := testApp("steady", "-sleep", "1h")
+	info.Resources.Ports = mustRanges(t, port)
+	a.launch(t, info)
+	e.fm.waitState("steady", task.Running, 60*time.Second)
+	pid := e.containerPID("steady")
+	a.stop(t)
+
+	if e.containerPID("steady") != pid {
+		t.Fatal("stopping the agent stopped its task")
+	}
+	updatesBefore := len(e.fm.states("steady"))
+	b := e.start()
+	var tk api.Task
+	if code := b.call(t, "GET", "/v1/tasks/steady", nil, &tk); code != 200 || tk.Status.State != task.Running {
+		t.Fatalf("after restart: %d %+v", code, tk)
+	}
+	if got := e.containerPID("steady"); got != pid {
+		t.Fatalf("pid %d after restart, want the same %d", got, pid)
+	}
+	if n := len(e.fm.states("steady")); n != updatesBefore {
+		t.Fatalf("the restart sent %d more updates: %v", n-updatesBefore, e.fm.states("steady"))
+	}
+	e.fm.mu.Lock()
+	lastReg := e.fm.regs[len(e.fm.regs)-1]
+	e.fm.mu.Unlock()
+	if len(lastReg.Tasks) != 1 || lastReg.Tasks[0].TaskID != "steady" || lastReg.Tasks[0].State != task.Running {
+		t.Fatalf("re-registration listed %+v, want steady RUNNING", lastReg.Tasks)
+	}
+	b.call(t, "POST", "/v1/tasks/steady/kill", nil, nil)
+	e.fm.waitState("steady", task.Killed, 30*time.Second)
+}
+
+// TestContainerThatDiedWhileTheAgentWasDownIsReportedOnce: the restarted agent reports the real
+// exit status, once.
+func TestContainerThatDiedWhileTheAgentWasDownIsReportedOnce(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	a.launch(t, testApp("brief", "-sleep", "2s", "-exit", "7"))
+	e.fm.waitState("brief", task.Running, 60*time.Second)
+	a.stop(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for e.containerStatus("brief") != ctrd.Stopped {
+		if time.Now().After(deadline) {
+			t.Fatalf("the container never stopped: %q", e.containerStatus("brief"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b := e.start()
+	st := e.fm.waitState("brief", task.Failed, 30*time.Second)
+	if st.ExitStatus == nil || *st.ExitStatus != 7 {
+		t.Fatalf("FAILED update = %+v, want exit status 7", st)
+	}
+	b.stop(t)
+	e.start()
+	time.Sleep(500 * time.Millisecond)
+	if got := fmt.Sprint(e.fm.states("brief")); got != "[TASK_STARTING TASK_RUNNING TASK_FAILED]" {
+		t.Fatalf("states = %s, want the end reported once", got)
+	}
+	if e.containerStatus("brief") != "" {
+		t.Fatal("the ended container was not removed")
+	}
+}
+
+// TestOrphanContainersAreRemoved: a container in the agent's namespace that its checkpoint does
+// not know is killed and removed when the agent starts.
+func TestOrphanContainersAreRemoved(t *testing.T) {
+	e := newEnv(t)
+	client := containerdtest.Client(t)
+	ctx := namespaces.WithNamespace(context.Background(), e.ns)
+	img, err := client.GetImage(ctx, containerdtest.TestAppImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.NewContainer(ctx, "stray", ctrd.WithImage(img), ctrd.WithNewSnapshot("stray", img),
+		ctrd.WithNewSpec(ociSpecForTest(img, "-sleep", "1h")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := c.NewTask(ctx, nilIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	if e.containerPID("stray") != 0 {
+		t.Fatal("the orphan still runs")
+	}
+	if _, err := client.LoadContainer(ctx, "stray"); err == nil {
+		t.Fatal("the orphan container is still there")
+	}
+}
+
+// TestNoImageRunsOnTheHostRootReadOnly: without an image the command runs on the host's files,
+// which it cannot change, with a writable sandbox and /tmp.
+func TestNoImageRunsOnTheHostRootReadOnly(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	a.launch(t, api.TaskInfo{
+		TaskID: "host", Resources: mustRes(t, 0.1, 32),
+		Cmd: `echo hello > "$MESOS_SANDBOX/note" && cat "$MESOS_SANDBOX/note"; ` +
+			`if touch /usr/agora-was-here 2>/dev/null; then echo root-writable; else echo root-read-only; fi; ` +
+			`touch /tmp/x && echo tmp-writable; echo "home=$HOME pwd=$(pwd)"`,
+	})
+	e.fm.waitState("host", task.Finished, 60*time.Second)
+	out := a.logs(t, "host", "stdout")
+	sandbox := a.Agent.exec.Sandbox("host")
+	for _, want := range []string{"hello\n", "root-read-only\n", "tmp-writable\n", "home=" + sandbox + " pwd=" + sandbox + "\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestLaunchThatDoesNotFitIsTaskError: the agent never runs more than it has.
+func TestLaunchThatDoesNotFitIsTaskError(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	big := testApp("big", "-sleep", "1h")
+	big.Resources.CPUs = 1.5
+	a.launch(t, big)
+	e.fm.waitState("big", task.Running, 60*time.Second)
+	more := testApp("more", "-sleep", "1h")
+	more.Resources.CPUs = 1
+	st := a.launch(t, more)
+	if st.State != task.Error || !strings.Contains(st.Message, "free") {
+		t.Fatalf("an overcommitting launch: %+v, want TASK_ERROR", st)
+	}
+	e.fm.waitState("more", task.Error, 10*time.Second)
+	if e.containerPID("more") != 0 {
+		t.Fatal("the task that does not fit runs")
+	}
+	portless := testApp("elsewhere", "-sleep", "1h")
+	portless.Resources.CPUs = 0.1
+	portless.Resources.Ports = mustRanges(t, 40000) // outside the agent's 31000-31100
+	if st := a.launch(t, portless); st.State != task.Error {
+		t.Fatalf("a port the agent does not have: %+v, want TASK_ERROR", st)
+	}
+}
+
+// TestBadLaunchesAreRefusedNamingTheField covers what never becomes a task.
+func TestBadLaunchesAreRefusedNamingTheField(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	for _, tc := range []struct {
+		body  any
+		code  int
+		field string
+	}{
+		{map[string]any{"task_id": "a/b", "cmd": "true"}, 422, "task_id"},
+		{map[string]any{"task_id": "x", "cmd": "true", "resources": map[string]any{"cpus": -1}}, 422, "resources"},
+		{map[string]any{"task_id": "x"}, 422, "cmd"},
+		{map[string]any{"task_id": "x", "image": "UPPER CASE!"}, 422, "image"},
+		{map[string]any{"task_id": "x", "cmd": "true", "colour": "red"}, 400, "colour"},
+		{map[string]any{"task_id": "x", "cmd": "true", "kill_grace_period_seconds": "soon"}, 400, "kill_grace_period_seconds"},
+		{map[string]any{"task_id": "x", "cmd": "true", "health_checks": []any{map[string]any{"protocol": "HTTP", "portIndex": 3}}}, 422, "health_checks[0]"},
+	} {
+		var body struct {
+			Message string `json:"message"`
+			Field   string `json:"field"`
+		}
+		code := a.call(t, "POST", "/v1/tasks", tc.body, &body)
+		if code != tc.code || tc.field != "" && body.Field != tc.field || body.Message == "" {
+			t.Errorf("%v: %d %+v, want %d naming %q", tc.body, code, body, tc.code, tc.field)
+		}
+	}
+	a.launch(t, testApp("dup", "-sleep", "1h"))
+	if code := a.call(t, "POST", "/v1/tasks", testApp("dup"), nil); code != 409 {
+		t.Errorf("a duplicate task id: %d, want 409", code)
+	}
+	var tasks []api.Task
+	a.call(t, "GET", "/v1/tasks", nil, &tasks)
+	if len(tasks) != 1 {
+		t.Errorf("bad launches left tasks behind: %+v", tasks)
+	}
+}
+
+// TestLaunchFailuresSayWhatToDo: a missing image and a missing binary end as TASK_FAILED with
+// a message a person can act on.
+func TestLaunchFailuresSayWhatToDo(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	// A registry on a closed loopback port: the pull fails at once, without the internet.
+	a.launch(t, api.TaskInfo{TaskID: "noimage", Image: fmt.Sprintf("127.0.0.1:%d/nothing:1", containerdtest.FreePort(t)), Resources: mustRes(t, 0.1, 32)})
+	a.launch(t, api.TaskInfo{TaskID: "nobinary", Image: containerdtest.TestAppImage, Cmd: "echo the test image has no shell", Resources: mustRes(t, 0.1, 32)})
+	st := e.fm.waitState("noimage", task.Failed, 60*time.Second)
+	if st.Reason != task.ReasonContainerLaunchFailed || !strings.Contains(st.Message, "agora image import") || !strings.Contains(st.Message, "pulling") {
+		t.Errorf("missing image: %+v", st)
+	}
+	st = e.fm.waitState("nobinary", task.Failed, 60*time.Second)
+	if st.Reason != task.ReasonContainerLaunchFailed || !strings.Contains(st.Message, `"sh"`) {
+		t.Errorf("missing binary: %+v", st)
+	}
+}
+
+// TestUpdatesAreResentUntilAcknowledged: the master refuses the first updates; they come again,
+// in order, and none is lost.
+func TestUpdatesAreResentUntilAcknowledged(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	e.fm.mu.Lock()
+	e.fm.refuse = 2
+	e.fm.mu.Unlock()
+	a.launch(t, testApp("stubborn-master", "-exit", "0"))
+	e.fm.waitState("stubborn-master", task.Finished, 60*time.Second)
+	if got := fmt.Sprint(e.fm.states("stubborn-master")); got != "[TASK_STARTING TASK_RUNNING TASK_FINISHED]" {
+		t.Fatalf("states = %s", got)
+	}
+	pending, err := a.store.Pending()
+	if err != nil || len(pending) != 0 {
+		t.Fatalf("pending after acks: %v %v", pending, err)
+	}
+}
+
+// TestDrainKillsAndReportsBeforeStopping: with --drain, stopping the agent kills its tasks and
+// their KILLED updates are acknowledged before it exits.
+func TestDrainKillsAndReportsBeforeStopping(t *testing.T) {
+	e := newEnv(t)
+	a := e.start(withDrain)
+	a.launch(t, testApp("drained", "-sleep", "1h"))
+	e.fm.waitState("drained", task.Running, 60*time.Second)
+	a.stop(t)
+	if st, _ := e.fm.last("drained"); st.State != task.Killed {
+		t.Fatalf("after a draining stop the master last heard %+v, want TASK_KILLED", st)
+	}
+	if e.containerPID("drained") != 0 {
+		t.Fatal("the drained task's container is still there")
+	}
+}
+
+// TestHealthCheckFailuresKillTheTask: the app turns unhealthy; after maxConsecutiveFailures
+// the agent kills it and says why.
+func TestHealthCheckFailuresKillTheTask(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	port := agentPort(t)
+	info := testApp("sickly", "-sleep", "1h")
+	info.Resources.Ports = mustRanges(t, port)
+	info.HealthChecks = mustChecks(t, `[{"protocol":"HTTP","path":"/health","portIndex":0,"gracePeriodSeconds":30,"intervalSeconds":1,"timeoutSeconds":1,"maxConsecutiveFailures":2,"delaySeconds":0}]`)
+	a.launch(t, info)
+	healthy := e.fm.waitFor("sickly", 60*time.Second, func(st api.TaskStatus) bool { return st.Healthy != nil && *st.Healthy })
+	if healthy.State != task.Running {
+		t.Fatalf("healthy update: %+v", healthy)
+	}
+	resp, err := httpPost(fmt.Sprintf("http://127.0.0.1:%d/health/fail", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	st := e.fm.waitState("sickly", task.Killed, 30*time.Second)
+	if st.Healthy == nil || *st.Healthy || !strings.Contains(st.Message, "2 consecutive failed HTTP health checks") {
+		t.Fatalf("KILLED update = %+v", st)
+	}
+	states := e.fm.states("sickly")
+	if fmt.Sprint(states[len(states)-2:]) != "[TASK_KILLING TASK_KILLED]" {
+		t.Fatalf("states = %v", states)
+	}
+}
+
+// TestStatsReadTheCgroup: a running task's usage and limits come from its cgroup.
+func TestStatsReadTheCgroup(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	info := testApp("measured", "-alloc-mib", "16", "-sleep", "1h")
+	info.Resources.Mem = 128
+	a.launch(t, info)
+	e.fm.waitState("measured", task.Running, 60*time.Second)
+	var s struct {
+		MemLimitBytes uint64  `json:"mem_limit_bytes"`
+		MemTotalBytes uint64  `json:"mem_total_bytes"`
+		CPUUser       float64 `json:"cpus_user_time_secs"`
+		Timestamp     float64 `json:"timestamp"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if code := a.call(t, "GET", "/v1/tasks/measured/stats", nil, &s); code != 200 {
+			t.Fatalf("stats: %d", code)
+		}
+		if s.MemTotalBytes >= 16<<20 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s.MemLimitBytes != 128<<20 || s.MemTotalBytes < 16<<20 || s.Timestamp == 0 {
+		t.Fatalf("stats = %+v, want a 128 MiB limit and at least the 16 MiB the app holds", s)
+	}
+	var all []map[string]any
+	a.call(t, "GET", "/monitor/statistics", nil, &all)
+	if len(all) != 1 || all[0]["executor_id"] != "measured" {
+		t.Fatalf("/monitor/statistics = %v", all)
+	}
+}

@@ -1,0 +1,660 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/agora-sched/agora/agent/checkpoint"
+	"github.com/agora-sched/agora/agent/containerd"
+	"github.com/agora-sched/agora/agent/statusupdate"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/clock"
+	"github.com/agora-sched/agora/pkg/health"
+	"github.com/agora-sched/agora/pkg/id"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
+)
+
+// A task's life on the agent. Every arrow is one call of transitionLocked: the record and the
+// status update are checkpointed together, then the update is sent.
+//
+//	launch ──► STARTING ──► RUNNING ──(exit 0)──────────► FINISHED
+//	   │           │           │ ├───(exit ≠ 0, OOM)─────► FAILED
+//	   │           │           │ └───(health: too many     KILLED (healthy=false)
+//	   │           │           │      failures) ─► KILLING ─► KILLED
+//	   │           │           └─(kill)──────────► KILLING ─► KILLED
+//	   │           └─(image, binary, start fails)──────────► FAILED
+//	   └─(does not fit, bad request)──────────────────────► ERROR
+//
+// While RUNNING, a change of health is sent as another RUNNING update carrying healthy.
+
+// Executor is what the agent needs of a container runtime; agent/containerd's Executor is it.
+type Executor interface {
+	Launch(ctx context.Context, s containerd.Spec) (*containerd.Handle, error)
+	Kill(ctx context.Context, id string, grace time.Duration) error
+	Remove(ctx context.Context, id string) error
+	Recover(ctx context.Context, known []string) ([]containerd.Recovered, []string, error)
+	Exec(ctx context.Context, id string, argv []string) (int, []byte, error)
+	Stats(ctx context.Context, id string) (containerd.Stats, error)
+	Sandbox(id string) string
+}
+
+// Errors of the task API.
+var (
+	ErrDuplicateTask = errors.New("agent: a task of that id exists")
+	ErrNoSuchTask    = errors.New("agent: no such task")
+	ErrNotRegistered = errors.New("agent: not registered with a master yet")
+	ErrTaskEnded     = errors.New("agent: the task has ended")
+)
+
+// record is what the agent keeps of one task, checkpointed as JSON.
+type record struct {
+	Info      api.TaskInfo   `json:"info"`
+	Status    api.TaskStatus `json:"status"` // the latest
+	Killing   bool           `json:"killing,omitempty"`
+	KillGrace float64        `json:"kill_grace_seconds,omitempty"` // of the kill asked for
+	// HealthKill says why health checks killed the task.
+	HealthKill string `json:"health_kill,omitempty"`
+	// Exit is how the process ended, kept from when it ended until the end is reported.
+	Exit      *containerd.Exit `json:"exit,omitempty"`
+	StartedAt *time.Time       `json:"started_at,omitempty"`
+}
+
+// keepEnded is how many ended tasks the agent still lists once their updates are acknowledged.
+const keepEnded = 100
+
+// taskSet runs the agent's tasks: it launches through the executor, watches exits and health,
+// checkpoints every state change with its status update, and re-attaches after a restart.
+type taskSet struct {
+	taskSetConfig
+
+	ctx context.Context // the agent's lifetime: launches and watches end with it
+	wg  sync.WaitGroup  // launches and watches in flight
+
+	mu      sync.Mutex // guards the fields below
+	tasks   map[string]*record
+	handles map[string]*containerd.Handle
+	health  map[string]*healthState
+	ended   []string // ids of ended, acknowledged tasks kept for listing, oldest first
+}
+
+type healthState struct {
+	cancel  context.CancelFunc
+	healthy []*bool // per check; nil until known
+}
+
+// taskSetConfig is what a taskSet is made of.
+type taskSetConfig struct {
+	exec    Executor
+	store   *checkpoint.Store
+	updates *statusupdate.Manager
+	total   resources.Resources
+	host    string
+	agentID func() string
+	clock   clock.Clock
+	logger  *slog.Logger
+	ids     *id.Generator
+}
+
+func newTaskSet(ctx context.Context, c taskSetConfig) *taskSet {
+	if c.clock == nil {
+		c.clock = clock.Real{}
+	}
+	return &taskSet{
+		taskSetConfig: c, ctx: ctx,
+		tasks: map[string]*record{}, handles: map[string]*containerd.Handle{}, health: map[string]*healthState{},
+	}
+}
+
+func (ts *taskSet) saveLocked(r *record) ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("agent: checkpoint task: %w", err)
+	}
+	return b, nil
+}
+
+// transitionLocked moves a task to a new state (or, for RUNNING → RUNNING, a new health) and
+// checkpoints the record with the update before the update goes out.
+func (ts *taskSet) transitionLocked(r *record, st api.TaskStatus) error {
+	prev := r.Status.State
+	if prev != "" && prev != st.State && !task.CanTransition(prev, st.State) {
+		return fmt.Errorf("agent: task %s: %s → %s is not a transition", r.Info.TaskID, prev, st.State)
+	}
+	st.TaskID = r.Info.TaskID
+	st.FrameworkID = r.Info.FrameworkID
+	st.AgentID = ts.agentID()
+	u, err := ts.ids.UUID()
+	if err != nil {
+		return err
+	}
+	st.UUID = u
+	st.Timestamp = ts.clock.Now().UTC()
+	if st.Source == "" {
+		st.Source = task.SourceAgent
+	}
+	if st.Healthy == nil && st.State == task.Running {
+		st.Healthy = r.Status.Healthy
+	}
+	prevStatus := r.Status
+	r.Status = st
+	data, err := ts.saveLocked(r)
+	if err == nil {
+		err = ts.updates.UpdateTask(st, data)
+	}
+	if err != nil {
+		// Not checkpointed, so not sent: the task keeps its old state here too.
+		r.Status = prevStatus
+		ts.logger.Error("checkpoint a task's state change", "task", r.Info.TaskID, "state", st.State, "err", err)
+		return fmt.Errorf("agent: checkpoint task %s: %w", r.Info.TaskID, err)
+	}
+	ts.logger.Info("task", "task", r.Info.TaskID, "state", st.State, "reason", st.Reason, "message", st.Message)
+	return nil
+}
+
+// allocatedLocked is the sum of what the agent's unended tasks hold.
+func (ts *taskSet) allocatedLocked() resources.Resources {
+	var sum resources.Resources
+	for _, r := range ts.tasks {
+		if !r.Status.State.IsTerminal() {
+			sum = sum.Add(r.Info.Resources)
+		}
+	}
+	return sum
+}
+
+// validate checks a launch request's own fields; errors name the field.
+func validateTaskInfo(info api.TaskInfo) error {
+	if err := containerd.ValidTaskID(info.TaskID); err != nil {
+		return &api.FieldError{Field: "task_id", Msg: "must be 1 to 200 letters, digits, '-', '_' or '.'"}
+	}
+	if err := info.Resources.Validate(); err != nil {
+		return &api.FieldError{Field: "resources", Msg: err.Error()}
+	}
+	if info.Image == "" && info.Cmd == "" {
+		return &api.FieldError{Field: "cmd", Msg: "a task without an image needs a command"}
+	}
+	if info.Image != "" {
+		if _, err := containerd.NormalizeImage(info.Image); err != nil {
+			return &api.FieldError{Field: "image", Msg: fmt.Sprintf("%q is not an image reference", info.Image)}
+		}
+	}
+	if info.KillGracePeriodSeconds < 0 {
+		return &api.FieldError{Field: "kill_grace_period_seconds", Msg: "must not be negative"}
+	}
+	ports := int(info.Resources.Ports.Count())
+	for i, c := range info.HealthChecks {
+		if err := c.Validate(ports); err != nil {
+			return &api.FieldError{Field: fmt.Sprintf("health_checks[%d]", i), Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+// launch accepts a task: it answers at once with TASK_STARTING (or TASK_ERROR when the task
+// does not fit what is free) and runs the rest in the background.
+func (ts *taskSet) launch(info api.TaskInfo) (api.TaskStatus, error) {
+	if ts.agentID() == "" {
+		return api.TaskStatus{}, ErrNotRegistered
+	}
+	if err := validateTaskInfo(info); err != nil {
+		return api.TaskStatus{}, err
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if _, ok := ts.tasks[info.TaskID]; ok {
+		return api.TaskStatus{}, fmt.Errorf("%w: %s", ErrDuplicateTask, info.TaskID)
+	}
+	free, err := ts.total.Subtract(ts.allocatedLocked())
+	if err == nil && !free.Contains(info.Resources) {
+		err = resources.ErrInsufficient
+	}
+	r := &record{Info: info}
+	ts.tasks[info.TaskID] = r
+	if err != nil {
+		// The master never sends what does not fit; this is the last line of defence.
+		msg := fmt.Sprintf("the task needs %s but this agent has %s free", info.Resources, free)
+		if err := ts.transitionLocked(r, api.TaskStatus{State: task.Error, Reason: task.ReasonTaskInvalid, Message: msg}); err != nil {
+			delete(ts.tasks, info.TaskID)
+			return api.TaskStatus{}, err
+		}
+		return r.Status, nil
+	}
+	if err := ts.transitionLocked(r, api.TaskStatus{State: task.Starting}); err != nil {
+		delete(ts.tasks, info.TaskID)
+		return api.TaskStatus{}, err
+	}
+	ts.wg.Add(1)
+	go func() {
+		defer ts.wg.Done()
+		ts.run(info)
+	}()
+	return r.Status, nil
+}
+
+// spec is the executor's view of a launch.
+func (ts *taskSet) spec(info api.TaskInfo) containerd.Spec {
+	var ports []uint64
+	for _, rg := range info.Resources.Ports {
+		for p := rg.Begin; p <= rg.End; p++ {
+			ports = append(ports, p)
+		}
+	}
+	return containerd.Spec{
+		TaskID: info.TaskID, AgentID: ts.agentID(), Image: info.Image, ForcePull: info.ForcePull,
+		Cmd: info.Cmd, Args: info.Args, Env: info.Env, Labels: info.Labels,
+		CPUs: info.Resources.CPUs, MemMiB: info.Resources.Mem, Ports: ports, PortNames: info.PortNames,
+		Host: ts.host,
+	}
+}
+
+// run launches a task and watches it to its end.
+func (ts *taskSet) run(info api.TaskInfo) {
+	h, err := ts.exec.Launch(ts.ctx, ts.spec(info))
+	ts.mu.Lock()
+	r := ts.tasks[info.TaskID]
+	if err != nil {
+		st := api.TaskStatus{State: task.Failed, Reason: task.ReasonContainerLaunchFailed, Message: err.Error()}
+		if r.Killing {
+			st = api.TaskStatus{State: task.Killed, Reason: task.ReasonTaskKilledDuringLaunch, Message: "killed while launching: " + err.Error()}
+		}
+		if ts.ctx.Err() != nil {
+			// The agent is stopping: the restarted agent finds the task as it is.
+			ts.mu.Unlock()
+			return
+		}
+		ts.transitionLocked(r, st)
+		ts.mu.Unlock()
+		return
+	}
+	now := ts.clock.Now().UTC()
+	r.StartedAt = &now
+	ts.handles[info.TaskID] = h
+	if r.Killing {
+		ts.killLocked(r) // killed while launching: it stays KILLING until its end
+	} else {
+		ts.transitionLocked(r, api.TaskStatus{State: task.Running})
+		ts.startHealthLocked(r)
+	}
+	ts.mu.Unlock()
+	ts.watch(info.TaskID, h)
+}
+
+// watch waits for a task's process to end and reports how. The exit is checkpointed first, then
+// the container removed (which lets its logger write the last of the output), and only then is
+// the end reported: whoever reads the logs after seeing the end gets all of them, and a crash
+// in between loses no exit status.
+func (ts *taskSet) watch(id string, h *containerd.Handle) {
+	var ex containerd.Exit
+	select {
+	case ex = <-h.Done():
+	case <-ts.ctx.Done():
+		return // the agent stops; its tasks run on, and the restarted agent re-attaches
+	}
+	ts.mu.Lock()
+	r := ts.tasks[id]
+	ts.stopHealthLocked(id)
+	delete(ts.handles, id)
+	r.Exit = &ex
+	data, err := ts.saveLocked(r)
+	if err == nil {
+		err = ts.store.SaveTask(id, data)
+	}
+	ts.mu.Unlock()
+	if err != nil {
+		ts.logger.Error("checkpoint a task's exit", "task", id, "err", err)
+	}
+	ts.finish(id, ex)
+}
+
+// finish removes an ended task's container and reports its end.
+func (ts *taskSet) finish(id string, ex containerd.Exit) {
+	if err := ts.exec.Remove(context.WithoutCancel(ts.ctx), id); err != nil {
+		ts.logger.Warn("remove container", "task", id, "err", err)
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	r := ts.tasks[id]
+	ts.transitionLocked(r, ts.exitStatusLocked(r, ex))
+}
+
+// exitStatusLocked says what an ended process means for its task.
+func (ts *taskSet) exitStatusLocked(r *record, ex containerd.Exit) api.TaskStatus {
+	code := int(ex.Code)
+	st := api.TaskStatus{ExitStatus: &code}
+	switch {
+	case ex.Vanished:
+		st.ExitStatus = nil
+		st.State, st.Reason = task.Failed, task.ReasonExecutorTerminated
+		st.Message = "the task's container ended while the agent was down and its exit status is gone"
+	case r.HealthKill != "":
+		unhealthy := false
+		st.State, st.Reason, st.Healthy = task.Killed, task.ReasonHealthCheckUpdated, &unhealthy
+		st.Message = r.HealthKill
+	case r.Killing:
+		st.State, st.Message = task.Killed, "killed on request"
+		if code == 128+int(syscall.SIGKILL) {
+			st.Message = fmt.Sprintf("killed on request: SIGKILL after the %gs grace period", r.KillGrace)
+		}
+	case ex.OOMKilled:
+		st.State, st.Reason = task.Failed, task.ReasonContainerLimitationMem
+		st.Message = fmt.Sprintf("container OOM-killed (memory limit %g MiB)", r.Info.Resources.Mem)
+	case code == 0:
+		st.State, st.Message = task.Finished, "exited with status 0"
+	case code > 128:
+		st.State, st.Reason = task.Failed, task.ReasonCommandExecutorFailed
+		st.Message = fmt.Sprintf("exited with status %d (killed by signal %d)", code, code-128)
+	default:
+		st.State, st.Reason = task.Failed, task.ReasonCommandExecutorFailed
+		st.Message = fmt.Sprintf("exited with status %d", code)
+	}
+	return st
+}
+
+// kill asks a task to stop; a zero grace uses the task's own.
+func (ts *taskSet) kill(id string, grace time.Duration) (api.TaskStatus, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	r, ok := ts.tasks[id]
+	if !ok {
+		return api.TaskStatus{}, fmt.Errorf("%w: %s", ErrNoSuchTask, id)
+	}
+	if r.Status.State.IsTerminal() {
+		return r.Status, fmt.Errorf("%w: %s is %s", ErrTaskEnded, id, r.Status.State)
+	}
+	if r.Killing {
+		return r.Status, nil
+	}
+	if grace <= 0 {
+		grace = r.Info.KillGrace()
+	}
+	r.Killing, r.KillGrace = true, grace.Seconds()
+	if err := ts.transitionLocked(r, api.TaskStatus{State: task.Killing}); err != nil {
+		return api.TaskStatus{}, err
+	}
+	if _, running := ts.handles[id]; running {
+		ts.killLocked(r)
+	}
+	return r.Status, nil
+}
+
+// killLocked has the executor stop a running task; its end comes through watch.
+func (ts *taskSet) killLocked(r *record) {
+	ts.stopHealthLocked(r.Info.TaskID)
+	grace := time.Duration(r.KillGrace * float64(time.Second))
+	if grace <= 0 {
+		grace = r.Info.KillGrace()
+	}
+	id := r.Info.TaskID
+	ts.wg.Add(1)
+	go func() {
+		defer ts.wg.Done()
+		if err := ts.exec.Kill(ts.ctx, id, grace); err != nil && ts.ctx.Err() == nil {
+			ts.logger.Warn("kill", "task", id, "err", err)
+		}
+	}()
+}
+
+// acknowledge records the master's acknowledgement of an update; a task that has ended and has
+// nothing left to send leaves the checkpoint.
+func (ts *taskSet) acknowledge(taskID, uuid string) error {
+	if err := ts.updates.Ack(taskID, uuid); err != nil {
+		return err
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	r, ok := ts.tasks[taskID]
+	if !ok || !r.Status.State.IsTerminal() {
+		return nil
+	}
+	pending, err := ts.updates.Pending(taskID)
+	if err != nil || pending {
+		return err
+	}
+	if err := ts.store.RemoveTask(taskID); err != nil {
+		return err
+	}
+	ts.ended = append(ts.ended, taskID)
+	for len(ts.ended) > keepEnded {
+		delete(ts.tasks, ts.ended[0])
+		ts.ended = ts.ended[1:]
+	}
+	return nil
+}
+
+// list returns every task the agent knows, ended ones included, by id.
+func (ts *taskSet) list() []api.Task {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	out := make([]api.Task, 0, len(ts.tasks))
+	for _, r := range ts.tasks {
+		out = append(out, ts.viewLocked(r))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Info.TaskID < out[j].Info.TaskID })
+	return out
+}
+
+func (ts *taskSet) get(id string) (api.Task, bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	r, ok := ts.tasks[id]
+	if !ok {
+		return api.Task{}, false
+	}
+	return ts.viewLocked(r), true
+}
+
+func (ts *taskSet) viewLocked(r *record) api.Task {
+	return api.Task{Info: r.Info, Status: r.Status, Sandbox: ts.exec.Sandbox(r.Info.TaskID), StartedAt: r.StartedAt}
+}
+
+// statuses are the latest states of the tasks that have not ended, for a registration.
+func (ts *taskSet) statuses() []api.TaskStatus {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	var out []api.TaskStatus
+	for _, r := range ts.tasks {
+		if !r.Status.State.IsTerminal() {
+			out = append(out, r.Status)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].TaskID < out[j].TaskID })
+	return out
+}
+
+// running says whether the task's process is held (and not yet ended).
+func (ts *taskSet) running(id string) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	_, ok := ts.handles[id]
+	return ok
+}
+
+// allocated and total, for the agent's own report.
+func (ts *taskSet) usage() (total, allocated resources.Resources) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.total, ts.allocatedLocked()
+}
+
+// recover loads the checkpoint and re-attaches to what still runs. It runs once, before the
+// agent takes requests.
+func (ts *taskSet) recover(ctx context.Context) error {
+	saved, err := ts.store.Tasks()
+	if err != nil {
+		return fmt.Errorf("agent: read checkpoint: %w", err)
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	var live []string
+	for id, b := range saved {
+		var r record
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("agent: checkpointed task %s: %w", id, err)
+		}
+		ts.tasks[id] = &r
+		if !r.Status.State.IsTerminal() {
+			live = append(live, id)
+		}
+	}
+	sort.Strings(live)
+	found, orphans, err := ts.exec.Recover(ctx, live)
+	if err != nil {
+		return fmt.Errorf("agent: recover containers: %w", err)
+	}
+	for _, id := range orphans {
+		ts.logger.Warn("removed a container no task of this agent knows", "container", id)
+	}
+	for _, f := range found {
+		r := ts.tasks[f.TaskID]
+		switch {
+		case f.Handle != nil:
+			ts.handles[f.TaskID] = f.Handle
+			if r.Status.State == task.Starting && !r.Killing {
+				now := ts.clock.Now().UTC()
+				r.StartedAt = &now
+				ts.transitionLocked(r, api.TaskStatus{State: task.Running})
+			}
+			if r.Killing {
+				ts.killLocked(r)
+			} else {
+				ts.startHealthLocked(r)
+			}
+			ts.logger.Info("re-attached", "task", f.TaskID, "state", r.Status.State)
+			ts.wg.Add(1)
+			go func(id string, h *containerd.Handle) {
+				defer ts.wg.Done()
+				ts.watch(id, h)
+			}(f.TaskID, f.Handle)
+		case f.Exit != nil:
+			ts.wg.Add(1)
+			go func(id string, ex containerd.Exit) {
+				defer ts.wg.Done()
+				ts.finish(id, ex)
+			}(f.TaskID, *f.Exit)
+		case r.Exit != nil:
+			// It ended and its container was removed, but the agent stopped before reporting.
+			ts.transitionLocked(r, ts.exitStatusLocked(r, *r.Exit))
+		default: // missing
+			st := api.TaskStatus{State: task.Failed, Reason: task.ReasonExecutorTerminated,
+				Message: "the task's container is gone: it ended while the agent was down, or was removed by hand"}
+			if r.Status.State == task.Starting {
+				st.Reason, st.Message = task.ReasonContainerLaunchFailed, "the agent stopped while launching the task; it never ran"
+			}
+			if r.Killing {
+				st.State = task.Killed
+			}
+			ts.transitionLocked(r, st)
+		}
+	}
+	return nil
+}
+
+// drain kills every task that has not ended, each with its own grace period, and waits until
+// they have ended and their updates are acknowledged, or ctx ends.
+func (ts *taskSet) drain(ctx context.Context) error {
+	for _, st := range ts.statuses() {
+		if _, err := ts.kill(st.TaskID, 0); err != nil && !errors.Is(err, ErrTaskEnded) {
+			ts.logger.Warn("drain: kill", "task", st.TaskID, "err", err)
+		}
+	}
+	for {
+		pending, err := ts.store.Pending()
+		if err != nil {
+			return err
+		}
+		if len(ts.statuses()) == 0 && len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("agent: drain: %d tasks not ended or not acknowledged: %w", len(ts.statuses())+len(pending), ctx.Err())
+		case <-ts.clock.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// startHealthLocked runs the task's health checks, if it has any.
+func (ts *taskSet) startHealthLocked(r *record) {
+	checks := r.Info.HealthChecks
+	if len(checks) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(ts.ctx)
+	hs := &healthState{cancel: cancel, healthy: make([]*bool, len(checks))}
+	ts.health[r.Info.TaskID] = hs
+	spec := ts.spec(r.Info)
+	started := ts.clock.Now()
+	if r.StartedAt != nil {
+		started = *r.StartedAt
+	}
+	for i, c := range checks {
+		i := i
+		ts.wg.Add(1)
+		go func() {
+			defer ts.wg.Done()
+			health.Run(ctx, health.RunConfig{
+				Check:   c,
+				Target:  health.Target{TaskID: spec.TaskID, Host: "127.0.0.1", Ports: spec.Ports, Exec: ts.exec},
+				Started: started,
+				Clock:   ts.clock,
+				OnVerdict: func(v health.Verdict) {
+					ts.healthVerdict(ctx, spec.TaskID, hs, i, v)
+				},
+			})
+		}()
+	}
+}
+
+func (ts *taskSet) stopHealthLocked(id string) {
+	if hs, ok := ts.health[id]; ok {
+		hs.cancel()
+		delete(ts.health, id)
+	}
+}
+
+// healthVerdict folds one check's verdict into the task's health: healthy when every check is.
+func (ts *taskSet) healthVerdict(ctx context.Context, id string, hs *healthState, i int, v health.Verdict) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	r := ts.tasks[id]
+	if r == nil || r.Status.State != task.Running {
+		return
+	}
+	healthy := v.Status.Healthy
+	hs.healthy[i] = &healthy
+	if v.Kill {
+		c := r.Info.HealthChecks[i]
+		r.HealthKill = fmt.Sprintf("killed after %d consecutive failed %s health checks: %s", v.Status.ConsecutiveFailures, c.Protocol, v.Status.LastFailureCause)
+		r.Killing, r.KillGrace = true, r.Info.KillGrace().Seconds()
+		unhealthy := false
+		ts.transitionLocked(r, api.TaskStatus{State: task.Killing, Healthy: &unhealthy, Reason: task.ReasonHealthCheckUpdated, Message: r.HealthKill})
+		ts.killLocked(r)
+		return
+	}
+	all := true
+	for _, h := range hs.healthy {
+		if h == nil {
+			return // not all checks have spoken yet
+		}
+		all = all && *h
+	}
+	if r.Status.Healthy != nil && *r.Status.Healthy == all {
+		return
+	}
+	st := api.TaskStatus{State: task.Running, Healthy: &all, Reason: task.ReasonHealthCheckUpdated}
+	if !all {
+		st.Message = v.Status.LastFailureCause
+	}
+	ts.transitionLocked(r, st)
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/containerdtest"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
+)
+
+// envAsAgora makes this test binary behave as the agora binary, so that tests can run agents as
+// processes of their own and kill -9 them. containerd's shim also runs it as a task's logger.
+const envAsAgora = "AGORA_TEST_AS_AGORA"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envAsAgora) == "1" || len(os.Args) > 1 && os.Args[1] == "logger" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+// testNamespace is a containerd namespace private to one test, removed when it ends, so that
+// an agent's orphan removal never touches another test's containers.
+func testNamespace(t *testing.T) string {
+	t.Helper()
+	ns := fmt.Sprintf("agora-test-cmd-%d", time.Now().UnixNano())
+	client := containerdtest.Client(t)
+	containerdtest.ImportTestApp(t, client, ns)
+	t.Cleanup(func() { containerdtest.RemoveNamespace(t, client, ns) })
+	return ns
+}
+
+// process is an agora command run as a process of its own.
+type process struct {
+	cmd *exec.Cmd
+	out *containerdtest.Buffer
+}
+
+func startProcess(t *testing.T, args []string, patterns ...string) (*process, []string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"--log-level", "warn"}, args...)...)
+	cmd.Env = append(os.Environ(), envAsAgora+"=1")
+	out := &containerdtest.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, out: out}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var got []string
+		for _, pat := range patterns {
+			if m := regexp.MustCompile(pat).FindStringSubmatch(out.String()); m != nil {
+				got = append(got, m[1])
+			}
+		}
+		if len(got) == len(patterns) {
+			return p, got
+		}
+		select {
+		case <-exited:
+			t.Fatalf("agora %v exited:\n%s", args, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agora %v never printed %v:\n%s", args, patterns, out.String())
+		}
+	}
+}
+
+func httpJSON(t *testing.T, method, url string, in, out any) int {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, body)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// masterTask is the leader's view of a task, through GET /v1/tasks on the master.
+func masterTask(t *testing.T, masterHTTP, id string) (api.TaskStatus, bool) {
+	t.Helper()
+	var all []api.TaskStatus
+	httpJSON(t, "GET", masterHTTP+"/v1/tasks", nil, &all)
+	for _, st := range all {
+		if st.TaskID == id {
+			return st, true
+		}
+	}
+	return api.TaskStatus{}, false
+}
+
+func waitMasterState(t *testing.T, masterHTTP, id string, want task.State) api.TaskStatus {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, ok := masterTask(t, masterHTTP, id)
+		if ok && st.State == want {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the master never saw %s %s; last %+v", id, want, st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAgentKilledHardKeepsItsTasks is the agents issue's promise end to end: a master and an
+// agent process; a task runs; the agent is killed with SIGKILL and started again; the task is
+// still RUNNING in the same container (never launched twice), the new agent lists it to the
+// master, and the task can still be killed, with every update reaching the master.
+func TestAgentKilledHardKeepsItsTasks(t *testing.T) {
+	sock := containerdtest.Socket(t)
+	ns := testNamespace(t)
+	_, got := startCmd(t, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0"},
+		`API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
+	masterHTTP, masterGossip := got[0], got[1]
+	agentDir := t.TempDir()
+	agentArgs := []string{"agent", "--join", masterGossip, "--data-dir", agentDir, "--containerd", sock, "--containerd-namespace", ns,
+		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:1000;ports:[31000-31010]"}
+	agent, got := startProcess(t, agentArgs, `API:\s+(http://\S+)`)
+	agentHTTP := got[0]
+	waitAgents(t, masterHTTP, func(as []api.Agent) bool { return len(as) == 1 })
+
+	info := api.TaskInfo{TaskID: "web-1", FrameworkID: "fw", Image: containerdtest.TestAppImage, Args: []string{"-sleep", "1h"},
+		Resources: resources.Resources{CPUs: 0.1, Mem: 32}}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// The agent takes launches once it has registered.
+		code := httpJSON(t, "POST", agentHTTP+"/v1/tasks", info, nil)
+		if code == http.StatusAccepted {
+			break
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("launch: %d", code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitMasterState(t, masterHTTP, "web-1", task.Running)
+	pid := containerPID(t, ns, "web-1")
+
+	if err := agent.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	agent.cmd.Process.Wait()
+	if containerPID(t, ns, "web-1") != pid {
+		t.Fatal("killing the agent killed its task")
+	}
+	_, got = startProcess(t, agentArgs, `API:\s+(http://\S+)`)
+	agentHTTP = got[0]
+	var tk api.Task
+	deadline = time.Now().Add(20 * time.Second)
+	for httpJSON(t, "GET", agentHTTP+"/v1/tasks/web-1", nil, &tk) != 200 || tk.Status.State != task.Running {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the restart: %+v", tk)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := containerPID(t, ns, "web-1"); got != pid {
+		t.Fatalf("the task runs as pid %d after the restart, want the same %d", got, pid)
+	}
+	stdout := readLogs(t, agentHTTP, "web-1")
+	if n := strings.Count(stdout, "testapp: started"); n != 1 {
+		t.Fatalf("the app started %d times:\n%s", n, stdout)
+	}
+	if code := httpJSON(t, "POST", agentHTTP+"/v1/tasks/web-1/kill", nil, nil); code != http.StatusAccepted {
+		t.Fatalf("kill: %d", code)
+	}
+	st := waitMasterState(t, masterHTTP, "web-1", task.Killed)
+	if st.AgentID == "" || st.FrameworkID != "fw" {
+		t.Fatalf("KILLED at the master: %+v", st)
+	}
+}
+
+func containerPID(t *testing.T, ns, id string) uint32 {
+	t.Helper()
+	return containerdtest.TaskPID(t, containerdtest.Client(t), ns, id)
+}
+
+func readLogs(t *testing.T, agentHTTP, id string) string {
+	t.Helper()
+	resp, err := http.Get(agentHTTP + "/v1/tasks/" + id + "/logs?stream=stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		b.WriteString(sc.Text() + "\n")
+	}
+	return b.String()
+}

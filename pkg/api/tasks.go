@@ -1,0 +1,84 @@
+package api
+
+import (
+	"time"
+
+	"github.com/agora-sched/agora/pkg/health"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
+)
+
+// TaskInfo is one task to launch on an agent: what the master sends the agent (POST /v1/tasks on
+// the agent's API) once a framework's launch has been checked against an offer.
+type TaskInfo struct {
+	TaskID      string              `json:"task_id"`
+	FrameworkID string              `json:"framework_id,omitempty"`
+	Name        string              `json:"name,omitempty"`
+	Resources   resources.Resources `json:"resources"` // cpus, mem (MiB), disk (MiB), the ports it was given
+	// Image is a registry reference or an imported image's name; empty runs Cmd on the host's
+	// root filesystem, read-only.
+	Image     string            `json:"image,omitempty"`
+	ForcePull bool              `json:"force_pull,omitempty"`
+	Cmd       string            `json:"cmd,omitempty"` // run as sh -c CMD
+	Args      []string          `json:"args,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	// PortNames names the task's ports in order, for PORT_<NAME>.
+	PortNames    []string       `json:"port_names,omitempty"`
+	HealthChecks []health.Check `json:"health_checks,omitempty"`
+	// KillGracePeriodSeconds is the time between SIGTERM and SIGKILL (default 5 s, Mesos's own).
+	KillGracePeriodSeconds float64 `json:"kill_grace_period_seconds,omitempty"`
+}
+
+// DefaultKillGracePeriod is the time between SIGTERM and SIGKILL when the launch names none.
+const DefaultKillGracePeriod = 5 * time.Second
+
+// KillGrace is the task's grace period between SIGTERM and SIGKILL.
+func (t TaskInfo) KillGrace() time.Duration {
+	if t.KillGracePeriodSeconds <= 0 {
+		return DefaultKillGracePeriod
+	}
+	return time.Duration(t.KillGracePeriodSeconds * float64(time.Second))
+}
+
+// TaskStatus is a task's state as an agent reports it: in status updates, in its registration,
+// and at GET /v1/tasks.
+type TaskStatus struct {
+	TaskID      string      `json:"task_id"`
+	FrameworkID string      `json:"framework_id,omitempty"`
+	AgentID     string      `json:"agent_id,omitempty"`
+	State       task.State  `json:"state"`
+	Reason      task.Reason `json:"reason,omitempty"`
+	Source      task.Source `json:"source,omitempty"`
+	Message     string      `json:"message,omitempty"`
+	Healthy     *bool       `json:"healthy,omitempty"`
+	ExitStatus  *int        `json:"exit_status,omitempty"`
+	Timestamp   time.Time   `json:"timestamp"`
+	UUID        string      `json:"uuid,omitempty"` // of the status update; what is acknowledged
+}
+
+// Task is one task an agent holds, as its GET /v1/tasks lists it.
+type Task struct {
+	Info      TaskInfo   `json:"info"`
+	Status    TaskStatus `json:"status"`
+	Sandbox   string     `json:"sandbox"`
+	StartedAt *time.Time `json:"started_at,omitempty"` // when it reached TASK_RUNNING
+}
+
+// KillRequest is the body of POST /v1/tasks/{id}/kill on an agent; a zero grace period uses the
+// one the task was launched with.
+type KillRequest struct {
+	GracePeriodSeconds float64 `json:"grace_period_seconds,omitempty"`
+}
+
+// Acknowledgement acknowledges one status update (POST /v1/acknowledge on an agent).
+type Acknowledgement struct {
+	TaskID string `json:"task_id"`
+	UUID   string `json:"uuid"`
+}
+
+// StatusAck is the leader's answer to a status update (POST /v1/agents/{id}/status).
+type StatusAck struct {
+	Acknowledged bool   `json:"acknowledged"`
+	UUID         string `json:"uuid"`
+}
