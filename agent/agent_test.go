@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 // itself is tested against real agents in cmd/agora; this one lets a test see and steer what
 // the agent sends.
 type fakeMaster struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	gossip *gossip.Gossip
 
@@ -57,9 +57,11 @@ type fakeMaster struct {
 	updates []api.TaskStatus
 	regs    []api.AgentRegistration
 	refuse  int // answer this many coming updates with 503
+	// onUpdate, when set, sees every update as it arrives.
+	onUpdate func(api.TaskStatus)
 }
 
-func newFakeMaster(t *testing.T) *fakeMaster {
+func newFakeMaster(t testing.TB) *fakeMaster {
 	fm := &fakeMaster{t: t}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
@@ -94,6 +96,9 @@ func newFakeMaster(t *testing.T) *fakeMaster {
 			return
 		}
 		fm.updates = append(fm.updates, st)
+		if fm.onUpdate != nil {
+			fm.onUpdate(st)
+		}
 		httpjson.Write(w, 200, api.StatusAck{Acknowledged: true, UUID: st.UUID})
 	})
 	fm.srv = httptest.NewServer(mux)
@@ -161,14 +166,14 @@ func (fm *fakeMaster) waitState(taskID string, want task.State, within time.Dura
 // testEnv is one agent's world: its containerd namespace (private to the test, so that orphan
 // removal never touches another test's containers), its data dir and its fake master.
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB
 	fm      *fakeMaster
 	dataDir string
 	ns      string
 	res     resources.Resources
 }
 
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	client := containerdtest.Client(t)
 	ns := fmt.Sprintf("agora-test-agent-%d", time.Now().UnixNano())
@@ -244,7 +249,7 @@ func (e *testEnv) start(opts ...agentOpt) *runningAgent {
 }
 
 // stop stops the agent as SIGTERM would; its tasks keep running unless it drains.
-func (ra *runningAgent) stop(t *testing.T) {
+func (ra *runningAgent) stop(t testing.TB) {
 	ra.stopped.Do(func() {
 		ra.cancel()
 		select {
@@ -258,11 +263,14 @@ func (ra *runningAgent) stop(t *testing.T) {
 	})
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
+	if _, bench := t.(*testing.B); bench {
+		return slog.New(slog.DiscardHandler) // benchmark output stays benchstat input
+	}
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -270,7 +278,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // call does one request against the agent's API and decodes the JSON answer into out.
-func (ra *runningAgent) call(t *testing.T, method, path string, in, out any) int {
+func (ra *runningAgent) call(t testing.TB, method, path string, in, out any) int {
 	t.Helper()
 	var body io.Reader
 	if in != nil {
@@ -301,7 +309,7 @@ func (ra *runningAgent) call(t *testing.T, method, path string, in, out any) int
 	return resp.StatusCode
 }
 
-func (ra *runningAgent) launch(t *testing.T, info api.TaskInfo) api.TaskStatus {
+func (ra *runningAgent) launch(t testing.TB, info api.TaskInfo) api.TaskStatus {
 	t.Helper()
 	var st api.TaskStatus
 	if code := ra.call(t, "POST", "/v1/tasks", info, &st); code != http.StatusAccepted {

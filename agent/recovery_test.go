@@ -3,6 +3,10 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -338,5 +342,53 @@ func TestStatsReadTheCgroup(t *testing.T) {
 	a.call(t, "GET", "/monitor/statistics", nil, &all)
 	if len(all) != 1 || all[0]["executor_id"] != "measured" {
 		t.Fatalf("/monitor/statistics = %v", all)
+	}
+}
+
+// TestCommandHealthCheckRunsInTheContainer: a COMMAND check runs inside the task's container,
+// in its environment; the task turns healthy once the file the check looks for is there.
+func TestCommandHealthCheckRunsInTheContainer(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	info := api.TaskInfo{TaskID: "checked", Resources: mustRes(t, 0.1, 32), Cmd: "sleep 3600"}
+	info.HealthChecks = mustChecks(t, `[{"protocol":"COMMAND","command":{"value":"test -f \"$MESOS_SANDBOX/ready\""},"gracePeriodSeconds":0,"intervalSeconds":1,"timeoutSeconds":5,"maxConsecutiveFailures":0,"delaySeconds":0}]`)
+	a.launch(t, info)
+	sick := e.fm.waitFor("checked", 60*time.Second, func(st api.TaskStatus) bool { return st.Healthy != nil && !*st.Healthy })
+	if sick.State != task.Running || !strings.Contains(sick.Message, "exited 1") {
+		t.Fatalf("unhealthy update: %+v", sick)
+	}
+	if err := os.WriteFile(filepath.Join(a.Agent.exec.Sandbox("checked"), "ready"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.fm.waitFor("checked", 30*time.Second, func(st api.TaskStatus) bool { return st.Healthy != nil && *st.Healthy })
+	a.call(t, "POST", "/v1/tasks/checked/kill", nil, nil)
+	e.fm.waitState("checked", task.Killed, 30*time.Second)
+}
+
+// TestLogsFollowUntilTheTaskEnds reads a task's output through the API as it is written, and
+// the follow ends when the task does.
+func TestLogsFollowUntilTheTaskEnds(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	a.launch(t, api.TaskInfo{TaskID: "chatty", Resources: mustRes(t, 0.1, 32),
+		Cmd: "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done"})
+	e.fm.waitState("chatty", task.Running, 60*time.Second)
+	resp, err := http.Get(a.base + "/v1/tasks/chatty/logs?stream=stdout&follow=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan []byte)
+	go func() { b, _ := io.ReadAll(resp.Body); ended <- b }()
+	select {
+	case b := <-ended:
+		if string(b) != "line 1\nline 2\nline 3\nline 4\nline 5\n" {
+			t.Fatalf("followed %q", b)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the follow did not end with the task")
+	}
+	if st, _ := e.fm.last("chatty"); st.State != task.Finished {
+		t.Fatalf("the follow ended before the task: %+v", st)
 	}
 }

@@ -214,3 +214,29 @@ func TestLaunchRefusesWhatCannotRun(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputIsRotatedAtTheLimit: the shim's logging process rotates a chatty task's stdout.
+func TestOutputIsRotatedAtTheLimit(t *testing.T) {
+	e := newExecutor(t)
+	e.cfg.LogMaxBytes, e.cfg.LogKeep = 1000, 2
+	h, err := e.Launch(context.Background(), Spec{TaskID: taskID(t), Cmd: "i=0; while [ $i -lt 100 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex := waitExit(t, e, h, 30*time.Second); ex.Code != 0 {
+		t.Fatalf("exit %+v", ex)
+	}
+	files, _ := filepath.Glob(filepath.Join(h.Sandbox, "stdout*"))
+	if len(files) != 3 {
+		t.Fatalf("files %v, want stdout and 2 rotated", files)
+	}
+	for _, f := range files {
+		if info, _ := os.Stat(f); info.Size() > 1000 {
+			t.Errorf("%s is %d bytes, over the 1000 limit", f, info.Size())
+		}
+	}
+	c, end, err := logs.Read(h.Sandbox, "stdout", -60, 60)
+	if err != nil || !strings.HasSuffix(string(c.Data), "line-99-"+strings.Repeat("x", 48)+"\n") || end < 5000 {
+		t.Fatalf("tail %q end %d: %v", c.Data, end, err)
+	}
+}

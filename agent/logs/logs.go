@@ -20,6 +20,7 @@
 package logs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -173,22 +174,45 @@ func (lf *File) open() error {
 	return nil
 }
 
-// Write appends p, first rotating the current file if p would take it past the limit. A write
-// larger than the limit goes whole into a file of its own.
+// Write appends p, rotating whenever the current file would grow past the limit. Lines are
+// kept whole where they fit in a file: what does not fit goes up to its last newline into this
+// file and the rest into the next; only a line longer than the limit is cut.
 func (lf *File) Write(p []byte) (int, error) {
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
 	if lf.f == nil {
 		return 0, errors.New("logs: file closed")
 	}
-	if lf.size > 0 && lf.size+int64(len(p)) > lf.maxBytes {
-		if err := lf.rotateLocked(); err != nil {
-			return 0, err
+	written := 0
+	for len(p) > 0 {
+		room := lf.maxBytes - lf.size
+		chunk := p
+		if int64(len(chunk)) > room {
+			cut := -1
+			if room > 0 {
+				cut = bytes.LastIndexByte(p[:room], '\n')
+			}
+			switch {
+			case cut >= 0:
+				chunk = p[:cut+1]
+			case lf.size > 0:
+				if err := lf.rotateLocked(); err != nil {
+					return written, err
+				}
+				continue
+			default:
+				chunk = p[:lf.maxBytes] // a line longer than a whole file
+			}
 		}
+		n, err := lf.f.Write(chunk)
+		lf.size += int64(n)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
 	}
-	n, err := lf.f.Write(p)
-	lf.size += int64(n)
-	return n, err
+	return written, nil
 }
 
 func (lf *File) rotateLocked() error {

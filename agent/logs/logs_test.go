@@ -242,3 +242,28 @@ func TestRunLoggerAsTheShimRunsIt(t *testing.T) {
 		t.Fatalf("stderr: %q", b)
 	}
 }
+
+func TestBigWritesAreSplitAtLines(t *testing.T) {
+	dir := t.TempDir()
+	f, err := OpenFile(dir, "stdout", 10, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("aaaa\nbbbb\ncccc\n" + strings.Repeat("z", 25) + "\nend\n"))
+	f.Close()
+	var parts []string
+	for _, n := range names(t, dir) {
+		b, _ := os.ReadFile(filepath.Join(dir, n))
+		if len(b) > 10 {
+			t.Errorf("%s has %d bytes, over the limit", n, len(b))
+		}
+		parts = append(parts, n+"="+string(b))
+	}
+	want := "[stdout=zzzzz\nend\n stdout.0=aaaa\nbbbb\n stdout.10=cccc\n stdout.15=zzzzzzzzzz stdout.25=zzzzzzzzzz]"
+	if fmt.Sprint(parts) != want {
+		t.Fatalf("files %q\nwant %q", parts, want)
+	}
+	if c, _, _ := Read(dir, "stdout", 0, 100); string(c.Data) != "aaaa\nbbbb\ncccc\n"+strings.Repeat("z", 25)+"\nend\n" {
+		t.Fatalf("read back %q", c.Data)
+	}
+}

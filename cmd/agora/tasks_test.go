@@ -3,12 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -226,4 +228,38 @@ func readLogs(t *testing.T, agentHTTP, id string) string {
 		b.WriteString(sc.Text() + "\n")
 	}
 	return b.String()
+}
+
+// TestImageImport imports the test image's archive as an operator of an air-gapped agent would,
+// then lists it.
+func TestImageImport(t *testing.T) {
+	sock := containerdtest.Socket(t)
+	ns := fmt.Sprintf("agora-test-import-%d", time.Now().UnixNano())
+	t.Cleanup(func() { containerdtest.RemoveNamespace(t, containerdtest.Client(t), ns) })
+	archive, err := containerdtest.TestAppArchive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "testapp.tar")
+	if err := os.WriteFile(file, archive, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"agora", "image", "import", "--containerd", sock, "--containerd-namespace", ns, file}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "imported "+containerdtest.TestAppImage+"\n" {
+		t.Fatalf("import said %q", out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"agora", "image", "list", "--containerd", sock, "--containerd-namespace", ns}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), containerdtest.TestAppImage+"  sha256:") {
+		t.Fatalf("list said %q", out.String())
+	}
+	err = run(context.Background(), []string{"agora", "image", "import", "--containerd", sock, "--containerd-namespace", ns, filepath.Join(t.TempDir(), "missing.tar")}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "missing.tar") {
+		t.Fatalf("a missing file: %v", err)
+	}
 }
