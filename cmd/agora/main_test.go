@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
 )
 
 func TestHelpListsTheRoles(t *testing.T) {
@@ -72,18 +75,20 @@ func TestExitCodes(t *testing.T) {
 // the questions the README tells a new user to ask.
 func TestDevServesPing(t *testing.T) {
 	sock := containerdtest.Socket(t)
+	ns := testNamespace(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out containerdtest.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"agora", "--log-level", "warn", "dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0"}, &out, io.Discard)
+		done <- run(ctx, []string{"agora", "--log-level", "warn", "dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
+			"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--resources", "cpus:1;mem:512;disk:1000;ports:[31000-31010]"}, &out, io.Discard)
 	}()
 
-	api := regexp.MustCompile(`API:\s+(http://\S+)`)
+	apiRe := regexp.MustCompile(`API:\s+(http://\S+)`)
 	var base string
 	deadline := time.Now().Add(20 * time.Second)
 	for base == "" {
-		if m := api.FindStringSubmatch(out.String()); m != nil {
+		if m := apiRe.FindStringSubmatch(out.String()); m != nil {
 			base = m[1]
 			break
 		}
@@ -141,13 +146,24 @@ func TestDevServesPing(t *testing.T) {
 		t.Fatalf("agora cluster members =\n%s", members.String())
 	}
 
+	// Its agent registers and runs a task, whose states reach the master.
+	agents := waitAgents(t, base, func(as []api.Agent) bool { return len(as) == 1 })
+	info := api.TaskInfo{TaskID: "dev-hello", Cmd: "echo hello from the host", Resources: resources.Resources{CPUs: 0.1, Mem: 32}}
+	if code := httpJSON(t, "POST", "http://"+agents[0].HTTP+"/v1/tasks", info, nil); code != http.StatusAccepted {
+		t.Fatalf("launch on the dev agent: %d", code)
+	}
+	waitMasterState(t, base, "dev-hello", task.Finished)
+	if got := readLogs(t, "http://"+agents[0].HTTP, "dev-hello"); got != "hello from the host\n" {
+		t.Fatalf("the task's stdout: %q", got)
+	}
+
 	cancel()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("agora dev after Ctrl-C: %v", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("agora dev did not stop within 10s of its context ending")
+	case <-time.After(20 * time.Second):
+		t.Fatal("agora dev did not stop within 20s of its context ending")
 	}
 }

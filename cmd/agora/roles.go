@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -30,6 +31,9 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "containerd", Value: defaultContainerdSock, Usage: "containerd socket", EnvVars: []string{"AGORA_CONTAINERD_SOCK"}},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP API address"},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1:5050", Usage: "raft address of the one master (gossip uses the next port)"},
+			&cli.StringFlag{Name: "agent-http", Value: "127.0.0.1:5151", Usage: "the agent's API address"},
+			&cli.StringFlag{Name: "resources", Usage: "what the agent offers, e.g. 'cpus:2;mem:2048;disk:10000;ports:[31000-32000]' (default: detected)"},
+			&cli.StringFlag{Name: "containerd-namespace", Value: agentcontainerd.DefaultNamespace, Usage: "containerd namespace of the agent's containers"},
 		},
 		Action: runDev,
 	}
@@ -62,13 +66,84 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
-	fmt.Fprintf(c.App.Writer, "agora dev is up\n  API:        http://%s  (try: curl http://%s/v1/cluster)\n  containerd: %s (%s)\n  data dir:   %s\nStop it with Ctrl-C.\n",
-		m.HTTPAddr(), m.HTTPAddr(), ctrd.Address, ctrd.Version, dataDir)
-	if err := m.Run(c.Context); err != nil {
+	res, err := parseResources(c.String("resources"))
+	if err != nil {
+		return err
+	}
+	client, exec, err := newExecutor(c, logger, filepath.Join(dataDir, "agent"))
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer client.Close()
+	a, err := agent.New(agent.Config{
+		DataDir:    filepath.Join(dataDir, "agent"),
+		Join:       []string{m.GossipAddr()},
+		GossipAddr: "127.0.0.1:0",
+		HTTPAddr:   c.String("agent-http"),
+		Resources:  res,
+		Logger:     logger.With("component", "agent"),
+		Executor:   exec,
+	})
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	fmt.Fprintf(c.App.Writer, "agora dev is up\n  API:        http://%s  (try: curl http://%s/v1/cluster)\n  agent API:  http://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\nStop it with Ctrl-C.\n",
+		m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir)
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- a.Run(c.Context) }()
+	err = m.Run(c.Context)
+	if aerr := <-agentDone; aerr != nil && err == nil {
+		err = aerr
+	}
+	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
 	logger.Info("dev node stopped")
 	return nil
+}
+
+func parseResources(s string) (resources.Resources, error) {
+	if s == "" {
+		return resources.Resources{}, nil // detected
+	}
+	res, err := resources.Parse(s)
+	if err != nil {
+		return res, usageError{fmt.Sprintf("--resources: %v", err)}
+	}
+	return res, nil
+}
+
+// newExecutor connects to the --containerd socket and makes the agent's executor, with its
+// sandboxes under dataDir and this binary as the tasks' logger.
+func newExecutor(c *cli.Context, logger *slog.Logger, dataDir string) (*containerd.Client, *agentcontainerd.Executor, error) {
+	client, err := containerd.New(c.String("containerd"), containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, nil, fmt.Errorf("containerd: %w", err)
+	}
+	self, err := selfPath()
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	dataDir, err = filepath.Abs(dataDir)
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	exec, err := agentcontainerd.New(agentcontainerd.Config{
+		Client:      client,
+		Namespace:   c.String("containerd-namespace"),
+		SandboxRoot: filepath.Join(dataDir, "sandboxes"),
+		LogBinary:   self,
+		LogMaxBytes: c.Int64("log-max-bytes"),
+		LogKeep:     c.Int("log-keep"),
+		Logger:      logger.With("component", "executor"),
+	})
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return client, exec, nil
 }
 
 // containerdVersion asks the containerd at sock for its version, within five seconds.
@@ -211,11 +286,9 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var res resources.Resources
-	if s := c.String("resources"); s != "" {
-		if res, err = resources.Parse(s); err != nil {
-			return usageError{fmt.Sprintf("--resources: %v", err)}
-		}
+	res, err := parseResources(c.String("resources"))
+	if err != nil {
+		return err
 	}
 	attrs, err := agent.ParseAttributes(c.String("attributes"))
 	if err != nil {
@@ -225,31 +298,15 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", c.String("containerd"), err)
 	}
-	client, err := containerd.New(c.String("containerd"), containerd.WithTimeout(10*time.Second))
-	if err != nil {
-		return fmt.Errorf("agent: containerd: %w", err)
-	}
-	defer client.Close()
-	self, err := selfPath()
-	if err != nil {
-		return err
-	}
 	dataDir, err := filepath.Abs(c.String("data-dir"))
 	if err != nil {
 		return err
 	}
-	exec, err := agentcontainerd.New(agentcontainerd.Config{
-		Client:      client,
-		Namespace:   c.String("containerd-namespace"),
-		SandboxRoot: filepath.Join(dataDir, "sandboxes"),
-		LogBinary:   self,
-		LogMaxBytes: c.Int64("log-max-bytes"),
-		LogKeep:     c.Int("log-keep"),
-		Logger:      logger.With("component", "executor"),
-	})
+	client, exec, err := newExecutor(c, logger, dataDir)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	defer client.Close()
 	a, err := agent.New(agent.Config{
 		DataDir:      dataDir,
 		Join:         c.StringSlice("join"),
