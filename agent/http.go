@@ -24,6 +24,7 @@ import (
 //	GET  /v1/tasks/{id}/logs         ?stream=stdout|stderr&offset=N&length=L&follow=true
 //	GET  /v1/tasks/{id}/stats        cgroup usage, Mesos's ResourceStatistics names
 //	GET  /monitor/statistics         every running task's usage, as Mesos's agent answers it
+//	GET  /v1/stats                   the agent's totals: resources, allocated, usage summed
 //	POST /v1/acknowledge             (api.Acknowledgement) the master acknowledges an update
 func (a *Agent) routes() *http.ServeMux {
 	mux := http.NewServeMux()
@@ -73,6 +74,7 @@ func (a *Agent) routes() *http.ServeMux {
 		httpjson.Write(w, http.StatusOK, s)
 	})
 	mux.HandleFunc("GET /monitor/statistics", a.handleStatistics)
+	mux.HandleFunc("GET /v1/stats", a.handleTotals)
 	mux.HandleFunc("POST /v1/acknowledge", func(w http.ResponseWriter, r *http.Request) {
 		var ack api.Acknowledgement
 		if err := httpjson.Decode(r, &ack); err != nil {
@@ -157,15 +159,17 @@ func (a *Agent) handleKill(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleStatistics answers as Mesos's agent /monitor/statistics: one entry per running task.
-func (a *Agent) handleStatistics(w http.ResponseWriter, r *http.Request) {
-	type entry struct {
-		ExecutorID  string           `json:"executor_id"`
-		FrameworkID string           `json:"framework_id"`
-		Source      string           `json:"source"`
-		Statistics  containerd.Stats `json:"statistics"`
-	}
-	out := []entry{}
+// taskStats is one running task's usage, with the limits it was given.
+type taskStats struct {
+	ExecutorID  string           `json:"executor_id"`
+	FrameworkID string           `json:"framework_id"`
+	Source      string           `json:"source"`
+	Statistics  containerd.Stats `json:"statistics"`
+}
+
+// runningStats reads the usage of every running task, by id.
+func (a *Agent) runningStats(r *http.Request) []taskStats {
+	out := []taskStats{}
 	for _, t := range a.tasks.list() {
 		if t.Status.State.IsTerminal() {
 			continue
@@ -175,9 +179,38 @@ func (a *Agent) handleStatistics(w http.ResponseWriter, r *http.Request) {
 			continue // ended meanwhile, or still launching
 		}
 		// Mesos reports the limits the task was given.
+		s.CPUsLimit = t.Info.Resources.CPUs
 		s.MemLimitBytes = uint64(t.Info.Resources.Mem * (1 << 20))
-		out = append(out, entry{ExecutorID: t.Info.TaskID, FrameworkID: t.Info.FrameworkID, Source: t.Info.Name, Statistics: s})
+		out = append(out, taskStats{ExecutorID: t.Info.TaskID, FrameworkID: t.Info.FrameworkID, Source: t.Info.Name, Statistics: s})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ExecutorID < out[j].ExecutorID })
-	httpjson.Write(w, http.StatusOK, out)
+	return out
+}
+
+// handleStatistics answers as Mesos's agent /monitor/statistics: one entry per running task.
+func (a *Agent) handleStatistics(w http.ResponseWriter, r *http.Request) {
+	httpjson.Write(w, http.StatusOK, a.runningStats(r))
+}
+
+// handleTotals is GET /v1/stats: what the agent has, what its tasks hold, and what they use.
+func (a *Agent) handleTotals(w http.ResponseWriter, r *http.Request) {
+	total, allocated := a.tasks.usage()
+	var used containerd.Stats
+	stats := a.runningStats(r)
+	for _, t := range stats {
+		s := t.Statistics
+		used.CPUsUserTimeSecs += s.CPUsUserTimeSecs
+		used.CPUsSystemTimeSecs += s.CPUsSystemTimeSecs
+		used.CPUsLimit += s.CPUsLimit
+		used.CPUsThrottledSecs += s.CPUsThrottledSecs
+		used.MemTotalBytes += s.MemTotalBytes
+		used.MemRSSBytes += s.MemRSSBytes
+		used.MemCacheBytes += s.MemCacheBytes
+		used.MemLimitBytes += s.MemLimitBytes
+		used.Processes += s.Processes
+		used.Timestamp = max(used.Timestamp, s.Timestamp)
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{
+		"resources": total, "allocated": allocated, "tasks_running": len(stats), "usage": used,
+	})
 }

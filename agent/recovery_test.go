@@ -16,6 +16,7 @@ import (
 
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
+	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 )
 
@@ -343,6 +344,18 @@ func TestStatsReadTheCgroup(t *testing.T) {
 	if len(all) != 1 || all[0]["executor_id"] != "measured" {
 		t.Fatalf("/monitor/statistics = %v", all)
 	}
+	var totals struct {
+		Allocated resources.Resources `json:"allocated"`
+		Running   int                 `json:"tasks_running"`
+		Usage     struct {
+			MemTotalBytes uint64  `json:"mem_total_bytes"`
+			CPUsLimit     float64 `json:"cpus_limit"`
+		} `json:"usage"`
+	}
+	a.call(t, "GET", "/v1/stats", nil, &totals)
+	if totals.Running != 1 || totals.Allocated.Mem != 128 || totals.Usage.MemTotalBytes < 16<<20 || totals.Usage.CPUsLimit != 0.1 {
+		t.Fatalf("/v1/stats = %+v", totals)
+	}
 }
 
 // TestCommandHealthCheckRunsInTheContainer: a COMMAND check runs inside the task's container,
@@ -390,5 +403,37 @@ func TestLogsFollowUntilTheTaskEnds(t *testing.T) {
 	}
 	if st, _ := e.fm.last("chatty"); st.State != task.Finished {
 		t.Fatalf("the follow ended before the task: %+v", st)
+	}
+}
+
+// TestImageIsPulledFromARegistry: an image the agent does not have is pulled (from a registry on
+// loopback) and run; a second task of it does not pull again unless asked to.
+func TestImageIsPulledFromARegistry(t *testing.T) {
+	e := newEnv(t)
+	archive, err := containerdtest.TestAppArchive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := containerdtest.ServeRegistry(t, archive)
+	a := e.start()
+	image := reg.Host + "/team/testapp:1.0"
+	a.launch(t, api.TaskInfo{TaskID: "pulled", Image: image, Args: []string{"-print-args"}, Resources: mustRes(t, 0.1, 32)})
+	e.fm.waitState("pulled", task.Finished, 60*time.Second)
+	if out := a.logs(t, "pulled", "stdout"); !strings.Contains(out, "args: -print-args") {
+		t.Fatalf("stdout = %q", out)
+	}
+	pulls := reg.Pulls.Load()
+	if pulls == 0 {
+		t.Fatal("the registry was never asked")
+	}
+	a.launch(t, api.TaskInfo{TaskID: "cached", Image: image, Resources: mustRes(t, 0.1, 32)})
+	e.fm.waitState("cached", task.Finished, 60*time.Second)
+	if reg.Pulls.Load() != pulls {
+		t.Fatal("an image already here was pulled again")
+	}
+	a.launch(t, api.TaskInfo{TaskID: "forced", Image: image, ForcePull: true, Resources: mustRes(t, 0.1, 32)})
+	e.fm.waitState("forced", task.Finished, 60*time.Second)
+	if reg.Pulls.Load() == pulls {
+		t.Fatal("force_pull did not pull")
 	}
 }

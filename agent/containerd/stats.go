@@ -14,6 +14,7 @@ import (
 // for /monitor/statistics read it unchanged.
 type Stats struct {
 	Timestamp          float64 `json:"timestamp"` // seconds since the epoch
+	CPUsLimit          float64 `json:"cpus_limit"`
 	CPUsUserTimeSecs   float64 `json:"cpus_user_time_secs"`
 	CPUsSystemTimeSecs float64 `json:"cpus_system_time_secs"`
 	CPUsNrPeriods      uint64  `json:"cpus_nr_periods"`

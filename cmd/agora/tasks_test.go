@@ -119,7 +119,17 @@ func httpJSON(t *testing.T, method, url string, in, out any) int {
 func masterTask(t *testing.T, masterHTTP, id string) (api.TaskStatus, bool) {
 	t.Helper()
 	var all []api.TaskStatus
-	httpJSON(t, "GET", masterHTTP+"/v1/tasks", nil, &all)
+	resp, err := http.Get(masterHTTP + "/v1/tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return api.TaskStatus{}, false // no leader known right now: ask again
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		t.Fatalf("GET %s/v1/tasks: %d: %v", masterHTTP, resp.StatusCode, err)
+	}
 	for _, st := range all {
 		if st.TaskID == id {
 			return st, true
@@ -262,4 +272,91 @@ func TestImageImport(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "missing.tar") {
 		t.Fatalf("a missing file: %v", err)
 	}
+}
+
+// TestNewLeaderLearnsTheAgentsTasks: three masters, an agent with a running task; the leader
+// stops; the agent registers with the new leader, listing its task, so the new leader knows it
+// RUNNING without any new status update.
+func TestNewLeaderLearnsTheAgentsTasks(t *testing.T) {
+	sock := containerdtest.Socket(t)
+	ns := testNamespace(t)
+	masterArgs := func(join ...string) []string {
+		args := []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap-expect", "3"}
+		for _, j := range join {
+			args = append(args, "--join", j)
+		}
+		return args
+	}
+	type node struct {
+		b          *background
+		http, goss string
+	}
+	var masters []node
+	b, got := startCmd(t, masterArgs(), `API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
+	masters = append(masters, node{b, got[0], got[1]})
+	for i := 0; i < 2; i++ {
+		b, got := startCmd(t, masterArgs(masters[0].goss), `API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
+		masters = append(masters, node{b, got[0], got[1]})
+	}
+	leaderOf := func(via string) string {
+		var v api.ClusterView
+		if httpJSON(t, "GET", via+"/v1/cluster", nil, &v) != 200 || v.Leader == nil || v.Leader.HTTP == "" {
+			return ""
+		}
+		return "http://" + v.Leader.HTTP
+	}
+	var leader string
+	deadline := time.Now().Add(30 * time.Second)
+	for leader = leaderOf(masters[0].http); leader == ""; leader = leaderOf(masters[0].http) {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, got = startCmd(t, []string{"agent", "--join", masters[1].goss, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
+		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:1;mem:512;disk:100;ports:[31000-31010]"}, `API:\s+(http://\S+)`)
+	agentHTTP := got[0]
+	waitAgents(t, leader, func(as []api.Agent) bool { return len(as) == 1 })
+	info := api.TaskInfo{TaskID: "survivor", Image: containerdtest.TestAppImage, Args: []string{"-sleep", "1h"}, Resources: resources.Resources{CPUs: 0.1, Mem: 32}}
+	deadline = time.Now().Add(20 * time.Second)
+	for httpJSON(t, "POST", agentHTTP+"/v1/tasks", info, nil) != http.StatusAccepted {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent never took the launch")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitMasterState(t, leader, "survivor", task.Running)
+
+	var rest []node
+	for _, m := range masters {
+		if m.http == leader {
+			if err := m.b.stop(); err != nil {
+				t.Fatalf("stopping the leader: %v", err)
+			}
+			continue
+		}
+		rest = append(rest, m)
+	}
+	var newLeader string
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		newLeader = leaderOf(rest[0].http)
+		if newLeader != "" && newLeader != leader {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new leader")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st := waitMasterState(t, newLeader, "survivor", task.Running)
+	if st.AgentID == "" {
+		t.Fatalf("the new leader's view: %+v", st)
+	}
+	// Through a follower too, once it knows the new leader: it forwards to it.
+	for _, m := range rest {
+		waitMasterState(t, m.http, "survivor", task.Running)
+	}
+	httpJSON(t, "POST", agentHTTP+"/v1/tasks/survivor/kill", nil, nil)
+	waitMasterState(t, newLeader, "survivor", task.Killed)
 }
