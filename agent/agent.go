@@ -390,7 +390,7 @@ func (a *Agent) register(ctx context.Context, c *client.Client, leader, leaderHT
 		HTTP:       a.cfg.HTTPAddr,
 		Resources:  a.cfg.Resources,
 		Attributes: a.cfg.Attributes,
-		Tasks:      a.tasks.statuses(),
+		Tasks:      a.tasks.registration(),
 	})
 	if err != nil {
 		return err

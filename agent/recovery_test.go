@@ -77,8 +77,8 @@ func TestRestartedAgentReattaches(t *testing.T) {
 	e.fm.mu.Lock()
 	lastReg := e.fm.regs[len(e.fm.regs)-1]
 	e.fm.mu.Unlock()
-	if len(lastReg.Tasks) != 1 || lastReg.Tasks[0].TaskID != "steady" || lastReg.Tasks[0].State != task.Running {
-		t.Fatalf("re-registration listed %+v, want steady RUNNING", lastReg.Tasks)
+	if len(lastReg.Tasks) != 1 || lastReg.Tasks[0].Info.TaskID != "steady" || lastReg.Tasks[0].Status.State != task.Running || lastReg.Tasks[0].Info.Resources.CPUs == 0 {
+		t.Fatalf("re-registration listed %+v, want steady RUNNING with its resources", lastReg.Tasks)
 	}
 	b.call(t, "POST", "/v1/tasks/steady/kill", nil, nil)
 	e.fm.waitState("steady", task.Killed, 30*time.Second)

@@ -469,6 +469,25 @@ func (ts *taskSet) statuses() []api.TaskStatus {
 	return out
 }
 
+// registration lists the tasks a master must know: those not ended, and ended ones whose last
+// update is not acknowledged yet.
+func (ts *taskSet) registration() []api.Task {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	acked := make(map[string]bool, len(ts.ended))
+	for _, id := range ts.ended {
+		acked[id] = true
+	}
+	out := []api.Task{}
+	for id, r := range ts.tasks {
+		if !acked[id] {
+			out = append(out, ts.viewLocked(r))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Info.TaskID < out[j].Info.TaskID })
+	return out
+}
+
 // running says whether the task's process is held (and not yet ended).
 func (ts *taskSet) running(id string) bool {
 	ts.mu.Lock()

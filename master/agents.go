@@ -18,18 +18,43 @@ import (
 // NamespaceAgents is the replicated store's namespace of the agent registry.
 const NamespaceAgents = "agents"
 
-// agentsApplier applies the agent registry's commands. Each command's data is an api.Agent whose
-// ID and registration time were chosen by the leader before proposing.
+// agentsApplier applies the agent registry's commands.
 //
-//	agent.register: store the agent (a re-registration keeps its first registration time)
+//	agent.register: store the api.Agent of the data (a re-registration keeps its first
+//	                registration time and clears a removal); answers a registered
+//	agent.remove:   mark the agent whose id is the data as removed (a tombstone: if it comes
+//	                back, the tasks it still runs were written off and are killed)
 func agentsApplier() raft.Applier {
 	return raft.ApplierFunc(func(tx *raft.Txn, cmd raft.Command) (any, error) {
 		switch cmd.Type {
 		case "agent.register":
 			return applyAgentRegister(tx, cmd)
+		case "agent.remove":
+			old, ok := tx.Get(string(cmd.Data))
+			if !ok {
+				return nil, nil
+			}
+			var a api.Agent
+			if err := json.Unmarshal(old, &a); err != nil {
+				return nil, fmt.Errorf("agents: remove: %w", err)
+			}
+			at := tx.Time()
+			a.RemovedAt = &at
+			data, err := json.Marshal(a)
+			if err != nil {
+				return nil, err
+			}
+			tx.Put(a.ID, data)
+			return nil, nil
 		}
 		return nil, fmt.Errorf("agents: unknown command %q", cmd.Type)
 	})
+}
+
+// registered is what agent.register answers.
+type registered struct {
+	Agent      api.Agent
+	WasRemoved bool // the agent had been given up, and now it is back
 }
 
 func applyAgentRegister(tx *raft.Txn, cmd raft.Command) (any, error) {
@@ -37,10 +62,13 @@ func applyAgentRegister(tx *raft.Txn, cmd raft.Command) (any, error) {
 	if err := json.Unmarshal(cmd.Data, &a); err != nil {
 		return nil, fmt.Errorf("agents: register: %w", err)
 	}
+	a.RemovedAt = nil
+	wasRemoved := false
 	if old, ok := tx.Get(a.ID); ok {
 		var prev api.Agent
 		if json.Unmarshal(old, &prev) == nil {
 			a.RegisteredAt = prev.RegisteredAt
+			wasRemoved = prev.RemovedAt != nil
 		}
 	}
 	a.LastRegisteredAt = tx.Time()
@@ -52,7 +80,7 @@ func applyAgentRegister(tx *raft.Txn, cmd raft.Command) (any, error) {
 		return nil, err
 	}
 	tx.Put(a.ID, data)
-	return a, nil
+	return registered{Agent: a, WasRemoved: wasRemoved}, nil
 }
 
 // validateRegistration names the first field of a registration that is wrong.
@@ -71,9 +99,9 @@ func validateRegistration(r api.AgentRegistration) error {
 	if err := r.Resources.Validate(); err != nil {
 		return &api.FieldError{Field: "resources", Msg: err.Error()}
 	}
-	for i, st := range r.Tasks {
-		if err := validateStatus(st); err != nil {
-			return &api.FieldError{Field: fmt.Sprintf("tasks[%d].%s", i, err.(*api.FieldError).Field), Msg: err.(*api.FieldError).Msg}
+	for i, t := range r.Tasks {
+		if err := validateStatus(t.Status); err != nil {
+			return &api.FieldError{Field: fmt.Sprintf("tasks[%d].status.%s", i, err.(*api.FieldError).Field), Msg: err.(*api.FieldError).Msg}
 		}
 	}
 	for k := range r.Attributes {
@@ -120,8 +148,9 @@ func (a *apiHandler) registerAgent(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, err)
 		return
 	}
-	a.m.tasks.registered(agentID, reg.Tasks)
-	writeJSON(w, http.StatusOK, res.Value)
+	reged := res.Value.(registered)
+	a.m.sched.agentRegistered(reged.Agent, reg.Tasks, reged.WasRemoved)
+	writeJSON(w, http.StatusOK, reged.Agent)
 }
 
 // agent reads one agent of the registry from this master's copy.

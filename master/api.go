@@ -53,6 +53,8 @@ func (a *apiHandler) routes() http.Handler {
 		mux.HandleFunc("GET /v1/agents", a.listAgents)
 		mux.HandleFunc("POST /v1/agents/{id}/status", a.postStatus)
 		mux.HandleFunc("GET /v1/tasks", a.listTasks)
+		mux.HandleFunc("GET /v1/frameworks", a.listFrameworks)
+		mux.HandleFunc("POST /api/v1/scheduler", a.schedulerCall)
 		mux.HandleFunc("GET /v2/leader", a.getLeaderMarathon)
 		mux.HandleFunc("DELETE /v2/leader", a.abdicate)
 	}

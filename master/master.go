@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/version"
 	"github.com/agora-sched/agora/raft"
@@ -51,6 +52,8 @@ type Config struct {
 	GossipTiming gossip.Timing
 	// Info is extra to show in /v1/info (the containerd of a dev node).
 	Info Info
+	// Scheduler tunes offers, timeouts and how agents are reached.
+	Scheduler SchedulerConfig
 }
 
 // Master is one master of an Agora cluster: a raft server of the replicated store, a gossip
@@ -64,7 +67,7 @@ type Master struct {
 	http       *Server
 	leadership *leadership
 	startedAt  time.Time
-	tasks      *taskTable // the leader's view of agents' tasks; see tasks.go
+	sched      *scheduler // the leader's two-level scheduling; see scheduler.go
 
 	mu        sync.Mutex // guards clusterID
 	clusterID string
@@ -104,10 +107,13 @@ func New(cfg Config) (*Master, error) {
 		return nil, fmt.Errorf("master: %w", err)
 	}
 	logger := cfg.Logger.With("master", id)
-	m := &Master{cfg: cfg, logger: logger, id: id, clusterID: clusterID, startedAt: time.Now().UTC(), tasks: newTaskTable()}
+	m := &Master{cfg: cfg, logger: logger, id: id, clusterID: clusterID, startedAt: time.Now().UTC()}
 	m.leadership = &leadership{logger: logger.With("component", "leadership"), stopTimeout: 30 * time.Second}
 
-	appliers := map[string]raft.Applier{NamespaceAgents: agentsApplier()}
+	if m.sched, err = newScheduler(m, cfg.Scheduler); err != nil {
+		return nil, err
+	}
+	appliers := map[string]raft.Applier{NamespaceAgents: agentsApplier(), NamespaceFrameworks: frameworksApplier()}
 	for ns, ap := range cfg.Appliers {
 		if _, taken := appliers[ns]; taken {
 			return nil, fmt.Errorf("master: namespace %q is the master's own", ns)
@@ -147,7 +153,15 @@ func New(cfg Config) (*Master, error) {
 		return nil, err
 	}
 	m.leadership.register(LeaderServiceFunc{ServiceName: "membership", Func: m.reconcileMembers})
+	m.leadership.register(m.sched)
 	return m, nil
+}
+
+// Subscribe registers an embedded framework with the scheduler, or re-registers it with
+// info.ID: the in-process twin of SUBSCRIBE on POST /api/v1/scheduler. It works on the leader
+// only (embedded frameworks run as leader services); elsewhere it fails with ErrNotReady.
+func (m *Master) Subscribe(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
+	return m.sched.subscribe(ctx, info)
 }
 
 // ID is this master's id (its raft server id), kept in the data dir's node-id file.

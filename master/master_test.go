@@ -48,17 +48,17 @@ func (r *running) stop() error {
 // startMaster runs a master on loopback with ports picked by the kernel.
 func startMaster(t *testing.T, dataDir string, expect int, join ...string) *running {
 	t.Helper()
+	return startMasterConfig(t, Config{DataDir: dataDir, BootstrapExpect: expect, Join: join})
+}
+
+// startMasterConfig runs a master of cfg on loopback, with ports picked by the kernel.
+func startMasterConfig(t *testing.T, cfg Config) *running {
+	t.Helper()
 	rec := &recorder{}
-	m, err := New(Config{
-		DataDir:         dataDir,
-		RaftAddr:        "127.0.0.1:0",
-		GossipAddr:      "127.0.0.1:0",
-		HTTPAddr:        "127.0.0.1:0",
-		Join:            join,
-		BootstrapExpect: expect,
-		Logger:          slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		GossipTiming:    gossip.TimingLocal,
-	})
+	cfg.RaftAddr, cfg.GossipAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.GossipTiming = gossip.TimingLocal
+	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,61 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
-	"sync"
 
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/task"
 )
-
-// taskTable is the leader's view of the tasks agents run. As in Mesos, agents are the truth:
-// the table lives in the leader's memory, is filled by agents' registrations (each lists its
-// tasks and their latest states) and by their status updates, and is rebuilt by a new leader as
-// agents register with it. It is not replicated.
-type taskTable struct {
-	mu    sync.Mutex // guards tasks
-	tasks map[string]api.TaskStatus
-}
-
-func newTaskTable() *taskTable { return &taskTable{tasks: map[string]api.TaskStatus{}} }
-
-// registered replaces what the table holds of an agent with what its registration lists.
-func (t *taskTable) registered(agentID string, tasks []api.TaskStatus) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for id, st := range t.tasks {
-		if st.AgentID == agentID && !st.State.IsTerminal() {
-			delete(t.tasks, id)
-		}
-	}
-	for _, st := range tasks {
-		st.AgentID = agentID
-		t.tasks[st.TaskID] = st
-	}
-}
-
-// update records one status update; an update older than what the table holds (a resend after
-// a newer one got through) changes nothing.
-func (t *taskTable) update(st api.TaskStatus) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if old, ok := t.tasks[st.TaskID]; ok && st.Timestamp.Before(old.Timestamp) {
-		return
-	}
-	t.tasks[st.TaskID] = st
-}
-
-func (t *taskTable) list() []api.TaskStatus {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]api.TaskStatus, 0, len(t.tasks))
-	for _, st := range t.tasks {
-		out = append(out, st)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].TaskID < out[j].TaskID })
-	return out
-}
 
 // validateStatus names the first field of a status update that is wrong.
 func validateStatus(st api.TaskStatus) error {
@@ -76,8 +26,9 @@ func validateStatus(st api.TaskStatus) error {
 }
 
 // postStatus is POST /v1/agents/{id}/status on the leader (followers forward it). The leader
-// records the update and acknowledges it. Frameworks come with the two-level scheduling issue:
-// then the acknowledgement waits for the task's framework.
+// records the update and passes it to the task's framework; the answer says whether it is
+// acknowledged already (no framework waits for it) or the framework's acknowledgement will
+// come to the agent later (POST /v1/acknowledge on the agent). Either way it was received.
 func (a *apiHandler) postStatus(w http.ResponseWriter, r *http.Request) {
 	var st api.TaskStatus
 	if err := httpjson.Decode(r, &st); err != nil {
@@ -96,13 +47,18 @@ func (a *apiHandler) postStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.AgentID = r.PathValue("id")
-	if _, ok := a.m.agent(r.Context(), st.AgentID); !ok {
-		writeError(w, http.StatusNotFound, "no agent "+st.AgentID+" is registered; register first")
+	acked, err := a.m.sched.agentStatus(st.AgentID, st)
+	var unreg *agentUnregisteredError
+	switch {
+	case errors.As(err, &unreg):
+		writeError(w, http.StatusNotFound, "agent "+st.AgentID+": "+err.Error())
+		return
+	case err != nil:
+		writeSchedulerError(w, err)
 		return
 	}
-	a.m.tasks.update(st)
-	a.logger.Debug("status update", "agent", st.AgentID, "task", st.TaskID, "state", st.State)
-	writeJSON(w, http.StatusOK, api.StatusAck{Acknowledged: true, UUID: st.UUID})
+	a.logger.Debug("status update", "agent", st.AgentID, "task", st.TaskID, "state", st.State, "acknowledged", acked)
+	writeJSON(w, http.StatusOK, api.StatusAck{Acknowledged: acked, UUID: st.UUID})
 }
 
 // listTasks is GET /v1/tasks: every task the leader knows of, with its latest state. It is
@@ -114,7 +70,12 @@ func (a *apiHandler) listTasks(w http.ResponseWriter, r *http.Request) {
 	}
 	states := r.URL.Query()["state"]
 	out := []api.TaskStatus{}
-	for _, st := range a.m.tasks.list() {
+	list, err := a.m.sched.tasksView()
+	if err != nil {
+		writeSchedulerError(w, err)
+		return
+	}
+	for _, st := range list {
 		if len(states) > 0 && !containsState(states, st.State) {
 			continue
 		}

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/agent/logs"
+	"github.com/agora-sched/agora/pkg/id"
 	ctrd "github.com/containerd/containerd"
 	eventtypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/cio"
@@ -196,18 +197,9 @@ func (s Spec) env(sandbox string) []string {
 }
 
 // ValidTaskID says whether id can name a container and a sandbox directory.
-func ValidTaskID(id string) error {
-	switch {
-	case id == "", len(id) > 200:
-		return fmt.Errorf("%w: task id %q: 1 to 200 characters", ErrBadSpec, id)
-	case id == "." || id == "..":
-		return fmt.Errorf("%w: task id %q", ErrBadSpec, id)
-	}
-	for _, r := range id {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
-		if !ok {
-			return fmt.Errorf("%w: task id %q: only letters, digits, '-', '_' and '.'", ErrBadSpec, id)
-		}
+func ValidTaskID(taskID string) error {
+	if err := id.TaskID(taskID).ValidateContainerName(); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSpec, err)
 	}
 	return nil
 }

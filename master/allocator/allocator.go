@@ -73,8 +73,9 @@ type agentState struct {
 type frameworkState struct {
 	id         string
 	role       *roleState
-	allocated  resources.Resources // scalars, all agents
-	suppressed bool
+	allocated  resources.Resources  // scalars, all agents
+	suppressed bool                 // by the framework: no offers wanted
+	inactive   bool                 // by the master: disconnected, no offers until it is back
 	filters    map[string]time.Time // agent id → refused until
 	share      float64
 	index      int // in role.heap; -1 when out
@@ -232,6 +233,36 @@ func (a *Allocator) Revive(id string) error {
 	fw.suppressed = false
 	a.enqueue(fw)
 	return nil
+}
+
+// DeactivateFramework stops offers to a framework that disconnected; what it holds stays held.
+func (a *Allocator) DeactivateFramework(id string) error {
+	fw, ok := a.frameworks[id]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownFramework, id)
+	}
+	fw.inactive = true
+	a.dequeue(fw)
+	return nil
+}
+
+// ActivateFramework resumes offers to a framework that is back (unless it suppressed them).
+func (a *Allocator) ActivateFramework(id string) error {
+	fw, ok := a.frameworks[id]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownFramework, id)
+	}
+	fw.inactive = false
+	a.enqueue(fw)
+	return nil
+}
+
+// Allocated is what the framework holds in all, offered or in use (cpus, mem and disk).
+func (a *Allocator) Allocated(fwID string) resources.Resources {
+	if fw, ok := a.frameworks[fwID]; ok {
+		return fw.allocated
+	}
+	return resources.Resources{}
 }
 
 // Allocate records resources on an agent as held by a framework without offering them: the
@@ -419,7 +450,7 @@ func (a *Allocator) reshareAll() {
 // enqueue puts a framework that wants offers into its role's heap, and the role into the
 // allocator's when it was out.
 func (a *Allocator) enqueue(fw *frameworkState) {
-	if fw.suppressed || fw.index >= 0 {
+	if fw.suppressed || fw.inactive || fw.index >= 0 {
 		return
 	}
 	fw.role.heap.push(fw)

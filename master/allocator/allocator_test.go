@@ -70,6 +70,21 @@ func TestSuppressAndRevive(t *testing.T) {
 	}
 }
 
+func TestInactiveFrameworksAreNotOffered(t *testing.T) {
+	a := New(Config{Seed: 1})
+	must(t, a.AddAgent("a1", res(4, 4096)))
+	must(t, a.AddFramework("f1", "web"))
+	must(t, a.DeactivateFramework("f1"))
+	must(t, a.Revive("f1")) // a revive while disconnected does not bring offers
+	if got := a.Cycle(t0); len(got) != 0 {
+		t.Fatalf("a disconnected framework was offered: %+v", got)
+	}
+	must(t, a.ActivateFramework("f1"))
+	if got := a.Cycle(t0); len(got) != 1 || !a.Allocated("f1").Equal(res(4, 4096)) {
+		t.Fatalf("reconnected: %+v, allocated %s", got, a.Allocated("f1"))
+	}
+}
+
 func TestInactiveAgentsAreNotOffered(t *testing.T) {
 	a := New(Config{Seed: 1})
 	must(t, a.AddAgent("a1", res(4, 4096)))
@@ -193,6 +208,7 @@ type model struct {
 	active     map[string]bool
 	frameworks map[string]string // role
 	suppressed map[string]bool
+	inactive   map[string]bool
 	filters    map[[2]string]time.Time // fw, agent → until
 	offers     map[int]Offer
 	tasks      map[int]Offer // what accepted offers launched
@@ -252,7 +268,7 @@ func naivePick(a *Allocator, agentID string, now time.Time) string {
 	var bestKey [2]float64
 	var bestNames [2]string
 	for id, fw := range a.frameworks {
-		if fw.suppressed {
+		if fw.suppressed || fw.inactive {
 			continue
 		}
 		if until, ok := fw.filters[agentID]; ok && now.Before(until) {
@@ -283,11 +299,11 @@ func randomEvents(t *testing.T, seed uint64, events int) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	a := New(Config{Seed: seed})
 	m := &model{agents: map[string]resources.Resources{}, active: map[string]bool{}, frameworks: map[string]string{},
-		suppressed: map[string]bool{}, filters: map[[2]string]time.Time{}, offers: map[int]Offer{}, tasks: map[int]Offer{}}
+		suppressed: map[string]bool{}, inactive: map[string]bool{}, filters: map[[2]string]time.Time{}, offers: map[int]Offer{}, tasks: map[int]Offer{}}
 	now := t0
 	roles := []string{"web", "batch", "ml"}
 	for i := 0; i < events; i++ {
-		switch op := rng.IntN(14); op {
+		switch op := rng.IntN(15); op {
 		case 0: // agent joins
 			id := fmt.Sprintf("a%d", i)
 			total := resources.Resources{CPUs: float64(1 + rng.IntN(16)), Mem: float64(512 * (1 + rng.IntN(32))), Disk: float64(1000 * rng.IntN(5)),
@@ -325,6 +341,7 @@ func randomEvents(t *testing.T, seed uint64, events int) {
 				must(t, a.RemoveFramework(id))
 				delete(m.frameworks, id)
 				delete(m.suppressed, id)
+				delete(m.inactive, id)
 				m.drop(func(o Offer) bool { return o.FrameworkID == id })
 				for k := range m.filters {
 					if k[0] == id {
@@ -386,6 +403,15 @@ func randomEvents(t *testing.T, seed uint64, events int) {
 				delete(m.tasks, k)
 				must(t, a.Recover(o.FrameworkID, o.AgentID, o.Resources, 0, now))
 			}
+		case 14: // framework disconnects or is back
+			if id, ok := randomKey(rng, m.frameworks); ok {
+				if m.inactive[id] {
+					must(t, a.ActivateFramework(id))
+				} else {
+					must(t, a.DeactivateFramework(id))
+				}
+				m.inactive[id] = !m.inactive[id]
+			}
 		case 13:
 			now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
 		}
@@ -412,8 +438,8 @@ func checkOffer(t *testing.T, m *model, o Offer, now time.Time) {
 	if !m.active[o.AgentID] {
 		t.Fatalf("offer of inactive agent %s", o.AgentID)
 	}
-	if m.suppressed[o.FrameworkID] {
-		t.Fatalf("offer to suppressed %s", o.FrameworkID)
+	if m.suppressed[o.FrameworkID] || m.inactive[o.FrameworkID] {
+		t.Fatalf("offer to suppressed or inactive %s", o.FrameworkID)
 	}
 	if until, ok := m.filters[[2]string{o.FrameworkID, o.AgentID}]; ok && now.Before(until) {
 		t.Fatalf("offer of %s to %s before its filter ends at %v (now %v)", o.AgentID, o.FrameworkID, until, now)

@@ -14,9 +14,10 @@ type AgentRegistration struct {
 	HTTP       string              `json:"http"` // the agent's API, host:port
 	Resources  resources.Resources `json:"resources"`
 	Attributes map[string]string   `json:"attributes,omitempty"`
-	// Tasks are the agent's tasks that have not ended, with their latest states, so that a new
-	// leader learns them at once.
-	Tasks []TaskStatus `json:"tasks,omitempty"`
+	// Tasks are the agent's tasks that have not ended or whose last update is not acknowledged
+	// yet, with what they were launched with and their latest states, so that a new leader
+	// learns them (and what they hold) at once.
+	Tasks []Task `json:"tasks,omitempty"`
 }
 
 // Agent is one agent of the registry, as GET /v1/agents lists it.
@@ -28,6 +29,10 @@ type Agent struct {
 	Attributes       map[string]string   `json:"attributes,omitempty"`
 	RegisteredAt     time.Time           `json:"registered_at"`
 	LastRegisteredAt time.Time           `json:"last_registered_at"`
+	// RemovedAt is set when the master gave the agent up (unreachable for longer than
+	// --agent-removal-timeout): its tasks were declared gone, so if it comes back, they are
+	// killed.
+	RemovedAt *time.Time `json:"removed_at,omitempty"`
 }
 
 // FieldError says which field of a request is wrong; its text names the field.

@@ -57,6 +57,26 @@ func (f FrameworkID) Validate() error { return validate("framework", string(f)) 
 // Validate checks the id.
 func (t TaskID) Validate() error { return validate("task", string(t)) }
 
+// ValidateContainerName checks the stricter rule a task id meets to name a container and a
+// sandbox directory: 1 to 200 letters, digits, '-', '_' and '.', and not "." or "..". The master
+// checks it at launch so that the agent never has to refuse a task for its id.
+func (t TaskID) ValidateContainerName() error {
+	s := string(t)
+	switch {
+	case s == "", len(s) > 200:
+		return fmt.Errorf("id: task id %.20q: 1 to 200 characters", s)
+	case s == "." || s == "..":
+		return fmt.Errorf("id: task id %q is not allowed", s)
+	}
+	for _, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
+		if !ok {
+			return fmt.Errorf("id: task id %q: only letters, digits, '-', '_' and '.'", s)
+		}
+	}
+	return nil
+}
+
 // Validate checks the id.
 func (o OfferID) Validate() error { return validate("offer", string(o)) }
 

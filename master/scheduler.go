@@ -1,0 +1,490 @@
+package master
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/agora-sched/agora/master/allocator"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/clock"
+	"github.com/agora-sched/agora/pkg/gossip"
+	"github.com/agora-sched/agora/pkg/id"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
+	"github.com/agora-sched/agora/raft"
+)
+
+// Errors of the scheduler API.
+var (
+	// ErrNotReady: this master does not lead, or has only just started to.
+	ErrNotReady = errors.New("master: not the leader, or not ready yet; retry")
+	// ErrUnknownFramework: no framework of that id is registered (never was, or torn down).
+	ErrUnknownFramework = errors.New("master: unknown framework")
+	// ErrNotSubscribed: the framework has no open subscription, or the call's stream is not it.
+	ErrNotSubscribed = errors.New("master: framework not subscribed on this stream")
+	// ErrSubscriptionEnded ends a session: superseded, torn down, or leadership lost.
+	ErrSubscriptionEnded = errors.New("master: subscription ended")
+)
+
+// SchedulerConfig tunes the leader's two-level scheduling. Zero values take the defaults.
+type SchedulerConfig struct {
+	// AllocationInterval is how often an allocation cycle runs besides the ones events start
+	// (an agent added, resources freed). Default 1 s, as Mesos's --allocation_interval.
+	AllocationInterval time.Duration
+	// OfferTimeout: an offer neither used nor declined by then is rescinded. Default 30 s.
+	OfferTimeout time.Duration
+	// AgentReregisterTimeout: after a leader change, agents that have not registered with the
+	// new leader by then are unreachable. Default 60 s.
+	AgentReregisterTimeout time.Duration
+	// AgentRemovalTimeout: an agent unreachable for this long is removed, and its tasks end as
+	// TASK_GONE (partition-aware frameworks) or TASK_LOST. Default 5 min.
+	AgentRemovalTimeout time.Duration
+	// HeartbeatInterval: a HEARTBEAT event goes down each subscription this often. Default 15 s.
+	HeartbeatInterval time.Duration
+	// KeepEnded is how many ended tasks the leader still lists. Default 10,000.
+	KeepEnded int
+	Agents    AgentConn   // default: HTTP to real agents
+	Clock     clock.Clock // default: real time
+	Seed      uint64      // the allocator's shuffle
+}
+
+func (c *SchedulerConfig) defaults() {
+	if c.AllocationInterval <= 0 {
+		c.AllocationInterval = time.Second
+	}
+	if c.OfferTimeout <= 0 {
+		c.OfferTimeout = 30 * time.Second
+	}
+	if c.AgentReregisterTimeout <= 0 {
+		c.AgentReregisterTimeout = time.Minute
+	}
+	if c.AgentRemovalTimeout <= 0 {
+		c.AgentRemovalTimeout = 5 * time.Minute
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 15 * time.Second
+	}
+	if c.KeepEnded <= 0 {
+		c.KeepEnded = 10000
+	}
+	if c.Agents == nil {
+		c.Agents = NewHTTPAgentConn()
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+}
+
+// scheduler is the leader's half of two-level scheduling: it offers agents' free resources to
+// frameworks (allocator/ decides who gets what), checks their launches against the offers,
+// sends tasks to agents, routes status updates and their acknowledgements, follows agents'
+// liveness, and answers reconciliation. Its state lives in memory and is rebuilt by each new
+// leader: frameworks and agents from the replicated registries, tasks from agents registering.
+//
+// Lock rule: mu guards term and everything in it. Nothing blocking happens under it: calls to
+// agents and raft proposals run in goroutines (go), and events are queued on sessions.
+type scheduler struct {
+	cfg    SchedulerConfig
+	m      *Master
+	logger *slog.Logger
+	ids    *id.Generator
+	kick   chan struct{} // asks for an allocation cycle soon
+
+	mu   sync.Mutex
+	term *schedTerm // nil while this master does not lead
+}
+
+// schedTerm is the scheduler's state for one leadership term.
+type schedTerm struct {
+	ctx        context.Context // ends with the term
+	wg         *sync.WaitGroup // the term's goroutines
+	started    time.Time
+	alloc      *allocator.Allocator
+	agents     map[string]*agentEntry
+	frameworks map[string]*fwEntry
+	offers     map[string]*offerEntry
+	tasks      map[string]*taskEntry
+	ended      []string // ids of ended tasks kept for listing, oldest first
+	// waiting holds explicit reconciliation questions about tasks on agents that have not
+	// registered with this leader yet ("" : on no agent named), answered when they do or when
+	// they are declared unreachable.
+	waiting map[string][]waitingQuery
+}
+
+// agentState is where an agent stands with this leader.
+//
+//	recovered ──(registers)──► active ◄──(registers / gossip alive again)──┐
+//	    │                        │                                          │
+//	    └─(no registration in  ──┴─(gossip: dead or left)──► unreachable ───┘
+//	       --agent-reregister-timeout)                          │
+//	                                       (--agent-removal-timeout)──► removed (tombstone)
+type agentState int
+
+const (
+	agentRecovered   agentState = iota // known from the registry; not heard by this leader yet
+	agentActive                        // registered with this leader and alive
+	agentUnreachable                   // gone from gossip, or never came back
+)
+
+func (s agentState) String() string {
+	return [...]string{"recovered", "active", "unreachable"}[s]
+}
+
+type agentEntry struct {
+	info             api.Agent
+	state            agentState
+	inAlloc          bool      // added to the allocator (it registered with this leader once)
+	unreachableSince time.Time // while unreachable
+	fetching         bool      // asking it for its tasks after it came back
+}
+
+type fwEntry struct {
+	info           api.FrameworkInfo
+	session        *Session  // nil while disconnected
+	disconnectedAt time.Time // while disconnected
+	suppressed     bool      // it asked for no offers
+}
+
+type offerEntry struct {
+	offer   api.Offer
+	expires time.Time
+}
+
+type taskEntry struct {
+	info    api.TaskInfo // FrameworkID set; Resources what it holds
+	agentID string
+	status  api.TaskStatus // the latest, from the agent or the master
+	agentTS time.Time      // timestamp of the latest update from the agent
+	// unacked is the agent's update last sent to the framework and not acknowledged yet; it is
+	// sent again when the framework subscribes again.
+	unacked       *api.TaskStatus
+	allocated     bool // its resources are held in the allocator
+	killRequested bool // a kill came while the launch was on its way
+}
+
+type waitingQuery struct {
+	fwID, taskID, agentID string
+}
+
+func newScheduler(m *Master, cfg SchedulerConfig) (*scheduler, error) {
+	cfg.defaults()
+	ids, err := id.NewGenerator(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return &scheduler{cfg: cfg, m: m, logger: m.logger.With("component", "scheduler"), ids: ids, kick: make(chan struct{}, 1)}, nil
+}
+
+// Name is the leader service's name.
+func (s *scheduler) Name() string { return "scheduler" }
+
+// Run is the scheduler's leader service: it loads the registries, then runs allocation cycles,
+// offer timeouts and agent liveness until the term ends.
+func (s *scheduler) Run(ctx context.Context) error {
+	t, err := s.startTerm(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.endTerm(t)
+	tick := time.NewTicker(s.cfg.AllocationInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+		case <-tick.C:
+		}
+		s.step()
+	}
+}
+
+// startTerm builds the term's state from the registries: every framework starts disconnected
+// (its failover timeout runs from now), every agent recovered (it has until the re-register
+// timeout to register with this leader).
+func (s *scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
+	v, err := s.m.store.View(ctx, raft.Stale) // the leader's own copy is up to date after its barrier
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Clock.Now()
+	t := &schedTerm{
+		ctx: ctx, wg: &sync.WaitGroup{}, started: now,
+		alloc:  allocator.New(allocator.Config{Seed: s.cfg.Seed}),
+		agents: map[string]*agentEntry{}, frameworks: map[string]*fwEntry{}, offers: map[string]*offerEntry{},
+		tasks: map[string]*taskEntry{}, waiting: map[string][]waitingQuery{},
+	}
+	var bad error
+	v.List(NamespaceFrameworks, "", func(_ string, data []byte) bool {
+		var fw api.FrameworkInfo
+		if bad = json.Unmarshal(data, &fw); bad != nil {
+			return false
+		}
+		t.frameworks[fw.ID] = &fwEntry{info: fw, disconnectedAt: now}
+		if bad = t.alloc.AddFramework(fw.ID, fw.Role); bad != nil {
+			return false
+		}
+		bad = t.alloc.DeactivateFramework(fw.ID)
+		return bad == nil
+	})
+	v.List(NamespaceAgents, "", func(_ string, data []byte) bool {
+		var ag api.Agent
+		if bad = json.Unmarshal(data, &ag); bad != nil {
+			return false
+		}
+		if ag.RemovedAt == nil {
+			t.agents[ag.ID] = &agentEntry{info: ag, state: agentRecovered}
+		}
+		return true
+	})
+	if bad != nil {
+		return nil, fmt.Errorf("scheduler: registry: %w", bad)
+	}
+	s.logger.Info("scheduler starting", "frameworks", len(t.frameworks), "agents", len(t.agents))
+	s.mu.Lock()
+	s.term = t
+	s.mu.Unlock()
+	return t, nil
+}
+
+// endTerm ends every subscription (frameworks subscribe again with the next leader) and waits
+// for the term's calls to agents.
+func (s *scheduler) endTerm(t *schedTerm) {
+	s.mu.Lock()
+	for _, fw := range t.frameworks {
+		if fw.session != nil {
+			fw.session.end(fmt.Errorf("%w: this master stopped leading; subscribe again (any master forwards to the new leader)", ErrSubscriptionEnded))
+			fw.session = nil
+		}
+	}
+	s.term = nil
+	s.mu.Unlock()
+	t.wg.Wait()
+}
+
+// poke asks for an allocation cycle soon.
+func (s *scheduler) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// goLocked runs fn in a goroutine of the term (calls to agents, raft proposals).
+func (t *schedTerm) goLocked(fn func(ctx context.Context)) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		fn(t.ctx)
+	}()
+}
+
+// step is one turn of the loop: agents' liveness, framework failover timeouts, offer
+// timeouts, then an allocation cycle.
+func (s *scheduler) step() {
+	var members []gossip.Member
+	if s.m.gossip != nil {
+		members = s.m.gossip.Members()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return
+	}
+	now := s.cfg.Clock.Now()
+	s.livenessLocked(t, members, now)
+	for _, fw := range t.frameworks {
+		if fw.session == nil && !now.Before(fw.disconnectedAt.Add(failoverTimeout(fw.info))) {
+			s.logger.Info("framework failover timeout passed; removing it and killing its tasks", "framework", fw.info.ID, "name", fw.info.Name)
+			s.removeFrameworkLocked(t, fw, "its failover timeout passed")
+		}
+	}
+	for oid, o := range t.offers {
+		if !now.Before(o.expires) {
+			s.rescindLocked(t, oid, now)
+		}
+	}
+	s.allocateLocked(t, now)
+}
+
+func failoverTimeout(fw api.FrameworkInfo) time.Duration {
+	return time.Duration(fw.FailoverTimeout * float64(time.Second))
+}
+
+// allocateLocked runs one allocation cycle and sends each framework its new offers.
+func (s *scheduler) allocateLocked(t *schedTerm, now time.Time) {
+	byFw := map[string][]api.Offer{}
+	for _, o := range t.alloc.Cycle(now) {
+		ag := t.agents[o.AgentID]
+		offer := api.Offer{
+			ID: string(s.ids.Offer()), FrameworkID: o.FrameworkID, AgentID: o.AgentID,
+			Hostname: ag.info.Hostname, Resources: o.Resources, Attributes: ag.info.Attributes,
+		}
+		t.offers[offer.ID] = &offerEntry{offer: offer, expires: now.Add(s.cfg.OfferTimeout)}
+		byFw[o.FrameworkID] = append(byFw[o.FrameworkID], offer)
+	}
+	for fwID, offers := range byFw {
+		if fw := t.frameworks[fwID]; fw != nil && fw.session != nil {
+			fw.session.push(api.Event{Type: api.EventOffers, Offers: &api.Offers{Offers: offers}})
+		}
+	}
+}
+
+// rescindLocked takes an outstanding offer back and gives its resources back to the allocator.
+func (s *scheduler) rescindLocked(t *schedTerm, offerID string, now time.Time) {
+	o := t.offers[offerID]
+	if o == nil {
+		return
+	}
+	delete(t.offers, offerID)
+	if err := t.alloc.Recover(o.offer.FrameworkID, o.offer.AgentID, o.offer.Resources, 0, now); err != nil {
+		s.logger.Error("rescind: allocator", "offer", offerID, "err", err)
+	}
+	if fw := t.frameworks[o.offer.FrameworkID]; fw != nil && fw.session != nil {
+		fw.session.push(api.Event{Type: api.EventRescind, Rescind: &api.Rescind{OfferID: offerID}})
+	}
+	s.poke()
+}
+
+// setStatusLocked records a task's new status; the first terminal one frees its resources. With
+// forward, the framework is told (the master's own updates carry no uuid and need no ack).
+func (s *scheduler) setStatusLocked(t *schedTerm, e *taskEntry, st api.TaskStatus, forward bool, now time.Time) {
+	wasTerminal := e.status.State.IsTerminal()
+	st.AgentID = e.agentID
+	st.FrameworkID = e.info.FrameworkID
+	e.status = st
+	if st.State.IsTerminal() && !wasTerminal {
+		if e.allocated {
+			e.allocated = false
+			if err := t.alloc.Recover(e.info.FrameworkID, e.agentID, e.info.Resources, 0, now); err != nil {
+				s.logger.Debug("task ended: allocator", "task", e.info.TaskID, "err", err)
+			}
+			s.poke()
+		}
+		t.ended = append(t.ended, e.info.TaskID)
+		for len(t.ended) > s.cfg.KeepEnded {
+			if old := t.tasks[t.ended[0]]; old != nil && old.status.State.IsTerminal() {
+				delete(t.tasks, t.ended[0])
+			}
+			t.ended = t.ended[1:]
+		}
+	}
+	if forward {
+		s.tellLocked(t, e.info.FrameworkID, st)
+	}
+}
+
+// tellLocked sends a status update to a framework, if it is connected.
+func (s *scheduler) tellLocked(t *schedTerm, fwID string, st api.TaskStatus) {
+	if fw := t.frameworks[fwID]; fw != nil && fw.session != nil {
+		fw.session.push(api.Event{Type: api.EventUpdate, Update: &api.Update{Status: st}})
+	}
+}
+
+// masterStatus is an update the master makes itself.
+func masterStatus(e *taskEntry, state task.State, reason task.Reason, msg string, now time.Time) api.TaskStatus {
+	return api.TaskStatus{
+		TaskID: e.info.TaskID, FrameworkID: e.info.FrameworkID, AgentID: e.agentID, State: state,
+		Reason: reason, Source: task.SourceMaster, Message: msg, Timestamp: now, Healthy: e.status.Healthy,
+	}
+}
+
+// lostState is how a task that cannot be found ends for its framework: TASK_GONE for
+// partition-aware frameworks, TASK_LOST for the others, as in Mesos.
+func lostState(fw *fwEntry) task.State {
+	if fw != nil && fw.partitionAware() {
+		return task.Gone
+	}
+	return task.Lost
+}
+
+func (fw *fwEntry) partitionAware() bool {
+	for _, c := range fw.info.Capabilities {
+		if c == api.CapabilityPartitionAware {
+			return true
+		}
+	}
+	return false
+}
+
+// killOnAgentLocked asks the agent to kill a task, in the background.
+func (s *scheduler) killOnAgentLocked(t *schedTerm, ag api.Agent, taskID string, grace time.Duration) {
+	t.goLocked(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := s.cfg.Agents.Kill(ctx, ag, taskID, grace); err != nil {
+			s.logger.Warn("kill on agent", "agent", ag.ID, "task", taskID, "err", err)
+		}
+	})
+}
+
+// propose commits a registry change in the background (a change that must happen, and that a
+// next leader would redo if this one is lost).
+func (s *scheduler) proposeLocked(t *schedTerm, cmd raft.Command) {
+	t.goLocked(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if _, err := s.m.store.Apply(ctx, cmd); err != nil {
+			s.logger.Warn("registry change not committed; the next leader redoes it", "type", cmd.Type, "err", err)
+		}
+	})
+}
+
+// tasksView lists the tasks the leader knows with their latest states.
+func (s *scheduler) tasksView() ([]api.TaskStatus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return nil, ErrNotReady
+	}
+	out := make([]api.TaskStatus, 0, len(t.tasks))
+	for _, e := range t.tasks {
+		out = append(out, e.status)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].TaskID < out[j].TaskID })
+	return out, nil
+}
+
+// frameworksView is what GET /v1/frameworks lists.
+func (s *scheduler) frameworksView() ([]api.FrameworkState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return nil, ErrNotReady
+	}
+	offered := map[string]resources.Resources{}
+	for _, o := range t.offers {
+		offered[o.offer.FrameworkID] = offered[o.offer.FrameworkID].Add(resources.Resources{CPUs: o.offer.Resources.CPUs, Mem: o.offer.Resources.Mem, Disk: o.offer.Resources.Disk})
+	}
+	running := map[string]int{}
+	for _, e := range t.tasks {
+		if !e.status.State.IsTerminal() {
+			running[e.info.FrameworkID]++
+		}
+	}
+	out := []api.FrameworkState{}
+	for _, fw := range t.frameworks {
+		st := api.FrameworkState{
+			Info: fw.info, Connected: fw.session != nil, Allocated: t.alloc.Allocated(fw.info.ID),
+			Offered: offered[fw.info.ID], Share: t.alloc.Share(fw.info.ID), Tasks: running[fw.info.ID],
+		}
+		st.Active = st.Connected && !fw.suppressed
+		if fw.session == nil {
+			at, deadline := fw.disconnectedAt, fw.disconnectedAt.Add(failoverTimeout(fw.info))
+			st.DisconnectedAt, st.FailoverDeadline = &at, &deadline
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Info.ID < out[j].Info.ID })
+	return out, nil
+}

@@ -1,0 +1,297 @@
+package master
+
+import (
+	"context"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/gossip"
+	"github.com/agora-sched/agora/pkg/task"
+	"github.com/agora-sched/agora/raft"
+)
+
+// agentRegistered takes in an agent that registered with this leader (committed to the
+// registry already), with the tasks it lists. A new agent is offered from the next cycle. An
+// agent already known brings its tasks' real states: tasks the leader had marked unreachable
+// are back, and tasks it does not list, ended. An agent that had been removed gets its tasks
+// killed: their frameworks were told they are gone and have replaced them.
+func (s *scheduler) agentRegistered(ag api.Agent, tasks []api.Task, wasRemoved bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return // a new leader gets the registration again
+	}
+	now := s.cfg.Clock.Now()
+	e := t.agents[ag.ID]
+	if e == nil {
+		e = &agentEntry{info: ag, state: agentRecovered}
+		t.agents[ag.ID] = e
+	}
+	e.info = ag
+	if wasRemoved {
+		s.logger.Warn("a removed agent came back; killing the tasks it still runs, which were written off", "agent", ag.ID, "tasks", len(tasks))
+		for _, tk := range tasks {
+			if !tk.Status.State.IsTerminal() {
+				s.killOnAgentLocked(t, ag, tk.Info.TaskID, 0)
+			}
+		}
+		tasks = nil
+	}
+	s.agentTasksLocked(t, e, tasks, now)
+	s.logger.Info("agent registered", "agent", ag.ID, "hostname", ag.Hostname, "tasks", len(tasks))
+	s.poke()
+}
+
+// agentTasksLocked makes the task table agree with what an agent reports and marks the agent
+// active: the agent is the truth about its tasks.
+func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Task, now time.Time) {
+	was := e.state
+	e.state, e.unreachableSince, e.fetching = agentActive, time.Time{}, false
+	if !e.inAlloc {
+		if err := t.alloc.AddAgent(e.info.ID, e.info.Resources); err != nil {
+			s.logger.Error("agent: allocator", "agent", e.info.ID, "err", err)
+		}
+		e.inAlloc = true
+	}
+	if err := t.alloc.ActivateAgent(e.info.ID); err != nil {
+		s.logger.Error("agent active: allocator", "agent", e.info.ID, "err", err)
+	}
+	listed := make(map[string]bool, len(tasks))
+	for _, tk := range tasks {
+		st := tk.Status
+		st.AgentID = e.info.ID
+		listed[tk.Info.TaskID] = true
+		fwID := tk.Info.FrameworkID
+		fw := t.frameworks[fwID]
+		if fwID != "" && fw == nil {
+			if !st.State.IsTerminal() {
+				s.logger.Warn("killing an orphan task: its framework was removed", "agent", e.info.ID, "task", tk.Info.TaskID, "framework", fwID)
+				s.killOnAgentLocked(t, e.info, tk.Info.TaskID, 0)
+			}
+			continue
+		}
+		te := t.tasks[tk.Info.TaskID]
+		if te == nil {
+			te = &taskEntry{info: tk.Info, agentID: e.info.ID, status: st, agentTS: st.Timestamp}
+			t.tasks[tk.Info.TaskID] = te
+			if !st.State.IsTerminal() && fwID != "" {
+				if err := t.alloc.Allocate(fwID, e.info.ID, tk.Info.Resources); err != nil {
+					s.logger.Warn("agent's task: allocator", "task", tk.Info.TaskID, "err", err)
+				} else {
+					te.allocated = true
+				}
+			}
+			if was == agentRecovered && !st.State.IsTerminal() {
+				// A new leader tells frameworks where their tasks stand as agents come back.
+				s.tellLocked(t, fwID, reconciled(st))
+			}
+			continue
+		}
+		if te.status.State.IsTerminal() {
+			continue
+		}
+		if te.status.Source == task.SourceMaster || st.Timestamp.After(te.agentTS) {
+			changed := te.status.State != st.State
+			te.agentTS = st.Timestamp
+			s.setStatusLocked(t, te, reconciled(st), changed, now)
+		}
+	}
+	for id, te := range t.tasks {
+		if te.agentID != e.info.ID || listed[id] || te.status.State.IsTerminal() || te.status.State == task.Staging {
+			continue
+		}
+		s.setStatusLocked(t, te, masterStatus(te, lostState(t.frameworks[te.info.FrameworkID]), task.ReasonReconciliation,
+			"the agent does not know this task (its data dir was lost, or the task never reached it)", now), true, now)
+	}
+	s.answerWaitingLocked(t, e.info.ID, now)
+}
+
+// reconciled is an agent's status as the master passes it on outside the agent's own update
+// stream: it needs no acknowledgement.
+func reconciled(st api.TaskStatus) api.TaskStatus {
+	st.UUID = ""
+	return st
+}
+
+// agentStatus takes in a status update an agent sent. It answers whether the master
+// acknowledges it at once: it does for an update nobody waits for (no framework, or one that
+// was removed) and for a stale duplicate; otherwise the framework acknowledges it, and the
+// agent resends it until then.
+func (s *scheduler) agentStatus(agentID string, st api.TaskStatus) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return false, ErrNotReady
+	}
+	now := s.cfg.Clock.Now()
+	ag := t.agents[agentID]
+	if ag == nil || ag.state == agentRecovered {
+		return false, errAgentUnregistered
+	}
+	e := t.tasks[st.TaskID]
+	if e == nil {
+		// Launched before this leader, or on the agent's own API (an operator's task without a
+		// framework): the agent is the truth, the table learns it.
+		e = &taskEntry{info: api.TaskInfo{TaskID: st.TaskID, FrameworkID: st.FrameworkID}, agentID: agentID}
+		t.tasks[st.TaskID] = e
+	}
+	if st.Timestamp.Before(e.agentTS) || e.status.State.IsTerminal() && !st.State.IsTerminal() {
+		return true, nil
+	}
+	e.agentTS = st.Timestamp
+	s.setStatusLocked(t, e, st, false, now)
+	fw := t.frameworks[e.info.FrameworkID]
+	if fw == nil {
+		return true, nil
+	}
+	cp := e.status
+	e.unacked = &cp
+	s.tellLocked(t, fw.info.ID, cp)
+	return false, nil
+}
+
+// errAgentUnregistered: the agent must register with this leader first.
+var errAgentUnregistered = &agentUnregisteredError{}
+
+type agentUnregisteredError struct{}
+
+func (*agentUnregisteredError) Error() string {
+	return "master: this agent has not registered with the leader; register first"
+}
+
+// livenessLocked follows agents through gossip: a dead or departed agent is unreachable; one
+// back alive is asked for its tasks; one unreachable for longer than the removal timeout is
+// removed; one that did not register with a new leader in time is unreachable.
+func (s *scheduler) livenessLocked(t *schedTerm, members []gossip.Member, now time.Time) {
+	status := map[string]gossip.Status{}
+	for _, m := range members {
+		if m.Meta.Role == gossip.RoleAgent && m.Meta.ID != "" {
+			status[m.Meta.ID] = m.Status
+		}
+	}
+	for _, e := range t.agents {
+		st, seen := status[e.info.ID]
+		switch e.state {
+		case agentRecovered:
+			if now.Sub(t.started) >= s.cfg.AgentReregisterTimeout {
+				s.unreachableLocked(t, e, "it did not register with the new leader in time", now)
+			} else if seen && st == gossip.StatusAlive && !e.fetching {
+				// Alive: ask it rather than wait (a leader that leads again under the same id
+				// is not a new leader to the agent, which then does not register again).
+				e.fetching = true
+				s.fetchAgentLocked(t, e.info)
+			}
+		case agentActive:
+			if seen && (st == gossip.StatusDead || st == gossip.StatusLeft) {
+				s.unreachableLocked(t, e, "gossip reports it "+string(st), now)
+			}
+		case agentUnreachable:
+			if now.Sub(e.unreachableSince) >= s.cfg.AgentRemovalTimeout {
+				s.removeAgentLocked(t, e, now)
+				continue
+			}
+			if seen && st == gossip.StatusAlive && !e.fetching {
+				e.fetching = true
+				s.fetchAgentLocked(t, e.info)
+			}
+		}
+	}
+}
+
+// fetchAgentLocked asks an agent that is alive again for its tasks, and takes it back.
+func (s *scheduler) fetchAgentLocked(t *schedTerm, ag api.Agent) {
+	t.goLocked(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		tasks, err := s.cfg.Agents.Tasks(ctx, ag)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		e := t.agents[ag.ID]
+		if s.term != t || e == nil || e.state == agentActive {
+			return
+		}
+		e.fetching = false
+		if err != nil {
+			s.logger.Warn("agent alive in gossip but its API does not answer", "agent", ag.ID, "err", err)
+			return
+		}
+		s.logger.Info("agent reachable", "agent", ag.ID, "was", e.state)
+		s.agentTasksLocked(t, e, tasks, s.cfg.Clock.Now())
+		s.poke()
+	})
+}
+
+// unreachableLocked marks an agent unreachable: no more offers of it, its offers rescinded, its
+// tasks TASK_UNREACHABLE to their frameworks (their resources stay held: the tasks may well
+// be running).
+func (s *scheduler) unreachableLocked(t *schedTerm, e *agentEntry, why string, now time.Time) {
+	s.logger.Warn("agent unreachable", "agent", e.info.ID, "why", why)
+	e.state, e.unreachableSince = agentUnreachable, now
+	if e.inAlloc {
+		if err := t.alloc.DeactivateAgent(e.info.ID); err != nil {
+			s.logger.Error("agent unreachable: allocator", "agent", e.info.ID, "err", err)
+		}
+	}
+	for oid, o := range t.offers {
+		if o.offer.AgentID == e.info.ID {
+			s.rescindLocked(t, oid, now)
+		}
+	}
+	for _, te := range t.tasks {
+		if te.agentID == e.info.ID && !te.status.State.IsTerminal() {
+			s.setStatusLocked(t, te, masterStatus(te, task.Unreachable, task.ReasonAgentDisconnected, "agent "+e.info.ID+" is unreachable: "+why, now), true, now)
+		}
+	}
+	s.answerWaitingLocked(t, e.info.ID, now)
+}
+
+// removeAgentLocked gives an agent up: its tasks end as TASK_GONE or TASK_LOST, frameworks get
+// a FAILURE event, and the registry keeps a tombstone so that its tasks are killed if it
+// comes back.
+func (s *scheduler) removeAgentLocked(t *schedTerm, e *agentEntry, now time.Time) {
+	s.logger.Warn("agent removed: unreachable for longer than --agent-removal-timeout", "agent", e.info.ID, "since", e.unreachableSince)
+	for _, te := range t.tasks {
+		if te.agentID == e.info.ID && !te.status.State.IsTerminal() {
+			s.setStatusLocked(t, te, masterStatus(te, lostState(t.frameworks[te.info.FrameworkID]), task.ReasonAgentRemoved,
+				"agent "+e.info.ID+" was unreachable for longer than the agent removal timeout", now), true, now)
+		}
+	}
+	if e.inAlloc {
+		if err := t.alloc.RemoveAgent(e.info.ID); err != nil {
+			s.logger.Error("agent removed: allocator", "agent", e.info.ID, "err", err)
+		}
+	}
+	delete(t.agents, e.info.ID)
+	for _, fw := range t.frameworks {
+		if fw.session != nil {
+			fw.session.push(api.Event{Type: api.EventFailure, Failure: &api.Failure{AgentID: e.info.ID}})
+		}
+	}
+	s.proposeLocked(t, raft.Command{Namespace: NamespaceAgents, Type: "agent.remove", Data: []byte(e.info.ID)})
+}
+
+// answerWaitingLocked answers the reconciliation questions held for an agent, now that it has
+// registered or been declared unreachable; questions that named no agent are answered once no
+// agent is left to hear from.
+func (s *scheduler) answerWaitingLocked(t *schedTerm, agentID string, now time.Time) {
+	qs := t.waiting[agentID]
+	delete(t.waiting, agentID)
+	if len(t.waiting[""]) > 0 && !t.anyRecovered() {
+		qs = append(qs, t.waiting[""]...)
+		delete(t.waiting, "")
+	}
+	for _, q := range qs {
+		s.reconcileOneLocked(t, t.frameworks[q.fwID], api.ReconcileTask{TaskID: q.taskID, AgentID: q.agentID}, now)
+	}
+}
+
+func (t *schedTerm) anyRecovered() bool {
+	for _, e := range t.agents {
+		if e.state == agentRecovered {
+			return true
+		}
+	}
+	return false
+}

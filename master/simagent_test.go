@@ -1,0 +1,196 @@
+package master
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/gossip"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
+)
+
+// simAgents stands in for agents in the scheduler's tests: an AgentConn that keeps tasks in
+// memory and reports their states to the master over its real HTTP API, as agents do. The
+// agent's real path (containerd, checkpoint, resends) is tested in agent/ and cmd/agora.
+type simAgents struct {
+	t      testing.TB
+	master func() string // the HTTP address updates go to
+
+	mu        sync.Mutex
+	tasks     map[string]map[string]api.Task // agent → task → its record
+	acks      []api.Acknowledgement
+	kills     []string
+	refuse    map[string]error // agent → what Launch answers
+	noRunning bool             // tasks stay STARTING
+}
+
+func newSimAgents(t testing.TB) *simAgents {
+	return &simAgents{t: t, tasks: map[string]map[string]api.Task{}, refuse: map[string]error{}}
+}
+
+var _ AgentConn = (*simAgents)(nil)
+
+func (s *simAgents) Launch(ctx context.Context, ag api.Agent, ti api.TaskInfo) error {
+	s.mu.Lock()
+	if err := s.refuse[ag.ID]; err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	if s.tasks[ag.ID] == nil {
+		s.tasks[ag.ID] = map[string]api.Task{}
+	}
+	st := api.TaskStatus{TaskID: ti.TaskID, FrameworkID: ti.FrameworkID, AgentID: ag.ID, State: task.Starting, Source: task.SourceAgent}
+	s.tasks[ag.ID][ti.TaskID] = api.Task{Info: ti, Status: st}
+	running := !s.noRunning
+	s.mu.Unlock()
+	go func() {
+		s.report(ag.ID, ti.TaskID, task.Starting)
+		if running {
+			s.report(ag.ID, ti.TaskID, task.Running)
+		}
+	}()
+	return nil
+}
+
+func (s *simAgents) Kill(ctx context.Context, ag api.Agent, taskID string, grace time.Duration) error {
+	s.mu.Lock()
+	s.kills = append(s.kills, taskID)
+	_, ok := s.tasks[ag.ID][taskID]
+	s.mu.Unlock()
+	if !ok {
+		return &AgentRefusal{Status: http.StatusNotFound, Message: "no task " + taskID}
+	}
+	go s.report(ag.ID, taskID, task.Killed)
+	return nil
+}
+
+func (s *simAgents) Acknowledge(ctx context.Context, ag api.Agent, ack api.Acknowledgement) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acks = append(s.acks, ack)
+	return nil
+}
+
+func (s *simAgents) Tasks(ctx context.Context, ag api.Agent) ([]api.Task, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.refuse[ag.ID]; err != nil {
+		return nil, err
+	}
+	var out []api.Task
+	for _, tk := range s.tasks[ag.ID] {
+		out = append(out, tk)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Info.TaskID < out[j].Info.TaskID })
+	return out, nil
+}
+
+// report changes a task's state on the agent and sends the update to the master, as an
+// agent's status update manager does (one attempt; the tests resend by calling it again).
+func (s *simAgents) report(agentID, taskID string, state task.State) {
+	s.mu.Lock()
+	tk, ok := s.tasks[agentID][taskID]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	tk.Status.State = state
+	tk.Status.Timestamp = time.Now()
+	tk.Status.UUID = fmt.Sprintf("%s-%s-%d", taskID, state, tk.Status.Timestamp.UnixNano())
+	s.tasks[agentID][taskID] = tk
+	st := tk.Status
+	s.mu.Unlock()
+	if err := postJSON(s.master()+"/v1/agents/"+agentID+"/status", st, nil); err != nil {
+		s.t.Logf("sim agent %s: status update %s %s: %v", agentID, taskID, state, err)
+	}
+}
+
+func (s *simAgents) acked(taskID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, a := range s.acks {
+		if a.TaskID == taskID {
+			out = append(out, a.UUID)
+		}
+	}
+	return out
+}
+
+func (s *simAgents) killed(taskID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.kills {
+		if k == taskID {
+			return true
+		}
+	}
+	return false
+}
+
+// list is what the sim agent holds, as a registration lists it.
+func (s *simAgents) list(agentID string) []api.Task {
+	ts, _ := s.Tasks(context.Background(), api.Agent{ID: agentID})
+	return ts
+}
+
+// register registers a sim agent through the master's API and returns its id.
+func (s *simAgents) register(t testing.TB, id, hostname string, res resources.Resources) string {
+	t.Helper()
+	var ag api.Agent
+	reg := api.AgentRegistration{ID: id, Hostname: hostname, HTTP: "sim.invalid:1", Resources: res, Tasks: s.list(id)}
+	if err := postJSON(s.master()+"/v1/agents/register", reg, &ag); err != nil {
+		t.Fatal(err)
+	}
+	return ag.ID
+}
+
+// gossipAs runs a gossip member with an agent's id on bind, so that the master sees the agent
+// alive; shutting it down makes the agent dead to the master. An agent that comes back uses
+// the same address, as a restarted agent does (memberlist keeps a dead name to its address).
+func gossipAs(t testing.TB, agentID, bind, join string) *gossip.Gossip {
+	t.Helper()
+	g, err := gossip.New(gossip.Config{
+		Name: "sim-" + agentID, BindAddr: bind, Timing: gossip.TimingLocal,
+		Meta: gossip.Meta{Role: gossip.RoleAgent, ID: agentID, HTTP: "sim.invalid:1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := g.Join(ctx, []string{join}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Shutdown() })
+	return g
+}
+
+func postJSON(url string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e api.Error
+		json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, e.Message)
+	}
+	if out != nil {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
