@@ -244,9 +244,7 @@ func (f *framework) handle(ctx context.Context, ev event) (bool, error) {
 			fmt.Fprintf(f.out, "reconciled task %s: %s\n", st.TaskID, st.State)
 			return f.progress(ctx, st)
 		}
-		if f.states[st.TaskID] != st.State {
-			fmt.Fprintf(f.out, "task %s on %s: %s %s\n", st.TaskID, st.AgentID, st.State, st.Message)
-		}
+		fmt.Fprintf(f.out, "task %s on %s: %s (update %s) %s\n", st.TaskID, st.AgentID, st.State, st.UUID, st.Message)
 		f.states[st.TaskID] = st.State
 		return f.progress(ctx, st)
 	case "ERROR":

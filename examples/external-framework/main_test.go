@@ -56,8 +56,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// cluster runs a real one-master cluster and a real agent on containerd, in this process.
-func cluster(t *testing.T) (masterURL, agentURL, ns string) {
+// cluster runs a real one-master cluster and real agents on containerd, in this process; each
+// agent has cpusEach cpus and two ports.
+func cluster(t *testing.T, nAgents int, cpusEach float64) (masterURL string, agentURLs []string) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -75,34 +76,44 @@ func cluster(t *testing.T) (masterURL, agentURL, ns string) {
 	mdone := make(chan error, 1)
 	go func() { mdone <- m.Run(ctx) }()
 
-	ns = fmt.Sprintf("agora-test-example-%d", time.Now().UnixNano())
+	var agents []*agent.Agent
+	dones := []chan error{}
 	client := containerdtest.Client(t)
-	containerdtest.ImportTestApp(t, client, ns)
-	t.Cleanup(func() { containerdtest.RemoveNamespace(t, client, ns) })
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dataDir := t.TempDir()
-	exec, err := containerd.New(containerd.Config{
-		Client: client, Namespace: ns, SandboxRoot: filepath.Join(dataDir, "sandboxes"), LogBinary: self, Logger: logger,
-	})
-	if err != nil {
-		t.Fatal(err)
+	for i := range nAgents {
+		// Each agent has a containerd namespace and a port range of its own, as agents on
+		// different hosts would.
+		ns := fmt.Sprintf("agora-test-example-%d-%d", time.Now().UnixNano(), i)
+		containerdtest.ImportTestApp(t, client, ns)
+		t.Cleanup(func() { containerdtest.RemoveNamespace(t, client, ns) })
+		dataDir := t.TempDir()
+		exec, err := containerd.New(containerd.Config{
+			Client: client, Namespace: ns, SandboxRoot: filepath.Join(dataDir, "sandboxes"), LogBinary: self, Logger: logger,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p1, p2 := containerdtest.FreePort(t), containerdtest.FreePort(t)
+		ports := resources.Ranges{{Begin: p1, End: p1}}.Add(resources.Ranges{{Begin: p2, End: p2}})
+		a, err := agent.New(agent.Config{
+			DataDir: dataDir, Join: []string{m.GossipAddr()}, GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			Hostname: fmt.Sprintf("example-host-%d", i), Logger: logger, GossipTiming: gossip.TimingLocal, RetryEvery: 100 * time.Millisecond,
+			Executor: exec, Resources: resources.Resources{CPUs: cpusEach, Mem: 1024, Disk: 1000, Ports: ports},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		agents, dones = append(agents, a), append(dones, done)
 	}
-	a, err := agent.New(agent.Config{
-		DataDir: dataDir, Join: []string{m.GossipAddr()}, GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Hostname: "example-host", Logger: logger, GossipTiming: gossip.TimingLocal, RetryEvery: 100 * time.Millisecond,
-		Executor: exec, Resources: resources.Resources{CPUs: 2, Mem: 1024, Disk: 1000, Ports: resources.Ranges{{Begin: 31000 + uint64(os.Getpid()%500)*10, End: 31009 + uint64(os.Getpid()%500)*10}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	adone := make(chan error, 1)
-	go func() { adone <- a.Run(ctx) }()
+	dones = append(dones, mdone)
 	t.Cleanup(func() {
 		cancel()
-		for _, done := range []chan error{adone, mdone} {
+		for _, done := range dones {
 			select {
 			case err := <-done:
 				if err != nil {
@@ -113,15 +124,17 @@ func cluster(t *testing.T) (masterURL, agentURL, ns string) {
 			}
 		}
 	})
-	masterURL = "http://" + m.HTTPAddr()
 	deadline := time.Now().Add(30 * time.Second)
-	for a.ID() == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent did not register within 30s")
+	for _, a := range agents {
+		for a.ID() == "" {
+			if time.Now().After(deadline) {
+				t.Fatal("the agents did not register within 30s")
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
+		agentURLs = append(agentURLs, "http://"+a.HTTPAddr())
 	}
-	return masterURL, "http://" + a.HTTPAddr(), ns
+	return "http://" + m.HTTPAddr(), agentURLs
 }
 
 func masterTasks(t *testing.T, masterURL string) []api.TaskStatus {
@@ -138,12 +151,17 @@ func masterTasks(t *testing.T, masterURL string) []api.TaskStatus {
 	return ts
 }
 
+// updateLine is one status update as the example prints it.
+var updateLine = regexp.MustCompile(`(?m)^task (\S+) on (\S+): (TASK_\w+) \(update (\S*)\)`)
+
 // TestExampleRunsTasksOnARealCluster: the example, as a user runs it, gets 3 tasks of the test
-// app running in real containers through offers, health-checked, then kills them and tears
-// itself down. Then, with -keep, it leaves tasks running, exits, and a second run subscribes
-// again as the same framework within its failover timeout and finds them.
+// app running in real containers on 2 agents through offers, health-checked, then kills them
+// and tears itself down; every status update reaches it exactly once, in order. Then, with
+// -keep, it leaves tasks running and exits, and a second run subscribes again as the same
+// framework within its failover timeout, reconciles, and finds them.
 func TestExampleRunsTasksOnARealCluster(t *testing.T) {
-	masterURL, agentURL, _ := cluster(t)
+	// 0.25 cpus each: 2 agents hold 3 tasks of 0.1 cpu only together.
+	masterURL, agentURLs := cluster(t, 2, 0.25)
 	var out syncBuffer
 	cfg := config{master: masterURL, name: "example", tasks: 3, image: containerdtest.TestAppImage, cpus: 0.1, mem: 32,
 		failoverTimeout: time.Minute, timeout: 2 * time.Minute}
@@ -155,13 +173,32 @@ func TestExampleRunsTasksOnARealCluster(t *testing.T) {
 			t.Fatalf("output lacks %q:\n%s", want, out.String())
 		}
 	}
+	// Each task's updates: once each (no uuid twice), and in an order its life allows.
+	seen := map[string]bool{}
+	last := map[string]task.State{}
+	onAgent := map[string]bool{}
+	for _, m := range updateLine.FindAllStringSubmatch(out.String(), -1) {
+		id, agentID, state, uuid := m[1], m[2], task.State(m[3]), m[4]
+		if seen[uuid] {
+			t.Errorf("update %s of %s came twice", uuid, id)
+		}
+		seen[uuid] = true
+		if prev, ok := last[id]; ok && prev != state && !task.CanTransition(prev, state) {
+			t.Errorf("%s went %s -> %s", id, prev, state)
+		}
+		last[id] = state
+		onAgent[agentID] = true
+	}
+	if len(last) != 3 || len(onAgent) != 2 {
+		t.Fatalf("updates of %d tasks on %d agents, want 3 on 2:\n%s", len(last), len(onAgent), out.String())
+	}
 	ts := masterTasks(t, masterURL)
 	if len(ts) != 3 {
 		t.Fatalf("the master knows %d tasks, want 3: %+v", len(ts), ts)
 	}
 	for _, st := range ts {
-		if st.State != task.Killed || st.FrameworkID == "" {
-			t.Fatalf("task %+v, want KILLED of the framework", st)
+		if st.State != task.Killed || st.FrameworkID == "" || last[st.TaskID] != task.Killed {
+			t.Fatalf("task %+v, want KILLED of the framework, as it was told", st)
 		}
 	}
 
@@ -176,15 +213,23 @@ func TestExampleRunsTasksOnARealCluster(t *testing.T) {
 		t.Fatalf("no framework id in:\n%s", out.String())
 	}
 	time.Sleep(500 * time.Millisecond) // disconnected for a while, within the failover timeout
-	resp, err := http.Get(agentURL + "/v1/tasks/keeper-task-0")
-	if err != nil {
-		t.Fatal(err)
+	running := 0
+	for _, u := range agentURLs {
+		resp, err := http.Get(u + "/v1/tasks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tks []api.Task
+		json.NewDecoder(resp.Body).Decode(&tks)
+		resp.Body.Close()
+		for _, tk := range tks {
+			if strings.HasPrefix(tk.Info.TaskID, "keeper-") && tk.Status.State == task.Running {
+				running++
+			}
+		}
 	}
-	var tk api.Task
-	json.NewDecoder(resp.Body).Decode(&tk)
-	resp.Body.Close()
-	if tk.Status.State != task.Running {
-		t.Fatalf("after the framework left, its task is %+v", tk.Status)
+	if running != 2 {
+		t.Fatalf("after the framework left, %d of its 2 tasks run", running)
 	}
 	cfg.keep, cfg.frameworkID = false, fwID[1]
 	out = syncBuffer{}
@@ -192,7 +237,7 @@ func TestExampleRunsTasksOnARealCluster(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	if strings.Contains(out.String(), "launching") || !strings.Contains(out.String(), "subscribed as framework "+fwID[1]) ||
-		!strings.Contains(out.String(), "all 2 tasks killed") {
-		t.Fatalf("the second run should find the 2 tasks and kill them, launching none:\n%s", out.String())
+		strings.Count(out.String(), "reconciled task") != 2 || !strings.Contains(out.String(), "all 2 tasks killed") {
+		t.Fatalf("the second run should reconcile the 2 tasks and kill them, launching none:\n%s", out.String())
 	}
 }
