@@ -66,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			masterCommand(),
 			agentCommand(),
 			clusterCommand(),
+			frameworkCommand(),
+			taskCommand(),
 			imageCommand(),
 			loggerCommand(),
 		},

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"regexp"
@@ -153,6 +154,24 @@ func TestDevServesPing(t *testing.T) {
 		t.Fatalf("launch on the dev agent: %d", code)
 	}
 	waitMasterState(t, base, "dev-hello", task.Finished)
+	var tasks bytes.Buffer
+	if err := run(context.Background(), []string{"agora", "task", "list", "--master", base, "--state", "finished"}, &tasks, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^dev-hello\s+TASK_FINISHED\s+-\s+\S+-S0\s`).MatchString(tasks.String()) {
+		t.Fatalf("agora task list --state finished =\n%s", tasks.String())
+	}
+	tasks.Reset()
+	if err := run(context.Background(), []string{"agora", "task", "list", "--master", base, "--state", "running"}, &tasks, io.Discard); err != nil || strings.Contains(tasks.String(), "dev-hello") {
+		t.Fatalf("agora task list --state running = %v\n%s", err, tasks.String())
+	}
+	if err := run(context.Background(), []string{"agora", "task", "list", "--master", base, "--state", "sleepy"}, io.Discard, io.Discard); !errors.As(err, new(usageError)) {
+		t.Fatalf("a bad --state: %v, want a usage error", err)
+	}
+	var fws bytes.Buffer
+	if err := run(context.Background(), []string{"agora", "framework", "list", "--master", base, "-o", "json"}, &fws, io.Discard); err != nil || strings.TrimSpace(fws.String()) != "[]" {
+		t.Fatalf("agora framework list on a cluster without frameworks = %v %q", err, fws.String())
+	}
 	if got := readLogs(t, "http://"+agents[0].HTTP, "dev-hello"); got != "hello from the host\n" {
 		t.Fatalf("the task's stdout: %q", got)
 	}

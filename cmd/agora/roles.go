@@ -26,7 +26,7 @@ func devCommand() *cli.Command {
 		Usage: "run a one-node cluster in this process: a master, an agent on the local containerd, and the frameworks",
 		Description: "Starts the embedded default cluster on this machine. State lives under --data-dir, the\n" +
 			"HTTP API on --http (Marathon's port by default). `make run` starts a containerd first and then this.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Value: ".agora", Usage: "where the node keeps its state"},
 			&cli.StringFlag{Name: "containerd", Value: defaultContainerdSock, Usage: "containerd socket", EnvVars: []string{"AGORA_CONTAINERD_SOCK"}},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP API address"},
@@ -34,7 +34,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "agent-http", Value: "127.0.0.1:5151", Usage: "the agent's API address"},
 			&cli.StringFlag{Name: "resources", Usage: "what the agent offers, e.g. 'cpus:2;mem:2048;disk:10000;ports:[31000-32000]' (default: detected)"},
 			&cli.StringFlag{Name: "containerd-namespace", Value: agentcontainerd.DefaultNamespace, Usage: "containerd namespace of the agent's containers"},
-		},
+		}, schedulerFlags()...),
 		Action: runDev,
 	}
 }
@@ -55,13 +55,18 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("dev: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", c.String("containerd"), err)
 	}
+	sched, err := schedulerConfig(c)
+	if err != nil {
+		return err
+	}
 	m, err := master.New(master.Config{
-		DataDir:  filepath.Join(dataDir, "master"),
-		RaftAddr: c.String("bind"),
-		HTTPAddr: c.String("http"),
-		Role:     "dev",
-		Logger:   logger,
-		Info:     master.Info{Containerd: ctrd},
+		DataDir:   filepath.Join(dataDir, "master"),
+		RaftAddr:  c.String("bind"),
+		HTTPAddr:  c.String("http"),
+		Role:      "dev",
+		Logger:    logger,
+		Info:      master.Info{Containerd: ctrd},
+		Scheduler: sched,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -176,14 +181,14 @@ func masterCommand() *cli.Command {
 			"  three masters: agora master --data-dir D --bind 10.0.0.N:5050 --http 10.0.0.N:8080 \\\n" +
 			"                   --join 10.0.0.1:5051 --bootstrap-expect 3      (on each of the three)\n" +
 			"  add a master:  agora master --data-dir D --bind 10.0.0.4:5050 --join 10.0.0.1:5051",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Usage: "where this master keeps its state (required)"},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1:5050", Usage: "raft address, host:port, that the other masters can reach"},
 			&cli.StringFlag{Name: "gossip", Usage: "gossip address, host:port (default: the raft port + 1)"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP API address"},
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip address of a running master or agent (repeatable)"},
 			&cli.IntFlag{Name: "bootstrap-expect", Usage: "found a new cluster once this many masters are present (0: join an existing one; one master alone bootstraps itself)"},
-		},
+		}, schedulerFlags()...),
 		Action: runMaster,
 	}
 }
@@ -199,7 +204,12 @@ func runMaster(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	sched, err := schedulerConfig(c)
+	if err != nil {
+		return err
+	}
 	m, err := master.New(master.Config{
+		Scheduler:       sched,
 		DataDir:         c.String("data-dir"),
 		RaftAddr:        c.String("bind"),
 		GossipAddr:      c.String("gossip"),

@@ -127,5 +127,12 @@ func (c *Client) Tasks(ctx context.Context) ([]api.TaskStatus, error) {
 	return ts, err
 }
 
+// Frameworks is GET /v1/frameworks.
+func (c *Client) Frameworks(ctx context.Context) ([]api.FrameworkState, error) {
+	var fws []api.FrameworkState
+	err := c.do(ctx, http.MethodGet, "/v1/frameworks", nil, &fws)
+	return fws, err
+}
+
 // Addr is the host:port the client talks to.
 func (c *Client) Addr() string { return c.base.Host }
