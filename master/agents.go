@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -136,6 +137,14 @@ func (a *apiHandler) registerAgent(w http.ResponseWriter, r *http.Request) {
 		agentID = string(g.Agent())
 	}
 	agent := api.Agent{ID: agentID, Hostname: reg.Hostname, HTTP: reg.HTTP, Resources: reg.Resources, Attributes: reg.Attributes}
+	if prev, ok := a.m.agent(r.Context(), agentID); ok && prev.RemovedAt == nil && sameAgent(prev, agent) {
+		// Registering again unchanged (a new leader, an agent restart): the registry holds it
+		// already, committed; only the leader's memory has to learn its tasks. This keeps a
+		// failover with thousands of agents from queueing thousands of raft writes.
+		a.m.sched.agentRegistered(prev, reg.Tasks, false)
+		writeJSON(w, http.StatusOK, prev)
+		return
+	}
 	data, err := json.Marshal(agent)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
@@ -151,6 +160,11 @@ func (a *apiHandler) registerAgent(w http.ResponseWriter, r *http.Request) {
 	reged := res.Value.(registered)
 	a.m.sched.agentRegistered(reged.Agent, reg.Tasks, reged.WasRemoved)
 	writeJSON(w, http.StatusOK, reged.Agent)
+}
+
+// sameAgent says whether a registration changes nothing the registry keeps.
+func sameAgent(a, b api.Agent) bool {
+	return a.ID == b.ID && a.Hostname == b.Hostname && a.HTTP == b.HTTP && a.Resources.Equal(b.Resources) && maps.Equal(a.Attributes, b.Attributes)
 }
 
 // agent reads one agent of the registry from this master's copy.

@@ -111,7 +111,8 @@ type schedTerm struct {
 	frameworks map[string]*fwEntry
 	offers     map[string]*offerEntry
 	tasks      map[string]*taskEntry
-	ended      []string // ids of ended tasks kept for listing, oldest first
+	byAgent    map[string]map[string]*taskEntry // agent id → its tasks; kept by putTask and dropTask
+	ended      []string                         // ids of ended tasks kept for listing, oldest first
 	// waiting holds explicit reconciliation questions about tasks on agents that have not
 	// registered with this leader yet ("" : on no agent named), answered when they do or when
 	// they are declared unreachable.
@@ -200,9 +201,29 @@ func (s *scheduler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-s.kick:
+			// Events come in bursts (a failover's thousands of registrations, a framework's
+			// accepts): let a burst gather so one cycle serves it.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(allocationBatch):
+			}
+			s.allocate()
 		case <-tick.C:
+			s.step()
 		}
-		s.step()
+	}
+}
+
+// allocationBatch is how long an event-started allocation cycle waits for more events.
+const allocationBatch = 5 * time.Millisecond
+
+// allocate runs an allocation cycle now.
+func (s *scheduler) allocate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.term; t != nil {
+		s.allocateLocked(t, s.cfg.Clock.Now())
 	}
 }
 
@@ -219,7 +240,7 @@ func (s *scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
 		ctx: ctx, wg: &sync.WaitGroup{}, started: now,
 		alloc:  allocator.New(allocator.Config{Seed: s.cfg.Seed}),
 		agents: map[string]*agentEntry{}, frameworks: map[string]*fwEntry{}, offers: map[string]*offerEntry{},
-		tasks: map[string]*taskEntry{}, waiting: map[string][]waitingQuery{},
+		tasks: map[string]*taskEntry{}, byAgent: map[string]map[string]*taskEntry{}, waiting: map[string][]waitingQuery{},
 	}
 	var bad error
 	v.List(NamespaceFrameworks, "", func(_ string, data []byte) bool {
@@ -277,6 +298,32 @@ func (s *scheduler) poke() {
 	}
 }
 
+// putTask adds a task to the table (replacing an ended one of the same id).
+func (t *schedTerm) putTask(e *taskEntry) {
+	id := e.info.TaskID
+	if old := t.tasks[id]; old != nil && old != e {
+		delete(t.byAgent[old.agentID], id)
+	}
+	t.tasks[id] = e
+	m := t.byAgent[e.agentID]
+	if m == nil {
+		m = map[string]*taskEntry{}
+		t.byAgent[e.agentID] = m
+	}
+	m[id] = e
+}
+
+// dropTask takes a task out of the table.
+func (t *schedTerm) dropTask(id string) {
+	if e := t.tasks[id]; e != nil {
+		delete(t.byAgent[e.agentID], id)
+		if len(t.byAgent[e.agentID]) == 0 {
+			delete(t.byAgent, e.agentID)
+		}
+		delete(t.tasks, id)
+	}
+}
+
 // goLocked runs fn in a goroutine of the term (calls to agents, raft proposals).
 func (t *schedTerm) goLocked(fn func(ctx context.Context)) {
 	t.wg.Add(1)
@@ -286,8 +333,8 @@ func (t *schedTerm) goLocked(fn func(ctx context.Context)) {
 	}()
 }
 
-// step is one turn of the loop: agents' liveness, framework failover timeouts, offer
-// timeouts, then an allocation cycle.
+// step is the timer's turn of the loop: agents' liveness, framework failover timeouts, offer
+// timeouts, then an allocation cycle. Events start only the allocation cycle.
 func (s *scheduler) step() {
 	var members []gossip.Member
 	if s.m.gossip != nil {
@@ -372,7 +419,7 @@ func (s *scheduler) setStatusLocked(t *schedTerm, e *taskEntry, st api.TaskStatu
 		t.ended = append(t.ended, e.info.TaskID)
 		for len(t.ended) > s.cfg.KeepEnded {
 			if old := t.tasks[t.ended[0]]; old != nil && old.status.State.IsTerminal() {
-				delete(t.tasks, t.ended[0])
+				t.dropTask(t.ended[0])
 			}
 			t.ended = t.ended[1:]
 		}

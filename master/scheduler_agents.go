@@ -74,7 +74,7 @@ func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 		te := t.tasks[tk.Info.TaskID]
 		if te == nil {
 			te = &taskEntry{info: tk.Info, agentID: e.info.ID, status: st, agentTS: st.Timestamp}
-			t.tasks[tk.Info.TaskID] = te
+			t.putTask(te)
 			if !st.State.IsTerminal() && fwID != "" {
 				if err := t.alloc.Allocate(fwID, e.info.ID, tk.Info.Resources); err != nil {
 					s.logger.Warn("agent's task: allocator", "task", tk.Info.TaskID, "err", err)
@@ -97,8 +97,8 @@ func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 			s.setStatusLocked(t, te, reconciled(st), changed, now)
 		}
 	}
-	for id, te := range t.tasks {
-		if te.agentID != e.info.ID || listed[id] || te.status.State.IsTerminal() || te.status.State == task.Staging {
+	for id, te := range t.byAgent[e.info.ID] {
+		if listed[id] || te.status.State.IsTerminal() || te.status.State == task.Staging {
 			continue
 		}
 		s.setStatusLocked(t, te, masterStatus(te, lostState(t.frameworks[te.info.FrameworkID]), task.ReasonReconciliation,
@@ -135,7 +135,7 @@ func (s *scheduler) agentStatus(agentID string, st api.TaskStatus) (bool, error)
 		// Launched before this leader, or on the agent's own API (an operator's task without a
 		// framework): the agent is the truth, the table learns it.
 		e = &taskEntry{info: api.TaskInfo{TaskID: st.TaskID, FrameworkID: st.FrameworkID}, agentID: agentID}
-		t.tasks[st.TaskID] = e
+		t.putTask(e)
 	}
 	if st.Timestamp.Before(e.agentTS) || e.status.State.IsTerminal() && !st.State.IsTerminal() {
 		return true, nil
@@ -239,8 +239,8 @@ func (s *scheduler) unreachableLocked(t *schedTerm, e *agentEntry, why string, n
 			s.rescindLocked(t, oid, now)
 		}
 	}
-	for _, te := range t.tasks {
-		if te.agentID == e.info.ID && !te.status.State.IsTerminal() {
+	for _, te := range t.byAgent[e.info.ID] {
+		if !te.status.State.IsTerminal() {
 			s.setStatusLocked(t, te, masterStatus(te, task.Unreachable, task.ReasonAgentDisconnected, "agent "+e.info.ID+" is unreachable: "+why, now), true, now)
 		}
 	}
@@ -252,8 +252,8 @@ func (s *scheduler) unreachableLocked(t *schedTerm, e *agentEntry, why string, n
 // comes back.
 func (s *scheduler) removeAgentLocked(t *schedTerm, e *agentEntry, now time.Time) {
 	s.logger.Warn("agent removed: unreachable for longer than --agent-removal-timeout", "agent", e.info.ID, "since", e.unreachableSince)
-	for _, te := range t.tasks {
-		if te.agentID == e.info.ID && !te.status.State.IsTerminal() {
+	for _, te := range t.byAgent[e.info.ID] {
+		if !te.status.State.IsTerminal() {
 			s.setStatusLocked(t, te, masterStatus(te, lostState(t.frameworks[te.info.FrameworkID]), task.ReasonAgentRemoved,
 				"agent "+e.info.ID+" was unreachable for longer than the agent removal timeout", now), true, now)
 		}

@@ -445,7 +445,7 @@ func (s *scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now t
 				pool, _ = pool.Subtract(ti.Resources)
 				e.allocated = true
 				e.status = masterStatus(e, task.Staging, "", "", now)
-				t.tasks[ti.TaskID] = e
+				t.putTask(e)
 				s.launchLocked(t, ag.info, e)
 			}
 		}

@@ -320,6 +320,9 @@ func (a *Allocator) Recover(fwID, agentID string, res resources.Resources, refus
 // Cycle offers every active agent's free resources, each to the framework DRF puts first among
 // those that may take it now.
 func (a *Allocator) Cycle(now time.Time) []Offer {
+	if a.roleHeap.Len() == 0 {
+		return nil // nobody wants offers
+	}
 	var offers []Offer
 	order := slices.Clone(a.agentIDs)
 	a.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })

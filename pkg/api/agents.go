@@ -28,7 +28,7 @@ type Agent struct {
 	Resources        resources.Resources `json:"resources"`
 	Attributes       map[string]string   `json:"attributes,omitempty"`
 	RegisteredAt     time.Time           `json:"registered_at"`
-	LastRegisteredAt time.Time           `json:"last_registered_at"`
+	LastRegisteredAt time.Time           `json:"last_registered_at"` // when its registration last changed
 	// RemovedAt is set when the master gave the agent up (unreachable for longer than
 	// --agent-removal-timeout): its tasks were declared gone, so if it comes back, they are
 	// killed.
