@@ -13,7 +13,7 @@ FUZZ_TIME    ?= 10s
 ARGS         ?=
 VERSION      ?= $(shell git describe --tags --abbrev=0 2>/dev/null || echo dev)
 
-.PHONY: all build run test lint bench fuzz containerd containerd-stop clean
+.PHONY: all build run testapp-image test lint bench fuzz containerd containerd-stop clean
 
 all: build
 
@@ -21,9 +21,15 @@ all: build
 build:
 	$(GO) build -buildvcs=auto -ldflags "-X github.com/agora-sched/agora/pkg/version.Version=$(VERSION)" -o $(BIN) ./cmd/agora
 
-## run: build, make sure a containerd answers, start `agora dev` (extra flags: make run ARGS="--http 127.0.0.1:9090")
-run: build
-	sock=$$(scripts/containerd.sh start); exec $(BIN) dev --containerd "$$sock" $(ARGS)
+## run: build, make sure a containerd answers, import the test app's image, start `agora dev` (extra flags: make run ARGS="--http 127.0.0.1:9090")
+run: build testapp-image
+	sock=$$(scripts/containerd.sh start); \
+	$(BIN) image import --containerd "$$sock" bin/testapp.tar; \
+	exec $(BIN) dev --containerd "$$sock" $(ARGS)
+
+## testapp-image: the test app as an OCI archive (agora.local/testapp:latest) in bin/
+testapp-image:
+	$(GO) run ./examples/testapp/image -o bin/testapp.tar
 
 ## lint: gofmt, go vet and staticcheck (pinned in go.mod's tool directive)
 lint:

@@ -1,7 +1,7 @@
 // Package master is a master of an Agora cluster: a server of the replicated store (raft/), a
-// member of the gossip pool (pkg/gossip) and the HTTP API. The allocator, offers, the agent and
-// framework registries and the scheduler API will live here too, as leader services over the
-// replicated store; today the leader runs the membership reconciler.
+// member of the gossip pool (pkg/gossip), the HTTP API, and — on the leader — the two-level
+// scheduler: the allocator (allocator/), offers, the agent and framework registries, task
+// routing, status updates and reconciliation, for embedded and external frameworks alike.
 //
 // Use:
 //
@@ -9,10 +9,21 @@
 //     and HTTP ports, so a port in use or a damaged data dir fails at once.
 //  2. RegisterLeaderService adds work that runs only on the leader: started when this master
 //     becomes a leader that has caught up, stopped (and waited for) when it stops leading. One
-//     term's services have all returned before the next term's start.
+//     term's services have all returned before the next term's start. The scheduler is one.
 //  3. Run joins the gossip pool (--join), founds the cluster (alone, or with --bootstrap-expect
 //     masters, all computing the same server list and cluster id) or waits for the leader to
 //     add it, serves the API, and on ctx's end leaves gossip gracefully and closes the store.
+//  4. Frameworks: an embedded one calls Subscribe (as a leader service) and gets a Session:
+//     Next for events, Call (Accept, Decline, ...) for calls. External ones use the same
+//     contract over POST /api/v1/scheduler (scheduler_http.go says how it is framed).
+//
+// Scheduling (scheduler.go): the leader's state is memory rebuilt each term. Frameworks come
+// from the replicated registry (NamespaceFrameworks), disconnected until they subscribe again;
+// agents from theirs (NamespaceAgents), "recovered" until they register again or are asked;
+// tasks from what agents report — agents are the truth. Calls, agent registrations and status
+// updates change the state under one mutex and never block there: calls to agents and registry
+// writes run in goroutines, events queue on sessions. Allocation cycles run on a timer and after
+// events (batched); liveness, offer timeouts and failover timeouts run on the timer.
 //
 // Membership: the leader adds masters that are new to the cluster as raft voters; masters that
 // stop keep their seat (so rolling restarts never shrink the cluster) until an operator removes
@@ -20,5 +31,6 @@
 // stops with ErrOtherCluster when it meets that cluster's masters.
 //
 // HTTP: every answer carries the leader and staleness headers (HeaderLeader and friends);
-// writes reaching a follower are proxied to the leader.
+// writes reaching a follower are proxied to the leader, and so are reads only the leader can
+// answer (tasks, frameworks).
 package master

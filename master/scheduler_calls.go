@@ -556,16 +556,22 @@ func (s *scheduler) acknowledgeLocked(t *schedTerm, fw *fwEntry, a api.AckUpdate
 	if e != nil && e.info.FrameworkID == fw.info.ID && e.unacked != nil && e.unacked.UUID == a.UUID {
 		e.unacked = nil
 	}
-	ag := t.agents[a.AgentID]
+	s.ackOnAgentLocked(t, a.AgentID, a.TaskID, a.UUID)
+}
+
+// ackOnAgentLocked passes an acknowledgement to the agent, in the background. An agent that
+// cannot be reached resends the update later, and it is acknowledged again.
+func (s *scheduler) ackOnAgentLocked(t *schedTerm, agentID, taskID, uuid string) {
+	ag := t.agents[agentID]
 	if ag == nil || ag.state != agentActive {
-		return // the agent resends it once it is back; the framework acknowledges again
+		return
 	}
 	info := ag.info
 	t.goLocked(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if err := s.cfg.Agents.Acknowledge(ctx, info, api.Acknowledgement{TaskID: a.TaskID, UUID: a.UUID}); err != nil {
-			s.logger.Debug("acknowledgement not delivered; the agent will resend the update", "agent", info.ID, "task", a.TaskID, "err", err)
+		if err := s.cfg.Agents.Acknowledge(ctx, info, api.Acknowledgement{TaskID: taskID, UUID: uuid}); err != nil {
+			s.logger.Debug("acknowledgement not delivered; the agent will resend the update", "agent", info.ID, "task", taskID, "err", err)
 		}
 	})
 }
@@ -634,7 +640,16 @@ func (s *scheduler) removeFrameworkLocked(t *schedTerm, fw *fwEntry, why string)
 		}
 	}
 	for _, e := range t.tasks {
-		if e.info.FrameworkID != fwID || e.status.State.IsTerminal() {
+		if e.info.FrameworkID != fwID {
+			continue
+		}
+		if e.unacked != nil {
+			// Nobody will acknowledge it now: the master does, so that the agent's next
+			// updates (the kills below) are not held behind it.
+			s.ackOnAgentLocked(t, e.agentID, e.info.TaskID, e.unacked.UUID)
+			e.unacked = nil
+		}
+		if e.status.State.IsTerminal() {
 			continue
 		}
 		e.allocated = false // the allocator forgets the framework's holdings at once

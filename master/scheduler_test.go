@@ -386,6 +386,11 @@ func TestFrameworkFailover(t *testing.T) {
 	e.clock.Advance(61 * time.Second)
 	e.step()
 	waitUntil(t, "the task to be killed", 5*time.Second, func() bool { return e.sim.killed("t1") })
+	// The update nobody acknowledged is acknowledged by the master, so that the agent's next
+	// updates (the kill's) are not held behind it.
+	waitUntil(t, "the master to acknowledge the orphaned update", 5*time.Second, func() bool {
+		return slices.Contains(e.sim.acked("t1"), running.UUID)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := e.r.m.Subscribe(ctx, api.FrameworkInfo{ID: ss.FrameworkID(), Name: "fw"}); !errors.Is(err, ErrUnknownFramework) {
