@@ -50,9 +50,12 @@ type SchedulerConfig struct {
 	HeartbeatInterval time.Duration
 	// KeepEnded is how many ended tasks the leader still lists. Default 10,000.
 	KeepEnded int
-	Agents    AgentConn   // default: HTTP to real agents
-	Clock     clock.Clock // default: real time
-	Seed      uint64      // the allocator's shuffle
+	// RoleWeights weighs roles in DRF (default 1): a role of weight 2 is offered until its
+	// dominant share is twice that of a role of weight 1.
+	RoleWeights map[string]float64
+	Agents      AgentConn   // default: HTTP to real agents
+	Clock       clock.Clock // default: real time
+	Seed        uint64      // the allocator's shuffle
 }
 
 func (c *SchedulerConfig) defaults() {
@@ -241,6 +244,11 @@ func (s *scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
 		alloc:  allocator.New(allocator.Config{Seed: s.cfg.Seed}),
 		agents: map[string]*agentEntry{}, frameworks: map[string]*fwEntry{}, offers: map[string]*offerEntry{},
 		tasks: map[string]*taskEntry{}, byAgent: map[string]map[string]*taskEntry{}, waiting: map[string][]waitingQuery{},
+	}
+	for role, w := range s.cfg.RoleWeights {
+		if err := t.alloc.SetWeight(role, w); err != nil {
+			return nil, fmt.Errorf("scheduler: %w", err)
+		}
 	}
 	var bad error
 	v.List(NamespaceFrameworks, "", func(_ string, data []byte) bool {

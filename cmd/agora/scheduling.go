@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +22,26 @@ func schedulerFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "allocation-interval", Value: time.Second, Usage: "how often offers are made besides after events"},
 		&cli.DurationFlag{Name: "agent-reregister-timeout", Value: time.Minute, Usage: "after a leader change, an agent that has not registered again by then is unreachable"},
 		&cli.DurationFlag{Name: "agent-removal-timeout", Value: 5 * time.Minute, Usage: "an agent unreachable this long is removed; its tasks end as TASK_GONE or TASK_LOST"},
+		&cli.StringFlag{Name: "role-weights", Usage: "DRF weights of roles, e.g. 'prod:3;batch:1' (default 1 each)"},
 	}
+}
+
+// parseWeights reads "prod:3;batch:1".
+func parseWeights(s string) (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, part := range strings.Split(s, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		role, w, ok := strings.Cut(part, ":")
+		weight, err := strconv.ParseFloat(strings.TrimSpace(w), 64)
+		if !ok || strings.TrimSpace(role) == "" || err != nil || !(weight > 0) || math.IsInf(weight, 0) {
+			return nil, fmt.Errorf("%q: want role:weight with a weight above 0", part)
+		}
+		out[strings.TrimSpace(role)] = weight
+	}
+	return out, nil
 }
 
 func schedulerConfig(c *cli.Context) (master.SchedulerConfig, error) {
@@ -28,7 +50,12 @@ func schedulerConfig(c *cli.Context) (master.SchedulerConfig, error) {
 			return master.SchedulerConfig{}, usageError{fmt.Sprintf("--%s must be more than 0, got %s", name, c.Duration(name))}
 		}
 	}
+	weights, err := parseWeights(c.String("role-weights"))
+	if err != nil {
+		return master.SchedulerConfig{}, usageError{fmt.Sprintf("--role-weights: %v", err)}
+	}
 	return master.SchedulerConfig{
+		RoleWeights:            weights,
 		OfferTimeout:           c.Duration("offer-timeout"),
 		AllocationInterval:     c.Duration("allocation-interval"),
 		AgentReregisterTimeout: c.Duration("agent-reregister-timeout"),
