@@ -168,8 +168,10 @@ type taskEntry struct {
 	agentTS time.Time      // timestamp of the latest update from the agent
 	// unacked is the agent's update last sent to the framework and not acknowledged yet; it is
 	// sent again when the framework subscribes again.
-	unacked       *api.TaskStatus
-	allocated     bool // its resources are held in the allocator
+	unacked *api.TaskStatus
+	// heldBy is the allocator framework its resources are held under: its own framework, or
+	// unmanagedFramework for tasks no framework owns (any more); "" when not held.
+	heldBy        string
 	killRequested bool // a kill came while the launch was on its way
 }
 
@@ -250,6 +252,12 @@ func (s *scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
 			return nil, fmt.Errorf("scheduler: %w", err)
 		}
 	}
+	if err := t.alloc.AddFramework(unmanagedFramework, unmanagedFramework); err != nil {
+		return nil, err
+	}
+	if err := t.alloc.DeactivateFramework(unmanagedFramework); err != nil {
+		return nil, err
+	}
 	var bad error
 	v.List(NamespaceFrameworks, "", func(_ string, data []byte) bool {
 		var fw api.FrameworkInfo
@@ -304,6 +312,33 @@ func (s *scheduler) poke() {
 	case s.kick <- struct{}{}:
 	default:
 	}
+}
+
+// unmanagedFramework holds, in the allocator, the resources of tasks that run on agents but
+// belong to no framework the leader knows: launched on an agent's own API, or of a framework
+// removed while they are being killed. It is never offered anything; its id cannot be a
+// framework's (generated ids have no ':').
+const unmanagedFramework = "agora:unmanaged"
+
+// holdLocked counts a running task's resources as allocated on its agent: under its framework,
+// or under unmanagedFramework. An agent that does not have them (it registered with fewer
+// resources than its tasks hold) is logged, not fatal: the agent is the truth.
+func (s *scheduler) holdLocked(t *schedTerm, e *taskEntry) {
+	if e.heldBy != "" || e.status.State.IsTerminal() || e.info.Resources.IsEmpty() {
+		return
+	}
+	if ag := t.agents[e.agentID]; ag == nil || !ag.inAlloc {
+		return
+	}
+	holder := e.info.FrameworkID
+	if _, ok := t.frameworks[holder]; !ok {
+		holder = unmanagedFramework
+	}
+	if err := t.alloc.Allocate(holder, e.agentID, e.info.Resources); err != nil {
+		s.logger.Warn("task's resources: allocator", "task", e.info.TaskID, "agent", e.agentID, "err", err)
+		return
+	}
+	e.heldBy = holder
 }
 
 // putTask adds a task to the table (replacing an ended one of the same id).
@@ -417,9 +452,10 @@ func (s *scheduler) setStatusLocked(t *schedTerm, e *taskEntry, st api.TaskStatu
 	st.FrameworkID = e.info.FrameworkID
 	e.status = st
 	if st.State.IsTerminal() && !wasTerminal {
-		if e.allocated {
-			e.allocated = false
-			if err := t.alloc.Recover(e.info.FrameworkID, e.agentID, e.info.Resources, 0, now); err != nil {
+		if e.heldBy != "" {
+			holder := e.heldBy
+			e.heldBy = ""
+			if err := t.alloc.Recover(holder, e.agentID, e.info.Resources, 0, now); err != nil {
 				s.logger.Debug("task ended: allocator", "task", e.info.TaskID, "err", err)
 			}
 			s.poke()

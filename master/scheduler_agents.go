@@ -28,6 +28,22 @@ func (s *scheduler) agentRegistered(ag api.Agent, tasks []api.Task, wasRemoved b
 		e = &agentEntry{info: ag, state: agentRecovered}
 		t.agents[ag.ID] = e
 	}
+	if e.inAlloc && !e.info.Resources.Equal(ag.Resources) {
+		// It came back with other resources: start its books over with the new total.
+		s.logger.Warn("agent registered with other resources", "agent", ag.ID, "was", e.info.Resources.String(), "now", ag.Resources.String())
+		for oid, o := range t.offers {
+			if o.offer.AgentID == ag.ID {
+				s.rescindLocked(t, oid, now)
+			}
+		}
+		if err := t.alloc.RemoveAgent(ag.ID); err != nil {
+			s.logger.Error("agent resources: allocator", "agent", ag.ID, "err", err)
+		}
+		e.inAlloc = false
+		for _, te := range t.byAgent[ag.ID] {
+			te.heldBy = ""
+		}
+	}
 	e.info = ag
 	if wasRemoved {
 		s.logger.Warn("a removed agent came back; killing the tasks it still runs, which were written off", "agent", ag.ID, "tasks", len(tasks))
@@ -53,6 +69,9 @@ func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 			s.logger.Error("agent: allocator", "agent", e.info.ID, "err", err)
 		}
 		e.inAlloc = true
+		for _, te := range t.byAgent[e.info.ID] {
+			s.holdLocked(t, te)
+		}
 	}
 	if err := t.alloc.ActivateAgent(e.info.ID); err != nil {
 		s.logger.Error("agent active: allocator", "agent", e.info.ID, "err", err)
@@ -63,24 +82,17 @@ func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 		st.AgentID = e.info.ID
 		listed[tk.Info.TaskID] = true
 		fwID := tk.Info.FrameworkID
-		fw := t.frameworks[fwID]
-		if fwID != "" && fw == nil {
-			if !st.State.IsTerminal() {
-				s.logger.Warn("killing an orphan task: its framework was removed", "agent", e.info.ID, "task", tk.Info.TaskID, "framework", fwID)
-				s.killOnAgentLocked(t, e.info, tk.Info.TaskID, 0)
-			}
-			continue
-		}
 		te := t.tasks[tk.Info.TaskID]
 		if te == nil {
 			te = &taskEntry{info: tk.Info, agentID: e.info.ID, status: st, agentTS: st.Timestamp}
 			t.putTask(te)
-			if !st.State.IsTerminal() && fwID != "" {
-				if err := t.alloc.Allocate(fwID, e.info.ID, tk.Info.Resources); err != nil {
-					s.logger.Warn("agent's task: allocator", "task", tk.Info.TaskID, "err", err)
-				} else {
-					te.allocated = true
+			s.holdLocked(t, te) // until it ends, even an orphan's resources are not free
+			if fwID != "" && t.frameworks[fwID] == nil {
+				if !st.State.IsTerminal() {
+					s.logger.Warn("killing an orphan task: its framework was removed", "agent", e.info.ID, "task", tk.Info.TaskID, "framework", fwID)
+					s.killOnAgentLocked(t, e.info, tk.Info.TaskID, 0)
 				}
+				continue
 			}
 			if was == agentRecovered && !st.State.IsTerminal() {
 				// A new leader tells frameworks where their tasks stand as agents come back.

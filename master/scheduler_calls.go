@@ -443,7 +443,7 @@ func (s *scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now t
 				}
 				seen[ti.TaskID] = true
 				pool, _ = pool.Subtract(ti.Resources)
-				e.allocated = true
+				e.heldBy = fw.info.ID // the offer's resources, held already
 				e.status = masterStatus(e, task.Staging, "", "", now)
 				t.putTask(e)
 				s.launchLocked(t, ag.info, e)
@@ -639,6 +639,7 @@ func (s *scheduler) removeFrameworkLocked(t *schedTerm, fw *fwEntry, why string)
 			delete(t.offers, oid)
 		}
 	}
+	var stillRunning []*taskEntry
 	for _, e := range t.tasks {
 		if e.info.FrameworkID != fwID {
 			continue
@@ -652,7 +653,10 @@ func (s *scheduler) removeFrameworkLocked(t *schedTerm, fw *fwEntry, why string)
 		if e.status.State.IsTerminal() {
 			continue
 		}
-		e.allocated = false // the allocator forgets the framework's holdings at once
+		if e.heldBy == fwID {
+			e.heldBy = "" // the allocator forgets the framework's holdings below
+			stillRunning = append(stillRunning, e)
+		}
 		if ag := t.agents[e.agentID]; ag != nil && ag.state == agentActive && e.status.State != task.Staging {
 			s.killOnAgentLocked(t, ag.info, e.info.TaskID, 0)
 		} else {
@@ -662,10 +666,13 @@ func (s *scheduler) removeFrameworkLocked(t *schedTerm, fw *fwEntry, why string)
 	if err := t.alloc.RemoveFramework(fwID); err != nil {
 		s.logger.Error("remove framework: allocator", "framework", fwID, "err", err)
 	}
+	delete(t.frameworks, fwID)
+	for _, e := range stillRunning {
+		s.holdLocked(t, e) // held as unmanaged until the kill ends them
+	}
 	if fw.session != nil {
 		fw.session.end(fmt.Errorf("%w: framework %s was removed: %s", ErrSubscriptionEnded, fwID, why))
 	}
-	delete(t.frameworks, fwID)
 	s.proposeLocked(t, raft.Command{Namespace: NamespaceFrameworks, Type: "framework.remove", Data: []byte(fwID)})
 	s.poke()
 }

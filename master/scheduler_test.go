@@ -563,3 +563,76 @@ func TestAgentThatDoesNotComeBackAfterFailover(t *testing.T) {
 	e.step()
 	expectUpdate(t, back, "t9", task.Unreachable)
 }
+
+// TestResourcesOfTasksWithoutAFrameworkAreNotOffered: what an operator's task on an agent's own
+// API holds, and what a removed framework's tasks hold until their kill ends them, is never
+// offered to anyone.
+func TestResourcesOfTasksWithoutAFrameworkAreNotOffered(t *testing.T) {
+	e := newSchedEnv(t, nil)
+	e.sim.slowKills = true
+	op := api.Task{
+		Info:   sleepTask("operator-job", 1, 256),
+		Status: api.TaskStatus{TaskID: "operator-job", State: task.Running, Source: task.SourceAgent, Timestamp: time.Now(), UUID: "u1"},
+	}
+	agentID := e.sim.registerWith(t, "", "host-a", agentRes, []api.Task{op})
+	fw1 := e.subscribe(api.FrameworkInfo{Name: "fw1"})
+	o := expectOffer(t, fw1)
+	want, _ := agentRes.Subtract(op.Info.Resources)
+	if !o.Resources.Equal(want) {
+		t.Fatalf("offer %s, want all but the operator's task: %s", o.Resources, want)
+	}
+	if err := fw1.Accept([]string{o.ID}, launch(sleepTask("t1", 1, 256)), refuse(0)); err != nil {
+		t.Fatal(err)
+	}
+	expectUpdate(t, fw1, "t1", task.Running)
+	if err := fw1.Call(api.Call{Type: api.CallTeardown}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the kill", 5*time.Second, func() bool { return e.sim.killed("t1") })
+	fw2 := e.subscribe(api.FrameworkInfo{Name: "fw2"})
+	o = expectOffer(t, fw2)
+	want, _ = want.Subtract(resources.Resources{CPUs: 1, Mem: 256})
+	if !o.Resources.Equal(want) {
+		t.Fatalf("while t1 is being killed the offer is %s, want %s", o.Resources, want)
+	}
+	if err := fw2.Decline([]string{o.ID}, refuse(0)); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.report(agentID, "t1", task.Killed)
+	for i := 0; ; i++ {
+		o = expectOffer(t, fw2)
+		if o.Resources.CPUs == 3 {
+			break
+		}
+		if i == 5 {
+			t.Fatalf("after t1 ended the offer is %s, want 3 cpus", o.Resources)
+		}
+		fw2.Decline([]string{o.ID}, refuse(0))
+	}
+}
+
+// TestAgentBackWithOtherResources: an agent that registers again with other resources is
+// offered by its new total, its running tasks still held.
+func TestAgentBackWithOtherResources(t *testing.T) {
+	e := newSchedEnv(t, nil)
+	agentID := e.sim.register(t, "", "host-a", agentRes)
+	ss := e.subscribe(api.FrameworkInfo{Name: "fw"})
+	o := expectOffer(t, ss)
+	if err := ss.Accept([]string{o.ID}, launch(sleepTask("t1", 1, 256)), refuse(0)); err != nil {
+		t.Fatal(err)
+	}
+	expectUpdate(t, ss, "t1", task.Running)
+	bigger := resources.Resources{CPUs: 8, Mem: 8192, Disk: 1000}
+	e.sim.register(t, agentID, "host-a", bigger)
+	for i := 0; ; i++ {
+		o = expectOffer(t, ss)
+		want, _ := bigger.Subtract(resources.Resources{CPUs: 1, Mem: 256})
+		if o.Resources.Equal(want) {
+			break
+		}
+		if i == 5 {
+			t.Fatalf("offer %s, want %s", o.Resources, want)
+		}
+		ss.Decline([]string{o.ID}, refuse(0))
+	}
+}

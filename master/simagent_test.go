@@ -30,6 +30,7 @@ type simAgents struct {
 	kills     []string
 	refuse    map[string]error // agent → what Launch answers
 	noRunning bool             // tasks stay STARTING
+	slowKills bool             // a kill is not reported; the test reports it
 }
 
 func newSimAgents(t testing.TB) *simAgents {
@@ -64,11 +65,14 @@ func (s *simAgents) Kill(ctx context.Context, ag api.Agent, taskID string, grace
 	s.mu.Lock()
 	s.kills = append(s.kills, taskID)
 	_, ok := s.tasks[ag.ID][taskID]
+	slow := s.slowKills
 	s.mu.Unlock()
 	if !ok {
 		return &AgentRefusal{Status: http.StatusNotFound, Message: "no task " + taskID}
 	}
-	go s.report(ag.ID, taskID, task.Killed)
+	if !slow {
+		go s.report(ag.ID, taskID, task.Killed)
+	}
 	return nil
 }
 
@@ -145,8 +149,14 @@ func (s *simAgents) list(agentID string) []api.Task {
 // register registers a sim agent through the master's API and returns its id.
 func (s *simAgents) register(t testing.TB, id, hostname string, res resources.Resources) string {
 	t.Helper()
+	return s.registerWith(t, id, hostname, res, s.list(id))
+}
+
+// registerWith registers a sim agent listing the given tasks.
+func (s *simAgents) registerWith(t testing.TB, id, hostname string, res resources.Resources, tasks []api.Task) string {
+	t.Helper()
 	var ag api.Agent
-	reg := api.AgentRegistration{ID: id, Hostname: hostname, HTTP: "sim.invalid:1", Resources: res, Tasks: s.list(id)}
+	reg := api.AgentRegistration{ID: id, Hostname: hostname, HTTP: "sim.invalid:1", Resources: res, Tasks: tasks}
 	if err := postJSON(s.master()+"/v1/agents/register", reg, &ag); err != nil {
 		t.Fatal(err)
 	}
