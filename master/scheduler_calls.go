@@ -17,8 +17,9 @@ import (
 )
 
 // maxQueuedEvents bounds a session's queue: a framework that reads nothing while this many
-// events pile up is disconnected (it may subscribe again and lose nothing but offers).
-const maxQueuedEvents = 100000
+// events pile up is disconnected (it may subscribe again and lose nothing but offers). A burst
+// of 50,000 launches queues 100,000 updates within a second, so the bound is well above that.
+const maxQueuedEvents = 500000
 
 // Session is one subscription of a framework: the events for it, and its calls. An embedded
 // framework gets one from Master.Subscribe; the HTTP scheduler API holds one per stream. It is
