@@ -1,0 +1,456 @@
+package marathon
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/agora-sched/agora/pkg/health"
+)
+
+// Marathon's defaults for fields an app leaves out.
+const (
+	DefaultInstances             = 1
+	DefaultCPUs                  = 1.0
+	DefaultMem                   = 128.0
+	DefaultBackoffSeconds        = 1.0
+	DefaultBackoffFactor         = 1.15
+	DefaultMaxLaunchDelaySeconds = 300.0
+	DefaultInactiveAfterSeconds  = 300.0
+	DefaultExpungeAfterSeconds   = 600.0
+	KillYoungestFirst            = "YOUNGEST_FIRST"
+	KillOldestFirst              = "OLDEST_FIRST"
+)
+
+// App is the typed view of an app definition: the fields Agora acts on. The definition itself
+// is kept whole as JSON (Definition), so fields Agora does not know survive a PUT and a GET.
+type App struct {
+	ID                         string              `json:"id"`
+	Cmd                        string              `json:"cmd,omitempty"`
+	Args                       []string            `json:"args,omitempty"`
+	Container                  *Container          `json:"container,omitempty"`
+	CPUs                       float64             `json:"cpus"`
+	Mem                        float64             `json:"mem"`
+	Disk                       float64             `json:"disk"`
+	Instances                  int                 `json:"instances"`
+	Env                        map[string]EnvValue `json:"env,omitempty"`
+	Secrets                    map[string]Secret   `json:"secrets,omitempty"`
+	Labels                     map[string]string   `json:"labels,omitempty"`
+	Constraints                [][]string          `json:"constraints,omitempty"`
+	PortDefinitions            []PortDefinition    `json:"portDefinitions,omitempty"`
+	RequirePorts               bool                `json:"requirePorts"`
+	HealthChecks               []health.Check      `json:"healthChecks,omitempty"`
+	UpgradeStrategy            UpgradeStrategy     `json:"upgradeStrategy"`
+	BackoffSeconds             float64             `json:"backoffSeconds"`
+	BackoffFactor              float64             `json:"backoffFactor"`
+	MaxLaunchDelaySeconds      float64             `json:"maxLaunchDelaySeconds"`
+	KillSelection              string              `json:"killSelection"`
+	UnreachableStrategy        UnreachableStrategy `json:"unreachableStrategy"`
+	TaskKillGracePeriodSeconds *float64            `json:"taskKillGracePeriodSeconds,omitempty"`
+	Dependencies               []string            `json:"dependencies,omitempty"`
+	Version                    string              `json:"version,omitempty"`
+}
+
+// Container is Marathon's container: DOCKER (an image) or MESOS (an image, or none).
+type Container struct {
+	Type         string        `json:"type"`
+	Docker       *Docker       `json:"docker,omitempty"`
+	PortMappings []PortMapping `json:"portMappings,omitempty"`
+	Volumes      []any         `json:"volumes,omitempty"`
+}
+
+// Docker names the image.
+type Docker struct {
+	Image          string `json:"image"`
+	ForcePullImage bool   `json:"forcePullImage"`
+	Privileged     bool   `json:"privileged"`
+	Parameters     []any  `json:"parameters,omitempty"`
+}
+
+// PortMapping is a container port; on host networking its hostPort is what counts.
+type PortMapping struct {
+	ContainerPort int    `json:"containerPort"`
+	HostPort      int    `json:"hostPort"`
+	Protocol      string `json:"protocol,omitempty"`
+	Name          string `json:"name,omitempty"`
+}
+
+// PortDefinition asks for one host port: 0 for any from the offer, or a fixed one (with
+// requirePorts, that exact port).
+type PortDefinition struct {
+	Port     int               `json:"port"`
+	Protocol string            `json:"protocol,omitempty"`
+	Name     string            `json:"name,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+}
+
+// UpgradeStrategy bounds a rolling upgrade.
+type UpgradeStrategy struct {
+	MinimumHealthCapacity float64 `json:"minimumHealthCapacity"`
+	MaximumOverCapacity   float64 `json:"maximumOverCapacity"`
+}
+
+// UnreachableStrategy says when an unreachable instance is replaced and when it is forgotten.
+type UnreachableStrategy struct {
+	InactiveAfterSeconds float64 `json:"inactiveAfterSeconds"`
+	ExpungeAfterSeconds  float64 `json:"expungeAfterSeconds"`
+}
+
+// EnvValue is an env value: a string, or Marathon's {"secret": "name"} reference.
+type EnvValue struct {
+	Value  string
+	Secret string
+}
+
+// UnmarshalJSON reads either form.
+func (e *EnvValue) UnmarshalJSON(b []byte) error {
+	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
+		var ref struct {
+			Secret string `json:"secret"`
+		}
+		if err := json.Unmarshal(b, &ref); err != nil {
+			return err
+		}
+		*e = EnvValue{Secret: ref.Secret}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("an env value is a string or {\"secret\": \"name\"}")
+	}
+	*e = EnvValue{Value: s}
+	return nil
+}
+
+// MarshalJSON writes the form it was read in.
+func (e EnvValue) MarshalJSON() ([]byte, error) {
+	if e.Secret != "" {
+		return json.Marshal(map[string]string{"secret": e.Secret})
+	}
+	return json.Marshal(e.Value)
+}
+
+// Secret is Marathon's secret: {"source": "..."}. Agora passes the source's value into the env
+// (the secret store arrives with the access control issue) and never shows it back.
+type Secret struct {
+	Source string `json:"source"`
+}
+
+// Definition is an app definition as the user wrote it, with Agora's defaults filled in, every
+// field kept: what GET returns.
+type Definition map[string]json.RawMessage
+
+// Decode reads a definition, refusing what is not a JSON object.
+func Decode(b []byte) (Definition, error) {
+	var d Definition
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&d); err != nil {
+		return nil, err
+	}
+	if d == nil {
+		return nil, fmt.Errorf("an app definition is a JSON object")
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("more than one JSON value")
+	}
+	return d, nil
+}
+
+// Merge lays the fields of patch over d (a PUT or PATCH with only some fields changes just
+// those); a field set to null goes back to its default.
+func (d Definition) Merge(patch Definition) Definition {
+	out := make(Definition, len(d)+len(patch))
+	for k, v := range d {
+		out[k] = v
+	}
+	for k, v := range patch {
+		if string(bytes.TrimSpace(v)) == "null" {
+			delete(out, k)
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// App reads the typed view, with Marathon's defaults for what is missing.
+func (d Definition) App() (App, error) {
+	a := App{
+		Instances: DefaultInstances, CPUs: DefaultCPUs, Mem: DefaultMem,
+		BackoffSeconds: DefaultBackoffSeconds, BackoffFactor: DefaultBackoffFactor, MaxLaunchDelaySeconds: DefaultMaxLaunchDelaySeconds,
+		UpgradeStrategy:     UpgradeStrategy{MinimumHealthCapacity: 1, MaximumOverCapacity: 1},
+		UnreachableStrategy: UnreachableStrategy{InactiveAfterSeconds: DefaultInactiveAfterSeconds, ExpungeAfterSeconds: DefaultExpungeAfterSeconds},
+		KillSelection:       KillYoungestFirst,
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return a, err
+	}
+	if err := json.Unmarshal(b, &a); err != nil {
+		return a, err
+	}
+	if raw, ok := d["ports"]; ok && d["portDefinitions"] == nil {
+		// Marathon's older "ports": [0, 0] means that many port definitions.
+		var ports []int
+		if err := json.Unmarshal(raw, &ports); err != nil {
+			return a, &fieldErr{path: "/ports", msg: "is a list of port numbers"}
+		}
+		a.PortDefinitions = nil
+		for _, p := range ports {
+			a.PortDefinitions = append(a.PortDefinitions, PortDefinition{Port: p, Protocol: "tcp"})
+		}
+	}
+	if _, ok := d["portDefinitions"]; !ok && d["ports"] == nil && !a.hasPortMappings() {
+		a.PortDefinitions = []PortDefinition{{Port: 0, Protocol: "tcp"}} // Marathon gives an app one port
+	}
+	a.ID = NormalizeID(a.ID)
+	return a, nil
+}
+
+func (a App) hasPortMappings() bool { return a.Container != nil && len(a.Container.PortMappings) > 0 }
+
+// PortCount is how many host ports each instance needs.
+func (a App) PortCount() int {
+	if a.hasPortMappings() {
+		return len(a.Container.PortMappings)
+	}
+	return len(a.PortDefinitions)
+}
+
+// PortNames names the ports in order, for PORT_<NAME>.
+func (a App) PortNames() []string {
+	var names []string
+	if a.hasPortMappings() {
+		for _, pm := range a.Container.PortMappings {
+			names = append(names, pm.Name)
+		}
+		return names
+	}
+	for _, pd := range a.PortDefinitions {
+		names = append(names, pd.Name)
+	}
+	return names
+}
+
+// RequiredPorts are fixed host ports asked for (requirePorts, or hostPorts of mappings); 0 is any.
+func (a App) RequiredPorts() []int {
+	var out []int
+	if a.hasPortMappings() {
+		for _, pm := range a.Container.PortMappings {
+			out = append(out, pm.HostPort)
+		}
+		return out
+	}
+	for _, pd := range a.PortDefinitions {
+		if a.RequirePorts {
+			out = append(out, pd.Port)
+		} else {
+			out = append(out, 0)
+		}
+	}
+	return out
+}
+
+// Image is the container image, "" for none.
+func (a App) Image() string {
+	if a.Container != nil && a.Container.Docker != nil {
+		return a.Container.Docker.Image
+	}
+	return ""
+}
+
+var (
+	idSegment = regexp.MustCompile(`^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$`)
+)
+
+// NormalizeID makes an app id absolute ("web" → "/web") without a trailing slash.
+func NormalizeID(id string) string {
+	id = strings.TrimSpace(id)
+	if id == "" {
+		return ""
+	}
+	if !strings.HasPrefix(id, "/") {
+		id = "/" + id
+	}
+	return strings.TrimRight(id, "/")
+}
+
+// fieldErr is one problem at a JSON path.
+type fieldErr struct{ path, msg string }
+
+func (e *fieldErr) Error() string { return e.path + ": " + e.msg }
+
+// ValidationError is Marathon's 422 body: a message and the problems by path.
+type ValidationError struct {
+	Message string         `json:"message"`
+	Details []ErrorDetails `json:"details"`
+}
+
+// ErrorDetails lists the problems at one JSON path.
+type ErrorDetails struct {
+	Path   string   `json:"path"`
+	Errors []string `json:"errors"`
+}
+
+func (e *ValidationError) Error() string {
+	var parts []string
+	for _, d := range e.Details {
+		parts = append(parts, d.Path+": "+strings.Join(d.Errors, "; "))
+	}
+	return e.Message + ": " + strings.Join(parts, ", ")
+}
+
+// problems gathers problems by path, in the order first met.
+type problems struct {
+	order []string
+	by    map[string][]string
+}
+
+func (p *problems) add(path, format string, args ...any) {
+	if p.by == nil {
+		p.by = map[string][]string{}
+	}
+	if _, ok := p.by[path]; !ok {
+		p.order = append(p.order, path)
+	}
+	p.by[path] = append(p.by[path], fmt.Sprintf(format, args...))
+}
+
+func (p *problems) err() error {
+	if len(p.order) == 0 {
+		return nil
+	}
+	e := &ValidationError{Message: "Object is not valid"}
+	for _, path := range p.order {
+		e.Details = append(e.Details, ErrorDetails{Path: path, Errors: p.by[path]})
+	}
+	return e
+}
+
+// Validate checks the app as Marathon does and names every problem by its JSON path.
+func (a App) Validate() error {
+	var p problems
+	switch {
+	case a.ID == "":
+		p.add("/id", "must not be empty")
+	default:
+		for _, seg := range strings.Split(strings.TrimPrefix(a.ID, "/"), "/") {
+			if !idSegment.MatchString(seg) {
+				p.add("/id", "'%s' is not a valid path: each segment is lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", a.ID)
+				break
+			}
+		}
+	}
+	if a.Cmd == "" && len(a.Args) == 0 && a.Image() == "" {
+		p.add("/", "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.")
+	}
+	if a.Cmd != "" && len(a.Args) > 0 {
+		p.add("/", "AppDefinition must not contain both 'cmd' and 'args'.")
+	}
+	nonNegative := func(path string, v float64) {
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			p.add(path, "got %v, expected 0.0 or more", v)
+		}
+	}
+	nonNegative("/cpus", a.CPUs)
+	nonNegative("/mem", a.Mem)
+	nonNegative("/disk", a.Disk)
+	nonNegative("/backoffSeconds", a.BackoffSeconds)
+	nonNegative("/maxLaunchDelaySeconds", a.MaxLaunchDelaySeconds)
+	if a.Instances < 0 {
+		p.add("/instances", "got %d, expected 0 or more", a.Instances)
+	}
+	if a.BackoffFactor < 1 {
+		p.add("/backoffFactor", "got %v, expected 1.0 or more", a.BackoffFactor)
+	}
+	for _, f := range []struct {
+		path string
+		v    float64
+	}{{"/upgradeStrategy/minimumHealthCapacity", a.UpgradeStrategy.MinimumHealthCapacity}, {"/upgradeStrategy/maximumOverCapacity", a.UpgradeStrategy.MaximumOverCapacity}} {
+		if f.v < 0 || f.v > 1 || math.IsNaN(f.v) {
+			p.add(f.path, "got %v, expected between 0.0 and 1.0", f.v)
+		}
+	}
+	if a.UnreachableStrategy.InactiveAfterSeconds < 0 {
+		p.add("/unreachableStrategy/inactiveAfterSeconds", "got %v, expected 0 or more", a.UnreachableStrategy.InactiveAfterSeconds)
+	}
+	if a.UnreachableStrategy.ExpungeAfterSeconds < a.UnreachableStrategy.InactiveAfterSeconds {
+		p.add("/unreachableStrategy/expungeAfterSeconds", "got %v, expected at least inactiveAfterSeconds (%v)", a.UnreachableStrategy.ExpungeAfterSeconds, a.UnreachableStrategy.InactiveAfterSeconds)
+	}
+	if !slices.Contains([]string{KillYoungestFirst, KillOldestFirst}, a.KillSelection) {
+		p.add("/killSelection", "got %q, expected YOUNGEST_FIRST or OLDEST_FIRST", a.KillSelection)
+	}
+	if g := a.TaskKillGracePeriodSeconds; g != nil && *g < 0 {
+		p.add("/taskKillGracePeriodSeconds", "got %v, expected 0 or more", *g)
+	}
+	if c := a.Container; c != nil {
+		switch c.Type {
+		case "DOCKER", "MESOS":
+		default:
+			p.add("/container/type", "got %q, expected DOCKER or MESOS", c.Type)
+		}
+		if c.Type == "DOCKER" && (c.Docker == nil || strings.TrimSpace(c.Docker.Image) == "") {
+			p.add("/container/docker/image", "must not be empty")
+		}
+		if c.Docker != nil && c.Docker.Privileged {
+			p.add("/container/docker/privileged", "privileged containers are not allowed on this cluster")
+		}
+		for i, pm := range c.PortMappings {
+			if pm.HostPort < 0 || pm.HostPort > 65535 {
+				p.add(fmt.Sprintf("/container/portMappings(%d)/hostPort", i), "got %d, expected 0 to 65535", pm.HostPort)
+			}
+		}
+	}
+	names := map[string]bool{}
+	for i, pd := range a.PortDefinitions {
+		if pd.Port < 0 || pd.Port > 65535 {
+			p.add(fmt.Sprintf("/portDefinitions(%d)/port", i), "got %d, expected 0 to 65535", pd.Port)
+		}
+		if pd.Name != "" {
+			if names[pd.Name] {
+				p.add(fmt.Sprintf("/portDefinitions(%d)/name", i), "port names must be unique; %q is used twice", pd.Name)
+			}
+			names[pd.Name] = true
+		}
+		if a.RequirePorts && pd.Port == 0 {
+			p.add(fmt.Sprintf("/portDefinitions(%d)/port", i), "requirePorts needs a fixed port, not 0")
+		}
+	}
+	for i, hc := range a.HealthChecks {
+		if err := hc.Validate(a.PortCount()); err != nil {
+			field := "protocol"
+			if fe, ok := err.(*health.FieldError); ok {
+				field = fe.Field
+			}
+			p.add(fmt.Sprintf("/healthChecks(%d)/%s", i, field), "%s", strings.TrimPrefix(err.Error(), field+": "))
+		}
+	}
+	for i, c := range a.Constraints {
+		if _, err := ParseConstraint(c); err != nil {
+			p.add(fmt.Sprintf("/constraints(%d)", i), "%s", err.Error())
+		}
+	}
+	for name, v := range a.Env {
+		if v.Secret != "" {
+			if _, ok := a.Secrets[v.Secret]; !ok {
+				p.add("/env/"+name, "references the secret %q, which /secrets does not define", v.Secret)
+			}
+		}
+	}
+	for i, dep := range a.Dependencies {
+		if NormalizeID(dep) == "" {
+			p.add(fmt.Sprintf("/dependencies(%d)", i), "must not be empty")
+		}
+	}
+	for k := range a.Labels {
+		if k == "" {
+			p.add("/labels", "label names must not be empty")
+		}
+	}
+	return p.err()
+}
