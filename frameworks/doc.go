@@ -1,4 +1,5 @@
 // Package frameworks holds the frameworks that ship inside the agora binary: marathon/ for
 // long-running services and chronos/ for cron-driven batch jobs. Each talks to the master through
-// the same Scheduler contract an external framework uses over HTTP. They arrive with their issues.
+// the same Scheduler contract an external framework uses over HTTP (master.Subscribe, the in-process
+// twin of POST /api/v1/scheduler). marathon/ runs; chronos/ arrives with its issue.
 package frameworks

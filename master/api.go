@@ -29,6 +29,7 @@ const (
 )
 
 type apiHandler struct {
+	mux    *http.ServeMux // set by routes; frameworks add their endpoints to it
 	info   Info
 	m      *Master // nil on a node without a cluster
 	logger *slog.Logger
@@ -39,6 +40,7 @@ type apiHandler struct {
 
 func (a *apiHandler) routes() http.Handler {
 	mux := http.NewServeMux()
+	a.mux = mux
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "pong")

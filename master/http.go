@@ -49,6 +49,7 @@ type Server struct {
 	ln     net.Listener
 	srv    *http.Server
 	logger *slog.Logger
+	api    *apiHandler
 }
 
 // NewServer listens on cfg.HTTPAddr. Info's Name, HTTP (the address actually bound) and Build
@@ -66,8 +67,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	info.Name = "agora"
 	info.HTTP = ln.Addr().String()
 	info.Build = version.Get()
-	s := &Server{ln: ln, logger: logger}
 	a := &apiHandler{info: info, m: cfg.Cluster, logger: logger}
+	s := &Server{ln: ln, logger: logger, api: a}
 	s.srv = &http.Server{
 		Handler:           a.routes(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -155,6 +156,20 @@ func New(cfg Config) (*Master, error) {
 	m.leadership.register(LeaderServiceFunc{ServiceName: "membership", Func: m.reconcileMembers})
 	m.leadership.register(m.sched)
 	return m, nil
+}
+
+// HandleLeader adds an endpoint that the leader answers (an embedded framework's API, which
+// reads the leader's memory): any other master forwards the request to it, as it does writes.
+// Patterns are net/http's ("GET /v2/apps/{id...}"). Call it before Run.
+func (m *Master) HandleLeader(pattern string, h http.Handler) {
+	a := m.http.api
+	a.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !m.store.IsLeader() {
+			a.forward(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
 }
 
 // Subscribe registers an embedded framework with the scheduler, or re-registers it with

@@ -168,9 +168,18 @@ func TestDevServesPing(t *testing.T) {
 	if err := run(context.Background(), []string{"agora", "task", "list", "--master", base, "--state", "sleepy"}, io.Discard, io.Discard); !errors.As(err, new(usageError)) {
 		t.Fatalf("a bad --state: %v, want a usage error", err)
 	}
+	// The embedded service framework has subscribed.
 	var fws bytes.Buffer
-	if err := run(context.Background(), []string{"agora", "framework", "list", "--master", base, "-o", "json"}, &fws, io.Discard); err != nil || strings.TrimSpace(fws.String()) != "[]" {
-		t.Fatalf("agora framework list on a cluster without frameworks = %v %q", err, fws.String())
+	deadline = time.Now().Add(10 * time.Second)
+	for !regexp.MustCompile(`(?m)^\S+-0000\s+marathon\s+\*\s+yes\s`).MatchString(fws.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("agora framework list =\n%s", fws.String())
+		}
+		fws.Reset()
+		if err := run(context.Background(), []string{"agora", "framework", "list", "--master", base}, &fws, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if got := readLogs(t, "http://"+agents[0].HTTP, "dev-hello"); got != "hello from the host\n" {
 		t.Fatalf("the task's stdout: %q", got)

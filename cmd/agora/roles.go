@@ -14,8 +14,10 @@ import (
 
 	"github.com/agora-sched/agora/agent"
 	agentcontainerd "github.com/agora-sched/agora/agent/containerd"
+	"github.com/agora-sched/agora/frameworks/marathon"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/raft"
 )
 
 const defaultContainerdSock = "/run/containerd/containerd.sock"
@@ -67,8 +69,12 @@ func runDev(c *cli.Context) error {
 		Logger:    logger,
 		Info:      master.Info{Containerd: ctrd},
 		Scheduler: sched,
+		Appliers:  frameworkAppliers(),
 	})
 	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	if err := startFrameworks(m, logger); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
 	res, err := parseResources(c.String("resources"))
@@ -104,6 +110,22 @@ func runDev(c *cli.Context) error {
 		return fmt.Errorf("dev: %w", err)
 	}
 	logger.Info("dev node stopped")
+	return nil
+}
+
+// frameworkAppliers are the replicated-store namespaces of the embedded frameworks.
+func frameworkAppliers() map[string]raft.Applier {
+	return map[string]raft.Applier{marathon.Namespace: marathon.Applier()}
+}
+
+// startFrameworks registers the embedded frameworks with a master: they run while it leads,
+// and their APIs are served by any master (forwarded to the leader).
+func startFrameworks(m *master.Master, logger *slog.Logger) error {
+	svc, err := marathon.New(marathon.Config{Master: m, Logger: logger.With("component", "marathon")})
+	if err != nil {
+		return err
+	}
+	svc.Register()
 	return nil
 }
 
@@ -217,8 +239,12 @@ func runMaster(c *cli.Context) error {
 		Join:            c.StringSlice("join"),
 		BootstrapExpect: c.Int("bootstrap-expect"),
 		Logger:          logger,
+		Appliers:        frameworkAppliers(),
 	})
 	if err != nil {
+		return err
+	}
+	if err := startFrameworks(m, logger); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "agora master %s\n  API:    http://%s\n  raft:   %s\n  gossip: %s\n", m.ID(), m.HTTPAddr(), m.RaftAddr(), m.GossipAddr())

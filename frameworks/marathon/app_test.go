@@ -3,6 +3,9 @@ package marathon
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -121,6 +124,39 @@ func TestConstraints(t *testing.T) {
 	for _, bad := range [][]string{{"hostname"}, {"hostname", "NEAR"}, {"rack", "LIKE"}, {"rack", "LIKE", "("}, {"rack", "MAX_PER", "0"}, {"", "UNIQUE"}, {"rack", "IS"}} {
 		if _, err := ParseConstraint(bad); err == nil {
 			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+// TestExampleAppsRoundTrip: every example app decodes, validates, and comes back from its
+// definition with every field it had.
+func TestExampleAppsRoundTrip(t *testing.T) {
+	files, err := filepath.Glob("../../examples/apps/*.json")
+	if err != nil || len(files) < 3 {
+		t.Fatalf("example apps: %v %v", files, err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := Decode(b)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		a, err := d.App()
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if err := a.Validate(); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		var orig, back map[string]any
+		json.Unmarshal(b, &orig)
+		out, _ := json.Marshal(d)
+		json.Unmarshal(out, &back)
+		if !reflect.DeepEqual(orig, back) {
+			t.Fatalf("%s changed on the way through:\n%v\n%v", f, orig, back)
 		}
 	}
 }

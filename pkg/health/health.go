@@ -38,7 +38,7 @@ const (
 	DefaultIntervalSeconds        = 60
 	DefaultTimeoutSeconds         = 20
 	DefaultMaxConsecutiveFailures = 3
-	DefaultDelaySeconds           = 15
+	DefaultDelaySeconds           = 15 // MESOS_HTTP, MESOS_HTTPS, MESOS_TCP only
 )
 
 // Check is one health check, as a launch request (and a Marathon app) carries it.
@@ -68,16 +68,25 @@ func (c *Check) UnmarshalJSON(b []byte) error {
 	var raw struct {
 		plain
 		Command json.RawMessage `json:"command,omitempty"`
+		Delay   *int            `json:"delaySeconds"`
 	}
 	raw.plain = plain{
 		GracePeriodSeconds: DefaultGracePeriodSeconds, IntervalSeconds: DefaultIntervalSeconds,
 		TimeoutSeconds: DefaultTimeoutSeconds, MaxConsecutiveFailures: DefaultMaxConsecutiveFailures,
-		DelaySeconds: DefaultDelaySeconds,
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
 	}
 	*c = Check(raw.plain)
+	mesosNative := strings.HasPrefix(strings.ToUpper(string(c.Protocol)), "MESOS_")
+	switch {
+	case raw.Delay != nil:
+		c.DelaySeconds = *raw.Delay
+	case mesosNative:
+		c.DelaySeconds = DefaultDelaySeconds // Mesos's own checks wait 15 s before the first probe
+	default:
+		c.DelaySeconds = 0 // Marathon's HTTP, TCP and COMMAND checks probe from the start
+	}
 	if len(raw.Command) > 0 && string(raw.Command) != "null" {
 		if err := json.Unmarshal(raw.Command, &c.Command); err != nil {
 			var cj commandJSON

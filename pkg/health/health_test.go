@@ -65,9 +65,18 @@ func TestJSONDefaultsAndExplicitZero(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"protocol":"http","path":"/health"}`), &c); err != nil {
 		t.Fatal(err)
 	}
-	want := Check{Protocol: HTTP, Path: "/health", GracePeriodSeconds: 300, IntervalSeconds: 60, TimeoutSeconds: 20, MaxConsecutiveFailures: 3, DelaySeconds: 15}
+	want := Check{Protocol: HTTP, Path: "/health", GracePeriodSeconds: 300, IntervalSeconds: 60, TimeoutSeconds: 20, MaxConsecutiveFailures: 3, DelaySeconds: 0}
 	if c != want {
 		t.Fatalf("defaults: %+v", c)
+	}
+	// Mesos's own protocols wait delaySeconds (15) before the first probe; Marathon's do not.
+	c = Check{}
+	if err := json.Unmarshal([]byte(`{"protocol":"MESOS_HTTP","path":"/health"}`), &c); err != nil || c.DelaySeconds != 15 || c.Protocol != HTTP {
+		t.Fatalf("MESOS_HTTP defaults: %+v %v", c, err)
+	}
+	c = Check{}
+	if err := json.Unmarshal([]byte(`{"protocol":"MESOS_HTTP","delaySeconds":2}`), &c); err != nil || c.DelaySeconds != 2 {
+		t.Fatalf("explicit delay: %+v %v", c, err)
 	}
 	if err := json.Unmarshal([]byte(`{"protocol":"MESOS_TCP","maxConsecutiveFailures":0,"gracePeriodSeconds":0}`), &c); err != nil {
 		t.Fatal(err)

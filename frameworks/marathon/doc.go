@@ -1,0 +1,33 @@
+// Package marathon is Agora's service framework: Marathon's /v2 API and app definitions, on the
+// two-level scheduler. It is a framework like any other — it subscribes with the master
+// (master.Subscribe), gets offers and launches tasks through its Session — and keeps its state
+// in its own namespace of the replicated store (Namespace).
+//
+// Use:
+//
+//  1. Pass Applier() for Namespace in the master's Config.Appliers.
+//  2. New(Config{Master}) and Register(): the service runs while its master leads, and the /v2
+//     endpoints are answered by the leader (other masters forward).
+//
+// How it works:
+//
+//   - An API write (POST/PUT/PATCH/DELETE of an app, a restart, a scale through a kill) is
+//     validated (Marathon's 422 shape, by JSON path), then committed with its version and a
+//     Deployment in one batch; a change to an app a deployment is changing is a 409 unless
+//     ?force=true.
+//   - The leader's loop plans each app with PlanApp (decisions without I/O: scaling by
+//     killSelection, rolling upgrades within upgradeStrategy), kills what the plan says, and
+//     starts instances into offers that fit (resources, ports, constraints). An instance is
+//     written to the store before its task is launched and deleted once the task has ended, so
+//     a new leader neither doubles nor forgets one; it reconciles every instance it loads.
+//   - An instance that ends on its own is replaced after backoffSeconds × backoffFactor^n (at
+//     most maxLaunchDelaySeconds), reset once the app runs healthy. Unreachable instances are
+//     replaced after unreachableStrategy.inactiveAfterSeconds and forgotten after
+//     expungeAfterSeconds.
+//   - A deployment ends when its app has only instances of its version, as many as wanted,
+//     running and healthy (or, for a deleted app, none).
+//   - Offers are suppressed while nothing waits and revived when something does.
+//
+// Not yet: groups, /v2/queue, /v2/events, readiness checks, app dependencies, secrets' values
+// (a secret reference leaves its env variable unset).
+package marathon

@@ -1,0 +1,788 @@
+package marathon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"maps"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/httpjson"
+	"github.com/agora-sched/agora/pkg/task"
+	"github.com/agora-sched/agora/pkg/version"
+	"github.com/agora-sched/agora/raft"
+)
+
+// maxBody bounds an app definition.
+const maxBody = 1 << 20
+
+// routes adds Marathon's /v2 endpoints to the master; the leader answers them (it holds the
+// instances' states), other masters forward.
+func (s *Service) routes() {
+	h := func(pattern string, f http.HandlerFunc) { s.m.HandleLeader(pattern, f) }
+	h("GET /v2/apps", s.listApps)
+	h("POST /v2/apps", s.createApp)
+	h("GET /v2/apps/{path...}", s.appGet)
+	h("PUT /v2/apps/{path...}", s.appPut)
+	h("PATCH /v2/apps/{path...}", s.appPut)
+	h("POST /v2/apps/{path...}", s.appPost)
+	h("DELETE /v2/apps/{path...}", s.appDelete)
+	h("GET /v2/tasks", s.listTasks)
+	h("POST /v2/tasks/delete", s.deleteTasks)
+	h("GET /v2/deployments", s.listDeployments)
+	h("DELETE /v2/deployments/{id}", s.deleteDeployment)
+	h("GET /v2/info", s.info)
+}
+
+// marathonError answers with Marathon's {"message": ...}.
+func marathonError(w http.ResponseWriter, code int, msg string) { httpjson.Error(w, code, msg) }
+
+var errNotReady = errors.New("the service framework is not running on this master yet; retry")
+
+// readDefinition reads a body as an app definition: 400 for what is not JSON, as Marathon.
+func readDefinition(w http.ResponseWriter, r *http.Request) (Definition, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			marathonError(w, http.StatusRequestEntityTooLarge, "the app definition is larger than 1 MiB")
+			return nil, false
+		}
+		marathonError(w, http.StatusBadRequest, err.Error())
+		return nil, false
+	}
+	d, err := Decode(b)
+	if err != nil {
+		httpjson.Write(w, http.StatusBadRequest, ValidationError{Message: "Invalid JSON", Details: []ErrorDetails{{Path: "/", Errors: []string{err.Error()}}}})
+		return nil, false
+	}
+	return d, true
+}
+
+func (s *Service) createApp(w http.ResponseWriter, r *http.Request) {
+	def, ok := readDefinition(w, r)
+	if !ok {
+		return
+	}
+	a, err := def.App()
+	if err != nil {
+		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/", Errors: []string{err.Error()}}}})
+		return
+	}
+	_, err = s.changeApp(r.Context(), a.ID, forced(r), func(cur *appState) (Definition, error) {
+		if cur != nil {
+			return nil, &httpError{http.StatusConflict, "An app with id [" + a.ID + "] already exists."}
+		}
+		return def, nil
+	})
+	if err != nil {
+		writeChangeError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v2/apps"+a.ID)
+	s.mu.Lock()
+	body := s.appJSONLocked(s.st, s.st.apps[a.ID], embedOf(r, "app."))
+	s.mu.Unlock()
+	httpjson.Write(w, http.StatusCreated, body)
+}
+
+// splitAppPath splits /v2/apps/{path...} into the app id and what follows it (tasks,
+// tasks/{id}, versions, versions/{v}, restart).
+func splitAppPath(p string) (appID, sub, arg string) {
+	p = "/" + strings.Trim(p, "/")
+	for _, suffix := range []string{"/tasks", "/versions"} {
+		if i := strings.LastIndex(p, suffix+"/"); i > 0 {
+			return p[:i], suffix[1:], p[i+len(suffix)+1:]
+		}
+		if strings.HasSuffix(p, suffix) && len(p) > len(suffix) {
+			return strings.TrimSuffix(p, suffix), suffix[1:], ""
+		}
+	}
+	if strings.HasSuffix(p, "/restart") && len(p) > len("/restart") {
+		return strings.TrimSuffix(p, "/restart"), "restart", ""
+	}
+	return p, "", ""
+}
+
+func (s *Service) appGet(w http.ResponseWriter, r *http.Request) {
+	appID, sub, arg := splitAppPath(r.PathValue("path"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.st
+	if st == nil {
+		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
+		return
+	}
+	as := st.apps[appID]
+	if sub == "versions" {
+		s.versions(w, r, appID, arg)
+		return
+	}
+	if as == nil || as.deleted {
+		marathonError(w, http.StatusNotFound, "App '"+appID+"' does not exist")
+		return
+	}
+	switch sub {
+	case "tasks":
+		httpjson.Write(w, http.StatusOK, map[string]any{"tasks": s.tasksJSONLocked(st, appID)})
+	case "":
+		httpjson.Write(w, http.StatusOK, map[string]any{"app": s.appJSONLocked(st, as, embedOf(r, "app."))})
+	default:
+		marathonError(w, http.StatusNotFound, "no such endpoint")
+	}
+}
+
+// versions answers /v2/apps/{id}/versions[/{version}] from the store.
+func (s *Service) versions(w http.ResponseWriter, r *http.Request, appID, v string) {
+	view, err := s.store.View(r.Context(), raft.Stale)
+	if err != nil {
+		marathonError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	if v != "" {
+		data, ok := view.Get(Namespace, versionKey(appID, v))
+		if !ok {
+			marathonError(w, http.StatusNotFound, "App '"+appID+"' does not exist in version "+v)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(data)
+		return
+	}
+	var list []string
+	view.List(Namespace, versionPrefix(appID), func(key string, _ []byte) bool {
+		list = append(list, strings.TrimPrefix(key, versionPrefix(appID)))
+		return true
+	})
+	if len(list) == 0 {
+		marathonError(w, http.StatusNotFound, "App '"+appID+"' does not exist")
+		return
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(list)))
+	httpjson.Write(w, http.StatusOK, map[string]any{"versions": list})
+}
+
+func (s *Service) appPut(w http.ResponseWriter, r *http.Request) {
+	appID, sub, _ := splitAppPath(r.PathValue("path"))
+	if sub != "" {
+		marathonError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+sub)
+		return
+	}
+	patch, ok := readDefinition(w, r)
+	if !ok {
+		return
+	}
+	if raw, ok := patch["id"]; ok {
+		var id string
+		if json.Unmarshal(raw, &id) != nil || NormalizeID(id) != appID {
+			httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/id", Errors: []string{"the id in the body differs from the id in the path " + appID}}}})
+			return
+		}
+	}
+	created := false
+	res, err := s.changeApp(r.Context(), appID, forced(r), func(cur *appState) (Definition, error) {
+		if cur == nil {
+			if r.Method == http.MethodPatch {
+				return nil, &httpError{http.StatusNotFound, "App '" + appID + "' does not exist"}
+			}
+			created = true
+			d := patch.Merge(nil)
+			d["id"], _ = json.Marshal(appID)
+			return d, nil
+		}
+		return cur.def.Merge(patch), nil
+	})
+	if err != nil {
+		writeChangeError(w, err)
+		return
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	httpjson.Write(w, code, res)
+}
+
+func (s *Service) appPost(w http.ResponseWriter, r *http.Request) {
+	appID, sub, _ := splitAppPath(r.PathValue("path"))
+	if sub != "restart" {
+		marathonError(w, http.StatusNotFound, "no such endpoint: POST /v2/apps"+r.PathValue("path"))
+		return
+	}
+	res, err := s.changeApp(r.Context(), appID, forced(r), func(cur *appState) (Definition, error) {
+		if cur == nil {
+			return nil, &httpError{http.StatusNotFound, "App '" + appID + "' does not exist"}
+		}
+		d := cur.def.Merge(nil)
+		d["versionInfo"] = json.RawMessage(`{}`) // a restart is a config change without one
+		return d, nil
+	})
+	if err != nil {
+		writeChangeError(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, res)
+}
+
+func (s *Service) appDelete(w http.ResponseWriter, r *http.Request) {
+	appID, sub, arg := splitAppPath(r.PathValue("path"))
+	switch sub {
+	case "":
+		res, err := s.changeApp(r.Context(), appID, forced(r), func(cur *appState) (Definition, error) {
+			if cur == nil {
+				return nil, &httpError{http.StatusNotFound, "App '" + appID + "' does not exist"}
+			}
+			return nil, nil // nil: delete
+		})
+		if err != nil {
+			writeChangeError(w, err)
+			return
+		}
+		httpjson.Write(w, http.StatusOK, res)
+	case "tasks":
+		var ids []string
+		s.mu.Lock()
+		if s.st != nil {
+			for _, in := range s.st.appInstances(appID) {
+				if arg == "" || in.rec.ID == arg {
+					ids = append(ids, in.rec.ID)
+				}
+			}
+		}
+		s.mu.Unlock()
+		if arg != "" && len(ids) == 0 {
+			marathonError(w, http.StatusNotFound, "Task '"+arg+"' does not exist")
+			return
+		}
+		killed, res, err := s.killInstances(r.Context(), ids, r.URL.Query().Get("scale") == "true", forced(r))
+		if err != nil {
+			writeChangeError(w, err)
+			return
+		}
+		if r.URL.Query().Get("scale") == "true" {
+			httpjson.Write(w, http.StatusOK, res)
+			return
+		}
+		if arg != "" {
+			httpjson.Write(w, http.StatusOK, map[string]any{"task": killed[0]})
+			return
+		}
+		httpjson.Write(w, http.StatusOK, map[string]any{"tasks": killed})
+	default:
+		marathonError(w, http.StatusMethodNotAllowed, "DELETE is not allowed on "+sub)
+	}
+}
+
+func (s *Service) deleteTasks(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		IDs []string `json:"ids"`
+	}
+	if err := httpjson.Decode(r, &body); err != nil {
+		marathonError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.mu.Lock()
+	for _, id := range body.IDs {
+		if s.st == nil || s.st.instances[id] == nil {
+			s.mu.Unlock()
+			marathonError(w, http.StatusNotFound, "Task '"+id+"' does not exist")
+			return
+		}
+	}
+	s.mu.Unlock()
+	_, res, err := s.killInstances(r.Context(), body.IDs, r.URL.Query().Get("scale") == "true", forced(r))
+	if err != nil {
+		writeChangeError(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, res)
+}
+
+// killInstances kills instances on request: each is replaced, or, with scale, its app wants
+// one instance fewer.
+func (s *Service) killInstances(ctx context.Context, ids []string, scale, force bool) ([]taskJSON, changeResult, error) {
+	var res changeResult
+	if scale {
+		byApp := map[string]int{}
+		s.mu.Lock()
+		for _, id := range ids {
+			if s.st != nil && s.st.instances[id] != nil {
+				byApp[s.st.instances[id].rec.AppID]++
+			}
+		}
+		s.mu.Unlock()
+		for appID, n := range byApp {
+			var err error
+			res, err = s.changeApp(ctx, appID, force, func(cur *appState) (Definition, error) {
+				if cur == nil {
+					return nil, &httpError{http.StatusNotFound, "App '" + appID + "' does not exist"}
+				}
+				d := cur.def.Merge(nil)
+				d["instances"], _ = json.Marshal(max(0, cur.app.Instances-n))
+				return d, nil
+			})
+			if err != nil {
+				return nil, res, err
+			}
+		}
+	}
+	c := &change{}
+	var out []taskJSON
+	s.mu.Lock()
+	st := s.st
+	if st == nil {
+		s.mu.Unlock()
+		return nil, res, errNotReady
+	}
+	for _, id := range ids {
+		in := st.instances[id]
+		if in == nil {
+			continue
+		}
+		out = append(out, taskJSONOf(in))
+		if in.rec.Killing {
+			continue
+		}
+		in.rec.Killing = true
+		c.put(instanceKey(id), in.rec)
+		st.ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: id, AgentID: in.rec.AgentID}})
+	}
+	s.mu.Unlock()
+	s.poke()
+	return out, res, commit(ctx, s.store, c)
+}
+
+// httpError is a refusal with its status.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+// conflictError is Marathon's 409 for a change that would overlap running deployments.
+type conflictError struct{ ids []string }
+
+func (e *conflictError) Error() string {
+	return "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'."
+}
+
+func writeChangeError(w http.ResponseWriter, err error) {
+	var he *httpError
+	var ve *ValidationError
+	var ce *conflictError
+	switch {
+	case errors.As(err, &ve):
+		httpjson.Write(w, http.StatusUnprocessableEntity, ve)
+	case errors.As(err, &he):
+		marathonError(w, he.code, he.msg)
+	case errors.As(err, &ce):
+		var deps []map[string]string
+		for _, id := range ce.ids {
+			deps = append(deps, map[string]string{"id": id})
+		}
+		httpjson.Write(w, http.StatusConflict, map[string]any{"message": ce.Error(), "deployments": deps})
+	case errors.Is(err, errNotReady), errors.Is(err, raft.ErrNotLeader), errors.Is(err, context.DeadlineExceeded):
+		marathonError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		marathonError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func forced(r *http.Request) bool { return r.URL.Query().Get("force") == "true" }
+
+// changeResult is what Marathon answers a change with.
+type changeResult struct {
+	DeploymentID string `json:"deploymentId"`
+	Version      string `json:"version"`
+}
+
+// changeApp makes one change of one app as a deployment: edit returns the new definition (nil
+// deletes the app). The change, its version and its deployment are committed together; a
+// change to an app that a deployment is changing is refused (409) unless forced, which
+// replaces that deployment.
+func (s *Service) changeApp(ctx context.Context, appID string, force bool, edit func(cur *appState) (Definition, error)) (changeResult, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	st := s.st
+	if st == nil {
+		s.mu.Unlock()
+		return changeResult{}, errNotReady
+	}
+	cur := st.apps[appID]
+	if cur != nil && cur.deleted {
+		cur = nil
+	}
+	var blocking []string
+	for id, d := range st.deployments {
+		for _, a := range d.AffectedApps {
+			if a == appID {
+				blocking = append(blocking, id)
+			}
+		}
+	}
+	sort.Strings(blocking)
+	s.mu.Unlock()
+	if len(blocking) > 0 && !force {
+		return changeResult{}, &conflictError{ids: blocking}
+	}
+	def, err := edit(cur)
+	if err != nil {
+		return changeResult{}, err
+	}
+	now := s.cfg.Clock.Now().UTC()
+	ver := now.Format("2006-01-02T15:04:05.000Z")
+	dep := &Deployment{ID: newUUID(s), Version: ver, AffectedApps: []string{appID}, CurrentStep: 1, TotalSteps: 1}
+	c := &change{}
+	for _, id := range blocking {
+		c.del(deploymentKey(id))
+	}
+	var next *appState
+	action := "StopApplication"
+	if def == nil {
+		c.del(appKey(appID))
+		c.delPrefix(versionPrefix(appID))
+	} else {
+		a, err := def.App()
+		if err != nil {
+			return changeResult{}, &ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/", Errors: []string{err.Error()}}}}
+		}
+		if err := a.Validate(); err != nil {
+			return changeResult{}, err
+		}
+		def = def.Merge(nil)
+		def["id"], _ = json.Marshal(a.ID)
+		vi := map[string]string{"lastScalingAt": ver, "lastConfigChangeAt": ver}
+		switch {
+		case cur == nil:
+			action = "StartApplication"
+		case sameConfig(cur.def, def) && configVersion(def) != "":
+			action = "ScaleApplication"
+			vi["lastConfigChangeAt"] = cur.configAt
+		default:
+			action = "RestartApplication"
+		}
+		def["version"], _ = json.Marshal(ver)
+		def["versionInfo"], _ = json.Marshal(vi)
+		if next, err = appStateOf(mustJSON(def)); err != nil {
+			return changeResult{}, err
+		}
+		c.put(appKey(appID), def)
+		c.put(versionKey(appID, ver), def)
+	}
+	dep.Steps = []Step{{Actions: []Action{{Action: action, App: appID}}}}
+	dep.CurrentActions = dep.Steps[0].Actions
+	c.put(deploymentKey(dep.ID), dep)
+	if err := commit(ctx, s.store, c); err != nil {
+		return changeResult{}, err
+	}
+	s.mu.Lock()
+	if s.st == st {
+		for _, id := range blocking {
+			delete(st.deployments, id)
+		}
+		st.deployments[dep.ID] = dep
+		switch {
+		case next == nil:
+			if cur != nil {
+				cur.deleted = true
+			}
+		case cur != nil && action == "ScaleApplication":
+			next.failures, next.delayUntil, next.lastFail = cur.failures, cur.delayUntil, cur.lastFail
+			st.apps[appID] = next
+		default:
+			st.apps[appID] = next // a new config: the backoff starts over
+		}
+	}
+	s.mu.Unlock()
+	s.poke()
+	s.logger.Info("deployment started", "deployment", dep.ID, "app", appID, "action", action)
+	return changeResult{DeploymentID: dep.ID, Version: ver}, nil
+}
+
+// sameConfig says whether two definitions differ in nothing but instances and versions.
+func sameConfig(a, b Definition) bool {
+	strip := func(d Definition) Definition {
+		out := maps.Clone(d)
+		for _, k := range []string{"instances", "version", "versionInfo"} {
+			delete(out, k)
+		}
+		return out
+	}
+	return string(mustJSON(strip(a))) == string(mustJSON(strip(b)))
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func newUUID(s *Service) string {
+	u, err := s.ids.UUID()
+	if err != nil {
+		return strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	return u
+}
+
+// embedOf reads ?embed=apps.tasks,... (or app.tasks for one app).
+func embedOf(r *http.Request, prefix string) map[string]bool {
+	out := map[string]bool{}
+	for _, v := range r.URL.Query()["embed"] {
+		for _, e := range strings.Split(v, ",") {
+			e = strings.TrimSpace(e)
+			e = strings.TrimPrefix(strings.TrimPrefix(e, "apps."), "app.")
+			out[e] = true
+		}
+	}
+	_ = prefix
+	return out
+}
+
+func (s *Service) listApps(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	embed := embedOf(r, "apps.")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.st
+	if st == nil {
+		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
+		return
+	}
+	apps := []map[string]any{}
+	for _, id := range sortedKeys(st.apps) {
+		as := st.apps[id]
+		if as.deleted {
+			continue
+		}
+		if f := q.Get("id"); f != "" && !strings.Contains(as.app.ID, f) {
+			continue
+		}
+		if f := q.Get("cmd"); f != "" && !strings.Contains(as.app.Cmd, f) {
+			continue
+		}
+		if f := q.Get("label"); f != "" && !matchLabel(as.app.Labels, f) {
+			continue
+		}
+		apps = append(apps, s.appJSONLocked(st, as, embed))
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"apps": apps})
+}
+
+// matchLabel reads Marathon's label selector: "key", "key==value" or "key!=value".
+func matchLabel(labels map[string]string, sel string) bool {
+	if k, v, ok := strings.Cut(sel, "!="); ok {
+		return labels[strings.TrimSpace(k)] != strings.TrimSpace(v)
+	}
+	if k, v, ok := strings.Cut(sel, "=="); ok {
+		got, has := labels[strings.TrimSpace(k)]
+		return has && got == strings.TrimSpace(v)
+	}
+	_, has := labels[strings.TrimSpace(sel)]
+	return has
+}
+
+// appJSONLocked is an app as Marathon shows it: its definition with counts and deployments.
+func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]bool) map[string]any {
+	out := map[string]any{}
+	for k, v := range as.def {
+		out[k] = v
+	}
+	staged, running, healthy, unhealthy := 0, 0, 0, 0
+	for _, in := range st.appInstances(as.app.ID) {
+		switch in.state {
+		case task.Running:
+			running++
+			if in.healthy != nil {
+				if *in.healthy {
+					healthy++
+				} else {
+					unhealthy++
+				}
+			}
+		case task.Staging, task.Starting:
+			staged++
+		}
+	}
+	out["tasksStaged"], out["tasksRunning"], out["tasksHealthy"], out["tasksUnhealthy"] = staged, running, healthy, unhealthy
+	deps := []map[string]string{}
+	for _, id := range sortedKeys(st.deployments) {
+		for _, a := range st.deployments[id].AffectedApps {
+			if a == as.app.ID {
+				deps = append(deps, map[string]string{"id": id})
+			}
+		}
+	}
+	out["deployments"] = deps
+	if embed["tasks"] {
+		out["tasks"] = s.tasksJSONLocked(st, as.app.ID)
+	}
+	if embed["lastTaskFailure"] && as.lastFail != nil {
+		out["lastTaskFailure"] = as.lastFail
+	}
+	if embed["counts"] {
+		out["tasksStaged"] = staged
+	}
+	return out
+}
+
+// taskJSON is a task as Marathon shows it.
+type taskJSON struct {
+	ID                 string     `json:"id"`
+	AppID              string     `json:"appId"`
+	Host               string     `json:"host"`
+	Ports              []int      `json:"ports"`
+	SlaveID            string     `json:"slaveId"`
+	StagedAt           time.Time  `json:"stagedAt"`
+	StartedAt          *time.Time `json:"startedAt,omitempty"`
+	Version            string     `json:"version"`
+	State              string     `json:"state"`
+	HealthCheckResults []hcResult `json:"healthCheckResults,omitempty"`
+}
+
+type hcResult struct {
+	Alive  bool   `json:"alive"`
+	TaskID string `json:"taskId"`
+}
+
+func taskJSONOf(in *instance) taskJSON {
+	t := taskJSON{ID: in.rec.ID, AppID: in.rec.AppID, Host: in.rec.Host, Ports: in.rec.Ports, SlaveID: in.rec.AgentID,
+		StagedAt: in.rec.StagedAt, StartedAt: in.startedAt, Version: in.rec.Version, State: string(in.state)}
+	if t.Ports == nil {
+		t.Ports = []int{}
+	}
+	if in.healthy != nil {
+		t.HealthCheckResults = []hcResult{{Alive: *in.healthy, TaskID: in.rec.ID}}
+	}
+	return t
+}
+
+func (s *Service) tasksJSONLocked(st *leaderState, appID string) []taskJSON {
+	out := []taskJSON{}
+	for _, in := range st.appInstances(appID) {
+		out = append(out, taskJSONOf(in))
+	}
+	return out
+}
+
+func (s *Service) listTasks(w http.ResponseWriter, r *http.Request) {
+	statuses := map[string]bool{}
+	for _, v := range r.URL.Query()["status"] {
+		for _, st := range strings.Split(v, ",") {
+			statuses["TASK_"+strings.ToUpper(strings.TrimSpace(st))] = true
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.st
+	if st == nil {
+		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
+		return
+	}
+	out := []taskJSON{}
+	for _, appID := range sortedKeys(st.apps) {
+		for _, in := range st.appInstances(appID) {
+			if len(statuses) == 0 || statuses[string(in.state)] {
+				out = append(out, taskJSONOf(in))
+			}
+		}
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"tasks": out})
+}
+
+func (s *Service) listDeployments(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st == nil {
+		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
+		return
+	}
+	out := []*Deployment{}
+	for _, id := range sortedKeys(s.st.deployments) {
+		out = append(out, s.st.deployments[id])
+	}
+	httpjson.Write(w, http.StatusOK, out)
+}
+
+// deleteDeployment cancels a deployment: with force=true it just stops where it is; without, it
+// rolls back: the apps go back to the version before it (an app it created is deleted).
+func (s *Service) deleteDeployment(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	var d *Deployment
+	if s.st != nil {
+		d = s.st.deployments[id]
+	}
+	s.mu.Unlock()
+	if d == nil {
+		marathonError(w, http.StatusNotFound, "DeploymentPlan "+id+" does not exist")
+		return
+	}
+	if forced(r) {
+		c := &change{}
+		c.del(deploymentKey(id))
+		if err := commit(r.Context(), s.store, c); err != nil {
+			writeChangeError(w, err)
+			return
+		}
+		s.mu.Lock()
+		if s.st != nil {
+			delete(s.st.deployments, id)
+		}
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	view, err := s.store.View(r.Context(), raft.Stale)
+	if err != nil {
+		writeChangeError(w, err)
+		return
+	}
+	var res changeResult
+	for _, appID := range d.AffectedApps {
+		var prev []byte
+		view.List(Namespace, versionPrefix(appID), func(key string, data []byte) bool {
+			if strings.TrimPrefix(key, versionPrefix(appID)) < d.Version {
+				prev = data
+			}
+			return true
+		})
+		res, err = s.changeApp(r.Context(), appID, true, func(cur *appState) (Definition, error) {
+			if prev == nil {
+				if cur == nil {
+					return nil, &httpError{http.StatusNotFound, "App '" + appID + "' does not exist"}
+				}
+				return nil, nil // it did not exist before: roll back by deleting it
+			}
+			return Decode(prev)
+		})
+		if err != nil {
+			writeChangeError(w, err)
+			return
+		}
+	}
+	httpjson.Write(w, http.StatusOK, res)
+}
+
+func (s *Service) info(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	fwID := ""
+	if s.st != nil {
+		fwID = s.st.ss.FrameworkID()
+	}
+	s.mu.Unlock()
+	httpjson.Write(w, http.StatusOK, map[string]any{
+		"name": "agora", "version": version.Get().Version, "frameworkId": fwID, "elected": true,
+		"leader": r.Host,
+		"marathon_config": map[string]any{
+			"framework_name": s.cfg.Name, "mesos_role": s.cfg.Role, "failover_timeout": int64(s.cfg.FailoverTimeout.Seconds()),
+		},
+	})
+}

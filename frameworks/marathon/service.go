@@ -1,0 +1,722 @@
+package marathon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/clock"
+	"github.com/agora-sched/agora/pkg/id"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
+	"github.com/agora-sched/agora/raft"
+)
+
+// Config configures the service framework.
+type Config struct {
+	Master *master.Master
+	Logger *slog.Logger
+	Clock  clock.Clock // default: real time
+	// Name and Role it registers with (default "marathon" and "*"); FailoverTimeout is how long
+	// the master keeps its tasks while it is away (a leader change), default a week.
+	Name            string
+	Role            string
+	FailoverTimeout time.Duration
+	// Tick is how often it looks at its apps besides after events (default 1 s).
+	Tick time.Duration
+}
+
+// Service is the Marathon-like framework: a leader service of the masters that keeps apps'
+// instances running through the scheduler contract, and serves Marathon's /v2 API.
+type Service struct {
+	cfg    Config
+	m      *master.Master
+	store  *raft.Store
+	logger *slog.Logger
+	ids    *id.Generator
+	wake   chan struct{}
+
+	writeMu sync.Mutex // serializes API writes: check, commit, apply
+
+	mu sync.Mutex   // guards st
+	st *leaderState // nil while this master does not lead, or has not subscribed yet
+}
+
+// leaderState is the framework's memory while it leads: apps and deployments as the store has
+// them, instances with what their tasks last said.
+type leaderState struct {
+	ss          *master.Session
+	apps        map[string]*appState
+	instances   map[string]*instance // by instance id, which is its task id
+	deployments map[string]*Deployment
+	suppressed  bool
+}
+
+type appState struct {
+	def        Definition
+	app        App
+	configAt   string // versionInfo.lastConfigChangeAt: instances of another are old
+	deleted    bool   // DELETE: its instances are being killed; forgotten once none is left
+	want       int    // instances to start now, from the plan
+	failures   int
+	delayUntil time.Time
+	lastFail   *TaskFailure
+}
+
+type instance struct {
+	rec              InstanceRecord
+	state            task.State
+	healthy          *bool
+	message          string
+	startedAt        *time.Time
+	unreachableSince time.Time
+}
+
+// TaskFailure is Marathon's lastTaskFailure.
+type TaskFailure struct {
+	AppID     string    `json:"appId"`
+	Host      string    `json:"host"`
+	Message   string    `json:"message"`
+	State     string    `json:"state"`
+	TaskID    string    `json:"taskId"`
+	Timestamp time.Time `json:"timestamp"`
+	Version   string    `json:"version"`
+	SlaveID   string    `json:"slaveId"`
+}
+
+// New makes the service. Register it with Register before the master runs.
+func New(cfg Config) (*Service, error) {
+	if cfg.Master == nil {
+		return nil, errors.New("marathon: no master")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Name == "" {
+		cfg.Name = "marathon"
+	}
+	if cfg.Role == "" {
+		cfg.Role = api.DefaultRole
+	}
+	if cfg.FailoverTimeout == 0 {
+		cfg.FailoverTimeout = 7 * 24 * time.Hour
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = time.Second
+	}
+	ids, err := id.NewGenerator(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		cfg: cfg, m: cfg.Master, store: cfg.Master.Store(), logger: cfg.Logger.With("framework", cfg.Name),
+		ids: ids, wake: make(chan struct{}, 1),
+	}, nil
+}
+
+// Register adds the service's leader service and its /v2 endpoints to the master.
+func (s *Service) Register() {
+	s.m.RegisterLeaderService(s)
+	s.routes()
+}
+
+// Name is the leader service's name.
+func (s *Service) Name() string { return "marathon" }
+
+func (s *Service) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run subscribes with the master (as the same framework on every leader), loads the apps,
+// reconciles every instance it knows, then keeps apps at their wanted instances until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	v, err := s.store.View(ctx, raft.Stale)
+	if err != nil {
+		return err
+	}
+	fwID := ""
+	if b, ok := v.Get(Namespace, frameworkIDKey); ok {
+		json.Unmarshal(b, &fwID)
+	}
+	ss, err := s.subscribe(ctx, fwID)
+	if err != nil {
+		return err
+	}
+	defer ss.Close()
+	if fwID != ss.FrameworkID() {
+		c := &change{}
+		c.put(frameworkIDKey, ss.FrameworkID())
+		if err := commit(ctx, s.store, c); err != nil {
+			return err
+		}
+	}
+	st, err := s.load(ss)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.st = st
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.st = nil
+		s.mu.Unlock()
+	}()
+	var known []api.ReconcileTask
+	for _, in := range st.instances {
+		known = append(known, api.ReconcileTask{TaskID: in.rec.ID, AgentID: in.rec.AgentID})
+	}
+	if len(known) > 0 {
+		if err := ss.Call(api.Call{Type: api.CallReconcile, Reconcile: &api.Reconcile{Tasks: known}}); err != nil {
+			return err
+		}
+	}
+	s.logger.Info("service framework running", "framework", ss.FrameworkID(), "apps", len(st.apps), "instances", len(st.instances))
+
+	events := make(chan api.Event)
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := ss.Next(ctx)
+			if err != nil {
+				ended <- err
+				return
+			}
+			select {
+			case events <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(s.cfg.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-ended:
+			return fmt.Errorf("marathon: subscription ended: %w", err)
+		case ev := <-events:
+			s.handle(ctx, ev)
+		case <-s.wake:
+		case <-tick.C:
+		}
+		s.step(ctx)
+	}
+}
+
+// subscribe registers with the master, waiting while its scheduler is not ready yet.
+func (s *Service) subscribe(ctx context.Context, fwID string) (*master.Session, error) {
+	info := api.FrameworkInfo{
+		ID: fwID, Name: s.cfg.Name, Role: s.cfg.Role, FailoverTimeout: s.cfg.FailoverTimeout.Seconds(),
+		Capabilities: []string{api.CapabilityPartitionAware},
+	}
+	for {
+		ss, err := s.m.Subscribe(ctx, info)
+		if err == nil {
+			return ss, nil
+		}
+		if !errors.Is(err, master.ErrNotReady) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// load reads apps, instances and deployments from the store.
+func (s *Service) load(ss *master.Session) (*leaderState, error) {
+	v, err := s.store.View(context.Background(), raft.Stale)
+	if err != nil {
+		return nil, err
+	}
+	st := &leaderState{ss: ss, apps: map[string]*appState{}, instances: map[string]*instance{}, deployments: map[string]*Deployment{}}
+	var bad error
+	v.List(Namespace, "app/", func(_ string, data []byte) bool {
+		var as *appState
+		if as, bad = appStateOf(data); bad == nil {
+			st.apps[as.app.ID] = as
+		}
+		return bad == nil
+	})
+	v.List(Namespace, "instance/", func(_ string, data []byte) bool {
+		var rec InstanceRecord
+		if bad = json.Unmarshal(data, &rec); bad == nil {
+			st.instances[rec.ID] = &instance{rec: rec, state: task.Staging}
+			if st.apps[rec.AppID] == nil {
+				// Its app was deleted before the last leader could stop it.
+				st.apps[rec.AppID] = &appState{app: App{ID: rec.AppID}, deleted: true}
+			}
+		}
+		return bad == nil
+	})
+	v.List(Namespace, "deployment/", func(_ string, data []byte) bool {
+		var d Deployment
+		if bad = json.Unmarshal(data, &d); bad == nil {
+			st.deployments[d.ID] = &d
+		}
+		return bad == nil
+	})
+	if bad != nil {
+		return nil, fmt.Errorf("marathon: load: %w", bad)
+	}
+	return st, nil
+}
+
+func appStateOf(data []byte) (*appState, error) {
+	def, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	a, err := def.App()
+	if err != nil {
+		return nil, err
+	}
+	return &appState{def: def, app: a, configAt: configVersion(def)}, nil
+}
+
+// configVersion is the version that tells old instances from new: the last config change.
+func configVersion(def Definition) string {
+	var vi struct {
+		LastConfigChangeAt string `json:"lastConfigChangeAt"`
+	}
+	if raw, ok := def["versionInfo"]; ok {
+		json.Unmarshal(raw, &vi)
+	}
+	return vi.LastConfigChangeAt
+}
+
+// handle takes one event from the master.
+func (s *Service) handle(ctx context.Context, ev api.Event) {
+	switch ev.Type {
+	case api.EventOffers:
+		for _, o := range ev.Offers.Offers {
+			s.useOffer(ctx, o)
+		}
+	case api.EventUpdate:
+		s.update(ctx, ev.Update.Status)
+	case api.EventError:
+		s.logger.Warn("the master ended the subscription", "message", ev.Error.Message)
+	}
+}
+
+// update takes a task's status update: the instance's state changes; an ended instance is
+// forgotten (and replaced, with backoff, if nobody asked it to stop).
+func (s *Service) update(ctx context.Context, st api.TaskStatus) {
+	s.mu.Lock()
+	state := s.st
+	if state == nil {
+		s.mu.Unlock()
+		return
+	}
+	ss := state.ss
+	in := state.instances[st.TaskID]
+	var forget *change
+	switch {
+	case in == nil:
+		if !st.State.IsTerminal() && st.State != task.Unknown {
+			s.logger.Warn("killing a task no instance owns", "task", st.TaskID)
+			ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: st.TaskID, AgentID: st.AgentID}})
+		}
+	case st.State.IsTerminal() || st.State == task.Unknown:
+		delete(state.instances, st.TaskID)
+		forget = &change{}
+		forget.del(instanceKey(st.TaskID))
+		as := state.apps[in.rec.AppID]
+		if as != nil && !in.rec.Killing {
+			s.failedLocked(as, in, st)
+		}
+	default:
+		in.state, in.message = st.State, st.Message
+		if st.Healthy != nil {
+			h := *st.Healthy
+			in.healthy = &h
+		}
+		switch st.State {
+		case task.Running:
+			if in.startedAt == nil {
+				t := st.Timestamp
+				in.startedAt = &t
+			}
+			in.unreachableSince = time.Time{}
+			if as := state.apps[in.rec.AppID]; as != nil && (len(as.app.HealthChecks) == 0 || in.healthy != nil && *in.healthy) {
+				as.failures, as.delayUntil = 0, time.Time{} // it runs (healthy): the backoff starts over
+			}
+		case task.Unreachable:
+			if in.unreachableSince.IsZero() {
+				in.unreachableSince = s.cfg.Clock.Now()
+			}
+		}
+	}
+	s.mu.Unlock()
+	if st.UUID != "" {
+		if err := ss.Acknowledge(st); err != nil {
+			s.logger.Warn("acknowledge", "task", st.TaskID, "err", err)
+		}
+	}
+	if forget != nil {
+		if err := commit(ctx, s.store, forget); err != nil {
+			s.logger.Warn("forget an ended instance", "instance", st.TaskID, "err", err)
+		}
+	}
+}
+
+// failedLocked records an instance that ended on its own: the app's launches wait
+// backoffSeconds × backoffFactor^(failures-1), at most maxLaunchDelaySeconds.
+func (s *Service) failedLocked(as *appState, in *instance, st api.TaskStatus) {
+	as.failures++
+	delay := LaunchDelay(as.app, as.failures)
+	as.delayUntil = s.cfg.Clock.Now().Add(delay)
+	as.lastFail = &TaskFailure{AppID: as.app.ID, Host: in.rec.Host, Message: st.Message, State: string(st.State), TaskID: in.rec.ID,
+		Timestamp: st.Timestamp, Version: in.rec.Version, SlaveID: in.rec.AgentID}
+	s.logger.Info("instance ended; replacing it", "app", as.app.ID, "instance", in.rec.ID, "state", st.State, "message", st.Message, "delay", delay)
+}
+
+// LaunchDelay is the wait before launching again after the n-th failure in a row.
+func LaunchDelay(a App, failures int) time.Duration {
+	if failures <= 0 {
+		return 0
+	}
+	d := a.BackoffSeconds * math.Pow(a.BackoffFactor, float64(failures-1))
+	d = math.Min(d, a.MaxLaunchDelaySeconds)
+	return time.Duration(d * float64(time.Second))
+}
+
+// step plans every app: kills now, starts when offers come; finishes deployments; suppresses
+// offers when nothing waits and revives them when something does.
+func (s *Service) step(ctx context.Context) {
+	s.mu.Lock()
+	state := s.st
+	if state == nil {
+		s.mu.Unlock()
+		return
+	}
+	now := s.cfg.Clock.Now()
+	done := &change{}
+	waiting := false
+	for _, appID := range sortedKeys(state.apps) {
+		as := state.apps[appID]
+		insts := state.appInstances(appID)
+		target := as.app.Instances
+		if as.deleted {
+			target = 0
+			if len(insts) == 0 {
+				delete(state.apps, appID)
+				continue
+			}
+		}
+		var view []PlanInstance
+		for _, in := range insts {
+			if !in.unreachableSince.IsZero() && now.Sub(in.unreachableSince) >= time.Duration(as.app.UnreachableStrategy.InactiveAfterSeconds*float64(time.Second)) {
+				if now.Sub(in.unreachableSince) >= time.Duration(as.app.UnreachableStrategy.ExpungeAfterSeconds*float64(time.Second)) {
+					// Expunged: forgotten; its task is killed should its agent come back.
+					delete(state.instances, in.rec.ID)
+					done.del(instanceKey(in.rec.ID))
+					state.ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: in.rec.ID, AgentID: in.rec.AgentID}})
+				}
+				continue // inactive: it does not count, a replacement is started
+			}
+			view = append(view, PlanInstance{
+				ID: in.rec.ID, New: in.rec.Version == as.configAt && !as.deleted, Running: in.state == task.Running,
+				Healthy: in.state == task.Running && (len(as.app.HealthChecks) == 0 || in.healthy != nil && *in.healthy),
+				Killing: in.rec.Killing, StagedAt: in.rec.StagedAt,
+			})
+		}
+		p := PlanApp(target, as.app.UpgradeStrategy, as.app.KillSelection, view)
+		for _, id := range p.Kill {
+			in := state.instances[id]
+			in.rec.Killing = true
+			done.put(instanceKey(id), in.rec)
+			kill := &api.KillTask{TaskID: id, AgentID: in.rec.AgentID}
+			if g := as.app.TaskKillGracePeriodSeconds; g != nil {
+				kill.GracePeriodSeconds = *g
+			}
+			if err := state.ss.Call(api.Call{Type: api.CallKill, Kill: kill}); err != nil {
+				s.logger.Warn("kill", "instance", id, "err", err)
+			}
+		}
+		as.want = p.Start
+		if as.want > 0 && !now.Before(as.delayUntil) {
+			waiting = true
+		}
+	}
+	for id, d := range state.deployments {
+		if state.settled(d) {
+			delete(state.deployments, id)
+			done.del(deploymentKey(id))
+			s.logger.Info("deployment finished", "deployment", id, "apps", strings.Join(d.AffectedApps, ","))
+		}
+	}
+	switch {
+	case waiting && state.suppressed:
+		state.suppressed = false
+		state.ss.Call(api.Call{Type: api.CallRevive})
+	case !waiting && !state.suppressed:
+		state.suppressed = true
+		state.ss.Call(api.Call{Type: api.CallSuppress})
+	}
+	s.mu.Unlock()
+	if err := commit(ctx, s.store, done); err != nil {
+		s.logger.Warn("record kills and finished deployments", "err", err)
+	}
+}
+
+// appInstances lists an app's instances, oldest first.
+func (st *leaderState) appInstances(appID string) []*instance {
+	var out []*instance
+	for _, in := range st.instances {
+		if in.rec.AppID == appID {
+			out = append(out, in)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rec.StagedAt.Before(out[j].rec.StagedAt) })
+	return out
+}
+
+// settled says whether a deployment's apps have reached what it asked.
+func (st *leaderState) settled(d *Deployment) bool {
+	for _, appID := range d.AffectedApps {
+		as := st.apps[appID]
+		insts := st.appInstances(appID)
+		if as == nil || as.deleted {
+			if len(insts) > 0 {
+				return false
+			}
+			continue
+		}
+		n := 0
+		for _, in := range insts {
+			if in.rec.Killing || in.rec.Version != as.configAt {
+				return false
+			}
+			if in.state != task.Running || len(as.app.HealthChecks) > 0 && (in.healthy == nil || !*in.healthy) {
+				return false
+			}
+			n++
+		}
+		if n != as.app.Instances {
+			return false
+		}
+	}
+	return true
+}
+
+// useOffer launches, into one offer, the instances apps wait for that fit it (resources, ports,
+// constraints), recording them first; the rest of the offer is declined.
+func (s *Service) useOffer(ctx context.Context, o api.Offer) {
+	s.mu.Lock()
+	state := s.st
+	if state == nil {
+		s.mu.Unlock()
+		return
+	}
+	ss := state.ss
+	now := s.cfg.Clock.Now()
+	left := o.Resources
+	place := Place{Hostname: o.Hostname, Attributes: o.Attributes}
+	c := &change{}
+	var infos []api.TaskInfo
+	var recs []InstanceRecord
+	waiting := false
+	for _, appID := range sortedKeys(state.apps) {
+		as := state.apps[appID]
+		if as.deleted || as.want == 0 || now.Before(as.delayUntil) {
+			continue
+		}
+		waiting = true
+		cons := parseConstraints(as.app)
+		var placed []Place
+		for _, in := range state.appInstances(appID) {
+			placed = append(placed, Place{Hostname: in.rec.Host, Attributes: in.rec.Attributes})
+		}
+		for as.want > 0 {
+			need := resources.Resources{CPUs: as.app.CPUs, Mem: as.app.Mem, Disk: as.app.Disk}
+			if !left.Contains(need) || !AllowAll(cons, place, placed) {
+				break
+			}
+			ports, ok := pickPorts(left.Ports, as.app.RequiredPorts())
+			if !ok {
+				break
+			}
+			need.Ports = ports.ranges
+			left, _ = left.Subtract(need)
+			rec := InstanceRecord{
+				ID: taskIDFor(as.app.ID, s.ids), AppID: as.app.ID, Version: as.configAt, AgentID: o.AgentID,
+				Host: o.Hostname, Attributes: o.Attributes, Ports: ports.list, StagedAt: now,
+			}
+			c.put(instanceKey(rec.ID), rec)
+			recs = append(recs, rec)
+			infos = append(infos, taskInfo(as, rec, need))
+			placed = append(placed, place)
+			as.want--
+		}
+	}
+	s.mu.Unlock()
+	refuse := 120.0 // nothing waits: keep this agent away for a while (revived on changes)
+	if waiting {
+		refuse = 5
+	}
+	if len(infos) == 0 {
+		ss.Decline([]string{o.ID}, &api.Filters{RefuseSeconds: &refuse})
+		return
+	}
+	if err := commit(ctx, s.store, c); err != nil {
+		s.logger.Warn("could not record instances; declining the offer", "err", err)
+		ss.Decline([]string{o.ID}, nil)
+		s.mu.Lock()
+		if s.st == state {
+			for _, rec := range recs {
+				state.apps[rec.AppID].want++
+			}
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Lock()
+	if s.st == state {
+		for _, rec := range recs {
+			state.instances[rec.ID] = &instance{rec: rec, state: task.Staging}
+		}
+	}
+	s.mu.Unlock()
+	one := 1.0
+	if err := ss.Accept([]string{o.ID}, []api.Operation{{Type: api.OperationLaunch, Launch: &api.Launch{TaskInfos: infos}}}, &api.Filters{RefuseSeconds: &one}); err != nil {
+		s.logger.Warn("accept", "offer", o.ID, "err", err)
+	}
+	s.logger.Debug("launched", "instances", len(infos), "agent", o.AgentID)
+}
+
+func parseConstraints(a App) []Constraint {
+	var out []Constraint
+	for _, raw := range a.Constraints {
+		if c, err := ParseConstraint(raw); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// taskIDFor makes a task id as Marathon does: the app's path with '_' for '/', a dot, a uuid.
+func taskIDFor(appID string, ids *id.Generator) string {
+	u, err := ids.UUID()
+	if err != nil {
+		u = fmt.Sprint(time.Now().UnixNano())
+	}
+	return strings.ReplaceAll(strings.TrimPrefix(appID, "/"), "/", "_") + "." + u
+}
+
+// taskInfo is the launch of one instance.
+func taskInfo(as *appState, rec InstanceRecord, res resources.Resources) api.TaskInfo {
+	a := as.app
+	env := map[string]string{}
+	for k, v := range a.Env {
+		if v.Secret == "" {
+			env[k] = v.Value
+		}
+	}
+	env["MARATHON_APP_ID"] = a.ID
+	env["MARATHON_APP_VERSION"] = rec.Version
+	if img := a.Image(); img != "" {
+		env["MARATHON_APP_DOCKER_IMAGE"] = img
+	}
+	ti := api.TaskInfo{
+		TaskID: rec.ID, Name: a.ID, Resources: res, Image: a.Image(), Cmd: a.Cmd, Args: a.Args, Env: env,
+		Labels: a.Labels, PortNames: a.PortNames(), HealthChecks: a.HealthChecks,
+	}
+	if a.Container != nil && a.Container.Docker != nil {
+		ti.ForcePull = a.Container.Docker.ForcePullImage
+	}
+	if ti.Image == "" && ti.Cmd == "" && len(a.Args) > 0 {
+		ti.Cmd, ti.Args = shellJoin(a.Args), nil // no image: the args are the command
+	}
+	if g := a.TaskKillGracePeriodSeconds; g != nil {
+		ti.KillGracePeriodSeconds = *g
+	}
+	return ti
+}
+
+// shellJoin quotes words for sh -c.
+func shellJoin(words []string) string {
+	var b strings.Builder
+	for i, w := range words {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString("'" + strings.ReplaceAll(w, "'", `'\''`) + "'")
+	}
+	return b.String()
+}
+
+// pickedPorts are the host ports chosen for an instance.
+type pickedPorts struct {
+	list   []int
+	ranges resources.Ranges
+}
+
+// pickPorts chooses host ports from what an offer has: each wanted port that is fixed must be
+// free in the offer; each 0 takes the lowest free one.
+func pickPorts(free resources.Ranges, want []int) (pickedPorts, bool) {
+	var out pickedPorts
+	taken := map[uint64]bool{}
+	inOffer := func(p uint64) bool {
+		for _, r := range free {
+			if p >= r.Begin && p <= r.End {
+				return true
+			}
+		}
+		return false
+	}
+	for _, w := range want {
+		if w == 0 {
+			continue
+		}
+		p := uint64(w)
+		if !inOffer(p) || taken[p] {
+			return out, false
+		}
+		taken[p] = true
+	}
+	for _, w := range want {
+		p := uint64(w)
+		if w == 0 {
+			found := false
+			for _, r := range free {
+				for q := r.Begin; q <= r.End && !found; q++ {
+					if !taken[q] {
+						p, found = q, true
+					}
+				}
+				if found {
+					break
+				}
+			}
+			if !found {
+				return out, false
+			}
+			taken[p] = true
+		}
+		out.list = append(out.list, int(p))
+		out.ranges = out.ranges.Add(resources.Ranges{{Begin: p, End: p}})
+	}
+	return out, true
+}

@@ -1,0 +1,144 @@
+package marathon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/agora-sched/agora/raft"
+)
+
+// Namespace is the framework's namespace in the replicated store. Keys:
+//
+//	framework-id                 the id the master gave the framework
+//	app/<app id>                 the app's current definition (with version and versionInfo)
+//	version/<app id>/<version>   every version of the app, for /versions and rollback
+//	instance/<instance id>       an instance, written before its task is launched
+//	deployment/<deployment id>   a deployment in progress
+const Namespace = "marathon"
+
+// batch is the one command of the namespace: puts and deletes applied together, so that an app
+// change and its deployment, or an offer's instances, are committed as one.
+type batch struct {
+	Puts           map[string]json.RawMessage `json:"puts,omitempty"`
+	Deletes        []string                   `json:"deletes,omitempty"`
+	DeletePrefixes []string                   `json:"delete_prefixes,omitempty"`
+}
+
+// Applier applies the namespace's commands; it is deterministic and does nothing else.
+func Applier() raft.Applier {
+	return raft.ApplierFunc(func(tx *raft.Txn, cmd raft.Command) (any, error) {
+		if cmd.Type != "batch" {
+			return nil, fmt.Errorf("marathon: unknown command %q", cmd.Type)
+		}
+		var b batch
+		if err := json.Unmarshal(cmd.Data, &b); err != nil {
+			return nil, fmt.Errorf("marathon: batch: %w", err)
+		}
+		for _, p := range b.DeletePrefixes {
+			tx.DeletePrefix(p)
+		}
+		for _, k := range b.Deletes {
+			tx.Delete(k)
+		}
+		for _, k := range sortedKeys(b.Puts) {
+			tx.Put(k, b.Puts[k])
+		}
+		return nil, nil
+	})
+}
+
+// change collects one batch.
+type change struct{ b batch }
+
+func (c *change) put(key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if c.b.Puts == nil {
+		c.b.Puts = map[string]json.RawMessage{}
+	}
+	c.b.Puts[key] = data
+	return nil
+}
+
+func (c *change) del(key string)          { c.b.Deletes = append(c.b.Deletes, key) }
+func (c *change) delPrefix(prefix string) { c.b.DeletePrefixes = append(c.b.DeletePrefixes, prefix) }
+func (c *change) empty() bool {
+	return len(c.b.Puts) == 0 && len(c.b.Deletes) == 0 && len(c.b.DeletePrefixes) == 0
+}
+
+// commit writes the batch through raft.
+func commit(ctx context.Context, store *raft.Store, c *change) error {
+	if c.empty() {
+		return nil
+	}
+	data, err := json.Marshal(c.b)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = store.Apply(ctx, raft.Command{Namespace: Namespace, Type: "batch", Data: data})
+	return err
+}
+
+func appKey(id string) string              { return "app" + id }
+func versionKey(id, version string) string { return "version" + id + "/" + version }
+func versionPrefix(id string) string       { return "version" + id + "/" }
+func instanceKey(id string) string         { return "instance/" + id }
+func deploymentKey(id string) string       { return "deployment/" + id }
+
+const frameworkIDKey = "framework-id"
+
+// InstanceRecord is what the store keeps of an instance: written before its task is launched,
+// deleted once the task has ended, so a failover never doubles or forgets an instance.
+type InstanceRecord struct {
+	ID         string            `json:"id"` // also its task's id
+	AppID      string            `json:"appId"`
+	Version    string            `json:"version"` // the app's config version it runs
+	AgentID    string            `json:"agentId"`
+	Host       string            `json:"host"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+	Ports      []int             `json:"ports,omitempty"`
+	StagedAt   time.Time         `json:"stagedAt"`
+	// Killing is set when the framework decided to stop it (scale down, upgrade, delete).
+	Killing bool `json:"killing,omitempty"`
+}
+
+// Deployment is Marathon's deployment: the change of one app, in progress until the app's
+// instances are all of its version, as many as wanted and healthy.
+type Deployment struct {
+	ID             string   `json:"id"`
+	Version        string   `json:"version"`
+	AffectedApps   []string `json:"affectedApps"`
+	Steps          []Step   `json:"steps"`
+	CurrentActions []Action `json:"currentActions"`
+	CurrentStep    int      `json:"currentStep"`
+	TotalSteps     int      `json:"totalSteps"`
+}
+
+// Step is a list of actions done together.
+type Step struct {
+	Actions []Action `json:"actions"`
+}
+
+// Action is one app's part in a step: StartApplication, ScaleApplication, RestartApplication or
+// StopApplication.
+type Action struct {
+	Action string `json:"action"`
+	App    string `json:"app"`
+}
+
+// sortedKeys lists a map's keys in order (the FSM applies puts in a fixed order).
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
