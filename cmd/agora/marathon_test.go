@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +33,35 @@ type marathonApp struct {
 		State string `json:"state"`
 	} `json:"tasks"`
 	Extra map[string]any `json:"-"`
+}
+
+// startMarathonDev runs agora dev with its agent on containerd (ports firstPort to +40) and
+// returns its API, its agent's API and its containerd namespace.
+func startMarathonDev(t *testing.T, firstPort int) (base, agentBase, ns string) {
+	t.Helper()
+	sock := containerdtest.Socket(t)
+	ns = testNamespace(t)
+	_, got := startCmd(t, []string{"dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
+		"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--allocation-interval", "200ms",
+		"--resources", fmt.Sprintf("cpus:2;mem:2048;disk:1000;ports:[%d-%d]", firstPort, firstPort+40)}, `API:\s+(http://\S+)`, `agent API:\s+(http://\S+)`)
+	return got[0], got[1], ns
+}
+
+// postApp creates an app, retrying while the service framework is starting.
+func postApp(t *testing.T, base, app string) map[string]any {
+	t.Helper()
+	var created map[string]any
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code := httpJSON(t, "POST", base+"/v2/apps", json.RawMessage(app), &created)
+		if code == http.StatusCreated {
+			return created
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("POST /v2/apps: %d %v", code, created)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func getApp(t *testing.T, base, id string) (marathonApp, int) {
@@ -64,29 +96,13 @@ func waitApp(t *testing.T, base, id, what string, cond func(marathonApp) bool) m
 // HTTP health check comes up healthy; it scales to 5 and back to 2; a task killed through the
 // API is replaced; deleting the app leaves no container behind.
 func TestMarathonAppLifecycle(t *testing.T) {
-	sock := containerdtest.Socket(t)
-	ns := testNamespace(t)
-	_, got := startCmd(t, []string{"dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
-		"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--allocation-interval", "200ms",
-		"--resources", fmt.Sprintf("cpus:2;mem:2048;disk:1000;ports:[%d-%d]", 32100, 32140)}, `API:\s+(http://\S+)`, `agent API:\s+(http://\S+)`)
-	base, agentBase := got[0], got[1]
+	base, agentBase, ns := startMarathonDev(t, 32100)
 
 	app := `{"id": "/demo/web", "container": {"type": "DOCKER", "docker": {"image": "` + containerdtest.TestAppImage + `"}},
 		"args": ["-sleep", "24h"], "cpus": 0.1, "mem": 32, "instances": 3,
 		"healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0, "gracePeriodSeconds": 30, "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 3}],
 		"labels": {"team": "a"}, "fetch": [{"uri": "http://example.invalid/kept.tgz"}]}`
-	var created map[string]any
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		code := httpJSON(t, "POST", base+"/v2/apps", json.RawMessage(app), &created)
-		if code == http.StatusCreated {
-			break
-		}
-		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
-			t.Fatalf("POST /v2/apps: %d %v", code, created)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	created := postApp(t, base, app)
 	if created["id"] != "/demo/web" || created["fetch"] == nil || len(created["deployments"].([]any)) != 1 {
 		t.Fatalf("created %v", created)
 	}
@@ -159,7 +175,7 @@ func TestMarathonAppLifecycle(t *testing.T) {
 	if code := httpJSON(t, "DELETE", base+"/v2/apps/demo/web", nil, &res); code != http.StatusOK {
 		t.Fatalf("delete: %d %v", code, res)
 	}
-	deadline = time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		_, code := getApp(t, base, "/demo/web")
 		var tasks []api.Task
@@ -200,4 +216,183 @@ func containersIn(t *testing.T, ns string) int {
 		t.Fatal(err)
 	}
 	return len(cs)
+}
+
+// sseEvent is one event of /v2/events.
+type sseEvent struct {
+	Type string
+	Data map[string]any
+	At   time.Time
+}
+
+// streamEvents reads /v2/events until the test ends.
+func streamEvents(t *testing.T, base string) <-chan sseEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var resp *http.Response
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v2/events", nil)
+		var err error
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusOK && resp.Header.Get("Content-Type") == "text/event-stream" {
+			break
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("GET /v2/events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+	out := make(chan sseEvent, 10000)
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var typ string
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				typ = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				var d map[string]any
+				if json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &d) == nil {
+					out <- sseEvent{Type: typ, Data: d, At: time.Now()}
+				}
+			}
+		}
+	}()
+	return out
+}
+
+func nextEvent(t *testing.T, ch <-chan sseEvent, what string, match func(sseEvent) bool) sseEvent {
+	t.Helper()
+	timeout := time.After(90 * time.Second)
+	for {
+		select {
+		case ev := <-ch:
+			if match(ev) {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %s within 90s", what)
+		}
+	}
+}
+
+// TestMarathonRollingUpgradeAndFailures: a config change rolls the app within its
+// upgradeStrategy, as watched through /v2/events; an instance made unhealthy is replaced; a
+// command that fails at once is relaunched with a growing backoff.
+func TestMarathonRollingUpgradeAndFailures(t *testing.T) {
+	base, _, _ := startMarathonDev(t, 32200)
+	events := streamEvents(t, base)
+	nextEvent(t, events, "event_stream_attached", func(ev sseEvent) bool { return ev.Type == "event_stream_attached" })
+	created := postApp(t, base, `{"id": "/roll", "container": {"type": "DOCKER", "docker": {"image": "`+containerdtest.TestAppImage+`"}},
+		"args": ["-sleep", "24h"], "env": {"RELEASE": "1"}, "cpus": 0.1, "mem": 32, "instances": 4,
+		"upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.25},
+		"healthChecks": [{"protocol": "HTTP", "path": "/health", "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 2}]}`)
+	a := waitApp(t, base, "/roll", "4 healthy", func(a marathonApp) bool { return a.TasksHealthy == 4 })
+	first := created["deployments"].([]any)[0].(map[string]any)["id"]
+	nextEvent(t, events, "the creation's deployment_success", func(ev sseEvent) bool { return ev.Type == "deployment_success" && ev.Data["id"] == first })
+
+	// Follow every task through the events: running and alive is healthy.
+	type seen struct{ running, alive, ended bool }
+	tasks := map[string]*seen{}
+	for _, tk := range a.Tasks {
+		tasks[tk.ID] = &seen{running: true, alive: true}
+	}
+	var res map[string]string
+	if code := httpJSON(t, "PUT", base+"/v2/apps/roll", json.RawMessage(`{"env": {"RELEASE": "2"}}`), &res); code != http.StatusOK {
+		t.Fatalf("update: %d %v", code, res)
+	}
+	minHealthy, maxLive := 4, 4
+	nextEvent(t, events, "deployment_success", func(ev sseEvent) bool {
+		id, _ := ev.Data["taskId"].(string)
+		if id != "" && tasks[id] == nil {
+			tasks[id] = &seen{}
+		}
+		switch ev.Type {
+		case "status_update_event":
+			st := ev.Data["taskStatus"].(string)
+			tasks[id].running = st == "TASK_RUNNING"
+			tasks[id].ended = st != "TASK_RUNNING" && st != "TASK_STARTING" && st != "TASK_STAGING" && st != "TASK_KILLING"
+			if !tasks[id].running {
+				tasks[id].alive = false
+			}
+		case "health_status_changed_event":
+			tasks[id].alive = ev.Data["alive"] == true
+		}
+		healthy, live := 0, 0
+		for _, s := range tasks {
+			if s.running && s.alive {
+				healthy++
+			}
+			if !s.ended {
+				live++
+			}
+		}
+		minHealthy, maxLive = min(minHealthy, healthy), max(maxLive, live)
+		return ev.Type == "deployment_success" && ev.Data["id"] == res["deploymentId"]
+	})
+	if minHealthy < 2 || maxLive > 5 {
+		t.Fatalf("during the upgrade: %d healthy at the fewest (want >= ceil(0.5×4) = 2), %d instances at the most (want <= floor(1.25×4) = 5)", minHealthy, maxLive)
+	}
+	t.Logf("rolling upgrade: at least %d healthy, at most %d instances", minHealthy, maxLive)
+	a = waitApp(t, base, "/roll", "4 healthy of the new version", func(a marathonApp) bool { return a.TasksHealthy == 4 && len(a.Tasks) == 4 })
+	for _, tk := range a.Tasks {
+		if tasks[tk.ID] == nil || !tasks[tk.ID].running {
+			t.Fatalf("task %s after the upgrade was not seen starting in the events", tk.ID)
+		}
+	}
+
+	// Unhealthy: the test app's /health fails; the agent kills it; it is replaced.
+	sick := a.Tasks[0]
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/health/fail", sick.Ports[0]), "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	nextEvent(t, events, "the sick task killed", func(ev sseEvent) bool {
+		return ev.Type == "status_update_event" && ev.Data["taskId"] == sick.ID && ev.Data["taskStatus"] == "TASK_KILLED"
+	})
+	waitApp(t, base, "/roll", "the sick instance replaced", func(a marathonApp) bool {
+		if a.TasksHealthy != 4 || len(a.Tasks) != 4 {
+			return false
+		}
+		for _, tk := range a.Tasks {
+			if tk.ID == sick.ID {
+				return false
+			}
+		}
+		return true
+	})
+
+	// A command that fails at once: relaunched after 1, 2, 4 s (backoffFactor 2).
+	postApp(t, base, `{"id": "/crash", "cmd": "exit 3", "cpus": 0.1, "mem": 32, "instances": 1, "backoffSeconds": 1, "backoffFactor": 2, "portDefinitions": []}`)
+	var failedAt []time.Time
+	for len(failedAt) < 4 {
+		ev := nextEvent(t, events, "a failure of /crash", func(ev sseEvent) bool {
+			return ev.Type == "status_update_event" && ev.Data["appId"] == "/crash" && ev.Data["taskStatus"] == "TASK_FAILED"
+		})
+		failedAt = append(failedAt, ev.At)
+	}
+	var gaps []time.Duration
+	for i := 1; i < len(failedAt); i++ {
+		gaps = append(gaps, failedAt[i].Sub(failedAt[i-1]))
+	}
+	t.Logf("gaps between failures: %v", gaps)
+	if !(gaps[1] > gaps[0]+500*time.Millisecond && gaps[2] > gaps[1]+time.Second && gaps[0] >= time.Second) {
+		t.Fatalf("the backoff does not grow: gaps %v (want about 1 s, 2 s, 4 s plus launch time)", gaps)
+	}
+	var crash struct {
+		App struct {
+			LastTaskFailure map[string]any `json:"lastTaskFailure"`
+		} `json:"app"`
+	}
+	httpJSON(t, "GET", base+"/v2/apps/crash?embed=app.lastTaskFailure", nil, &crash)
+	if crash.App.LastTaskFailure["state"] != "TASK_FAILED" {
+		t.Fatalf("lastTaskFailure: %v", crash.App.LastTaskFailure)
+	}
 }

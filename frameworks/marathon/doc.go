@@ -21,13 +21,14 @@
 //     written to the store before its task is launched and deleted once the task has ended, so
 //     a new leader neither doubles nor forgets one; it reconciles every instance it loads.
 //   - An instance that ends on its own is replaced after backoffSeconds × backoffFactor^n (at
-//     most maxLaunchDelaySeconds), reset once the app runs healthy. Unreachable instances are
-//     replaced after unreachableStrategy.inactiveAfterSeconds and forgotten after
-//     expungeAfterSeconds.
+//     most maxLaunchDelaySeconds); the backoff starts over once an instance has run (healthy)
+//     for 10 s. Unreachable instances are replaced after inactiveAfterSeconds of their app's
+//     unreachableStrategy and forgotten after its expungeAfterSeconds.
+//   - GET /v2/events streams Marathon's events (Server-Sent Events, ?event_type= filters).
 //   - A deployment ends when its app has only instances of its version, as many as wanted,
 //     running and healthy (or, for a deleted app, none).
 //   - Offers are suppressed while nothing waits and revived when something does.
 //
-// Not yet: groups, /v2/queue, /v2/events, readiness checks, app dependencies, secrets' values
+// Not yet: groups, /v2/queue, readiness checks, app dependencies, secrets' values
 // (a secret reference leaves its env variable unset).
 package marathon

@@ -38,6 +38,7 @@ func (s *Service) routes() {
 	h("GET /v2/deployments", s.listDeployments)
 	h("DELETE /v2/deployments/{id}", s.deleteDeployment)
 	h("GET /v2/info", s.info)
+	h("GET /v2/events", s.events)
 }
 
 // marathonError answers with Marathon's {"message": ...}.
@@ -486,9 +487,16 @@ func (s *Service) changeApp(ctx context.Context, appID string, force bool, edit 
 	s.mu.Lock()
 	if s.st == st {
 		for _, id := range blocking {
+			if old := st.deployments[id]; old != nil {
+				s.bus.publish(EventDeploymentFailed, map[string]any{"id": id, "plan": old, "reason": "superseded by deployment " + dep.ID})
+			}
 			delete(st.deployments, id)
 		}
 		st.deployments[dep.ID] = dep
+		if def != nil {
+			s.bus.publish(EventAPIPost, map[string]any{"appDefinition": def})
+		}
+		s.bus.publish(EventDeploymentInfo, map[string]any{"plan": dep, "currentStep": dep.Steps[0]})
 		switch {
 		case next == nil:
 			if cur != nil {

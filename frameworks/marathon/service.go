@@ -45,6 +45,7 @@ type Service struct {
 	logger *slog.Logger
 	ids    *id.Generator
 	wake   chan struct{}
+	bus    *eventBus
 
 	writeMu sync.Mutex // serializes API writes: check, commit, apply
 
@@ -123,7 +124,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		cfg: cfg, m: cfg.Master, store: cfg.Master.Store(), logger: cfg.Logger.With("framework", cfg.Name),
-		ids: ids, wake: make(chan struct{}, 1),
+		ids: ids, wake: make(chan struct{}, 1), bus: newEventBus(),
 	}, nil
 }
 
@@ -332,6 +333,9 @@ func (s *Service) update(ctx context.Context, st api.TaskStatus) {
 	ss := state.ss
 	in := state.instances[st.TaskID]
 	var forget *change
+	if in != nil {
+		s.publishUpdateLocked(in, st)
+	}
 	switch {
 	case in == nil:
 		if !st.State.IsTerminal() && st.State != task.Unknown {
@@ -350,6 +354,9 @@ func (s *Service) update(ctx context.Context, st api.TaskStatus) {
 		in.state, in.message = st.State, st.Message
 		if st.Healthy != nil {
 			h := *st.Healthy
+			if in.healthy == nil || *in.healthy != h {
+				s.bus.publish(EventHealthChanged, map[string]any{"appId": in.rec.AppID, "taskId": in.rec.ID, "instanceId": in.rec.ID, "version": in.rec.Version, "alive": h})
+			}
 			in.healthy = &h
 		}
 		switch st.State {
@@ -359,9 +366,6 @@ func (s *Service) update(ctx context.Context, st api.TaskStatus) {
 				in.startedAt = &t
 			}
 			in.unreachableSince = time.Time{}
-			if as := state.apps[in.rec.AppID]; as != nil && (len(as.app.HealthChecks) == 0 || in.healthy != nil && *in.healthy) {
-				as.failures, as.delayUntil = 0, time.Time{} // it runs (healthy): the backoff starts over
-			}
 		case task.Unreachable:
 			if in.unreachableSince.IsZero() {
 				in.unreachableSince = s.cfg.Clock.Now()
@@ -381,6 +385,29 @@ func (s *Service) update(ctx context.Context, st api.TaskStatus) {
 	}
 }
 
+// publishUpdateLocked sends status_update_event and instance_changed_event for an update.
+func (s *Service) publishUpdateLocked(in *instance, st api.TaskStatus) {
+	s.bus.publish(EventStatusUpdate, map[string]any{
+		"slaveId": in.rec.AgentID, "taskId": in.rec.ID, "taskStatus": string(st.State), "message": st.Message,
+		"appId": in.rec.AppID, "host": in.rec.Host, "ports": in.rec.Ports, "version": in.rec.Version, "instanceId": in.rec.ID,
+	})
+	if in.state != st.State {
+		s.bus.publish(EventInstanceChanged, map[string]any{
+			"instanceId": in.rec.ID, "condition": condition(st.State), "runSpecId": in.rec.AppID, "agentId": in.rec.AgentID,
+			"host": in.rec.Host, "runSpecVersion": in.rec.Version,
+		})
+	}
+}
+
+// condition is Marathon's name of an instance's condition for a task state.
+func condition(s task.State) string {
+	name := strings.TrimPrefix(string(s), "TASK_")
+	if name == "" {
+		return ""
+	}
+	return name[:1] + strings.ToLower(name[1:])
+}
+
 // failedLocked records an instance that ended on its own: the app's launches wait
 // backoffSeconds × backoffFactor^(failures-1), at most maxLaunchDelaySeconds.
 func (s *Service) failedLocked(as *appState, in *instance, st api.TaskStatus) {
@@ -391,6 +418,11 @@ func (s *Service) failedLocked(as *appState, in *instance, st api.TaskStatus) {
 		Timestamp: st.Timestamp, Version: in.rec.Version, SlaveID: in.rec.AgentID}
 	s.logger.Info("instance ended; replacing it", "app", as.app.ID, "instance", in.rec.ID, "state", st.State, "message", st.Message, "delay", delay)
 }
+
+// backoffResetAfter is how long an instance must run (healthy, if the app checks health) before
+// the app's launch backoff starts over: a command that runs and fails a moment later keeps
+// backing off.
+const backoffResetAfter = 10 * time.Second
 
 // LaunchDelay is the wait before launching again after the n-th failure in a row.
 func LaunchDelay(a App, failures int) time.Duration {
@@ -422,6 +454,7 @@ func (s *Service) step(ctx context.Context) {
 			target = 0
 			if len(insts) == 0 {
 				delete(state.apps, appID)
+				s.bus.publish(EventAppTerminated, map[string]any{"appId": appID})
 				continue
 			}
 		}
@@ -441,6 +474,15 @@ func (s *Service) step(ctx context.Context) {
 				Healthy: in.state == task.Running && (len(as.app.HealthChecks) == 0 || in.healthy != nil && *in.healthy),
 				Killing: in.rec.Killing, StagedAt: in.rec.StagedAt,
 			})
+		}
+		if as.failures > 0 {
+			for _, in := range insts {
+				if in.state == task.Running && in.startedAt != nil && now.Sub(*in.startedAt) >= backoffResetAfter &&
+					(len(as.app.HealthChecks) == 0 || in.healthy != nil && *in.healthy) {
+					as.failures, as.delayUntil = 0, time.Time{} // it runs (healthy) again: the backoff starts over
+					break
+				}
+			}
 		}
 		p := PlanApp(target, as.app.UpgradeStrategy, as.app.KillSelection, view)
 		for _, id := range p.Kill {
@@ -464,6 +506,8 @@ func (s *Service) step(ctx context.Context) {
 		if state.settled(d) {
 			delete(state.deployments, id)
 			done.del(deploymentKey(id))
+			s.bus.publish(EventDeploymentStepOK, map[string]any{"plan": d, "currentStep": d.Steps[0]})
+			s.bus.publish(EventDeploymentSuccess, map[string]any{"id": d.ID, "plan": d})
 			s.logger.Info("deployment finished", "deployment", id, "apps", strings.Join(d.AffectedApps, ","))
 		}
 	}
