@@ -396,3 +396,101 @@ func TestMarathonRollingUpgradeAndFailures(t *testing.T) {
 		t.Fatalf("lastTaskFailure: %v", crash.App.LastTaskFailure)
 	}
 }
+
+// TestMarathonDeploymentSurvivesLeaderFailover: three masters as processes; an app's deployment
+// is in flight when the leader is killed with SIGKILL; under the new leader the deployment
+// finishes with exactly the instances wanted — none lost, none launched twice.
+func TestMarathonDeploymentSurvivesLeaderFailover(t *testing.T) {
+	sock := containerdtest.Socket(t)
+	ns := testNamespace(t)
+	type node struct {
+		p          *process
+		http, goss string
+	}
+	masterArgs := func(join ...string) []string {
+		args := []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0",
+			"--bootstrap-expect", "3", "--allocation-interval", "200ms"}
+		for _, j := range join {
+			args = append(args, "--join", j)
+		}
+		return args
+	}
+	var masters []node
+	p, got := startProcess(t, masterArgs(), `API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
+	masters = append(masters, node{p, got[0], got[1]})
+	for range 2 {
+		p, got := startProcess(t, masterArgs(masters[0].goss), `API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
+		masters = append(masters, node{p, got[0], got[1]})
+	}
+	leaderOf := func(via string) string {
+		var v api.ClusterView
+		if httpJSON(t, "GET", via+"/v1/cluster", nil, &v) != 200 || v.Leader == nil || v.Leader.HTTP == "" {
+			return ""
+		}
+		return "http://" + v.Leader.HTTP
+	}
+	waitLeader := func(via, not string) string {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if l := leaderOf(via); l != "" && l != not {
+				return l
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no leader within 30s")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	leader := waitLeader(masters[0].http, "")
+	_, got = startCmd(t, []string{"agent", "--join", masters[1].goss, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
+		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:100;ports:[32300-32340]"}, `API:\s+(http://\S+)`)
+	agentHTTP := got[0]
+	waitAgents(t, leader, func(as []api.Agent) bool { return len(as) == 1 })
+
+	// Created through a follower, which forwards to the leader.
+	var follower node
+	for _, m := range masters {
+		if m.http != leader {
+			follower = m
+		}
+	}
+	postApp(t, follower.http, `{"id": "/survivor", "container": {"type": "DOCKER", "docker": {"image": "`+containerdtest.TestAppImage+`"}},
+		"args": ["-sleep", "24h"], "cpus": 0.1, "mem": 32, "instances": 4,
+		"healthChecks": [{"protocol": "HTTP", "path": "/health", "intervalSeconds": 1, "timeoutSeconds": 1}]}`)
+	// Kill it once instances are launched but the deployment has not finished.
+	var before marathonApp
+	for deadline := time.Now().Add(30 * time.Second); len(before.Tasks) < 2; time.Sleep(20 * time.Millisecond) {
+		before, _ = getApp(t, leader, "/survivor")
+		if time.Now().After(deadline) {
+			t.Fatalf("no instance launched: %+v", before)
+		}
+	}
+	for _, m := range masters {
+		if m.http == leader {
+			if err := m.p.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(before.Deployments) == 0 {
+		t.Fatalf("the deployment had finished before the leader was killed: %+v", before)
+	}
+	t.Logf("leader killed with %d instances launched, %d healthy", len(before.Tasks), before.TasksHealthy)
+	newLeader := waitLeader(follower.http, leader)
+	a := waitApp(t, newLeader, "/survivor", "4 healthy under the new leader", func(a marathonApp) bool { return a.TasksHealthy == 4 && len(a.Tasks) == 4 })
+	// Exactly 4 containers run, and stay 4.
+	for range 10 {
+		var tasks []api.Task
+		httpJSON(t, "GET", agentHTTP+"/v1/tasks", nil, &tasks)
+		live := 0
+		for _, tk := range tasks {
+			if !tk.Status.State.IsTerminal() {
+				live++
+			}
+		}
+		if live != 4 {
+			t.Fatalf("%d live tasks on the agent, want 4; the app shows %+v", live, a.Tasks)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
