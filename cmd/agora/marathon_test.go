@@ -386,6 +386,37 @@ func TestMarathonRollingUpgradeAndFailures(t *testing.T) {
 	if !(gaps[1] > gaps[0]+500*time.Millisecond && gaps[2] > gaps[1]+time.Second && gaps[0] >= time.Second) {
 		t.Fatalf("the backoff does not grow: gaps %v (want about 1 s, 2 s, 4 s plus launch time)", gaps)
 	}
+	// The queue shows it waiting with its delay; resetting the delay launches it at once.
+	var q struct {
+		Queue []struct {
+			Count int `json:"count"`
+			Delay struct {
+				TimeLeftSeconds int `json:"timeLeftSeconds"`
+			} `json:"delay"`
+			App struct {
+				ID string `json:"id"`
+			} `json:"app"`
+		} `json:"queue"`
+	}
+	failed := time.Now() // the 4th failure: the next launch waits 8 s
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		code := httpJSON(t, "GET", base+"/v2/queue", nil, &q)
+		if code == http.StatusOK && len(q.Queue) == 1 && q.Queue[0].App.ID == "/crash" && q.Queue[0].Count == 1 && q.Queue[0].Delay.TimeLeftSeconds >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /v2/queue after 4 failures: %d %+v", code, q)
+		}
+	}
+	if code := httpJSON(t, "DELETE", base+"/v2/queue/crash/delay", nil, nil); code != http.StatusNoContent {
+		t.Fatalf("DELETE /v2/queue/crash/delay: %d", code)
+	}
+	nextEvent(t, events, "a launch of /crash at once", func(ev sseEvent) bool {
+		return ev.Type == "status_update_event" && ev.Data["appId"] == "/crash" && ev.Data["taskStatus"] == "TASK_STARTING"
+	})
+	if waited := time.Since(failed); waited > 4*time.Second {
+		t.Fatalf("relaunched %v after the 4th failure, want about at once once the delay (8 s) was reset", waited)
+	}
 	var crash struct {
 		App struct {
 			LastTaskFailure map[string]any `json:"lastTaskFailure"`

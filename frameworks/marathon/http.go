@@ -39,6 +39,8 @@ func (s *Service) routes() {
 	h("DELETE /v2/deployments/{id}", s.deleteDeployment)
 	h("GET /v2/info", s.info)
 	h("GET /v2/events", s.events)
+	h("GET /v2/queue", s.queue)
+	h("DELETE /v2/queue/{path...}", s.resetDelay)
 }
 
 // marathonError answers with Marathon's {"message": ...}.
@@ -793,4 +795,54 @@ func (s *Service) info(w http.ResponseWriter, r *http.Request) {
 			"framework_name": s.cfg.Name, "mesos_role": s.cfg.Role, "failover_timeout": int64(s.cfg.FailoverTimeout.Seconds()),
 		},
 	})
+}
+
+// queue is GET /v2/queue: the apps with instances waiting to launch, and their launch delay.
+func (s *Service) queue(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.st
+	if st == nil {
+		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
+		return
+	}
+	now := s.cfg.Clock.Now()
+	out := []map[string]any{}
+	for _, id := range sortedKeys(st.apps) {
+		as := st.apps[id]
+		if as.deleted || as.want == 0 {
+			continue
+		}
+		left := max(0, as.delayUntil.Sub(now).Seconds())
+		out = append(out, map[string]any{
+			"count": as.want,
+			"delay": map[string]any{"timeLeftSeconds": int(left + 0.999), "overdue": left == 0},
+			"app":   s.appJSONLocked(st, as, nil),
+		})
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"queue": out})
+}
+
+// resetDelay is DELETE /v2/queue/{app id}/delay: the app's launch backoff starts over.
+func (s *Service) resetDelay(w http.ResponseWriter, r *http.Request) {
+	p := "/" + strings.Trim(r.PathValue("path"), "/")
+	if !strings.HasSuffix(p, "/delay") {
+		marathonError(w, http.StatusNotFound, "no such endpoint: DELETE /v2/queue"+p)
+		return
+	}
+	appID := strings.TrimSuffix(p, "/delay")
+	s.mu.Lock()
+	var as *appState
+	if s.st != nil {
+		as = s.st.apps[appID]
+	}
+	if as == nil || as.deleted {
+		s.mu.Unlock()
+		marathonError(w, http.StatusNotFound, "App '"+appID+"' does not exist")
+		return
+	}
+	as.failures, as.delayUntil = 0, time.Time{}
+	s.mu.Unlock()
+	s.poke()
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -33,7 +33,7 @@ type Plan struct {
 //   - when the two bounds leave no room at all (minimumHealthCapacity 1 with
 //     maximumOverCapacity 0), one old instance is killed to make some, as Marathon does.
 //
-// Without old instances it only scales: it starts what is missing and kills the surplus in the
+// Without old instances (live or still dying) it only scales: it starts what is missing and kills the surplus in the
 // killSelection order (instances that do not run yet go first).
 //
 // Called again whenever anything changed, it returns the next moves; a finished app gets an
@@ -41,8 +41,13 @@ type Plan struct {
 func PlanApp(target int, strat UpgradeStrategy, killSelection string, insts []PlanInstance) Plan {
 	var old, nw []PlanInstance
 	total := len(insts)
+	dying, oldDying := 0, 0 // instances being killed; they take room until they have ended
 	for _, in := range insts {
 		if in.Killing {
+			dying++
+			if !in.New {
+				oldDying++
+			}
 			continue
 		}
 		if in.New {
@@ -59,7 +64,7 @@ func PlanApp(target int, strat UpgradeStrategy, killSelection string, insts []Pl
 		}
 		nw = ordered[len(nw)-target:]
 	}
-	if len(old) == 0 {
+	if len(old) == 0 && oldDying == 0 {
 		if missing := target - len(nw); missing > 0 {
 			p.Start = missing
 		}
@@ -93,7 +98,7 @@ func PlanApp(target int, strat UpgradeStrategy, killSelection string, insts []Pl
 	room := maxCapacity - total
 	missing := target - len(nw)
 	p.Start = max(0, min(missing, room))
-	if len(p.Kill) == 0 && p.Start == 0 && killed < len(old) && pendingNone(nw) {
+	if len(p.Kill) == 0 && p.Start == 0 && dying == 0 && killed < len(old) && pendingNone(nw) {
 		// No room to start and no healthy instance to spare: make room with one old instance.
 		p.Kill = append(p.Kill, ordered[0].ID)
 	}

@@ -7,13 +7,14 @@ import (
 	"time"
 )
 
-// upgrade drives PlanApp through a whole rolling upgrade of target instances: a kill takes one
-// round to end, a start one round to run and one more to be healthy. It returns the fewest
+// upgrade drives PlanApp through a whole rolling upgrade of target instances: a kill takes two
+// rounds to end, a start one round to run and one more to be healthy. It returns the fewest
 // healthy and the most instances seen between rounds, and the rounds it took.
 func upgrade(t *testing.T, target, running int, strat UpgradeStrategy) (minHealthy, maxTotal, rounds int) {
 	t.Helper()
 	type inst struct {
 		PlanInstance
+		dying int // rounds a kill has been under way; it ends after two
 	}
 	var insts []*inst
 	for i := range running {
@@ -27,7 +28,9 @@ func upgrade(t *testing.T, target, running int, strat UpgradeStrategy) (minHealt
 		for _, in := range insts {
 			switch {
 			case in.Killing:
-				continue
+				if in.dying++; in.dying >= 2 {
+					continue // a kill takes two rounds: the planner sees instances still dying
+				}
 			case in.New && !in.Running:
 				in.Running = true
 			case in.New && !in.Healthy:
