@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,37 +14,10 @@ import (
 	"github.com/agora-sched/agora/pkg/task"
 )
 
-// inProcessAgents are simulated agents for benchmarks: a launch is reported STARTING then
-// RUNNING straight into the scheduler (no HTTP, no containers), so that what is measured is the
-// master's own work. They keep nothing, so the heap measured is the master's.
-type inProcessAgents struct {
-	s        *scheduler
-	launched atomic.Int64
-}
-
-func (p *inProcessAgents) Launch(ctx context.Context, ag api.Agent, ti api.TaskInfo) error {
-	p.launched.Add(1)
-	now := time.Now()
-	for i, state := range []task.State{task.Starting, task.Running} {
-		st := api.TaskStatus{TaskID: ti.TaskID, FrameworkID: ti.FrameworkID, AgentID: ag.ID, State: state, Source: task.SourceAgent,
-			Timestamp: now.Add(time.Duration(i)), UUID: fmt.Sprintf("%s-%d", ti.TaskID, i)}
-		if _, err := p.s.agentStatus(ag.ID, st); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (p *inProcessAgents) Kill(context.Context, api.Agent, string, time.Duration) error { return nil }
-func (p *inProcessAgents) Acknowledge(context.Context, api.Agent, api.Acknowledgement) error {
-	return nil
-}
-func (p *inProcessAgents) Tasks(context.Context, api.Agent) ([]api.Task, error) { return nil, nil }
-
 // benchMaster runs one real master (raft on bbolt) whose scheduler reaches in-process agents.
-func benchMaster(b *testing.B) (*Master, *inProcessAgents, func()) {
+func benchMaster(b *testing.B) (*Master, *SimulatedAgents, func()) {
 	b.Helper()
-	sim := &inProcessAgents{}
+	sim := &SimulatedAgents{}
 	m, err := New(Config{
 		DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -54,7 +26,7 @@ func benchMaster(b *testing.B) (*Master, *inProcessAgents, func()) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sim.s = m.sched
+	sim.Attach(m)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -79,14 +51,6 @@ func benchMaster(b *testing.B) (*Master, *inProcessAgents, func()) {
 	}
 }
 
-// addSimAgents puts agents straight into the leader's scheduler (their registration's raft
-// write is measured by the raft benchmarks).
-func addSimAgents(m *Master, n int, res resources.Resources) {
-	for i := range n {
-		m.sched.agentRegistered(api.Agent{ID: fmt.Sprintf("agent-%05d", i), Hostname: fmt.Sprintf("host-%05d", i), HTTP: "sim:1", Resources: res}, nil, false)
-	}
-}
-
 // BenchmarkPlacement is the end-to-end placement throughput: 5,000 simulated agents,
 // one framework launching 50,000 tasks of 0.1 cpu / 32 MB into its offers, acknowledging every
 // update, until all run. Reported: tasks RUNNING per second (target >= 10,000) and master
@@ -95,8 +59,8 @@ func BenchmarkPlacement(b *testing.B) {
 	const agents, tasks = 5000, 50000
 	for b.Loop() {
 		b.StopTimer()
-		m, _, stop := benchMaster(b)
-		addSimAgents(m, agents, resources.Resources{CPUs: 1, Mem: 1024, Disk: 1000})
+		m, sim, stop := benchMaster(b)
+		sim.AddAgents(agents, resources.Resources{CPUs: 1, Mem: 1024, Disk: 1000})
 		runtime.GC()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -172,7 +136,7 @@ func BenchmarkFailover(b *testing.B) {
 			cfg := Config{
 				DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 				BootstrapExpect: 3, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				Scheduler: SchedulerConfig{Agents: &inProcessAgents{}, AgentReregisterTimeout: time.Hour},
+				Scheduler: SchedulerConfig{Agents: &SimulatedAgents{}, AgentReregisterTimeout: time.Hour},
 			}
 			if i > 0 {
 				cfg.Join = []string{ms[0].GossipAddr()}

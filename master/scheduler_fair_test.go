@@ -48,15 +48,15 @@ func greedy(ctx context.Context, t *testing.T, ss *Session, shape resources.Reso
 // the cluster is full, and returns their dominant shares as the leader reports them.
 func fill(t *testing.T, weights map[string]float64, roles [2]string, shapes [2]resources.Resources) [2]float64 {
 	t.Helper()
-	sim := &inProcessAgents{}
+	sim := &SimulatedAgents{}
 	r := startMasterConfig(t, Config{DataDir: t.TempDir(), Scheduler: SchedulerConfig{Agents: sim, AllocationInterval: 20 * time.Millisecond, RoleWeights: weights}})
-	sim.s = r.m.sched
+	sim.Attach(r.m)
 	waitUntil(t, "the scheduler", 15*time.Second, func() bool {
 		r.m.sched.mu.Lock()
 		defer r.m.sched.mu.Unlock()
 		return r.m.sched.term != nil
 	})
-	addSimAgents(r.m, 100, resources.Resources{CPUs: 8, Mem: 16384, Disk: 1000})
+	sim.AddAgents(100, resources.Resources{CPUs: 8, Mem: 16384, Disk: 1000})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var launched atomic.Int64

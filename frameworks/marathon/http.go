@@ -353,6 +353,7 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, force 
 			continue
 		}
 		in.rec.Killing = true
+		st.touch(in.rec.AppID)
 		c.put(instanceKey(id), in.rec)
 		st.ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: id, AgentID: in.rec.AgentID}})
 	}
@@ -495,6 +496,7 @@ func (s *Service) changeApp(ctx context.Context, appID string, force bool, edit 
 			delete(st.deployments, id)
 		}
 		st.deployments[dep.ID] = dep
+		st.touch(appID)
 		if def != nil {
 			s.bus.publish(EventAPIPost, map[string]any{"appDefinition": def})
 		}
@@ -842,6 +844,7 @@ func (s *Service) resetDelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	as.failures, as.delayUntil = 0, time.Time{}
+	s.st.touch(appID)
 	s.mu.Unlock()
 	s.poke()
 	w.WriteHeader(http.StatusNoContent)

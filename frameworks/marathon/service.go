@@ -58,10 +58,18 @@ type Service struct {
 type leaderState struct {
 	ss          *master.Session
 	apps        map[string]*appState
-	instances   map[string]*instance // by instance id, which is its task id
+	instances   map[string]*instance            // by instance id, which is its task id
+	byApp       map[string]map[string]*instance // app id → its instances; kept by add and remove
 	deployments map[string]*Deployment
 	suppressed  bool
+	// dirty apps are planned at the next step (every app is, on the timer); waiting are those
+	// with instances to start now, which offers are used for.
+	dirty   map[string]bool
+	waiting map[string]bool
 }
+
+// touch marks an app to be planned at the next step.
+func (st *leaderState) touch(appID string) { st.dirty[appID] = true }
 
 type appState struct {
 	def        Definition
@@ -189,6 +197,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	s.logger.Info("service framework running", "framework", ss.FrameworkID(), "apps", len(st.apps), "instances", len(st.instances))
+	s.step(ctx, true)
 
 	events := make(chan api.Event)
 	ended := make(chan error, 1)
@@ -218,8 +227,10 @@ func (s *Service) Run(ctx context.Context) error {
 			s.handle(ctx, ev)
 		case <-s.wake:
 		case <-tick.C:
+			s.step(ctx, true)
+			continue
 		}
-		s.step(ctx)
+		s.step(ctx, false)
 	}
 }
 
@@ -251,7 +262,8 @@ func (s *Service) load(ss *master.Session) (*leaderState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &leaderState{ss: ss, apps: map[string]*appState{}, instances: map[string]*instance{}, deployments: map[string]*Deployment{}}
+	st := &leaderState{ss: ss, apps: map[string]*appState{}, instances: map[string]*instance{}, byApp: map[string]map[string]*instance{}, deployments: map[string]*Deployment{},
+		dirty: map[string]bool{}, waiting: map[string]bool{}}
 	var bad error
 	v.List(Namespace, "app/", func(_ string, data []byte) bool {
 		var as *appState
@@ -263,7 +275,7 @@ func (s *Service) load(ss *master.Session) (*leaderState, error) {
 	v.List(Namespace, "instance/", func(_ string, data []byte) bool {
 		var rec InstanceRecord
 		if bad = json.Unmarshal(data, &rec); bad == nil {
-			st.instances[rec.ID] = &instance{rec: rec, state: task.Staging}
+			st.add(&instance{rec: rec, state: task.Staging})
 			if st.apps[rec.AppID] == nil {
 				// Its app was deleted before the last leader could stop it.
 				st.apps[rec.AppID] = &appState{app: App{ID: rec.AppID}, deleted: true}
@@ -335,6 +347,7 @@ func (s *Service) update(ctx context.Context, st api.TaskStatus) {
 	var forget *change
 	if in != nil {
 		s.publishUpdateLocked(in, st)
+		state.touch(in.rec.AppID)
 	}
 	switch {
 	case in == nil:
@@ -343,7 +356,7 @@ func (s *Service) update(ctx context.Context, st api.TaskStatus) {
 			ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: st.TaskID, AgentID: st.AgentID}})
 		}
 	case st.State.IsTerminal() || st.State == task.Unknown:
-		delete(state.instances, st.TaskID)
+		state.remove(st.TaskID)
 		forget = &change{}
 		forget.del(instanceKey(st.TaskID))
 		as := state.apps[in.rec.AppID]
@@ -436,7 +449,7 @@ func LaunchDelay(a App, failures int) time.Duration {
 
 // step plans every app: kills now, starts when offers come; finishes deployments; suppresses
 // offers when nothing waits and revives them when something does.
-func (s *Service) step(ctx context.Context) {
+func (s *Service) step(ctx context.Context, full bool) {
 	s.mu.Lock()
 	state := s.st
 	if state == nil {
@@ -445,15 +458,25 @@ func (s *Service) step(ctx context.Context) {
 	}
 	now := s.cfg.Clock.Now()
 	done := &change{}
-	waiting := false
-	for _, appID := range sortedKeys(state.apps) {
+	apps := sortedKeys(state.dirty)
+	if full {
+		apps = sortedKeys(state.apps)
+	}
+	clear(state.dirty)
+	newlyWaiting := false
+	for _, appID := range apps {
 		as := state.apps[appID]
+		if as == nil {
+			delete(state.waiting, appID)
+			continue
+		}
 		insts := state.appInstances(appID)
 		target := as.app.Instances
 		if as.deleted {
 			target = 0
 			if len(insts) == 0 {
 				delete(state.apps, appID)
+				delete(state.waiting, appID)
 				s.bus.publish(EventAppTerminated, map[string]any{"appId": appID})
 				continue
 			}
@@ -463,7 +486,7 @@ func (s *Service) step(ctx context.Context) {
 			if !in.unreachableSince.IsZero() && now.Sub(in.unreachableSince) >= time.Duration(as.app.UnreachableStrategy.InactiveAfterSeconds*float64(time.Second)) {
 				if now.Sub(in.unreachableSince) >= time.Duration(as.app.UnreachableStrategy.ExpungeAfterSeconds*float64(time.Second)) {
 					// Expunged: forgotten; its task is killed should its agent come back.
-					delete(state.instances, in.rec.ID)
+					state.remove(in.rec.ID)
 					done.del(instanceKey(in.rec.ID))
 					state.ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: in.rec.ID, AgentID: in.rec.AgentID}})
 				}
@@ -499,10 +522,22 @@ func (s *Service) step(ctx context.Context) {
 		}
 		as.want = p.Start
 		if as.want > 0 && !now.Before(as.delayUntil) {
-			waiting = true
+			if !state.waiting[appID] {
+				newlyWaiting = true
+			}
+			state.waiting[appID] = true
+		} else {
+			delete(state.waiting, appID)
 		}
 	}
+	planned := map[string]bool{}
+	for _, id := range apps {
+		planned[id] = true
+	}
 	for id, d := range state.deployments {
+		if !full && !affects(d, planned) {
+			continue
+		}
 		if state.settled(d) {
 			delete(state.deployments, id)
 			done.del(deploymentKey(id))
@@ -511,8 +546,11 @@ func (s *Service) step(ctx context.Context) {
 			s.logger.Info("deployment finished", "deployment", id, "apps", strings.Join(d.AffectedApps, ","))
 		}
 	}
+	waiting := len(state.waiting) > 0
 	switch {
-	case waiting && state.suppressed:
+	case waiting && (state.suppressed || newlyWaiting):
+		// Something new waits: offers declined while nothing did (refused for a while) come
+		// back at once.
 		state.suppressed = false
 		state.ss.Call(api.Call{Type: api.CallRevive})
 	case !waiting && !state.suppressed:
@@ -525,15 +563,52 @@ func (s *Service) step(ctx context.Context) {
 	}
 }
 
-// appInstances lists an app's instances, oldest first.
-func (st *leaderState) appInstances(appID string) []*instance {
-	var out []*instance
-	for _, in := range st.instances {
-		if in.rec.AppID == appID {
-			out = append(out, in)
+// add puts an instance in the state.
+func (st *leaderState) add(in *instance) {
+	st.instances[in.rec.ID] = in
+	m := st.byApp[in.rec.AppID]
+	if m == nil {
+		m = map[string]*instance{}
+		st.byApp[in.rec.AppID] = m
+	}
+	m[in.rec.ID] = in
+}
+
+// remove takes an instance out of the state.
+func (st *leaderState) remove(id string) {
+	in := st.instances[id]
+	if in == nil {
+		return
+	}
+	delete(st.instances, id)
+	delete(st.byApp[in.rec.AppID], id)
+	if len(st.byApp[in.rec.AppID]) == 0 {
+		delete(st.byApp, in.rec.AppID)
+	}
+}
+
+// affects says whether a deployment changes one of the apps.
+func affects(d *Deployment, apps map[string]bool) bool {
+	for _, a := range d.AffectedApps {
+		if apps[a] {
+			return true
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].rec.StagedAt.Before(out[j].rec.StagedAt) })
+	return false
+}
+
+// appInstances lists an app's instances, oldest first.
+func (st *leaderState) appInstances(appID string) []*instance {
+	out := make([]*instance, 0, len(st.byApp[appID]))
+	for _, in := range st.byApp[appID] {
+		out = append(out, in)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].rec.StagedAt.Equal(out[j].rec.StagedAt) {
+			return out[i].rec.StagedAt.Before(out[j].rec.StagedAt)
+		}
+		return out[i].rec.ID < out[j].rec.ID
+	})
 	return out
 }
 
@@ -582,12 +657,13 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 	var infos []api.TaskInfo
 	var recs []InstanceRecord
 	waiting := false
-	for _, appID := range sortedKeys(state.apps) {
+	for _, appID := range sortedKeys(state.waiting) {
 		as := state.apps[appID]
-		if as.deleted || as.want == 0 || now.Before(as.delayUntil) {
+		if as == nil || as.deleted || as.want == 0 || now.Before(as.delayUntil) {
 			continue
 		}
 		waiting = true
+		state.touch(appID)
 		cons := parseConstraints(as.app)
 		var placed []Place
 		for _, in := range state.appInstances(appID) {
@@ -639,7 +715,7 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 	s.mu.Lock()
 	if s.st == state {
 		for _, rec := range recs {
-			state.instances[rec.ID] = &instance{rec: rec, state: task.Staging}
+			state.add(&instance{rec: rec, state: task.Staging})
 		}
 	}
 	s.mu.Unlock()

@@ -1,0 +1,136 @@
+package marathon
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
+	"github.com/agora-sched/agora/raft"
+)
+
+// BenchmarkThousandApps is the issue's scale benchmark: on 1,000 simulated agents, create 1,000
+// apps of 10 instances through the HTTP API and wait until all 10,000 instances run (target
+// <= 5 s), then time GET /v2/apps with the 1,000 apps (target <= 100 ms, the median of 5).
+func BenchmarkThousandApps(b *testing.B) {
+	const apps, instances, agents = 1000, 10, 1000
+	for b.Loop() {
+		b.StopTimer()
+		sim := &master.SimulatedAgents{}
+		m, err := master.New(master.Config{
+			DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Scheduler: master.SchedulerConfig{Agents: sim, AllocationInterval: 50 * time.Millisecond},
+			Appliers:  map[string]raft.Applier{Namespace: Applier()},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sim.Attach(m)
+		svc, err := New(Config{Master: m})
+		if err != nil {
+			b.Fatal(err)
+		}
+		svc.Register()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			svc.mu.Lock()
+			ready := svc.st != nil
+			svc.mu.Unlock()
+			if ready {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("the service framework did not start")
+			}
+		}
+		sim.AddAgents(agents, resources.Resources{CPUs: 2, Mem: 4096, Disk: 10000, Ports: resources.Ranges{{Begin: 31000, End: 31100}}})
+		base := "http://" + m.HTTPAddr()
+
+		b.StartTimer()
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, apps)
+		work := make(chan int)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range work {
+					body := fmt.Sprintf(`{"id": "/bench/app-%04d", "cmd": "sleep 1000", "cpus": 0.1, "mem": 32, "instances": %d}`, i, instances)
+					resp, err := http.Post(base+"/v2/apps", "application/json", bytes.NewBufferString(body))
+					if err != nil {
+						errs <- err
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusCreated {
+						errs <- fmt.Errorf("app %d: %s", i, resp.Status)
+					}
+				}
+			}()
+		}
+		for i := range apps {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
+			svc.mu.Lock()
+			running := 0
+			for _, in := range svc.st.instances {
+				if in.state == task.Running {
+					running++
+				}
+			}
+			svc.mu.Unlock()
+			if running == apps*instances {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d instances running after 2 minutes", running, apps*instances)
+			}
+		}
+		allRunning := time.Since(start)
+		b.StopTimer()
+
+		var gets []time.Duration
+		for range 5 {
+			t0 := time.Now()
+			resp, err := http.Get(base + "/v2/apps")
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || n < int64(apps*100) {
+				b.Fatalf("GET /v2/apps: %s, %d bytes", resp.Status, n)
+			}
+			gets = append(gets, time.Since(t0))
+		}
+		sort.Slice(gets, func(i, j int) bool { return gets[i] < gets[j] })
+		b.ReportMetric(allRunning.Seconds(), "s-to-all-running")
+		b.ReportMetric(float64(gets[len(gets)/2].Microseconds())/1000, "ms/GET-v2-apps")
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+		b.StartTimer()
+	}
+}

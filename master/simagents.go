@@ -1,0 +1,71 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
+)
+
+// SimulatedAgents stand in for agents in benchmarks and large simulated clusters, and only
+// there: a launch is reported TASK_STARTING then TASK_RUNNING straight into the leader's
+// scheduler, a kill TASK_KILLED; nothing runs, nothing goes over the network, and they keep
+// nothing, so what is measured is the master's (and its frameworks') own work. Every behaviour
+// they stand in for is tested on the real path with agents on containerd.
+//
+// Use: pass one as SchedulerConfig.Agents, Attach it to the master, then AddAgents on the
+// leader.
+type SimulatedAgents struct {
+	m        atomic.Pointer[Master]
+	Launched atomic.Int64
+}
+
+var _ AgentConn = (*SimulatedAgents)(nil)
+
+// Attach connects the simulated agents to the master whose scheduler they report to.
+func (p *SimulatedAgents) Attach(m *Master) { p.m.Store(m) }
+
+// AddAgents registers n agents of res with the leader's scheduler, as if each had registered
+// (without the registry's raft write: the raft benchmarks measure that).
+func (p *SimulatedAgents) AddAgents(n int, res resources.Resources) {
+	for i := range n {
+		p.m.Load().sched.agentRegistered(api.Agent{
+			ID: fmt.Sprintf("sim-agent-%05d", i), Hostname: fmt.Sprintf("sim-host-%05d", i), HTTP: "simulated:1", Resources: res,
+		}, nil, false)
+	}
+}
+
+func (p *SimulatedAgents) report(ag api.Agent, ti api.TaskInfo, states ...task.State) error {
+	now := time.Now()
+	for i, state := range states {
+		st := api.TaskStatus{TaskID: ti.TaskID, FrameworkID: ti.FrameworkID, AgentID: ag.ID, State: state, Source: task.SourceAgent,
+			Timestamp: now.Add(time.Duration(i)), UUID: fmt.Sprintf("%s-%d-%d", ti.TaskID, now.UnixNano(), i)}
+		if _, err := p.m.Load().sched.agentStatus(ag.ID, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Launch reports the task STARTING, then RUNNING.
+func (p *SimulatedAgents) Launch(ctx context.Context, ag api.Agent, ti api.TaskInfo) error {
+	p.Launched.Add(1)
+	return p.report(ag, ti, task.Starting, task.Running)
+}
+
+// Kill reports the task KILLED.
+func (p *SimulatedAgents) Kill(ctx context.Context, ag api.Agent, taskID string, grace time.Duration) error {
+	return p.report(ag, api.TaskInfo{TaskID: taskID}, task.Killed)
+}
+
+// Acknowledge has nothing to do: simulated agents do not resend.
+func (p *SimulatedAgents) Acknowledge(context.Context, api.Agent, api.Acknowledgement) error {
+	return nil
+}
+
+// Tasks lists nothing: simulated agents keep nothing.
+func (p *SimulatedAgents) Tasks(context.Context, api.Agent) ([]api.Task, error) { return nil, nil }
