@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -523,5 +524,83 @@ func TestMarathonDeploymentSurvivesLeaderFailover(t *testing.T) {
 			t.Fatalf("%d live tasks on the agent, want 4; the app shows %+v", live, a.Tasks)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestMarathonGroupWithDependencies: the two-tier example group goes up in dependency order —
+// web starts only once db is deployed — is listed under /v2/groups, and is deleted whole.
+func TestMarathonGroupWithDependencies(t *testing.T) {
+	base, agentBase, ns := startMarathonDev(t, 32400)
+	events := streamEvents(t, base)
+	group, err := os.ReadFile("../../examples/apps/two-tier.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res map[string]string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code := httpJSON(t, "POST", base+"/v2/groups", json.RawMessage(group), &res)
+		if code == http.StatusCreated {
+			break
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("POST /v2/groups: %d %v", code, res)
+		}
+	}
+	dbReady := false
+	nextEvent(t, events, "the group's deployment_success", func(ev sseEvent) bool {
+		switch {
+		case ev.Type == "deployment_step_success" && ev.Data["plan"].(map[string]any)["id"] == res["deploymentId"]:
+			step := ev.Data["currentStep"].(map[string]any)["actions"].([]any)
+			if step[0].(map[string]any)["app"] == "/two-tier/db" {
+				dbReady = true
+			}
+		case ev.Type == "status_update_event" && ev.Data["appId"] == "/two-tier/web" && ev.Data["taskStatus"] == "TASK_STARTING" && !dbReady:
+			t.Fatalf("web started before db was deployed")
+		}
+		return ev.Type == "deployment_success" && ev.Data["id"] == res["deploymentId"]
+	})
+	var g struct {
+		ID   string        `json:"id"`
+		Apps []marathonApp `json:"apps"`
+	}
+	if code := httpJSON(t, "GET", base+"/v2/groups/two-tier", nil, &g); code != http.StatusOK || len(g.Apps) != 2 ||
+		g.Apps[0].ID != "/two-tier/db" || g.Apps[0].TasksHealthy != 1 || g.Apps[1].TasksHealthy != 2 {
+		t.Fatalf("GET /v2/groups/two-tier: %d %+v", code, g)
+	}
+	var root struct {
+		Groups []struct {
+			ID string `json:"id"`
+		} `json:"groups"`
+	}
+	if code := httpJSON(t, "GET", base+"/v2/groups", nil, &root); code != http.StatusOK || len(root.Groups) != 1 || root.Groups[0].ID != "/two-tier" {
+		t.Fatalf("GET /v2/groups: %d %+v", code, root)
+	}
+	if code := httpJSON(t, "POST", base+"/v2/groups", json.RawMessage(group), nil); code != http.StatusConflict {
+		t.Fatalf("the same group again: %d, want 409", code)
+	}
+	// A cycle is refused whole.
+	var bad map[string]any
+	if code := httpJSON(t, "PUT", base+"/v2/groups/loop", json.RawMessage(`{"apps": [{"id": "a", "cmd": "sleep 1", "dependencies": ["b"]}, {"id": "b", "cmd": "sleep 1", "dependencies": ["a"]}]}`), &bad); code != http.StatusUnprocessableEntity {
+		t.Fatalf("a dependency cycle: %d %v", code, bad)
+	}
+	if code := httpJSON(t, "DELETE", base+"/v2/groups/two-tier", nil, &res); code != http.StatusOK {
+		t.Fatalf("DELETE group: %d %v", code, res)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var tasks []api.Task
+		httpJSON(t, "GET", agentBase+"/v1/tasks", nil, &tasks)
+		live := 0
+		for _, tk := range tasks {
+			if !tk.Status.State.IsTerminal() {
+				live++
+			}
+		}
+		code := httpJSON(t, "GET", base+"/v2/groups/two-tier", nil, nil)
+		if live == 0 && code == http.StatusNotFound && containersIn(t, ns) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after deleting the group: %d live tasks, GET %d", live, code)
+		}
 	}
 }

@@ -144,6 +144,29 @@ func TestExampleAppsRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
+		if _, isGroup := d["apps"]; isGroup {
+			var g groupDef
+			if err := json.Unmarshal(b, &g); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			var edits []appEdit
+			var p problems
+			flatten(g, "/", "", &edits, map[string]*groupRecord{}, &p)
+			if err := p.err(); err != nil || len(edits) != len(g.Apps) {
+				t.Fatalf("%s: %v (%d apps)", f, err, len(edits))
+			}
+			for _, e := range edits {
+				def, _ := e.edit(nil)
+				a, err := def.App()
+				if err == nil {
+					err = a.Validate()
+				}
+				if err != nil {
+					t.Fatalf("%s: %s: %v", f, e.id, err)
+				}
+			}
+			continue
+		}
 		a, err := d.App()
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)

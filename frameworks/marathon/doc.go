@@ -25,10 +25,13 @@
 //     for 10 s. Unreachable instances are replaced after inactiveAfterSeconds of their app's
 //     unreachableStrategy and forgotten after its expungeAfterSeconds.
 //   - GET /v2/events streams Marathon's events (Server-Sent Events, ?event_type= filters).
-//   - A deployment ends when its app has only instances of its version, as many as wanted,
-//     running and healthy (or, for a deleted app, none).
+//   - A change of several apps (a group's POST, PUT or DELETE) is one deployment in steps
+//     ordered by dependencies (an app's own, and its groups'): a step's apps are planned only
+//     once the step before is done; stops go dependants first. Cycles are refused (422).
+//   - A step is done when its apps have only instances of their version, as many as wanted,
+//     running and healthy (or, for a deleted app, none); the deployment ends after its last.
 //   - Offers are suppressed while nothing waits and revived when something does.
 //
-// Not yet: groups, /v2/queue, readiness checks, app dependencies, secrets' values
+// Not yet: readiness checks, app dependencies, secrets' values
 // (a secret reference leaves its env variable unset).
 package marathon

@@ -40,6 +40,12 @@ func (s *Service) routes() {
 	h("GET /v2/info", s.info)
 	h("GET /v2/events", s.events)
 	h("GET /v2/queue", s.queue)
+	h("GET /v2/groups", s.getGroup)
+	h("GET /v2/groups/{path...}", s.getGroup)
+	h("POST /v2/groups", s.createGroup)
+	h("PUT /v2/groups", s.putGroup)
+	h("PUT /v2/groups/{path...}", s.putGroup)
+	h("DELETE /v2/groups/{path...}", s.deleteGroup)
 	h("DELETE /v2/queue/{path...}", s.resetDelay)
 }
 
@@ -407,116 +413,9 @@ type changeResult struct {
 	Version      string `json:"version"`
 }
 
-// changeApp makes one change of one app as a deployment: edit returns the new definition (nil
-// deletes the app). The change, its version and its deployment are committed together; a
-// change to an app that a deployment is changing is refused (409) unless forced, which
-// replaces that deployment.
+// changeApp makes one change of one app as a deployment (see changeApps).
 func (s *Service) changeApp(ctx context.Context, appID string, force bool, edit func(cur *appState) (Definition, error)) (changeResult, error) {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	s.mu.Lock()
-	st := s.st
-	if st == nil {
-		s.mu.Unlock()
-		return changeResult{}, errNotReady
-	}
-	cur := st.apps[appID]
-	if cur != nil && cur.deleted {
-		cur = nil
-	}
-	var blocking []string
-	for id, d := range st.deployments {
-		for _, a := range d.AffectedApps {
-			if a == appID {
-				blocking = append(blocking, id)
-			}
-		}
-	}
-	sort.Strings(blocking)
-	s.mu.Unlock()
-	if len(blocking) > 0 && !force {
-		return changeResult{}, &conflictError{ids: blocking}
-	}
-	def, err := edit(cur)
-	if err != nil {
-		return changeResult{}, err
-	}
-	now := s.cfg.Clock.Now().UTC()
-	ver := now.Format("2006-01-02T15:04:05.000Z")
-	dep := &Deployment{ID: newUUID(s), Version: ver, AffectedApps: []string{appID}, CurrentStep: 1, TotalSteps: 1}
-	c := &change{}
-	for _, id := range blocking {
-		c.del(deploymentKey(id))
-	}
-	var next *appState
-	action := "StopApplication"
-	if def == nil {
-		c.del(appKey(appID))
-		c.delPrefix(versionPrefix(appID))
-	} else {
-		a, err := def.App()
-		if err != nil {
-			return changeResult{}, &ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/", Errors: []string{err.Error()}}}}
-		}
-		if err := a.Validate(); err != nil {
-			return changeResult{}, err
-		}
-		def = def.Merge(nil)
-		def["id"], _ = json.Marshal(a.ID)
-		vi := map[string]string{"lastScalingAt": ver, "lastConfigChangeAt": ver}
-		switch {
-		case cur == nil:
-			action = "StartApplication"
-		case sameConfig(cur.def, def) && configVersion(def) != "":
-			action = "ScaleApplication"
-			vi["lastConfigChangeAt"] = cur.configAt
-		default:
-			action = "RestartApplication"
-		}
-		def["version"], _ = json.Marshal(ver)
-		def["versionInfo"], _ = json.Marshal(vi)
-		if next, err = appStateOf(mustJSON(def)); err != nil {
-			return changeResult{}, err
-		}
-		c.put(appKey(appID), def)
-		c.put(versionKey(appID, ver), def)
-	}
-	dep.Steps = []Step{{Actions: []Action{{Action: action, App: appID}}}}
-	dep.CurrentActions = dep.Steps[0].Actions
-	c.put(deploymentKey(dep.ID), dep)
-	if err := commit(ctx, s.store, c); err != nil {
-		return changeResult{}, err
-	}
-	s.mu.Lock()
-	if s.st == st {
-		for _, id := range blocking {
-			if old := st.deployments[id]; old != nil {
-				s.bus.publish(EventDeploymentFailed, map[string]any{"id": id, "plan": old, "reason": "superseded by deployment " + dep.ID})
-			}
-			delete(st.deployments, id)
-		}
-		st.deployments[dep.ID] = dep
-		st.touch(appID)
-		if def != nil {
-			s.bus.publish(EventAPIPost, map[string]any{"appDefinition": def})
-		}
-		s.bus.publish(EventDeploymentInfo, map[string]any{"plan": dep, "currentStep": dep.Steps[0]})
-		switch {
-		case next == nil:
-			if cur != nil {
-				cur.deleted = true
-			}
-		case cur != nil && action == "ScaleApplication":
-			next.failures, next.delayUntil, next.lastFail = cur.failures, cur.delayUntil, cur.lastFail
-			st.apps[appID] = next
-		default:
-			st.apps[appID] = next // a new config: the backoff starts over
-		}
-	}
-	s.mu.Unlock()
-	s.poke()
-	s.logger.Info("deployment started", "deployment", dep.ID, "app", appID, "action", action)
-	return changeResult{DeploymentID: dep.ID, Version: ver}, nil
+	return s.changeApps(ctx, force, []appEdit{{id: appID, edit: edit}}, nil)
 }
 
 // sameConfig says whether two definitions differ in nothing but instances and versions.

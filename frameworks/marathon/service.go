@@ -61,6 +61,7 @@ type leaderState struct {
 	instances   map[string]*instance            // by instance id, which is its task id
 	byApp       map[string]map[string]*instance // app id → its instances; kept by add and remove
 	deployments map[string]*Deployment
+	groups      map[string]groupRecord // explicit groups (with dependencies), by id
 	suppressed  bool
 	// dirty apps are planned at the next step (every app is, on the timer); waiting are those
 	// with instances to start now, which offers are used for.
@@ -262,7 +263,7 @@ func (s *Service) load(ss *master.Session) (*leaderState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &leaderState{ss: ss, apps: map[string]*appState{}, instances: map[string]*instance{}, byApp: map[string]map[string]*instance{}, deployments: map[string]*Deployment{},
+	st := &leaderState{ss: ss, apps: map[string]*appState{}, instances: map[string]*instance{}, byApp: map[string]map[string]*instance{}, deployments: map[string]*Deployment{}, groups: map[string]groupRecord{},
 		dirty: map[string]bool{}, waiting: map[string]bool{}}
 	var bad error
 	v.List(Namespace, "app/", func(_ string, data []byte) bool {
@@ -280,6 +281,13 @@ func (s *Service) load(ss *master.Session) (*leaderState, error) {
 				// Its app was deleted before the last leader could stop it.
 				st.apps[rec.AppID] = &appState{app: App{ID: rec.AppID}, deleted: true}
 			}
+		}
+		return bad == nil
+	})
+	v.List(Namespace, "group/", func(_ string, data []byte) bool {
+		var g groupRecord
+		if bad = json.Unmarshal(data, &g); bad == nil {
+			st.groups[g.ID] = g
 		}
 		return bad == nil
 	})
@@ -470,6 +478,12 @@ func (s *Service) step(ctx context.Context, full bool) {
 			delete(state.waiting, appID)
 			continue
 		}
+		if state.heldByStep(appID) {
+			// Its deployment has not reached its step: what runs stays as it is.
+			as.want = 0
+			delete(state.waiting, appID)
+			continue
+		}
 		insts := state.appInstances(appID)
 		target := as.app.Instances
 		if as.deleted {
@@ -538,12 +552,22 @@ func (s *Service) step(ctx context.Context, full bool) {
 		if !full && !affects(d, planned) {
 			continue
 		}
-		if state.settled(d) {
-			delete(state.deployments, id)
-			done.del(deploymentKey(id))
-			s.bus.publish(EventDeploymentStepOK, map[string]any{"plan": d, "currentStep": d.Steps[0]})
-			s.bus.publish(EventDeploymentSuccess, map[string]any{"id": d.ID, "plan": d})
-			s.logger.Info("deployment finished", "deployment", id, "apps", strings.Join(d.AffectedApps, ","))
+		for state.stepSettled(d) {
+			s.bus.publish(EventDeploymentStepOK, map[string]any{"plan": d, "currentStep": d.Steps[min(d.CurrentStep, len(d.Steps))-1]})
+			if d.CurrentStep >= d.TotalSteps {
+				delete(state.deployments, id)
+				done.del(deploymentKey(id))
+				s.bus.publish(EventDeploymentSuccess, map[string]any{"id": d.ID, "plan": d})
+				s.logger.Info("deployment finished", "deployment", id, "apps", strings.Join(d.AffectedApps, ","))
+				break
+			}
+			d.CurrentStep++
+			d.CurrentActions = d.Steps[d.CurrentStep-1].Actions
+			done.put(deploymentKey(id), d)
+			for _, a := range d.CurrentActions {
+				state.touch(a.App)
+			}
+			s.poke() // plan the next step's apps now
 		}
 	}
 	waiting := len(state.waiting) > 0
@@ -612,32 +636,23 @@ func (st *leaderState) appInstances(appID string) []*instance {
 	return out
 }
 
-// settled says whether a deployment's apps have reached what it asked.
-func (st *leaderState) settled(d *Deployment) bool {
-	for _, appID := range d.AffectedApps {
-		as := st.apps[appID]
-		insts := st.appInstances(appID)
-		if as == nil || as.deleted {
-			if len(insts) > 0 {
-				return false
-			}
-			continue
+// appSettled says whether an app has reached what its definition asks: only instances of its
+// version, as many as wanted, running and healthy (or, deleted, none left).
+func (st *leaderState) appSettled(appID string) bool {
+	as := st.apps[appID]
+	insts := st.appInstances(appID)
+	if as == nil || as.deleted {
+		return len(insts) == 0
+	}
+	for _, in := range insts {
+		if in.rec.Killing || in.rec.Version != as.configAt {
+			return false
 		}
-		n := 0
-		for _, in := range insts {
-			if in.rec.Killing || in.rec.Version != as.configAt {
-				return false
-			}
-			if in.state != task.Running || len(as.app.HealthChecks) > 0 && (in.healthy == nil || !*in.healthy) {
-				return false
-			}
-			n++
-		}
-		if n != as.app.Instances {
+		if in.state != task.Running || len(as.app.HealthChecks) > 0 && (in.healthy == nil || !*in.healthy) {
 			return false
 		}
 	}
-	return true
+	return len(insts) == as.app.Instances
 }
 
 // useOffer launches, into one offer, the instances apps wait for that fit it (resources, ports,

@@ -1,0 +1,395 @@
+package marathon
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// appEdit is one app's part of a change: edit returns its new definition, nil to delete it.
+// path prefixes its validation errors (a group's "/apps(2)").
+type appEdit struct {
+	id   string
+	path string
+	edit func(cur *appState) (Definition, error)
+}
+
+// groupRecord is what the store keeps of an explicit group: its dependencies (apps and groups
+// it waits for).
+type groupRecord struct {
+	ID           string   `json:"id"`
+	Dependencies []string `json:"dependencies,omitempty"`
+}
+
+func groupKey(id string) string { return "group" + id }
+
+// changeApps makes a change of one or more apps as one deployment, committed with every new
+// definition and version: the apps go in steps ordered by their dependencies (an app starts
+// after what it depends on is deployed; deletions go the other way). A change to an app a
+// deployment is changing is refused (409) unless forced, which replaces that deployment.
+// groups are explicit group records to write with it (nil values delete them).
+func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, groups map[string]*groupRecord) (changeResult, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	st := s.st
+	if st == nil {
+		s.mu.Unlock()
+		return changeResult{}, errNotReady
+	}
+	curs := map[string]*appState{}
+	ids := map[string]bool{}
+	for _, e := range edits {
+		ids[e.id] = true
+		if cur := st.apps[e.id]; cur != nil && !cur.deleted {
+			curs[e.id] = cur
+		}
+	}
+	var blocking []string
+	for id, d := range st.deployments {
+		if affects(d, ids) {
+			blocking = append(blocking, id)
+		}
+	}
+	sort.Strings(blocking)
+	allApps := map[string]App{}
+	for id, as := range st.apps {
+		if !as.deleted {
+			allApps[id] = as.app
+		}
+	}
+	knownGroups := map[string]groupRecord{}
+	for id, g := range st.groups {
+		knownGroups[id] = g
+	}
+	s.mu.Unlock()
+	if len(blocking) > 0 && !force {
+		return changeResult{}, &conflictError{ids: blocking}
+	}
+	for id, g := range groups {
+		if g == nil {
+			delete(knownGroups, id)
+		} else {
+			knownGroups[id] = *g
+		}
+	}
+
+	now := s.cfg.Clock.Now().UTC()
+	ver := now.Format("2006-01-02T15:04:05.000Z")
+	dep := &Deployment{ID: newUUID(s), Version: ver}
+	c := &change{}
+	for _, id := range blocking {
+		c.del(deploymentKey(id))
+	}
+	type result struct {
+		next   *appState
+		action string
+	}
+	results := map[string]result{}
+	var problems problems
+	for _, e := range edits {
+		cur := curs[e.id]
+		def, err := e.edit(cur)
+		if err != nil {
+			return changeResult{}, err
+		}
+		if def == nil {
+			if cur == nil {
+				continue // deleting what is not there: nothing to do
+			}
+			c.del(appKey(e.id))
+			c.delPrefix(versionPrefix(e.id))
+			results[e.id] = result{action: "StopApplication"}
+			delete(allApps, e.id)
+			continue
+		}
+		a, err := def.App()
+		if err == nil {
+			err = a.Validate()
+		}
+		if err != nil {
+			var ve *ValidationError
+			if ok := asValidation(err, &ve); ok {
+				for _, d := range ve.Details {
+					problems.add(e.path+d.Path, "%s", strings.Join(d.Errors, "; "))
+				}
+			} else {
+				problems.add(e.path+"/", "%s", err.Error())
+			}
+			continue
+		}
+		def = def.Merge(nil)
+		def["id"], _ = json.Marshal(a.ID)
+		vi := map[string]string{"lastScalingAt": ver, "lastConfigChangeAt": ver}
+		action := "RestartApplication"
+		switch {
+		case cur == nil:
+			action = "StartApplication"
+		case sameConfig(cur.def, def) && configVersion(def) != "":
+			action = "ScaleApplication"
+			vi["lastConfigChangeAt"] = cur.configAt
+		}
+		def["version"], _ = json.Marshal(ver)
+		def["versionInfo"], _ = json.Marshal(vi)
+		next, err := appStateOf(mustJSON(def))
+		if err != nil {
+			return changeResult{}, err
+		}
+		c.put(appKey(e.id), def)
+		c.put(versionKey(e.id, ver), def)
+		results[e.id] = result{next: next, action: action}
+		allApps[e.id] = next.app
+	}
+	if err := problems.err(); err != nil {
+		return changeResult{}, err
+	}
+	if cycle := dependencyCycle(allApps, knownGroups); cycle != nil {
+		return changeResult{}, &ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/dependencies",
+			Errors: []string{"dependency cycle: " + strings.Join(cycle, " → ")}}}}
+	}
+	if len(results) == 0 && len(groups) == 0 {
+		return changeResult{}, &httpError{404, "nothing to change"}
+	}
+	for id, g := range groups {
+		if g == nil {
+			c.del(groupKey(id))
+		} else {
+			c.put(groupKey(id), g)
+		}
+	}
+	// Steps: starts and changes after what they depend on; stops before what they depend on.
+	var changed []string
+	for id := range results {
+		changed = append(changed, id)
+	}
+	levels := orderByDependencies(changed, allApps, knownGroups, func(id string) bool { return results[id].action == "StopApplication" })
+	for _, level := range levels {
+		var step Step
+		for _, id := range level {
+			step.Actions = append(step.Actions, Action{Action: results[id].action, App: id})
+			dep.AffectedApps = append(dep.AffectedApps, id)
+		}
+		dep.Steps = append(dep.Steps, step)
+	}
+	if len(dep.Steps) > 0 {
+		dep.CurrentStep, dep.TotalSteps, dep.CurrentActions = 1, len(dep.Steps), dep.Steps[0].Actions
+		c.put(deploymentKey(dep.ID), dep)
+	}
+	if err := commit(ctx, s.store, c); err != nil {
+		return changeResult{}, err
+	}
+
+	s.mu.Lock()
+	if s.st == st {
+		for _, id := range blocking {
+			if old := st.deployments[id]; old != nil {
+				s.bus.publish(EventDeploymentFailed, map[string]any{"id": id, "plan": old, "reason": "superseded by deployment " + dep.ID})
+			}
+			delete(st.deployments, id)
+		}
+		for id, g := range groups {
+			if g == nil {
+				delete(st.groups, id)
+			} else {
+				st.groups[id] = *g
+			}
+		}
+		if len(dep.Steps) > 0 {
+			st.deployments[dep.ID] = dep
+		}
+		for id, r := range results {
+			st.touch(id)
+			cur := curs[id]
+			switch {
+			case r.next == nil:
+				if cur != nil {
+					cur.deleted = true
+				}
+			case cur != nil && r.action == "ScaleApplication":
+				r.next.failures, r.next.delayUntil, r.next.lastFail = cur.failures, cur.delayUntil, cur.lastFail
+				st.apps[id] = r.next
+			default:
+				st.apps[id] = r.next // a new config: the backoff starts over
+			}
+			if r.next != nil {
+				s.bus.publish(EventAPIPost, map[string]any{"appDefinition": r.next.def})
+			}
+		}
+		if len(dep.Steps) > 0 {
+			s.bus.publish(EventDeploymentInfo, map[string]any{"plan": dep, "currentStep": dep.Steps[0]})
+		}
+	}
+	s.mu.Unlock()
+	s.poke()
+	s.logger.Info("deployment started", "deployment", dep.ID, "apps", strings.Join(dep.AffectedApps, ","), "steps", len(dep.Steps))
+	return changeResult{DeploymentID: dep.ID, Version: ver}, nil
+}
+
+func asValidation(err error, ve **ValidationError) bool {
+	v, ok := err.(*ValidationError)
+	if ok {
+		*ve = v
+	}
+	return ok
+}
+
+// resolveID makes a dependency absolute: relative ones are relative to the app's parent group.
+func resolveID(base, dep string) string {
+	if strings.HasPrefix(dep, "/") {
+		return NormalizeID(dep)
+	}
+	parent := base[:strings.LastIndex(base, "/")+1]
+	parts := []string{}
+	for _, p := range strings.Split(strings.Trim(parent+dep, "/"), "/") {
+		switch p {
+		case "", ".":
+		case "..":
+			if len(parts) > 0 {
+				parts = parts[:len(parts)-1]
+			}
+		default:
+			parts = append(parts, p)
+		}
+	}
+	return "/" + strings.Join(parts, "/")
+}
+
+// dependsOn lists the apps an app waits for: its own dependencies and its groups', each an app
+// or every app of a group.
+func dependsOn(id string, apps map[string]App, groups map[string]groupRecord) []string {
+	var targets []string
+	for _, d := range apps[id].Dependencies {
+		targets = append(targets, resolveID(id, d))
+	}
+	for g := id; strings.Contains(strings.TrimPrefix(g, "/"), "/"); {
+		g = g[:strings.LastIndex(g, "/")]
+		for _, d := range groups[g].Dependencies {
+			targets = append(targets, resolveID(g, d))
+		}
+	}
+	var out []string
+	for _, t := range targets {
+		for other := range apps {
+			if other != id && (other == t || strings.HasPrefix(other, t+"/")) {
+				out = append(out, other)
+			}
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// dependencyCycle finds a cycle among all apps' dependencies, or nil.
+func dependencyCycle(apps map[string]App, groups map[string]groupRecord) []string {
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[string]int{}
+	var path []string
+	var visit func(id string) []string
+	visit = func(id string) []string {
+		state[id] = onPath
+		path = append(path, id)
+		for _, d := range dependsOn(id, apps, groups) {
+			switch state[d] {
+			case onPath:
+				i := slices.Index(path, d)
+				return append(slices.Clone(path[i:]), d)
+			case unseen:
+				if c := visit(d); c != nil {
+					return c
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		state[id] = done
+		return nil
+	}
+	for _, id := range sortedKeys(apps) {
+		if state[id] == unseen {
+			if c := visit(id); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// orderByDependencies puts the changed apps in levels: an app's level comes after the levels
+// of the changed apps it depends on; stops are ordered the other way round (dependants first).
+func orderByDependencies(changed []string, apps map[string]App, groups map[string]groupRecord, stopping func(string) bool) [][]string {
+	in := map[string]bool{}
+	for _, id := range changed {
+		in[id] = true
+	}
+	depth := map[string]int{}
+	var level func(id string, seen map[string]bool) int
+	level = func(id string, seen map[string]bool) int {
+		if d, ok := depth[id]; ok {
+			return d
+		}
+		if seen[id] {
+			return 0
+		}
+		seen[id] = true
+		d := 0
+		for _, dep := range dependsOn(id, apps, groups) {
+			if in[dep] {
+				d = max(d, level(dep, seen)+1)
+			}
+		}
+		depth[id] = d
+		return d
+	}
+	maxDepth := 0
+	for _, id := range changed {
+		maxDepth = max(maxDepth, level(id, map[string]bool{}))
+	}
+	levels := make([][]string, maxDepth+1)
+	for _, id := range changed {
+		d := depth[id]
+		if stopping(id) {
+			d = maxDepth - d
+		}
+		levels[d] = append(levels[d], id)
+	}
+	var out [][]string
+	for _, l := range levels {
+		if len(l) > 0 {
+			sort.Strings(l)
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// heldByStep says whether an app waits for a later step of its deployment.
+func (st *leaderState) heldByStep(appID string) bool {
+	for _, d := range st.deployments {
+		for i, step := range d.Steps {
+			for _, a := range step.Actions {
+				if a.App == appID {
+					return i+1 > d.CurrentStep
+				}
+			}
+		}
+	}
+	return false
+}
+
+// stepSettled says whether the apps of a deployment's current step have reached what it asked.
+func (st *leaderState) stepSettled(d *Deployment) bool {
+	if d.CurrentStep < 1 || d.CurrentStep > len(d.Steps) {
+		return true
+	}
+	for _, a := range d.Steps[d.CurrentStep-1].Actions {
+		if !st.appSettled(a.App) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,301 @@
+package marathon
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/agora-sched/agora/pkg/httpjson"
+)
+
+// groupDef is a group as Marathon's API takes it: apps and groups nested under an id, with the
+// group's dependencies; or, on PUT, scaleBy alone.
+type groupDef struct {
+	ID           string            `json:"id"`
+	Apps         []json.RawMessage `json:"apps,omitempty"`
+	Groups       []groupDef        `json:"groups,omitempty"`
+	Dependencies []string          `json:"dependencies,omitempty"`
+	ScaleBy      *float64          `json:"scaleBy,omitempty"`
+	Version      string            `json:"version,omitempty"`
+}
+
+// under says whether id is path or below it.
+func under(id, path string) bool {
+	return path == "/" || id == path || strings.HasPrefix(id, path+"/")
+}
+
+// flatten turns a group into app edits (ids resolved against the group) and group records.
+func flatten(g groupDef, base, path string, edits *[]appEdit, groups map[string]*groupRecord, p *problems) {
+	id := NormalizeID(g.ID)
+	if g.ID != "" && !strings.HasPrefix(g.ID, "/") {
+		id = NormalizeID(strings.TrimRight(base, "/") + "/" + g.ID)
+	}
+	if id == "" {
+		id = base
+	}
+	rec := &groupRecord{ID: id, Dependencies: append([]string(nil), g.Dependencies...)}
+	if id != "/" {
+		groups[id] = rec
+	}
+	for i, raw := range g.Apps {
+		appPath := fmt.Sprintf("%s/apps(%d)", path, i)
+		def, err := Decode(raw)
+		if err != nil {
+			p.add(appPath, "%s", err.Error())
+			continue
+		}
+		var appID string
+		json.Unmarshal(def["id"], &appID)
+		if appID == "" {
+			p.add(appPath+"/id", "must not be empty")
+			continue
+		}
+		if !strings.HasPrefix(appID, "/") {
+			appID = strings.TrimRight(id, "/") + "/" + appID
+		}
+		appID = NormalizeID(appID)
+		if !under(appID, id) {
+			p.add(appPath+"/id", "%s is not in the group %s", appID, id)
+			continue
+		}
+		def["id"], _ = json.Marshal(appID)
+		*edits = append(*edits, appEdit{id: appID, path: appPath, edit: func(*appState) (Definition, error) { return def, nil }})
+	}
+	for i, sub := range g.Groups {
+		flatten(sub, id, fmt.Sprintf("%s/groups(%d)", path, i), edits, groups, p)
+	}
+}
+
+func readGroup(w http.ResponseWriter, r *http.Request) (groupDef, bool) {
+	var g groupDef
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 8*maxBody))
+	if err == nil {
+		err = json.Unmarshal(b, &g)
+	}
+	if err != nil {
+		httpjson.Write(w, http.StatusBadRequest, ValidationError{Message: "Invalid JSON", Details: []ErrorDetails{{Path: "/", Errors: []string{err.Error()}}}})
+		return g, false
+	}
+	return g, true
+}
+
+// groupExists says whether anything is at or under id.
+func (st *leaderState) groupExists(id string) bool {
+	if _, ok := st.groups[id]; ok {
+		return true
+	}
+	for appID, as := range st.apps {
+		if !as.deleted && strings.HasPrefix(appID, id+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Service) createGroup(w http.ResponseWriter, r *http.Request) {
+	g, ok := readGroup(w, r)
+	if !ok {
+		return
+	}
+	id := NormalizeID(g.ID)
+	if id == "" || id == "/" {
+		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/id", Errors: []string{"a group needs an id other than /"}}}})
+		return
+	}
+	s.mu.Lock()
+	exists := s.st != nil && s.st.groupExists(id)
+	s.mu.Unlock()
+	if exists {
+		marathonError(w, http.StatusConflict, "Group "+id+" is already created. Use PUT to change this group.")
+		return
+	}
+	s.applyGroup(w, r, g, id, http.StatusCreated)
+}
+
+// applyGroup makes the apps and groups under id what g says, as one deployment: apps and
+// groups under id that g leaves out are deleted.
+func (s *Service) applyGroup(w http.ResponseWriter, r *http.Request, g groupDef, id string, okCode int) {
+	var edits []appEdit
+	groups := map[string]*groupRecord{}
+	var p problems
+	g.ID = id
+	flatten(g, "/", "", &edits, groups, &p)
+	if err := p.err(); err != nil {
+		httpjson.Write(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	in := map[string]bool{}
+	for _, e := range edits {
+		in[e.id] = true
+	}
+	s.mu.Lock()
+	if s.st == nil {
+		s.mu.Unlock()
+		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
+		return
+	}
+	for appID, as := range s.st.apps {
+		if !as.deleted && under(appID, id) && !in[appID] {
+			edits = append(edits, appEdit{id: appID, edit: func(*appState) (Definition, error) { return nil, nil }})
+		}
+	}
+	for gid := range s.st.groups {
+		if under(gid, id) && groups[gid] == nil {
+			groups[gid] = nil
+		}
+	}
+	s.mu.Unlock()
+	res, err := s.changeApps(r.Context(), forced(r), edits, groups)
+	if err != nil {
+		writeChangeError(w, err)
+		return
+	}
+	httpjson.Write(w, okCode, res)
+}
+
+func (s *Service) putGroup(w http.ResponseWriter, r *http.Request) {
+	id := NormalizeID("/" + r.PathValue("path"))
+	if id == "" {
+		id = "/"
+	}
+	g, ok := readGroup(w, r)
+	if !ok {
+		return
+	}
+	if g.ScaleBy == nil {
+		s.applyGroup(w, r, g, id, http.StatusOK)
+		return
+	}
+	if *g.ScaleBy < 0 || math.IsNaN(*g.ScaleBy) || math.IsInf(*g.ScaleBy, 0) {
+		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/scaleBy", Errors: []string{"must be 0 or more"}}}})
+		return
+	}
+	factor := *g.ScaleBy
+	var edits []appEdit
+	s.mu.Lock()
+	if s.st != nil {
+		for appID, as := range s.st.apps {
+			if as.deleted || !under(appID, id) {
+				continue
+			}
+			edits = append(edits, appEdit{id: appID, edit: func(cur *appState) (Definition, error) {
+				if cur == nil {
+					return nil, nil
+				}
+				d := cur.def.Merge(nil)
+				d["instances"], _ = json.Marshal(int(math.Ceil(float64(cur.app.Instances) * factor)))
+				return d, nil
+			}})
+		}
+	}
+	s.mu.Unlock()
+	if len(edits) == 0 {
+		marathonError(w, http.StatusNotFound, "Group '"+id+"' does not exist")
+		return
+	}
+	res, err := s.changeApps(r.Context(), forced(r), edits, nil)
+	if err != nil {
+		writeChangeError(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, res)
+}
+
+func (s *Service) deleteGroup(w http.ResponseWriter, r *http.Request) {
+	id := NormalizeID("/" + r.PathValue("path"))
+	if id == "" {
+		id = "/"
+	}
+	var edits []appEdit
+	groups := map[string]*groupRecord{}
+	s.mu.Lock()
+	if s.st != nil {
+		for appID, as := range s.st.apps {
+			if !as.deleted && under(appID, id) {
+				edits = append(edits, appEdit{id: appID, edit: func(*appState) (Definition, error) { return nil, nil }})
+			}
+		}
+		for gid := range s.st.groups {
+			if under(gid, id) {
+				groups[gid] = nil
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(edits) == 0 && len(groups) == 0 {
+		marathonError(w, http.StatusNotFound, "Group '"+id+"' does not exist")
+		return
+	}
+	res, err := s.changeApps(r.Context(), forced(r), edits, groups)
+	if err != nil {
+		writeChangeError(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, res)
+}
+
+// getGroup is GET /v2/groups[/{id}]: the group with its apps and nested groups.
+func (s *Service) getGroup(w http.ResponseWriter, r *http.Request) {
+	id := NormalizeID("/" + r.PathValue("path"))
+	if id == "" {
+		id = "/"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.st
+	if st == nil {
+		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
+		return
+	}
+	if id != "/" && !st.groupExists(id) {
+		marathonError(w, http.StatusNotFound, "Group '"+id+"' does not exist")
+		return
+	}
+	httpjson.Write(w, http.StatusOK, s.groupJSONLocked(st, id, embedOf(r, "group.")))
+}
+
+func (s *Service) groupJSONLocked(st *leaderState, id string, embed map[string]bool) map[string]any {
+	apps := []map[string]any{}
+	children := map[string]bool{}
+	version := ""
+	for _, appID := range sortedKeys(st.apps) {
+		as := st.apps[appID]
+		if as.deleted || !under(appID, id) {
+			continue
+		}
+		rest := strings.TrimPrefix(appID, strings.TrimRight(id, "/")+"/")
+		if i := strings.Index(rest, "/"); i >= 0 {
+			children[strings.TrimRight(id, "/")+"/"+rest[:i]] = true
+			continue
+		}
+		apps = append(apps, s.appJSONLocked(st, as, embed))
+		if as.app.Version > version {
+			version = as.app.Version
+		}
+	}
+	for gid := range st.groups {
+		if gid == id || !under(gid, id) {
+			continue
+		}
+		rest := strings.TrimPrefix(gid, strings.TrimRight(id, "/")+"/")
+		children[strings.TrimRight(id, "/")+"/"+strings.SplitN(rest, "/", 2)[0]] = true
+	}
+	var sub []string
+	for c := range children {
+		sub = append(sub, c)
+	}
+	sort.Strings(sub)
+	groups := []map[string]any{}
+	for _, c := range sub {
+		groups = append(groups, s.groupJSONLocked(st, c, embed))
+	}
+	deps := st.groups[id].Dependencies
+	if deps == nil {
+		deps = []string{}
+	}
+	return map[string]any{"id": id, "apps": apps, "groups": groups, "dependencies": deps, "version": version}
+}
