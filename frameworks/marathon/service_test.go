@@ -1,0 +1,136 @@
+package marathon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
+	"github.com/agora-sched/agora/raft"
+)
+
+// simCluster runs a real master (raft on bbolt, HTTP) with the service framework, on simulated
+// agents (the real path, with containers, is tested in cmd/agora).
+func simCluster(t *testing.T, agents int, res resources.Resources) (*Service, string) {
+	t.Helper()
+	sim := &master.SimulatedAgents{}
+	m, err := master.New(master.Config{
+		DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Scheduler: master.SchedulerConfig{Agents: sim, AllocationInterval: 20 * time.Millisecond},
+		Appliers:  map[string]raft.Applier{Namespace: Applier()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Attach(m)
+	svc, err := New(Config{Master: m, Tick: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Register()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	waitFor(t, "the service framework", func() bool {
+		svc.mu.Lock()
+		defer svc.mu.Unlock()
+		return svc.st != nil
+	})
+	sim.AddAgents(agents, res)
+	return svc, "http://" + m.HTTPAddr()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 15s", what)
+		}
+	}
+}
+
+func call(t *testing.T, method, url, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewBufferString(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+// hosts lists where an app's running instances are.
+func hosts(svc *Service, appID string) []string {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	var out []string
+	for _, in := range svc.st.appInstances(appID) {
+		if in.state == task.Running {
+			out = append(out, in.rec.Host)
+		}
+	}
+	return out
+}
+
+// TestUniqueHostnameThroughOffers: a UNIQUE hostname app gets one instance per agent; the one
+// more it wants waits in /v2/queue until an agent joins, without breaking the constraint.
+func TestUniqueHostnameThroughOffers(t *testing.T) {
+	svc, base := simCluster(t, 3, resources.Resources{CPUs: 4, Mem: 4096, Disk: 100, Ports: resources.Ranges{{Begin: 31000, End: 31100}}})
+	if code := call(t, "POST", base+"/v2/apps", `{"id": "/spread", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 4, "constraints": [["hostname", "UNIQUE"]]}`, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	waitFor(t, "3 instances on 3 hosts", func() bool { return len(hosts(svc, "/spread")) == 3 })
+	time.Sleep(300 * time.Millisecond) // offers keep coming: the 4th must still not be placed
+	got := hosts(svc, "/spread")
+	seen := map[string]bool{}
+	for _, h := range got {
+		if seen[h] {
+			t.Fatalf("two instances on %s: %v", h, got)
+		}
+		seen[h] = true
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d instances running on 3 agents with UNIQUE hostname: %v", len(got), got)
+	}
+	var q struct {
+		Queue []struct {
+			Count int `json:"count"`
+		} `json:"queue"`
+	}
+	if code := call(t, "GET", base+"/v2/queue", "", &q); code != http.StatusOK || len(q.Queue) != 1 || q.Queue[0].Count != 1 {
+		t.Fatalf("queue: %d %+v", code, q)
+	}
+	// GROUP_BY and MAX_PER on the same hosts: 6 instances, at most 2 per host.
+	if code := call(t, "POST", base+"/v2/apps", `{"id": "/pairs", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 6, "constraints": [["hostname", "MAX_PER", "2"]]}`, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	waitFor(t, "6 instances of /pairs", func() bool { return len(hosts(svc, "/pairs")) == 6 })
+	per := map[string]int{}
+	for _, h := range hosts(svc, "/pairs") {
+		per[h]++
+	}
+	for h, n := range per {
+		if n != 2 {
+			t.Fatalf("%d instances on %s, want 2 on each of 3: %v", n, h, per)
+		}
+	}
+}
