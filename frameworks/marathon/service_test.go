@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/raft"
@@ -18,7 +20,7 @@ import (
 
 // simCluster runs a real master (raft on bbolt, HTTP) with the service framework, on simulated
 // agents (the real path, with containers, is tested in cmd/agora).
-func simCluster(t *testing.T, agents int, res resources.Resources) (*Service, string) {
+func simCluster(t *testing.T, agents int, res resources.Resources, clk ...clock.Clock) (*Service, string) {
 	t.Helper()
 	sim := &master.SimulatedAgents{}
 	m, err := master.New(master.Config{
@@ -31,7 +33,11 @@ func simCluster(t *testing.T, agents int, res resources.Resources) (*Service, st
 		t.Fatal(err)
 	}
 	sim.Attach(m)
-	svc, err := New(Config{Master: m, Tick: 50 * time.Millisecond})
+	cfg := Config{Master: m, Tick: 50 * time.Millisecond}
+	if len(clk) > 0 {
+		cfg.Clock = clk[0]
+	}
+	svc, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,5 +138,51 @@ func TestUniqueHostnameThroughOffers(t *testing.T) {
 		if n != 2 {
 			t.Fatalf("%d instances on %s, want 2 on each of 3: %v", n, h, per)
 		}
+	}
+}
+
+// TestUnreachableStrategy: an unreachable instance still counts until inactiveAfterSeconds,
+// then a replacement starts; after expungeAfterSeconds it is forgotten and its task killed.
+func TestUnreachableStrategy(t *testing.T) {
+	fake := clock.NewFake(time.Now())
+	svc, base := simCluster(t, 2, resources.Resources{CPUs: 4, Mem: 4096, Disk: 100, Ports: resources.Ranges{{Begin: 31000, End: 31100}}}, fake)
+	if code := call(t, "POST", base+"/v2/apps", `{"id": "/far", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 2,
+		"unreachableStrategy": {"inactiveAfterSeconds": 60, "expungeAfterSeconds": 120}}`, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	waitFor(t, "2 running", func() bool { return len(hosts(svc, "/far")) == 2 })
+	svc.mu.Lock()
+	lost := svc.st.appInstances("/far")[0].rec
+	svc.mu.Unlock()
+	ctx := context.Background()
+	svc.update(ctx, api.TaskStatus{TaskID: lost.ID, AgentID: lost.AgentID, State: task.Unreachable, Timestamp: time.Now()})
+	count := func() (all, running int) {
+		svc.mu.Lock()
+		defer svc.mu.Unlock()
+		for _, in := range svc.st.appInstances("/far") {
+			all++
+			if in.state == task.Running {
+				running++
+			}
+		}
+		return
+	}
+	fake.Advance(59 * time.Second)
+	svc.step(ctx, true)
+	time.Sleep(200 * time.Millisecond)
+	if all, running := count(); all != 2 || running != 1 {
+		t.Fatalf("before inactiveAfterSeconds: %d instances, %d running; want the unreachable one kept, no replacement", all, running)
+	}
+	fake.Advance(2 * time.Second)
+	svc.step(ctx, true)
+	waitFor(t, "a replacement", func() bool { all, running := count(); return all == 3 && running == 2 })
+	fake.Advance(60 * time.Second)
+	svc.step(ctx, true)
+	waitFor(t, "the unreachable instance expunged", func() bool { all, running := count(); return all == 2 && running == 2 })
+	svc.mu.Lock()
+	_, still := svc.st.instances[lost.ID]
+	svc.mu.Unlock()
+	if still {
+		t.Fatal("the expunged instance is still known")
 	}
 }
