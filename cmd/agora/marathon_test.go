@@ -604,3 +604,53 @@ func TestMarathonGroupWithDependencies(t *testing.T) {
 		}
 	}
 }
+
+// TestMarathonReadinessHoldsTheDeployment: instances that run but are not ready (the test app's
+// /health answers 503) keep the deployment open; once each answers 200 it finishes.
+func TestMarathonReadinessHoldsTheDeployment(t *testing.T) {
+	base, _, _ := startMarathonDev(t, 32500)
+	created := postApp(t, base, `{"id": "/ready", "container": {"type": "DOCKER", "docker": {"image": "`+containerdtest.TestAppImage+`"}},
+		"args": ["-sleep", "24h", "-unhealthy"], "cpus": 0.1, "mem": 32, "instances": 2,
+		"portDefinitions": [{"port": 0, "name": "http"}],
+		"readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/health", "portName": "http", "intervalSeconds": 1, "timeoutSeconds": 1}]}`)
+	if len(created["deployments"].([]any)) != 1 {
+		t.Fatalf("created %v", created)
+	}
+	a := waitAppRunning(t, base, "/ready", 2)
+	time.Sleep(2 * time.Second) // a few readiness probes fail meanwhile
+	if a, _ = getApp(t, base, "/ready"); len(a.Deployments) != 1 {
+		t.Fatalf("the deployment ended while no instance was ready: %+v", a)
+	}
+	for _, tk := range a.Tasks {
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/health/ok", tk.Ports[0]), "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	waitApp(t, base, "/ready", "deployed once ready", func(a marathonApp) bool { return a.TasksRunning == 2 })
+	// Bad readiness checks name the field.
+	var bad struct {
+		Details []struct {
+			Path string `json:"path"`
+		} `json:"details"`
+	}
+	if code := httpJSON(t, "PUT", base+"/v2/apps/ready", json.RawMessage(`{"readinessChecks": [{"portName": "nope"}]}`), &bad); code != http.StatusUnprocessableEntity ||
+		len(bad.Details) != 1 || bad.Details[0].Path != "/readinessChecks(0)/portName" {
+		t.Fatalf("bad readiness check: %d %+v", code, bad)
+	}
+}
+
+// waitAppRunning waits until n instances of the app run, deployment or not.
+func waitAppRunning(t *testing.T, base, id string, n int) marathonApp {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		a, code := getApp(t, base, id)
+		if code == http.StatusOK && a.TasksRunning == n && len(a.Tasks) == n {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: never %d running; last %+v", id, n, a)
+		}
+	}
+}

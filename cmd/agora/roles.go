@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -91,6 +92,7 @@ func runDev(c *cli.Context) error {
 		Join:       []string{m.GossipAddr()},
 		GossipAddr: "127.0.0.1:0",
 		HTTPAddr:   c.String("agent-http"),
+		Hostname:   devHostname(),
 		Resources:  res,
 		Logger:     logger.With("component", "agent"),
 		Executor:   exec,
@@ -111,6 +113,21 @@ func runDev(c *cli.Context) error {
 	}
 	logger.Info("dev node stopped")
 	return nil
+}
+
+// devHostname is the name the dev agent goes by: the machine's, when it resolves (tasks are
+// reached at host:port, by frameworks' readiness checks and by people), else localhost.
+func devHostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := net.DefaultResolver.LookupHost(ctx, h); err != nil {
+		return "localhost"
+	}
+	return h
 }
 
 // frameworkAppliers are the replicated-store namespaces of the embedded frameworks.

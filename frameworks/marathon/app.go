@@ -44,6 +44,7 @@ type App struct {
 	PortDefinitions            []PortDefinition    `json:"portDefinitions,omitempty"`
 	RequirePorts               bool                `json:"requirePorts"`
 	HealthChecks               []health.Check      `json:"healthChecks,omitempty"`
+	ReadinessChecks            []ReadinessCheck    `json:"readinessChecks,omitempty"`
 	UpgradeStrategy            UpgradeStrategy     `json:"upgradeStrategy"`
 	BackoffSeconds             float64             `json:"backoffSeconds"`
 	BackoffFactor              float64             `json:"backoffFactor"`
@@ -86,6 +87,18 @@ type PortDefinition struct {
 	Protocol string            `json:"protocol,omitempty"`
 	Name     string            `json:"name,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
+}
+
+// ReadinessCheck is Marathon's readiness check: during a deployment, a new instance counts only
+// once an HTTP GET of Path on the port named PortName answers one of HTTPStatusCodesForReady.
+type ReadinessCheck struct {
+	Name                    string `json:"name,omitempty"`
+	Protocol                string `json:"protocol,omitempty"` // HTTP (default) or HTTPS
+	Path                    string `json:"path,omitempty"`     // default "/"
+	PortName                string `json:"portName"`
+	IntervalSeconds         int    `json:"intervalSeconds,omitempty"` // default 30
+	TimeoutSeconds          int    `json:"timeoutSeconds,omitempty"`  // default 10
+	HTTPStatusCodesForReady []int  `json:"httpStatusCodesForReady,omitempty"`
 }
 
 // UpgradeStrategy bounds a rolling upgrade.
@@ -428,6 +441,19 @@ func (a App) Validate() error {
 				field = fe.Field
 			}
 			p.add(fmt.Sprintf("/healthChecks(%d)/%s", i, field), "%s", strings.TrimPrefix(err.Error(), field+": "))
+		}
+	}
+	portNames := a.PortNames()
+	for i, rc := range a.ReadinessChecks {
+		path := fmt.Sprintf("/readinessChecks(%d)", i)
+		if rc.Protocol != "" && rc.Protocol != "HTTP" && rc.Protocol != "HTTPS" {
+			p.add(path+"/protocol", "got %q, expected HTTP or HTTPS", rc.Protocol)
+		}
+		if !slices.Contains(portNames, rc.PortName) || rc.PortName == "" {
+			p.add(path+"/portName", "%q names none of the app's ports (%s)", rc.PortName, strings.Join(portNames, ", "))
+		}
+		if rc.IntervalSeconds < 0 || rc.TimeoutSeconds < 0 {
+			p.add(path, "intervalSeconds and timeoutSeconds must not be negative")
 		}
 	}
 	for i, c := range a.Constraints {

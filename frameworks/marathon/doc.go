@@ -15,23 +15,32 @@
 //     validated (Marathon's 422 shape, by JSON path), then committed with its version and a
 //     Deployment in one batch; a change to an app a deployment is changing is a 409 unless
 //     ?force=true.
+//
 //   - The leader's loop plans each app with PlanApp (decisions without I/O: scaling by
 //     killSelection, rolling upgrades within upgradeStrategy), kills what the plan says, and
 //     starts instances into offers that fit (resources, ports, constraints). An instance is
 //     written to the store before its task is launched and deleted once the task has ended, so
 //     a new leader neither doubles nor forgets one; it reconciles every instance it loads.
+//
 //   - An instance that ends on its own is replaced after backoffSeconds × backoffFactor^n (at
 //     most maxLaunchDelaySeconds); the backoff starts over once an instance has run (healthy)
 //     for 10 s. Unreachable instances are replaced after inactiveAfterSeconds of their app's
 //     unreachableStrategy and forgotten after its expungeAfterSeconds.
+//
 //   - GET /v2/events streams Marathon's events (Server-Sent Events, ?event_type= filters).
+//
 //   - A change of several apps (a group's POST, PUT or DELETE) is one deployment in steps
 //     ordered by dependencies (an app's own, and its groups'): a step's apps are planned only
 //     once the step before is done; stops go dependants first. Cycles are refused (422).
+//
 //   - A step is done when its apps have only instances of their version, as many as wanted,
 //     running and healthy (or, for a deleted app, none); the deployment ends after its last.
+//
 //   - Offers are suppressed while nothing waits and revived when something does.
 //
-// Not yet: readiness checks, app dependencies, secrets' values
-// (a secret reference leaves its env variable unset).
+//   - readinessChecks are probed from the leader (HTTP GET on the instance's host and named
+//     port, as Marathon does): a new instance counts toward its deployment once ready.
+//
+// Not yet: secrets' values (a secret reference leaves its env variable unset until the secret
+// store of the access-control work), service ports (Marathon's 10000+ range).
 package marathon

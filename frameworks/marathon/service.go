@@ -8,7 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"net/http"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -87,6 +91,8 @@ type instance struct {
 	rec              InstanceRecord
 	state            task.State
 	healthy          *bool
+	ready            bool // its readiness checks passed (apps without any: never looked at)
+	probing          bool // a readiness probe runs for it
 	message          string
 	startedAt        *time.Time
 	unreachableSince time.Time
@@ -445,6 +451,82 @@ func (s *Service) failedLocked(as *appState, in *instance, st api.TaskStatus) {
 // backing off.
 const backoffResetAfter = 10 * time.Second
 
+// probeReadiness runs an instance's readiness checks from the leader, as Marathon does, until
+// they all pass, the instance is gone, or the service stops leading.
+func (s *Service) probeReadiness(ctx context.Context, state *leaderState, a App, in *instance) {
+	names := a.PortNames()
+	go func() {
+		client := &http.Client{}
+		for {
+			ready := true
+			for _, rc := range a.ReadinessChecks {
+				if !readinessPasses(ctx, client, rc, in.rec, names) {
+					ready = false
+					break
+				}
+			}
+			s.mu.Lock()
+			current := s.st == state && state.instances[in.rec.ID] == in
+			if ready && current {
+				in.ready, in.probing = true, false
+				state.touch(in.rec.AppID)
+				s.bus.publish(EventInstanceChanged, map[string]any{"instanceId": in.rec.ID, "condition": "Ready", "runSpecId": in.rec.AppID,
+					"agentId": in.rec.AgentID, "host": in.rec.Host, "runSpecVersion": in.rec.Version})
+			}
+			s.mu.Unlock()
+			if ready || !current {
+				s.poke()
+				return
+			}
+			interval := 30 * time.Second
+			if n := a.ReadinessChecks[0].IntervalSeconds; n > 0 {
+				interval = time.Duration(n) * time.Second
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(interval):
+			}
+		}
+	}()
+}
+
+// readinessPasses makes one readiness request.
+func readinessPasses(ctx context.Context, client *http.Client, rc ReadinessCheck, rec InstanceRecord, portNames []string) bool {
+	i := slices.Index(portNames, rc.PortName)
+	if i < 0 || i >= len(rec.Ports) {
+		return false
+	}
+	scheme := "http"
+	if rc.Protocol == "HTTPS" {
+		scheme = "https"
+	}
+	path := rc.Path
+	if path == "" {
+		path = "/"
+	}
+	timeout := 10 * time.Second
+	if rc.TimeoutSeconds > 0 {
+		timeout = time.Duration(rc.TimeoutSeconds) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(rec.Host, strconv.Itoa(rec.Ports[i])), path), nil)
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	codes := rc.HTTPStatusCodesForReady
+	if len(codes) == 0 {
+		codes = []int{http.StatusOK}
+	}
+	return slices.Contains(codes, resp.StatusCode)
+}
+
 // LaunchDelay is the wait before launching again after the n-th failure in a row.
 func LaunchDelay(a App, failures int) time.Duration {
 	if failures <= 0 {
@@ -506,9 +588,17 @@ func (s *Service) step(ctx context.Context, full bool) {
 				}
 				continue // inactive: it does not count, a replacement is started
 			}
+			isNew := in.rec.Version == as.configAt && !as.deleted
+			healthy := in.state == task.Running && (len(as.app.HealthChecks) == 0 || in.healthy != nil && *in.healthy)
+			if isNew && healthy && len(as.app.ReadinessChecks) > 0 && !in.ready {
+				if !in.probing && !in.rec.Killing {
+					in.probing = true
+					s.probeReadiness(ctx, state, as.app, in)
+				}
+				healthy = false // a new instance counts once it is ready
+			}
 			view = append(view, PlanInstance{
-				ID: in.rec.ID, New: in.rec.Version == as.configAt && !as.deleted, Running: in.state == task.Running,
-				Healthy: in.state == task.Running && (len(as.app.HealthChecks) == 0 || in.healthy != nil && *in.healthy),
+				ID: in.rec.ID, New: isNew, Running: in.state == task.Running, Healthy: healthy,
 				Killing: in.rec.Killing, StagedAt: in.rec.StagedAt,
 			})
 		}
@@ -649,6 +739,9 @@ func (st *leaderState) appSettled(appID string) bool {
 			return false
 		}
 		if in.state != task.Running || len(as.app.HealthChecks) > 0 && (in.healthy == nil || !*in.healthy) {
+			return false
+		}
+		if len(as.app.ReadinessChecks) > 0 && !in.ready {
 			return false
 		}
 	}
