@@ -186,3 +186,63 @@ func TestUnreachableStrategy(t *testing.T) {
 		t.Fatal("the expunged instance is still known")
 	}
 }
+
+// TestDeploymentRollbackAndForce: a deployment that cannot finish (its new instances never get
+// ready: simulated hosts do not answer) blocks changes with 409; DELETE rolls the app back to
+// the version before; DELETE with force=true stops a deployment where it is.
+func TestDeploymentRollbackAndForce(t *testing.T) {
+	svc, base := simCluster(t, 2, resources.Resources{CPUs: 4, Mem: 4096, Disk: 100, Ports: resources.Ranges{{Begin: 31000, End: 31100}}})
+	app := func() map[string]any {
+		var out struct {
+			App map[string]any `json:"app"`
+		}
+		call(t, "GET", base+"/v2/apps/roll", "", &out)
+		return out.App
+	}
+	deployments := func() []map[string]any {
+		var out []map[string]any
+		call(t, "GET", base+"/v2/deployments", "", &out)
+		return out
+	}
+	if code := call(t, "POST", base+"/v2/apps", `{"id": "/roll", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 2, "portDefinitions": [{"port": 0, "name": "http"}], "env": {"V": "1"}}`, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	waitFor(t, "v1 deployed", func() bool { return len(hosts(svc, "/roll")) == 2 && len(deployments()) == 0 })
+	stuck := `{"env": {"V": "2"}, "readinessChecks": [{"portName": "http", "path": "/ready", "intervalSeconds": 1, "timeoutSeconds": 1}]}`
+	var res map[string]string
+	if code := call(t, "PUT", base+"/v2/apps/roll", stuck, &res); code != http.StatusOK {
+		t.Fatalf("PUT v2: %d", code)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if d := deployments(); len(d) != 1 || d[0]["id"] != res["deploymentId"] {
+		t.Fatalf("deployments %v, want the stuck %s", d, res["deploymentId"])
+	}
+	var conflict struct {
+		Deployments []map[string]string `json:"deployments"`
+	}
+	if code := call(t, "PUT", base+"/v2/apps/roll", `{"instances": 3}`, &conflict); code != http.StatusConflict ||
+		len(conflict.Deployments) != 1 || conflict.Deployments[0]["id"] != res["deploymentId"] {
+		t.Fatalf("a change during the deployment: %d %+v, want 409 naming it", code, conflict)
+	}
+	var back map[string]string
+	if code := call(t, "DELETE", base+"/v2/deployments/"+res["deploymentId"], "", &back); code != http.StatusOK || back["deploymentId"] == "" {
+		t.Fatalf("rollback: %d %v", code, back)
+	}
+	waitFor(t, "rolled back", func() bool {
+		a := app()
+		env, _ := a["env"].(map[string]any)
+		return len(deployments()) == 0 && a["readinessChecks"] == nil && env["V"] == "1" && len(hosts(svc, "/roll")) == 2
+	})
+	if code := call(t, "PUT", base+"/v2/apps/roll", stuck, &res); code != http.StatusOK {
+		t.Fatalf("PUT v2 again: %d", code)
+	}
+	if code := call(t, "DELETE", base+"/v2/deployments/"+res["deploymentId"]+"?force=true", "", nil); code != http.StatusAccepted {
+		t.Fatalf("force cancel: %d", code)
+	}
+	if d := deployments(); len(d) != 0 {
+		t.Fatalf("deployments after force: %v", d)
+	}
+	if a := app(); a["readinessChecks"] == nil {
+		t.Fatalf("a forced cancel rolled back: %v", a)
+	}
+}
