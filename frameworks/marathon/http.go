@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -28,6 +29,8 @@ func (s *Service) routes() {
 	h := func(pattern string, f http.HandlerFunc) { s.m.HandleLeader(pattern, f) }
 	h("GET /v2/apps", s.listApps)
 	h("POST /v2/apps", s.createApp)
+	h("PUT /v2/apps", s.putApps)
+	h("PATCH /v2/apps", s.putApps)
 	h("GET /v2/apps/{path...}", s.appGet)
 	h("PUT /v2/apps/{path...}", s.appPut)
 	h("PATCH /v2/apps/{path...}", s.appPut)
@@ -538,6 +541,15 @@ func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]
 	if embed["lastTaskFailure"] && as.lastFail != nil {
 		out["lastTaskFailure"] = as.lastFail
 	}
+	if embed["readiness"] && len(as.app.ReadinessChecks) > 0 {
+		results := []map[string]any{}
+		for _, in := range st.appInstances(as.app.ID) {
+			for _, rc := range as.app.ReadinessChecks {
+				results = append(results, map[string]any{"name": rc.Name, "taskId": in.rec.ID, "ready": in.ready})
+			}
+		}
+		out["readinessCheckResults"] = results
+	}
 	if embed["counts"] {
 		out["tasksStaged"] = staged
 	}
@@ -747,4 +759,56 @@ func (s *Service) resetDelay(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.poke()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// putApps is PUT (or PATCH) /v2/apps: several apps created or changed at once, each with only
+// the fields it gives, as one deployment.
+func (s *Service) putApps(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 8*maxBody))
+	var raws []json.RawMessage
+	if err == nil {
+		err = json.Unmarshal(b, &raws)
+	}
+	if err != nil {
+		httpjson.Write(w, http.StatusBadRequest, ValidationError{Message: "Invalid JSON", Details: []ErrorDetails{{Path: "/", Errors: []string{"want a list of apps: " + err.Error()}}}})
+		return
+	}
+	var edits []appEdit
+	var p problems
+	for i, raw := range raws {
+		path := fmt.Sprintf("(%d)", i)
+		patch, err := Decode(raw)
+		if err != nil {
+			p.add(path, "%s", err.Error())
+			continue
+		}
+		var id string
+		json.Unmarshal(patch["id"], &id)
+		if id = NormalizeID(id); id == "" {
+			p.add(path+"/id", "must not be empty")
+			continue
+		}
+		edits = append(edits, appEdit{id: id, path: path, edit: func(cur *appState) (Definition, error) {
+			if cur == nil {
+				d := patch.Merge(nil)
+				d["id"], _ = json.Marshal(id)
+				return d, nil
+			}
+			return cur.def.Merge(patch), nil
+		}})
+	}
+	if err := p.err(); err != nil {
+		httpjson.Write(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	if len(edits) == 0 {
+		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/", Errors: []string{"no app given"}}}})
+		return
+	}
+	res, err := s.changeApps(r.Context(), forced(r), edits, nil)
+	if err != nil {
+		writeChangeError(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, res)
 }

@@ -246,3 +246,28 @@ func TestDeploymentRollbackAndForce(t *testing.T) {
 		t.Fatalf("a forced cancel rolled back: %v", a)
 	}
 }
+
+// TestBulkPutIsOneDeployment: PUT /v2/apps changes several apps (one new, one scaled) as one
+// deployment; a bad one refuses them all, naming its index.
+func TestBulkPutIsOneDeployment(t *testing.T) {
+	svc, base := simCluster(t, 2, resources.Resources{CPUs: 4, Mem: 4096, Disk: 100, Ports: resources.Ranges{{Begin: 31000, End: 31100}}})
+	if code := call(t, "POST", base+"/v2/apps", `{"id": "/a", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 1}`, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	waitFor(t, "/a", func() bool { return len(hosts(svc, "/a")) == 1 })
+	var bad ValidationError
+	if code := call(t, "PUT", base+"/v2/apps", `[{"id": "/a", "instances": 3}, {"id": "/b", "cmd": "serve", "cpus": -1}]`, &bad); code != http.StatusUnprocessableEntity ||
+		len(bad.Details) != 1 || bad.Details[0].Path != "(1)/cpus" {
+		t.Fatalf("a bad app in the list: %d %+v", code, bad)
+	}
+	var res map[string]string
+	if code := call(t, "PUT", base+"/v2/apps", `[{"id": "/a", "instances": 3}, {"id": "/b", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 2}]`, &res); code != http.StatusOK {
+		t.Fatalf("bulk PUT: %d %v", code, res)
+	}
+	var deps []Deployment
+	call(t, "GET", base+"/v2/deployments", "", &deps)
+	if len(deps) > 1 || len(deps) == 1 && len(deps[0].AffectedApps) != 2 {
+		t.Fatalf("deployments %+v, want one for both apps", deps)
+	}
+	waitFor(t, "3 of /a and 2 of /b", func() bool { return len(hosts(svc, "/a")) == 3 && len(hosts(svc, "/b")) == 2 })
+}
