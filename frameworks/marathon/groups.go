@@ -103,7 +103,7 @@ func (s *Service) createGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	id := NormalizeID(g.ID)
 	if id == "" || id == "/" {
-		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/id", Errors: []string{"a group needs an id other than /"}}}})
+		httpjson.Write(w, http.StatusUnprocessableEntity, invalid("/id", "a group needs an id other than /"))
 		return
 	}
 	s.mu.Lock()
@@ -149,12 +149,7 @@ func (s *Service) applyGroup(w http.ResponseWriter, r *http.Request, g groupDef,
 		}
 	}
 	s.mu.Unlock()
-	res, err := s.changeApps(r.Context(), forced(r), edits, groups)
-	if err != nil {
-		writeChangeError(w, err)
-		return
-	}
-	httpjson.Write(w, okCode, res)
+	s.deploy(w, r, okCode, edits, groups)
 }
 
 func (s *Service) putGroup(w http.ResponseWriter, r *http.Request) {
@@ -171,7 +166,7 @@ func (s *Service) putGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if *g.ScaleBy < 0 || math.IsNaN(*g.ScaleBy) || math.IsInf(*g.ScaleBy, 0) {
-		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/scaleBy", Errors: []string{"must be 0 or more"}}}})
+		httpjson.Write(w, http.StatusUnprocessableEntity, invalid("/scaleBy", "must be 0 or more"))
 		return
 	}
 	factor := *g.ScaleBy
@@ -197,12 +192,7 @@ func (s *Service) putGroup(w http.ResponseWriter, r *http.Request) {
 		marathonError(w, http.StatusNotFound, "Group '"+id+"' does not exist")
 		return
 	}
-	res, err := s.changeApps(r.Context(), forced(r), edits, nil)
-	if err != nil {
-		writeChangeError(w, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, res)
+	s.deploy(w, r, http.StatusOK, edits, nil)
 }
 
 func (s *Service) deleteGroup(w http.ResponseWriter, r *http.Request) {
@@ -230,12 +220,7 @@ func (s *Service) deleteGroup(w http.ResponseWriter, r *http.Request) {
 		marathonError(w, http.StatusNotFound, "Group '"+id+"' does not exist")
 		return
 	}
-	res, err := s.changeApps(r.Context(), forced(r), edits, groups)
-	if err != nil {
-		writeChangeError(w, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, res)
+	s.deploy(w, r, http.StatusOK, edits, groups)
 }
 
 // getGroup is GET /v2/groups[/{id}]: the group with its apps and nested groups.

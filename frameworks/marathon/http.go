@@ -371,6 +371,21 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, force 
 	return out, res, commit(ctx, s.store, c)
 }
 
+// deploy makes a change of apps and answers with its deployment (or why not).
+func (s *Service) deploy(w http.ResponseWriter, r *http.Request, code int, edits []appEdit, groups map[string]*groupRecord) {
+	res, err := s.changeApps(r.Context(), forced(r), edits, groups)
+	if err != nil {
+		writeChangeError(w, err)
+		return
+	}
+	httpjson.Write(w, code, res)
+}
+
+// invalid is a 422 body with one problem.
+func invalid(path, msg string) *ValidationError {
+	return &ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: path, Errors: []string{msg}}}}
+}
+
 // httpError is a refusal with its status.
 type httpError struct {
 	code int
@@ -802,13 +817,8 @@ func (s *Service) putApps(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(edits) == 0 {
-		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/", Errors: []string{"no app given"}}}})
+		httpjson.Write(w, http.StatusUnprocessableEntity, invalid("/", "no app given"))
 		return
 	}
-	res, err := s.changeApps(r.Context(), forced(r), edits, nil)
-	if err != nil {
-		writeChangeError(w, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, res)
+	s.deploy(w, r, http.StatusOK, edits, nil)
 }

@@ -180,9 +180,9 @@ func (a *Allocator) AddFramework(id, role string) error {
 // RemoveFramework forgets a framework and releases all it holds; the caller has rescinded its
 // offers and killed its tasks.
 func (a *Allocator) RemoveFramework(id string) error {
-	fw, ok := a.frameworks[id]
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownFramework, id)
+	fw, err := a.framework(id)
+	if err != nil {
+		return err
 	}
 	a.dequeue(fw)
 	for _, ag := range a.agents {
@@ -214,9 +214,9 @@ func (a *Allocator) SetWeight(role string, w float64) error {
 
 // Suppress stops offers to the framework until Revive.
 func (a *Allocator) Suppress(id string) error {
-	fw, ok := a.frameworks[id]
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownFramework, id)
+	fw, err := a.framework(id)
+	if err != nil {
+		return err
 	}
 	fw.suppressed = true
 	a.dequeue(fw)
@@ -225,9 +225,9 @@ func (a *Allocator) Suppress(id string) error {
 
 // Revive clears the framework's filters and has it offered again.
 func (a *Allocator) Revive(id string) error {
-	fw, ok := a.frameworks[id]
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownFramework, id)
+	fw, err := a.framework(id)
+	if err != nil {
+		return err
 	}
 	clear(fw.filters)
 	fw.suppressed = false
@@ -235,11 +235,20 @@ func (a *Allocator) Revive(id string) error {
 	return nil
 }
 
-// DeactivateFramework stops offers to a framework that disconnected; what it holds stays held.
-func (a *Allocator) DeactivateFramework(id string) error {
+// framework finds a framework by id.
+func (a *Allocator) framework(id string) (*frameworkState, error) {
 	fw, ok := a.frameworks[id]
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownFramework, id)
+		return nil, fmt.Errorf("%w: %s", ErrUnknownFramework, id)
+	}
+	return fw, nil
+}
+
+// DeactivateFramework stops offers to a framework that disconnected; what it holds stays held.
+func (a *Allocator) DeactivateFramework(id string) error {
+	fw, err := a.framework(id)
+	if err != nil {
+		return err
 	}
 	fw.inactive = true
 	a.dequeue(fw)
@@ -248,9 +257,9 @@ func (a *Allocator) DeactivateFramework(id string) error {
 
 // ActivateFramework resumes offers to a framework that is back (unless it suppressed them).
 func (a *Allocator) ActivateFramework(id string) error {
-	fw, ok := a.frameworks[id]
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownFramework, id)
+	fw, err := a.framework(id)
+	if err != nil {
+		return err
 	}
 	fw.inactive = false
 	a.enqueue(fw)
