@@ -57,6 +57,7 @@ func (a *apiHandler) routes() http.Handler {
 		mux.HandleFunc("GET /v1/tasks", a.listTasks)
 		mux.HandleFunc("GET /v1/frameworks", a.listFrameworks)
 		mux.HandleFunc("POST /api/v1/scheduler", a.schedulerCall)
+		mux.Handle("GET /metrics", a.m.metricsHandler())
 		mux.HandleFunc("GET /v2/leader", a.getLeaderMarathon)
 		mux.HandleFunc("DELETE /v2/leader", a.abdicate)
 	}

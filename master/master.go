@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/version"
@@ -69,6 +71,8 @@ type Master struct {
 	leadership *leadership
 	startedAt  time.Time
 	sched      *scheduler // the leader's two-level scheduling; see scheduler.go
+	metrics    *schedMetrics
+	registry   *prometheus.Registry // served at /metrics
 
 	mu        sync.Mutex // guards clusterID
 	clusterID string
@@ -111,6 +115,7 @@ func New(cfg Config) (*Master, error) {
 	m := &Master{cfg: cfg, logger: logger, id: id, clusterID: clusterID, startedAt: time.Now().UTC()}
 	m.leadership = &leadership{logger: logger.With("component", "leadership"), stopTimeout: 30 * time.Second}
 
+	m.newRegistry()
 	if m.sched, err = newScheduler(m, cfg.Scheduler); err != nil {
 		return nil, err
 	}

@@ -412,7 +412,11 @@ func failoverTimeout(fw api.FrameworkInfo) time.Duration {
 // allocateLocked runs one allocation cycle and sends each framework its new offers.
 func (s *scheduler) allocateLocked(t *schedTerm, now time.Time) {
 	byFw := map[string][]api.Offer{}
-	for _, o := range t.alloc.Cycle(now) {
+	start := time.Now()
+	made := t.alloc.Cycle(now)
+	s.m.metrics.cycle.Observe(time.Since(start).Seconds())
+	s.m.metrics.offers.WithLabelValues("made").Add(float64(len(made)))
+	for _, o := range made {
 		ag := t.agents[o.AgentID]
 		offer := api.Offer{
 			ID: string(s.ids.Offer()), FrameworkID: o.FrameworkID, AgentID: o.AgentID,
@@ -435,6 +439,7 @@ func (s *scheduler) rescindLocked(t *schedTerm, offerID string, now time.Time) {
 		return
 	}
 	delete(t.offers, offerID)
+	s.m.metrics.offers.WithLabelValues("rescinded").Inc()
 	if err := t.alloc.Recover(o.offer.FrameworkID, o.offer.AgentID, o.offer.Resources, 0, now); err != nil {
 		s.logger.Error("rescind: allocator", "offer", offerID, "err", err)
 	}

@@ -153,6 +153,7 @@ func (s *scheduler) agentStatus(agentID string, st api.TaskStatus) (bool, error)
 		return true, nil
 	}
 	e.agentTS = st.Timestamp
+	s.m.metrics.updates.WithLabelValues(string(st.State)).Inc()
 	s.setStatusLocked(t, e, st, false, now)
 	fw := t.frameworks[e.info.FrameworkID]
 	if fw == nil {

@@ -395,6 +395,7 @@ func (s *scheduler) returnOfferLocked(t *schedTerm, fw *fwEntry, offerID string,
 		return
 	}
 	delete(t.offers, offerID)
+	s.m.metrics.offers.WithLabelValues("declined").Inc()
 	if err := t.alloc.Recover(fw.info.ID, o.offer.AgentID, o.offer.Resources, refuse, now); err != nil {
 		s.logger.Error("decline: allocator", "offer", offerID, "err", err)
 	}
@@ -420,6 +421,7 @@ func (s *scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now t
 		agentID = o.offer.AgentID
 		pool = pool.Add(o.offer.Resources)
 		delete(t.offers, oid)
+		s.m.metrics.offers.WithLabelValues("accepted").Inc()
 	}
 	ag := t.agents[agentID]
 	if bad == "" && (ag == nil || ag.state != agentActive) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -120,6 +121,20 @@ func TestMarathonAppLifecycle(t *testing.T) {
 			t.Fatalf("the instance %s does not answer on its port: %v", tk.ID, err)
 		}
 		resp.Body.Close()
+	}
+
+	// /metrics, in Prometheus's format, from the master and the service framework.
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"agora_marathon_apps 1", `agora_marathon_instances{state="TASK_RUNNING"} 3`, `agora_tasks{state="TASK_RUNNING"} 3`,
+		`agora_offers_total{result="accepted"}`, "agora_allocation_cycle_seconds_count", `agora_status_updates_total{state="TASK_RUNNING"}`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Fatalf("/metrics lacks %q:\n%s", want, metrics)
+		}
 	}
 
 	// Scale with a partial PUT, as Marathon's users do.

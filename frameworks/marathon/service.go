@@ -143,10 +143,12 @@ func New(cfg Config) (*Service, error) {
 	}, nil
 }
 
-// Register adds the service's leader service and its /v2 endpoints to the master.
+// Register adds the service's leader service, its /v2 endpoints and its metrics (served with the
+// master's at /metrics) to the master.
 func (s *Service) Register() {
 	s.m.RegisterLeaderService(s)
 	s.routes()
+	s.m.Metrics().MustRegister(newMetrics(s))
 }
 
 // Name is the leader service's name.
