@@ -216,7 +216,7 @@ func (ts *taskSet) launch(info api.TaskInfo) (api.TaskStatus, error) {
 	if err == nil && !free.Contains(info.Resources) {
 		err = resources.ErrInsufficient
 	}
-	r := &record{Info: info}
+	r := &record{Info: info.Masked()} // secrets go to the container only, never to disk or the API
 	ts.tasks[info.TaskID] = r
 	if err != nil {
 		// The master never sends what does not fit; this is the last line of defence.
@@ -247,9 +247,19 @@ func (ts *taskSet) spec(info api.TaskInfo) containerd.Spec {
 			ports = append(ports, p)
 		}
 	}
+	env := info.Env
+	if len(info.SecretEnv) > 0 {
+		env = make(map[string]string, len(info.Env)+len(info.SecretEnv))
+		for k, v := range info.Env {
+			env[k] = v
+		}
+		for k, v := range info.SecretEnv {
+			env[k] = v
+		}
+	}
 	return containerd.Spec{
 		TaskID: info.TaskID, AgentID: ts.agentID(), Image: info.Image, ForcePull: info.ForcePull,
-		Cmd: info.Cmd, Args: info.Args, Env: info.Env, Labels: info.Labels,
+		Cmd: info.Cmd, Args: info.Args, Env: env, Labels: info.Labels,
 		CPUs: info.Resources.CPUs, MemMiB: info.Resources.Mem, Ports: ports, PortNames: info.PortNames,
 		Host: ts.host,
 	}

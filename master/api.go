@@ -58,6 +58,9 @@ func (a *apiHandler) routes() http.Handler {
 		mux.HandleFunc("GET /v1/frameworks", a.listFrameworks)
 		mux.HandleFunc("POST /api/v1/scheduler", a.schedulerCall)
 		mux.Handle("GET /metrics", a.m.metricsHandler())
+		mux.HandleFunc("GET /v1/secrets", a.listSecrets)
+		mux.HandleFunc("PUT /v1/secrets/{name...}", a.putSecret)
+		mux.HandleFunc("DELETE /v1/secrets/{name...}", a.deleteSecret)
 		mux.HandleFunc("GET /v2/leader", a.getLeaderMarathon)
 		mux.HandleFunc("DELETE /v2/leader", a.abdicate)
 	}

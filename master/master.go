@@ -119,7 +119,7 @@ func New(cfg Config) (*Master, error) {
 	if m.sched, err = newScheduler(m, cfg.Scheduler); err != nil {
 		return nil, err
 	}
-	appliers := map[string]raft.Applier{NamespaceAgents: agentsApplier(), NamespaceFrameworks: frameworksApplier()}
+	appliers := map[string]raft.Applier{NamespaceAgents: agentsApplier(), NamespaceFrameworks: frameworksApplier(), NamespaceSecrets: secretsApplier()}
 	for ns, ap := range cfg.Appliers {
 		if _, taken := appliers[ns]; taken {
 			return nil, fmt.Errorf("master: namespace %q is the master's own", ns)

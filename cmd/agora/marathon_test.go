@@ -669,3 +669,61 @@ func waitAppRunning(t *testing.T, base, id string, n int) marathonApp {
 		}
 	}
 }
+
+// TestMarathonSecretsReachOnlyTheContainer: an app's env may name a secret; the task runs only
+// once the secret store has it, the container sees its value, and no API shows it.
+func TestMarathonSecretsReachOnlyTheContainer(t *testing.T) {
+	base, agentBase, _ := startMarathonDev(t, 32600)
+	const value = "s3cr3t-value-42"
+	postApp(t, base, `{"id": "/vault", "container": {"type": "DOCKER", "docker": {"image": "`+containerdtest.TestAppImage+`"}},
+		"args": ["-sleep", "24h"], "cpus": 0.1, "mem": 32, "instances": 1,
+		"env": {"DB_PASSWORD": {"secret": "pw"}, "PLAIN": "visible"}, "secrets": {"pw": {"source": "/db/password"}}}`)
+	// Without the secret nothing runs, and lastTaskFailure says why.
+	var app struct {
+		App struct {
+			TasksRunning    int            `json:"tasksRunning"`
+			LastTaskFailure map[string]any `json:"lastTaskFailure"`
+		} `json:"app"`
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		httpJSON(t, "GET", base+"/v2/apps/vault?embed=app.lastTaskFailure", nil, &app)
+		if msg, _ := app.App.LastTaskFailure["message"].(string); strings.Contains(msg, "db/password") {
+			break
+		}
+		if time.Now().After(deadline) || app.App.TasksRunning > 0 {
+			t.Fatalf("without its secret: %+v", app.App)
+		}
+	}
+	if code := httpJSON(t, "PUT", base+"/v1/secrets/db/password", map[string]string{"value": value}, nil); code != http.StatusNoContent {
+		t.Fatalf("PUT secret: %d", code)
+	}
+	a := waitAppRunning(t, base, "/vault", 1)
+	var env map[string]string
+	for deadline := time.Now().Add(20 * time.Second); env["DB_PASSWORD"] == ""; time.Sleep(200 * time.Millisecond) {
+		httpJSON(t, "GET", fmt.Sprintf("http://127.0.0.1:%d/env", a.Tasks[0].Ports[0]), nil, &env)
+		if time.Now().After(deadline) {
+			t.Fatalf("the container's env: %v", env)
+		}
+	}
+	if env["DB_PASSWORD"] != value || env["PLAIN"] != "visible" {
+		t.Fatalf("the container's env: DB_PASSWORD=%q PLAIN=%q", env["DB_PASSWORD"], env["PLAIN"])
+	}
+	for _, url := range []string{base + "/v2/apps/vault?embed=app.tasks", base + "/v1/secrets", agentBase + "/v1/tasks", agentBase + "/v1/tasks/" + a.Tasks[0].ID, base + "/v2/tasks"} {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), value) {
+			t.Fatalf("%s shows the secret:\n%s", url, body)
+		}
+	}
+	var names map[string][]string
+	if httpJSON(t, "GET", base+"/v1/secrets", nil, &names); len(names["secrets"]) != 1 || names["secrets"][0] != "db/password" {
+		t.Fatalf("GET /v1/secrets: %v", names)
+	}
+	if code := httpJSON(t, "PUT", base+"/v1/secrets/../etc", map[string]string{"value": "x"}, nil); code < 400 || code >= 500 {
+		t.Fatalf("a bad secret name: %d", code)
+	}
+}

@@ -41,6 +41,10 @@
 //   - readinessChecks are probed from the leader (HTTP GET on the instance's host and named
 //     port, as Marathon does): a new instance counts toward its deployment once ready.
 //
-// Not yet: secrets' values (a secret reference leaves its env variable unset until the secret
-// store of the access-control work), service ports (Marathon's 10000+ range).
+//   - Secret references in env ({"secret": name} with secrets.name.source) are read from the
+//     master's secret store (PUT /v1/secrets/{source}) at launch and reach the container only:
+//     the agent keeps and shows them masked. An app whose secret is missing waits, saying so in
+//     lastTaskFailure.
+//
+// Not yet: service ports (Marathon's 10000+ range).
 package marathon

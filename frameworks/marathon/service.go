@@ -774,6 +774,14 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 		}
 		waiting = true
 		state.touch(appID)
+		secretEnv, missing := s.resolveSecrets(ctx, as.app)
+		if missing != "" {
+			// Nothing can run without its secrets: wait, and say why in lastTaskFailure.
+			as.delayUntil = now.Add(5 * time.Second)
+			as.lastFail = &TaskFailure{AppID: as.app.ID, Message: missing, State: string(task.Error), Timestamp: now, Version: as.configAt}
+			s.logger.Warn("app cannot launch", "app", as.app.ID, "why", missing)
+			continue
+		}
 		cons := parseConstraints(as.app)
 		var placed []Place
 		for _, in := range state.appInstances(appID) {
@@ -796,7 +804,9 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 			}
 			c.put(instanceKey(rec.ID), rec)
 			recs = append(recs, rec)
-			infos = append(infos, taskInfo(as, rec, need))
+			ti := taskInfo(as, rec, need)
+			ti.SecretEnv = secretEnv
+			infos = append(infos, ti)
 			placed = append(placed, place)
 			as.want--
 		}
@@ -834,6 +844,28 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 		s.logger.Warn("accept", "offer", o.ID, "err", err)
 	}
 	s.logger.Debug("launched", "instances", len(infos), "agent", o.AgentID)
+}
+
+// resolveSecrets reads the values of the app's secret env references from the master's secret
+// store; it names the first one missing.
+func (s *Service) resolveSecrets(ctx context.Context, a App) (map[string]string, string) {
+	var out map[string]string
+	for _, name := range sortedKeys(a.Env) {
+		ref := a.Env[name].Secret
+		if ref == "" {
+			continue
+		}
+		src := a.Secrets[ref].Source
+		v, ok := s.m.Secret(ctx, src)
+		if !ok {
+			return nil, fmt.Sprintf("env %s: secret %q has no value at %q in the secret store (PUT /v1/secrets/%s)", name, ref, src, strings.Trim(src, "/"))
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[name] = v
+	}
+	return out, ""
 }
 
 func parseConstraints(a App) []Constraint {

@@ -22,12 +22,31 @@ type TaskInfo struct {
 	Cmd       string            `json:"cmd,omitempty"` // run as sh -c CMD
 	Args      []string          `json:"args,omitempty"`
 	Env       map[string]string `json:"env,omitempty"`
+	// SecretEnv are env variables whose values are secrets: they reach the container's env but
+	// are never shown (Masked) nor kept on disk by the agent.
+	SecretEnv map[string]string `json:"secret_env,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
 	// PortNames names the task's ports in order, for PORT_<NAME>.
 	PortNames    []string       `json:"port_names,omitempty"`
 	HealthChecks []health.Check `json:"health_checks,omitempty"`
 	// KillGracePeriodSeconds is the time between SIGTERM and SIGKILL (default 5 s, Mesos's own).
 	KillGracePeriodSeconds float64 `json:"kill_grace_period_seconds,omitempty"`
+}
+
+// SecretMask stands for a secret's value wherever a task is shown or kept.
+const SecretMask = "********"
+
+// Masked is the task with its secrets' values replaced by SecretMask.
+func (t TaskInfo) Masked() TaskInfo {
+	if len(t.SecretEnv) == 0 {
+		return t
+	}
+	masked := make(map[string]string, len(t.SecretEnv))
+	for k := range t.SecretEnv {
+		masked[k] = SecretMask
+	}
+	t.SecretEnv = masked
+	return t
 }
 
 // DefaultKillGracePeriod is the time between SIGTERM and SIGKILL when the launch names none.
