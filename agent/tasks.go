@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -189,6 +190,14 @@ func validateTaskInfo(info api.TaskInfo) error {
 	if info.KillGracePeriodSeconds < 0 {
 		return &api.FieldError{Field: "kill_grace_period_seconds", Msg: "must not be negative"}
 	}
+	for i, v := range info.Volumes {
+		switch {
+		case v.ContainerPath == "" || strings.Contains(v.ContainerPath, ".."):
+			return &api.FieldError{Field: fmt.Sprintf("volumes[%d].container_path", i), Msg: "is required, without '..'"}
+		case !strings.HasPrefix(v.HostPath, "/"):
+			return &api.FieldError{Field: fmt.Sprintf("volumes[%d].host_path", i), Msg: "must be an absolute path"}
+		}
+	}
 	ports := int(info.Resources.Ports.Count())
 	for i, c := range info.HealthChecks {
 		if err := c.Validate(ports); err != nil {
@@ -261,8 +270,16 @@ func (ts *taskSet) spec(info api.TaskInfo) containerd.Spec {
 		TaskID: info.TaskID, AgentID: ts.agentID(), Image: info.Image, ForcePull: info.ForcePull,
 		Cmd: info.Cmd, Args: info.Args, Env: env, Labels: info.Labels,
 		CPUs: info.Resources.CPUs, MemMiB: info.Resources.Mem, Ports: ports, PortNames: info.PortNames,
-		Host: ts.host,
+		Host: ts.host, Volumes: volumes(info.Volumes),
 	}
+}
+
+func volumes(vs []api.Volume) []containerd.Volume {
+	var out []containerd.Volume
+	for _, v := range vs {
+		out = append(out, containerd.Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, ReadOnly: v.ReadOnly})
+	}
+	return out
 }
 
 // run launches a task and watches it to its end.

@@ -89,6 +89,15 @@ type Spec struct {
 	// PortNames names Ports by index (Marathon's portDefinitions names), for PORT_<NAME>.
 	PortNames []string
 	Host      string // the agent's hostname, in HOST
+	Volumes   []Volume
+}
+
+// Volume bind-mounts a host directory (or file) into the container; a relative ContainerPath is
+// inside the sandbox.
+type Volume struct {
+	ContainerPath string
+	HostPath      string
+	ReadOnly      bool
 }
 
 // Exit is how a task's process ended.
@@ -257,6 +266,26 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		oci.WithMounts([]specs.Mount{{Destination: sandbox, Source: sandbox, Type: "bind", Options: []string{"rbind", "rw"}}}),
 		oci.WithProcessCwd(sandbox),
 	)
+	for _, v := range s.Volumes {
+		if !filepath.IsAbs(v.HostPath) {
+			return nil, fmt.Errorf("%w: %s: volume host path %q is not absolute", ErrBadSpec, s.TaskID, v.HostPath)
+		}
+		if _, err := os.Stat(v.HostPath); err != nil {
+			return nil, fmt.Errorf("%w: %s: volume host path %s does not exist on this agent", ErrBadSpec, s.TaskID, v.HostPath)
+		}
+		dest := v.ContainerPath
+		if !filepath.IsAbs(dest) {
+			dest = filepath.Join(sandbox, dest)
+			if err := os.MkdirAll(dest, 0o755); err != nil {
+				return nil, fmt.Errorf("containerd: volume in the sandbox: %w", err)
+			}
+		}
+		mode := "rw"
+		if v.ReadOnly {
+			mode = "ro"
+		}
+		opts = append(opts, oci.WithMounts([]specs.Mount{{Destination: dest, Source: v.HostPath, Type: "bind", Options: []string{"rbind", mode}}}))
+	}
 	if s.CPUs > 0 {
 		shares := uint64(s.CPUs * 1024)
 		period := uint64(100000)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -725,5 +726,52 @@ func TestMarathonSecretsReachOnlyTheContainer(t *testing.T) {
 	}
 	if code := httpJSON(t, "PUT", base+"/v1/secrets/../etc", map[string]string{"value": "x"}, nil); code < 400 || code >= 500 {
 		t.Fatalf("a bad secret name: %d", code)
+	}
+}
+
+// TestMarathonHostVolumes: Marathon's host volumes are mounted, read-only when asked, and a
+// relative container path lands in the sandbox.
+func TestMarathonHostVolumes(t *testing.T) {
+	base, agentBase, _ := startMarathonDev(t, 32700)
+	ro, rw := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(ro, "hello.txt"), []byte("hello from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	postApp(t, base, fmt.Sprintf(`{"id": "/vols", "cpus": 0.1, "mem": 32, "instances": 1, "portDefinitions": [],
+		"cmd": "cat /mnt/hello.txt; if touch /mnt/x 2>/dev/null; then echo WROTE; else echo READONLY; fi; echo written > data/out.txt; sleep 1000",
+		"container": {"type": "MESOS", "volumes": [{"containerPath": "/mnt", "hostPath": %q, "mode": "RO"}, {"containerPath": "data", "hostPath": %q, "mode": "RW"}]}}`, ro, rw))
+	a := waitAppRunning(t, base, "/vols", 1)
+	var out string
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out, "READONLY") && !strings.Contains(out, "WROTE"); time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get(agentBase + "/v1/tasks/" + a.Tasks[0].ID + "/logs?stream=stdout")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		out = string(b)
+		if time.Now().After(deadline) {
+			t.Fatalf("the task's output: %q", out)
+		}
+	}
+	if out != "hello from the host\nREADONLY\n" {
+		t.Fatalf("the task's output: %q, want the host file and a read-only mount", out)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(rw, "out.txt")); err == nil && string(b) == "written\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the read-write volume did not get the task's file")
+		}
+	}
+	var bad struct {
+		Details []struct {
+			Path string `json:"path"`
+		} `json:"details"`
+	}
+	if code := httpJSON(t, "PUT", base+"/v2/apps/vols", json.RawMessage(`{"container": {"type": "MESOS", "volumes": [{"containerPath": "/d", "persistent": {"size": 10}}]}}`), &bad); code != http.StatusUnprocessableEntity ||
+		len(bad.Details) != 1 || bad.Details[0].Path != "/container/volumes(0)" {
+		t.Fatalf("a persistent volume: %d %+v", code, bad)
 	}
 }

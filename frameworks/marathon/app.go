@@ -61,7 +61,17 @@ type Container struct {
 	Type         string        `json:"type"`
 	Docker       *Docker       `json:"docker,omitempty"`
 	PortMappings []PortMapping `json:"portMappings,omitempty"`
-	Volumes      []any         `json:"volumes,omitempty"`
+	Volumes      []VolumeDef   `json:"volumes,omitempty"`
+}
+
+// VolumeDef is one of Marathon's container volumes. Host volumes (hostPath) are supported;
+// persistent and external ones are refused by validation.
+type VolumeDef struct {
+	ContainerPath string `json:"containerPath"`
+	HostPath      string `json:"hostPath,omitempty"`
+	Mode          string `json:"mode,omitempty"` // RO or RW (default)
+	Persistent    any    `json:"persistent,omitempty"`
+	External      any    `json:"external,omitempty"`
 }
 
 // Docker names the image.
@@ -412,6 +422,19 @@ func (a App) Validate() error {
 		}
 		if c.Docker != nil && c.Docker.Privileged {
 			p.add("/container/docker/privileged", "privileged containers are not allowed on this cluster")
+		}
+		for i, v := range c.Volumes {
+			path := fmt.Sprintf("/container/volumes(%d)", i)
+			switch {
+			case v.Persistent != nil || v.External != nil:
+				p.add(path, "only host volumes (hostPath) are supported, not persistent or external ones")
+			case v.ContainerPath == "" || strings.Contains(v.ContainerPath, ".."):
+				p.add(path+"/containerPath", "must not be empty nor contain '..'")
+			case !strings.HasPrefix(v.HostPath, "/"):
+				p.add(path+"/hostPath", "must be an absolute path on the agent, got %q", v.HostPath)
+			case v.Mode != "" && v.Mode != "RO" && v.Mode != "RW":
+				p.add(path+"/mode", "got %q, expected RO or RW", v.Mode)
+			}
 		}
 		for i, pm := range c.PortMappings {
 			if pm.HostPort < 0 || pm.HostPort > 65535 {

@@ -46,5 +46,9 @@
 //     the agent keeps and shows them masked. An app whose secret is missing waits, saying so in
 //     lastTaskFailure.
 //
-// Not yet: service ports (Marathon's 10000+ range).
+//   - Host volumes (container.volumes with hostPath, RO or RW) are bind-mounted by the agent; a
+//     relative containerPath is in the sandbox. Persistent and external volumes are refused.
+//
+// Not yet: service ports (Marathon's 10000+ range); docker.parameters are kept but have no
+// effect (they are flags of Docker's daemon, not of containerd).
 package marathon

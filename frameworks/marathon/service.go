@@ -908,6 +908,11 @@ func taskInfo(as *appState, rec InstanceRecord, res resources.Resources) api.Tas
 	if a.Container != nil && a.Container.Docker != nil {
 		ti.ForcePull = a.Container.Docker.ForcePullImage
 	}
+	if a.Container != nil {
+		for _, v := range a.Container.Volumes {
+			ti.Volumes = append(ti.Volumes, api.Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, ReadOnly: v.Mode == "RO"})
+		}
+	}
 	if ti.Image == "" && ti.Cmd == "" && len(a.Args) > 0 {
 		ti.Cmd, ti.Args = shellJoin(a.Args), nil // no image: the args are the command
 	}

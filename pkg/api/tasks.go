@@ -26,11 +26,21 @@ type TaskInfo struct {
 	// are never shown (Masked) nor kept on disk by the agent.
 	SecretEnv map[string]string `json:"secret_env,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
+	// Volumes are host directories mounted into the container.
+	Volumes []Volume `json:"volumes,omitempty"`
 	// PortNames names the task's ports in order, for PORT_<NAME>.
 	PortNames    []string       `json:"port_names,omitempty"`
 	HealthChecks []health.Check `json:"health_checks,omitempty"`
 	// KillGracePeriodSeconds is the time between SIGTERM and SIGKILL (default 5 s, Mesos's own).
 	KillGracePeriodSeconds float64 `json:"kill_grace_period_seconds,omitempty"`
+}
+
+// Volume mounts a directory of the agent's host into a task's container (Marathon's host
+// volume). A relative ContainerPath is inside the task's sandbox.
+type Volume struct {
+	ContainerPath string `json:"container_path"`
+	HostPath      string `json:"host_path"`
+	ReadOnly      bool   `json:"read_only,omitempty"`
 }
 
 // SecretMask stands for a secret's value wherever a task is shown or kept.
