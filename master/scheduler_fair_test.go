@@ -56,7 +56,6 @@ func fill(t *testing.T, weights map[string]float64, roles [2]string, shapes [2]r
 		defer r.m.sched.mu.Unlock()
 		return r.m.sched.term != nil
 	})
-	sim.AddAgents(100, resources.Resources{CPUs: 8, Mem: 16384, Disk: 1000})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var launched atomic.Int64
@@ -70,6 +69,9 @@ func fill(t *testing.T, weights map[string]float64, roles [2]string, shapes [2]r
 		ids[i] = ss.FrameworkID()
 		go greedy(ctx, t, ss, shapes[i], &launched)
 	}
+	// The agents come once both frameworks are there: DRF shares out what both may want, it
+	// does not take back what one was offered before the other subscribed.
+	sim.AddAgents(100, resources.Resources{CPUs: 8, Mem: 16384, Disk: 1000})
 	// Full: nothing launched for a second.
 	last, since := int64(-1), time.Now()
 	for deadline := time.Now().Add(60 * time.Second); time.Since(since) < time.Second; time.Sleep(50 * time.Millisecond) {
