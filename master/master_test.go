@@ -163,6 +163,16 @@ func TestThreeMastersFormFailOverAndGrow(t *testing.T) {
 			follower = r
 		}
 	}
+	// A master that raft took in before it founded the cluster itself learns the cluster id
+	// from the leader's gossip a moment later.
+	waitUntil(t, "every master to know the cluster id", 10*time.Second, func() bool {
+		for _, r := range ms {
+			if r.m.ClusterID() == "" {
+				return false
+			}
+		}
+		return true
+	})
 	// Any master answers /v1/cluster with the same leader, every master's raft state and every
 	// member.
 	var v api.ClusterView
