@@ -22,7 +22,6 @@ import (
 	"github.com/containerd/containerd/oci"
 
 	"github.com/agora-sched/agora/agent/containerd"
-	"github.com/agora-sched/agora/agent/logs"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
 	"github.com/agora-sched/agora/pkg/gossip"
@@ -34,13 +33,7 @@ import (
 
 // The shim runs this test binary as each task's logger, as it runs agora in production.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 2 && os.Args[1] == containerd.LoggerCommand {
-		if err := logs.RunLogger(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	containerd.ServeIfLogger()
 	os.Exit(m.Run())
 }
 

@@ -57,6 +57,19 @@ const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // LoggerCommand is the first argument the shim passes LogBinary: `LogBinary logger OPTIONS`.
 const LoggerCommand = "logger"
 
+// ServeIfLogger turns this process into a task's logger, and exits, when the shim started it
+// as one (`BIN logger OPTIONS`); otherwise it returns. Test binaries that are LogBinary call
+// it first in TestMain, as the agora binary has its logger command.
+func ServeIfLogger() {
+	if len(os.Args) > 2 && os.Args[1] == LoggerCommand {
+		if err := logs.RunLogger(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+}
+
 // Config configures an Executor.
 type Config struct {
 	Client      *ctrd.Client

@@ -17,13 +17,7 @@ import (
 
 // The shim runs this test binary as each task's logger, as it runs agora in production.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 2 && os.Args[1] == LoggerCommand {
-		if err := logs.RunLogger(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	ServeIfLogger()
 	os.Exit(m.Run())
 }
 

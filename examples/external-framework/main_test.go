@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,13 +11,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/agora-sched/agora/agent"
 	"github.com/agora-sched/agora/agent/containerd"
-	"github.com/agora-sched/agora/agent/logs"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
@@ -29,31 +26,8 @@ import (
 
 // The shim runs this test binary as each task's logger, as it runs agora in production.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 2 && os.Args[1] == containerd.LoggerCommand {
-		if err := logs.RunLogger(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	containerd.ServeIfLogger()
 	os.Exit(m.Run())
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // cluster runs a real one-master cluster and real agents on containerd, in this process; each
@@ -162,7 +136,7 @@ var updateLine = regexp.MustCompile(`(?m)^task (\S+) on (\S+): (TASK_\w+) \(upda
 func TestExampleRunsTasksOnARealCluster(t *testing.T) {
 	// 0.25 cpus each: 2 agents hold 3 tasks of 0.1 cpu only together.
 	masterURL, agentURLs := cluster(t, 2, 0.25)
-	var out syncBuffer
+	var out containerdtest.Buffer
 	cfg := config{master: masterURL, name: "example", tasks: 3, image: containerdtest.TestAppImage, cpus: 0.1, mem: 32,
 		failoverTimeout: time.Minute, timeout: 2 * time.Minute}
 	if err := run(context.Background(), cfg, &out); err != nil {
@@ -204,7 +178,7 @@ func TestExampleRunsTasksOnARealCluster(t *testing.T) {
 
 	// -keep: the tasks stay; a second run with the framework id finds them running.
 	cfg.name, cfg.tasks, cfg.keep = "keeper", 2, true
-	out = syncBuffer{}
+	out = containerdtest.Buffer{}
 	if err := run(context.Background(), cfg, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
@@ -232,7 +206,7 @@ func TestExampleRunsTasksOnARealCluster(t *testing.T) {
 		t.Fatalf("after the framework left, %d of its 2 tasks run", running)
 	}
 	cfg.keep, cfg.frameworkID = false, fwID[1]
-	out = syncBuffer{}
+	out = containerdtest.Buffer{}
 	if err := run(context.Background(), cfg, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
