@@ -133,9 +133,8 @@ func (s *Service) applyGroup(w http.ResponseWriter, r *http.Request, g groupDef,
 		in[e.id] = true
 	}
 	s.mu.Lock()
-	if s.st == nil {
+	if s.readyState(w) == nil {
 		s.mu.Unlock()
-		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
 		return
 	}
 	for appID, as := range s.st.apps {
@@ -231,9 +230,8 @@ func (s *Service) getGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.st
+	st := s.readyState(w)
 	if st == nil {
-		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
 		return
 	}
 	if id != "/" && !st.groupExists(id) {

@@ -57,6 +57,15 @@ func marathonError(w http.ResponseWriter, code int, msg string) { httpjson.Error
 
 var errNotReady = errors.New("the service framework is not running on this master yet; retry")
 
+// readyState is the leader's state for a handler holding s.mu; without one (this master does
+// not lead yet) it answers 503 and returns nil.
+func (s *Service) readyState(w http.ResponseWriter) *leaderState {
+	if s.st == nil {
+		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
+	}
+	return s.st
+}
+
 // readDefinition reads a body as an app definition: 400 for what is not JSON, as Marathon.
 func readDefinition(w http.ResponseWriter, r *http.Request) (Definition, bool) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
@@ -126,9 +135,8 @@ func (s *Service) appGet(w http.ResponseWriter, r *http.Request) {
 	appID, sub, arg := splitAppPath(r.PathValue("path"))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.st
+	st := s.readyState(w)
 	if st == nil {
-		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
 		return
 	}
 	as := st.apps[appID]
@@ -480,9 +488,8 @@ func (s *Service) listApps(w http.ResponseWriter, r *http.Request) {
 	embed := embedOf(r, "apps.")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.st
+	st := s.readyState(w)
 	if st == nil {
-		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
 		return
 	}
 	apps := []map[string]any{}
@@ -619,9 +626,8 @@ func (s *Service) listTasks(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.st
+	st := s.readyState(w)
 	if st == nil {
-		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
 		return
 	}
 	out := []taskJSON{}
@@ -638,13 +644,13 @@ func (s *Service) listTasks(w http.ResponseWriter, r *http.Request) {
 func (s *Service) listDeployments(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.st == nil {
-		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
+	st := s.readyState(w)
+	if st == nil {
 		return
 	}
 	out := []*Deployment{}
-	for _, id := range sortedKeys(s.st.deployments) {
-		out = append(out, s.st.deployments[id])
+	for _, id := range sortedKeys(st.deployments) {
+		out = append(out, st.deployments[id])
 	}
 	httpjson.Write(w, http.StatusOK, out)
 }
@@ -729,9 +735,8 @@ func (s *Service) info(w http.ResponseWriter, r *http.Request) {
 func (s *Service) queue(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.st
+	st := s.readyState(w)
 	if st == nil {
-		marathonError(w, http.StatusServiceUnavailable, errNotReady.Error())
 		return
 	}
 	now := s.cfg.Clock.Now()
