@@ -195,14 +195,7 @@ func TestMarathonAppLifecycle(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		_, code := getApp(t, base, "/demo/web")
-		var tasks []api.Task
-		httpJSON(t, "GET", agentBase+"/v1/tasks", nil, &tasks)
-		live := 0
-		for _, tk := range tasks {
-			if !tk.Status.State.IsTerminal() {
-				live++
-			}
-		}
+		live := liveTasks(t, agentBase)
 		if code == http.StatusNotFound && live == 0 && containersIn(t, ns) == 0 {
 			break
 		}
@@ -530,14 +523,7 @@ func TestMarathonDeploymentSurvivesLeaderFailover(t *testing.T) {
 	a := waitApp(t, newLeader, "/survivor", "4 healthy under the new leader", func(a marathonApp) bool { return a.TasksHealthy == 4 && len(a.Tasks) == 4 })
 	// Exactly 4 containers run, and stay 4.
 	for range 10 {
-		var tasks []api.Task
-		httpJSON(t, "GET", agentHTTP+"/v1/tasks", nil, &tasks)
-		live := 0
-		for _, tk := range tasks {
-			if !tk.Status.State.IsTerminal() {
-				live++
-			}
-		}
+		live := liveTasks(t, agentHTTP)
 		if live != 4 {
 			t.Fatalf("%d live tasks on the agent, want 4; the app shows %+v", live, a.Tasks)
 		}
@@ -605,14 +591,7 @@ func TestMarathonGroupWithDependencies(t *testing.T) {
 		t.Fatalf("DELETE group: %d %v", code, res)
 	}
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		var tasks []api.Task
-		httpJSON(t, "GET", agentBase+"/v1/tasks", nil, &tasks)
-		live := 0
-		for _, tk := range tasks {
-			if !tk.Status.State.IsTerminal() {
-				live++
-			}
-		}
+		live := liveTasks(t, agentBase)
 		code := httpJSON(t, "GET", base+"/v2/groups/two-tier", nil, nil)
 		if live == 0 && code == http.StatusNotFound && containersIn(t, ns) == 0 {
 			break
@@ -776,4 +755,18 @@ func TestMarathonHostVolumes(t *testing.T) {
 		len(bad.Details) != 1 || bad.Details[0].Path != "/container/volumes(0)" {
 		t.Fatalf("a persistent volume: %d %+v", code, bad)
 	}
+}
+
+// liveTasks counts the tasks an agent holds that have not ended.
+func liveTasks(t *testing.T, agentURL string) int {
+	t.Helper()
+	var tasks []api.Task
+	httpJSON(t, "GET", agentURL+"/v1/tasks", nil, &tasks)
+	live := 0
+	for _, tk := range tasks {
+		if !tk.Status.State.IsTerminal() {
+			live++
+		}
+	}
+	return live
 }
