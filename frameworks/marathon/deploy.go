@@ -3,6 +3,7 @@ package marathon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"sort"
 	"strings"
@@ -111,7 +112,7 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 		}
 		if err != nil {
 			var ve *ValidationError
-			if ok := asValidation(err, &ve); ok {
+			if errors.As(err, &ve) {
 				for _, d := range ve.Details {
 					problems.add(e.path+d.Path, "%s", strings.Join(d.Errors, "; "))
 				}
@@ -225,14 +226,6 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 	s.poke()
 	s.logger.Info("deployment started", "deployment", dep.ID, "apps", strings.Join(dep.AffectedApps, ","), "steps", len(dep.Steps))
 	return changeResult{DeploymentID: dep.ID, Version: ver}, nil
-}
-
-func asValidation(err error, ve **ValidationError) bool {
-	v, ok := err.(*ValidationError)
-	if ok {
-		*ve = v
-	}
-	return ok
 }
 
 // resolveID makes a dependency absolute: relative ones are relative to the app's parent group.

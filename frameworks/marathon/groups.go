@@ -238,7 +238,7 @@ func (s *Service) getGroup(w http.ResponseWriter, r *http.Request) {
 		marathonError(w, http.StatusNotFound, "Group '"+id+"' does not exist")
 		return
 	}
-	httpjson.Write(w, http.StatusOK, s.groupJSONLocked(st, id, embedOf(r, "group.")))
+	httpjson.Write(w, http.StatusOK, s.groupJSONLocked(st, id, embedOf(r)))
 }
 
 func (s *Service) groupJSONLocked(st *leaderState, id string, embed map[string]bool) map[string]any {

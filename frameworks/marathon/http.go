@@ -108,7 +108,7 @@ func (s *Service) createApp(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/v2/apps"+a.ID)
 	s.mu.Lock()
-	body := s.appJSONLocked(s.st, s.st.apps[a.ID], embedOf(r, "app."))
+	body := s.appJSONLocked(s.st, s.st.apps[a.ID], embedOf(r))
 	s.mu.Unlock()
 	httpjson.Write(w, http.StatusCreated, body)
 }
@@ -152,7 +152,7 @@ func (s *Service) appGet(w http.ResponseWriter, r *http.Request) {
 	case "tasks":
 		httpjson.Write(w, http.StatusOK, map[string]any{"tasks": s.tasksJSONLocked(st, appID)})
 	case "":
-		httpjson.Write(w, http.StatusOK, map[string]any{"app": s.appJSONLocked(st, as, embedOf(r, "app."))})
+		httpjson.Write(w, http.StatusOK, map[string]any{"app": s.appJSONLocked(st, as, embedOf(r))})
 	default:
 		marathonError(w, http.StatusNotFound, "no such endpoint")
 	}
@@ -470,7 +470,7 @@ func newUUID(s *Service) string {
 }
 
 // embedOf reads ?embed=apps.tasks,... (or app.tasks for one app).
-func embedOf(r *http.Request, prefix string) map[string]bool {
+func embedOf(r *http.Request) map[string]bool {
 	out := map[string]bool{}
 	for _, v := range r.URL.Query()["embed"] {
 		for _, e := range strings.Split(v, ",") {
@@ -479,13 +479,12 @@ func embedOf(r *http.Request, prefix string) map[string]bool {
 			out[e] = true
 		}
 	}
-	_ = prefix
 	return out
 }
 
 func (s *Service) listApps(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	embed := embedOf(r, "apps.")
+	embed := embedOf(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.readyState(w)
@@ -571,9 +570,6 @@ func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]
 			}
 		}
 		out["readinessCheckResults"] = results
-	}
-	if embed["counts"] {
-		out["tasksStaged"] = staged
 	}
 	return out
 }

@@ -77,14 +77,15 @@ type leaderState struct {
 func (st *leaderState) touch(appID string) { st.dirty[appID] = true }
 
 type appState struct {
-	def        Definition
-	app        App
-	configAt   string // versionInfo.lastConfigChangeAt: instances of another are old
-	deleted    bool   // DELETE: its instances are being killed; forgotten once none is left
-	want       int    // instances to start now, from the plan
-	failures   int
-	delayUntil time.Time
-	lastFail   *TaskFailure
+	def         Definition
+	app         App
+	constraints []Constraint // the app's, parsed once
+	configAt    string       // versionInfo.lastConfigChangeAt: instances of another are old
+	deleted     bool         // DELETE: its instances are being killed; forgotten once none is left
+	want        int          // instances to start now, from the plan
+	failures    int
+	delayUntil  time.Time
+	lastFail    *TaskFailure
 }
 
 type instance struct {
@@ -321,7 +322,7 @@ func appStateOf(data []byte) (*appState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &appState{def: def, app: a, configAt: configVersion(def)}, nil
+	return &appState{def: def, app: a, configAt: configVersion(def), constraints: parseConstraints(a)}, nil
 }
 
 // configVersion is the version that tells old instances from new: the last config change.
@@ -782,14 +783,13 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 			s.logger.Warn("app cannot launch", "app", as.app.ID, "why", missing)
 			continue
 		}
-		cons := parseConstraints(as.app)
 		var placed []Place
 		for _, in := range state.appInstances(appID) {
 			placed = append(placed, Place{Hostname: in.rec.Host, Attributes: in.rec.Attributes})
 		}
 		for as.want > 0 {
 			need := resources.Resources{CPUs: as.app.CPUs, Mem: as.app.Mem, Disk: as.app.Disk}
-			if !left.Contains(need) || !AllowAll(cons, place, placed) {
+			if !left.Contains(need) || !AllowAll(as.constraints, place, placed) {
 				break
 			}
 			ports, ok := pickPorts(left.Ports, as.app.RequiredPorts())
