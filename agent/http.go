@@ -78,7 +78,7 @@ func (a *Agent) routes() *http.ServeMux {
 	mux.HandleFunc("POST /v1/acknowledge", func(w http.ResponseWriter, r *http.Request) {
 		var ack api.Acknowledgement
 		if err := httpjson.Decode(r, &ack); err != nil {
-			writeBadRequest(w, err)
+			httpjson.DecodeError(w, err)
 			return
 		}
 		if ack.TaskID == "" || ack.UUID == "" {
@@ -94,15 +94,6 @@ func (a *Agent) routes() *http.ServeMux {
 	return mux
 }
 
-func writeBadRequest(w http.ResponseWriter, err error) {
-	var bad *httpjson.BadRequest
-	if errors.As(err, &bad) && bad.Field != "" {
-		httpjson.FieldError(w, http.StatusBadRequest, bad.Field, bad.Msg)
-		return
-	}
-	httpjson.Error(w, http.StatusBadRequest, err.Error())
-}
-
 func (a *Agent) handleInfo(w http.ResponseWriter, r *http.Request) {
 	total, allocated := a.tasks.usage()
 	httpjson.Write(w, http.StatusOK, map[string]any{
@@ -115,7 +106,7 @@ func (a *Agent) handleInfo(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) handleLaunch(w http.ResponseWriter, r *http.Request) {
 	var info api.TaskInfo
 	if err := httpjson.Decode(r, &info); err != nil {
-		writeBadRequest(w, err)
+		httpjson.DecodeError(w, err)
 		return
 	}
 	st, err := a.tasks.launch(info)
@@ -138,7 +129,7 @@ func (a *Agent) handleKill(w http.ResponseWriter, r *http.Request) {
 	var req api.KillRequest
 	if r.ContentLength != 0 {
 		if err := httpjson.Decode(r, &req); err != nil {
-			writeBadRequest(w, err)
+			httpjson.DecodeError(w, err)
 			return
 		}
 	}

@@ -42,7 +42,7 @@ const (
 func (a *apiHandler) schedulerCall(w http.ResponseWriter, r *http.Request) {
 	var c api.Call
 	if err := httpjson.Decode(r, &c); err != nil {
-		writeBadRequest(w, err)
+		httpjson.DecodeError(w, err)
 		return
 	}
 	if c.Type == api.CallSubscribe {
@@ -171,15 +171,6 @@ func writeSchedulerError(w http.ResponseWriter, err error) {
 	default:
 		writeStoreError(w, err)
 	}
-}
-
-func writeBadRequest(w http.ResponseWriter, err error) {
-	var bad *httpjson.BadRequest
-	if errors.As(err, &bad) && bad.Field != "" {
-		httpjson.FieldError(w, http.StatusBadRequest, bad.Field, bad.Msg)
-		return
-	}
-	writeError(w, http.StatusBadRequest, err.Error())
 }
 
 // listFrameworks is GET /v1/frameworks: the frameworks the leader knows, connected or not.

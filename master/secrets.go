@@ -78,7 +78,7 @@ func (a *apiHandler) putSecret(w http.ResponseWriter, r *http.Request) {
 		Value *string `json:"value"`
 	}
 	if err := httpjson.Decode(r, &body); err != nil {
-		writeBadRequest(w, err)
+		httpjson.DecodeError(w, err)
 		return
 	}
 	switch {

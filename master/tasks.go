@@ -32,12 +32,7 @@ func validateStatus(st api.TaskStatus) error {
 func (a *apiHandler) postStatus(w http.ResponseWriter, r *http.Request) {
 	var st api.TaskStatus
 	if err := httpjson.Decode(r, &st); err != nil {
-		var bad *httpjson.BadRequest
-		if errors.As(err, &bad) && bad.Field != "" {
-			httpjson.FieldError(w, http.StatusBadRequest, bad.Field, bad.Msg)
-			return
-		}
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpjson.DecodeError(w, err)
 		return
 	}
 	if err := validateStatus(st); err != nil {

@@ -42,6 +42,16 @@ func FieldError(w http.ResponseWriter, code int, field, msg string) {
 	Write(w, code, ErrorBody{Message: field + ": " + msg, Field: field})
 }
 
+// DecodeError answers 400 for a body Decode refused, naming the field when it is known.
+func DecodeError(w http.ResponseWriter, err error) {
+	var bad *BadRequest
+	if errors.As(err, &bad) && bad.Field != "" {
+		FieldError(w, http.StatusBadRequest, bad.Field, bad.Msg)
+		return
+	}
+	Error(w, http.StatusBadRequest, err.Error())
+}
+
 // BadRequest is a body that could not be decoded; Field names the field at fault when known.
 type BadRequest struct {
 	Field string
