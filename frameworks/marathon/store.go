@@ -2,8 +2,6 @@ package marathon
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"sort"
 	"time"
 
@@ -19,71 +17,20 @@ import (
 //	deployment/<deployment id>   a deployment in progress
 const Namespace = "marathon"
 
-// batch is the one command of the namespace: puts and deletes applied together, so that an app
-// change and its deployment, or an offer's instances, are committed as one.
-type batch struct {
-	Puts           map[string]json.RawMessage `json:"puts,omitempty"`
-	Deletes        []string                   `json:"deletes,omitempty"`
-	DeletePrefixes []string                   `json:"delete_prefixes,omitempty"`
-}
-
-// Applier applies the namespace's commands; it is deterministic and does nothing else.
-func Applier() raft.Applier {
-	return raft.ApplierFunc(func(tx *raft.Txn, cmd raft.Command) (any, error) {
-		if cmd.Type != "batch" {
-			return nil, fmt.Errorf("marathon: unknown command %q", cmd.Type)
-		}
-		var b batch
-		if err := json.Unmarshal(cmd.Data, &b); err != nil {
-			return nil, fmt.Errorf("marathon: batch: %w", err)
-		}
-		for _, p := range b.DeletePrefixes {
-			tx.DeletePrefix(p)
-		}
-		for _, k := range b.Deletes {
-			tx.Delete(k)
-		}
-		for _, k := range sortedKeys(b.Puts) {
-			tx.Put(k, b.Puts[k])
-		}
-		return nil, nil
-	})
-}
+// Applier applies the namespace's commands: raft.Batch, puts and deletes applied together, so
+// that an app change and its deployment, or an offer's instances, are committed as one.
+func Applier() raft.Applier { return raft.BatchApplier(Namespace) }
 
 // change collects one batch.
-type change struct{ b batch }
+type change struct{ raft.Batch }
 
-func (c *change) put(key string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if c.b.Puts == nil {
-		c.b.Puts = map[string]json.RawMessage{}
-	}
-	c.b.Puts[key] = data
-	return nil
-}
-
-func (c *change) del(key string)          { c.b.Deletes = append(c.b.Deletes, key) }
-func (c *change) delPrefix(prefix string) { c.b.DeletePrefixes = append(c.b.DeletePrefixes, prefix) }
-func (c *change) empty() bool {
-	return len(c.b.Puts) == 0 && len(c.b.Deletes) == 0 && len(c.b.DeletePrefixes) == 0
-}
+func (c *change) put(key string, v any) error { return c.Put(key, v) }
+func (c *change) del(key string)              { c.Delete(key) }
+func (c *change) delPrefix(prefix string)     { c.DeletePrefix(prefix) }
 
 // commit writes the batch through raft.
 func commit(ctx context.Context, store *raft.Store, c *change) error {
-	if c.empty() {
-		return nil
-	}
-	data, err := json.Marshal(c.b)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err = store.Apply(ctx, raft.Command{Namespace: Namespace, Type: "batch", Data: data})
-	return err
+	return store.CommitBatch(ctx, Namespace, &c.Batch)
 }
 
 func appKey(id string) string              { return "app" + id }
