@@ -184,6 +184,22 @@ func (m *Master) Subscribe(ctx context.Context, info api.FrameworkInfo) (*Sessio
 	return m.sched.subscribe(ctx, info)
 }
 
+// SubscribeWhenReady is Subscribe for a leader service that starts with the leader's term:
+// while the scheduler is not ready yet it tries again every 50 ms, until ctx ends.
+func (m *Master) SubscribeWhenReady(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
+	for {
+		ss, err := m.Subscribe(ctx, info)
+		if !errors.Is(err, ErrNotReady) {
+			return ss, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // ID is this master's id (its raft server id), kept in the data dir's node-id file.
 func (m *Master) ID() string { return m.id }
 

@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,10 @@ import (
 type SimulatedAgents struct {
 	m        atomic.Pointer[Master]
 	Launched atomic.Int64
+	// Finish, when set, says how a launched task ends: its final state (TASK_FINISHED with exit
+	// status 0, TASK_FAILED with 1) after a while; "" runs it until killed. Batch jobs use it.
+	Finish func(api.TaskInfo) (task.State, time.Duration)
+	ended  sync.Map // task id → true once killed or finished
 }
 
 var _ AgentConn = (*SimulatedAgents)(nil)
@@ -44,6 +49,13 @@ func (p *SimulatedAgents) report(ag api.Agent, ti api.TaskInfo, states ...task.S
 	for i, state := range states {
 		st := api.TaskStatus{TaskID: ti.TaskID, FrameworkID: ti.FrameworkID, AgentID: ag.ID, State: state, Source: task.SourceAgent,
 			Timestamp: now.Add(time.Duration(i)), UUID: fmt.Sprintf("%s-%d-%d", ti.TaskID, now.UnixNano(), i)}
+		switch state {
+		case task.Finished:
+			st.ExitStatus = new(int)
+		case task.Failed:
+			one := 1
+			st.ExitStatus = &one
+		}
 		if _, err := p.m.Load().sched.agentStatus(ag.ID, st); err != nil {
 			return err
 		}
@@ -54,11 +66,24 @@ func (p *SimulatedAgents) report(ag api.Agent, ti api.TaskInfo, states ...task.S
 // Launch reports the task STARTING, then RUNNING.
 func (p *SimulatedAgents) Launch(ctx context.Context, ag api.Agent, ti api.TaskInfo) error {
 	p.Launched.Add(1)
-	return p.report(ag, ti, task.Starting, task.Running)
+	if err := p.report(ag, ti, task.Starting, task.Running); err != nil || p.Finish == nil {
+		return err
+	}
+	if state, after := p.Finish(ti); state != "" {
+		time.AfterFunc(after, func() {
+			if _, killed := p.ended.LoadOrStore(ti.TaskID, true); !killed {
+				p.report(ag, ti, state)
+			}
+		})
+	}
+	return nil
 }
 
 // Kill reports the task KILLED.
 func (p *SimulatedAgents) Kill(ctx context.Context, ag api.Agent, taskID string, grace time.Duration) error {
+	if _, ended := p.ended.LoadOrStore(taskID, true); ended {
+		return nil
+	}
 	return p.report(ag, api.TaskInfo{TaskID: taskID}, task.Killed)
 }
 

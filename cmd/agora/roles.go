@@ -15,6 +15,7 @@ import (
 
 	"github.com/agora-sched/agora/agent"
 	agentcontainerd "github.com/agora-sched/agora/agent/containerd"
+	"github.com/agora-sched/agora/frameworks/chronos"
 	"github.com/agora-sched/agora/frameworks/marathon"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -132,7 +133,7 @@ func devHostname() string {
 
 // frameworkAppliers are the replicated-store namespaces of the embedded frameworks.
 func frameworkAppliers() map[string]raft.Applier {
-	return map[string]raft.Applier{marathon.Namespace: marathon.Applier()}
+	return map[string]raft.Applier{marathon.Namespace: marathon.Applier(), chronos.Namespace: chronos.Applier()}
 }
 
 // startFrameworks registers the embedded frameworks with a master: they run while it leads,
@@ -143,6 +144,11 @@ func startFrameworks(m *master.Master, logger *slog.Logger) error {
 		return err
 	}
 	svc.Register()
+	jobs, err := chronos.New(chronos.Config{Master: m, Logger: logger.With("component", "chronos")})
+	if err != nil {
+		return err
+	}
+	jobs.Register()
 	return nil
 }
 

@@ -1,10 +1,3 @@
-// Package chronos is Agora's batch framework: Metronome's job specs with cron schedules
-// (github.com/robfig/cron/v3) and Chronos's job DAGs, on the two-level scheduler.
-//
-// This first part is the schedule planner, decisions without I/O: given a schedule, the last
-// time it was acted on and the time now, which scheduled run to start, which to record as
-// missed, and when to look again. The framework around it (job specs, runs written to the
-// replicated store before any launch, the REST API, DAGs) is still to come.
 package chronos
 
 import (
@@ -24,7 +17,8 @@ const (
 	ConcurrencyReplace = "REPLACE"
 )
 
-// Schedule is one of a job's schedules, as Metronome's JSON has it.
+// Schedule is one of a job's schedules, as Metronome's JSON has it. Its cron may also be an
+// ISO 8601 repeating interval, R[n]/start/period, as Chronos's schedules are.
 type Schedule struct {
 	ID                      string `json:"id"`
 	Cron                    string `json:"cron"`
@@ -69,9 +63,15 @@ func ParseSchedule(s Schedule) (Plan, error) {
 	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
 		return Plan{}, &FieldError{Field: "cron", Msg: "give the timezone in the timezone field, not in the expression"}
 	}
-	c, err := parser.Parse(spec)
-	if err != nil {
-		return Plan{}, &FieldError{Field: "cron", Msg: fmt.Sprintf("%q: %v (5 fields, 6 with seconds first, or @hourly, @daily, @every 10m...)", s.Cron, err)}
+	var c cron.Schedule
+	if strings.HasPrefix(spec, "R") {
+		r, err := parseRepeating(spec, loc)
+		if err != nil {
+			return Plan{}, &FieldError{Field: "cron", Msg: fmt.Sprintf("%q: %v", s.Cron, err)}
+		}
+		c = r
+	} else if c, err = parser.Parse(spec); err != nil {
+		return Plan{}, &FieldError{Field: "cron", Msg: fmt.Sprintf("%q: %v (5 fields, 6 with seconds first, @hourly, @daily, @every 10m..., or an ISO 8601 R[n]/start/period)", s.Cron, err)}
 	}
 	if s.StartingDeadlineSeconds < 0 {
 		return Plan{}, &FieldError{Field: "startingDeadlineSeconds", Msg: "must not be negative"}

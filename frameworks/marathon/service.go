@@ -250,20 +250,7 @@ func (s *Service) subscribe(ctx context.Context, fwID string) (*master.Session, 
 		ID: fwID, Name: s.cfg.Name, Role: s.cfg.Role, FailoverTimeout: s.cfg.FailoverTimeout.Seconds(),
 		Capabilities: []string{api.CapabilityPartitionAware},
 	}
-	for {
-		ss, err := s.m.Subscribe(ctx, info)
-		if err == nil {
-			return ss, nil
-		}
-		if !errors.Is(err, master.ErrNotReady) {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return s.m.SubscribeWhenReady(ctx, info)
 }
 
 // load reads apps, instances and deployments from the store.

@@ -5,11 +5,14 @@
 package httpjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"sort"
 	"strings"
 )
 
@@ -65,18 +68,107 @@ func (e *BadRequest) Error() string {
 	return e.Field + ": " + e.Msg
 }
 
-// Decode reads one JSON value from the request body into v, refusing unknown fields, values of
-// the wrong type, trailing data and bodies over MaxBody.
+// Decode reads one JSON value from the request body into v, refusing unknown fields (named with
+// their path, like "run.cpu"), values of the wrong type, trailing data and bodies over MaxBody.
 func Decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, MaxBody))
+	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBody))
+	if err != nil {
+		return decodeError(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
+		bad := decodeError(err)
+		if b, ok := bad.(*BadRequest); ok && b.Msg == "unknown field" {
+			var raw any
+			if json.Unmarshal(data, &raw) == nil {
+				if path := unknownPath(reflect.TypeOf(v), raw, ""); path != "" {
+					b.Field = path
+				}
+			}
+		}
+		return bad
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return &BadRequest{Msg: "the body holds more than one JSON value"}
 	}
 	return nil
+}
+
+// unknownPath finds the first field of raw (in key order) that type t has no place for, and
+// says where it is: "run.docker.imag", "schedules[1].crn".
+func unknownPath(t reflect.Type, raw any, at string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch v := raw.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			path := k
+			if at != "" {
+				path = at + "." + k
+			}
+			switch t.Kind() {
+			case reflect.Map:
+				if p := unknownPath(t.Elem(), v[k], path); p != "" {
+					return p
+				}
+			case reflect.Struct:
+				ft, ok := fieldType(t, k)
+				if !ok {
+					return path
+				}
+				if p := unknownPath(ft, v[k], path); p != "" {
+					return p
+				}
+			}
+		}
+	case []any:
+		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			for i, e := range v {
+				if p := unknownPath(t.Elem(), e, fmt.Sprintf("%s[%d]", at, i)); p != "" {
+					return p
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// fieldType is the type of the struct field a JSON key decodes into (as encoding/json matches
+// them: by tag or name, case-insensitively, through embedded structs).
+func fieldType(t reflect.Type, key string) (reflect.Type, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() && !f.Anonymous {
+			continue
+		}
+		if f.Anonymous && name == "" {
+			et := f.Type
+			for et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			if et.Kind() == reflect.Struct {
+				if ft, ok := fieldType(et, key); ok {
+					return ft, true
+				}
+				continue
+			}
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if strings.EqualFold(name, key) {
+			return f.Type, true
+		}
+	}
+	return nil, false
 }
 
 func decodeError(err error) error {

@@ -14,6 +14,9 @@ type body struct {
 	Inner struct {
 		Port int `json:"port"`
 	} `json:"inner"`
+	List []struct {
+		ID string `json:"id"`
+	} `json:"list"`
 }
 
 func TestDecodeNamesTheField(t *testing.T) {
@@ -23,6 +26,8 @@ func TestDecodeNamesTheField(t *testing.T) {
 		{`{"name":"a","count":"x"}`, "count", "want a JSON int"},
 		{`{"name":"a","inner":{"port":true}}`, "inner.port", "want a JSON int"},
 		{`{"name":"a","colour":"red"}`, "colour", "unknown field"},
+		{`{"name":"a","inner":{"Port":1,"host":"h"}}`, "inner.host", "unknown field"},
+		{`{"list":[{"id":"a"},{"ID":"b","idd":"c"}]}`, "list[1].idd", "unknown field"},
 		{`{"name":`, "", "malformed JSON"},
 		{``, "", "empty"},
 		{`{"name":"a"} {"name":"b"}`, "", "more than one"},

@@ -1,0 +1,33 @@
+// Package chronos is Agora's batch framework: Metronome's JSON job specs with cron schedules
+// (github.com/robfig/cron/v3) and Chronos's job DAGs, on the two-level scheduler. It is a
+// framework like any other: a leader service of the masters that subscribes through
+// master.Subscribe, takes offers and launches tasks; its state is the "chronos" namespace of
+// the replicated store (see Namespace).
+//
+// How a run happens:
+//
+//  1. A job is POSTed to /v1/jobs (or Chronos's /scheduler/iso8601, /scheduler/dependency):
+//     checked on its own (Normalize: every error names its field) and against the graph (no
+//     missing parent, no cycle), then committed with a cursor per schedule set to now.
+//  2. The leader's loop asks each due schedule's Plan (schedule.go, decisions without I/O) what
+//     to do since its cursor: at most one run starts — the latest due time, if within
+//     startingDeadlineSeconds — the rest are recorded missed, and the concurrencyPolicy
+//     (ALLOW, FORBID, REPLACE) decides about runs still active. The new run (INITIAL), the
+//     missed runs and the moved cursor are one raft batch: a leader change at any moment
+//     neither skips a due run nor creates it twice.
+//  3. An offer that fits a waiting run gets an attempt: its task id is committed with the run
+//     (STARTING) before the task is launched. Status updates move the run to ACTIVE, then
+//     SUCCESS or FAILED (ON_FAILURE: again after exponential backoff, up to backoffLimit);
+//     updates are acknowledged only after what they changed is committed. activeDeadlineSeconds
+//     and the stop action kill the task; maxLaunchDelay fails a run no offer fits.
+//  4. A run that succeeds starts each dependant whose parents have all succeeded since the
+//     dependant's own last run (fan-out and fan-in).
+//  5. A new leader loads everything, reconciles the tasks of runs in flight (a task the master
+//     has never heard of was never launched: it is launched again without using a retry) and
+//     goes on from the cursors.
+//
+// Daylight saving follows robfig/cron (as Kubernetes CronJob): a local time that does not exist
+// that day is skipped, one that happens twice is due at both instants. Schedules in UTC have
+// neither. A schedule's cron may also be an ISO 8601 repeating interval, R[n]/start/period, as
+// Chronos's are.
+package chronos

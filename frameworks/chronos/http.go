@@ -1,0 +1,599 @@
+package chronos
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/httpjson"
+)
+
+// routes adds Metronome's /v1 jobs API, the job graph and Chronos's /scheduler aliases to the
+// master; the leader answers them (it holds the runs), other masters forward.
+func (s *Service) routes() {
+	h := func(pattern string, f http.HandlerFunc) { s.m.HandleLeader(pattern, f) }
+	h("GET /v1/jobs", s.listJobs)
+	h("POST /v1/jobs", s.createJob)
+	h("GET /v1/jobs/{id}", s.getJob)
+	h("PUT /v1/jobs/{id}", s.putJob)
+	h("DELETE /v1/jobs/{id}", s.deleteJob)
+	h("GET /v1/jobs/{id}/runs", s.listRuns)
+	h("POST /v1/jobs/{id}/runs", s.startRun)
+	h("GET /v1/jobs/{id}/runs/{run}", s.getRun)
+	h("POST /v1/jobs/{id}/runs/{run}/actions/stop", s.stopRun)
+	h("GET /v1/jobs/{id}/schedules", s.listSchedules)
+	h("POST /v1/jobs/{id}/schedules", s.addSchedule)
+	h("GET /v1/jobs/{id}/schedules/{sid}", s.getSchedule)
+	h("PUT /v1/jobs/{id}/schedules/{sid}", s.putSchedule)
+	h("DELETE /v1/jobs/{id}/schedules/{sid}", s.deleteSchedule)
+	h("GET /v1/graph", s.graph)
+	s.chronosRoutes(h)
+}
+
+// apiError answers an error: 422 naming the field for a refused spec (with the cycle's path or
+// the dependants for graph errors), 503 while the framework is not ready, 500 otherwise.
+func apiError(w http.ResponseWriter, err error) {
+	var fe *FieldError
+	var ge *GraphError
+	var he *httpError
+	var bad *httpjson.BadRequest
+	switch {
+	case errors.As(err, &he):
+		httpjson.Error(w, he.code, he.msg)
+	case errors.As(err, &fe):
+		httpjson.FieldError(w, http.StatusUnprocessableEntity, fe.Field, fe.Msg)
+	case errors.As(err, &ge):
+		httpjson.Write(w, http.StatusUnprocessableEntity, struct {
+			httpjson.ErrorBody
+			Path       []string `json:"path,omitempty"`
+			Dependants []string `json:"dependants,omitempty"`
+		}{httpjson.ErrorBody{Message: ge.Error(), Field: ge.Field}, ge.Path, ge.Dependants})
+	case errors.As(err, &bad):
+		// Malformed JSON, a wrong type or an unknown field: the spec is refused as a whole.
+		if bad.Field != "" {
+			httpjson.FieldError(w, http.StatusUnprocessableEntity, bad.Field, bad.Msg)
+		} else {
+			httpjson.Error(w, http.StatusUnprocessableEntity, bad.Msg)
+		}
+	case errors.Is(err, errNotReady):
+		httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		httpjson.Error(w, http.StatusServiceUnavailable, err.Error()) // a commit failed: retry
+	}
+}
+
+// httpError is an error with its status: 404, 409.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func notFound(what, id string) error {
+	return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("%s %q does not exist", what, id)}
+}
+
+// read runs fn with the leader state held, answering 503 when there is none.
+func (s *Service) read(w http.ResponseWriter, fn func(st *leaderState) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st == nil {
+		apiError(w, errNotReady)
+		return
+	}
+	if err := fn(s.st); err != nil {
+		apiError(w, err)
+	}
+}
+
+// jobView is a job as the API shows it, with what ?embed= asks for.
+type jobView struct {
+	Job
+	Schedules      []scheduleView  `json:"schedules"`
+	ActiveRuns     []*Run          `json:"activeRuns,omitempty"`
+	History        *History        `json:"history,omitempty"`
+	HistorySummary *HistorySummary `json:"historySummary,omitempty"`
+}
+
+// scheduleView is a schedule with when it is next due.
+type scheduleView struct {
+	Schedule
+	NextRunAt *time.Time `json:"nextRunAt,omitempty"`
+}
+
+// HistorySummary is Metronome's historySummary embed.
+type HistorySummary struct {
+	SuccessCount  int        `json:"successCount"`
+	FailureCount  int        `json:"failureCount"`
+	LastSuccessAt *time.Time `json:"lastSuccessAt"`
+	LastFailureAt *time.Time `json:"lastFailureAt"`
+	MissedCount   int        `json:"missedCount"`
+}
+
+// embeds reads ?embed=a,b&embed=c.
+func embeds(r *http.Request) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, v := range r.URL.Query()["embed"] {
+		for _, e := range strings.Split(v, ",") {
+			switch e = strings.TrimSpace(e); e {
+			case "activeRuns", "history", "historySummary", "schedules":
+				out[e] = true
+			case "":
+			default:
+				return nil, &FieldError{Field: "embed", Msg: fmt.Sprintf("%q: expected activeRuns, history, historySummary or schedules", e)}
+			}
+		}
+	}
+	return out, nil
+}
+
+func (js *jobState) view(embed map[string]bool) jobView {
+	v := jobView{Job: *js.job, Schedules: js.scheduleViews()}
+	if embed["activeRuns"] {
+		v.ActiveRuns = js.activeRuns()
+		if v.ActiveRuns == nil {
+			v.ActiveRuns = []*Run{}
+		}
+	}
+	h := *js.hist
+	if embed["history"] {
+		h.SuccessfulFinishedRuns = nonNil(h.SuccessfulFinishedRuns)
+		h.FailedFinishedRuns = nonNil(h.FailedFinishedRuns)
+		h.MissedRuns = nonNil(h.MissedRuns)
+		v.History = &h
+	}
+	if embed["historySummary"] {
+		v.HistorySummary = &HistorySummary{SuccessCount: h.SuccessCount, FailureCount: h.FailureCount,
+			LastSuccessAt: h.LastSuccessAt, LastFailureAt: h.LastFailureAt, MissedCount: h.MissedCount}
+	}
+	return v
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func (js *jobState) scheduleViews() []scheduleView {
+	out := []scheduleView{}
+	for _, sc := range js.job.Schedules {
+		v := scheduleView{Schedule: sc}
+		if n := js.next[sc.ID]; !n.IsZero() {
+			v.NextRunAt = &n
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
+	embed, err := embeds(r)
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	s.read(w, func(st *leaderState) error {
+		out := []jobView{}
+		for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
+			out = append(out, st.jobs[id].view(embed))
+		}
+		httpjson.Write(w, http.StatusOK, out)
+		return nil
+	})
+}
+
+func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
+	embed, err := embeds(r)
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	s.read(w, func(st *leaderState) error {
+		js := st.jobs[r.PathValue("id")]
+		if js == nil {
+			return notFound("job", r.PathValue("id"))
+		}
+		httpjson.Write(w, http.StatusOK, js.view(embed))
+		return nil
+	})
+}
+
+// decodeJob reads a job spec and checks it on its own.
+func decodeJob(r *http.Request) (*Job, error) {
+	var j Job
+	if err := httpjson.Decode(r, &j); err != nil {
+		return nil, err
+	}
+	if err := j.Normalize(); err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
+	j, err := decodeJob(r)
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	var out jobView
+	err = s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
+		if err := s.putJobLocked(st, j, true, wk, now); err != nil {
+			return err
+		}
+		out = st.jobs[j.ID].view(nil)
+		return nil
+	})
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	s.poke()
+	httpjson.Write(w, http.StatusCreated, out)
+}
+
+func (s *Service) putJob(w http.ResponseWriter, r *http.Request) {
+	j, err := decodeJobFor(r, r.PathValue("id"))
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	var out jobView
+	err = s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
+		old := st.jobs[j.ID]
+		if old == nil {
+			return notFound("job", j.ID)
+		}
+		if j.Schedules == nil {
+			// Schedules have their own endpoints; a PUT without them keeps them.
+			j.Schedules = old.job.Schedules
+		}
+		if err := s.putJobLocked(st, j, false, wk, now); err != nil {
+			return err
+		}
+		out = st.jobs[j.ID].view(nil)
+		return nil
+	})
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	s.poke()
+	httpjson.Write(w, http.StatusOK, out)
+}
+
+// decodeJobFor reads the spec of the job at a path: its id, when given, must be the path's.
+func decodeJobFor(r *http.Request, id string) (*Job, error) {
+	var j Job
+	if err := httpjson.Decode(r, &j); err != nil {
+		return nil, err
+	}
+	if j.ID == "" {
+		j.ID = id
+	}
+	if j.ID != id {
+		return nil, &FieldError{Field: "id", Msg: fmt.Sprintf("%q is not the job of the path (%q)", j.ID, id)}
+	}
+	hadSchedules := j.Schedules != nil
+	if err := j.Normalize(); err != nil {
+		return nil, err
+	}
+	if !hadSchedules {
+		j.Schedules = nil
+	}
+	return &j, nil
+}
+
+// putJobLocked checks a job against the others and stores it (create: it must be new). A
+// schedule keeps its cursor when its timing did not change; a new or changed one starts from
+// now (it does not catch up on times before it existed).
+func (s *Service) putJobLocked(st *leaderState, j *Job, create bool, wk *work, now time.Time) error {
+	old := st.jobs[j.ID]
+	if create && old != nil {
+		return &FieldError{Field: "id", Msg: fmt.Sprintf("job %q already exists (PUT /v1/jobs/%s changes it)", j.ID, j.ID)}
+	}
+	if len(j.Schedules) > 0 && len(j.Dependencies) > 0 {
+		return &FieldError{Field: "dependencies", Msg: "a job with dependencies runs when its parents succeed; it has no schedules of its own"}
+	}
+	jobs := map[string]*Job{}
+	for id, js := range st.jobs {
+		jobs[id] = js.job
+	}
+	jobs[j.ID] = j
+	if err := checkGraph(jobs, j.ID); err != nil {
+		return err
+	}
+	js := newJobState(j, &History{})
+	if old != nil {
+		js.runs, js.hist = old.runs, old.hist
+		for id := range old.cursors {
+			if !slices.ContainsFunc(j.Schedules, func(sc Schedule) bool { return sc.ID == id }) {
+				wk.del(cursorKey(j.ID, id))
+			}
+		}
+	} else {
+		wk.put(historyKey(j.ID), js.hist)
+	}
+	for _, sc := range j.Schedules {
+		c, kept := now, false
+		if old != nil {
+			if op, ok := old.plans[sc.ID]; ok && sameTiming(op.Schedule, sc) {
+				c, kept = old.cursors[sc.ID], true
+			}
+		}
+		js.setCursor(sc.ID, c)
+		if !kept {
+			wk.put(cursorKey(j.ID, sc.ID), c)
+		}
+	}
+	st.jobs[j.ID] = js
+	wk.put(jobKey(j.ID), j)
+	return nil
+}
+
+// sameTiming says whether two versions of a schedule fire at the same times.
+func sameTiming(a, b Schedule) bool {
+	return a.Cron == b.Cron && a.Timezone == b.Timezone && *a.Enabled == *b.Enabled
+}
+
+func (s *Service) deleteJob(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	stop := r.URL.Query().Get("stopCurrentJobRuns") == "true"
+	var out jobView
+	err := s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
+		js := st.jobs[id]
+		if js == nil {
+			return notFound("job", id)
+		}
+		if deps := dependants(jobsOf(st), id); len(deps) > 0 {
+			return &GraphError{Field: "id", Msg: fmt.Sprintf("jobs depend on %q: %s; change or delete them first", id, strings.Join(deps, ", ")), Dependants: deps}
+		}
+		active := js.activeRuns()
+		if len(active) > 0 && !stop {
+			return &httpError{code: http.StatusConflict, msg: fmt.Sprintf("job %q has %d active run(s); delete with ?stopCurrentJobRuns=true to stop them", id, len(active))}
+		}
+		out = js.view(nil)
+		s.removeJobLocked(st, js, wk)
+		return nil
+	})
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, out)
+}
+
+// removeJobLocked forgets a job: its runs' tasks are killed, its keys deleted.
+func (s *Service) removeJobLocked(st *leaderState, js *jobState, wk *work) {
+	for _, r := range js.runs {
+		if t := r.liveTask(); t != nil {
+			wk.kills = append(wk.kills, killOf(js, t))
+			delete(st.byTask, t.ID)
+		}
+		delete(st.active, r)
+	}
+	delete(st.jobs, js.job.ID)
+	id := js.job.ID
+	wk.del(jobKey(id))
+	wk.del(historyKey(id))
+	wk.b.DeletePrefix(cursorPrefix(id))
+	wk.b.DeletePrefix(runPrefix(id))
+	s.logger.Info("job deleted", "job", id)
+}
+
+func jobsOf(st *leaderState) map[string]*Job {
+	jobs := map[string]*Job{}
+	for id, js := range st.jobs {
+		jobs[id] = js.job
+	}
+	return jobs
+}
+
+// listRuns answers the job's active runs (as Metronome); ?include=finished adds the finished
+// runs kept (newest first).
+func (s *Service) listRuns(w http.ResponseWriter, r *http.Request) {
+	finished := r.URL.Query().Get("include") == "finished"
+	s.read(w, func(st *leaderState) error {
+		js := st.jobs[r.PathValue("id")]
+		if js == nil {
+			return notFound("job", r.PathValue("id"))
+		}
+		out := nonNil(js.activeRuns())
+		if finished {
+			var done []*Run
+			for _, run := range js.runs {
+				if !run.Active() {
+					done = append(done, run)
+				}
+			}
+			sortRuns(done)
+			slices.Reverse(done)
+			out = append(out, done...)
+		}
+		httpjson.Write(w, http.StatusOK, out)
+		return nil
+	})
+}
+
+func (s *Service) getRun(w http.ResponseWriter, r *http.Request) {
+	s.read(w, func(st *leaderState) error {
+		js := st.jobs[r.PathValue("id")]
+		if js == nil {
+			return notFound("job", r.PathValue("id"))
+		}
+		run := js.runs[r.PathValue("run")]
+		if run == nil {
+			return notFound("run", r.PathValue("run"))
+		}
+		httpjson.Write(w, http.StatusOK, run)
+		return nil
+	})
+}
+
+// startRun is "run now": a manual run, whatever the schedules say.
+func (s *Service) startRun(w http.ResponseWriter, r *http.Request) {
+	var out Run
+	err := s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
+		js := st.jobs[r.PathValue("id")]
+		if js == nil {
+			return notFound("job", r.PathValue("id"))
+		}
+		out = *s.newRunLocked(st, js, TriggerManual, "", nil, wk, now)
+		return nil
+	})
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	s.poke()
+	httpjson.Write(w, http.StatusCreated, out)
+}
+
+func (s *Service) stopRun(w http.ResponseWriter, r *http.Request) {
+	var out Run
+	err := s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
+		js := st.jobs[r.PathValue("id")]
+		if js == nil {
+			return notFound("job", r.PathValue("id"))
+		}
+		run := js.runs[r.PathValue("run")]
+		if run == nil {
+			return notFound("run", r.PathValue("run"))
+		}
+		if !run.Active() {
+			return &httpError{code: http.StatusConflict, msg: fmt.Sprintf("run %s already ended (%s)", run.ID, run.Status)}
+		}
+		s.stopLocked(st, js, run, "stopped by request", wk, now)
+		out = *run
+		return nil
+	})
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, out)
+}
+
+func (s *Service) listSchedules(w http.ResponseWriter, r *http.Request) {
+	s.read(w, func(st *leaderState) error {
+		js := st.jobs[r.PathValue("id")]
+		if js == nil {
+			return notFound("job", r.PathValue("id"))
+		}
+		httpjson.Write(w, http.StatusOK, js.scheduleViews())
+		return nil
+	})
+}
+
+func (s *Service) getSchedule(w http.ResponseWriter, r *http.Request) {
+	s.read(w, func(st *leaderState) error {
+		js := st.jobs[r.PathValue("id")]
+		if js == nil {
+			return notFound("job", r.PathValue("id"))
+		}
+		for _, v := range js.scheduleViews() {
+			if v.ID == r.PathValue("sid") {
+				httpjson.Write(w, http.StatusOK, v)
+				return nil
+			}
+		}
+		return notFound("schedule", r.PathValue("sid"))
+	})
+}
+
+// editSchedules changes a job's schedules through edit (given a copy) and stores the job.
+func (s *Service) editSchedules(w http.ResponseWriter, r *http.Request, code int, edit func(scheds []Schedule) ([]Schedule, string, error)) {
+	var out scheduleView
+	err := s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
+		js := st.jobs[r.PathValue("id")]
+		if js == nil {
+			return notFound("job", r.PathValue("id"))
+		}
+		j := *js.job
+		scheds, sid, err := edit(slices.Clone(j.Schedules))
+		if err != nil {
+			return err
+		}
+		j.Schedules = scheds
+		if err := j.Normalize(); err != nil {
+			return err
+		}
+		if err := s.putJobLocked(st, &j, false, wk, now); err != nil {
+			return err
+		}
+		for _, v := range st.jobs[j.ID].scheduleViews() {
+			if v.ID == sid {
+				out = v
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	s.poke()
+	if code == http.StatusNoContent {
+		w.WriteHeader(code)
+		return
+	}
+	httpjson.Write(w, code, out)
+}
+
+func (s *Service) addSchedule(w http.ResponseWriter, r *http.Request) {
+	var sc Schedule
+	if err := httpjson.Decode(r, &sc); err != nil {
+		apiError(w, err)
+		return
+	}
+	s.editSchedules(w, r, http.StatusCreated, func(scheds []Schedule) ([]Schedule, string, error) {
+		for _, o := range scheds {
+			if o.ID == sc.ID {
+				return nil, "", &FieldError{Field: "id", Msg: fmt.Sprintf("schedule %q already exists (PUT changes it)", sc.ID)}
+			}
+		}
+		return append(scheds, sc), sc.ID, nil
+	})
+}
+
+func (s *Service) putSchedule(w http.ResponseWriter, r *http.Request) {
+	var sc Schedule
+	if err := httpjson.Decode(r, &sc); err != nil {
+		apiError(w, err)
+		return
+	}
+	sid := r.PathValue("sid")
+	if sc.ID == "" {
+		sc.ID = sid
+	}
+	if sc.ID != sid {
+		apiError(w, &FieldError{Field: "id", Msg: fmt.Sprintf("%q is not the schedule of the path (%q)", sc.ID, sid)})
+		return
+	}
+	s.editSchedules(w, r, http.StatusOK, func(scheds []Schedule) ([]Schedule, string, error) {
+		i := slices.IndexFunc(scheds, func(o Schedule) bool { return o.ID == sid })
+		if i < 0 {
+			return nil, "", notFound("schedule", sid)
+		}
+		scheds[i] = sc
+		return scheds, sid, nil
+	})
+}
+
+func (s *Service) deleteSchedule(w http.ResponseWriter, r *http.Request) {
+	sid := r.PathValue("sid")
+	s.editSchedules(w, r, http.StatusNoContent, func(scheds []Schedule) ([]Schedule, string, error) {
+		i := slices.IndexFunc(scheds, func(o Schedule) bool { return o.ID == sid })
+		if i < 0 {
+			return nil, "", notFound("schedule", sid)
+		}
+		return slices.Delete(scheds, i, i+1), "", nil
+	})
+}

@@ -1,0 +1,359 @@
+package chronos
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Job is a job spec as Metronome's JSON has it, with Chronos's DAG edge (dependencies) and
+// Kubernetes CronJob's history limits.
+type Job struct {
+	ID           string            `json:"id"`
+	Description  string            `json:"description,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Run          RunSpec           `json:"run"`
+	Schedules    []Schedule        `json:"schedules,omitempty"`
+	Dependencies []string          `json:"dependencies,omitempty"`
+	// SuccessfulHistoryLimit and FailedHistoryLimit bound the finished runs kept (default 10
+	// each); the counts in history go on counting.
+	SuccessfulHistoryLimit *int `json:"successfulHistoryLimit,omitempty"`
+	FailedHistoryLimit     *int `json:"failedHistoryLimit,omitempty"`
+}
+
+// RunSpec is what a run of the job launches.
+type RunSpec struct {
+	Cmd                        string            `json:"cmd,omitempty"`
+	Args                       []string          `json:"args,omitempty"`
+	CPUs                       float64           `json:"cpus"`
+	Mem                        float64           `json:"mem"`
+	Disk                       float64           `json:"disk"`
+	Env                        map[string]string `json:"env,omitempty"`
+	Docker                     *Docker           `json:"docker,omitempty"`
+	MaxLaunchDelay             int               `json:"maxLaunchDelay"` // seconds a run may wait for resources
+	Restart                    Restart           `json:"restart"`
+	Placement                  *Placement        `json:"placement,omitempty"`
+	Artifacts                  []any             `json:"artifacts,omitempty"` // refused: agents fetch nothing
+	TaskKillGracePeriodSeconds float64           `json:"taskKillGracePeriodSeconds,omitempty"`
+}
+
+// Docker names the image the run's container starts from.
+type Docker struct {
+	Image          string `json:"image"`
+	ForcePullImage bool   `json:"forcePullImage,omitempty"`
+}
+
+// Restart says what a run does when its task fails.
+type Restart struct {
+	Policy string `json:"policy"` // NEVER (default) or ON_FAILURE
+	// ActiveDeadlineSeconds ends a run (its task killed, the run FAILED) that has not finished
+	// this long after it was created; 0 is no deadline.
+	ActiveDeadlineSeconds int `json:"activeDeadlineSeconds,omitempty"`
+	// BackoffLimit is how many times ON_FAILURE launches the task again (default 6, as
+	// Kubernetes Jobs); the n-th retry waits BackoffSeconds × 2^(n-1), at most 6 minutes.
+	BackoffLimit   *int     `json:"backoffLimit,omitempty"`
+	BackoffSeconds *float64 `json:"backoffSeconds,omitempty"` // default 10
+}
+
+// Placement constrains the agents a run may go to.
+type Placement struct {
+	Constraints []PlacementConstraint `json:"constraints,omitempty"`
+}
+
+// PlacementConstraint is Metronome's {attribute, operator, value}: EQ, LIKE or UNLIKE (a regular
+// expression matched against the whole value) on "hostname" or an agent attribute.
+type PlacementConstraint struct {
+	Attribute string `json:"attribute"`
+	Operator  string `json:"operator"`
+	Value     string `json:"value,omitempty"`
+}
+
+// Restart policies.
+const (
+	RestartNever     = "NEVER"
+	RestartOnFailure = "ON_FAILURE"
+)
+
+const (
+	defaultHistoryLimit   = 10
+	defaultBackoffLimit   = 6
+	defaultBackoffSeconds = 10.0
+	maxBackoff            = 6 * time.Minute
+	defaultMaxLaunchDelay = 3600
+)
+
+// idPattern is Metronome's job id: dot-separated names of lowercase letters, digits and inner
+// hyphens.
+var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
+
+// maxIDLen keeps a run's task id (job id, run id, attempt) within the agents' limit.
+const maxIDLen = 128
+
+// Normalize checks a job spec on its own (not against other jobs: see checkGraph) and fills its
+// defaults. The error names the field at fault.
+func (j *Job) Normalize() error {
+	if j.ID == "" {
+		return &FieldError{Field: "id", Msg: "is required"}
+	}
+	if len(j.ID) > maxIDLen || !idPattern.MatchString(j.ID) {
+		return &FieldError{Field: "id", Msg: fmt.Sprintf("%q: want lowercase letters, digits and '-', in names separated by '.' (at most %d characters)", j.ID, maxIDLen)}
+	}
+	r := &j.Run
+	if r.Cmd == "" && (r.Docker == nil || r.Docker.Image == "") {
+		return &FieldError{Field: "run.cmd", Msg: "a run needs a cmd, a docker.image, or both"}
+	}
+	if r.Docker != nil && r.Docker.Image == "" {
+		return &FieldError{Field: "run.docker.image", Msg: "is required when docker is given"}
+	}
+	if len(r.Args) > 0 && r.Cmd != "" {
+		return &FieldError{Field: "run.args", Msg: "give either cmd (run by a shell) or args (the image's entrypoint arguments), not both"}
+	}
+	if r.CPUs == 0 && r.Mem == 0 && r.Disk == 0 {
+		r.CPUs, r.Mem = 1, 128 // Metronome's defaults
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"run.cpus", r.CPUs}, {"run.mem", r.Mem}, {"run.disk", r.Disk}, {"run.taskKillGracePeriodSeconds", r.TaskKillGracePeriodSeconds}} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return &FieldError{Field: f.name, Msg: fmt.Sprintf("must be a number of at least 0, got %v", f.v)}
+		}
+	}
+	if r.CPUs < 0.01 {
+		return &FieldError{Field: "run.cpus", Msg: fmt.Sprintf("must be at least 0.01, got %v", r.CPUs)}
+	}
+	if r.Mem < 1 {
+		return &FieldError{Field: "run.mem", Msg: fmt.Sprintf("must be at least 1 (MB), got %v", r.Mem)}
+	}
+	for k := range r.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return &FieldError{Field: "run.env", Msg: fmt.Sprintf("%q is not a variable name", k)}
+		}
+	}
+	if len(r.Artifacts) > 0 {
+		return &FieldError{Field: "run.artifacts", Msg: "are not supported: agents fetch nothing; put what the job needs in its image"}
+	}
+	if r.MaxLaunchDelay < 0 {
+		return &FieldError{Field: "run.maxLaunchDelay", Msg: "must not be negative"}
+	}
+	if r.MaxLaunchDelay == 0 {
+		r.MaxLaunchDelay = defaultMaxLaunchDelay
+	}
+	switch r.Restart.Policy {
+	case "":
+		r.Restart.Policy = RestartNever
+	case RestartNever, RestartOnFailure:
+	default:
+		return &FieldError{Field: "run.restart.policy", Msg: fmt.Sprintf("got %q, expected NEVER or ON_FAILURE", r.Restart.Policy)}
+	}
+	if r.Restart.ActiveDeadlineSeconds < 0 {
+		return &FieldError{Field: "run.restart.activeDeadlineSeconds", Msg: "must not be negative"}
+	}
+	if r.Restart.BackoffLimit == nil {
+		n := defaultBackoffLimit
+		r.Restart.BackoffLimit = &n
+	} else if *r.Restart.BackoffLimit < 0 {
+		return &FieldError{Field: "run.restart.backoffLimit", Msg: "must not be negative"}
+	}
+	if r.Restart.BackoffSeconds == nil {
+		s := defaultBackoffSeconds
+		r.Restart.BackoffSeconds = &s
+	} else if s := *r.Restart.BackoffSeconds; s < 0 || math.IsNaN(s) || math.IsInf(s, 0) {
+		return &FieldError{Field: "run.restart.backoffSeconds", Msg: "must be a number of at least 0"}
+	}
+	if r.Placement != nil {
+		for i, c := range r.Placement.Constraints {
+			if _, err := c.compile(); err != nil {
+				return &FieldError{Field: fmt.Sprintf("run.placement.constraints[%d]", i), Msg: err.Error()}
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for i := range j.Schedules {
+		p, err := ParseSchedule(j.Schedules[i])
+		if err != nil {
+			fe := err.(*FieldError)
+			return &FieldError{Field: fmt.Sprintf("schedules[%d].%s", i, fe.Field), Msg: fe.Msg}
+		}
+		if !idPattern.MatchString(p.Schedule.ID) || len(p.Schedule.ID) > maxIDLen {
+			return &FieldError{Field: fmt.Sprintf("schedules[%d].id", i), Msg: fmt.Sprintf("%q: want lowercase letters, digits and '-', in names separated by '.'", p.Schedule.ID)}
+		}
+		if seen[p.Schedule.ID] {
+			return &FieldError{Field: fmt.Sprintf("schedules[%d].id", i), Msg: fmt.Sprintf("%q is given twice", p.Schedule.ID)}
+		}
+		seen[p.Schedule.ID] = true
+		j.Schedules[i] = p.Schedule
+	}
+	if len(j.Dependencies) > 0 && len(j.Schedules) > 0 {
+		return &FieldError{Field: "dependencies", Msg: "a job with dependencies runs when its parents succeed; it has no schedules of its own"}
+	}
+	deps := map[string]bool{}
+	for i, d := range j.Dependencies {
+		switch {
+		case d == j.ID:
+			return &FieldError{Field: fmt.Sprintf("dependencies[%d]", i), Msg: "a job cannot depend on itself"}
+		case deps[d]:
+			return &FieldError{Field: fmt.Sprintf("dependencies[%d]", i), Msg: fmt.Sprintf("%q is given twice", d)}
+		}
+		deps[d] = true
+	}
+	for _, f := range []struct {
+		name string
+		v    **int
+	}{{"successfulHistoryLimit", &j.SuccessfulHistoryLimit}, {"failedHistoryLimit", &j.FailedHistoryLimit}} {
+		if *f.v == nil {
+			n := defaultHistoryLimit
+			*f.v = &n
+		} else if **f.v < 0 || **f.v > 1000 {
+			return &FieldError{Field: f.name, Msg: fmt.Sprintf("must be 0 to 1000, got %d", **f.v)}
+		}
+	}
+	return nil
+}
+
+// compiled is a placement constraint ready to check agents with.
+type compiled struct {
+	attr, op, value string
+	re              *regexp.Regexp
+}
+
+func (c PlacementConstraint) compile() (compiled, error) {
+	if c.Attribute == "" {
+		return compiled{}, fmt.Errorf("attribute is required")
+	}
+	out := compiled{attr: c.Attribute, op: c.Operator, value: c.Value}
+	switch c.Operator {
+	case "EQ":
+	case "LIKE", "UNLIKE":
+		re, err := regexp.Compile("^(?:" + c.Value + ")$")
+		if err != nil {
+			return compiled{}, fmt.Errorf("value %q is not a regular expression: %v", c.Value, err)
+		}
+		out.re = re
+	default:
+		return compiled{}, fmt.Errorf("operator %q: expected EQ, LIKE or UNLIKE", c.Operator)
+	}
+	return out, nil
+}
+
+// allows says whether an agent of that hostname and attributes satisfies the constraint.
+func (c compiled) allows(hostname string, attrs map[string]string) bool {
+	v, ok := attrs[c.attr]
+	if c.attr == "hostname" {
+		v, ok = hostname, true
+	}
+	switch c.op {
+	case "EQ":
+		return ok && v == c.value
+	case "LIKE":
+		return ok && c.re.MatchString(v)
+	default: // UNLIKE
+		return !ok || !c.re.MatchString(v)
+	}
+}
+
+// historyLimits are the job's limits, defaults filled.
+func (j *Job) historyLimits() (successful, failed int) {
+	successful, failed = defaultHistoryLimit, defaultHistoryLimit
+	if j.SuccessfulHistoryLimit != nil {
+		successful = *j.SuccessfulHistoryLimit
+	}
+	if j.FailedHistoryLimit != nil {
+		failed = *j.FailedHistoryLimit
+	}
+	return
+}
+
+// backoff is the wait before the n-th retry (n ≥ 1).
+func (r Restart) backoff(n int) time.Duration {
+	base := defaultBackoffSeconds
+	if r.BackoffSeconds != nil {
+		base = *r.BackoffSeconds
+	}
+	d := time.Duration(base * math.Pow(2, float64(n-1)) * float64(time.Second))
+	if d > maxBackoff || d < 0 {
+		d = maxBackoff
+	}
+	return d
+}
+
+// GraphError is a change refused because of the job graph: a cycle (Path, from the job back to
+// itself), parents that do not exist, or dependants of a job being deleted.
+type GraphError struct {
+	Field      string
+	Msg        string
+	Path       []string `json:"path,omitempty"`
+	Dependants []string `json:"dependants,omitempty"`
+}
+
+func (e *GraphError) Error() string { return e.Field + ": " + e.Msg }
+
+// checkGraph checks jobs (every job, with the changed one in place) for parents that do not
+// exist and for cycles.
+func checkGraph(jobs map[string]*Job, changed string) error {
+	j := jobs[changed]
+	if j == nil {
+		return nil
+	}
+	for i, d := range j.Dependencies {
+		if jobs[d] == nil {
+			return &GraphError{Field: fmt.Sprintf("dependencies[%d]", i), Msg: fmt.Sprintf("job %q does not exist", d)}
+		}
+	}
+	if path := cycleThrough(jobs, changed); path != nil {
+		return &GraphError{Field: "dependencies", Msg: "would close a cycle: " + strings.Join(path, " → "), Path: path}
+	}
+	return nil
+}
+
+// cycleThrough finds a path of dependencies from start back to itself, if there is one.
+func cycleThrough(jobs map[string]*Job, start string) []string {
+	seen := map[string]bool{}
+	var path []string
+	var walk func(id string) bool
+	walk = func(id string) bool {
+		path = append(path, id)
+		for _, d := range jobs[id].deps() {
+			if d == start {
+				path = append(path, d)
+				return true
+			}
+			if !seen[d] && jobs[d] != nil {
+				seen[d] = true
+				if walk(d) {
+					return true
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		return false
+	}
+	if walk(start) {
+		// path runs child → parent; say it the way the work flows: parent → child.
+		slices.Reverse(path)
+		return path
+	}
+	return nil
+}
+
+func (j *Job) deps() []string {
+	if j == nil {
+		return nil
+	}
+	return j.Dependencies
+}
+
+// dependants lists the jobs that depend on id, sorted.
+func dependants(jobs map[string]*Job, id string) []string {
+	var out []string
+	for _, j := range jobs {
+		if slices.Contains(j.Dependencies, id) {
+			out = append(out, j.ID)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,777 @@
+package chronos
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/clock"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
+	"github.com/agora-sched/agora/raft"
+)
+
+// Config configures the batch framework.
+type Config struct {
+	Master *master.Master
+	Logger *slog.Logger
+	Clock  clock.Clock // default: real time
+	// Name and Role it registers with (default "chronos" and "*"); FailoverTimeout is how long
+	// the master keeps its tasks while it is away (a leader change), default a week.
+	Name            string
+	Role            string
+	FailoverTimeout time.Duration
+	// Tick bounds how long it sleeps between looks at deadlines, retries and kills (default 1 s);
+	// schedules wake it when they are due.
+	Tick time.Duration
+}
+
+// Service is the batch framework: a leader service of the masters that starts job runs when
+// their schedules or parents say, through the scheduler contract, and serves Metronome's /v1
+// jobs API and Chronos's /scheduler aliases.
+type Service struct {
+	cfg     Config
+	m       *master.Master
+	store   *raft.Store
+	logger  *slog.Logger
+	wake    chan struct{}
+	broken  chan error // a commit failed: the leader state is reloaded from the store
+	metrics *metrics
+
+	writeMu sync.Mutex // serializes changes: build a batch, commit it, then act on it
+
+	mu sync.Mutex   // guards st (and what it points to)
+	st *leaderState // nil while this master does not lead, or has not subscribed yet
+}
+
+// leaderState is the framework's memory while it leads: the store's jobs, cursors, runs and
+// histories, and which task belongs to which run.
+type leaderState struct {
+	ss         *master.Session
+	jobs       map[string]*jobState
+	active     map[*Run]bool   // runs not ended
+	byTask     map[string]*Run // live attempts by task id
+	lastKill   map[string]time.Time
+	suppressed bool
+}
+
+type jobState struct {
+	job         *Job
+	plans       map[string]Plan      // by schedule id
+	next        map[string]time.Time // when each schedule is next due (zero: never)
+	cursors     map[string]time.Time
+	runs        map[string]*Run
+	hist        *History
+	constraints []compiled
+}
+
+// New makes the service. Register it before the master runs.
+func New(cfg Config) (*Service, error) {
+	if cfg.Master == nil {
+		return nil, errors.New("chronos: no master")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Name == "" {
+		cfg.Name = "chronos"
+	}
+	if cfg.Role == "" {
+		cfg.Role = api.DefaultRole
+	}
+	if cfg.FailoverTimeout == 0 {
+		cfg.FailoverTimeout = 7 * 24 * time.Hour
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = time.Second
+	}
+	s := &Service{cfg: cfg, m: cfg.Master, store: cfg.Master.Store(), logger: cfg.Logger.With("framework", cfg.Name),
+		wake: make(chan struct{}, 1), broken: make(chan error, 1)}
+	s.metrics = newMetrics(s)
+	return s, nil
+}
+
+// Register adds the leader service, the HTTP endpoints and the metrics to the master.
+func (s *Service) Register() {
+	s.m.RegisterLeaderService(s)
+	s.routes()
+	s.m.Metrics().MustRegister(s.metrics)
+}
+
+// Name is the leader service's name.
+func (s *Service) Name() string { return "chronos" }
+
+func (s *Service) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run subscribes with the master (as the same framework on every leader), loads the jobs and
+// their runs, reconciles the tasks of runs in flight, then starts runs as schedules and parents
+// say until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	l, err := load(ctx, s.store)
+	if err != nil {
+		return err
+	}
+	ss, err := s.subscribe(ctx, l.frameworkID)
+	if err != nil {
+		return err
+	}
+	defer ss.Close()
+	if l.frameworkID != ss.FrameworkID() {
+		b := &raft.Batch{}
+		b.Put(frameworkIDKey, ss.FrameworkID())
+		if err := s.store.CommitBatch(ctx, Namespace, b); err != nil {
+			return err
+		}
+	}
+	select { // a failure of the last term is behind us: this load is the truth
+	case <-s.broken:
+	default:
+	}
+	st, fix := s.newLeaderState(ss, l)
+	if err := s.store.CommitBatch(ctx, Namespace, fix); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.st = st
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.st = nil
+		s.mu.Unlock()
+	}()
+	var known []api.ReconcileTask
+	for taskID, r := range st.byTask {
+		known = append(known, api.ReconcileTask{TaskID: taskID, AgentID: r.task().AgentID})
+	}
+	if len(known) > 0 {
+		if err := ss.Call(api.Call{Type: api.CallReconcile, Reconcile: &api.Reconcile{Tasks: known}}); err != nil {
+			return err
+		}
+	}
+	s.logger.Info("batch framework running", "framework", ss.FrameworkID(), "jobs", len(st.jobs), "active_runs", len(st.active))
+
+	events := make(chan api.Event, 1024)
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := ss.Next(ctx)
+			if err != nil {
+				ended <- err
+				return
+			}
+			select {
+			case events <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var batch []api.Event
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-ended:
+			return fmt.Errorf("chronos: subscription ended: %w", err)
+		case err := <-s.broken:
+			return fmt.Errorf("chronos: reloading after a failed write: %w", err)
+		case ev := <-events:
+			batch = append(batch, ev)
+		drain:
+			for len(batch) < 4096 {
+				select {
+				case ev := <-events:
+					batch = append(batch, ev)
+				default:
+					break drain
+				}
+			}
+		case <-s.wake:
+		case <-timer.C:
+		}
+		var wakeAt time.Time
+		err := s.change(ctx, func(st *leaderState, w *work, now time.Time) error {
+			for _, ev := range batch {
+				if ev.Type == api.EventUpdate {
+					s.onStatusLocked(st, ev.Update.Status, w, now)
+				}
+			}
+			wakeAt = s.stepLocked(st, w, now)
+			queue := st.waitingRuns(now)
+			for _, ev := range batch {
+				if ev.Type == api.EventOffers {
+					for _, o := range ev.Offers.Offers {
+						queue = s.useOfferLocked(st, o, queue, w, now)
+					}
+				}
+			}
+			s.offersWantedLocked(st, w, len(queue) > 0)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		d := s.cfg.Tick
+		if !wakeAt.IsZero() {
+			d = min(d, max(wakeAt.Sub(s.cfg.Clock.Now()), time.Millisecond))
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(d)
+	}
+}
+
+// subscribe registers with the master, waiting while its scheduler is not ready yet.
+func (s *Service) subscribe(ctx context.Context, fwID string) (*master.Session, error) {
+	info := api.FrameworkInfo{
+		ID: fwID, Name: s.cfg.Name, Role: s.cfg.Role, FailoverTimeout: s.cfg.FailoverTimeout.Seconds(),
+		Capabilities: []string{api.CapabilityPartitionAware},
+	}
+	return s.m.SubscribeWhenReady(ctx, info)
+}
+
+// newLeaderState builds the memory from what was loaded; fix holds repairs (cursors a job
+// lacks, runs of jobs that are gone).
+func (s *Service) newLeaderState(ss *master.Session, l *loaded) (*leaderState, *raft.Batch) {
+	now := s.cfg.Clock.Now()
+	st := &leaderState{ss: ss, jobs: map[string]*jobState{}, active: map[*Run]bool{}, byTask: map[string]*Run{}, lastKill: map[string]time.Time{}}
+	fix := &raft.Batch{}
+	for id, j := range l.jobs {
+		h := l.histories[id]
+		if h == nil {
+			h = &History{}
+		}
+		js := newJobState(j, h)
+		for _, sc := range j.Schedules {
+			c, ok := l.cursors[id][sc.ID]
+			if !ok {
+				c = now
+				fix.Put(cursorKey(id, sc.ID), c)
+			}
+			js.setCursor(sc.ID, c)
+		}
+		st.jobs[id] = js
+	}
+	for job, runs := range l.runs {
+		js := st.jobs[job]
+		for _, r := range runs {
+			if js == nil {
+				fix.Delete(runKey(job, r.ID))
+				continue
+			}
+			js.runs[r.ID] = r
+			if r.Active() {
+				st.active[r] = true
+				if t := r.liveTask(); t != nil {
+					st.byTask[t.ID] = r
+				}
+			}
+		}
+	}
+	return st, fix
+}
+
+func newJobState(j *Job, h *History) *jobState {
+	js := &jobState{job: j, plans: map[string]Plan{}, next: map[string]time.Time{}, cursors: map[string]time.Time{}, runs: map[string]*Run{}, hist: h}
+	for _, sc := range j.Schedules {
+		if p, err := ParseSchedule(sc); err == nil {
+			js.plans[sc.ID] = p
+		}
+	}
+	if j.Run.Placement != nil {
+		for _, c := range j.Run.Placement.Constraints {
+			if cc, err := c.compile(); err == nil {
+				js.constraints = append(js.constraints, cc)
+			}
+		}
+	}
+	return js
+}
+
+// setCursor moves a schedule's cursor and when it is next due.
+func (js *jobState) setCursor(sid string, c time.Time) {
+	js.cursors[sid] = c
+	p, ok := js.plans[sid]
+	if !ok || !*p.Schedule.Enabled {
+		js.next[sid] = time.Time{}
+		return
+	}
+	js.next[sid] = p.Next(c)
+}
+
+// activeRuns lists the job's runs that have not ended, oldest first.
+func (js *jobState) activeRuns() []*Run {
+	var out []*Run
+	for _, r := range js.runs {
+		if r.Active() {
+			out = append(out, r)
+		}
+	}
+	sortRuns(out)
+	return out
+}
+
+func sortRuns(runs []*Run) {
+	sort.Slice(runs, func(i, j int) bool {
+		if !runs[i].CreatedAt.Equal(runs[j].CreatedAt) {
+			return runs[i].CreatedAt.Before(runs[j].CreatedAt)
+		}
+		return runs[i].ID < runs[j].ID
+	})
+}
+
+// work is one change: the batch written to the store, then what is done once it is committed.
+type work struct {
+	b        raft.Batch
+	launches []launch
+	declines []decline
+	kills    []api.KillTask
+	acks     []api.TaskStatus
+	calls    []api.Call
+	lags     []time.Duration
+}
+
+type launch struct {
+	offerID string
+	infos   []api.TaskInfo
+}
+
+type decline struct {
+	offerID string
+	refuse  float64
+}
+
+func (w *work) put(key string, v any) {
+	if i := slices.Index(w.b.Deletes, key); i >= 0 {
+		w.b.Deletes = slices.Delete(w.b.Deletes, i, i+1)
+	}
+	w.b.Put(key, v)
+}
+
+func (w *work) del(key string) {
+	delete(w.b.Puts, key)
+	w.b.Delete(key)
+}
+
+func (w *work) putRun(r *Run) { w.put(runKey(r.JobID, r.ID), r) }
+
+// errNotReady is answered (503) while this master's framework has not loaded its state.
+var errNotReady = errors.New("chronos: the batch framework is not running on this master yet; retry")
+
+// change runs fn on the leader state to build one change, commits it, then acts on it:
+// launches, kills and acknowledgements happen only after their records are in the store. fn
+// must check before it changes anything: an error from fn commits nothing. A failed commit
+// has the state reloaded from the store.
+func (s *Service) change(ctx context.Context, fn func(st *leaderState, w *work, now time.Time) error) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	st := s.st
+	if st == nil {
+		s.mu.Unlock()
+		return errNotReady
+	}
+	w := &work{}
+	if err := fn(st, w, s.cfg.Clock.Now()); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Unlock()
+	if err := s.store.CommitBatch(ctx, Namespace, &w.b); err != nil {
+		select {
+		case s.broken <- err:
+		default:
+		}
+		for _, l := range w.launches {
+			st.ss.Decline([]string{l.offerID}, nil)
+		}
+		return fmt.Errorf("chronos: could not commit: %w", err)
+	}
+	s.act(st.ss, w)
+	return nil
+}
+
+// act does what a committed change decided.
+func (s *Service) act(ss *master.Session, w *work) {
+	for _, c := range w.calls {
+		ss.Call(c)
+	}
+	for _, k := range w.kills {
+		if err := ss.Call(api.Call{Type: api.CallKill, Kill: &k}); err != nil {
+			s.logger.Warn("kill", "task", k.TaskID, "err", err)
+		}
+	}
+	one := 1.0
+	for _, l := range w.launches {
+		if err := ss.Accept([]string{l.offerID}, []api.Operation{{Type: api.OperationLaunch, Launch: &api.Launch{TaskInfos: l.infos}}}, &api.Filters{RefuseSeconds: &one}); err != nil {
+			s.logger.Warn("accept", "offer", l.offerID, "err", err)
+		}
+	}
+	for _, d := range w.declines {
+		ss.Decline([]string{d.offerID}, &api.Filters{RefuseSeconds: &d.refuse})
+	}
+	for _, st := range w.acks {
+		if err := ss.Acknowledge(st); err != nil {
+			s.logger.Warn("acknowledge", "task", st.TaskID, "err", err)
+		}
+	}
+	for _, l := range w.lags {
+		s.metrics.lag.Observe(l.Seconds())
+	}
+}
+
+// onStatusLocked takes a task's status update.
+func (s *Service) onStatusLocked(st *leaderState, ts api.TaskStatus, w *work, now time.Time) {
+	if ts.UUID != "" {
+		w.acks = append(w.acks, ts)
+	}
+	r := st.byTask[ts.TaskID]
+	if r == nil {
+		if !ts.State.IsTerminal() && ts.State != task.Unknown && ts.State != task.Unreachable {
+			s.logger.Warn("killing a task no run owns", "task", ts.TaskID)
+			w.kills = append(w.kills, api.KillTask{TaskID: ts.TaskID, AgentID: ts.AgentID})
+		}
+		return
+	}
+	js := st.jobs[r.JobID]
+	switch r.onStatus(ts, js.job.Run.Restart, now) {
+	case unchanged:
+		return
+	case changed:
+		if r.Status == RunInitial {
+			delete(st.byTask, ts.TaskID)
+			if r.NextAttemptAt != nil {
+				s.logger.Info("run failed; retrying", "job", r.JobID, "run", r.ID, "task", ts.TaskID, "state", ts.State, "retry", r.Retries, "at", r.NextAttemptAt.Format(time.RFC3339))
+			}
+		}
+		w.putRun(r)
+	case ended:
+		delete(st.byTask, ts.TaskID)
+		s.finishLocked(st, js, r, w, now)
+	}
+}
+
+// finishLocked records an ended run in its job's history (dropping runs over the limits) and
+// starts the dependants it completes.
+func (s *Service) finishLocked(st *leaderState, js *jobState, r *Run, w *work, now time.Time) {
+	delete(st.active, r)
+	if t := r.task(); t != nil {
+		delete(st.byTask, t.ID)
+		delete(st.lastKill, t.ID)
+	}
+	keepOK, keepFailed := js.job.historyLimits()
+	dropped := js.hist.finished(r, keepOK, keepFailed)
+	w.putRun(r)
+	for _, id := range dropped {
+		delete(js.runs, id)
+		w.del(runKey(js.job.ID, id))
+	}
+	w.put(historyKey(js.job.ID), js.hist)
+	s.metrics.finished.WithLabelValues(r.Status).Inc()
+	if r.Status == RunSuccess {
+		s.logger.Info("run succeeded", "job", r.JobID, "run", r.ID)
+		s.dependantsLocked(st, js.job.ID, w, now)
+	} else {
+		s.logger.Info("run failed", "job", r.JobID, "run", r.ID, "reason", r.Reason)
+	}
+}
+
+// dependantsLocked starts each job that depends on parent once every one of its parents has
+// succeeded since its own last run.
+func (s *Service) dependantsLocked(st *leaderState, parent string, w *work, now time.Time) {
+	for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
+		js := st.jobs[id]
+		if !slices.Contains(js.job.Dependencies, parent) {
+			continue
+		}
+		if readyToRun(st, js) {
+			r := s.newRunLocked(st, js, TriggerDependency, "", nil, w, now)
+			s.logger.Info("dependencies succeeded; run created", "job", id, "run", r.ID, "parents", strings.Join(js.job.Dependencies, ","))
+		}
+	}
+}
+
+// readyToRun says whether every parent of a job has succeeded after the job's last run began.
+func readyToRun(st *leaderState, js *jobState) bool {
+	for _, p := range js.job.Dependencies {
+		pj := st.jobs[p]
+		if pj == nil || pj.hist.LastSuccessAt == nil {
+			return false
+		}
+		if js.hist.LastRunAt != nil && !pj.hist.LastSuccessAt.After(*js.hist.LastRunAt) {
+			return false
+		}
+	}
+	return true
+}
+
+// newRunLocked creates a run (INITIAL: waiting for an offer).
+func (s *Service) newRunLocked(st *leaderState, js *jobState, trigger, scheduleID string, scheduledAt *time.Time, w *work, now time.Time) *Run {
+	r := &Run{ID: newRunID(now), JobID: js.job.ID, Status: RunInitial, CreatedAt: now, Trigger: trigger, ScheduleID: scheduleID, ScheduledAt: scheduledAt, Tasks: []RunTask{}}
+	for js.runs[r.ID] != nil {
+		r.ID = newRunID(now)
+	}
+	js.runs[r.ID] = r
+	st.active[r] = true
+	js.hist.LastRunAt = &now
+	w.putRun(r)
+	w.put(historyKey(js.job.ID), js.hist)
+	return r
+}
+
+// newRunID is Metronome's shape: the time, then five random letters and digits.
+func newRunID(now time.Time) string {
+	return now.UTC().Format("20060102150405") + strings.ToLower(rand.Text()[:5])
+}
+
+// stepLocked starts the runs schedules say are due (recording the missed ones), fails runs past
+// their deadlines, and resends kills; it returns when a schedule is next due.
+func (s *Service) stepLocked(st *leaderState, w *work, now time.Time) time.Time {
+	var wakeAt time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (wakeAt.IsZero() || t.Before(wakeAt)) {
+			wakeAt = t
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
+		js := st.jobs[id]
+		for _, sc := range js.job.Schedules {
+			if next := js.next[sc.ID]; !next.IsZero() && !next.After(now) {
+				s.dueLocked(st, js, js.plans[sc.ID], w, now)
+			}
+			earliest(js.next[sc.ID])
+		}
+	}
+	for r := range st.active {
+		js := st.jobs[r.JobID]
+		rs := js.job.Run
+		if r.Status == RunInitial && !r.Stopping {
+			since := r.CreatedAt
+			if r.NextAttemptAt != nil {
+				since = *r.NextAttemptAt
+				earliest(since)
+			}
+			if now.Sub(since) > time.Duration(rs.MaxLaunchDelay)*time.Second {
+				r.fail(now, fmt.Sprintf("not launched within maxLaunchDelay (%d s): no offer had cpus %g, mem %g, disk %g and the placement it needs", rs.MaxLaunchDelay, rs.CPUs, rs.Mem, rs.Disk))
+				s.finishLocked(st, js, r, w, now)
+				continue
+			}
+		}
+		if d := rs.Restart.ActiveDeadlineSeconds; d > 0 && !r.Stopping {
+			deadline := r.CreatedAt.Add(time.Duration(d) * time.Second)
+			if now.After(deadline) {
+				s.stopLocked(st, js, r, fmt.Sprintf("activeDeadlineSeconds (%d s) passed", d), w, now)
+				continue
+			}
+			earliest(deadline)
+		}
+		if t := r.liveTask(); t != nil && r.Stopping && now.Sub(st.lastKill[t.ID]) >= 10*time.Second {
+			s.killLocked(st, js, t, w, now) // the kill may have been lost with an agent; say it again
+		}
+	}
+	return wakeAt
+}
+
+// dueLocked acts on a schedule that is due: at most one run starts, the rest are recorded
+// missed, and the cursor moves past them, all in one batch.
+func (s *Service) dueLocked(st *leaderState, js *jobState, p Plan, w *work, now time.Time) {
+	sid := p.Schedule.ID
+	d, err := p.Due(js.cursors[sid], now)
+	if err != nil {
+		js.next[sid] = time.Time{}
+		return
+	}
+	cursor := js.cursors[sid]
+	older, late := d.Missed, []time.Time(nil)
+	if d.Start == nil && len(d.Missed) > 0 {
+		// The latest due time is missed too: its deadline passed before it could start.
+		older, late = d.Missed[:len(d.Missed)-1], d.Missed[len(d.Missed)-1:]
+	}
+	if len(older) > 0 || d.MoreMissed > 0 {
+		js.hist.missed(sid, older, d.MoreMissed, "the scheduler was not running at the time (downtime or a leader change); only the latest due run starts", now)
+	}
+	if late != nil {
+		js.hist.missed(sid, late, 0, fmt.Sprintf("startingDeadlineSeconds (%d s) passed before it could start", p.Schedule.StartingDeadlineSeconds), now)
+	}
+	if len(d.Missed) > 0 {
+		cursor = d.Missed[len(d.Missed)-1]
+	}
+	if d.Start != nil {
+		cursor = *d.Start
+		c := p.OnActive(runIDs(js.activeRuns()))
+		if !c.Start {
+			js.hist.missed(sid, []time.Time{*d.Start}, 0, c.Skip, now)
+			s.logger.Info("run missed", "job", js.job.ID, "schedule", sid, "scheduled", d.Start.Format(time.RFC3339), "reason", c.Skip)
+		} else {
+			for _, id := range c.Stop {
+				s.stopLocked(st, js, js.runs[id], "concurrencyPolicy REPLACE: a newer scheduled run replaces it", w, now)
+			}
+			at := *d.Start
+			r := s.newRunLocked(st, js, TriggerSchedule, sid, &at, w, now)
+			s.logger.Debug("scheduled run created", "job", js.job.ID, "run", r.ID, "scheduled", at.Format(time.RFC3339))
+		}
+	}
+	if n := len(d.Missed) + d.MoreMissed; n > 0 {
+		s.metrics.missed.Add(float64(n))
+		s.logger.Info("runs missed", "job", js.job.ID, "schedule", sid, "count", n)
+	}
+	js.setCursor(sid, cursor)
+	if !d.Next.IsZero() && d.Next.After(now) {
+		js.next[sid] = d.Next
+	}
+	w.put(cursorKey(js.job.ID, sid), cursor)
+	w.put(historyKey(js.job.ID), js.hist)
+}
+
+func runIDs(runs []*Run) []string {
+	out := make([]string, len(runs))
+	for i, r := range runs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+// stopLocked ends a run: at once when no task of it runs, else by killing its task.
+func (s *Service) stopLocked(st *leaderState, js *jobState, r *Run, reason string, w *work, now time.Time) {
+	if r == nil || !r.Active() {
+		return
+	}
+	if r.stop(reason, now) {
+		s.finishLocked(st, js, r, w, now)
+		return
+	}
+	w.putRun(r)
+	s.killLocked(st, js, r.liveTask(), w, now)
+}
+
+func (s *Service) killLocked(st *leaderState, js *jobState, t *RunTask, w *work, now time.Time) {
+	st.lastKill[t.ID] = now
+	w.kills = append(w.kills, killOf(js, t))
+}
+
+// killOf is the kill of an attempt's task, with the job's grace period.
+func killOf(js *jobState, t *RunTask) api.KillTask {
+	k := api.KillTask{TaskID: t.ID, AgentID: t.AgentID}
+	if g := js.job.Run.TaskKillGracePeriodSeconds; g > 0 {
+		k.GracePeriodSeconds = g
+	}
+	return k
+}
+
+// waitingRuns lists the runs waiting for an offer, oldest first.
+func (st *leaderState) waitingRuns(now time.Time) []*Run {
+	var out []*Run
+	for r := range st.active {
+		if r.waiting(now) {
+			out = append(out, r)
+		}
+	}
+	sortRuns(out)
+	return out
+}
+
+// useOfferLocked launches, into one offer, the waiting runs that fit it (resources, placement),
+// recording each attempt first; it returns the runs still waiting.
+func (s *Service) useOfferLocked(st *leaderState, o api.Offer, queue []*Run, w *work, now time.Time) []*Run {
+	left := o.Resources
+	var infos []api.TaskInfo
+	rest := queue[:0]
+	for i, r := range queue {
+		js := st.jobs[r.JobID]
+		rs := js.job.Run
+		need := resources.Resources{CPUs: rs.CPUs, Mem: rs.Mem, Disk: rs.Disk}
+		if !left.Contains(need) || !placementAllows(js.constraints, o) {
+			rest = append(rest, r)
+			if left.CPUs < 0.01 || left.Mem < 1 {
+				rest = append(rest, queue[i+1:]...) // nothing more fits
+				break
+			}
+			continue
+		}
+		left, _ = left.Subtract(need)
+		taskID := fmt.Sprintf("%s_%s.%d", r.JobID, r.ID, len(r.Tasks)+1)
+		r.launch(taskID, o, now)
+		st.byTask[taskID] = r
+		w.putRun(r)
+		infos = append(infos, taskInfo(js.job, r, taskID, need))
+		if r.ScheduledAt != nil && len(r.Tasks) == 1 {
+			w.lags = append(w.lags, now.Sub(*r.ScheduledAt))
+		}
+	}
+	if len(infos) == 0 {
+		refuse := 120.0 // nothing waits that fits: keep this agent away for a while (revived on changes)
+		if len(rest) > 0 {
+			refuse = 5
+		}
+		w.declines = append(w.declines, decline{offerID: o.ID, refuse: refuse})
+		return rest
+	}
+	w.launches = append(w.launches, launch{offerID: o.ID, infos: infos})
+	return rest
+}
+
+func placementAllows(cs []compiled, o api.Offer) bool {
+	for _, c := range cs {
+		if !c.allows(o.Hostname, o.Attributes) {
+			return false
+		}
+	}
+	return true
+}
+
+// offersWantedLocked revives offers when runs wait and suppresses them when none does.
+func (s *Service) offersWantedLocked(st *leaderState, w *work, waiting bool) {
+	switch {
+	case waiting && st.suppressed:
+		st.suppressed = false
+		w.calls = append(w.calls, api.Call{Type: api.CallRevive})
+	case !waiting && !st.suppressed:
+		st.suppressed = true
+		w.calls = append(w.calls, api.Call{Type: api.CallSuppress})
+	}
+}
+
+// taskInfo is the launch of one attempt.
+func taskInfo(j *Job, r *Run, taskID string, res resources.Resources) api.TaskInfo {
+	rs := j.Run
+	env := map[string]string{}
+	for k, v := range rs.Env {
+		env[k] = v
+	}
+	env["AGORA_JOB_ID"] = j.ID
+	env["AGORA_RUN_ID"] = r.ID
+	if r.ScheduledAt != nil {
+		env["AGORA_SCHEDULED_AT"] = r.ScheduledAt.UTC().Format(time.RFC3339)
+	}
+	ti := api.TaskInfo{TaskID: taskID, Name: j.ID, Resources: res, Cmd: rs.Cmd, Args: rs.Args, Env: env, Labels: j.Labels,
+		KillGracePeriodSeconds: rs.TaskKillGracePeriodSeconds}
+	if rs.Docker != nil {
+		ti.Image, ti.ForcePull = rs.Docker.Image, rs.Docker.ForcePullImage
+	}
+	return ti
+}

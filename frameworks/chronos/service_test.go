@@ -1,0 +1,448 @@
+package chronos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/clock"
+	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
+	"github.com/agora-sched/agora/raft"
+)
+
+// simMaster is a real master (raft on bbolt, real HTTP) with the batch framework, on simulated
+// agents whose tasks end as finish says; the real path with containers is tested in cmd/agora.
+type simMaster struct {
+	svc  *Service
+	base string
+	stop func()
+}
+
+func startSim(t *testing.T, dir string, clk clock.Clock, finish func(api.TaskInfo) (task.State, time.Duration)) *simMaster {
+	t.Helper()
+	sim := &master.SimulatedAgents{Finish: finish}
+	m, err := master.New(master.Config{
+		DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Scheduler: master.SchedulerConfig{Agents: sim, AllocationInterval: 20 * time.Millisecond},
+		Appliers:  map[string]raft.Applier{Namespace: Applier()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Attach(m)
+	svc, err := New(Config{Master: m, Tick: 20 * time.Millisecond, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Register()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(stop)
+	waitFor(t, "the batch framework", func() bool {
+		svc.mu.Lock()
+		defer svc.mu.Unlock()
+		return svc.st != nil
+	})
+	sim.AddAgents(4, resources.Resources{CPUs: 4, Mem: 4096, Disk: 1000})
+	return &simMaster{svc: svc, base: "http://" + m.HTTPAddr(), stop: stop}
+}
+
+// finishAfter ends every task after d: FINISHED, or FAILED for jobs whose id has "fail".
+func finishAfter(d time.Duration) func(api.TaskInfo) (task.State, time.Duration) {
+	return func(ti api.TaskInfo) (task.State, time.Duration) {
+		if strings.Contains(ti.Name, "fail") {
+			return task.Failed, d
+		}
+		if strings.Contains(ti.Name, "forever") {
+			return "", 0
+		}
+		return task.Finished, d
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20s", what)
+		}
+	}
+}
+
+func call(t *testing.T, method, url, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewBufferString(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil && resp.StatusCode < 300 {
+			t.Fatalf("%s %s: %v: %s", method, url, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+func history(t *testing.T, base, job string) History {
+	t.Helper()
+	var v struct {
+		History History `json:"history"`
+	}
+	if code := call(t, "GET", base+"/v1/jobs/"+job+"?embed=history", "", &v); code != http.StatusOK {
+		t.Fatalf("GET job %s: %d", job, code)
+	}
+	return v.History
+}
+
+func runs(t *testing.T, base, job string) []Run {
+	t.Helper()
+	var out []Run
+	if code := call(t, "GET", base+"/v1/jobs/"+job+"/runs?include=finished", "", &out); code != http.StatusOK {
+		t.Fatalf("GET runs of %s: %d", job, code)
+	}
+	return out
+}
+
+// TestEverySecondScheduleRunsAndSucceeds: a 6-field cron every second starts runs that
+// succeed, each launched once, with its schedule, scheduled time and exit status recorded.
+func TestEverySecondScheduleRunsAndSucceeds(t *testing.T) {
+	c := startSim(t, t.TempDir(), nil, finishAfter(50*time.Millisecond))
+	job := `{"id": "tick", "run": {"cmd": "true", "cpus": 0.1, "mem": 32}, "schedules": [{"id": "s", "cron": "* * * * * *"}]}`
+	if code := call(t, "POST", c.base+"/v1/jobs", job, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	waitFor(t, "3 successful runs", func() bool { return history(t, c.base, "tick").SuccessCount >= 3 })
+	seen := map[time.Time]bool{}
+	for _, r := range runs(t, c.base, "tick") {
+		if r.Status != RunSuccess {
+			continue
+		}
+		if r.Trigger != TriggerSchedule || r.ScheduleID != "s" || r.ScheduledAt == nil || len(r.Tasks) != 1 || r.ExitStatus == nil || *r.ExitStatus != 0 {
+			t.Fatalf("run: %+v", r)
+		}
+		if seen[*r.ScheduledAt] {
+			t.Fatalf("two runs for %s", r.ScheduledAt)
+		}
+		seen[*r.ScheduledAt] = true
+		if lag := r.Tasks[0].LaunchedAt.Sub(*r.ScheduledAt); lag < 0 || lag > 2*time.Second {
+			t.Fatalf("run %s launched %s after its time", r.ID, lag)
+		}
+	}
+	var v jobView
+	call(t, "GET", c.base+"/v1/jobs/tick?embed=historySummary", "", &v)
+	if v.HistorySummary == nil || v.HistorySummary.SuccessCount < 3 || len(v.Schedules) != 1 || v.Schedules[0].NextRunAt == nil {
+		t.Fatalf("job view: %+v", v)
+	}
+}
+
+// TestOnFailureRetriesThenFails: ON_FAILURE launches the task again with backoff up to the
+// limit, then the run is FAILED with the reason; NEVER fails at once.
+func TestOnFailureRetriesThenFails(t *testing.T) {
+	c := startSim(t, t.TempDir(), nil, finishAfter(20*time.Millisecond))
+	job := `{"id": "fail-twice", "run": {"cmd": "false", "cpus": 0.1, "mem": 32, "restart": {"policy": "ON_FAILURE", "backoffLimit": 2, "backoffSeconds": 0.1}}}`
+	if code := call(t, "POST", c.base+"/v1/jobs", job, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	var r Run
+	if code := call(t, "POST", c.base+"/v1/jobs/fail-twice/runs", "", &r); code != http.StatusCreated || r.Status != RunInitial || r.Trigger != TriggerManual {
+		t.Fatalf("run now: %d %+v", code, r)
+	}
+	waitFor(t, "the run to fail", func() bool { return history(t, c.base, "fail-twice").FailureCount == 1 })
+	var got Run
+	call(t, "GET", c.base+"/v1/jobs/fail-twice/runs/"+r.ID, "", &got)
+	if got.Status != RunFailed || len(got.Tasks) != 3 || got.Retries != 2 || !strings.Contains(got.Reason, "TASK_FAILED with exit status 1") {
+		t.Fatalf("run after retries: %+v", got)
+	}
+	for i := 1; i < 3; i++ {
+		gap := got.Tasks[i].LaunchedAt.Sub(*got.Tasks[i-1].CompletedAt)
+		if gap < 90*time.Millisecond*time.Duration(1<<(i-1)) {
+			t.Fatalf("retry %d after %s: no backoff", i, gap)
+		}
+	}
+	job = `{"id": "fail-once", "run": {"cmd": "false", "cpus": 0.1, "mem": 32}}`
+	call(t, "POST", c.base+"/v1/jobs", job, nil)
+	call(t, "POST", c.base+"/v1/jobs/fail-once/runs", "", &r)
+	waitFor(t, "NEVER: failed", func() bool { return history(t, c.base, "fail-once").FailureCount == 1 })
+	if rs := runs(t, c.base, "fail-once"); len(rs) != 1 || len(rs[0].Tasks) != 1 {
+		t.Fatalf("NEVER retried: %+v", rs)
+	}
+}
+
+// TestDAGRunsInOrder: extract → (transform-a, transform-b) → load; load runs once, after both
+// transforms succeeded, and only again when both have succeeded again.
+func TestDAGRunsInOrder(t *testing.T) {
+	c := startSim(t, t.TempDir(), nil, finishAfter(30*time.Millisecond))
+	for _, j := range []string{
+		`{"id": "extract", "run": {"cmd": "x", "cpus": 0.1, "mem": 32}}`,
+		`{"id": "transform-a", "run": {"cmd": "x", "cpus": 0.1, "mem": 32}, "dependencies": ["extract"]}`,
+		`{"id": "transform-b", "run": {"cmd": "x", "cpus": 0.1, "mem": 32}, "dependencies": ["extract"]}`,
+		`{"id": "load", "run": {"cmd": "x", "cpus": 0.1, "mem": 32}, "dependencies": ["transform-a", "transform-b"]}`,
+	} {
+		if code := call(t, "POST", c.base+"/v1/jobs", j, nil); code != http.StatusCreated {
+			t.Fatalf("POST %s: %d", j, code)
+		}
+	}
+	for round := 1; round <= 2; round++ {
+		call(t, "POST", c.base+"/v1/jobs/extract/runs", "", nil)
+		waitFor(t, "load to succeed", func() bool { return history(t, c.base, "load").SuccessCount == round })
+		time.Sleep(100 * time.Millisecond) // nothing more may start
+		ex, ta, tb, ld := runs(t, c.base, "extract"), runs(t, c.base, "transform-a"), runs(t, c.base, "transform-b"), runs(t, c.base, "load")
+		if len(ex) != round || len(ta) != round || len(tb) != round || len(ld) != round {
+			t.Fatalf("round %d: runs %d %d %d %d", round, len(ex), len(ta), len(tb), len(ld))
+		}
+		// Newest first: the latest run of each.
+		if !ta[0].CreatedAt.After(*ex[0].CompletedAt) && !ta[0].CreatedAt.Equal(*ex[0].CompletedAt) {
+			t.Fatalf("transform-a created %s before extract ended %s", ta[0].CreatedAt, *ex[0].CompletedAt)
+		}
+		for _, tr := range []Run{ta[0], tb[0]} {
+			if ld[0].CreatedAt.Before(*tr.CompletedAt) {
+				t.Fatalf("load created %s before %s ended %s", ld[0].CreatedAt, tr.JobID, *tr.CompletedAt)
+			}
+		}
+		if ld[0].Trigger != TriggerDependency {
+			t.Fatalf("load trigger %q", ld[0].Trigger)
+		}
+	}
+	var g Graph
+	call(t, "GET", c.base+"/v1/graph", "", &g)
+	if len(g.Nodes) != 4 || len(g.Edges) != 4 || g.Nodes[0].LastStatus != "success" {
+		t.Fatalf("graph: %+v", g)
+	}
+	resp, err := http.Get(c.base + "/scheduler/graph/dot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dot, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(dot), `"transform-a" -> "load";`) || !strings.HasPrefix(string(dot), "digraph") {
+		t.Fatalf("dot:\n%s", dot)
+	}
+}
+
+// TestBadSpecsAreRefusedWholly: every bad spec is a 422 naming the field; nothing is stored.
+func TestBadSpecsAreRefusedWholly(t *testing.T) {
+	c := startSim(t, t.TempDir(), nil, finishAfter(time.Millisecond))
+	call(t, "POST", c.base+"/v1/jobs", `{"id": "a", "run": {"cmd": "x"}}`, nil)
+	call(t, "POST", c.base+"/v1/jobs", `{"id": "b", "run": {"cmd": "x"}, "dependencies": ["a"]}`, nil)
+	for _, tc := range []struct{ name, method, path, body, field string }{
+		{"malformed", "POST", "/v1/jobs", `{"id": "x", `, ""},
+		{"unknown field", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpu": 1}}`, "run.cpu"},
+		{"wrong type", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": "1"}}`, "run.cpus"},
+		{"bad id", "POST", "/v1/jobs", `{"id": "Big_Job", "run": {"cmd": "x"}}`, "id"},
+		{"no command", "POST", "/v1/jobs", `{"id": "x", "run": {}}`, "run.cmd"},
+		{"negative cpus", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": -1, "mem": 32}}`, "run.cpus"},
+		{"bad cron", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "61 * * * *"}]}`, "schedules[0].cron"},
+		{"bad timezone", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "@daily", "timezone": "Mars/Olympus"}]}`, "schedules[0].timezone"},
+		{"duplicate schedule", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "@daily"}, {"id": "s", "cron": "@hourly"}]}`, "schedules[1].id"},
+		{"duplicate job", "POST", "/v1/jobs", `{"id": "a", "run": {"cmd": "x"}}`, "id"},
+		{"bad policy", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "restart": {"policy": "ALWAYS"}}}`, "run.restart.policy"},
+		{"missing parent", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "dependencies": ["nope"]}`, "dependencies[0]"},
+		{"cycle", "PUT", "/v1/jobs/a", `{"id": "a", "run": {"cmd": "x"}, "dependencies": ["b"]}`, "dependencies"},
+		{"dependants", "DELETE", "/v1/jobs/a", ``, "id"},
+		{"bad ISO 8601", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/P"}`, "schedule"},
+		{"bad schedule add", "POST", "/v1/jobs/a/schedules", `{"id": "s", "cron": "* * *"}`, "schedules[0].cron"},
+	} {
+		var e struct {
+			Message    string   `json:"message"`
+			Field      string   `json:"field"`
+			Path       []string `json:"path"`
+			Dependants []string `json:"dependants"`
+		}
+		code := call(t, tc.method, c.base+tc.path, tc.body, &e)
+		if code != http.StatusUnprocessableEntity || e.Field != tc.field || e.Message == "" {
+			t.Errorf("%s: %d %+v, want 422 naming %q", tc.name, code, e, tc.field)
+		}
+		switch tc.name {
+		case "cycle":
+			if strings.Join(e.Path, ",") != "a,b,a" {
+				t.Errorf("cycle path %v", e.Path)
+			}
+		case "dependants":
+			if strings.Join(e.Dependants, ",") != "b" {
+				t.Errorf("dependants %v", e.Dependants)
+			}
+		}
+	}
+	var jobs []jobView
+	call(t, "GET", c.base+"/v1/jobs", "", &jobs)
+	if len(jobs) != 2 || len(jobs[0].Dependencies) != 0 || len(jobs[0].Schedules) != 0 {
+		t.Fatalf("jobs after refused writes: %+v", jobs)
+	}
+	if code := call(t, "GET", c.base+"/v1/jobs/nope", "", nil); code != http.StatusNotFound {
+		t.Fatalf("missing job: %d", code)
+	}
+}
+
+// TestMissedRunsAfterDowntime: a master down for ten minutes of an every-minute schedule starts
+// one run (the latest) when it is back and records the nine others missed; a deadline makes the
+// latest missed too.
+func TestMissedRunsAfterDowntime(t *testing.T) {
+	dir := t.TempDir()
+	clk := clock.NewFake(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
+	c := startSim(t, dir, clk, finishAfter(time.Millisecond))
+	call(t, "POST", c.base+"/v1/jobs", `{"id": "minutely", "run": {"cmd": "x", "cpus": 0.1, "mem": 32}, "schedules": [{"id": "m", "cron": "* * * * *"}]}`, nil)
+	call(t, "POST", c.base+"/v1/jobs", `{"id": "strict", "run": {"cmd": "x", "cpus": 0.1, "mem": 32}, "schedules": [{"id": "m", "cron": "* * * * *", "startingDeadlineSeconds": 20}]}`, nil)
+	c.stop()
+	clk.Advance(10 * time.Minute) // 12:10:30: due at 12:01 ... 12:10
+	c = startSim(t, dir, clk, finishAfter(time.Millisecond))
+	waitFor(t, "one run of minutely", func() bool { return history(t, c.base, "minutely").SuccessCount == 1 })
+	h := history(t, c.base, "minutely")
+	rs := runs(t, c.base, "minutely")
+	if len(rs) != 1 || !rs[0].ScheduledAt.Equal(time.Date(2026, 3, 1, 12, 10, 0, 0, time.UTC)) {
+		t.Fatalf("runs: %+v", rs)
+	}
+	if h.MissedCount != 9 || len(h.MissedRuns) != 9 || !h.MissedRuns[0].ScheduledAt.Equal(time.Date(2026, 3, 1, 12, 9, 0, 0, time.UTC)) {
+		t.Fatalf("missed: %d %+v", h.MissedCount, h.MissedRuns)
+	}
+	waitFor(t, "strict: all missed", func() bool { return history(t, c.base, "strict").MissedCount == 10 })
+	if h := history(t, c.base, "strict"); !strings.Contains(h.MissedRuns[0].Reason, "startingDeadlineSeconds") || len(runs(t, c.base, "strict")) != 0 {
+		t.Fatalf("strict: %+v", h)
+	}
+	// The cursor moved with the decision: a restart at the same time starts nothing again.
+	c.stop()
+	c = startSim(t, dir, clk, finishAfter(time.Millisecond))
+	time.Sleep(200 * time.Millisecond)
+	if n := len(runs(t, c.base, "minutely")); n != 1 {
+		t.Fatalf("%d runs after a restart at the same time", n)
+	}
+}
+
+// TestConcurrencyPolicyForbidAndReplace: with a run still active, FORBID records the next due
+// run missed; REPLACE stops the old run and starts the new one.
+func TestConcurrencyPolicyForbidAndReplace(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
+	c := startSim(t, t.TempDir(), clk, finishAfter(time.Millisecond))
+	call(t, "POST", c.base+"/v1/jobs", `{"id": "forever-forbid", "run": {"cmd": "x", "cpus": 0.1, "mem": 32}, "schedules": [{"id": "m", "cron": "* * * * *", "concurrencyPolicy": "FORBID"}]}`, nil)
+	call(t, "POST", c.base+"/v1/jobs", `{"id": "forever-replace", "run": {"cmd": "x", "cpus": 0.1, "mem": 32}, "schedules": [{"id": "m", "cron": "* * * * *", "concurrencyPolicy": "REPLACE"}]}`, nil)
+	active := func(job string) []Run {
+		var out []Run
+		call(t, "GET", c.base+"/v1/jobs/"+job+"/runs", "", &out)
+		return out
+	}
+	clk.Advance(time.Minute)
+	waitFor(t, "first runs active", func() bool {
+		a, b := active("forever-forbid"), active("forever-replace")
+		return len(a) == 1 && a[0].Status == RunActive && len(b) == 1 && b[0].Status == RunActive
+	})
+	first := active("forever-replace")[0]
+	clk.Advance(time.Minute)
+	waitFor(t, "FORBID: missed", func() bool { return history(t, c.base, "forever-forbid").MissedCount == 1 })
+	if h := history(t, c.base, "forever-forbid"); !strings.Contains(h.MissedRuns[0].Reason, "FORBID") || len(active("forever-forbid")) != 1 {
+		t.Fatalf("forbid: %+v", h)
+	}
+	waitFor(t, "REPLACE: the old run stopped, a new one active", func() bool {
+		a := active("forever-replace")
+		return len(a) == 1 && a[0].ID != first.ID && a[0].Status == RunActive
+	})
+	var old Run
+	call(t, "GET", c.base+"/v1/jobs/forever-replace/runs/"+first.ID, "", &old)
+	if old.Status != RunFailed || !strings.Contains(old.Reason, "REPLACE") || old.Tasks[0].Status != task.Killed {
+		t.Fatalf("replaced run: %+v", old)
+	}
+}
+
+// TestDeadlineStopAndHistoryLimits: activeDeadlineSeconds kills a run that runs too long; the
+// stop action ends a run; history keeps as many finished runs as the limits say while the
+// counts go on.
+func TestDeadlineStopAndHistoryLimits(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	c := startSim(t, t.TempDir(), clk, finishAfter(time.Millisecond))
+	call(t, "POST", c.base+"/v1/jobs", `{"id": "forever", "run": {"cmd": "x", "cpus": 0.1, "mem": 32, "restart": {"policy": "ON_FAILURE", "activeDeadlineSeconds": 30}}}`, nil)
+	var r1, r2 Run
+	call(t, "POST", c.base+"/v1/jobs/forever/runs", "", &r1)
+	call(t, "POST", c.base+"/v1/jobs/forever/runs", "", &r2)
+	waitFor(t, "two runs active", func() bool {
+		var a []Run
+		call(t, "GET", c.base+"/v1/jobs/forever/runs", "", &a)
+		return len(a) == 2 && a[0].Status == RunActive && a[1].Status == RunActive
+	})
+	if code := call(t, "POST", c.base+"/v1/jobs/forever/runs/"+r2.ID+"/actions/stop", "", nil); code != http.StatusOK {
+		t.Fatalf("stop: %d", code)
+	}
+	clk.Advance(31 * time.Second)
+	waitFor(t, "both failed", func() bool { return history(t, c.base, "forever").FailureCount == 2 })
+	for id, reason := range map[string]string{r1.ID: "activeDeadlineSeconds", r2.ID: "stopped by request"} {
+		var r Run
+		call(t, "GET", c.base+"/v1/jobs/forever/runs/"+id, "", &r)
+		if r.Status != RunFailed || !strings.Contains(r.Reason, reason) || len(r.Tasks) != 1 {
+			t.Fatalf("run %s: %+v, want FAILED with %q and no retry", id, r, reason)
+		}
+	}
+	if code := call(t, "POST", c.base+"/v1/jobs/forever/runs/"+r2.ID+"/actions/stop", "", nil); code != http.StatusConflict {
+		t.Fatalf("stopping an ended run: %d", code)
+	}
+
+	call(t, "POST", c.base+"/v1/jobs", `{"id": "short", "run": {"cmd": "x", "cpus": 0.1, "mem": 32}, "successfulHistoryLimit": 2}`, nil)
+	for i := 1; i <= 4; i++ {
+		call(t, "POST", c.base+"/v1/jobs/short/runs", "", nil)
+		waitFor(t, "run done", func() bool { return history(t, c.base, "short").SuccessCount == i })
+	}
+	h := history(t, c.base, "short")
+	if len(h.SuccessfulFinishedRuns) != 2 || len(runs(t, c.base, "short")) != 2 {
+		t.Fatalf("history kept %d summaries, %d runs; want 2", len(h.SuccessfulFinishedRuns), len(runs(t, c.base, "short")))
+	}
+	// Deleting a job with an active run needs stopCurrentJobRuns.
+	call(t, "POST", c.base+"/v1/jobs/forever/runs", "", nil)
+	if code := call(t, "DELETE", c.base+"/v1/jobs/forever", "", nil); code != http.StatusConflict {
+		t.Fatalf("delete with an active run: %d", code)
+	}
+	if code := call(t, "DELETE", c.base+"/v1/jobs/forever?stopCurrentJobRuns=true", "", nil); code != http.StatusOK {
+		t.Fatalf("delete: %d", code)
+	}
+	if code := call(t, "GET", c.base+"/v1/jobs/forever", "", nil); code != http.StatusNotFound {
+		t.Fatalf("deleted job: %d", code)
+	}
+}
+
+// TestChronosAliases: jobs posted in Chronos's JSON run, list in Chronos's shape, and start on
+// PUT /scheduler/job/{name}.
+func TestChronosAliases(t *testing.T) {
+	c := startSim(t, t.TempDir(), nil, finishAfter(10*time.Millisecond))
+	if code := call(t, "POST", c.base+"/scheduler/iso8601", `{"name": "nightly", "command": "echo hi", "schedule": "R/2030-01-01T02:00:00Z/P1D", "epsilon": "PT30M", "cpus": 0.1, "mem": 32}`, nil); code != http.StatusNoContent {
+		t.Fatalf("iso8601: %d", code)
+	}
+	if code := call(t, "POST", c.base+"/scheduler/dependency", `{"name": "after", "command": "echo after", "parents": ["nightly"], "cpus": 0.1, "mem": 32}`, nil); code != http.StatusNoContent {
+		t.Fatalf("dependency: %d", code)
+	}
+	if code := call(t, "PUT", c.base+"/scheduler/job/nightly", "", nil); code != http.StatusNoContent {
+		t.Fatalf("run: %d", code)
+	}
+	waitFor(t, "the dependant ran", func() bool { return history(t, c.base, "after").SuccessCount == 1 })
+	var jobs []ChronosJob
+	call(t, "GET", c.base+"/scheduler/jobs", "", &jobs)
+	if len(jobs) != 2 || jobs[1].Name != "nightly" || jobs[1].Schedule != "R/2030-01-01T02:00:00Z/P1D" || jobs[1].Epsilon != "PT1800S" ||
+		jobs[1].SuccessCount != 1 || jobs[0].Parents[0] != "nightly" || *jobs[1].Retries != 2 {
+		t.Fatalf("chronos jobs: %+v", jobs)
+	}
+	var v jobView
+	call(t, "GET", c.base+"/v1/jobs/nightly", "", &v)
+	if v.Schedules[0].NextRunAt == nil || !v.Schedules[0].NextRunAt.Equal(time.Date(2030, 1, 1, 2, 0, 0, 0, time.UTC)) || v.Schedules[0].StartingDeadlineSeconds != 1800 {
+		t.Fatalf("schedule: %+v", v.Schedules)
+	}
+}
