@@ -37,11 +37,23 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// exitStatus ends the command with a given exit code (a job run's exit status).
+type exitStatus struct {
+	code int
+	msg  string
+}
+
+func (e exitStatus) Error() string { return e.msg }
+
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "agora: %v\n", err)
+	var es exitStatus
+	if errors.As(err, &es) {
+		return es.code
+	}
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
@@ -68,6 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			clusterCommand(),
 			frameworkCommand(),
 			taskCommand(),
+			jobCommand(),
 			imageCommand(),
 			loggerCommand(),
 		},

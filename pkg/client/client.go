@@ -46,7 +46,9 @@ func (e *Error) Error() string {
 // do sends a request (with in as its JSON body, if not nil) and decodes a 2xx JSON answer into
 // out (if not nil).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	path, query, _ := strings.Cut(path, "?")
 	u := c.base.JoinPath(path)
+	u.RawQuery = query
 	var reqBody io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -132,6 +134,12 @@ func (c *Client) Frameworks(ctx context.Context) ([]api.FrameworkState, error) {
 	var fws []api.FrameworkState
 	err := c.do(ctx, http.MethodGet, "/v1/frameworks", nil, &fws)
 	return fws, err
+}
+
+// Do calls any endpoint of the master's API: in (if not nil) is sent as JSON (a json.RawMessage
+// as it is), a 2xx JSON answer is decoded into out (if not nil), and 4xx/5xx are *Error.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	return c.do(ctx, method, path, in, out)
 }
 
 // Addr is the host:port the client talks to.

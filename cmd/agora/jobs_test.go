@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agora-sched/agora/frameworks/chronos"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/containerdtest"
+)
+
+// agora runs the CLI in-process and returns its output.
+func agora(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := run(context.Background(), append([]string{"agora"}, args...), &out, &out)
+	return out.String(), err
+}
+
+// runsOf is GET /v1/jobs/{id}/runs?include=finished.
+func runsOf(t *testing.T, base, job string) []chronos.Run {
+	t.Helper()
+	var runs []chronos.Run
+	if code := httpJSON(t, "GET", base+"/v1/jobs/"+job+"/runs?include=finished", nil, &runs); code != http.StatusOK {
+		t.Fatalf("runs of %s: %d", job, code)
+	}
+	return runs
+}
+
+func jobHistory(t *testing.T, base, job string) chronos.History {
+	t.Helper()
+	var v struct {
+		History chronos.History `json:"history"`
+	}
+	if code := httpJSON(t, "GET", base+"/v1/jobs/"+job+"?embed=history", nil, &v); code != http.StatusOK {
+		t.Fatalf("job %s: %d", job, code)
+	}
+	return v.History
+}
+
+func waitJob(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+	}
+}
+
+// TestJobsOnContainerd is the batch framework on the real path: agora dev with its agent on
+// containerd, jobs of the test image added and run with the CLI. The ETL example DAG runs in
+// order; a 6-field cron every 2 s runs and succeeds, its output readable with agora job logs;
+// a failing job is retried ON_FAILURE, then FAILED, and `agora job run --wait` exits with the
+// task's exit status.
+func TestJobsOnContainerd(t *testing.T) {
+	base, _, ns := startMarathonDev(t, 32400)
+	waitJob(t, "the batch framework", 20*time.Second, func() bool { return httpJSON(t, "GET", base+"/v1/jobs", nil, nil) == http.StatusOK })
+
+	out, err := agora(t, "job", "add", "--master", base, "../../examples/jobs/etl.json")
+	if err != nil || strings.Count(out, "added") != 4 {
+		t.Fatalf("job add etl.json: %v\n%s", err, out)
+	}
+	if out, err := agora(t, "job", "add", "--master", base, "../../examples/jobs/cleanup.json"); err != nil {
+		t.Fatalf("job add cleanup.json: %v\n%s", err, out)
+	}
+	out, err = agora(t, "job", "run", "--master", base, "--wait", "etl.extract")
+	if err != nil || !strings.Contains(out, "SUCCESS") {
+		t.Fatalf("job run --wait etl.extract: %v\n%s", err, out)
+	}
+	t.Logf("agora job run --wait etl.extract:\n%s", out)
+	waitJob(t, "etl.load to succeed", 90*time.Second, func() bool { return jobHistory(t, base, "etl.load").SuccessCount == 1 })
+	ex := runsOf(t, base, "etl.extract")[0]
+	load := runsOf(t, base, "etl.load")
+	if len(load) != 1 || load[0].Trigger != chronos.TriggerDependency {
+		t.Fatalf("load runs: %+v", load)
+	}
+	for _, job := range []string{"etl.transform-orders", "etl.transform-customers"} {
+		rs := runsOf(t, base, job)
+		if len(rs) != 1 || rs[0].Status != chronos.RunSuccess || rs[0].CreatedAt.Before(*ex.CompletedAt) || load[0].CreatedAt.Before(*rs[0].CompletedAt) {
+			t.Fatalf("%s ran out of order: %+v (extract ended %s, load created %s)", job, rs, ex.CompletedAt, load[0].CreatedAt)
+		}
+	}
+	logs, err := agora(t, "job", "logs", "--master", base, "etl.load", load[0].ID)
+	if err != nil || !strings.Contains(logs, "args: -print-args load") {
+		t.Fatalf("job logs: %v\n%s", err, logs)
+	}
+
+	every2s := `{"id": "every-2s", "run": {"docker": {"image": "` + containerdtest.TestAppImage + `"}, "args": ["-print-args", "tick"], "cpus": 0.1, "mem": 32},
+		"schedules": [{"id": "s", "cron": "*/2 * * * * *"}]}`
+	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(every2s), nil); code != http.StatusCreated {
+		t.Fatalf("POST every-2s: %d", code)
+	}
+	waitJob(t, "two scheduled runs to succeed", 60*time.Second, func() bool { return jobHistory(t, base, "every-2s").SuccessCount >= 2 })
+	for _, r := range runsOf(t, base, "every-2s") {
+		if r.Status == chronos.RunSuccess && (r.ScheduledAt == nil || r.ScheduledAt.Second()%2 != 0 || *r.ExitStatus != 0 || len(r.Tasks) != 1) {
+			t.Fatalf("scheduled run: %+v", r)
+		}
+	}
+	httpJSON(t, "DELETE", base+"/v1/jobs/every-2s?stopCurrentJobRuns=true", nil, nil)
+
+	fails := `{"id": "fails", "run": {"docker": {"image": "` + containerdtest.TestAppImage + `"}, "args": ["-exit", "3"], "cpus": 0.1, "mem": 32,
+		"restart": {"policy": "ON_FAILURE", "backoffLimit": 1, "backoffSeconds": 0.5}}}`
+	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(fails), nil); code != http.StatusCreated {
+		t.Fatalf("POST fails: %d", code)
+	}
+	out, err = agora(t, "job", "run", "--master", base, "--wait", "fails")
+	var es exitStatus
+	if !errors.As(err, &es) || es.code != 3 || !strings.Contains(out, "attempt 2") {
+		t.Fatalf("job run --wait fails: %v (want exit status 3 after 2 attempts)\n%s", err, out)
+	}
+	rs := runsOf(t, base, "fails")
+	if len(rs) != 1 || rs[0].Status != chronos.RunFailed || len(rs[0].Tasks) != 2 || !strings.Contains(rs[0].Reason, "exit status 3") {
+		t.Fatalf("failed run: %+v", rs)
+	}
+	out, err = agora(t, "job", "list", "--master", base)
+	if err != nil || !strings.Contains(out, "etl.extract") || !strings.Contains(out, "0 2 * * * (Europe/Berlin)") || !strings.Contains(out, "after etl.transform-orders, etl.transform-customers") {
+		t.Fatalf("job list: %v\n%s", err, out)
+	}
+	if out, err := agora(t, "job", "runs", "--master", base, "fails"); err != nil || !strings.Contains(out, "FAILED") {
+		t.Fatalf("job runs: %v\n%s", err, out)
+	}
+	// Deleting with dependants is refused; nothing is left running at the end.
+	if code := httpJSON(t, "DELETE", base+"/v1/jobs/etl.extract", nil, nil); code != http.StatusUnprocessableEntity {
+		t.Fatalf("delete a parent: %d", code)
+	}
+	waitJob(t, "no task container left", 30*time.Second, func() bool { return containersIn(t, ns) == 0 || onlyCleanup(t, base) })
+}
+
+// onlyCleanup says whether the only active runs are the every-minute cleanup job's.
+func onlyCleanup(t *testing.T, base string) bool {
+	var jobs []struct {
+		ID         string        `json:"id"`
+		ActiveRuns []chronos.Run `json:"activeRuns"`
+	}
+	httpJSON(t, "GET", base+"/v1/jobs?embed=activeRuns", nil, &jobs)
+	for _, j := range jobs {
+		if j.ID != "cleanup" && len(j.ActiveRuns) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// TestCronRunsExactlyOnceAcrossLeaderKill: a schedule fires every second for a minute on a
+// 3-master cluster with an agent on containerd; the leader is killed (SIGKILL) part way. Every
+// due second is accounted for exactly once — a run, or recorded missed — and no run's task
+// ran twice.
+func TestCronRunsExactlyOnceAcrossLeaderKill(t *testing.T) {
+	sock := containerdtest.Socket(t)
+	ns := testNamespace(t)
+	type node struct {
+		p          *process
+		http, goss string
+	}
+	masterArgs := func(join ...string) []string {
+		args := []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0",
+			"--bootstrap-expect", "3", "--allocation-interval", "200ms"}
+		for _, j := range join {
+			args = append(args, "--join", j)
+		}
+		return args
+	}
+	var masters []node
+	p, got := startProcess(t, masterArgs(), `API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
+	masters = append(masters, node{p, got[0], got[1]})
+	for range 2 {
+		p, got := startProcess(t, masterArgs(masters[0].goss), `API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
+		masters = append(masters, node{p, got[0], got[1]})
+	}
+	leaderOf := func(via string) string {
+		var v api.ClusterView
+		if httpJSON(t, "GET", via+"/v1/cluster", nil, &v) != 200 || v.Leader == nil || v.Leader.HTTP == "" {
+			return ""
+		}
+		return "http://" + v.Leader.HTTP
+	}
+	waitLeader := func(via, not string) string {
+		var l string
+		waitJob(t, "a leader", 30*time.Second, func() bool { l = leaderOf(via); return l != "" && l != not })
+		return l
+	}
+	leader := waitLeader(masters[0].http, "")
+	startCmd(t, []string{"agent", "--join", masters[1].goss, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
+		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:2048;disk:100"}, `API:\s+(http://\S+)`)
+	waitAgents(t, leader, func(as []api.Agent) bool { return len(as) == 1 })
+
+	var follower node
+	for _, m := range masters {
+		if m.http != leader {
+			follower = m
+		}
+	}
+	spec := `{"id": "every-second", "run": {"docker": {"image": "` + containerdtest.TestAppImage + `"}, "args": ["-print-args"], "cpus": 0.05, "mem": 16},
+		"schedules": [{"id": "s", "cron": "* * * * * *"}], "successfulHistoryLimit": 1000, "failedHistoryLimit": 1000}`
+	waitJob(t, "the job created", 20*time.Second, func() bool {
+		return httpJSON(t, "POST", follower.http+"/v1/jobs", json.RawMessage(spec), nil) == http.StatusCreated
+	})
+	created := time.Now()
+	time.Sleep(20 * time.Second)
+	for _, m := range masters {
+		if m.http == leader {
+			if err := m.p.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Log("leader killed")
+	newLeader := waitLeader(follower.http, leader)
+	time.Sleep(time.Until(created.Add(60 * time.Second)))
+	// Stop the schedule, then let every run end.
+	waitJob(t, "the schedule deleted", 20*time.Second, func() bool {
+		return httpJSON(t, "DELETE", newLeader+"/v1/jobs/every-second/schedules/s", nil, nil) == http.StatusNoContent
+	})
+	waitJob(t, "every run to end", 90*time.Second, func() bool {
+		for _, r := range runsOf(t, newLeader, "every-second") {
+			if r.Active() {
+				return false
+			}
+		}
+		return true
+	})
+	runs := runsOf(t, newLeader, "every-second")
+	h := jobHistory(t, newLeader, "every-second")
+	seen := map[time.Time]string{}
+	var maxLag time.Duration
+	for _, r := range runs {
+		if r.ScheduledAt == nil {
+			t.Fatalf("a run without its scheduled time: %+v", r)
+		}
+		if other, ok := seen[*r.ScheduledAt]; ok {
+			t.Fatalf("%s is due once, but has runs %s and %s", r.ScheduledAt, other, r.ID)
+		}
+		seen[*r.ScheduledAt] = r.ID
+		maxLag = max(maxLag, r.CreatedAt.Sub(*r.ScheduledAt))
+		started := 0
+		for _, tk := range r.Tasks {
+			if tk.StartedAt != nil {
+				started++
+			}
+		}
+		if started > 1 || r.Status != chronos.RunSuccess {
+			t.Fatalf("run %s: %s with %d tasks started: %+v", r.ID, r.Status, started, r.Tasks)
+		}
+	}
+	if h.MissedCount > len(h.MissedRuns) {
+		t.Fatalf("more missed (%d) than the history lists (%d): cannot check every second", h.MissedCount, len(h.MissedRuns))
+	}
+	for _, m := range h.MissedRuns {
+		if id, ok := seen[m.ScheduledAt]; ok {
+			t.Fatalf("%s both ran (%s) and was missed (%s)", m.ScheduledAt, id, m.Reason)
+		}
+		seen[m.ScheduledAt] = "missed"
+	}
+	var times []time.Time
+	for at := range seen {
+		times = append(times, at)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	for i := 1; i < len(times); i++ {
+		if gap := times[i].Sub(times[i-1]); gap != time.Second {
+			t.Fatalf("due seconds %s and %s: %s apart, one is unaccounted for", times[i-1], times[i], gap)
+		}
+	}
+	if len(times) < 50 {
+		t.Fatalf("%d due seconds accounted for in a minute", len(times))
+	}
+	t.Logf("%d due seconds: %d runs (created at most %s late), %d missed (%s)", len(times), len(runs), maxLag, h.MissedCount, missedReasons(h))
+}
+
+func missedReasons(h chronos.History) string {
+	n := map[string]int{}
+	for _, m := range h.MissedRuns {
+		n[m.Reason]++
+	}
+	var parts []string
+	for r, c := range n {
+		parts = append(parts, fmt.Sprintf("%d: %s", c, r))
+	}
+	return strings.Join(parts, "; ")
+}
