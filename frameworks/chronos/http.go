@@ -334,6 +334,7 @@ func (s *Service) putJobLocked(st *leaderState, j *Job, create bool, wk *work, n
 		}
 	}
 	st.jobs[j.ID] = js
+	st.schedulesChanged = true
 	wk.put(jobKey(j.ID), j)
 	return nil
 }
@@ -380,6 +381,7 @@ func (s *Service) removeJobLocked(st *leaderState, js *jobState, wk *work) {
 		delete(st.active, r)
 	}
 	delete(st.jobs, js.job.ID)
+	st.schedulesChanged = true
 	id := js.job.ID
 	wk.del(jobKey(id))
 	wk.del(historyKey(id))

@@ -63,6 +63,10 @@ type leaderState struct {
 	byTask     map[string]*Run // live attempts by task id
 	lastKill   map[string]time.Time
 	suppressed bool
+	// nextDue is when the earliest schedule is next due; schedulesChanged makes the next step
+	// look at every schedule again (a job was added, changed or removed).
+	nextDue          time.Time
+	schedulesChanged bool
 }
 
 type jobState struct {
@@ -259,7 +263,8 @@ func (s *Service) subscribe(ctx context.Context, fwID string) (*master.Session, 
 // lacks, runs of jobs that are gone).
 func (s *Service) newLeaderState(ss *master.Session, l *loaded) (*leaderState, *raft.Batch) {
 	now := s.cfg.Clock.Now()
-	st := &leaderState{ss: ss, jobs: map[string]*jobState{}, active: map[*Run]bool{}, byTask: map[string]*Run{}, lastKill: map[string]time.Time{}}
+	st := &leaderState{ss: ss, jobs: map[string]*jobState{}, active: map[*Run]bool{}, byTask: map[string]*Run{}, lastKill: map[string]time.Time{},
+		schedulesChanged: true}
 	fix := &raft.Batch{}
 	for id, j := range l.jobs {
 		h := l.histories[id]
@@ -558,15 +563,23 @@ func (s *Service) stepLocked(st *leaderState, w *work, now time.Time) time.Time 
 			wakeAt = t
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
-		js := st.jobs[id]
-		for _, sc := range js.job.Schedules {
-			if next := js.next[sc.ID]; !next.IsZero() && !next.After(now) {
-				s.dueLocked(st, js, js.plans[sc.ID], w, now)
+	if st.schedulesChanged || !st.nextDue.IsZero() && !now.Before(st.nextDue) {
+		// Some schedule is due (or a job changed): walk them all; otherwise nothing is due
+		// before nextDue and the walk is skipped.
+		st.schedulesChanged, st.nextDue = false, time.Time{}
+		for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
+			js := st.jobs[id]
+			for _, sc := range js.job.Schedules {
+				if next := js.next[sc.ID]; !next.IsZero() && !next.After(now) {
+					s.dueLocked(st, js, js.plans[sc.ID], w, now)
+				}
+				if n := js.next[sc.ID]; !n.IsZero() && (st.nextDue.IsZero() || n.Before(st.nextDue)) {
+					st.nextDue = n
+				}
 			}
-			earliest(js.next[sc.ID])
 		}
 	}
+	earliest(st.nextDue)
 	for r := range st.active {
 		js := st.jobs[r.JobID]
 		rs := js.job.Run

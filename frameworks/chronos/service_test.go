@@ -22,12 +22,13 @@ import (
 // simMaster is a real master (raft on bbolt, real HTTP) with the batch framework, on simulated
 // agents whose tasks end as finish says; the real path with containers is tested in cmd/agora.
 type simMaster struct {
+	sim  *master.SimulatedAgents
 	svc  *Service
 	base string
 	stop func()
 }
 
-func startSim(t *testing.T, dir string, clk clock.Clock, finish func(api.TaskInfo) (task.State, time.Duration)) *simMaster {
+func startSim(t testing.TB, dir string, clk clock.Clock, finish func(api.TaskInfo) (task.State, time.Duration)) *simMaster {
 	t.Helper()
 	sim := &master.SimulatedAgents{Finish: finish}
 	m, err := master.New(master.Config{
@@ -40,7 +41,7 @@ func startSim(t *testing.T, dir string, clk clock.Clock, finish func(api.TaskInf
 		t.Fatal(err)
 	}
 	sim.Attach(m)
-	svc, err := New(Config{Master: m, Tick: 20 * time.Millisecond, Clock: clk})
+	svc, err := New(Config{Master: m, Tick: simTick, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +67,11 @@ func startSim(t *testing.T, dir string, clk clock.Clock, finish func(api.TaskInf
 		return svc.st != nil
 	})
 	sim.AddAgents(4, resources.Resources{CPUs: 4, Mem: 4096, Disk: 1000})
-	return &simMaster{svc: svc, base: "http://" + m.HTTPAddr(), stop: stop}
+	return &simMaster{sim: sim, svc: svc, base: "http://" + m.HTTPAddr(), stop: stop}
 }
+
+// simTick is the framework's Tick in tests: short, so deadlines on a fake clock are seen soon.
+var simTick = 20 * time.Millisecond
 
 // finishAfter ends every task after d: FINISHED, or FAILED for jobs whose id has "fail".
 func finishAfter(d time.Duration) func(api.TaskInfo) (task.State, time.Duration) {
@@ -82,7 +86,7 @@ func finishAfter(d time.Duration) func(api.TaskInfo) (task.State, time.Duration)
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
