@@ -447,7 +447,7 @@ func (s *Service) startRun(w http.ResponseWriter, r *http.Request) {
 		if js == nil {
 			return notFound("job", r.PathValue("id"))
 		}
-		out = *s.newRunLocked(st, js, TriggerManual, "", nil, wk, now)
+		out = s.newRunLocked(st, js, TriggerManual, "", nil, wk, now).clone()
 		return nil
 	})
 	if err != nil {
@@ -473,7 +473,7 @@ func (s *Service) stopRun(w http.ResponseWriter, r *http.Request) {
 			return &httpError{code: http.StatusConflict, msg: fmt.Sprintf("run %s already ended (%s)", run.ID, run.Status)}
 		}
 		s.stopLocked(st, js, run, "stopped by request", wk, now)
-		out = *run
+		out = run.clone()
 		return nil
 	})
 	if err != nil {

@@ -74,6 +74,14 @@ type RunTask struct {
 	Message     string     `json:"message,omitempty"`
 }
 
+// clone is a copy that shares nothing the framework goes on changing (for answers written
+// after the lock is released).
+func (r *Run) clone() Run {
+	c := *r
+	c.Tasks = append([]RunTask(nil), r.Tasks...)
+	return c
+}
+
 // Active says whether the run has not ended.
 func (r *Run) Active() bool { return r.Status != RunSuccess && r.Status != RunFailed }
 

@@ -129,6 +129,8 @@ func (s *Service) poke() {
 // their runs, reconciles the tasks of runs in flight, then starts runs as schedules and parents
 // say until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx) // ends the event reader however Run returns
+	defer cancel()
 	l, err := load(ctx, s.store)
 	if err != nil {
 		return err
@@ -153,7 +155,12 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.store.CommitBatch(ctx, Namespace, fix); err != nil {
 		return err
 	}
-	s.mu.Lock()
+	var known []api.ReconcileTask
+	for taskID, r := range st.byTask {
+		known = append(known, api.ReconcileTask{TaskID: taskID, AgentID: r.task().AgentID})
+	}
+	s.logger.Info("batch framework running", "framework", ss.FrameworkID(), "jobs", len(st.jobs), "active_runs", len(st.active))
+	s.mu.Lock() // from here on, st is read and changed under s.mu only
 	s.st = st
 	s.mu.Unlock()
 	defer func() {
@@ -161,16 +168,11 @@ func (s *Service) Run(ctx context.Context) error {
 		s.st = nil
 		s.mu.Unlock()
 	}()
-	var known []api.ReconcileTask
-	for taskID, r := range st.byTask {
-		known = append(known, api.ReconcileTask{TaskID: taskID, AgentID: r.task().AgentID})
-	}
 	if len(known) > 0 {
 		if err := ss.Call(api.Call{Type: api.CallReconcile, Reconcile: &api.Reconcile{Tasks: known}}); err != nil {
 			return err
 		}
 	}
-	s.logger.Info("batch framework running", "framework", ss.FrameworkID(), "jobs", len(st.jobs), "active_runs", len(st.active))
 
 	events := make(chan api.Event, 1024)
 	ended := make(chan error, 1)
