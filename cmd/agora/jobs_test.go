@@ -156,43 +156,14 @@ func onlyCleanup(t *testing.T, base string) bool {
 func TestCronRunsExactlyOnceAcrossLeaderKill(t *testing.T) {
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
-	type node struct {
-		p          *process
-		http, goss string
-	}
-	masterArgs := func(join ...string) []string {
-		args := []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0",
-			"--bootstrap-expect", "3", "--allocation-interval", "200ms"}
-		for _, j := range join {
-			args = append(args, "--join", j)
-		}
-		return args
-	}
-	var masters []node
-	p, got := startProcess(t, masterArgs(), `API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
-	masters = append(masters, node{p, got[0], got[1]})
-	for range 2 {
-		p, got := startProcess(t, masterArgs(masters[0].goss), `API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
-		masters = append(masters, node{p, got[0], got[1]})
-	}
-	leaderOf := func(via string) string {
-		var v api.ClusterView
-		if httpJSON(t, "GET", via+"/v1/cluster", nil, &v) != 200 || v.Leader == nil || v.Leader.HTTP == "" {
-			return ""
-		}
-		return "http://" + v.Leader.HTTP
-	}
-	waitLeader := func(via, not string) string {
-		var l string
-		waitJob(t, "a leader", 30*time.Second, func() bool { l = leaderOf(via); return l != "" && l != not })
-		return l
-	}
+	masters := startThreeMasters(t)
+	waitLeader := func(via, not string) string { return waitLeaderVia(t, via, not) }
 	leader := waitLeader(masters[0].http, "")
 	startCmd(t, []string{"agent", "--join", masters[1].goss, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
 		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:2048;disk:100"}, `API:\s+(http://\S+)`)
 	waitAgents(t, leader, func(as []api.Agent) bool { return len(as) == 1 })
 
-	var follower node
+	var follower masterProc
 	for _, m := range masters {
 		if m.http != leader {
 			follower = m

@@ -168,10 +168,11 @@ func TestDevServesPing(t *testing.T) {
 	if err := run(context.Background(), []string{"agora", "task", "list", "--master", base, "--state", "sleepy"}, io.Discard, io.Discard); !errors.As(err, new(usageError)) {
 		t.Fatalf("a bad --state: %v, want a usage error", err)
 	}
-	// The embedded service framework has subscribed.
+	// Both embedded frameworks have subscribed.
 	var fws bytes.Buffer
 	deadline = time.Now().Add(10 * time.Second)
-	for !regexp.MustCompile(`(?m)^\S+-0000\s+marathon\s+\*\s+yes\s`).MatchString(fws.String()) {
+	for !regexp.MustCompile(`(?m)^\S+-000\d\s+marathon\s+\*\s+yes\s`).MatchString(fws.String()) ||
+		!regexp.MustCompile(`(?m)^\S+-000\d\s+chronos\s+\*\s+yes\s`).MatchString(fws.String()) {
 		if time.Now().After(deadline) {
 			t.Fatalf("agora framework list =\n%s", fws.String())
 		}

@@ -440,16 +440,15 @@ func TestMarathonRollingUpgradeAndFailures(t *testing.T) {
 	}
 }
 
-// TestMarathonDeploymentSurvivesLeaderFailover: three masters as processes; an app's deployment
-// is in flight when the leader is killed with SIGKILL; under the new leader the deployment
-// finishes with exactly the instances wanted — none lost, none launched twice.
-func TestMarathonDeploymentSurvivesLeaderFailover(t *testing.T) {
-	sock := containerdtest.Socket(t)
-	ns := testNamespace(t)
-	type node struct {
-		p          *process
-		http, goss string
-	}
+// masterProc is one `agora master` process of a test cluster.
+type masterProc struct {
+	p          *process
+	http, goss string
+}
+
+// startThreeMasters starts three master processes on loopback that form one cluster.
+func startThreeMasters(t *testing.T) []masterProc {
+	t.Helper()
 	masterArgs := func(join ...string) []string {
 		args := []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0",
 			"--bootstrap-expect", "3", "--allocation-interval", "200ms"}
@@ -458,40 +457,46 @@ func TestMarathonDeploymentSurvivesLeaderFailover(t *testing.T) {
 		}
 		return args
 	}
-	var masters []node
+	var masters []masterProc
 	p, got := startProcess(t, masterArgs(), `API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
-	masters = append(masters, node{p, got[0], got[1]})
+	masters = append(masters, masterProc{p, got[0], got[1]})
 	for range 2 {
 		p, got := startProcess(t, masterArgs(masters[0].goss), `API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
-		masters = append(masters, node{p, got[0], got[1]})
+		masters = append(masters, masterProc{p, got[0], got[1]})
 	}
-	leaderOf := func(via string) string {
+	return masters
+}
+
+// waitLeaderVia asks the master at via for the leader's API until one other than not answers.
+func waitLeaderVia(t *testing.T, via, not string) string {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		var v api.ClusterView
-		if httpJSON(t, "GET", via+"/v1/cluster", nil, &v) != 200 || v.Leader == nil || v.Leader.HTTP == "" {
-			return ""
+		if httpJSON(t, "GET", via+"/v1/cluster", nil, &v) == 200 && v.Leader != nil && v.Leader.HTTP != "" && "http://"+v.Leader.HTTP != not {
+			return "http://" + v.Leader.HTTP
 		}
-		return "http://" + v.Leader.HTTP
-	}
-	waitLeader := func(via, not string) string {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if l := leaderOf(via); l != "" && l != not {
-				return l
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("no leader within 30s")
-			}
-			time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("no leader within 30s")
 		}
 	}
+}
+
+// TestMarathonDeploymentSurvivesLeaderFailover: three masters as processes; an app's deployment
+// is in flight when the leader is killed with SIGKILL; under the new leader the deployment
+// finishes with exactly the instances wanted — none lost, none launched twice.
+func TestMarathonDeploymentSurvivesLeaderFailover(t *testing.T) {
+	sock := containerdtest.Socket(t)
+	ns := testNamespace(t)
+	masters := startThreeMasters(t)
+	waitLeader := func(via, not string) string { return waitLeaderVia(t, via, not) }
 	leader := waitLeader(masters[0].http, "")
-	_, got = startCmd(t, []string{"agent", "--join", masters[1].goss, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
+	_, got := startCmd(t, []string{"agent", "--join", masters[1].goss, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
 		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:100;ports:[32300-32340]"}, `API:\s+(http://\S+)`)
 	agentHTTP := got[0]
 	waitAgents(t, leader, func(as []api.Agent) bool { return len(as) == 1 })
 
 	// Created through a follower, which forwards to the leader.
-	var follower node
+	var follower masterProc
 	for _, m := range masters {
 		if m.http != leader {
 			follower = m

@@ -223,20 +223,7 @@ func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
 		apiError(w, err)
 		return
 	}
-	var out jobView
-	err = s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
-		if err := s.putJobLocked(st, j, true, wk, now); err != nil {
-			return err
-		}
-		out = st.jobs[j.ID].view(nil)
-		return nil
-	})
-	if err != nil {
-		apiError(w, err)
-		return
-	}
-	s.poke()
-	httpjson.Write(w, http.StatusCreated, out)
+	s.writeJob(w, r, j, true)
 }
 
 func (s *Service) putJob(w http.ResponseWriter, r *http.Request) {
@@ -245,17 +232,24 @@ func (s *Service) putJob(w http.ResponseWriter, r *http.Request) {
 		apiError(w, err)
 		return
 	}
+	s.writeJob(w, r, j, false)
+}
+
+// writeJob stores a new job (201) or replaces one (200; a PUT without schedules keeps them:
+// they have their own endpoints) and answers with it.
+func (s *Service) writeJob(w http.ResponseWriter, r *http.Request, j *Job, create bool) {
 	var out jobView
-	err = s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
-		old := st.jobs[j.ID]
-		if old == nil {
-			return notFound("job", j.ID)
+	err := s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
+		if !create {
+			old := st.jobs[j.ID]
+			if old == nil {
+				return notFound("job", j.ID)
+			}
+			if j.Schedules == nil {
+				j.Schedules = old.job.Schedules
+			}
 		}
-		if j.Schedules == nil {
-			// Schedules have their own endpoints; a PUT without them keeps them.
-			j.Schedules = old.job.Schedules
-		}
-		if err := s.putJobLocked(st, j, false, wk, now); err != nil {
+		if err := s.putJobLocked(st, j, create, wk, now); err != nil {
 			return err
 		}
 		out = st.jobs[j.ID].view(nil)
@@ -266,7 +260,11 @@ func (s *Service) putJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.poke()
-	httpjson.Write(w, http.StatusOK, out)
+	code := http.StatusOK
+	if create {
+		code = http.StatusCreated
+	}
+	httpjson.Write(w, code, out)
 }
 
 // decodeJobFor reads the spec of the job at a path: its id, when given, must be the path's.
