@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -119,6 +120,20 @@ func jobAdd(c *cli.Context) error {
 	return nil
 }
 
+// positional splits a command's arguments into the positional ones and the bool flags among
+// them: urfave/cli stops reading flags at the first positional argument, and the grammar puts
+// them after it (agora job run ID --wait). names are the flags' names and aliases.
+func positional(c *cli.Context, names ...string) (args []string, set bool) {
+	for _, a := range c.Args().Slice() {
+		if name := strings.TrimLeft(a, "-"); strings.HasPrefix(a, "-") && slices.Contains(names, name) {
+			set = true
+			continue
+		}
+		args = append(args, a)
+	}
+	return args, set
+}
+
 func isStatus(err error, code int) bool {
 	var e *client.Error
 	return errors.As(err, &e) && e.Status == code
@@ -168,19 +183,21 @@ func jobList(c *cli.Context) error {
 }
 
 func jobRun(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usageError{"agora job run JOB: give the job's id"}
+	args, wait := positional(c, "wait", "w")
+	wait = wait || c.Bool("wait")
+	if len(args) != 1 {
+		return usageError{"agora job run JOB [--wait]: give the job's id"}
 	}
 	cl, err := newClient(c)
 	if err != nil {
 		return err
 	}
-	id := c.Args().First()
+	id := args[0]
 	var r chronos.Run
 	if err := cl.Do(c.Context, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/runs", nil, &r); err != nil {
 		return err
 	}
-	if !c.Bool("wait") {
+	if !wait {
 		if c.String("output") == "json" {
 			return printJSON(c.App.Writer, r)
 		}
@@ -275,15 +292,16 @@ func jobRuns(c *cli.Context) error {
 
 // jobLogs finds the run's latest task and its agent, and prints the task's output from it.
 func jobLogs(c *cli.Context) error {
-	if c.NArg() != 2 {
-		return usageError{"agora job logs JOB RUN: give the job's id and the run's"}
+	args, stderr := positional(c, "stderr")
+	if len(args) != 2 {
+		return usageError{"agora job logs JOB RUN [--stderr]: give the job's id and the run's"}
 	}
 	cl, err := newClient(c)
 	if err != nil {
 		return err
 	}
 	var r chronos.Run
-	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs/"+url.PathEscape(c.Args().Get(0))+"/runs/"+url.PathEscape(c.Args().Get(1)), nil, &r); err != nil {
+	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs/"+url.PathEscape(args[0])+"/runs/"+url.PathEscape(args[1]), nil, &r); err != nil {
 		return err
 	}
 	if len(r.Tasks) == 0 {
@@ -304,7 +322,7 @@ func jobLogs(c *cli.Context) error {
 		return fmt.Errorf("agent %s of task %s is not registered", t.AgentID, t.ID)
 	}
 	stream := "stdout"
-	if c.Bool("stderr") {
+	if stderr || c.Bool("stderr") {
 		stream = "stderr"
 	}
 	u := fmt.Sprintf("http://%s/v1/tasks/%s/logs?stream=%s", addr, url.PathEscape(t.ID), stream)

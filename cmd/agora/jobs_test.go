@@ -71,7 +71,7 @@ func TestJobsOnContainerd(t *testing.T) {
 	if out, err := agora(t, "job", "add", "--master", base, "../../examples/jobs/cleanup.json"); err != nil {
 		t.Fatalf("job add cleanup.json: %v\n%s", err, out)
 	}
-	out, err = agora(t, "job", "run", "--master", base, "--wait", "etl.extract")
+	out, err = agora(t, "job", "run", "--master", base, "etl.extract", "--wait") // the flag after the id, as README writes it
 	if err != nil || !strings.Contains(out, "SUCCESS") {
 		t.Fatalf("job run --wait etl.extract: %v\n%s", err, out)
 	}
