@@ -278,7 +278,7 @@ func (s *Service) chronosDelete(w http.ResponseWriter, r *http.Request) {
 		if js == nil {
 			return notFound("job", name)
 		}
-		if deps := dependants(jobsOf(st), name); len(deps) > 0 {
+		if deps := st.dependants(name); len(deps) > 0 {
 			return &GraphError{Field: "name", Msg: fmt.Sprintf("jobs depend on %q: %v", name, deps), Dependants: deps}
 		}
 		s.removeJobLocked(st, js, wk)

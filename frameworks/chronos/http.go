@@ -300,12 +300,16 @@ func (s *Service) putJobLocked(st *leaderState, j *Job, create bool, wk *work, n
 	if len(j.Schedules) > 0 && len(j.Dependencies) > 0 {
 		return &FieldError{Field: "dependencies", Msg: "a job with dependencies runs when its parents succeed; it has no schedules of its own"}
 	}
-	jobs := map[string]*Job{}
-	for id, js := range st.jobs {
-		jobs[id] = js.job
+	lookup := func(id string) *Job {
+		if id == j.ID {
+			return j
+		}
+		if js := st.jobs[id]; js != nil {
+			return js.job
+		}
+		return nil
 	}
-	jobs[j.ID] = j
-	if err := checkGraph(jobs, j.ID); err != nil {
+	if err := checkGraph(j, lookup); err != nil {
 		return err
 	}
 	js := newJobState(j, &History{})
@@ -332,7 +336,7 @@ func (s *Service) putJobLocked(st *leaderState, j *Job, create bool, wk *work, n
 		}
 	}
 	st.jobs[j.ID] = js
-	st.schedulesChanged = true
+	st.jobsChanged()
 	wk.put(jobKey(j.ID), j)
 	return nil
 }
@@ -351,7 +355,7 @@ func (s *Service) deleteJob(w http.ResponseWriter, r *http.Request) {
 		if js == nil {
 			return notFound("job", id)
 		}
-		if deps := dependants(jobsOf(st), id); len(deps) > 0 {
+		if deps := st.dependants(id); len(deps) > 0 {
 			return &GraphError{Field: "id", Msg: fmt.Sprintf("jobs depend on %q: %s; change or delete them first", id, strings.Join(deps, ", ")), Dependants: deps}
 		}
 		active := js.activeRuns()
@@ -379,21 +383,13 @@ func (s *Service) removeJobLocked(st *leaderState, js *jobState, wk *work) {
 		delete(st.active, r)
 	}
 	delete(st.jobs, js.job.ID)
-	st.schedulesChanged = true
+	st.jobsChanged()
 	id := js.job.ID
 	wk.del(jobKey(id))
 	wk.del(historyKey(id))
 	wk.b.DeletePrefix(cursorPrefix(id))
 	wk.b.DeletePrefix(runPrefix(id))
 	s.logger.Info("job deleted", "job", id)
-}
-
-func jobsOf(st *leaderState) map[string]*Job {
-	jobs := map[string]*Job{}
-	for id, js := range st.jobs {
-		jobs[id] = js.job
-	}
-	return jobs
 }
 
 // listRuns answers the job's active runs (as Metronome); ?include=finished adds the finished

@@ -291,37 +291,33 @@ type GraphError struct {
 
 func (e *GraphError) Error() string { return e.Field + ": " + e.Msg }
 
-// checkGraph checks jobs (every job, with the changed one in place) for parents that do not
-// exist and for cycles.
-func checkGraph(jobs map[string]*Job, changed string) error {
-	j := jobs[changed]
-	if j == nil {
-		return nil
-	}
+// checkGraph checks a new or changed job against the others (lookup finds a job by id, the
+// changed one as it will be) for parents that do not exist and for cycles.
+func checkGraph(j *Job, lookup func(id string) *Job) error {
 	for i, d := range j.Dependencies {
-		if jobs[d] == nil {
+		if lookup(d) == nil {
 			return &GraphError{Field: fmt.Sprintf("dependencies[%d]", i), Msg: fmt.Sprintf("job %q does not exist", d)}
 		}
 	}
-	if path := cycleThrough(jobs, changed); path != nil {
+	if path := cycleThrough(lookup, j.ID); path != nil {
 		return &GraphError{Field: "dependencies", Msg: "would close a cycle: " + strings.Join(path, " → "), Path: path}
 	}
 	return nil
 }
 
 // cycleThrough finds a path of dependencies from start back to itself, if there is one.
-func cycleThrough(jobs map[string]*Job, start string) []string {
+func cycleThrough(lookup func(id string) *Job, start string) []string {
 	seen := map[string]bool{}
 	var path []string
 	var walk func(id string) bool
 	walk = func(id string) bool {
 		path = append(path, id)
-		for _, d := range jobs[id].deps() {
+		for _, d := range lookup(id).deps() {
 			if d == start {
 				path = append(path, d)
 				return true
 			}
-			if !seen[d] && jobs[d] != nil {
+			if !seen[d] && lookup(d) != nil {
 				seen[d] = true
 				if walk(d) {
 					return true
@@ -344,16 +340,4 @@ func (j *Job) deps() []string {
 		return nil
 	}
 	return j.Dependencies
-}
-
-// dependants lists the jobs that depend on id, sorted.
-func dependants(jobs map[string]*Job, id string) []string {
-	var out []string
-	for _, j := range jobs {
-		if slices.Contains(j.Dependencies, id) {
-			out = append(out, j.ID)
-		}
-	}
-	slices.Sort(out)
-	return out
 }

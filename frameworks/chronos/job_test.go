@@ -109,17 +109,30 @@ func TestCycleIsNamedWithItsPath(t *testing.T) {
 		"c": {ID: "c", Dependencies: []string{"b"}},
 		"d": {ID: "d", Dependencies: []string{"a"}},
 	}
-	err := checkGraph(jobs, "a")
+	lookup := func(id string) *Job { return jobs[id] }
+	err := checkGraph(jobs["a"], lookup)
 	ge, ok := err.(*GraphError)
 	if !ok || strings.Join(ge.Path, ",") != "a,b,c,a" {
 		t.Fatalf("cycle: %v", err)
 	}
 	jobs["a"].Dependencies = nil
-	if err := checkGraph(jobs, "c"); err != nil {
+	if err := checkGraph(jobs["c"], lookup); err != nil {
 		t.Fatalf("no cycle: %v", err)
 	}
-	if got := dependants(jobs, "a"); strings.Join(got, ",") != "b,d" {
+	if err := checkGraph(&Job{ID: "e", Dependencies: []string{"a", "zz"}}, lookup); err == nil || err.(*GraphError).Field != "dependencies[1]" {
+		t.Fatalf("missing parent: %v", err)
+	}
+	st := &leaderState{jobs: map[string]*jobState{}}
+	for id, j := range jobs {
+		st.jobs[id] = &jobState{job: j}
+	}
+	if got := st.dependants("a"); strings.Join(got, ",") != "b,d" {
 		t.Fatalf("dependants of a: %v", got)
+	}
+	st.jobs["e"] = &jobState{job: &Job{ID: "e", Dependencies: []string{"a"}}}
+	st.jobsChanged()
+	if got := st.dependants("a"); strings.Join(got, ",") != "b,d,e" {
+		t.Fatalf("dependants of a after a job change: %v", got)
 	}
 }
 

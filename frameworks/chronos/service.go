@@ -67,6 +67,29 @@ type leaderState struct {
 	// look at every schedule again (a job was added, changed or removed).
 	nextDue          time.Time
 	schedulesChanged bool
+	// children are the jobs that depend on each job, sorted; nil after a job change, built
+	// again when next needed (a run's success must not walk every job).
+	children map[string][]string
+}
+
+// jobsChanged is called after a job is added, changed or removed: what is derived from the
+// set of jobs is worked out again.
+func (st *leaderState) jobsChanged() {
+	st.schedulesChanged = true
+	st.children = nil
+}
+
+// dependants lists the jobs that depend on id, sorted.
+func (st *leaderState) dependants(id string) []string {
+	if st.children == nil {
+		st.children = map[string][]string{}
+		for _, child := range slices.Sorted(maps.Keys(st.jobs)) {
+			for _, p := range st.jobs[child].job.Dependencies {
+				st.children[p] = append(st.children[p], child)
+			}
+		}
+	}
+	return st.children[id]
 }
 
 type jobState struct {
@@ -223,16 +246,23 @@ func (s *Service) Run(ctx context.Context) error {
 					s.onStatusLocked(st, ev.Update.Status, w, now)
 				}
 			}
-			wakeAt = s.stepLocked(st, w, now)
-			queue := st.waitingRuns(now)
+			var waiting bool
+			wakeAt, waiting = s.stepLocked(st, w, now)
+			var queue []*Run // the waiting runs in order, worked out only when offers came
+			sorted := false
 			for _, ev := range batch {
-				if ev.Type == api.EventOffers {
-					for _, o := range ev.Offers.Offers {
-						queue = s.useOfferLocked(st, o, queue, w, now)
-					}
+				if ev.Type != api.EventOffers {
+					continue
 				}
+				if !sorted {
+					queue, sorted = st.waitingRuns(now), true
+				}
+				for _, o := range ev.Offers.Offers {
+					queue = s.useOfferLocked(st, o, queue, w, now)
+				}
+				waiting = len(queue) > 0
 			}
-			s.offersWantedLocked(st, w, len(queue) > 0)
+			s.offersWantedLocked(st, w, waiting)
 			return nil
 		})
 		if err != nil {
@@ -511,11 +541,8 @@ func (s *Service) finishLocked(st *leaderState, js *jobState, r *Run, w *work, n
 // dependantsLocked starts each job that depends on parent once every one of its parents has
 // succeeded since its own last run.
 func (s *Service) dependantsLocked(st *leaderState, parent string, w *work, now time.Time) {
-	for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
+	for _, id := range st.dependants(parent) {
 		js := st.jobs[id]
-		if !slices.Contains(js.job.Dependencies, parent) {
-			continue
-		}
 		if readyToRun(st, js) {
 			r := s.newRunLocked(st, js, TriggerDependency, "", nil, w, now)
 			s.logger.Info("dependencies succeeded; run created", "job", id, "run", r.ID, "parents", strings.Join(js.job.Dependencies, ","))
@@ -557,9 +584,9 @@ func newRunID(now time.Time) string {
 }
 
 // stepLocked starts the runs schedules say are due (recording the missed ones), fails runs past
-// their deadlines, and resends kills; it returns when a schedule is next due.
-func (s *Service) stepLocked(st *leaderState, w *work, now time.Time) time.Time {
-	var wakeAt time.Time
+// their deadlines, and resends kills; it returns when to look again and whether runs wait for
+// offers.
+func (s *Service) stepLocked(st *leaderState, w *work, now time.Time) (wakeAt time.Time, waiting bool) {
 	earliest := func(t time.Time) {
 		if !t.IsZero() && (wakeAt.IsZero() || t.Before(wakeAt)) {
 			wakeAt = t
@@ -608,8 +635,9 @@ func (s *Service) stepLocked(st *leaderState, w *work, now time.Time) time.Time 
 		if t := r.liveTask(); t != nil && r.Stopping && now.Sub(st.lastKill[t.ID]) >= 10*time.Second {
 			s.killLocked(st, js, t, w, now) // the kill may have been lost with an agent; say it again
 		}
+		waiting = waiting || r.waiting(now)
 	}
-	return wakeAt
+	return wakeAt, waiting
 }
 
 // dueLocked acts on a schedule that is due: at most one run starts, the rest are recorded
