@@ -104,6 +104,29 @@ func (ss *Session) Next(ctx context.Context) (api.Event, error) {
 	}
 }
 
+// Events delivers the session's events on a channel (of the given buffer, so a reader can take
+// what has queued up at once) until ctx ends; when the session ends, its error comes on the
+// second channel. It suits a framework's select loop.
+func (ss *Session) Events(ctx context.Context, buffer int) (<-chan api.Event, <-chan error) {
+	events := make(chan api.Event, buffer)
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := ss.Next(ctx)
+			if err != nil {
+				ended <- err
+				return
+			}
+			select {
+			case events <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return events, ended
+}
+
 // Close disconnects the framework (its process went away): offers go back, and its tasks keep
 // running until its failover timeout passes, unless it subscribes again.
 func (ss *Session) Close() { ss.s.disconnect(ss) }

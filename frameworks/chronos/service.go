@@ -13,28 +13,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
-	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/raft"
 )
 
-// Config configures the batch framework.
-type Config struct {
-	Master *master.Master
-	Logger *slog.Logger
-	Clock  clock.Clock // default: real time
-	// Name and Role it registers with (default "chronos" and "*"); FailoverTimeout is how long
-	// the master keeps its tasks while it is away (a leader change), default a week.
-	Name            string
-	Role            string
-	FailoverTimeout time.Duration
-	// Tick bounds how long it sleeps between looks at deadlines, retries and kills (default 1 s);
-	// schedules wake it when they are due.
-	Tick time.Duration
-}
+// Config configures the framework: the Master it runs on, a Logger, the Name and Role it
+// registers with (default "chronos" and "*"), its FailoverTimeout (a week) and Tick (1 s).
+type Config = frameworks.Config
 
 // Service is the batch framework: a leader service of the masters that starts job runs when
 // their schedules or parents say, through the scheduler contract, and serves Metronome's /v1
@@ -104,26 +93,9 @@ type jobState struct {
 
 // New makes the service. Register it before the master runs.
 func New(cfg Config) (*Service, error) {
-	if cfg.Master == nil {
-		return nil, errors.New("chronos: no master")
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = clock.Real{}
-	}
-	if cfg.Name == "" {
-		cfg.Name = "chronos"
-	}
-	if cfg.Role == "" {
-		cfg.Role = api.DefaultRole
-	}
-	if cfg.FailoverTimeout == 0 {
-		cfg.FailoverTimeout = 7 * 24 * time.Hour
-	}
-	if cfg.Tick == 0 {
-		cfg.Tick = time.Second
+	cfg, err := cfg.WithDefaults("chronos")
+	if err != nil {
+		return nil, err
 	}
 	s := &Service{cfg: cfg, m: cfg.Master, store: cfg.Master.Store(), logger: cfg.Logger.With("framework", cfg.Name),
 		wake: make(chan struct{}, 1), broken: make(chan error, 1)}
@@ -158,7 +130,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ss, err := s.subscribe(ctx, l.frameworkID)
+	ss, err := s.cfg.Subscribe(ctx, l.frameworkID)
 	if err != nil {
 		return err
 	}
@@ -197,22 +169,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 
-	events := make(chan api.Event, 1024)
-	ended := make(chan error, 1)
-	go func() {
-		for {
-			ev, err := ss.Next(ctx)
-			if err != nil {
-				ended <- err
-				return
-			}
-			select {
-			case events <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	events, ended := ss.Events(ctx, 1024) // buffered: a cycle takes what has queued up
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var batch []api.Event
@@ -280,15 +237,6 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		timer.Reset(d)
 	}
-}
-
-// subscribe registers with the master, waiting while its scheduler is not ready yet.
-func (s *Service) subscribe(ctx context.Context, fwID string) (*master.Session, error) {
-	info := api.FrameworkInfo{
-		ID: fwID, Name: s.cfg.Name, Role: s.cfg.Role, FailoverTimeout: s.cfg.FailoverTimeout.Seconds(),
-		Capabilities: []string{api.CapabilityPartitionAware},
-	}
-	return s.m.SubscribeWhenReady(ctx, info)
 }
 
 // newLeaderState builds the memory from what was loaded; fix holds repairs (cursors a job

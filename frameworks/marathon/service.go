@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -17,28 +16,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
-	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/id"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/raft"
 )
 
-// Config configures the service framework.
-type Config struct {
-	Master *master.Master
-	Logger *slog.Logger
-	Clock  clock.Clock // default: real time
-	// Name and Role it registers with (default "marathon" and "*"); FailoverTimeout is how long
-	// the master keeps its tasks while it is away (a leader change), default a week.
-	Name            string
-	Role            string
-	FailoverTimeout time.Duration
-	// Tick is how often it looks at its apps besides after events (default 1 s).
-	Tick time.Duration
-}
+// Config configures the framework: the Master it runs on, a Logger, the Name and Role it
+// registers with (default "marathon" and "*"), its FailoverTimeout (a week) and Tick (1 s).
+type Config = frameworks.Config
 
 // Service is the Marathon-like framework: a leader service of the masters that keeps apps'
 // instances running through the scheduler contract, and serves Marathon's /v2 API.
@@ -113,26 +102,9 @@ type TaskFailure struct {
 
 // New makes the service. Register it with Register before the master runs.
 func New(cfg Config) (*Service, error) {
-	if cfg.Master == nil {
-		return nil, errors.New("marathon: no master")
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = clock.Real{}
-	}
-	if cfg.Name == "" {
-		cfg.Name = "marathon"
-	}
-	if cfg.Role == "" {
-		cfg.Role = api.DefaultRole
-	}
-	if cfg.FailoverTimeout == 0 {
-		cfg.FailoverTimeout = 7 * 24 * time.Hour
-	}
-	if cfg.Tick == 0 {
-		cfg.Tick = time.Second
+	cfg, err := cfg.WithDefaults("marathon")
+	if err != nil {
+		return nil, err
 	}
 	ids, err := id.NewGenerator(rand.Reader)
 	if err != nil {
@@ -165,6 +137,8 @@ func (s *Service) poke() {
 // Run subscribes with the master (as the same framework on every leader), loads the apps,
 // reconciles every instance it knows, then keeps apps at their wanted instances until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx) // ends the event reader however Run returns
+	defer cancel()
 	v, err := s.store.View(ctx, raft.Stale)
 	if err != nil {
 		return err
@@ -173,7 +147,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if b, ok := v.Get(Namespace, frameworkIDKey); ok {
 		json.Unmarshal(b, &fwID)
 	}
-	ss, err := s.subscribe(ctx, fwID)
+	ss, err := s.cfg.Subscribe(ctx, fwID)
 	if err != nil {
 		return err
 	}
@@ -209,22 +183,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.logger.Info("service framework running", "framework", ss.FrameworkID(), "apps", len(st.apps), "instances", len(st.instances))
 	s.step(ctx, true)
 
-	events := make(chan api.Event)
-	ended := make(chan error, 1)
-	go func() {
-		for {
-			ev, err := ss.Next(ctx)
-			if err != nil {
-				ended <- err
-				return
-			}
-			select {
-			case events <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	events, ended := ss.Events(ctx, 0)
 	tick := time.NewTicker(s.cfg.Tick)
 	defer tick.Stop()
 	for {
@@ -242,15 +201,6 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		s.step(ctx, false)
 	}
-}
-
-// subscribe registers with the master, waiting while its scheduler is not ready yet.
-func (s *Service) subscribe(ctx context.Context, fwID string) (*master.Session, error) {
-	info := api.FrameworkInfo{
-		ID: fwID, Name: s.cfg.Name, Role: s.cfg.Role, FailoverTimeout: s.cfg.FailoverTimeout.Seconds(),
-		Capabilities: []string{api.CapabilityPartitionAware},
-	}
-	return s.m.SubscribeWhenReady(ctx, info)
 }
 
 // load reads apps, instances and deployments from the store.

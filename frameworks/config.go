@@ -1,0 +1,64 @@
+package frameworks
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/clock"
+)
+
+// Config configures an embedded framework (marathon.Config and chronos.Config are this type).
+type Config struct {
+	Master *master.Master
+	Logger *slog.Logger
+	Clock  clock.Clock // default: real time
+	// Name and Role it registers with (default: the framework's own name, and "*");
+	// FailoverTimeout is how long the master keeps its tasks while it is away (a leader change),
+	// default a week.
+	Name            string
+	Role            string
+	FailoverTimeout time.Duration
+	// Tick bounds how long it waits between looks at its state besides after events (default
+	// 1 s).
+	Tick time.Duration
+}
+
+// WithDefaults checks the config and fills in what is not set; name is the framework's own.
+func (c Config) WithDefaults(name string) (Config, error) {
+	if c.Master == nil {
+		return c, fmt.Errorf("%s: no master", name)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	if c.Name == "" {
+		c.Name = name
+	}
+	if c.Role == "" {
+		c.Role = api.DefaultRole
+	}
+	if c.FailoverTimeout == 0 {
+		c.FailoverTimeout = 7 * 24 * time.Hour
+	}
+	if c.Tick == 0 {
+		c.Tick = time.Second
+	}
+	return c, nil
+}
+
+// Subscribe registers the framework with the master — again as the framework of id, when it
+// has one — waiting while the master's scheduler is not ready yet. Embedded frameworks are
+// partition-aware: an unreachable agent's tasks are TASK_UNREACHABLE, not lost.
+func (c Config) Subscribe(ctx context.Context, id string) (*master.Session, error) {
+	return c.Master.SubscribeWhenReady(ctx, api.FrameworkInfo{
+		ID: id, Name: c.Name, Role: c.Role, FailoverTimeout: c.FailoverTimeout.Seconds(),
+		Capabilities: []string{api.CapabilityPartitionAware},
+	})
+}
