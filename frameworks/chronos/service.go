@@ -97,7 +97,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, m: cfg.Master, store: cfg.Master.Store(), logger: cfg.Logger.With("framework", cfg.Name),
+	s := &Service{cfg: cfg, m: cfg.Master, store: cfg.Master.Store(), logger: cfg.Logger.With("framework_name", cfg.Name),
 		wake: make(chan struct{}, 1), broken: make(chan error, 1)}
 	s.metrics = newMetrics(s)
 	return s, nil

@@ -111,7 +111,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	return &Service{
-		cfg: cfg, m: cfg.Master, store: cfg.Master.Store(), logger: cfg.Logger.With("framework", cfg.Name),
+		cfg: cfg, m: cfg.Master, store: cfg.Master.Store(), logger: cfg.Logger.With("framework_name", cfg.Name),
 		ids: ids, wake: make(chan struct{}, 1), bus: newEventBus(),
 	}, nil
 }
