@@ -1,16 +1,13 @@
 package chronos
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
@@ -31,36 +28,15 @@ type simMaster struct {
 func startSim(t testing.TB, dir string, clk clock.Clock, finish func(api.TaskInfo) (task.State, time.Duration)) *simMaster {
 	t.Helper()
 	sim := &master.SimulatedAgents{Finish: finish}
-	m, err := master.New(master.Config{
-		DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Scheduler: master.SchedulerConfig{Agents: sim, AllocationInterval: 20 * time.Millisecond},
-		Appliers:  map[string]raft.Applier{Namespace: Applier()},
+	var svc *Service
+	m, stop := frameworktest.Master(t, dir, sim, 20*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
+		var err error
+		svc, err = New(Config{Master: m, Tick: simTick, Clock: clk})
+		if err == nil {
+			svc.Register()
+		}
+		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim.Attach(m)
-	svc, err := New(Config{Master: m, Tick: simTick, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc.Register()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}
-	t.Cleanup(stop)
 	waitFor(t, "the batch framework", func() bool {
 		svc.mu.Lock()
 		defer svc.mu.Unlock()
@@ -88,30 +64,10 @@ func finishAfter(d time.Duration) func(api.TaskInfo) (task.State, time.Duration)
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 20s", what)
-		}
-	}
+	frameworktest.WaitFor(t, what, 20*time.Second, cond)
 }
 
-func call(t *testing.T, method, url, body string, out any) int {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, bytes.NewBufferString(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil && resp.StatusCode < 300 {
-			t.Fatalf("%s %s: %v: %s", method, url, err, b)
-		}
-	}
-	return resp.StatusCode
-}
+var call = frameworktest.Call
 
 func history(t *testing.T, base, job string) History {
 	t.Helper()

@@ -2,16 +2,15 @@ package marathon
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
@@ -26,35 +25,19 @@ func BenchmarkThousandApps(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		sim := &master.SimulatedAgents{}
-		m, err := master.New(master.Config{
-			DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-			Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Scheduler: master.SchedulerConfig{Agents: sim, AllocationInterval: 50 * time.Millisecond},
-			Appliers:  map[string]raft.Applier{Namespace: Applier()},
+		var svc *Service
+		m, stop := frameworktest.Master(b, b.TempDir(), sim, 50*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
+			var err error
+			if svc, err = New(Config{Master: m}); err == nil {
+				svc.Register()
+			}
+			return err
 		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		sim.Attach(m)
-		svc, err := New(Config{Master: m})
-		if err != nil {
-			b.Fatal(err)
-		}
-		svc.Register()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- m.Run(ctx) }()
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		frameworktest.WaitFor(b, "the service framework", 20*time.Second, func() bool {
 			svc.mu.Lock()
-			ready := svc.st != nil
-			svc.mu.Unlock()
-			if ready {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatal("the service framework did not start")
-			}
-		}
+			defer svc.mu.Unlock()
+			return svc.st != nil
+		})
 		sim.AddAgents(agents, resources.Resources{CPUs: 2, Mem: 4096, Disk: 10000, Ports: resources.Ranges{{Begin: 31000, End: 31100}}})
 		base := "http://" + m.HTTPAddr()
 
@@ -127,10 +110,7 @@ func BenchmarkThousandApps(b *testing.B) {
 		sort.Slice(gets, func(i, j int) bool { return gets[i] < gets[j] })
 		b.ReportMetric(allRunning.Seconds(), "s-to-all-running")
 		b.ReportMetric(float64(gets[len(gets)/2].Microseconds())/1000, "ms/GET-v2-apps")
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
+		stop()
 		b.StartTimer()
 	}
 }

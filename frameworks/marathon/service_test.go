@@ -1,15 +1,12 @@
 package marathon
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
@@ -22,34 +19,18 @@ import (
 // agents (the real path, with containers, is tested in cmd/agora).
 func simCluster(t *testing.T, agents int, res resources.Resources, clk ...clock.Clock) (*Service, string) {
 	t.Helper()
+	var svc *Service
 	sim := &master.SimulatedAgents{}
-	m, err := master.New(master.Config{
-		DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Scheduler: master.SchedulerConfig{Agents: sim, AllocationInterval: 20 * time.Millisecond},
-		Appliers:  map[string]raft.Applier{Namespace: Applier()},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim.Attach(m)
-	cfg := Config{Master: m, Tick: 50 * time.Millisecond}
-	if len(clk) > 0 {
-		cfg.Clock = clk[0]
-	}
-	svc, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc.Register()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
+	m, _ := frameworktest.Master(t, t.TempDir(), sim, 20*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
+		cfg := Config{Master: m, Tick: 50 * time.Millisecond}
+		if len(clk) > 0 {
+			cfg.Clock = clk[0]
 		}
+		var err error
+		if svc, err = New(cfg); err == nil {
+			svc.Register()
+		}
+		return err
 	})
 	waitFor(t, "the service framework", func() bool {
 		svc.mu.Lock()
@@ -60,29 +41,12 @@ func simCluster(t *testing.T, agents int, res resources.Resources, clk ...clock.
 	return svc, "http://" + m.HTTPAddr()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 15s", what)
-		}
-	}
+	frameworktest.WaitFor(t, what, 15*time.Second, cond)
 }
 
-func call(t *testing.T, method, url, body string, out any) int {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, bytes.NewBufferString(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		json.NewDecoder(resp.Body).Decode(out)
-	}
-	return resp.StatusCode
-}
+var call = frameworktest.Call
 
 // hosts lists where an app's running instances are.
 func hosts(svc *Service, appID string) []string {

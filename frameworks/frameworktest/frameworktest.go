@@ -1,0 +1,84 @@
+// Package frameworktest runs an embedded framework on a real master — raft on bbolt, HTTP on
+// loopback — whose scheduler reports to simulated agents, for the frameworks' own tests and
+// benchmarks. The real path, with agents on containerd, is tested in cmd/agora.
+package frameworktest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/raft"
+)
+
+// Master starts a master with its data in dir and the given raft namespaces, its scheduler
+// making offers every interval and reporting to sim; register adds the framework before the
+// master runs. It runs until stop is called or the test ends.
+func Master(t testing.TB, dir string, sim *master.SimulatedAgents, interval time.Duration, appliers map[string]raft.Applier, register func(*master.Master) error) (m *master.Master, stop func()) {
+	t.Helper()
+	m, err := master.New(master.Config{
+		DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Scheduler: master.SchedulerConfig{Agents: sim, AllocationInterval: interval},
+		Appliers:  appliers,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Attach(m)
+	if err := register(m); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(stop)
+	return m, stop
+}
+
+// WaitFor checks cond every 10 ms until it holds, and fails the test if it does not within d.
+func WaitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+	}
+}
+
+// Call sends body as JSON and decodes the answer into out (if not nil); a 2xx answer that
+// does not decode fails the test. It returns the status code.
+func Call(t testing.TB, method, url, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewBufferString(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil && resp.StatusCode < 300 {
+			t.Fatalf("%s %s: %v: %s", method, url, err, b)
+		}
+	}
+	return resp.StatusCode
+}
