@@ -62,6 +62,8 @@ type Agent struct {
 	store  *checkpoint.Store
 	exec   Executor
 	ids    *id.Generator
+	// metrics are served at GET /metrics.
+	metrics *metrics
 
 	// Set by Run before the API serves.
 	updates *statusupdate.Manager
@@ -162,6 +164,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a := &Agent{cfg: cfg, logger: cfg.Logger, exec: cfg.Executor, ids: ids}
+	a.metrics = newMetrics(a)
 	if b, err := os.ReadFile(a.idPath()); err == nil {
 		a.id = strings.TrimSpace(string(b))
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -201,8 +204,7 @@ func (a *Agent) HTTPAddr() string { return a.cfg.HTTPAddr }
 
 // serve answers the agent's API (see routes) until ctx ends.
 func (a *Agent) serve(ctx context.Context) {
-	mux := a.routes()
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.metrics.http.Wrap(a.routes()), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -242,7 +244,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.updates = statusupdate.New(statusupdate.Config{Store: a.store, Sender: sender{a}, Clock: a.cfg.Clock, Logger: a.logger.With("component", "status-updates")})
 	a.tasks = newTaskSet(taskCtx, taskSetConfig{
 		exec: a.exec, store: a.store, updates: a.updates, total: a.cfg.Resources, host: a.cfg.Hostname,
-		agentID: a.ID, clock: a.cfg.Clock, logger: a.logger, ids: a.ids,
+		agentID: a.ID, clock: a.cfg.Clock, logger: a.logger, ids: a.ids, observeStart: a.metrics.observeStart,
 	})
 	defer func() {
 		stopTasks()

@@ -26,5 +26,6 @@
 //
 // Parts: agent/containerd (the executor), agent/checkpoint (bbolt), agent/statusupdate (in-order
 // delivery), agent/logs (stdout and stderr, rotated, followable); health checks are
-// pkg/health's. The task life cycle is drawn in tasks.go; the API's routes are in http.go.
+// pkg/health's. The task life cycle is drawn in tasks.go; the API's routes are in http.go, and
+// the Prometheus metrics it serves at GET /metrics in metrics.go.
 package agent

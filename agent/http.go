@@ -26,6 +26,7 @@ import (
 //	GET  /monitor/statistics         every running task's usage, as Mesos's agent answers it
 //	GET  /v1/stats                   the agent's totals: resources, allocated, usage summed
 //	POST /v1/acknowledge             (api.Acknowledgement) the master acknowledges an update
+//	GET  /metrics                    Prometheus metrics (metrics.go)
 func (a *Agent) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "pong") })
@@ -75,6 +76,7 @@ func (a *Agent) routes() *http.ServeMux {
 	})
 	mux.HandleFunc("GET /monitor/statistics", a.handleStatistics)
 	mux.HandleFunc("GET /v1/stats", a.handleTotals)
+	mux.Handle("GET /metrics", a.metrics.handler())
 	mux.HandleFunc("POST /v1/acknowledge", func(w http.ResponseWriter, r *http.Request) {
 		var ack api.Acknowledgement
 		if err := httpjson.Decode(r, &ack); err != nil {

@@ -102,6 +102,9 @@ type taskSetConfig struct {
 	clock   clock.Clock
 	logger  *slog.Logger
 	ids     *id.Generator
+	// observeStart, when set, learns how long each launched task took from its launch request
+	// to TASK_RUNNING.
+	observeStart func(time.Duration)
 }
 
 func newTaskSet(ctx context.Context, c taskSetConfig) *taskSet {
@@ -210,6 +213,7 @@ func validateTaskInfo(info api.TaskInfo) error {
 // launch accepts a task: it answers at once with TASK_STARTING (or TASK_ERROR when the task
 // does not fit what is free) and runs the rest in the background.
 func (ts *taskSet) launch(info api.TaskInfo) (api.TaskStatus, error) {
+	requested := ts.clock.Now()
 	if ts.agentID() == "" {
 		return api.TaskStatus{}, ErrNotRegistered
 	}
@@ -243,7 +247,7 @@ func (ts *taskSet) launch(info api.TaskInfo) (api.TaskStatus, error) {
 	ts.wg.Add(1)
 	go func() {
 		defer ts.wg.Done()
-		ts.run(info)
+		ts.run(info, requested)
 	}()
 	return r.Status, nil
 }
@@ -282,8 +286,8 @@ func volumes(vs []api.Volume) []containerd.Volume {
 	return out
 }
 
-// run launches a task and watches it to its end.
-func (ts *taskSet) run(info api.TaskInfo) {
+// run launches a task, requested at the given time, and watches it to its end.
+func (ts *taskSet) run(info api.TaskInfo, requested time.Time) {
 	h, err := ts.exec.Launch(ts.ctx, ts.spec(info))
 	ts.mu.Lock()
 	r := ts.tasks[info.TaskID]
@@ -301,7 +305,8 @@ func (ts *taskSet) run(info api.TaskInfo) {
 		ts.mu.Unlock()
 		return
 	}
-	now := ts.clock.Now().UTC()
+	started := ts.clock.Now()
+	now := started.UTC()
 	r.StartedAt = &now
 	ts.handles[info.TaskID] = h
 	if r.Killing {
@@ -309,6 +314,9 @@ func (ts *taskSet) run(info api.TaskInfo) {
 	} else {
 		ts.transitionLocked(r, api.TaskStatus{State: task.Running})
 		ts.startHealthLocked(r)
+		if ts.observeStart != nil {
+			ts.observeStart(started.Sub(requested))
+		}
 	}
 	ts.mu.Unlock()
 	ts.watch(info.TaskID, h)
@@ -512,6 +520,17 @@ func (ts *taskSet) registration() []api.Task {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Info.TaskID < out[j].Info.TaskID })
+	return out
+}
+
+// countByState counts the tasks the agent knows (those list returns) by their latest state.
+func (ts *taskSet) countByState() map[task.State]int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	out := map[task.State]int{}
+	for _, r := range ts.tasks {
+		out[r.Status.State]++
+	}
 	return out
 }
 

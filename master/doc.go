@@ -32,5 +32,6 @@
 //
 // HTTP: every answer carries the leader and staleness headers (HeaderLeader and friends);
 // writes reaching a follower are proxied to the leader, and so are reads only the leader can
-// answer (tasks, frameworks).
+// answer (tasks, frameworks). GET /metrics serves Prometheus metrics (metrics.go): raft's, the
+// API's request durations, the scheduler's, and what embedded frameworks add.
 package master

@@ -22,6 +22,7 @@ import (
 
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/gossip"
+	"github.com/agora-sched/agora/pkg/httpmetrics"
 	"github.com/agora-sched/agora/pkg/version"
 	"github.com/agora-sched/agora/raft"
 )
@@ -73,6 +74,9 @@ type Master struct {
 	sched      *scheduler // the leader's two-level scheduling; see scheduler.go
 	metrics    *schedMetrics
 	registry   *prometheus.Registry // served at /metrics
+
+	raftCommit  prometheus.Histogram // agora_raft_commit_seconds, fed by the store
+	httpMetrics *httpmetrics.Metrics // the API's request durations
 
 	mu        sync.Mutex // guards clusterID
 	clusterID string
@@ -127,12 +131,13 @@ func New(cfg Config) (*Master, error) {
 		appliers[ns] = ap
 	}
 	m.store, err = raft.Open(raft.Config{
-		ID:       id,
-		Dir:      filepath.Join(cfg.DataDir, "raft"),
-		BindAddr: cfg.RaftAddr,
-		Appliers: appliers,
-		Logger:   logger,
-		Timing:   cfg.Timing,
+		ID:            id,
+		Dir:           filepath.Join(cfg.DataDir, "raft"),
+		BindAddr:      cfg.RaftAddr,
+		Appliers:      appliers,
+		Logger:        logger,
+		Timing:        cfg.Timing,
+		ObserveCommit: m.observeCommit,
 	})
 	if err != nil {
 		return nil, err

@@ -298,6 +298,43 @@ func TestSingleServerBootstrapsWritesAndRestarts(t *testing.T) {
 	}
 }
 
+func TestObserveCommitSeesEveryCommittedWrite(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		observed []time.Duration
+	)
+	c := newCluster(t, 1, func(cfg *Config) {
+		cfg.ObserveCommit = func(d time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			observed = append(observed, d)
+		}
+	})
+	nd := c.leader()
+	ctx := context.Background()
+	began := time.Now()
+	for i := 0; i < 5; i++ {
+		if _, err := nd.store.Apply(ctx, put(fmt.Sprintf("k%d", i), "v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A command its Applier refuses is committed all the same, and so observed.
+	if _, err := nd.store.Apply(ctx, Command{Namespace: "kv", Type: "fail", Data: []byte("x=y")}); err == nil {
+		t.Fatal("the refused command succeeded")
+	}
+	took := time.Since(began)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(observed) != 6 {
+		t.Fatalf("observed %d writes, want 6: %v", len(observed), observed)
+	}
+	for _, d := range observed {
+		if d <= 0 || d > took {
+			t.Errorf("a write took %v, want more than 0 and at most the %v all six took", d, took)
+		}
+	}
+}
+
 func TestFollowerRefusesWritesAndNamesTheLeader(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	lead := c.leader()

@@ -14,7 +14,7 @@
 //     the Applier's result. Concurrent Apply calls share raft entries (up to MaxBatch commands
 //     each), and raft group-commits the entries that queue up, so many writers cost few fsyncs.
 //     A caller that may retry a write sets Command.ID; the FSM applies an ID at most once within
-//     DedupeWindow.
+//     DedupeWindow. Config.ObserveCommit, when set, learns how long each committed write took.
 //  4. Reads take a View: Stale on any server (see Stats for how far behind it may be), or
 //     Linearizable on the leader (it confirms its leadership with a quorum and waits until it
 //     has applied everything committed before the read began).

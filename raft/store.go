@@ -109,6 +109,11 @@ type Config struct {
 	// StreamLayer, when set, carries raft's traffic instead of a TCP listener on BindAddr; tests
 	// use it to cut a server off from the others. AdvertiseAddr must then be its address.
 	StreamLayer hraft.StreamLayer
+	// ObserveCommit, when set, is told how long each write took on the leader, from Apply until
+	// its command was committed and applied (real time, not Now's), for metrics. Writes that
+	// fail to commit are not observed. It is called on the goroutine that hands out results:
+	// it must be quick and must not block.
+	ObserveCommit func(time.Duration)
 }
 
 // maxBatchBytes caps the data packed into one raft entry.
@@ -172,8 +177,9 @@ type Store struct {
 }
 
 type proposal struct {
-	cmd  Command
-	done chan proposalResult // buffered 1
+	cmd   Command
+	done  chan proposalResult // buffered 1
+	start time.Time           // when Apply was called, for ObserveCommit
 }
 
 type proposalResult struct {
@@ -389,7 +395,7 @@ func (s *Store) Apply(ctx context.Context, cmd Command) (Result, error) {
 	if cmd.Time == 0 {
 		cmd.Time = s.cfg.Now().UnixNano()
 	}
-	p := &proposal{cmd: cmd, done: make(chan proposalResult, 1)}
+	p := &proposal{cmd: cmd, done: make(chan proposalResult, 1), start: time.Now()}
 	select {
 	case s.proposeCh <- p:
 	case <-ctx.Done():
@@ -492,7 +498,11 @@ func (s *Store) runWaiter() {
 			deliver(b.batch, proposalResult{err: fmt.Errorf("raft: entry %d was not applied: %v", b.future.Index(), err)})
 			continue
 		}
+		now := time.Now()
 		for i, p := range b.batch {
+			if s.cfg.ObserveCommit != nil {
+				s.cfg.ObserveCommit(now.Sub(p.start))
+			}
 			r := results[i]
 			p.done <- proposalResult{res: Result{Index: b.future.Index(), Value: r.value, Duplicate: r.duplicate}, err: r.err}
 		}

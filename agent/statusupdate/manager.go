@@ -10,6 +10,7 @@
 //     whatever the checkpoint still holds.
 //  2. Update(u) for every state change: checkpointed, then sent.
 //  3. Ack(taskID, uuid) when the master acknowledges: the task's next update goes out.
+//  4. Stats for metrics: how many updates were resent, how many wait for an acknowledgement.
 package statusupdate
 
 import (
@@ -17,6 +18,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agora-sched/agora/agent/checkpoint"
@@ -56,6 +58,24 @@ type Manager struct {
 
 	mu       sync.Mutex // guards inflight
 	inflight map[string]sent
+
+	resent  atomic.Uint64 // see Stats
+	pending atomic.Int64  // see Stats
+}
+
+// Stats are the manager's numbers, for metrics.
+type Stats struct {
+	// Resent counts the updates sent again because no acknowledgement came: after their
+	// backoff, or at once after a Flush.
+	Resent uint64
+	// Pending is how many updates wait for their acknowledgement, sent or not yet, as of Run's
+	// latest look at the checkpoint (it looks after every Update and Ack).
+	Pending int
+}
+
+// Stats returns the manager's numbers.
+func (m *Manager) Stats() Stats {
+	return Stats{Resent: m.resent.Load(), Pending: int(m.pending.Load())}
 }
 
 // New makes a manager.
@@ -167,9 +187,12 @@ func (m *Manager) Run(ctx context.Context) error {
 			return err
 		}
 		heads := map[string]checkpoint.Update{}
+		n := 0
 		for id, us := range pending {
 			heads[id] = us[0]
+			n += len(us)
 		}
+		m.pending.Store(int64(n))
 		now := m.cfg.Clock.Now()
 		m.mu.Lock()
 		for id := range m.inflight {
@@ -190,6 +213,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			s.next = now.Add(backoff(s.attempt))
 			m.inflight[u.TaskID] = s
 			m.mu.Unlock()
+			if s.attempt > 1 {
+				m.resent.Add(1)
+			}
 			if err := m.cfg.Sender.Send(ctx, u); err != nil {
 				m.cfg.Logger.Warn("status update not delivered; will resend", "task", u.TaskID, "state", u.State, "attempt", s.attempt, "err", err)
 			}

@@ -149,6 +149,58 @@ func TestMasterDownKeepsRetrying(t *testing.T) {
 	waitFor(t, "delivered once the master is back", func() bool { return len(m.received()) >= 1 })
 }
 
+func TestStatsCountResendsAndPendingUpdates(t *testing.T) {
+	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "agent.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	clk := clock.NewFake(time.Unix(0, 0))
+	m := &master{ready: make(chan struct{}, 100)}
+	mgr, _ := start(t, store, m, clk)
+	for _, up := range []checkpoint.Update{u("a", "a1"), u("a", "a2"), u("b", "b1")} {
+		if err := mgr.Update(up); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "a1 and b1 sent", func() bool { return len(m.received()) == 2 })
+	waitFor(t, "three pending", func() bool { return mgr.Stats().Pending == 3 })
+	if st := mgr.Stats(); st.Resent != 0 {
+		t.Fatalf("after the first sends: %+v, want nothing resent", st)
+	}
+
+	// No ack within the backoff: both heads go again.
+	waitFor(t, "the manager asleep", func() bool { return clk.Waiters() > 0 })
+	clk.Advance(InitialBackoff)
+	waitFor(t, "the resends", func() bool { return len(m.received()) == 4 })
+	if st := mgr.Stats(); st.Resent != 2 || st.Pending != 3 {
+		t.Fatalf("after the backoff: %+v, want 2 resent and 3 pending", st)
+	}
+
+	// An ack sends the next update for the first time: not a resend.
+	if err := mgr.Ack("a", "a1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a2 sent", func() bool { return len(m.received()) == 5 })
+	if st := mgr.Stats(); st.Resent != 2 || st.Pending != 2 {
+		t.Fatalf("after an ack: %+v, want 2 resent and 2 pending", st)
+	}
+
+	// A flush (a new leader) resends every unacknowledged head at once.
+	mgr.Flush()
+	waitFor(t, "the flushed resends", func() bool { return len(m.received()) == 7 })
+	if st := mgr.Stats(); st.Resent != 4 {
+		t.Fatalf("after a flush: %+v, want 4 resent", st)
+	}
+	if err := mgr.Ack("a", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := mgr.Ack("b", "b1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "nothing pending", func() bool { return mgr.Stats().Pending == 0 })
+}
+
 func TestBackoffDoublesToTheCap(t *testing.T) {
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, time.Minute, time.Minute}
 	for i, w := range want {
