@@ -23,6 +23,7 @@ const NamespaceAgents = "agents"
 //
 //	agent.register: store the api.Agent of the data (a re-registration keeps its first
 //	                registration time and clears a removal); answers a registered
+//	agent.drain:    set or clear the drain mark of an agent (agentDrain); answers the api.Agent
 //	agent.remove:   mark the agent whose id is the data as removed (a tombstone: if it comes
 //	                back, the tasks it still runs were written off and are killed)
 func agentsApplier() raft.Applier {
@@ -30,6 +31,8 @@ func agentsApplier() raft.Applier {
 		switch cmd.Type {
 		case "agent.register":
 			return applyAgentRegister(tx, cmd)
+		case "agent.drain":
+			return applyAgentDrain(tx, cmd)
 		case "agent.remove":
 			old, ok := tx.Get(string(cmd.Data))
 			if !ok {
@@ -69,6 +72,7 @@ func applyAgentRegister(tx *raft.Txn, cmd raft.Command) (any, error) {
 		var prev api.Agent
 		if json.Unmarshal(old, &prev) == nil {
 			a.RegisteredAt = prev.RegisteredAt
+			a.DrainingSince = prev.DrainingSince
 			wasRemoved = prev.RemovedAt != nil
 		}
 	}
@@ -184,7 +188,8 @@ func (m *Master) agent(ctx context.Context, agentID string) (api.Agent, bool) {
 	return ag, true
 }
 
-// listAgents is GET /v1/agents: the registry as this master has it (see the staleness headers).
+// listAgents is GET /v1/agents: the registry as this master has it (see the staleness headers),
+// with each agent's state and use when this master leads.
 func (a *apiHandler) listAgents(w http.ResponseWriter, r *http.Request) {
 	v, err := a.m.store.View(r.Context(), raft.Stale)
 	if err != nil {
@@ -206,7 +211,7 @@ func (a *apiHandler) listAgents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, bad.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, agents)
+	writeJSON(w, http.StatusOK, a.agentViews(agents))
 }
 
 // writeStoreError maps the store's errors to answers: no leader and unknown outcomes are 503

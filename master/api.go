@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agora-sched/agora/master/ui"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/raft"
@@ -53,6 +54,12 @@ func (a *apiHandler) routes() http.Handler {
 		mux.HandleFunc("DELETE /v1/cluster/masters/{id}", a.removeMaster)
 		mux.HandleFunc("POST /v1/agents/register", a.registerAgent)
 		mux.HandleFunc("GET /v1/agents", a.listAgents)
+		mux.HandleFunc("GET /v1/agents/{id}", a.getAgent)
+		mux.HandleFunc("POST /v1/agents/{id}/drain", a.drainAgent(true))
+		mux.HandleFunc("POST /v1/agents/{id}/reactivate", a.drainAgent(false))
+		mux.HandleFunc("GET /v1/tasks/{id}", a.getTask)
+		mux.HandleFunc("POST /v1/tasks/{id}/kill", a.killTask)
+		mux.HandleFunc("GET /v1/tasks/{id}/logs", a.taskLogs)
 		mux.HandleFunc("POST /v1/agents/{id}/status", a.postStatus)
 		mux.HandleFunc("GET /v1/tasks", a.listTasks)
 		mux.HandleFunc("GET /v1/frameworks", a.listFrameworks)
@@ -61,6 +68,9 @@ func (a *apiHandler) routes() http.Handler {
 		mux.HandleFunc("GET /v1/secrets", a.listSecrets)
 		mux.HandleFunc("PUT /v1/secrets/{name...}", a.putSecret)
 		mux.HandleFunc("DELETE /v1/secrets/{name...}", a.deleteSecret)
+		mux.Handle("GET /ui/", ui.Handler())
+		mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusFound))
+		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 		mux.HandleFunc("GET /v2/leader", a.getLeaderMarathon)
 		mux.HandleFunc("DELETE /v2/leader", a.abdicate)
 	}
@@ -70,11 +80,12 @@ func (a *apiHandler) routes() http.Handler {
 	if a.m == nil {
 		return mux
 	}
-	return a.clusterMiddleware(mux)
+	return a.m.httpMetrics.Wrap(a.clusterMiddleware(mux))
 }
 
 // clusterMiddleware marks every answer with the leader and staleness headers, and sends every
-// write that reaches a follower on to the leader.
+// write that reaches a follower on to the leader. It passes the request itself to the mux,
+// which sets its Pattern for the request metrics (httpmetrics).
 func (a *apiHandler) clusterMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := a.m.store.Stats()
@@ -85,6 +96,8 @@ func (a *apiHandler) clusterMiddleware(next http.Handler) http.Handler {
 		h.Set(HeaderLastContact, strconv.FormatInt(max(st.LastContact.Milliseconds(), 0), 10))
 		h.Set(HeaderIndex, strconv.FormatUint(st.AppliedIndex, 10))
 		if isWrite(r.Method) && !a.m.store.IsLeader() {
+			// A forwarded request never reaches the mux: name its route for the metrics here.
+			_, r.Pattern = a.mux.Handler(r)
 			a.forward(w, r)
 			return
 		}

@@ -116,6 +116,9 @@ func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 		s.setStatusLocked(t, te, masterStatus(te, lostState(t.frameworks[te.info.FrameworkID]), task.ReasonReconciliation,
 			"the agent does not know this task (its data dir was lost, or the task never reached it)", now), true, now)
 	}
+	if e.info.DrainingSince != nil {
+		s.applyDrainLocked(t, e, now) // drained before: no offers, and nothing may run on it
+	}
 	s.answerWaitingLocked(t, e.info.ID, now)
 }
 
@@ -256,6 +259,9 @@ func (s *scheduler) unreachableLocked(t *schedTerm, e *agentEntry, why string, n
 		if !te.status.State.IsTerminal() {
 			s.setStatusLocked(t, te, masterStatus(te, task.Unreachable, task.ReasonAgentDisconnected, "agent "+e.info.ID+" is unreachable: "+why, now), true, now)
 		}
+	}
+	if e.info.DrainingSince != nil {
+		s.applyDrainLocked(t, e, now) // drained before: no offers, and nothing may run on it
 	}
 	s.answerWaitingLocked(t, e.info.ID, now)
 }

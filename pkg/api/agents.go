@@ -33,6 +33,21 @@ type Agent struct {
 	// --agent-removal-timeout): its tasks were declared gone, so if it comes back, they are
 	// killed.
 	RemovedAt *time.Time `json:"removed_at,omitempty"`
+	// DrainingSince is set while an operator has the agent drained (POST
+	// /v1/agents/{id}/drain): it gets no offers and its tasks were killed, until it is
+	// reactivated.
+	DrainingSince *time.Time `json:"draining_since,omitempty"`
+}
+
+// AgentView is an agent as GET /v1/agents shows it: the registry's record, and where it stands
+// with the leader (empty when no leader answered).
+type AgentView struct {
+	Agent
+	// State is active, unreachable, recovered (known, not registered with this leader yet),
+	// draining or removed.
+	State string              `json:"state,omitempty"`
+	Used  resources.Resources `json:"used"`  // held by its tasks that have not ended
+	Tasks int                 `json:"tasks"` // its tasks that have not ended
 }
 
 // FieldError says which field of a request is wrong; its text names the field.
