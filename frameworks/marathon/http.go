@@ -205,8 +205,18 @@ func (s *Service) appPut(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	rollback, ok := s.rollbackDefinition(w, r, appID, patch)
+	if !ok {
+		return
+	}
 	created := false
 	res, err := s.changeApp(r.Context(), appID, forced(r), func(cur *appState) (Definition, error) {
+		if rollback != nil {
+			if cur == nil {
+				return nil, &httpError{http.StatusNotFound, "App '" + appID + "' does not exist"}
+			}
+			return rollback, nil
+		}
 		if cur == nil {
 			if r.Method == http.MethodPatch {
 				return nil, &httpError{http.StatusNotFound, "App '" + appID + "' does not exist"}
@@ -227,6 +237,40 @@ func (s *Service) appPut(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusCreated
 	}
 	httpjson.Write(w, code, res)
+}
+
+// rollbackDefinition reads Marathon's rollback, a PUT of {"version": V}: the app's definition
+// becomes the one it had in version V (instances included), as a new version. It answers nil
+// for any other change, and false after writing an error (422 for a version that is not a
+// string, 404 for one the app never had).
+func (s *Service) rollbackDefinition(w http.ResponseWriter, r *http.Request, appID string, patch Definition) (Definition, bool) {
+	raw, ok := patch["version"]
+	if !ok {
+		return nil, true
+	}
+	var v string
+	if json.Unmarshal(raw, &v) != nil || v == "" {
+		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/version", Errors: []string{"must be one of the app's versions (GET /v2/apps" + appID + "/versions)"}}}})
+		return nil, false
+	}
+	view, err := s.store.View(r.Context(), raft.Stale)
+	if err != nil {
+		marathonError(w, http.StatusServiceUnavailable, err.Error())
+		return nil, false
+	}
+	data, found := view.Get(Namespace, versionKey(appID, v))
+	if !found {
+		marathonError(w, http.StatusNotFound, "App '"+appID+"' does not exist in version "+v)
+		return nil, false
+	}
+	old, err := Decode(data)
+	if err != nil {
+		marathonError(w, http.StatusInternalServerError, "stored version "+v+" of "+appID+": "+err.Error())
+		return nil, false
+	}
+	delete(old, "version")
+	delete(old, "versionInfo")
+	return old, true
 }
 
 func (s *Service) appPost(w http.ResponseWriter, r *http.Request) {

@@ -235,3 +235,40 @@ func TestBulkPutIsOneDeployment(t *testing.T) {
 	}
 	waitFor(t, "3 of /a and 2 of /b", func() bool { return len(hosts(svc, "/a")) == 3 && len(hosts(svc, "/b")) == 2 })
 }
+
+// TestRollbackToVersion: PUT {"version": V} deploys the definition the app had in version V,
+// instances included, as a new version; an unknown version is 404 and a bad one 422.
+func TestRollbackToVersion(t *testing.T) {
+	svc, base := simCluster(t, 2, resources.Resources{CPUs: 4, Mem: 4096, Disk: 100, Ports: resources.Ranges{{Begin: 31000, End: 31100}}})
+	app := func() map[string]any {
+		var out struct {
+			App map[string]any `json:"app"`
+		}
+		call(t, "GET", base+"/v2/apps/back", "", &out)
+		return out.App
+	}
+	if code := call(t, "POST", base+"/v2/apps", `{"id": "/back", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 1, "env": {"V": "1"}}`, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	waitFor(t, "v1 running", func() bool { return len(hosts(svc, "/back")) == 1 })
+	v1, _ := app()["version"].(string)
+	if code := call(t, "PUT", base+"/v2/apps/back", `{"env": {"V": "2"}, "instances": 2}`, nil); code != http.StatusOK {
+		t.Fatalf("PUT v2: %d", code)
+	}
+	waitFor(t, "v2 running", func() bool { return len(hosts(svc, "/back")) == 2 })
+	var res map[string]string
+	if code := call(t, "PUT", base+"/v2/apps/back", `{"version": "`+v1+`"}`, &res); code != http.StatusOK || res["deploymentId"] == "" {
+		t.Fatalf("rollback to %s: %d %v", v1, code, res)
+	}
+	waitFor(t, "back at v1's definition", func() bool {
+		a := app()
+		env, _ := a["env"].(map[string]any)
+		return env["V"] == "1" && a["instances"] == float64(1) && a["version"] != v1 && len(hosts(svc, "/back")) == 1
+	})
+	if code := call(t, "PUT", base+"/v2/apps/back", `{"version": "1999-01-01T00:00:00.000Z"}`, nil); code != http.StatusNotFound {
+		t.Fatalf("rollback to an unknown version: %d, want 404", code)
+	}
+	if code := call(t, "PUT", base+"/v2/apps/back", `{"version": 3}`, nil); code != http.StatusUnprocessableEntity {
+		t.Fatalf("rollback to version 3 (a number): %d, want 422", code)
+	}
+}
