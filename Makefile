@@ -37,10 +37,14 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-## test: lint, then every test with the race detector against a real containerd
+## test: lint, then every test with the race detector against a real containerd and a headless
+## Chromium (both installed from Debian's packages when missing); failed UI tests leave screenshots in .artifacts/
 test: lint
 	sock=$$(scripts/containerd.sh start); \
-	AGORA_CONTAINERD_SOCK="$$sock" $(GO) tool gotestsum --format testname -- -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	chromium=$$(scripts/chromium.sh); \
+	mkdir -p .artifacts; \
+	AGORA_CONTAINERD_SOCK="$$sock" AGORA_CHROMIUM="$$chromium" $(GO) tool gotestsum --format testname -- \
+		-race -count=1 -timeout $(TEST_TIMEOUT) -artifacts -outputdir "$(CURDIR)/.artifacts" ./...
 
 ## bench: benchmarks of every package that has them, in benchstat's input format
 bench:
@@ -65,4 +69,4 @@ containerd-stop:
 	scripts/containerd.sh stop
 
 clean:
-	rm -rf bin .agora
+	rm -rf bin .agora .artifacts

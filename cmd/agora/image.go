@@ -39,15 +39,17 @@ func imageCommand() *cli.Command {
 		return client, nil
 	}
 	return &cli.Command{
-		Name:  "image",
-		Usage: "images on this machine's agent: import an archive for hosts without a registry, list",
+		Name:        "image",
+		Usage:       "images on this machine's agent: import an archive for hosts without a registry, list",
+		Description: examples("agora image import bin/testapp.tar", "agora image list"),
 		Subcommands: []*cli.Command{
 			{
 				Name:      "import",
 				Usage:     "import an OCI image layout or 'docker save' archive into the agent's containerd",
 				ArgsUsage: "FILE.tar",
 				Description: "Run it on the agent's host, as the user that may use containerd's socket:\n\n" +
-					"  agora image import app.tar          # then launch tasks with the image's name",
+					"  agora image import app.tar          # then launch tasks with the image's name" + "\n\n" +
+					examples("agora image import bin/testapp.tar", "agora image import --containerd /run/containerd/containerd.sock app.tar"),
 				Flags: flags,
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
@@ -77,9 +79,10 @@ func imageCommand() *cli.Command {
 				},
 			},
 			{
-				Name:  "list",
-				Usage: "the images in the agent's containerd namespace",
-				Flags: flags,
+				Name:        "list",
+				Usage:       "the images in the agent's containerd namespace",
+				Description: examples("agora image list"),
+				Flags:       flags,
 				Action: func(c *cli.Context) error {
 					client, err := connect(c)
 					if err != nil {

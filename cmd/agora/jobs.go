@@ -10,9 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -34,59 +32,87 @@ type jobView struct {
 
 func jobCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "job",
-		Usage: "batch jobs: cron schedules and DAGs (agora job add|list|run|runs|logs)",
+		Name:        "job",
+		Usage:       "batch jobs: cron schedules and DAGs (agora job add|list|show|run|runs|logs|remove)",
+		Description: examples("agora job add examples/jobs/etl.json", "agora job run etl.extract --wait", "agora job list"),
 		Subcommands: []*cli.Command{
 			{
-				Name:      "add",
-				Usage:     "add jobs from a JSON file (one job spec or an array, parents first); an existing job is replaced",
-				ArgsUsage: "FILE.json",
-				Flags:     clientFlags(),
-				Action:    jobAdd,
+				Name:        "add",
+				Usage:       "add jobs from a JSON file (one job spec or an array, parents first); an existing job is replaced",
+				ArgsUsage:   "FILE.json",
+				Description: examples("agora job add examples/jobs/etl.json"),
+				Flags:       clientFlags(),
+				Action:      jobAdd,
 			},
 			{
-				Name:   "list",
-				Usage:  "every job with its schedule, next run and last results",
-				Flags:  clientFlags(),
-				Action: jobList,
+				Name:        "list",
+				Usage:       "every job with its schedule, next run and last results",
+				Description: examples("agora job list", "agora job list -o yaml"),
+				Flags:       clientFlags(),
+				Action:      jobList,
 			},
 			{
-				Name:      "run",
-				Usage:     "start a run now; --wait follows it to its end and exits with its exit status",
-				ArgsUsage: "JOB",
-				Flags:     append(clientFlags(), &cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the run until it ends"}),
-				Action:    jobRun,
+				Name:        "show",
+				Usage:       "one job: its command, schedules with their next run, active runs and history",
+				ArgsUsage:   "JOB",
+				Description: examples("agora job show etl.extract"),
+				Flags:       clientFlags(),
+				Action:      jobShow,
 			},
 			{
-				Name:      "runs",
-				Usage:     "the job's active and kept finished runs, newest first",
-				ArgsUsage: "JOB",
-				Flags:     clientFlags(),
-				Action:    jobRuns,
+				Name:        "run",
+				Usage:       "start a run now; --wait follows it to its end and exits with its exit status",
+				ArgsUsage:   "JOB",
+				Description: examples("agora job run etl.extract --wait"),
+				Flags:       append(clientFlags(), &cli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the run until it ends; Ctrl-C stops watching, not the run"}),
+				Action:      jobRun,
 			},
 			{
-				Name:      "logs",
-				Usage:     "the output of a run's latest task (--stderr for its error stream)",
-				ArgsUsage: "JOB RUN",
-				Flags:     append(clientFlags(), &cli.BoolFlag{Name: "stderr", Usage: "show stderr instead of stdout"}),
-				Action:    jobLogs,
+				Name:        "runs",
+				Usage:       "the job's active and kept finished runs, newest first",
+				ArgsUsage:   "JOB",
+				Description: examples("agora job runs etl.load"),
+				Flags:       clientFlags(),
+				Action:      jobRuns,
+			},
+			{
+				Name:        "logs",
+				Usage:       "the output of a run's latest task (--stderr for its error stream, -f to follow it)",
+				ArgsUsage:   "JOB RUN",
+				Description: examples("agora job logs etl.load 20261125103000abcd", "agora job logs etl.load 20261125103000abcd --stderr"),
+				Flags:       append(clientFlags(), stderrFlag, followFlag),
+				Action:      jobLogs,
+			},
+			{
+				Name:        "remove",
+				Usage:       "delete a job; --stop-runs kills its active runs first (without it, a job with active runs is kept)",
+				ArgsUsage:   "JOB",
+				Description: examples("agora job remove cleanup", "agora job remove etl.extract --stop-runs"),
+				Flags:       append(clientFlags(), &cli.BoolFlag{Name: "stop-runs", Usage: "stop the job's active runs"}),
+				Action:      jobRemove,
 			},
 		},
 	}
 }
 
+var (
+	stderrFlag = &cli.BoolFlag{Name: "stderr", Usage: "show stderr instead of stdout"}
+	followFlag = &cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing what the task writes until it ends; Ctrl-C stops"}
+)
+
 func jobAdd(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usageError{"agora job add FILE.json: give one file"}
+	file, err := oneArg(c, "agora job add FILE.json: give one file")
+	if err != nil {
+		return err
 	}
-	data, err := os.ReadFile(c.Args().First())
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
 	var specs []json.RawMessage
 	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '[' {
 		if err := json.Unmarshal(data, &specs); err != nil {
-			return fmt.Errorf("%s: %v", c.Args().First(), err)
+			return fmt.Errorf("%s: %v", file, err)
 		}
 	} else {
 		specs = []json.RawMessage{data}
@@ -100,7 +126,7 @@ func jobAdd(c *cli.Context) error {
 			ID string `json:"id"`
 		}
 		if err := json.Unmarshal(spec, &head); err != nil {
-			return fmt.Errorf("%s: %v", c.Args().First(), err)
+			return fmt.Errorf("%s: %v", file, err)
 		}
 		var out jobView
 		verb := "added"
@@ -120,20 +146,6 @@ func jobAdd(c *cli.Context) error {
 	return nil
 }
 
-// positional splits a command's arguments into the positional ones and the bool flags among
-// them: urfave/cli stops reading flags at the first positional argument, and the grammar puts
-// them after it (agora job run ID --wait). names are the flags' names and aliases.
-func positional(c *cli.Context, names ...string) (args []string, set bool) {
-	for _, a := range c.Args().Slice() {
-		if name := strings.TrimLeft(a, "-"); strings.HasPrefix(a, "-") && slices.Contains(names, name) {
-			set = true
-			continue
-		}
-		args = append(args, a)
-	}
-	return args, set
-}
-
 func isStatus(err error, code int) bool {
 	var e *client.Error
 	return errors.As(err, &e) && e.Status == code
@@ -148,58 +160,53 @@ func jobList(c *cli.Context) error {
 	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs?embed=activeRuns,historySummary", nil, &jobs); err != nil {
 		return err
 	}
-	if c.String("output") == "json" {
-		return printJSON(c.App.Writer, jobs)
-	}
-	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSCHEDULE\tNEXT RUN\tACTIVE\tSUCCESSES\tFAILURES\tMISSED\tLAST SUCCESS")
-	for _, j := range jobs {
-		sched, next := "-", "-"
-		if len(j.Dependencies) > 0 {
-			sched = "after " + strings.Join(j.Dependencies, ", ")
-		}
-		for i, s := range j.Schedules {
-			if i == 0 {
-				sched = s.Cron
-				if s.Timezone != "" && s.Timezone != "UTC" {
-					sched += " (" + s.Timezone + ")"
+	return show(c, jobs, func(tw io.Writer) {
+		fmt.Fprintln(tw, "ID\tSCHEDULE\tNEXT RUN\tACTIVE\tSUCCESSES\tFAILURES\tMISSED\tLAST SUCCESS")
+		for _, j := range jobs {
+			sched, next := "-", "-"
+			if len(j.Dependencies) > 0 {
+				sched = "after " + strings.Join(j.Dependencies, ", ")
+			}
+			for i, s := range j.Schedules {
+				if i == 0 {
+					sched = s.Cron
+					if s.Timezone != "" && s.Timezone != "UTC" {
+						sched += " (" + s.Timezone + ")"
+					}
+					if !*s.Enabled {
+						sched += " (disabled)"
+					}
 				}
-				if !*s.Enabled {
-					sched += " (disabled)"
+				if s.NextRunAt != nil && (next == "-" || s.NextRunAt.Format(time.RFC3339) < next) {
+					next = s.NextRunAt.Format(time.RFC3339)
 				}
 			}
-			if s.NextRunAt != nil && (next == "-" || s.NextRunAt.Format(time.RFC3339) < next) {
-				next = s.NextRunAt.Format(time.RFC3339)
+			h := j.HistorySummary
+			last := "-"
+			if h.LastSuccessAt != nil {
+				last = h.LastSuccessAt.Format(time.RFC3339)
 			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", j.ID, sched, next, len(j.ActiveRuns), h.SuccessCount, h.FailureCount, h.MissedCount, last)
 		}
-		h := j.HistorySummary
-		last := "-"
-		if h.LastSuccessAt != nil {
-			last = h.LastSuccessAt.Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", j.ID, sched, next, len(j.ActiveRuns), h.SuccessCount, h.FailureCount, h.MissedCount, last)
-	}
-	return tw.Flush()
+	})
 }
 
 func jobRun(c *cli.Context) error {
-	args, wait := positional(c, "wait", "w")
-	wait = wait || c.Bool("wait")
-	if len(args) != 1 {
-		return usageError{"agora job run JOB [--wait]: give the job's id"}
+	id, err := oneArg(c, "agora job run JOB [--wait]: give the job's id")
+	if err != nil {
+		return err
 	}
 	cl, err := newClient(c)
 	if err != nil {
 		return err
 	}
-	id := args[0]
 	var r chronos.Run
 	if err := cl.Do(c.Context, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/runs", nil, &r); err != nil {
 		return err
 	}
-	if !wait {
-		if c.String("output") == "json" {
-			return printJSON(c.App.Writer, r)
+	if !c.Bool("wait") {
+		if c.String("output") != "table" {
+			return show(c, r, nil)
 		}
 		fmt.Fprintf(c.App.Writer, "run %s of %s started (agora job runs %s)\n", r.ID, id, id)
 		return nil
@@ -261,21 +268,22 @@ func followRun(ctx context.Context, cl *client.Client, w io.Writer, job string, 
 }
 
 func jobRuns(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usageError{"agora job runs JOB: give the job's id"}
+	id, err := oneArg(c, "agora job runs JOB: give the job's id")
+	if err != nil {
+		return err
 	}
 	cl, err := newClient(c)
 	if err != nil {
 		return err
 	}
 	var runs []chronos.Run
-	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs/"+url.PathEscape(c.Args().First())+"/runs?include=finished", nil, &runs); err != nil {
+	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/runs?include=finished", nil, &runs); err != nil {
 		return err
 	}
-	if c.String("output") == "json" {
-		return printJSON(c.App.Writer, runs)
-	}
-	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	return show(c, runs, func(tw io.Writer) { runTable(tw, runs) })
+}
+
+func runTable(tw io.Writer, runs []chronos.Run) {
 	fmt.Fprintln(tw, "RUN\tSTATUS\tTRIGGER\tCREATED\tDURATION\tATTEMPTS\tEXIT\tREASON")
 	for _, r := range runs {
 		took, exit := "-", "-"
@@ -287,58 +295,102 @@ func jobRuns(c *cli.Context) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Status, r.Trigger, r.CreatedAt.Format(time.RFC3339), took, len(r.Tasks), exit, r.Reason)
 	}
-	return tw.Flush()
 }
 
-// jobLogs finds the run's latest task and its agent, and prints the task's output from it.
+// jobLogs prints the output of the run's latest task.
 func jobLogs(c *cli.Context) error {
-	args, stderr := positional(c, "stderr")
-	if len(args) != 2 {
-		return usageError{"agora job logs JOB RUN [--stderr]: give the job's id and the run's"}
+	a := args(c)
+	if len(a) != 2 {
+		return usageError{"agora job logs JOB RUN [--stderr] [-f]: give the job's id and the run's"}
 	}
 	cl, err := newClient(c)
 	if err != nil {
 		return err
 	}
 	var r chronos.Run
-	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs/"+url.PathEscape(args[0])+"/runs/"+url.PathEscape(args[1]), nil, &r); err != nil {
+	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs/"+url.PathEscape(a[0])+"/runs/"+url.PathEscape(a[1]), nil, &r); err != nil {
 		return err
 	}
 	if len(r.Tasks) == 0 {
 		return fmt.Errorf("run %s has not launched a task yet (%s)", r.ID, r.Status)
 	}
 	t := r.Tasks[len(r.Tasks)-1]
-	agents, err := cl.Agents(c.Context)
+	return printLogs(c, cl, t.ID, t.AgentID)
+}
+
+func jobShow(c *cli.Context) error {
+	id, err := oneArg(c, "agora job show JOB: give the job's id")
 	if err != nil {
 		return err
 	}
-	addr := ""
-	for _, a := range agents {
-		if a.ID == t.AgentID {
-			addr = a.HTTP
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"?embed=activeRuns,history,historySummary,schedules", nil, &raw); err != nil {
+		return err
+	}
+	var j jobView
+	if err := json.Unmarshal(raw, &j); err != nil {
+		return err
+	}
+	var runs []chronos.Run
+	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/runs?include=finished", nil, &runs); err != nil {
+		return err
+	}
+	return show(c, raw, func(w io.Writer) {
+		fmt.Fprintf(w, "ID:\t%s\n", j.ID)
+		if j.Description != "" {
+			fmt.Fprintf(w, "DESCRIPTION:\t%s\n", j.Description)
 		}
-	}
-	if addr == "" {
-		return fmt.Errorf("agent %s of task %s is not registered", t.AgentID, t.ID)
-	}
-	stream := "stdout"
-	if stderr || c.Bool("stderr") {
-		stream = "stderr"
-	}
-	u := fmt.Sprintf("http://%s/v1/tasks/%s/logs?stream=%s", addr, url.PathEscape(t.ID), stream)
-	req, err := http.NewRequestWithContext(c.Context, http.MethodGet, u, nil)
+		what := j.Run.Cmd
+		if j.Run.Docker != nil {
+			what = strings.TrimSpace(j.Run.Docker.Image + " " + strings.Join(j.Run.Args, " "))
+		}
+		fmt.Fprintf(w, "RUNS:\t%s\n", what)
+		fmt.Fprintf(w, "RESOURCES:\tcpus %g, mem %g MiB\n", j.Run.CPUs, j.Run.Mem)
+		if len(j.Dependencies) > 0 {
+			fmt.Fprintf(w, "AFTER:\t%s\n", strings.Join(j.Dependencies, ", "))
+		}
+		for _, s := range j.Schedules {
+			next := "-"
+			if s.NextRunAt != nil {
+				next = s.NextRunAt.Format(time.RFC3339)
+			}
+			state := ""
+			if s.Enabled != nil && !*s.Enabled {
+				state = " (disabled)"
+			}
+			fmt.Fprintf(w, "SCHEDULE %s:\t%s %s, %s%s; next %s\n", s.ID, s.Cron, s.Timezone, s.ConcurrencyPolicy, state, next)
+		}
+		if h := j.HistorySummary; h != nil {
+			fmt.Fprintf(w, "RESULTS:\t%d successes, %d failures, %d missed\n", h.SuccessCount, h.FailureCount, h.MissedCount)
+		}
+		fmt.Fprintln(w)
+		runTable(w, runs)
+	})
+}
+
+func jobRemove(c *cli.Context) error {
+	id, err := oneArg(c, "agora job remove JOB [--stop-runs]: give the job's id")
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	cl, err := newClient(c)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("agent %s answered %d: %s", addr, resp.StatusCode, strings.TrimSpace(string(b)))
+	q := ""
+	if c.Bool("stop-runs") {
+		q = "?stopCurrentJobRuns=true"
 	}
-	_, err = io.Copy(c.App.Writer, resp.Body)
-	return err
+	if err := cl.Do(c.Context, http.MethodDelete, "/v1/jobs/"+url.PathEscape(id)+q, nil, nil); err != nil {
+		if isStatus(err, http.StatusConflict) {
+			return fmt.Errorf("%w (agora job remove %s --stop-runs stops them)", err, id)
+		}
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "job %s removed\n", id)
+	return nil
 }

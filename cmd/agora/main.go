@@ -64,14 +64,21 @@ func exitCode(err error, stderr io.Writer) int {
 // run builds the command tree and runs it with args; it is main without the process around it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	app := &cli.App{
-		Name:            "agora",
-		Usage:           "a two-level cluster scheduler: replicated masters, containerd agents, services and cron jobs",
-		Version:         version.Get().String(),
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: true,
+		Name:    "agora",
+		Usage:   "a two-level cluster scheduler: replicated masters, containerd agents, services and cron jobs",
+		Version: version.Get().String(),
+		Description: examples("agora dev                                   # a one-machine cluster: master, agent, both frameworks",
+			"agora app add examples/apps/hello.json --wait",
+			"agora job add examples/jobs/etl.json && agora job run etl.extract --wait",
+			"agora task list --state running",
+			"agora <command> --help                      # every command has its own help and examples"),
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		HideHelpCommand:      true,
+		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"AGORA_LOG_LEVEL"}},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text (for terminals) or json (one object per line, for log collectors)", EnvVars: []string{"AGORA_LOG_FORMAT"}},
 		},
 		Commands: []*cli.Command{
 			devCommand(),
@@ -79,10 +86,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			agentCommand(),
 			clusterCommand(),
 			frameworkCommand(),
-			taskCommand(),
+			appCommand(),
+			deployCommand(),
 			jobCommand(),
+			taskCommand(),
 			imageCommand(),
 			loggerCommand(),
+			completionCommand(),
 		},
 		OnUsageError:   onUsageError,
 		ExitErrHandler: func(*cli.Context, error) {}, // main maps errors to exit codes
@@ -102,18 +112,31 @@ func onUsageError(c *cli.Context, err error, isSubcommand bool) error {
 	return usageError{err.Error()}
 }
 
+// setUsageErrors makes a wrong flag a usage error at every level of the tree, and lets every
+// command take its flags after its arguments (interspersed).
 func setUsageErrors(cmds []*cli.Command) {
 	for _, cmd := range cmds {
 		cmd.OnUsageError = onUsageError
+		if cmd.Action != nil {
+			cmd.Action = interspersed(cmd.Action)
+		}
 		setUsageErrors(cmd.Subcommands)
 	}
 }
 
-// newLogger makes the process's logger from --log-level; packages get children of it.
+// newLogger makes the process's logger from --log-level and --log-format; packages get
+// children of it.
 func newLogger(c *cli.Context) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return nil, usageError{fmt.Sprintf("--log-level: %v", err)}
 	}
-	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})), nil
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.String("log-format") {
+	case "text":
+		return slog.New(slog.NewTextHandler(c.App.ErrWriter, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, opts)), nil
+	}
+	return nil, usageError{fmt.Sprintf("--log-format: want text or json, got %q", c.String("log-format"))}
 }

@@ -45,7 +45,16 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"agora", "master"}, exitUsage, "--data-dir is required"},
 		{[]string{"agora", "master", "--data-dir", "DATA", "--bind", "127.0.0.1:notaport"}, exitError, "127.0.0.1:notaport"},
 		{[]string{"agora", "cluster", "members", "--master", "http://127.0.0.1:1"}, exitError, "connection refused"},
-		{[]string{"agora", "cluster", "leader", "-o", "yaml"}, exitUsage, "--output"},
+		{[]string{"agora", "cluster", "leader", "-o", "xml"}, exitUsage, "--output"},
+		{[]string{"agora", "app", "scale", "web", "many"}, exitUsage, "INSTANCES must be a whole number"},
+		{[]string{"agora", "app", "scale", "web"}, exitUsage, "agora app scale APP INSTANCES"},
+		{[]string{"agora", "app", "add", "x.json", "--bogus"}, exitUsage, "flag provided but not defined: --bogus"},
+		{[]string{"agora", "app", "add", "/nonexistent/app.json", "--wait"}, exitError, "no such file"},
+		{[]string{"agora", "task", "logs"}, exitUsage, "give the task's id"},
+		{[]string{"agora", "job", "logs", "j"}, exitUsage, "give the job's id and the run's"},
+		{[]string{"agora", "app", "list", "--master", "http://127.0.0.1:1"}, exitError, "connection refused"},
+		{[]string{"agora", "--log-format", "xml", "dev"}, exitUsage, "--log-format"},
+		{[]string{"agora", "completion", "fish"}, exitUsage, "bash or zsh"},
 		{[]string{"agora", "cluster", "remove-master"}, exitUsage, "one master id"},
 		{[]string{"agora", "agent", "--join", "127.0.0.1:1"}, exitUsage, "--data-dir is required"},
 		{[]string{"agora", "agent", "--data-dir", "DATA"}, exitUsage, "--join is required"},
@@ -69,6 +78,59 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("stderr = %q, want it to say %q", stderr.String(), tt.msg)
 			}
 		})
+	}
+}
+
+// TestEveryCommandHasHelpWithAnExample walks the command tree: each command answers --help
+// with its usage and at least one example.
+func TestEveryCommandHasHelpWithAnExample(t *testing.T) {
+	var walk func(path []string, names []string)
+	seen := 0
+	walk = func(path []string, _ []string) {
+		var out bytes.Buffer
+		args := append(append([]string{"agora"}, path...), "--help")
+		if err := run(context.Background(), args, &out, io.Discard); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		seen++
+		if !regexp.MustCompile(`Examples:\n\s+(agora|source <\(agora) `).MatchString(out.String()) {
+			t.Errorf("%s has no example:\n%s", strings.Join(args, " "), out.String())
+		}
+		// Subcommands are listed under COMMANDS: one per line, name first.
+		_, cmds, ok := strings.Cut(out.String(), "COMMANDS:\n")
+		if !ok {
+			return
+		}
+		cmds, _, _ = strings.Cut(cmds, "\n\n")
+		for _, line := range strings.Split(cmds, "\n") {
+			name := strings.TrimSuffix(strings.Fields(line)[0], ",")
+			if name == "help" {
+				continue
+			}
+			walk(append(append([]string{}, path...), name), nil)
+		}
+	}
+	walk(nil, nil)
+	if seen < 40 {
+		t.Fatalf("walked %d commands; the tree has more", seen)
+	}
+}
+
+// TestOutputFormats: --output yaml keeps the JSON's field names and order, in block style.
+func TestOutputFormats(t *testing.T) {
+	var out bytes.Buffer
+	v := struct {
+		Zeta  string            `json:"zeta"`
+		Alpha []int             `json:"alpha"`
+		Inner map[string]string `json:"inner"`
+		Quote string            `json:"quote"`
+	}{"z", []int{1, 2}, map[string]string{"k": "v"}, "true"}
+	if err := printYAML(&out, v); err != nil {
+		t.Fatal(err)
+	}
+	want := "zeta: z\nalpha:\n  - 1\n  - 2\ninner:\n  k: v\nquote: \"true\"\n"
+	if out.String() != want {
+		t.Fatalf("yaml:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
 

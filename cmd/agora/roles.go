@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	containerd "github.com/containerd/containerd"
@@ -29,7 +28,8 @@ func devCommand() *cli.Command {
 		Name:  "dev",
 		Usage: "run a one-node cluster in this process: a master, an agent on the local containerd, and the frameworks",
 		Description: "Starts the embedded default cluster on this machine. State lives under --data-dir, the\n" +
-			"HTTP API on --http (Marathon's port by default). `make run` starts a containerd first and then this.",
+			"HTTP API on --http (Marathon's port by default). `make run` starts a containerd first and then this." + "\n\n" +
+			examples("agora dev", "agora dev --data-dir /tmp/agora --http 127.0.0.1:9090"),
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Value: ".agora", Usage: "where the node keeps its state"},
 			&cli.StringFlag{Name: "containerd", Value: defaultContainerdSock, Usage: "containerd socket", EnvVars: []string{"AGORA_CONTAINERD_SOCK"}},
@@ -101,8 +101,9 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
-	fmt.Fprintf(c.App.Writer, "agora dev is up\n  API:        http://%s  (try: curl http://%s/v1/cluster)\n  agent API:  http://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\nStop it with Ctrl-C.\n",
-		m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir)
+	fmt.Fprintf(c.App.Writer, "agora dev is up\n  UI:         http://%s/ui/\n  API:        http://%s  (try: curl http://%s/v1/cluster, or agora app add examples/apps/hello.json --wait)\n"+
+		"  metrics:    http://%s/metrics, agent http://%s/metrics\n  agent API:  http://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\nStop it with Ctrl-C; the state stays in the data dir for the next start.\n",
+		m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir)
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- a.Run(c.Context) }()
 	err = m.Run(c.Context)
@@ -225,7 +226,8 @@ func masterCommand() *cli.Command {
 			"  one master:    agora master --data-dir /var/lib/agora --bind 10.0.0.1:5050\n" +
 			"  three masters: agora master --data-dir D --bind 10.0.0.N:5050 --http 10.0.0.N:8080 \\\n" +
 			"                   --join 10.0.0.1:5051 --bootstrap-expect 3      (on each of the three)\n" +
-			"  add a master:  agora master --data-dir D --bind 10.0.0.4:5050 --join 10.0.0.1:5051",
+			"  add a master:  agora master --data-dir D --bind 10.0.0.4:5050 --join 10.0.0.1:5051" + "\n\n" +
+			examples("agora master --data-dir /var/lib/agora --bind 10.0.0.1:5050 --http 10.0.0.1:8080 --join 10.0.0.2:5051 --bootstrap-expect 3"),
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Usage: "where this master keeps its state (required)"},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1:5050", Usage: "raft address, host:port, that the other masters can reach"},
@@ -285,7 +287,8 @@ func agentCommand() *cli.Command {
 			"started again, it re-attaches to the containers that kept running. SIGTERM leaves tasks running\n" +
 			"unless --drain is given.\n\n" +
 			"  agora agent --join 10.0.0.1:5051 --data-dir /var/lib/agora-agent --http 10.0.0.7:5151 \\\n" +
-			"    --gossip 10.0.0.7:5152 --resources 'cpus:4;mem:8192;disk:20000;ports:[31000-32000]' --attributes 'rack:r1'",
+			"    --gossip 10.0.0.7:5152 --resources 'cpus:4;mem:8192;disk:20000;ports:[31000-32000]' --attributes 'rack:r1'" + "\n\n" +
+			examples("agora agent --join 10.0.0.1:5051 --data-dir /var/lib/agora-agent --http 10.0.0.7:5151 --gossip 10.0.0.7:5152", "agora agent list", "agora agent drain AGENT"),
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip address of a master (repeatable; required)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where the agent keeps its id and checkpoints (required)"},
@@ -301,33 +304,8 @@ func agentCommand() *cli.Command {
 			&cli.Int64Flag{Name: "log-max-bytes", Value: 10 << 20, Usage: "rotate a task's stdout and stderr at this size"},
 			&cli.IntFlag{Name: "log-keep", Value: 5, Usage: "rotated stdout and stderr files kept per task"},
 		},
-		Action: runAgent,
-		Subcommands: []*cli.Command{
-			{
-				Name:  "list",
-				Usage: "the agents registered with the cluster",
-				Flags: clientFlags(),
-				Action: func(c *cli.Context) error {
-					cl, err := newClient(c)
-					if err != nil {
-						return err
-					}
-					agents, err := cl.Agents(c.Context)
-					if err != nil {
-						return err
-					}
-					if c.String("output") == "json" {
-						return printJSON(c.App.Writer, agents)
-					}
-					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "ID\tHOSTNAME\tHTTP\tRESOURCES\tREGISTERED")
-					for _, a := range agents {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.HTTP, a.Resources, a.RegisteredAt.Format(time.RFC3339))
-					}
-					return tw.Flush()
-				},
-			},
-		},
+		Action:      runAgent,
+		Subcommands: agentSubcommands(),
 	}
 }
 

@@ -3,16 +3,13 @@ package main
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/agora-sched/agora/master"
-	"github.com/agora-sched/agora/pkg/task"
 )
 
 // schedulerFlags tune the leader's two-level scheduling; masters and dev nodes take them.
@@ -61,84 +58,4 @@ func schedulerConfig(c *cli.Context) (master.SchedulerConfig, error) {
 		AgentReregisterTimeout: c.Duration("agent-reregister-timeout"),
 		AgentRemovalTimeout:    c.Duration("agent-removal-timeout"),
 	}, nil
-}
-
-func frameworkCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "framework",
-		Usage: "the frameworks the leader knows (agora framework list)",
-		Subcommands: []*cli.Command{{
-			Name:  "list",
-			Usage: "every registered framework, connected or within its failover timeout",
-			Flags: clientFlags(),
-			Action: func(c *cli.Context) error {
-				cl, err := newClient(c)
-				if err != nil {
-					return err
-				}
-				fws, err := cl.Frameworks(c.Context)
-				if err != nil {
-					return err
-				}
-				if c.String("output") == "json" {
-					return printJSON(c.App.Writer, fws)
-				}
-				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tNAME\tROLE\tCONNECTED\tTASKS\tALLOCATED\tSHARE")
-				for _, fw := range fws {
-					connected := "yes"
-					if !fw.Connected {
-						connected = "no, failover until " + fw.FailoverDeadline.Format(time.RFC3339)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%.3f\n", fw.Info.ID, fw.Info.Name, fw.Info.Role, connected, fw.Tasks, fw.Allocated, fw.Share)
-				}
-				return tw.Flush()
-			},
-		}},
-	}
-}
-
-func taskCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "task",
-		Usage: "the tasks the leader knows (agora task list)",
-		Subcommands: []*cli.Command{{
-			Name:  "list",
-			Usage: "every task with its latest state; --state TASK_RUNNING (repeatable) keeps only those",
-			Flags: append(clientFlags(), &cli.StringSliceFlag{Name: "state", Usage: "only tasks in this state, e.g. TASK_RUNNING or running"}),
-			Action: func(c *cli.Context) error {
-				var states []task.State
-				for _, s := range c.StringSlice("state") {
-					st, err := task.ParseState(s)
-					if err != nil {
-						return usageError{fmt.Sprintf("--state: %v", err)}
-					}
-					states = append(states, st)
-				}
-				cl, err := newClient(c)
-				if err != nil {
-					return err
-				}
-				all, err := cl.Tasks(c.Context)
-				if err != nil {
-					return err
-				}
-				tasks := all[:0]
-				for _, t := range all {
-					if len(states) == 0 || slices.Contains(states, t.State) {
-						tasks = append(tasks, t)
-					}
-				}
-				if c.String("output") == "json" {
-					return printJSON(c.App.Writer, tasks)
-				}
-				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tSTATE\tFRAMEWORK\tAGENT\tSINCE\tMESSAGE")
-				for _, t := range tasks {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.TaskID, t.State, dash(t.FrameworkID), dash(t.AgentID), t.Timestamp.Format(time.RFC3339), t.Message)
-				}
-				return tw.Flush()
-			},
-		}},
-	}
 }

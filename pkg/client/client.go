@@ -17,8 +17,9 @@ import (
 
 // Client calls one master. Followers forward writes to the leader, so any master will do.
 type Client struct {
-	base *url.URL
-	hc   *http.Client
+	base   *url.URL
+	hc     *http.Client
+	stream *http.Client // no timeout: a followed log stays open
 }
 
 // New makes a client for the master at addr: a URL ("http://10.0.0.1:8080") or host:port.
@@ -30,7 +31,7 @@ func New(addr string) (*Client, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("client: master address %q is not a URL like http://host:port", addr)
 	}
-	return &Client{base: u, hc: &http.Client{Timeout: 30 * time.Second}}, nil
+	return &Client{base: u, hc: &http.Client{Timeout: 30 * time.Second}, stream: &http.Client{}}, nil
 }
 
 // Error is an answer of 4xx or 5xx from the master.
@@ -74,11 +75,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("client: read answer: %w", err)
 	}
 	if resp.StatusCode >= 300 {
-		var e api.Error
-		if json.Unmarshal(body, &e) != nil || e.Message == "" {
-			e.Message = strings.TrimSpace(string(body))
-		}
-		return &Error{Status: resp.StatusCode, Message: e.Message}
+		return &Error{Status: resp.StatusCode, Message: errorMessage(body)}
 	}
 	if out == nil {
 		return nil
@@ -144,3 +141,50 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 
 // Addr is the host:port the client talks to.
 func (c *Client) Addr() string { return c.base.Host }
+
+// errorMessage is the message of an error answer: Agora's {"message"} with the field it names
+// ({"field"}, Metronome's) or Marathon's validation details ({"details": [{"path", "errors"}]}),
+// or the body itself when it is not JSON.
+func errorMessage(body []byte) string {
+	var e struct {
+		api.Error
+		Field   string `json:"field"`
+		Details []struct {
+			Path   string   `json:"path"`
+			Errors []string `json:"errors"`
+		} `json:"details"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Message == "" {
+		return strings.TrimSpace(string(body))
+	}
+	msg := e.Message
+	if e.Field != "" && !strings.Contains(msg, e.Field) {
+		msg = e.Field + ": " + msg
+	}
+	for _, d := range e.Details {
+		msg += "; " + d.Path + ": " + strings.Join(d.Errors, ", ")
+	}
+	return msg
+}
+
+// Stream is GET of path (with its query) answered with a body that is not JSON (a task's logs,
+// followed as they grow): the caller reads and closes it. A 4xx/5xx answer is *Error.
+func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	path, query, _ := strings.Cut(path, "?")
+	u := c.base.JoinPath(path)
+	u.RawQuery = query
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	resp, err := c.stream.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, &Error{Status: resp.StatusCode, Message: errorMessage(body)}
+	}
+	return resp.Body, nil
+}

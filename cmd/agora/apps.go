@@ -1,0 +1,707 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/agora-sched/agora/pkg/client"
+)
+
+// appView is what the CLI reads of a Marathon app (GET /v2/apps); the JSON and YAML output
+// show the whole answer.
+type appView struct {
+	ID        string   `json:"id"`
+	Instances int      `json:"instances"`
+	CPUs      float64  `json:"cpus"`
+	Mem       float64  `json:"mem"`
+	Cmd       string   `json:"cmd"`
+	Args      []string `json:"args"`
+	Container *struct {
+		Docker *struct {
+			Image string `json:"image"`
+		} `json:"docker"`
+	} `json:"container"`
+	HealthChecks   []json.RawMessage `json:"healthChecks"`
+	TasksStaged    int               `json:"tasksStaged"`
+	TasksRunning   int               `json:"tasksRunning"`
+	TasksHealthy   int               `json:"tasksHealthy"`
+	TasksUnhealthy int               `json:"tasksUnhealthy"`
+	Deployments    []struct {
+		ID string `json:"id"`
+	} `json:"deployments"`
+	Version         string          `json:"version"`
+	Tasks           []appTask       `json:"tasks"`
+	LastTaskFailure json.RawMessage `json:"lastTaskFailure"`
+}
+
+type appTask struct {
+	ID                 string    `json:"id"`
+	Host               string    `json:"host"`
+	Ports              []int     `json:"ports"`
+	State              string    `json:"state"`
+	Version            string    `json:"version"`
+	StagedAt           time.Time `json:"stagedAt"`
+	HealthCheckResults []struct {
+		Alive bool `json:"alive"`
+	} `json:"healthCheckResults"`
+}
+
+// what is the app's image, or its command.
+func (a appView) what() string {
+	if a.Container != nil && a.Container.Docker != nil && a.Container.Docker.Image != "" {
+		return a.Container.Docker.Image + " " + strings.Join(a.Args, " ")
+	}
+	if a.Cmd != "" {
+		return a.Cmd
+	}
+	return strings.Join(a.Args, " ")
+}
+
+// progress is the app's instances as a person reads them: running and healthy of wanted.
+func (a appView) progress() string {
+	s := fmt.Sprintf("%d/%d running", a.TasksRunning, a.Instances)
+	if len(a.HealthChecks) > 0 {
+		s += fmt.Sprintf(", %d/%d healthy", a.TasksHealthy, a.Instances)
+	}
+	if a.TasksStaged > 0 {
+		s += fmt.Sprintf(", %d staged", a.TasksStaged)
+	}
+	return s
+}
+
+// changeResult is Marathon's answer to a change: the deployment it started.
+type changeResult struct {
+	DeploymentID string `json:"deploymentId"`
+	Version      string `json:"version"`
+}
+
+// deployment is Marathon's deployment as GET /v2/deployments lists it.
+type deployment struct {
+	ID             string   `json:"id"`
+	Version        string   `json:"version"`
+	AffectedApps   []string `json:"affectedApps"`
+	CurrentStep    int      `json:"currentStep"`
+	TotalSteps     int      `json:"totalSteps"`
+	CurrentActions []struct {
+		Action string `json:"action"`
+		App    string `json:"app"`
+	} `json:"currentActions"`
+}
+
+func appPath(id string, rest ...string) string {
+	return "/v2/apps/" + strings.Trim(id, "/") + strings.Join(rest, "")
+}
+
+func appCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "app",
+		Usage:       "long-running services through the Marathon framework (agora app add|list|show|update|scale|restart|remove|tasks|versions|rollback)",
+		Description: examples("agora app add examples/apps/hello.json --wait", "agora app list", "agora app scale hello 4 --wait", "agora app rollback hello --wait"),
+		Subcommands: []*cli.Command{
+			{
+				Name:        "add",
+				Usage:       "create an app from a Marathon app definition (JSON); --wait follows its deployment until every instance runs (and is healthy)",
+				ArgsUsage:   "FILE.json",
+				Description: examples("agora app add examples/apps/hello.json --wait"),
+				Flags:       append(clientFlags(), waitFlag),
+				Action:      appAdd,
+			},
+			{
+				Name:        "list",
+				Usage:       "every app with its instances, health and running deployment",
+				Description: examples("agora app list", "agora app list -o json"),
+				Flags:       clientFlags(),
+				Action:      appList,
+			},
+			{
+				Name:        "show",
+				Usage:       "one app: its definition's essentials, deployments and instances",
+				ArgsUsage:   "APP",
+				Description: examples("agora app show hello", "agora app show /hello -o yaml"),
+				Flags:       clientFlags(),
+				Action:      appShow,
+			},
+			{
+				Name:        "update",
+				Usage:       "change an app with a partial or full definition (JSON): only the fields given change; a changed config is a rolling upgrade",
+				ArgsUsage:   "APP FILE.json",
+				Description: examples("agora app update hello hello-v2.json --wait", "agora app update hello update.json --force   # overrides a running deployment"),
+				Flags:       append(clientFlags(), waitFlag, forceFlag),
+				Action:      appUpdate,
+			},
+			{
+				Name:        "scale",
+				Usage:       "set an app's number of instances",
+				ArgsUsage:   "APP INSTANCES",
+				Description: examples("agora app scale hello 4 --wait"),
+				Flags:       append(clientFlags(), waitFlag, forceFlag),
+				Action:      appScale,
+			},
+			{
+				Name:        "restart",
+				Usage:       "replace every instance by a new one, as a rolling upgrade",
+				ArgsUsage:   "APP",
+				Description: examples("agora app restart hello --wait"),
+				Flags:       append(clientFlags(), waitFlag, forceFlag),
+				Action:      appRestart,
+			},
+			{
+				Name:        "remove",
+				Usage:       "delete an app and kill its instances",
+				ArgsUsage:   "APP",
+				Description: examples("agora app remove hello --wait"),
+				Flags:       append(clientFlags(), waitFlag, forceFlag),
+				Action:      appRemove,
+			},
+			{
+				Name:        "tasks",
+				Usage:       "the app's instances: task id, host, ports, state, health",
+				ArgsUsage:   "APP",
+				Description: examples("agora app tasks hello"),
+				Flags:       clientFlags(),
+				Action:      appTasks,
+			},
+			{
+				Name:        "versions",
+				Usage:       "the app's config versions, newest first",
+				ArgsUsage:   "APP",
+				Description: examples("agora app versions hello"),
+				Flags:       clientFlags(),
+				Action:      appVersions,
+			},
+			{
+				Name:        "rollback",
+				Usage:       "deploy an earlier version of the app's config (default: the one before the current)",
+				ArgsUsage:   "APP [VERSION]",
+				Description: examples("agora app rollback hello --wait", "agora app rollback hello 2026-11-25T10:00:00.000Z"),
+				Flags:       append(clientFlags(), waitFlag, forceFlag),
+				Action:      appRollback,
+			},
+		},
+	}
+}
+
+var forceFlag = &cli.BoolFlag{Name: "force", Usage: "make the change even while a deployment of the app runs (it replaces that deployment)"}
+
+// forceQuery is ?force=true when --force is given.
+func forceQuery(c *cli.Context) string {
+	if c.Bool("force") {
+		return "?force=true"
+	}
+	return ""
+}
+
+func oneArg(c *cli.Context, usage string) (string, error) {
+	if a := args(c); len(a) == 1 && a[0] != "" {
+		return a[0], nil
+	}
+	return "", usageError{usage}
+}
+
+func readJSONFile(path string) (json.RawMessage, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if !json.Valid(data) {
+		var v any
+		err := json.Unmarshal(data, &v)
+		return nil, fmt.Errorf("%s: not JSON: %v", path, err)
+	}
+	return data, nil
+}
+
+func appAdd(c *cli.Context) error {
+	file, err := oneArg(c, "agora app add FILE.json [--wait]: give one app definition file")
+	if err != nil {
+		return err
+	}
+	def, err := readJSONFile(file)
+	if err != nil {
+		return err
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := cl.Do(c.Context, http.MethodPost, "/v2/apps", def, &raw); err != nil {
+		return err
+	}
+	var a appView
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return err
+	}
+	res := changeResult{Version: a.Version}
+	if len(a.Deployments) > 0 {
+		res.DeploymentID = a.Deployments[0].ID
+	}
+	return afterChange(c, cl, a.ID, "created", res, raw)
+}
+
+// afterChange reports a change that started a deployment and, with --wait, follows it.
+func afterChange(c *cli.Context, cl *client.Client, appID, verb string, res changeResult, raw any) error {
+	if !c.Bool("wait") {
+		if c.String("output") != "table" {
+			return show(c, raw, nil)
+		}
+		fmt.Fprintf(c.App.Writer, "app %s %s: deployment %s (agora deploy watch %s)\n", appID, verb, dash(res.DeploymentID), res.DeploymentID)
+		return nil
+	}
+	fmt.Fprintf(c.App.Writer, "app %s %s: deployment %s\n", appID, verb, dash(res.DeploymentID))
+	return watchDeployment(c.Context, cl, c.App.Writer, res.DeploymentID, appID, verb == "removed")
+}
+
+func appList(c *cli.Context) error {
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	var raw struct {
+		Apps json.RawMessage `json:"apps"`
+	}
+	if err := cl.Do(c.Context, http.MethodGet, "/v2/apps", nil, &raw); err != nil {
+		return err
+	}
+	var apps []appView
+	if err := json.Unmarshal(raw.Apps, &apps); err != nil {
+		return err
+	}
+	return show(c, raw.Apps, func(w io.Writer) {
+		fmt.Fprintln(w, "ID\tINSTANCES\tHEALTHY\tCPUS\tMEM\tDEPLOYING\tRUNS")
+		for _, a := range apps {
+			healthy := "-"
+			if len(a.HealthChecks) > 0 {
+				healthy = fmt.Sprintf("%d/%d", a.TasksHealthy, a.Instances)
+			}
+			deploying := "-"
+			if len(a.Deployments) > 0 {
+				deploying = a.Deployments[0].ID
+			}
+			fmt.Fprintf(w, "%s\t%d/%d\t%s\t%g\t%g\t%s\t%s\n", a.ID, a.TasksRunning, a.Instances, healthy, a.CPUs, a.Mem, deploying, a.what())
+		}
+	})
+}
+
+func fetchApp(ctx context.Context, cl *client.Client, id string) (appView, json.RawMessage, error) {
+	var raw struct {
+		App json.RawMessage `json:"app"`
+	}
+	if err := cl.Do(ctx, http.MethodGet, appPath(id, "?embed=app.tasks&embed=app.lastTaskFailure"), nil, &raw); err != nil {
+		return appView{}, nil, err
+	}
+	var a appView
+	err := json.Unmarshal(raw.App, &a)
+	return a, raw.App, err
+}
+
+func appShow(c *cli.Context) error {
+	id, err := oneArg(c, "agora app show APP: give the app's id")
+	if err != nil {
+		return err
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	a, raw, err := fetchApp(c.Context, cl, id)
+	if err != nil {
+		return err
+	}
+	return show(c, raw, func(w io.Writer) {
+		fmt.Fprintf(w, "ID:\t%s\n", a.ID)
+		fmt.Fprintf(w, "RUNS:\t%s\n", a.what())
+		fmt.Fprintf(w, "RESOURCES:\tcpus %g, mem %g MiB\n", a.CPUs, a.Mem)
+		fmt.Fprintf(w, "INSTANCES:\t%s\n", a.progress())
+		fmt.Fprintf(w, "VERSION:\t%s\n", a.Version)
+		for _, d := range a.Deployments {
+			fmt.Fprintf(w, "DEPLOYMENT:\t%s\n", d.ID)
+		}
+		if len(a.LastTaskFailure) > 0 && string(a.LastTaskFailure) != "null" {
+			var f struct {
+				TaskID    string `json:"taskId"`
+				State     string `json:"state"`
+				Message   string `json:"message"`
+				Timestamp string `json:"timestamp"`
+			}
+			if json.Unmarshal(a.LastTaskFailure, &f) == nil && f.TaskID != "" {
+				fmt.Fprintf(w, "LAST FAILURE:\t%s %s at %s: %s\n", f.TaskID, f.State, f.Timestamp, f.Message)
+			}
+		}
+		fmt.Fprintln(w)
+		appTaskTable(w, a.Tasks)
+	})
+}
+
+func appTaskTable(w io.Writer, tasks []appTask) {
+	fmt.Fprintln(w, "TASK\tHOST\tPORTS\tSTATE\tHEALTH\tVERSION")
+	for _, t := range tasks {
+		health := "-"
+		for _, r := range t.HealthCheckResults {
+			health = "healthy"
+			if !r.Alive {
+				health = "unhealthy"
+			}
+		}
+		ports := make([]string, len(t.Ports))
+		for i, p := range t.Ports {
+			ports[i] = strconv.Itoa(p)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Host, dash(strings.Join(ports, ",")), t.State, health, t.Version)
+	}
+}
+
+// appChange sends one change of an app and reports (and with --wait follows) its deployment.
+func appChange(c *cli.Context, method, path string, body any, id, verb string) error {
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	var res changeResult
+	if err := cl.Do(c.Context, method, path+forceQuery(c), body, &res); err != nil {
+		return err
+	}
+	return afterChange(c, cl, "/"+strings.Trim(id, "/"), verb, res, res)
+}
+
+func appUpdate(c *cli.Context) error {
+	a := args(c)
+	if len(a) != 2 {
+		return usageError{"agora app update APP FILE.json [--wait] [--force]: give the app's id and a definition file"}
+	}
+	def, err := readJSONFile(a[1])
+	if err != nil {
+		return err
+	}
+	return appChange(c, http.MethodPut, appPath(a[0]), def, a[0], "updated")
+}
+
+func appScale(c *cli.Context) error {
+	a := args(c)
+	if len(a) != 2 {
+		return usageError{"agora app scale APP INSTANCES [--wait]: give the app's id and a number of instances"}
+	}
+	n, err := strconv.Atoi(a[1])
+	if err != nil || n < 0 {
+		return usageError{fmt.Sprintf("agora app scale: INSTANCES must be a whole number ≥ 0, got %q", a[1])}
+	}
+	return appChange(c, http.MethodPut, appPath(a[0]), map[string]int{"instances": n}, a[0], fmt.Sprintf("scaled to %d", n))
+}
+
+func appRestart(c *cli.Context) error {
+	id, err := oneArg(c, "agora app restart APP [--wait]: give the app's id")
+	if err != nil {
+		return err
+	}
+	return appChange(c, http.MethodPost, appPath(id, "/restart"), nil, id, "restarting")
+}
+
+func appRemove(c *cli.Context) error {
+	id, err := oneArg(c, "agora app remove APP [--wait]: give the app's id")
+	if err != nil {
+		return err
+	}
+	return appChange(c, http.MethodDelete, appPath(id), nil, id, "removed")
+}
+
+func appTasks(c *cli.Context) error {
+	id, err := oneArg(c, "agora app tasks APP: give the app's id")
+	if err != nil {
+		return err
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Tasks []appTask `json:"tasks"`
+	}
+	var raw struct {
+		Tasks json.RawMessage `json:"tasks"`
+	}
+	if err := cl.Do(c.Context, http.MethodGet, appPath(id, "/tasks"), nil, &raw); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw.Tasks, &out.Tasks); err != nil {
+		return err
+	}
+	return show(c, raw.Tasks, func(w io.Writer) { appTaskTable(w, out.Tasks) })
+}
+
+func appVersionList(ctx context.Context, cl *client.Client, id string) ([]string, error) {
+	var out struct {
+		Versions []string `json:"versions"`
+	}
+	err := cl.Do(ctx, http.MethodGet, appPath(id, "/versions"), nil, &out)
+	return out.Versions, err
+}
+
+func appVersions(c *cli.Context) error {
+	id, err := oneArg(c, "agora app versions APP: give the app's id")
+	if err != nil {
+		return err
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	versions, err := appVersionList(c.Context, cl, id)
+	if err != nil {
+		return err
+	}
+	a, _, err := fetchApp(c.Context, cl, id)
+	if err != nil {
+		return err
+	}
+	return show(c, versions, func(w io.Writer) {
+		fmt.Fprintln(w, "VERSION\tCURRENT")
+		for _, v := range versions {
+			cur := ""
+			if v == a.Version {
+				cur = "yes"
+			}
+			fmt.Fprintf(w, "%s\t%s\n", v, cur)
+		}
+	})
+}
+
+func appRollback(c *cli.Context) error {
+	a := args(c)
+	if len(a) != 1 && len(a) != 2 {
+		return usageError{"agora app rollback APP [VERSION] [--wait]: give the app's id, and the version to go back to if not the one before"}
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	version := ""
+	if len(a) == 2 {
+		version = a[1]
+	} else {
+		cur, _, err := fetchApp(c.Context, cl, a[0])
+		if err != nil {
+			return err
+		}
+		versions, err := appVersionList(c.Context, cl, a[0])
+		if err != nil {
+			return err
+		}
+		for _, v := range versions { // newest first
+			if v < cur.Version {
+				version = v
+				break
+			}
+		}
+		if version == "" {
+			return fmt.Errorf("app %s has no version before %s (agora app versions %s)", a[0], cur.Version, a[0])
+		}
+	}
+	return appChange(c, http.MethodPut, appPath(a[0]), map[string]string{"version": version}, a[0], "rolling back to "+version)
+}
+
+// watchDeployment follows a deployment until it is gone from /v2/deployments, printing a line
+// whenever its step or the app's instances change, and then a result line. Ctrl-C stops the
+// watching, not the deployment.
+func watchDeployment(ctx context.Context, cl *client.Client, w io.Writer, depID, appID string, removing bool) error {
+	start := time.Now()
+	last := ""
+	for {
+		var deps []deployment
+		err := cl.Do(ctx, http.MethodGet, "/v2/deployments", nil, &deps)
+		if err != nil && !retryable(ctx, err) {
+			return err
+		}
+		var d *deployment
+		for i := range deps {
+			if deps[i].ID == depID {
+				d = &deps[i]
+			}
+		}
+		if err == nil && appID != "" {
+			a, _, aerr := fetchApp(ctx, cl, appID)
+			switch {
+			case removing && isStatus(aerr, http.StatusNotFound):
+				fmt.Fprintf(w, "app %s removed in %s\n", appID, since(start))
+				return nil
+			case aerr != nil && !retryable(ctx, aerr):
+				return aerr
+			case aerr == nil:
+				line := fmt.Sprintf("  %s", a.progress())
+				if d != nil {
+					line = fmt.Sprintf("  step %d/%d: %s", d.CurrentStep, d.TotalSteps, a.progress())
+				}
+				if line != last && (d != nil || removing) {
+					fmt.Fprintln(w, line)
+					last = line
+				}
+				if d == nil && !removing {
+					fmt.Fprintf(w, "app %s deployed in %s: %s\n", appID, since(start), a.progress())
+					return nil
+				}
+			}
+		}
+		if err == nil && appID == "" && d == nil {
+			fmt.Fprintf(w, "deployment %s done in %s\n", depID, since(start))
+			return nil
+		}
+		if err == nil && appID == "" && d != nil {
+			line := fmt.Sprintf("  step %d/%d: %s", d.CurrentStep, d.TotalSteps, actions(*d))
+			if line != last {
+				fmt.Fprintln(w, line)
+				last = line
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped watching; deployment %s goes on (agora deploy watch %s)", depID, depID)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func actions(d deployment) string {
+	var out []string
+	for _, a := range d.CurrentActions {
+		out = append(out, a.Action+" "+a.App)
+	}
+	return dash(strings.Join(out, ", "))
+}
+
+// retryable says whether an error is worth asking again: a leader change (503) or a master
+// that does not answer for a moment, while the command has not been stopped.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var e *client.Error
+	if errors.As(err, &e) {
+		return e.Status == http.StatusServiceUnavailable || e.Status == http.StatusBadGateway
+	}
+	return true
+}
+
+func since(t time.Time) string { return time.Since(t).Round(100 * time.Millisecond).String() }
+
+func deployCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "deploy",
+		Usage:       "the Marathon framework's deployments (agora deploy list|watch|cancel)",
+		Description: examples("agora deploy list", "agora deploy watch", "agora deploy cancel DEPLOYMENT"),
+		Subcommands: []*cli.Command{
+			{
+				Name:        "list",
+				Usage:       "deployments in progress, with their step and current actions",
+				Description: examples("agora deploy list"),
+				Flags:       clientFlags(),
+				Action: func(c *cli.Context) error {
+					cl, err := newClient(c)
+					if err != nil {
+						return err
+					}
+					var deps []deployment
+					if err := cl.Do(c.Context, http.MethodGet, "/v2/deployments", nil, &deps); err != nil {
+						return err
+					}
+					return show(c, deps, func(w io.Writer) {
+						fmt.Fprintln(w, "ID\tAPPS\tSTEP\tACTIONS\tVERSION")
+						for _, d := range deps {
+							fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\n", d.ID, strings.Join(d.AffectedApps, ","), d.CurrentStep, d.TotalSteps, actions(d), d.Version)
+						}
+					})
+				},
+			},
+			{
+				Name:        "watch",
+				Usage:       "follow a deployment (default: every deployment in progress) until it is done",
+				ArgsUsage:   "[DEPLOYMENT]",
+				Description: examples("agora deploy watch", "agora deploy watch 5ed4c0c5-9ff8-4a6f-a0cd-f57f59a34b43"),
+				Flags:       clientFlags(),
+				Action:      deployWatch,
+			},
+			{
+				Name:        "cancel",
+				Usage:       "stop a deployment and roll its apps back to where they were (--force: stop without rolling back)",
+				ArgsUsage:   "DEPLOYMENT",
+				Description: examples("agora deploy cancel 5ed4c0c5-9ff8-4a6f-a0cd-f57f59a34b43", "agora deploy cancel 5ed4c0c5-9ff8-4a6f-a0cd-f57f59a34b43 --force"),
+				Flags:       append(clientFlags(), &cli.BoolFlag{Name: "force", Usage: "stop where it is, without a rollback"}),
+				Action: func(c *cli.Context) error {
+					id, err := oneArg(c, "agora deploy cancel DEPLOYMENT [--force]: give the deployment's id")
+					if err != nil {
+						return err
+					}
+					cl, err := newClient(c)
+					if err != nil {
+						return err
+					}
+					var res changeResult
+					if err := cl.Do(c.Context, http.MethodDelete, "/v2/deployments/"+id+forceQuery(c), nil, &res); err != nil {
+						return err
+					}
+					if c.Bool("force") {
+						fmt.Fprintf(c.App.Writer, "deployment %s stopped\n", id)
+						return nil
+					}
+					fmt.Fprintf(c.App.Writer, "deployment %s cancelled; rollback: deployment %s (agora deploy watch %s)\n", id, dash(res.DeploymentID), res.DeploymentID)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func deployWatch(c *cli.Context) error {
+	a := args(c)
+	if len(a) > 1 {
+		return usageError{"agora deploy watch [DEPLOYMENT]: give at most one deployment id"}
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	var deps []deployment
+	if err := cl.Do(c.Context, http.MethodGet, "/v2/deployments", nil, &deps); err != nil {
+		return err
+	}
+	if len(a) == 1 {
+		for _, d := range deps {
+			if d.ID == a[0] {
+				return watchOne(c, cl, d)
+			}
+		}
+		fmt.Fprintf(c.App.Writer, "deployment %s is not in progress: done or cancelled\n", a[0])
+		return nil
+	}
+	if len(deps) == 0 {
+		fmt.Fprintln(c.App.Writer, "no deployment in progress")
+		return nil
+	}
+	for _, d := range deps {
+		if err := watchOne(c, cl, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func watchOne(c *cli.Context, cl *client.Client, d deployment) error {
+	fmt.Fprintf(c.App.Writer, "deployment %s of %s\n", d.ID, strings.Join(d.AffectedApps, ", "))
+	app := ""
+	if len(d.AffectedApps) == 1 {
+		app = d.AffectedApps[0]
+	}
+	removing := false
+	for _, act := range d.CurrentActions {
+		removing = removing || act.Action == "StopApplication"
+	}
+	return watchDeployment(c.Context, cl, c.App.Writer, d.ID, app, removing)
+}

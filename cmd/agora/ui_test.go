@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/agora-sched/agora/frameworks/chronos"
+	"github.com/agora-sched/agora/pkg/api"
+)
+
+// chromiumPath is the browser the UI tests drive: AGORA_CHROMIUM (make test sets it from
+// scripts/chromium.sh, which installs Debian's chromium when it is missing), else chromium on
+// PATH. There is no skipping: without a browser the test fails and says how to get one.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("AGORA_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome-stable", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("no chromium for the browser tests: run scripts/chromium.sh (make test does), or set AGORA_CHROMIUM")
+	return ""
+}
+
+// browser is a headless Chromium tab on the UI, with what the test needs to see in it.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	base string
+	page string // the page in view, for the screenshot's name
+}
+
+func newBrowser(t *testing.T, base string) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox, // tests run as root
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	b := &browser{t: t, ctx: ctx, base: base}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b.screenshot()
+		}
+		cancelTab()
+		cancelAlloc()
+	})
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("start chromium: %v", err)
+	}
+	return b
+}
+
+// screenshot saves the page in view under the test's artifact directory (go test -artifacts;
+// make test keeps them in .artifacts/).
+func (b *browser) screenshot() {
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		b.t.Logf("screenshot: %v", err)
+		return
+	}
+	name := strings.NewReplacer("/", "_", "#", "").Replace(b.page)
+	path := filepath.Join(b.t.ArtifactDir(), "ui-"+strings.Trim(name, "_")+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Logf("screenshot: %v", err)
+		return
+	}
+	b.t.Logf("screenshot of %s: %s", b.page, path)
+}
+
+// open shows a page of the UI (#/apps, #/jobs/ID, ...).
+func (b *browser) open(page string) {
+	b.t.Helper()
+	b.page = page
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(b.base+"/ui/"+page), chromedp.WaitVisible(chromedp.CSS("main"))); err != nil {
+		b.t.Fatalf("open %s: %v", page, err)
+	}
+}
+
+// waitText waits until the element sel shows text for which ok holds, and returns that text.
+// The UI redraws every 2 s, so the element is looked up afresh each time.
+func (b *browser) waitText(what, sel string, d time.Duration, ok func(string) bool) string {
+	b.t.Helper()
+	deadline := time.Now().Add(d)
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? e.textContent : "<none>"; })()`, sel)
+	last := ""
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+		cancel()
+		if err == nil {
+			last = got
+		}
+		if err == nil && last != "<none>" && ok(last) {
+			return last
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	errText, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.getElementById("error").textContent`))
+	b.t.Fatalf("%s on %s: %s shows %q (page error: %q)", what, b.page, sel, last, errText)
+	return ""
+}
+
+func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.t.Fatalf("%s on %s: %v", what, b.page, err)
+	}
+}
+
+func equals(want string) func(string) bool {
+	return func(s string) bool { return strings.TrimSpace(s) == want }
+}
+
+// TestWebUI drives the UI in headless Chromium against a real agora dev (raft, containerd,
+// both frameworks): the overview lists the agent, an app made through the API appears with
+// its instances, scaling it in the UI changes them, a job run shows its state and its place
+// in the DAG, a task's page shows the test app's output, and the event page streams live.
+func TestWebUI(t *testing.T) {
+	base, _, _ := startMarathonDev(t, 32300)
+	var agents []api.AgentView
+	waitJob(t, "the agent registered", 30*time.Second, func() bool {
+		return httpJSON(t, "GET", base+"/v1/agents", nil, &agents) == http.StatusOK && len(agents) == 1 && agents[0].State == "active"
+	})
+	postApp(t, base, `{"id": "/web", "container": {"type": "DOCKER", "docker": {"image": "agora.local/testapp:latest"}},
+		"args": ["-sleep", "24h"], "cpus": 0.1, "mem": 32, "instances": 1, "portDefinitions": [{"port": 0, "name": "http"}],
+		"healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0, "intervalSeconds": 1, "timeoutSeconds": 2}]}`)
+	job := `{"id": "ui.hello", "run": {"docker": {"image": "agora.local/testapp:latest"}, "args": ["-print-args", "hello-from-the-ui-test"], "cpus": 0.1, "mem": 32}}`
+	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(job), nil); code != http.StatusCreated {
+		t.Fatalf("POST /v1/jobs: %d", code)
+	}
+	child := `{"id": "ui.after", "dependencies": ["ui.hello"], "run": {"cmd": "true", "cpus": 0.1, "mem": 16}}`
+	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(child), nil); code != http.StatusCreated {
+		t.Fatalf("POST /v1/jobs (dependant): %d", code)
+	}
+	var run chronos.Run
+	if code := httpJSON(t, "POST", base+"/v1/jobs/ui.hello/runs", nil, &run); code != http.StatusCreated {
+		t.Fatalf("POST run: %d", code)
+	}
+
+	b := newBrowser(t, base)
+
+	b.open("#/")
+	b.waitText("the overview counts the agent", "#agent-count", 20*time.Second, equals("1"))
+	b.waitText("the overview lists the agent as active", fmt.Sprintf(`#agents tr[data-agent=%q] .state`, agents[0].ID), 10*time.Second, equals("active"))
+
+	b.open("#/apps")
+	b.waitText("the app appears with its instance", `#apps tr[data-app="/web"] .instances`, 60*time.Second, equals("1/1"))
+
+	b.open("#/apps/web")
+	b.waitText("the app page shows it healthy", "#app-health", 60*time.Second, equals("1/1"))
+	b.run("scale to 3 in the UI",
+		chromedp.Focus(chromedp.CSS("#scale-input")), // the page does not redraw under a focused input
+		chromedp.SetValue(chromedp.CSS("#scale-input"), "3"),
+		chromedp.Click(chromedp.CSS("#scale-button")),
+	)
+	b.waitText("the app page shows 3 running", "#app-instances", 90*time.Second, equals("3/3"))
+	var app struct {
+		App struct {
+			Instances    int `json:"instances"`
+			TasksRunning int `json:"tasksRunning"`
+		} `json:"app"`
+	}
+	if httpJSON(t, "GET", base+"/v2/apps/web", nil, &app); app.App.Instances != 3 || app.App.TasksRunning != 3 {
+		t.Fatalf("after scaling in the UI the API says %+v, want 3 instances running", app.App)
+	}
+
+	b.open("#/jobs/ui.hello")
+	b.waitText("the job run appears and succeeds", fmt.Sprintf(`#runs tr[data-run=%q] .status`, run.ID), 90*time.Second, equals("SUCCESS"))
+	b.open("#/jobs")
+	b.waitText("the DAG draws the job", `#dag g[data-node="ui.hello"] text`, 20*time.Second, equals("ui.hello"))
+	b.waitText("the DAG draws the dependency", `#dag path[data-edge="ui.hello→ui.after"]`, 5*time.Second, func(string) bool { return true })
+
+	httpJSON(t, "GET", base+"/v1/jobs/ui.hello/runs/"+run.ID, nil, &run)
+	if len(run.Tasks) == 0 {
+		t.Fatalf("run %s has no task", run.ID)
+	}
+	b.open("#/tasks/" + run.Tasks[len(run.Tasks)-1].ID)
+	b.waitText("the task page shows the test app's output", "#logs", 30*time.Second, func(s string) bool { return strings.Contains(s, "hello-from-the-ui-test") })
+	b.waitText("the task page shows its state", "#task-state", 5*time.Second, equals("TASK_FINISHED"))
+
+	b.open("#/events")
+	b.waitText("the event stream attaches", `#events tr[data-event="event_stream_attached"]`, 20*time.Second, func(string) bool { return true })
+	if code := httpJSON(t, "PUT", base+"/v2/apps/web", map[string]int{"instances": 1}, nil); code != http.StatusOK {
+		t.Fatalf("scale down: %d", code)
+	}
+	b.waitText("a deployment's events arrive live", `#events tr[data-event="deployment_success"]`, 60*time.Second, func(string) bool { return true })
+}
