@@ -259,7 +259,7 @@ func (m *Master) Run(ctx context.Context) error {
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	wg.Add(3)
-	go func() { defer wg.Done(); m.leadership.run(ctx, m.store.LeaderEvents()) }()
+	go func() { defer wg.Done(); m.leadership.run(ctx, m.loggedLeaderEvents(ctx)) }()
 	go func() {
 		defer wg.Done()
 		if err := m.http.Serve(ctx); err != nil {
@@ -589,4 +589,38 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// loggedLeaderEvents passes the store's leadership events on, with one log line for each
+// change: the line operators grep for when they ask who led when.
+func (m *Master) loggedLeaderEvents(ctx context.Context) <-chan bool {
+	out := make(chan bool)
+	go func() {
+		defer close(out)
+		leading := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-m.store.LeaderEvents():
+				if !ok {
+					return
+				}
+				if ev != leading {
+					leading = ev
+					if ev {
+						m.logger.Info("leadership won", "term", m.store.Stats().Term)
+					} else {
+						m.logger.Warn("leadership lost", "term", m.store.Stats().Term)
+					}
+				}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
 }

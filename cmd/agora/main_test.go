@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -140,11 +142,11 @@ func TestDevServesPing(t *testing.T) {
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out containerdtest.Buffer
+	var out, logs containerdtest.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"agora", "--log-level", "warn", "dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
-			"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--resources", "cpus:1;mem:512;disk:1000;ports:[31000-31010]"}, &out, io.Discard)
+		done <- run(ctx, []string{"agora", "--log-format", "json", "dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
+			"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--resources", "cpus:1;mem:512;disk:1000;ports:[31000-31010]"}, &out, &logs)
 	}()
 
 	apiRe := regexp.MustCompile(`API:\s+(http://\S+)`)
@@ -246,6 +248,24 @@ func TestDevServesPing(t *testing.T) {
 	}
 	if got := readLogs(t, "http://"+agents[0].HTTP, "dev-hello"); got != "hello from the host\n" {
 		t.Fatalf("the task's stdout: %q", got)
+	}
+	// --log-format json: every line is a JSON object; the state changes carry their ids.
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("a log line that is not JSON: %q", line)
+		}
+		msg, _ := rec["msg"].(string)
+		switch {
+		case msg == "leadership won" && strings.HasPrefix(fmt.Sprint(rec["master"]), "m-") && rec["term"] != nil:
+			seen[msg] = true
+		case msg == "agent registered" && rec["agent"] == agents[0].ID:
+			seen[msg] = true
+		}
+	}
+	if !seen["leadership won"] || !seen["agent registered"] {
+		t.Fatalf("the JSON logs lack the leadership or registration line with ids (%v):\n%s", seen, logs.String())
 	}
 
 	cancel()
