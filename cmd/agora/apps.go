@@ -76,6 +76,18 @@ func (a appView) progress() string {
 	if a.TasksStaged > 0 {
 		s += fmt.Sprintf(", %d staged", a.TasksStaged)
 	}
+	// During a rolling upgrade: how far the new version has come, and what is left of the old.
+	fresh, old := 0, 0
+	for _, t := range a.Tasks {
+		if t.Version != a.Version {
+			old++
+		} else if t.State == "TASK_RUNNING" {
+			fresh++
+		}
+	}
+	if old > 0 {
+		s += fmt.Sprintf("; new version %d/%d, %d old", fresh, a.Instances, old)
+	}
 	return s
 }
 

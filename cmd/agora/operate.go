@@ -154,7 +154,7 @@ func frameworkCommand() *cli.Command {
 						if !fw.Connected {
 							connected = "no, failover until " + fw.FailoverDeadline.Format(time.RFC3339)
 						}
-						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%.3f\n", fw.Info.ID, fw.Info.Name, fw.Info.Role, connected, fw.Tasks, fw.Allocated, fw.Share)
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%.3f\n", fw.Info.ID, fw.Info.Name, fw.Info.Role, connected, fw.Tasks, dash(fw.Allocated.String()), fw.Share)
 					}
 				})
 			},
