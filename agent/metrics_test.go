@@ -1,14 +1,12 @@
 package agent
 
 import (
-	"bufio"
 	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/promtext"
 	"github.com/agora-sched/agora/pkg/task"
 )
 
@@ -16,32 +14,11 @@ import (
 // format writes it: `name{label="value",...}`, labels sorted by name.
 func (ra *runningAgent) scrape(t *testing.T) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(ra.base + "/metrics")
+	s, err := promtext.Get(ra.base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics = %d", resp.StatusCode)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("GET /metrics: line %q: %v", line, err)
-		}
-		out[line[:i]] = v
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	return out
+	return s
 }
 
 // waitForMetrics scrapes until cond holds, for up to 20 s: the agent observes a start and a

@@ -1,45 +1,24 @@
 package master
 
 import (
-	"bufio"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agora-sched/agora/pkg/promtext"
 )
 
 // scrape reads a /metrics page over HTTP and returns every sample by its series as the text
 // format writes it: `name{label="value",...}`, labels sorted by name.
 func scrape(t *testing.T, url string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(url)
+	s, err := promtext.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s = %d", url, resp.StatusCode)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("GET %s: line %q: %v", url, line, err)
-		}
-		out[line[:i]] = v
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return out
+	return s
 }
 
 // waitForSamples scrapes until cond holds of the samples, for up to 10 s: a request is

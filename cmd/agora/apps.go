@@ -220,6 +220,17 @@ func oneArg(c *cli.Context, usage string) (string, error) {
 	return "", usageError{usage}
 }
 
+// argClient is the preamble of the commands that take one argument and call a master: the
+// argument (or a usage error) and the client.
+func argClient(c *cli.Context, usage string) (string, *client.Client, error) {
+	arg, err := oneArg(c, usage)
+	if err != nil {
+		return "", nil, err
+	}
+	cl, err := newClient(c)
+	return arg, cl, err
+}
+
 func readJSONFile(path string) (json.RawMessage, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -318,11 +329,7 @@ func fetchApp(ctx context.Context, cl *client.Client, id string) (appView, json.
 }
 
 func appShow(c *cli.Context) error {
-	id, err := oneArg(c, "agora app show APP: give the app's id")
-	if err != nil {
-		return err
-	}
-	cl, err := newClient(c)
+	id, cl, err := argClient(c, "agora app show APP: give the app's id")
 	if err != nil {
 		return err
 	}
@@ -427,11 +434,7 @@ func appRemove(c *cli.Context) error {
 }
 
 func appTasks(c *cli.Context) error {
-	id, err := oneArg(c, "agora app tasks APP: give the app's id")
-	if err != nil {
-		return err
-	}
-	cl, err := newClient(c)
+	id, cl, err := argClient(c, "agora app tasks APP: give the app's id")
 	if err != nil {
 		return err
 	}
@@ -459,11 +462,7 @@ func appVersionList(ctx context.Context, cl *client.Client, id string) ([]string
 }
 
 func appVersions(c *cli.Context) error {
-	id, err := oneArg(c, "agora app versions APP: give the app's id")
-	if err != nil {
-		return err
-	}
-	cl, err := newClient(c)
+	id, cl, err := argClient(c, "agora app versions APP: give the app's id")
 	if err != nil {
 		return err
 	}
@@ -647,11 +646,7 @@ func deployCommand() *cli.Command {
 				Description: examples("agora deploy cancel 5ed4c0c5-9ff8-4a6f-a0cd-f57f59a34b43", "agora deploy cancel 5ed4c0c5-9ff8-4a6f-a0cd-f57f59a34b43 --force"),
 				Flags:       append(clientFlags(), &cli.BoolFlag{Name: "force", Usage: "stop where it is, without a rollback"}),
 				Action: func(c *cli.Context) error {
-					id, err := oneArg(c, "agora deploy cancel DEPLOYMENT [--force]: give the deployment's id")
-					if err != nil {
-						return err
-					}
-					cl, err := newClient(c)
+					id, cl, err := argClient(c, "agora deploy cancel DEPLOYMENT [--force]: give the deployment's id")
 					if err != nil {
 						return err
 					}

@@ -192,11 +192,7 @@ func jobList(c *cli.Context) error {
 }
 
 func jobRun(c *cli.Context) error {
-	id, err := oneArg(c, "agora job run JOB [--wait]: give the job's id")
-	if err != nil {
-		return err
-	}
-	cl, err := newClient(c)
+	id, cl, err := argClient(c, "agora job run JOB [--wait]: give the job's id")
 	if err != nil {
 		return err
 	}
@@ -268,11 +264,7 @@ func followRun(ctx context.Context, cl *client.Client, w io.Writer, job string, 
 }
 
 func jobRuns(c *cli.Context) error {
-	id, err := oneArg(c, "agora job runs JOB: give the job's id")
-	if err != nil {
-		return err
-	}
-	cl, err := newClient(c)
+	id, cl, err := argClient(c, "agora job runs JOB: give the job's id")
 	if err != nil {
 		return err
 	}
@@ -319,11 +311,7 @@ func jobLogs(c *cli.Context) error {
 }
 
 func jobShow(c *cli.Context) error {
-	id, err := oneArg(c, "agora job show JOB: give the job's id")
-	if err != nil {
-		return err
-	}
-	cl, err := newClient(c)
+	id, cl, err := argClient(c, "agora job show JOB: give the job's id")
 	if err != nil {
 		return err
 	}
@@ -373,11 +361,7 @@ func jobShow(c *cli.Context) error {
 }
 
 func jobRemove(c *cli.Context) error {
-	id, err := oneArg(c, "agora job remove JOB [--stop-runs]: give the job's id")
-	if err != nil {
-		return err
-	}
-	cl, err := newClient(c)
+	id, cl, err := argClient(c, "agora job remove JOB [--stop-runs]: give the job's id")
 	if err != nil {
 		return err
 	}

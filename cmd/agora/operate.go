@@ -50,11 +50,7 @@ func agentSubcommands() []*cli.Command {
 			Description: examples("agora agent show a-1a2b3c4d"),
 			Flags:       clientFlags(),
 			Action: func(c *cli.Context) error {
-				id, err := oneArg(c, "agora agent show AGENT: give the agent's id")
-				if err != nil {
-					return err
-				}
-				cl, err := newClient(c)
+				id, cl, err := argClient(c, "agora agent show AGENT: give the agent's id")
 				if err != nil {
 					return err
 				}
@@ -213,11 +209,7 @@ func taskCommand() *cli.Command {
 				Description: examples("agora task show hello.6c1f2a3b"),
 				Flags:       clientFlags(),
 				Action: func(c *cli.Context) error {
-					id, err := oneArg(c, "agora task show TASK: give the task's id")
-					if err != nil {
-						return err
-					}
-					cl, err := newClient(c)
+					id, cl, err := argClient(c, "agora task show TASK: give the task's id")
 					if err != nil {
 						return err
 					}
@@ -251,11 +243,7 @@ func taskCommand() *cli.Command {
 				Description: examples("agora task logs hello.6c1f2a3b", "agora task logs hello.6c1f2a3b -f --stderr"),
 				Flags:       append(clientFlags(), stderrFlag, followFlag),
 				Action: func(c *cli.Context) error {
-					id, err := oneArg(c, "agora task logs TASK [-f] [--stderr]: give the task's id")
-					if err != nil {
-						return err
-					}
-					cl, err := newClient(c)
+					id, cl, err := argClient(c, "agora task logs TASK [-f] [--stderr]: give the task's id")
 					if err != nil {
 						return err
 					}
@@ -269,11 +257,7 @@ func taskCommand() *cli.Command {
 				Description: examples("agora task kill hello.6c1f2a3b", "agora task kill hello.6c1f2a3b --grace 0"),
 				Flags:       append(clientFlags(), &cli.DurationFlag{Name: "grace", Value: -1, Usage: "time between SIGTERM and SIGKILL (default: the task's own)"}),
 				Action: func(c *cli.Context) error {
-					id, err := oneArg(c, "agora task kill TASK [--grace D]: give the task's id")
-					if err != nil {
-						return err
-					}
-					cl, err := newClient(c)
+					id, cl, err := argClient(c, "agora task kill TASK [--grace D]: give the task's id")
 					if err != nil {
 						return err
 					}

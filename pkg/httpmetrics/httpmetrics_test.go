@@ -1,16 +1,16 @@
 package httpmetrics
 
 import (
-	"bufio"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agora-sched/agora/pkg/promtext"
 )
 
 // samples scrapes reg as /metrics would and returns every sample by its series, as the text
@@ -19,21 +19,11 @@ func samples(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	out := map[string]float64{}
-	sc := bufio.NewScanner(rec.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		out[line[:i]] = v
+	s, err := promtext.Parse(rec.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return s
 }
 
 func TestRequestsAreCountedByPatternAndCode(t *testing.T) {
