@@ -148,21 +148,27 @@ func TestOneMasterBootstrapsItself(t *testing.T) {
 	}
 }
 
-// TestThreeMastersFormFailOverAndGrow is the replicated master's life: three masters found a
-// cluster through gossip, a follower forwards writes, the leader dies and another takes over
-// with the leader services, a fourth master joins and later leaves gracefully.
-func TestThreeMastersFormFailOverAndGrow(t *testing.T) {
+// threeMasters starts a cluster of three masters founded through the first one's gossip, and
+// names its leader and one follower.
+func threeMasters(t *testing.T) (ms []*running, lead, follower *running) {
+	t.Helper()
 	first := startMaster(t, t.TempDir(), 3)
 	seed := first.m.GossipAddr()
-	ms := []*running{first, startMaster(t, t.TempDir(), 3, seed), startMaster(t, t.TempDir(), 3, seed)}
-	lead := leaderOf(t, ms...)
-
-	var follower *running
+	ms = []*running{first, startMaster(t, t.TempDir(), 3, seed), startMaster(t, t.TempDir(), 3, seed)}
+	lead = leaderOf(t, ms...)
 	for _, r := range ms {
 		if r != lead {
 			follower = r
 		}
 	}
+	return ms, lead, follower
+}
+
+// TestThreeMastersFormFailOverAndGrow is the replicated master's life: three masters found a
+// cluster through gossip, a follower forwards writes, the leader dies and another takes over
+// with the leader services, a fourth master joins and later leaves gracefully.
+func TestThreeMastersFormFailOverAndGrow(t *testing.T) {
+	ms, lead, follower := threeMasters(t)
 	// A master that raft took in before it founded the cluster itself learns the cluster id
 	// from the leader's gossip a moment later.
 	waitUntil(t, "every master to know the cluster id", 10*time.Second, func() bool {

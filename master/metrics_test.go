@@ -97,16 +97,7 @@ func TestMetricsShowRaftAndTheAPI(t *testing.T) {
 // TestFollowerNamesTheRouteOfWhatItForwards: a write sent to a follower never reaches its mux,
 // yet its metrics name the route.
 func TestFollowerNamesTheRouteOfWhatItForwards(t *testing.T) {
-	first := startMaster(t, t.TempDir(), 3)
-	seed := first.m.GossipAddr()
-	ms := []*running{first, startMaster(t, t.TempDir(), 3, seed), startMaster(t, t.TempDir(), 3, seed)}
-	lead := leaderOf(t, ms...)
-	var follower *running
-	for _, r := range ms {
-		if r != lead {
-			follower = r
-		}
-	}
+	_, lead, follower := threeMasters(t)
 	waitUntil(t, "the follower to know the leader's HTTP address", 10*time.Second, func() bool {
 		return follower.m.http.api.leaderHTTP() != ""
 	})
