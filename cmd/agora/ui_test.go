@@ -37,10 +37,11 @@ func chromiumPath(t *testing.T) string {
 
 // browser is a headless Chromium tab on the UI, with what the test needs to see in it.
 type browser struct {
-	t    *testing.T
-	ctx  context.Context
-	base string
-	page string // the page in view, for the screenshot's name
+	t     *testing.T
+	ctx   context.Context
+	base  string
+	page  string            // the page in view, for the screenshot's name
+	shots map[string][]byte // a screenshot of each page left, saved if the test fails
 }
 
 func newBrowser(t *testing.T, base string) *browser {
@@ -53,10 +54,10 @@ func newBrowser(t *testing.T, base string) *browser {
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	b := &browser{t: t, ctx: ctx, base: base}
+	b := &browser{t: t, ctx: ctx, base: base, shots: map[string][]byte{}}
 	t.Cleanup(func() {
 		if t.Failed() {
-			b.screenshot()
+			b.saveScreenshots()
 		}
 		cancelTab()
 		cancelAlloc()
@@ -67,28 +68,44 @@ func newBrowser(t *testing.T, base string) *browser {
 	return b
 }
 
-// screenshot saves the page in view under the test's artifact directory (go test -artifacts;
-// make test keeps them in .artifacts/).
+// screenshot takes the page in view into shots.
 func (b *browser) screenshot() {
+	if b.page == "" {
+		return
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
 	if err != nil {
-		b.t.Logf("screenshot: %v", err)
+		b.t.Logf("screenshot of %s: %v", b.page, err)
 		return
 	}
-	name := strings.NewReplacer("/", "_", "#", "").Replace(b.page)
-	path := filepath.Join(b.t.ArtifactDir(), "ui-"+strings.Trim(name, "_")+".png")
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		b.t.Logf("screenshot: %v", err)
-		return
+	b.shots[b.page] = png
+}
+
+// saveScreenshots writes a screenshot of every page the test saw, the one in view last, under
+// the test's artifact directory (go test -artifacts; make test keeps them in .artifacts/).
+func (b *browser) saveScreenshots() {
+	b.screenshot()
+	dir := b.t.ArtifactDir()
+	for page, png := range b.shots {
+		name := strings.Trim(strings.NewReplacer("/", "_", "#", "").Replace(page), "_")
+		if name == "" {
+			name = "overview"
+		}
+		path := filepath.Join(dir, "ui-"+name+".png")
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			b.t.Logf("screenshot: %v", err)
+			continue
+		}
+		b.t.Logf("screenshot of %s: %s", page, path)
 	}
-	b.t.Logf("screenshot of %s: %s", b.page, path)
 }
 
 // open shows a page of the UI (#/apps, #/jobs/ID, ...).
 func (b *browser) open(page string) {
 	b.t.Helper()
+	b.screenshot() // of the page being left
 	b.page = page
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
