@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -93,6 +94,32 @@ func TestOperatorCLIOnContainerd(t *testing.T) {
 		t.Fatalf("after the rollback: %+v, want 2 healthy (the first version's instances)", appTasks())
 	}
 
+	// A deployment that cannot finish (its readiness check never passes): deploy list shows it,
+	// watch stops watching on Ctrl-C and leaves it going, cancel rolls it back.
+	stuck := filepath.Join(t.TempDir(), "stuck.json")
+	os.WriteFile(stuck, []byte(`{"env": {"STUCK": "1"}, "readinessChecks": [{"name": "r", "protocol": "HTTP", "path": "/never-ready",
+		"portName": "http", "intervalSeconds": 1, "timeoutSeconds": 1}]}`), 0o644)
+	var res changeResult
+	out := must(`"deploymentId"`, "app", "update", "/cli/web", stuck, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.DeploymentID == "" {
+		t.Fatalf("app update -o json: %v\n%s", err, out)
+	}
+	must(res.DeploymentID, "deploy", "list")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // Ctrl-C after 2 s
+	var watched strings.Builder
+	err := run(ctx, []string{"agora", "deploy", "watch", res.DeploymentID, m}, &watched, &watched)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "stopped watching; deployment "+res.DeploymentID+" goes on") || !strings.Contains(watched.String(), "step 1/1") {
+		t.Fatalf("deploy watch stopped by Ctrl-C: %v\n%s", err, watched.String())
+	}
+	must(res.DeploymentID, "deploy", "list")
+	out = must("cancelled; rollback: deployment", "deploy", "cancel", res.DeploymentID)
+	rollback := strings.Fields(strings.SplitN(out, "rollback: deployment ", 2)[1])[0]
+	must("deployed in", "deploy", "watch", rollback)
+	if !running(2)() {
+		t.Fatalf("after cancelling the stuck deployment: %+v, want 2 healthy", appTasks())
+	}
+
 	var agents []api.AgentView
 	httpJSON(t, "GET", base+"/v1/agents", nil, &agents)
 	if len(agents) != 1 {
@@ -116,7 +143,7 @@ func TestOperatorCLIOnContainerd(t *testing.T) {
 	if code := httpJSON(t, "GET", base+"/v2/apps/cli/web", nil, nil); code != http.StatusNotFound {
 		t.Fatalf("GET the removed app: %d, want 404", code)
 	}
-	out, err := agora(t, "app", "show", "/nope", m)
+	out, err = agora(t, "app", "show", "/nope", m)
 	if err == nil || exitCode(err, &strings.Builder{}) != exitError || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("app show /nope: %v\n%s", err, out)
 	}
