@@ -22,6 +22,7 @@ import (
 	"github.com/agora-sched/agora/pkg/client"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/gossip"
+	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/id"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/version"
@@ -204,7 +205,7 @@ func (a *Agent) HTTPAddr() string { return a.cfg.HTTPAddr }
 
 // serve answers the agent's API (see routes) until ctx ends.
 func (a *Agent) serve(ctx context.Context) {
-	srv := &http.Server{Handler: a.metrics.http.Wrap(a.routes()), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.metrics.http.Wrap(httpjson.LimitBody(a.routes())), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -214,11 +214,11 @@ func validateTaskInfo(info api.TaskInfo) error {
 // does not fit what is free) and runs the rest in the background.
 func (ts *taskSet) launch(info api.TaskInfo) (api.TaskStatus, error) {
 	requested := ts.clock.Now()
+	if err := validateTaskInfo(info); err != nil { // a wrong request is wrong whenever it comes
+		return api.TaskStatus{}, err
+	}
 	if ts.agentID() == "" {
 		return api.TaskStatus{}, ErrNotRegistered
-	}
-	if err := validateTaskInfo(info); err != nil {
-		return api.TaskStatus{}, err
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()

@@ -124,7 +124,11 @@ func (a *apiHandler) registerAgent(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&reg); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("registration: %v", err))
+		code := http.StatusBadRequest
+		if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		writeError(w, code, fmt.Sprintf("registration: %v", err))
 		return
 	}
 	if err := validateRegistration(reg); err != nil {

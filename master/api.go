@@ -16,6 +16,7 @@ import (
 	"github.com/agora-sched/agora/master/ui"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/gossip"
+	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/raft"
 )
 
@@ -80,7 +81,7 @@ func (a *apiHandler) routes() http.Handler {
 	if a.m == nil {
 		return mux
 	}
-	return a.m.httpMetrics.Wrap(a.clusterMiddleware(mux))
+	return a.m.httpMetrics.Wrap(httpjson.LimitBody(a.clusterMiddleware(mux)))
 }
 
 // clusterMiddleware marks every answer with the leader and staleness headers, and sends every

@@ -63,7 +63,15 @@ func (a *apiHandler) listTasks(w http.ResponseWriter, r *http.Request) {
 		a.forward(w, r)
 		return
 	}
-	states := r.URL.Query()["state"]
+	var states []string
+	for _, v := range r.URL.Query()["state"] {
+		st, err := task.ParseState(v)
+		if err != nil {
+			httpjson.FieldError(w, http.StatusBadRequest, "state", err.Error())
+			return
+		}
+		states = append(states, string(st))
+	}
 	out := []api.TaskStatus{}
 	list, err := a.m.sched.tasksView()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/agora-sched/agora/pkg/httpjson"
@@ -71,7 +72,12 @@ func (g Graph) DOT() string {
 
 // graph answers GET /v1/graph: JSON, or DOT with ?format=dot or Accept: text/vnd.graphviz.
 func (s *Service) graph(w http.ResponseWriter, r *http.Request) {
-	dot := r.URL.Query().Get("format") == "dot" || strings.Contains(r.Header.Get("Accept"), "text/vnd.graphviz")
+	format := r.URL.Query().Get("format")
+	if format != "" && format != "json" && format != "dot" {
+		httpjson.FieldError(w, http.StatusBadRequest, "format", "want json or dot, got "+strconv.Quote(format))
+		return
+	}
+	dot := format == "dot" || format == "" && strings.Contains(r.Header.Get("Accept"), "text/vnd.graphviz")
 	s.read(w, func(st *leaderState) error {
 		g := st.graph()
 		if dot {

@@ -52,6 +52,8 @@ func apiError(w http.ResponseWriter, err error) {
 			Path       []string `json:"path,omitempty"`
 			Dependants []string `json:"dependants,omitempty"`
 		}{httpjson.ErrorBody{Message: ge.Error(), Field: ge.Field}, ge.Path, ge.Dependants})
+	case errors.As(err, &bad) && bad.TooLarge:
+		httpjson.DecodeError(w, bad)
 	case errors.As(err, &bad):
 		// Malformed JSON, a wrong type or an unknown field: the spec is refused as a whole.
 		if bad.Field != "" {

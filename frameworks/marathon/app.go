@@ -355,19 +355,24 @@ func (p *problems) err() error {
 	return e
 }
 
+// validPath says whether an app or group id is a path of valid segments (the leading / aside).
+func validPath(id string) bool {
+	for _, seg := range strings.Split(strings.TrimPrefix(id, "/"), "/") {
+		if !idSegment.MatchString(seg) {
+			return false
+		}
+	}
+	return true
+}
+
 // Validate checks the app as Marathon does and names every problem by its JSON path.
 func (a App) Validate() error {
 	var p problems
 	switch {
 	case a.ID == "":
 		p.add("/id", "must not be empty")
-	default:
-		for _, seg := range strings.Split(strings.TrimPrefix(a.ID, "/"), "/") {
-			if !idSegment.MatchString(seg) {
-				p.add("/id", "'%s' is not a valid path: each segment is lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", a.ID)
-				break
-			}
-		}
+	case !validPath(a.ID):
+		p.add("/id", "'%s' is not a valid path: each segment is lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", a.ID)
 	}
 	if a.Cmd == "" && len(a.Args) == 0 && a.Image() == "" {
 		p.add("/", "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.")

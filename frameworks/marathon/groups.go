@@ -1,7 +1,9 @@
 package marathon
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -73,14 +75,44 @@ func flatten(g groupDef, base, path string, edits *[]appEdit, groups map[string]
 func readGroup(w http.ResponseWriter, r *http.Request) (groupDef, bool) {
 	var g groupDef
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 8*maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			marathonError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes", tooBig.Limit))
+			return g, false
+		}
+	}
+	if err == nil && bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		err = errors.New("want a JSON object")
+	}
 	if err == nil {
-		err = json.Unmarshal(b, &g)
+		// A group has few fields; unlike an app's (kept for Marathon's many), an unknown one is
+		// a mistake to name.
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&g)
 	}
 	if err != nil {
 		httpjson.Write(w, http.StatusBadRequest, ValidationError{Message: "Invalid JSON", Details: []ErrorDetails{{Path: "/", Errors: []string{err.Error()}}}})
 		return g, false
 	}
+	var p problems
+	checkGroupIDs(g, "", &p)
+	if err := p.err(); err != nil {
+		httpjson.Write(w, http.StatusUnprocessableEntity, err)
+		return g, false
+	}
 	return g, true
+}
+
+// checkGroupIDs names every group id (of g and the groups in it) that is not a valid path.
+func checkGroupIDs(g groupDef, path string, p *problems) {
+	if g.ID != "" && g.ID != "/" && !validPath(strings.TrimSuffix(g.ID, "/")) {
+		p.add(path+"/id", "'%s' is not a valid path: each segment is lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", g.ID)
+	}
+	for i, sub := range g.Groups {
+		checkGroupIDs(sub, fmt.Sprintf("%s/groups(%d)", path, i), p)
+	}
 }
 
 // groupExists says whether anything is at or under id.

@@ -348,7 +348,11 @@ func (s *Service) deleteTasks(w http.ResponseWriter, r *http.Request) {
 		IDs []string `json:"ids"`
 	}
 	if err := httpjson.Decode(r, &body); err != nil {
-		marathonError(w, http.StatusBadRequest, err.Error())
+		httpjson.DecodeError(w, err)
+		return
+	}
+	if len(body.IDs) == 0 {
+		httpjson.FieldError(w, http.StatusUnprocessableEntity, "ids", "name at least one task")
 		return
 	}
 	s.mu.Lock()
@@ -661,7 +665,12 @@ func (s *Service) listTasks(w http.ResponseWriter, r *http.Request) {
 	statuses := map[string]bool{}
 	for _, v := range r.URL.Query()["status"] {
 		for _, st := range strings.Split(v, ",") {
-			statuses["TASK_"+strings.ToUpper(strings.TrimSpace(st))] = true
+			state := task.State("TASK_" + strings.ToUpper(strings.TrimSpace(st)))
+			if !state.Valid() {
+				httpjson.FieldError(w, http.StatusBadRequest, "status", "no task state "+strconv.Quote(st)+" (running, staging, killed, ...)")
+				return
+			}
+			statuses[string(state)] = true
 		}
 	}
 	s.mu.Lock()

@@ -16,8 +16,25 @@ import (
 	"strings"
 )
 
-// MaxBody bounds a request body.
+// MaxBody bounds a request body that Decode reads.
 const MaxBody = 4 << 20
+
+// MaxRequest bounds every request body a master or an agent reads (LimitBody); decoders bound
+// theirs lower.
+const MaxRequest = 8 << 20
+
+// LimitBody answers 413 for a request whose body is declared larger than MaxRequest, before a
+// handler reads any of it, and caps the bodies of the others (chunked ones included) there.
+func LimitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxRequest {
+			Error(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, MaxRequest))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxRequest)
+		next.ServeHTTP(w, r)
+	})
+}
 
 // Write answers with v as JSON.
 func Write(w http.ResponseWriter, code int, v any) {
@@ -45,20 +62,30 @@ func FieldError(w http.ResponseWriter, code int, field, msg string) {
 	Write(w, code, ErrorBody{Message: field + ": " + msg, Field: field})
 }
 
-// DecodeError answers 400 for a body Decode refused, naming the field when it is known.
+// DecodeError answers 400 for a body Decode refused (413 for one too large), naming the field
+// when it is known.
 func DecodeError(w http.ResponseWriter, err error) {
 	var bad *BadRequest
-	if errors.As(err, &bad) && bad.Field != "" {
-		FieldError(w, http.StatusBadRequest, bad.Field, bad.Msg)
+	if !errors.As(err, &bad) {
+		Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	Error(w, http.StatusBadRequest, err.Error())
+	code := http.StatusBadRequest
+	if bad.TooLarge {
+		code = http.StatusRequestEntityTooLarge
+	}
+	if bad.Field != "" {
+		FieldError(w, code, bad.Field, bad.Msg)
+		return
+	}
+	Error(w, code, bad.Msg)
 }
 
 // BadRequest is a body that could not be decoded; Field names the field at fault when known.
 type BadRequest struct {
-	Field string
-	Msg   string
+	Field    string
+	Msg      string
+	TooLarge bool // the body is over the limit: 413, whatever the API answers otherwise
 }
 
 func (e *BadRequest) Error() string {
@@ -181,7 +208,7 @@ func decodeError(err error) error {
 	case errors.As(err, &syntaxErr):
 		return &BadRequest{Msg: fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, err)}
 	case errors.As(err, &maxErr):
-		return &BadRequest{Msg: fmt.Sprintf("the body is over %d bytes", MaxBody)}
+		return &BadRequest{Msg: fmt.Sprintf("the body is over %d bytes", maxErr.Limit), TooLarge: true}
 	case errors.Is(err, io.EOF):
 		return &BadRequest{Msg: "the body is empty; want a JSON object"}
 	case errors.Is(err, io.ErrUnexpectedEOF):
