@@ -19,6 +19,7 @@ import (
 	"github.com/agora-sched/agora/agent/checkpoint"
 	"github.com/agora-sched/agora/agent/statusupdate"
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/client"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/gossip"
@@ -50,6 +51,9 @@ type Config struct {
 	Drain        bool
 	DrainTimeout time.Duration // default 2 minutes
 	Clock        clock.Clock   // default clock.Real
+	// ClusterSecret, when set, is what this agent shows masters and what it asks of every
+	// caller of its API (but /ping, /health and /metrics), and the key of gossip's encryption.
+	ClusterSecret string
 }
 
 // Agent is the agent daemon's registration with the cluster: it finds the masters through
@@ -190,6 +194,12 @@ func New(cfg Config) (*Agent, error) {
 		Meta:     gossip.Meta{Role: gossip.RoleAgent, ID: a.id, HTTP: cfg.HTTPAddr, Version: version.Get().Version},
 		Logger:   cfg.Logger.With("component", "gossip"),
 		Timing:   cfg.GossipTiming,
+		SecretKey: func() []byte {
+			if cfg.ClusterSecret == "" {
+				return nil
+			}
+			return auth.GossipKey(cfg.ClusterSecret)
+		}(),
 	})
 	if err != nil {
 		ln.Close()
@@ -205,7 +215,7 @@ func (a *Agent) HTTPAddr() string { return a.cfg.HTTPAddr }
 
 // serve answers the agent's API (see routes) until ctx ends.
 func (a *Agent) serve(ctx context.Context) {
-	srv := &http.Server{Handler: a.metrics.http.Wrap(httpjson.LimitBody(a.routes())), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.metrics.http.Wrap(httpjson.LimitBody(a.guard().Middleware(a.routes()))), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -322,7 +332,7 @@ func (s sender) Send(ctx context.Context, u checkpoint.Update) error {
 	if agentID == "" || addr == "" {
 		return errors.New("not registered with a master yet")
 	}
-	c, err := client.New(addr)
+	c, err := a.client(addr)
 	if err != nil {
 		return err
 	}
@@ -357,7 +367,7 @@ func (a *Agent) registerIfNeeded(ctx context.Context) error {
 		if m.Meta.HTTP == "" {
 			continue
 		}
-		c, err := client.New(m.Meta.HTTP)
+		c, err := a.client(m.Meta.HTTP)
 		if err != nil {
 			lastErr = err
 			continue
@@ -424,4 +434,25 @@ func (a *Agent) Registrations() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.attempts
+}
+
+// client talks to a master, showing the cluster secret when there is one.
+func (a *Agent) client(addr string) (*client.Client, error) {
+	c, err := client.New(addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.WithToken(a.cfg.ClusterSecret), nil
+}
+
+// guard lets callers of the agent's API in: only masters (the cluster secret) may launch,
+// kill, acknowledge and read tasks; liveness and metrics are open.
+func (a *Agent) guard() *auth.Guard {
+	return &auth.Guard{ClusterSecret: a.cfg.ClusterSecret, Need: func(r *http.Request) auth.Role {
+		switch r.URL.Path {
+		case "/ping", "/health", "/metrics":
+			return auth.Open
+		}
+		return auth.Cluster
+	}}
 }

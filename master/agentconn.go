@@ -36,10 +36,16 @@ func (e *AgentRefusal) Error() string {
 }
 
 // httpAgents is AgentConn over the agents' HTTP API.
-type httpAgents struct{ hc *http.Client }
+type httpAgents struct {
+	hc     *http.Client
+	secret string // the cluster secret, "" when there is none
+}
 
-// NewHTTPAgentConn reaches agents over their HTTP API.
-func NewHTTPAgentConn() AgentConn { return httpAgents{hc: &http.Client{Timeout: 30 * time.Second}} }
+// NewHTTPAgentConn reaches agents over their HTTP API, showing them the cluster secret when
+// there is one.
+func NewHTTPAgentConn(clusterSecret string) AgentConn {
+	return httpAgents{hc: &http.Client{Timeout: 30 * time.Second}, secret: clusterSecret}
+}
 
 func (h httpAgents) call(ctx context.Context, ag api.Agent, method, path string, in, out any) error {
 	var body io.Reader
@@ -56,6 +62,9 @@ func (h httpAgents) call(ctx context.Context, ag api.Agent, method, path string,
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if h.secret != "" {
+		req.Header.Set("Authorization", "Bearer "+h.secret)
 	}
 	resp, err := h.hc.Do(req)
 	if err != nil {

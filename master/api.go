@@ -81,7 +81,7 @@ func (a *apiHandler) routes() http.Handler {
 	if a.m == nil {
 		return mux
 	}
-	return a.m.httpMetrics.Wrap(httpjson.LimitBody(a.clusterMiddleware(mux)))
+	return a.m.httpMetrics.Wrap(httpjson.LimitBody(a.m.guard.Middleware(a.clusterMiddleware(mux))))
 }
 
 // clusterMiddleware marks every answer with the leader and staleness headers, and sends every

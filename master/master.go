@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/httpmetrics"
 	"github.com/agora-sched/agora/pkg/version"
@@ -58,6 +59,11 @@ type Config struct {
 	Info Info
 	// Scheduler tunes offers, timeouts and how agents are reached.
 	Scheduler SchedulerConfig
+	// Tokens are the API's tokens with their roles (pkg/auth); none: the API is open.
+	Tokens *auth.Tokens
+	// ClusterSecret, when set, is what agents must show to register and report, what this
+	// master shows agents, and the key of gossip's encryption.
+	ClusterSecret string
 }
 
 // Master is one master of an Agora cluster: a raft server of the replicated store, a gossip
@@ -74,6 +80,9 @@ type Master struct {
 	sched      *scheduler // the leader's two-level scheduling; see scheduler.go
 	metrics    *schedMetrics
 	registry   *prometheus.Registry // served at /metrics
+
+	guard         *auth.Guard // who may call what on the API
+	clusterSecret string      // shown to agents (log proxying)
 
 	raftCommit  prometheus.Histogram // agora_raft_commit_seconds, fed by the store
 	httpMetrics *httpmetrics.Metrics // the API's request durations
@@ -120,6 +129,11 @@ func New(cfg Config) (*Master, error) {
 	m.leadership = &leadership{logger: logger.With("component", "leadership"), stopTimeout: 30 * time.Second}
 
 	m.newRegistry()
+	if cfg.Scheduler.Agents == nil {
+		cfg.Scheduler.Agents = NewHTTPAgentConn(cfg.ClusterSecret)
+	}
+	m.guard = &auth.Guard{Tokens: cfg.Tokens, ClusterSecret: cfg.ClusterSecret, Need: need}
+	m.clusterSecret = cfg.ClusterSecret
 	if m.sched, err = newScheduler(m, cfg.Scheduler); err != nil {
 		return nil, err
 	}
@@ -142,12 +156,17 @@ func New(cfg Config) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
+	var gossipKey []byte
+	if cfg.ClusterSecret != "" {
+		gossipKey = auth.GossipKey(cfg.ClusterSecret)
+	}
 	m.gossip, err = gossip.New(gossip.Config{
-		Name:     id,
-		BindAddr: cfg.GossipAddr,
-		Meta:     m.meta(),
-		Logger:   logger.With("component", "gossip"),
-		Timing:   cfg.GossipTiming,
+		Name:      id,
+		BindAddr:  cfg.GossipAddr,
+		Meta:      m.meta(),
+		Logger:    logger.With("component", "gossip"),
+		Timing:    cfg.GossipTiming,
+		SecretKey: gossipKey,
 	})
 	if err != nil {
 		m.store.Close()

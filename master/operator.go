@@ -377,6 +377,13 @@ func (a *apiHandler) taskLogs(w http.ResponseWriter, r *http.Request) {
 			pr.SetURL(target)
 			pr.Out.URL.Path = "/v1/tasks/" + url.PathEscape(id) + "/logs"
 			pr.Out.URL.RawPath = ""
+			q := pr.Out.URL.Query()
+			q.Del("access_token") // the person's token stays here; the agent gets the cluster's
+			pr.Out.URL.RawQuery = q.Encode()
+			pr.Out.Header.Del("Authorization")
+			if a.m.clusterSecret != "" {
+				pr.Out.Header.Set("Authorization", "Bearer "+a.m.clusterSecret)
+			}
 		},
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

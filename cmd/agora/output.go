@@ -19,6 +19,7 @@ func clientFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "master", Aliases: []string{"m"}, Value: "http://127.0.0.1:8080", Usage: "a master's API address (any master: followers forward)", EnvVars: []string{"AGORA_MASTER"}},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, json or yaml", EnvVars: []string{"AGORA_OUTPUT"}},
+		&cli.StringFlag{Name: "token", Usage: "an API token (when the masters have a --tokens-file)", EnvVars: []string{"AGORA_TOKEN"}},
 	}
 }
 
@@ -35,7 +36,7 @@ func newClient(c *cli.Context) (*client.Client, error) {
 	if err != nil {
 		return nil, usageError{err.Error()}
 	}
-	return cl, nil
+	return cl.WithToken(c.String("token")), nil
 }
 
 // show writes v as --output asks: indented JSON, YAML, or the table that table writes to a

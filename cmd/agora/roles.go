@@ -38,7 +38,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "agent-http", Value: "127.0.0.1:5151", Usage: "the agent's API address"},
 			&cli.StringFlag{Name: "resources", Usage: "what the agent offers, e.g. 'cpus:2;mem:2048;disk:10000;ports:[31000-32000]' (default: detected)"},
 			&cli.StringFlag{Name: "containerd-namespace", Value: agentcontainerd.DefaultNamespace, Usage: "containerd namespace of the agent's containers"},
-		}, schedulerFlags()...),
+		}, append(accessFlags(), schedulerFlags()...)...),
 		Action: runDev,
 	}
 }
@@ -63,15 +63,21 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	tokens, secret, accessLine, err := access(c, c.String("http"))
+	if err != nil {
+		return err
+	}
 	m, err := master.New(master.Config{
-		DataDir:   filepath.Join(dataDir, "master"),
-		RaftAddr:  c.String("bind"),
-		HTTPAddr:  c.String("http"),
-		Role:      "dev",
-		Logger:    logger,
-		Info:      master.Info{Containerd: ctrd},
-		Scheduler: sched,
-		Appliers:  frameworkAppliers(),
+		Tokens:        tokens,
+		ClusterSecret: secret,
+		DataDir:       filepath.Join(dataDir, "master"),
+		RaftAddr:      c.String("bind"),
+		HTTPAddr:      c.String("http"),
+		Role:          "dev",
+		Logger:        logger,
+		Info:          master.Info{Containerd: ctrd},
+		Scheduler:     sched,
+		Appliers:      frameworkAppliers(),
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -97,13 +103,15 @@ func runDev(c *cli.Context) error {
 		Resources:  res,
 		Logger:     logger.With("component", "agent"),
 		Executor:   exec,
+		// The dev agent listens on loopback; with a secret, it asks it of callers as any agent.
+		ClusterSecret: secret,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
 	fmt.Fprintf(c.App.Writer, "agora dev is up\n  UI:         http://%s/ui/\n  API:        http://%s  (try: curl http://%s/v1/cluster, or agora app add examples/apps/hello.json --wait)\n"+
-		"  metrics:    http://%s/metrics, agent http://%s/metrics\n  agent API:  http://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\nStop it with Ctrl-C; the state stays in the data dir for the next start.\n",
-		m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir)
+		"  metrics:    http://%s/metrics, agent http://%s/metrics\n  agent API:  http://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\n  access:     %s\nStop it with Ctrl-C; the state stays in the data dir for the next start.\n",
+		m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir, accessLine)
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- a.Run(c.Context) }()
 	err = m.Run(c.Context)
@@ -222,12 +230,14 @@ func masterCommand() *cli.Command {
 		Usage: "run a replicated master: 1, 3 or 5 per cluster",
 		Description: "Masters keep the cluster's state in raft (log and snapshots in bbolt under --data-dir) and\n" +
 			"find each other through gossip. Ports: --bind is raft (TCP), --gossip is memberlist (TCP and UDP,\n" +
-			"default: the raft port + 1), --http is the API.\n\n" +
+			"default: the raft port + 1), --http is the API. Beyond loopback the API needs --tokens-file\n" +
+			"(ROLE NAME TOKEN lines: admin, operator, viewer); --cluster-secret-file is shared with agents.\n\n" +
 			"  one master:    agora master --data-dir /var/lib/agora --bind 10.0.0.1:5050\n" +
 			"  three masters: agora master --data-dir D --bind 10.0.0.N:5050 --http 10.0.0.N:8080 \\\n" +
 			"                   --join 10.0.0.1:5051 --bootstrap-expect 3      (on each of the three)\n" +
 			"  add a master:  agora master --data-dir D --bind 10.0.0.4:5050 --join 10.0.0.1:5051" + "\n\n" +
-			examples("agora master --data-dir /var/lib/agora --bind 10.0.0.1:5050 --http 10.0.0.1:8080 --join 10.0.0.2:5051 --bootstrap-expect 3"),
+			examples("agora master --data-dir /var/lib/agora --bind 10.0.0.1:5050 --http 10.0.0.1:8080 --join 10.0.0.2:5051 --bootstrap-expect 3 \\\n"+
+				"     --tokens-file /etc/agora/tokens --cluster-secret-file /etc/agora/cluster-secret"),
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Usage: "where this master keeps its state (required)"},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1:5050", Usage: "raft address, host:port, that the other masters can reach"},
@@ -235,7 +245,7 @@ func masterCommand() *cli.Command {
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP API address"},
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip address of a running master or agent (repeatable)"},
 			&cli.IntFlag{Name: "bootstrap-expect", Usage: "found a new cluster once this many masters are present (0: join an existing one; one master alone bootstraps itself)"},
-		}, schedulerFlags()...),
+		}, append(accessFlags(), schedulerFlags()...)...),
 		Action: runMaster,
 	}
 }
@@ -255,7 +265,13 @@ func runMaster(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	tokens, secret, accessLine, err := access(c, c.String("http"))
+	if err != nil {
+		return err
+	}
 	m, err := master.New(master.Config{
+		Tokens:          tokens,
+		ClusterSecret:   secret,
 		Scheduler:       sched,
 		DataDir:         c.String("data-dir"),
 		RaftAddr:        c.String("bind"),
@@ -272,7 +288,7 @@ func runMaster(c *cli.Context) error {
 	if err := startFrameworks(m, logger); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "agora master %s\n  API:    http://%s\n  raft:   %s\n  gossip: %s\n", m.ID(), m.HTTPAddr(), m.RaftAddr(), m.GossipAddr())
+	fmt.Fprintf(c.App.Writer, "agora master %s\n  API:    http://%s\n  raft:   %s\n  gossip: %s\n  access: %s\n", m.ID(), m.HTTPAddr(), m.RaftAddr(), m.GossipAddr(), accessLine)
 	return m.Run(c.Context)
 }
 
@@ -303,6 +319,7 @@ func agentCommand() *cli.Command {
 			&cli.DurationFlag{Name: "drain-timeout", Value: 2 * time.Minute, Usage: "the longest --drain waits"},
 			&cli.Int64Flag{Name: "log-max-bytes", Value: 10 << 20, Usage: "rotate a task's stdout and stderr at this size"},
 			&cli.IntFlag{Name: "log-keep", Value: 5, Usage: "rotated stdout and stderr files kept per task"},
+			clusterSecretFlag,
 		},
 		Action:      runAgent,
 		Subcommands: agentSubcommands(),
@@ -320,6 +337,10 @@ func runAgent(c *cli.Context) error {
 		return usageError{"agent: --join is required (a master's gossip address)"}
 	}
 	logger, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	secret, err := clusterSecret(c)
 	if err != nil {
 		return err
 	}
@@ -345,17 +366,18 @@ func runAgent(c *cli.Context) error {
 	}
 	defer client.Close()
 	a, err := agent.New(agent.Config{
-		DataDir:      dataDir,
-		Join:         c.StringSlice("join"),
-		GossipAddr:   c.String("gossip"),
-		HTTPAddr:     c.String("http"),
-		Hostname:     c.String("hostname"),
-		Resources:    res,
-		Attributes:   attrs,
-		Logger:       logger,
-		Executor:     exec,
-		Drain:        c.Bool("drain"),
-		DrainTimeout: c.Duration("drain-timeout"),
+		DataDir:       dataDir,
+		Join:          c.StringSlice("join"),
+		GossipAddr:    c.String("gossip"),
+		HTTPAddr:      c.String("http"),
+		Hostname:      c.String("hostname"),
+		Resources:     res,
+		Attributes:    attrs,
+		Logger:        logger,
+		Executor:      exec,
+		Drain:         c.Bool("drain"),
+		ClusterSecret: secret,
+		DrainTimeout:  c.Duration("drain-timeout"),
 	})
 	if err != nil {
 		return err

@@ -111,6 +111,7 @@ type config struct {
 	keep            bool
 	failoverTimeout time.Duration
 	timeout         time.Duration
+	token           string // an operator's API token, when the masters ask for one
 }
 
 func main() {
@@ -125,6 +126,7 @@ func main() {
 	flag.BoolVar(&c.keep, "keep", false, "leave the tasks running and exit once they run")
 	flag.DurationVar(&c.failoverTimeout, "failover-timeout", time.Minute, "how long the master keeps the tasks after this program goes")
 	flag.DurationVar(&c.timeout, "timeout", 5*time.Minute, "give up after this long")
+	flag.StringVar(&c.token, "token", os.Getenv("AGORA_TOKEN"), "an API token with the operator role, when the masters have a --tokens-file")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -179,6 +181,7 @@ func run(ctx context.Context, c config, out io.Writer) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/x-ndjson")
+	f.authorize(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
@@ -347,6 +350,7 @@ func (f *framework) call(ctx context.Context, c call) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Agora-Stream-Id", f.streamID)
+	f.authorize(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Type, err)
@@ -357,4 +361,11 @@ func (f *framework) call(ctx context.Context, c call) error {
 		return errors.New(c.Type + ": " + resp.Status + ": " + string(bytes.TrimSpace(b)))
 	}
 	return nil
+}
+
+// authorize adds the API token, if any.
+func (f *framework) authorize(req *http.Request) {
+	if f.c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.c.token)
+	}
 }

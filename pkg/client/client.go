@@ -20,6 +20,15 @@ type Client struct {
 	base   *url.URL
 	hc     *http.Client
 	stream *http.Client // no timeout: a followed log stays open
+	token  string       // sent as "Authorization: Bearer" when set
+}
+
+// WithToken is a copy of the client that sends token (an API token, or the cluster secret)
+// with every request; "" sends none.
+func (c *Client) WithToken(token string) *Client {
+	cp := *c
+	cp.token = token
+	return &cp
 }
 
 // New makes a client for the master at addr: a URL ("http://10.0.0.1:8080") or host:port.
@@ -65,6 +74,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	c.authorize(req)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
@@ -177,6 +187,7 @@ func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
+	c.authorize(req)
 	resp, err := c.stream.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
@@ -187,4 +198,10 @@ func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error)
 		return nil, &Error{Status: resp.StatusCode, Message: errorMessage(body)}
 	}
 	return resp.Body, nil
+}
+
+func (c *Client) authorize(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 }

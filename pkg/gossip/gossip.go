@@ -102,6 +102,9 @@ type Config struct {
 	// Events, if set, receives membership changes. A slow reader never blocks gossip: events
 	// queue without bound in between, in order.
 	Events chan<- Event
+	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates every gossip message
+	// (memberlist's AES-GCM): a node without the same key cannot join or be heard.
+	SecretKey []byte
 }
 
 // Gossip is this node's membership in the pool.
@@ -164,6 +167,7 @@ func New(cfg Config) (*Gossip, error) {
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = ah, ap
 	}
+	mc.SecretKey = cfg.SecretKey
 	mc.LogOutput = nil
 	mc.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
 

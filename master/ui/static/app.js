@@ -11,14 +11,22 @@ function esc(v) {
   return String(v ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
 
+// The API token, when the masters ask for one (--tokens-file): kept in this browser only.
+const token = () => localStorage.getItem("agora-token") || "";
+
 async function api(method, path, body) {
   const opts = { method, headers: {} };
+  if (token()) opts.headers["Authorization"] = "Bearer " + token();
   if (body !== undefined) {
     opts.body = JSON.stringify(body);
     opts.headers["Content-Type"] = "application/json";
   }
   const resp = await fetch(path, opts);
   const text = await resp.text();
+  if (resp.status === 401) {
+    askToken();
+    throw new Error("this cluster needs an API token: enter one above");
+  }
   if (!resp.ok) {
     let msg = text;
     try {
@@ -34,6 +42,23 @@ async function api(method, path, body) {
   return type.includes("json") ? JSON.parse(text) : text;
 }
 const get = path => api("GET", path);
+
+// askToken shows a form for the API token (once), above the error line.
+function askToken() {
+  if (document.getElementById("token-form")) return;
+  const form = document.createElement("form");
+  form.id = "token-form";
+  form.className = "inline token";
+  form.innerHTML = `<label>API token <input type="password" id="token-input" autocomplete="off"></label><button type="submit" id="token-save">Use</button>`;
+  document.querySelector("header").appendChild(form);
+  form.addEventListener("submit", ev => {
+    ev.preventDefault();
+    localStorage.setItem("agora-token", document.getElementById("token-input").value.trim());
+    form.remove();
+    if (eventSource) { eventSource.close(); eventSource = null; }
+    refresh();
+  });
+}
 
 function showError(err) {
   if (!err) { $error.hidden = true; $error.textContent = ""; return; }
@@ -296,7 +321,7 @@ async function taskPage(id) {
 const eventLog = [];
 function events() {
   if (!eventSource) {
-    eventSource = new EventSource("/v2/events");
+    eventSource = new EventSource("/v2/events" + (token() ? "?access_token=" + encodeURIComponent(token()) : ""));
     const types = ["event_stream_attached", "api_post_event", "status_update_event", "instance_changed_event", "health_status_changed_event",
       "deployment_info", "deployment_step_success", "deployment_success", "deployment_failed", "app_terminated_event"];
     for (const type of types) {

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/agora-sched/agora/pkg/auth"
+)
+
+// accessFlags are the access control flags of masters and dev nodes (pkg/auth).
+func accessFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "tokens-file", Usage: "API tokens with roles, one 'ROLE NAME TOKEN' per line (admin, operator, viewer); without it the API is open and may listen on loopback only", EnvVars: []string{"AGORA_TOKENS_FILE"}},
+		clusterSecretFlag,
+		&cli.BoolFlag{Name: "insecure-open-api", Usage: "let an API without tokens listen beyond loopback (anyone who reaches it may do anything)"},
+	}
+}
+
+var clusterSecretFlag = &cli.StringFlag{Name: "cluster-secret-file", Usage: "a file whose first line (16+ characters) masters and agents share: agents need it to register, masters to reach agents, and gossip is encrypted with it", EnvVars: []string{"AGORA_CLUSTER_SECRET_FILE"}}
+
+// clusterSecret reads --cluster-secret-file, "" when not given.
+func clusterSecret(c *cli.Context) (string, error) {
+	if c.String("cluster-secret-file") == "" {
+		return "", nil
+	}
+	s, err := auth.ReadSecretFile(c.String("cluster-secret-file"))
+	if err != nil {
+		return "", usageError{"--cluster-secret-file: " + err.Error()}
+	}
+	return s, nil
+}
+
+// access reads a master's tokens and cluster secret and refuses an open API beyond loopback.
+// It answers the line that says at start who may use the API.
+func access(c *cli.Context, httpAddr string) (*auth.Tokens, string, string, error) {
+	secret, err := clusterSecret(c)
+	if err != nil {
+		return nil, "", "", err
+	}
+	var tokens *auth.Tokens
+	if path := c.String("tokens-file"); path != "" {
+		if tokens, err = auth.LoadTokens(path); err != nil {
+			return nil, "", "", usageError{"--tokens-file: " + err.Error()}
+		}
+		if tokens.Len() == 0 {
+			return nil, "", "", usageError{"--tokens-file: " + path + " holds no token"}
+		}
+	}
+	cluster := "agents need no secret (no --cluster-secret-file)"
+	if secret != "" {
+		cluster = "agents and masters show the cluster secret; gossip is encrypted"
+	}
+	if tokens.Len() > 0 {
+		return tokens, secret, fmt.Sprintf("API tokens required (%d in %s); %s", tokens.Len(), c.String("tokens-file"), cluster), nil
+	}
+	if !loopback(httpAddr) && !c.Bool("insecure-open-api") {
+		return nil, "", "", usageError{fmt.Sprintf("--http %s is reachable beyond this machine and there is no --tokens-file: anyone could change the cluster. "+
+			"Give --tokens-file (see 'agora master --help'), or --insecure-open-api to run open anyway", httpAddr)}
+	}
+	open := "OPEN: no --tokens-file, anyone who reaches the API may do anything"
+	if loopback(httpAddr) {
+		open += " (it listens on loopback only)"
+	}
+	return nil, secret, open + "; " + cluster, nil
+}
+
+// loopback says whether a host:port listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/containerdtest"
+)
+
+// call sends a request with a token ("" for none) and returns the status and body.
+func call(t *testing.T, method, url, token string, body any) (int, string, http.Header) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, r)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(data), resp.Header
+}
+
+// TestAccessControlOnContainerd runs a master with API tokens and a cluster secret, an agent
+// with the secret and one with a wrong secret, on the real containerd: the wrong agent never
+// joins; without a token only the liveness checks, the UI's files and the metrics answer;
+// viewers read, operators run apps (the master reaching the agent with the secret), admins
+// keep secrets; nobody but masters may call the agent's API.
+func TestAccessControlOnContainerd(t *testing.T) {
+	sock := containerdtest.Socket(t)
+	ns := testNamespace(t)
+	dir := t.TempDir()
+	const admin, operator, viewer = "admin-token-0123456789", "operator-token-0123456789", "viewer-token-0123456789"
+	tokens := filepath.Join(dir, "tokens")
+	os.WriteFile(tokens, []byte(fmt.Sprintf("# role name token\nadmin alice %s\noperator ci %s\nviewer grafana %s\n", admin, operator, viewer)), 0o600)
+	secret, wrong := filepath.Join(dir, "secret"), filepath.Join(dir, "wrong")
+	os.WriteFile(secret, []byte("the-cluster-secret-0123456789\n"), 0o600)
+	os.WriteFile(wrong, []byte("not-the-cluster-secret-0123456789\n"), 0o600)
+
+	_, got := startCmd(t, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--allocation-interval", "200ms", "--tokens-file", tokens, "--cluster-secret-file", secret}, `API:\s+(http://\S+)`, `gossip:\s+(\S+)`, `access:\s+(API tokens required)`)
+	base, gossipAddr := got[0], got[1]
+	agentArgs := func(secretFile string, port int) []string {
+		return []string{"agent", "--join", gossipAddr, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
+			"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--cluster-secret-file", secretFile,
+			"--resources", fmt.Sprintf("cpus:2;mem:1024;disk:1000;ports:[%d-%d]", port, port+10)}
+	}
+	_, got = startProcess(t, agentArgs(secret, 32600), `API:\s+(http://\S+)`)
+	agentBase := got[0]
+	startProcess(t, agentArgs(wrong, 32620), `API:\s+(http://\S+)`)
+
+	var agents []api.AgentView
+	waitJob(t, "the agent with the secret registered", 30*time.Second, func() bool {
+		code, body, _ := call(t, "GET", base+"/v1/agents", viewer, nil)
+		return code == http.StatusOK && json.Unmarshal([]byte(body), &agents) == nil && len(agents) >= 1
+	})
+	time.Sleep(3 * time.Second) // the other agent retries every second: it never gets in
+	call(t, "GET", base+"/v1/agents", viewer, nil)
+	if _, body, _ := call(t, "GET", base+"/v1/agents", viewer, nil); json.Unmarshal([]byte(body), &agents) != nil || len(agents) != 1 {
+		t.Fatalf("agents %s, want only the one with the cluster secret", body)
+	}
+
+	for _, tc := range []struct {
+		method, path, token string
+		body                any
+		want                int
+	}{
+		{"GET", "/ping", "", nil, 200},
+		{"GET", "/health", "", nil, 200},
+		{"GET", "/ui/", "", nil, 200},
+		{"GET", "/metrics", "", nil, 200},
+		{"GET", "/v1/cluster", "", nil, 401},
+		{"GET", "/v1/cluster", "not-a-token-0123456789", nil, 401},
+		{"GET", "/v1/cluster", viewer, nil, 200},
+		{"GET", "/v2/apps", viewer, nil, 200},
+		{"POST", "/v2/apps", viewer, map[string]any{"id": "/no", "cmd": "sleep 1"}, 403},
+		{"GET", "/v1/secrets", viewer, nil, 403},
+		{"PUT", "/v1/secrets/db", operator, map[string]string{"value": "s3cret"}, 403},
+		{"PUT", "/v1/secrets/db", admin, map[string]string{"value": "s3cret"}, 204},
+		{"GET", "/v1/secrets", admin, nil, 200},
+		{"POST", "/v1/agents/" + agents[0].ID + "/drain", operator, nil, 403},
+		{"POST", "/v1/agents/register", admin, map[string]any{"hostname": "h", "http": "127.0.0.1:1"}, 403},
+	} {
+		code, body, h := call(t, tc.method, base+tc.path, tc.token, tc.body)
+		if code != tc.want {
+			t.Errorf("%s %s with %q: %d %s, want %d", tc.method, tc.path, tc.token, code, body, tc.want)
+		}
+		if code == 401 && !strings.Contains(h.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s %s: 401 without WWW-Authenticate", tc.method, tc.path)
+		}
+		if code == 403 && !strings.Contains(body, "needs") {
+			t.Errorf("%s %s: 403 %s does not say what it needs", tc.method, tc.path, body)
+		}
+	}
+
+	// An operator runs an app through the CLI: the master launches it on the agent with the
+	// cluster secret, and reads its logs from the agent the same way.
+	waitJob(t, "the service framework ready", 30*time.Second, func() bool {
+		code, _, _ := call(t, "GET", base+"/v2/apps", operator, nil)
+		return code == http.StatusOK
+	})
+	app := filepath.Join(dir, "app.json")
+	os.WriteFile(app, []byte(`{"id": "/locked", "container": {"type": "DOCKER", "docker": {"image": "agora.local/testapp:latest"}},
+		"args": ["-sleep", "24h"], "cpus": 0.1, "mem": 32, "instances": 1}`), 0o644)
+	if out, err := agora(t, "app", "add", app, "--wait", "--master", base, "--token", operator); err != nil || !strings.Contains(out, "1/1 running") {
+		t.Fatalf("agora app add --token operator: %v\n%s", err, out)
+	}
+	if out, err := agora(t, "app", "list", "--master", base); err == nil || exitCode(err, io.Discard) != exitError || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("agora app list without a token: %v\n%s", err, out)
+	}
+	var tasks struct {
+		Tasks []appTask `json:"tasks"`
+	}
+	_, body, _ := call(t, "GET", base+"/v2/apps/locked/tasks", viewer, nil)
+	if json.Unmarshal([]byte(body), &tasks) != nil || len(tasks.Tasks) != 1 {
+		t.Fatalf("tasks: %s", body)
+	}
+	if out, err := agora(t, "task", "logs", tasks.Tasks[0].ID, "--master", base, "--token", viewer); err != nil || !strings.Contains(out, "testapp: started") {
+		t.Fatalf("agora task logs through the master: %v\n%s", err, out)
+	}
+
+	// The agent's API is for masters only.
+	if code, body, _ := call(t, "GET", agentBase+"/v1/tasks", "", nil); code != 401 {
+		t.Fatalf("GET the agent's tasks without the secret: %d %s", code, body)
+	}
+	if code, body, _ := call(t, "POST", agentBase+"/v1/tasks", admin, map[string]any{"task_id": "x", "cmd": "true", "resources": map[string]float64{"cpus": 0.1, "mem": 16}}); code != 403 {
+		t.Fatalf("launch on the agent with an admin token: %d %s, want 403 (only the cluster secret)", code, body)
+	}
+	if code, _, _ := call(t, "GET", agentBase+"/ping", "", nil); code != 200 {
+		t.Fatalf("the agent's /ping: %d", code)
+	}
+}
+
+// TestOpenAPIStaysOnLoopback: without tokens, a master refuses to listen beyond loopback
+// unless told to run open, and says at start that the API is open.
+func TestOpenAPIStaysOnLoopback(t *testing.T) {
+	err := run(t.Context(), []string{"agora", "master", "--data-dir", t.TempDir(), "--http", "0.0.0.0:0", "--bind", "127.0.0.1:0"}, io.Discard, io.Discard)
+	if exitCode(err, io.Discard) != exitUsage || !strings.Contains(err.Error(), "--tokens-file") {
+		t.Fatalf("an open API on 0.0.0.0: %v, want a usage error naming --tokens-file", err)
+	}
+	_, got := startCmd(t, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0"}, `access:\s+(OPEN[^\n]*loopback only)`)
+	if got[0] == "" {
+		t.Fatal("no access line")
+	}
+}

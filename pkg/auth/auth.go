@@ -1,0 +1,242 @@
+// Package auth is Agora's access control: API tokens with roles for people and frameworks, and
+// the cluster secret that masters and agents show each other.
+//
+// Tokens live in a file each master reads at start (--tokens-file), one per line:
+//
+//	# ROLE      NAME    TOKEN
+//	admin       alice   3f1c...   (everything)
+//	operator    ci      9a7e...   (apps, jobs, tasks, deployments, the scheduler API)
+//	viewer      grafana 77b0...   (reads)
+//
+// A request carries its token as "Authorization: Bearer TOKEN" (or, for the browser's event
+// stream, ?access_token=TOKEN on a GET). Tokens are kept only as SHA-256 digests and compared
+// by digest, so their length and content do not show in timing.
+//
+// The cluster secret (--cluster-secret-file on masters and agents) is the Cluster role: agents
+// register and report with it, masters launch, kill and read logs on agents with it, and gossip
+// is encrypted with a key derived from it, so a node without it cannot join.
+package auth
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/agora-sched/agora/pkg/httpjson"
+)
+
+// Role is what a token may do. Each role may do what the ones before it may.
+type Role int
+
+// Roles, from least to most.
+const (
+	Open     Role = iota // no token needed
+	Viewer               // reads
+	Operator             // apps, jobs, tasks, deployments, frameworks
+	Admin                // everything: secrets, agents, masters
+	Cluster              // masters and agents among themselves (the cluster secret)
+)
+
+var roleNames = map[Role]string{Open: "open", Viewer: "viewer", Operator: "operator", Admin: "admin", Cluster: "cluster"}
+
+func (r Role) String() string { return roleNames[r] }
+
+// ParseRole reads a role of the tokens file.
+func ParseRole(s string) (Role, error) {
+	switch s {
+	case "viewer":
+		return Viewer, nil
+	case "operator":
+		return Operator, nil
+	case "admin":
+		return Admin, nil
+	}
+	return 0, fmt.Errorf("unknown role %q (admin, operator or viewer)", s)
+}
+
+// may says whether have is enough for need. The cluster secret may do what an admin may; a
+// person's token never does what only the cluster may.
+func may(have, need Role) bool {
+	if need == Cluster {
+		return have == Cluster
+	}
+	return have >= need
+}
+
+// Principal is who a token belongs to.
+type Principal struct {
+	Name string
+	Role Role
+}
+
+// Tokens are the known tokens by their digest.
+type Tokens struct {
+	byDigest map[[sha256.Size]byte]Principal
+}
+
+// Len is how many tokens there are.
+func (t *Tokens) Len() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.byDigest)
+}
+
+// LoadTokens reads a tokens file.
+func LoadTokens(path string) (*Tokens, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokens file: %w", err)
+	}
+	defer f.Close()
+	t, err := ParseTokens(f)
+	if err != nil {
+		return nil, fmt.Errorf("tokens file %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// ParseTokens reads lines of ROLE NAME TOKEN; # starts a comment. A token shorter than 16
+// characters, a repeated token or name, or an unknown role is an error naming its line.
+func ParseTokens(r io.Reader) (*Tokens, error) {
+	t := &Tokens{byDigest: map[[sha256.Size]byte]Principal{}}
+	names := map[string]bool{}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		if len(fields) != 3 {
+			return nil, fmt.Errorf("line %d: want ROLE NAME TOKEN, got %d fields", n, len(fields))
+		}
+		role, err := ParseRole(fields[0])
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		name, token := fields[1], fields[2]
+		if len(token) < 16 {
+			return nil, fmt.Errorf("line %d: the token of %s is shorter than 16 characters", n, name)
+		}
+		d := sha256.Sum256([]byte(token))
+		if _, dup := t.byDigest[d]; dup {
+			return nil, fmt.Errorf("line %d: the token of %s is used twice", n, name)
+		}
+		if names[name] {
+			return nil, fmt.Errorf("line %d: the name %s is used twice", n, name)
+		}
+		names[name] = true
+		t.byDigest[d] = Principal{Name: name, Role: role}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// ReadSecretFile reads a cluster secret: the file's first line, at least 16 characters.
+func ReadSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cluster secret: %w", err)
+	}
+	secret, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if len(strings.TrimSpace(secret)) < 16 {
+		return "", fmt.Errorf("cluster secret %s: shorter than 16 characters", path)
+	}
+	return strings.TrimSpace(secret), nil
+}
+
+// GossipKey is the memberlist encryption key (AES-256) derived from the cluster secret.
+func GossipKey(secret string) []byte {
+	k := sha256.Sum256([]byte("agora gossip key\x00" + secret))
+	return k[:]
+}
+
+// TokenOf is the token a request carries: "Authorization: Bearer T", or ?access_token=T on a
+// GET (a browser's EventSource cannot set headers).
+func TokenOf(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	if r.Method == http.MethodGet {
+		return r.URL.Query().Get("access_token")
+	}
+	return ""
+}
+
+// Guard checks requests against tokens and the cluster secret.
+type Guard struct {
+	Tokens *Tokens // nil or empty: people need no token (the API is open)
+	// ClusterSecret, when set, is needed for what only the cluster may do.
+	ClusterSecret string
+	// Need says what role a request needs.
+	Need func(r *http.Request) Role
+}
+
+// ErrNoToken and ErrBadToken are the reasons a request is not let in.
+var (
+	ErrNoToken  = errors.New("this API needs a token: send 'Authorization: Bearer TOKEN' (agora --token or AGORA_TOKEN)")
+	ErrBadToken = errors.New("the token is not known")
+)
+
+// Check says who the request is, or why it may not do what it asks: 401 for a missing or
+// unknown token, 403 for a role too small.
+func (g *Guard) Check(r *http.Request) (Principal, int, error) {
+	need := g.Need(r)
+	if need == Open {
+		return Principal{Role: Open}, 0, nil
+	}
+	tok := TokenOf(r)
+	if g.ClusterSecret != "" && tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(g.ClusterSecret)) == 1 {
+		return Principal{Name: "cluster", Role: Cluster}, 0, nil
+	}
+	if need == Cluster {
+		if g.ClusterSecret == "" {
+			return Principal{Role: Cluster}, 0, nil // no secret configured: the cluster is open
+		}
+		what := r.Method + " " + r.URL.Path + " needs the cluster secret (--cluster-secret-file): only masters and agents may call it"
+		if tok == "" {
+			return Principal{}, http.StatusUnauthorized, errors.New(what)
+		}
+		return Principal{}, http.StatusForbidden, errors.New(what)
+	}
+	if g.Tokens.Len() == 0 {
+		return Principal{Name: "anonymous", Role: Admin}, 0, nil // open: no tokens configured
+	}
+	if tok == "" {
+		return Principal{}, http.StatusUnauthorized, ErrNoToken
+	}
+	p, ok := g.Tokens.byDigest[sha256.Sum256([]byte(tok))]
+	if !ok {
+		return Principal{}, http.StatusUnauthorized, ErrBadToken
+	}
+	if !may(p.Role, need) {
+		return p, http.StatusForbidden, fmt.Errorf("%s's token is %s; %s %s needs %s", p.Name, p.Role, r.Method, r.URL.Path, need)
+	}
+	return p, 0, nil
+}
+
+// Middleware answers 401 or 403 (JSON, naming what is needed) for a request the guard refuses.
+func (g *Guard) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, code, err := g.Check(r); err != nil {
+			if code == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="agora"`)
+			}
+			httpjson.Error(w, code, err.Error())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

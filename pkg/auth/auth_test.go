@@ -1,0 +1,72 @@
+package auth
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestParseTokensNamesTheBadLine(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{"admin alice 0123456789abcdef\nroot bob 0123456789abcdeg\n", "line 2: unknown role"},
+		{"admin alice short\n", "line 1: the token of alice is shorter than 16"},
+		{"admin alice 0123456789abcdef extra\n", "line 1: want ROLE NAME TOKEN"},
+		{"admin alice 0123456789abcdef\nviewer bob 0123456789abcdef\n", "line 2: the token of bob is used twice"},
+		{"admin alice 0123456789abcdef\nviewer alice 0123456789abcdeX\n", "line 2: the name alice is used twice"},
+	} {
+		if _, err := ParseTokens(strings.NewReader(tc.file)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.file, err, tc.want)
+		}
+	}
+	tok, err := ParseTokens(strings.NewReader("# comment\n\nadmin alice 0123456789abcdef # trailing\nviewer bob fedcba9876543210\n"))
+	if err != nil || tok.Len() != 2 {
+		t.Fatalf("%v %d", err, tok.Len())
+	}
+}
+
+// TestGuard: each role may do what its need allows and no more; the cluster secret is its own.
+func TestGuard(t *testing.T) {
+	tokens, err := ParseTokens(strings.NewReader("admin a admin-0123456789abcdef\noperator o operator-0123456789abc\nviewer v viewer-0123456789abcdef\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	needs := map[string]Role{"/open": Open, "/read": Viewer, "/write": Operator, "/admin": Admin, "/cluster": Cluster}
+	g := &Guard{Tokens: tokens, ClusterSecret: "cluster-secret-0123456789", Need: func(r *http.Request) Role { return needs[r.URL.Path] }}
+	want := map[string][5]int{ // status for /open, /read, /write, /admin, /cluster
+		"":                          {0, 401, 401, 401, 401},
+		"nope-0123456789abcdef":     {0, 401, 401, 401, 403},
+		"viewer-0123456789abcdef":   {0, 0, 403, 403, 403},
+		"operator-0123456789abc":    {0, 0, 0, 403, 403},
+		"admin-0123456789abcdef":    {0, 0, 0, 0, 403},
+		"cluster-secret-0123456789": {0, 0, 0, 0, 0},
+	}
+	for tok, codes := range want {
+		for i, path := range []string{"/open", "/read", "/write", "/admin", "/cluster"} {
+			r := httptest.NewRequest("POST", path, nil)
+			if tok != "" {
+				r.Header.Set("Authorization", "Bearer "+tok)
+			}
+			if _, code, _ := g.Check(r); code != codes[i] {
+				t.Errorf("token %q on %s: %d, want %d", tok, path, code, codes[i])
+			}
+		}
+	}
+	// The event stream's token in the query, on GETs only.
+	r := httptest.NewRequest("GET", "/read?access_token=viewer-0123456789abcdef", nil)
+	if _, code, _ := g.Check(r); code != 0 {
+		t.Errorf("access_token on a GET: %d", code)
+	}
+	r = httptest.NewRequest("POST", "/write?access_token=operator-0123456789abc", nil)
+	if _, code, _ := g.Check(r); code != 401 {
+		t.Errorf("access_token on a POST: %d, want 401", code)
+	}
+	// No tokens configured: people are let in, the cluster secret is still needed.
+	open := &Guard{ClusterSecret: "cluster-secret-0123456789", Need: g.Need}
+	if _, code, _ := open.Check(httptest.NewRequest("POST", "/admin", nil)); code != 0 {
+		t.Errorf("open API: %d", code)
+	}
+	if _, code, _ := open.Check(httptest.NewRequest("POST", "/cluster", nil)); code != 401 {
+		t.Errorf("open API, cluster call without the secret: %d, want 401", code)
+	}
+}
