@@ -13,7 +13,10 @@ FUZZ_TIME    ?= 10s
 ARGS         ?=
 VERSION      ?= $(shell git describe --tags --abbrev=0 2>/dev/null || echo dev)
 
-.PHONY: all build run testapp-image test lint bench fuzz containerd containerd-stop clean
+CHAOS_SEED   ?= 1
+CHAOS_TIME   ?= 30m
+
+.PHONY: all build run testapp-image test lint bench fuzz chaos chaos-long containerd containerd-stop clean
 
 all: build
 
@@ -59,6 +62,18 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZ_TIME) $$dir; \
 		done; \
 	done
+
+## chaos: every chaos scenario (chaos/) on real multi-process clusters, with a fixed seed; one verdict line each
+chaos:
+	sock=$$(scripts/containerd.sh start); \
+	AGORA_CONTAINERD_SOCK="$$sock" $(GO) test -count=1 -v -timeout 60m -run 'TestScenarios' ./chaos/ -args -chaos.all -chaos.seed $(CHAOS_SEED) \
+		| grep -v -E '^=== (RUN|PAUSE|CONT)'
+
+## chaos-long: random faults on one cluster after another for CHAOS_TIME (make chaos-long CHAOS_TIME=2h CHAOS_SEED=7)
+chaos-long:
+	sock=$$(scripts/containerd.sh start); \
+	AGORA_CONTAINERD_SOCK="$$sock" $(GO) test -count=1 -v -timeout 0 -run 'TestRandomFaults' ./chaos/ -args -chaos.long $(CHAOS_TIME) -chaos.seed $(CHAOS_SEED) \
+		| grep -v -E '^=== (RUN|PAUSE|CONT)'
 
 ## containerd: start (or find) the containerd the tests and `agora dev` use
 containerd:

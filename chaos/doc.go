@@ -1,5 +1,24 @@
-// Package chaos will run real multi-process Agora clusters on loopback, break them on purpose
-// (kill leaders, cut agents off, restart processes) and check the invariants: no acknowledged
-// write lost, desired instances reached, no cron run launched twice, no agent over-committed.
-// It is built by the chaos issue; for now it holds only this description.
+// Package chaos breaks real Agora clusters on purpose and checks that nothing is lost.
+//
+// A Cluster is 3 masters and 3 agents, each a process of the agora binary (built once by the
+// tests) on loopback, the agents on the real containerd, each in its own namespace and host port
+// range, all sharing a cluster secret. A Workload drives it through the public HTTP API while a
+// scenario injects a fault and heals it: three apps of two health-checked instances, a job due
+// every second, and a small replicated write every 200 ms; it samples the agents twice a second.
+//
+// After each scenario, with the cluster healed, Workload.Check verifies the invariants:
+//   - every write answered 2xx is present;
+//   - every app is back at its instances, all healthy;
+//   - no app ran more instances at once than it wants (sampled on the agents);
+//   - no agent had more resources allocated than it has (sampled);
+//   - every due second of the job is exactly one run, or one missed record with its reason;
+//   - every task's state on its agent is the master's (status updates delivered), and no agent
+//     has an update left unacknowledged;
+//   - no container is left in an agent's namespace that no live task owns.
+//
+// Scenarios (chaos_test.go): kill -9 the leader, an agent, a follower (each restarted); SIGSTOP
+// the leader, an agent, past the failure timeouts, then SIGCONT; kill -9 everything and start
+// it again. `make test` runs the short set, `make chaos` all of them with a fixed seed, and
+// `make chaos-long` random faults for as long as asked. Each prints a one-line verdict with the
+// figures it measured, and on failure the timeline of what happened.
 package chaos

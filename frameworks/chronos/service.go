@@ -604,7 +604,7 @@ func (s *Service) dueLocked(st *leaderState, js *jobState, p Plan, w *work, now 
 		older, late = d.Missed[:len(d.Missed)-1], d.Missed[len(d.Missed)-1:]
 	}
 	if len(older) > 0 || d.MoreMissed > 0 {
-		js.hist.missed(sid, older, d.MoreMissed, "the scheduler was not running at the time (downtime or a leader change); only the latest due run starts", now)
+		js.hist.missed(sid, older, d.MoreMissed, "the scheduler did not get to it in time (downtime, a leader change, or a cycle that ran late); only the latest due run starts", now)
 	}
 	if late != nil {
 		js.hist.missed(sid, late, 0, fmt.Sprintf("startingDeadlineSeconds (%d s) passed before it could start", p.Schedule.StartingDeadlineSeconds), now)

@@ -1,0 +1,205 @@
+package chaos
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var (
+	all  = flag.Bool("chaos.all", false, "run every scenario (make chaos); without it, the short set make test runs")
+	seed = flag.Uint64("chaos.seed", 1, "seed of the scenarios' random choices")
+	long = flag.Duration("chaos.long", 0, "run randomized faults for this long (make chaos-long)")
+)
+
+// bin is the agora binary the clusters run, built once by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "agora-chaos-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "agora")
+	build := exec.Command("go", "build", "-o", bin, "github.com/agora-sched/agora/cmd/agora")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos: build agora:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// scenario is one way of breaking the cluster. fault breaks it (and heals it) while the
+// workload runs; it answers the figures it measured.
+type scenario struct {
+	name  string
+	short bool // in make test's short set
+	fault func(t *testing.T, c *Cluster, rng *rand.Rand) []string
+}
+
+var scenarios = []scenario{
+	{"kill-leader", true, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		l := mustLeader(t, c)
+		c.Event("kill -9 leader %s", l.Name)
+		if err := l.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		rec := recovery(t, c, l)
+		restart(t, c, l)
+		return []string{fmt.Sprintf("recovery %.1fs", rec.Seconds())}
+	}},
+	{"kill-agent", true, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		a := c.Agents[rng.IntN(len(c.Agents))]
+		c.Event("kill -9 agent %s", a.Name)
+		if err := a.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second)
+		restart(t, c, a)
+		return []string{"agent " + a.Name + " down 3s"}
+	}},
+	{"kill-follower", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		l := mustLeader(t, c)
+		var f *Node
+		for _, m := range c.Masters {
+			if m != l {
+				f = m
+			}
+		}
+		c.Event("kill -9 follower %s", f.Name)
+		if err := f.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		restart(t, c, f)
+		return []string{"follower " + f.Name + " down 5s"}
+	}},
+	{"pause-leader", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		l := mustLeader(t, c)
+		c.Event("SIGSTOP leader %s for 12s", l.Name)
+		if err := l.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		rec := recovery(t, c, l)
+		time.Sleep(time.Until(time.Now().Add(12*time.Second - rec)))
+		c.Event("SIGCONT %s", l.Name)
+		l.Resume()
+		return []string{fmt.Sprintf("recovery %.1fs", rec.Seconds())}
+	}},
+	{"pause-agent", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		a := c.Agents[rng.IntN(len(c.Agents))]
+		c.Event("SIGSTOP agent %s for 15s (past gossip's failure detection)", a.Name)
+		if err := a.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(15 * time.Second)
+		c.Event("SIGCONT %s", a.Name)
+		a.Resume()
+		return []string{"agent " + a.Name + " paused 15s"}
+	}},
+	{"restart-everything", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		c.Event("kill -9 every process")
+		for _, n := range c.Nodes() {
+			n.Kill()
+		}
+		start := time.Now()
+		for _, n := range c.Nodes() {
+			if err := n.Start(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.WaitReady(120 * time.Second)
+		c.Event("everything back")
+		return []string{fmt.Sprintf("cluster back in %.1fs", time.Since(start).Seconds())}
+	}},
+}
+
+func mustLeader(t *testing.T, c *Cluster) *Node {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if l := c.Leader(); l != nil {
+			return l
+		}
+	}
+	t.Fatal("no leader")
+	return nil
+}
+
+// recovery is how long until another master than gone leads and commits a write.
+func recovery(t *testing.T, c *Cluster, gone *Node) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for deadline := start.Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		l := c.Leader()
+		if l == nil || l == gone {
+			continue
+		}
+		if _, err := c.call("PUT", l.HTTP+"/v1/secrets/recovery-probe", "", map[string]string{"value": "x"}, nil); err == nil {
+			c.Event("new leader %s committed a write", l.Name)
+			return time.Since(start)
+		}
+	}
+	t.Fatal("no new leader committed a write within 60s")
+	return 0
+}
+
+func restart(t *testing.T, c *Cluster, n *Node) {
+	t.Helper()
+	c.Event("restart %s", n.Name)
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run is one scenario on a fresh cluster: workload, fault, heal, checks, verdict.
+func run(t *testing.T, s scenario, rng *rand.Rand) {
+	tl := NewTimeline()
+	c := StartCluster(t, Config{Bin: bin, Timeline: tl})
+	w := StartWorkload(t, c, 3)
+	c.Event("waiting for the workload to settle")
+	time.Sleep(8 * time.Second)
+	figures := s.fault(t, c, rng)
+	time.Sleep(5 * time.Second) // the workload goes on after the healing
+	v := &Verdict{Scenario: s.name, Figures: figures}
+	w.Check(t, v, 120*time.Second)
+	fmt.Println(v.Line()) // make chaos shows these lines
+	if len(v.Failures) > 0 {
+		t.Errorf("%s\ntimeline:\n%s", v.Line(), tl.String())
+	}
+}
+
+// TestScenarios runs the short set (make test) or, with -chaos.all, every scenario (make
+// chaos), each on its own cluster, in order, with the seed's choices.
+func TestScenarios(t *testing.T) {
+	rng := rand.New(rand.NewPCG(*seed, *seed))
+	for _, s := range scenarios {
+		if !s.short && !*all {
+			continue
+		}
+		t.Run(s.name, func(t *testing.T) { run(t, s, rng) })
+	}
+}
+
+// TestRandomFaults (make chaos-long) breaks one cluster over and over with faults chosen at
+// random for -chaos.long, checking the invariants after each round.
+func TestRandomFaults(t *testing.T) {
+	if *long == 0 {
+		t.Skip("make chaos-long runs it (-chaos.long=DURATION)")
+	}
+	rng := rand.New(rand.NewPCG(*seed, *seed^0x9e3779b97f4a7c15))
+	end := time.Now().Add(*long)
+	for round := 1; time.Now().Before(end); round++ {
+		s := scenarios[rng.IntN(len(scenarios))]
+		t.Run(fmt.Sprintf("%03d-%s", round, s.name), func(t *testing.T) { run(t, s, rng) })
+	}
+}
