@@ -17,7 +17,17 @@ type repeating struct {
 	start   time.Time
 	y, m, d int
 	clock   time.Duration
+	approx  float64 // the period's average length in seconds, to estimate Next with
 }
+
+// maxPeriod bounds a period's average length, in seconds: a century. Every number of a period
+// is checked against it before any arithmetic, so that k periods up to year 9999 fit an int64
+// of seconds and the clock part of one period fits a time.Duration (292 years).
+const maxPeriod = 100 * 365.2425 * 24 * 3600
+
+// lastTime ends a repeating schedule: past it, Next answers the zero time (no more). It is the
+// last time ISO 8601 and RFC 3339 (and so encoding/json) write with a four-digit year.
+var lastTime = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
 
 var durationPattern = regexp.MustCompile(`^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$`)
 
@@ -44,13 +54,31 @@ func parseRepeating(spec string, loc *time.Location) (*repeating, error) {
 	if m == nil || parts[2] == "P" || strings.HasSuffix(parts[2], "T") {
 		return nil, fmt.Errorf("period %q: want an ISO 8601 duration like PT30M, P1D or P1M", parts[2])
 	}
-	num := func(s string) int {
-		n, _ := strconv.Atoi(s)
-		return n
+	// The numbers are checked before they are multiplied: unchecked, a huge one wrapped around
+	// to a zero or negative time.Duration, and Next divided by zero or never returned.
+	var n [6]int // years, months, weeks, days, hours, minutes
+	for i, digits := range m[1:7] {
+		if digits == "" {
+			continue
+		}
+		v, err := strconv.Atoi(digits)
+		if err != nil {
+			return nil, fmt.Errorf("period %q: %s is too large", parts[2], digits)
+		}
+		n[i] = v
 	}
-	r.y, r.m, r.d = num(m[1]), num(m[2]), num(m[3])*7+num(m[4])
-	secs, _ := strconv.ParseFloat(orZero(m[7]), 64)
-	r.clock = time.Duration(num(m[5]))*time.Hour + time.Duration(num(m[6]))*time.Minute + time.Duration(secs*float64(time.Second))
+	secs, err := strconv.ParseFloat(orZero(m[7]), 64)
+	if err != nil {
+		return nil, fmt.Errorf("period %q: %s is too large", parts[2], m[7])
+	}
+	const day = 24 * 3600.0
+	r.approx = float64(n[0])*365.2425*day + float64(n[1])*30.436875*day + float64(n[2])*7*day + float64(n[3])*day +
+		float64(n[4])*3600 + float64(n[5])*60 + secs
+	if r.approx > maxPeriod {
+		return nil, fmt.Errorf("period %q: must be at most 100 years", parts[2])
+	}
+	r.y, r.m, r.d = n[0], n[1], n[2]*7+n[3]
+	r.clock = time.Duration(n[4])*time.Hour + time.Duration(n[5])*time.Minute + time.Duration(secs*float64(time.Second))
 	if r.y == 0 && r.m == 0 && r.d == 0 && r.clock < time.Second {
 		return nil, fmt.Errorf("period %q: must be at least one second", parts[2])
 	}
@@ -79,27 +107,41 @@ func parseISOTime(s string, loc *time.Location) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("start %q: want an ISO 8601 time like 2026-01-01T02:00:00Z", s)
 }
 
-// at is the k-th time (k from 0).
-func (r *repeating) at(k int) time.Time {
-	return r.start.AddDate(k*r.y, k*r.m, k*r.d).Add(time.Duration(k) * r.clock)
+// at is the k-th time (k from 0). The clock time of k periods may be more than a
+// time.Duration holds (292 years), so it is added as seconds and nanoseconds apart.
+func (r *repeating) at(k int64) time.Time {
+	t := r.start.AddDate(int(k)*r.y, int(k)*r.m, int(k)*r.d)
+	sec, nsec := int64(r.clock/time.Second), int64(r.clock%time.Second)
+	return time.Unix(t.Unix()+k*sec+k/1e9*nsec, int64(t.Nanosecond())+k%1e9*nsec).In(t.Location())
 }
 
-// Next is the first time after t, or the zero time when the repetitions are used up.
+// Next is the first time after t, or the zero time when the repetitions are used up or the
+// next one would be after year 9999.
 func (r *repeating) Next(t time.Time) time.Time {
-	k := 0
+	if !t.Before(lastTime) {
+		return time.Time{}
+	}
+	var k int64
 	if t.After(r.start) {
-		// Estimate k from the period's rough length, then step to the exact one.
-		approx := time.Duration(r.y)*365*24*time.Hour + time.Duration(r.m)*30*24*time.Hour + time.Duration(r.d)*24*time.Hour + r.clock
-		k = max(0, int(t.Sub(r.start)/approx)-1)
+		// Estimate k from the period's average length, then step to the exact one. The estimate
+		// is in seconds as floats, as t - start may be more than a time.Duration holds (it once
+		// saturated there, and Next stepped through centuries one period at a time); it is off
+		// by days at most (leap years, months' lengths, daylight saving), so by a few periods.
+		elapsed := float64(t.Unix()) - float64(r.start.Unix())
+		k = max(0, int64(elapsed/r.approx)-1)
 		for k > 0 && r.at(k).After(t) {
 			k--
 		}
 	}
 	for ; ; k++ {
-		if r.count >= 0 && k >= r.count {
+		if r.count >= 0 && k >= int64(r.count) {
 			return time.Time{}
 		}
-		if at := r.at(k); at.After(t) {
+		at := r.at(k)
+		if at.After(lastTime) {
+			return time.Time{}
+		}
+		if at.After(t) {
 			return at.In(t.Location())
 		}
 	}

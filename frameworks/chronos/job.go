@@ -228,7 +228,13 @@ func (c PlacementConstraint) compile() (compiled, error) {
 	switch c.Operator {
 	case "EQ":
 	case "LIKE", "UNLIKE":
-		re, err := regexp.Compile("^(?:" + c.Value + ")$")
+		// The value must compile on its own, not only once anchored: "a)|(b" does not, yet
+		// "^(?:a)|(b)$" does, and would match any value that starts with a. (The anchored one
+		// can fail where the value alone does not: anchors add a level of nesting.)
+		re, err := regexp.Compile(c.Value)
+		if err == nil {
+			re, err = regexp.Compile("^(?:" + c.Value + ")$")
+		}
 		if err != nil {
 			return compiled{}, fmt.Errorf("value %q is not a regular expression: %v", c.Value, err)
 		}

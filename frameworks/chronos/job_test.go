@@ -57,6 +57,11 @@ func TestISO8601Schedules(t *testing.T) {
 		{"R0/2026-01-01T00:00:00Z/P1D", "2025-12-01T00:00:00Z", []string{""}},
 		{"R/2026-01-31T08:00:00Z/P1M", "2026-02-01T00:00:00Z", []string{"2026-03-03T08:00:00Z"}},
 		{"R/2026-01-01T00:00:00Z/P1W", "2026-01-01T00:00:00Z", []string{"2026-01-08T00:00:00Z"}},
+		// Starts centuries back: more than a time.Duration before now.
+		{"R/1700-01-01T00:00:00Z/PT1S", "2026-01-01T10:10:00Z", []string{"2026-01-01T10:10:01Z", "2026-01-01T10:10:02Z"}},
+		{"R/0001-01-01T00:00:00Z/P1M", "2026-01-15T00:00:00Z", []string{"2026-02-01T00:00:00Z"}},
+		// Ends with year 9999.
+		{"R/9999-12-31T23:59:58Z/PT1S", "9999-12-31T23:59:58Z", []string{"9999-12-31T23:59:59Z", ""}},
 	} {
 		p := mustPlan(t, Schedule{ID: "s", Cron: tc.spec})
 		got := at(tc.from)
@@ -68,7 +73,10 @@ func TestISO8601Schedules(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{"R/2026-01-01T00:00:00Z", "Rx/2026-01-01T00:00:00Z/P1D", "R/yesterday/P1D", "R/2026-01-01T00:00:00Z/PT0S", "R/2026-01-01T00:00:00Z/1D"} {
+	for _, bad := range []string{"R/2026-01-01T00:00:00Z", "Rx/2026-01-01T00:00:00Z/P1D", "R/yesterday/P1D", "R/2026-01-01T00:00:00Z/PT0S", "R/2026-01-01T00:00:00Z/1D",
+		// Periods past a century, or past an int: they once wrapped to a zero or negative one.
+		"R/2026-01-01T00:00:00Z/P101Y", "R/2026-01-01T00:00:00Z/P281474976710656Y", "R/2026-01-01T00:00:00Z/P1DT9999999999999S",
+		"R/2026-01-01T00:00:00Z/PT9999999999H", "R/2026-01-01T00:00:00Z/P99999999999999999999D"} {
 		if _, err := ParseSchedule(Schedule{ID: "s", Cron: bad}); err == nil || err.(*FieldError).Field != "cron" {
 			t.Errorf("%q: %v, want a cron field error", bad, err)
 		}

@@ -107,8 +107,13 @@ func Decode(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		bad := decodeError(err)
 		if b, ok := bad.(*BadRequest); ok && b.Msg == "unknown field" {
+			// Only the first value, as dec read it: with trailing data, Unmarshal of the whole
+			// body fails and the field was named without its path. Numbers stay as written, so
+			// that one past float64 does not hide the path either.
 			var raw any
-			if json.Unmarshal(data, &raw) == nil {
+			rd := json.NewDecoder(bytes.NewReader(data))
+			rd.UseNumber()
+			if rd.Decode(&raw) == nil {
 				if path := unknownPath(reflect.TypeOf(v), raw, ""); path != "" {
 					b.Field = path
 				}
@@ -137,8 +142,11 @@ func unknownPath(t reflect.Type, raw any, at string) string {
 		sort.Strings(keys)
 		for _, k := range keys {
 			path := k
+			if k == "" {
+				path = `""` // the empty key, as JSON writes it: a path must name something
+			}
 			if at != "" {
-				path = at + "." + k
+				path = at + "." + path
 			}
 			switch t.Kind() {
 			case reflect.Map:
@@ -215,6 +223,9 @@ func decodeError(err error) error {
 		return &BadRequest{Msg: "malformed JSON: the body ends too soon"}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if field == "" {
+			field = `""` // the empty key, as JSON writes it: an unknown field must be named
+		}
 		return &BadRequest{Field: field, Msg: "unknown field"}
 	}
 	// Errors a type's own UnmarshalJSON returns (resources, states) say what is wrong.

@@ -313,6 +313,21 @@ func TestValidateRejectsInfinity(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add("cpus:4;mem:8192;disk:20000;ports:[31000-32000]")
 	f.Add("ports:[1-2, 5-9]")
+	// Tricky ones: rounding to nothing, past float64 once rounded, negatives, NaN, repeats.
+	f.Add(" cpus : 0.0004 ; mem:1e-3;;")
+	f.Add("cpus:1.7976931348623157e308")
+	f.Add("cpus:-0;mem:-1")
+	f.Add("cpus:NaN;disk:Inf")
+	f.Add("cpus:0x1p-2")
+	f.Add("cpus:1;cpus:2")
+	f.Add("gpus:1")
+	f.Add("ports:[65535-65536]")
+	f.Add("ports:8080")
+	f.Add("ports:[]")
+	f.Add("ports:[0-18446744073709551615]")
+	f.Add("ports:[5-1]")
+	f.Add("cpus")
+	f.Add("")
 	f.Fuzz(func(t *testing.T, s string) {
 		r, err := Parse(s)
 		if err != nil {
@@ -327,6 +342,17 @@ func FuzzParse(f *testing.F) {
 
 func FuzzParseRanges(f *testing.F) {
 	f.Add("[31000-32000, 33000-33005]")
+	f.Add("8080")
+	f.Add("[1-3, 2-5, 7, 6]")
+	f.Add("[0-18446744073709551615, 5]")
+	f.Add("[18446744073709551615-18446744073709551615, 0-18446744073709551614]")
+	f.Add("[18446744073709551616]")
+	f.Add("[-1-5]")
+	f.Add("[5-1]")
+	f.Add("[1-2-3]")
+	f.Add("[,]")
+	f.Add("[]")
+	f.Add("")
 	f.Fuzz(func(t *testing.T, s string) {
 		r, err := ParseRanges(s)
 		if err != nil {
@@ -342,6 +368,17 @@ func FuzzParseRanges(f *testing.F) {
 func FuzzUnmarshalJSON(f *testing.F) {
 	f.Add([]byte(`{"cpus":4,"mem":8192,"ports":"[1-5]"}`))
 	f.Add([]byte(`[{"name":"cpus","type":"SCALAR","scalar":{"value":1}}]`))
+	f.Add([]byte(`[{"name":"cpus","type":"SCALAR","scalar":{"value":0.1}},{"name":"cpus","type":"SCALAR","scalar":{"value":0.2}},
+		{"name":"ports","type":"RANGES","ranges":{"range":[{"begin":31000,"end":31005},{"begin":31003,"end":32000}]}}]`))
+	f.Add([]byte(`{"cpus":1,"ports":{"range":[{"begin":0,"end":18446744073709551615}]}}`))
+	f.Add([]byte(`{"cpus":1e308,"mem":-1,"disk":1e-4}`))
+	f.Add([]byte(`[{"name":"gpus","type":"SCALAR","scalar":{"value":1}}]`))
+	f.Add([]byte(`[{"name":"ports","type":"RANGES","ranges":{"range":[{"begin":5,"end":1}]}}]`))
+	f.Add([]byte(`[{"name":"mem"}]`))
+	f.Add([]byte(` [null]`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`"cpus:1"`))
+	f.Add([]byte(``))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r Resources
 		if err := json.Unmarshal(b, &r); err != nil {
