@@ -10,6 +10,7 @@ BENCH        ?= .
 BENCH_COUNT  ?= 6
 BENCH_TIME   ?= 1s
 FUZZ_TIME    ?= 10s
+FUZZ_TEST_TIME ?= 3s
 ARGS         ?=
 VERSION      ?= $(shell git describe --tags --abbrev=0 2>/dev/null || echo dev)
 
@@ -41,25 +42,28 @@ lint:
 	$(GO) tool staticcheck ./...
 
 ## test: lint, then every test with the race detector against a real containerd and a headless
-## Chromium (both installed from Debian's packages when missing); failed UI tests leave screenshots in .artifacts/
+## Chromium (both installed from Debian's packages when missing; failed UI tests leave screenshots
+## in .artifacts/), the short chaos set, then every fuzz target for FUZZ_TEST_TIME
 test: lint
 	sock=$$(scripts/containerd.sh start); \
 	chromium=$$(scripts/chromium.sh); \
 	mkdir -p .artifacts; \
 	AGORA_CONTAINERD_SOCK="$$sock" AGORA_CHROMIUM="$$chromium" $(GO) tool gotestsum --format testname -- \
 		-race -count=1 -timeout $(TEST_TIMEOUT) -artifacts -outputdir "$(CURDIR)/.artifacts" ./...
+	$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_TEST_TIME)
 
 ## bench: benchmarks of every package that has them, in benchstat's input format
 bench:
 	pkgs=$$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -n1 dirname | sort -u); \
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) $$pkgs
 
-## fuzz: each fuzz target for FUZZ_TIME
+## fuzz: each fuzz target for FUZZ_TIME (a crash fails, and go test saves the input under testdata/fuzz)
 fuzz:
-	for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+	@for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
 		dir=$$(dirname $$f); \
 		for target in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
-			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZ_TIME) $$dir; \
+			echo "fuzz $$target in $$dir for $(FUZZ_TIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZ_TIME) $$dir 2>&1 | grep -v '^fuzz: elapsed'; \
 		done; \
 	done
 

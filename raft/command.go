@@ -119,7 +119,9 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(v) {
+		// Overlong forms (0x80 0x00 for 0) are refused too: the encoder never writes them, so
+		// an entry that holds one is damaged, and each entry has one reading.
 		d.err = fmt.Errorf("%w: bad uvarint", errCorruptEntry)
 		return 0
 	}
@@ -127,12 +129,21 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
+// uvarintLen is how many bytes binary.AppendUvarint writes for v.
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
 func (d *decoder) varint() int64 {
 	if d.err != nil {
 		return 0
 	}
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(zigzag(v)) {
 		d.err = fmt.Errorf("%w: bad varint", errCorruptEntry)
 		return 0
 	}
@@ -152,4 +163,13 @@ func (d *decoder) bytes() []byte {
 	v := d.b[:n]
 	d.b = d.b[n:]
 	return v
+}
+
+// zigzag is how binary.PutVarint maps a signed value before writing it as a uvarint.
+func zigzag(v int64) uint64 {
+	ux := uint64(v) << 1
+	if v < 0 {
+		ux = ^ux
+	}
+	return ux
 }
