@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/id"
 	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/tlsconf"
 	"github.com/agora-sched/agora/pkg/version"
 )
 
@@ -54,6 +56,9 @@ type Config struct {
 	// ClusterSecret, when set, is what this agent shows masters and what it asks of every
 	// caller of its API (but /ping, /health and /metrics), and the key of gossip's encryption.
 	ClusterSecret string
+	// TLS, when set, serves the agent's API over TLS, asking every caller for a certificate the
+	// CA signed (only masters call it), and reaches masters over TLS with its own.
+	TLS *tlsconf.TLS
 }
 
 // Agent is the agent daemon's registration with the cluster: it finds the masters through
@@ -64,9 +69,12 @@ type Agent struct {
 	logger *slog.Logger
 	gossip *gossip.Gossip
 	ln     net.Listener
-	store  *checkpoint.Store
-	exec   Executor
-	ids    *id.Generator
+	// tlsClient is how the agent reaches masters with TLS (one configuration, so that its
+	// connections are reused); nil without TLS.
+	tlsClient *tls.Config
+	store     *checkpoint.Store
+	exec      Executor
+	ids       *id.Generator
 	// metrics are served at GET /metrics.
 	metrics *metrics
 
@@ -186,6 +194,10 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: listen on %s (--http): %w", cfg.HTTPAddr, err)
 	}
 	a.ln = ln
+	if cfg.TLS != nil {
+		a.ln = tls.NewListener(ln, cfg.TLS.Server(true))
+		a.tlsClient = cfg.TLS.Client()
+	}
 	a.cfg.HTTPAddr = ln.Addr().String()
 	cfg.HTTPAddr = a.cfg.HTTPAddr
 	g, err := gossip.New(gossip.Config{
@@ -442,7 +454,11 @@ func (a *Agent) client(addr string) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.WithToken(a.cfg.ClusterSecret), nil
+	c = c.WithToken(a.cfg.ClusterSecret)
+	if a.tlsClient != nil {
+		c = c.WithTLS(a.tlsClient)
+	}
+	return c, nil
 }
 
 // guard lets callers of the agent's API in: only masters (the cluster secret) may launch,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/tlsconf"
 )
 
 // AgentConn is how the leader reaches agents: launch, kill, acknowledge, and list tasks. The
@@ -39,12 +40,15 @@ func (e *AgentRefusal) Error() string {
 type httpAgents struct {
 	hc     *http.Client
 	secret string // the cluster secret, "" when there is none
+	scheme string // http, or https with TLS
 }
 
 // NewHTTPAgentConn reaches agents over their HTTP API, showing them the cluster secret when
 // there is one.
-func NewHTTPAgentConn(clusterSecret string) AgentConn {
-	return httpAgents{hc: &http.Client{Timeout: 30 * time.Second}, secret: clusterSecret}
+func NewHTTPAgentConn(clusterSecret string, t *tlsconf.TLS) AgentConn {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsClient(t)
+	return httpAgents{hc: &http.Client{Timeout: 30 * time.Second, Transport: tr}, secret: clusterSecret, scheme: t.Scheme()}
 }
 
 func (h httpAgents) call(ctx context.Context, ag api.Agent, method, path string, in, out any) error {
@@ -56,7 +60,7 @@ func (h httpAgents) call(ctx context.Context, ag api.Agent, method, path string,
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+ag.HTTP+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, h.scheme+"://"+ag.HTTP+path, body)
 	if err != nil {
 		return err
 	}

@@ -140,8 +140,9 @@ func (a *apiHandler) proxy(leader string) *httputil.ReverseProxy {
 	if a.proxies == nil {
 		a.proxies = map[string]*httputil.ReverseProxy{}
 	}
-	target := &url.URL{Scheme: "http", Host: leader}
+	target := &url.URL{Scheme: a.m.tls.Scheme(), Host: leader}
 	p := &httputil.ReverseProxy{
+		Transport: a.m.transport(),
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
@@ -258,8 +259,6 @@ func (a *apiHandler) getCluster(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, view)
 }
 
-var peerClient = &http.Client{Timeout: 500 * time.Millisecond}
-
 // fillRemote asks another master for its own raft view.
 func (a *apiHandler) fillRemote(ctx context.Context, mi *api.MasterInfo) {
 	mi.State = "unreachable"
@@ -267,12 +266,12 @@ func (a *apiHandler) fillRemote(ctx context.Context, mi *api.MasterInfo) {
 		mi.Error = "no HTTP address known through gossip"
 		return
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+mi.HTTP+"/v1/cluster/self", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.m.tls.Scheme()+"://"+mi.HTTP+"/v1/cluster/self", nil)
 	if err != nil {
 		mi.Error = err.Error()
 		return
 	}
-	resp, err := peerClient.Do(req)
+	resp, err := a.m.peers.Do(req)
 	if err != nil {
 		mi.Error = err.Error()
 		return

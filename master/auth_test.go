@@ -13,7 +13,7 @@ func TestWhoMayCallWhat(t *testing.T) {
 		want         auth.Role
 	}{
 		{"GET", "/ping", auth.Open}, {"GET", "/health", auth.Open}, {"GET", "/metrics", auth.Open},
-		{"GET", "/ui/app.js", auth.Open}, {"GET", "/", auth.Open},
+		{"GET", "/ui/app.js", auth.Open}, {"GET", "/", auth.Open}, {"GET", "/v1/cluster/self", auth.Open},
 		{"POST", "/v1/agents/register", auth.Cluster}, {"POST", "/v1/agents/a-1/status", auth.Cluster},
 		{"GET", "/v1/secrets", auth.Admin}, {"PUT", "/v1/secrets/db", auth.Admin},
 		{"POST", "/v1/agents/a-1/drain", auth.Admin}, {"DELETE", "/v1/cluster/masters/m-1", auth.Admin},

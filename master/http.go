@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,8 @@ type ServerConfig struct {
 	// Cluster, when set, adds the cluster endpoints, forwards writes to the leader and marks
 	// reads with how stale they may be.
 	Cluster *Master
+	// TLS, when set, serves HTTPS.
+	TLS *tls.Config
 }
 
 // Server is a node's HTTP API.
@@ -66,6 +69,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	info := cfg.Info
 	info.Name = "agora"
 	info.HTTP = ln.Addr().String()
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
 	info.Build = version.Get()
 	a := &apiHandler{info: info, m: cfg.Cluster, logger: logger}
 	s := &Server{ln: ln, logger: logger, api: a}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/httpmetrics"
+	"github.com/agora-sched/agora/pkg/tlsconf"
 	"github.com/agora-sched/agora/pkg/version"
 	"github.com/agora-sched/agora/raft"
 )
@@ -64,6 +66,9 @@ type Config struct {
 	// ClusterSecret, when set, is what agents must show to register and report, what this
 	// master shows agents, and the key of gossip's encryption.
 	ClusterSecret string
+	// TLS, when set, serves the API over TLS, carries raft over mutual TLS, and makes every
+	// call to agents and other masters a TLS one (pkg/tlsconf).
+	TLS *tlsconf.TLS
 }
 
 // Master is one master of an Agora cluster: a raft server of the replicated store, a gossip
@@ -81,8 +86,11 @@ type Master struct {
 	metrics    *schedMetrics
 	registry   *prometheus.Registry // served at /metrics
 
-	guard         *auth.Guard // who may call what on the API
-	clusterSecret string      // shown to agents (log proxying)
+	guard         *auth.Guard     // who may call what on the API
+	clusterSecret string          // shown to agents (log proxying)
+	tls           *tlsconf.TLS    // nil: plain HTTP and TCP
+	tr            *http.Transport // to other masters and agents (TLS when tls is set)
+	peers         *http.Client    // tr with a short timeout, for other masters' raft state
 
 	raftCommit  prometheus.Histogram // agora_raft_commit_seconds, fed by the store
 	httpMetrics *httpmetrics.Metrics // the API's request durations
@@ -129,8 +137,12 @@ func New(cfg Config) (*Master, error) {
 	m.leadership = &leadership{logger: logger.With("component", "leadership"), stopTimeout: 30 * time.Second}
 
 	m.newRegistry()
+	m.tls = cfg.TLS
+	m.tr = http.DefaultTransport.(*http.Transport).Clone()
+	m.tr.TLSClientConfig = tlsClient(cfg.TLS)
+	m.peers = &http.Client{Timeout: 500 * time.Millisecond, Transport: m.tr}
 	if cfg.Scheduler.Agents == nil {
-		cfg.Scheduler.Agents = NewHTTPAgentConn(cfg.ClusterSecret)
+		cfg.Scheduler.Agents = NewHTTPAgentConn(cfg.ClusterSecret, cfg.TLS)
 	}
 	m.guard = &auth.Guard{Tokens: cfg.Tokens, ClusterSecret: cfg.ClusterSecret, Need: need}
 	m.clusterSecret = cfg.ClusterSecret
@@ -152,6 +164,8 @@ func New(cfg Config) (*Master, error) {
 		Logger:        logger,
 		Timing:        cfg.Timing,
 		ObserveCommit: m.observeCommit,
+		TLSServer:     tlsServer(cfg.TLS, true),
+		TLSClient:     tlsClient(cfg.TLS),
 	})
 	if err != nil {
 		return nil, err
@@ -176,7 +190,7 @@ func New(cfg Config) (*Master, error) {
 	info.Role = cfg.Role
 	info.DataDir = cfg.DataDir
 	info.StartedAt = m.startedAt
-	m.http, err = NewServer(ServerConfig{HTTPAddr: cfg.HTTPAddr, Info: info, Logger: logger.With("component", "http"), Cluster: m})
+	m.http, err = NewServer(ServerConfig{HTTPAddr: cfg.HTTPAddr, Info: info, Logger: logger.With("component", "http"), Cluster: m, TLS: tlsServer(cfg.TLS, false)})
 	if err != nil {
 		m.gossip.Shutdown()
 		m.store.Close()
@@ -643,3 +657,24 @@ func (m *Master) loggedLeaderEvents(ctx context.Context) <-chan bool {
 	}()
 	return out
 }
+
+// tlsServer is t's server configuration (nil without TLS); requireClient: every peer must
+// show a certificate the CA signed.
+func tlsServer(t *tlsconf.TLS, requireClient bool) *tls.Config {
+	if t == nil {
+		return nil
+	}
+	return t.Server(requireClient)
+}
+
+// tlsClient is t's client configuration, nil without TLS.
+func tlsClient(t *tlsconf.TLS) *tls.Config {
+	if t == nil {
+		return nil
+	}
+	return t.Client()
+}
+
+// transport is the HTTP transport to other nodes (made once), with this master's TLS when it
+// has one.
+func (m *Master) transport() *http.Transport { return m.tr }

@@ -371,8 +371,9 @@ func (a *apiHandler) taskLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "agent "+ag.ID+" has no API address")
 		return
 	}
-	target := &url.URL{Scheme: "http", Host: ag.HTTP}
+	target := &url.URL{Scheme: a.m.tls.Scheme(), Host: ag.HTTP}
 	p := &httputil.ReverseProxy{
+		Transport: a.m.transport(),
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.URL.Path = "/v1/tasks/" + url.PathEscape(id) + "/logs"

@@ -78,7 +78,7 @@ func (c *SchedulerConfig) defaults() {
 		c.KeepEnded = 10000
 	}
 	if c.Agents == nil {
-		c.Agents = NewHTTPAgentConn("")
+		c.Agents = NewHTTPAgentConn("", nil)
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}

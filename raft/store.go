@@ -3,6 +3,7 @@ package raft
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -109,6 +110,10 @@ type Config struct {
 	// StreamLayer, when set, carries raft's traffic instead of a TCP listener on BindAddr; tests
 	// use it to cut a server off from the others. AdvertiseAddr must then be its address.
 	StreamLayer hraft.StreamLayer
+	// TLSServer and TLSClient, when set, carry raft's traffic over TLS on BindAddr: servers
+	// accept with TLSServer (which should ask for and verify the peer's certificate) and dial
+	// with TLSClient.
+	TLSServer, TLSClient *tls.Config
 	// ObserveCommit, when set, is told how long each write took on the leader, from Apply until
 	// its command was committed and applied (real time, not Now's), for metrics. Writes that
 	// fail to commit are not observed. It is called on the goroutine that hands out results:
@@ -262,7 +267,14 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("raft: read state in %s: %w", cfg.Dir, err)
 	}
 	var transport *hraft.NetworkTransport
-	if cfg.StreamLayer != nil {
+	if cfg.StreamLayer == nil && cfg.TLSServer != nil {
+		var layer hraft.StreamLayer
+		if layer, err = newTLSLayer(cfg.BindAddr, advAddr, cfg.TLSServer, cfg.TLSClient); err != nil {
+			bolt.Close()
+			return nil, fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err)
+		}
+		transport = hraft.NewNetworkTransportWithLogger(layer, 3, 10*time.Second, hlog)
+	} else if cfg.StreamLayer != nil {
 		transport = hraft.NewNetworkTransportWithLogger(cfg.StreamLayer, 3, 10*time.Second, hlog)
 	} else {
 		transport, err = hraft.NewTCPTransportWithLogger(cfg.BindAddr, advAddr, 3, 10*time.Second, hlog)

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/agora-sched/agora/pkg/auth"
+	"github.com/agora-sched/agora/pkg/tlsconf"
 )
 
 // accessFlags are the access control flags of masters and dev nodes (pkg/auth).
@@ -88,4 +89,22 @@ func loopback(addr string) bool {
 		}
 	}
 	return true
+}
+
+// tlsFlags are the TLS flags of masters, agents and dev nodes (pkg/tlsconf).
+func tlsFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "tls-cert", Usage: "this node's certificate (PEM): the APIs serve HTTPS, raft runs over TLS, and links to other nodes show it", EnvVars: []string{"AGORA_TLS_CERT"}},
+		&cli.StringFlag{Name: "tls-key", Usage: "the certificate's private key (PEM)", EnvVars: []string{"AGORA_TLS_KEY"}},
+		&cli.StringFlag{Name: "tls-ca", Usage: "the CA (PEM) that signs the cluster's certificates: nodes verify each other against it (mutual TLS)", EnvVars: []string{"AGORA_TLS_CA"}},
+	}
+}
+
+// loadTLS reads --tls-cert, --tls-key and --tls-ca; nil when none is given.
+func loadTLS(c *cli.Context) (*tlsconf.TLS, error) {
+	t, err := tlsconf.Load(tlsconf.Files{Cert: c.String("tls-cert"), Key: c.String("tls-key"), CA: c.String("tls-ca")})
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	return t, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/agora-sched/agora/pkg/client"
+	"github.com/agora-sched/agora/pkg/tlsconf"
 )
 
 // clientFlags are the flags of every command that talks to a master.
@@ -20,6 +22,7 @@ func clientFlags() []cli.Flag {
 		&cli.StringFlag{Name: "master", Aliases: []string{"m"}, Value: "http://127.0.0.1:8080", Usage: "a master's API address (any master: followers forward)", EnvVars: []string{"AGORA_MASTER"}},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, json or yaml", EnvVars: []string{"AGORA_OUTPUT"}},
 		&cli.StringFlag{Name: "token", Usage: "an API token (when the masters have a --tokens-file)", EnvVars: []string{"AGORA_TOKEN"}},
+		&cli.StringFlag{Name: "tls-ca", Usage: "the CA (PEM) to verify https:// masters with (default: the system's roots)", EnvVars: []string{"AGORA_TLS_CA"}},
 	}
 }
 
@@ -36,7 +39,15 @@ func newClient(c *cli.Context) (*client.Client, error) {
 	if err != nil {
 		return nil, usageError{err.Error()}
 	}
-	return cl.WithToken(c.String("token")), nil
+	cl = cl.WithToken(c.String("token"))
+	if ca := c.String("tls-ca"); ca != "" {
+		pool, err := tlsconf.Pool(ca)
+		if err != nil {
+			return nil, usageError{err.Error()}
+		}
+		cl = cl.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	}
+	return cl, nil
 }
 
 // show writes v as --output asks: indented JSON, YAML, or the table that table writes to a

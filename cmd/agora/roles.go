@@ -38,7 +38,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "agent-http", Value: "127.0.0.1:5151", Usage: "the agent's API address"},
 			&cli.StringFlag{Name: "resources", Usage: "what the agent offers, e.g. 'cpus:2;mem:2048;disk:10000;ports:[31000-32000]' (default: detected)"},
 			&cli.StringFlag{Name: "containerd-namespace", Value: agentcontainerd.DefaultNamespace, Usage: "containerd namespace of the agent's containers"},
-		}, append(accessFlags(), schedulerFlags()...)...),
+		}, append(append(accessFlags(), tlsFlags()...), schedulerFlags()...)...),
 		Action: runDev,
 	}
 }
@@ -67,9 +67,14 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	tlsc, err := loadTLS(c)
+	if err != nil {
+		return err
+	}
 	m, err := master.New(master.Config{
 		Tokens:        tokens,
 		ClusterSecret: secret,
+		TLS:           tlsc,
 		DataDir:       filepath.Join(dataDir, "master"),
 		RaftAddr:      c.String("bind"),
 		HTTPAddr:      c.String("http"),
@@ -105,12 +110,14 @@ func runDev(c *cli.Context) error {
 		Executor:   exec,
 		// The dev agent listens on loopback; with a secret, it asks it of callers as any agent.
 		ClusterSecret: secret,
+		TLS:           tlsc,
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
-	fmt.Fprintf(c.App.Writer, "agora dev is up\n  UI:         http://%s/ui/\n  API:        http://%s  (try: curl http://%s/v1/cluster, or agora app add examples/apps/hello.json --wait)\n"+
-		"  metrics:    http://%s/metrics, agent http://%s/metrics\n  agent API:  http://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\n  access:     %s\nStop it with Ctrl-C; the state stays in the data dir for the next start.\n",
+	sc := tlsc.Scheme()
+	fmt.Fprintf(c.App.Writer, "agora dev is up\n  UI:         "+sc+"://%s/ui/\n  API:        "+sc+"://%s  (try: curl "+sc+"://%s/v1/cluster, or agora app add examples/apps/hello.json --wait)\n"+
+		"  metrics:    "+sc+"://%s/metrics, agent "+sc+"://%s/metrics\n  agent API:  "+sc+"://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\n  access:     %s\nStop it with Ctrl-C; the state stays in the data dir for the next start.\n",
 		m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir, accessLine)
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- a.Run(c.Context) }()
@@ -245,7 +252,7 @@ func masterCommand() *cli.Command {
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP API address"},
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip address of a running master or agent (repeatable)"},
 			&cli.IntFlag{Name: "bootstrap-expect", Usage: "found a new cluster once this many masters are present (0: join an existing one; one master alone bootstraps itself)"},
-		}, append(accessFlags(), schedulerFlags()...)...),
+		}, append(append(accessFlags(), tlsFlags()...), schedulerFlags()...)...),
 		Action: runMaster,
 	}
 }
@@ -269,9 +276,14 @@ func runMaster(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	tlsc, err := loadTLS(c)
+	if err != nil {
+		return err
+	}
 	m, err := master.New(master.Config{
 		Tokens:          tokens,
 		ClusterSecret:   secret,
+		TLS:             tlsc,
 		Scheduler:       sched,
 		DataDir:         c.String("data-dir"),
 		RaftAddr:        c.String("bind"),
@@ -288,7 +300,7 @@ func runMaster(c *cli.Context) error {
 	if err := startFrameworks(m, logger); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "agora master %s\n  API:    http://%s\n  raft:   %s\n  gossip: %s\n  access: %s\n", m.ID(), m.HTTPAddr(), m.RaftAddr(), m.GossipAddr(), accessLine)
+	fmt.Fprintf(c.App.Writer, "agora master %s\n  API:    "+tlsc.Scheme()+"://%s\n  raft:   %s\n  gossip: %s\n  access: %s\n", m.ID(), m.HTTPAddr(), m.RaftAddr(), m.GossipAddr(), accessLine)
 	return m.Run(c.Context)
 }
 
@@ -320,6 +332,7 @@ func agentCommand() *cli.Command {
 			&cli.Int64Flag{Name: "log-max-bytes", Value: 10 << 20, Usage: "rotate a task's stdout and stderr at this size"},
 			&cli.IntFlag{Name: "log-keep", Value: 5, Usage: "rotated stdout and stderr files kept per task"},
 			clusterSecretFlag,
+			tlsFlags()[0], tlsFlags()[1], tlsFlags()[2],
 		},
 		Action:      runAgent,
 		Subcommands: agentSubcommands(),
@@ -341,6 +354,10 @@ func runAgent(c *cli.Context) error {
 		return err
 	}
 	secret, err := clusterSecret(c)
+	if err != nil {
+		return err
+	}
+	tlsc, err := loadTLS(c)
 	if err != nil {
 		return err
 	}
@@ -377,12 +394,13 @@ func runAgent(c *cli.Context) error {
 		Executor:      exec,
 		Drain:         c.Bool("drain"),
 		ClusterSecret: secret,
+		TLS:           tlsc,
 		DrainTimeout:  c.Duration("drain-timeout"),
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "agora agent\n  API:        http://%s\n  gossip:     %s\n  containerd: %s (%s), namespace %s\n  resources:  %s\n",
+	fmt.Fprintf(c.App.Writer, "agora agent\n  API:        "+tlsc.Scheme()+"://%s\n  gossip:     %s\n  containerd: %s (%s), namespace %s\n  resources:  %s\n",
 		a.HTTPAddr(), a.GossipAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), a.Resources())
 	return a.Run(c.Context)
 }

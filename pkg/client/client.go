@@ -4,12 +4,14 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agora-sched/agora/pkg/api"
@@ -21,6 +23,21 @@ type Client struct {
 	hc     *http.Client
 	stream *http.Client // no timeout: a followed log stays open
 	token  string       // sent as "Authorization: Bearer" when set
+}
+
+// WithTLS is a copy of the client that speaks HTTPS with conf (the CA to trust, and a
+// certificate to show, if any); an http:// address becomes https://.
+func (c *Client) WithTLS(conf *tls.Config) *Client {
+	cp := *c
+	base := *c.base
+	if base.Scheme == "http" {
+		base.Scheme = "https"
+	}
+	cp.base = &base
+	tr := transportFor(conf)
+	cp.hc = &http.Client{Timeout: c.hc.Timeout, Transport: tr}
+	cp.stream = &http.Client{Transport: tr}
+	return &cp
 }
 
 // WithToken is a copy of the client that sends token (an API token, or the cluster secret)
@@ -204,4 +221,18 @@ func (c *Client) authorize(req *http.Request) {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+}
+
+// transports keeps one transport (and its connections) per TLS configuration: clients are
+// made per call, their connections must outlive them.
+var transports sync.Map // *tls.Config → *http.Transport
+
+func transportFor(conf *tls.Config) *http.Transport {
+	if tr, ok := transports.Load(conf); ok {
+		return tr.(*http.Transport)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = conf
+	actual, _ := transports.LoadOrStore(conf, tr)
+	return actual.(*http.Transport)
 }
