@@ -76,7 +76,7 @@ chaos:
 ## chaos-long: random faults on one cluster after another for CHAOS_TIME (make chaos-long CHAOS_TIME=2h CHAOS_SEED=7)
 chaos-long:
 	sock=$$(scripts/containerd.sh start); \
-	AGORA_CONTAINERD_SOCK="$$sock" $(GO) test -count=1 -v -timeout 0 -run 'TestRandomFaults' ./chaos/ -args -chaos.long $(CHAOS_TIME) -chaos.seed $(CHAOS_SEED) \
+	AGORA_CONTAINERD_SOCK="$$sock" $(GO) test -count=1 -v -timeout 0 -run 'TestScenarios' ./chaos/ -args -chaos.long $(CHAOS_TIME) -chaos.seed $(CHAOS_SEED) \
 		| grep -v -E '^=== (RUN|PAUSE|CONT)'
 
 ## containerd: start (or find) the containerd the tests and `agora dev` use

@@ -179,27 +179,22 @@ func run(t *testing.T, s scenario, rng *rand.Rand) {
 }
 
 // TestScenarios runs the short set (make test) or, with -chaos.all, every scenario (make
-// chaos), each on its own cluster, in order, with the seed's choices.
+// chaos), each on its own cluster, in order, with the seed's choices; with -chaos.long (make
+// chaos-long), scenarios picked at random, one after another, for that long.
 func TestScenarios(t *testing.T) {
 	rng := rand.New(rand.NewPCG(*seed, *seed))
+	if *long > 0 {
+		end := time.Now().Add(*long)
+		for round := 1; time.Now().Before(end); round++ {
+			s := scenarios[rng.IntN(len(scenarios))]
+			t.Run(fmt.Sprintf("%03d-%s", round, s.name), func(t *testing.T) { run(t, s, rng) })
+		}
+		return
+	}
 	for _, s := range scenarios {
 		if !s.short && !*all {
 			continue
 		}
 		t.Run(s.name, func(t *testing.T) { run(t, s, rng) })
-	}
-}
-
-// TestRandomFaults (make chaos-long) breaks one cluster over and over with faults chosen at
-// random for -chaos.long, checking the invariants after each round.
-func TestRandomFaults(t *testing.T) {
-	if *long == 0 {
-		t.Skip("make chaos-long runs it (-chaos.long=DURATION)")
-	}
-	rng := rand.New(rand.NewPCG(*seed, *seed^0x9e3779b97f4a7c15))
-	end := time.Now().Add(*long)
-	for round := 1; time.Now().Before(end); round++ {
-		s := scenarios[rng.IntN(len(scenarios))]
-		t.Run(fmt.Sprintf("%03d-%s", round, s.name), func(t *testing.T) { run(t, s, rng) })
 	}
 }

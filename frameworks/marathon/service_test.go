@@ -255,7 +255,11 @@ func TestRollbackToVersion(t *testing.T) {
 	if code := call(t, "PUT", base+"/v2/apps/back", `{"env": {"V": "2"}, "instances": 2}`, nil); code != http.StatusOK {
 		t.Fatalf("PUT v2: %d", code)
 	}
-	waitFor(t, "v2 running", func() bool { return len(hosts(svc, "/back")) == 2 })
+	waitFor(t, "v2 deployed", func() bool {
+		var deps []map[string]any
+		call(t, "GET", base+"/v2/deployments", "", &deps)
+		return len(hosts(svc, "/back")) == 2 && len(deps) == 0
+	})
 	var res map[string]string
 	if code := call(t, "PUT", base+"/v2/apps/back", `{"version": "`+v1+`"}`, &res); code != http.StatusOK || res["deploymentId"] == "" {
 		t.Fatalf("rollback to %s: %d %v", v1, code, res)
