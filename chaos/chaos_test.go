@@ -96,6 +96,35 @@ var scenarios = []scenario{
 		l.Resume()
 		return []string{fmt.Sprintf("recovery %.1fs", rec.Seconds())}
 	}},
+	{"partition-leader", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		l := mustLeader(t, c)
+		c.Event("cut leader %s off the other nodes for 15s", l.Name)
+		if err := l.CutOff(true); err != nil {
+			t.Fatal(err)
+		}
+		rec := recovery(t, c, l)
+		time.Sleep(time.Until(time.Now().Add(15*time.Second - rec)))
+		c.Event("heal %s", l.Name)
+		l.CutOff(false)
+		return []string{fmt.Sprintf("recovery %.1fs", rec.Seconds())}
+	}},
+	{"partition-follower", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		l := mustLeader(t, c)
+		var f *Node
+		for _, m := range c.Masters {
+			if m != l {
+				f = m
+			}
+		}
+		c.Event("cut follower %s off the other nodes for 15s", f.Name)
+		if err := f.CutOff(true); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(15 * time.Second)
+		c.Event("heal %s", f.Name)
+		f.CutOff(false)
+		return []string{"follower " + f.Name + " cut off 15s"}
+	}},
 	{"pause-agent", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		a := c.Agents[rng.IntN(len(c.Agents))]
 		c.Event("SIGSTOP agent %s for 15s (past gossip's failure detection)", a.Name)

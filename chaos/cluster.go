@@ -92,6 +92,15 @@ func (n *Node) Stop() {
 	}
 }
 
+// CutOff cuts a master off the other nodes (raft, gossip, its calls to them), or heals it:
+// SIGUSR1 and SIGUSR2 to a master started with --chaos-faults (pkg/faultnet).
+func (n *Node) CutOff(on bool) error {
+	if on {
+		return n.signal(syscall.SIGUSR1)
+	}
+	return n.signal(syscall.SIGUSR2)
+}
+
 // Pause is SIGSTOP; Resume is SIGCONT.
 func (n *Node) Pause() error  { return n.signal(syscall.SIGSTOP) }
 func (n *Node) Resume() error { return n.signal(syscall.SIGCONT) }
@@ -159,7 +168,7 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 	for _, n := range c.Masters {
 		n.args = []string{"--log-level", "warn", "master", "--data-dir", filepath.Join(dir, n.Name), "--bind", port(), "--gossip", n.Gossip,
 			"--http", strings.TrimPrefix(n.HTTP, "http://"), "--bootstrap-expect", "3", "--allocation-interval", "200ms",
-			"--agent-reregister-timeout", "20s", "--cluster-secret-file", secretFile}
+			"--agent-reregister-timeout", "20s", "--cluster-secret-file", secretFile, "--chaos-faults"}
 		for _, g := range gossips {
 			if g != n.Gossip {
 				n.args = append(n.args, "--join", g)

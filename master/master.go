@@ -23,6 +23,7 @@ import (
 
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
+	"github.com/agora-sched/agora/pkg/faultnet"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/httpmetrics"
 	"github.com/agora-sched/agora/pkg/tlsconf"
@@ -69,6 +70,9 @@ type Config struct {
 	// TLS, when set, serves the API over TLS, carries raft over mutual TLS, and makes every
 	// call to agents and other masters a TLS one (pkg/tlsconf).
 	TLS *tlsconf.TLS
+	// Faults, when set, can cut this master off the other nodes (the chaos harness's
+	// partitions; pkg/faultnet).
+	Faults *faultnet.Switch
 }
 
 // Master is one master of an Agora cluster: a raft server of the replicated store, a gossip
@@ -140,9 +144,12 @@ func New(cfg Config) (*Master, error) {
 	m.tls = cfg.TLS
 	m.tr = http.DefaultTransport.(*http.Transport).Clone()
 	m.tr.TLSClientConfig = tlsClient(cfg.TLS)
+	if cfg.Faults != nil {
+		m.tr.DialContext = cfg.Faults.DialContext
+	}
 	m.peers = &http.Client{Timeout: 500 * time.Millisecond, Transport: m.tr}
 	if cfg.Scheduler.Agents == nil {
-		cfg.Scheduler.Agents = NewHTTPAgentConn(cfg.ClusterSecret, cfg.TLS)
+		cfg.Scheduler.Agents = httpAgents{hc: &http.Client{Timeout: 30 * time.Second, Transport: m.tr}, secret: cfg.ClusterSecret, scheme: cfg.TLS.Scheme()}
 	}
 	m.guard = &auth.Guard{Tokens: cfg.Tokens, ClusterSecret: cfg.ClusterSecret, Need: need}
 	m.clusterSecret = cfg.ClusterSecret
@@ -166,6 +173,7 @@ func New(cfg Config) (*Master, error) {
 		ObserveCommit: m.observeCommit,
 		TLSServer:     tlsServer(cfg.TLS, true),
 		TLSClient:     tlsClient(cfg.TLS),
+		Faults:        cfg.Faults,
 	})
 	if err != nil {
 		return nil, err
@@ -181,6 +189,7 @@ func New(cfg Config) (*Master, error) {
 		Logger:    logger.With("component", "gossip"),
 		Timing:    cfg.GossipTiming,
 		SecretKey: gossipKey,
+		Faults:    cfg.Faults,
 	})
 	if err != nil {
 		m.store.Close()

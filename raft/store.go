@@ -18,6 +18,8 @@ import (
 	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+
+	"github.com/agora-sched/agora/pkg/faultnet"
 )
 
 // Errors of the store. Callers branch on these with errors.Is / errors.As.
@@ -114,6 +116,8 @@ type Config struct {
 	// accept with TLSServer (which should ask for and verify the peer's certificate) and dial
 	// with TLSClient.
 	TLSServer, TLSClient *tls.Config
+	// Faults, when set, can cut this server off the others (the chaos harness).
+	Faults *faultnet.Switch
 	// ObserveCommit, when set, is told how long each write took on the leader, from Apply until
 	// its command was committed and applied (real time, not Now's), for metrics. Writes that
 	// fail to commit are not observed. It is called on the goroutine that hands out results:
@@ -267,9 +271,9 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("raft: read state in %s: %w", cfg.Dir, err)
 	}
 	var transport *hraft.NetworkTransport
-	if cfg.StreamLayer == nil && cfg.TLSServer != nil {
+	if cfg.StreamLayer == nil && (cfg.TLSServer != nil || cfg.Faults != nil) {
 		var layer hraft.StreamLayer
-		if layer, err = newTLSLayer(cfg.BindAddr, advAddr, cfg.TLSServer, cfg.TLSClient); err != nil {
+		if layer, err = newNetLayer(cfg.BindAddr, advAddr, cfg.TLSServer, cfg.TLSClient, cfg.Faults); err != nil {
 			bolt.Close()
 			return nil, fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err)
 		}

@@ -1,22 +1,27 @@
 package raft
 
 import (
+	"context"
 	"crypto/tls"
 	"net"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+
+	"github.com/agora-sched/agora/pkg/faultnet"
 )
 
-// tlsLayer is raft's stream layer over TLS: a TCP listener whose connections are TLS servers,
-// and TLS dials to the other masters.
-type tlsLayer struct {
+// netLayer is raft's stream layer when it needs more than hashicorp/raft's TCP transport: TLS
+// (the listener's connections are TLS servers, dials are TLS clients) and, for the chaos
+// harness, a faultnet.Switch that can cut the master off.
+type netLayer struct {
 	net.Listener
 	adv    net.Addr
-	client *tls.Config
+	client *tls.Config // nil: plain TCP
+	faults *faultnet.Switch
 }
 
-func newTLSLayer(bind string, adv net.Addr, server, client *tls.Config) (*tlsLayer, error) {
+func newNetLayer(bind string, adv net.Addr, server, client *tls.Config, faults *faultnet.Switch) (*netLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, err
@@ -24,14 +29,41 @@ func newTLSLayer(bind string, adv net.Addr, server, client *tls.Config) (*tlsLay
 	if adv == nil { // port 0: advertise what the listener got
 		adv = ln.Addr()
 	}
-	return &tlsLayer{Listener: tls.NewListener(ln, server), adv: adv, client: client}, nil
+	if faults != nil {
+		ln = faults.Listener(ln)
+	}
+	if server != nil {
+		ln = tls.NewListener(ln, server)
+	}
+	return &netLayer{Listener: ln, adv: adv, client: client, faults: faults}, nil
 }
 
 // Addr is the address other masters dial.
-func (l *tlsLayer) Addr() net.Addr { return l.adv }
+func (l *netLayer) Addr() net.Addr { return l.adv }
 
-// Dial opens a TLS connection to another master, handshake included, within timeout.
-func (l *tlsLayer) Dial(address hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
-	return tls.DialWithDialer(d, "tcp", string(address), l.client)
+// Dial opens a connection to another master, the TLS handshake included, within timeout.
+func (l *netLayer) Dial(address hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var c net.Conn
+	var err error
+	if l.faults != nil {
+		c, err = l.faults.DialContext(ctx, "tcp", string(address))
+	} else {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, "tcp", string(address))
+	}
+	if err != nil || l.client == nil {
+		return c, err
+	}
+	conf := l.client.Clone()
+	if host, _, err := net.SplitHostPort(string(address)); err == nil && conf.ServerName == "" {
+		conf.ServerName = host
+	}
+	tc := tls.Client(c, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
 }

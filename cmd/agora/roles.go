@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd"
@@ -17,6 +19,7 @@ import (
 	"github.com/agora-sched/agora/frameworks/chronos"
 	"github.com/agora-sched/agora/frameworks/marathon"
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/faultnet"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/raft"
 )
@@ -252,6 +255,7 @@ func masterCommand() *cli.Command {
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP API address"},
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip address of a running master or agent (repeatable)"},
 			&cli.IntFlag{Name: "bootstrap-expect", Usage: "found a new cluster once this many masters are present (0: join an existing one; one master alone bootstraps itself)"},
+			&cli.BoolFlag{Name: "chaos-faults", Hidden: true, Usage: "for the chaos harness: SIGUSR1 cuts this master off the other nodes (raft, gossip, its calls to them), SIGUSR2 heals it"},
 		}, append(append(accessFlags(), tlsFlags()...), schedulerFlags()...)...),
 		Action: runMaster,
 	}
@@ -284,6 +288,7 @@ func runMaster(c *cli.Context) error {
 		Tokens:          tokens,
 		ClusterSecret:   secret,
 		TLS:             tlsc,
+		Faults:          faultSwitch(c, logger),
 		Scheduler:       sched,
 		DataDir:         c.String("data-dir"),
 		RaftAddr:        c.String("bind"),
@@ -403,4 +408,28 @@ func runAgent(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "agora agent\n  API:        "+tlsc.Scheme()+"://%s\n  gossip:     %s\n  containerd: %s (%s), namespace %s\n  resources:  %s\n",
 		a.HTTPAddr(), a.GossipAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), a.Resources())
 	return a.Run(c.Context)
+}
+
+// faultSwitch is the master's network switch when --chaos-faults is given (nil otherwise):
+// SIGUSR1 cuts the master off the other nodes, SIGUSR2 heals it.
+func faultSwitch(c *cli.Context, logger *slog.Logger) *faultnet.Switch {
+	if !c.Bool("chaos-faults") {
+		return nil
+	}
+	sw := &faultnet.Switch{}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	go func() {
+		for {
+			select {
+			case <-c.Context.Done():
+				signal.Stop(sigs)
+				return
+			case sig := <-sigs:
+				sw.Cut(sig == syscall.SIGUSR1)
+				logger.Warn("fault injection", "cut_off", sw.IsCut())
+			}
+		}
+	}()
+	return sw
 }

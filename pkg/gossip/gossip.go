@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/agora-sched/agora/pkg/faultnet"
 )
 
 // Role says what a member is.
@@ -105,6 +107,8 @@ type Config struct {
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts and authenticates every gossip message
 	// (memberlist's AES-GCM): a node without the same key cannot join or be heard.
 	SecretKey []byte
+	// Faults, when set, can cut this node off the others (the chaos harness).
+	Faults *faultnet.Switch
 }
 
 // Gossip is this node's membership in the pool.
@@ -170,6 +174,16 @@ func New(cfg Config) (*Gossip, error) {
 	mc.SecretKey = cfg.SecretKey
 	mc.LogOutput = nil
 	mc.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
+	if cfg.Faults != nil {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("gossip: %w", err)
+		}
+		if mc.BindPort == 0 {
+			mc.BindPort = nt.GetAutoBindPort()
+		}
+		mc.Transport = cfg.Faults.Transport(nt)
+	}
 
 	g := &Gossip{logger: cfg.Logger, name: cfg.Name}
 	if err := g.setMeta(cfg.Meta); err != nil {
