@@ -45,10 +45,12 @@ type scenario struct {
 	name  string
 	short bool // in make test's short set
 	fault func(t *testing.T, c *Cluster, rng *rand.Rand) []string
+	// smallDisk puts this master's data dir on a small disk of its own (Config.SmallDisk).
+	smallDisk string
 }
 
 var scenarios = []scenario{
-	{"kill-leader", true, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+	{name: "kill-leader", short: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		l := mustLeader(t, c)
 		c.Event("kill -9 leader %s", l.Name)
 		if err := l.Kill(); err != nil {
@@ -58,7 +60,7 @@ var scenarios = []scenario{
 		restart(t, c, l)
 		return []string{fmt.Sprintf("recovery %.1fs", rec.Seconds())}
 	}},
-	{"kill-agent", true, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+	{name: "kill-agent", short: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		a := c.Agents[rng.IntN(len(c.Agents))]
 		c.Event("kill -9 agent %s", a.Name)
 		if err := a.Kill(); err != nil {
@@ -68,7 +70,7 @@ var scenarios = []scenario{
 		restart(t, c, a)
 		return []string{"agent " + a.Name + " down 3s"}
 	}},
-	{"kill-follower", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+	{name: "kill-follower", short: false, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		l := mustLeader(t, c)
 		var f *Node
 		for _, m := range c.Masters {
@@ -84,7 +86,7 @@ var scenarios = []scenario{
 		restart(t, c, f)
 		return []string{"follower " + f.Name + " down 5s"}
 	}},
-	{"pause-leader", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+	{name: "pause-leader", short: false, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		l := mustLeader(t, c)
 		c.Event("SIGSTOP leader %s for 12s", l.Name)
 		if err := l.Pause(); err != nil {
@@ -96,7 +98,7 @@ var scenarios = []scenario{
 		l.Resume()
 		return []string{fmt.Sprintf("recovery %.1fs", rec.Seconds())}
 	}},
-	{"partition-leader", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+	{name: "partition-leader", short: false, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		l := mustLeader(t, c)
 		c.Event("cut leader %s off the other nodes for 15s", l.Name)
 		if err := l.CutOff(true); err != nil {
@@ -108,7 +110,7 @@ var scenarios = []scenario{
 		l.CutOff(false)
 		return []string{fmt.Sprintf("recovery %.1fs", rec.Seconds())}
 	}},
-	{"partition-follower", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+	{name: "partition-follower", short: false, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		l := mustLeader(t, c)
 		var f *Node
 		for _, m := range c.Masters {
@@ -125,7 +127,7 @@ var scenarios = []scenario{
 		f.CutOff(false)
 		return []string{"follower " + f.Name + " cut off 15s"}
 	}},
-	{"pause-agent", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+	{name: "pause-agent", short: false, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		a := c.Agents[rng.IntN(len(c.Agents))]
 		c.Event("SIGSTOP agent %s for 15s (past gossip's failure detection)", a.Name)
 		if err := a.Pause(); err != nil {
@@ -136,7 +138,46 @@ var scenarios = []scenario{
 		a.Resume()
 		return []string{"agent " + a.Name + " paused 15s"}
 	}},
-	{"restart-everything", false, func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+	{name: "disk-full-follower", smallDisk: "m3", fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		m := c.Masters[2]
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+			l := mustLeader(t, c)
+			if l != m {
+				break
+			}
+			c.call("DELETE", l.HTTP+"/v2/leader", "", nil, nil) // a follower's disk is the point
+		}
+		n, err := FillDisk(m.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Event("filled %s's disk (%d MiB) for 15s", m.Name, n>>20)
+		time.Sleep(15 * time.Second)
+		EmptyDisk(m.DataDir)
+		c.Event("emptied %s's disk", m.Name)
+		return []string{fmt.Sprintf("%s's disk full 15s", m.Name)}
+	}},
+	{name: "disk-full-leader", smallDisk: "m1", fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		m := c.Masters[0]
+		l := mustLeader(t, c)
+		if l != m {
+			// Make m1 lead: ask the leader to step down until m1 does.
+			for deadline := time.Now().Add(30 * time.Second); l != m && time.Now().Before(deadline); l = mustLeader(t, c) {
+				c.call("DELETE", l.HTTP+"/v2/leader", "", nil, nil)
+				time.Sleep(2 * time.Second)
+			}
+		}
+		n, err := FillDisk(m.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Event("filled leader %s's disk (%d MiB) for 15s", m.Name, n>>20)
+		time.Sleep(15 * time.Second)
+		EmptyDisk(m.DataDir)
+		c.Event("emptied %s's disk", m.Name)
+		return []string{fmt.Sprintf("leader %s's disk full 15s (m1 led: %t)", m.Name, l == m)}
+	}},
+	{name: "restart-everything", short: false, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		c.Event("kill -9 every process")
 		for _, n := range c.Nodes() {
 			n.Kill()
@@ -193,7 +234,7 @@ func restart(t *testing.T, c *Cluster, n *Node) {
 // run is one scenario on a fresh cluster: workload, fault, heal, checks, verdict.
 func run(t *testing.T, s scenario, rng *rand.Rand) {
 	tl := NewTimeline()
-	c := StartCluster(t, Config{Bin: bin, Timeline: tl})
+	c := StartCluster(t, Config{Bin: bin, Timeline: tl, SmallDisk: s.smallDisk})
 	w := StartWorkload(t, c, 3)
 	c.Event("waiting for the workload to settle")
 	time.Sleep(8 * time.Second)

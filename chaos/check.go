@@ -273,6 +273,11 @@ func (w *Workload) Check(t testing.TB, v *Verdict, settle time.Duration) {
 		return true, ""
 	})
 
+	for _, n := range c.Nodes() {
+		if n.Exited() {
+			v.fail("%s exited on its own: %s", n.Name, tail(n.Log(), 300))
+		}
+	}
 	w.mu.Lock()
 	for _, x := range w.violations {
 		v.fail("%s", x)

@@ -30,6 +30,8 @@ type Node struct {
 	HTTP   string // http://127.0.0.1:port
 	Gossip string // 127.0.0.1:port
 	NS     string // an agent's containerd namespace
+	// DataDir is set for a master on its own small disk (Config.SmallDisk).
+	DataDir string
 
 	bin  string
 	args []string
@@ -105,6 +107,19 @@ func (n *Node) CutOff(on bool) error {
 func (n *Node) Pause() error  { return n.signal(syscall.SIGSTOP) }
 func (n *Node) Resume() error { return n.signal(syscall.SIGCONT) }
 
+// Exited says whether the process has ended (after Start, not by Kill or Stop: a crash).
+func (n *Node) Exited() bool {
+	n.mu.Lock()
+	done := n.done
+	n.mu.Unlock()
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Log is what the process wrote.
 func (n *Node) Log() string { return n.log.String() }
 
@@ -141,6 +156,9 @@ type Config struct {
 	Bin      string // the agora binary
 	Agents   int    // default 3
 	Timeline *Timeline
+	// SmallDisk, when set, puts that master's data dir (m1, m2 or m3) on a tmpfs of 64 MiB of
+	// its own, so that a scenario can fill it (needs root, as make test runs).
+	SmallDisk string
 }
 
 // StartCluster starts the cluster and waits until a leader leads and every agent registered.
@@ -166,6 +184,10 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 		c.Masters = append(c.Masters, n)
 	}
 	for _, n := range c.Masters {
+		if n.Name == cfg.SmallDisk {
+			n.DataDir = filepath.Join(dir, n.Name)
+			mountTmpfs(t, n.DataDir, "64m")
+		}
 		n.args = []string{"--log-level", "warn", "master", "--data-dir", filepath.Join(dir, n.Name), "--bind", port(), "--gossip", n.Gossip,
 			"--http", strings.TrimPrefix(n.HTTP, "http://"), "--bootstrap-expect", "3", "--allocation-interval", "200ms",
 			"--agent-reregister-timeout", "20s", "--cluster-secret-file", secretFile, "--chaos-faults"}
@@ -370,3 +392,36 @@ func (tl *Timeline) String() string {
 func namespaced(t testing.TB, ns string) context.Context {
 	return namespaces.WithNamespace(containerdtest.Context(t), ns)
 }
+
+// mountTmpfs mounts a tmpfs of size at dir until the test ends.
+func mountTmpfs(t testing.TB, dir, size string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		t.Fatalf("mount a %s tmpfs at %s (the full-disk scenario needs root): %v", size, dir, err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+}
+
+// FillDisk writes a file into dir until its disk is full; EmptyDisk removes it.
+func FillDisk(dir string) (int64, error) {
+	f, err := os.Create(filepath.Join(dir, "chaos-filler"))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		w, err := f.Write(buf)
+		n += int64(w)
+		if err != nil {
+			return n, nil // ENOSPC: full
+		}
+	}
+}
+
+// EmptyDisk removes what FillDisk wrote.
+func EmptyDisk(dir string) error { return os.Remove(filepath.Join(dir, "chaos-filler")) }

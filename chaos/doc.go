@@ -7,6 +7,7 @@
 // every second, and a small replicated write every 200 ms; it samples the agents twice a second.
 //
 // After each scenario, with the cluster healed, Workload.Check verifies the invariants:
+//   - no process exited on its own;
 //   - every write answered 2xx is present;
 //   - every app is back at its instances, all healthy;
 //   - no app ran more instances at once than it wants (sampled on the agents);
@@ -17,8 +18,9 @@
 //   - no container is left in an agent's namespace that no live task owns.
 //
 // Scenarios (chaos_test.go): kill -9 the leader, an agent, a follower (each restarted); SIGSTOP
-// the leader, an agent, past the failure timeouts, then SIGCONT; kill -9 everything and start
-// it again. `make test` runs the short set, `make chaos` all of them with a fixed seed, and
+// the leader, an agent, past the failure timeouts, then SIGCONT; cut the leader or a follower
+// off the network (pkg/faultnet, agora master --chaos-faults); fill a follower's or the
+// leader's data disk (a tmpfs of its own); kill -9 everything and start it again. `make test` runs the short set, `make chaos` all of them with a fixed seed, and
 // `make chaos-long` random faults for as long as asked. Each prints a one-line verdict with the
 // figures it measured, and on failure the timeline of what happened.
 package chaos
