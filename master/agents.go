@@ -192,9 +192,14 @@ func (m *Master) agent(ctx context.Context, agentID string) (api.Agent, bool) {
 	return ag, true
 }
 
-// listAgents is GET /v1/agents: the registry as this master has it (see the staleness headers),
-// with each agent's state and use when this master leads.
+// listAgents is GET /v1/agents: the registry with each agent's state and use, from the leader
+// (a follower forwards); while no leader is known, the registry as this master has it (see the
+// staleness headers), without states.
 func (a *apiHandler) listAgents(w http.ResponseWriter, r *http.Request) {
+	if !a.m.store.IsLeader() && r.Header.Get(HeaderForwardedBy) == "" && a.leaderHTTP() != "" {
+		a.forward(w, r) // the leader knows each agent's state and use; without one, the registry
+		return
+	}
 	v, err := a.m.store.View(r.Context(), raft.Stale)
 	if err != nil {
 		writeStoreError(w, err)

@@ -38,11 +38,21 @@ func TestTLSClusterOnContainerd(t *testing.T) {
 		return args
 	}
 	var bases []string
-	_, got := startProcess(t, masterArgs(), `API:\s+(https://\S+)`, `gossip:\s+(\S+)`)
+	var procs []*process
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, p := range procs {
+				t.Logf("--- process %d:\n%s", i, p.out.String())
+			}
+		}
+	})
+	p, got := startProcess(t, masterArgs(), `API:\s+(https://\S+)`, `gossip:\s+(\S+)`)
+	procs = append(procs, p)
 	bases = append(bases, got[0])
 	seed := got[1]
 	for range 2 {
-		_, got := startProcess(t, masterArgs(seed), `API:\s+(https://\S+)`)
+		p, got := startProcess(t, masterArgs(seed), `API:\s+(https://\S+)`)
+		procs = append(procs, p)
 		bases = append(bases, got[0])
 	}
 	pool, err := tlsconf.Pool(certs.CA)
@@ -106,7 +116,8 @@ func TestTLSClusterOnContainerd(t *testing.T) {
 	// An agent over mutual TLS, running an app's task the master launched over it.
 	agentArgs := append([]string{"agent", "--join", seed, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
 		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:1000;ports:[32800-32810]"}, tlsArgs...)
-	_, got = startProcess(t, agentArgs, `API:\s+(https://\S+)`)
+	p, got = startProcess(t, agentArgs, `API:\s+(https://\S+)`)
+	procs = append(procs, p)
 	agentBase := got[0]
 	waitJob(t, "the agent registered over TLS", 30*time.Second, func() bool {
 		var agents []api.AgentView
