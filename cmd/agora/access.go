@@ -108,3 +108,25 @@ func loadTLS(c *cli.Context) (*tlsconf.TLS, error) {
 	}
 	return t, nil
 }
+
+// security is what a master or dev node runs with: its tokens, cluster secret, TLS, and the
+// access line it prints at start.
+type security struct {
+	tokens *auth.Tokens
+	secret string
+	line   string
+	tls    *tlsconf.TLS
+}
+
+// nodeSecurity reads the access and TLS flags of a master or dev node serving httpAddr.
+func nodeSecurity(c *cli.Context, httpAddr string) (security, error) {
+	tokens, secret, line, err := access(c, httpAddr)
+	if err != nil {
+		return security{}, err
+	}
+	t, err := loadTLS(c)
+	if err != nil {
+		return security{}, err
+	}
+	return security{tokens: tokens, secret: secret, line: line, tls: t}, nil
+}

@@ -66,14 +66,11 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	tokens, secret, accessLine, err := access(c, c.String("http"))
+	sec, err := nodeSecurity(c, c.String("http"))
 	if err != nil {
 		return err
 	}
-	tlsc, err := loadTLS(c)
-	if err != nil {
-		return err
-	}
+	tokens, secret, accessLine, tlsc := sec.tokens, sec.secret, sec.line, sec.tls
 	m, err := master.New(master.Config{
 		Tokens:        tokens,
 		ClusterSecret: secret,
@@ -276,14 +273,11 @@ func runMaster(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	tokens, secret, accessLine, err := access(c, c.String("http"))
+	sec, err := nodeSecurity(c, c.String("http"))
 	if err != nil {
 		return err
 	}
-	tlsc, err := loadTLS(c)
-	if err != nil {
-		return err
-	}
+	tokens, secret, accessLine, tlsc := sec.tokens, sec.secret, sec.line, sec.tls
 	m, err := master.New(master.Config{
 		Tokens:          tokens,
 		ClusterSecret:   secret,
