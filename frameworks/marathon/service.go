@@ -395,12 +395,13 @@ const backoffResetAfter = 10 * time.Second
 // they all pass, the instance is gone, or the service stops leading.
 func (s *Service) probeReadiness(ctx context.Context, state *leaderState, a App, in *instance) {
 	names := a.PortNames()
+	rec := in.rec // the caller holds s.mu; the loop reads where the instance is without it
 	go func() {
 		client := &http.Client{}
 		for {
 			ready := true
 			for _, rc := range a.ReadinessChecks {
-				if !readinessPasses(ctx, client, rc, in.rec, names) {
+				if !readinessPasses(ctx, client, rc, rec, names) {
 					ready = false
 					break
 				}
