@@ -56,6 +56,9 @@ type Config struct {
 	// ClusterSecret, when set, is what this agent shows masters and what it asks of every
 	// caller of its API (but /ping, /health and /metrics), and the key of gossip's encryption.
 	ClusterSecret string
+	// AllowPrivileged lets tasks run privileged containers; the agent then has the attribute
+	// api.PrivilegedAttribute, by which frameworks place them.
+	AllowPrivileged bool
 	// TLS, when set, serves the agent's API over TLS, asking every caller for a certificate the
 	// CA signed (only masters call it), and reaches masters over TLS with its own.
 	TLS *tlsconf.TLS
@@ -176,6 +179,14 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	if cfg.AllowPrivileged {
+		attrs := make(map[string]string, len(cfg.Attributes)+1)
+		for k, v := range cfg.Attributes {
+			attrs[k] = v
+		}
+		attrs[api.PrivilegedAttribute] = "true"
+		cfg.Attributes = attrs
+	}
 	a := &Agent{cfg: cfg, logger: cfg.Logger, exec: cfg.Executor, ids: ids}
 	a.metrics = newMetrics(a)
 	if b, err := os.ReadFile(a.idPath()); err == nil {
@@ -268,6 +279,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.tasks = newTaskSet(taskCtx, taskSetConfig{
 		exec: a.exec, store: a.store, updates: a.updates, total: a.cfg.Resources, host: a.cfg.Hostname,
 		agentID: a.ID, clock: a.cfg.Clock, logger: a.logger, ids: a.ids, observeStart: a.metrics.observeStart,
+		allowPrivileged: a.cfg.AllowPrivileged,
 	})
 	defer func() {
 		stopTasks()

@@ -105,6 +105,8 @@ type taskSetConfig struct {
 	// observeStart, when set, learns how long each launched task took from its launch request
 	// to TASK_RUNNING.
 	observeStart func(time.Duration)
+	// allowPrivileged lets tasks ask for privileged containers.
+	allowPrivileged bool
 }
 
 func newTaskSet(ctx context.Context, c taskSetConfig) *taskSet {
@@ -217,6 +219,9 @@ func (ts *taskSet) launch(info api.TaskInfo) (api.TaskStatus, error) {
 	if err := validateTaskInfo(info); err != nil { // a wrong request is wrong whenever it comes
 		return api.TaskStatus{}, err
 	}
+	if info.Privileged && !ts.allowPrivileged {
+		return api.TaskStatus{}, &api.FieldError{Field: "privileged", Msg: "this agent does not run privileged containers (agora agent --allow-privileged)"}
+	}
 	if ts.agentID() == "" {
 		return api.TaskStatus{}, ErrNotRegistered
 	}
@@ -274,7 +279,7 @@ func (ts *taskSet) spec(info api.TaskInfo) containerd.Spec {
 		TaskID: info.TaskID, AgentID: ts.agentID(), Image: info.Image, ForcePull: info.ForcePull,
 		Cmd: info.Cmd, Args: info.Args, Env: env, Labels: info.Labels,
 		CPUs: info.Resources.CPUs, MemMiB: info.Resources.Mem, Ports: ports, PortNames: info.PortNames,
-		Host: ts.host, Volumes: volumes(info.Volumes),
+		Host: ts.host, Volumes: volumes(info.Volumes), Privileged: info.Privileged,
 	}
 }
 

@@ -103,6 +103,9 @@ type Spec struct {
 	PortNames []string
 	Host      string // the agent's hostname, in HOST
 	Volumes   []Volume
+	// Privileged gives the container every capability and the host's devices, without the
+	// default seccomp profile and masked paths (containerd's privileged spec).
+	Privileged bool
 }
 
 // Volume bind-mounts a host directory (or file) into the container; a relative ContainerPath is
@@ -304,6 +307,9 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		period := uint64(100000)
 		quota := int64(s.CPUs * float64(period))
 		opts = append(opts, oci.WithCPUShares(shares), oci.WithCPUCFS(quota, period))
+	}
+	if s.Privileged {
+		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
 	}
 	if s.MemMiB > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(s.MemMiB*1024*1024)))

@@ -332,6 +332,7 @@ func agentCommand() *cli.Command {
 			&cli.IntFlag{Name: "log-keep", Value: 5, Usage: "rotated stdout and stderr files kept per task"},
 			clusterSecretFlag,
 			tlsFlags()[0], tlsFlags()[1], tlsFlags()[2],
+			&cli.BoolFlag{Name: "allow-privileged", Usage: "run tasks that ask for privileged containers (Marathon's container.docker.privileged); the agent gets the attribute agora.privileged:true"},
 		},
 		Action:      runAgent,
 		Subcommands: agentSubcommands(),
@@ -382,19 +383,20 @@ func runAgent(c *cli.Context) error {
 	}
 	defer client.Close()
 	a, err := agent.New(agent.Config{
-		DataDir:       dataDir,
-		Join:          c.StringSlice("join"),
-		GossipAddr:    c.String("gossip"),
-		HTTPAddr:      c.String("http"),
-		Hostname:      c.String("hostname"),
-		Resources:     res,
-		Attributes:    attrs,
-		Logger:        logger,
-		Executor:      exec,
-		Drain:         c.Bool("drain"),
-		ClusterSecret: secret,
-		TLS:           tlsc,
-		DrainTimeout:  c.Duration("drain-timeout"),
+		DataDir:         dataDir,
+		Join:            c.StringSlice("join"),
+		GossipAddr:      c.String("gossip"),
+		HTTPAddr:        c.String("http"),
+		Hostname:        c.String("hostname"),
+		Resources:       res,
+		Attributes:      attrs,
+		Logger:          logger,
+		Executor:        exec,
+		Drain:           c.Bool("drain"),
+		ClusterSecret:   secret,
+		TLS:             tlsc,
+		AllowPrivileged: c.Bool("allow-privileged"),
+		DrainTimeout:    c.Duration("drain-timeout"),
 	})
 	if err != nil {
 		return err

@@ -425,9 +425,6 @@ func (a App) Validate() error {
 		if c.Type == "DOCKER" && (c.Docker == nil || strings.TrimSpace(c.Docker.Image) == "") {
 			p.add("/container/docker/image", "must not be empty")
 		}
-		if c.Docker != nil && c.Docker.Privileged {
-			p.add("/container/docker/privileged", "privileged containers are not allowed on this cluster")
-		}
 		for i, v := range c.Volumes {
 			path := fmt.Sprintf("/container/volumes(%d)", i)
 			switch {

@@ -68,7 +68,7 @@ func TestValidationNamesEveryPath(t *testing.T) {
 	}
 	for _, want := range []string{"/id", "/cpus", "/mem", "/instances", "/backoffFactor", "/upgradeStrategy/minimumHealthCapacity",
 		"/upgradeStrategy/maximumOverCapacity", "/killSelection", "/constraints(0)", "/constraints(1)", "/healthChecks(0)/portIndex",
-		"/container/docker/image", "/container/docker/privileged", "/env/DB"} {
+		"/container/docker/image", "/env/DB"} {
 		if !paths[want] {
 			t.Errorf("no problem reported at %s; got %v", want, ve.Details)
 		}

@@ -727,7 +727,7 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 		}
 		for as.want > 0 {
 			need := resources.Resources{CPUs: as.app.CPUs, Mem: as.app.Mem, Disk: as.app.Disk}
-			if !left.Contains(need) || !AllowAll(as.constraints, place, placed) {
+			if !left.Contains(need) || !AllowAll(as.constraints, place, placed) || privileged(as.app) && o.Attributes[api.PrivilegedAttribute] != "true" {
 				break
 			}
 			ports, ok := pickPorts(left.Ports, as.app.RequiredPorts())
@@ -845,6 +845,7 @@ func taskInfo(as *appState, rec InstanceRecord, res resources.Resources) api.Tas
 	}
 	if a.Container != nil && a.Container.Docker != nil {
 		ti.ForcePull = a.Container.Docker.ForcePullImage
+		ti.Privileged = a.Container.Docker.Privileged
 	}
 	if a.Container != nil {
 		for _, v := range a.Container.Volumes {
@@ -924,4 +925,10 @@ func pickPorts(free resources.Ranges, want []int) (pickedPorts, bool) {
 		out.ranges = out.ranges.Add(resources.Ranges{{Begin: p, End: p}})
 	}
 	return out, true
+}
+
+// privileged says whether the app asks for privileged containers: only agents started with
+// --allow-privileged (api.PrivilegedAttribute) take them.
+func privileged(a App) bool {
+	return a.Container != nil && a.Container.Docker != nil && a.Container.Docker.Privileged
 }

@@ -31,6 +31,10 @@ type TaskInfo struct {
 	// PortNames names the task's ports in order, for PORT_<NAME>.
 	PortNames    []string       `json:"port_names,omitempty"`
 	HealthChecks []health.Check `json:"health_checks,omitempty"`
+	// Privileged runs the container with every capability, the host's devices and no seccomp
+	// filter; an agent refuses it unless started with --allow-privileged (it then has the
+	// attribute PrivilegedAttribute, which the service framework places such tasks by).
+	Privileged bool `json:"privileged,omitempty"`
 	// KillGracePeriodSeconds is the time between SIGTERM and SIGKILL (default 5 s, Mesos's own).
 	KillGracePeriodSeconds float64 `json:"kill_grace_period_seconds,omitempty"`
 }
@@ -111,3 +115,7 @@ type StatusAck struct {
 	Acknowledged bool   `json:"acknowledged"`
 	UUID         string `json:"uuid"`
 }
+
+// PrivilegedAttribute is the attribute ("agora.privileged": "true") of an agent that allows
+// privileged containers.
+const PrivilegedAttribute = "agora.privileged"
