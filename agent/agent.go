@@ -105,6 +105,9 @@ func ParseAttributes(s string) (map[string]string, error) {
 		if !ok || k == "" {
 			return nil, fmt.Errorf("agent: attribute %q: want name:value", part)
 		}
+		if strings.ContainsAny(k, " \t") {
+			return nil, fmt.Errorf("agent: attribute name %q has a space (masters refuse it)", k)
+		}
 		if _, dup := out[k]; dup {
 			return nil, fmt.Errorf("agent: attribute %s given twice", k)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -366,8 +367,8 @@ func checkCallBody(c api.Call) error {
 		if c.Kill == nil || c.Kill.TaskID == "" {
 			return missing("kill.task_id")
 		}
-		if c.Kill.GracePeriodSeconds < 0 {
-			return &api.FieldError{Field: "kill.grace_period_seconds", Msg: "must not be negative"}
+		if c.Kill.GracePeriodSeconds < 0 || c.Kill.GracePeriodSeconds > maxGraceSeconds || math.IsNaN(c.Kill.GracePeriodSeconds) {
+			return &api.FieldError{Field: "kill.grace_period_seconds", Msg: "must be 0 to 86400 (a day)"}
 		}
 	case api.CallAcknowledge:
 		switch {
@@ -702,3 +703,6 @@ func (s *scheduler) removeFrameworkLocked(t *schedTerm, fw *fwEntry, why string)
 	s.proposeLocked(t, raft.Command{Namespace: NamespaceFrameworks, Type: "framework.remove", Data: []byte(fwID)})
 	s.poke()
 }
+
+// maxGraceSeconds bounds a kill's grace period at a day (larger ones overflowed a Duration).
+const maxGraceSeconds = 86400

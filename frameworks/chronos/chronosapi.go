@@ -175,12 +175,15 @@ func isoSeconds(s string) (int, error) {
 	if m == nil || m[1] != "" || m[2] != "" || s == "P" || s == "PT" {
 		return 0, fmt.Errorf("%q: want an ISO 8601 duration like PT30M or P1D", s)
 	}
-	n := func(i int) int {
-		v, _ := strconv.Atoi(m[i])
-		return v
+	var n [8]float64
+	for i := 3; i <= 7; i++ {
+		n[i], _ = strconv.ParseFloat(orZero(m[i]), 64)
 	}
-	secs, _ := strconv.ParseFloat(orZero(m[7]), 64)
-	return ((n(3)*7+n(4))*24+n(5))*3600 + n(6)*60 + int(secs), nil
+	total := ((n[3]*7+n[4])*24+n[5])*3600 + n[6]*60 + n[7]
+	if total > maxDeadlineSeconds {
+		return 0, fmt.Errorf("%q: at most a year", s) // larger ones overflowed before
+	}
+	return int(total), nil
 }
 
 // fromJob shows a job as Chronos does.

@@ -73,8 +73,8 @@ func ParseSchedule(s Schedule) (Plan, error) {
 	} else if c, err = parser.Parse(spec); err != nil {
 		return Plan{}, &FieldError{Field: "cron", Msg: fmt.Sprintf("%q: %v (5 fields, 6 with seconds first, @hourly, @daily, @every 10m..., or an ISO 8601 R[n]/start/period)", s.Cron, err)}
 	}
-	if s.StartingDeadlineSeconds < 0 {
-		return Plan{}, &FieldError{Field: "startingDeadlineSeconds", Msg: "must not be negative"}
+	if s.StartingDeadlineSeconds < 0 || s.StartingDeadlineSeconds > maxDeadlineSeconds {
+		return Plan{}, &FieldError{Field: "startingDeadlineSeconds", Msg: fmt.Sprintf("must be 0 to %d (a year)", maxDeadlineSeconds)}
 	}
 	switch s.ConcurrencyPolicy {
 	case "":
@@ -186,3 +186,7 @@ func (p Plan) OnActive(active []string) Concurrency {
 	}
 	return Concurrency{Start: true}
 }
+
+// maxDeadlineSeconds bounds startingDeadlineSeconds at a year: larger values wrapped around as
+// a time.Duration (a fuzz target found 18446744074 s becoming 0.29 s).
+const maxDeadlineSeconds = 366 * 24 * 3600
