@@ -108,6 +108,13 @@ func validateRegistration(r api.AgentRegistration) error {
 		if err := validateStatus(t.Status); err != nil {
 			return &api.FieldError{Field: fmt.Sprintf("tasks[%d].status.%s", i, err.(*api.FieldError).Field), Msg: err.(*api.FieldError).Msg}
 		}
+		// What a task holds goes to the allocator's books: it must be a valid amount.
+		if err := t.Info.Resources.Validate(); err != nil {
+			return &api.FieldError{Field: fmt.Sprintf("tasks[%d].info.resources", i), Msg: err.Error()}
+		}
+		if t.Info.TaskID != t.Status.TaskID {
+			return &api.FieldError{Field: fmt.Sprintf("tasks[%d].info.task_id", i), Msg: "differs from its status's task_id"}
+		}
 	}
 	for k := range r.Attributes {
 		if k == "" || strings.ContainsAny(k, ":; ") {
