@@ -615,15 +615,7 @@ func deployCommand() *cli.Command {
 				Description: examples("agora deploy list"),
 				Flags:       clientFlags(),
 				Action: func(c *cli.Context) error {
-					cl, err := newClient(c)
-					if err != nil {
-						return err
-					}
-					var deps []deployment
-					if err := cl.Do(c.Context, http.MethodGet, "/v2/deployments", nil, &deps); err != nil {
-						return err
-					}
-					return show(c, deps, func(w io.Writer) {
+					return list(c, "/v2/deployments", func(w io.Writer, deps []deployment) {
 						fmt.Fprintln(w, "ID\tAPPS\tSTEP\tACTIONS\tVERSION")
 						for _, d := range deps {
 							fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\n", d.ID, strings.Join(d.AffectedApps, ","), d.CurrentStep, d.TotalSteps, actions(d), d.Version)

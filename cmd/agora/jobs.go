@@ -152,15 +152,7 @@ func isStatus(err error, code int) bool {
 }
 
 func jobList(c *cli.Context) error {
-	cl, err := newClient(c)
-	if err != nil {
-		return err
-	}
-	var jobs []jobView
-	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs?embed=activeRuns,historySummary", nil, &jobs); err != nil {
-		return err
-	}
-	return show(c, jobs, func(tw io.Writer) {
+	return list(c, "/v1/jobs?embed=activeRuns,historySummary", func(tw io.Writer, jobs []jobView) {
 		fmt.Fprintln(tw, "ID\tSCHEDULE\tNEXT RUN\tACTIVE\tSUCCESSES\tFAILURES\tMISSED\tLAST SUCCESS")
 		for _, j := range jobs {
 			sched, next := "-", "-"

@@ -26,15 +26,7 @@ func agentSubcommands() []*cli.Command {
 			Description: examples("agora agent list", "agora agent list -o json"),
 			Flags:       clientFlags(),
 			Action: func(c *cli.Context) error {
-				cl, err := newClient(c)
-				if err != nil {
-					return err
-				}
-				var agents []api.AgentView
-				if err := cl.Do(c.Context, http.MethodGet, "/v1/agents", nil, &agents); err != nil {
-					return err
-				}
-				return show(c, agents, func(w io.Writer) {
+				return list(c, "/v1/agents", func(w io.Writer, agents []api.AgentView) {
 					fmt.Fprintln(w, "ID\tHOSTNAME\tSTATE\tCPUS\tMEM (MiB)\tTASKS\tHTTP\tREGISTERED")
 					for _, a := range agents {
 						fmt.Fprintf(w, "%s\t%s\t%s\t%g/%g\t%g/%g\t%d\t%s\t%s\n", a.ID, a.Hostname, dash(a.State), a.Used.CPUs, a.Resources.CPUs,

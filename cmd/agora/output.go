@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"text/tabwriter"
 
@@ -62,6 +63,19 @@ func show(c *cli.Context, v any, table func(w io.Writer)) error {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	table(tw)
 	return tw.Flush()
+}
+
+// list GETs path from a master into a T and shows it: the JSON or YAML as read, or the table.
+func list[T any](c *cli.Context, path string, table func(w io.Writer, v T)) error {
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	var v T
+	if err := cl.Do(c.Context, http.MethodGet, path, nil, &v); err != nil {
+		return err
+	}
+	return show(c, v, func(w io.Writer) { table(w, v) })
 }
 
 // printJSON writes v indented, for --output json.
