@@ -1,8 +1,11 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -118,11 +121,24 @@ type security struct {
 	tls    *tlsconf.TLS
 }
 
-// nodeSecurity reads the access and TLS flags of a master or dev node serving httpAddr.
-func nodeSecurity(c *cli.Context, httpAddr string) (security, error) {
+// nodeSecurity reads the access and TLS flags of a master or dev node serving httpAddr. With
+// tokens, agents need the cluster secret to reach the API at all: a master then requires one,
+// and a dev node makes one of its own for its agent.
+func nodeSecurity(c *cli.Context, httpAddr string, dev bool) (security, error) {
 	tokens, secret, line, err := access(c, httpAddr)
 	if err != nil {
 		return security{}, err
+	}
+	if tokens.Len() > 0 && secret == "" {
+		if !dev {
+			return security{}, usageError{"--tokens-file needs --cluster-secret-file too: with tokens, agents reach the masters with the cluster secret"}
+		}
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return security{}, err
+		}
+		secret = hex.EncodeToString(b)
+		line = strings.Replace(line, "agents need no secret (no --cluster-secret-file)", "the dev agent shows a cluster secret of its own", 1)
 	}
 	t, err := loadTLS(c)
 	if err != nil {

@@ -160,3 +160,14 @@ func TestOpenAPIStaysOnLoopback(t *testing.T) {
 		t.Fatal("no access line")
 	}
 }
+
+// TestTokensNeedAClusterSecret: with tokens, agents could not reach a master without the cluster
+// secret, so a master refuses tokens without one (a dev node makes its own for its agent).
+func TestTokensNeedAClusterSecret(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	os.WriteFile(tokens, []byte("admin alice admin-token-0123456789\n"), 0o600)
+	err := run(t.Context(), []string{"agora", "master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--tokens-file", tokens}, io.Discard, io.Discard)
+	if exitCode(err, io.Discard) != exitUsage || !strings.Contains(err.Error(), "--cluster-secret-file") {
+		t.Fatalf("tokens without a cluster secret: %v, want a usage error naming --cluster-secret-file", err)
+	}
+}

@@ -38,15 +38,15 @@ type marathonApp struct {
 	Extra map[string]any `json:"-"`
 }
 
-// startMarathonDev runs agora dev with its agent on containerd (ports firstPort to +40) and
-// returns its API, its agent's API and its containerd namespace.
-func startMarathonDev(t *testing.T, firstPort int) (base, agentBase, ns string) {
+// startMarathonDev runs agora dev with its agent on containerd (ports firstPort to +40), and
+// extra flags, and returns its API, its agent's API and its containerd namespace.
+func startMarathonDev(t *testing.T, firstPort int, extra ...string) (base, agentBase, ns string) {
 	t.Helper()
 	sock := containerdtest.Socket(t)
 	ns = testNamespace(t)
-	_, got := startCmd(t, []string{"dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
+	_, got := startCmd(t, append([]string{"dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
 		"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--allocation-interval", "200ms",
-		"--resources", fmt.Sprintf("cpus:2;mem:2048;disk:1000;ports:[%d-%d]", firstPort, firstPort+40)}, `API:\s+(http://\S+)`, `agent API:\s+(http://\S+)`)
+		"--resources", fmt.Sprintf("cpus:2;mem:2048;disk:1000;ports:[%d-%d]", firstPort, firstPort+40)}, extra...), `API:\s+(http://\S+)`, `agent API:\s+(http://\S+)`)
 	return got[0], got[1], ns
 }
 

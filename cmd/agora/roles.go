@@ -66,7 +66,7 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	sec, err := nodeSecurity(c, c.String("http"))
+	sec, err := nodeSecurity(c, c.String("http"), true)
 	if err != nil {
 		return err
 	}
@@ -273,7 +273,7 @@ func runMaster(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	sec, err := nodeSecurity(c, c.String("http"))
+	sec, err := nodeSecurity(c, c.String("http"), false)
 	if err != nil {
 		return err
 	}

@@ -225,3 +225,23 @@ func TestWebUI(t *testing.T) {
 	}
 	b.waitText("a deployment's events arrive live", `#events tr[data-event="deployment_success"]`, 60*time.Second, func(string) bool { return true })
 }
+
+// TestWebUIAsksForAToken: on a dev node with API tokens, the UI's files load but the API answers
+// 401; the UI asks for a token, keeps it, and then shows the cluster.
+func TestWebUIAsksForAToken(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	const viewer = "viewer-token-for-the-ui-0123"
+	if err := os.WriteFile(tokens, []byte("viewer browser "+viewer+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base, _, _ := startMarathonDev(t, 30400, "--tokens-file", tokens)
+	b := newBrowser(t, base)
+	b.open("#/")
+	b.waitText("the UI asks for a token", "#error", 20*time.Second, func(s string) bool { return strings.Contains(s, "token") })
+	b.run("enter the token",
+		chromedp.SetValue(chromedp.CSS("#token-input"), viewer),
+		chromedp.Click(chromedp.CSS("#token-save")),
+	)
+	b.waitText("the overview with the token", "#agent-count", 30*time.Second, equals("1"))
+	b.waitText("the leader line", "#leader", 10*time.Second, func(s string) bool { return strings.HasPrefix(s, "leader m-") })
+}
