@@ -213,12 +213,8 @@ func FuzzGroup(f *testing.F) {
 		if id == "" || id == "/" {
 			return // createGroup: 422
 		}
-		var edits []appEdit
-		groups := map[string]*groupRecord{}
-		var p problems
-		g.ID = id
-		flatten(g, "/", "", &edits, groups, &p)
-		if err := p.err(); err != nil {
+		edits, groups, err := flattenGroup(g, id)
+		if err != nil {
 			var ve *ValidationError
 			if !errors.As(err, &ve) {
 				t.Fatalf("%T %v", err, err)

@@ -148,15 +148,30 @@ func (s *Service) createGroup(w http.ResponseWriter, r *http.Request) {
 	s.applyGroup(w, r, g, id, http.StatusCreated)
 }
 
-// applyGroup makes the apps and groups under id what g says, as one deployment: apps and
-// groups under id that g leaves out are deleted.
-func (s *Service) applyGroup(w http.ResponseWriter, r *http.Request, g groupDef, id string, okCode int) {
+// groupIDOf is the group a /v2/groups/{path...} request names, "/" for the root.
+func groupIDOf(r *http.Request) string {
+	if id := NormalizeID("/" + r.PathValue("path")); id != "" {
+		return id
+	}
+	return "/"
+}
+
+// flattenGroup is g, placed at id, as app edits and group records; a ValidationError names
+// every problem by its path.
+func flattenGroup(g groupDef, id string) ([]appEdit, map[string]*groupRecord, error) {
 	var edits []appEdit
 	groups := map[string]*groupRecord{}
 	var p problems
 	g.ID = id
 	flatten(g, "/", "", &edits, groups, &p)
-	if err := p.err(); err != nil {
+	return edits, groups, p.err()
+}
+
+// applyGroup makes the apps and groups under id what g says, as one deployment: apps and
+// groups under id that g leaves out are deleted.
+func (s *Service) applyGroup(w http.ResponseWriter, r *http.Request, g groupDef, id string, okCode int) {
+	edits, groups, err := flattenGroup(g, id)
+	if err != nil {
 		httpjson.Write(w, http.StatusUnprocessableEntity, err)
 		return
 	}
@@ -184,10 +199,7 @@ func (s *Service) applyGroup(w http.ResponseWriter, r *http.Request, g groupDef,
 }
 
 func (s *Service) putGroup(w http.ResponseWriter, r *http.Request) {
-	id := NormalizeID("/" + r.PathValue("path"))
-	if id == "" {
-		id = "/"
-	}
+	id := groupIDOf(r)
 	g, ok := readGroup(w, r)
 	if !ok {
 		return
@@ -227,10 +239,7 @@ func (s *Service) putGroup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) deleteGroup(w http.ResponseWriter, r *http.Request) {
-	id := NormalizeID("/" + r.PathValue("path"))
-	if id == "" {
-		id = "/"
-	}
+	id := groupIDOf(r)
 	var edits []appEdit
 	groups := map[string]*groupRecord{}
 	s.mu.Lock()
@@ -256,10 +265,7 @@ func (s *Service) deleteGroup(w http.ResponseWriter, r *http.Request) {
 
 // getGroup is GET /v2/groups[/{id}]: the group with its apps and nested groups.
 func (s *Service) getGroup(w http.ResponseWriter, r *http.Request) {
-	id := NormalizeID("/" + r.PathValue("path"))
-	if id == "" {
-		id = "/"
-	}
+	id := groupIDOf(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.readyState(w)
