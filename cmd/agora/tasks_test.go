@@ -95,24 +95,13 @@ func startProcess(t *testing.T, args []string, patterns ...string) (*process, []
 
 func httpJSON(t *testing.T, method, url string, in, out any) int {
 	t.Helper()
-	var body io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, url, body)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	code, body, _ := call(t, method, url, "", in)
 	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, b)
+		if err := json.Unmarshal([]byte(body), out); err != nil {
+			t.Fatalf("%s %s: %d %s", method, url, code, body)
 		}
 	}
-	return resp.StatusCode
+	return code
 }
 
 // masterTask is the leader's view of a task, through GET /v1/tasks on the master.
