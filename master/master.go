@@ -215,13 +215,7 @@ func New(cfg Config) (*Master, error) {
 // Patterns are net/http's ("GET /v2/apps/{id...}"). Call it before Run.
 func (m *Master) HandleLeader(pattern string, h http.Handler) {
 	a := m.http.api
-	a.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !m.store.IsLeader() {
-			a.forward(w, r)
-			return
-		}
-		h.ServeHTTP(w, r)
-	}))
+	a.mux.Handle(pattern, a.onLeader(h))
 }
 
 // Subscribe registers an embedded framework with the scheduler, or re-registers it with

@@ -87,19 +87,19 @@ func (a *apiHandler) agentViews(agents []api.Agent) []api.AgentView {
 	return out
 }
 
-// leaderOnly forwards the request when this master does not lead; it says whether to go on.
-func (a *apiHandler) leaderOnly(w http.ResponseWriter, r *http.Request) bool {
-	if a.m.store.IsLeader() {
-		return true
-	}
-	a.forward(w, r)
-	return false
+// onLeader is h answered by the leader, whose memory it reads: any other master forwards the
+// request to it, as it does writes.
+func (a *apiHandler) onLeader(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.m.store.IsLeader() {
+			a.forward(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (a *apiHandler) getAgent(w http.ResponseWriter, r *http.Request) {
-	if !a.leaderOnly(w, r) {
-		return
-	}
 	ag, ok := a.m.agent(r.Context(), r.PathValue("id"))
 	if !ok {
 		writeError(w, http.StatusNotFound, "no agent "+r.PathValue("id"))
@@ -126,9 +126,6 @@ func (a *apiHandler) getAgent(w http.ResponseWriter, r *http.Request) {
 // (a new leader keeps the agent drained), then the leader acts on it.
 func (a *apiHandler) drainAgent(drain bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !a.leaderOnly(w, r) {
-			return
-		}
 		id := r.PathValue("id")
 		if _, ok := a.m.agent(r.Context(), id); !ok {
 			writeError(w, http.StatusNotFound, "no agent "+id)
@@ -305,9 +302,6 @@ func writeOperatorError(w http.ResponseWriter, taskID string, err error) {
 }
 
 func (a *apiHandler) getTask(w http.ResponseWriter, r *http.Request) {
-	if !a.leaderOnly(w, r) {
-		return
-	}
 	id := r.PathValue("id")
 	st, ag, err := a.m.sched.taskAt(id)
 	if err != nil && !errors.Is(err, errNoAgent) {
@@ -327,9 +321,6 @@ type killRequest struct {
 }
 
 func (a *apiHandler) killTask(w http.ResponseWriter, r *http.Request) {
-	if !a.leaderOnly(w, r) {
-		return
-	}
 	var req killRequest
 	if r.ContentLength != 0 {
 		if err := httpjson.Decode(r, &req); err != nil {
@@ -358,9 +349,6 @@ func (a *apiHandler) killTask(w http.ResponseWriter, r *http.Request) {
 // taskLogs passes GET /v1/tasks/{id}/logs on to the task's agent, streaming (follow=true) as
 // the agent answers.
 func (a *apiHandler) taskLogs(w http.ResponseWriter, r *http.Request) {
-	if !a.leaderOnly(w, r) {
-		return
-	}
 	id := r.PathValue("id")
 	_, ag, err := a.m.sched.taskAt(id)
 	if err != nil {

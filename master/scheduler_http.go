@@ -175,10 +175,6 @@ func writeSchedulerError(w http.ResponseWriter, err error) {
 
 // listFrameworks is GET /v1/frameworks: the frameworks the leader knows, connected or not.
 func (a *apiHandler) listFrameworks(w http.ResponseWriter, r *http.Request) {
-	if !a.m.store.IsLeader() {
-		a.forward(w, r)
-		return
-	}
 	fws, err := a.m.sched.frameworksView()
 	if err != nil {
 		writeSchedulerError(w, err)

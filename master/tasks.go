@@ -59,10 +59,6 @@ func (a *apiHandler) postStatus(w http.ResponseWriter, r *http.Request) {
 // listTasks is GET /v1/tasks: every task the leader knows of, with its latest state. It is
 // answered by the leader, whose memory holds the table; followers forward it.
 func (a *apiHandler) listTasks(w http.ResponseWriter, r *http.Request) {
-	if !a.m.store.IsLeader() {
-		a.forward(w, r)
-		return
-	}
 	var states []string
 	for _, v := range r.URL.Query()["state"] {
 		st, err := task.ParseState(v)
