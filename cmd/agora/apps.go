@@ -541,9 +541,15 @@ func watchDeployment(ctx context.Context, cl *client.Client, w io.Writer, depID,
 		if err == nil && appID != "" {
 			a, _, aerr := fetchApp(ctx, cl, appID)
 			switch {
-			case removing && isStatus(aerr, http.StatusNotFound):
+			case removing && isStatus(aerr, http.StatusNotFound) && d == nil:
+				// Gone from the API at once; removed once its deployment has killed every instance.
 				fmt.Fprintf(w, "app %s removed in %s\n", appID, since(start))
 				return nil
+			case removing && isStatus(aerr, http.StatusNotFound):
+				if line := fmt.Sprintf("  step %d/%d: %s", d.CurrentStep, d.TotalSteps, actions(*d)); line != last {
+					fmt.Fprintln(w, line)
+					last = line
+				}
 			case aerr != nil && !retryable(ctx, aerr):
 				return aerr
 			case aerr == nil:
