@@ -180,6 +180,8 @@ func TestSchedulerOverHTTP(t *testing.T) {
 				`{"type": 7}`:       "type",
 				`{"type": "REVIVE"`: "",
 				`{"bogus": 1}`:      "bogus",
+				// A misspelt field inside a health check (a type that decodes itself) is named too.
+				`{"type": "ACCEPT", "accept": {"offer_ids": ["o"], "operations": [{"type": "LAUNCH", "launch": {"task_infos": [{"health_checks": [{"protocol": "HTTP", "intervalSecs": 5}]}]}}]}}`: "accept.operations[0].launch.task_infos[0].health_checks[0].intervalSecs",
 			} {
 				resp, err := http.Post(f.url, "application/json", strings.NewReader(body))
 				if err != nil {

@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // MaxBody bounds a request body that Decode reads.
@@ -108,15 +109,9 @@ func Decode(r *http.Request, v any) error {
 		bad := decodeError(err)
 		if b, ok := bad.(*BadRequest); ok && b.Msg == "unknown field" {
 			// Only the first value, as dec read it: with trailing data, Unmarshal of the whole
-			// body fails and the field was named without its path. Numbers stay as written, so
-			// that one past float64 does not hide the path either.
-			var raw any
-			rd := json.NewDecoder(bytes.NewReader(data))
-			rd.UseNumber()
-			if rd.Decode(&raw) == nil {
-				if path := unknownPath(reflect.TypeOf(v), raw, ""); path != "" {
-					b.Field = path
-				}
+			// body fails and the field was named without its path.
+			if path := unknownPath(reflect.TypeOf(v), firstValue(data), ""); path != "" {
+				b.Field = path
 			}
 		}
 		return bad
@@ -124,7 +119,64 @@ func Decode(r *http.Request, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return &BadRequest{Msg: "the body holds more than one JSON value"}
 	}
+	// A type with its own UnmarshalJSON (a health check, resources) decodes its part of the body
+	// with a decoder of its own, which DisallowUnknownFields does not reach: look for what its
+	// fields have no place for, as for any other type.
+	if t := reflect.TypeOf(v); hasOwnDecoder(t) {
+		if path := unknownPath(t, firstValue(data), ""); path != "" {
+			return &BadRequest{Field: path, Msg: "unknown field"}
+		}
+	}
 	return nil
+}
+
+// firstValue is the body's first JSON value as maps, slices and json.Numbers (a number past
+// float64 must not hide a path); nil when it does not decode.
+func firstValue(data []byte) any {
+	var raw any
+	rd := json.NewDecoder(bytes.NewReader(data))
+	rd.UseNumber()
+	if rd.Decode(&raw) != nil {
+		return nil
+	}
+	return raw
+}
+
+var (
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	ownDecoder      sync.Map // reflect.Type → bool
+)
+
+// hasOwnDecoder says whether a value of type t holds, anywhere inside, a type with its own
+// UnmarshalJSON.
+func hasOwnDecoder(t reflect.Type) bool {
+	if known, ok := ownDecoder.Load(t); ok {
+		return known.(bool)
+	}
+	has := reaches(t, map[reflect.Type]bool{})
+	ownDecoder.Store(t, has)
+	return has
+}
+
+func reaches(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	if t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return t != reflect.TypeFor[json.RawMessage]()
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+		return reaches(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if reaches(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // unknownPath finds the first field of raw (in key order) that type t has no place for, and

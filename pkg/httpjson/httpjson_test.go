@@ -50,6 +50,54 @@ func TestDecodeNamesTheField(t *testing.T) {
 	}
 }
 
+// check decodes itself, as health.Check does: defaults first, then json.Unmarshal of a plain copy,
+// which knows nothing of the caller's DisallowUnknownFields.
+type check struct {
+	Protocol string `json:"protocol"`
+	Interval int    `json:"intervalSeconds"`
+}
+
+func (c *check) UnmarshalJSON(b []byte) error {
+	type plain check
+	p := plain{Interval: 60}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*c = check(p)
+	return nil
+}
+
+type launch struct {
+	Name   string           `json:"name"`
+	Checks []check          `json:"checks"`
+	ByName map[string]check `json:"by_name"`
+	Raw    json.RawMessage  `json:"raw"`
+}
+
+// TestDecodeNamesAFieldInsideATypeThatDecodesItself: a misspelt field of a health check is as much
+// an error as one of the request around it.
+func TestDecodeNamesAFieldInsideATypeThatDecodesItself(t *testing.T) {
+	for _, tc := range []struct{ body, field string }{
+		{`{"name":"a","checks":[{"protocol":"HTTP"},{"protocol":"TCP","intervalSecond":5}]}`, "checks[1].intervalSecond"},
+		{`{"by_name":{"web":{"protocl":"HTTP"}}}`, "by_name.web.protocl"},
+	} {
+		var v launch
+		err := Decode(httptest.NewRequest("POST", "/", strings.NewReader(tc.body)), &v)
+		var bad *BadRequest
+		if !errors.As(err, &bad) || bad.Field != tc.field || bad.Msg != "unknown field" {
+			t.Errorf("%s: err = %v, want unknown field %s", tc.body, err, tc.field)
+		}
+	}
+	var v launch
+	good := `{"name":"a","checks":[{"protocol":"HTTP","IntervalSeconds":5},{}],"raw":{"any":{"thing":1}}}`
+	if err := Decode(httptest.NewRequest("POST", "/", strings.NewReader(good)), &v); err != nil {
+		t.Fatalf("good body: %v", err)
+	}
+	if len(v.Checks) != 2 || v.Checks[0].Interval != 5 || v.Checks[1].Interval != 60 {
+		t.Fatalf("good body decoded to %+v", v)
+	}
+}
+
 func TestErrorBodyNamesTheField(t *testing.T) {
 	w := httptest.NewRecorder()
 	FieldError(w, 422, "cpus", "must be > 0 & finite")
