@@ -91,6 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			jobCommand(),
 			taskCommand(),
 			imageCommand(),
+			tlsCommand(),
 			loggerCommand(),
 			completionCommand(),
 		},

@@ -63,6 +63,11 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"agora", "agent", "--data-dir", "DATA", "--join", "x:1", "--resources", "cpus:lots"}, exitUsage, "--resources"},
 		{[]string{"agora", "agent", "--data-dir", "DATA", "--join", "x:1", "--attributes", "rack"}, exitUsage, "--attributes"},
 		{[]string{"agora", "agent", "--data-dir", "DATA", "--join", "x:1", "--containerd", "/nonexistent.sock"}, exitError, "containerd at /nonexistent.sock does not answer"},
+		{[]string{"agora", "tls", "ca", "create", "--days", "0"}, exitUsage, "--days"},
+		{[]string{"agora", "tls", "cert", "create"}, exitUsage, "takes one NAME"},
+		{[]string{"agora", "tls", "cert", "create", "../m1"}, exitUsage, `NAME "../m1"`},
+		{[]string{"agora", "tls", "cert", "create", "m1", "--host", "https://m1:8080"}, exitUsage, `--host "https://m1:8080"`},
+		{[]string{"agora", "tls", "cert", "create", "m1", "--dir", "DATA", "--ca", "/nonexistent/ca.pem"}, exitError, "the CA (--ca, --ca-key)"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args[1:], " "), func(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -24,11 +25,33 @@ import (
 func TestTLSClusterOnContainerd(t *testing.T) {
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
-	certs, err := tlsconf.WriteTestCA(t.TempDir(), "127.0.0.1", "localhost")
-	if err != nil {
-		t.Fatal(err)
+	// The certificates come from `agora tls`, as an operator without a CA makes them.
+	certDir := t.TempDir()
+	for _, cmd := range [][]string{
+		{"tls", "ca", "create", "--dir", certDir, "--days", "1"},
+		{"tls", "cert", "create", "masters", "--host", "127.0.0.1", "--dir", certDir, "--days", "1",
+			"--ca", filepath.Join(certDir, "agora-ca.pem"), "--ca-key", filepath.Join(certDir, "agora-ca-key.pem")},
+		{"tls", "cert", "create", "agent", "--dir", certDir, "--days", "1",
+			"--ca", filepath.Join(certDir, "agora-ca.pem"), "--ca-key", filepath.Join(certDir, "agora-ca-key.pem")},
+	} {
+		if out, err := agora(t, cmd...); err != nil {
+			t.Fatalf("agora %s: %v\n%s", strings.Join(cmd, " "), err, out)
+		}
 	}
+	caBefore, _ := os.ReadFile(filepath.Join(certDir, "agora-ca.pem"))
+	if out, err := agora(t, "tls", "ca", "create", "--dir", certDir); err == nil || !strings.Contains(err.Error(), "agora-ca.pem exists") {
+		t.Fatalf("a second CA over the first: %v\n%s", err, out)
+	}
+	if caAfter, _ := os.ReadFile(filepath.Join(certDir, "agora-ca.pem")); !bytes.Equal(caBefore, caAfter) {
+		t.Fatal("a refused tls ca create changed agora-ca.pem")
+	}
+	if fi, err := os.Stat(filepath.Join(certDir, "agent-key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("agent-key.pem: %v %v, want mode 0600", fi, err)
+	}
+	certs := tlsconf.Files{CA: filepath.Join(certDir, "agora-ca.pem"),
+		Cert: filepath.Join(certDir, "masters.pem"), Key: filepath.Join(certDir, "masters-key.pem")}
 	tlsArgs := []string{"--tls-cert", certs.Cert, "--tls-key", certs.Key, "--tls-ca", certs.CA}
+	agentTLSArgs := []string{"--tls-cert", filepath.Join(certDir, "agent.pem"), "--tls-key", filepath.Join(certDir, "agent-key.pem"), "--tls-ca", certs.CA}
 	masterArgs := func(join ...string) []string {
 		args := append([]string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0",
 			"--bootstrap-expect", "3", "--allocation-interval", "200ms"}, tlsArgs...)
@@ -115,7 +138,7 @@ func TestTLSClusterOnContainerd(t *testing.T) {
 
 	// An agent over mutual TLS, running an app's task the master launched over it.
 	agentArgs := append([]string{"agent", "--join", seed, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
-		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:1000;ports:[32800-32810]"}, tlsArgs...)
+		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:1000;ports:[32800-32810]"}, agentTLSArgs...)
 	p, got = startProcess(t, agentArgs, `API:\s+(https://\S+)`)
 	procs = append(procs, p)
 	agentBase := got[0]

@@ -4,6 +4,9 @@
 // other side against the CA: mutual TLS. Agents ask every caller for a certificate (only masters
 // call them); masters ask for one but take clients without (the CLI, browsers), whom tokens
 // admit. Every node of a cluster runs with TLS or none does.
+//
+// Operators without a CA of their own make one and the nodes' certificates with CreateCA and
+// CA.Issue (`agora tls ca create`, `agora tls cert create`).
 package tlsconf
 
 import (
