@@ -151,7 +151,8 @@ func New(cfg Config) (*Master, error) {
 	if cfg.Scheduler.Agents == nil {
 		cfg.Scheduler.Agents = httpAgents{hc: &http.Client{Timeout: 30 * time.Second, Transport: m.tr}, secret: cfg.ClusterSecret, scheme: cfg.TLS.Scheme()}
 	}
-	m.guard = &auth.Guard{Tokens: cfg.Tokens, ClusterSecret: cfg.ClusterSecret, Need: need}
+	m.guard = &auth.Guard{ClusterSecret: cfg.ClusterSecret, Need: need}
+	m.guard.SetTokens(cfg.Tokens)
 	m.clusterSecret = cfg.ClusterSecret
 	if m.sched, err = newScheduler(m, cfg.Scheduler); err != nil {
 		return nil, err
@@ -249,6 +250,10 @@ func (m *Master) Store() *raft.Store { return m.store }
 
 // HTTPAddr is the address the API listens on.
 func (m *Master) HTTPAddr() string { return m.http.Addr().String() }
+
+// SetTokens replaces the API's tokens (a reload of --tokens-file); the next request is checked
+// against them. Passing none would open the API: the caller refuses that.
+func (m *Master) SetTokens(t *auth.Tokens) { m.guard.SetTokens(t) }
 
 // GossipAddr is the address the gossip layer listens on.
 func (m *Master) GossipAddr() string { return m.gossip.LocalAddr() }

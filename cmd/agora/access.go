@@ -4,11 +4,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/tlsconf"
 )
@@ -16,7 +21,7 @@ import (
 // accessFlags are the access control flags of masters and dev nodes (pkg/auth).
 func accessFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "tokens-file", Usage: "API tokens with roles, one 'ROLE NAME TOKEN' per line (admin, operator, viewer); without it the API is open and may listen on loopback only", EnvVars: []string{"AGORA_TOKENS_FILE"}},
+		&cli.StringFlag{Name: "tokens-file", Usage: "API tokens with roles, one 'ROLE NAME TOKEN' per line (admin, operator, viewer), read again on SIGHUP; without it the API is open and may listen on loopback only", EnvVars: []string{"AGORA_TOKENS_FILE"}},
 		clusterSecretFlag,
 		&cli.BoolFlag{Name: "insecure-open-api", Usage: "let an API without tokens listen beyond loopback (anyone who reaches it may do anything)"},
 	}
@@ -68,6 +73,40 @@ func access(c *cli.Context, httpAddr string) (*auth.Tokens, string, string, erro
 		open += " (it listens on loopback only)"
 	}
 	return nil, secret, open + "; " + cluster, nil
+}
+
+// reloadTokensOnHangup reads --tokens-file again whenever the process gets SIGHUP (systemctl
+// reload) and gives the master the new tokens: added ones work and removed ones stop working
+// from the next request, without a restart. A file that does not parse or holds no token (which
+// would open the API) changes nothing, and the log says why.
+func reloadTokensOnHangup(c *cli.Context, m *master.Master, logger *slog.Logger) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(sigs)
+		for {
+			select {
+			case <-c.Context.Done():
+				return
+			case <-sigs:
+			}
+			path := c.String("tokens-file")
+			if path == "" {
+				logger.Warn("SIGHUP: no --tokens-file to read again; the API stays open")
+				continue
+			}
+			tokens, err := auth.LoadTokens(path)
+			if err == nil && tokens.Len() == 0 {
+				err = fmt.Errorf("%s holds no token (that would open the API)", path)
+			}
+			if err != nil {
+				logger.Error("SIGHUP: tokens not reloaded; the ones in use stay", "err", err)
+				continue
+			}
+			m.SetTokens(tokens)
+			logger.Info("tokens reloaded", "file", path, "tokens", tokens.Len())
+		}
+	}()
 }
 
 // loopback says whether a host:port listens on loopback only.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,5 +170,65 @@ func TestTokensNeedAClusterSecret(t *testing.T) {
 	err := run(t.Context(), []string{"agora", "master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0", "--tokens-file", tokens}, io.Discard, io.Discard)
 	if exitCode(err, io.Discard) != exitUsage || !strings.Contains(err.Error(), "--cluster-secret-file") {
 		t.Fatalf("tokens without a cluster secret: %v, want a usage error naming --cluster-secret-file", err)
+	}
+}
+
+// TestTokensReloadOnSIGHUP: an operator rotates tokens by editing the file and sending SIGHUP
+// (systemctl reload): the new tokens work and the removed ones stop working, without a restart;
+// a broken or empty file changes nothing (it would lock everyone out or open the API) and the
+// log says why; the master keeps running through every reload.
+func TestTokensReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	tokens, secret := filepath.Join(dir, "tokens"), filepath.Join(dir, "secret")
+	const old, rotated, viewer = "old-admin-token-0123456789", "new-admin-token-0123456789", "viewer-token-0123456789"
+	os.WriteFile(tokens, []byte("admin alice "+old+"\n"), 0o600)
+	os.WriteFile(secret, []byte("the-cluster-secret-0123456789\n"), 0o600)
+	p, got := startProcess(t, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--tokens-file", tokens, "--cluster-secret-file", secret}, `API:\s+(http://\S+)`)
+	base := got[0]
+	status := func(token string) int {
+		code, _, _ := call(t, "GET", base+"/v1/agents", token, nil)
+		return code
+	}
+	hangup := func() {
+		t.Helper()
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 10 s for %s; the master said:\n%s", what, p.out.String())
+			}
+		}
+	}
+	if status(old) != http.StatusOK || status(viewer) != http.StatusUnauthorized {
+		t.Fatalf("at start: old admin %d, viewer %d; want 200, 401", status(old), status(viewer))
+	}
+
+	os.WriteFile(tokens, []byte("admin alice "+rotated+"\nviewer grafana "+viewer+"\n"), 0o600)
+	hangup()
+	waitUntil("the new tokens to work", func() bool { return status(viewer) == http.StatusOK })
+	if status(rotated) != http.StatusOK || status(old) != http.StatusUnauthorized {
+		t.Fatalf("after the reload: new admin %d, old admin %d; want 200, 401", status(rotated), status(old))
+	}
+
+	for i, bad := range []struct{ file, says string }{
+		{"admin alice short\n", "shorter than 16 characters"},
+		{"# everyone left\n", "holds no token"},
+	} {
+		os.WriteFile(tokens, []byte(bad.file), 0o600)
+		hangup()
+		waitUntil("the log to say the tokens were not reloaded", func() bool {
+			return strings.Count(p.out.String(), "tokens not reloaded") == i+1 && strings.Contains(p.out.String(), bad.says)
+		})
+		if status(viewer) != http.StatusOK || status("") != http.StatusUnauthorized {
+			t.Fatalf("after a refused reload (%s): viewer %d, no token %d; want 200, 401", bad.says, status(viewer), status(""))
+		}
+	}
+	if p.cmd.ProcessState != nil {
+		t.Fatalf("the master exited: %s", p.out.String())
 	}
 }

@@ -90,6 +90,7 @@ func runDev(c *cli.Context) error {
 	if err := startFrameworks(m, logger); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
+	reloadTokensOnHangup(c, m, logger)
 	res, err := parseResources(c.String("resources"))
 	if err != nil {
 		return err
@@ -299,6 +300,7 @@ func runMaster(c *cli.Context) error {
 	if err := startFrameworks(m, logger); err != nil {
 		return err
 	}
+	reloadTokensOnHangup(c, m, logger)
 	fmt.Fprintf(c.App.Writer, "agora master %s\n  API:    "+tlsc.Scheme()+"://%s\n  raft:   %s\n  gossip: %s\n  access: %s\n", m.ID(), m.HTTPAddr(), m.RaftAddr(), m.GossipAddr(), accessLine)
 	return m.Run(c.Context)
 }

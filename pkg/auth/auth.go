@@ -1,7 +1,8 @@
 // Package auth is Agora's access control: API tokens with roles for people and frameworks, and
 // the cluster secret that masters and agents show each other.
 //
-// Tokens live in a file each master reads at start (--tokens-file), one per line:
+// Tokens live in a file each master reads at start and again on SIGHUP (--tokens-file), one per
+// line:
 //
 //	# ROLE      NAME    TOKEN
 //	admin       alice   3f1c...   (everything)
@@ -27,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/agora-sched/agora/pkg/httpjson"
 )
@@ -177,12 +179,17 @@ func TokenOf(r *http.Request) string {
 
 // Guard checks requests against tokens and the cluster secret.
 type Guard struct {
-	Tokens *Tokens // nil or empty: people need no token (the API is open)
 	// ClusterSecret, when set, is needed for what only the cluster may do.
 	ClusterSecret string
 	// Need says what role a request needs.
 	Need func(r *http.Request) Role
+
+	tokens atomic.Pointer[Tokens] // nil or empty: people need no token (the API is open)
 }
+
+// SetTokens makes t the tokens the guard admits from the next request on (a reload of the tokens
+// file: requests under way keep the answer they had).
+func (g *Guard) SetTokens(t *Tokens) { g.tokens.Store(t) }
 
 // ErrNoToken and ErrBadToken are the reasons a request is not let in.
 var (
@@ -211,13 +218,14 @@ func (g *Guard) Check(r *http.Request) (Principal, int, error) {
 		}
 		return Principal{}, http.StatusForbidden, errors.New(what)
 	}
-	if g.Tokens.Len() == 0 {
+	tokens := g.tokens.Load()
+	if tokens.Len() == 0 {
 		return Principal{Name: "anonymous", Role: Admin}, 0, nil // open: no tokens configured
 	}
 	if tok == "" {
 		return Principal{}, http.StatusUnauthorized, ErrNoToken
 	}
-	p, ok := g.Tokens.byDigest[sha256.Sum256([]byte(tok))]
+	p, ok := tokens.byDigest[sha256.Sum256([]byte(tok))]
 	if !ok {
 		return Principal{}, http.StatusUnauthorized, ErrBadToken
 	}

@@ -32,7 +32,8 @@ func TestGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	needs := map[string]Role{"/open": Open, "/read": Viewer, "/write": Operator, "/admin": Admin, "/cluster": Cluster}
-	g := &Guard{Tokens: tokens, ClusterSecret: "cluster-secret-0123456789", Need: func(r *http.Request) Role { return needs[r.URL.Path] }}
+	g := &Guard{ClusterSecret: "cluster-secret-0123456789", Need: func(r *http.Request) Role { return needs[r.URL.Path] }}
+	g.SetTokens(tokens)
 	want := map[string][5]int{ // status for /open, /read, /write, /admin, /cluster
 		"":                          {0, 401, 401, 401, 401},
 		"nope-0123456789abcdef":     {0, 401, 401, 401, 403},
@@ -68,5 +69,18 @@ func TestGuard(t *testing.T) {
 	}
 	if _, code, _ := open.Check(httptest.NewRequest("POST", "/cluster", nil)); code != 401 {
 		t.Errorf("open API, cluster call without the secret: %d, want 401", code)
+	}
+	// New tokens (a reload) count from the next request: the old viewer is unknown, the new one in.
+	reloaded, err := ParseTokens(strings.NewReader("admin a admin-0123456789abcdef\nviewer w new-viewer-0123456789\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.SetTokens(reloaded)
+	for tok, want := range map[string]int{"viewer-0123456789abcdef": 401, "new-viewer-0123456789": 0, "admin-0123456789abcdef": 0} {
+		r := httptest.NewRequest("GET", "/read", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		if _, code, _ := g.Check(r); code != want {
+			t.Errorf("after the reload, %s: %d, want %d", tok, code, want)
+		}
 	}
 }
