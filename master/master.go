@@ -62,7 +62,8 @@ type Config struct {
 	Info Info
 	// Scheduler tunes offers, timeouts and how agents are reached.
 	Scheduler SchedulerConfig
-	// Tokens are the API's tokens with their roles (pkg/auth); none: the API is open.
+	// Tokens are the API's tokens with their roles (pkg/auth); none: the API is open. SetTokens
+	// replaces them while the master runs.
 	Tokens *auth.Tokens
 	// ClusterSecret, when set, is what agents must show to register and report, what this
 	// master shows agents, and the key of gossip's encryption.
