@@ -123,8 +123,11 @@ type Gossip struct {
 	members map[string]record    // by name: what the event callbacks told us, the departed included
 	leaving map[string]time.Time // members that said they are leaving, by name
 	stopped bool                 // Shutdown was called
+	seeds   []string             // the addresses Join was given: contacted again when alone
 
-	events *eventQueue
+	events        *eventQueue
+	reconnectStop chan struct{} // closed by Leave or Shutdown
+	reconnectOnce sync.Once
 }
 
 // ErrShutdown: the gossip was shut down already.
@@ -149,14 +152,17 @@ func New(cfg Config) (*Gossip, error) {
 		return nil, fmt.Errorf("gossip: bind address %q: %w", cfg.BindAddr, err)
 	}
 	var mc *memberlist.Config
+	reconnectEvery := ReconnectEvery
 	switch cfg.Timing {
 	case TimingLocal:
+		reconnectEvery = 500 * time.Millisecond
 		mc = memberlist.DefaultLocalConfig()
 		mc.ProbeInterval = 500 * time.Millisecond
 		mc.ProbeTimeout = 200 * time.Millisecond
 		mc.SuspicionMult = 2
 		mc.SuspicionMaxTimeoutMult = 1
 		mc.GossipInterval = 50 * time.Millisecond
+		mc.GossipToTheDeadTime = 2 * time.Second // as short against failure detection as a LAN's
 	default:
 		mc = memberlist.DefaultLANConfig()
 		mc.SuspicionMaxTimeoutMult = 2
@@ -185,7 +191,7 @@ func New(cfg Config) (*Gossip, error) {
 		mc.Transport = cfg.Faults.Transport(nt)
 	}
 
-	g := &Gossip{logger: cfg.Logger, name: cfg.Name}
+	g := &Gossip{logger: cfg.Logger, name: cfg.Name, reconnectStop: make(chan struct{})}
 	if err := g.setMeta(cfg.Meta); err != nil {
 		return nil, err
 	}
@@ -206,8 +212,67 @@ func New(cfg Config) (*Gossip, error) {
 	// Read once: memberlist changes its local node under its own lock.
 	n := list.LocalNode()
 	g.addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	go g.reconnect(reconnectEvery)
 	return g, nil
 }
+
+// ReconnectEvery is how often a node contacts again the members it saw fail (and its seeds, when
+// it knows no live member): memberlist itself gossips to a dead member only for a while (30 s on
+// a LAN), after which two sides of a healed partition would never hear of each other again.
+const ReconnectEvery = 5 * time.Second
+
+// reconnect joins, every interval, the members that failed (not those that left) in the last
+// hour, and the seeds when no other member is alive, until Leave or Shutdown. A member that
+// answers comes back through memberlist's usual join (EventJoin); one that does not costs a
+// refused connection.
+func (g *Gossip) reconnect(every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-g.reconnectStop:
+			return
+		case <-tick.C:
+		}
+		targets := g.reconnectTargets()
+		if len(targets) == 0 {
+			continue
+		}
+		if n, err := g.list.Join(targets); n > 0 {
+			g.logger.Debug("reconnected", "answered", n, "tried", targets)
+		} else {
+			g.logger.Debug("reconnect", "tried", targets, "err", err)
+		}
+	}
+}
+
+// reconnectTargets are the gossip addresses reconnect tries now.
+func (g *Gossip) reconnectTargets() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var targets []string
+	alone := true
+	for _, r := range g.members {
+		switch {
+		case r.member.Name == g.name:
+		case r.departed.IsZero():
+			alone = false
+		case r.member.Status == StatusDead && time.Since(r.departed) < forgetDepartedAfter:
+			targets = append(targets, r.member.Addr)
+		}
+	}
+	if alone {
+		for _, s := range g.seeds {
+			if s != g.addr && !slices.Contains(targets, s) {
+				targets = append(targets, s)
+			}
+		}
+	}
+	slices.Sort(targets)
+	return targets
+}
+
+func (g *Gossip) stopReconnecting() { g.reconnectOnce.Do(func() { close(g.reconnectStop) }) }
 
 func splitHostPort(addr string) (string, int, error) {
 	host, p, err := net.SplitHostPort(addr)
@@ -260,6 +325,13 @@ func (g *Gossip) Join(ctx context.Context, seeds []string) (int, error) {
 	if len(seeds) == 0 {
 		return 0, errors.New("gossip: no seeds to join")
 	}
+	g.mu.Lock()
+	for _, s := range seeds {
+		if !slices.Contains(g.seeds, s) {
+			g.seeds = append(g.seeds, s)
+		}
+	}
+	g.mu.Unlock()
 	backoff := 100 * time.Millisecond
 	for {
 		n, err := g.list.Join(seeds)
@@ -343,6 +415,7 @@ func status(s memberlist.NodeStateType) Status {
 // Leave tells the others this node is leaving (they see StatusLeft), waiting up to timeout for
 // the message to spread. Call Shutdown after it.
 func (g *Gossip) Leave(timeout time.Duration) error {
+	g.stopReconnecting()
 	g.mu.Lock()
 	if g.stopped {
 		g.mu.Unlock()
@@ -388,6 +461,7 @@ const leavingMsg = "agora-leaving:"
 
 // Shutdown stops gossiping at once. Without a Leave first, the others declare this node dead.
 func (g *Gossip) Shutdown() error {
+	g.stopReconnecting()
 	g.mu.Lock()
 	g.stopped = true
 	g.mu.Unlock()

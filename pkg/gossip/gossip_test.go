@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agora-sched/agora/pkg/faultnet"
 )
 
 func newNode(t *testing.T, role Role, id string, events chan<- Event) *Gossip {
@@ -151,4 +153,40 @@ func TestASlowEventReaderNeverBlocksGossip(t *testing.T) {
 		}
 	}
 	eventually(t, "five members", func() bool { return len(m.Members()) == 5 })
+}
+
+// TestALongPartitionHeals: two members cut apart for longer than memberlist gossips to the dead
+// see each other fail, and alive again once the network is back; the one that knows the other
+// only as its seed finds it too.
+func TestALongPartitionHeals(t *testing.T) {
+	sw := &faultnet.Switch{}
+	seed := newNode(t, RoleMaster, "m1", nil)
+	g, err := New(Config{BindAddr: "127.0.0.1:0", Meta: Meta{Role: RoleAgent, ID: "a1"}, Timing: TimingLocal, Faults: sw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Shutdown() })
+	if _, err := g.Join(t.Context(), []string{seed.LocalAddr()}); err != nil {
+		t.Fatal(err)
+	}
+	status := func(of *Gossip, name string) Status {
+		for _, m := range of.Members() {
+			if m.Name == name {
+				return m.Status
+			}
+		}
+		return ""
+	}
+	eventually(t, "both to see each other alive", func() bool {
+		return status(seed, "a1") == StatusAlive && status(g, "m1") == StatusAlive
+	})
+	sw.Cut(true)
+	eventually(t, "both to declare the other dead", func() bool {
+		return status(seed, "a1") == StatusDead && status(g, "m1") == StatusDead
+	})
+	time.Sleep(4 * time.Second) // past GossipToTheDeadTime (2 s with TimingLocal)
+	sw.Cut(false)
+	eventually(t, "both to see each other alive again after the healing", func() bool {
+		return status(seed, "a1") == StatusAlive && status(g, "m1") == StatusAlive
+	})
 }
