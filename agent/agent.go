@@ -23,6 +23,7 @@ import (
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/client"
 	"github.com/agora-sched/agora/pkg/clock"
+	"github.com/agora-sched/agora/pkg/faultnet"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/id"
@@ -62,6 +63,9 @@ type Config struct {
 	// TLS, when set, serves the agent's API over TLS, asking every caller for a certificate the
 	// CA signed (only masters call it), and reaches masters over TLS with its own.
 	TLS *tlsconf.TLS
+	// Faults, when set, can cut this agent off the masters (the chaos harness's partitions):
+	// gossip, its calls to masters and masters' calls to it.
+	Faults *faultnet.Switch
 }
 
 // Agent is the agent daemon's registration with the cluster: it finds the masters through
@@ -75,9 +79,11 @@ type Agent struct {
 	// tlsClient is how the agent reaches masters with TLS (one configuration, so that its
 	// connections are reused); nil without TLS.
 	tlsClient *tls.Config
-	store     *checkpoint.Store
-	exec      Executor
-	ids       *id.Generator
+	// faultTransport carries the agent's calls to masters when Config.Faults is set.
+	faultTransport *http.Transport
+	store          *checkpoint.Store
+	exec           Executor
+	ids            *id.Generator
 	// metrics are served at GET /metrics.
 	metrics *metrics
 
@@ -208,9 +214,17 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: listen on %s (--http): %w", cfg.HTTPAddr, err)
 	}
 	a.ln = ln
+	if cfg.Faults != nil {
+		a.ln = cfg.Faults.Listener(ln)
+		a.faultTransport = http.DefaultTransport.(*http.Transport).Clone()
+		a.faultTransport.DialContext = cfg.Faults.DialContext
+	}
 	if cfg.TLS != nil {
-		a.ln = tls.NewListener(ln, cfg.TLS.Server(true))
+		a.ln = tls.NewListener(a.ln, cfg.TLS.Server(true))
 		a.tlsClient = cfg.TLS.Client()
+		if a.faultTransport != nil {
+			a.faultTransport.TLSClientConfig = a.tlsClient
+		}
 	}
 	a.cfg.HTTPAddr = ln.Addr().String()
 	cfg.HTTPAddr = a.cfg.HTTPAddr
@@ -220,6 +234,7 @@ func New(cfg Config) (*Agent, error) {
 		Meta:     gossip.Meta{Role: gossip.RoleAgent, ID: a.id, HTTP: cfg.HTTPAddr, Version: version.Get().Version},
 		Logger:   cfg.Logger.With("component", "gossip"),
 		Timing:   cfg.GossipTiming,
+		Faults:   cfg.Faults,
 		SecretKey: func() []byte {
 			if cfg.ClusterSecret == "" {
 				return nil
@@ -332,12 +347,22 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // registerLoop registers, and registers again whenever the leader changes, until ctx ends.
+// When the masters answer again after a time they did not (a partition, a network outage), the
+// unacknowledged status updates go out at once rather than when their backoff ends.
 func (a *Agent) registerLoop(ctx context.Context) {
 	tick := time.NewTicker(a.cfg.RetryEvery)
 	defer tick.Stop()
+	lost := false
 	for {
-		if err := a.registerIfNeeded(ctx); err != nil && ctx.Err() == nil {
+		err := a.registerIfNeeded(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
 			a.logger.Warn("registration", "err", err)
+			lost = true
+		case err == nil && lost:
+			lost = false
+			a.logger.Info("masters reachable again: resending unacknowledged status updates now")
+			a.updates.Flush()
 		}
 		select {
 		case <-ctx.Done():
@@ -472,6 +497,9 @@ func (a *Agent) client(addr string) (*client.Client, error) {
 	c = c.WithToken(a.cfg.ClusterSecret)
 	if a.tlsClient != nil {
 		c = c.WithTLS(a.tlsClient)
+	}
+	if a.faultTransport != nil {
+		c = c.WithTransport(a.faultTransport)
 	}
 	return c, nil
 }

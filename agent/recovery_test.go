@@ -15,7 +15,9 @@ import (
 	"github.com/containerd/containerd/namespaces"
 
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/containerdtest"
+	"github.com/agora-sched/agora/pkg/faultnet"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 )
@@ -445,4 +447,37 @@ func TestImageIsPulledFromARegistry(t *testing.T) {
 	if reg.Pulls.Load() == pulls {
 		t.Fatal("force_pull did not pull")
 	}
+}
+
+// TestUpdatesGoOutAtOnceWhenTheMastersAnswerAgain: an update born while the agent is cut off the
+// masters (gossip, its calls, theirs) fails to go and waits out its backoff; when the masters
+// answer again it goes at once, not when the backoff ends — here never, on a clock that does not
+// move.
+func TestUpdatesGoOutAtOnceWhenTheMastersAnswerAgain(t *testing.T) {
+	e := newEnv(t)
+	sw := &faultnet.Switch{}
+	a := e.start(func(c *Config) { c.Faults = sw; c.Clock = clock.NewFake(time.Now()) })
+	a.launch(t, testApp("cut-off", "-sleep", "2s", "-exit", "0"))
+	e.fm.waitState("cut-off", task.Running, 30*time.Second)
+	sw.Cut(true)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pending, err := a.store.Pending()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ups := pending["cut-off"]; len(ups) > 0 && ups[len(ups)-1].State == task.Finished {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no TASK_FINISHED pending on the cut-off agent: %v", pending)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // its first send fails; gossip declares the master dead
+	if st, ok := e.fm.last("cut-off"); ok && st.State == task.Finished {
+		t.Fatal("the master got TASK_FINISHED through the cut")
+	}
+	sw.Cut(false)
+	e.fm.waitState("cut-off", task.Finished, 20*time.Second)
 }

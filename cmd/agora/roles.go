@@ -330,6 +330,7 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "containerd-namespace", Value: agentcontainerd.DefaultNamespace, Usage: "containerd namespace of the agent's containers; containers in it that the agent does not know are removed"},
 			&cli.BoolFlag{Name: "drain", Usage: "on SIGTERM, kill every task (each with its grace period) and report them before stopping"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 2 * time.Minute, Usage: "the longest --drain waits"},
+			&cli.BoolFlag{Name: "chaos-faults", Hidden: true, Usage: "for the chaos harness: SIGUSR1 cuts this agent off the masters (gossip, its calls to them, theirs to it), SIGUSR2 heals it"},
 			&cli.Int64Flag{Name: "log-max-bytes", Value: 10 << 20, Usage: "rotate a task's stdout and stderr at this size"},
 			&cli.IntFlag{Name: "log-keep", Value: 5, Usage: "rotated stdout and stderr files kept per task"},
 			clusterSecretFlag,
@@ -399,6 +400,7 @@ func runAgent(c *cli.Context) error {
 		TLS:             tlsc,
 		AllowPrivileged: c.Bool("allow-privileged"),
 		DrainTimeout:    c.Duration("drain-timeout"),
+		Faults:          faultSwitch(c, logger),
 	})
 	if err != nil {
 		return err
@@ -408,8 +410,8 @@ func runAgent(c *cli.Context) error {
 	return a.Run(c.Context)
 }
 
-// faultSwitch is the master's network switch when --chaos-faults is given (nil otherwise):
-// SIGUSR1 cuts the master off the other nodes, SIGUSR2 heals it.
+// faultSwitch is a master's or an agent's network switch when --chaos-faults is given (nil
+// otherwise): SIGUSR1 cuts the node off the others, SIGUSR2 heals it.
 func faultSwitch(c *cli.Context, logger *slog.Logger) *faultnet.Switch {
 	if !c.Bool("chaos-faults") {
 		return nil

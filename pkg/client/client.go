@@ -40,6 +40,16 @@ func (c *Client) WithTLS(conf *tls.Config) *Client {
 	return &cp
 }
 
+// WithTransport is a copy of the client that sends its requests through tr (after WithTLS, tr
+// must carry the TLS configuration itself): an agent's links to masters through the chaos
+// harness's fault switch.
+func (c *Client) WithTransport(tr http.RoundTripper) *Client {
+	cp := *c
+	cp.hc = &http.Client{Timeout: c.hc.Timeout, Transport: tr}
+	cp.stream = &http.Client{Transport: tr}
+	return &cp
+}
+
 // WithToken is a copy of the client that sends token (an API token, or the cluster secret)
 // with every request; "" sends none.
 func (c *Client) WithToken(token string) *Client {
