@@ -4,11 +4,16 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/task"
 )
 
 var (
@@ -70,6 +75,58 @@ var scenarios = []scenario{
 		restart(t, c, a)
 		return []string{"agent " + a.Name + " down 3s"}
 	}},
+	{name: "partition-agent", short: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		// The agent with the most instances of the workload's apps, and one of them to kill.
+		var a *Node
+		var victim string
+		most := 0
+		for _, n := range c.Agents {
+			var tasks []api.Task
+			if c.Agent(n, "/v1/tasks", &tasks) != nil {
+				continue
+			}
+			var running []string
+			for _, tk := range tasks {
+				if tk.Status.State == task.Running && strings.HasPrefix(tk.Info.TaskID, "chaos_web-") {
+					running = append(running, tk.Info.TaskID)
+				}
+			}
+			if len(running) > most {
+				a, most, victim = n, len(running), running[rng.IntN(len(running))]
+			}
+		}
+		if a == nil {
+			t.Fatal("no agent runs an instance of the workload")
+		}
+		c.Event("cut agent %s (%d instances) off the masters for 45s (past memberlist's 30 s of gossip to the dead)", a.Name, most)
+		if err := a.CutOff(true); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second)
+		// An update born during the partition: the agent must keep it until a master takes it.
+		c.Event("kill task %s on %s behind its back", victim, a.Name)
+		if err := c.KillTask(a, victim); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(42 * time.Second)
+		c.Event("heal %s", a.Name)
+		a.CutOff(false)
+		healed := time.Now()
+		for {
+			var st api.TaskStatus
+			code, err := c.call("GET", c.Masters[rng.IntN(len(c.Masters))].HTTP+"/v1/tasks/"+victim, "", nil, &st)
+			if code == http.StatusNotFound || err == nil && st.State.IsTerminal() {
+				c.Event("the masters know %s ended (%s)", victim, st.State)
+				break
+			}
+			if time.Since(healed) > 60*time.Second {
+				t.Errorf("60 s after the healing the masters still say %s is %s, not ended", victim, st.State)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		return []string{fmt.Sprintf("agent %s cut off 45s, a task killed meanwhile reached the masters %.1fs after healing", a.Name, time.Since(healed).Seconds())}
+	}},
 	{name: "kill-follower", short: false, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		l := mustLeader(t, c)
 		var f *Node
@@ -118,14 +175,14 @@ var scenarios = []scenario{
 				f = m
 			}
 		}
-		c.Event("cut follower %s off the other nodes for 15s", f.Name)
+		c.Event("cut follower %s off the other nodes for 40s (past memberlist's 30 s of gossip to the dead)", f.Name)
 		if err := f.CutOff(true); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(15 * time.Second)
+		time.Sleep(40 * time.Second)
 		c.Event("heal %s", f.Name)
 		f.CutOff(false)
-		return []string{"follower " + f.Name + " cut off 15s"}
+		return []string{"follower " + f.Name + " cut off 40s"}
 	}},
 	{name: "pause-agent", short: false, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		a := c.Agents[rng.IntN(len(c.Agents))]

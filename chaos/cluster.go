@@ -94,13 +94,29 @@ func (n *Node) Stop() {
 	}
 }
 
-// CutOff cuts a master off the other nodes (raft, gossip, its calls to them), or heals it:
-// SIGUSR1 and SIGUSR2 to a master started with --chaos-faults (pkg/faultnet).
+// CutOff cuts a node off the others, or heals it: SIGUSR1 and SIGUSR2 to a node started with
+// --chaos-faults (pkg/faultnet). A master loses raft, gossip and its calls to other nodes; an
+// agent loses gossip, its calls to masters and theirs to it (its containers keep running).
 func (n *Node) CutOff(on bool) error {
 	if on {
 		return n.signal(syscall.SIGUSR1)
 	}
 	return n.signal(syscall.SIGUSR2)
+}
+
+// KillTask kills a task's container on agent a behind the agent's back (SIGKILL through
+// containerd), as the kernel's OOM killer or a crash would.
+func (c *Cluster) KillTask(a *Node, taskID string) error {
+	ctx := namespaced(c.t, a.NS)
+	ctr, err := containerdtest.Client(c.t).LoadContainer(ctx, taskID)
+	if err != nil {
+		return err
+	}
+	tk, err := ctr.Task(ctx, nil)
+	if err != nil {
+		return err
+	}
+	return tk.Kill(ctx, syscall.SIGKILL)
 }
 
 // Pause is SIGSTOP; Resume is SIGCONT.
@@ -206,7 +222,7 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 		n := &Node{Name: fmt.Sprintf("a%d", i), HTTP: "http://" + port(), Gossip: port(), NS: ns, bin: cfg.Bin, log: &syncBuffer{}}
 		n.args = []string{"--log-level", "warn", "agent", "--data-dir", filepath.Join(dir, n.Name), "--containerd", sock, "--containerd-namespace", ns,
 			"--http", strings.TrimPrefix(n.HTTP, "http://"), "--gossip", n.Gossip, "--hostname", "chaos-" + n.Name,
-			"--resources", fmt.Sprintf("cpus:2;mem:1024;disk:1000;ports:[%d-%d]", first, first+30), "--cluster-secret-file", secretFile}
+			"--resources", fmt.Sprintf("cpus:2;mem:1024;disk:1000;ports:[%d-%d]", first, first+30), "--cluster-secret-file", secretFile, "--chaos-faults"}
 		for _, g := range gossips {
 			n.args = append(n.args, "--join", g)
 		}
