@@ -15,6 +15,7 @@ import (
 
 	"github.com/containerd/containerd/namespaces"
 
+	"github.com/agora-sched/agora/frameworks/marathon"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
 )
@@ -591,6 +592,15 @@ func TestMarathonGroupWithDependencies(t *testing.T) {
 	var bad map[string]any
 	if code := httpJSON(t, "PUT", base+"/v2/groups/loop", json.RawMessage(`{"apps": [{"id": "a", "cmd": "sleep 1", "dependencies": ["b"]}, {"id": "b", "cmd": "sleep 1", "dependencies": ["a"]}]}`), &bad); code != http.StatusUnprocessableEntity {
 		t.Fatalf("a dependency cycle: %d %v", code, bad)
+	}
+	// A nested group must be inside its parent (found by FuzzGroup: /1 was taken inside /0).
+	var outside marathon.ValidationError
+	if code := httpJSON(t, "POST", base+"/v2/groups", json.RawMessage(`{"id": "zero", "groups": [{"id": "/one"}]}`), &outside); code != http.StatusUnprocessableEntity ||
+		len(outside.Details) != 1 || outside.Details[0].Path != "/groups(0)/id" {
+		t.Fatalf("a nested group outside its parent: %d %+v, want 422 at /groups(0)/id", code, outside)
+	}
+	if code := httpJSON(t, "GET", base+"/v2/groups/one", nil, nil); code != http.StatusNotFound {
+		t.Fatalf("the refused group /one was stored: %d", code)
 	}
 	if code := httpJSON(t, "DELETE", base+"/v2/groups/two-tier", nil, &res); code != http.StatusOK {
 		t.Fatalf("DELETE group: %d %v", code, res)

@@ -39,6 +39,10 @@ func flatten(g groupDef, base, path string, edits *[]appEdit, groups map[string]
 	if id == "" {
 		id = base
 	}
+	if path != "" && (id == base || !under(id, base)) {
+		p.add(path+"/id", "the group %s is not inside its parent %s", id, base)
+		return
+	}
 	rec := &groupRecord{ID: id, Dependencies: append([]string(nil), g.Dependencies...)}
 	if id != "/" {
 		groups[id] = rec
