@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/pkg/health"
 )
 
@@ -123,45 +124,13 @@ type UnreachableStrategy struct {
 	ExpungeAfterSeconds  float64 `json:"expungeAfterSeconds"`
 }
 
-// EnvValue is an env value: a string, or Marathon's {"secret": "name"} reference.
-type EnvValue struct {
-	Value  string
-	Secret string
-}
-
-// UnmarshalJSON reads either form.
-func (e *EnvValue) UnmarshalJSON(b []byte) error {
-	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
-		var ref struct {
-			Secret string `json:"secret"`
-		}
-		if err := json.Unmarshal(b, &ref); err != nil {
-			return err
-		}
-		*e = EnvValue{Secret: ref.Secret}
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("an env value is a string or {\"secret\": \"name\"}")
-	}
-	*e = EnvValue{Value: s}
-	return nil
-}
-
-// MarshalJSON writes the form it was read in.
-func (e EnvValue) MarshalJSON() ([]byte, error) {
-	if e.Secret != "" {
-		return json.Marshal(map[string]string{"secret": e.Secret})
-	}
-	return json.Marshal(e.Value)
-}
-
-// Secret is Marathon's secret: {"source": "..."}. Agora passes the source's value into the env
-// (the secret store arrives with the access control issue) and never shows it back.
-type Secret struct {
-	Source string `json:"source"`
-}
+// EnvValue is an env value: a string, or Marathon's {"secret": "name"} reference; Secret is
+// Marathon's secret, {"source": "..."}: where its value is in the masters' secret store. Both are
+// the frameworks' shared types (frameworks/secrets.go).
+type (
+	EnvValue = frameworks.EnvValue
+	Secret   = frameworks.Secret
+)
 
 // Definition is an app definition as the user wrote it, with Agora's defaults filled in, every
 // field kept: what GET returns.

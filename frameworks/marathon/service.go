@@ -787,23 +787,7 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 // resolveSecrets reads the values of the app's secret env references from the master's secret
 // store; it names the first one missing.
 func (s *Service) resolveSecrets(ctx context.Context, a App) (map[string]string, string) {
-	var out map[string]string
-	for _, name := range sortedKeys(a.Env) {
-		ref := a.Env[name].Secret
-		if ref == "" {
-			continue
-		}
-		src := a.Secrets[ref].Source
-		v, ok := s.m.Secret(ctx, src)
-		if !ok {
-			return nil, fmt.Sprintf("env %s: secret %q has no value at %q in the secret store (PUT /v1/secrets/%s)", name, ref, src, strings.Trim(src, "/"))
-		}
-		if out == nil {
-			out = map[string]string{}
-		}
-		out[name] = v
-	}
-	return out, ""
+	return frameworks.ResolveSecrets(ctx, s.m.Secret, a.Env, a.Secrets)
 }
 
 func parseConstraints(a App) []Constraint {
@@ -828,12 +812,7 @@ func taskIDFor(appID string, ids *id.Generator) string {
 // taskInfo is the launch of one instance.
 func taskInfo(as *appState, rec InstanceRecord, res resources.Resources) api.TaskInfo {
 	a := as.app
-	env := map[string]string{}
-	for k, v := range a.Env {
-		if v.Secret == "" {
-			env[k] = v.Value
-		}
-	}
+	env := frameworks.PlainEnv(a.Env)
 	env["MARATHON_APP_ID"] = a.ID
 	env["MARATHON_APP_VERSION"] = rec.Version
 	if img := a.Image(); img != "" {
