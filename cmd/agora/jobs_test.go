@@ -61,7 +61,7 @@ func waitJob(t *testing.T, what string, d time.Duration, cond func() bool) {
 // a failing job is retried ON_FAILURE, then FAILED, and `agora job run --wait` exits with the
 // task's exit status.
 func TestJobsOnContainerd(t *testing.T) {
-	base, _, ns := startMarathonDev(t, 32400)
+	base, agentBase, ns := startMarathonDev(t, 32400)
 	waitJob(t, "the batch framework", 20*time.Second, func() bool { return httpJSON(t, "GET", base+"/v1/jobs", nil, nil) == http.StatusOK })
 
 	out, err := agora(t, "job", "add", "--master", base, "../../examples/jobs/etl.json")
@@ -105,6 +105,28 @@ func TestJobsOnContainerd(t *testing.T) {
 		}
 	}
 	httpJSON(t, "DELETE", base+"/v1/jobs/every-2s?stopCurrentJobRuns=true", nil, nil)
+
+	// A secret from the masters' store reaches the job's container only.
+	if code := httpJSON(t, "PUT", base+"/v1/secrets/backup/dbpass", map[string]string{"value": "s3cr3t-9"}, nil); code != http.StatusNoContent {
+		t.Fatalf("PUT secret: %d", code)
+	}
+	backup := `{"id": "backup", "run": {"docker": {"image": "` + containerdtest.TestAppImage + `"}, "args": ["-print-env"], "cpus": 0.1, "mem": 32,
+		"env": {"DB_PASS": {"secret": "db"}}, "secrets": {"db": {"source": "backup/dbpass"}}}}`
+	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(backup), nil); code != http.StatusCreated {
+		t.Fatalf("POST backup: %d", code)
+	}
+	if out, err := agora(t, "job", "run", "--master", base, "backup", "--wait"); err != nil {
+		t.Fatalf("job run backup: %v\n%s", err, out)
+	}
+	if logs, err := agora(t, "job", "logs", "--master", base, "backup", runsOf(t, base, "backup")[0].ID); err != nil || !strings.Contains(logs, "DB_PASS=s3cr3t-9") {
+		t.Fatalf("the job's container did not get its secret: %v\n%s", err, logs)
+	}
+	for _, url := range []string{base + "/v1/jobs/backup", base + "/v1/jobs/backup/runs?include=finished", base + "/v1/tasks", agentBase + "/v1/tasks"} {
+		var raw json.RawMessage
+		if httpJSON(t, "GET", url, nil, &raw); strings.Contains(string(raw), "s3cr3t-9") {
+			t.Fatalf("GET %s shows the secret: %s", url, raw)
+		}
+	}
 
 	fails := `{"id": "fails", "run": {"docker": {"image": "` + containerdtest.TestAppImage + `"}, "args": ["-exit", "3"], "cpus": 0.1, "mem": 32,
 		"restart": {"policy": "ON_FAILURE", "backoffLimit": 1, "backoffSeconds": 0.5}}}`

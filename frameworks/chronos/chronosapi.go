@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/pkg/httpjson"
 )
 
@@ -101,9 +102,9 @@ func (c ChronosJob) toJob(dependency bool) (*Job, error) {
 	}
 	for _, e := range c.EnvironmentVariables {
 		if j.Run.Env == nil {
-			j.Run.Env = map[string]string{}
+			j.Run.Env = map[string]frameworks.EnvValue{}
 		}
-		j.Run.Env[e.Name] = e.Value
+		j.Run.Env[e.Name] = frameworks.EnvValue{Value: e.Value}
 	}
 	for i, con := range c.Constraints {
 		if len(con) < 2 {
@@ -207,8 +208,9 @@ func (js *jobState) chronos() ChronosJob {
 	if j.Run.Docker != nil {
 		c.Container = &ChronosImage{Type: "MESOS", Image: j.Run.Docker.Image, ForcePullImage: j.Run.Docker.ForcePullImage}
 	}
-	for _, k := range slices.Sorted(maps.Keys(j.Run.Env)) {
-		c.EnvironmentVariables = append(c.EnvironmentVariables, ChronosEnvVar{Name: k, Value: j.Run.Env[k]})
+	plain := frameworks.PlainEnv(j.Run.Env) // Chronos has no secrets: their refs are left out
+	for _, k := range slices.Sorted(maps.Keys(plain)) {
+		c.EnvironmentVariables = append(c.EnvironmentVariables, ChronosEnvVar{Name: k, Value: plain[k]})
 	}
 	if t := js.hist.LastSuccessAt; t != nil {
 		c.LastSuccess = t.UTC().Format(time.RFC3339Nano)

@@ -19,7 +19,10 @@
 //     (STARTING) before the task is launched. Status updates move the run to ACTIVE, then
 //     SUCCESS or FAILED (ON_FAILURE: again after exponential backoff, up to backoffLimit);
 //     updates are acknowledged only after what they changed is committed. activeDeadlineSeconds
-//     and the stop action kill the task; maxLaunchDelay fails a run no offer fits.
+//     and the stop action kill the task; maxLaunchDelay fails a run no offer fits. Env secrets
+//     (run.env {"secret": ref}, run.secrets {ref: {source}}) are read from the masters' secret
+//     store at launch into the task's secret env; a run whose secret has no value fails at once
+//     with a reason that says where to PUT it.
 //  4. A run that succeeds starts each dependant whose parents have all succeeded since the
 //     dependant's own last run (fan-out and fan-in).
 //  5. A new leader loads everything, reconciles the tasks of runs in flight (a task the master

@@ -2,11 +2,14 @@ package chronos
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agora-sched/agora/frameworks"
 )
 
 // Job is a job spec as Metronome's JSON has it, with Chronos's DAG edge (dependencies) and
@@ -26,18 +29,21 @@ type Job struct {
 
 // RunSpec is what a run of the job launches.
 type RunSpec struct {
-	Cmd                        string            `json:"cmd,omitempty"`
-	Args                       []string          `json:"args,omitempty"`
-	CPUs                       float64           `json:"cpus"`
-	Mem                        float64           `json:"mem"`
-	Disk                       float64           `json:"disk"`
-	Env                        map[string]string `json:"env,omitempty"`
-	Docker                     *Docker           `json:"docker,omitempty"`
-	MaxLaunchDelay             int               `json:"maxLaunchDelay"` // seconds a run may wait for resources
-	Restart                    Restart           `json:"restart"`
-	Placement                  *Placement        `json:"placement,omitempty"`
-	Artifacts                  []any             `json:"artifacts,omitempty"` // refused: agents fetch nothing
-	TaskKillGracePeriodSeconds float64           `json:"taskKillGracePeriodSeconds,omitempty"`
+	Cmd  string                         `json:"cmd,omitempty"`
+	Args []string                       `json:"args,omitempty"`
+	CPUs float64                        `json:"cpus"`
+	Mem  float64                        `json:"mem"`
+	Disk float64                        `json:"disk"`
+	Env  map[string]frameworks.EnvValue `json:"env,omitempty"` // a value, or {"secret": ref}
+	// Secrets name where each env secret ref's value is in the masters' secret store:
+	// {"ref": {"source": "name"}} (PUT /v1/secrets/name). Resolved at launch, never shown.
+	Secrets                    map[string]frameworks.Secret `json:"secrets,omitempty"`
+	Docker                     *Docker                      `json:"docker,omitempty"`
+	MaxLaunchDelay             int                          `json:"maxLaunchDelay"` // seconds a run may wait for resources
+	Restart                    Restart                      `json:"restart"`
+	Placement                  *Placement                   `json:"placement,omitempty"`
+	Artifacts                  []any                        `json:"artifacts,omitempty"` // refused: agents fetch nothing
+	TaskKillGracePeriodSeconds float64                      `json:"taskKillGracePeriodSeconds,omitempty"`
 }
 
 // Docker names the image the run's container starts from.
@@ -131,6 +137,14 @@ func (j *Job) Normalize() error {
 	for k := range r.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return &FieldError{Field: "run.env", Msg: fmt.Sprintf("%q is not a variable name", k)}
+		}
+	}
+	if name, ref := frameworks.UndefinedSecret(r.Env, r.Secrets); name != "" {
+		return &FieldError{Field: "run.env." + name, Msg: fmt.Sprintf("references the secret %q, which run.secrets does not define", ref)}
+	}
+	for _, ref := range slices.Sorted(maps.Keys(r.Secrets)) {
+		if strings.Trim(r.Secrets[ref].Source, "/") == "" {
+			return &FieldError{Field: "run.secrets." + ref + ".source", Msg: "must name a secret in the secret store"}
 		}
 	}
 	if len(r.Artifacts) > 0 {

@@ -704,12 +704,21 @@ func (s *Service) useOfferLocked(st *leaderState, o api.Offer, queue []*Run, w *
 			}
 			continue
 		}
+		secretEnv, missing := frameworks.ResolveSecrets(context.Background(), s.m.Secret, rs.Env, rs.Secrets)
+		if missing != "" {
+			// Nothing can run without its secrets: the run fails now, saying which is missing.
+			r.fail(now, missing)
+			s.finishLocked(st, js, r, w, now)
+			continue
+		}
 		left, _ = left.Subtract(need)
 		taskID := fmt.Sprintf("%s_%s.%d", r.JobID, r.ID, len(r.Tasks)+1)
 		r.launch(taskID, o, now)
 		st.byTask[taskID] = r
 		w.putRun(r)
-		infos = append(infos, taskInfo(js.job, r, taskID, need))
+		ti := taskInfo(js.job, r, taskID, need)
+		ti.SecretEnv = secretEnv
+		infos = append(infos, ti)
 		if r.ScheduledAt != nil && len(r.Tasks) == 1 {
 			w.lags = append(w.lags, now.Sub(*r.ScheduledAt))
 		}
@@ -750,10 +759,7 @@ func (s *Service) offersWantedLocked(st *leaderState, w *work, waiting bool) {
 // taskInfo is the launch of one attempt.
 func taskInfo(j *Job, r *Run, taskID string, res resources.Resources) api.TaskInfo {
 	rs := j.Run
-	env := map[string]string{}
-	for k, v := range rs.Env {
-		env[k] = v
-	}
+	env := frameworks.PlainEnv(rs.Env)
 	env["AGORA_JOB_ID"] = j.ID
 	env["AGORA_RUN_ID"] = r.ID
 	if r.ScheduledAt != nil {

@@ -1,6 +1,7 @@
 package chronos
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -227,6 +228,8 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 		{"dependants", "DELETE", "/v1/jobs/a", ``, "id"},
 		{"bad ISO 8601", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/P"}`, "schedule"},
 		{"bad schedule add", "POST", "/v1/jobs/a/schedules", `{"id": "s", "cron": "* * *"}`, "schedules[0].cron"},
+		{"undefined secret", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "env": {"P": {"secret": "db"}}}}`, "run.env.P"},
+		{"secret without source", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "env": {"P": {"secret": "db"}}, "secrets": {"db": {"source": "/"}}}}`, "run.secrets.db.source"},
 	} {
 		var e struct {
 			Message    string   `json:"message"`
@@ -404,5 +407,57 @@ func TestChronosAliases(t *testing.T) {
 	call(t, "GET", c.base+"/v1/jobs/nightly", "", &v)
 	if v.Schedules[0].NextRunAt == nil || !v.Schedules[0].NextRunAt.Equal(time.Date(2030, 1, 1, 2, 0, 0, 0, time.UTC)) || v.Schedules[0].StartingDeadlineSeconds != 1800 {
 		t.Fatalf("schedule: %+v", v.Schedules)
+	}
+}
+
+// TestJobEnvSecrets: a job's env may name secrets of the masters' store (Metronome's run.env
+// {"secret": ref} and run.secrets). A run while the secret has no value fails at once, saying
+// where to put it; once it has one, the task gets it among its secret env (never its plain env),
+// and the job as stored and shown holds the reference only.
+func TestJobEnvSecrets(t *testing.T) {
+	launched := make(chan api.TaskInfo, 4)
+	c := startSim(t, t.TempDir(), nil, func(ti api.TaskInfo) (task.State, time.Duration) {
+		launched <- ti
+		return task.Finished, time.Millisecond
+	})
+	spec := `{"id": "backup", "run": {"cmd": "backup", "env": {"PLAIN": "1", "DB_PASS": {"secret": "db"}},
+		"secrets": {"db": {"source": "backup/dbpass"}}}}`
+	if code := call(t, "POST", c.base+"/v1/jobs", spec, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	call(t, "POST", c.base+"/v1/jobs/backup/runs", "", nil)
+	waitFor(t, "the run without its secret to fail", func() bool { return history(t, c.base, "backup").FailureCount == 1 })
+	if rs := runs(t, c.base, "backup"); len(rs) != 1 || len(rs[0].Tasks) != 0 || !strings.Contains(rs[0].Reason, "PUT /v1/secrets/backup/dbpass") {
+		t.Fatalf("run without its secret: %+v", rs)
+	}
+	if code := call(t, "PUT", c.base+"/v1/secrets/backup/dbpass", `{"value": "s3cr3t"}`, nil); code != http.StatusNoContent {
+		t.Fatalf("PUT secret: %d", code)
+	}
+	call(t, "POST", c.base+"/v1/jobs/backup/runs", "", nil)
+	select {
+	case ti := <-launched:
+		if ti.SecretEnv["DB_PASS"] != "s3cr3t" || ti.Env["PLAIN"] != "1" || ti.Env["DB_PASS"] != "" {
+			t.Fatalf("launched with env %v, secret env %v", ti.Env, ti.SecretEnv)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the run with its secret never launched")
+	}
+	waitFor(t, "the run with its secret to succeed", func() bool { return history(t, c.base, "backup").SuccessCount == 1 })
+	for _, path := range []string{"/v1/jobs/backup", "/v1/jobs/backup/runs?include=finished", "/v1/jobs?embed=activeRuns,history", "/scheduler/jobs"} {
+		var raw json.RawMessage
+		call(t, "GET", c.base+path, "", &raw)
+		if strings.Contains(string(raw), "s3cr3t") {
+			t.Fatalf("GET %s shows the secret: %s", path, raw)
+		}
+	}
+	var job struct {
+		Run RunSpec `json:"run"`
+	}
+	call(t, "GET", c.base+"/v1/jobs/backup", "", &job)
+	if job.Run.Env["DB_PASS"].Secret != "db" || job.Run.Secrets["db"].Source != "backup/dbpass" {
+		t.Fatalf("the job as shown: %+v", job.Run)
+	}
+	if code := call(t, "POST", c.base+"/v1/jobs", `{"id": "y", "run": {"cmd": "x", "env": {"P": {"secret": "db", "sekret": 1}}, "secrets": {"db": {"source": "a"}}}}`, nil); code < 400 || code >= 500 {
+		t.Fatalf("an env secret with an unknown field: %d, want 4xx", code)
 	}
 }
