@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -120,6 +122,25 @@ func TestJobsOnContainerd(t *testing.T) {
 	}
 	if logs, err := agora(t, "job", "logs", "--master", base, "backup", runsOf(t, base, "backup")[0].ID); err != nil || !strings.Contains(logs, "DB_PASS=s3cr3t-9") {
 		t.Fatalf("the job's container did not get its secret: %v\n%s", err, logs)
+	}
+	// Host volumes: one read-only, one read-write with a relative path in the sandbox.
+	ro, rw := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(ro, "in.txt"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vols := fmt.Sprintf(`{"id": "vols", "run": {"cmd": "cat /in/in.txt; if touch /in/x 2>/dev/null; then echo WROTE; else echo READONLY; fi; echo done > out/result.txt",
+		"cpus": 0.1, "mem": 32, "volumes": [{"containerPath": "/in", "hostPath": %q, "mode": "RO"}, {"containerPath": "out", "hostPath": %q, "mode": "RW"}]}}`, ro, rw)
+	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(vols), nil); code != http.StatusCreated {
+		t.Fatalf("POST vols: %d", code)
+	}
+	if out, err := agora(t, "job", "run", "--master", base, "vols", "--wait"); err != nil {
+		t.Fatalf("job run vols: %v\n%s", err, out)
+	}
+	if logs, err := agora(t, "job", "logs", "--master", base, "vols", runsOf(t, base, "vols")[0].ID); err != nil || logs != "from the host\nREADONLY\n" {
+		t.Fatalf("job logs vols: %v %q, want the host's file and a read-only mount", err, logs)
+	}
+	if b, err := os.ReadFile(filepath.Join(rw, "result.txt")); err != nil || string(b) != "done\n" {
+		t.Fatalf("the read-write volume: %q %v", b, err)
 	}
 	for _, url := range []string{base + "/v1/jobs/backup", base + "/v1/jobs/backup/runs?include=finished", base + "/v1/tasks", agentBase + "/v1/tasks"} {
 		var raw json.RawMessage

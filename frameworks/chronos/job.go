@@ -42,8 +42,17 @@ type RunSpec struct {
 	MaxLaunchDelay             int                          `json:"maxLaunchDelay"` // seconds a run may wait for resources
 	Restart                    Restart                      `json:"restart"`
 	Placement                  *Placement                   `json:"placement,omitempty"`
+	Volumes                    []Volume                     `json:"volumes,omitempty"`
 	Artifacts                  []any                        `json:"artifacts,omitempty"` // refused: agents fetch nothing
 	TaskKillGracePeriodSeconds float64                      `json:"taskKillGracePeriodSeconds,omitempty"`
+}
+
+// Volume mounts a directory of the agent's host into the run's container (Metronome's
+// run.volumes): a relative containerPath is inside the task's sandbox; mode RO or RW (default).
+type Volume struct {
+	ContainerPath string `json:"containerPath"`
+	HostPath      string `json:"hostPath"`
+	Mode          string `json:"mode,omitempty"`
 }
 
 // Docker names the image the run's container starts from.
@@ -145,6 +154,17 @@ func (j *Job) Normalize() error {
 	for _, ref := range slices.Sorted(maps.Keys(r.Secrets)) {
 		if strings.Trim(r.Secrets[ref].Source, "/") == "" {
 			return &FieldError{Field: "run.secrets." + ref + ".source", Msg: "must name a secret in the secret store"}
+		}
+	}
+	for i, v := range r.Volumes {
+		path := fmt.Sprintf("run.volumes[%d]", i)
+		switch {
+		case v.ContainerPath == "" || slices.Contains(strings.Split(v.ContainerPath, "/"), ".."):
+			return &FieldError{Field: path + ".containerPath", Msg: "must not be empty nor contain '..'"}
+		case !strings.HasPrefix(v.HostPath, "/"):
+			return &FieldError{Field: path + ".hostPath", Msg: fmt.Sprintf("must be an absolute path on the agent, got %q", v.HostPath)}
+		case v.Mode != "" && v.Mode != "RO" && v.Mode != "RW":
+			return &FieldError{Field: path + ".mode", Msg: fmt.Sprintf("got %q, expected RO or RW", v.Mode)}
 		}
 	}
 	if len(r.Artifacts) > 0 {

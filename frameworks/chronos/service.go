@@ -770,5 +770,8 @@ func taskInfo(j *Job, r *Run, taskID string, res resources.Resources) api.TaskIn
 	if rs.Docker != nil {
 		ti.Image, ti.ForcePull = rs.Docker.Image, rs.Docker.ForcePullImage
 	}
+	for _, v := range rs.Volumes {
+		ti.Volumes = append(ti.Volumes, api.Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, ReadOnly: v.Mode == "RO"})
+	}
 	return ti
 }

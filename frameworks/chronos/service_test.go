@@ -228,6 +228,9 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 		{"dependants", "DELETE", "/v1/jobs/a", ``, "id"},
 		{"bad ISO 8601", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/P"}`, "schedule"},
 		{"bad schedule add", "POST", "/v1/jobs/a/schedules", `{"id": "s", "cron": "* * *"}`, "schedules[0].cron"},
+		{"relative host path", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "data"}]}}`, "run.volumes[0].hostPath"},
+		{"container path up", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/d", "mode": "RO"}, {"containerPath": "../etc", "hostPath": "/d"}]}}`, "run.volumes[1].containerPath"},
+		{"bad volume mode", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/d", "mode": "rw"}]}}`, "run.volumes[0].mode"},
 		{"undefined secret", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "env": {"P": {"secret": "db"}}}}`, "run.env.P"},
 		{"secret without source", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "env": {"P": {"secret": "db"}}, "secrets": {"db": {"source": "/"}}}}`, "run.secrets.db.source"},
 	} {
