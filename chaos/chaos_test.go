@@ -76,29 +76,8 @@ var scenarios = []scenario{
 		return []string{"agent " + a.Name + " down 3s"}
 	}},
 	{name: "partition-agent", short: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
-		// The agent with the most instances of the workload's apps, and one of them to kill.
-		var a *Node
-		var victim string
-		most := 0
-		for _, n := range c.Agents {
-			var tasks []api.Task
-			if c.Agent(n, "/v1/tasks", &tasks) != nil {
-				continue
-			}
-			var running []string
-			for _, tk := range tasks {
-				if tk.Status.State == task.Running && strings.HasPrefix(tk.Info.TaskID, "chaos_web-") {
-					running = append(running, tk.Info.TaskID)
-				}
-			}
-			if len(running) > most {
-				a, most, victim = n, len(running), running[rng.IntN(len(running))]
-			}
-		}
-		if a == nil {
-			t.Fatal("no agent runs an instance of the workload")
-		}
-		c.Event("cut agent %s (%d instances) off the masters for 45s (past memberlist's 30 s of gossip to the dead)", a.Name, most)
+		a, victim := busiestAgent(t, c, rng)
+		c.Event("cut agent %s off the masters for 45s (past memberlist's 30 s of gossip to the dead)", a.Name)
 		if err := a.CutOff(true); err != nil {
 			t.Fatal(err)
 		}
@@ -234,6 +213,23 @@ var scenarios = []scenario{
 		c.Event("emptied %s's disk", m.Name)
 		return []string{fmt.Sprintf("leader %s's disk full 15s (m1 led: %t)", m.Name, l == m)}
 	}},
+	{name: "disk-full-agent", smallDisk: "agents", fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		a, victim := busiestAgent(t, c, rng)
+		n, err := FillDisk(a.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Event("filled agent %s's disk (%d MiB) for 15s", a.Name, n>>20)
+		// Its update must be kept on the full disk, or held until it can be.
+		c.Event("kill task %s on %s behind its back", victim, a.Name)
+		if err := c.KillTask(a, victim); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(15 * time.Second)
+		EmptyDisk(a.DataDir)
+		c.Event("emptied %s's disk", a.Name)
+		return []string{fmt.Sprintf("agent %s's disk full 15s with a task killed meanwhile", a.Name)}
+	}},
 	{name: "restart-everything", short: false, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		c.Event("kill -9 every process")
 		for _, n := range c.Nodes() {
@@ -249,6 +245,33 @@ var scenarios = []scenario{
 		c.Event("everything back")
 		return []string{fmt.Sprintf("cluster back in %.1fs", time.Since(start).Seconds())}
 	}},
+}
+
+// busiestAgent is the agent that runs the most instances of the workload's apps, and one of
+// them, picked at random.
+func busiestAgent(t *testing.T, c *Cluster, rng *rand.Rand) (*Node, string) {
+	t.Helper()
+	var a *Node
+	var running []string
+	for _, n := range c.Agents {
+		var tasks []api.Task
+		if c.Agent(n, "/v1/tasks", &tasks) != nil {
+			continue
+		}
+		var here []string
+		for _, tk := range tasks {
+			if tk.Status.State == task.Running && strings.HasPrefix(tk.Info.TaskID, "chaos_web-") {
+				here = append(here, tk.Info.TaskID)
+			}
+		}
+		if len(here) > len(running) {
+			a, running = n, here
+		}
+	}
+	if a == nil {
+		t.Fatal("no agent runs an instance of the workload")
+	}
+	return a, running[rng.IntN(len(running))]
 }
 
 func mustLeader(t *testing.T, c *Cluster) *Node {

@@ -30,7 +30,7 @@ type Node struct {
 	HTTP   string // http://127.0.0.1:port
 	Gossip string // 127.0.0.1:port
 	NS     string // an agent's containerd namespace
-	// DataDir is set for a master on its own small disk (Config.SmallDisk).
+	// DataDir is set for a node on its own small disk (Config.SmallDisk).
 	DataDir string
 
 	bin  string
@@ -172,8 +172,9 @@ type Config struct {
 	Bin      string // the agora binary
 	Agents   int    // default 3
 	Timeline *Timeline
-	// SmallDisk, when set, puts that master's data dir (m1, m2 or m3) on a tmpfs of 64 MiB of
-	// its own, so that a scenario can fill it (needs root, as make test runs).
+	// SmallDisk, when set, puts that node's data dir (m1, m2, m3, a1, ..., or "agents": every
+	// agent's) on a tmpfs of 64 MiB of its own, so that a scenario can fill it (needs root, as
+	// make test runs).
 	SmallDisk string
 }
 
@@ -220,6 +221,10 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 		t.Cleanup(func() { containerdtest.RemoveNamespace(t, client, ns) })
 		first := 30000 + 40*i // below the ephemeral ports, apart from the other tests' ranges
 		n := &Node{Name: fmt.Sprintf("a%d", i), HTTP: "http://" + port(), Gossip: port(), NS: ns, bin: cfg.Bin, log: &syncBuffer{}}
+		if n.Name == cfg.SmallDisk || cfg.SmallDisk == "agents" {
+			n.DataDir = filepath.Join(dir, n.Name)
+			mountTmpfs(t, n.DataDir, "64m")
+		}
 		n.args = []string{"--log-level", "warn", "agent", "--data-dir", filepath.Join(dir, n.Name), "--containerd", sock, "--containerd-namespace", ns,
 			"--http", strings.TrimPrefix(n.HTTP, "http://"), "--gossip", n.Gossip, "--hostname", "chaos-" + n.Name,
 			"--resources", fmt.Sprintf("cpus:2;mem:1024;disk:1000;ports:[%d-%d]", first, first+30), "--cluster-secret-file", secretFile, "--chaos-faults"}

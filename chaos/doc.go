@@ -20,8 +20,9 @@
 // Scenarios (chaos_test.go): kill -9 the leader, an agent, a follower (each restarted); SIGSTOP
 // the leader, an agent, past the failure timeouts, then SIGCONT; cut the leader or a follower
 // off the network (pkg/faultnet, agora master --chaos-faults), or an agent off the masters for
-// 45 s with one of its tasks killed meanwhile (agora agent --chaos-faults); fill a follower's or the
-// leader's data disk (a tmpfs of its own); kill -9 everything and start it again. `make test` runs the short set, `make chaos` all of them with a fixed seed, and
+// 45 s with one of its tasks killed meanwhile (agora agent --chaos-faults); fill a follower's,
+// the leader's or an agent's data disk (a tmpfs of its own); kill -9 everything and start it
+// again. `make test` runs the short set, `make chaos` all of them with a fixed seed, and
 // `make chaos-long` random faults for as long as asked. Each prints a one-line verdict with the
 // figures it measured, and on failure the timeline of what happened.
 package chaos
