@@ -307,7 +307,7 @@ func FuzzPlacementConstraint(f *testing.F) {
 		attrs := map[string]string{attr: probe}
 		got := c.allows(probe, attrs)
 		switch op {
-		case "EQ":
+		case "EQ", "IS":
 			if got != (probe == value) {
 				t.Fatalf("EQ %q on %q: %v", value, probe, got)
 			}

@@ -43,6 +43,10 @@ type RunSpec struct {
 	Restart                    Restart                      `json:"restart"`
 	Placement                  *Placement                   `json:"placement,omitempty"`
 	Volumes                    []Volume                     `json:"volumes,omitempty"`
+	UCR                        *UCR                         `json:"ucr,omitempty"`       // becomes Docker
+	GPUs                       int                          `json:"gpus,omitempty"`      // 0 only: agents offer none
+	Networks                   []Network                    `json:"networks,omitempty"`  // host only
+	User                       string                       `json:"user,omitempty"`      // refused when set
 	Artifacts                  []any                        `json:"artifacts,omitempty"` // refused: agents fetch nothing
 	TaskKillGracePeriodSeconds float64                      `json:"taskKillGracePeriodSeconds,omitempty"`
 }
@@ -55,10 +59,42 @@ type Volume struct {
 	Mode          string `json:"mode,omitempty"`
 }
 
-// Docker names the image the run's container starts from.
+// Docker names the image the run's container starts from. Metronome's privileged and parameters
+// are read so that its specs load, and refused when set: jobs run unprivileged, and Docker daemon
+// flags mean nothing to containerd.
 type Docker struct {
-	Image          string `json:"image"`
-	ForcePullImage bool   `json:"forcePullImage,omitempty"`
+	Image          string            `json:"image"`
+	ForcePullImage bool              `json:"forcePullImage,omitempty"`
+	Privileged     bool              `json:"privileged,omitempty"`
+	Parameters     []DockerParameter `json:"parameters,omitempty"`
+}
+
+// DockerParameter is a Docker daemon flag (refused).
+type DockerParameter struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// UCR is Metronome's other way to name an image (the Mesos containerizer's); Normalize turns it
+// into Docker, the one Agora keeps.
+type UCR struct {
+	Image      UCRImage `json:"image"`
+	Privileged bool     `json:"privileged,omitempty"`
+}
+
+// UCRImage is a UCR image: a Docker image by id.
+type UCRImage struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind,omitempty"` // docker (appc is refused)
+	ForcePull bool   `json:"forcePull,omitempty"`
+}
+
+// Network is one of Metronome's run.networks; tasks use the host's network, so only mode
+// "host" is accepted.
+type Network struct {
+	Name   string            `json:"name,omitempty"`
+	Mode   string            `json:"mode"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Restart says what a run does when its task fails.
@@ -117,6 +153,9 @@ func (j *Job) Normalize() error {
 		return &FieldError{Field: "id", Msg: fmt.Sprintf("%q: want lowercase letters, digits and '-', in names separated by '.' (at most %d characters)", j.ID, maxIDLen)}
 	}
 	r := &j.Run
+	if err := r.normalizeMetronome(); err != nil {
+		return err
+	}
 	if r.Cmd == "" && (r.Docker == nil || r.Docker.Image == "") {
 		return &FieldError{Field: "run.cmd", Msg: "a run needs a cmd, a docker.image, or both"}
 	}
@@ -260,7 +299,8 @@ func (c PlacementConstraint) compile() (compiled, error) {
 	}
 	out := compiled{attr: c.Attribute, op: c.Operator, value: c.Value}
 	switch c.Operator {
-	case "EQ":
+	case "EQ", "IS": // IS is Metronome's later name for EQ
+		out.op = "EQ"
 	case "LIKE", "UNLIKE":
 		// The value must compile on its own, not only once anchored: "a)|(b" does not, yet
 		// "^(?:a)|(b)$" does, and would match any value that starts with a. (The anchored one
@@ -274,7 +314,7 @@ func (c PlacementConstraint) compile() (compiled, error) {
 		}
 		out.re = re
 	default:
-		return compiled{}, fmt.Errorf("operator %q: expected EQ, LIKE or UNLIKE", c.Operator)
+		return compiled{}, fmt.Errorf("operator %q: expected EQ (or IS), LIKE or UNLIKE", c.Operator)
 	}
 	return out, nil
 }
@@ -380,4 +420,47 @@ func (j *Job) deps() []string {
 		return nil
 	}
 	return j.Dependencies
+}
+
+// normalizeMetronome reads the fields of Metronome's run spec that Agora has no use for but its
+// specs carry (an exported job loads as it is): ucr becomes docker; gpus 0, host networks and
+// unset privileged, parameters and user are accepted; anything else is refused, named.
+func (r *RunSpec) normalizeMetronome() error {
+	if u := r.UCR; u != nil {
+		switch {
+		case r.Docker != nil:
+			return &FieldError{Field: "run.ucr", Msg: "give docker or ucr, not both"}
+		case u.Image.ID == "":
+			return &FieldError{Field: "run.ucr.image.id", Msg: "is required when ucr is given"}
+		case u.Image.Kind != "" && u.Image.Kind != "docker":
+			return &FieldError{Field: "run.ucr.image.kind", Msg: fmt.Sprintf("got %q: only docker images run on Agora's agents", u.Image.Kind)}
+		case u.Privileged:
+			return &FieldError{Field: "run.ucr.privileged", Msg: "jobs run unprivileged (a Marathon app may run privileged on an agent started with --allow-privileged)"}
+		}
+		r.Docker, r.UCR = &Docker{Image: u.Image.ID, ForcePullImage: u.Image.ForcePull}, nil
+	}
+	if d := r.Docker; d != nil {
+		if d.Privileged {
+			return &FieldError{Field: "run.docker.privileged", Msg: "jobs run unprivileged (a Marathon app may run privileged on an agent started with --allow-privileged)"}
+		}
+		if len(d.Parameters) > 0 {
+			return &FieldError{Field: "run.docker.parameters", Msg: "are Docker daemon flags; containerd runs Agora's containers and has no equivalent"}
+		}
+		d.Parameters = nil
+	}
+	if r.GPUs < 0 {
+		return &FieldError{Field: "run.gpus", Msg: fmt.Sprintf("must not be negative, got %d", r.GPUs)}
+	}
+	if r.GPUs > 0 {
+		return &FieldError{Field: "run.gpus", Msg: "agents offer no GPUs: a run asking for one would never be placed"}
+	}
+	for i, n := range r.Networks {
+		if n.Mode != "host" {
+			return &FieldError{Field: fmt.Sprintf("run.networks[%d].mode", i), Msg: fmt.Sprintf("got %q: tasks use the host's network, so only \"host\" is accepted", n.Mode)}
+		}
+	}
+	if r.User != "" {
+		return &FieldError{Field: "run.user", Msg: "running as another user is not supported: tasks run as their image's user"}
+	}
+	return nil
 }

@@ -231,6 +231,13 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 		{"relative host path", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "data"}]}}`, "run.volumes[0].hostPath"},
 		{"container path up", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/d", "mode": "RO"}, {"containerPath": "../etc", "hostPath": "/d"}]}}`, "run.volumes[1].containerPath"},
 		{"bad volume mode", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/d", "mode": "rw"}]}}`, "run.volumes[0].mode"},
+		{"gpus", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "gpus": 1}}`, "run.gpus"},
+		{"bridge network", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "networks": [{"mode": "host"}, {"mode": "container/bridge"}]}}`, "run.networks[1].mode"},
+		{"user", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "user": "nobody"}}`, "run.user"},
+		{"privileged", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a", "privileged": true}}}`, "run.docker.privileged"},
+		{"docker parameters", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a", "parameters": [{"key": "cap-add", "value": "ALL"}]}}}`, "run.docker.parameters"},
+		{"appc image", "POST", "/v1/jobs", `{"id": "x", "run": {"ucr": {"image": {"id": "a", "kind": "appc"}}}}`, "run.ucr.image.kind"},
+		{"docker and ucr", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a"}, "ucr": {"image": {"id": "a"}}}}`, "run.ucr"},
 		{"undefined secret", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "env": {"P": {"secret": "db"}}}}`, "run.env.P"},
 		{"secret without source", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "env": {"P": {"secret": "db"}}, "secrets": {"db": {"source": "/"}}}}`, "run.secrets.db.source"},
 	} {
@@ -462,5 +469,36 @@ func TestJobEnvSecrets(t *testing.T) {
 	}
 	if code := call(t, "POST", c.base+"/v1/jobs", `{"id": "y", "run": {"cmd": "x", "env": {"P": {"secret": "db", "sekret": 1}}, "secrets": {"db": {"source": "a"}}}}`, nil); code < 400 || code >= 500 {
 		t.Fatalf("an env secret with an unknown field: %d, want 4xx", code)
+	}
+}
+
+// TestMetronomeSpecsLoadAsExported: a job as Metronome writes it back (every field present, empty
+// or zero where unused) loads as it is; a UCR image becomes the docker image; IS places as EQ.
+func TestMetronomeSpecsLoadAsExported(t *testing.T) {
+	c := startSim(t, t.TempDir(), nil, finishAfter(time.Millisecond))
+	exported := `{"id": "nightly.report", "description": "d", "labels": {"team": "data"},
+		"run": {"cmd": "report", "cpus": 0.1, "mem": 32, "disk": 0, "gpus": 0, "artifacts": [], "volumes": [], "networks": [{"mode": "host"}],
+		 "secrets": {}, "env": {}, "placement": {"constraints": [{"attribute": "hostname", "operator": "IS", "value": "nowhere"}]},
+		 "restart": {"policy": "NEVER"}, "maxLaunchDelay": 3600, "taskKillGracePeriodSeconds": 5,
+		 "docker": {"image": "agora.local/testapp:latest", "forcePullImage": false, "privileged": false, "parameters": []}},
+		"schedules": []}`
+	if code := call(t, "POST", c.base+"/v1/jobs", exported, nil); code != http.StatusCreated {
+		t.Fatalf("an exported Metronome job: %d", code)
+	}
+	if code := call(t, "POST", c.base+"/v1/jobs", `{"id": "ucr", "run": {"cpus": 0.1, "mem": 32, "ucr": {"image": {"id": "agora.local/testapp:latest", "kind": "docker", "forcePull": true}}}}`, nil); code != http.StatusCreated {
+		t.Fatalf("a UCR job: %d", code)
+	}
+	var job struct {
+		Run RunSpec `json:"run"`
+	}
+	call(t, "GET", c.base+"/v1/jobs/ucr", "", &job)
+	if job.Run.Docker == nil || job.Run.Docker.Image != "agora.local/testapp:latest" || !job.Run.Docker.ForcePullImage || job.Run.UCR != nil {
+		t.Fatalf("the UCR job as kept: %+v", job.Run)
+	}
+	// IS is EQ: the report may only run on the host "nowhere", which no simulated agent is.
+	call(t, "POST", c.base+"/v1/jobs/nightly.report/runs", "", nil)
+	time.Sleep(500 * time.Millisecond)
+	if rs := runs(t, c.base, "nightly.report"); len(rs) != 1 || len(rs[0].Tasks) != 0 {
+		t.Fatalf("a run constrained to hostname IS nowhere was placed: %+v", rs)
 	}
 }
