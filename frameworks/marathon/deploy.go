@@ -249,9 +249,26 @@ func resolveID(base, dep string) string {
 	return "/" + strings.Join(parts, "/")
 }
 
+// appIndex finds the apps at or under an id in O(log n): the app ids, sorted.
+type appIndex []string
+
+func newAppIndex(apps map[string]App) appIndex { return appIndex(sortedKeys(apps)) }
+
+// at lists the app id itself, if it is an app, and every app under it (id + "/..."): those sort
+// together, between id+"/" and id+"0" ('0' follows '/').
+func (ix appIndex) at(id string) []string {
+	var out []string
+	if i, ok := slices.BinarySearch(ix, id); ok {
+		out = append(out, ix[i])
+	}
+	lo, _ := slices.BinarySearch(ix, id+"/")
+	hi, _ := slices.BinarySearch(ix, id+"0")
+	return append(out, ix[lo:hi]...)
+}
+
 // dependsOn lists the apps an app waits for: its own dependencies and its groups', each an app
 // or every app of a group.
-func dependsOn(id string, apps map[string]App, groups map[string]groupRecord) []string {
+func dependsOn(id string, apps map[string]App, groups map[string]groupRecord, ix appIndex) []string {
 	var targets []string
 	for _, d := range apps[id].Dependencies {
 		targets = append(targets, resolveID(id, d))
@@ -264,8 +281,8 @@ func dependsOn(id string, apps map[string]App, groups map[string]groupRecord) []
 	}
 	var out []string
 	for _, t := range targets {
-		for other := range apps {
-			if other != id && (other == t || strings.HasPrefix(other, t+"/")) {
+		for _, other := range ix.at(t) {
+			if other != id {
 				out = append(out, other)
 			}
 		}
@@ -282,12 +299,13 @@ func dependencyCycle(apps map[string]App, groups map[string]groupRecord) []strin
 		done
 	)
 	state := map[string]int{}
+	ix := newAppIndex(apps)
 	var path []string
 	var visit func(id string) []string
 	visit = func(id string) []string {
 		state[id] = onPath
 		path = append(path, id)
-		for _, d := range dependsOn(id, apps, groups) {
+		for _, d := range dependsOn(id, apps, groups, ix) {
 			switch state[d] {
 			case onPath:
 				i := slices.Index(path, d)
@@ -302,7 +320,7 @@ func dependencyCycle(apps map[string]App, groups map[string]groupRecord) []strin
 		state[id] = done
 		return nil
 	}
-	for _, id := range sortedKeys(apps) {
+	for _, id := range ix {
 		if state[id] == unseen {
 			if c := visit(id); c != nil {
 				return c
@@ -320,6 +338,7 @@ func orderByDependencies(changed []string, apps map[string]App, groups map[strin
 		in[id] = true
 	}
 	depth := map[string]int{}
+	ix := newAppIndex(apps)
 	var level func(id string, seen map[string]bool) int
 	level = func(id string, seen map[string]bool) int {
 		if d, ok := depth[id]; ok {
@@ -330,7 +349,7 @@ func orderByDependencies(changed []string, apps map[string]App, groups map[strin
 		}
 		seen[id] = true
 		d := 0
-		for _, dep := range dependsOn(id, apps, groups) {
+		for _, dep := range dependsOn(id, apps, groups, ix) {
 			if in[dep] {
 				d = max(d, level(dep, seen)+1)
 			}

@@ -49,3 +49,23 @@ func TestDeploymentStepsFollowDependencies(t *testing.T) {
 		t.Fatalf("cycle %v, want a closed path", c)
 	}
 }
+
+// TestDependsOnAnAppOrAGroup: a dependency names an app or every app of a group, and nothing
+// whose id only starts the same way.
+func TestDependsOnAnAppOrAGroup(t *testing.T) {
+	apps := map[string]App{}
+	for _, id := range []string{"/a/web", "/a/web-2", "/a/web/x", "/a/web/y/z", "/a/webz", "/b/db", "/b/db.0"} {
+		apps[id] = App{ID: id}
+	}
+	apps["/c/one"] = App{ID: "/c/one", Dependencies: []string{"/a/web"}}
+	apps["/c/two"] = App{ID: "/c/two", Dependencies: []string{"/b"}}
+	ix := newAppIndex(apps)
+	for id, want := range map[string]string{
+		"/c/one": "[/a/web /a/web/x /a/web/y/z]",
+		"/c/two": "[/b/db /b/db.0]",
+	} {
+		if got := fmt.Sprint(dependsOn(id, apps, nil, ix)); got != want {
+			t.Errorf("%s depends on %s, want %s", id, got, want)
+		}
+	}
+}
