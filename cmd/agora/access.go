@@ -78,8 +78,13 @@ func access(c *cli.Context, httpAddr string) (*auth.Tokens, string, string, erro
 // reloadTokensOnHangup reads --tokens-file again whenever the process gets SIGHUP (systemctl
 // reload) and gives the master the new tokens: added ones work and removed ones stop working
 // from the next request, without a restart. A file that does not parse or holds no token (which
-// would open the API) changes nothing, and the log says why.
+// would open the API) changes nothing, and the log says why. Without --tokens-file, SIGHUP keeps
+// its usual meaning (a closed terminal stops the process).
 func reloadTokensOnHangup(c *cli.Context, m *master.Master, logger *slog.Logger) {
+	path := c.String("tokens-file")
+	if path == "" {
+		return
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGHUP)
 	go func() {
@@ -89,11 +94,6 @@ func reloadTokensOnHangup(c *cli.Context, m *master.Master, logger *slog.Logger)
 			case <-c.Context.Done():
 				return
 			case <-sigs:
-			}
-			path := c.String("tokens-file")
-			if path == "" {
-				logger.Warn("SIGHUP: no --tokens-file to read again; the API stays open")
-				continue
 			}
 			tokens, err := auth.LoadTokens(path)
 			if err == nil && tokens.Len() == 0 {
