@@ -55,6 +55,9 @@ type App struct {
 	TaskKillGracePeriodSeconds *float64            `json:"taskKillGracePeriodSeconds,omitempty"`
 	Dependencies               []string            `json:"dependencies,omitempty"`
 	Version                    string              `json:"version,omitempty"`
+	// User is read only to refuse it: tasks run as their image's user, and ignoring a request
+	// to run as someone else would run the app with more rights than asked for.
+	User string `json:"user,omitempty"`
 }
 
 // Container is Marathon's container: DOCKER (an image) or MESOS (an image, or none).
@@ -348,6 +351,9 @@ func (a App) Validate() error {
 	}
 	if a.Cmd != "" && len(a.Args) > 0 {
 		p.add("/", "AppDefinition must not contain both 'cmd' and 'args'.")
+	}
+	if a.User != "" {
+		p.add("/user", "running as another user is not supported: tasks run as their image's user (leave user out)")
 	}
 	nonNegative := func(path string, v float64) {
 		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {

@@ -45,7 +45,7 @@ func TestValidationNamesEveryPath(t *testing.T) {
 		"killSelection": "RANDOM", "constraints": [["hostname", "UNIQUE", "x"], ["rack", "NEAR"]],
 		"healthChecks": [{"protocol": "HTTP", "portIndex": 3}],
 		"container": {"type": "DOCKER", "docker": {"image": "", "privileged": true}},
-		"env": {"DB": {"secret": "missing"}}
+		"env": {"DB": {"secret": "missing"}}, "user": "nobody"
 	}`))
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func TestValidationNamesEveryPath(t *testing.T) {
 	}
 	for _, want := range []string{"/id", "/cpus", "/mem", "/instances", "/backoffFactor", "/upgradeStrategy/minimumHealthCapacity",
 		"/upgradeStrategy/maximumOverCapacity", "/killSelection", "/constraints(0)", "/constraints(1)", "/healthChecks(0)/portIndex",
-		"/container/docker/image", "/env/DB"} {
+		"/container/docker/image", "/env/DB", "/user"} {
 		if !paths[want] {
 			t.Errorf("no problem reported at %s; got %v", want, ve.Details)
 		}
