@@ -35,7 +35,7 @@ type Node struct {
 
 	bin  string
 	args []string
-	log  *syncBuffer
+	log  *containerdtest.Buffer
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -139,23 +139,6 @@ func (n *Node) Exited() bool {
 // Log is what the process wrote.
 func (n *Node) Log() string { return n.log.String() }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Cluster is 3 masters and some agents on loopback, each agent with its own containerd
 // namespace and host port range, all of them processes of the agora binary.
 type Cluster struct {
@@ -196,7 +179,7 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 	port := func() string { return fmt.Sprintf("127.0.0.1:%d", containerdtest.FreePort(t)) }
 	var gossips []string
 	for i := 1; i <= 3; i++ {
-		n := &Node{Name: fmt.Sprintf("m%d", i), Master: true, HTTP: "http://" + port(), Gossip: port(), bin: cfg.Bin, log: &syncBuffer{}}
+		n := &Node{Name: fmt.Sprintf("m%d", i), Master: true, HTTP: "http://" + port(), Gossip: port(), bin: cfg.Bin, log: &containerdtest.Buffer{}}
 		gossips = append(gossips, n.Gossip)
 		c.Masters = append(c.Masters, n)
 	}
@@ -220,7 +203,7 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 		containerdtest.ImportTestApp(t, client, ns)
 		t.Cleanup(func() { containerdtest.RemoveNamespace(t, client, ns) })
 		first := 30000 + 40*i // below the ephemeral ports, apart from the other tests' ranges
-		n := &Node{Name: fmt.Sprintf("a%d", i), HTTP: "http://" + port(), Gossip: port(), NS: ns, bin: cfg.Bin, log: &syncBuffer{}}
+		n := &Node{Name: fmt.Sprintf("a%d", i), HTTP: "http://" + port(), Gossip: port(), NS: ns, bin: cfg.Bin, log: &containerdtest.Buffer{}}
 		if n.Name == cfg.SmallDisk || cfg.SmallDisk == "agents" {
 			n.DataDir = filepath.Join(dir, n.Name)
 			mountTmpfs(t, n.DataDir, "64m")
