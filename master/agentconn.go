@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/pkg/api"
-	"github.com/agora-sched/agora/pkg/tlsconf"
 )
 
 // AgentConn is how the leader reaches agents: launch, kill, acknowledge, and list tasks. The
@@ -43,12 +42,10 @@ type httpAgents struct {
 	scheme string // http, or https with TLS
 }
 
-// NewHTTPAgentConn reaches agents over their HTTP API, showing them the cluster secret when
-// there is one.
-func NewHTTPAgentConn(clusterSecret string, t *tlsconf.TLS) AgentConn {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsClient(t)
-	return httpAgents{hc: &http.Client{Timeout: 30 * time.Second, Transport: tr}, secret: clusterSecret, scheme: t.Scheme()}
+// NewHTTPAgentConn reaches agents over their plain HTTP API, without a cluster secret (a master
+// builds its own, with its secret, TLS and transport).
+func NewHTTPAgentConn() AgentConn {
+	return httpAgents{hc: &http.Client{Timeout: 30 * time.Second}, scheme: "http"}
 }
 
 func (h httpAgents) call(ctx context.Context, ag api.Agent, method, path string, in, out any) error {

@@ -78,7 +78,7 @@ func (c *SchedulerConfig) defaults() {
 		c.KeepEnded = 10000
 	}
 	if c.Agents == nil {
-		c.Agents = NewHTTPAgentConn("", nil)
+		c.Agents = NewHTTPAgentConn()
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
