@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -144,7 +143,7 @@ func New(cfg Config) (*Master, error) {
 	m.newRegistry()
 	m.tls = cfg.TLS
 	m.tr = http.DefaultTransport.(*http.Transport).Clone()
-	m.tr.TLSClientConfig = tlsClient(cfg.TLS)
+	m.tr.TLSClientConfig = cfg.TLS.Client()
 	if cfg.Faults != nil {
 		m.tr.DialContext = cfg.Faults.DialContext
 	}
@@ -173,8 +172,8 @@ func New(cfg Config) (*Master, error) {
 		Logger:        logger,
 		Timing:        cfg.Timing,
 		ObserveCommit: m.observeCommit,
-		TLSServer:     tlsServer(cfg.TLS, true),
-		TLSClient:     tlsClient(cfg.TLS),
+		TLSServer:     cfg.TLS.Server(true),
+		TLSClient:     cfg.TLS.Client(),
 		Faults:        cfg.Faults,
 	})
 	if err != nil {
@@ -201,7 +200,7 @@ func New(cfg Config) (*Master, error) {
 	info.Role = cfg.Role
 	info.DataDir = cfg.DataDir
 	info.StartedAt = m.startedAt
-	m.http, err = NewServer(ServerConfig{HTTPAddr: cfg.HTTPAddr, Info: info, Logger: logger.With("component", "http"), Cluster: m, TLS: tlsServer(cfg.TLS, false)})
+	m.http, err = NewServer(ServerConfig{HTTPAddr: cfg.HTTPAddr, Info: info, Logger: logger.With("component", "http"), Cluster: m, TLS: cfg.TLS.Server(false)})
 	if err != nil {
 		m.gossip.Shutdown()
 		m.store.Close()
@@ -665,23 +664,6 @@ func (m *Master) loggedLeaderEvents(ctx context.Context) <-chan bool {
 		}
 	}()
 	return out
-}
-
-// tlsServer is t's server configuration (nil without TLS); requireClient: every peer must
-// show a certificate the CA signed.
-func tlsServer(t *tlsconf.TLS, requireClient bool) *tls.Config {
-	if t == nil {
-		return nil
-	}
-	return t.Server(requireClient)
-}
-
-// tlsClient is t's client configuration, nil without TLS.
-func tlsClient(t *tlsconf.TLS) *tls.Config {
-	if t == nil {
-		return nil
-	}
-	return t.Client()
 }
 
 // transport is the HTTP transport to other nodes (made once), with this master's TLS when it

@@ -62,9 +62,13 @@ func Pool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// Server is the configuration of a TLS server. requireClient: every client must show a
-// certificate the CA signed (agents, raft); otherwise one is checked when shown.
+// Server is the configuration of a TLS server (nil without TLS: t is nil). requireClient: every
+// client must show a certificate the CA signed (agents, raft); otherwise one is checked when
+// shown.
 func (t *TLS) Server(requireClient bool) *tls.Config {
+	if t == nil {
+		return nil
+	}
 	c := &tls.Config{Certificates: []tls.Certificate{t.cert}, MinVersion: tls.VersionTLS12}
 	if t.pool != nil {
 		c.ClientCAs = t.pool
@@ -76,9 +80,12 @@ func (t *TLS) Server(requireClient bool) *tls.Config {
 	return c
 }
 
-// Client is the configuration of a link to another node: it verifies the server against the
-// CA and shows this node's certificate.
+// Client is the configuration of a link to another node (nil without TLS: t is nil): it
+// verifies the server against the CA and shows this node's certificate.
 func (t *TLS) Client() *tls.Config {
+	if t == nil {
+		return nil
+	}
 	return &tls.Config{Certificates: []tls.Certificate{t.cert}, RootCAs: t.pool, MinVersion: tls.VersionTLS12}
 }
 
