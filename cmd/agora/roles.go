@@ -318,7 +318,7 @@ func agentCommand() *cli.Command {
 			"  agora agent --join 10.0.0.1:5051 --data-dir /var/lib/agora-agent --http 10.0.0.7:5151 \\\n" +
 			"    --gossip 10.0.0.7:5152 --resources 'cpus:4;mem:8192;disk:20000;ports:[31000-32000]' --attributes 'rack:r1'" + "\n\n" +
 			examples("agora agent --join 10.0.0.1:5051 --data-dir /var/lib/agora-agent --http 10.0.0.7:5151 --gossip 10.0.0.7:5152", "agora agent list", "agora agent drain AGENT"),
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip address of a master (repeatable; required)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where the agent keeps its id and checkpoints (required)"},
 			&cli.StringFlag{Name: "containerd", Value: defaultContainerdSock, Usage: "containerd socket", EnvVars: []string{"AGORA_CONTAINERD_SOCK"}},
@@ -334,9 +334,8 @@ func agentCommand() *cli.Command {
 			&cli.Int64Flag{Name: "log-max-bytes", Value: 10 << 20, Usage: "rotate a task's stdout and stderr at this size"},
 			&cli.IntFlag{Name: "log-keep", Value: 5, Usage: "rotated stdout and stderr files kept per task"},
 			clusterSecretFlag,
-			tlsFlags()[0], tlsFlags()[1], tlsFlags()[2],
 			&cli.BoolFlag{Name: "allow-privileged", Usage: "run tasks that ask for privileged containers (Marathon's container.docker.privileged); the agent gets the attribute agora.privileged:true"},
-		},
+		}, tlsFlags()...),
 		Action:      runAgent,
 		Subcommands: agentSubcommands(),
 	}
