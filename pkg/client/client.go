@@ -28,16 +28,13 @@ type Client struct {
 // WithTLS is a copy of the client that speaks HTTPS with conf (the CA to trust, and a
 // certificate to show, if any); an http:// address becomes https://.
 func (c *Client) WithTLS(conf *tls.Config) *Client {
-	cp := *c
+	cp := c.WithTransport(transportFor(conf))
 	base := *c.base
 	if base.Scheme == "http" {
 		base.Scheme = "https"
 	}
 	cp.base = &base
-	tr := transportFor(conf)
-	cp.hc = &http.Client{Timeout: c.hc.Timeout, Transport: tr}
-	cp.stream = &http.Client{Transport: tr}
-	return &cp
+	return cp
 }
 
 // WithTransport is a copy of the client that sends its requests through tr (after WithTLS, tr
