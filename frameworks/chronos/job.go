@@ -302,13 +302,7 @@ func (c PlacementConstraint) compile() (compiled, error) {
 	case "EQ", "IS": // IS is Metronome's later name for EQ
 		out.op = "EQ"
 	case "LIKE", "UNLIKE":
-		// The value must compile on its own, not only once anchored: "a)|(b" does not, yet
-		// "^(?:a)|(b)$" does, and would match any value that starts with a. (The anchored one
-		// can fail where the value alone does not: anchors add a level of nesting.)
-		re, err := regexp.Compile(c.Value)
-		if err == nil {
-			re, err = regexp.Compile("^(?:" + c.Value + ")$")
-		}
+		re, err := frameworks.WholeMatch(c.Value)
 		if err != nil {
 			return compiled{}, fmt.Errorf("value %q is not a regular expression: %v", c.Value, err)
 		}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+
+	"github.com/agora-sched/agora/frameworks"
 )
 
 // Constraint is one of Marathon's placement constraints: [field, operator, value?], where field
@@ -62,13 +64,7 @@ func ParseConstraint(c []string) (Constraint, error) {
 		if !hasValue {
 			return out, fmt.Errorf("%s needs a regular expression", out.Operator)
 		}
-		// The value must compile on its own, not only once anchored: "a)|(b" does not, yet
-		// "^(?:a)|(b)$" does, and would match any value that starts with a. (The anchored one
-		// can fail where the value alone does not: anchors add a level of nesting.)
-		re, err := regexp.Compile(out.Value)
-		if err == nil {
-			re, err = regexp.Compile("^(?:" + out.Value + ")$")
-		}
+		re, err := frameworks.WholeMatch(out.Value)
 		if err != nil {
 			return out, fmt.Errorf("%s: %q is not a regular expression: %v", out.Operator, out.Value, err)
 		}
