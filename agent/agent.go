@@ -229,18 +229,13 @@ func New(cfg Config) (*Agent, error) {
 	a.cfg.HTTPAddr = ln.Addr().String()
 	cfg.HTTPAddr = a.cfg.HTTPAddr
 	g, err := gossip.New(gossip.Config{
-		Name:     "agent-" + cfg.Hostname + "-" + filepath.Base(cfg.DataDir),
-		BindAddr: cfg.GossipAddr,
-		Meta:     gossip.Meta{Role: gossip.RoleAgent, ID: a.id, HTTP: cfg.HTTPAddr, Version: version.Get().Version},
-		Logger:   cfg.Logger.With("component", "gossip"),
-		Timing:   cfg.GossipTiming,
-		Faults:   cfg.Faults,
-		SecretKey: func() []byte {
-			if cfg.ClusterSecret == "" {
-				return nil
-			}
-			return auth.GossipKey(cfg.ClusterSecret)
-		}(),
+		Name:      "agent-" + cfg.Hostname + "-" + filepath.Base(cfg.DataDir),
+		BindAddr:  cfg.GossipAddr,
+		Meta:      gossip.Meta{Role: gossip.RoleAgent, ID: a.id, HTTP: cfg.HTTPAddr, Version: version.Get().Version},
+		Logger:    cfg.Logger.With("component", "gossip"),
+		Timing:    cfg.GossipTiming,
+		Faults:    cfg.Faults,
+		SecretKey: auth.GossipKey(cfg.ClusterSecret),
 	})
 	if err != nil {
 		ln.Close()

@@ -179,17 +179,13 @@ func New(cfg Config) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
-	var gossipKey []byte
-	if cfg.ClusterSecret != "" {
-		gossipKey = auth.GossipKey(cfg.ClusterSecret)
-	}
 	m.gossip, err = gossip.New(gossip.Config{
 		Name:      id,
 		BindAddr:  cfg.GossipAddr,
 		Meta:      m.meta(),
 		Logger:    logger.With("component", "gossip"),
 		Timing:    cfg.GossipTiming,
-		SecretKey: gossipKey,
+		SecretKey: auth.GossipKey(cfg.ClusterSecret),
 		Faults:    cfg.Faults,
 	})
 	if err != nil {

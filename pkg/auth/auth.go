@@ -156,8 +156,12 @@ func ReadSecretFile(path string) (string, error) {
 	return strings.TrimSpace(secret), nil
 }
 
-// GossipKey is the memberlist encryption key (AES-256) derived from the cluster secret.
+// GossipKey is the memberlist encryption key (AES-256) derived from the cluster secret; nil
+// (gossip unencrypted) without a secret.
 func GossipKey(secret string) []byte {
+	if secret == "" {
+		return nil
+	}
 	k := sha256.Sum256([]byte("agora gossip key\x00" + secret))
 	return k[:]
 }
