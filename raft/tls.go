@@ -17,8 +17,8 @@ import (
 type netLayer struct {
 	net.Listener
 	adv    net.Addr
-	client *tls.Config // nil: plain TCP
-	faults *faultnet.Switch
+	client *tls.Config      // nil: plain TCP
+	faults *faultnet.Switch // nil: no fault injection
 }
 
 func newNetLayer(bind string, adv net.Addr, server, client *tls.Config, faults *faultnet.Switch) (*netLayer, error) {
@@ -29,9 +29,7 @@ func newNetLayer(bind string, adv net.Addr, server, client *tls.Config, faults *
 	if adv == nil { // port 0: advertise what the listener got
 		adv = ln.Addr()
 	}
-	if faults != nil {
-		ln = faults.Listener(ln)
-	}
+	ln = faults.Listener(ln)
 	if server != nil {
 		ln = tls.NewListener(ln, server)
 	}
@@ -45,14 +43,7 @@ func (l *netLayer) Addr() net.Addr { return l.adv }
 func (l *netLayer) Dial(address hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var c net.Conn
-	var err error
-	if l.faults != nil {
-		c, err = l.faults.DialContext(ctx, "tcp", string(address))
-	} else {
-		var d net.Dialer
-		c, err = d.DialContext(ctx, "tcp", string(address))
-	}
+	c, err := l.faults.DialContext(ctx, "tcp", string(address)) // a nil switch just dials
 	if err != nil || l.client == nil {
 		return c, err
 	}

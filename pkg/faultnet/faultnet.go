@@ -65,8 +65,14 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// Listener closes what it accepts while cut, and tracks the rest.
-func (s *Switch) Listener(ln net.Listener) net.Listener { return &listener{Listener: ln, s: s} }
+// Listener closes what it accepts while cut, and tracks the rest; a nil switch (no fault
+// injection) leaves ln as it is.
+func (s *Switch) Listener(ln net.Listener) net.Listener {
+	if s == nil {
+		return ln
+	}
+	return &listener{Listener: ln, s: s}
+}
 
 type listener struct {
 	net.Listener
@@ -87,15 +93,15 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// DialContext dials unless cut, and tracks the connection.
+// DialContext dials unless cut, and tracks the connection; a nil switch just dials.
 func (s *Switch) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	if s.IsCut() {
 		return nil, ErrCut
 	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
+	if err != nil || s == nil {
+		return c, err
 	}
 	return s.track(c), nil
 }
