@@ -18,6 +18,10 @@ import (
 func (s *scheduler) agentRegistered(ag api.Agent, tasks []api.Task, wasRemoved bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.agentRegisteredLocked(ag, tasks, wasRemoved)
+}
+
+func (s *scheduler) agentRegisteredLocked(ag api.Agent, tasks []api.Task, wasRemoved bool) {
 	t := s.term
 	if t == nil {
 		return // a new leader gets the registration again

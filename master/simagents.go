@@ -35,10 +35,16 @@ var _ AgentConn = (*SimulatedAgents)(nil)
 func (p *SimulatedAgents) Attach(m *Master) { p.m.Store(m) }
 
 // AddAgents registers n agents of res with the leader's scheduler, as if each had registered
-// (without the registry's raft write: the raft benchmarks measure that).
+// (without the registry's raft write: the raft benchmarks measure that). They come all at once,
+// between two allocation cycles, as a rack that powers up together: the first cycle shares all
+// of them out, so what each framework ends with does not depend on how this machine happened
+// to interleave the registrations with the cycles (DRF never takes back what it gave).
 func (p *SimulatedAgents) AddAgents(n int, res resources.Resources) {
+	s := p.m.Load().sched
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for i := range n {
-		p.m.Load().sched.agentRegistered(api.Agent{
+		s.agentRegisteredLocked(api.Agent{
 			ID: fmt.Sprintf("sim-agent-%05d", i), Hostname: fmt.Sprintf("sim-host-%05d", i), HTTP: "simulated:1", Resources: res,
 		}, nil, false)
 	}
