@@ -256,3 +256,20 @@ func FreePort(t testing.TB) uint64 {
 	defer ln.Close()
 	return uint64(ln.Addr().(*net.TCPAddr).Port)
 }
+
+// WaitListening waits until something accepts TCP connections on 127.0.0.1:port, polling for up
+// to within: a task reported RUNNING has a process, not yet a listening socket.
+func WaitListening(t testing.TB, port uint64, within time.Duration) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens on %s after %s: %v", addr, within, err)
+		}
+	}
+}
