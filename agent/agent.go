@@ -25,6 +25,7 @@ import (
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/faultnet"
 	"github.com/agora-sched/agora/pkg/gossip"
+	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/id"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -60,6 +61,15 @@ type Config struct {
 	// AllowPrivileged lets tasks run privileged containers; the agent then has the attribute
 	// api.PrivilegedAttribute, by which frameworks place them.
 	AllowPrivileged bool
+	// AllowRootTasks lets tasks run as uid 0 (the executor must allow it too); the agent then
+	// has the attribute hostaccess.RootAttribute, by which frameworks place them.
+	AllowRootTasks bool
+	// HostVolumes are the host directories tasks may mount (nothing else of the host is); each
+	// is an attribute (hostaccess.AttributePrefix + name) by which frameworks place them.
+	HostVolumes []hostaccess.Volume
+	// Protected are host paths that may never be a host volume, besides the data dir and
+	// hostaccess.AlwaysProtected: key and secret files, a master's data dir on the same host.
+	Protected []string
 	// TLS, when set, serves the agent's API over TLS, asking every caller for a certificate the
 	// CA signed (only masters call it), and reaches masters over TLS with its own.
 	TLS *tlsconf.TLS
@@ -188,14 +198,14 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	if cfg.AllowPrivileged {
-		attrs := make(map[string]string, len(cfg.Attributes)+1)
-		for k, v := range cfg.Attributes {
-			attrs[k] = v
-		}
-		attrs[api.PrivilegedAttribute] = "true"
-		cfg.Attributes = attrs
+	if _, err := AccessLine(cfg.HTTPAddr, cfg.ClusterSecret, cfg.TLS); err != nil {
+		return nil, err
 	}
+	attrs, err := cfg.attributes()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Attributes = attrs
 	a := &Agent{cfg: cfg, logger: cfg.Logger, exec: cfg.Executor, ids: ids}
 	a.metrics = newMetrics(a)
 	if b, err := os.ReadFile(a.idPath()); err == nil {
@@ -292,7 +302,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.tasks = newTaskSet(taskCtx, taskSetConfig{
 		exec: a.exec, store: a.store, updates: a.updates, total: a.cfg.Resources, host: a.cfg.Hostname,
 		agentID: a.ID, clock: a.cfg.Clock, logger: a.logger, ids: a.ids, observeStart: a.metrics.observeStart,
-		allowPrivileged: a.cfg.AllowPrivileged,
+		allowPrivileged: a.cfg.AllowPrivileged, allowRoot: a.cfg.AllowRootTasks, volumes: a.cfg.HostVolumes,
 	})
 	defer func() {
 		stopTasks()
@@ -509,4 +519,61 @@ func (a *Agent) guard() *auth.Guard {
 		}
 		return auth.Cluster
 	}}
+}
+
+// ErrOpenAPI: the agent's API would listen beyond loopback with nobody asked who calls it.
+var ErrOpenAPI = errors.New("agent: an API open to the network")
+
+// AccessLine says who may call an agent's API on httpAddr, for the line the agent prints at
+// start; beyond loopback it refuses to run without the cluster secret or mutual TLS, since
+// whoever reaches the API may launch tasks.
+func AccessLine(httpAddr, secret string, t *tlsconf.TLS) (string, error) {
+	switch {
+	case secret != "" && t.Mutual():
+		return "masters only: callers show the cluster secret and a certificate the cluster's CA signed", nil
+	case secret != "":
+		return "masters only: callers show the cluster secret", nil
+	case t.Mutual():
+		return "masters only: callers show a certificate the cluster's CA signed", nil
+	case auth.Loopback(httpAddr):
+		return "OPEN to this machine: no --cluster-secret-file, anyone on this host may launch tasks (it listens on loopback only)", nil
+	}
+	return "", fmt.Errorf("%w: --http %s is reachable beyond this machine, and whoever reaches it could run tasks on it: give --cluster-secret-file (the masters' too) or --tls-cert, --tls-key and --tls-ca", ErrOpenAPI, httpAddr)
+}
+
+// attributes are the agent's own attributes and those that tell frameworks what it allows:
+// privileged containers, root tasks, its host volumes (each checked against the paths tasks
+// must never see).
+func (cfg Config) attributes() (map[string]string, error) {
+	attrs := make(map[string]string, len(cfg.Attributes)+len(cfg.HostVolumes)+2)
+	for k, v := range cfg.Attributes {
+		if k == api.PrivilegedAttribute || k == hostaccess.RootAttribute || strings.HasPrefix(k, hostaccess.AttributePrefix) {
+			return nil, fmt.Errorf("agent: attribute %s is the agent's own: use --allow-privileged, --allow-root-tasks or --host-volume", k)
+		}
+		attrs[k] = v
+	}
+	if cfg.AllowPrivileged {
+		attrs[api.PrivilegedAttribute] = "true"
+	}
+	if cfg.AllowRootTasks {
+		attrs[hostaccess.RootAttribute] = "true"
+	}
+	protected := append([]string{cfg.DataDir}, cfg.Protected...)
+	protected = append(protected, hostaccess.AlwaysProtected...)
+	names := map[string]bool{}
+	for _, v := range cfg.HostVolumes {
+		if names[v.Name] {
+			return nil, fmt.Errorf("agent: --host-volume %s given twice", v.Name)
+		}
+		names[v.Name] = true
+		if err := hostaccess.Protected(v.Path, v.ReadOnly, protected); err != nil {
+			return nil, fmt.Errorf("agent: --host-volume %s: %w", v, err)
+		}
+		if _, err := os.Stat(v.Path); err != nil {
+			return nil, fmt.Errorf("agent: --host-volume %s: %w", v, err)
+		}
+		k, val := v.Attribute()
+		attrs[k] = val
+	}
+	return attrs, nil
 }

@@ -391,7 +391,13 @@ func TestKillIsTermThenGraceThenKill(t *testing.T) {
 	a.launch(t, stubborn)
 	e.fm.waitState("polite", task.Running, 60*time.Second)
 	e.fm.waitState("stubborn", task.Running, 60*time.Second)
-	time.Sleep(300 * time.Millisecond) // let them install their SIGTERM handlers
+	for _, id := range []string{"polite", "stubborn"} { // they catch SIGTERM once they say so
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(a.logs(t, id, "stdout"), "testapp: started"); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never started", id)
+			}
+		}
+	}
 
 	var st api.TaskStatus
 	if code := a.call(t, "POST", "/v1/tasks/polite/kill", api.KillRequest{GracePeriodSeconds: 30}, &st); code != 202 || st.State != task.Killing {

@@ -49,8 +49,8 @@ func (a *Agent) routes() *http.ServeMux {
 	mux.HandleFunc("POST /v1/tasks/{id}/kill", a.handleKill)
 	mux.Handle("GET /v1/tasks/{id}/logs", logs.Handler(
 		func(r *http.Request) (string, bool) {
-			t, ok := a.tasks.get(r.PathValue("id"))
-			return t.Sandbox, ok
+			_, ok := a.tasks.get(r.PathValue("id"))
+			return a.exec.LogDir(r.PathValue("id")), ok
 		},
 		func(r *http.Request) bool {
 			t, ok := a.tasks.get(r.PathValue("id"))

@@ -18,6 +18,7 @@ import (
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/health"
+	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/id"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
@@ -45,6 +46,7 @@ type Executor interface {
 	Exec(ctx context.Context, id string, argv []string) (int, []byte, error)
 	Stats(ctx context.Context, id string) (containerd.Stats, error)
 	Sandbox(id string) string
+	LogDir(id string) string
 }
 
 // Errors of the task API.
@@ -105,8 +107,10 @@ type taskSetConfig struct {
 	// observeStart, when set, learns how long each launched task took from its launch request
 	// to TASK_RUNNING.
 	observeStart func(time.Duration)
-	// allowPrivileged lets tasks ask for privileged containers.
-	allowPrivileged bool
+	// allowPrivileged lets tasks ask for privileged containers, allowRoot run as root.
+	allowPrivileged, allowRoot bool
+	// volumes are the host volumes tasks may mount.
+	volumes []hostaccess.Volume
 }
 
 func newTaskSet(ctx context.Context, c taskSetConfig) *taskSet {
@@ -222,6 +226,12 @@ func (ts *taskSet) launch(info api.TaskInfo) (api.TaskStatus, error) {
 	if info.Privileged && !ts.allowPrivileged {
 		return api.TaskStatus{}, &api.FieldError{Field: "privileged", Msg: "this agent does not run privileged containers (agora agent --allow-privileged)"}
 	}
+	if hostaccess.IsRoot(info.User) && !ts.allowRoot {
+		return api.TaskStatus{}, &api.FieldError{Field: "user", Msg: fmt.Sprintf("%q is root, and this agent does not run tasks as root (agora agent --allow-root-tasks)", info.User)}
+	}
+	if _, err := ts.mounts(info.Volumes); err != nil {
+		return api.TaskStatus{}, err
+	}
 	if ts.agentID() == "" {
 		return api.TaskStatus{}, ErrNotRegistered
 	}
@@ -257,14 +267,25 @@ func (ts *taskSet) launch(info api.TaskInfo) (api.TaskStatus, error) {
 	return r.Status, nil
 }
 
-// spec is the executor's view of a launch.
-func (ts *taskSet) spec(info api.TaskInfo) containerd.Spec {
-	var ports []uint64
-	for _, rg := range info.Resources.Ports {
-		for p := rg.Begin; p <= rg.End; p++ {
-			ports = append(ports, p)
+// mounts grants a launch's volumes against the agent's host volumes and answers the host paths
+// to mount, links followed; an error names the volume.
+func (ts *taskSet) mounts(vs []api.Volume) ([]containerd.Volume, error) {
+	var out []containerd.Volume
+	for i, v := range vs {
+		vol, path, err := hostaccess.Grant(ts.volumes, v.HostPath, v.ReadOnly)
+		if err == nil {
+			path, err = hostaccess.Resolve(vol, path)
 		}
+		if err != nil {
+			return nil, &api.FieldError{Field: fmt.Sprintf("volumes[%d].host_path", i), Msg: strings.TrimPrefix(err.Error(), "hostaccess: ")}
+		}
+		out = append(out, containerd.Volume{ContainerPath: v.ContainerPath, HostPath: path, ReadOnly: v.ReadOnly})
 	}
+	return out, nil
+}
+
+// spec is the executor's view of a launch.
+func (ts *taskSet) spec(info api.TaskInfo) (containerd.Spec, error) {
 	env := info.Env
 	if len(info.SecretEnv) > 0 {
 		env = make(map[string]string, len(info.Env)+len(info.SecretEnv))
@@ -275,25 +296,36 @@ func (ts *taskSet) spec(info api.TaskInfo) containerd.Spec {
 			env[k] = v
 		}
 	}
+	mounts, err := ts.mounts(info.Volumes)
+	if err != nil {
+		return containerd.Spec{}, err
+	}
 	return containerd.Spec{
 		TaskID: info.TaskID, AgentID: ts.agentID(), Image: info.Image, ForcePull: info.ForcePull,
 		Cmd: info.Cmd, Args: info.Args, Env: env, Labels: info.Labels,
-		CPUs: info.Resources.CPUs, MemMiB: info.Resources.Mem, Ports: ports, PortNames: info.PortNames,
-		Host: ts.host, Volumes: volumes(info.Volumes), Privileged: info.Privileged,
-	}
+		CPUs: info.Resources.CPUs, MemMiB: info.Resources.Mem, Ports: taskPorts(info), PortNames: info.PortNames,
+		Host: ts.host, Volumes: mounts, Privileged: info.Privileged, User: info.User,
+	}, nil
 }
 
-func volumes(vs []api.Volume) []containerd.Volume {
-	var out []containerd.Volume
-	for _, v := range vs {
-		out = append(out, containerd.Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, ReadOnly: v.ReadOnly})
+// taskPorts lists the ports a task was given, in order.
+func taskPorts(info api.TaskInfo) []uint64 {
+	var ports []uint64
+	for _, rg := range info.Resources.Ports {
+		for p := rg.Begin; p <= rg.End; p++ {
+			ports = append(ports, p)
+		}
 	}
-	return out
+	return ports
 }
 
 // run launches a task, requested at the given time, and watches it to its end.
 func (ts *taskSet) run(info api.TaskInfo, requested time.Time) {
-	h, err := ts.exec.Launch(ts.ctx, ts.spec(info))
+	spec, err := ts.spec(info)
+	var h *containerd.Handle
+	if err == nil {
+		h, err = ts.exec.Launch(ts.ctx, spec)
+	}
 	ts.mu.Lock()
 	r := ts.tasks[info.TaskID]
 	if err != nil {
@@ -660,7 +692,7 @@ func (ts *taskSet) startHealthLocked(r *record) {
 	ctx, cancel := context.WithCancel(ts.ctx)
 	hs := &healthState{cancel: cancel, healthy: make([]*bool, len(checks))}
 	ts.health[r.Info.TaskID] = hs
-	spec := ts.spec(r.Info)
+	taskID, ports := r.Info.TaskID, taskPorts(r.Info)
 	started := ts.clock.Now()
 	if r.StartedAt != nil {
 		started = *r.StartedAt
@@ -672,11 +704,11 @@ func (ts *taskSet) startHealthLocked(r *record) {
 			defer ts.wg.Done()
 			health.Run(ctx, health.RunConfig{
 				Check:   c,
-				Target:  health.Target{TaskID: spec.TaskID, Host: "127.0.0.1", Ports: spec.Ports, Exec: ts.exec},
+				Target:  health.Target{TaskID: taskID, Host: "127.0.0.1", Ports: ports, Exec: ts.exec},
 				Started: started,
 				Clock:   ts.clock,
 				OnVerdict: func(v health.Verdict) {
-					ts.healthVerdict(ctx, spec.TaskID, hs, i, v)
+					ts.healthVerdict(ctx, taskID, hs, i, v)
 				},
 			})
 		}()

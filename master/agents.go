@@ -199,6 +199,28 @@ func (m *Master) agent(ctx context.Context, agentID string) (api.Agent, bool) {
 	return ag, true
 }
 
+// Agents lists the agents of the registry that have not been removed, from this master's copy:
+// frameworks check with it that some agent could ever run what they accept.
+func (m *Master) Agents(ctx context.Context) ([]api.Agent, error) {
+	v, err := m.store.View(ctx, raft.Stale)
+	if err != nil {
+		return nil, err
+	}
+	var out []api.Agent
+	var bad error
+	v.List(NamespaceAgents, "", func(_ string, data []byte) bool {
+		var ag api.Agent
+		if bad = json.Unmarshal(data, &ag); bad != nil {
+			return false
+		}
+		if ag.RemovedAt == nil {
+			out = append(out, ag)
+		}
+		return true
+	})
+	return out, bad
+}
+
 // listAgents is GET /v1/agents: the registry with each agent's state and use, from the leader
 // (a follower forwards); while no leader is known, the registry as this master has it (see the
 // staleness headers), without states.

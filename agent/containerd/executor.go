@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,10 +38,12 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/agent/logs"
+	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/id"
 	ctrd "github.com/containerd/containerd"
 	eventtypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/contrib/seccomp"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
@@ -81,6 +84,19 @@ type Config struct {
 	LogMaxBytes int64 // rotate a task's stdout or stderr at this size (default logs' own)
 	LogKeep     int   // rotated files kept per stream (default logs' own)
 	Logger      *slog.Logger
+	// HostDirs are the host directories tasks without an image see, read-only (default
+	// DefaultHostDirs). They also get a copy of the host's /etc made when the executor starts,
+	// without the files that hold passwords and keys.
+	HostDirs []string
+	// Hidden are host paths no task may see, besides hostaccess.AlwaysProtected: the agent's data
+	// dir, its key and secret files, a master's on the same host. Those that lie in a host dir
+	// are covered by an empty mount; the /etc copy leaves them out.
+	Hidden []string
+	// DefaultUser runs the tasks that name no user and whose image names none other than root
+	// (default DefaultUser): a name or uid of the host's /etc/passwd, or uid:gid.
+	DefaultUser string
+	// AllowRoot lets tasks run as uid 0; without it a task that would is refused.
+	AllowRoot bool
 }
 
 // Spec is one task to run.
@@ -106,6 +122,9 @@ type Spec struct {
 	// Privileged gives the container every capability and the host's devices, without the
 	// default seccomp profile and masked paths (containerd's privileged spec).
 	Privileged bool
+	// User runs the task as this user (name, uid, name:group or uid:gid); empty: the image's
+	// user if not root, else the executor's default user.
+	User string
 }
 
 // Volume bind-mounts a host directory (or file) into the container; a relative ContainerPath is
@@ -129,7 +148,8 @@ type Exit struct {
 // Handle is a launched (or re-attached) task.
 type Handle struct {
 	ID      string
-	Sandbox string
+	Sandbox string // the task's own writable directory, owned by the user it runs as
+	Logs    string // where its stdout and stderr are written, which the task cannot reach
 	done    chan Exit
 	exited  chan struct{} // closed when the process has ended
 }
@@ -147,6 +167,10 @@ type running struct {
 type Executor struct {
 	cfg    Config
 	logger *slog.Logger
+	// hostRoot is the root directory of tasks without an image, hostEtc their /etc, logRoot
+	// holds each task's logs: beside the sandboxes, made by New.
+	hostRoot, hostEtc, logRoot string
+	defaultUser                identity // cfg.DefaultUser resolved on the host
 
 	mu    sync.Mutex // guards tasks
 	tasks map[string]*running
@@ -178,7 +202,33 @@ func New(cfg Config) (*Executor, error) {
 	if !filepath.IsAbs(cfg.SandboxRoot) {
 		return nil, fmt.Errorf("containerd: the sandbox root %q must be an absolute path", cfg.SandboxRoot)
 	}
-	return &Executor{cfg: cfg, logger: cfg.Logger, tasks: map[string]*running{}}, nil
+	if cfg.HostDirs == nil {
+		cfg.HostDirs = DefaultHostDirs
+	}
+	if err := checkHostDirs(cfg.HostDirs); err != nil {
+		return nil, err
+	}
+	cfg.Hidden = append(slices.Clone(cfg.Hidden), hostaccess.AlwaysProtected...)
+	if cfg.DefaultUser == "" {
+		cfg.DefaultUser = DefaultUser
+	}
+	e := &Executor{cfg: cfg, logger: cfg.Logger, tasks: map[string]*running{},
+		hostRoot: cfg.SandboxRoot + "-hostroot", hostEtc: cfg.SandboxRoot + "-etc", logRoot: cfg.SandboxRoot + "-logs"}
+	if err := os.MkdirAll(e.logRoot, 0o700); err != nil {
+		return nil, fmt.Errorf("containerd: logs: %w", err)
+	}
+	if err := e.prepareHostRoot(); err != nil {
+		return nil, err
+	}
+	u, err := resolveUser(cfg.DefaultUser, e.hostEtc)
+	if err != nil {
+		return nil, fmt.Errorf("containerd: the default task user %q: %v", cfg.DefaultUser, err)
+	}
+	if u.UID == 0 && !cfg.AllowRoot {
+		return nil, fmt.Errorf("containerd: the default task user %q is root, and root tasks are not allowed (agora agent --allow-root-tasks)", cfg.DefaultUser)
+	}
+	e.defaultUser = u
+	return e, nil
 }
 
 func (e *Executor) ctx(ctx context.Context) context.Context {
@@ -187,6 +237,10 @@ func (e *Executor) ctx(ctx context.Context) context.Context {
 
 // Sandbox is the sandbox directory of a task.
 func (e *Executor) Sandbox(taskID string) string { return filepath.Join(e.cfg.SandboxRoot, taskID) }
+
+// LogDir is where a task's stdout and stderr are: beside the sandboxes, out of the task's reach
+// (a task owns its sandbox, and could leave a link there where the agent would write or read).
+func (e *Executor) LogDir(taskID string) string { return filepath.Join(e.logRoot, taskID) }
 
 // env is the environment a task sees: its own variables, then what Agora sets (ports, identity,
 // HOME, a default PATH), which the task's own cannot override except PATH.
@@ -239,22 +293,25 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		return nil, fmt.Errorf("%w: %s: a task without an image needs a command", ErrBadSpec, s.TaskID)
 	}
 	ctx = e.ctx(ctx)
-	sandbox := e.Sandbox(s.TaskID)
+	sandbox, logDir := e.Sandbox(s.TaskID), e.LogDir(s.TaskID)
 	if err := os.MkdirAll(sandbox, 0o755); err != nil {
 		return nil, fmt.Errorf("containerd: sandbox: %w", err)
 	}
-	opts := []oci.SpecOpts{
-		oci.WithHostNamespace(specs.NetworkNamespace),
-		oci.WithHostHostsFile,
-		oci.WithHostResolvconf,
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return nil, fmt.Errorf("containerd: logs: %w", err)
 	}
+	var opts []oci.SpecOpts
 	var copts []ctrd.NewContainerOpts
+	var imgUser string
 	if s.Image != "" {
 		img, err := e.EnsureImage(ctx, s.Image, s.ForcePull)
 		if err != nil {
 			return nil, err
 		}
-		opts = append([]oci.SpecOpts{oci.WithImageConfig(img)}, opts...)
+		if imgUser, err = imageUser(ctx, img); err != nil {
+			return nil, err
+		}
+		opts = append(opts, oci.WithImageConfig(img))
 		switch {
 		case s.Cmd != "":
 			opts = append(opts, oci.WithProcessArgs("sh", "-c", s.Cmd))
@@ -263,23 +320,23 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		}
 		copts = append(copts, ctrd.WithImage(img), ctrd.WithNewSnapshot(s.TaskID, img))
 	} else {
-		// As Mesos's own containerizer without an image: the host's files, read-only, with the
-		// sandbox and a fresh /tmp writable.
-		root, mounts, err := e.hostRoot()
-		if err != nil {
-			return nil, err
-		}
+		// As Mesos's own containerizer without an image, but curated: the host's programs and
+		// libraries read-only, a copy of its /etc without secrets, the sandbox and a fresh /tmp
+		// writable; nothing else of the host.
 		opts = append(opts,
-			oci.WithRootFSPath(root),
+			oci.WithRootFSPath(e.hostRoot),
 			oci.WithRootFSReadonly(),
 			oci.WithProcessArgs("sh", "-c", s.Cmd),
-			oci.WithMounts(mounts),
+			oci.WithMounts(e.hostMounts()),
 			oci.WithMounts([]specs.Mount{{Destination: "/tmp", Source: "tmpfs", Type: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}}}),
 		)
 	}
 	opts = append(opts,
+		oci.WithHostNamespace(specs.NetworkNamespace),
+		oci.WithHostHostsFile,
+		oci.WithHostResolvconf,
 		oci.WithEnv(s.env(sandbox)),
-		oci.WithMounts([]specs.Mount{{Destination: sandbox, Source: sandbox, Type: "bind", Options: []string{"rbind", "rw"}}}),
+		oci.WithMounts([]specs.Mount{{Destination: sandbox, Source: sandbox, Type: "bind", Options: []string{"rbind", "rw", "nosuid", "nodev"}}}),
 		oci.WithProcessCwd(sandbox),
 	)
 	for _, v := range s.Volumes {
@@ -300,7 +357,7 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		if v.ReadOnly {
 			mode = "ro"
 		}
-		opts = append(opts, oci.WithMounts([]specs.Mount{{Destination: dest, Source: v.HostPath, Type: "bind", Options: []string{"rbind", mode}}}))
+		opts = append(opts, oci.WithMounts([]specs.Mount{{Destination: dest, Source: v.HostPath, Type: "bind", Options: []string{"rbind", mode, "nosuid", "nodev"}}}))
 	}
 	if s.CPUs > 0 {
 		shares := uint64(s.CPUs * 1024)
@@ -308,11 +365,18 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		quota := int64(s.CPUs * float64(period))
 		opts = append(opts, oci.WithCPUShares(shares), oci.WithCPUCFS(quota, period))
 	}
-	if s.Privileged {
-		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
-	}
 	if s.MemMiB > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(s.MemMiB*1024*1024)))
+	}
+	// Who the process is, then what it may do: capabilities (none but root's defaults, all
+	// when privileged), never new privileges (setuid binaries, file capabilities), and
+	// containerd's default seccomp profile, which follows the capabilities.
+	var who identity
+	opts = append(opts, e.withUser(s, imgUser, &who), oci.WithNoNewPrivileges)
+	if s.Privileged {
+		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
+	} else {
+		opts = append(opts, seccomp.WithDefaultProfile())
 	}
 	labels := map[string]string{"agora.task": s.TaskID, "agora.agent": s.AgentID}
 	for k, v := range s.Labels {
@@ -321,6 +385,9 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	copts = append(copts, ctrd.WithNewSpec(opts...), ctrd.WithContainerLabels(labels))
 	ctr, err := e.cfg.Client.NewContainer(ctx, s.TaskID, copts...)
 	if err != nil {
+		if errors.Is(err, ErrBadSpec) || errors.Is(err, ErrRootRefused) {
+			return nil, err
+		}
 		if errdefs.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("%w: %s: a container of that id already exists", ErrBadSpec, s.TaskID)
 		}
@@ -330,9 +397,16 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		ctr.Delete(context.WithoutCancel(ctx), ctrd.WithSnapshotCleanup)
 		return nil, err
 	}
+	// The sandbox is the task's own: its user may write there, nobody else may look in.
+	if err := os.Chown(sandbox, int(who.UID), int(who.GID)); err != nil {
+		return fail(fmt.Errorf("containerd: sandbox owner: %w", err))
+	}
+	if err := os.Chmod(sandbox, 0o750); err != nil {
+		return fail(fmt.Errorf("containerd: sandbox mode: %w", err))
+	}
 	// Watch for the kernel's OOM kills of this container from before it starts.
 	oom := e.watchOOM(ctx, s.TaskID)
-	logOpts := logs.Options{Dir: sandbox, MaxBytes: e.cfg.LogMaxBytes, Keep: e.cfg.LogKeep}
+	logOpts := logs.Options{Dir: logDir, MaxBytes: e.cfg.LogMaxBytes, Keep: e.cfg.LogKeep}
 	task, err := ctr.NewTask(ctx, cio.BinaryIO(e.cfg.LogBinary, map[string]string{LoggerCommand: logOpts.Encode()}))
 	if err != nil {
 		oom.cancel()
@@ -352,53 +426,9 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	return e.track(ctx, s.TaskID, task, exitCh, oom), nil
 }
 
-// hostSkipped are the host's top-level directories a task without an image does not see: the
-// runtime gives it its own /proc, /sys, /dev and /tmp, and /run holds the sockets of the host's
-// daemons (containerd's among them).
-var hostSkipped = map[string]bool{"proc": true, "sys": true, "dev": true, "tmp": true, "run": true, "lost+found": true}
-
-// hostRoot prepares the root of tasks without an image: an empty directory (read-only to the
-// task) holding the host's top-level links, and read-only bind mounts of its top-level
-// directories, recursively, so that no filesystem mounted below them is writable either.
-func (e *Executor) hostRoot() (string, []specs.Mount, error) {
-	root := e.cfg.SandboxRoot + "-hostroot"
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return "", nil, fmt.Errorf("containerd: host root: %w", err)
-	}
-	entries, err := os.ReadDir("/")
-	if err != nil {
-		return "", nil, fmt.Errorf("containerd: host root: %w", err)
-	}
-	var mounts []specs.Mount
-	for _, ent := range entries {
-		name := ent.Name()
-		if hostSkipped[name] {
-			continue
-		}
-		switch {
-		case ent.Type()&os.ModeSymlink != 0: // /bin -> usr/bin and the like
-			target, err := os.Readlink("/" + name)
-			if err != nil {
-				continue
-			}
-			link := filepath.Join(root, name)
-			if cur, err := os.Readlink(link); err == nil && cur == target {
-				continue
-			}
-			os.Remove(link)
-			if err := os.Symlink(target, link); err != nil {
-				return "", nil, fmt.Errorf("containerd: host root: %w", err)
-			}
-		case ent.IsDir():
-			mounts = append(mounts, specs.Mount{Destination: "/" + name, Source: "/" + name, Type: "bind", Options: []string{"rbind", "ro", "rro"}})
-		}
-	}
-	return root, mounts, nil
-}
-
 // track registers a running task and waits for its end in the background.
 func (e *Executor) track(ctx context.Context, id string, task ctrd.Task, exitCh <-chan ctrd.ExitStatus, oom *oomWatch) *Handle {
-	h := &Handle{ID: id, Sandbox: e.Sandbox(id), done: make(chan Exit, 1), exited: make(chan struct{})}
+	h := &Handle{ID: id, Sandbox: e.Sandbox(id), Logs: e.LogDir(id), done: make(chan Exit, 1), exited: make(chan struct{})}
 	e.mu.Lock()
 	e.tasks[id] = &running{task: task, handle: h}
 	e.mu.Unlock()

@@ -59,6 +59,19 @@ func waitExit(t *testing.T, e *Executor, h *Handle, within time.Duration) Exit {
 	}
 }
 
+// waitOutput waits until the task's stdout holds want.
+func waitOutput(t *testing.T, h *Handle, want string, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(50 * time.Millisecond) {
+		if b, _ := os.ReadFile(filepath.Join(h.Logs, "stdout")); strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s never wrote %q", h.ID, want)
+		}
+	}
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -85,7 +98,7 @@ func TestLaunchRunsToTheEndWithOutputAndEnv(t *testing.T) {
 	if ex.Code != 0 || ex.OOMKilled {
 		t.Fatalf("exit = %+v, want 0", ex)
 	}
-	out := readFile(t, filepath.Join(h.Sandbox, "stdout"))
+	out := readFile(t, filepath.Join(h.Logs, "stdout"))
 	for _, want := range []string{"GREETING=hi", fmt.Sprintf("PORT0=%d", p0), fmt.Sprintf("PORT1=%d", p1), fmt.Sprintf("PORTS=%d,%d", p0, p1),
 		fmt.Sprintf("PORT_HTTP=%d", p0), fmt.Sprintf("PORT_ADMIN_API=%d", p1),
 		"HOST=node1", "AGORA_AGENT_ID=agent-1", "AGORA_TASK_ID=" + h.ID, "HOME=" + h.Sandbox, "PATH=" + DefaultPath} {
@@ -93,7 +106,7 @@ func TestLaunchRunsToTheEndWithOutputAndEnv(t *testing.T) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
 		}
 	}
-	if got := readFile(t, filepath.Join(h.Sandbox, "stderr")); got != "to stderr\n" {
+	if got := readFile(t, filepath.Join(h.Logs, "stderr")); got != "to stderr\n" {
 		t.Errorf("stderr = %q", got)
 	}
 }
@@ -121,6 +134,7 @@ func TestKillHonoursTheGracePeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitOutput(t, h, "testapp: started", 30*time.Second) // it catches SIGTERM from then on
 	start := time.Now()
 	if err := e.Kill(context.Background(), h.ID, 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -129,7 +143,7 @@ func TestKillHonoursTheGracePeriod(t *testing.T) {
 	if ex.Code != 0 || time.Since(start) > 5*time.Second {
 		t.Fatalf("a task that stops on SIGTERM: exit %+v after %v, want 0 well within the grace", ex, time.Since(start))
 	}
-	if !strings.Contains(readFile(t, filepath.Join(h.Sandbox, "stdout")), "got terminated") {
+	if !strings.Contains(readFile(t, filepath.Join(h.Logs, "stdout")), "got terminated") {
 		t.Error("the task never saw SIGTERM")
 	}
 }
@@ -140,7 +154,7 @@ func TestKillEscalatesAfterTheGracePeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // let it install its SIGTERM handler
+	waitOutput(t, h, "testapp: started", 30*time.Second) // it catches SIGTERM from then on
 	start := time.Now()
 	if err := e.Kill(context.Background(), h.ID, time.Second); err != nil {
 		t.Fatal(err)
@@ -220,7 +234,7 @@ func TestOutputIsRotatedAtTheLimit(t *testing.T) {
 	if ex := waitExit(t, e, h, 30*time.Second); ex.Code != 0 {
 		t.Fatalf("exit %+v", ex)
 	}
-	files, _ := filepath.Glob(filepath.Join(h.Sandbox, "stdout*"))
+	files, _ := filepath.Glob(filepath.Join(h.Logs, "stdout*"))
 	if len(files) != 3 {
 		t.Fatalf("files %v, want stdout and 2 rotated", files)
 	}
@@ -229,7 +243,7 @@ func TestOutputIsRotatedAtTheLimit(t *testing.T) {
 			t.Errorf("%s is %d bytes, over the 1000 limit", f, info.Size())
 		}
 	}
-	c, end, err := logs.Read(h.Sandbox, "stdout", -60, 60)
+	c, end, err := logs.Read(h.Logs, "stdout", -60, 60)
 	if err != nil || !strings.HasSuffix(string(c.Data), "line-99-"+strings.Repeat("x", 48)+"\n") || end < 5000 {
 		t.Fatalf("tail %q end %d: %v", c.Data, end, err)
 	}

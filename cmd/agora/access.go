@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -64,12 +63,12 @@ func access(c *cli.Context, httpAddr string) (*auth.Tokens, string, string, erro
 	if tokens.Len() > 0 {
 		return tokens, secret, fmt.Sprintf("API tokens required (%d in %s); %s", tokens.Len(), c.String("tokens-file"), cluster), nil
 	}
-	if !loopback(httpAddr) && !c.Bool("insecure-open-api") {
+	if !auth.Loopback(httpAddr) && !c.Bool("insecure-open-api") {
 		return nil, "", "", usageError{fmt.Sprintf("--http %s is reachable beyond this machine and there is no --tokens-file: anyone could change the cluster. "+
 			"Give --tokens-file (see 'agora master --help'), or --insecure-open-api to run open anyway", httpAddr)}
 	}
 	open := "OPEN: no --tokens-file, anyone who reaches the API may do anything"
-	if loopback(httpAddr) {
+	if auth.Loopback(httpAddr) {
 		open += " (it listens on loopback only)"
 	}
 	return nil, secret, open + "; " + cluster, nil
@@ -107,30 +106,6 @@ func reloadTokensOnHangup(c *cli.Context, m *master.Master, logger *slog.Logger)
 			logger.Info("tokens reloaded", "file", path, "tokens", tokens.Len())
 		}
 	}()
-}
-
-// loopback says whether a host:port listens on loopback only.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.IsLoopback()
-	}
-	ips, err := net.LookupIP(host)
-	if err != nil || len(ips) == 0 {
-		return false
-	}
-	for _, ip := range ips {
-		if !ip.IsLoopback() {
-			return false
-		}
-	}
-	return true
 }
 
 // tlsFlags are the TLS flags of masters, agents and dev nodes (pkg/tlsconf).

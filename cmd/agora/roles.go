@@ -41,7 +41,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "agent-http", Value: "127.0.0.1:5151", Usage: "the agent's API address"},
 			&cli.StringFlag{Name: "resources", Usage: "what the agent offers, e.g. 'cpus:2;mem:2048;disk:10000;ports:[31000-32000]' (default: detected)"},
 			&cli.StringFlag{Name: "containerd-namespace", Value: agentcontainerd.DefaultNamespace, Usage: "containerd namespace of the agent's containers"},
-		}, append(append(accessFlags(), tlsFlags()...), schedulerFlags()...)...),
+		}, append(append(append(accessFlags(), tlsFlags()...), schedulerFlags()...), taskFlags()...)...),
 		Action: runDev,
 	}
 }
@@ -58,10 +58,6 @@ func runDev(c *cli.Context) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("dev: data dir: %w", err)
 	}
-	ctrd, err := containerdVersion(c.Context, c.String("containerd"))
-	if err != nil {
-		return fmt.Errorf("dev: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", c.String("containerd"), err)
-	}
 	sched, err := schedulerConfig(c)
 	if err != nil {
 		return err
@@ -71,6 +67,18 @@ func runDev(c *cli.Context) error {
 		return err
 	}
 	tokens, secret, accessLine, tlsc := sec.tokens, sec.secret, sec.line, sec.tls
+	agentAccessLine, err := agentAccess("--agent-http", c.String("agent-http"), secret, tlsc)
+	if err != nil {
+		return err
+	}
+	policy, err := readTaskPolicy(c, dataDir)
+	if err != nil {
+		return err
+	}
+	ctrd, err := containerdVersion(c.Context, c.String("containerd"))
+	if err != nil {
+		return fmt.Errorf("dev: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", c.String("containerd"), err)
+	}
 	m, err := master.New(master.Config{
 		Tokens:        tokens,
 		ClusterSecret: secret,
@@ -95,12 +103,12 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	client, exec, err := newExecutor(c, logger, filepath.Join(dataDir, "agent"))
+	client, exec, err := newExecutor(c, logger, filepath.Join(dataDir, "agent"), policy)
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
 	defer client.Close()
-	a, err := agent.New(agent.Config{
+	a, err := agent.New(policy.agentConfig(agent.Config{
 		DataDir:    filepath.Join(dataDir, "agent"),
 		Join:       []string{m.GossipAddr()},
 		GossipAddr: "127.0.0.1:0",
@@ -112,14 +120,14 @@ func runDev(c *cli.Context) error {
 		// The dev agent listens on loopback; with a secret, it asks it of callers as any agent.
 		ClusterSecret: secret,
 		TLS:           tlsc,
-	})
+	}))
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
 	sc := tlsc.Scheme()
 	fmt.Fprintf(c.App.Writer, "agora dev is up\n  UI:         "+sc+"://%s/ui/\n  API:        "+sc+"://%s  (try: curl "+sc+"://%s/v1/cluster, or agora app add examples/apps/hello.json --wait)\n"+
-		"  metrics:    "+sc+"://%s/metrics, agent "+sc+"://%s/metrics\n  agent API:  "+sc+"://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\n  access:     %s\nStop it with Ctrl-C; the state stays in the data dir for the next start.\n",
-		m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir, accessLine)
+		"  metrics:    "+sc+"://%s/metrics, agent "+sc+"://%s/metrics\n  agent API:  "+sc+"://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\n  access:     %s\n  agent:      %s\n  tasks:      %s\nStop it with Ctrl-C; the state stays in the data dir for the next start.\n",
+		m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir, accessLine, agentAccessLine, policy.summary())
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- a.Run(c.Context) }()
 	err = m.Run(c.Context)
@@ -181,8 +189,8 @@ func parseResources(s string) (resources.Resources, error) {
 }
 
 // newExecutor connects to the --containerd socket and makes the agent's executor, with its
-// sandboxes under dataDir and this binary as the tasks' logger.
-func newExecutor(c *cli.Context, logger *slog.Logger, dataDir string) (*containerd.Client, *agentcontainerd.Executor, error) {
+// sandboxes under dataDir, this binary as the tasks' logger, and what the policy lets tasks do.
+func newExecutor(c *cli.Context, logger *slog.Logger, dataDir string, policy taskPolicy) (*containerd.Client, *agentcontainerd.Executor, error) {
 	client, err := containerd.New(c.String("containerd"), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return nil, nil, fmt.Errorf("containerd: %w", err)
@@ -197,7 +205,7 @@ func newExecutor(c *cli.Context, logger *slog.Logger, dataDir string) (*containe
 		client.Close()
 		return nil, nil, err
 	}
-	exec, err := agentcontainerd.New(agentcontainerd.Config{
+	exec, err := agentcontainerd.New(policy.executorConfig(agentcontainerd.Config{
 		Client:      client,
 		Namespace:   c.String("containerd-namespace"),
 		SandboxRoot: filepath.Join(dataDir, "sandboxes"),
@@ -205,7 +213,7 @@ func newExecutor(c *cli.Context, logger *slog.Logger, dataDir string) (*containe
 		LogMaxBytes: c.Int64("log-max-bytes"),
 		LogKeep:     c.Int("log-keep"),
 		Logger:      logger.With("component", "executor"),
-	})
+	}))
 	if err != nil {
 		client.Close()
 		return nil, nil, err
@@ -335,7 +343,7 @@ func agentCommand() *cli.Command {
 			&cli.IntFlag{Name: "log-keep", Value: 5, Usage: "rotated stdout and stderr files kept per task"},
 			clusterSecretFlag,
 			&cli.BoolFlag{Name: "allow-privileged", Usage: "run tasks that ask for privileged containers (Marathon's container.docker.privileged); the agent gets the attribute agora.privileged:true"},
-		}, tlsFlags()...),
+		}, append(tlsFlags(), taskFlags()...)...),
 		Action:      runAgent,
 		Subcommands: agentSubcommands(),
 	}
@@ -363,6 +371,10 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	accessLine, err := agentAccess("--http", c.String("http"), secret, tlsc)
+	if err != nil {
+		return err
+	}
 	res, err := parseResources(c.String("resources"))
 	if err != nil {
 		return err
@@ -379,12 +391,16 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	client, exec, err := newExecutor(c, logger, dataDir)
+	policy, err := readTaskPolicy(c, dataDir)
+	if err != nil {
+		return err
+	}
+	client, exec, err := newExecutor(c, logger, dataDir, policy)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer client.Close()
-	a, err := agent.New(agent.Config{
+	a, err := agent.New(policy.agentConfig(agent.Config{
 		DataDir:         dataDir,
 		Join:            c.StringSlice("join"),
 		GossipAddr:      c.String("gossip"),
@@ -400,12 +416,12 @@ func runAgent(c *cli.Context) error {
 		AllowPrivileged: c.Bool("allow-privileged"),
 		DrainTimeout:    c.Duration("drain-timeout"),
 		Faults:          faultSwitch(c, logger),
-	})
+	}))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "agora agent\n  API:        "+tlsc.Scheme()+"://%s\n  gossip:     %s\n  containerd: %s (%s), namespace %s\n  resources:  %s\n",
-		a.HTTPAddr(), a.GossipAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), a.Resources())
+	fmt.Fprintf(c.App.Writer, "agora agent\n  API:        "+tlsc.Scheme()+"://%s\n  access:     %s\n  gossip:     %s\n  containerd: %s (%s), namespace %s\n  resources:  %s\n  tasks:      %s\n",
+		a.HTTPAddr(), accessLine, a.GossipAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), a.Resources(), policy.summary())
 	return a.Run(c.Context)
 }
 

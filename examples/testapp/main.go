@@ -47,15 +47,16 @@ func main() {
 }
 
 type options struct {
-	printEnv   bool
-	printArgs  bool
-	stderr     string
-	listen     string
-	unhealthy  bool
-	allocMiB   int
-	sleep      time.Duration
-	exit       int
-	ignoreTerm time.Duration
+	printEnv      bool
+	printArgs     bool
+	printIdentity bool
+	stderr        string
+	listen        string
+	unhealthy     bool
+	allocMiB      int
+	sleep         time.Duration
+	exit          int
+	ignoreTerm    time.Duration
 }
 
 func parse(args []string, stderr io.Writer) (options, error) {
@@ -64,6 +65,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.BoolVar(&o.printEnv, "print-env", false, "print the environment to stdout")
 	fs.BoolVar(&o.printArgs, "print-args", false, "print the arguments to stdout")
+	fs.BoolVar(&o.printIdentity, "print-identity", false, "print who the process is and what it may do: uid, gid, groups, and CapEff, NoNewPrivs and Seccomp of /proc/self/status")
 	fs.StringVar(&o.stderr, "stderr", "", "print this message to stderr")
 	fs.StringVar(&o.listen, "listen", "", `serve HTTP on this address (default ":$PORT0" when PORT0 is set)`)
 	fs.BoolVar(&o.unhealthy, "unhealthy", false, "start with /health failing")
@@ -87,9 +89,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
+	// SIGTERM is caught before "started" is printed: whoever waits for that line may then stop
+	// the app and see it end on its own terms (as PID 1 of a container, an uncaught SIGTERM
+	// would have the Go runtime exit with 2).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	fmt.Fprintf(stdout, "testapp: started pid=%d\n", os.Getpid())
 	if o.printArgs {
 		fmt.Fprintf(stdout, "args: %s\n", strings.Join(args, " "))
+	}
+	if o.printIdentity {
+		printIdentity(stdout)
 	}
 	if o.printEnv {
 		env := os.Environ()
@@ -110,8 +120,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "testapp: allocated %d MiB\n", o.allocMiB)
 	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	exit := make(chan int, 1)
 
 	var srv *http.Server
@@ -154,6 +162,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	runtime.KeepAlive(hold)
 	fmt.Fprintf(stdout, "testapp: exiting with %d\n", code)
 	return code
+}
+
+// printIdentity prints "identity: uid=U gid=G groups=[...]" and the lines of /proc/self/status
+// that say what the process may do.
+func printIdentity(w io.Writer) {
+	groups, _ := os.Getgroups()
+	fmt.Fprintf(w, "identity: uid=%d gid=%d groups=%v\n", os.Getuid(), os.Getgid(), groups)
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		fmt.Fprintf(w, "identity: %v\n", err)
+		return
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		for _, key := range []string{"CapEff:", "CapPrm:", "CapBnd:", "NoNewPrivs:", "Seccomp:"} {
+			if strings.HasPrefix(line, key) {
+				fmt.Fprintf(w, "identity: %s\n", strings.Join(strings.Fields(line), " "))
+			}
+		}
+	}
 }
 
 func handler(o options, exit chan<- int) http.Handler {

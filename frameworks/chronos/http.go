@@ -1,6 +1,7 @@
 package chronos
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/httpjson"
 )
 
@@ -314,6 +316,9 @@ func (s *Service) putJobLocked(st *leaderState, j *Job, create bool, wk *work, n
 	if err := checkGraph(j, lookup); err != nil {
 		return err
 	}
+	if err := s.agentsCanRun(j); err != nil {
+		return err
+	}
 	js := newJobState(j, &History{})
 	if old != nil {
 		js.runs, js.hist = old.runs, old.hist
@@ -594,4 +599,28 @@ func (s *Service) deleteSchedule(w http.ResponseWriter, r *http.Request) {
 		}
 		return slices.Delete(scheds, i, i+1), "", nil
 	})
+}
+
+// agentsCanRun refuses a job whose runs' needs no registered agent meets (root, host volumes):
+// accepted, its runs would wait until maxLaunchDelay and fail.
+func (s *Service) agentsCanRun(j *Job) error {
+	needs := j.Run.Needs()
+	if !hostaccess.IsRoot(needs.User) && len(needs.Volumes) == 0 {
+		return nil
+	}
+	agents, err := s.m.Agents(context.Background())
+	if err != nil {
+		return err
+	}
+	for _, u := range needs.Nowhere(agents) {
+		switch u.Part {
+		case hostaccess.PartUser:
+			return &FieldError{Field: "run.user", Msg: u.Why}
+		case hostaccess.PartVolume:
+			return &FieldError{Field: fmt.Sprintf("run.volumes[%d].hostPath", u.Index), Msg: u.Why}
+		default:
+			return &FieldError{Field: "run", Msg: u.Why}
+		}
+	}
+	return nil
 }

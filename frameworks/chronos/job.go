@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/frameworks"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/hostaccess"
 )
 
 // Job is a job spec as Metronome's JSON has it, with Chronos's DAG edge (dependencies) and
@@ -46,7 +48,7 @@ type RunSpec struct {
 	UCR                        *UCR                         `json:"ucr,omitempty"`       // becomes Docker
 	GPUs                       int                          `json:"gpus,omitempty"`      // 0 only: agents offer none
 	Networks                   []Network                    `json:"networks,omitempty"`  // host only
-	User                       string                       `json:"user,omitempty"`      // refused when set
+	User                       string                       `json:"user,omitempty"`      // as Marathon's user (pkg/hostaccess)
 	Artifacts                  []any                        `json:"artifacts,omitempty"` // refused: agents fetch nothing
 	TaskKillGracePeriodSeconds float64                      `json:"taskKillGracePeriodSeconds,omitempty"`
 }
@@ -200,8 +202,8 @@ func (j *Job) Normalize() error {
 		switch {
 		case v.ContainerPath == "" || slices.Contains(strings.Split(v.ContainerPath, "/"), ".."):
 			return &FieldError{Field: path + ".containerPath", Msg: "must not be empty nor contain '..'"}
-		case !strings.HasPrefix(v.HostPath, "/"):
-			return &FieldError{Field: path + ".hostPath", Msg: fmt.Sprintf("must be an absolute path on the agent, got %q", v.HostPath)}
+		case !hostaccess.ValidHostPath(v.HostPath):
+			return &FieldError{Field: path + ".hostPath", Msg: fmt.Sprintf("must be an absolute path on the agent or the name of a host volume agents declare, got %q", v.HostPath)}
 		case v.Mode != "" && v.Mode != "RO" && v.Mode != "RW":
 			return &FieldError{Field: path + ".mode", Msg: fmt.Sprintf("got %q, expected RO or RW", v.Mode)}
 		}
@@ -453,8 +455,18 @@ func (r *RunSpec) normalizeMetronome() error {
 			return &FieldError{Field: fmt.Sprintf("run.networks[%d].mode", i), Msg: fmt.Sprintf("got %q: tasks use the host's network, so only \"host\" is accepted", n.Mode)}
 		}
 	}
-	if r.User != "" {
-		return &FieldError{Field: "run.user", Msg: "running as another user is not supported: tasks run as their image's user"}
+	if err := hostaccess.ValidUser(r.User); err != nil {
+		return &FieldError{Field: "run.user", Msg: err.Error()}
 	}
 	return nil
+}
+
+// Needs are what the job's runs ask of an agent that only some agents allow (jobs never run
+// privileged).
+func (r RunSpec) Needs() hostaccess.Needs {
+	n := hostaccess.Needs{User: r.User}
+	for _, v := range r.Volumes {
+		n.Volumes = append(n.Volumes, api.Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, ReadOnly: v.Mode == "RO"})
+	}
+	return n
 }

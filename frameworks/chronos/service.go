@@ -696,7 +696,7 @@ func (s *Service) useOfferLocked(st *leaderState, o api.Offer, queue []*Run, w *
 		js := st.jobs[r.JobID]
 		rs := js.job.Run
 		need := resources.Resources{CPUs: rs.CPUs, Mem: rs.Mem, Disk: rs.Disk}
-		if !left.Contains(need) || !placementAllows(js.constraints, o) {
+		if !left.Contains(need) || !placementAllows(js.constraints, o) || len(rs.Needs().Unmet(o.Attributes)) > 0 {
 			rest = append(rest, r)
 			if left.CPUs < 0.01 || left.Mem < 1 {
 				rest = append(rest, queue[i+1:]...) // nothing more fits
@@ -765,13 +765,11 @@ func taskInfo(j *Job, r *Run, taskID string, res resources.Resources) api.TaskIn
 	if r.ScheduledAt != nil {
 		env["AGORA_SCHEDULED_AT"] = r.ScheduledAt.UTC().Format(time.RFC3339)
 	}
+	needs := rs.Needs()
 	ti := api.TaskInfo{TaskID: taskID, Name: j.ID, Resources: res, Cmd: rs.Cmd, Args: rs.Args, Env: env, Labels: j.Labels,
-		KillGracePeriodSeconds: rs.TaskKillGracePeriodSeconds}
+		KillGracePeriodSeconds: rs.TaskKillGracePeriodSeconds, User: needs.User, Volumes: needs.Volumes}
 	if rs.Docker != nil {
 		ti.Image, ti.ForcePull = rs.Docker.Image, rs.Docker.ForcePullImage
-	}
-	for _, v := range rs.Volumes {
-		ti.Volumes = append(ti.Volumes, api.Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, ReadOnly: v.Mode == "RO"})
 	}
 	return ti
 }

@@ -10,7 +10,9 @@ import (
 	"strings"
 
 	"github.com/agora-sched/agora/frameworks"
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/health"
+	"github.com/agora-sched/agora/pkg/hostaccess"
 )
 
 // Marathon's defaults for fields an app leaves out.
@@ -55,8 +57,9 @@ type App struct {
 	TaskKillGracePeriodSeconds *float64            `json:"taskKillGracePeriodSeconds,omitempty"`
 	Dependencies               []string            `json:"dependencies,omitempty"`
 	Version                    string              `json:"version,omitempty"`
-	// User is read only to refuse it: tasks run as their image's user, and ignoring a request
-	// to run as someone else would run the app with more rights than asked for.
+	// User runs the app's tasks as this user of the image or the agent (name, uid, name:group,
+	// uid:gid); empty: the image's user unless root, else the agent's default task user. Root
+	// only on agents that allow it (agora agent --allow-root-tasks).
 	User string `json:"user,omitempty"`
 }
 
@@ -337,6 +340,18 @@ func validPath(id string) bool {
 	return true
 }
 
+// Needs are what the app's tasks ask of an agent that only some agents allow.
+func (a App) Needs() hostaccess.Needs {
+	n := hostaccess.Needs{User: a.User}
+	if a.Container != nil {
+		n.Privileged = a.Container.Docker != nil && a.Container.Docker.Privileged
+		for _, v := range a.Container.Volumes {
+			n.Volumes = append(n.Volumes, api.Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, ReadOnly: v.Mode == "RO"})
+		}
+	}
+	return n
+}
+
 // Validate checks the app as Marathon does and names every problem by its JSON path.
 func (a App) Validate() error {
 	var p problems
@@ -352,8 +367,8 @@ func (a App) Validate() error {
 	if a.Cmd != "" && len(a.Args) > 0 {
 		p.add("/", "AppDefinition must not contain both 'cmd' and 'args'.")
 	}
-	if a.User != "" {
-		p.add("/user", "running as another user is not supported: tasks run as their image's user (leave user out)")
+	if err := hostaccess.ValidUser(a.User); err != nil {
+		p.add("/user", "%s", err.Error())
 	}
 	nonNegative := func(path string, v float64) {
 		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
@@ -407,8 +422,8 @@ func (a App) Validate() error {
 				p.add(path, "only host volumes (hostPath) are supported, not persistent or external ones")
 			case v.ContainerPath == "" || strings.Contains(v.ContainerPath, ".."):
 				p.add(path+"/containerPath", "must not be empty nor contain '..'")
-			case !strings.HasPrefix(v.HostPath, "/"):
-				p.add(path+"/hostPath", "must be an absolute path on the agent, got %q", v.HostPath)
+			case !hostaccess.ValidHostPath(v.HostPath):
+				p.add(path+"/hostPath", "must be an absolute path on the agent or the name of a host volume agents declare, got %q", v.HostPath)
 			case v.Mode != "" && v.Mode != "RO" && v.Mode != "RW":
 				p.add(path+"/mode", "got %q, expected RO or RW", v.Mode)
 			}

@@ -45,7 +45,7 @@ func TestValidationNamesEveryPath(t *testing.T) {
 		"killSelection": "RANDOM", "constraints": [["hostname", "UNIQUE", "x"], ["rack", "NEAR"]],
 		"healthChecks": [{"protocol": "HTTP", "portIndex": 3}],
 		"container": {"type": "DOCKER", "docker": {"image": "", "privileged": true}},
-		"env": {"DB": {"secret": "missing"}}, "user": "nobody"
+		"env": {"DB": {"secret": "missing"}}, "user": "no body"
 	}`))
 	if err != nil {
 		t.Fatal(err)

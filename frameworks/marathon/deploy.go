@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"github.com/agora-sched/agora/pkg/hostaccess"
 	"slices"
 	"sort"
 	"strings"
@@ -109,6 +111,9 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 		a, err := def.App()
 		if err == nil {
 			err = a.Validate()
+		}
+		if err == nil && a.Instances > 0 {
+			err = s.agentsCanRun(ctx, a)
 		}
 		if err != nil {
 			var ve *ValidationError
@@ -404,4 +409,31 @@ func (st *leaderState) stepSettled(d *Deployment) bool {
 		}
 	}
 	return true
+}
+
+// agentsCanRun refuses an app whose needs no registered agent meets (privileged containers,
+// root, host volumes): accepted, it would wait forever.
+func (s *Service) agentsCanRun(ctx context.Context, a App) error {
+	needs := a.Needs()
+	if !needs.Privileged && !hostaccess.IsRoot(needs.User) && len(needs.Volumes) == 0 {
+		return nil
+	}
+	agents, err := s.m.Agents(ctx)
+	if err != nil {
+		return err
+	}
+	var p problems
+	for _, u := range needs.Nowhere(agents) {
+		switch u.Part {
+		case hostaccess.PartPrivileged:
+			p.add("/container/docker/privileged", "%s", u.Why)
+		case hostaccess.PartUser:
+			p.add("/user", "%s", u.Why)
+		case hostaccess.PartVolume:
+			p.add(fmt.Sprintf("/container/volumes(%d)/hostPath", u.Index), "%s", u.Why)
+		default:
+			p.add("/", "%s", u.Why)
+		}
+	}
+	return p.err()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/id"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
@@ -68,10 +69,11 @@ func (st *leaderState) touch(appID string) { st.dirty[appID] = true }
 type appState struct {
 	def         Definition
 	app         App
-	constraints []Constraint // the app's, parsed once
-	configAt    string       // versionInfo.lastConfigChangeAt: instances of another are old
-	deleted     bool         // DELETE: its instances are being killed; forgotten once none is left
-	want        int          // instances to start now, from the plan
+	constraints []Constraint     // the app's, parsed once
+	needs       hostaccess.Needs // what only some agents allow: privileged, root, host volumes
+	configAt    string           // versionInfo.lastConfigChangeAt: instances of another are old
+	deleted     bool             // DELETE: its instances are being killed; forgotten once none is left
+	want        int              // instances to start now, from the plan
 	failures    int
 	delayUntil  time.Time
 	lastFail    *TaskFailure
@@ -259,7 +261,7 @@ func appStateOf(data []byte) (*appState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &appState{def: def, app: a, configAt: configVersion(def), constraints: parseConstraints(a)}, nil
+	return &appState{def: def, app: a, configAt: configVersion(def), constraints: parseConstraints(a), needs: a.Needs()}, nil
 }
 
 // configVersion is the version that tells old instances from new: the last config change.
@@ -727,7 +729,7 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 		}
 		for as.want > 0 {
 			need := resources.Resources{CPUs: as.app.CPUs, Mem: as.app.Mem, Disk: as.app.Disk}
-			if !left.Contains(need) || !AllowAll(as.constraints, place, placed) || privileged(as.app) && o.Attributes[api.PrivilegedAttribute] != "true" {
+			if !left.Contains(need) || !AllowAll(as.constraints, place, placed) || len(as.needs.Unmet(o.Attributes)) > 0 {
 				break
 			}
 			ports, ok := pickPorts(left.Ports, as.app.RequiredPorts())
@@ -821,15 +823,10 @@ func taskInfo(as *appState, rec InstanceRecord, res resources.Resources) api.Tas
 	ti := api.TaskInfo{
 		TaskID: rec.ID, Name: a.ID, Resources: res, Image: a.Image(), Cmd: a.Cmd, Args: a.Args, Env: env,
 		Labels: a.Labels, PortNames: a.PortNames(), HealthChecks: a.HealthChecks,
+		Privileged: as.needs.Privileged, User: as.needs.User, Volumes: as.needs.Volumes,
 	}
 	if a.Container != nil && a.Container.Docker != nil {
 		ti.ForcePull = a.Container.Docker.ForcePullImage
-		ti.Privileged = a.Container.Docker.Privileged
-	}
-	if a.Container != nil {
-		for _, v := range a.Container.Volumes {
-			ti.Volumes = append(ti.Volumes, api.Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, ReadOnly: v.Mode == "RO"})
-		}
 	}
 	if ti.Image == "" && ti.Cmd == "" && len(a.Args) > 0 {
 		ti.Cmd, ti.Args = shellJoin(a.Args), nil // no image: the args are the command
@@ -904,10 +901,4 @@ func pickPorts(free resources.Ranges, want []int) (pickedPorts, bool) {
 		out.ranges = out.ranges.Add(resources.Ranges{{Begin: p, End: p}})
 	}
 	return out, true
-}
-
-// privileged says whether the app asks for privileged containers: only agents started with
-// --allow-privileged (api.PrivilegedAttribute) take them.
-func privileged(a App) bool {
-	return a.Container != nil && a.Container.Docker != nil && a.Container.Docker.Privileged
 }

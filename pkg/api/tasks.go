@@ -35,6 +35,10 @@ type TaskInfo struct {
 	// filter; an agent refuses it unless started with --allow-privileged (it then has the
 	// attribute PrivilegedAttribute, which the service framework places such tasks by).
 	Privileged bool `json:"privileged,omitempty"`
+	// User runs the task as this user of its image or of the agent's host: a name, a uid,
+	// name:group or uid:gid. Empty: the image's user unless root, else the agent's default task
+	// user (nobody). Root only on agents started with --allow-root-tasks.
+	User string `json:"user,omitempty"`
 	// KillGracePeriodSeconds is the time between SIGTERM and SIGKILL (default 5 s, Mesos's own).
 	KillGracePeriodSeconds float64 `json:"kill_grace_period_seconds,omitempty"`
 }

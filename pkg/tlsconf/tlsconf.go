@@ -89,6 +89,9 @@ func (t *TLS) Client() *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{t.cert}, RootCAs: t.pool, MinVersion: tls.VersionTLS12}
 }
 
+// Mutual says whether peers are asked for a certificate the cluster's CA signed (--tls-ca).
+func (t *TLS) Mutual() bool { return t != nil && t.pool != nil }
+
 // Scheme is "https" with TLS, "http" without.
 func (t *TLS) Scheme() string {
 	if t == nil {

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/agora-sched/agora/agent"
+	agentcontainerd "github.com/agora-sched/agora/agent/containerd"
+	"github.com/agora-sched/agora/pkg/hostaccess"
+	"github.com/agora-sched/agora/pkg/tlsconf"
+)
+
+// taskFlags are what an agent (and the dev node's agent) lets its tasks do and see. Every
+// default is the strictest that runs ordinary tasks; each opening is a flag of its own.
+func taskFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "default-task-user", Value: agentcontainerd.DefaultUser, Usage: "whom tasks run as when neither they (Marathon's user, Metronome's run.user) nor their image name a user other than root: a user of this host, a uid, or uid:gid"},
+		&cli.BoolFlag{Name: "allow-root-tasks", Usage: "let tasks run as root (uid 0, with containerd's default capabilities); the agent gets the attribute agora.root:true, by which frameworks place them"},
+		&cli.StringSliceFlag{Name: "task-host-dirs", Value: cli.NewStringSlice(agentcontainerd.DefaultHostDirs...), Usage: "the host directories tasks without an image see, read-only (they also get a copy of /etc without shadow, gshadow, sudoers, agora/ and files not readable by all)"},
+		&cli.StringSliceFlag{Name: "host-volume", Usage: "a host directory tasks may mount, NAME=PATH (read-only) or NAME=PATH:rw (repeatable); apps and jobs name it by NAME or by a path in it. Nothing else of the host can be mounted; never /, a data dir, key or secret files, /root or containerd's state"},
+	}
+}
+
+// taskPolicy is what taskFlags say, read and checked.
+type taskPolicy struct {
+	defaultUser string
+	allowRoot   bool
+	hostDirs    []string
+	volumes     []hostaccess.Volume
+	// protected are this node's own paths that tasks must never see: data dirs, key, secret
+	// and tokens files, the containerd socket's directory.
+	protected []string
+}
+
+// readTaskPolicy reads the task flags of an agent whose own sensitive paths are protected.
+func readTaskPolicy(c *cli.Context, protected ...string) (taskPolicy, error) {
+	p := taskPolicy{defaultUser: c.String("default-task-user"), allowRoot: c.Bool("allow-root-tasks"), hostDirs: c.StringSlice("task-host-dirs")}
+	for _, path := range []string{c.String("cluster-secret-file"), c.String("tls-key"), c.String("tokens-file"), filepath.Dir(c.String("containerd"))} {
+		if path != "" && path != "." {
+			protected = append(protected, path)
+		}
+	}
+	for _, path := range protected {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return p, err
+		}
+		p.protected = append(p.protected, abs)
+	}
+	for _, s := range c.StringSlice("host-volume") {
+		v, err := hostaccess.Parse(s)
+		if err != nil {
+			return p, usageError{"--host-volume " + err.Error()}
+		}
+		p.volumes = append(p.volumes, v)
+	}
+	if hostaccess.IsRoot(p.defaultUser) && !p.allowRoot {
+		return p, usageError{fmt.Sprintf("--default-task-user %s is root: give --allow-root-tasks too, or a user other than root", p.defaultUser)}
+	}
+	return p, nil
+}
+
+// executorConfig fills in what the policy says of an executor's config.
+func (p taskPolicy) executorConfig(cfg agentcontainerd.Config) agentcontainerd.Config {
+	cfg.DefaultUser, cfg.AllowRoot, cfg.HostDirs, cfg.Hidden = p.defaultUser, p.allowRoot, p.hostDirs, p.protected
+	return cfg
+}
+
+// agentConfig fills in what the policy says of an agent's config.
+func (p taskPolicy) agentConfig(cfg agent.Config) agent.Config {
+	cfg.AllowRootTasks, cfg.HostVolumes, cfg.Protected = p.allowRoot, p.volumes, p.protected
+	return cfg
+}
+
+// summary is the policy in one line, for what an agent prints at start.
+func (p taskPolicy) summary() string {
+	root := "never as root"
+	if p.allowRoot {
+		root = "as root when they ask (--allow-root-tasks)"
+	}
+	vols := "none"
+	if len(p.volumes) > 0 {
+		var names []string
+		for _, v := range p.volumes {
+			names = append(names, v.String())
+		}
+		vols = strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("run as %s unless they name a user, %s; host volumes: %s", p.defaultUser, root, vols)
+}
+
+// agentAccess is the access line of an agent's API, or the usage error that refuses to start
+// an agent whose API would be open beyond loopback.
+func agentAccess(flag, httpAddr, secret string, t *tlsconf.TLS) (string, error) {
+	line, err := agent.AccessLine(httpAddr, secret, t)
+	if err != nil {
+		return "", usageError{strings.Replace(strings.TrimPrefix(err.Error(), agent.ErrOpenAPI.Error()+": "), "--http", flag, 1)}
+	}
+	return line, nil
+}
