@@ -203,8 +203,8 @@ func validateTaskInfo(info api.TaskInfo) error {
 		switch {
 		case v.ContainerPath == "" || strings.Contains(v.ContainerPath, ".."):
 			return &api.FieldError{Field: fmt.Sprintf("volumes[%d].container_path", i), Msg: "is required, without '..'"}
-		case !strings.HasPrefix(v.HostPath, "/"):
-			return &api.FieldError{Field: fmt.Sprintf("volumes[%d].host_path", i), Msg: "must be an absolute path"}
+		case !hostaccess.ValidHostPath(v.HostPath):
+			return &api.FieldError{Field: fmt.Sprintf("volumes[%d].host_path", i), Msg: "must be an absolute path or a host volume's name"}
 		}
 	}
 	ports := int(info.Resources.Ports.Count())

@@ -101,7 +101,7 @@ func TestLaunchRunsToTheEndWithOutputAndEnv(t *testing.T) {
 	out := readFile(t, filepath.Join(h.Logs, "stdout"))
 	for _, want := range []string{"GREETING=hi", fmt.Sprintf("PORT0=%d", p0), fmt.Sprintf("PORT1=%d", p1), fmt.Sprintf("PORTS=%d,%d", p0, p1),
 		fmt.Sprintf("PORT_HTTP=%d", p0), fmt.Sprintf("PORT_ADMIN_API=%d", p1),
-		"HOST=node1", "AGORA_AGENT_ID=agent-1", "AGORA_TASK_ID=" + h.ID, "HOME=" + h.Sandbox, "PATH=" + DefaultPath} {
+		"HOST=node1", "AGORA_AGENT_ID=agent-1", "AGORA_TASK_ID=" + h.ID, "HOME=" + h.Sandbox, "MESOS_SANDBOX=" + h.Sandbox, "PATH=" + DefaultPath} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
 		}

@@ -27,10 +27,10 @@ var etcSkipped = map[string]bool{"shadow": true, "shadow-": true, "gshadow": tru
 // maxEtcFile bounds a file of the /etc copy; larger ones (no configuration is) are left out.
 const maxEtcFile = 16 << 20
 
-// checkHostDirs refuses host directories that cannot be a curated read-only view: relative
+// CheckHostDirs refuses host directories that cannot be a curated read-only view: relative
 // paths, the root, /etc (tasks get a copy of it) and what the kernel's or runtime's own mounts
 // give a container.
-func checkHostDirs(dirs []string) error {
+func CheckHostDirs(dirs []string) error {
 	for _, d := range dirs {
 		clean := filepath.Clean(d)
 		switch {
@@ -176,7 +176,7 @@ func (e *Executor) hostMounts() []specs.Mount {
 		switch {
 		case err != nil:
 		case fi.IsDir():
-			mounts = append(mounts, specs.Mount{Destination: h, Source: "tmpfs", Type: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec", "size=4k", "mode=0555"}})
+			mounts = append(mounts, specs.Mount{Destination: h, Source: "tmpfs", Type: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec", "size=4k"}})
 		default:
 			mounts = append(mounts, specs.Mount{Destination: h, Source: "/dev/null", Type: "bind", Options: []string{"bind", "ro"}})
 		}

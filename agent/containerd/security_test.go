@@ -244,11 +244,11 @@ func TestEtcCopyLeavesSecretsOut(t *testing.T) {
 
 func TestHostDirsRefused(t *testing.T) {
 	for _, dirs := range [][]string{{"/"}, {"/etc"}, {"/etc/ssl"}, {"usr"}, {"/proc"}, {"/tmp/x"}} {
-		if err := checkHostDirs(dirs); err == nil {
+		if err := CheckHostDirs(dirs); err == nil {
 			t.Errorf("host dirs %v accepted", dirs)
 		}
 	}
-	if err := checkHostDirs(append(slices.Clone(DefaultHostDirs), "/opt")); err != nil {
+	if err := CheckHostDirs(append(slices.Clone(DefaultHostDirs), "/opt")); err != nil {
 		t.Errorf("the defaults and /opt: %v", err)
 	}
 }

@@ -63,7 +63,16 @@ func waitJob(t *testing.T, what string, d time.Duration, cond func() bool) {
 // a failing job is retried ON_FAILURE, then FAILED, and `agora job run --wait` exits with the
 // task's exit status.
 func TestJobsOnContainerd(t *testing.T) {
-	base, agentBase, ns := startMarathonDev(t, 32400)
+	// Host volumes the agent declares: one read-only, one read-write owned by nobody, whom the
+	// job runs as.
+	ro, rw := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(ro, "in.txt"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(rw, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	base, agentBase, ns := startMarathonDev(t, 32400, "--host-volume", "inputs="+ro, "--host-volume", "results="+rw+":rw")
 	waitJob(t, "the batch framework", 20*time.Second, func() bool { return httpJSON(t, "GET", base+"/v1/jobs", nil, nil) == http.StatusOK })
 
 	out, err := agora(t, "job", "add", "--master", base, "../../examples/jobs/etl.json")
@@ -123,15 +132,20 @@ func TestJobsOnContainerd(t *testing.T) {
 	if logs, err := agora(t, "job", "logs", "--master", base, "backup", runsOf(t, base, "backup")[0].ID); err != nil || !strings.Contains(logs, "DB_PASS=s3cr3t-9") {
 		t.Fatalf("the job's container did not get its secret: %v\n%s", err, logs)
 	}
-	// Host volumes: one read-only, one read-write with a relative path in the sandbox.
-	ro, rw := t.TempDir(), t.TempDir()
-	if err := os.WriteFile(filepath.Join(ro, "in.txt"), []byte("from the host\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// Host volumes: one read-only by its path, one read-write by its name with a relative path
+	// in the sandbox.
 	vols := fmt.Sprintf(`{"id": "vols", "run": {"cmd": "cat /in/in.txt; if touch /in/x 2>/dev/null; then echo WROTE; else echo READONLY; fi; echo done > out/result.txt",
-		"cpus": 0.1, "mem": 32, "volumes": [{"containerPath": "/in", "hostPath": %q, "mode": "RO"}, {"containerPath": "out", "hostPath": %q, "mode": "RW"}]}}`, ro, rw)
+		"cpus": 0.1, "mem": 32, "volumes": [{"containerPath": "/in", "hostPath": %q, "mode": "RO"}, {"containerPath": "out", "hostPath": "results", "mode": "RW"}]}}`, ro)
 	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(vols), nil); code != http.StatusCreated {
 		t.Fatalf("POST vols: %d", code)
+	}
+	// What the agent does not declare, or declares read-only, is refused at once, naming it.
+	for hostPath, mode := range map[string]string{"/": "RO", "/etc": "RO", t.TempDir(): "RO", ro: "RW", "inputs": "RW"} {
+		var e struct{ Field, Message string }
+		bad := fmt.Sprintf(`{"id": "bad-vol", "run": {"cmd": "true", "cpus": 0.1, "mem": 32, "volumes": [{"containerPath": "/x", "hostPath": %q, "mode": %q}]}}`, hostPath, mode)
+		if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(bad), &e); code != http.StatusUnprocessableEntity || e.Field != "run.volumes[0].hostPath" {
+			t.Fatalf("a job mounting %s %s: %d %+v, want 422 naming run.volumes[0].hostPath", hostPath, mode, code, e)
+		}
 	}
 	if out, err := agora(t, "job", "run", "--master", base, "vols", "--wait"); err != nil {
 		t.Fatalf("job run vols: %v\n%s", err, out)

@@ -725,15 +725,32 @@ func TestMarathonSecretsReachOnlyTheContainer(t *testing.T) {
 // TestMarathonHostVolumes: Marathon's host volumes are mounted, read-only when asked, and a
 // relative container path lands in the sandbox.
 func TestMarathonHostVolumes(t *testing.T) {
-	base, agentBase, _ := startMarathonDev(t, 32700)
 	ro, rw := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(ro, "hello.txt"), []byte("hello from the host\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	os.Mkdir(filepath.Join(rw, "app1"), 0o755)
+	if err := os.Chown(filepath.Join(rw, "app1"), 65534, 65534); err != nil { // the app runs as nobody
+		t.Fatal(err)
+	}
+	base, agentBase, _ := startMarathonDev(t, 32700, "--host-volume", "hello="+ro, "--host-volume", "scratch="+rw+":rw")
 	postApp(t, base, fmt.Sprintf(`{"id": "/vols", "cpus": 0.1, "mem": 32, "instances": 1, "portDefinitions": [],
 		"cmd": "cat /mnt/hello.txt; if touch /mnt/x 2>/dev/null; then echo WROTE; else echo READONLY; fi; echo written > data/out.txt; sleep 1000",
-		"container": {"type": "MESOS", "volumes": [{"containerPath": "/mnt", "hostPath": %q, "mode": "RO"}, {"containerPath": "data", "hostPath": %q, "mode": "RW"}]}}`, ro, rw))
+		"container": {"type": "MESOS", "volumes": [{"containerPath": "/mnt", "hostPath": "hello", "mode": "RO"}, {"containerPath": "data", "hostPath": %q, "mode": "RW"}]}}`, filepath.Join(rw, "app1")))
 	a := waitAppRunning(t, base, "/vols", 1)
+	// Nothing the agent does not declare can be mounted: each is refused at POST, naming it.
+	for hostPath, mode := range map[string]string{"/": "RO", "/etc": "RO", "/var/lib/containerd": "RO", t.TempDir(): "RO", ro: "RW", "nope": "RO"} {
+		var bad struct {
+			Details []struct {
+				Path   string   `json:"path"`
+				Errors []string `json:"errors"`
+			} `json:"details"`
+		}
+		app := fmt.Sprintf(`{"id": "/bad-vol", "cmd": "true", "container": {"type": "MESOS", "volumes": [{"containerPath": "/x", "hostPath": %q, "mode": %q}]}}`, hostPath, mode)
+		if code := httpJSON(t, "POST", base+"/v2/apps", json.RawMessage(app), &bad); code != http.StatusUnprocessableEntity || len(bad.Details) != 1 || bad.Details[0].Path != "/container/volumes(0)/hostPath" {
+			t.Fatalf("an app mounting %s %s: %d %+v, want 422 at /container/volumes(0)/hostPath", hostPath, mode, code, bad)
+		}
+	}
 	var out string
 	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out, "READONLY") && !strings.Contains(out, "WROTE"); time.Sleep(200 * time.Millisecond) {
 		resp, err := http.Get(agentBase + "/v1/tasks/" + a.Tasks[0].ID + "/logs?stream=stdout")
@@ -751,7 +768,7 @@ func TestMarathonHostVolumes(t *testing.T) {
 		t.Fatalf("the task's output: %q, want the host file and a read-only mount", out)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if b, err := os.ReadFile(filepath.Join(rw, "out.txt")); err == nil && string(b) == "written\n" {
+		if b, err := os.ReadFile(filepath.Join(rw, "app1", "out.txt")); err == nil && string(b) == "written\n" {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -383,10 +383,6 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return usageError{fmt.Sprintf("--attributes: %v", err)}
 	}
-	ctrd, err := containerdVersion(c.Context, c.String("containerd"))
-	if err != nil {
-		return fmt.Errorf("agent: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", c.String("containerd"), err)
-	}
 	dataDir, err := filepath.Abs(c.String("data-dir"))
 	if err != nil {
 		return err
@@ -394,6 +390,10 @@ func runAgent(c *cli.Context) error {
 	policy, err := readTaskPolicy(c, dataDir)
 	if err != nil {
 		return err
+	}
+	ctrd, err := containerdVersion(c.Context, c.String("containerd"))
+	if err != nil {
+		return fmt.Errorf("agent: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", c.String("containerd"), err)
 	}
 	client, exec, err := newExecutor(c, logger, dataDir, policy)
 	if err != nil {

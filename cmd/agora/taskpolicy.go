@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -35,9 +37,11 @@ type taskPolicy struct {
 	protected []string
 }
 
-// readTaskPolicy reads the task flags of an agent whose own sensitive paths are protected.
-func readTaskPolicy(c *cli.Context, protected ...string) (taskPolicy, error) {
+// readTaskPolicy reads the task flags of an agent whose data dir is given (no task may see it,
+// nor the node's key, secret and tokens files).
+func readTaskPolicy(c *cli.Context, dataDir string) (taskPolicy, error) {
 	p := taskPolicy{defaultUser: c.String("default-task-user"), allowRoot: c.Bool("allow-root-tasks"), hostDirs: c.StringSlice("task-host-dirs")}
+	protected := []string{dataDir}
 	for _, path := range []string{c.String("cluster-secret-file"), c.String("tls-key"), c.String("tokens-file"), filepath.Dir(c.String("containerd"))} {
 		if path != "" && path != "." {
 			protected = append(protected, path)
@@ -50,10 +54,25 @@ func readTaskPolicy(c *cli.Context, protected ...string) (taskPolicy, error) {
 		}
 		p.protected = append(p.protected, abs)
 	}
+	if err := agentcontainerd.CheckHostDirs(p.hostDirs); err != nil {
+		return p, usageError{"--task-host-dirs: " + strings.TrimPrefix(err.Error(), "containerd: ")}
+	}
+	for _, d := range p.hostDirs {
+		if d = filepath.Clean(d); hostaccess.Within(p.protected[0], d) || hostaccess.Within(d, p.protected[0]) {
+			return p, usageError{fmt.Sprintf("--task-host-dirs: %s holds the agent's data (--data-dir %s), which tasks must not see", d, p.protected[0])}
+		}
+	}
+	never := append(slices.Clone(p.protected), hostaccess.AlwaysProtected...)
 	for _, s := range c.StringSlice("host-volume") {
 		v, err := hostaccess.Parse(s)
+		if err == nil {
+			err = hostaccess.Protected(v.Path, v.ReadOnly, never)
+		}
+		if err == nil {
+			_, err = os.Stat(v.Path)
+		}
 		if err != nil {
-			return p, usageError{"--host-volume " + err.Error()}
+			return p, usageError{"--host-volume " + s + ": " + strings.TrimPrefix(err.Error(), s+": ")}
 		}
 		p.volumes = append(p.volumes, v)
 	}

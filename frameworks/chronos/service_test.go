@@ -209,6 +209,11 @@ func TestDAGRunsInOrder(t *testing.T) {
 // TestBadSpecsAreRefusedWholly: every bad spec is a 422 naming the field; nothing is stored.
 func TestBadSpecsAreRefusedWholly(t *testing.T) {
 	c := startSim(t, t.TempDir(), nil, finishAfter(time.Millisecond))
+	// One agent in the registry (the simulated ones are not), with nothing to offer: what it
+	// does not allow (root, host volumes) no agent does.
+	if code := call(t, "POST", c.base+"/v1/agents/register", `{"hostname": "plain", "http": "127.0.0.1:1", "resources": {}}`, nil); code != http.StatusOK {
+		t.Fatalf("register an agent: %d", code)
+	}
 	call(t, "POST", c.base+"/v1/jobs", `{"id": "a", "run": {"cmd": "x"}}`, nil)
 	call(t, "POST", c.base+"/v1/jobs", `{"id": "b", "run": {"cmd": "x"}, "dependencies": ["a"]}`, nil)
 	for _, tc := range []struct{ name, method, path, body, field string }{

@@ -276,10 +276,13 @@ func (n Needs) Unmet(attrs map[string]string) []Unmet {
 }
 
 // Nowhere lists the needs that none of the agents meets, each with why; when each is met by some
-// agent but no agent meets them all, one Unmet of PartAll. None: some agent may take the task.
+// agent but no agent meets them all, one Unmet of PartAll. None: some agent may take the task,
+// or there is no agent yet to judge by (a cluster starting: every task waits for one).
 func (n Needs) Nowhere(agents []api.Agent) []Unmet {
+	if len(agents) == 0 {
+		return nil
+	}
 	missing := map[Unmet]int{} // by part and index: how many agents miss it
-	var whole bool
 	for _, ag := range agents {
 		unmet := n.Unmet(ag.Attributes)
 		if len(unmet) == 0 {
@@ -288,7 +291,6 @@ func (n Needs) Nowhere(agents []api.Agent) []Unmet {
 		for _, u := range unmet {
 			missing[Unmet{Part: u.Part, Index: u.Index}]++
 		}
-		whole = true
 	}
 	var out []Unmet
 	for _, u := range n.Unmet(nil) { // every need, in order, with the words for no agent at all
@@ -308,7 +310,7 @@ func (n Needs) Nowhere(agents []api.Agent) []Unmet {
 		}
 		out = append(out, u)
 	}
-	if len(out) == 0 && whole {
+	if len(out) == 0 {
 		out = append(out, Unmet{Part: PartAll, Why: "each need is met by some agent, but no agent meets them all (privileged, root, host volumes)"})
 	}
 	return out
