@@ -3,17 +3,21 @@
 //
 // Use:
 //
-//  1. New(Config{DataDir, Join, Executor, ...}) opens the checkpoint (DataDir/checkpoint.db;
-//     a second agent on the same data dir fails here), binds the API and gossip ports, and
-//     detects the machine's resources unless given.
+//  1. New(Config{DataDir, Join, Executor, ...}) refuses an API beyond loopback without the
+//     cluster secret or mutual TLS (AccessLine), and host volumes that would show what tasks
+//     must never see (pkg/hostaccess); opens the checkpoint (DataDir/checkpoint.db; a second
+//     agent on the same data dir fails here), binds the API and gossip ports, and detects the
+//     machine's resources unless given. What it allows tasks (privileged, root, host volumes)
+//     becomes its attributes, by which frameworks place.
 //  2. Run(ctx) first recovers: every task the checkpoint holds as not ended is matched with its
 //     container. One still running is re-attached and stays RUNNING (nothing is launched
 //     again); one that ended while the agent was down is reported with its real exit status;
 //     a container no task knows is killed and removed. Then it serves the API, joins the
 //     gossip, registers with the leader (listing its tasks and their latest states), registers
 //     again with every new leader, and delivers status updates.
-//  3. A launch (POST /v1/tasks) is checked against what is free: a task that does not fit
-//     ends TASK_ERROR at once. Otherwise the agent answers TASK_STARTING and, in the
+//  3. A launch (POST /v1/tasks) is checked against what the agent allows (privileged, root,
+//     each volume granted and its links resolved: a 422 naming the field) and what is free: a
+//     task that does not fit ends TASK_ERROR at once. Otherwise the agent answers TASK_STARTING and, in the
 //     background, has the executor get the image and start the container, then reports
 //     TASK_RUNNING, runs the task's health checks, and reports its end: FINISHED, FAILED (with
 //     the exit status, or "container OOM-killed"), or KILLED after a kill (TERM, grace, KILL)

@@ -4,13 +4,17 @@
 //
 // Use:
 //
-//  1. New(Config{Client, Namespace, SandboxRoot, LogBinary}) makes an executor.
+//  1. New(Config{Client, Namespace, SandboxRoot, LogBinary, HostDirs, Hidden, DefaultUser,
+//     AllowRoot}) makes an executor, and the root and /etc copy of tasks without an image.
 //  2. Recover(ctx, known) once at start: re-attaches to the containers of tasks the agent's
 //     checkpoint knows, reports the ones that ended meanwhile, and kills and removes the rest.
-//  3. Launch(ctx, Spec) gets the image (or uses the host's root filesystem, read-only), creates
-//     the container (args, env with PORT0.. and the task's identity, cgroup limits from cpus
-//     and mem), starts it with stdout and stderr going to rotated files in the task's sandbox,
-//     and returns once the process runs.
+//  3. Launch(ctx, Spec) gets the image (or, without one, a curated read-only view of the host:
+//     HostDirs and a copy of /etc without secrets), creates the container (args, env with
+//     PORT0.. and the task's identity, cgroup limits from cpus and mem; run as the task's user,
+//     its image's when not root, or DefaultUser; no capabilities but root's, no new privileges,
+//     the default seccomp profile), gives the sandbox to that user, starts the process with
+//     stdout and stderr going to rotated files beside the sandbox (LogDir, out of the task's
+//     reach), and returns once the process runs.
 //  4. The Handle's Done channel delivers the Exit: status code, and whether the kernel killed it
 //     for memory. The container stays until Remove, so that an exit the agent has not yet
 //     checkpointed survives an agent crash.
@@ -104,8 +108,8 @@ type Spec struct {
 	TaskID  string
 	AgentID string
 	// Image is a registry reference ("nginx:1.27", "registry.local:5000/app@sha256:...") or the
-	// name of an imported image. Empty: the task runs Cmd on the host's root filesystem,
-	// mounted read-only, with a writable sandbox and a private /tmp.
+	// name of an imported image. Empty: the task runs Cmd on the host's HostDirs, mounted
+	// read-only, with a copy of /etc, a writable sandbox and a private /tmp.
 	Image     string
 	ForcePull bool     // pull even when the image is already here
 	Cmd       string   // run as "sh -c Cmd" when set

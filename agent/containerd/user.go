@@ -80,7 +80,7 @@ func (e *Executor) withUser(s Spec, imageUser string, got *identity) oci.SpecOpt
 		if id.UID == 0 && !e.cfg.AllowRoot {
 			who := s.User
 			if who == "" {
-				who = "the image's user"
+				who = "the default task user"
 			}
 			return fmt.Errorf("%w: %s: %s is uid 0, and this agent does not run tasks as root (agora agent --allow-root-tasks)", ErrRootRefused, s.TaskID, who)
 		}
