@@ -1,4 +1,4 @@
-// Package layout holds a test of the layers DESIGN.md draws: arrows point down only.
+// Package layout holds a test of the layers docs/DESIGN.md draws: arrows point down only.
 package layout
 
 import (
