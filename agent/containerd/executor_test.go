@@ -23,17 +23,7 @@ func TestMain(m *testing.M) {
 
 func newExecutor(t *testing.T) *Executor {
 	t.Helper()
-	client := containerdtest.Client(t)
-	containerdtest.ImportTestApp(t, client, containerdtest.Namespace)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(Config{Client: client, Namespace: containerdtest.Namespace, SandboxRoot: t.TempDir(), LogBinary: self})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return newExecutorWith(t, func(*Config) {})
 }
 
 var taskSeq int

@@ -3,9 +3,11 @@ package containerd
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -109,30 +111,9 @@ func TestHostTaskSeesACuratedHostAsNobody(t *testing.T) {
 			want[strings.Split(strings.TrimPrefix(d, "/"), "/")[0]] = true
 		}
 	}
-	if got := lines(out, "root "); !mapsEqual(got, want) {
-		t.Errorf("the task's / holds %v, want %v\n%s", keys(got), keys(want), out)
+	if got := lines(out, "root "); !maps.Equal(got, want) {
+		t.Errorf("the task's / holds %v, want %v\n%s", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)), out)
 	}
-}
-
-func mapsEqual(a, b map[string]bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if !b[k] {
-			return false
-		}
-	}
-	return true
-}
-
-func keys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // TestRootOnlyWhereAllowed: a task asking for root is refused by an executor that does not
@@ -177,7 +158,7 @@ func TestImageTaskUsers(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := fi.Sys().(*syscall.Stat_t)
-		if uid := strings.Fields(strings.TrimPrefix(want, "uid="))[0]; strings.TrimSpace(uid) != itoa(st.Uid) || fi.Mode().Perm() != 0o750 {
+		if uid := strings.Fields(strings.TrimPrefix(want, "uid="))[0]; strings.TrimSpace(uid) != strconv.FormatUint(uint64(st.Uid), 10) || fi.Mode().Perm() != 0o750 {
 			t.Errorf("user %q: sandbox owned by %d, mode %v", user, st.Uid, fi.Mode().Perm())
 		}
 		if entries, _ := os.ReadDir(e.Sandbox(id)); len(entries) != 0 {
@@ -186,17 +167,6 @@ func TestImageTaskUsers(t *testing.T) {
 	}
 	if _, err := e.Launch(context.Background(), Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, User: "no-such-user"}); !errors.Is(err, ErrBadSpec) || !strings.Contains(err.Error(), "no-such-user") {
 		t.Errorf("an unknown user: %v", err)
-	}
-}
-
-func itoa(n uint32) string {
-	b := []byte{}
-	for {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-		if n == 0 {
-			return string(b)
-		}
 	}
 }
 

@@ -75,9 +75,9 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctrd, err := containerdVersion(c.Context, c.String("containerd"))
+	ctrd, err := askContainerd(c, "dev")
 	if err != nil {
-		return fmt.Errorf("dev: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", c.String("containerd"), err)
+		return err
 	}
 	m, err := master.New(master.Config{
 		Tokens:        tokens,
@@ -219,6 +219,15 @@ func newExecutor(c *cli.Context, logger *slog.Logger, dataDir string, policy tas
 		return nil, nil, err
 	}
 	return client, exec, nil
+}
+
+// askContainerd asks the containerd of --containerd for its version, or says how to start one.
+func askContainerd(c *cli.Context, role string) (*master.ContainerdInfo, error) {
+	info, err := containerdVersion(c.Context, c.String("containerd"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", role, c.String("containerd"), err)
+	}
+	return info, nil
 }
 
 // containerdVersion asks the containerd at sock for its version, within five seconds.
@@ -391,9 +400,9 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctrd, err := containerdVersion(c.Context, c.String("containerd"))
+	ctrd, err := askContainerd(c, "agent")
 	if err != nil {
-		return fmt.Errorf("agent: containerd at %s does not answer (start one with 'scripts/containerd.sh start', or pass --containerd SOCK): %w", c.String("containerd"), err)
+		return err
 	}
 	client, exec, err := newExecutor(c, logger, dataDir, policy)
 	if err != nil {
