@@ -50,6 +50,7 @@
 //     relative containerPath is in the sandbox. hostPath names a host volume an agent declares
 //     (--host-volume) or a path in one; an app only placed on agents that declare it, and one
 //     no agent declares is a 422. Persistent and external volumes are refused.
+//
 //   - user runs the tasks as that user (pkg/hostaccess); root only on agents that allow it.
 //
 // Not yet: service ports (Marathon's 10000+ range); docker.parameters are kept but have no
