@@ -48,7 +48,7 @@
 //
 //   - Host volumes (container.volumes with hostPath, RO or RW) are bind-mounted by the agent; a
 //     relative containerPath is in the sandbox. hostPath names a host volume an agent declares
-//     (--host-volume) or a path in one; an app only placed on agents that declare it, and one
+//     (--host-volume) or a path in one; an app is placed only on agents that declare it, and one
 //     no agent declares is a 422. Persistent and external volumes are refused.
 //
 //   - user runs the tasks as that user (pkg/hostaccess); root only on agents that allow it.
