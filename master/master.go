@@ -67,6 +67,9 @@ type Config struct {
 	// ClusterSecret, when set, is what agents must show to register and report, what this
 	// master shows agents, and the key of gossip's encryption.
 	ClusterSecret string
+	// ViewersReadLogs lets viewers' tokens read task logs (--viewers-read-logs); without it
+	// logs need an operator, and viewers see tasks' metadata only.
+	ViewersReadLogs bool
 	// TLS, when set, serves the API over TLS, carries raft over mutual TLS, and makes every
 	// call to agents and other masters a TLS one (pkg/tlsconf).
 	TLS *tlsconf.TLS
@@ -151,7 +154,7 @@ func New(cfg Config) (*Master, error) {
 	if cfg.Scheduler.Agents == nil {
 		cfg.Scheduler.Agents = httpAgents{hc: &http.Client{Timeout: 30 * time.Second, Transport: m.tr}, secret: cfg.ClusterSecret, scheme: cfg.TLS.Scheme()}
 	}
-	m.guard = &auth.Guard{ClusterSecret: cfg.ClusterSecret, Need: need}
+	m.guard = newGuard(cfg.ClusterSecret, cfg.ViewersReadLogs)
 	m.guard.SetTokens(cfg.Tokens)
 	m.clusterSecret = cfg.ClusterSecret
 	if m.sched, err = newScheduler(m, cfg.Scheduler); err != nil {

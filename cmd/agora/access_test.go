@@ -133,8 +133,16 @@ func TestAccessControlOnContainerd(t *testing.T) {
 	if json.Unmarshal([]byte(body), &tasks) != nil || len(tasks.Tasks) != 1 {
 		t.Fatalf("tasks: %s", body)
 	}
-	if out, err := agora(t, "task", "logs", tasks.Tasks[0].ID, "--master", base, "--token", viewer); err != nil || !strings.Contains(out, "testapp: started") {
+	if out, err := agora(t, "task", "logs", tasks.Tasks[0].ID, "--master", base, "--token", operator); err != nil || !strings.Contains(out, "testapp: started") {
 		t.Fatalf("agora task logs through the master: %v\n%s", err, out)
+	}
+	// Logs are for operators (no --viewers-read-logs here); a viewer sees the task's state.
+	logs := "/v1/tasks/" + tasks.Tasks[0].ID + "/logs"
+	if code, body, _ := call(t, "GET", base+logs, viewer, nil); code != http.StatusForbidden || !strings.Contains(body, "--viewers-read-logs") {
+		t.Fatalf("a viewer reading logs: %d %s, want 403 naming --viewers-read-logs", code, body)
+	}
+	if code, body, _ := call(t, "GET", base+"/v1/tasks/"+tasks.Tasks[0].ID, viewer, nil); code != http.StatusOK || !strings.Contains(body, "TASK_RUNNING") {
+		t.Fatalf("a viewer reading the task: %d %s", code, body)
 	}
 
 	// The agent's API is for masters only.

@@ -9,9 +9,10 @@
 //	operator    ci      9a7e...   (apps, jobs, tasks, deployments, the scheduler API)
 //	viewer      grafana 77b0...   (reads)
 //
-// A request carries its token as "Authorization: Bearer TOKEN" (or, for the browser's event
-// stream, ?access_token=TOKEN on a GET). Tokens are kept only as SHA-256 digests and compared
-// by digest, so their length and content do not show in timing.
+// A request carries its token as "Authorization: Bearer TOKEN"; only the GETs the guard's
+// QueryToken names (streams a browser's EventSource opens, which cannot set headers) may carry
+// it as ?access_token=TOKEN instead. Tokens are kept only as SHA-256 digests and compared by
+// digest, so their length and content do not show in timing.
 //
 // The cluster secret (--cluster-secret-file on masters and agents) is the Cluster role: agents
 // register and report with it, masters launch, kill and read logs on agents with it, and gossip
@@ -166,19 +167,23 @@ func GossipKey(secret string) []byte {
 	return k[:]
 }
 
-// TokenOf is the token a request carries: "Authorization: Bearer T", or ?access_token=T on a
-// GET (a browser's EventSource cannot set headers).
+// TokenOf is the token of a request's "Authorization: Bearer T" header ("" without one).
 func TokenOf(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return strings.TrimSpace(tok)
-		}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
 		return ""
 	}
-	if r.Method == http.MethodGet {
-		return r.URL.Query().Get("access_token")
+	return strings.TrimSpace(tok)
+}
+
+// queryToken is a request's ?access_token= when it has no Authorization header, and whether it
+// has one.
+func queryToken(r *http.Request) (string, bool) {
+	if r.Header.Get("Authorization") != "" {
+		return "", false
 	}
-	return ""
+	q := r.URL.Query()
+	return q.Get("access_token"), q.Has("access_token")
 }
 
 // Guard checks requests against tokens and the cluster secret.
@@ -187,6 +192,14 @@ type Guard struct {
 	ClusterSecret string
 	// Need says what role a request needs.
 	Need func(r *http.Request) Role
+	// QueryToken says which GET requests may carry their token as ?access_token= (streams a
+	// browser's EventSource opens: it cannot set headers); nil: none. QueryTokenWhere names
+	// them in the 401 that refuses a query token anywhere else.
+	QueryToken      func(r *http.Request) bool
+	QueryTokenWhere string
+	// Hint, when set, adds to a 403 what would let the caller in (a flag of the node, say); ""
+	// adds nothing.
+	Hint func(r *http.Request) string
 
 	tokens atomic.Pointer[Tokens] // nil or empty: people need no token (the API is open)
 }
@@ -195,26 +208,37 @@ type Guard struct {
 // file: requests under way keep the answer they had).
 func (g *Guard) SetTokens(t *Tokens) { g.tokens.Store(t) }
 
-// ErrNoToken and ErrBadToken are the reasons a request is not let in.
+// ErrNoToken, ErrBadToken and ErrQueryToken are the reasons a request is not let in.
 var (
-	ErrNoToken  = errors.New("this API needs a token: send 'Authorization: Bearer TOKEN' (agora --token or AGORA_TOKEN)")
-	ErrBadToken = errors.New("the token is not known")
+	ErrNoToken    = errors.New("this API needs a token: send 'Authorization: Bearer TOKEN' (agora --token or AGORA_TOKEN)")
+	ErrBadToken   = errors.New("the token is not known")
+	ErrQueryToken = errors.New("send 'Authorization: Bearer TOKEN'")
 )
 
 // Check says who the request is, or why it may not do what it asks: 401 for a missing or
-// unknown token, 403 for a role too small.
+// unknown token or a query token where none is taken, 403 for a role too small.
 func (g *Guard) Check(r *http.Request) (Principal, int, error) {
 	need := g.Need(r)
 	if need == Open {
 		return Principal{Role: Open}, 0, nil
 	}
 	tok := TokenOf(r)
+	if qt, ok := queryToken(r); ok {
+		if r.Method != http.MethodGet || g.QueryToken == nil || !g.QueryToken(r) {
+			where := "nowhere on this node"
+			if g.QueryTokenWhere != "" {
+				where = "only on " + g.QueryTokenWhere
+			}
+			return Principal{}, http.StatusUnauthorized, fmt.Errorf("%w; ?access_token= is accepted %s", ErrQueryToken, where)
+		}
+		tok = qt
+	}
 	if g.ClusterSecret != "" && tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(g.ClusterSecret)) == 1 {
 		return Principal{Name: "cluster", Role: Cluster}, 0, nil
 	}
 	if need == Cluster {
 		if g.ClusterSecret == "" {
-			return Principal{Role: Cluster}, 0, nil // no secret configured: the cluster is open
+			return Principal{Name: "cluster", Role: Cluster}, 0, nil // no secret configured: the cluster is open
 		}
 		what := r.Method + " " + r.URL.Path + " needs the cluster secret (--cluster-secret-file): only masters and agents may call it"
 		if tok == "" {
@@ -234,7 +258,13 @@ func (g *Guard) Check(r *http.Request) (Principal, int, error) {
 		return Principal{}, http.StatusUnauthorized, ErrBadToken
 	}
 	if !may(p.Role, need) {
-		return p, http.StatusForbidden, fmt.Errorf("%s's token is %s; %s %s needs %s", p.Name, p.Role, r.Method, r.URL.Path, need)
+		msg := fmt.Sprintf("%s's token is %s; %s %s needs %s", p.Name, p.Role, r.Method, r.URL.Path, need)
+		if g.Hint != nil {
+			if h := g.Hint(r); h != "" {
+				msg += " (" + h + ")"
+			}
+		}
+		return p, http.StatusForbidden, errors.New(msg)
 	}
 	return p, 0, nil
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -53,14 +54,39 @@ func TestGuard(t *testing.T) {
 			}
 		}
 	}
-	// The event stream's token in the query, on GETs only.
-	r := httptest.NewRequest("GET", "/read?access_token=viewer-0123456789abcdef", nil)
-	if _, code, _ := g.Check(r); code != 0 {
-		t.Errorf("access_token on a GET: %d", code)
+	// A token in the query only on the GETs QueryToken names; elsewhere a 401 naming the header.
+	g.QueryToken = func(r *http.Request) bool { return r.URL.Path == "/stream" }
+	g.QueryTokenWhere = "/stream"
+	needs["/stream"] = Viewer
+	for _, tc := range []struct {
+		method, target, header string
+		want                   int
+	}{
+		{"GET", "/stream?access_token=viewer-0123456789abcdef", "", 0},
+		{"GET", "/stream?access_token=nope-0123456789abcdef", "", 401},
+		{"GET", "/read?access_token=viewer-0123456789abcdef", "", 401},
+		{"POST", "/stream?access_token=operator-0123456789abc", "", 401},
+		{"GET", "/read?access_token=nope", "viewer-0123456789abcdef", 0}, // the header counts
+		{"GET", "/open?access_token=nope", "", 0},
+	} {
+		r := httptest.NewRequest(tc.method, tc.target, nil)
+		if tc.header != "" {
+			r.Header.Set("Authorization", "Bearer "+tc.header)
+		}
+		_, code, err := g.Check(r)
+		if code != tc.want {
+			t.Errorf("%s %s: %d %v, want %d", tc.method, tc.target, code, err, tc.want)
+		}
+		if code == 401 && tc.header == "" && strings.Contains(tc.target, "/read") && (!errors.Is(err, ErrQueryToken) || !strings.Contains(err.Error(), "only on /stream")) {
+			t.Errorf("%s %s: %v, want the header named and where a query token goes", tc.method, tc.target, err)
+		}
 	}
-	r = httptest.NewRequest("POST", "/write?access_token=operator-0123456789abc", nil)
-	if _, code, _ := g.Check(r); code != 401 {
-		t.Errorf("access_token on a POST: %d, want 401", code)
+	// A role too small hears the hint.
+	g.Hint = func(r *http.Request) string { return "--let-viewers-write" }
+	r := httptest.NewRequest("POST", "/write", nil)
+	r.Header.Set("Authorization", "Bearer viewer-0123456789abcdef")
+	if _, code, err := g.Check(r); code != 403 || !strings.Contains(err.Error(), "--let-viewers-write") {
+		t.Errorf("a viewer writing: %d %v, want 403 with the hint", code, err)
 	}
 	// No tokens configured: people are let in, the cluster secret is still needed.
 	open := &Guard{ClusterSecret: "cluster-secret-0123456789", Need: g.Need}
