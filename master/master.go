@@ -220,9 +220,27 @@ func (m *Master) HandleLeader(pattern string, h http.Handler) {
 
 // Subscribe registers an embedded framework with the scheduler, or re-registers it with
 // info.ID: the in-process twin of SUBSCRIBE on POST /api/v1/scheduler. It works on the leader
-// only (embedded frameworks run as leader services); elsewhere it fails with ErrNotReady.
+// only (embedded frameworks run as leader services); elsewhere it fails with ErrNotReady. The
+// framework's principal is auth.Embedded, which no token can have: no API caller can subscribe
+// or call as it.
 func (m *Master) Subscribe(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
+	if info.Principal != "" && info.Principal != auth.Embedded {
+		return nil, &api.FieldError{Field: "subscribe.framework_info.principal", Msg: fmt.Sprintf("%q: an embedded framework's principal is %s", info.Principal, auth.Embedded)}
+	}
+	info.Principal = auth.Embedded
 	return m.sched.subscribe(ctx, info)
+}
+
+// RegisterEmbedded names a framework embedded in the masters (by the name it subscribes with).
+// A framework of that name that an older build registered, with no principal, is then the
+// embedded one's: no API caller can take its id before it subscribes again. Call it before Run.
+func (m *Master) RegisterEmbedded(name string) {
+	m.sched.mu.Lock()
+	defer m.sched.mu.Unlock()
+	if m.sched.embedded == nil {
+		m.sched.embedded = map[string]bool{}
+	}
+	m.sched.embedded[name] = true
 }
 
 // SubscribeWhenReady is Subscribe for a leader service that starts with the leader's term:

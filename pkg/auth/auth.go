@@ -14,6 +14,11 @@
 // it as ?access_token=TOKEN instead. Tokens are kept only as SHA-256 digests and compared by
 // digest, so their length and content do not show in timing.
 //
+// The guard puts who a request is (a Principal) into its context; PrincipalOf reads it. A
+// token's name is its principal. Callers without a token of their own get a reserved name no
+// token may have: Anonymous on an open API, ClusterPrincipal for the cluster secret; Embedded is
+// the frameworks built into the master, which subscribe inside the process.
+//
 // The cluster secret (--cluster-secret-file on masters and agents) is the Cluster role: agents
 // register and report with it, masters launch, kill and read logs on agents with it, and gossip
 // is encrypted with a key derived from it, so a node without it cannot join.
@@ -21,6 +26,7 @@ package auth
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -78,6 +84,40 @@ type Principal struct {
 	Role Role
 }
 
+// Reserved principals: no token may be named so (ParseTokens refuses them and any name with
+// ':').
+const (
+	Anonymous        = "anonymous"      // every caller of an open API (no tokens)
+	ClusterPrincipal = "cluster"        // whoever shows the cluster secret
+	Embedded         = "agora:embedded" // the embedded frameworks, subscribing inside the master
+)
+
+// reservedName says why a tokens file may not name a token name ("" when it may).
+func reservedName(name string) string {
+	switch {
+	case strings.Contains(name, ":"):
+		return "contains ':' (names with ':' are Agora's own)"
+	case name == Anonymous:
+		return "is reserved: it is every caller of an open API"
+	case name == ClusterPrincipal:
+		return "is reserved: it is whoever shows the cluster secret"
+	}
+	return ""
+}
+
+type principalKey struct{}
+
+// WithPrincipal is ctx carrying who the request is.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalOf is who the guard found a request to be (false: it did not pass a guard).
+func PrincipalOf(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
 // Tokens are the known tokens by their digest.
 type Tokens struct {
 	byDigest map[[sha256.Size]byte]Principal
@@ -106,7 +146,8 @@ func LoadTokens(path string) (*Tokens, error) {
 }
 
 // ParseTokens reads lines of ROLE NAME TOKEN; # starts a comment. A token shorter than 16
-// characters, a repeated token or name, or an unknown role is an error naming its line.
+// characters, a repeated token or name, a reserved name (one with ':', "anonymous", "cluster")
+// or an unknown role is an error naming its line.
 func ParseTokens(r io.Reader) (*Tokens, error) {
 	t := &Tokens{byDigest: map[[sha256.Size]byte]Principal{}}
 	names := map[string]bool{}
@@ -125,6 +166,9 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
 		name, token := fields[1], fields[2]
+		if why := reservedName(name); why != "" {
+			return nil, fmt.Errorf("line %d: the name %s %s", n, name, why)
+		}
 		if len(token) < 16 {
 			return nil, fmt.Errorf("line %d: the token of %s is shorter than 16 characters", n, name)
 		}
@@ -234,11 +278,11 @@ func (g *Guard) Check(r *http.Request) (Principal, int, error) {
 		tok = qt
 	}
 	if g.ClusterSecret != "" && tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(g.ClusterSecret)) == 1 {
-		return Principal{Name: "cluster", Role: Cluster}, 0, nil
+		return Principal{Name: ClusterPrincipal, Role: Cluster}, 0, nil
 	}
 	if need == Cluster {
 		if g.ClusterSecret == "" {
-			return Principal{Name: "cluster", Role: Cluster}, 0, nil // no secret configured: the cluster is open
+			return Principal{Name: ClusterPrincipal, Role: Cluster}, 0, nil // no secret configured: the cluster is open
 		}
 		what := r.Method + " " + r.URL.Path + " needs the cluster secret (--cluster-secret-file): only masters and agents may call it"
 		if tok == "" {
@@ -248,7 +292,7 @@ func (g *Guard) Check(r *http.Request) (Principal, int, error) {
 	}
 	tokens := g.tokens.Load()
 	if tokens.Len() == 0 {
-		return Principal{Name: "anonymous", Role: Admin}, 0, nil // open: no tokens configured
+		return Principal{Name: Anonymous, Role: Admin}, 0, nil // open: no tokens configured
 	}
 	if tok == "" {
 		return Principal{}, http.StatusUnauthorized, ErrNoToken
@@ -269,16 +313,20 @@ func (g *Guard) Check(r *http.Request) (Principal, int, error) {
 	return p, 0, nil
 }
 
-// Middleware answers 401 or 403 (JSON, naming what is needed) for a request the guard refuses.
+// Middleware answers 401 or 403 (JSON, naming what is needed) for a request the guard refuses,
+// and passes the others on with their principal in the context (PrincipalOf).
 func (g *Guard) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, code, err := g.Check(r); err != nil {
+		p, code, err := g.Check(r)
+		if err != nil {
 			if code == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="agora"`)
 			}
 			httpjson.Error(w, code, err.Error())
 			return
 		}
-		next.ServeHTTP(w, r)
+		withP := r.WithContext(WithPrincipal(r.Context(), p))
+		next.ServeHTTP(w, withP)
+		r.Pattern = withP.Pattern // the mux names the route on the copy; wrappers outside read it here
 	})
 }
