@@ -14,8 +14,11 @@
 //     masters, all computing the same server list and cluster id) or waits for the leader to
 //     add it, serves the API, and on ctx's end leaves gossip gracefully and closes the store.
 //  4. Frameworks: an embedded one calls Subscribe (as a leader service) and gets a Session:
-//     Next for events, Call (Accept, Decline, ...) for calls. External ones use the same
-//     contract over POST /api/v1/scheduler (scheduler_http.go says how it is framed).
+//     Next for events, Call (Accept, Decline, ...) for calls; RegisterEmbedded, before Run,
+//     names it. External ones use the same contract over POST /api/v1/scheduler
+//     (scheduler_http.go says how it is framed). A framework belongs to the principal that
+//     registered it (its token's name; auth.Embedded for embedded ones): no other may subscribe
+//     as it or call for it.
 //
 // Scheduling (scheduler.go): the leader's state is memory rebuilt each term. Frameworks come
 // from the replicated registry (NamespaceFrameworks), disconnected until they subscribe again;

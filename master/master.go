@@ -67,6 +67,9 @@ type Config struct {
 	// ClusterSecret, when set, is what agents must show to register and report, what this
 	// master shows agents, and the key of gossip's encryption.
 	ClusterSecret string
+	// ViewersReadLogs lets viewers' tokens read task logs (--viewers-read-logs); without it
+	// logs need an operator, and viewers see tasks' metadata only.
+	ViewersReadLogs bool
 	// TLS, when set, serves the API over TLS, carries raft over mutual TLS, and makes every
 	// call to agents and other masters a TLS one (pkg/tlsconf).
 	TLS *tlsconf.TLS
@@ -151,7 +154,7 @@ func New(cfg Config) (*Master, error) {
 	if cfg.Scheduler.Agents == nil {
 		cfg.Scheduler.Agents = httpAgents{hc: &http.Client{Timeout: 30 * time.Second, Transport: m.tr}, secret: cfg.ClusterSecret, scheme: cfg.TLS.Scheme()}
 	}
-	m.guard = &auth.Guard{ClusterSecret: cfg.ClusterSecret, Need: need}
+	m.guard = newGuard(cfg.ClusterSecret, cfg.ViewersReadLogs)
 	m.guard.SetTokens(cfg.Tokens)
 	m.clusterSecret = cfg.ClusterSecret
 	if m.sched, err = newScheduler(m, cfg.Scheduler); err != nil {
@@ -217,9 +220,27 @@ func (m *Master) HandleLeader(pattern string, h http.Handler) {
 
 // Subscribe registers an embedded framework with the scheduler, or re-registers it with
 // info.ID: the in-process twin of SUBSCRIBE on POST /api/v1/scheduler. It works on the leader
-// only (embedded frameworks run as leader services); elsewhere it fails with ErrNotReady.
+// only (embedded frameworks run as leader services); elsewhere it fails with ErrNotReady. The
+// framework's principal is auth.Embedded, which no token can have: no API caller can subscribe
+// or call as it.
 func (m *Master) Subscribe(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
+	if info.Principal != "" && info.Principal != auth.Embedded {
+		return nil, &api.FieldError{Field: "subscribe.framework_info.principal", Msg: fmt.Sprintf("%q: an embedded framework's principal is %s", info.Principal, auth.Embedded)}
+	}
+	info.Principal = auth.Embedded
 	return m.sched.subscribe(ctx, info)
+}
+
+// RegisterEmbedded names a framework embedded in the masters (by the name it subscribes with).
+// A framework of that name that an older build registered, with no principal, is then the
+// embedded one's: no API caller can take its id before it subscribes again. Call it before Run.
+func (m *Master) RegisterEmbedded(name string) {
+	m.sched.mu.Lock()
+	defer m.sched.mu.Unlock()
+	if m.sched.embedded == nil {
+		m.sched.embedded = map[string]bool{}
+	}
+	m.sched.embedded[name] = true
 }
 
 // SubscribeWhenReady is Subscribe for a leader service that starts with the leader's term:

@@ -102,6 +102,9 @@ type scheduler struct {
 
 	mu   sync.Mutex
 	term *schedTerm // nil while this master does not lead
+	// embedded are the names the embedded frameworks register under (Master.RegisterEmbedded):
+	// a framework of the registry with no principal and one of these names is theirs (ownerOf).
+	embedded map[string]bool
 }
 
 // schedTerm is the scheduler's state for one leadership term.

@@ -154,9 +154,14 @@ func (ss *Session) Acknowledge(st api.TaskStatus) error {
 // Subscribe registers a framework, or re-registers it when info.ID is set (a failover, or a new
 // leader): the registration is committed to the replicated registry before SUBSCRIBED is the
 // session's first event. A subscription of a framework that has one open replaces it.
+// info.Principal is who asks (set by the caller, never taken from a request's body): a framework
+// registered by another principal is refused with an *OwnerError.
 func (s *scheduler) subscribe(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
 	if err := validateFrameworkInfo(&info); err != nil {
 		return nil, err
+	}
+	if info.Principal == "" {
+		return nil, errors.New("master: a subscription without a principal")
 	}
 	s.mu.Lock()
 	t := s.term
@@ -170,6 +175,10 @@ func (s *scheduler) subscribe(ctx context.Context, info api.FrameworkInfo) (*Ses
 		if fw == nil {
 			s.mu.Unlock()
 			return nil, fmt.Errorf("%w: %s (torn down, or removed after its failover timeout); subscribe without an id", ErrUnknownFramework, info.ID)
+		}
+		if err := checkOwner(fw.info, s.embedded, info.Principal); err != nil {
+			s.mu.Unlock()
+			return nil, err
 		}
 		if fw.info.Role != info.Role {
 			s.mu.Unlock()
@@ -230,7 +239,7 @@ func (s *scheduler) subscribe(ctx context.Context, info api.FrameworkInfo) (*Ses
 			ss.push(api.Event{Type: api.EventUpdate, Update: &api.Update{Status: *e.unacked}})
 		}
 	}
-	s.logger.Info("framework subscribed", "framework", info.ID, "name", info.Name, "role", info.Role, "reregistered", reregistered)
+	s.logger.Info("framework subscribed", "framework", info.ID, "name", info.Name, "role", info.Role, "principal", info.Principal, "reregistered", reregistered)
 	s.poke()
 	return ss, nil
 }
@@ -263,8 +272,11 @@ func (s *scheduler) disconnect(ss *Session) {
 	s.poke()
 }
 
-// session finds a framework's open session for an HTTP call, checking its stream id.
-func (s *scheduler) session(fwID, streamID string) (*Session, error) {
+// session finds a framework's open session for an HTTP call of principal, checking that the
+// framework is the principal's and the stream id is its open subscription's. The stream id, a
+// random uuid only its subscriber was told, would be enough; the principal is checked as well,
+// so that a stream id that leaks (a log, a proxy) is of no use to another principal.
+func (s *scheduler) session(fwID, streamID, principal string) (*Session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.term
@@ -274,6 +286,9 @@ func (s *scheduler) session(fwID, streamID string) (*Session, error) {
 	fw := t.frameworks[fwID]
 	if fw == nil {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownFramework, fwID)
+	}
+	if err := checkOwner(fw.info, s.embedded, principal); err != nil {
+		return nil, err
 	}
 	if fw.session == nil || fw.session.streamID != streamID {
 		return nil, ErrNotSubscribed

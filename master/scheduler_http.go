@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/httpjson"
 )
 
@@ -29,6 +31,11 @@ import (
 // misses several should subscribe again. Closing the stream disconnects the framework: its
 // tasks keep running for its failover_timeout, within which it subscribes again with its
 // framework id and loses nothing. Any master takes the calls and forwards them to the leader.
+//
+// A framework belongs to the principal that registered it (the name of the caller's token;
+// "anonymous" on an open API): a SUBSCRIBE with its id, or a call for it, by another principal
+// is 403 naming the framework and both principals. The embedded frameworks' principal is
+// "agora:embedded", which no token can have, so no API caller can act as them.
 
 // HeaderStreamID carries a subscription's stream id.
 const HeaderStreamID = "Agora-Stream-Id"
@@ -45,8 +52,13 @@ func (a *apiHandler) schedulerCall(w http.ResponseWriter, r *http.Request) {
 		httpjson.DecodeError(w, err)
 		return
 	}
+	principal, ok := auth.PrincipalOf(r.Context())
+	if !ok || principal.Name == "" {
+		writeError(w, http.StatusForbidden, "the scheduler API needs a caller with a name (a token's, or anonymous on an open API)")
+		return
+	}
 	if c.Type == api.CallSubscribe {
-		a.subscribeStream(w, r, c)
+		a.subscribeStream(w, r, c, principal.Name)
 		return
 	}
 	if c.FrameworkID == "" {
@@ -58,7 +70,7 @@ func (a *apiHandler) schedulerCall(w http.ResponseWriter, r *http.Request) {
 		httpjson.FieldError(w, http.StatusBadRequest, HeaderStreamID, "header is required: the stream id SUBSCRIBE answered with")
 		return
 	}
-	ss, err := a.m.sched.session(c.FrameworkID, streamID)
+	ss, err := a.m.sched.session(c.FrameworkID, streamID, principal.Name)
 	if err == nil {
 		err = ss.Call(c)
 	}
@@ -69,11 +81,21 @@ func (a *apiHandler) schedulerCall(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-func (a *apiHandler) subscribeStream(w http.ResponseWriter, r *http.Request, c api.Call) {
+// subscribeStream answers a SUBSCRIBE of principal (whose token the guard checked; a forwarding
+// follower passes the Authorization header on, so the leader checks it again itself).
+func (a *apiHandler) subscribeStream(w http.ResponseWriter, r *http.Request, c api.Call, principal string) {
 	if c.Subscribe == nil {
 		httpjson.FieldError(w, http.StatusBadRequest, "subscribe", "is required for a SUBSCRIBE call")
 		return
 	}
+	// The principal is the caller's, never the body's: naming another is refused, as Mesos
+	// refuses a FrameworkInfo.principal that differs from the authenticated one.
+	if p := c.Subscribe.FrameworkInfo.Principal; p != "" && p != principal {
+		httpjson.FieldError(w, http.StatusForbidden, "subscribe.framework_info.principal",
+			fmt.Sprintf("%q is not the caller's principal %q: leave it out, the master sets it from the token", p, principal))
+		return
+	}
+	c.Subscribe.FrameworkInfo.Principal = principal
 	if c.FrameworkID != "" && c.Subscribe.FrameworkInfo.ID == "" {
 		c.Subscribe.FrameworkInfo.ID = c.FrameworkID
 	}
@@ -159,7 +181,15 @@ func (a *apiHandler) subscribeStream(w http.ResponseWriter, r *http.Request, c a
 // writeSchedulerError maps the scheduler's errors to answers.
 func writeSchedulerError(w http.ResponseWriter, err error) {
 	var fe *api.FieldError
+	var oe *OwnerError
 	switch {
+	case errors.As(err, &oe):
+		writeJSON(w, http.StatusForbidden, struct {
+			httpjson.ErrorBody
+			FrameworkID string `json:"framework_id"`
+			Owner       string `json:"owner"`
+			Principal   string `json:"principal"`
+		}{httpjson.ErrorBody{Message: oe.Error()}, oe.FrameworkID, oe.Owner, oe.Caller})
 	case errors.As(err, &fe):
 		httpjson.FieldError(w, http.StatusBadRequest, fe.Field, fe.Msg)
 	case errors.Is(err, ErrNotReady):

@@ -21,6 +21,7 @@ import (
 type httpFramework struct {
 	t        *testing.T
 	url      string
+	token    string // "" for none
 	streamID string
 	fwID     string
 	events   chan api.Event
@@ -30,10 +31,19 @@ type httpFramework struct {
 // subscribeHTTP opens the event stream with the given framing and reads SUBSCRIBED.
 func subscribeHTTP(t *testing.T, base string, info api.FrameworkInfo, accept string) *httpFramework {
 	t.Helper()
+	return subscribeHTTPAs(t, base, "", info, accept)
+}
+
+// subscribeHTTPAs is subscribeHTTP with a token ("" for none).
+func subscribeHTTPAs(t *testing.T, base, token string, info api.FrameworkInfo, accept string) *httpFramework {
+	t.Helper()
 	body, _ := json.Marshal(api.Call{Type: api.CallSubscribe, Subscribe: &api.Subscribe{FrameworkInfo: info}})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/scheduler", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
@@ -54,7 +64,7 @@ func subscribeHTTP(t *testing.T, base string, info api.FrameworkInfo, accept str
 	if ct := resp.Header.Get("Content-Type"); ct != want {
 		t.Fatalf("content type %q, want %q", ct, want)
 	}
-	f := &httpFramework{t: t, url: base + "/api/v1/scheduler", streamID: resp.Header.Get(HeaderStreamID), events: make(chan api.Event, 100), cancel: cancel}
+	f := &httpFramework{t: t, url: base + "/api/v1/scheduler", token: token, streamID: resp.Header.Get(HeaderStreamID), events: make(chan api.Event, 100), cancel: cancel}
 	go func() {
 		defer resp.Body.Close()
 		defer close(f.events)
@@ -124,6 +134,9 @@ func (f *httpFramework) call(c api.Call, streamID string) (int, string) {
 	req, _ := http.NewRequest(http.MethodPost, f.url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(HeaderStreamID, streamID)
+	if f.token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		f.t.Fatal(err)

@@ -19,17 +19,24 @@ import (
 // schedEnv is one real master (raft on bbolt, HTTP on loopback) whose scheduler reaches sim
 // agents and reads a fake clock for its timeouts.
 type schedEnv struct {
-	t     *testing.T
-	dir   string
-	r     *running
-	sim   *simAgents
-	clock *clock.Fake
-	cfg   SchedulerConfig
+	t      *testing.T
+	dir    string
+	r      *running
+	sim    *simAgents
+	clock  *clock.Fake
+	cfg    SchedulerConfig
+	master Config // the rest of the master's config (tokens, say)
 }
 
 func newSchedEnv(t *testing.T, tune func(*SchedulerConfig)) *schedEnv {
 	t.Helper()
-	e := &schedEnv{t: t, dir: t.TempDir(), sim: newSimAgents(t), clock: clock.NewFake(time.Now())}
+	return newSchedEnvWith(t, Config{}, tune)
+}
+
+// newSchedEnvWith is newSchedEnv of a master with more of cfg set (its tokens, say).
+func newSchedEnvWith(t *testing.T, cfg Config, tune func(*SchedulerConfig)) *schedEnv {
+	t.Helper()
+	e := &schedEnv{t: t, dir: t.TempDir(), sim: newSimAgents(t), clock: clock.NewFake(time.Now()), master: cfg}
 	e.cfg = SchedulerConfig{
 		Agents: e.sim, Clock: e.clock, AllocationInterval: 20 * time.Millisecond, OfferTimeout: time.Hour,
 		AgentReregisterTimeout: time.Hour, AgentRemovalTimeout: time.Hour, HeartbeatInterval: time.Hour,
@@ -42,7 +49,9 @@ func newSchedEnv(t *testing.T, tune func(*SchedulerConfig)) *schedEnv {
 }
 
 func (e *schedEnv) start() {
-	e.r = startMasterConfig(e.t, Config{DataDir: e.dir, Scheduler: e.cfg})
+	cfg := e.master
+	cfg.DataDir, cfg.Scheduler = e.dir, e.cfg
+	e.r = startMasterConfig(e.t, cfg)
 	e.sim.master = func() string { return "http://" + e.r.m.HTTPAddr() }
 	waitUntil(e.t, "the scheduler to start", 15*time.Second, func() bool {
 		e.r.m.sched.mu.Lock()

@@ -31,6 +31,7 @@ type simAgents struct {
 	refuse    map[string]error // agent → what Launch answers
 	noRunning bool             // tasks stay STARTING
 	slowKills bool             // a kill is not reported; the test reports it
+	http      string           // the API address agents register with; default sim.invalid:1
 }
 
 func newSimAgents(t testing.TB) *simAgents {
@@ -156,7 +157,11 @@ func (s *simAgents) register(t testing.TB, id, hostname string, res resources.Re
 func (s *simAgents) registerWith(t testing.TB, id, hostname string, res resources.Resources, tasks []api.Task) string {
 	t.Helper()
 	var ag api.Agent
-	reg := api.AgentRegistration{ID: id, Hostname: hostname, HTTP: "sim.invalid:1", Resources: res, Tasks: tasks}
+	addr := s.http
+	if addr == "" {
+		addr = "sim.invalid:1"
+	}
+	reg := api.AgentRegistration{ID: id, Hostname: hostname, HTTP: addr, Resources: res, Tasks: tasks}
 	if err := postJSON(s.master()+"/v1/agents/register", reg, &ag); err != nil {
 		t.Fatal(err)
 	}

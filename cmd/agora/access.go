@@ -23,6 +23,7 @@ func accessFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tokens-file", Usage: "API tokens with roles, one 'ROLE NAME TOKEN' per line (admin, operator, viewer), read again on SIGHUP; without it the API is open and may listen on loopback only", EnvVars: []string{"AGORA_TOKENS_FILE"}},
 		clusterSecretFlag,
 		&cli.BoolFlag{Name: "insecure-open-api", Usage: "let an API without tokens listen beyond loopback (anyone who reaches it may do anything)"},
+		&cli.BoolFlag{Name: "viewers-read-logs", Usage: "let viewer tokens read task logs (GET /v1/tasks/{id}/logs); without it logs need an operator token and viewers see tasks' state only", EnvVars: []string{"AGORA_VIEWERS_READ_LOGS"}},
 	}
 }
 
@@ -129,10 +130,11 @@ func loadTLS(c *cli.Context) (*tlsconf.TLS, error) {
 // security is what a master or dev node runs with: its tokens, cluster secret, TLS, and the
 // access line it prints at start.
 type security struct {
-	tokens *auth.Tokens
-	secret string
-	line   string
-	tls    *tlsconf.TLS
+	tokens          *auth.Tokens
+	secret          string
+	line            string
+	tls             *tlsconf.TLS
+	viewersReadLogs bool
 }
 
 // nodeSecurity reads the access and TLS flags of a master or dev node serving httpAddr. With
@@ -158,5 +160,8 @@ func nodeSecurity(c *cli.Context, httpAddr string, dev bool) (security, error) {
 	if err != nil {
 		return security{}, err
 	}
-	return security{tokens: tokens, secret: secret, line: line, tls: t}, nil
+	if tokens.Len() > 0 && c.Bool("viewers-read-logs") {
+		line += "; viewers may read task logs"
+	}
+	return security{tokens: tokens, secret: secret, line: line, tls: t, viewersReadLogs: c.Bool("viewers-read-logs")}, nil
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -49,8 +51,9 @@ func TestAccessControlOnContainerd(t *testing.T) {
 	ns := testNamespace(t)
 	dir := t.TempDir()
 	const admin, operator, viewer = "admin-token-0123456789", "operator-token-0123456789", "viewer-token-0123456789"
+	const operator2 = "other-operator-token-0123456789"
 	tokens := filepath.Join(dir, "tokens")
-	os.WriteFile(tokens, []byte(fmt.Sprintf("# role name token\nadmin alice %s\noperator ci %s\nviewer grafana %s\n", admin, operator, viewer)), 0o600)
+	os.WriteFile(tokens, []byte(fmt.Sprintf("# role name token\nadmin alice %s\noperator ci %s\noperator deploy %s\nviewer grafana %s\n", admin, operator, operator2, viewer)), 0o600)
 	secret, wrong := filepath.Join(dir, "secret"), filepath.Join(dir, "wrong")
 	os.WriteFile(secret, []byte("the-cluster-secret-0123456789\n"), 0o600)
 	os.WriteFile(wrong, []byte("not-the-cluster-secret-0123456789\n"), 0o600)
@@ -133,8 +136,80 @@ func TestAccessControlOnContainerd(t *testing.T) {
 	if json.Unmarshal([]byte(body), &tasks) != nil || len(tasks.Tasks) != 1 {
 		t.Fatalf("tasks: %s", body)
 	}
-	if out, err := agora(t, "task", "logs", tasks.Tasks[0].ID, "--master", base, "--token", viewer); err != nil || !strings.Contains(out, "testapp: started") {
-		t.Fatalf("agora task logs through the master: %v\n%s", err, out)
+	// RUNNING comes when the process starts, before it writes: poll until it has.
+	waitJob(t, "agora task logs through the master to show the app's output", 30*time.Second, func() bool {
+		out, err := agora(t, "task", "logs", tasks.Tasks[0].ID, "--master", base, "--token", operator)
+		return err == nil && strings.Contains(out, "testapp: started")
+	})
+	// Logs are for operators (no --viewers-read-logs here); a viewer sees the task's state.
+	logs := "/v1/tasks/" + tasks.Tasks[0].ID + "/logs"
+	if code, body, _ := call(t, "GET", base+logs, viewer, nil); code != http.StatusForbidden || !strings.Contains(body, "--viewers-read-logs") {
+		t.Fatalf("a viewer reading logs: %d %s, want 403 naming --viewers-read-logs", code, body)
+	}
+	if code, body, _ := call(t, "GET", base+"/v1/tasks/"+tasks.Tasks[0].ID, viewer, nil); code != http.StatusOK || !strings.Contains(body, "TASK_RUNNING") {
+		t.Fatalf("a viewer reading the task: %d %s", code, body)
+	}
+	// ?access_token= only where a browser's EventSource needs it: the event stream and a log
+	// follow (which the master answers from the agent with the cluster secret, not the token).
+	if code, body, _ := call(t, "GET", base+"/v2/apps?access_token="+viewer, "", nil); code != http.StatusUnauthorized || !strings.Contains(body, "send 'Authorization: Bearer TOKEN'") {
+		t.Fatalf("access_token on GET /v2/apps: %d %s, want 401 naming the header", code, body)
+	}
+	if got := streamUntil(t, base+"/v2/events?access_token="+viewer, "event_stream_attached"); got != http.StatusOK {
+		t.Fatalf("access_token on GET /v2/events: %d, want the stream", got)
+	}
+	if got := streamUntil(t, base+logs+"?follow=true&access_token="+operator, "testapp: started"); got != http.StatusOK {
+		t.Fatalf("access_token on a log follow: %d, want the stream", got)
+	}
+
+	// A framework id is its registering principal's. ci runs a framework of its own; deploy,
+	// another operator, cannot subscribe as it, and nobody, not even an admin, as Marathon.
+	ci := subscribeFramework(t, base, operator, api.FrameworkInfo{Name: "ci-framework", FailoverTimeout: 60})
+	var marathonID string
+	var fws []api.FrameworkState
+	if _, body, _ := call(t, "GET", base+"/v1/frameworks", viewer, nil); json.Unmarshal([]byte(body), &fws) != nil {
+		t.Fatalf("frameworks: %s", body)
+	}
+	for _, fw := range fws {
+		if fw.Info.Name == "marathon" {
+			marathonID = fw.Info.ID
+			if fw.Info.Principal != "agora:embedded" {
+				t.Fatalf("Marathon's principal is %q", fw.Info.Principal)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		token, id, owner, caller string
+	}{
+		{operator2, ci, "ci", "deploy"},
+		{admin, marathonID, "agora:embedded", "alice"},
+		{operator, marathonID, "agora:embedded", "ci"},
+	} {
+		code, body := refusedSubscription(t, base, tc.token, api.FrameworkInfo{ID: tc.id, Name: "marathon", FailoverTimeout: 604800})
+		var refusal struct {
+			FrameworkID string `json:"framework_id"`
+			Owner       string `json:"owner"`
+			Principal   string `json:"principal"`
+		}
+		json.Unmarshal([]byte(body), &refusal)
+		if code != http.StatusForbidden || refusal.FrameworkID != tc.id || refusal.Owner != tc.owner || refusal.Principal != tc.caller {
+			t.Fatalf("%s subscribing as %s's framework %s: %d %s, want 403 naming both", tc.caller, tc.owner, tc.id, code, body)
+		}
+	}
+	// Marathon kept its framework and its task: the same task still runs, Marathon is still
+	// subscribed, and it was not subscribed again by anyone meanwhile.
+	var after struct {
+		Tasks []appTask `json:"tasks"`
+	}
+	_, body, _ = call(t, "GET", base+"/v2/apps/locked/tasks", viewer, nil)
+	if json.Unmarshal([]byte(body), &after) != nil || len(after.Tasks) != 1 || after.Tasks[0].ID != tasks.Tasks[0].ID || after.Tasks[0].State != "TASK_RUNNING" {
+		t.Fatalf("the app's tasks after the impersonations: %s, want %s still running", body, tasks.Tasks[0].ID)
+	}
+	_, body, _ = call(t, "GET", base+"/v1/frameworks", viewer, nil)
+	json.Unmarshal([]byte(body), &fws)
+	for _, fw := range fws {
+		if fw.Info.ID == marathonID && !fw.Connected {
+			t.Fatalf("Marathon is no longer subscribed: %+v", fw)
+		}
 	}
 
 	// The agent's API is for masters only.
@@ -231,4 +306,78 @@ func TestTokensReloadOnSIGHUP(t *testing.T) {
 	if p.cmd.ProcessState != nil {
 		t.Fatalf("the master exited: %s", p.out.String())
 	}
+}
+
+// streamUntil opens a streaming GET and reads until it says want (within 30 s), then hangs up.
+// It answers the status (and fails the test if a 200 never says want).
+func streamUntil(t *testing.T, url, want string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode
+	}
+	var seen strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		seen.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), want) {
+			return resp.StatusCode
+		}
+	}
+	t.Fatalf("GET %s: the stream ended or stalled without %q: %v\n%s", url, want, sc.Err(), seen.String())
+	return 0
+}
+
+// schedulerSubscribe POSTs a SUBSCRIBE with a token; the caller closes the answer.
+func schedulerSubscribe(t *testing.T, ctx context.Context, base, token string, info api.FrameworkInfo) *http.Response {
+	t.Helper()
+	b, _ := json.Marshal(api.Call{Type: api.CallSubscribe, Subscribe: &api.Subscribe{FrameworkInfo: info}})
+	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/api/v1/scheduler", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/x-ndjson")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("SUBSCRIBE: %v", err)
+	}
+	return resp
+}
+
+// subscribeFramework subscribes an HTTP framework and keeps its stream open until the test
+// ends; it answers the framework's id.
+func subscribeFramework(t *testing.T, base, token string, info api.FrameworkInfo) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	resp := schedulerSubscribe(t, ctx, base, token, info)
+	t.Cleanup(func() { resp.Body.Close() })
+	var ev api.Event
+	line, err := bufio.NewReader(resp.Body).ReadBytes('\n')
+	if resp.StatusCode != http.StatusOK || err != nil || json.Unmarshal(line, &ev) != nil || ev.Subscribed == nil {
+		t.Fatalf("SUBSCRIBE %+v: %d %s %v", info, resp.StatusCode, line, err)
+	}
+	return ev.Subscribed.FrameworkID
+}
+
+// refusedSubscription sends a SUBSCRIBE that must be refused and answers its status and body;
+// an accepted one fails the test with the first event it would have had.
+func refusedSubscription(t *testing.T, base, token string, info api.FrameworkInfo) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	resp := schedulerSubscribe(t, ctx, base, token, info)
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		line, _ := bufio.NewReader(resp.Body).ReadBytes('\n')
+		t.Fatalf("SUBSCRIBE %+v was accepted: %s", info, line)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }

@@ -80,17 +80,18 @@ func runDev(c *cli.Context) error {
 		return err
 	}
 	m, err := master.New(master.Config{
-		Tokens:        tokens,
-		ClusterSecret: secret,
-		TLS:           tlsc,
-		DataDir:       filepath.Join(dataDir, "master"),
-		RaftAddr:      c.String("bind"),
-		HTTPAddr:      c.String("http"),
-		Role:          "dev",
-		Logger:        logger,
-		Info:          master.Info{Containerd: ctrd},
-		Scheduler:     sched,
-		Appliers:      frameworkAppliers(),
+		Tokens:          tokens,
+		ClusterSecret:   secret,
+		ViewersReadLogs: sec.viewersReadLogs,
+		TLS:             tlsc,
+		DataDir:         filepath.Join(dataDir, "master"),
+		RaftAddr:        c.String("bind"),
+		HTTPAddr:        c.String("http"),
+		Role:            "dev",
+		Logger:          logger,
+		Info:            master.Info{Containerd: ctrd},
+		Scheduler:       sched,
+		Appliers:        frameworkAppliers(),
 	})
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -299,6 +300,7 @@ func runMaster(c *cli.Context) error {
 	m, err := master.New(master.Config{
 		Tokens:          tokens,
 		ClusterSecret:   secret,
+		ViewersReadLogs: sec.viewersReadLogs,
 		TLS:             tlsc,
 		Faults:          faultSwitch(c, logger),
 		Scheduler:       sched,

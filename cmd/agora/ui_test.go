@@ -227,14 +227,27 @@ func TestWebUI(t *testing.T) {
 }
 
 // TestWebUIAsksForAToken: on a dev node with API tokens, the UI's files load but the API answers
-// 401; the UI asks for a token, keeps it, and then shows the cluster.
+// 401; the UI asks for a token, keeps it, and then shows the cluster. A viewer's token sees a
+// task's state but, in place of its logs, why not (they need an operator's token).
 func TestWebUIAsksForAToken(t *testing.T) {
 	tokens := filepath.Join(t.TempDir(), "tokens")
-	const viewer = "viewer-token-for-the-ui-0123"
-	if err := os.WriteFile(tokens, []byte("viewer browser "+viewer+"\n"), 0o600); err != nil {
+	const viewer, operator = "viewer-token-for-the-ui-0123", "operator-token-for-the-ui-0123"
+	if err := os.WriteFile(tokens, []byte("viewer browser "+viewer+"\noperator ci "+operator+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	base, _, _ := startMarathonDev(t, 30400, "--tokens-file", tokens)
+	waitJob(t, "the service framework ready", 30*time.Second, func() bool {
+		code, _, _ := call(t, "POST", base+"/v2/apps", operator, json.RawMessage(`{"id": "/seen", "container": {"type": "DOCKER", "docker": {"image": "agora.local/testapp:latest"}},
+			"args": ["-sleep", "24h"], "cpus": 0.1, "mem": 32, "instances": 1}`))
+		return code == http.StatusCreated
+	})
+	var tasks struct {
+		Tasks []appTask `json:"tasks"`
+	}
+	waitJob(t, "the app's task running", 60*time.Second, func() bool {
+		_, body, _ := call(t, "GET", base+"/v2/apps/seen/tasks", viewer, nil)
+		return json.Unmarshal([]byte(body), &tasks) == nil && len(tasks.Tasks) == 1 && tasks.Tasks[0].State == "TASK_RUNNING"
+	})
 	b := newBrowser(t, base)
 	b.open("#/")
 	b.waitText("the UI asks for a token", "#error", 20*time.Second, func(s string) bool { return strings.Contains(s, "token") })
@@ -244,4 +257,10 @@ func TestWebUIAsksForAToken(t *testing.T) {
 	)
 	b.waitText("the overview with the token", "#agent-count", 30*time.Second, equals("1"))
 	b.waitText("the leader line", "#leader", 10*time.Second, func(s string) bool { return strings.HasPrefix(s, "leader m-") })
+
+	b.open("#/tasks/" + tasks.Tasks[0].ID)
+	b.waitText("the task's state for a viewer", "#task-state", 20*time.Second, equals("TASK_RUNNING"))
+	b.waitText("why a viewer sees no logs", "#logs-denied", 10*time.Second, func(s string) bool {
+		return strings.Contains(s, "operator") && strings.Contains(s, "--viewers-read-logs")
+	})
 }

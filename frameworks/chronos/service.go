@@ -103,9 +103,11 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Register adds the leader service, the HTTP endpoints and the metrics to the master.
+// Register adds the leader service, the HTTP endpoints and the metrics to the master, and tells
+// it the name the framework registers under (master.RegisterEmbedded).
 func (s *Service) Register() {
 	s.m.RegisterLeaderService(s)
+	s.m.RegisterEmbedded(s.cfg.Name)
 	s.routes()
 	s.m.Metrics().MustRegister(s.metrics)
 }

@@ -119,9 +119,11 @@ func New(cfg Config) (*Service, error) {
 }
 
 // Register adds the service's leader service, its /v2 endpoints and its metrics (served with the
-// master's at /metrics) to the master.
+// master's at /metrics) to the master, and tells it the name the framework registers under
+// (master.RegisterEmbedded).
 func (s *Service) Register() {
 	s.m.RegisterLeaderService(s)
+	s.m.RegisterEmbedded(s.cfg.Name)
 	s.routes()
 	s.m.Metrics().MustRegister(newMetrics(s))
 }

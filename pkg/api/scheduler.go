@@ -26,7 +26,12 @@ type FrameworkInfo struct {
 	// TASK_LOST, as in Mesos).
 	Capabilities []string          `json:"capabilities,omitempty"`
 	Labels       map[string]string `json:"labels,omitempty"`
-	RegisteredAt time.Time         `json:"registered_at,omitzero"`
+	// Principal is who registered the framework, as in Mesos: the master sets it from the
+	// caller's token name ("anonymous" on an open API, "agora:embedded" for the frameworks
+	// built into the master), and only that principal may subscribe again with the id or call
+	// for the framework. A SUBSCRIBE may leave it out or name its caller's own.
+	Principal    string    `json:"principal,omitempty"`
+	RegisteredAt time.Time `json:"registered_at,omitzero"`
 }
 
 // CapabilityPartitionAware is Mesos's PARTITION_AWARE framework capability.

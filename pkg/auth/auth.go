@@ -9,9 +9,15 @@
 //	operator    ci      9a7e...   (apps, jobs, tasks, deployments, the scheduler API)
 //	viewer      grafana 77b0...   (reads)
 //
-// A request carries its token as "Authorization: Bearer TOKEN" (or, for the browser's event
-// stream, ?access_token=TOKEN on a GET). Tokens are kept only as SHA-256 digests and compared
-// by digest, so their length and content do not show in timing.
+// A request carries its token as "Authorization: Bearer TOKEN"; only the GETs the guard's
+// QueryToken names (streams a browser's EventSource opens, which cannot set headers) may carry
+// it as ?access_token=TOKEN instead. Tokens are kept only as SHA-256 digests and compared by
+// digest, so their length and content do not show in timing.
+//
+// The guard puts who a request is (a Principal) into its context; PrincipalOf reads it. A
+// token's name is its principal. Callers without a token of their own get a reserved name no
+// token may have: Anonymous on an open API, ClusterPrincipal for the cluster secret; Embedded is
+// the frameworks built into the master, which subscribe inside the process.
 //
 // The cluster secret (--cluster-secret-file on masters and agents) is the Cluster role: agents
 // register and report with it, masters launch, kill and read logs on agents with it, and gossip
@@ -20,6 +26,7 @@ package auth
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -78,6 +85,40 @@ type Principal struct {
 	Role Role
 }
 
+// Reserved principals: no token may be named so (ParseTokens refuses them and any name with
+// ':').
+const (
+	Anonymous        = "anonymous"      // every caller of an open API (no tokens)
+	ClusterPrincipal = "cluster"        // whoever shows the cluster secret
+	Embedded         = "agora:embedded" // the embedded frameworks, subscribing inside the master
+)
+
+// reservedName says why a tokens file may not name a token name ("" when it may).
+func reservedName(name string) string {
+	switch {
+	case strings.Contains(name, ":"):
+		return "contains ':' (names with ':' are Agora's own)"
+	case name == Anonymous:
+		return "is reserved: it is every caller of an open API"
+	case name == ClusterPrincipal:
+		return "is reserved: it is whoever shows the cluster secret"
+	}
+	return ""
+}
+
+type principalKey struct{}
+
+// WithPrincipal is ctx carrying who the request is.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalOf is who the guard found a request to be (false: it did not pass a guard).
+func PrincipalOf(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
 // Tokens are the known tokens by their digest.
 type Tokens struct {
 	byDigest map[[sha256.Size]byte]Principal
@@ -106,7 +147,8 @@ func LoadTokens(path string) (*Tokens, error) {
 }
 
 // ParseTokens reads lines of ROLE NAME TOKEN; # starts a comment. A token shorter than 16
-// characters, a repeated token or name, or an unknown role is an error naming its line.
+// characters, a repeated token or name, a reserved name (one with ':', "anonymous", "cluster")
+// or an unknown role is an error naming its line.
 func ParseTokens(r io.Reader) (*Tokens, error) {
 	t := &Tokens{byDigest: map[[sha256.Size]byte]Principal{}}
 	names := map[string]bool{}
@@ -125,6 +167,9 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
 		name, token := fields[1], fields[2]
+		if why := reservedName(name); why != "" {
+			return nil, fmt.Errorf("line %d: the name %s %s", n, name, why)
+		}
 		if len(token) < 16 {
 			return nil, fmt.Errorf("line %d: the token of %s is shorter than 16 characters", n, name)
 		}
@@ -167,19 +212,23 @@ func GossipKey(secret string) []byte {
 	return k[:]
 }
 
-// TokenOf is the token a request carries: "Authorization: Bearer T", or ?access_token=T on a
-// GET (a browser's EventSource cannot set headers).
+// TokenOf is the token of a request's "Authorization: Bearer T" header ("" without one).
 func TokenOf(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return strings.TrimSpace(tok)
-		}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
 		return ""
 	}
-	if r.Method == http.MethodGet {
-		return r.URL.Query().Get("access_token")
+	return strings.TrimSpace(tok)
+}
+
+// queryToken is a request's ?access_token= when it has no Authorization header, and whether it
+// has one.
+func queryToken(r *http.Request) (string, bool) {
+	if r.Header.Get("Authorization") != "" {
+		return "", false
 	}
-	return ""
+	q := r.URL.Query()
+	return q.Get("access_token"), q.Has("access_token")
 }
 
 // Guard checks requests against tokens and the cluster secret.
@@ -188,6 +237,14 @@ type Guard struct {
 	ClusterSecret string
 	// Need says what role a request needs.
 	Need func(r *http.Request) Role
+	// QueryToken says which GET requests may carry their token as ?access_token= (streams a
+	// browser's EventSource opens: it cannot set headers); nil: none. QueryTokenWhere names
+	// them in the 401 that refuses a query token anywhere else.
+	QueryToken      func(r *http.Request) bool
+	QueryTokenWhere string
+	// Hint, when set, adds to a 403 what would let the caller in (a flag of the node, say); ""
+	// adds nothing.
+	Hint func(r *http.Request) string
 
 	tokens atomic.Pointer[Tokens] // nil or empty: people need no token (the API is open)
 }
@@ -196,26 +253,37 @@ type Guard struct {
 // file: requests under way keep the answer they had).
 func (g *Guard) SetTokens(t *Tokens) { g.tokens.Store(t) }
 
-// ErrNoToken and ErrBadToken are the reasons a request is not let in.
+// ErrNoToken, ErrBadToken and ErrQueryToken are the reasons a request is not let in.
 var (
-	ErrNoToken  = errors.New("this API needs a token: send 'Authorization: Bearer TOKEN' (agora --token or AGORA_TOKEN)")
-	ErrBadToken = errors.New("the token is not known")
+	ErrNoToken    = errors.New("this API needs a token: send 'Authorization: Bearer TOKEN' (agora --token or AGORA_TOKEN)")
+	ErrBadToken   = errors.New("the token is not known")
+	ErrQueryToken = errors.New("send 'Authorization: Bearer TOKEN'")
 )
 
 // Check says who the request is, or why it may not do what it asks: 401 for a missing or
-// unknown token, 403 for a role too small.
+// unknown token or a query token where none is taken, 403 for a role too small.
 func (g *Guard) Check(r *http.Request) (Principal, int, error) {
 	need := g.Need(r)
 	if need == Open {
 		return Principal{Role: Open}, 0, nil
 	}
 	tok := TokenOf(r)
+	if qt, ok := queryToken(r); ok {
+		if r.Method != http.MethodGet || g.QueryToken == nil || !g.QueryToken(r) {
+			where := "nowhere on this node"
+			if g.QueryTokenWhere != "" {
+				where = "only on " + g.QueryTokenWhere
+			}
+			return Principal{}, http.StatusUnauthorized, fmt.Errorf("%w; ?access_token= is accepted %s", ErrQueryToken, where)
+		}
+		tok = qt
+	}
 	if g.ClusterSecret != "" && tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(g.ClusterSecret)) == 1 {
-		return Principal{Name: "cluster", Role: Cluster}, 0, nil
+		return Principal{Name: ClusterPrincipal, Role: Cluster}, 0, nil
 	}
 	if need == Cluster {
 		if g.ClusterSecret == "" {
-			return Principal{Role: Cluster}, 0, nil // no secret configured: the cluster is open
+			return Principal{Name: ClusterPrincipal, Role: Cluster}, 0, nil // no secret configured: the cluster is open
 		}
 		what := r.Method + " " + r.URL.Path + " needs the cluster secret (--cluster-secret-file): only masters and agents may call it"
 		if tok == "" {
@@ -225,7 +293,7 @@ func (g *Guard) Check(r *http.Request) (Principal, int, error) {
 	}
 	tokens := g.tokens.Load()
 	if tokens.Len() == 0 {
-		return Principal{Name: "anonymous", Role: Admin}, 0, nil // open: no tokens configured
+		return Principal{Name: Anonymous, Role: Admin}, 0, nil // open: no tokens configured
 	}
 	if tok == "" {
 		return Principal{}, http.StatusUnauthorized, ErrNoToken
@@ -235,22 +303,32 @@ func (g *Guard) Check(r *http.Request) (Principal, int, error) {
 		return Principal{}, http.StatusUnauthorized, ErrBadToken
 	}
 	if !may(p.Role, need) {
-		return p, http.StatusForbidden, fmt.Errorf("%s's token is %s; %s %s needs %s", p.Name, p.Role, r.Method, r.URL.Path, need)
+		msg := fmt.Sprintf("%s's token is %s; %s %s needs %s", p.Name, p.Role, r.Method, r.URL.Path, need)
+		if g.Hint != nil {
+			if h := g.Hint(r); h != "" {
+				msg += " (" + h + ")"
+			}
+		}
+		return p, http.StatusForbidden, errors.New(msg)
 	}
 	return p, 0, nil
 }
 
-// Middleware answers 401 or 403 (JSON, naming what is needed) for a request the guard refuses.
+// Middleware answers 401 or 403 (JSON, naming what is needed) for a request the guard refuses,
+// and passes the others on with their principal in the context (PrincipalOf).
 func (g *Guard) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, code, err := g.Check(r); err != nil {
+		p, code, err := g.Check(r)
+		if err != nil {
 			if code == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="agora"`)
 			}
 			httpjson.Error(w, code, err.Error())
 			return
 		}
-		next.ServeHTTP(w, r)
+		withP := r.WithContext(WithPrincipal(r.Context(), p))
+		next.ServeHTTP(w, withP)
+		r.Pattern = withP.Pattern // the mux names the route on the copy; wrappers outside read it here
 	})
 }
 

@@ -35,7 +35,9 @@ async function api(method, path, body) {
       if (e.field) msg = e.field + ": " + msg;
       for (const d of e.details || []) msg += "; " + d.path + ": " + (d.errors || []).join(", ");
     } catch (_) { /* not JSON */ }
-    throw new Error(method + " " + path + ": " + resp.status + " " + msg);
+    const err = new Error(method + " " + path + ": " + resp.status + " " + msg);
+    err.status = resp.status;
+    throw err;
   }
   if (!text) return null;
   const type = resp.headers.get("Content-Type") || "";
@@ -293,10 +295,15 @@ async function tasks() {
 let logStream = "stdout";
 async function taskPage(id) {
   const t = await get("/v1/tasks/" + encodeURIComponent(id));
-  let logs = "";
+  // Logs need an operator's token unless the masters run with --viewers-read-logs: a viewer
+  // gets 403 and sees why instead of the output.
+  let logs = "", denied = false;
   try {
     logs = await get("/v1/tasks/" + encodeURIComponent(id) + "/logs?stream=" + logStream + "&offset=-65536");
-  } catch (err) { logs = "(" + err.message + ")"; }
+  } catch (err) {
+    if (err.status === 403) denied = true;
+    else logs = "(" + err.message + ")";
+  }
   const live = !/^TASK_(FINISHED|FAILED|KILLED|LOST|ERROR|DROPPED|GONE)/.test(t.state);
   render(`<h1>Task ${esc(t.task_id)}</h1>
     <div class="cards">
@@ -308,9 +315,11 @@ async function taskPage(id) {
     <p class="muted">${esc(t.message || "")}</p>
     <div><button type="button" id="stream-stdout">stdout</button> <button type="button" id="stream-stderr">stderr</button>
       ${live ? `<button type="button" id="kill-button">Kill</button>` : ""}</div>
-    <h2>${esc(logStream)}</h2><pre class="logs" id="logs">${esc(logs || "(empty)")}</pre>`);
+    <h2>${esc(logStream)}</h2>${denied
+      ? `<p class="muted" id="logs-denied">Task logs need an operator's token; this one may see the task's state only (masters started with --viewers-read-logs let viewers read logs).</p>`
+      : `<pre class="logs" id="logs">${esc(logs || "(empty)")}</pre>`}`);
   const pre = document.getElementById("logs");
-  pre.scrollTop = pre.scrollHeight;
+  if (pre) pre.scrollTop = pre.scrollHeight;
   for (const s of ["stdout", "stderr"]) document.getElementById("stream-" + s).addEventListener("click", () => { logStream = s; refresh(); });
   const kill = document.getElementById("kill-button");
   if (kill) kill.addEventListener("click", async () => {
