@@ -250,7 +250,8 @@ const (
 	PartAll        Part = ""
 )
 
-// Unmet is a need an agent (or every agent) does not meet, and why.
+// Unmet is a need an agent (or every agent) does not meet, and why: for one agent, what follows
+// "the agent"; from Nowhere, a whole sentence.
 type Unmet struct {
 	Part  Part
 	Index int // of the volume
@@ -261,10 +262,10 @@ type Unmet struct {
 func (n Needs) Unmet(attrs map[string]string) []Unmet {
 	var out []Unmet
 	if n.Privileged && attrs[api.PrivilegedAttribute] != "true" {
-		out = append(out, Unmet{Part: PartPrivileged, Why: "no privileged containers (agora agent --allow-privileged)"})
+		out = append(out, Unmet{Part: PartPrivileged, Why: "runs no privileged containers (agora agent --allow-privileged)"})
 	}
 	if IsRoot(n.User) && attrs[RootAttribute] != "true" {
-		out = append(out, Unmet{Part: PartUser, Why: "no tasks as root (agora agent --allow-root-tasks)"})
+		out = append(out, Unmet{Part: PartUser, Why: "runs no tasks as root (agora agent --allow-root-tasks)"})
 	}
 	vols := FromAttributes(attrs)
 	for i, v := range n.Volumes {
@@ -306,7 +307,7 @@ func (n Needs) Nowhere(agents []api.Agent) []Unmet {
 			_, _, err := Grant(all, n.Volumes[u.Index].HostPath, n.Volumes[u.Index].ReadOnly)
 			u.Why = "no agent allows it: " + strings.TrimPrefix(err.Error(), ErrNotGranted.Error()+": ")
 		default:
-			u.Why = "no agent allows it: " + u.Why
+			u.Why = "no agent " + u.Why
 		}
 		out = append(out, u)
 	}
