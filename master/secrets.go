@@ -368,6 +368,10 @@ func (m *Master) resealOnce(ctx context.Context) error {
 		m.logger.Warn("secrets stored with a key this master does not have; left as they are (give every master the same --secrets-keyring)",
 			"key", id, "count", len(names)+more, "names", names, "more", more, "keys", keys.IDs())
 	}
+	total := 0
+	for _, batch := range plan.batches {
+		total += len(batch)
+	}
 	wanted, done := 0, 0
 	for _, batch := range plan.batches {
 		data, _ := json.Marshal(struct {
@@ -375,7 +379,7 @@ func (m *Master) resealOnce(ctx context.Context) error {
 		}{batch})
 		res, err := m.store.Apply(ctx, raft.Command{Namespace: NamespaceSecrets, Type: "secret.reseal", Data: data})
 		if err != nil {
-			return fmt.Errorf("master: re-encrypt secrets (%d of %d done): %w", done, wanted+len(batch), err)
+			return fmt.Errorf("master: re-encrypt secrets (%d of %d done): %w", done, total, err)
 		}
 		wanted += len(batch)
 		n, _ := res.Value.(int)
