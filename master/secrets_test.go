@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -25,7 +27,8 @@ func testKeyring(t *testing.T, ids ...string) *keyring.Keyring {
 	t.Helper()
 	var keys []keyring.Key
 	for _, id := range ids {
-		keys = append(keys, keyring.Key{ID: id, Bytes: bytes.Repeat([]byte(id[:1]), keyring.KeySize)})
+		sum := sha256.Sum256([]byte(id)) // one key per id, the same in every test
+		keys = append(keys, keyring.Key{ID: id, Bytes: sum[:]})
 	}
 	k, err := keyring.New(keys...)
 	if err != nil {
@@ -217,7 +220,9 @@ func TestSecretWithAKeyThisMasterLacks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r = startMasterConfig(t, Config{DataDir: dir, SecretsKeyring: testKeyring(t, "k2")})
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	r = startMasterConfig(t, Config{DataDir: dir, SecretsKeyring: testKeyring(t, "k2"), Logger: logger})
 	leaderOf(t, r)
 	_, err := r.m.Secret(context.Background(), "/db/password")
 	var ke *SecretKeyError
@@ -231,8 +236,9 @@ func TestSecretWithAKeyThisMasterLacks(t *testing.T) {
 	if _, err := r.m.Secret(context.Background(), "nothing"); !errors.Is(err, ErrNoSecret) {
 		t.Fatalf("a missing secret: %v", err)
 	}
-	// The leader's re-sealing leaves what it cannot open as it is.
-	time.Sleep(200 * time.Millisecond)
+	// The leader's re-sealing leaves what it cannot open as it is, and says so.
+	warning := regexp.MustCompile(`msg="secrets stored with a key this master does not have; left as they are \(give every master the same --secrets-keyring\)" .*key=k1 count=2 names="\[db/password gone\]"`)
+	waitUntil(t, "the leader to warn of secrets it cannot open", 10*time.Second, func() bool { return warning.MatchString(logs.String()) })
 	if !bytes.Equal(storedSecret(t, r, "db/password"), sealed) {
 		t.Fatal("a secret this master cannot open was changed")
 	}
@@ -249,7 +255,7 @@ func TestSecretWithAKeyThisMasterLacks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r = startMasterConfig(t, Config{DataDir: dir, SecretsKeyring: testKeyring(t, "k1-other-bytes")})
+	r = startMasterConfig(t, Config{DataDir: dir, SecretsKeyring: testKeyring(t, "k3")})
 	leaderOf(t, r)
 	// Same id, other bytes: built by hand, since testKeyring takes the bytes from the id.
 	impostor, _ := keyring.New(keyring.Key{ID: "k1", Bytes: bytes.Repeat([]byte("z"), keyring.KeySize)})
