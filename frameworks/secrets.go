@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/agora-sched/agora/master"
 )
 
 // Env with secrets, as Marathon apps and Metronome jobs write it: an env value is a string or
@@ -85,17 +87,21 @@ func PlainEnv(env map[string]EnvValue) map[string]string {
 }
 
 // ResolveSecrets reads the values of env's secret references through lookup (Master.Secret);
-// when one has no value, missing says which, and how to give it one.
-func ResolveSecrets(ctx context.Context, lookup func(context.Context, string) (string, bool), env map[string]EnvValue, secrets map[string]Secret) (values map[string]string, missing string) {
+// when one cannot be read, missing says which and why: where to PUT it when it has no value,
+// or the master's error when this master cannot decrypt it. It never holds a value.
+func ResolveSecrets(ctx context.Context, lookup func(context.Context, string) (string, error), env map[string]EnvValue, secrets map[string]Secret) (values map[string]string, missing string) {
 	for _, name := range sortedNames(env) {
 		ref := env[name].Secret
 		if ref == "" {
 			continue
 		}
 		src := secrets[ref].Source
-		v, ok := lookup(ctx, src)
-		if !ok {
+		v, err := lookup(ctx, src)
+		if errors.Is(err, master.ErrNoSecret) {
 			return nil, fmt.Sprintf("env %s: secret %q has no value at %q in the secret store (PUT /v1/secrets/%s)", name, ref, src, strings.Trim(src, "/"))
+		}
+		if err != nil {
+			return nil, fmt.Sprintf("env %s: secret %q: %v", name, ref, err)
 		}
 		if values == nil {
 			values = map[string]string{}

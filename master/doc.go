@@ -33,6 +33,13 @@
 // them with DELETE /v1/cluster/masters/{id}. A master whose data dir belongs to another cluster
 // stops with ErrOtherCluster when it meets that cluster's masters.
 //
+// Secrets (secrets.go): PUT /v1/secrets seals the value with Config.SecretsKeyring's first key
+// (pkg/keyring; nil: a key of this master's own, made in the data dir) before it proposes it,
+// so raft's log and snapshots hold only ciphertext; Secret opens it for the frameworks, or says
+// which key it lacks. A leader service seals again, with the first key, what is stored under
+// another key or in plain text (by earlier builds) at the start of each term and after
+// SetSecretsKeyring.
+//
 // HTTP: every answer carries the leader and staleness headers (HeaderLeader and friends);
 // writes reaching a follower are proxied to the leader, and so are reads only the leader can
 // answer (tasks, frameworks). GET /metrics serves Prometheus metrics (metrics.go): raft's, the

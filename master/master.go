@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ import (
 	"github.com/agora-sched/agora/pkg/faultnet"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/httpmetrics"
+	"github.com/agora-sched/agora/pkg/keyring"
 	"github.com/agora-sched/agora/pkg/tlsconf"
 	"github.com/agora-sched/agora/pkg/version"
 	"github.com/agora-sched/agora/raft"
@@ -76,6 +78,10 @@ type Config struct {
 	// Faults, when set, can cut this master off the other nodes (the chaos harness's
 	// partitions; pkg/faultnet).
 	Faults *faultnet.Switch
+	// SecretsKeyring seals secrets' values before they are proposed (pkg/keyring): its first
+	// key encrypts, every key decrypts. Every master of a cluster needs the same keys. Nil: the
+	// keyring in DataDir/LocalKeyringFile, made with one random key on first start.
+	SecretsKeyring *keyring.Keyring
 }
 
 // Master is one master of an Agora cluster: a raft server of the replicated store, a gossip
@@ -101,6 +107,9 @@ type Master struct {
 
 	raftCommit  prometheus.Histogram // agora_raft_commit_seconds, fed by the store
 	httpMetrics *httpmetrics.Metrics // the API's request durations
+
+	secretKeys atomic.Pointer[keyring.Keyring] // seals and opens secrets (secrets.go)
+	rekeyed    chan struct{}                   // SetSecretsKeyring tells the leader's resealSecrets
 
 	mu        sync.Mutex // guards clusterID
 	clusterID string
@@ -142,6 +151,19 @@ func New(cfg Config) (*Master, error) {
 	logger := cfg.Logger.With("master", id)
 	m := &Master{cfg: cfg, logger: logger, id: id, clusterID: clusterID, startedAt: time.Now().UTC()}
 	m.leadership = &leadership{logger: logger.With("component", "leadership"), stopTimeout: 30 * time.Second}
+	keys := cfg.SecretsKeyring
+	if keys == nil {
+		path := filepath.Join(cfg.DataDir, LocalKeyringFile)
+		var created bool
+		if keys, created, err = keyring.LoadOrCreate(path, rand.Reader); err != nil {
+			return nil, fmt.Errorf("master: secrets: %w", err)
+		}
+		if created {
+			logger.Info("made a secrets keyring of this master's own", "file", path, "key", keys.Primary())
+		}
+	}
+	m.secretKeys.Store(keys)
+	m.rekeyed = make(chan struct{}, 1)
 
 	m.newRegistry()
 	m.tls = cfg.TLS
@@ -207,6 +229,7 @@ func New(cfg Config) (*Master, error) {
 	}
 	m.leadership.register(LeaderServiceFunc{ServiceName: "membership", Func: m.reconcileMembers})
 	m.leadership.register(m.sched)
+	m.leadership.register(LeaderServiceFunc{ServiceName: "secrets", Func: m.resealSecrets})
 	return m, nil
 }
 

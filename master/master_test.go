@@ -51,12 +51,15 @@ func startMaster(t *testing.T, dataDir string, expect int, join ...string) *runn
 	return startMasterConfig(t, Config{DataDir: dataDir, BootstrapExpect: expect, Join: join})
 }
 
-// startMasterConfig runs a master of cfg on loopback, with ports picked by the kernel.
+// startMasterConfig runs a master of cfg on loopback, with ports picked by the kernel, logging
+// warnings to t.Log unless cfg has a logger.
 func startMasterConfig(t *testing.T, cfg Config) *running {
 	t.Helper()
 	rec := &recorder{}
 	cfg.RaftAddr, cfg.GossipAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	cfg.GossipTiming = gossip.TimingLocal
 	m, err := New(cfg)
 	if err != nil {

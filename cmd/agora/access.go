@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/auth"
+	"github.com/agora-sched/agora/pkg/keyring"
 	"github.com/agora-sched/agora/pkg/tlsconf"
 )
 
@@ -22,6 +24,7 @@ func accessFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "tokens-file", Usage: "API tokens with roles, one 'ROLE NAME TOKEN' per line (admin, operator, viewer), read again on SIGHUP; without it the API is open and may listen on loopback only", EnvVars: []string{"AGORA_TOKENS_FILE"}},
 		clusterSecretFlag,
+		&cli.StringFlag{Name: "secrets-keyring", Usage: "a file (mode 0600) of 'ID BASE64-32-BYTE-KEY' lines that secrets' values are encrypted with before they reach raft: the first key encrypts, every key decrypts; read again on SIGHUP. Every master needs the same file. Without it the key is derived from --cluster-secret-file, or else made in the data dir", EnvVars: []string{"AGORA_SECRETS_KEYRING"}},
 		&cli.BoolFlag{Name: "insecure-open-api", Usage: "let an API without tokens listen beyond loopback (anyone who reaches it may do anything)"},
 		&cli.BoolFlag{Name: "viewers-read-logs", Usage: "let viewer tokens read task logs (GET /v1/tasks/{id}/logs); without it logs need an operator token and viewers see tasks' state only", EnvVars: []string{"AGORA_VIEWERS_READ_LOGS"}},
 	}
@@ -75,14 +78,15 @@ func access(c *cli.Context, httpAddr string) (*auth.Tokens, string, string, erro
 	return nil, secret, open + "; " + cluster, nil
 }
 
-// reloadTokensOnHangup reads --tokens-file again whenever the process gets SIGHUP (systemctl
-// reload) and gives the master the new tokens: added ones work and removed ones stop working
-// from the next request, without a restart. A file that does not parse or holds no token (which
-// would open the API) changes nothing, and the log says why. Without --tokens-file, SIGHUP keeps
-// its usual meaning (a closed terminal stops the process).
-func reloadTokensOnHangup(c *cli.Context, m *master.Master, logger *slog.Logger) {
-	path := c.String("tokens-file")
-	if path == "" {
+// reloadOnHangup reads --tokens-file and --secrets-keyring again whenever the process gets
+// SIGHUP (systemctl reload). New tokens: added ones work and removed ones stop working from the
+// next request, without a restart. A new keyring: secrets are sealed with its first key from
+// then on, and the leader seals the stored ones again with it. A file that does not load, or a
+// tokens file that holds no token (which would open the API), changes nothing, and the log says
+// why. Without either flag, SIGHUP keeps its usual meaning (a closed terminal stops the process).
+func reloadOnHangup(c *cli.Context, m *master.Master, logger *slog.Logger) {
+	tokensPath, keysPath := c.String("tokens-file"), c.String("secrets-keyring")
+	if tokensPath == "" && keysPath == "" {
 		return
 	}
 	sigs := make(chan os.Signal, 1)
@@ -95,18 +99,61 @@ func reloadTokensOnHangup(c *cli.Context, m *master.Master, logger *slog.Logger)
 				return
 			case <-sigs:
 			}
-			tokens, err := auth.LoadTokens(path)
-			if err == nil && tokens.Len() == 0 {
-				err = fmt.Errorf("%s holds no token (that would open the API)", path)
+			if tokensPath != "" {
+				reloadTokens(m, tokensPath, logger)
 			}
-			if err != nil {
-				logger.Error("SIGHUP: tokens not reloaded; the ones in use stay", "err", err)
-				continue
+			if keysPath != "" {
+				keys, err := keyring.Load(keysPath)
+				if err != nil {
+					logger.Error("SIGHUP: secrets keyring not reloaded; the one in use stays", "err", err)
+					continue
+				}
+				m.SetSecretsKeyring(keys)
+				logger.Info("secrets keyring reloaded", "file", keysPath, "primary", keys.Primary(), "keys", len(keys.IDs()))
 			}
-			m.SetTokens(tokens)
-			logger.Info("tokens reloaded", "file", path, "tokens", tokens.Len())
 		}
 	}()
+}
+
+func reloadTokens(m *master.Master, path string, logger *slog.Logger) {
+	tokens, err := auth.LoadTokens(path)
+	if err == nil && tokens.Len() == 0 {
+		err = fmt.Errorf("%s holds no token (that would open the API)", path)
+	}
+	if err != nil {
+		logger.Error("SIGHUP: tokens not reloaded; the ones in use stay", "err", err)
+		return
+	}
+	m.SetTokens(tokens)
+	logger.Info("tokens reloaded", "file", path, "tokens", tokens.Len())
+}
+
+// secretsKeyring is what a master encrypts secrets with: --secrets-keyring; else a key derived
+// from --cluster-secret-file (the file's secret, never one a dev node makes up for its agent,
+// which would change at every start); else nil, and the master keeps a key of its own in its
+// data dir. The line says which, for the start banner.
+func secretsKeyring(c *cli.Context) (*keyring.Keyring, string, error) {
+	if path := c.String("secrets-keyring"); path != "" {
+		keys, err := keyring.Load(path)
+		if err != nil {
+			return nil, "", usageError{"--secrets-keyring: " + err.Error()}
+		}
+		return keys, fmt.Sprintf("encrypted with key %s of %s (%d keys)", keys.Primary(), path, len(keys.IDs())), nil
+	}
+	secret, err := clusterSecret(c)
+	if err != nil || secret == "" {
+		return nil, "", err
+	}
+	keys, err := keyring.FromClusterSecret(secret)
+	if err != nil {
+		return nil, "", usageError{"--cluster-secret-file: " + err.Error()}
+	}
+	return keys, "encrypted with key " + keys.Primary() + ", derived from --cluster-secret-file", nil
+}
+
+// localKeyringLine is the banner's secrets line for a master that keeps its own key.
+func localKeyringLine(m *master.Master, dataDir string) string {
+	return fmt.Sprintf("encrypted with key %s, made for this master in %s", m.SecretsKeyring().Primary(), filepath.Join(dataDir, master.LocalKeyringFile))
 }
 
 // tlsFlags are the TLS flags of masters, agents and dev nodes (pkg/tlsconf).
@@ -127,14 +174,16 @@ func loadTLS(c *cli.Context) (*tlsconf.TLS, error) {
 	return t, nil
 }
 
-// security is what a master or dev node runs with: its tokens, cluster secret, TLS, and the
-// access line it prints at start.
+// security is what a master or dev node runs with: its tokens, cluster secret, TLS, the keyring
+// of secrets (nil: the master's own), and the access and secrets lines it prints at start.
 type security struct {
 	tokens          *auth.Tokens
 	secret          string
 	line            string
 	tls             *tlsconf.TLS
 	viewersReadLogs bool
+	keys            *keyring.Keyring
+	secretsLine     string
 }
 
 // nodeSecurity reads the access and TLS flags of a master or dev node serving httpAddr. With
@@ -142,6 +191,10 @@ type security struct {
 // and a dev node makes one of its own for its agent.
 func nodeSecurity(c *cli.Context, httpAddr string, dev bool) (security, error) {
 	tokens, secret, line, err := access(c, httpAddr)
+	if err != nil {
+		return security{}, err
+	}
+	keys, secretsLine, err := secretsKeyring(c)
 	if err != nil {
 		return security{}, err
 	}
@@ -163,5 +216,5 @@ func nodeSecurity(c *cli.Context, httpAddr string, dev bool) (security, error) {
 	if tokens.Len() > 0 && c.Bool("viewers-read-logs") {
 		line += "; viewers may read task logs"
 	}
-	return security{tokens: tokens, secret: secret, line: line, tls: t, viewersReadLogs: c.Bool("viewers-read-logs")}, nil
+	return security{tokens: tokens, secret: secret, line: line, tls: t, viewersReadLogs: c.Bool("viewers-read-logs"), keys: keys, secretsLine: secretsLine}, nil
 }

@@ -43,9 +43,15 @@ type marathonApp struct {
 // extra flags, and returns its API, its agent's API and its containerd namespace.
 func startMarathonDev(t *testing.T, firstPort int, extra ...string) (base, agentBase, ns string) {
 	t.Helper()
+	return startMarathonDevIn(t, t.TempDir(), firstPort, extra...)
+}
+
+// startMarathonDevIn is startMarathonDev with its data dir.
+func startMarathonDevIn(t *testing.T, dataDir string, firstPort int, extra ...string) (base, agentBase, ns string) {
+	t.Helper()
 	sock := containerdtest.Socket(t)
 	ns = testNamespace(t)
-	_, got := startCmd(t, append([]string{"dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
+	_, got := startCmd(t, append([]string{"dev", "--data-dir", dataDir, "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
 		"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--allocation-interval", "200ms",
 		"--resources", fmt.Sprintf("cpus:2;mem:2048;disk:1000;ports:[%d-%d]", firstPort, firstPort+40)}, extra...), `API:\s+(http://\S+)`, `agent API:\s+(http://\S+)`)
 	return got[0], got[1], ns
@@ -669,9 +675,12 @@ func waitAppRunning(t *testing.T, base, id string, n int) marathonApp {
 }
 
 // TestMarathonSecretsReachOnlyTheContainer: an app's env may name a secret; the task runs only
-// once the secret store has it, the container sees its value, and no API shows it.
+// once the secret store has it, the container sees its value, and no API shows it, nor any
+// file of the dev node's data dir (the masters' raft log and snapshots hold it encrypted, the
+// agent's checkpoint masked).
 func TestMarathonSecretsReachOnlyTheContainer(t *testing.T) {
-	base, agentBase, _ := startMarathonDev(t, 32600)
+	dataDir := t.TempDir()
+	base, agentBase, _ := startMarathonDevIn(t, dataDir, 32600)
 	const value = "s3cr3t-value-42"
 	postApp(t, base, `{"id": "/vault", "container": {"type": "DOCKER", "docker": {"image": "`+containerdtest.TestAppImage+`"}},
 		"args": ["-sleep", "24h"], "cpus": 0.1, "mem": 32, "instances": 1,
@@ -712,6 +721,22 @@ func TestMarathonSecretsReachOnlyTheContainer(t *testing.T) {
 		if strings.Contains(string(body), value) {
 			t.Fatalf("%s shows the secret:\n%s", url, body)
 		}
+	}
+	err := filepath.WalkDir(dataDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(b), value) {
+			t.Errorf("%s holds the secret's value", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	var names map[string][]string
 	if httpJSON(t, "GET", base+"/v1/secrets", nil, &names); len(names["secrets"]) != 1 || names["secrets"][0] != "db/password" {

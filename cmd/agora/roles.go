@@ -83,6 +83,7 @@ func runDev(c *cli.Context) error {
 		Tokens:          tokens,
 		ClusterSecret:   secret,
 		ViewersReadLogs: sec.viewersReadLogs,
+		SecretsKeyring:  sec.keys,
 		TLS:             tlsc,
 		DataDir:         filepath.Join(dataDir, "master"),
 		RaftAddr:        c.String("bind"),
@@ -99,7 +100,10 @@ func runDev(c *cli.Context) error {
 	if err := startFrameworks(m, logger); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
-	reloadTokensOnHangup(c, m, logger)
+	reloadOnHangup(c, m, logger)
+	if sec.keys == nil {
+		sec.secretsLine = localKeyringLine(m, filepath.Join(dataDir, "master"))
+	}
 	res, err := parseResources(c.String("resources"))
 	if err != nil {
 		return err
@@ -127,8 +131,8 @@ func runDev(c *cli.Context) error {
 	}
 	sc := tlsc.Scheme()
 	fmt.Fprintf(c.App.Writer, "agora dev is up\n  UI:         "+sc+"://%s/ui/\n  API:        "+sc+"://%s  (try: curl "+sc+"://%s/v1/cluster, or agora app add examples/apps/hello.json --wait)\n"+
-		"  metrics:    "+sc+"://%s/metrics, agent "+sc+"://%s/metrics\n  agent API:  "+sc+"://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\n  access:     %s\n  agent:      %s\n  tasks:      %s\nStop it with Ctrl-C; the state stays in the data dir for the next start.\n",
-		m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir, accessLine, agentAccessLine, policy.summary())
+		"  metrics:    "+sc+"://%s/metrics, agent "+sc+"://%s/metrics\n  agent API:  "+sc+"://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\n  access:     %s\n  secrets:    %s\n  agent:      %s\n  tasks:      %s\nStop it with Ctrl-C; the state stays in the data dir for the next start.\n",
+		m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir, accessLine, sec.secretsLine, agentAccessLine, policy.summary())
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- a.Run(c.Context) }()
 	err = m.Run(c.Context)
@@ -301,6 +305,7 @@ func runMaster(c *cli.Context) error {
 		Tokens:          tokens,
 		ClusterSecret:   secret,
 		ViewersReadLogs: sec.viewersReadLogs,
+		SecretsKeyring:  sec.keys,
 		TLS:             tlsc,
 		Faults:          faultSwitch(c, logger),
 		Scheduler:       sched,
@@ -319,8 +324,13 @@ func runMaster(c *cli.Context) error {
 	if err := startFrameworks(m, logger); err != nil {
 		return err
 	}
-	reloadTokensOnHangup(c, m, logger)
-	fmt.Fprintf(c.App.Writer, "agora master %s\n  API:    "+tlsc.Scheme()+"://%s\n  raft:   %s\n  gossip: %s\n  access: %s\n", m.ID(), m.HTTPAddr(), m.RaftAddr(), m.GossipAddr(), accessLine)
+	reloadOnHangup(c, m, logger)
+	if sec.keys == nil {
+		sec.secretsLine = localKeyringLine(m, c.String("data-dir"))
+		logger.Warn("secrets are encrypted with a key of this master's own; a cluster of several masters needs --secrets-keyring or --cluster-secret-file, so that every master has the same key",
+			"file", filepath.Join(c.String("data-dir"), master.LocalKeyringFile))
+	}
+	fmt.Fprintf(c.App.Writer, "agora master %s\n  API:     "+tlsc.Scheme()+"://%s\n  raft:    %s\n  gossip:  %s\n  access:  %s\n  secrets: %s\n", m.ID(), m.HTTPAddr(), m.RaftAddr(), m.GossipAddr(), accessLine, sec.secretsLine)
 	return m.Run(c.Context)
 }
 

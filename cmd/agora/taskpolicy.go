@@ -32,17 +32,17 @@ type taskPolicy struct {
 	allowRoot   bool
 	hostDirs    []string
 	volumes     []hostaccess.Volume
-	// protected are this node's own paths that tasks must never see: data dirs, key, secret
-	// and tokens files, the containerd socket's directory.
+	// protected are this node's own paths that tasks must never see: data dirs, key, secret,
+	// keyring and tokens files, the containerd socket's directory.
 	protected []string
 }
 
 // readTaskPolicy reads the task flags of an agent whose data dir is given (no task may see it,
-// nor the node's key, secret and tokens files).
+// nor the node's key, secret, keyring and tokens files).
 func readTaskPolicy(c *cli.Context, dataDir string) (taskPolicy, error) {
 	p := taskPolicy{defaultUser: c.String("default-task-user"), allowRoot: c.Bool("allow-root-tasks"), hostDirs: c.StringSlice("task-host-dirs")}
 	protected := []string{dataDir}
-	for _, path := range []string{c.String("cluster-secret-file"), c.String("tls-key"), c.String("tokens-file"), filepath.Dir(c.String("containerd"))} {
+	for _, path := range []string{c.String("cluster-secret-file"), c.String("secrets-keyring"), c.String("tls-key"), c.String("tokens-file"), filepath.Dir(c.String("containerd"))} {
 		if path != "" && path != "." {
 			protected = append(protected, path)
 		}

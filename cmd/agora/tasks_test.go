@@ -51,9 +51,14 @@ type process struct {
 	out *containerdtest.Buffer
 }
 
+// startProcess runs agora with args (logging warnings, unless args start with --log-level) and
+// waits until its output matches every pattern; it answers each pattern's first group.
 func startProcess(t *testing.T, args []string, patterns ...string) (*process, []string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"--log-level", "warn"}, args...)...)
+	if len(args) == 0 || args[0] != "--log-level" {
+		args = append([]string{"--log-level", "warn"}, args...)
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), envAsAgora+"=1")
 	out := &containerdtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out

@@ -43,8 +43,8 @@
 //
 //   - Secret references in env ({"secret": name} with secrets.name.source) are read from the
 //     master's secret store (PUT /v1/secrets/{source}) at launch and reach the container only:
-//     the agent keeps and shows them masked. An app whose secret is missing waits, saying so in
-//     lastTaskFailure.
+//     the agent keeps and shows them masked. An app whose secret is missing, or stored with a
+//     key the leader lacks, waits, saying why in lastTaskFailure.
 //
 //   - Host volumes (container.volumes with hostPath, RO or RW) are bind-mounted by the agent; a
 //     relative containerPath is in the sandbox. hostPath names a host volume an agent declares
