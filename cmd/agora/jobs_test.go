@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -155,6 +156,20 @@ func TestJobsOnContainerd(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(rw, "result.txt")); err != nil || string(b) != "done\n" {
 		t.Fatalf("the read-write volume: %q %v", b, err)
+	}
+	// Metronome's run.user is honoured (a uid of no entry gets its own number as group); the
+	// job above ran as nobody, whom the result file belongs to.
+	if fi, err := os.Stat(filepath.Join(rw, "result.txt")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 65534 {
+		t.Fatalf("the result file's owner: %v %v, want nobody (65534)", fi, err)
+	}
+	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(`{"id": "whoami", "run": {"cmd": "echo $(id -u):$(id -g)", "cpus": 0.1, "mem": 32, "user": "4321"}}`), nil); code != http.StatusCreated {
+		t.Fatalf("POST whoami: %d", code)
+	}
+	if out, err := agora(t, "job", "run", "--master", base, "whoami", "--wait"); err != nil {
+		t.Fatalf("job run whoami: %v\n%s", err, out)
+	}
+	if logs, err := agora(t, "job", "logs", "--master", base, "whoami", runsOf(t, base, "whoami")[0].ID); err != nil || logs != "4321:4321\n" {
+		t.Fatalf("job logs whoami: %v %q, want 4321:4321", err, logs)
 	}
 	for _, url := range []string{base + "/v1/jobs/backup", base + "/v1/jobs/backup/runs?include=finished", base + "/v1/tasks", agentBase + "/v1/tasks"} {
 		var raw json.RawMessage
