@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -558,22 +559,33 @@ func (cfg Config) attributes() (map[string]string, error) {
 	if cfg.AllowRootTasks {
 		attrs[hostaccess.RootAttribute] = "true"
 	}
-	protected := append([]string{cfg.DataDir}, cfg.Protected...)
-	protected = append(protected, hostaccess.AlwaysProtected...)
-	names := map[string]bool{}
+	if err := CheckHostVolumes(cfg.HostVolumes, append([]string{cfg.DataDir}, cfg.Protected...)); err != nil {
+		return nil, err
+	}
 	for _, v := range cfg.HostVolumes {
-		if names[v.Name] {
-			return nil, fmt.Errorf("agent: --host-volume %s given twice", v.Name)
-		}
-		names[v.Name] = true
-		if err := hostaccess.Protected(v.Path, v.ReadOnly, protected); err != nil {
-			return nil, fmt.Errorf("agent: --host-volume %s: %w", v, err)
-		}
-		if _, err := os.Stat(v.Path); err != nil {
-			return nil, fmt.Errorf("agent: --host-volume %s: %w", v, err)
-		}
 		k, val := v.Attribute()
 		attrs[k] = val
 	}
 	return attrs, nil
+}
+
+// CheckHostVolumes refuses host volumes an agent may not declare: a name given twice, a path
+// that does not exist, or one that is, holds or lies in a protected path (the agent's data dir,
+// its key and secret files, hostaccess.AlwaysProtected) or is a system dir asked read-write.
+func CheckHostVolumes(vols []hostaccess.Volume, protected []string) error {
+	never := append(slices.Clone(protected), hostaccess.AlwaysProtected...)
+	names := map[string]bool{}
+	for _, v := range vols {
+		if names[v.Name] {
+			return fmt.Errorf("agent: --host-volume %s given twice", v.Name)
+		}
+		names[v.Name] = true
+		if err := hostaccess.Protected(v.Path, v.ReadOnly, never); err != nil {
+			return fmt.Errorf("agent: --host-volume %s: %w", v, err)
+		}
+		if _, err := os.Stat(v.Path); err != nil {
+			return fmt.Errorf("agent: --host-volume %s: %w", v, err)
+		}
+	}
+	return nil
 }

@@ -209,13 +209,8 @@ func New(cfg Config) (*Executor, error) {
 	if cfg.HostDirs == nil {
 		cfg.HostDirs = DefaultHostDirs
 	}
-	if err := CheckHostDirs(cfg.HostDirs); err != nil {
+	if err := CheckHostDirs(cfg.HostDirs, filepath.Dir(cfg.SandboxRoot)); err != nil {
 		return nil, err
-	}
-	for _, d := range cfg.HostDirs {
-		if agentDir := filepath.Dir(cfg.SandboxRoot); hostaccess.Within(agentDir, filepath.Clean(d)) || hostaccess.Within(filepath.Clean(d), agentDir) {
-			return nil, fmt.Errorf("containerd: the host dir %s holds the agent's data (%s), which tasks must not see: keep the data dir out of the host dirs", d, agentDir)
-		}
 	}
 	cfg.Hidden = append(slices.Clone(cfg.Hidden), hostaccess.AlwaysProtected...)
 	if cfg.DefaultUser == "" {

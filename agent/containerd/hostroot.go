@@ -28,9 +28,11 @@ var etcSkipped = map[string]bool{"shadow": true, "shadow-": true, "gshadow": tru
 const maxEtcFile = 16 << 20
 
 // CheckHostDirs refuses host directories that cannot be a curated read-only view: relative
-// paths, the root, /etc (tasks get a copy of it) and what the kernel's or runtime's own mounts
-// give a container.
-func CheckHostDirs(dirs []string) error {
+// paths, the root, /etc (tasks get a copy of it), what the kernel's or runtime's own mounts
+// give a container, and any that holds or lies in the agent's data dir (its sandboxes, logs
+// and checkpoint).
+func CheckHostDirs(dirs []string, dataDir string) error {
+	dataDir = filepath.Clean(dataDir)
 	for _, d := range dirs {
 		clean := filepath.Clean(d)
 		switch {
@@ -42,6 +44,8 @@ func CheckHostDirs(dirs []string) error {
 			return fmt.Errorf("containerd: host dir %s: tasks get a copy of /etc without its secrets; it cannot be mounted", d)
 		case slices.ContainsFunc([]string{"/proc", "/sys", "/dev", "/tmp"}, func(p string) bool { return hostaccess.Within(clean, p) }):
 			return fmt.Errorf("containerd: host dir %s: the runtime gives each task its own", d)
+		case hostaccess.Within(dataDir, clean) || hostaccess.Within(clean, dataDir):
+			return fmt.Errorf("containerd: host dir %s holds the agent's data (%s), which tasks must not see: keep the data dir out of the host dirs", d, dataDir)
 		}
 	}
 	return nil

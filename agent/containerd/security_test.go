@@ -213,12 +213,13 @@ func TestEtcCopyLeavesSecretsOut(t *testing.T) {
 }
 
 func TestHostDirsRefused(t *testing.T) {
-	for _, dirs := range [][]string{{"/"}, {"/etc"}, {"/etc/ssl"}, {"usr"}, {"/proc"}, {"/tmp/x"}} {
-		if err := CheckHostDirs(dirs); err == nil {
+	const dataDir = "/var/lib/agora"
+	for _, dirs := range [][]string{{"/"}, {"/etc"}, {"/etc/ssl"}, {"usr"}, {"/proc"}, {"/tmp/x"}, {"/var/lib"}, {"/var/lib/agora/sandboxes-logs"}} {
+		if err := CheckHostDirs(dirs, dataDir); err == nil {
 			t.Errorf("host dirs %v accepted", dirs)
 		}
 	}
-	if err := CheckHostDirs(append(slices.Clone(DefaultHostDirs), "/opt")); err != nil {
+	if err := CheckHostDirs(append(slices.Clone(DefaultHostDirs), "/opt"), dataDir); err != nil {
 		t.Errorf("the defaults and /opt: %v", err)
 	}
 }

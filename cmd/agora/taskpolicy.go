@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -41,6 +39,10 @@ type taskPolicy struct {
 // nor the node's key, secret, keyring and tokens files).
 func readTaskPolicy(c *cli.Context, dataDir string) (taskPolicy, error) {
 	p := taskPolicy{defaultUser: c.String("default-task-user"), allowRoot: c.Bool("allow-root-tasks"), hostDirs: c.StringSlice("task-host-dirs")}
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return p, err
+	}
 	protected := []string{dataDir}
 	for _, path := range []string{c.String("cluster-secret-file"), c.String("secrets-keyring"), c.String("tls-key"), c.String("tokens-file"), filepath.Dir(c.String("containerd"))} {
 		if path != "" && path != "." {
@@ -54,27 +56,18 @@ func readTaskPolicy(c *cli.Context, dataDir string) (taskPolicy, error) {
 		}
 		p.protected = append(p.protected, abs)
 	}
-	if err := agentcontainerd.CheckHostDirs(p.hostDirs); err != nil {
+	if err := agentcontainerd.CheckHostDirs(p.hostDirs, dataDir); err != nil {
 		return p, usageError{"--task-host-dirs: " + strings.TrimPrefix(err.Error(), "containerd: ")}
 	}
-	for _, d := range p.hostDirs {
-		if d = filepath.Clean(d); hostaccess.Within(p.protected[0], d) || hostaccess.Within(d, p.protected[0]) {
-			return p, usageError{fmt.Sprintf("--task-host-dirs: %s holds the agent's data (--data-dir %s), which tasks must not see", d, p.protected[0])}
-		}
-	}
-	never := append(slices.Clone(p.protected), hostaccess.AlwaysProtected...)
 	for _, s := range c.StringSlice("host-volume") {
 		v, err := hostaccess.Parse(s)
-		if err == nil {
-			err = hostaccess.Protected(v.Path, v.ReadOnly, never)
-		}
-		if err == nil {
-			_, err = os.Stat(v.Path)
-		}
 		if err != nil {
-			return p, usageError{"--host-volume " + s + ": " + strings.TrimPrefix(err.Error(), s+": ")}
+			return p, usageError{"--host-volume " + err.Error()}
 		}
 		p.volumes = append(p.volumes, v)
+	}
+	if err := agent.CheckHostVolumes(p.volumes, p.protected); err != nil {
+		return p, usageError{strings.TrimPrefix(err.Error(), "agent: ")}
 	}
 	if hostaccess.IsRoot(p.defaultUser) && !p.allowRoot {
 		return p, usageError{fmt.Sprintf("--default-task-user %s is root: give --allow-root-tasks too, or a user other than root", p.defaultUser)}
