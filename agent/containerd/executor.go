@@ -174,7 +174,8 @@ type Executor struct {
 	// hostRoot is the root directory of tasks without an image, hostEtc their /etc, logRoot
 	// holds each task's logs: beside the sandboxes, made by New.
 	hostRoot, hostEtc, logRoot string
-	defaultUser                identity // cfg.DefaultUser resolved on the host
+	hostMounts                 []specs.Mount // of tasks without an image, as hostMountList made them at start
+	defaultUser                identity      // cfg.DefaultUser resolved on the host
 
 	mu    sync.Mutex // guards tasks
 	tasks map[string]*running
@@ -224,6 +225,7 @@ func New(cfg Config) (*Executor, error) {
 	if err := e.prepareHostRoot(); err != nil {
 		return nil, err
 	}
+	e.hostMounts = e.hostMountList()
 	u, err := resolveUser(cfg.DefaultUser, e.hostEtc)
 	if err != nil {
 		return nil, fmt.Errorf("containerd: the default task user %q: %v", cfg.DefaultUser, err)
@@ -331,7 +333,7 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 			oci.WithRootFSPath(e.hostRoot),
 			oci.WithRootFSReadonly(),
 			oci.WithProcessArgs("sh", "-c", s.Cmd),
-			oci.WithMounts(e.hostMounts()),
+			oci.WithMounts(e.hostMounts),
 			oci.WithMounts([]specs.Mount{{Destination: "/tmp", Source: "tmpfs", Type: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}}}),
 		)
 	}

@@ -155,10 +155,11 @@ func isHidden(path string, hidden []string) bool {
 	return slices.ContainsFunc(hidden, func(h string) bool { return h != "" && hostaccess.Within(path, filepath.Clean(h)) })
 }
 
-// hostMounts are the mounts of a task without an image: each host dir that is a directory,
-// recursively read-only (so that no filesystem mounted below it is writable either); the /etc
-// copy; and an empty read-only mount over every hidden path that lies in a host dir.
-func (e *Executor) hostMounts() []specs.Mount {
+// hostMountList are the mounts of a task without an image, worked out once when the executor
+// starts (as the /etc copy is made): each host dir that is a directory, recursively read-only
+// (so that no filesystem mounted below it is writable either); the /etc copy; and an empty
+// read-only mount over every hidden path that lies in a host dir.
+func (e *Executor) hostMountList() []specs.Mount {
 	var mounts []specs.Mount
 	var shown []string
 	for _, d := range e.cfg.HostDirs {

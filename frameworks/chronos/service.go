@@ -16,6 +16,7 @@ import (
 	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/raft"
@@ -89,6 +90,7 @@ type jobState struct {
 	runs        map[string]*Run
 	hist        *History
 	constraints []compiled
+	needs       hostaccess.Needs // of its runs: root, host volumes (what only some agents allow)
 }
 
 // New makes the service. Register it before the master runs.
@@ -284,7 +286,8 @@ func (s *Service) newLeaderState(ss *master.Session, l *loaded) (*leaderState, *
 }
 
 func newJobState(j *Job, h *History) *jobState {
-	js := &jobState{job: j, plans: map[string]Plan{}, next: map[string]time.Time{}, cursors: map[string]time.Time{}, runs: map[string]*Run{}, hist: h}
+	js := &jobState{job: j, plans: map[string]Plan{}, next: map[string]time.Time{}, cursors: map[string]time.Time{}, runs: map[string]*Run{}, hist: h,
+		needs: j.Run.Needs()}
 	for _, sc := range j.Schedules {
 		if p, err := ParseSchedule(sc); err == nil {
 			js.plans[sc.ID] = p
@@ -698,7 +701,7 @@ func (s *Service) useOfferLocked(st *leaderState, o api.Offer, queue []*Run, w *
 		js := st.jobs[r.JobID]
 		rs := js.job.Run
 		need := resources.Resources{CPUs: rs.CPUs, Mem: rs.Mem, Disk: rs.Disk}
-		if !left.Contains(need) || !placementAllows(js.constraints, o) || len(rs.Needs().Unmet(o.Attributes)) > 0 {
+		if !left.Contains(need) || !placementAllows(js.constraints, o) || len(js.needs.Unmet(o.Attributes)) > 0 {
 			rest = append(rest, r)
 			if left.CPUs < 0.01 || left.Mem < 1 {
 				rest = append(rest, queue[i+1:]...) // nothing more fits
