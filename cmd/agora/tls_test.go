@@ -161,8 +161,16 @@ func TestTLSClusterOnContainerd(t *testing.T) {
 	if len(tasks.Tasks) != 1 {
 		t.Fatalf("tasks: %+v", tasks)
 	}
-	if out, err := agora(t, "task", "logs", tasks.Tasks[0].ID, "--master", bases[2], "--tls-ca", certs.CA); err != nil || !strings.Contains(out, "testapp: started") {
-		t.Fatalf("task logs through the masters over TLS: %v\n%s", err, out)
+	// TASK_RUNNING comes as the container starts; the app prints its line a
+	// moment later, so the logs are asked until it is there.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, err := agora(t, "task", "logs", tasks.Tasks[0].ID, "--master", bases[2], "--tls-ca", certs.CA)
+		if err == nil && strings.Contains(out, "testapp: started") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task logs through the masters over TLS: %v\n%s", err, out)
+		}
 	}
 	// The agent takes callers with a certificate of the CA only.
 	if code := do("GET", agentBase+"/v1/tasks", "", nil); code != 0 {
