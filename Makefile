@@ -45,6 +45,7 @@ lint:
 ## Chromium (both installed from Debian's packages when missing; failed UI tests leave screenshots
 ## in .artifacts/), the short chaos set, then every fuzz target for FUZZ_TEST_TIME
 test: lint
+	scripts/netdeps.sh >/dev/null || true; \
 	sock=$$(scripts/containerd.sh start); \
 	chromium=$$(scripts/chromium.sh); \
 	mkdir -p .artifacts; \
@@ -64,12 +65,14 @@ fuzz:
 
 ## chaos: every chaos scenario (chaos/) on real multi-process clusters, with a fixed seed; one verdict line each
 chaos:
+	scripts/netdeps.sh >/dev/null || true; \
 	sock=$$(scripts/containerd.sh start); \
 	AGORA_CONTAINERD_SOCK="$$sock" $(GO) test -count=1 -v -timeout 60m -run 'TestScenarios' ./chaos/ -args -chaos.all -chaos.seed $(CHAOS_SEED) \
 		| grep -v -E '^=== (RUN|PAUSE|CONT)'
 
 ## chaos-long: random faults on one cluster after another for CHAOS_TIME (make chaos-long CHAOS_TIME=2h CHAOS_SEED=7)
 chaos-long:
+	scripts/netdeps.sh >/dev/null || true; \
 	sock=$$(scripts/containerd.sh start); \
 	AGORA_CONTAINERD_SOCK="$$sock" $(GO) test -count=1 -v -timeout 0 -run 'TestScenarios' ./chaos/ -args -chaos.long $(CHAOS_TIME) -chaos.seed $(CHAOS_SEED) \
 		| grep -v -E '^=== (RUN|PAUSE|CONT)'

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# netdeps.sh makes sure the tools of the chaos suite's real networks are there: iproute2 (ip, tc)
+# for network namespaces, veth pairs and bridges, and iptables and nftables for the packet filters
+# that make partitions, loss and delay between the namespaces.
+#
+#   scripts/netdeps.sh      install what is missing from Debian's packages (as root, apt-get update
+#                           first); print "ok" when all of them answer, or why not (exit 1) as a
+#                           user without root, who can still run the chaos suite on loopback
+set -euo pipefail
+
+say() { printf '%s\n' "$*" >&2; }
+
+missing() {
+	local m=()
+	command -v ip >/dev/null 2>&1 || m+=(iproute2)
+	command -v iptables >/dev/null 2>&1 || m+=(iptables)
+	command -v nft >/dev/null 2>&1 || m+=(nftables)
+	printf '%s\n' "${m[@]}"
+}
+
+need=$(missing)
+if [ -n "$need" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		say "netdeps.sh: missing $(echo $need) (real networks need root; the chaos suite falls back to loopback)"
+		exit 1
+	fi
+	say "netdeps.sh: installing $(echo $need) from Debian's packages"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >&2
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $need >&2
+	need=$(missing)
+	[ -z "$need" ] || { say "netdeps.sh: still missing after the install: $(echo $need)"; exit 1; }
+fi
+echo ok
