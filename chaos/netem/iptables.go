@@ -8,11 +8,12 @@ import (
 	"strings"
 )
 
-// The rules of a Link live in a chain of their own in the mangle table, jumped to from
+// The rules of a Link live in a chain of their own in the mangle table, jumped to from the end of
 // POSTROUTING: every packet leaving the namespace (made there or forwarded) passes it after
-// routing, and its filter rules (OUTPUT, FORWARD) have already been applied, so a partition's DROP
-// rules keep working and a packet given back by a verdict goes on to the next hook, not past any
-// other tool's rules in the same one.
+// routing and after the filter table's OUTPUT and FORWARD chains, so a partition's DROP rules
+// there still apply first. A packet given back by a verdict goes on with the hooks after mangle
+// POSTROUTING (nat, other nftables chains); rules appended to mangle POSTROUTING after the jump
+// are skipped for it, so shaping and other tools' mangle rules do not mix.
 const table = "mangle"
 
 // chainName is the chain of the Link that owns queue num in its namespace. Since the kernel gives

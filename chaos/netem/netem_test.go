@@ -95,11 +95,12 @@ func in(t testing.TB, ns string, f func() error) {
 
 func apply(t testing.TB, ns string, dst netip.Addr, s Shape) *Link {
 	t.Helper()
+	start := time.Now()
 	l, err := Apply(ns, []netip.Prefix{netip.PrefixFrom(dst, 32)}, s)
 	if err != nil {
 		t.Fatalf("Apply(%s → %s, %+v): %v", ns, dst, s, err)
 	}
-	t.Logf("%v", l)
+	t.Logf("%v (Apply took %v)", l, time.Since(start))
 	return l
 }
 
@@ -320,9 +321,17 @@ func newUDPPath(t testing.TB, n *testNet) *udpPath {
 		return err
 	})
 	t.Cleanup(func() { p.recv.Close() })
-	// Room for every datagram of a test, so the receiver's buffer loses none.
-	if u, ok := p.recv.(*net.UDPConn); ok {
-		u.SetReadBuffer(4 << 20)
+	// Room for every datagram of a test, so the receiver's buffer loses none however late its
+	// goroutine runs (forced: net.core.rmem_max may be smaller).
+	rc, err := p.recv.(*net.UDPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+	}); err != nil || serr != nil {
+		t.Fatalf("SO_RCVBUFFORCE: %v %v", err, serr)
 	}
 	in(t, n.a, func() (err error) {
 		p.send, err = net.Dial("udp", netip.AddrPortFrom(addrB, 9000).String())

@@ -47,12 +47,12 @@ func inNetns(nsPath string, f func() error) error {
 		defer unix.Close(home)
 		target, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			errc <- fmt.Errorf("netem: open %s: %w", nsPath, err)
+			errc <- fmt.Errorf("netem: open %s: %w%s", nsPath, err, needRoot(err))
 			return
 		}
 		defer unix.Close(target)
 		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("netem: enter %s: %w (needs root, CAP_SYS_ADMIN)", nsPath, err)
+			errc <- fmt.Errorf("netem: enter %s: %w%s", nsPath, err, needRoot(err))
 			return
 		}
 		err = f()
@@ -62,4 +62,11 @@ func inNetns(nsPath string, f func() error) error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+func needRoot(err error) string {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return " (entering a network namespace needs root: CAP_SYS_ADMIN)"
+	}
+	return ""
 }
