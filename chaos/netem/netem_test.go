@@ -2,6 +2,7 @@ package netem
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -297,8 +298,10 @@ func TestCrashedLinkLetsTrafficThrough(t *testing.T) {
 // datagramLen is the size of a test datagram: its sequence number and when it was sent.
 const datagramLen = 12
 
-// arrival is a datagram received: its sequence number and its one-way delay (both ends are this
-// process, on one clock).
+// arrival is a datagram received: its sequence number and its one-way delay, from the sender's
+// clock reading just before it wrote the datagram to the kernel's timestamp of its arrival at the
+// receiving socket (SO_TIMESTAMPNS, the same clock), so however late the receiving goroutine runs
+// does not count.
 type arrival struct {
 	seq   uint32
 	delay time.Duration
@@ -307,31 +310,36 @@ type arrival struct {
 // udpPath sends datagrams from A to B on one socket and records them, in the order they arrive.
 type udpPath struct {
 	send net.Conn
-	recv net.PacketConn
-	mu   sync.Mutex
-	got  []arrival
-	t0   time.Time
+	recv *net.UDPConn
+	sent uint32 // datagrams sent so far: the next one's number
+
+	mu  sync.Mutex
+	got []arrival
 }
 
 func newUDPPath(t testing.TB, n *testNet) *udpPath {
 	t.Helper()
-	p := &udpPath{t0: time.Now()}
-	in(t, n.b, func() (err error) {
-		p.recv, err = net.ListenPacket("udp", netip.AddrPortFrom(addrB, 9000).String())
+	p := &udpPath{}
+	in(t, n.b, func() error {
+		c, err := net.ListenPacket("udp", netip.AddrPortFrom(addrB, 9000).String())
+		if err == nil {
+			p.recv = c.(*net.UDPConn)
+		}
 		return err
 	})
 	t.Cleanup(func() { p.recv.Close() })
 	// Room for every datagram of a test, so the receiver's buffer loses none however late its
-	// goroutine runs (forced: net.core.rmem_max may be smaller).
-	rc, err := p.recv.(*net.UDPConn).SyscallConn()
+	// goroutine runs (forced: net.core.rmem_max may be smaller), and arrival timestamps.
+	rc, err := p.recv.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+		serr = errors.Join(unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1))
 	}); err != nil || serr != nil {
-		t.Fatalf("SO_RCVBUFFORCE: %v %v", err, serr)
+		t.Fatalf("receiver socket options: %v %v", err, serr)
 	}
 	in(t, n.a, func() (err error) {
 		p.send, err = net.Dial("udp", netip.AddrPortFrom(addrB, 9000).String())
@@ -339,31 +347,50 @@ func newUDPPath(t testing.TB, n *testNet) *udpPath {
 	})
 	t.Cleanup(func() { p.send.Close() })
 	go func() {
-		b := make([]byte, 64)
+		b, oob := make([]byte, 64), make([]byte, 128)
 		for {
-			k, _, err := p.recv.ReadFrom(b)
+			k, oobn, _, _, err := p.recv.ReadMsgUDP(b, oob)
 			if err != nil {
 				return
 			}
-			if k != datagramLen {
+			at, ok := arrivalTime(oob[:oobn])
+			if k != datagramLen || !ok {
 				continue
 			}
-			at := time.Since(p.t0)
-			sent := time.Duration(binary.BigEndian.Uint64(b[4:]))
+			sent := int64(binary.BigEndian.Uint64(b[4:]))
 			p.mu.Lock()
-			p.got = append(p.got, arrival{seq: binary.BigEndian.Uint32(b), delay: at - sent})
+			p.got = append(p.got, arrival{seq: binary.BigEndian.Uint32(b), delay: time.Duration(at - sent)})
 			p.mu.Unlock()
 		}
 	}()
 	return p
 }
 
+// arrivalTime finds the SO_TIMESTAMPNS timestamp among a datagram's control messages.
+func arrivalTime(oob []byte) (int64, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+			sec := int64(binary.NativeEndian.Uint64(m.Data))
+			nsec := int64(binary.NativeEndian.Uint64(m.Data[8:]))
+			return sec*1e9 + nsec, true
+		}
+	}
+	return 0, false
+}
+
+// sendAll sends count datagrams as fast as they go, numbered on from the last one sent.
 func (p *udpPath) sendAll(t testing.TB, count int) {
 	t.Helper()
 	b := make([]byte, datagramLen)
-	for i := range count {
-		binary.BigEndian.PutUint32(b, uint32(i))
-		binary.BigEndian.PutUint64(b[4:], uint64(time.Since(p.t0)))
+	for range count {
+		i := p.sent
+		p.sent++
+		binary.BigEndian.PutUint32(b, i)
+		binary.BigEndian.PutUint64(b[4:], uint64(time.Now().UnixNano()))
 		if _, err := p.send.Write(b); err != nil {
 			t.Fatalf("send datagram %d: %v", i, err)
 		}
@@ -491,15 +518,19 @@ func TestLossUDP(t *testing.T) {
 	noRulesLeft(t, n.a)
 }
 
-// TestJitterUDP sends 200 datagrams at once through 20ms ± 15ms: all arrive, none sooner than
-// 5 ms, their delays spread over more than 10 ms, the median within slack of 20 ms, and some
-// overtake others.
+// TestJitterUDP sends 200 datagrams through 20ms ± 15ms, in 20 bursts of 10 sent 10 ms apart
+// (so that a stall of this process on a loaded machine delays a few bursts, not all): all
+// arrive, none sooner than 5 ms, their delays spread over more than 10 ms, the median within
+// slack of 20 ms, and some overtake others.
 func TestJitterUDP(t *testing.T) {
 	n := newTestNet(t)
 	p := newUDPPath(t, n)
 	const count = 200
 	l := apply(t, n.a, addrB, Shape{Delay: 20 * time.Millisecond, Jitter: 15 * time.Millisecond})
-	p.sendAll(t, count)
+	for range count / 10 {
+		p.sendAll(t, 10)
+		time.Sleep(10 * time.Millisecond)
+	}
 	got := p.waitFor(t, count, "none dropped")
 	delays := make([]time.Duration, len(got))
 	for i, a := range got {
@@ -515,6 +546,8 @@ func TestJitterUDP(t *testing.T) {
 	if hi-lo < 10*time.Millisecond {
 		t.Errorf("delays spread over %v only", hi-lo)
 	}
+	// A burst of 10 sent at once stays in order with probability 1/10! if the delays are drawn
+	// independently: some overtaking in 20 bursts is certain.
 	if m > 20*time.Millisecond+slack {
 		t.Errorf("median delay %v, more than 20ms + slack %v", m, slack)
 	}
@@ -710,4 +743,43 @@ func TestDelayIPv6(t *testing.T) {
 	if err != nil || strings.Contains(string(out), "AGORA-NETEM") {
 		t.Errorf("ip6tables after Close (%v):\n%s", err, out)
 	}
+}
+
+// TestFullQueueDrops holds more datagrams than the queue takes (a 10 s delay): QueueLen are
+// held, the rest dropped by the kernel and counted as overflow (not let through undelayed), and
+// Close lets the held ones go.
+func TestFullQueueDrops(t *testing.T) {
+	n := newTestNet(t)
+	p := newUDPPath(t, n)
+	// Every held datagram stays charged to the sender's socket: room for all of them.
+	rc, err := p.send.(*net.UDPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 32<<20)
+	}); err != nil || serr != nil {
+		t.Fatalf("SO_SNDBUFFORCE: %v %v", err, serr)
+	}
+	const extra = 100
+	l := apply(t, n.a, addrB, Shape{Delay: 10 * time.Second})
+	p.sendAll(t, QueueLen+extra)
+	st := waitStats(t, l, func(s Stats) bool { return s.Held+s.Overflow >= QueueLen+extra }, "every datagram held or overflowed")
+	t.Logf("%+v", st)
+	if st.Held != QueueLen || st.Overflow != extra {
+		t.Errorf("%+v: want %d held, %d overflowed", st, QueueLen, extra)
+	}
+	p.mu.Lock()
+	early := len(p.got)
+	p.mu.Unlock()
+	if early != 0 {
+		t.Errorf("%d datagrams arrived before their delay: a full queue let them through", early)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := p.waitFor(t, QueueLen, "the held ones, released by Close")
+	t.Logf("received %d after Close", len(got))
+	noRulesLeft(t, n.a)
 }
