@@ -288,6 +288,13 @@ func TestCrashedLinkLetsTrafficThrough(t *testing.T) {
 	if err := addRules(n.a, l.fams[0], q.num); err != nil {
 		t.Fatal(err)
 	}
+	out, err := exec.Command("ip", "netns", "exec", n.a, "iptables", "-t", "mangle", "-S", "POSTROUTING").CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables -S: %v: %s", err, out)
+	}
+	if jumps := strings.Count(string(out), "-j "+chainName(q.num)+"\n"); jumps != 1 {
+		t.Errorf("%d jumps to %s after the stale chain was replaced:\n%s", jumps, chainName(q.num), out)
+	}
 	if err := removeRules(n.a, l.fams[0], q.num); err != nil {
 		t.Fatal(err)
 	}

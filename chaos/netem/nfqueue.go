@@ -83,7 +83,7 @@ func openQueue(nsPath string, first uint16, tries int, maxLen uint32) (*queue, e
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, fmt.Errorf("netem: bind netlink socket: %w", err)
 	}
-	// Room for a full queue of metadata messages (a few hundred bytes of socket memory each): a
+	// Room for a full queue of metadata messages (under a kilobyte of socket memory each): a
 	// message the kernel cannot deliver costs its packet (dropped, counted as user-dropped).
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20); err != nil {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
