@@ -222,8 +222,7 @@ func (s *Service) load(ss *master.Session) (*leaderState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &leaderState{ss: ss, apps: map[string]*appState{}, instances: map[string]*instance{}, byApp: map[string]map[string]*instance{}, deployments: map[string]*Deployment{}, groups: map[string]groupRecord{},
-		dirty: map[string]bool{}, waiting: map[string]bool{}}
+	st := newLeaderState(ss)
 	var bad error
 	v.List(Namespace, "app/", func(_ string, data []byte) bool {
 		var as *appState
@@ -263,6 +262,11 @@ func (s *Service) load(ss *master.Session) (*leaderState, error) {
 	return st, nil
 }
 
+func newLeaderState(ss *master.Session) *leaderState {
+	return &leaderState{ss: ss, apps: map[string]*appState{}, instances: map[string]*instance{}, byApp: map[string]map[string]*instance{},
+		deployments: map[string]*Deployment{}, groups: map[string]groupRecord{}, dirty: map[string]bool{}, waiting: map[string]bool{}}
+}
+
 func appStateOf(data []byte) (*appState, error) {
 	def, err := Decode(data)
 	if err != nil {
@@ -300,8 +304,8 @@ func (s *Service) handle(ctx context.Context, ev api.Event) {
 	}
 }
 
-// update takes a task's status update: the instance's state changes; an ended instance is
-// forgotten (and replaced, with backoff, if nobody asked it to stop).
+// update takes a task's status update (observeLocked), then acknowledges it, kills a task no
+// instance owns, and forgets an instance that ended.
 func (s *Service) update(ctx context.Context, st api.TaskStatus) {
 	s.mu.Lock()
 	state := s.st
@@ -310,59 +314,70 @@ func (s *Service) update(ctx context.Context, st api.TaskStatus) {
 		return
 	}
 	ss := state.ss
-	in := state.instances[st.TaskID]
-	var forget *change
-	if in != nil {
-		s.publishUpdateLocked(in, st)
-		state.touch(in.rec.AppID)
-	}
-	switch {
-	case in == nil:
-		if !st.State.IsTerminal() && st.State != task.Unknown {
-			s.logger.Warn("killing a task no instance owns", "task", st.TaskID)
-			ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: st.TaskID, AgentID: st.AgentID}})
-		}
-	case st.State.IsTerminal() || st.State == task.Unknown:
-		state.remove(st.TaskID)
-		forget = &change{}
-		forget.del(instanceKey(st.TaskID))
-		as := state.apps[in.rec.AppID]
-		if as != nil && !in.rec.Killing {
-			s.failedLocked(as, in, st)
-		}
-	default:
-		in.state, in.message, in.reconciled = st.State, st.Message, true
-		if st.Healthy != nil {
-			h := *st.Healthy
-			if in.healthy == nil || *in.healthy != h {
-				s.bus.publish(EventHealthChanged, map[string]any{"appId": in.rec.AppID, "taskId": in.rec.ID, "instanceId": in.rec.ID, "version": in.rec.Version, "alive": h})
-			}
-			in.healthy = &h
-		}
-		switch st.State {
-		case task.Running:
-			if in.startedAt == nil {
-				t := st.Timestamp
-				in.startedAt = &t
-			}
-			in.unreachableSince = time.Time{}
-		case task.Unreachable:
-			if in.unreachableSince.IsZero() {
-				in.unreachableSince = s.cfg.Clock.Now()
-			}
-		}
-	}
+	o := s.observeLocked(state, st)
 	s.mu.Unlock()
+	if o.killUnowned {
+		s.logger.Warn("killing a task no instance owns", "task", st.TaskID)
+		ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: st.TaskID, AgentID: st.AgentID}})
+	}
 	if st.UUID != "" {
 		if err := ss.Acknowledge(st); err != nil {
 			s.logger.Warn("acknowledge", "task", st.TaskID, "err", err)
 		}
 	}
-	if forget != nil {
+	if o.forget {
+		forget := &change{}
+		forget.del(instanceKey(st.TaskID))
 		if err := commit(ctx, s.store, forget); err != nil {
 			s.logger.Warn("forget an ended instance", "instance", st.TaskID, "err", err)
 		}
 	}
+}
+
+// observed is what a status update leaves to do outside the lock.
+type observed struct {
+	killUnowned bool // no instance owns the task, which has not ended: kill it
+	forget      bool // the instance ended: delete its record
+}
+
+// observeLocked takes a status update into the state, without I/O: the instance's state and
+// health change, and it is reconciled; an ended instance is forgotten (and replaced, with
+// backoff, if nobody asked it to stop).
+func (s *Service) observeLocked(state *leaderState, st api.TaskStatus) observed {
+	in := state.instances[st.TaskID]
+	if in == nil {
+		return observed{killUnowned: !st.State.IsTerminal() && st.State != task.Unknown}
+	}
+	s.publishUpdateLocked(in, st)
+	state.touch(in.rec.AppID)
+	if st.State.IsTerminal() || st.State == task.Unknown {
+		state.remove(st.TaskID)
+		if as := state.apps[in.rec.AppID]; as != nil && !in.rec.Killing {
+			s.failedLocked(as, in, st)
+		}
+		return observed{forget: true}
+	}
+	in.state, in.message, in.reconciled = st.State, st.Message, true
+	if st.Healthy != nil {
+		h := *st.Healthy
+		if in.healthy == nil || *in.healthy != h {
+			s.bus.publish(EventHealthChanged, map[string]any{"appId": in.rec.AppID, "taskId": in.rec.ID, "instanceId": in.rec.ID, "version": in.rec.Version, "alive": h})
+		}
+		in.healthy = &h
+	}
+	switch st.State {
+	case task.Running:
+		if in.startedAt == nil {
+			t := st.Timestamp
+			in.startedAt = &t
+		}
+		in.unreachableSince = time.Time{}
+	case task.Unreachable:
+		if in.unreachableSince.IsZero() {
+			in.unreachableSince = s.cfg.Clock.Now()
+		}
+	}
+	return observed{}
 }
 
 // publishUpdateLocked sends status_update_event and instance_changed_event for an update.
