@@ -18,8 +18,8 @@ import (
 )
 
 // kill-leader-mid-upgrade: a rolling upgrade of an app of 3 health-checked instances
-// (minimumHealthCapacity 0.5, maximumOverCapacity 0) is under way when the leader is killed -9;
-// it is restarted 4 s later.
+// (minimumHealthCapacity 0.5, maximumOverCapacity 0) is under way — 1 to 3 moves made, as the
+// seed picks — when the leader is killed -9; it is restarted 4 s later.
 //
 // Invariant, sampled on what really runs (containerd, and the instances' own /health) every
 // 500 ms through the failover: at most 3 containers of the app run, at least 2 of its instances
@@ -216,29 +216,36 @@ func killLeaderMidUpgrade(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	upgraded := time.Now()
 	c.Event("upgrade %s to v2: deployment %s", upgradeApp, dep.DeploymentID)
 
-	// Under way: an old instance is being killed or a new one was launched, as the agents see it.
+	// Under way: the seed picks after how many moves (old instances being killed, new ones
+	// launched, as the agents see them) the leader goes: 1 to 3 of the upgrade's 6.
+	moves := 1 + rng.IntN(3)
 	var underWay string
-	for deadline := time.Now().Add(60 * time.Second); underWay == ""; time.Sleep(50 * time.Millisecond) {
+	seen := map[string]string{}
+	for deadline := time.Now().Add(60 * time.Second); len(seen) < moves; time.Sleep(50 * time.Millisecond) {
 		for _, a := range c.Agents {
 			var tasks []api.Task
 			if c.Agent(a, "/v1/tasks", &tasks) != nil {
 				continue
 			}
 			for _, tk := range tasks {
-				if !strings.HasPrefix(tk.Info.TaskID, upgradeTaskPfx) {
+				if !strings.HasPrefix(tk.Info.TaskID, upgradeTaskPfx) || seen[tk.Info.TaskID] != "" {
 					continue
 				}
 				switch {
 				case tk.Info.Env["CHAOS_VERSION"] == "v2":
-					underWay = fmt.Sprintf("new instance %s launched on %s (%s)", tk.Info.TaskID, a.Name, tk.Status.State)
+					seen[tk.Info.TaskID] = fmt.Sprintf("new instance %s launched on %s", tk.Info.TaskID, a.Name)
 				case tk.Status.State == "TASK_KILLING" || tk.Status.State.IsTerminal():
-					underWay = fmt.Sprintf("old instance %s on %s %s", tk.Info.TaskID, a.Name, tk.Status.State)
+					seen[tk.Info.TaskID] = fmt.Sprintf("old instance %s on %s %s", tk.Info.TaskID, a.Name, tk.Status.State)
+				default:
+					continue
 				}
+				c.Event("move %d: %s", len(seen), seen[tk.Info.TaskID])
+				underWay = fmt.Sprintf("%d moves in (%s)", len(seen), seen[tk.Info.TaskID])
 			}
 		}
 		if time.Now().After(deadline) {
 			stopSampling()
-			t.Fatalf("the upgrade of %s did not start within 60s", upgradeApp)
+			t.Fatalf("the upgrade of %s made %d of %d moves within 60s", upgradeApp, len(seen), moves)
 		}
 	}
 	c.Event("under way: %s", underWay)
@@ -294,7 +301,7 @@ func killLeaderMidUpgrade(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	}
 	return []string{
 		fmt.Sprintf("invariant: containers ≤ %d and /health 200 ≥ %d at every sample", upgradeMaxRun, upgradeMinHealth),
-		fmt.Sprintf("leader %s killed when %s", l.Name, underWay),
+		fmt.Sprintf("leader %s killed %s", l.Name, underWay),
 		fmt.Sprintf("recovery %.1fs", rec.Seconds()),
 		fmt.Sprintf("upgrade done in %.1fs (bound %s)", done.Seconds(), upgradeBound),
 		fmt.Sprintf("upgrade samples %d (max gap %dms, %d without every agent's list), max containers %d, min healthy %d", len(samples), maxGap.Milliseconds(), incomplete, maxRun, minHealthy),
