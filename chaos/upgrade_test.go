@@ -240,7 +240,7 @@ func killLeaderMidUpgrade(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 					continue
 				}
 				c.Event("move %d: %s", len(seen), seen[tk.Info.TaskID])
-				underWay = fmt.Sprintf("%d moves in (%s)", len(seen), seen[tk.Info.TaskID])
+				underWay = fmt.Sprintf("after move %d: %s", len(seen), seen[tk.Info.TaskID])
 			}
 		}
 		if time.Now().After(deadline) {
