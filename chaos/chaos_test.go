@@ -321,6 +321,9 @@ func run(t *testing.T, s scenario, rng *rand.Rand) {
 	figures := s.fault(t, c, rng)
 	time.Sleep(5 * time.Second) // the workload goes on after the healing
 	v := &Verdict{Scenario: s.name, Figures: figures}
+	if t.Failed() {
+		v.fail("the scenario's own checks failed (errors above)")
+	}
 	w.Check(t, v, 120*time.Second)
 	fmt.Println(v.Line()) // make chaos shows these lines
 	if len(v.Failures) > 0 {

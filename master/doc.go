@@ -23,7 +23,10 @@
 // Scheduling (scheduler.go): the leader's state is memory rebuilt each term. Frameworks come
 // from the replicated registry (NamespaceFrameworks), disconnected until they subscribe again;
 // agents from theirs (NamespaceAgents), "recovered" until they register again or are asked;
-// tasks from what agents report — agents are the truth. Calls, agent registrations and status
+// tasks from what agents report — agents are the truth. Until an agent has registered with this
+// leader, a reconciliation question about a task the leader does not know, or a kill of one,
+// waits for it (answered, or sent, when it registers or is declared unreachable): answered at
+// once, a framework would write off a task that still runs. Calls, agent registrations and status
 // updates change the state under one mutex and never block there: calls to agents and registry
 // writes run in goroutines, events queue on sessions. Allocation cycles run on a timer and after
 // events (batched); liveness, offer timeouts and failover timeouts run on the timer.

@@ -119,9 +119,9 @@ type schedTerm struct {
 	tasks      map[string]*taskEntry
 	byAgent    map[string]map[string]*taskEntry // agent id → its tasks; kept by putTask and dropTask
 	ended      []string                         // ids of ended tasks kept for listing, oldest first
-	// waiting holds explicit reconciliation questions about tasks on agents that have not
-	// registered with this leader yet ("" : on no agent named), answered when they do or when
-	// they are declared unreachable.
+	// waiting holds explicit reconciliation questions about, and kills of, tasks on agents that
+	// have not registered with this leader yet ("" : on no agent named), answered (or sent)
+	// when they do or when they are declared unreachable.
 	waiting map[string][]waitingQuery
 }
 
@@ -180,6 +180,7 @@ type taskEntry struct {
 
 type waitingQuery struct {
 	fwID, taskID, agentID string
+	kill                  *api.KillTask // a kill, not a question
 }
 
 func newScheduler(m *Master, cfg SchedulerConfig) (*scheduler, error) {

@@ -295,9 +295,9 @@ func (s *scheduler) removeAgentLocked(t *schedTerm, e *agentEntry, now time.Time
 	s.proposeLocked(t, raft.Command{Namespace: NamespaceAgents, Type: "agent.remove", Data: []byte(e.info.ID)})
 }
 
-// answerWaitingLocked answers the reconciliation questions held for an agent, now that it has
-// registered or been declared unreachable; questions that named no agent are answered once no
-// agent is left to hear from.
+// answerWaitingLocked answers the reconciliation questions, and sends the kills, held for an
+// agent, now that it has registered or been declared unreachable; those that named no agent
+// once no agent is left to hear from.
 func (s *scheduler) answerWaitingLocked(t *schedTerm, agentID string, now time.Time) {
 	qs := t.waiting[agentID]
 	delete(t.waiting, agentID)
@@ -306,7 +306,14 @@ func (s *scheduler) answerWaitingLocked(t *schedTerm, agentID string, now time.T
 		delete(t.waiting, "")
 	}
 	for _, q := range qs {
-		s.reconcileOneLocked(t, t.frameworks[q.fwID], api.ReconcileTask{TaskID: q.taskID, AgentID: q.agentID}, now)
+		fw := t.frameworks[q.fwID]
+		if q.kill != nil {
+			if fw != nil { // a framework removed meanwhile had its tasks killed already
+				s.killLocked(t, fw, *q.kill, now)
+			}
+			continue
+		}
+		s.reconcileOneLocked(t, fw, api.ReconcileTask{TaskID: q.taskID, AgentID: q.agentID}, now)
 	}
 }
 

@@ -564,10 +564,23 @@ func (s *scheduler) launchLocked(t *schedTerm, ag api.Agent, e *taskEntry) {
 }
 
 // killLocked kills a task of the framework. A task the master does not know is answered with
-// TASK_UNKNOWN (partition-aware frameworks) or TASK_LOST, so a framework is never left waiting.
+// TASK_UNKNOWN (partition-aware frameworks) or TASK_LOST, so a framework is never left waiting
+// — once the master can know: while the agent it may be on has not registered with this
+// leader, the kill waits for it (killed if the agent lists the task, answered if not), as a
+// reconciliation question does. Answered at once, a task that runs there would be written off
+// by its framework and then found running, owned by nothing.
 func (s *scheduler) killLocked(t *schedTerm, fw *fwEntry, k api.KillTask, now time.Time) {
 	e := t.tasks[k.TaskID]
 	if e == nil || e.info.FrameworkID != fw.info.ID {
+		if e == nil && t.mayHaveLocked(k.AgentID) {
+			t.waiting[k.AgentID] = append(t.waiting[k.AgentID], waitingQuery{fwID: fw.info.ID, taskID: k.TaskID, agentID: k.AgentID, kill: &k})
+			return
+		}
+		if ag := t.agents[k.AgentID]; e == nil && ag != nil && ag.state == agentUnreachable {
+			s.tellLocked(t, fw.info.ID, api.TaskStatus{TaskID: k.TaskID, FrameworkID: fw.info.ID, AgentID: k.AgentID, State: task.Unreachable,
+				Reason: task.ReasonReconciliation, Source: task.SourceMaster, Message: "its agent is unreachable", Timestamp: now})
+			return
+		}
 		state := task.Lost
 		if fw.partitionAware() {
 			state = task.Unknown
@@ -635,6 +648,16 @@ func (s *scheduler) reconcileLocked(t *schedTerm, fw *fwEntry, tasks []api.Recon
 	}
 }
 
+// mayHaveLocked says whether a task this leader does not know may still be on the agent (or,
+// with no agent named, on any agent): one that has not registered with this leader yet.
+func (t *schedTerm) mayHaveLocked(agentID string) bool {
+	if agentID == "" {
+		return t.anyRecovered()
+	}
+	ag := t.agents[agentID]
+	return ag != nil && ag.state == agentRecovered
+}
+
 func reconciledAnswer(st api.TaskStatus) api.TaskStatus {
 	st = reconciled(st)
 	st.Reason = task.ReasonReconciliation
@@ -652,9 +675,7 @@ func (s *scheduler) reconcileOneLocked(t *schedTerm, fw *fwEntry, q api.Reconcil
 		return
 	}
 	ag := t.agents[q.AgentID]
-	switch {
-	case q.AgentID != "" && ag != nil && ag.state == agentRecovered,
-		q.AgentID == "" && t.anyRecovered():
+	if t.mayHaveLocked(q.AgentID) {
 		t.waiting[q.AgentID] = append(t.waiting[q.AgentID], waitingQuery{fwID: fw.info.ID, taskID: q.TaskID, agentID: q.AgentID})
 		return
 	}

@@ -557,8 +557,39 @@ func TestNewLeaderRebuildsFromAgents(t *testing.T) {
 	}
 }
 
+// TestKillWaitsForTheAgentAfterFailover: a kill of a task on an agent that has not registered
+// with a new leader yet is not answered "unknown" (the framework would write off a task that
+// still runs): it waits for the agent, and kills the task once the agent lists it.
+func TestKillWaitsForTheAgentAfterFailover(t *testing.T) {
+	pa := []string{api.CapabilityPartitionAware}
+	e := newSchedEnv(t, nil)
+	agentID := e.sim.register(t, "", "host-a", agentRes)
+	ss := e.subscribe(api.FrameworkInfo{Name: "fw", FailoverTimeout: 3600, Capabilities: pa})
+	o := expectOffer(t, ss)
+	if err := ss.Accept([]string{o.ID}, launch(sleepTask("t1", 1, 128)), nil); err != nil {
+		t.Fatal(err)
+	}
+	expectUpdate(t, ss, "t1", task.Running)
+	e.restart()
+
+	back := e.subscribe(api.FrameworkInfo{ID: ss.FrameworkID(), Name: "fw", FailoverTimeout: 3600, Capabilities: pa})
+	for _, id := range []string{"t1", "ghost"} {
+		if err := back.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: id, AgentID: agentID}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectNone(t, back, "an answer before the agent registered", func(ev api.Event) bool { return ev.Type == api.EventUpdate })
+	if e.sim.killed("t1") {
+		t.Fatal("t1 killed before its agent registered")
+	}
+	e.sim.register(t, agentID, "host-a", agentRes)
+	waitUntil(t, "t1 killed once its agent registered", 5*time.Second, func() bool { return e.sim.killed("t1") })
+	expectUpdate(t, back, "ghost", task.Unknown)
+}
+
 // TestAgentThatDoesNotComeBackAfterFailover: an agent of the registry that does not register
-// with a new leader in time is unreachable, and questions about its tasks are answered so.
+// with a new leader in time is unreachable, and questions about its tasks (and kills of them)
+// are answered so.
 func TestAgentThatDoesNotComeBackAfterFailover(t *testing.T) {
 	e := newSchedEnv(t, func(c *SchedulerConfig) { c.AgentReregisterTimeout = time.Minute })
 	agentID := e.sim.register(t, "", "host-a", agentRes)
@@ -568,9 +599,13 @@ func TestAgentThatDoesNotComeBackAfterFailover(t *testing.T) {
 	if err := back.Call(api.Call{Type: api.CallReconcile, Reconcile: &api.Reconcile{Tasks: []api.ReconcileTask{{TaskID: "t9", AgentID: agentID}}}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := back.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: "t8", AgentID: agentID}}); err != nil {
+		t.Fatal(err)
+	}
 	e.clock.Advance(time.Minute)
 	e.step()
 	expectUpdate(t, back, "t9", task.Unreachable)
+	expectUpdate(t, back, "t8", task.Unreachable)
 }
 
 // TestResourcesOfTasksWithoutAFrameworkAreNotOffered: what an operator's task on an agent's own

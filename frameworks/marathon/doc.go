@@ -20,7 +20,14 @@
 //     killSelection, rolling upgrades within upgradeStrategy), kills what the plan says, and
 //     starts instances into offers that fit (resources, ports, constraints). An instance is
 //     written to the store before its task is launched and deleted once the task has ended, so
-//     a new leader neither doubles nor forgets one; it reconciles every instance it loads.
+//     a new leader neither doubles nor forgets one; it reconciles every instance it loads. A
+//     kill is recorded (the instance's Killing) before it is sent, for the same reason.
+//
+//   - After a failover (or a restart of the framework) instances load with their last record
+//     and unknown state and health: an app gets no move — no kill, no launch — until the
+//     master has answered for each of its instances (asked again every 10 s). Then an instance
+//     whose health is still unknown counts as not healthy for minimumHealthCapacity, yet is
+//     not killed as an unhealthy one; the deployment goes on from where it was.
 //
 //   - An instance that ends on its own is replaced after backoffSeconds × backoffFactor^n (at
 //     most maxLaunchDelaySeconds); the backoff starts over once an instance has run (healthy)

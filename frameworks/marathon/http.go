@@ -408,6 +408,7 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, force 
 		s.mu.Unlock()
 		return nil, res, errNotReady
 	}
+	var kills []api.KillTask
 	for _, id := range ids {
 		in := st.instances[id]
 		if in == nil {
@@ -420,11 +421,27 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, force 
 		in.rec.Killing = true
 		st.touch(in.rec.AppID)
 		c.put(instanceKey(id), in.rec)
-		st.ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: id, AgentID: in.rec.AgentID}})
+		kills = append(kills, api.KillTask{TaskID: id, AgentID: in.rec.AgentID})
 	}
 	s.mu.Unlock()
+	// Recorded before sent, as the planner's kills are: a new leader knows of every kill.
+	if err := commit(ctx, s.store, c); err != nil {
+		s.mu.Lock()
+		if s.st == st {
+			for _, k := range kills {
+				if in := st.instances[k.TaskID]; in != nil {
+					in.rec.Killing = false
+				}
+			}
+		}
+		s.mu.Unlock()
+		return out, res, err
+	}
+	for _, k := range kills {
+		st.ss.Call(api.Call{Type: api.CallKill, Kill: &k})
+	}
 	s.poke()
-	return out, res, commit(ctx, s.store, c)
+	return out, res, nil
 }
 
 // deploy makes a change of apps and answers with its deployment (or why not).

@@ -8,12 +8,18 @@ import (
 
 // PlanInstance is what the planner needs of one instance of an app.
 type PlanInstance struct {
-	ID       string
-	New      bool // of the app's current version
-	Running  bool // its task runs
-	Healthy  bool // running, and healthy (and ready) if the app checks health
-	Killing  bool // asked to stop; it still takes room until it has ended
-	StagedAt time.Time
+	ID      string
+	New     bool // of the app's current version
+	Running bool // its task runs
+	Healthy bool // running, and healthy (and ready) if the app checks health
+	// HealthUnknown: it runs, but no health check has spoken yet. It does not count as
+	// healthy, nor is it killed as an unhealthy one: it may well be healthy.
+	HealthUnknown bool
+	// Unreconciled: loaded by a new leader (or a restarted framework) and not reconciled since:
+	// whether it runs, and how healthy it is, are unknown. Its app gets no move until it is.
+	Unreconciled bool
+	Killing      bool // asked to stop; it still takes room until it has ended
+	StagedAt     time.Time
 }
 
 // Plan is what to do now: instances to kill and how many new ones to start.
@@ -30,6 +36,10 @@ type Plan struct {
 //   - never more than floor((1 + maximumOverCapacity) × target) instances in all, counting
 //     those still being killed;
 //   - a new instance counts only once healthy;
+//   - an instance of unknown health counts as not healthy, yet is killed only as a healthy one
+//     would be (it may be healthy);
+//   - nothing at all while an instance is unreconciled (after a failover): what it is, and
+//     so what either bound allows, is unknown;
 //   - when the two bounds leave no room at all (minimumHealthCapacity 1 with
 //     maximumOverCapacity 0), one old instance is killed to make some, as Marathon does.
 //
@@ -39,6 +49,11 @@ type Plan struct {
 // Called again whenever anything changed, it returns the next moves; a finished app gets an
 // empty plan.
 func PlanApp(target int, strat UpgradeStrategy, killSelection string, insts []PlanInstance) Plan {
+	for _, in := range insts {
+		if in.Unreconciled {
+			return Plan{}
+		}
+	}
 	var old, nw []PlanInstance
 	total := len(insts)
 	dying, oldDying := 0, 0 // instances being killed; they take room until they have ended
@@ -80,13 +95,15 @@ func PlanApp(target int, strat UpgradeStrategy, killSelection string, insts []Pl
 		}
 	}
 	// Old instances go, unhealthy ones first (they hold nothing up), as long as enough healthy
-	// ones stay; all of them once the new ones are enough.
+	// ones stay; all of them once the new ones are enough. One of unknown health is spared as
+	// a healthy one is.
 	ordered := orderForKill(old, killSelection)
-	sort.SliceStable(ordered, func(i, j int) bool { return !ordered[i].Healthy && ordered[j].Healthy })
+	mayBeHealthy := func(in PlanInstance) bool { return in.Healthy || in.HealthUnknown }
+	sort.SliceStable(ordered, func(i, j int) bool { return !mayBeHealthy(ordered[i]) && mayBeHealthy(ordered[j]) })
 	canLose := healthy - minHealthy
 	killed := 0
 	for _, in := range ordered {
-		if in.Healthy {
+		if mayBeHealthy(in) {
 			if canLose <= 0 {
 				break
 			}

@@ -141,3 +141,36 @@ func TestScaleUpAndDown(t *testing.T) {
 		t.Fatalf("with one being killed: %+v", p)
 	}
 }
+
+// TestUnknownIsNeitherHealthyNorKilledAsUnhealthy: an unreconciled instance stops every move of
+// its app; an instance of unknown health is not counted healthy, and not killed as unhealthy.
+func TestUnknownIsNeitherHealthyNorKilledAsUnhealthy(t *testing.T) {
+	strat := UpgradeStrategy{MinimumHealthCapacity: 0.5, MaximumOverCapacity: 0}
+	at := func(i int) time.Time { return time.Unix(int64(i), 0) }
+	for _, c := range []struct {
+		name  string
+		insts []PlanInstance
+		want  string
+	}{
+		{"unreconciled old and new", []PlanInstance{
+			{ID: "o1", Unreconciled: true, StagedAt: at(1)}, {ID: "o2", Running: true, Healthy: true, StagedAt: at(2)},
+			{ID: "n1", New: true, Unreconciled: true, StagedAt: at(3)},
+		}, "{Kill:[] Start:0}"},
+		{"one unreconciled, room to start", []PlanInstance{{ID: "n1", New: true, Unreconciled: true}}, "{Kill:[] Start:0}"},
+		{"unknown health is spared while too few are healthy", []PlanInstance{
+			{ID: "o1", Running: true, Healthy: true, StagedAt: at(1)}, {ID: "o2", Running: true, HealthUnknown: true, StagedAt: at(2)},
+			{ID: "n1", New: true, Running: true, HealthUnknown: true, StagedAt: at(3)},
+		}, "{Kill:[] Start:0}"},
+		{"known unhealthy goes first, unknown after", []PlanInstance{
+			{ID: "o1", Running: true, Healthy: true, StagedAt: at(1)}, {ID: "o2", Running: true, HealthUnknown: true, StagedAt: at(2)},
+			{ID: "o3", Running: true, StagedAt: at(3)}, {ID: "n1", New: true, Running: true, Healthy: true, StagedAt: at(4)},
+			{ID: "n2", New: true, Running: true, Healthy: true, StagedAt: at(5)},
+		}, "{Kill:[o3 o2] Start:0}"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := fmt.Sprintf("%+v", PlanApp(3, strat, KillYoungestFirst, c.insts)); got != c.want {
+				t.Fatalf("got %s, want %s", got, c.want)
+			}
+		})
+	}
+}

@@ -61,6 +61,8 @@ type leaderState struct {
 	// with instances to start now, which offers are used for.
 	dirty   map[string]bool
 	waiting map[string]bool
+	// reconcileAsked is when the instances not reconciled yet were last asked about.
+	reconcileAsked time.Time
 }
 
 // touch marks an app to be planned at the next step.
@@ -80,11 +82,15 @@ type appState struct {
 }
 
 type instance struct {
-	rec              InstanceRecord
-	state            task.State
-	healthy          *bool
-	ready            bool // its readiness checks passed (apps without any: never looked at)
-	probing          bool // a readiness probe runs for it
+	rec   InstanceRecord
+	state task.State
+	// reconciled: a status of its task came since this leader loaded it, or this leader
+	// launched it. Until then its state and health are unknown (what load sets is a
+	// placeholder), and nothing is decided for its app.
+	reconciled       bool
+	healthy          *bool // nil: no health check result yet
+	ready            bool  // its readiness checks passed (apps without any: never looked at)
+	probing          bool  // a readiness probe runs for it
 	message          string
 	startedAt        *time.Time
 	unreachableSince time.Time
@@ -175,11 +181,14 @@ func (s *Service) Run(ctx context.Context) error {
 		s.st = nil
 		s.mu.Unlock()
 	}()
+	// Every instance loaded is unknown until the master answers for its task: its app waits
+	// for that (planLocked), and the question is asked again until it is answered.
 	var known []api.ReconcileTask
 	for _, in := range st.instances {
 		known = append(known, api.ReconcileTask{TaskID: in.rec.ID, AgentID: in.rec.AgentID})
 	}
 	if len(known) > 0 {
+		st.reconcileAsked = s.cfg.Clock.Now()
 		if err := ss.Call(api.Call{Type: api.CallReconcile, Reconcile: &api.Reconcile{Tasks: known}}); err != nil {
 			return err
 		}
@@ -213,8 +222,7 @@ func (s *Service) load(ss *master.Session) (*leaderState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &leaderState{ss: ss, apps: map[string]*appState{}, instances: map[string]*instance{}, byApp: map[string]map[string]*instance{}, deployments: map[string]*Deployment{}, groups: map[string]groupRecord{},
-		dirty: map[string]bool{}, waiting: map[string]bool{}}
+	st := newLeaderState(ss)
 	var bad error
 	v.List(Namespace, "app/", func(_ string, data []byte) bool {
 		var as *appState
@@ -226,7 +234,7 @@ func (s *Service) load(ss *master.Session) (*leaderState, error) {
 	v.List(Namespace, "instance/", func(_ string, data []byte) bool {
 		var rec InstanceRecord
 		if bad = json.Unmarshal(data, &rec); bad == nil {
-			st.add(&instance{rec: rec, state: task.Staging})
+			st.add(&instance{rec: rec, state: task.Staging}) // not reconciled: unknown until the master answers
 			if st.apps[rec.AppID] == nil {
 				// Its app was deleted before the last leader could stop it.
 				st.apps[rec.AppID] = &appState{app: App{ID: rec.AppID}, deleted: true}
@@ -252,6 +260,11 @@ func (s *Service) load(ss *master.Session) (*leaderState, error) {
 		return nil, fmt.Errorf("marathon: load: %w", bad)
 	}
 	return st, nil
+}
+
+func newLeaderState(ss *master.Session) *leaderState {
+	return &leaderState{ss: ss, apps: map[string]*appState{}, instances: map[string]*instance{}, byApp: map[string]map[string]*instance{},
+		deployments: map[string]*Deployment{}, groups: map[string]groupRecord{}, dirty: map[string]bool{}, waiting: map[string]bool{}}
 }
 
 func appStateOf(data []byte) (*appState, error) {
@@ -291,8 +304,8 @@ func (s *Service) handle(ctx context.Context, ev api.Event) {
 	}
 }
 
-// update takes a task's status update: the instance's state changes; an ended instance is
-// forgotten (and replaced, with backoff, if nobody asked it to stop).
+// update takes a task's status update (observeLocked), then acknowledges it, kills a task no
+// instance owns, and forgets an instance that ended.
 func (s *Service) update(ctx context.Context, st api.TaskStatus) {
 	s.mu.Lock()
 	state := s.st
@@ -301,59 +314,70 @@ func (s *Service) update(ctx context.Context, st api.TaskStatus) {
 		return
 	}
 	ss := state.ss
-	in := state.instances[st.TaskID]
-	var forget *change
-	if in != nil {
-		s.publishUpdateLocked(in, st)
-		state.touch(in.rec.AppID)
-	}
-	switch {
-	case in == nil:
-		if !st.State.IsTerminal() && st.State != task.Unknown {
-			s.logger.Warn("killing a task no instance owns", "task", st.TaskID)
-			ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: st.TaskID, AgentID: st.AgentID}})
-		}
-	case st.State.IsTerminal() || st.State == task.Unknown:
-		state.remove(st.TaskID)
-		forget = &change{}
-		forget.del(instanceKey(st.TaskID))
-		as := state.apps[in.rec.AppID]
-		if as != nil && !in.rec.Killing {
-			s.failedLocked(as, in, st)
-		}
-	default:
-		in.state, in.message = st.State, st.Message
-		if st.Healthy != nil {
-			h := *st.Healthy
-			if in.healthy == nil || *in.healthy != h {
-				s.bus.publish(EventHealthChanged, map[string]any{"appId": in.rec.AppID, "taskId": in.rec.ID, "instanceId": in.rec.ID, "version": in.rec.Version, "alive": h})
-			}
-			in.healthy = &h
-		}
-		switch st.State {
-		case task.Running:
-			if in.startedAt == nil {
-				t := st.Timestamp
-				in.startedAt = &t
-			}
-			in.unreachableSince = time.Time{}
-		case task.Unreachable:
-			if in.unreachableSince.IsZero() {
-				in.unreachableSince = s.cfg.Clock.Now()
-			}
-		}
-	}
+	o := s.observeLocked(state, st)
 	s.mu.Unlock()
+	if o.killUnowned {
+		s.logger.Warn("killing a task no instance owns", "task", st.TaskID)
+		ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: st.TaskID, AgentID: st.AgentID}})
+	}
 	if st.UUID != "" {
 		if err := ss.Acknowledge(st); err != nil {
 			s.logger.Warn("acknowledge", "task", st.TaskID, "err", err)
 		}
 	}
-	if forget != nil {
+	if o.forget {
+		forget := &change{}
+		forget.del(instanceKey(st.TaskID))
 		if err := commit(ctx, s.store, forget); err != nil {
 			s.logger.Warn("forget an ended instance", "instance", st.TaskID, "err", err)
 		}
 	}
+}
+
+// observed is what a status update leaves to do outside the lock.
+type observed struct {
+	killUnowned bool // no instance owns the task, which has not ended: kill it
+	forget      bool // the instance ended: delete its record
+}
+
+// observeLocked takes a status update into the state, without I/O: the instance's state and
+// health change, and it is reconciled; an ended instance is forgotten (and replaced, with
+// backoff, if nobody asked it to stop).
+func (s *Service) observeLocked(state *leaderState, st api.TaskStatus) observed {
+	in := state.instances[st.TaskID]
+	if in == nil {
+		return observed{killUnowned: !st.State.IsTerminal() && st.State != task.Unknown}
+	}
+	s.publishUpdateLocked(in, st)
+	state.touch(in.rec.AppID)
+	if st.State.IsTerminal() || st.State == task.Unknown {
+		state.remove(st.TaskID)
+		if as := state.apps[in.rec.AppID]; as != nil && !in.rec.Killing {
+			s.failedLocked(as, in, st)
+		}
+		return observed{forget: true}
+	}
+	in.state, in.message, in.reconciled = st.State, st.Message, true
+	if st.Healthy != nil {
+		h := *st.Healthy
+		if in.healthy == nil || *in.healthy != h {
+			s.bus.publish(EventHealthChanged, map[string]any{"appId": in.rec.AppID, "taskId": in.rec.ID, "instanceId": in.rec.ID, "version": in.rec.Version, "alive": h})
+		}
+		in.healthy = &h
+	}
+	switch st.State {
+	case task.Running:
+		if in.startedAt == nil {
+			t := st.Timestamp
+			in.startedAt = &t
+		}
+		in.unreachableSince = time.Time{}
+	case task.Unreachable:
+		if in.unreachableSince.IsZero() {
+			in.unreachableSince = s.cfg.Clock.Now()
+		}
+	}
+	return observed{}
 }
 
 // publishUpdateLocked sends status_update_event and instance_changed_event for an update.
@@ -482,8 +506,24 @@ func LaunchDelay(a App, failures int) time.Duration {
 	return time.Duration(d * float64(time.Second))
 }
 
-// step plans every app: kills now, starts when offers come; finishes deployments; suppresses
-// offers when nothing waits and revives them when something does.
+// reconcileRetry is how long instances may stay unreconciled before they are asked about
+// again (an answer lost with a subscription, a master that held the question).
+const reconcileRetry = 10 * time.Second
+
+// stepMoves is what a planning step decided to do outside the lock, in this order: record (the
+// kills decided, deployments advanced or finished) through raft, then send the kills — so a
+// new leader knows of every kill sent — then revive or suppress offers, and ask again about
+// instances still not reconciled.
+type stepMoves struct {
+	record           *change
+	kills            []api.KillTask
+	killing          []string // instances this step marked Killing (unmarked if the record fails)
+	revive, suppress bool
+	reconcile        []api.ReconcileTask
+}
+
+// step plans every app (planLocked) and does what it decided: kills now, starts when offers
+// come.
 func (s *Service) step(ctx context.Context, full bool) {
 	s.mu.Lock()
 	state := s.st
@@ -491,8 +531,53 @@ func (s *Service) step(ctx context.Context, full bool) {
 		s.mu.Unlock()
 		return
 	}
-	now := s.cfg.Clock.Now()
-	done := &change{}
+	mv := s.planLocked(ctx, state, s.cfg.Clock.Now(), full)
+	s.mu.Unlock()
+	if err := commit(ctx, s.store, mv.record); err != nil {
+		// Not recorded, so not sent: a kill a new leader did not know of would look to it like
+		// an instance that failed. The next step decides again.
+		s.logger.Warn("record kills and finished deployments; nothing killed", "err", err)
+		s.mu.Lock()
+		if s.st == state {
+			for _, id := range mv.killing {
+				if in := state.instances[id]; in != nil {
+					in.rec.Killing = false
+					state.touch(in.rec.AppID)
+				}
+			}
+		}
+		s.mu.Unlock()
+		mv.kills = nil
+	}
+	for _, k := range mv.kills {
+		if err := state.ss.Call(api.Call{Type: api.CallKill, Kill: &k}); err != nil {
+			s.logger.Warn("kill", "instance", k.TaskID, "err", err)
+		}
+	}
+	switch {
+	case mv.revive:
+		state.ss.Call(api.Call{Type: api.CallRevive})
+	case mv.suppress:
+		state.ss.Call(api.Call{Type: api.CallSuppress})
+	}
+	if len(mv.reconcile) > 0 {
+		s.logger.Info("instances not reconciled yet; asking the master again", "instances", len(mv.reconcile))
+		if err := state.ss.Call(api.Call{Type: api.CallReconcile, Reconcile: &api.Reconcile{Tasks: mv.reconcile}}); err != nil {
+			s.logger.Warn("reconcile", "err", err)
+		}
+	}
+}
+
+// planLocked plans every app (all of them when full, else those touched since): decides the
+// kills and how many instances each app waits for (as.want, started into offers by useOffer),
+// advances and finishes deployments, and says whether offers are wanted. It changes only the
+// state in memory; what to record and send is in the moves it answers. An app with an
+// instance not reconciled yet gets no move at all: after a failover an instance loads with its
+// state and health unknown, and neither a kill (is it healthy?) nor a launch (does it still
+// run?) can respect the upgrade strategy's bounds until the master has answered for it.
+func (s *Service) planLocked(ctx context.Context, state *leaderState, now time.Time, full bool) stepMoves {
+	mv := stepMoves{record: &change{}}
+	done := mv.record
 	apps := sortedKeys(state.dirty)
 	if full {
 		apps = sortedKeys(state.apps)
@@ -529,12 +614,14 @@ func (s *Service) step(ctx context.Context, full bool) {
 					// Expunged: forgotten; its task is killed should its agent come back.
 					state.remove(in.rec.ID)
 					done.del(instanceKey(in.rec.ID))
-					state.ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: in.rec.ID, AgentID: in.rec.AgentID}})
+					mv.kills = append(mv.kills, api.KillTask{TaskID: in.rec.ID, AgentID: in.rec.AgentID})
 				}
 				continue // inactive: it does not count, a replacement is started
 			}
 			isNew := in.rec.Version == as.configAt && !as.deleted
-			healthy := in.state == task.Running && (len(as.app.HealthChecks) == 0 || in.healthy != nil && *in.healthy)
+			running := in.state == task.Running
+			checked := len(as.app.HealthChecks) > 0
+			healthy := running && (!checked || in.healthy != nil && *in.healthy)
 			if isNew && healthy && len(as.app.ReadinessChecks) > 0 && !in.ready {
 				if !in.probing && !in.rec.Killing {
 					in.probing = true
@@ -543,9 +630,13 @@ func (s *Service) step(ctx context.Context, full bool) {
 				healthy = false // a new instance counts once it is ready
 			}
 			view = append(view, PlanInstance{
-				ID: in.rec.ID, New: isNew, Running: in.state == task.Running, Healthy: healthy,
+				ID: in.rec.ID, New: isNew, Running: running, Healthy: healthy,
+				HealthUnknown: running && checked && in.healthy == nil, Unreconciled: !in.reconciled,
 				Killing: in.rec.Killing, StagedAt: in.rec.StagedAt,
 			})
+			if !in.reconciled && !now.Before(state.reconcileAsked.Add(reconcileRetry)) {
+				mv.reconcile = append(mv.reconcile, api.ReconcileTask{TaskID: in.rec.ID, AgentID: in.rec.AgentID})
+			}
 		}
 		if as.failures > 0 {
 			for _, in := range insts {
@@ -561,13 +652,12 @@ func (s *Service) step(ctx context.Context, full bool) {
 			in := state.instances[id]
 			in.rec.Killing = true
 			done.put(instanceKey(id), in.rec)
-			kill := &api.KillTask{TaskID: id, AgentID: in.rec.AgentID}
+			kill := api.KillTask{TaskID: id, AgentID: in.rec.AgentID}
 			if g := as.app.TaskKillGracePeriodSeconds; g != nil {
 				kill.GracePeriodSeconds = *g
 			}
-			if err := state.ss.Call(api.Call{Type: api.CallKill, Kill: kill}); err != nil {
-				s.logger.Warn("kill", "instance", id, "err", err)
-			}
+			mv.kills = append(mv.kills, kill)
+			mv.killing = append(mv.killing, id)
 		}
 		as.want = p.Start
 		if as.want > 0 && !now.Before(as.delayUntil) {
@@ -578,6 +668,9 @@ func (s *Service) step(ctx context.Context, full bool) {
 		} else {
 			delete(state.waiting, appID)
 		}
+	}
+	if len(mv.reconcile) > 0 {
+		state.reconcileAsked = now
 	}
 	planned := map[string]bool{}
 	for _, id := range apps {
@@ -611,15 +704,12 @@ func (s *Service) step(ctx context.Context, full bool) {
 		// Something new waits: offers declined while nothing did (refused for a while) come
 		// back at once.
 		state.suppressed = false
-		state.ss.Call(api.Call{Type: api.CallRevive})
+		mv.revive = true
 	case !waiting && !state.suppressed:
 		state.suppressed = true
-		state.ss.Call(api.Call{Type: api.CallSuppress})
+		mv.suppress = true
 	}
-	s.mu.Unlock()
-	if err := commit(ctx, s.store, done); err != nil {
-		s.logger.Warn("record kills and finished deployments", "err", err)
-	}
+	return mv
 }
 
 // add puts an instance in the state.
@@ -777,7 +867,7 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 	s.mu.Lock()
 	if s.st == state {
 		for _, rec := range recs {
-			state.add(&instance{rec: rec, state: task.Staging})
+			state.add(&instance{rec: rec, state: task.Staging, reconciled: true}) // launched by this leader: the master knows it
 		}
 	}
 	s.mu.Unlock()
