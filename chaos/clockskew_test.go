@@ -71,7 +71,10 @@ func clockSkew(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	if handedAt.IsZero() {
 		t.Errorf("%s still leads 30 s after its clock went 90 s ahead", m.Name)
 	}
-	refusedLog := strings.Contains(m.Log(), "clock skewed: handing leadership")
+	// Its own word that it led skewed: only a leader whose clock disagrees hands over for it;
+	// "cron paused" is the batch framework refusing to fire on it.
+	handedLog := strings.Contains(m.Log(), "clock skewed: handing leadership")
+	pausedLog := strings.Contains(m.Log(), "cron paused")
 	// Hold the skew; ask the leader twice to step down: a master whose clock agrees is chosen.
 	for i := range 2 {
 		time.Sleep(8 * time.Second)
@@ -102,25 +105,34 @@ func clockSkew(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	w.stop()
 
 	r := w.result()
-	for _, v := range r.violations {
+	for i, v := range r.violations {
+		if i == 10 {
+			t.Errorf("clock-skew: ... and %d more violations", len(r.violations)-10)
+			break
+		}
 		t.Errorf("clock-skew: %s", v)
 	}
-	how := "refused to fire while it led skewed, and handed leadership over"
+	how := "seen leading skewed, its clock not trusted"
 	switch {
-	case r.ledSkewed == 0 && !refusedLog:
-		how = "never seen leading skewed (it handed leadership over before a sample, or was refused)"
-		if !handedAt.IsZero() && handedAt.Sub(stepped) > 5*time.Second {
-			t.Errorf("%s was not seen leading skewed, yet kept leadership %.1fs", m.Name, handedAt.Sub(stepped).Seconds())
-		}
+	case r.ledSkewed == 0 && !handedLog:
+		how = "never seen leading skewed, nor saying it handed over"
+		t.Errorf("%s led when its clock stepped, yet neither a sample nor its log shows it leading skewed", m.Name)
 	case r.ledSkewed == 0:
-		how = "handed leadership over (its log says so) before a sample saw it lead skewed"
+		how = "led skewed and handed over (its log) before a sample saw it"
+	}
+	if pausedLog {
+		how += "; its batch framework logged the pause"
+	}
+	handed := "never"
+	if !handedAt.IsZero() {
+		handed = fmt.Sprintf("%.1fs", handedAt.Sub(stepped).Seconds())
 	}
 	if r.gap > maxSaneGap {
 		t.Errorf("clock-skew: %s with no run while a sane leader led (at most %s)", r.gap.Round(100*time.Millisecond), maxSaneGap)
 	}
 	return []string{
 		fmt.Sprintf("%s led with its clock 90 s ahead: %s", m.Name, how),
-		fmt.Sprintf("seen leading skewed %d samples, handed over %.1fs after the step", r.ledSkewed, handedAt.Sub(stepped).Seconds()),
+		fmt.Sprintf("seen leading skewed %d samples, handed over %s after the step", r.ledSkewed, handed),
 		fmt.Sprintf("early runs %d, missed recorded before due %d (%d samples, %d runs seen)", r.early, r.missedEarly, r.samples, r.runs),
 		fmt.Sprintf("longest gap with no run under a sane leader %.1fs", r.gap.Seconds()),
 	}
@@ -237,7 +249,7 @@ func (w *skewWatch) sample() {
 			w.runAt[at] = true
 			w.mu.Unlock()
 			if at.After(seen) {
-				w.countEarly()
+				w.countEarly(r.ID)
 				w.violate("run-exists-"+r.ID, "run %s (due %s) existed at %s, %.1fs before it was due", r.ID, at.Format(time.TimeOnly), seen.Format(time.StampMilli), at.Sub(seen).Seconds())
 			}
 			if r.CreatedAt.Before(at) {
@@ -298,10 +310,13 @@ func (w *skewWatch) sample() {
 	w.mu.Unlock()
 }
 
-func (w *skewWatch) countEarly() {
+// countEarly counts a run seen before its due time, once.
+func (w *skewWatch) countEarly(id string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.early++
+	if !w.reported["run-exists-"+id] {
+		w.early++
+	}
 }
 
 // result is what the watch saw; the gap is the longest time between two consecutive runs'
