@@ -14,10 +14,9 @@ import (
 // fakeVerdict is a clock check a test sets: trusted or not, and counts how often it was asked
 // (each change of the framework asks once, before it decides).
 type fakeVerdict struct {
-	mu     sync.Mutex
-	v      master.ClockVerdict
-	asked  int
-	notify chan struct{}
+	mu    sync.Mutex
+	v     master.ClockVerdict
+	asked int
 }
 
 func (f *fakeVerdict) check() master.ClockVerdict {
