@@ -97,9 +97,11 @@ func NewShifted(base Clock, offset time.Duration) *Shifted {
 	return s
 }
 
-// Now is the base clock's time plus the offset. The result carries no monotonic reading, as a
-// wall clock read after a step would not agree with one: durations must be measured on the
-// base clock.
+// Now is the base clock's time plus the offset. The result carries no monotonic reading (Go
+// cannot move a time's wall clock without moving its monotonic one), so durations between two
+// readings across a step include the step: harsher than a real step, whose in-memory durations
+// Go measures on the monotonic clock, but what every time written down and read back sees.
+// Durations that must not see steps are measured on the base clock.
 func (s *Shifted) Now() time.Time {
 	return s.base.Now().Round(0).Add(time.Duration(s.offset.Load()))
 }
