@@ -178,3 +178,23 @@ func TestFutureCursorIsNotTrusted(t *testing.T) {
 		}
 	}
 }
+
+// TestLagHoldsRunsForTheSlowestAgreeingClock: when a peer whose clock agrees is behind this
+// master's, a due time fires only once it is due by that clock too.
+func TestLagHoldsRunsForTheSlowestAgreeingClock(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	fv := &fakeVerdict{v: master.ClockVerdict{Trusted: true, Lag: 400 * time.Millisecond}}
+	c := startSim(t, t.TempDir(), clk, finishAfter(time.Millisecond), func(s *Service) { s.checkClock = fv.check })
+	call(t, "POST", c.base+"/v1/jobs", everySecond, nil)
+	// Created at 12:00:00 here, 11:59:59.6 by the slowest agreeing clock: 12:00:00 is due next.
+	clk.Advance(200 * time.Millisecond) // 12:00:00.2 here, 11:59:59.8 by the slowest agreeing clock
+	fv.cycles(t, 3)
+	if rs := runs(t, c.base, "tick"); len(rs) != 0 {
+		t.Fatalf("a run before its due time by the lagging clock: %+v", rs)
+	}
+	clk.Advance(200 * time.Millisecond)
+	waitFor(t, "the run once due by every agreeing clock", func() bool { return len(runs(t, c.base, "tick")) == 1 })
+	if r := runs(t, c.base, "tick")[0]; !r.ScheduledAt.Equal(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) || r.CreatedAt.Before(*r.ScheduledAt) {
+		t.Fatalf("run %+v created before it was due", r)
+	}
+}
