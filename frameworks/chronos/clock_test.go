@@ -125,8 +125,17 @@ func TestFutureCursorIsNotTrusted(t *testing.T) {
 	}
 	c.stop()
 
+	// A leader that does not trust its own clock (it may be the one behind) changes nothing.
 	right := clock.NewFake(real0.Add(5 * time.Second))
-	c = startSim(t, dir, right, finishAfter(time.Millisecond))
+	fv := &fakeVerdict{v: master.ClockVerdict{Trusted: false, Reason: "test: not compared yet"}}
+	c = startSim(t, dir, right, finishAfter(time.Millisecond), func(s *Service) { s.checkClock = fv.check })
+	before := history(t, c.base, "tick").MissedCount
+	fv.cycles(t, 3)
+	if h := history(t, c.base, "tick"); h.MissedCount != before || before == 0 {
+		t.Fatalf("an untrusted leader withdrew missed records: %d, was %d", h.MissedCount, before)
+	}
+	fv.set(master.ClockVerdict{Trusted: true})
+	fv.cycles(t, 2)
 	h := history(t, c.base, "tick")
 	for _, m := range h.MissedRuns {
 		if m.ScheduledAt.After(right.Now()) {

@@ -41,9 +41,9 @@
 // that time is stamped by the proposing leader's own clock (raft.Txn.Time), so a leader
 // whose clock runs ahead would stamp its own wrong time into the log, and a log time only
 // shows that some leader's clock said so; it cannot tell which clock is right, only the
-// comparison with the peers can. A cursor found at load beyond the clock by more than the bound
-// (written by a leader whose clock ran ahead, undetected, or before every clock stepped back)
-// is not trusted: it moves back to now, the missed records of due times still to come are
+// comparison with the peers can. A cursor beyond a trusted clock by more than the bound
+// (written by a leader whose clock ran ahead, undetected, or before every clock stepped back),
+// found when a leader starts or its clock is trusted again, is not trusted: it moves back to now, the missed records of due times still to come are
 // withdrawn, and due times to come that already have a run keep it and do not run again —
 // else nothing would run until the clock caught up with that cursor.
 //

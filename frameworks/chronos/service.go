@@ -278,9 +278,6 @@ func (s *Service) newLeaderState(ss *master.Session, l *loaded) (*leaderState, *
 				c = now
 				fix.Put(cursorKey(id, sc.ID), c)
 			}
-			if c.After(now.Add(s.m.MaxClockSkew())) {
-				c = s.distrustCursor(js, sc.ID, c, l.runs[id], now, fix)
-			}
 			js.setCursor(sc.ID, c)
 		}
 		st.jobs[id] = js
@@ -304,13 +301,16 @@ func (s *Service) newLeaderState(ss *master.Session, l *loaded) (*leaderState, *
 	return st, fix
 }
 
-// distrustCursor moves back a schedule's cursor found beyond this leader's clock by more than
+// distrustCursorLocked moves back a schedule's cursor found beyond this leader's clock by more than
 // the masters' clocks may disagree: written by a leader whose clock ran ahead (or before every
 // clock stepped back), it would hold every run until the clock reaches it. The cursor becomes
 // now; the missed records of due times still to come are withdrawn (nothing can have been
 // missed before it was due), and the due times to come that already have a run are kept in
-// done, so that they do not run a second time. It answers the new cursor.
-func (s *Service) distrustCursor(js *jobState, sid string, c time.Time, runs []*Run, now time.Time, fix *raft.Batch) time.Time {
+// done, so that they do not run a second time. It is called only while the clock is trusted
+// (stepLocked): a leader whose own clock is behind must not take the others' cursors for
+// future ones.
+func (s *Service) distrustCursorLocked(js *jobState, sid string, now time.Time, w *work) {
+	c := js.cursors[sid]
 	kept := js.hist.MissedRuns[:0:0]
 	withdrawn := 0
 	for _, m := range js.hist.MissedRuns {
@@ -323,10 +323,10 @@ func (s *Service) distrustCursor(js *jobState, sid string, c time.Time, runs []*
 	if withdrawn > 0 {
 		js.hist.MissedRuns = kept
 		js.hist.MissedCount = max(js.hist.MissedCount-withdrawn, 0)
-		fix.Put(historyKey(js.job.ID), js.hist)
+		w.put(historyKey(js.job.ID), js.hist)
 	}
 	ran := 0
-	for _, r := range runs {
+	for _, r := range js.runs {
 		if r.ScheduleID == sid && r.ScheduledAt != nil && r.ScheduledAt.After(now) {
 			if js.done[sid] == nil {
 				js.done[sid] = map[int64]bool{}
@@ -338,8 +338,8 @@ func (s *Service) distrustCursor(js *jobState, sid string, c time.Time, runs []*
 	s.logger.Warn("a schedule's cursor is ahead of this leader's clock beyond --max-clock-skew (a leader's clock ran ahead); moved back to now",
 		"job", js.job.ID, "schedule", sid, "cursor", c.Format(time.RFC3339Nano), "now", now.Format(time.RFC3339Nano),
 		"missed_records_withdrawn", withdrawn, "future_runs_kept", ran)
-	fix.Put(cursorKey(js.job.ID, sid), now)
-	return now
+	js.setCursor(sid, now)
+	w.put(cursorKey(js.job.ID, sid), now)
 }
 
 func newJobState(j *Job, h *History) *jobState {
@@ -635,6 +635,9 @@ func (s *Service) stepLocked(st *leaderState, w *work, now time.Time) (wakeAt ti
 		for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
 			js := st.jobs[id]
 			for _, sc := range js.job.Schedules {
+				if js.cursors[sc.ID].After(now.Add(s.m.MaxClockSkew())) {
+					s.distrustCursorLocked(js, sc.ID, now, w)
+				}
 				if next := js.next[sc.ID]; !next.IsZero() && !next.After(now) {
 					s.dueLocked(st, js, js.plans[sc.ID], w, now)
 				}
