@@ -44,7 +44,8 @@
 // comparison with the peers can. A cursor beyond a trusted clock by more than the bound
 // (written by a leader whose clock ran ahead, undetected, or before every clock stepped back),
 // found when a leader starts or its clock is trusted again, is not trusted: it moves back to now, the missed records of due times still to come are
-// withdrawn, and due times to come that already have a run keep it and do not run again —
+// withdrawn, and due times to come that already have a run keep it and do not run again (every leader,
+// at load, holds any run due after its schedule's cursor as already done) —
 // else nothing would run until the clock caught up with that cursor.
 //
 // Daylight saving follows robfig/cron (as Kubernetes CronJob): a local time that does not exist

@@ -290,6 +290,14 @@ func (s *Service) newLeaderState(ss *master.Session, l *loaded) (*leaderState, *
 				continue
 			}
 			js.runs[r.ID] = r
+			if r.ScheduledAt != nil && r.ScheduledAt.After(js.cursors[r.ScheduleID]) {
+				// Due after its schedule's cursor yet run already: left by a cursor moved back
+				// (distrustCursorLocked) in an earlier term. It must not run again.
+				if js.done[r.ScheduleID] == nil {
+					js.done[r.ScheduleID] = map[int64]bool{}
+				}
+				js.done[r.ScheduleID][r.ScheduledAt.UnixNano()] = true
+			}
 			if r.Active() {
 				st.active[r] = true
 				if t := r.liveTask(); t != nil {
