@@ -33,6 +33,9 @@ type Node struct {
 	// DataDir is set for a node on its own small disk (Config.SmallDisk).
 	DataDir string
 
+	// clockFile holds a master's clock offset (agora master --chaos-clock-file).
+	clockFile string
+
 	bin  string
 	args []string
 	log  *containerdtest.Buffer
@@ -119,6 +122,32 @@ func (c *Cluster) KillTask(a *Node, taskID string) error {
 	return tk.Kill(ctx, syscall.SIGKILL)
 }
 
+// SetClockOffset sets a master's wall clock this far off the host's (--chaos-clock-file, read
+// again by the master every 200 ms); ClockOffset tells, from the master's own answer, how far
+// off it is now.
+func (n *Node) SetClockOffset(d time.Duration) error {
+	if n.clockFile == "" {
+		return fmt.Errorf("%s has no clock to shift", n.Name)
+	}
+	tmp := n.clockFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(d.String()+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, n.clockFile)
+}
+
+// ClockOffset is the master's clock minus the host's, from GET /v1/cluster/self, to within the
+// round trip.
+func (c *Cluster) ClockOffset(n *Node) (time.Duration, error) {
+	var self api.SelfInfo
+	sent := time.Now()
+	if err := c.get(n.HTTP+"/v1/cluster/self", &self); err != nil {
+		return 0, err
+	}
+	mid := sent.Add(time.Since(sent) / 2)
+	return time.Unix(0, self.TimeUnixNano).Sub(mid), nil
+}
+
 // Pause is SIGSTOP; Resume is SIGCONT.
 func (n *Node) Pause() error  { return n.signal(syscall.SIGSTOP) }
 func (n *Node) Resume() error { return n.signal(syscall.SIGCONT) }
@@ -188,9 +217,10 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 			n.DataDir = filepath.Join(dir, n.Name)
 			mountTmpfs(t, n.DataDir, "64m")
 		}
+		n.clockFile = filepath.Join(dir, n.Name+".clock-offset")
 		n.args = []string{"--log-level", "warn", "master", "--data-dir", filepath.Join(dir, n.Name), "--bind", port(), "--gossip", n.Gossip,
 			"--http", strings.TrimPrefix(n.HTTP, "http://"), "--bootstrap-expect", "3", "--allocation-interval", "200ms",
-			"--agent-reregister-timeout", "20s", "--cluster-secret-file", secretFile, "--chaos-faults"}
+			"--agent-reregister-timeout", "20s", "--cluster-secret-file", secretFile, "--chaos-faults", "--chaos-clock-file", n.clockFile}
 		for _, g := range gossips {
 			if g != n.Gossip {
 				n.args = append(n.args, "--join", g)

@@ -15,7 +15,7 @@ import (
 type Config struct {
 	Master *master.Master
 	Logger *slog.Logger
-	Clock  clock.Clock // default: real time
+	Clock  clock.Clock // default: the master's (master.Config.Clock)
 	// Name and Role it registers with (default: the framework's own name, and "*");
 	// FailoverTimeout is how long the master keeps its tasks while it is away (a leader change),
 	// default a week.
@@ -36,7 +36,7 @@ func (c Config) WithDefaults(name string) (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Clock == nil {
-		c.Clock = clock.Real{}
+		c.Clock = c.Master.Clock()
 	}
 	if c.Name == "" {
 		c.Name = name

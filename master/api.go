@@ -208,7 +208,8 @@ func (a *apiHandler) self() api.SelfInfo {
 	if st.LastContact < 0 {
 		lc = -1
 	}
-	return api.SelfInfo{ID: a.m.id, State: st.State, Term: st.Term, LastIndex: st.LastIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastContactMS: lc}
+	return api.SelfInfo{ID: a.m.id, State: st.State, Term: st.Term, LastIndex: st.LastIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastContactMS: lc,
+		TimeUnixNano: a.m.cfg.Clock.Now().UnixNano()}
 }
 
 func (a *apiHandler) getSelf(w http.ResponseWriter, r *http.Request) {
@@ -216,7 +217,8 @@ func (a *apiHandler) getSelf(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *apiHandler) getCluster(w http.ResponseWriter, r *http.Request) {
-	view := api.ClusterView{ClusterID: a.m.ClusterID(), Self: a.self(), Masters: []api.MasterInfo{}, Members: []api.MemberInfo{}}
+	view := api.ClusterView{ClusterID: a.m.ClusterID(), Self: a.self(), Masters: []api.MasterInfo{}, Members: []api.MemberInfo{},
+		Clock: a.m.clockGuard.judge().status(a.m.cfg.MaxClockSkew)}
 	members := a.m.gossip.Members()
 	byID := map[string]gossip.Member{}
 	for _, mem := range members {
@@ -317,9 +319,10 @@ func (a *apiHandler) getLeaderMarathon(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"leader": leader})
 }
 
-// abdicate is Marathon's DELETE /v2/leader: the leader hands leadership to another master.
+// abdicate is Marathon's DELETE /v2/leader: the leader hands leadership to another master —
+// one whose clock agrees with the others' when some master's does not (clockcheck.go).
 func (a *apiHandler) abdicate(w http.ResponseWriter, r *http.Request) {
-	if err := a.m.store.LeadershipTransfer(); err != nil {
+	if err := a.m.transferLeadership(); err != nil {
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("could not hand over leadership: %v", err))
 		return
 	}

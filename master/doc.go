@@ -43,6 +43,18 @@
 // another key or in plain text (by earlier builds) at the start of each term and after
 // SetSecretsKeyring.
 //
+// Clocks (clockcheck.go): every master asks the other masters their wall clock once a second
+// over GET /v1/cluster/self (offset = peer's time - the probe's midpoint, error = half the
+// round trip) and trusts its own (CheckClock) only while a majority of the voters, itself
+// included, agree within Config.MaxClockSkew (--max-clock-skew, 500 ms); a lone master trusts
+// it. A step of its own clock shows at once, through the monotonic clock, not at the next
+// probe. /v1/cluster's "clock" and agora_master_clock_offset_seconds show the measure. A leader
+// whose clock disagrees with a majority hands leadership to a master whose clock agrees, and
+// DELETE /v2/leader never picks one that disagrees. A master with a wrong clock still
+// campaigns when a leader dies: hashicorp/raft has no clean way to keep a voter from it (a long
+// election timeout would also keep it voting for the dead leader and block the election), so
+// the embedded frameworks' refusal to fire and the hand-over are what protect.
+//
 // HTTP: every answer carries the leader and staleness headers (HeaderLeader and friends);
 // writes reaching a follower are proxied to the leader, and so are reads only the leader can
 // answer (tasks, frameworks). GET /metrics serves Prometheus metrics (metrics.go): raft's, the

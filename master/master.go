@@ -23,6 +23,7 @@ import (
 
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
+	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/faultnet"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/httpmetrics"
@@ -82,6 +83,13 @@ type Config struct {
 	// key encrypts, every key decrypts. Every master of a cluster needs the same keys. Nil: the
 	// keyring in DataDir/LocalKeyringFile, made with one random key on first start.
 	SecretsKeyring *keyring.Keyring
+	// Clock is the wall clock this master, its scheduler, its store's command times and the
+	// frameworks it hosts decide with (default: the system's). The chaos harness shifts it.
+	Clock clock.Clock
+	// MaxClockSkew is how far this master's clock may be off a majority of the masters' before
+	// it fires no cron run and, leading, hands leadership over (clockcheck.go). Default
+	// DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
 }
 
 // Master is one master of an Agora cluster: a raft server of the replicated store, a gossip
@@ -110,6 +118,7 @@ type Master struct {
 
 	secretKeys atomic.Pointer[keyring.Keyring] // seals and opens secrets (secrets.go)
 	rekeyed    chan struct{}                   // SetSecretsKeyring tells the leader's resealSecrets
+	clockGuard *clockGuard                     // compares this master's clock with the others'
 
 	mu        sync.Mutex // guards clusterID
 	clusterID string
@@ -126,6 +135,18 @@ func New(cfg Config) (*Master, error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("master: --data-dir is required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.MaxClockSkew == 0 {
+		cfg.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if cfg.MaxClockSkew < 0 {
+		return nil, fmt.Errorf("master: --max-clock-skew must be positive, got %s", cfg.MaxClockSkew)
+	}
+	if cfg.Scheduler.Clock == nil {
+		cfg.Scheduler.Clock = cfg.Clock
 	}
 	if cfg.BootstrapExpect < 0 {
 		return nil, fmt.Errorf("master: --bootstrap-expect must be 0 or more, got %d", cfg.BootstrapExpect)
@@ -151,6 +172,7 @@ func New(cfg Config) (*Master, error) {
 	logger := cfg.Logger.With("master", id)
 	m := &Master{cfg: cfg, logger: logger, id: id, clusterID: clusterID, startedAt: time.Now().UTC()}
 	m.leadership = &leadership{logger: logger.With("component", "leadership"), stopTimeout: 30 * time.Second}
+	m.clockGuard = newClockGuard(m, cfg.Clock, cfg.MaxClockSkew, logger.With("component", "clock"))
 	keys := cfg.SecretsKeyring
 	if keys == nil {
 		path := filepath.Join(cfg.DataDir, LocalKeyringFile)
@@ -196,6 +218,7 @@ func New(cfg Config) (*Master, error) {
 		Appliers:      appliers,
 		Logger:        logger,
 		Timing:        cfg.Timing,
+		Now:           cfg.Clock.Now,
 		ObserveCommit: m.observeCommit,
 		TLSServer:     cfg.TLS.Server(true),
 		TLSClient:     cfg.TLS.Client(),
@@ -339,8 +362,9 @@ func (m *Master) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); m.leadership.run(ctx, m.loggedLeaderEvents(ctx)) }()
+	go func() { defer wg.Done(); m.clockGuard.run(ctx) }()
 	go func() {
 		defer wg.Done()
 		if err := m.http.Serve(ctx); err != nil {

@@ -793,6 +793,11 @@ func (s *Store) LeadershipTransfer() error {
 	return s.raft.LeadershipTransfer().Error()
 }
 
+// LeadershipTransferTo hands leadership to the voter id at addr.
+func (s *Store) LeadershipTransferTo(id, addr string) error {
+	return s.raft.LeadershipTransferToServer(hraft.ServerID(id), hraft.ServerAddress(addr)).Error()
+}
+
 // Close stops raft and closes the log. Proposals waiting get ErrClosed or ErrUnknownOutcome.
 func (s *Store) Close() error {
 	var err error

@@ -275,7 +275,10 @@ func masterCommand() *cli.Command {
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP API address"},
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip address of a running master or agent (repeatable)"},
 			&cli.IntFlag{Name: "bootstrap-expect", Usage: "found a new cluster once this many masters are present (0: join an existing one; one master alone bootstraps itself)"},
+			&cli.DurationFlag{Name: "max-clock-skew", Value: master.DefaultMaxClockSkew, Usage: "how far this master's clock may be off a majority of the masters' (measured over their APIs) before, leading, it fires no cron run and hands leadership over"},
 			&cli.BoolFlag{Name: "chaos-faults", Hidden: true, Usage: "for the chaos harness: SIGUSR1 cuts this master off the other nodes (raft, gossip, its calls to them), SIGUSR2 heals it"},
+			&cli.DurationFlag{Name: "chaos-clock-offset", Hidden: true, Usage: "for the chaos harness, with --chaos-faults: this master's wall clock runs this far off the system's"},
+			&cli.StringFlag{Name: "chaos-clock-file", Hidden: true, Usage: "for the chaos harness, with --chaos-faults: a file holding the clock offset (a Go duration), read again every 200 ms"},
 		}, append(append(accessFlags(), tlsFlags()...), schedulerFlags()...)...),
 		Action: runMaster,
 	}
@@ -301,12 +304,21 @@ func runMaster(c *cli.Context) error {
 		return err
 	}
 	tokens, secret, accessLine, tlsc := sec.tokens, sec.secret, sec.line, sec.tls
+	if c.Duration("max-clock-skew") <= 0 {
+		return usageError{fmt.Sprintf("--max-clock-skew must be positive, got %s", c.Duration("max-clock-skew"))}
+	}
+	clk, err := masterClock(c, logger)
+	if err != nil {
+		return err
+	}
 	m, err := master.New(master.Config{
 		Tokens:          tokens,
 		ClusterSecret:   secret,
 		ViewersReadLogs: sec.viewersReadLogs,
 		SecretsKeyring:  sec.keys,
 		TLS:             tlsc,
+		Clock:           clk,
+		MaxClockSkew:    c.Duration("max-clock-skew"),
 		Faults:          faultSwitch(c, logger),
 		Scheduler:       sched,
 		DataDir:         c.String("data-dir"),

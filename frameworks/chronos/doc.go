@@ -29,6 +29,25 @@
 //     has never heard of was never launched: it is launched again without using a retry) and
 //     goes on from the cursors.
 //
+// Time. Due times are worked out from the leading master's wall clock, and fire only while
+// that clock is trusted: the master measures the other masters' clocks NTP-style and trusts
+// its own only while it agrees with a majority of them within --max-clock-skew
+// (master.CheckClock; none to compare with, as in `agora dev`, trusts it). While it is not
+// trusted, no schedule fires, nothing is recorded missed, no offer is used, and the job's view
+// says why (schedulingPaused); the master meanwhile hands leadership to a master whose clock
+// agrees, and that leader records the due times that passed as missed, after they were due.
+// Within the bound, decisions use the earliest clock of the agreeing masters, so nothing fires
+// before it is due by any of them. Due times do not come from the replicated log's time:
+// that time is stamped by the proposing leader's own clock (raft.Txn.Time), so a leader
+// whose clock runs ahead would stamp its own wrong time into the log, and a log time only
+// shows that some leader's clock said so; it cannot tell which clock is right, only the
+// comparison with the peers can. A cursor beyond a trusted clock by more than the bound
+// (written by a leader whose clock ran ahead, undetected, or before every clock stepped back),
+// found when a leader starts or its clock is trusted again, is not trusted: it moves back to now, the missed records of due times still to come are
+// withdrawn, and due times to come that already have a run keep it and do not run again (every leader,
+// at load, holds any run due after its schedule's cursor as already done) —
+// else nothing would run until the clock caught up with that cursor.
+//
 // Daylight saving follows robfig/cron (as Kubernetes CronJob): a local time that does not exist
 // that day is skipped, one that happens twice is due at both instants. Schedules in UTC have
 // neither. A schedule's cron may also be an ISO 8601 repeating interval, R[n]/start/period, as

@@ -102,6 +102,8 @@ type jobView struct {
 	ActiveRuns     []*Run          `json:"activeRuns,omitempty"`
 	History        *History        `json:"history,omitempty"`
 	HistorySummary *HistorySummary `json:"historySummary,omitempty"`
+	// SchedulingPaused says why no schedule fires now (the leader's clock is not trusted).
+	SchedulingPaused string `json:"schedulingPaused,omitempty"`
 }
 
 // scheduleView is a schedule with when it is next due.
@@ -186,7 +188,9 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 	s.read(w, func(st *leaderState) error {
 		out := []jobView{}
 		for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
-			out = append(out, st.jobs[id].view(embed))
+			v := st.jobs[id].view(embed)
+			v.SchedulingPaused = st.clockPaused
+			out = append(out, v)
 		}
 		httpjson.Write(w, http.StatusOK, out)
 		return nil
@@ -204,7 +208,9 @@ func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
 		if js == nil {
 			return notFound("job", r.PathValue("id"))
 		}
-		httpjson.Write(w, http.StatusOK, js.view(embed))
+		v := js.view(embed)
+		v.SchedulingPaused = st.clockPaused
+		httpjson.Write(w, http.StatusOK, v)
 		return nil
 	})
 }

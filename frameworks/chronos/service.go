@@ -37,6 +37,9 @@ type Service struct {
 	wake    chan struct{}
 	broken  chan error // a commit failed: the leader state is reloaded from the store
 	metrics *metrics
+	// checkClock says whether the master's clock may decide when runs are due
+	// (master.CheckClock; tests replace it).
+	checkClock func() master.ClockVerdict
 
 	writeMu sync.Mutex // serializes changes: build a batch, commit it, then act on it
 
@@ -53,6 +56,9 @@ type leaderState struct {
 	byTask     map[string]*Run // live attempts by task id
 	lastKill   map[string]time.Time
 	suppressed bool
+	// clockPaused says why no schedule fires now: the master's clock is not trusted (""
+	// while it is).
+	clockPaused string
 	// nextDue is when the earliest schedule is next due; schedulesChanged makes the next step
 	// look at every schedule again (a job was added, changed or removed).
 	nextDue          time.Time
@@ -91,6 +97,9 @@ type jobState struct {
 	hist        *History
 	constraints []compiled
 	needs       hostaccess.Needs // of its runs: root, host volumes (what only some agents allow)
+	// done are due times (unix ns, by schedule) after the cursor that already have a run: a
+	// cursor found beyond the clock was moved back, and these must not run a second time.
+	done map[string]map[int64]bool
 }
 
 // New makes the service. Register it before the master runs.
@@ -102,6 +111,7 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, m: cfg.Master, store: cfg.Master.Store(), logger: cfg.Logger.With("framework_name", cfg.Name),
 		wake: make(chan struct{}, 1), broken: make(chan error, 1)}
 	s.metrics = newMetrics(s)
+	s.checkClock = s.m.CheckClock
 	return s, nil
 }
 
@@ -215,6 +225,12 @@ func (s *Service) Run(ctx context.Context) error {
 				if ev.Type != api.EventOffers {
 					continue
 				}
+				if st.clockPaused != "" {
+					for _, o := range ev.Offers.Offers {
+						w.declines = append(w.declines, decline{offerID: o.ID, refuse: 1})
+					}
+					continue
+				}
 				if !sorted {
 					queue, sorted = st.waitingRuns(now), true
 				}
@@ -274,6 +290,14 @@ func (s *Service) newLeaderState(ss *master.Session, l *loaded) (*leaderState, *
 				continue
 			}
 			js.runs[r.ID] = r
+			if r.ScheduledAt != nil && r.ScheduledAt.After(js.cursors[r.ScheduleID]) {
+				// Due after its schedule's cursor yet run already: left by a cursor moved back
+				// (distrustCursorLocked) in an earlier term. It must not run again.
+				if js.done[r.ScheduleID] == nil {
+					js.done[r.ScheduleID] = map[int64]bool{}
+				}
+				js.done[r.ScheduleID][r.ScheduledAt.UnixNano()] = true
+			}
 			if r.Active() {
 				st.active[r] = true
 				if t := r.liveTask(); t != nil {
@@ -285,9 +309,50 @@ func (s *Service) newLeaderState(ss *master.Session, l *loaded) (*leaderState, *
 	return st, fix
 }
 
+// distrustCursorLocked moves back a schedule's cursor found beyond this leader's clock by more than
+// the masters' clocks may disagree: written by a leader whose clock ran ahead (or before every
+// clock stepped back), it would hold every run until the clock reaches it. The cursor becomes
+// now; the missed records of due times still to come are withdrawn (nothing can have been
+// missed before it was due), and the due times to come that already have a run are kept in
+// done, so that they do not run a second time. It is called only while the clock is trusted
+// (stepLocked): a leader whose own clock is behind must not take the others' cursors for
+// future ones.
+func (s *Service) distrustCursorLocked(js *jobState, sid string, now time.Time, w *work) {
+	c := js.cursors[sid]
+	kept := js.hist.MissedRuns[:0:0]
+	withdrawn := 0
+	for _, m := range js.hist.MissedRuns {
+		if m.ScheduleID == sid && m.ScheduledAt.After(now) {
+			withdrawn++
+			continue
+		}
+		kept = append(kept, m)
+	}
+	if withdrawn > 0 {
+		js.hist.MissedRuns = kept
+		js.hist.MissedCount = max(js.hist.MissedCount-withdrawn, 0)
+		w.put(historyKey(js.job.ID), js.hist)
+	}
+	ran := 0
+	for _, r := range js.runs {
+		if r.ScheduleID == sid && r.ScheduledAt != nil && r.ScheduledAt.After(now) {
+			if js.done[sid] == nil {
+				js.done[sid] = map[int64]bool{}
+			}
+			js.done[sid][r.ScheduledAt.UnixNano()] = true
+			ran++
+		}
+	}
+	s.logger.Warn("a schedule's cursor is ahead of this leader's clock beyond --max-clock-skew (a leader's clock ran ahead); moved back to now",
+		"job", js.job.ID, "schedule", sid, "cursor", c.Format(time.RFC3339Nano), "now", now.Format(time.RFC3339Nano),
+		"missed_records_withdrawn", withdrawn, "future_runs_kept", ran)
+	js.setCursor(sid, now)
+	w.put(cursorKey(js.job.ID, sid), now)
+}
+
 func newJobState(j *Job, h *History) *jobState {
 	js := &jobState{job: j, plans: map[string]Plan{}, next: map[string]time.Time{}, cursors: map[string]time.Time{}, runs: map[string]*Run{}, hist: h,
-		needs: j.Run.Needs()}
+		needs: j.Run.Needs(), done: map[string]map[int64]bool{}}
 	for _, sc := range j.Schedules {
 		if p, err := ParseSchedule(sc); err == nil {
 			js.plans[sc.ID] = p
@@ -387,7 +452,9 @@ func (s *Service) change(ctx context.Context, fn func(st *leaderState, w *work, 
 		return errNotReady
 	}
 	w := &work{}
-	if err := fn(st, w, s.cfg.Clock.Now()); err != nil {
+	v := s.checkClock()
+	s.clockLocked(st, v)
+	if err := fn(st, w, s.cfg.Clock.Now().Add(-v.Lag)); err != nil {
 		s.mu.Unlock()
 		return err
 	}
@@ -404,6 +471,26 @@ func (s *Service) change(ctx context.Context, fn func(st *leaderState, w *work, 
 	}
 	s.act(st.ss, w)
 	return nil
+}
+
+// clockLocked takes the master's clock verdict: while the clock is not trusted, no schedule
+// fires (stepLocked) and no offer is used; the change is logged once each way.
+func (s *Service) clockLocked(st *leaderState, v master.ClockVerdict) {
+	paused := ""
+	if !v.Trusted {
+		paused = v.Reason
+	}
+	if (paused == "") == (st.clockPaused == "") {
+		st.clockPaused = paused
+		return
+	}
+	st.clockPaused = paused
+	if paused != "" {
+		s.logger.Warn("cron paused: no run fires while the leader's clock is not trusted", "reason", paused)
+	} else {
+		s.logger.Info("cron resumed: the leader's clock agrees with the other masters'")
+		st.schedulesChanged = true
+	}
 }
 
 // act does what a committed change decided.
@@ -545,6 +632,10 @@ func (s *Service) stepLocked(st *leaderState, w *work, now time.Time) (wakeAt ti
 			wakeAt = t
 		}
 	}
+	if st.clockPaused != "" {
+		// Nothing that hangs on the time fires: no due run, no missed record, no deadline.
+		return time.Time{}, false
+	}
 	if st.schedulesChanged || !st.nextDue.IsZero() && !now.Before(st.nextDue) {
 		// Some schedule is due (or a job changed): walk them all; otherwise nothing is due
 		// before nextDue and the walk is skipped.
@@ -552,6 +643,9 @@ func (s *Service) stepLocked(st *leaderState, w *work, now time.Time) (wakeAt ti
 		for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
 			js := st.jobs[id]
 			for _, sc := range js.job.Schedules {
+				if js.cursors[sc.ID].After(now.Add(s.m.MaxClockSkew())) {
+					s.distrustCursorLocked(js, sc.ID, now, w)
+				}
 				if next := js.next[sc.ID]; !next.IsZero() && !next.After(now) {
 					s.dueLocked(st, js, js.plans[sc.ID], w, now)
 				}
@@ -603,8 +697,24 @@ func (s *Service) dueLocked(st *leaderState, js *jobState, p Plan, w *work, now 
 		return
 	}
 	cursor := js.cursors[sid]
+	var ranAlready *time.Time // the latest due time has a run already (done)
+	if done := js.done[sid]; len(done) > 0 {
+		if n := len(d.Missed); d.Start == nil && n > 0 && done[d.Missed[n-1].UnixNano()] {
+			at := d.Missed[n-1] // the latest, past its deadline, ran already
+			ranAlready = &at
+		}
+		d.Missed = slices.DeleteFunc(d.Missed, func(t time.Time) bool { return done[t.UnixNano()] })
+		if d.Start != nil && done[d.Start.UnixNano()] {
+			ranAlready, d.Start = d.Start, nil
+		}
+		for t := range done {
+			if t <= now.UnixNano() {
+				delete(done, t)
+			}
+		}
+	}
 	older, late := d.Missed, []time.Time(nil)
-	if d.Start == nil && len(d.Missed) > 0 {
+	if d.Start == nil && ranAlready == nil && len(d.Missed) > 0 {
 		// The latest due time is missed too: its deadline passed before it could start.
 		older, late = d.Missed[:len(d.Missed)-1], d.Missed[len(d.Missed)-1:]
 	}
@@ -616,6 +726,9 @@ func (s *Service) dueLocked(st *leaderState, js *jobState, p Plan, w *work, now 
 	}
 	if len(d.Missed) > 0 {
 		cursor = d.Missed[len(d.Missed)-1]
+	}
+	if ranAlready != nil {
+		cursor = *ranAlready
 	}
 	if d.Start != nil {
 		cursor = *d.Start

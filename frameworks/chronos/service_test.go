@@ -26,7 +26,8 @@ type simMaster struct {
 	stop func()
 }
 
-func startSim(t testing.TB, dir string, clk clock.Clock, finish func(api.TaskInfo) (task.State, time.Duration)) *simMaster {
+// startSim starts it; tweaks change the service before it runs (the clock check).
+func startSim(t testing.TB, dir string, clk clock.Clock, finish func(api.TaskInfo) (task.State, time.Duration), tweaks ...func(*Service)) *simMaster {
 	t.Helper()
 	sim := &master.SimulatedAgents{Finish: finish}
 	var svc *Service
@@ -34,6 +35,9 @@ func startSim(t testing.TB, dir string, clk clock.Clock, finish func(api.TaskInf
 		var err error
 		svc, err = New(Config{Master: m, Tick: simTick, Clock: clk})
 		if err == nil {
+			for _, tw := range tweaks {
+				tw(svc)
+			}
 			svc.Register()
 		}
 		return err

@@ -16,6 +16,32 @@ type SelfInfo struct {
 	CommitIndex   uint64 `json:"commit_index"`
 	AppliedIndex  uint64 `json:"applied_index"`
 	LastContactMS int64  `json:"last_contact_ms"` // -1: never heard from a leader
+	// TimeUnixNano is the master's wall clock when it answered: the other masters compare
+	// their clocks with it (ClockStatus).
+	TimeUnixNano int64 `json:"time_unix_nano"`
+}
+
+// ClockStatus is what a master knows of its wall clock against the other masters' (measured
+// NTP-style over their APIs). Cron runs fire only while the leader's is Trusted.
+type ClockStatus struct {
+	Trusted bool `json:"trusted"`
+	// Skewed: a majority of the masters' clocks disagree with this one for sure.
+	Skewed bool   `json:"skewed"`
+	Reason string `json:"reason,omitempty"` // why it is not trusted
+	// OffsetSeconds is the median of the masters' clocks minus this one's (its own counted as 0).
+	OffsetSeconds  float64     `json:"offset_seconds"`
+	MaxSkewSeconds float64     `json:"max_skew_seconds"`
+	Voters         int         `json:"voters"`
+	Agreeing       int         `json:"agreeing"` // masters whose clock agrees, this one included
+	Peers          []PeerClock `json:"peers"`
+}
+
+// PeerClock is another master's clock as this one measured it.
+type PeerClock struct {
+	ID            string  `json:"id"`
+	OffsetSeconds float64 `json:"offset_seconds"` // its clock minus this master's
+	ErrorSeconds  float64 `json:"error_seconds"`  // half the round trip of the best probe
+	Verdict       string  `json:"verdict"`        // agrees, disagrees, uncertain, no answer
 }
 
 // MasterInfo is one master of the raft configuration, as it reports itself.
@@ -49,6 +75,8 @@ type ClusterView struct {
 	Self      SelfInfo     `json:"self"`
 	Masters   []MasterInfo `json:"masters"`
 	Members   []MemberInfo `json:"members"`
+	// Clock is the answering master's clock check.
+	Clock *ClockStatus `json:"clock,omitempty"`
 }
 
 // Error is the body of every error answer: {"message": "..."}.

@@ -29,3 +29,22 @@ func TestFakeFiresOnlyWhenDue(t *testing.T) {
 	var _ Clock = Real{}
 	var _ Clock = f
 }
+
+func TestShiftedStepsWithoutMovingTimers(t *testing.T) {
+	f := NewFake(time.Unix(100, 0))
+	s := NewShifted(f, 90*time.Second)
+	if got := s.Now(); !got.Equal(time.Unix(190, 0)) {
+		t.Fatalf("Now = %v, want base + 90 s", got)
+	}
+	after := s.After(time.Second)
+	s.SetOffset(-time.Second)
+	if got := s.Now(); !got.Equal(time.Unix(99, 0)) {
+		t.Fatalf("after SetOffset(-1s): Now = %v", got)
+	}
+	f.Advance(time.Second)
+	<-after // a timer is the base clock's: one second of it, whatever the offset says
+	if s.Offset() != -time.Second {
+		t.Fatalf("Offset = %v", s.Offset())
+	}
+	var _ Clock = s
+}
