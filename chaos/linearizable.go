@@ -1,11 +1,13 @@
 package chaos
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,11 +158,15 @@ func (w *Workload) linClient(n int) {
 	}
 }
 
-// notApplied says whether a 503 is one a master answers only when the write certainly reached
-// no store: no leader to forward it to, a master that does not lead (anymore) and did not
-// propose it (raft's ErrNotLeader: the entry was never appended), or a framework not loaded
-// yet. Every other 5xx — an unknown outcome, a failed forward, a timeout — is indefinite.
+// notApplied says whether a write certainly reached no store: the connection was refused, or
+// the answer is a 503 a master gives only then — no leader to forward it to, a master that does
+// not lead (any more) and did not propose it (raft's ErrNotLeader: the entry was never
+// appended), or a framework not loaded yet. Every other 5xx (an unknown outcome, a failed
+// forward) and every request left unanswered is indefinite.
 func notApplied(code int, err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true // the request was never sent: the master is down
+	}
 	if code != http.StatusServiceUnavailable {
 		return false
 	}
