@@ -1,9 +1,14 @@
 package chaos
 
 import (
+	"context"
+	"errors"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,5 +131,27 @@ func TestCheckHistoryFailsOnRunsInventedOrLost(t *testing.T) {
 				t.Fatalf("want runs not linearizable, got %q", r.Failures)
 			}
 		})
+	}
+}
+
+func TestNotAppliedOnlyWhenCertain(t *testing.T) {
+	for _, c := range []struct {
+		code int
+		err  error
+		want bool
+	}{
+		{0, &url.Error{Op: "Put", URL: "http://m1", Err: &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}, true},
+		{503, errors.New(`PUT http://m1/v1/secrets/x: 503 {"message": "no leader is elected yet; retry in a moment"}`), true},
+		{503, errors.New(`PUT http://m1/v1/secrets/x: 503 {"message": "raft: not the leader, and no leader is known; retry"}`), true},
+		{503, errors.New(`POST http://m1/v1/jobs/j/runs: 503 {"message": "chronos: could not commit: raft: not the leader, and no leader is known"}`), true},
+		{503, errors.New(`PUT http://m1/v2/apps/a: 503 {"message": "the service framework is not running on this master yet; retry"}`), true},
+		{503, errors.New(`PUT http://m1/v1/secrets/x: 503 {"message": "raft: outcome of the write is unknown: leadership lost while committing log; retry"}`), false},
+		{500, errors.New(`PUT http://m1/v2/apps/a: 500 {"message": "raft: outcome of the write is unknown: not the leader"}`), false},
+		{502, errors.New(`PUT http://m1/v1/secrets/x: 502 {"message": "forwarding to the leader at m2 failed: EOF; retry"}`), false},
+		{0, context.DeadlineExceeded, false},
+	} {
+		if got := notApplied(c.code, c.err); got != c.want {
+			t.Errorf("notApplied(%d, %v) = %t, want %t", c.code, c.err, got, c.want)
+		}
 	}
 }
