@@ -325,9 +325,9 @@ func describeMeta(info any) string {
 
 // historyDir is where a failing history's visualization goes: the test's artifact directory
 // under go test -artifacts (make test: .artifacts/), else a directory under the system's temp
-// dir that outlives the test.
+// dir that outlives the test; one directory for all of a scenario's failing APIs.
 func historyDir(t interface{ ArtifactDir() string }) func() string {
-	return func() string {
+	return sync.OnceValue(func() string {
 		if f := flag.Lookup("test.artifacts"); f != nil && f.Value.String() == "true" {
 			return t.ArtifactDir()
 		}
@@ -336,5 +336,5 @@ func historyDir(t interface{ ArtifactDir() string }) func() string {
 			return os.TempDir()
 		}
 		return dir
-	}
+	})
 }
