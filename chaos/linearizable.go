@@ -188,6 +188,6 @@ func (w *Workload) checkHistory(t testing.TB, v *Verdict) {
 	for _, f := range r.Failures {
 		v.fail("linearizability: %s", f)
 	}
-	v.note("history %d ops (secrets %d, apps %d, runs %d; %d indefinite) checked in %.2fs", r.Ops,
+	v.note("history %d ops (secrets %d, apps %d, runs %d; %d indefinite) checked in %.3fs", r.Ops,
 		r.PerAPI[apiSecrets], r.PerAPI[apiApps], r.PerAPI[apiRuns], r.Indefinite, r.Took.Seconds())
 }
