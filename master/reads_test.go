@@ -113,4 +113,5 @@ func TestReadsNeverAnswerAnOldState(t *testing.T) {
 		}
 	}
 	switches[lead].Cut(false)
+	leaderOf(t, ms...) // back together before the masters stop, as a rolling restart would find them
 }
