@@ -32,6 +32,7 @@ type Workload struct {
 	samples    int
 	stop       chan struct{}
 	done       sync.WaitGroup
+	hist       *History // the checked clients' operations (linearizable.go)
 }
 
 // StartWorkload creates the apps and the job and starts the writer and the sampler.
@@ -55,7 +56,8 @@ func StartWorkload(t testing.TB, c *Cluster, apps int) *Workload {
 	if _, err := c.Do("POST", "/v1/jobs", job, nil); err != nil {
 		t.Fatalf("create %s: %v", w.Job, err)
 	}
-	c.Event("workload: %d apps × %d, job %s every second", apps, w.Instances, w.Job)
+	w.startHistory(t)
+	c.Event("workload: %d apps × %d, job %s every second, %d clients checked for linearizability", apps, w.Instances, w.Job, linClients)
 	w.done.Add(2)
 	go w.write()
 	go w.sample()
@@ -169,6 +171,7 @@ func (w *Workload) Check(t testing.TB, v *Verdict, settle time.Duration) {
 	t.Helper()
 	c := w.c
 	w.Stop()
+	w.checkHistory(t, v)
 	deadline := time.Now().Add(settle)
 	eventually := func(what string, ok func() (bool, string)) {
 		for {

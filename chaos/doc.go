@@ -5,8 +5,17 @@
 // range, all sharing a cluster secret. A Workload drives it through the public HTTP API while a
 // scenario injects a fault and heals it: three apps of two health-checked instances, a job due
 // every second, and a small replicated write every 200 ms; it samples the agents twice a second.
+// Three more clients write and read through a master picked at random each time, followers
+// included — secrets (sets of names: values are never readable), the label of two apps without
+// instances (a register each) and the runs of a job started by hand (a set) — and record every
+// operation with its invocation and completion (History; an unanswered or 5xx write is
+// indefinite, a refused one is none).
 //
 // After each scenario, with the cluster healed, Workload.Check verifies the invariants:
+//   - the clients' history is linearizable: porcupine checks it against a register or a set
+//     model per key (history.go); a history it cannot decide in time fails too, and a failing
+//     one is saved as an HTML visualization (the test's artifact dir under -artifacts, else a
+//     temp dir), its path in the verdict;
 //   - no process exited on its own;
 //   - every write answered 2xx is present;
 //   - every app is back at its instances, all healthy;

@@ -50,12 +50,14 @@ func (a *apiHandler) routes() http.Handler {
 	mux.HandleFunc("GET /health", a.health)
 	mux.HandleFunc("GET /v1/info", a.getInfo)
 	if a.m != nil {
-		// Routes wrapped in onLeader read the leader's memory (tasks, frameworks, agents' state).
+		// Routes wrapped in onLeader read the leader's memory (tasks, frameworks, agents' state);
+		// reads wrapped in consistent read the replicated state. Both answer reads that are
+		// linearizable unless asked ?stale (reads.go).
 		mux.HandleFunc("GET /v1/cluster", a.getCluster)
 		mux.HandleFunc("GET /v1/cluster/self", a.getSelf)
 		mux.HandleFunc("DELETE /v1/cluster/masters/{id}", a.removeMaster)
 		mux.HandleFunc("POST /v1/agents/register", a.registerAgent)
-		mux.HandleFunc("GET /v1/agents", a.listAgents)
+		mux.Handle("GET /v1/agents", a.consistent(http.HandlerFunc(a.listAgents)))
 		mux.Handle("GET /v1/agents/{id}", a.onLeader(http.HandlerFunc(a.getAgent)))
 		mux.Handle("POST /v1/agents/{id}/drain", a.onLeader(a.drainAgent(true)))
 		mux.Handle("POST /v1/agents/{id}/reactivate", a.onLeader(a.drainAgent(false)))
@@ -67,7 +69,7 @@ func (a *apiHandler) routes() http.Handler {
 		mux.Handle("GET /v1/frameworks", a.onLeader(http.HandlerFunc(a.listFrameworks)))
 		mux.HandleFunc("POST /api/v1/scheduler", a.schedulerCall)
 		mux.Handle("GET /metrics", a.m.metricsHandler())
-		mux.HandleFunc("GET /v1/secrets", a.listSecrets)
+		mux.Handle("GET /v1/secrets", a.consistent(http.HandlerFunc(a.listSecrets)))
 		mux.HandleFunc("PUT /v1/secrets/{name...}", a.putSecret)
 		mux.HandleFunc("DELETE /v1/secrets/{name...}", a.deleteSecret)
 		mux.Handle("GET /ui/", ui.Handler())

@@ -56,7 +56,10 @@
 // the embedded frameworks' refusal to fire and the hand-over are what protect.
 //
 // HTTP: every answer carries the leader and staleness headers (HeaderLeader and friends);
-// writes reaching a follower are proxied to the leader, and so are reads only the leader can
-// answer (tasks, frameworks). GET /metrics serves Prometheus metrics (metrics.go): raft's, the
-// API's request durations, the scheduler's, and what embedded frameworks add.
+// writes reaching a follower are proxied to the leader, and so are reads. Reads are
+// linearizable: the leader answers once a barrier committed after the request arrived has
+// confirmed that it still leads (reads.go); ?stale lets any master answer from its own copy
+// (reads only the leader can answer, tasks and frameworks, still go to it, without the
+// barrier). GET /metrics serves Prometheus metrics (metrics.go): raft's, the API's request
+// durations, the scheduler's, and what embedded frameworks add.
 package master

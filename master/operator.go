@@ -88,11 +88,15 @@ func (a *apiHandler) agentViews(agents []api.Agent) []api.AgentView {
 }
 
 // onLeader is h answered by the leader, whose memory it reads: any other master forwards the
-// request to it, as it does writes.
+// request to it, as it does writes. A read is answered once the leader has confirmed it still
+// leads, unless it asks ?stale (readFresh).
 func (a *apiHandler) onLeader(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.m.store.IsLeader() {
 			a.forward(w, r)
+			return
+		}
+		if !isWrite(r.Method) && !a.readFresh(w, r) {
 			return
 		}
 		h.ServeHTTP(w, r)

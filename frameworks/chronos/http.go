@@ -83,7 +83,13 @@ func notFound(what, id string) error {
 }
 
 // read runs fn with the leader state held, answering 503 when there is none.
+//
+// It waits for a change in progress (writeMu): a change alters the leader state before its
+// commit, so a read beside it could answer what the store may never hold — a run seen, then
+// gone after the commit failed.
 func (s *Service) read(w http.ResponseWriter, fn func(st *leaderState) error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.st == nil {

@@ -44,7 +44,7 @@ type Service struct {
 	writeMu sync.Mutex // serializes changes: build a batch, commit it, then act on it
 
 	mu sync.Mutex   // guards st (and what it points to)
-	st *leaderState // nil while this master does not lead, or has not subscribed yet
+	st *leaderState // nil while this master does not lead, has not subscribed yet, or holds a change that failed to commit
 }
 
 // leaderState is the framework's memory while it leads: the store's jobs, cursors, runs and
@@ -460,6 +460,13 @@ func (s *Service) change(ctx context.Context, fn func(st *leaderState, w *work, 
 	}
 	s.mu.Unlock()
 	if err := s.store.CommitBatch(ctx, Namespace, &w.b); err != nil {
+		// st holds what did not commit: nobody reads it from now on (reads wait on writeMu,
+		// which is still held), and the service reloads the state from the store.
+		s.mu.Lock()
+		if s.st == st {
+			s.st = nil
+		}
+		s.mu.Unlock()
 		select {
 		case s.broken <- err:
 		default:
