@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +202,24 @@ func TestActiveAgentWithoutGossipMemberIsUnreachable(t *testing.T) {
 	}
 	if st := agentStates(t, e); st[agentID] != "unreachable" {
 		t.Fatalf("after the grace: %v", st)
+	}
+}
+
+// TestLaunchOnAnAgentReplacedAtItsAddressIsDropped: the agent at the address answers 421 (it is
+// not the agent the master means: it replaced it); the task never reached its agent, so it is
+// TASK_DROPPED, not an invalid task.
+func TestLaunchOnAnAgentReplacedAtItsAddressIsDropped(t *testing.T) {
+	e := newSchedEnv(t, nil)
+	agentID := e.sim.registerAt(t, "", "host-a", "10.0.0.7:5051")
+	ss := e.subscribe(api.FrameworkInfo{Name: "fw", Capabilities: []string{api.CapabilityPartitionAware}})
+	o := expectOffer(t, ss)
+	e.sim.mu.Lock()
+	e.sim.refuse[agentID] = &AgentRefusal{Status: http.StatusMisdirectedRequest, Message: "10.0.0.7:5051 is agent other-S0, not agent " + agentID}
+	e.sim.mu.Unlock()
+	if err := ss.Accept([]string{o.ID}, launch(sleepTask("t1", 1, 128)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := expectUpdate(t, ss, "t1", task.Dropped); st.Reason != task.ReasonAgentRemoved || !strings.Contains(st.Message, "not agent "+agentID) {
+		t.Fatalf("%+v", st)
 	}
 }
