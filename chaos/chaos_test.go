@@ -195,7 +195,8 @@ var scenarios = []scenario{
 	}},
 	{name: "disk-full-leader", smallDisk: "m1", fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		m := c.Masters[0]
-		if err := c.MoveLeader(m); err != nil {
+		was, err := c.MoveLeader(m)
+		if err != nil {
 			t.Fatal(err)
 		}
 		led := c.Leader() == m
@@ -210,7 +211,7 @@ var scenarios = []scenario{
 		time.Sleep(15 * time.Second)
 		EmptyDisk(m.DataDir)
 		c.Event("emptied %s's disk", m.Name)
-		return []string{fmt.Sprintf("leader %s's disk full 15s (%s led when filled: %t)", m.Name, m.Name, led)}
+		return []string{fmt.Sprintf("leader %s's disk full 15s (%s led when filled: %t; %s led before)", m.Name, m.Name, led, was.Name)}
 	}},
 	{name: "disk-full-agent", smallDisk: "agents", fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		a, victim := busiestAgent(t, c, rng)
