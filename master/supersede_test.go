@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/task"
 )
 
@@ -221,5 +222,65 @@ func TestLaunchOnAnAgentReplacedAtItsAddressIsDropped(t *testing.T) {
 	}
 	if st := expectUpdate(t, ss, "t1", task.Dropped); st.Reason != task.ReasonAgentRemoved || !strings.Contains(st.Message, "not agent "+agentID) {
 		t.Fatalf("%+v", st)
+	}
+}
+
+// TestAgentReplacedUnderItsGossipNameIsUnreachable is finding 3's second cause: an agent's
+// process is replaced by a new one under the same gossip name and address (a restart without
+// the data dir, here on another API address, so nothing supersedes it). Gossip never reports
+// the old member dead — the name stays alive, with the new process's id — so the old id must
+// become unreachable because no member carries it, not stay active for ever.
+func TestAgentReplacedUnderItsGossipNameIsUnreachable(t *testing.T) {
+	e := newSchedEnv(t, func(c *SchedulerConfig) { c.AgentGossipGrace = 10 * time.Second })
+	e.sim.mu.Lock()
+	e.sim.gossipOnly = true
+	e.sim.mu.Unlock()
+	oldID := e.sim.registerAt(t, "", "host-a", "10.0.0.7:5051")
+	g := gossipAs(t, oldID, "127.0.0.1:0", e.r.m.GossipAddr())
+	ss := e.subscribe(api.FrameworkInfo{Name: "fw", Capabilities: []string{api.CapabilityPartitionAware}})
+	o := expectOffer(t, ss)
+	if err := ss.Accept([]string{o.ID}, launch(sleepTask("t1", 1, 128)), refuse(0)); err != nil {
+		t.Fatal(err)
+	}
+	expectUpdate(t, ss, "t1", task.Running)
+
+	// The new process: the same gossip name and address, no id until it registers, then its own.
+	addr := g.LocalAddr()
+	g.Shutdown()
+	ng, err := gossip.New(gossip.Config{Name: "sim-" + oldID, BindAddr: addr, Timing: gossip.TimingLocal,
+		Meta: gossip.Meta{Role: gossip.RoleAgent, HTTP: "10.0.0.7:6061"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ng.Shutdown() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := ng.Join(ctx, []string{e.r.m.GossipAddr()}); err != nil {
+		t.Fatal(err)
+	}
+	newID := e.sim.registerAt(t, "", "host-a", "10.0.0.7:6061")
+	if err := ng.UpdateMeta(gossip.Meta{Role: gossip.RoleAgent, ID: newID, HTTP: "10.0.0.7:6061"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the master to see the name carry the new id", 10*time.Second, func() bool {
+		for _, m := range e.r.m.gossip.Members() {
+			if m.Name == "sim-"+oldID {
+				return m.Meta.ID == newID && m.Status == gossip.StatusAlive
+			}
+		}
+		return false
+	})
+	if st := agentStates(t, e); st[oldID] != "active" || st[newID] != "active" {
+		t.Fatalf("both agents should be active within the grace: %v", st)
+	}
+	e.step()
+	e.clock.Advance(11 * time.Second)
+	e.step()
+	st := expectUpdate(t, ss, "t1", task.Unreachable)
+	if !strings.Contains(st.Message, "no gossip member has carried its id") {
+		t.Fatalf("%+v", st)
+	}
+	if st := agentStates(t, e); st[oldID] != "unreachable" || st[newID] != "active" {
+		t.Fatalf("agents %v: want the old unreachable, the new active", st)
 	}
 }
