@@ -143,11 +143,23 @@ func agentWiped(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		c.Event("VIOLATION %s", f)
 		t.Errorf("agent-wiped: %s", f)
 	}
-	return []string{
-		fmt.Sprintf("agent %s wiped (%d tasks): old id gone and its tasks ended %.2fs after the new registration, apps whole and healthy %.1fs after it",
-			a.Name, len(oldTasks), gone.Seconds(), whole.Seconds()),
+	figures := []string{
+		fmt.Sprintf("agent %s wiped (%d tasks): old id gone and its tasks ended %s after the new registration, apps whole and healthy %s after it",
+			a.Name, len(oldTasks), seconds(gone, 2), seconds(whole, 1)),
 		s.figures(),
 	}
+	if len(failures) > 0 {
+		figures = append(figures, fmt.Sprintf("%d broken, the first: %s", len(failures), failures[0]))
+	}
+	return figures
+}
+
+// seconds shows a measured duration, or that it was never reached (negative).
+func seconds(d time.Duration, prec int) string {
+	if d < 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.*fs", prec, d.Seconds())
 }
 
 // argAfter is the value of a node's flag, "" if it has none.
