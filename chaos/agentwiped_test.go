@@ -26,7 +26,8 @@ import (
 // (the same host offered twice), and the masters never count more running instances of an app
 // than its containers that really run, but between the restart and supersedeBound after the new
 // registration. After: the old id removed and its tasks TASK_GONE within supersedeBound of the
-// new registration, every app back at its instances and healthy within agentLossGoal of it.
+// new registration, every app back at its instances (as the masters count them and as really
+// run) and healthy within agentLossGoal of it.
 func init() {
 	scenarios = append(scenarios, scenario{name: "agent-wiped", fault: agentWiped})
 }
@@ -112,13 +113,15 @@ func agentWiped(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	if gone > supersedeBound {
 		failures = append(failures, fmt.Sprintf("the old id and its tasks ended %.1fs after the new registration, more than %s", gone.Seconds(), supersedeBound))
 	}
-	// The apps whole and healthy again.
+	// The apps whole and healthy again, as the masters count and as really runs.
+	client := containerdtest.Client(t)
 	var whole time.Duration
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		counts, err := appCounts(c)
-		ok := err == nil && len(counts) > 0
-		for _, n := range counts {
-			ok = ok && n.running == 2 && n.healthy == 2
+		real, rerr := runningContainers(t, c, client)
+		ok := err == nil && rerr == nil && len(counts) > 0
+		for app, n := range counts {
+			ok = ok && n.running == 2 && n.healthy == 2 && real[app] == 2
 		}
 		if ok {
 			whole = time.Since(registered)
@@ -126,7 +129,7 @@ func agentWiped(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 			break
 		}
 		if time.Now().After(deadline) {
-			failures = append(failures, fmt.Sprintf("60 s after the new registration the apps are not whole: %v %v", counts, err))
+			failures = append(failures, fmt.Sprintf("60 s after the new registration the apps are not whole: masters %v, running %v (%v %v)", counts, real, err, rerr))
 			whole = -1
 			break
 		}
@@ -276,26 +279,9 @@ func (s *wipeSampler) sample(t *testing.T, client *ctrd.Client) {
 	var agents []api.AgentView
 	_, errAgents := s.c.Do("GET", "/v1/agents", nil, &agents)
 	counts, errApps := appCounts(s.c)
-	real := map[string]int{}
-	for _, a := range s.c.Agents {
-		ctx := namespaced(t, a.NS)
-		ctrs, err := client.Containers(ctx)
-		if err != nil {
-			return // containerd did not answer: no sample
-		}
-		for _, ctr := range ctrs {
-			app, _, _ := strings.Cut(ctr.ID(), ".")
-			if !strings.HasPrefix(app, "chaos_web-") {
-				continue
-			}
-			tk, err := ctr.Task(ctx, nil)
-			if err != nil {
-				continue
-			}
-			if st, err := tk.Status(ctx); err == nil && st.Status == ctrd.Running {
-				real["/"+strings.ReplaceAll(app, "_", "/")]++
-			}
-		}
+	real, err := runningContainers(t, s.c, client)
+	if err != nil {
+		return // containerd did not answer: no sample
 	}
 	now := time.Now()
 	s.mu.Lock()
@@ -322,6 +308,32 @@ func (s *wipeSampler) sample(t *testing.T, client *ctrd.Client) {
 			}
 		}
 	}
+}
+
+// runningContainers counts, by app, the workload's containers that really run, on every agent.
+func runningContainers(t *testing.T, c *Cluster, client *ctrd.Client) (map[string]int, error) {
+	real := map[string]int{}
+	for _, a := range c.Agents {
+		ctx := namespaced(t, a.NS)
+		ctrs, err := client.Containers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, ctr := range ctrs {
+			app, _, _ := strings.Cut(ctr.ID(), ".")
+			if !strings.HasPrefix(app, "chaos_web-") {
+				continue
+			}
+			tk, err := ctr.Task(ctx, nil)
+			if err != nil {
+				continue
+			}
+			if st, err := tk.Status(ctx); err == nil && st.Status == ctrd.Running {
+				real["/"+strings.ReplaceAll(app, "_", "/")]++
+			}
+		}
+	}
+	return real, nil
 }
 
 // stop ends the sampling and says what broke the invariant.
