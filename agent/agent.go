@@ -262,7 +262,7 @@ func (a *Agent) HTTPAddr() string { return a.cfg.HTTPAddr }
 
 // serve answers the agent's API (see routes) until ctx ends.
 func (a *Agent) serve(ctx context.Context) {
-	srv := &http.Server{Handler: a.metrics.http.Wrap(httpjson.LimitBody(a.guard().Middleware(a.routes()))), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.metrics.http.Wrap(httpjson.LimitBody(a.guard().Middleware(a.meant(a.routes())))), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -272,6 +272,22 @@ func (a *Agent) serve(ctx context.Context) {
 	if err := srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		a.logger.Error("agent API", "err", err)
 	}
+}
+
+// meant answers 421 to a call that names another agent id than this agent's (api.HeaderAgentID):
+// the caller means an agent that this one replaced at its address.
+func (a *Agent) meant(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if want := r.Header.Get(api.HeaderAgentID); want != "" && want != a.ID() {
+			self := "agent " + a.ID()
+			if a.ID() == "" {
+				self = "an agent that has not registered yet"
+			}
+			httpjson.Error(w, http.StatusMisdirectedRequest, fmt.Sprintf("%s is %s, not agent %s: that agent is gone from this address (its data dir was lost?)", a.cfg.HTTPAddr, self, want))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (a *Agent) idPath() string { return filepath.Join(a.cfg.DataDir, "agent-id") }

@@ -12,9 +12,13 @@
 //  2. Run(ctx) first recovers: every task the checkpoint holds as not ended is matched with its
 //     container. One still running is re-attached and stays RUNNING (nothing is launched
 //     again); one that ended while the agent was down is reported with its real exit status;
-//     a container no task knows is killed and removed. Then it serves the API, joins the
-//     gossip, registers with the leader (listing its tasks and their latest states), registers
-//     again with every new leader, and delivers status updates.
+//     a container no task knows is killed and removed (with an empty checkpoint — a lost data
+//     dir — all of the namespace's, said in one line; the masters end the old agent's tasks
+//     when this one registers from the same hostname and API address). Then it serves the API,
+//     joins the gossip, registers with the leader (listing its tasks and their latest states),
+//     registers again with every new leader, and delivers status updates. A call that names
+//     another agent id (api.HeaderAgentID: a master that means an agent this one replaced) is
+//     answered 421.
 //  3. A launch (POST /v1/tasks) is checked against what the agent allows (privileged, root,
 //     each volume granted and its links resolved: a 422 naming the field) and what is free: a
 //     task that does not fit ends TASK_ERROR at once. Otherwise the agent answers TASK_STARTING and, in the

@@ -27,6 +27,9 @@ import (
 //	GET  /v1/stats                   the agent's totals: resources, allocated, usage summed
 //	POST /v1/acknowledge             (api.Acknowledgement) the master acknowledges an update
 //	GET  /metrics                    Prometheus metrics (metrics.go)
+//
+// A call naming another agent id in api.HeaderAgentID (a master that means an agent this one
+// replaced at its address) is answered 421 Misdirected Request, whatever its route (meant).
 func (a *Agent) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "pong") })

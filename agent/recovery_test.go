@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -118,7 +119,9 @@ func TestContainerThatDiedWhileTheAgentWasDownIsReportedOnce(t *testing.T) {
 }
 
 // TestOrphanContainersAreRemoved: a container in the agent's namespace that its checkpoint does
-// not know is killed and removed when the agent starts.
+// not know is killed and removed when the agent starts. With an empty data dir (a lost one) the
+// agent says so in one line naming what it removed, and tells the master nothing about it: its
+// registration lists no task and it sends no update (the master ends the old agent's tasks).
 func TestOrphanContainersAreRemoved(t *testing.T) {
 	e := newEnv(t)
 	client := containerdtest.Client(t)
@@ -139,12 +142,24 @@ func TestOrphanContainersAreRemoved(t *testing.T) {
 	if err := tk.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.start()
+	logs := &containerdtest.Buffer{}
+	a := e.start(func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
 	if e.containerPID("stray") != 0 {
 		t.Fatal("the orphan still runs")
 	}
 	if _, err := client.LoadContainer(ctx, "stray"); err == nil {
 		t.Fatal("the orphan container is still there")
+	}
+	if l := logs.String(); !strings.Contains(l, "empty checkpoint (a new data dir, or a lost one): removed every container") || !strings.Contains(l, "removed=1 containers=[stray]") {
+		t.Fatalf("the agent's log does not say what it removed and why:\n%s", l)
+	}
+	e.fm.mu.Lock()
+	reg, updates := e.fm.regs[len(e.fm.regs)-1], len(e.fm.updates)
+	e.fm.mu.Unlock()
+	if len(reg.Tasks) != 0 || updates != 0 || len(a.tasks.list()) != 0 {
+		t.Fatalf("the master was told of %d tasks and %d updates; the agent has %d tasks; want none", len(reg.Tasks), updates, len(a.tasks.list()))
 	}
 }
 

@@ -611,8 +611,18 @@ func (ts *taskSet) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: recover containers: %w", err)
 	}
-	for _, id := range orphans {
-		ts.logger.Warn("removed a container no task of this agent knows", "container", id)
+	switch {
+	case len(orphans) > 0 && len(saved) == 0:
+		// A data dir without a checkpoint beside containers of this namespace: the data dir
+		// was lost (or replaced) under a running agent. Its containers belong to no task this
+		// agent can report; the masters end the old agent's tasks when this one registers from
+		// the same hostname and API address, so there is nothing to tell them here.
+		ts.logger.Warn("empty checkpoint (a new data dir, or a lost one): removed every container of this agent's containerd namespace, none of them a task of this agent; they were an earlier agent's on this host, whose tasks the masters end when this agent registers from the same hostname and API address",
+			"removed", len(orphans), "containers", orphans)
+	default:
+		for _, id := range orphans {
+			ts.logger.Warn("removed a container no task of this agent knows", "container", id)
+		}
 	}
 	for _, f := range found {
 		r := ts.tasks[f.TaskID]

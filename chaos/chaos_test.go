@@ -195,23 +195,23 @@ var scenarios = []scenario{
 	}},
 	{name: "disk-full-leader", smallDisk: "m1", fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		m := c.Masters[0]
-		l := mustLeader(t, c)
-		if l != m {
-			// Make m1 lead: ask the leader to step down until m1 does.
-			for deadline := time.Now().Add(30 * time.Second); l != m && time.Now().Before(deadline); l = mustLeader(t, c) {
-				c.call("DELETE", l.HTTP+"/v2/leader", "", nil, nil)
-				time.Sleep(2 * time.Second)
-			}
+		was, err := c.MoveLeader(m)
+		if err != nil {
+			t.Fatal(err)
 		}
+		led := c.Leader() == m
 		n, err := FillDisk(m.DataDir)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if !led {
+			t.Fatalf("%s did not lead when its disk was filled: the scenario tested a follower", m.Name)
 		}
 		c.Event("filled leader %s's disk (%d MiB) for 15s", m.Name, n>>20)
 		time.Sleep(15 * time.Second)
 		EmptyDisk(m.DataDir)
 		c.Event("emptied %s's disk", m.Name)
-		return []string{fmt.Sprintf("leader %s's disk full 15s (m1 led: %t)", m.Name, l == m)}
+		return []string{fmt.Sprintf("leader %s's disk full 15s (%s led when filled: %t; %s led before)", m.Name, m.Name, led, was.Name)}
 	}},
 	{name: "disk-full-agent", smallDisk: "agents", fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		a, victim := busiestAgent(t, c, rng)

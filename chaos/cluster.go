@@ -459,3 +459,31 @@ func FillDisk(dir string) (int64, error) {
 
 // EmptyDisk removes what FillDisk wrote.
 func EmptyDisk(dir string) error { return os.Remove(filepath.Join(dir, "chaos-filler")) }
+
+// MoveLeader makes master to lead: it asks the leader to hand leadership to it by name (DELETE
+// /v2/leader?to=ID) until it leads, for up to 30 s. It answers the master that led before it
+// asked (to itself when it led already).
+func (c *Cluster) MoveLeader(to *Node) (*Node, error) {
+	var self api.ClusterView
+	if err := c.get(to.HTTP+"/v1/cluster", &self); err != nil {
+		return nil, fmt.Errorf("%s's id: %w", to.Name, err)
+	}
+	var first *Node
+	var lastErr error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		l := c.Leader()
+		if first == nil {
+			first = l
+		}
+		if l == to {
+			c.Event("%s leads", to.Name)
+			return first, nil
+		}
+		if l == nil {
+			continue
+		}
+		c.Event("ask leader %s to hand leadership to %s", l.Name, to.Name)
+		_, lastErr = c.call("DELETE", l.HTTP+"/v2/leader?to="+self.Self.ID, "", nil, nil)
+	}
+	return first, fmt.Errorf("%s did not come to lead within 30s (last answer: %v)", to.Name, lastErr)
+}

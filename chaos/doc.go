@@ -32,7 +32,9 @@
 // 45 s with one of its tasks killed meanwhile (agora agent --chaos-faults); fill a follower's,
 // the leader's or an agent's data disk (a tmpfs of its own); kill -9 everything and start it
 // again. clock-skew (clockskew_test.go) steps the leader's wall clock 90 s ahead and back
-// (agora master --chaos-clock-file, Node.SetClockOffset). `make test` runs the short set, `make chaos` all of them with a fixed seed, and
+// (agora master --chaos-clock-file, Node.SetClockOffset). agent-wiped (agentwiped_test.go)
+// kills -9 the busiest agent, removes its data dir and starts it again: the new agent
+// supersedes the old id at once. `make test` runs the short set, `make chaos` all of them with a fixed seed, and
 // `make chaos-long` random faults for as long as asked. Each prints a one-line verdict with the
 // figures it measured, and on failure the timeline of what happened.
 package chaos

@@ -67,6 +67,9 @@ func (h httpAgents) call(ctx context.Context, ag api.Agent, method, path string,
 	if h.secret != "" {
 		req.Header.Set("Authorization", "Bearer "+h.secret)
 	}
+	if ag.ID != "" {
+		req.Header.Set(api.HeaderAgentID, ag.ID) // an agent that replaced it at its address refuses
+	}
 	resp, err := h.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("agent %s at %s: %w", ag.ID, ag.HTTP, err)

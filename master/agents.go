@@ -22,7 +22,9 @@ const NamespaceAgents = "agents"
 // agentsApplier applies the agent registry's commands.
 //
 //	agent.register: store the api.Agent of the data (a re-registration keeps its first
-//	                registration time and clears a removal); answers a registered
+//	                registration time and clears a removal), and remove every other agent
+//	                of the same host address (sameHostAddress): it is superseded; answers a
+//	                registered
 //	agent.drain:    set or clear the drain mark of an agent (agentDrain); answers the api.Agent
 //	agent.remove:   mark the agent whose id is the data as removed (a tombstone: if it comes
 //	                back, the tasks it still runs were written off and are killed)
@@ -59,6 +61,20 @@ func agentsApplier() raft.Applier {
 type registered struct {
 	Agent      api.Agent
 	WasRemoved bool // the agent had been given up, and now it is back
+	// Superseded are the agents of the same host address that this registration removed (in
+	// the same command): their process is gone, since the new one serves their address.
+	Superseded []api.Agent
+}
+
+// sameHostAddress says whether two agents are one agent's place: the same hostname (DNS names
+// ignore case) and the same API address. The API address is what the masters reach an agent
+// at, and only one process can listen on it, so a new agent registering with it proves that
+// the old one no longer serves it — its data dir was lost (Mesos's agent with a lost
+// checkpoint, which registers as a new agent). The hostname is part of it because an address
+// need not name its host (a wildcard or a port forwarded in a container); the hostname alone
+// is not enough: two agents may run on one host with different ports, and are two agents.
+func sameHostAddress(a, b api.Agent) bool {
+	return a.HTTP == b.HTTP && strings.EqualFold(a.Hostname, b.Hostname)
 }
 
 func applyAgentRegister(tx *raft.Txn, cmd raft.Command) (any, error) {
@@ -80,12 +96,39 @@ func applyAgentRegister(tx *raft.Txn, cmd raft.Command) (any, error) {
 	if a.RegisteredAt.IsZero() {
 		a.RegisteredAt = a.LastRegisteredAt
 	}
+	var superseded []api.Agent
+	var bad error
+	tx.List("", func(key string, data []byte) bool {
+		if key == a.ID {
+			return true
+		}
+		var other api.Agent
+		if bad = json.Unmarshal(data, &other); bad != nil {
+			return false
+		}
+		if other.RemovedAt == nil && sameHostAddress(other, a) {
+			superseded = append(superseded, other)
+		}
+		return true
+	})
+	if bad != nil {
+		return nil, fmt.Errorf("agents: register: %w", bad)
+	}
+	for i := range superseded {
+		at := tx.Time()
+		superseded[i].RemovedAt = &at
+		data, err := json.Marshal(superseded[i])
+		if err != nil {
+			return nil, err
+		}
+		tx.Put(superseded[i].ID, data)
+	}
 	data, err := json.Marshal(a)
 	if err != nil {
 		return nil, err
 	}
 	tx.Put(a.ID, data)
-	return registered{Agent: a, WasRemoved: wasRemoved}, nil
+	return registered{Agent: a, WasRemoved: wasRemoved, Superseded: superseded}, nil
 }
 
 // validateRegistration names the first field of a registration that is wrong.
@@ -155,8 +198,9 @@ func (a *apiHandler) registerAgent(w http.ResponseWriter, r *http.Request) {
 	if prev, ok := a.m.agent(r.Context(), agentID); ok && prev.RemovedAt == nil && sameAgent(prev, agent) {
 		// Registering again unchanged (a new leader, an agent restart): the registry holds it
 		// already, committed; only the leader's memory has to learn its tasks. This keeps a
-		// failover with thousands of agents from queueing thousands of raft writes.
-		a.m.sched.agentRegistered(prev, reg.Tasks, false)
+		// failover with thousands of agents from queueing thousands of raft writes. (No other
+		// agent of its host address can be in the registry: its own registration removed them.)
+		a.m.sched.agentRegistered(prev, reg.Tasks, false, nil)
 		writeJSON(w, http.StatusOK, prev)
 		return
 	}
@@ -173,7 +217,7 @@ func (a *apiHandler) registerAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reged := res.Value.(registered)
-	a.m.sched.agentRegistered(reged.Agent, reg.Tasks, reged.WasRemoved)
+	a.m.sched.agentRegistered(reged.Agent, reg.Tasks, reged.WasRemoved, reged.Superseded)
 	writeJSON(w, http.StatusOK, reged.Agent)
 }
 

@@ -321,12 +321,43 @@ func (a *apiHandler) getLeaderMarathon(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"leader": leader})
 }
 
-// abdicate is Marathon's DELETE /v2/leader: the leader hands leadership to another master —
-// one whose clock agrees with the others' when some master's does not (clockcheck.go).
+// abdicate is Marathon's DELETE /v2/leader: the leader hands leadership to another master — one
+// whose clock agrees with the others' when some master's does not (clockcheck.go), else the one
+// raft picks — or with ?to=ID to the voting master of that id (GET /v1/cluster lists them),
+// once it has caught up. It answers when the other master leads.
 func (a *apiHandler) abdicate(w http.ResponseWriter, r *http.Request) {
-	if err := a.m.transferLeadership(); err != nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("could not hand over leadership: %v", err))
+	q := r.URL.Query()
+	if !q.Has("to") {
+		if err := a.m.transferLeadership(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("could not hand over leadership: %v", err))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"message": "Leadership abdicated"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"message": "Leadership abdicated"})
+	to := q.Get("to")
+	if to == a.m.id {
+		writeJSON(w, http.StatusOK, map[string]string{"message": "master " + to + " leads already", "leader": to})
+		return
+	}
+	servers, err := a.m.store.Servers()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	addr := ""
+	for _, sv := range servers {
+		if sv.ID == to && sv.Voter {
+			addr = sv.Address
+		}
+	}
+	if to == "" || addr == "" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("to: no voting master %q in the cluster (GET /v1/cluster lists the masters)", to))
+		return
+	}
+	if err := a.m.store.LeadershipTransferTo(to, addr); err != nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("could not hand over leadership to %s: %v", to, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "Leadership abdicated", "leader": to})
 }

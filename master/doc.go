@@ -26,7 +26,10 @@
 // tasks from what agents report — agents are the truth. Until an agent has registered with this
 // leader, a reconciliation question about a task the leader does not know, or a kill of one,
 // waits for it (answered, or sent, when it registers or is declared unreachable): answered at
-// once, a framework would write off a task that still runs. Calls, agent registrations and status
+// once, a framework would write off a task that still runs. An agent registering from the
+// hostname and API address of another supersedes it in the same raft command (an agent that
+// lost its data dir comes back as a new one): the old id is removed and its tasks end at once.
+// An active agent whose id no gossip member carries for AgentGossipGrace is unreachable. Calls, agent registrations and status
 // updates change the state under one mutex and never block there: calls to agents and registry
 // writes run in goroutines, events queue on sessions. Allocation cycles run on a timer and after
 // events (batched); liveness, offer timeouts and failover timeouts run on the timer.

@@ -46,6 +46,11 @@ type SchedulerConfig struct {
 	// AgentRemovalTimeout: an agent unreachable for this long is removed, and its tasks end as
 	// TASK_GONE (partition-aware frameworks) or TASK_LOST. Default 5 min.
 	AgentRemovalTimeout time.Duration
+	// AgentGossipGrace: an active agent whose id no gossip member has carried for this long is
+	// unreachable (its process is gone; a new one may have taken its gossip name). It covers a
+	// new agent's first registration, before its gossip metadata with the id reaches the
+	// leader. Default 10 s.
+	AgentGossipGrace time.Duration
 	// HeartbeatInterval: a HEARTBEAT event goes down each subscription this often. Default 15 s.
 	HeartbeatInterval time.Duration
 	// KeepEnded is how many ended tasks the leader still lists. Default 10,000.
@@ -70,6 +75,9 @@ func (c *SchedulerConfig) defaults() {
 	}
 	if c.AgentRemovalTimeout <= 0 {
 		c.AgentRemovalTimeout = 5 * time.Minute
+	}
+	if c.AgentGossipGrace <= 0 {
+		c.AgentGossipGrace = 10 * time.Second
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = 15 * time.Second
@@ -129,9 +137,12 @@ type schedTerm struct {
 //
 //	recovered ──(registers)──► active ◄──(registers / gossip alive again)──┐
 //	    │                        │                                          │
-//	    └─(no registration in  ──┴─(gossip: dead or left)──► unreachable ───┘
-//	       --agent-reregister-timeout)                          │
+//	    └─(no registration in  ──┴─(gossip: dead or left, or no member  ──► unreachable ───┘
+//	       --agent-reregister-timeout)  with its id for AgentGossipGrace)       │
 //	                                       (--agent-removal-timeout)──► removed (tombstone)
+//
+//	recovered, active or unreachable ──(a new agent registers from its hostname and API
+//	                                    address: sameHostAddress)──► removed at once (superseded)
 type agentState int
 
 const (
@@ -149,6 +160,7 @@ type agentEntry struct {
 	state            agentState
 	inAlloc          bool      // added to the allocator (it registered with this leader once)
 	unreachableSince time.Time // while unreachable
+	missingSince     time.Time // while active and no gossip member carries its id
 	fetching         bool      // asking it for its tasks after it came back
 }
 

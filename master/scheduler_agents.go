@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/agora-sched/agora/pkg/api"
@@ -11,13 +12,25 @@ import (
 )
 
 // agentRegistered takes in an agent that registered with this leader (committed to the
-// registry already), with the tasks it lists. A new agent is offered from the next cycle. An
-// agent already known brings its tasks' real states: tasks the leader had marked unreachable
-// are back, and tasks it does not list, ended. An agent that had been removed gets its tasks
-// killed: their frameworks were told they are gone and have replaced them.
-func (s *scheduler) agentRegistered(ag api.Agent, tasks []api.Task, wasRemoved bool) {
+// registry already), with the tasks it lists, and the agents its registration superseded
+// (removed from the registry by the same command: same host address). A new agent is offered
+// from the next cycle. An agent already known brings its tasks' real states: tasks the leader
+// had marked unreachable are back, and tasks it does not list, ended. An agent that had been
+// removed gets its tasks killed: their frameworks were told they are gone and have replaced
+// them. A superseded agent's tasks end at once, as TASK_GONE or TASK_LOST.
+func (s *scheduler) agentRegistered(ag api.Agent, tasks []api.Task, wasRemoved bool, superseded []api.Agent) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if t := s.term; t != nil {
+		now := s.cfg.Clock.Now()
+		for _, old := range superseded {
+			if e := t.agents[old.ID]; e != nil {
+				s.logger.Warn("agent superseded: a new agent registered from its hostname and API address, so its process is gone (its data dir was lost); its tasks are lost",
+					"agent", old.ID, "by", ag.ID, "hostname", ag.Hostname, "http", ag.HTTP, "tasks", len(t.byAgent[old.ID]))
+				s.forgetAgentLocked(t, e, "agent "+old.ID+" was superseded by agent "+ag.ID+", which registered from the same host and address ("+ag.Hostname+", "+ag.HTTP+"): the old agent's data dir, and its tasks, were lost", now)
+			}
+		}
+	}
 	s.agentRegisteredLocked(ag, tasks, wasRemoved)
 }
 
@@ -181,9 +194,12 @@ func (*agentUnregisteredError) Error() string {
 	return "master: this agent has not registered with the leader; register first"
 }
 
-// livenessLocked follows agents through gossip: a dead or departed agent is unreachable; one
-// back alive is asked for its tasks; one unreachable for longer than the removal timeout is
-// removed; one that did not register with a new leader in time is unreachable.
+// livenessLocked follows agents through gossip: a dead or departed agent is unreachable, and
+// so is an active one that no gossip member has carried the id of for AgentGossipGrace (its
+// process is gone and another took its gossip name: an agent restarted without its data dir);
+// one back alive is asked for its tasks; one unreachable for longer than the removal timeout is
+// removed; one that did not register with a new leader in time is unreachable. members is nil
+// when this master has no gossip to follow.
 func (s *scheduler) livenessLocked(t *schedTerm, members []gossip.Member, now time.Time) {
 	status := map[string]gossip.Status{}
 	for _, m := range members {
@@ -191,6 +207,7 @@ func (s *scheduler) livenessLocked(t *schedTerm, members []gossip.Member, now ti
 			status[m.Meta.ID] = m.Status
 		}
 	}
+	presence, _ := s.cfg.Agents.(agentPresence)
 	for _, e := range t.agents {
 		st, seen := status[e.info.ID]
 		switch e.state {
@@ -204,8 +221,15 @@ func (s *scheduler) livenessLocked(t *schedTerm, members []gossip.Member, now ti
 				s.fetchAgentLocked(t, e.info)
 			}
 		case agentActive:
-			if seen && (st == gossip.StatusDead || st == gossip.StatusLeft) {
+			switch {
+			case seen && (st == gossip.StatusDead || st == gossip.StatusLeft):
 				s.unreachableLocked(t, e, "gossip reports it "+string(st), now)
+			case seen || members == nil || presence != nil && presence.Present(e.info.ID):
+				e.missingSince = time.Time{}
+			case e.missingSince.IsZero():
+				e.missingSince = now
+			case now.Sub(e.missingSince) >= s.cfg.AgentGossipGrace:
+				s.unreachableLocked(t, e, fmt.Sprintf("no gossip member has carried its id for %s: its process is gone (another may have taken its gossip name)", s.cfg.AgentGossipGrace), now)
 			}
 		case agentUnreachable:
 			if now.Sub(e.unreachableSince) >= s.cfg.AgentRemovalTimeout {
@@ -218,6 +242,12 @@ func (s *scheduler) livenessLocked(t *schedTerm, members []gossip.Member, now ti
 			}
 		}
 	}
+}
+
+// agentPresence is an optional ability of an AgentConn whose agents are not members of the
+// gossip pool (SimulatedAgents): Present says whether an agent is there, where gossip cannot.
+type agentPresence interface {
+	Present(agentID string) bool
 }
 
 // fetchAgentLocked asks an agent that is alive again for its tasks, and takes it back.
@@ -270,15 +300,27 @@ func (s *scheduler) unreachableLocked(t *schedTerm, e *agentEntry, why string, n
 	s.answerWaitingLocked(t, e.info.ID, now)
 }
 
-// removeAgentLocked gives an agent up: its tasks end as TASK_GONE or TASK_LOST, frameworks get
-// a FAILURE event, and the registry keeps a tombstone so that its tasks are killed if it
-// comes back.
+// removeAgentLocked gives an agent up after the removal timeout: its tasks end as TASK_GONE or
+// TASK_LOST, frameworks get a FAILURE event, and the registry keeps a tombstone so that its
+// tasks are killed if it comes back.
 func (s *scheduler) removeAgentLocked(t *schedTerm, e *agentEntry, now time.Time) {
 	s.logger.Warn("agent removed: unreachable for longer than --agent-removal-timeout", "agent", e.info.ID, "since", e.unreachableSince)
+	s.forgetAgentLocked(t, e, "agent "+e.info.ID+" was unreachable for longer than the agent removal timeout", now)
+	s.proposeLocked(t, raft.Command{Namespace: NamespaceAgents, Type: "agent.remove", Data: []byte(e.info.ID)})
+}
+
+// forgetAgentLocked takes a removed agent out of the term: its tasks end as TASK_GONE
+// (partition-aware frameworks) or TASK_LOST with REASON_AGENT_REMOVED and why, it is offered
+// no more, and frameworks get a FAILURE event. The registry's tombstone is the caller's.
+func (s *scheduler) forgetAgentLocked(t *schedTerm, e *agentEntry, why string, now time.Time) {
+	for oid, o := range t.offers {
+		if o.offer.AgentID == e.info.ID {
+			s.rescindLocked(t, oid, now)
+		}
+	}
 	for _, te := range t.byAgent[e.info.ID] {
 		if !te.status.State.IsTerminal() {
-			s.setStatusLocked(t, te, masterStatus(te, lostState(t.frameworks[te.info.FrameworkID]), task.ReasonAgentRemoved,
-				"agent "+e.info.ID+" was unreachable for longer than the agent removal timeout", now), true, now)
+			s.setStatusLocked(t, te, masterStatus(te, lostState(t.frameworks[te.info.FrameworkID]), task.ReasonAgentRemoved, why, now), true, now)
 		}
 	}
 	if e.inAlloc {
@@ -292,7 +334,7 @@ func (s *scheduler) removeAgentLocked(t *schedTerm, e *agentEntry, now time.Time
 			fw.session.push(api.Event{Type: api.EventFailure, Failure: &api.Failure{AgentID: e.info.ID}})
 		}
 	}
-	s.proposeLocked(t, raft.Command{Namespace: NamespaceAgents, Type: "agent.remove", Data: []byte(e.info.ID)})
+	s.answerWaitingLocked(t, e.info.ID, now)
 }
 
 // answerWaitingLocked answers the reconciliation questions, and sends the kills, held for an

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"sync"
 	"time"
 
@@ -555,6 +556,10 @@ func (s *scheduler) launchLocked(t *schedTerm, ag api.Agent, e *taskEntry) {
 			}
 		case e.status.State != task.Staging:
 			// The agent's own updates got here first; they are the truth.
+		case errors.As(err, &ref) && ref.Status == http.StatusMisdirectedRequest:
+			// Another agent answers at its address (it replaced the one meant): the task never
+			// reached its agent.
+			s.setStatusLocked(t, e, masterStatus(e, task.Dropped, task.ReasonAgentRemoved, "the task could not be sent to its agent: "+ref.Message, now), true, now)
 		case errors.As(err, &ref):
 			s.setStatusLocked(t, e, masterStatus(e, task.Error, task.ReasonTaskInvalid, "the agent refused the task: "+ref.Message, now), true, now)
 		default:

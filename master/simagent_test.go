@@ -32,6 +32,9 @@ type simAgents struct {
 	noRunning bool             // tasks stay STARTING
 	slowKills bool             // a kill is not reported; the test reports it
 	http      string           // the API address agents register with; default sim.invalid:1
+	// gossipOnly makes Present answer false: only gossip tells the master an agent is there
+	// (sim agents are no gossip members unless a test runs gossipAs for them).
+	gossipOnly bool
 }
 
 func newSimAgents(t testing.TB) *simAgents {
@@ -82,6 +85,13 @@ func (s *simAgents) Acknowledge(ctx context.Context, ag api.Agent, ack api.Ackno
 	defer s.mu.Unlock()
 	s.acks = append(s.acks, ack)
 	return nil
+}
+
+// Present says a sim agent is there, unless gossipOnly.
+func (s *simAgents) Present(string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.gossipOnly
 }
 
 func (s *simAgents) Tasks(ctx context.Context, ag api.Agent) ([]api.Task, error) {

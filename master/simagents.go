@@ -98,5 +98,9 @@ func (p *SimulatedAgents) Acknowledge(context.Context, api.Agent, api.Acknowledg
 	return nil
 }
 
+// Present says every agent is there: simulated agents are no members of the gossip pool, and
+// never go away.
+func (p *SimulatedAgents) Present(string) bool { return true }
+
 // Tasks lists nothing: simulated agents keep nothing.
 func (p *SimulatedAgents) Tasks(context.Context, api.Agent) ([]api.Task, error) { return nil, nil }

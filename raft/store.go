@@ -793,9 +793,17 @@ func (s *Store) LeadershipTransfer() error {
 	return s.raft.LeadershipTransfer().Error()
 }
 
-// LeadershipTransferTo hands leadership to the voter id at addr.
+// LeadershipTransferTo hands leadership to the voter of that id and address (one of Servers):
+// it waits until the voter has caught up, tells it to campaign at once, and returns when it
+// leads, or with an error when it did not within an election timeout. Leader only.
 func (s *Store) LeadershipTransferTo(id, addr string) error {
-	return s.raft.LeadershipTransferToServer(hraft.ServerID(id), hraft.ServerAddress(addr)).Error()
+	if err := s.raft.LeadershipTransferToServer(hraft.ServerID(id), hraft.ServerAddress(addr)).Error(); err != nil {
+		if errors.Is(err, hraft.ErrNotLeader) {
+			return s.notLeader()
+		}
+		return fmt.Errorf("raft: hand leadership to %s: %w", id, err)
+	}
+	return nil
 }
 
 // Close stops raft and closes the log. Proposals waiting get ErrClosed or ErrUnknownOutcome.

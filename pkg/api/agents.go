@@ -20,6 +20,11 @@ type AgentRegistration struct {
 	Tasks []Task `json:"tasks,omitempty"`
 }
 
+// HeaderAgentID names, on a master's call to an agent, the agent id the master means. An agent
+// of another id (one that replaced it at its address) answers 421 Misdirected Request, so that a
+// launch meant for a superseded agent never runs on its successor unknown to the masters.
+const HeaderAgentID = "X-Agora-Agent-Id"
+
 // Agent is one agent of the registry, as GET /v1/agents lists it.
 type Agent struct {
 	ID               string              `json:"id"`
