@@ -400,8 +400,10 @@ func (c *Cluster) Shape(from, to []*Node, s LinkShape) (heal func() error, err e
 		for _, n := range to {
 			dsts = append(dsts, netip.PrefixFrom(n.Addr, 32))
 		}
+		latency := s
+		latency.Loss = 0 // dropped on the bridge already
 		for _, f := range from {
-			h, err := shapeLatency(c.net.ns(f.Name), dsts, s)
+			h, err := shapeLatency(c.net.ns(f.Name), dsts, latency)
 			if err != nil {
 				undo()
 				return nil, err

@@ -359,8 +359,9 @@ type LinkShape struct {
 var errNoLatency = errors.New("chaos: delay, jitter and reordering need chaos/netem, not wired yet")
 
 // shapeLatency is the hook for delay, jitter and reordering of the packets that leave namespace
-// ns for dsts: chaos/netem's netem.Apply(ns, dsts, netem.Shape{...}) and its Link's Close
-// belong here.
+// ns (its name, under /var/run/netns) for dsts; s.Loss is always 0 here (Shape drops on the
+// bridge). chaos/netem's netem.Apply(ns, dsts, netem.Shape{Delay, Jitter, Reorder}) belongs
+// here, and the Link's Close is the function it answers.
 func shapeLatency(ns string, dsts []netip.Prefix, s LinkShape) (func() error, error) {
 	return nil, errNoLatency
 }
