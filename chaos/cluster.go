@@ -256,10 +256,12 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 	}
 	c := &Cluster{t: t, events: cfg.Timeline, Secret: secret, hc: &http.Client{Timeout: 5 * time.Second}}
 	began := time.Now()
+	mode := "loopback"
 	if ok, _ := NetworkMode(); ok && !cfg.Loopback {
 		c.net = newNetwork(t, 3, cfg.Agents)
 		c.hc.Transport = &http.Transport{DialContext: c.net.DialContext, MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
-		c.Event("network mode: namespaces %s-*, built in %.2fs", c.net.prefix, time.Since(began).Seconds())
+		mode = fmt.Sprintf("network namespaces %s-*, built in %.2fs", c.net.prefix, time.Since(began).Seconds())
+		c.Event("network mode: %s", mode)
 	} else if ForcedNetns() {
 		_, why := NetworkMode()
 		t.Fatalf("%s=netns, but network mode is not possible here: %s", NetEnv, why)
@@ -345,10 +347,6 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 	})
 	c.WaitReady(90 * time.Second)
 	c.Ready = time.Since(began)
-	mode := "loopback"
-	if c.net != nil {
-		mode = "network namespaces"
-	}
 	fmt.Printf("chaos: cluster of %d masters and %d agents ready in %.1fs (%s)\n", len(c.Masters), len(c.Agents), c.Ready.Seconds(), mode)
 	return c
 }
