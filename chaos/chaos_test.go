@@ -52,6 +52,8 @@ type scenario struct {
 	fault func(t *testing.T, c *Cluster, rng *rand.Rand) []string
 	// smallDisk puts this master's data dir on a small disk of its own (Config.SmallDisk).
 	smallDisk string
+	// network: the scenario drops packets between hosts, which needs network mode (netns_test.go).
+	network bool
 }
 
 var scenarios = []scenario{
@@ -313,6 +315,9 @@ func restart(t *testing.T, c *Cluster, n *Node) {
 
 // run is one scenario on a fresh cluster: workload, fault, heal, checks, verdict.
 func run(t *testing.T, s scenario, rng *rand.Rand) {
+	if s.network {
+		requireNetwork(t)
+	}
 	tl := NewTimeline()
 	c := StartCluster(t, Config{Bin: bin, Timeline: tl, SmallDisk: s.smallDisk})
 	w := StartWorkload(t, c, 3)

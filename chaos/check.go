@@ -12,7 +12,6 @@ import (
 	"github.com/agora-sched/agora/frameworks/chronos"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
-	"github.com/agora-sched/agora/pkg/promtext"
 	"github.com/agora-sched/agora/pkg/resources"
 )
 
@@ -256,7 +255,7 @@ func (w *Workload) Check(t testing.TB, v *Verdict, settle time.Duration) {
 					live[tk.Info.TaskID] = true
 				}
 			}
-			m, err := promtext.Get(a.HTTP + "/metrics")
+			m, err := c.Metrics(a)
 			if err != nil {
 				return false, err.Error()
 			}
@@ -275,6 +274,17 @@ func (w *Workload) Check(t testing.TB, v *Verdict, settle time.Duration) {
 		}
 		return true, ""
 	})
+
+	// The scenario's own invariants.
+	c.mu.Lock()
+	expects, seen := c.expects, c.violations
+	c.mu.Unlock()
+	for _, e := range expects {
+		eventually(e.what, e.ok)
+	}
+	for _, x := range seen {
+		v.fail("%s", x)
+	}
 
 	for _, n := range c.Nodes() {
 		if n.Exited() {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
+	"github.com/agora-sched/agora/pkg/promtext"
 )
 
 // Node is one process of the cluster: a master or an agent, started from the agora binary with
@@ -27,9 +30,11 @@ import (
 type Node struct {
 	Name   string // m1..m3, a1..
 	Master bool
-	HTTP   string // http://127.0.0.1:port
-	Gossip string // 127.0.0.1:port
+	HTTP   string // http://127.0.0.1:port, or http://10.217.0.x:port in network mode
+	Gossip string // 127.0.0.1:port, or 10.217.0.x:port
 	NS     string // an agent's containerd namespace
+	// Addr is the node's address in network mode (zero on loopback).
+	Addr netip.Addr
 	// DataDir is set for a node on its own small disk (Config.SmallDisk).
 	DataDir string
 
@@ -39,9 +44,11 @@ type Node struct {
 	bin  string
 	args []string
 	log  *containerdtest.Buffer
+	net  *network // network mode: the cluster's namespaces
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	heal func() error // network mode: undoes CutOff
 }
 
 // Start runs the node's process (again).
@@ -51,7 +58,11 @@ func (n *Node) Start() error {
 	cmd := exec.Command(n.bin, n.args...)
 	cmd.Stdout, cmd.Stderr = n.log, n.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if n.net != nil {
+		start = func() error { return n.net.start(n.Name, cmd) }
+	}
+	if err := start(); err != nil {
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
 	done := make(chan struct{})
@@ -97,10 +108,44 @@ func (n *Node) Stop() {
 	}
 }
 
-// CutOff cuts a node off the others, or heals it: SIGUSR1 and SIGUSR2 to a node started with
-// --chaos-faults (pkg/faultnet). A master loses raft, gossip and its calls to other nodes; an
-// agent loses gossip, its calls to masters and theirs to it (its containers keep running).
+// CutOff cuts a node off the others, or heals it. In network mode every packet between it and
+// the other nodes is dropped on the way (the harness still reaches it). On loopback it is
+// SIGUSR1 and SIGUSR2 to a node started with --chaos-faults (pkg/faultnet): a master loses raft,
+// gossip and its calls to other nodes; an agent loses gossip, its calls to masters and theirs to
+// it. An agent's containers keep running either way.
 func (n *Node) CutOff(on bool) error {
+	if n.net != nil {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if !on {
+			if n.heal == nil {
+				return nil
+			}
+			err := n.heal()
+			n.heal = nil
+			return err
+		}
+		if n.heal != nil {
+			return nil // cut already
+		}
+		var others []string
+		for h := range n.net.hosts {
+			if h != n.Name && h != "cl" {
+				others = append(others, h)
+			}
+		}
+		out, err := n.net.drop([]string{n.Name}, others, 100)
+		if err != nil {
+			return err
+		}
+		in, err := n.net.drop(others, []string{n.Name}, 100)
+		if err != nil {
+			out()
+			return err
+		}
+		n.heal = func() error { return errors.Join(out(), in()) }
+		return nil
+	}
 	if on {
 		return n.signal(syscall.SIGUSR1)
 	}
@@ -168,15 +213,47 @@ func (n *Node) Exited() bool {
 // Log is what the process wrote.
 func (n *Node) Log() string { return n.log.String() }
 
-// Cluster is 3 masters and some agents on loopback, each agent with its own containerd
-// namespace and host port range, all of them processes of the agora binary.
+// Cluster is 3 masters and some agents, each agent with its own containerd namespace and host
+// port range, all of them processes of the agora binary, each in a network namespace of its own
+// (network mode, see netns.go) or all on loopback.
 type Cluster struct {
 	Masters []*Node
 	Agents  []*Node
 	Secret  string // the cluster secret the agents' APIs ask for
-	t       testing.TB
-	events  *Timeline
-	hc      *http.Client
+	// Ready is how long the cluster took to start: from the first namespace made (network
+	// mode) or the first process started, until WaitReady saw it ready.
+	Ready  time.Duration
+	t      testing.TB
+	events *Timeline
+	hc     *http.Client
+	net    *network // nil on loopback
+
+	mu         sync.Mutex
+	expects    []expectation // a scenario's own invariants, for Workload.Check
+	violations []string      // a scenario's own invariants seen broken while sampling
+}
+
+type expectation struct {
+	what string
+	ok   func() (bool, string)
+}
+
+// Expect adds a scenario's own invariant to those Workload.Check verifies on the healed
+// cluster: ok is asked until it holds, or the settle time is over (it then says why not).
+func (c *Cluster) Expect(what string, ok func() (bool, string)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expects = append(c.expects, expectation{what, ok})
+}
+
+// Violate records an invariant a scenario saw broken while it sampled: Workload.Check fails
+// with it.
+func (c *Cluster) Violate(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	c.Event("VIOLATION %s", msg)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.violations = append(c.violations, msg)
 }
 
 // Config shapes a cluster.
@@ -188,6 +265,8 @@ type Config struct {
 	// agent's) on a tmpfs of 64 MiB of its own, so that a scenario can fill it (needs root, as
 	// make test runs).
 	SmallDisk string
+	// Loopback runs the cluster on loopback even where network mode is possible (NetworkMode).
+	Loopback bool
 }
 
 // StartCluster starts the cluster and waits until a leader leads and every agent registered.
@@ -205,10 +284,32 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 		t.Fatal(err)
 	}
 	c := &Cluster{t: t, events: cfg.Timeline, Secret: secret, hc: &http.Client{Timeout: 5 * time.Second}}
-	port := func() string { return fmt.Sprintf("127.0.0.1:%d", containerdtest.FreePort(t)) }
+	began := time.Now()
+	mode := "loopback"
+	if ok, _ := NetworkMode(); ok && !cfg.Loopback {
+		c.net = newNetwork(t, 3, cfg.Agents)
+		c.hc.Transport = &http.Transport{DialContext: c.net.DialContext, MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
+		mode = fmt.Sprintf("network namespaces %s-*, built in %.2fs", c.net.prefix, time.Since(began).Seconds())
+		c.Event("network mode: %s", mode)
+	} else if ForcedNetns() {
+		_, why := NetworkMode()
+		t.Fatalf("%s=netns, but network mode is not possible here: %s", NetEnv, why)
+	}
+	// port is a free port on loopback; in network mode, every node has its own address and the
+	// same ports.
+	port := func(name string, p int) string {
+		if c.net == nil {
+			return fmt.Sprintf("127.0.0.1:%d", containerdtest.FreePort(t))
+		}
+		return netip.AddrPortFrom(c.net.hosts[name], uint16(p)).String()
+	}
 	var gossips []string
 	for i := 1; i <= 3; i++ {
-		n := &Node{Name: fmt.Sprintf("m%d", i), Master: true, HTTP: "http://" + port(), Gossip: port(), bin: cfg.Bin, log: &containerdtest.Buffer{}}
+		name := fmt.Sprintf("m%d", i)
+		n := &Node{Name: name, Master: true, HTTP: "http://" + port(name, 8080), Gossip: port(name, 5051), bin: cfg.Bin, log: &containerdtest.Buffer{}, net: c.net}
+		if c.net != nil {
+			n.Addr = c.net.hosts[name]
+		}
 		gossips = append(gossips, n.Gossip)
 		c.Masters = append(c.Masters, n)
 	}
@@ -218,9 +319,13 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 			mountTmpfs(t, n.DataDir, "64m")
 		}
 		n.clockFile = filepath.Join(dir, n.Name+".clock-offset")
-		n.args = []string{"--log-level", "warn", "master", "--data-dir", filepath.Join(dir, n.Name), "--bind", port(), "--gossip", n.Gossip,
+		n.args = []string{"--log-level", "warn", "master", "--data-dir", filepath.Join(dir, n.Name), "--bind", port(n.Name, 5050), "--gossip", n.Gossip,
 			"--http", strings.TrimPrefix(n.HTTP, "http://"), "--bootstrap-expect", "3", "--allocation-interval", "200ms",
 			"--agent-reregister-timeout", "20s", "--cluster-secret-file", secretFile, "--chaos-faults", "--chaos-clock-file", n.clockFile}
+		if c.net != nil {
+			// The API listens on an address that exists only in the cluster's namespaces.
+			n.args = append(n.args, "--insecure-open-api")
+		}
 		for _, g := range gossips {
 			if g != n.Gossip {
 				n.args = append(n.args, "--join", g)
@@ -233,7 +338,8 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 		containerdtest.ImportTestApp(t, client, ns)
 		t.Cleanup(func() { containerdtest.RemoveNamespace(t, client, ns) })
 		first := 30000 + 40*i // below the ephemeral ports, apart from the other tests' ranges
-		n := &Node{Name: fmt.Sprintf("a%d", i), HTTP: "http://" + port(), Gossip: port(), NS: ns, bin: cfg.Bin, log: &containerdtest.Buffer{}}
+		name := fmt.Sprintf("a%d", i)
+		n := &Node{Name: name, HTTP: "http://" + port(name, 5151), Gossip: port(name, 5152), NS: ns, bin: cfg.Bin, log: &containerdtest.Buffer{}, net: c.net}
 		if n.Name == cfg.SmallDisk || cfg.SmallDisk == "agents" {
 			n.DataDir = filepath.Join(dir, n.Name)
 			mountTmpfs(t, n.DataDir, "64m")
@@ -241,6 +347,11 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 		n.args = []string{"--log-level", "warn", "agent", "--data-dir", filepath.Join(dir, n.Name), "--containerd", sock, "--containerd-namespace", ns,
 			"--http", strings.TrimPrefix(n.HTTP, "http://"), "--gossip", n.Gossip, "--hostname", "chaos-" + n.Name,
 			"--resources", fmt.Sprintf("cpus:2;mem:1024;disk:1000;ports:[%d-%d]", first, first+30), "--cluster-secret-file", secretFile, "--chaos-faults"}
+		if c.net != nil {
+			// Its tasks listen in its namespace, at its address, where its health checks look.
+			n.Addr = c.net.hosts[name]
+			n.args = append(n.args, "--task-netns", c.net.path(name))
+		}
 		for _, g := range gossips {
 			n.args = append(n.args, "--join", g)
 		}
@@ -265,7 +376,97 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 		wg.Wait()
 	})
 	c.WaitReady(90 * time.Second)
+	c.Ready = time.Since(began)
+	fmt.Printf("chaos: cluster of %d masters and %d agents ready in %.1fs (%s)\n", len(c.Masters), len(c.Agents), c.Ready.Seconds(), mode)
 	return c
+}
+
+// Network says whether the cluster runs in network namespaces (network mode), where Cut, Loss
+// and Shape work, rather than on loopback.
+func (c *Cluster) Network() bool { return c.net != nil }
+
+// Cut drops every packet from each node of from to each node of to, on the way between them
+// (a one-way partition: the other way still passes, unless cut too), until heal is called.
+// Network mode only.
+func (c *Cluster) Cut(from, to []*Node) (heal func() error, err error) {
+	return c.Loss(from, to, 100)
+}
+
+// Loss drops percent % of the packets from each node of from to each node of to, at random,
+// until heal is called. Network mode only.
+func (c *Cluster) Loss(from, to []*Node, percent int) (heal func() error, err error) {
+	if c.net == nil {
+		return nil, errors.New("chaos: packet drops need network mode (loopback has no network to drop packets on)")
+	}
+	return c.net.drop(names(from), names(to), percent)
+}
+
+// Shape makes the links from each node of from to each node of to behave as s: Loss drops
+// packets (as Loss does), Delay, Jitter and Reorder delay and reorder them (chaos/netem, see
+// shapeLatency), until heal is called. Network mode only.
+func (c *Cluster) Shape(from, to []*Node, s LinkShape) (heal func() error, err error) {
+	if c.net == nil {
+		return nil, errors.New("chaos: link shapes need network mode")
+	}
+	var heals []func() error
+	undo := func() error {
+		var errs []error
+		for _, h := range heals {
+			errs = append(errs, h())
+		}
+		return errors.Join(errs...)
+	}
+	if s.Loss > 0 {
+		h, err := c.Loss(from, to, int(s.Loss*100+0.5))
+		if err != nil {
+			return nil, err
+		}
+		heals = append(heals, h)
+	}
+	if s.Delay > 0 || s.Jitter > 0 || s.Reorder > 0 {
+		var dsts []netip.Prefix
+		for _, n := range to {
+			dsts = append(dsts, netip.PrefixFrom(n.Addr, 32))
+		}
+		latency := s
+		latency.Loss = 0 // dropped on the bridge already
+		for _, f := range from {
+			h, err := shapeLatency(c.net.ns(f.Name), dsts, latency)
+			if err != nil {
+				undo()
+				return nil, err
+			}
+			heals = append(heals, h)
+		}
+	}
+	return undo, nil
+}
+
+func names(nodes []*Node) []string {
+	var out []string
+	for _, n := range nodes {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+// Metrics reads a node's /metrics page.
+func (c *Cluster) Metrics(n *Node) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", n.HTTP+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s/metrics: %d", n.HTTP, resp.StatusCode)
+	}
+	return promtext.Parse(resp.Body)
 }
 
 func tail(s string, n int) string {

@@ -5,14 +5,14 @@
 // Use:
 //
 //  1. New(Config{Client, Namespace, SandboxRoot, LogBinary, HostDirs, Hidden, DefaultUser,
-//     AllowRoot}) makes an executor, and the root and /etc copy of tasks without an image.
+//     AllowRoot, NetNS}) makes an executor, and the root and /etc copy of tasks without an image.
 //  2. Recover(ctx, known) once at start: re-attaches to the containers of tasks the agent's
 //     checkpoint knows, reports the ones that ended meanwhile, and kills and removes the rest.
 //  3. Launch(ctx, Spec) gets the image (or, without one, a curated read-only view of the host:
 //     HostDirs and a copy of /etc without secrets), creates the container (args, env with
 //     PORT0.. and the task's identity, cgroup limits from cpus and mem; run as the task's user,
 //     its image's when not root, or DefaultUser; no capabilities but root's, no new privileges,
-//     the default seccomp profile), gives the sandbox to that user, starts the process with
+//     the default seccomp profile; the host's network, or the namespace NetNS names), gives the sandbox to that user, starts the process with
 //     stdout and stderr going to rotated files beside the sandbox (LogDir, out of the task's
 //     reach), and returns once the process runs.
 //  4. The Handle's Done channel delivers the Exit: status code, and whether the kernel killed it
@@ -101,6 +101,10 @@ type Config struct {
 	DefaultUser string
 	// AllowRoot lets tasks run as uid 0; without it a task that would is refused.
 	AllowRoot bool
+	// NetNS is the network namespace tasks join: a path such as /var/run/netns/NAME (what `ip
+	// netns add NAME` makes) or /proc/PID/ns/net. Empty (the default): containerd's own, which
+	// is the host's network.
+	NetNS string
 }
 
 // Spec is one task to run.
@@ -216,6 +220,11 @@ func New(cfg Config) (*Executor, error) {
 	cfg.Hidden = append(slices.Clone(cfg.Hidden), hostaccess.AlwaysProtected...)
 	if cfg.DefaultUser == "" {
 		cfg.DefaultUser = DefaultUser
+	}
+	if cfg.NetNS != "" {
+		if err := CheckNetNS(cfg.NetNS); err != nil {
+			return nil, err
+		}
 	}
 	e := &Executor{cfg: cfg, logger: cfg.Logger, tasks: map[string]*running{},
 		hostRoot: cfg.SandboxRoot + "-hostroot", hostEtc: cfg.SandboxRoot + "-etc", logRoot: cfg.SandboxRoot + "-logs"}
@@ -337,8 +346,12 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 			oci.WithMounts([]specs.Mount{{Destination: "/tmp", Source: "tmpfs", Type: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}}}),
 		)
 	}
+	network := oci.WithHostNamespace(specs.NetworkNamespace)
+	if e.cfg.NetNS != "" {
+		network = oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: e.cfg.NetNS})
+	}
 	opts = append(opts,
-		oci.WithHostNamespace(specs.NetworkNamespace),
+		network,
 		oci.WithHostHostsFile,
 		oci.WithHostResolvconf,
 		oci.WithEnv(s.env(sandbox)),

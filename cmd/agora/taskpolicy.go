@@ -20,6 +20,7 @@ func taskFlags() []cli.Flag {
 		&cli.StringFlag{Name: "default-task-user", Value: agentcontainerd.DefaultUser, Usage: "whom tasks run as when neither they (Marathon's user, Metronome's run.user) nor their image name a user other than root: a user of this host, a uid, or uid:gid"},
 		&cli.BoolFlag{Name: "allow-root-tasks", Usage: "let tasks run as root (uid 0, with containerd's default capabilities); the agent gets the attribute agora.root:true, by which frameworks place them"},
 		&cli.StringSliceFlag{Name: "task-host-dirs", Value: cli.NewStringSlice(agentcontainerd.DefaultHostDirs...), Usage: "the host directories tasks without an image see, read-only (they also get a copy of /etc without shadow, gshadow, sudoers, agora/ and files not readable by all)"},
+		&cli.StringFlag{Name: "task-netns", Usage: "run tasks in this network namespace (/var/run/netns/NAME, as 'ip netns add NAME' makes, or /proc/PID/ns/net) instead of the host's network; their ports and health checks are then on that namespace's addresses, the agent's own when it runs there too"},
 		&cli.StringSliceFlag{Name: "host-volume", Usage: "a host directory tasks may mount, NAME=PATH (read-only) or NAME=PATH:rw (repeatable); apps and jobs name it by NAME or by a path in it. Nothing else of the host can be mounted; never /, a data dir, key or secret files, /root or containerd's state"},
 	}
 }
@@ -29,6 +30,7 @@ type taskPolicy struct {
 	defaultUser string
 	allowRoot   bool
 	hostDirs    []string
+	netns       string // the tasks' network namespace; empty: the host's
 	volumes     []hostaccess.Volume
 	// protected are this node's own paths that tasks must never see: data dirs, key, secret,
 	// keyring and tokens files, the containerd socket's directory.
@@ -38,7 +40,7 @@ type taskPolicy struct {
 // readTaskPolicy reads the task flags of an agent whose data dir is given (no task may see it,
 // nor the node's key, secret, keyring and tokens files).
 func readTaskPolicy(c *cli.Context, dataDir string) (taskPolicy, error) {
-	p := taskPolicy{defaultUser: c.String("default-task-user"), allowRoot: c.Bool("allow-root-tasks"), hostDirs: c.StringSlice("task-host-dirs")}
+	p := taskPolicy{defaultUser: c.String("default-task-user"), allowRoot: c.Bool("allow-root-tasks"), hostDirs: c.StringSlice("task-host-dirs"), netns: c.String("task-netns")}
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return p, err
@@ -69,6 +71,11 @@ func readTaskPolicy(c *cli.Context, dataDir string) (taskPolicy, error) {
 	if err := agent.CheckHostVolumes(p.volumes, p.protected); err != nil {
 		return p, usageError{strings.TrimPrefix(err.Error(), "agent: ")}
 	}
+	if p.netns != "" {
+		if err := agentcontainerd.CheckNetNS(p.netns); err != nil {
+			return p, usageError{"--task-netns: " + strings.TrimPrefix(err.Error(), "containerd: ")}
+		}
+	}
 	if hostaccess.IsRoot(p.defaultUser) && !p.allowRoot {
 		return p, usageError{fmt.Sprintf("--default-task-user %s is root: give --allow-root-tasks too, or a user other than root", p.defaultUser)}
 	}
@@ -77,7 +84,7 @@ func readTaskPolicy(c *cli.Context, dataDir string) (taskPolicy, error) {
 
 // executorConfig fills in what the policy says of an executor's config.
 func (p taskPolicy) executorConfig(cfg agentcontainerd.Config) agentcontainerd.Config {
-	cfg.DefaultUser, cfg.AllowRoot, cfg.HostDirs, cfg.Hidden = p.defaultUser, p.allowRoot, p.hostDirs, p.protected
+	cfg.DefaultUser, cfg.AllowRoot, cfg.HostDirs, cfg.Hidden, cfg.NetNS = p.defaultUser, p.allowRoot, p.hostDirs, p.protected, p.netns
 	return cfg
 }
 
@@ -101,7 +108,11 @@ func (p taskPolicy) summary() string {
 		}
 		vols = strings.Join(names, ", ")
 	}
-	return fmt.Sprintf("run as %s unless they name a user, %s; host volumes: %s", p.defaultUser, root, vols)
+	network := "the host's network"
+	if p.netns != "" {
+		network = "network namespace " + p.netns
+	}
+	return fmt.Sprintf("run as %s unless they name a user, %s; host volumes: %s; %s", p.defaultUser, root, vols, network)
 }
 
 // agentAccess is the access line of an agent's API, or the usage error that refuses to start
