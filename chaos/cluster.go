@@ -476,6 +476,20 @@ func tail(s string, n int) string {
 	return s
 }
 
+// Client is an HTTP client that reaches the cluster's nodes and their tasks (through the
+// harness's own namespace in network mode), with its own timeout.
+func (c *Cluster) Client(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: c.hc.Transport}
+}
+
+// Host is where a node's tasks listen: its address in network mode, loopback otherwise.
+func (n *Node) Host() string {
+	if n.Addr.IsValid() {
+		return n.Addr.String()
+	}
+	return "127.0.0.1"
+}
+
 // Nodes are the masters and the agents.
 func (c *Cluster) Nodes() []*Node { return append(append([]*Node{}, c.Masters...), c.Agents...) }
 

@@ -24,7 +24,6 @@ package chaos
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -36,11 +35,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agora-sched/agora/chaos/netem"
 )
 
 // NetEnv chooses the network mode: "netns" (fail where namespaces cannot be made), "loopback",
@@ -354,14 +356,21 @@ type LinkShape struct {
 	Loss, Reorder float64
 }
 
-// errNoLatency is what Shape answers for delay, jitter and reordering until the userspace
-// netem (chaos/netem; the kernel here has no netem qdisc) is wired into shapeLatency.
-var errNoLatency = errors.New("chaos: delay, jitter and reordering need chaos/netem, not wired yet")
-
-// shapeLatency is the hook for delay, jitter and reordering of the packets that leave namespace
-// ns (its name, under /var/run/netns) for dsts; s.Loss is always 0 here (Shape drops on the
-// bridge). chaos/netem's netem.Apply(ns, dsts, netem.Shape{Delay, Jitter, Reorder}) belongs
-// here, and the Link's Close is the function it answers.
+// shapeLatency delays and reorders the packets that leave namespace ns (its name, under
+// /var/run/netns) for dsts, with chaos/netem (userspace, on NFQUEUE: the kernel here has no
+// netem qdisc); s.Loss is always 0 here, as Shape drops on the bridge. It answers the Link's
+// Close, which lets every held packet go.
 func shapeLatency(ns string, dsts []netip.Prefix, s LinkShape) (func() error, error) {
-	return nil, errNoLatency
+	l, err := netem.Apply(ns, dsts, netem.Shape{Delay: s.Delay, Jitter: s.Jitter, Reorder: s.Reorder})
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		st := l.Stats()
+		shaped.Add(st.Delayed + st.Reordered)
+		return l.Close()
+	}, nil
 }
+
+// shaped counts the packets chaos/netem delayed or reordered, for a scenario's figures.
+var shaped atomic.Uint64

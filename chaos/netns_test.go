@@ -103,6 +103,30 @@ func init() {
 			p.maxGap(10 * time.Second)
 			return append([]string{"25% loss between all hosts 20s"}, p.finish(from, time.Now())...)
 		}},
+		// Invariant: with every packet between the hosts delayed 60 ms ± 40 ms and 10 % of them
+		// reordered (chaos/netem), writes go on (no 10 s without an acknowledged write), every
+		// acknowledged write survives, no app runs more instances than it wants.
+		scenario{name: "slow-network", network: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+			p := startProber(c)
+			c.Event("delay every packet between all hosts 60ms ± 40ms, reorder 10%%, for 20s")
+			before := shaped.Load()
+			heal, err := c.Shape(c.Nodes(), c.Nodes(), LinkShape{Delay: 60 * time.Millisecond, Jitter: 40 * time.Millisecond, Reorder: 0.1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			from := time.Now()
+			time.Sleep(20 * time.Second)
+			c.Event("heal the delay")
+			if err := heal(); err != nil {
+				t.Fatal(err)
+			}
+			p.maxGap(10 * time.Second)
+			n := shaped.Load() - before
+			if n == 0 {
+				t.Error("chaos/netem shaped no packet between the hosts")
+			}
+			return append([]string{fmt.Sprintf("60ms ± 40ms delay, 10%% reordered, between all hosts 20s (%d packets shaped)", n)}, p.finish(from, time.Now())...)
+		}},
 	)
 }
 

@@ -96,7 +96,7 @@ func sampleUpgrade(t *testing.T, c *Cluster, client *containerd.Client, hc *http
 			if !strings.HasPrefix(tk.Info.TaskID, upgradeTaskPfx) || tk.Status.State.IsTerminal() || len(tk.Info.Resources.Ports) == 0 {
 				continue
 			}
-			probes = append(probes, probe{tk.Info.Env["CHAOS_VERSION"], fmt.Sprintf("http://127.0.0.1:%d/health", tk.Info.Resources.Ports[0].Begin)})
+			probes = append(probes, probe{tk.Info.Env["CHAOS_VERSION"], fmt.Sprintf("http://%s:%d/health", a.Host(), tk.Info.Resources.Ports[0].Begin)})
 		}
 	}
 	var mu sync.Mutex
@@ -143,8 +143,8 @@ func upgradeDeploying(c *Cluster, id string) (bool, error) {
 func killLeaderMidUpgrade(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	client := containerdtest.Client(t)
 	// A probe may take its time on a loaded machine: a slow answer is still an answer. A stopped
-	// instance refuses at once on loopback.
-	hc := &http.Client{Timeout: 3 * time.Second}
+	// instance refuses at once.
+	hc := c.Client(3 * time.Second)
 	if _, err := c.Do("POST", "/v2/apps", upgradeDef("v1"), nil); err != nil {
 		t.Fatalf("create %s: %v", upgradeApp, err)
 	}
