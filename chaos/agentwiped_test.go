@@ -29,7 +29,7 @@ import (
 // new registration, every app back at its instances (as the masters count them and as really
 // run) and healthy within agentLossGoal of it.
 func init() {
-	scenarios = append(scenarios, scenario{name: "agent-wiped", fault: agentWiped})
+	scenarios = append(scenarios, scenario{name: "agent-wiped", short: true, fault: agentWiped})
 }
 
 const (

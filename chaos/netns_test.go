@@ -26,7 +26,7 @@ func init() {
 		// Invariant: a leader that can send but not hear the other masters (the asymmetric split)
 		// acknowledges no write sent after the cut, the others elect a leader that commits, and
 		// every write any master acknowledged survives.
-		scenario{name: "oneway-leader-in", network: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+		scenario{name: "oneway-leader-in", short: true, network: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 			l := mustLeader(t, c)
 			return isolateLeader(t, c, l, "packets from the other masters to leader %s dropped (it can send, not hear)", otherMasters(c, l), []*Node{l})
 		}},

@@ -26,7 +26,7 @@ import (
 // answer /health; the upgrade ends with 3 healthy instances of the new version and none of the
 // old.
 func init() {
-	scenarios = append(scenarios, scenario{name: "kill-leader-mid-upgrade", fault: killLeaderMidUpgrade})
+	scenarios = append(scenarios, scenario{name: "kill-leader-mid-upgrade", short: true, fault: killLeaderMidUpgrade})
 }
 
 const (
