@@ -132,6 +132,10 @@ type schedTerm struct {
 //	    └─(no registration in  ──┴─(gossip: dead or left)──► unreachable ───┘
 //	       --agent-reregister-timeout)                          │
 //	                                       (--agent-removal-timeout)──► removed (tombstone)
+//
+// Apart from its state, an agent may say through gossip that it takes no tasks for now (its
+// container runtime does not answer: agentEntry.unavailable): while active it then gets no
+// offers, and shows as "unavailable"; its tasks keep their states.
 type agentState int
 
 const (
@@ -150,6 +154,9 @@ type agentEntry struct {
 	inAlloc          bool      // added to the allocator (it registered with this leader once)
 	unreachableSince time.Time // while unreachable
 	fetching         bool      // asking it for its tasks after it came back
+	// unavailable is why the agent says it takes no tasks now (gossip: its container runtime
+	// does not answer), "" when it takes them: no offers of it meanwhile, its tasks as they are.
+	unavailable string
 }
 
 type fwEntry struct {
