@@ -52,6 +52,8 @@ type scenario struct {
 	fault func(t *testing.T, c *Cluster, rng *rand.Rand) []string
 	// smallDisk puts this master's data dir on a small disk of its own (Config.SmallDisk).
 	smallDisk string
+	// privateContainerd gives the cluster a containerd of its own (Config.PrivateContainerd).
+	privateContainerd bool
 }
 
 var scenarios = []scenario{
@@ -314,7 +316,7 @@ func restart(t *testing.T, c *Cluster, n *Node) {
 // run is one scenario on a fresh cluster: workload, fault, heal, checks, verdict.
 func run(t *testing.T, s scenario, rng *rand.Rand) {
 	tl := NewTimeline()
-	c := StartCluster(t, Config{Bin: bin, Timeline: tl, SmallDisk: s.smallDisk})
+	c := StartCluster(t, Config{Bin: bin, Timeline: tl, SmallDisk: s.smallDisk, PrivateContainerd: s.privateContainerd})
 	w := StartWorkload(t, c, 3)
 	c.Event("waiting for the workload to settle")
 	time.Sleep(8 * time.Second)

@@ -230,7 +230,7 @@ func (w *Workload) Check(t testing.TB, v *Verdict, settle time.Duration) {
 
 	// Every agent's tasks are as the master says (updates delivered), nothing is left to
 	// acknowledge, and no container is one no task owns.
-	client := containerdtest.Client(t)
+	client := c.ctrd
 	eventually("status updates delivered, no orphan containers", func() (bool, string) {
 		for _, a := range c.Agents {
 			var tasks []api.Task
@@ -278,6 +278,11 @@ func (w *Workload) Check(t testing.TB, v *Verdict, settle time.Duration) {
 			v.fail("%s exited on its own: %s", n.Name, tail(n.Log(), 300))
 		}
 	}
+	c.mu.Lock()
+	for _, x := range c.violations {
+		v.fail("%s", x)
+	}
+	c.mu.Unlock()
 	w.mu.Lock()
 	for _, x := range w.violations {
 		v.fail("%s", x)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
 
 	"github.com/agora-sched/agora/pkg/api"
@@ -108,7 +109,7 @@ func (n *Node) CutOff(on bool) error {
 // containerd), as the kernel's OOM killer or a crash would.
 func (c *Cluster) KillTask(a *Node, taskID string) error {
 	ctx := namespaced(c.t, a.NS)
-	ctr, err := containerdtest.Client(c.t).LoadContainer(ctx, taskID)
+	ctr, err := c.ctrd.LoadContainer(ctx, taskID)
 	if err != nil {
 		return err
 	}
@@ -145,9 +146,16 @@ type Cluster struct {
 	Masters []*Node
 	Agents  []*Node
 	Secret  string // the cluster secret the agents' APIs ask for
-	t       testing.TB
-	events  *Timeline
-	hc      *http.Client
+	// Containerd is the cluster's own containerd (Config.PrivateContainerd), which a scenario
+	// may kill and start again; nil when the agents use the shared one.
+	Containerd *containerdtest.Daemon
+	t          testing.TB
+	events     *Timeline
+	hc         *http.Client
+	ctrd       *containerd.Client // the agents' containerd, for the harness's own looks
+
+	mu         sync.Mutex
+	violations []string // of a scenario's own invariants (Violation), failed by Workload.Check
 }
 
 // Config shapes a cluster.
@@ -159,6 +167,10 @@ type Config struct {
 	// agent's) on a tmpfs of 64 MiB of its own, so that a scenario can fill it (needs root, as
 	// make test runs).
 	SmallDisk string
+	// PrivateContainerd gives the cluster a containerd of its own (Cluster.Containerd, needs
+	// root): the agents and the harness use its socket, and the test image is imported into
+	// each agent's namespace there. A scenario may kill it; the shared one it must never.
+	PrivateContainerd bool
 }
 
 // StartCluster starts the cluster and waits until a leader leads and every agent registered.
@@ -167,15 +179,22 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 	if cfg.Agents == 0 {
 		cfg.Agents = 3
 	}
-	sock := containerdtest.Socket(t)
-	client := containerdtest.Client(t)
+	var daemon *containerdtest.Daemon
+	var sock string
+	var client *containerd.Client
+	if cfg.PrivateContainerd {
+		daemon = containerdtest.StartDaemon(t)
+		sock, client = daemon.Socket, daemon.Client(t)
+	} else {
+		sock, client = containerdtest.Socket(t), containerdtest.Client(t)
+	}
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "cluster-secret")
 	secret := fmt.Sprintf("chaos-secret-%d", time.Now().UnixNano())
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, events: cfg.Timeline, Secret: secret, hc: &http.Client{Timeout: 5 * time.Second}}
+	c := &Cluster{t: t, events: cfg.Timeline, Secret: secret, hc: &http.Client{Timeout: 5 * time.Second}, Containerd: daemon, ctrd: client}
 	port := func() string { return fmt.Sprintf("127.0.0.1:%d", containerdtest.FreePort(t)) }
 	var gossips []string
 	for i := 1; i <= 3; i++ {
@@ -250,6 +269,16 @@ func (c *Cluster) Nodes() []*Node { return append(append([]*Node{}, c.Masters...
 
 // Event notes something that happened, for the timeline a failed scenario prints.
 func (c *Cluster) Event(format string, args ...any) { c.events.Add(format, args...) }
+
+// Violation records a breach of a scenario's own invariant, seen while it samples; the
+// scenario's verdict (Workload.Check) fails with it.
+func (c *Cluster) Violation(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	c.Event("VIOLATION %s", msg)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.violations = append(c.violations, msg)
+}
 
 // Leader is the leading master as the masters that answer agree, or nil.
 func (c *Cluster) Leader() *Node {
