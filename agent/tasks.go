@@ -500,7 +500,7 @@ func (ts *taskSet) exitStatusLocked(r *record, ex containerd.Exit) api.TaskStatu
 	case ex.Vanished:
 		st.ExitStatus = nil
 		st.State, st.Reason = task.Failed, task.ReasonExecutorTerminated
-		st.Message = "the task's container ended while the agent was down and its exit status is gone"
+		st.Message = "the task's container is gone, and its exit status with it (it ended while the agent or containerd was down, and its shim is gone too)"
 	case r.HealthKill != "":
 		unhealthy := false
 		st.State, st.Reason, st.Healthy = task.Killed, task.ReasonHealthCheckUpdated, &unhealthy

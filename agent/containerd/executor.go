@@ -148,8 +148,8 @@ type Exit struct {
 	Code      uint32
 	OOMKilled bool
 	At        time.Time
-	// Vanished: the process and its status are gone (its shim died while the agent was down);
-	// Code means nothing.
+	// Vanished: the process and its status are gone (its shim died while the agent or
+	// containerd was down); Code means nothing.
 	Vanished bool
 }
 
