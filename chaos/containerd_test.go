@@ -16,15 +16,25 @@ import (
 )
 
 func init() {
-	scenarios = append(scenarios, scenario{name: "containerd-restart", privateContainerd: true, fault: containerdRestart})
+	scenarios = append(scenarios,
+		scenario{name: "containerd-restart", privateContainerd: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+			return containerdRestart(t, c, 10*time.Second, false)
+		}},
+		// Past every timeout of registration (--agent-reregister-timeout 20 s), with a new
+		// leader meanwhile, which must learn from the agents that they take no tasks.
+		scenario{name: "containerd-restart-long", privateContainerd: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+			return containerdRestart(t, c, 30*time.Second, true)
+		}},
+	)
 }
 
-// containerdRestart kills -9 the agents' containerd (the cluster's own) for 10 s while the
-// workload runs, then starts it again on the same root and state.
+// containerdRestart kills -9 the agents' containerd (the cluster's own) for down while the
+// workload runs, then starts it again on the same root and state; with killLeader, the leading
+// master is killed -9 too while containerd is down, and restarted.
 //
 // Invariant: no app has more running containers than it wants, and no task is terminal on the
 // masters while its container runs — sampled every 400 ms through the fault and its healing.
-func containerdRestart(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+func containerdRestart(t *testing.T, c *Cluster, downFor time.Duration, killLeader bool) []string {
 	d := c.Containerd
 	webs := func() int {
 		n := 0
@@ -57,7 +67,7 @@ func containerdRestart(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	}
 	endedBefore := ended()
 
-	c.Event("kill -9 containerd for 10s")
+	c.Event("kill -9 containerd for %s", downFor)
 	if err := d.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +82,23 @@ func containerdRestart(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		return ok && v.State == "unavailable" && strings.Contains(v.Unavailable, "containerd"), fmt.Sprintf("%s: %+v", a.Name, v)
 	})
 	c.Event("the masters show every agent unavailable (%.1fs)", shown.Seconds())
-	time.Sleep(time.Until(killed.Add(10 * time.Second)))
+	var failover []string
+	if killLeader {
+		l := mustLeader(t, c)
+		c.Event("kill -9 leader %s while containerd is down", l.Name)
+		if err := l.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		rec := recovery(t, c, l)
+		restart(t, c, l)
+		again := waitAgents(t, c, 30*time.Second, func(a *Node) (bool, string) {
+			v, ok := masterView(c, a)
+			return ok && v.State == "unavailable", fmt.Sprintf("%s: %+v", a.Name, v)
+		})
+		c.Event("the new leader shows every agent unavailable (%.1fs after it committed)", again.Seconds())
+		failover = append(failover, fmt.Sprintf("leader killed meanwhile: recovery %.1fs, agents unavailable on the new leader %.1fs after", rec.Seconds(), again.Seconds()))
+	}
+	time.Sleep(time.Until(killed.Add(downFor)))
 	runningDown := webs()
 
 	if err := d.Start(); err != nil {
@@ -100,14 +126,14 @@ func containerdRestart(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	// within seconds of containerd's return.
 	time.Sleep(20 * time.Second)
 	samples, most := watch.stop()
-	return []string{
+	return append([]string{
 		fmt.Sprintf("containerd down %.1fs (app containers running under their shims meanwhile %d)", down.Seconds(), runningDown),
 		fmt.Sprintf("agents 503 after %.1fs, unavailable on the masters after %.1fs", noticed.Seconds(), shown.Seconds()),
 		fmt.Sprintf("launches refused %d", refused),
 		fmt.Sprintf("re-attached and active %.1fs after containerd answered", back.Seconds()),
 		fmt.Sprintf("app tasks ended meanwhile %d", endedMeanwhile),
 		fmt.Sprintf("container samples %d (most running for one app %d)", samples, most),
-	}
+	}, failover...)
 }
 
 // waitAgents waits until ok holds for every agent, and answers how long it took.
@@ -184,7 +210,14 @@ func (w *containerWatch) stop() (samples, most int) {
 
 func (w *containerWatch) run() {
 	defer w.done.Done()
-	suspect := map[string]bool{} // terminal on the masters while running, at the last sample
+	suspect := map[string]bool{}  // terminal on the masters while running, at the last sample
+	reported := map[string]bool{} // each breach once: a sampler sees a lasting one every time
+	violate := func(key, format string, args ...any) {
+		if !reported[key] {
+			reported[key] = true
+			w.c.Violation(format, args...)
+		}
+	}
 	for {
 		select {
 		case <-w.stopped:
@@ -209,7 +242,7 @@ func (w *containerWatch) run() {
 		for app, where := range perApp {
 			w.most = max(w.most, len(where))
 			if len(where) > w.want {
-				w.c.Violation("%s has %d containers running at once, wants %d: %v", app, len(where), w.want, where)
+				violate(fmt.Sprint(app, len(where)), "%s has %d containers running at once, wants %d: %v", app, len(where), w.want, where)
 			}
 		}
 		if terr != nil {
@@ -225,7 +258,7 @@ func (w *containerWatch) run() {
 		for _, st := range tasks {
 			if st.State.IsTerminal() && runs[st.TaskID] {
 				if suspect[st.TaskID] { // twice in a row: not a sample caught mid-removal
-					w.c.Violation("task %s is %s on the masters while its container runs", st.TaskID, st.State)
+					violate(st.TaskID, "task %s is %s on the masters while its container runs", st.TaskID, st.State)
 				}
 				now[st.TaskID] = true
 			}
