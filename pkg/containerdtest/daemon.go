@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -208,6 +209,12 @@ func (d *Daemon) cleanup() {
 			<-done
 		}
 	}
+	// Shims containerd lost track of (killed while it created a task: containerd#6860, not
+	// fixed in Debian's 1.6) would outlive it, each with a `runc init`: they go too.
+	for _, sh := range d.Shims() {
+		t.Logf("containerdtest: killing a shim the private containerd lost: %s/%s (pid %d)", sh.Namespace, sh.ID, sh.PID)
+		sh.kill()
+	}
 	// What containerd mounted under its root and state (snapshots, rootfs) goes before the dir.
 	if data, err := os.ReadFile("/proc/self/mounts"); err == nil {
 		lines := strings.Split(string(data), "\n")
@@ -228,4 +235,58 @@ func tailOf(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
+}
+
+// Shim is a containerd shim process of the daemon, and the container it was started for.
+type Shim struct {
+	PID           int
+	Namespace, ID string
+}
+
+// Shims are the shim processes started by this daemon (they name its socket), running now.
+func (d *Daemon) Shims() []Shim {
+	procs, _ := os.ReadDir("/proc")
+	var out []Shim
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) == 0 || !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
+			continue
+		}
+		sh := Shim{PID: pid}
+		mine := false
+		for i := 1; i+1 < len(args); i++ {
+			switch args[i] {
+			case "-namespace":
+				sh.Namespace = args[i+1]
+			case "-id":
+				sh.ID = args[i+1]
+			case "-address":
+				mine = args[i+1] == d.Socket
+			}
+		}
+		if mine {
+			out = append(out, sh)
+		}
+	}
+	return out
+}
+
+// kill ends the shim and what it started (a `runc init`, a task's logger).
+func (sh Shim) kill() {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", sh.PID, sh.PID)); err == nil {
+		for _, c := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(c); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	syscall.Kill(sh.PID, syscall.SIGKILL)
 }
