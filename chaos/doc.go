@@ -2,9 +2,11 @@
 //
 // A Cluster is 3 masters and 3 agents, each a process of the agora binary (built once by the
 // tests) on loopback, the agents on the real containerd, each in its own namespace and host port
-// range, all sharing a cluster secret. A Workload drives it through the public HTTP API while a
-// scenario injects a fault and heals it: three apps of two health-checked instances, a job due
-// every second, and a small replicated write every 200 ms; it samples the agents twice a second.
+// range, all sharing a cluster secret; with Config.PrivateContainerd the agents use a
+// containerd of the cluster's own instead, which a scenario may kill -9 and start again
+// (containerd_test.go). A Workload drives it through the public HTTP API while a scenario
+// injects a fault and heals it: three apps of two health-checked instances, a job due every
+// second, and a small replicated write every 200 ms; it samples the agents twice a second.
 //
 // After each scenario, with the cluster healed, Workload.Check verifies the invariants:
 //   - no process exited on its own;
