@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -216,10 +218,14 @@ func TestContainerdQuickRestart(t *testing.T) {
 }
 
 // lostAnswer is an executor whose launch starts the container, then loses containerd (kill
-// -9) before the answer: a launch in flight when containerd died.
+// -9) before the answer: a launch in flight when containerd died. With forget, containerd
+// also loses the task, as containerd 1.6 does when killed while it creates one
+// (containerd#6860): its bundle is hidden from the restarted containerd, whose shim runs on.
 type lostAnswer struct {
 	*containerd.Executor
-	d *containerdtest.Daemon
+	d      *containerdtest.Daemon
+	ns     string
+	forget bool
 }
 
 func (l lostAnswer) Launch(ctx context.Context, s containerd.Spec) (*containerd.Handle, error) {
@@ -229,16 +235,31 @@ func (l lostAnswer) Launch(ctx context.Context, s containerd.Spec) (*containerd.
 	if err := l.d.Kill(); err != nil {
 		return nil, err
 	}
+	if l.forget {
+		dir := filepath.Join(l.d.Dir, "state", "io.containerd.runtime.v2.task", l.ns)
+		if err := os.Rename(filepath.Join(dir, s.TaskID), filepath.Join(dir, ".lost-"+s.TaskID)); err != nil {
+			return nil, err
+		}
+	}
 	return nil, fmt.Errorf("%w: the test lost the launch's answer", containerd.ErrUnavailable)
 }
 
 // TestLaunchInFlightWhenContainerdDies: a launch whose container started but whose answer was
 // lost with containerd ends FAILED with the reason once containerd answers again, and its
-// container is removed first: never RUNNING and FAILED both, never a container left.
+// container is removed first: never RUNNING and FAILED both, never a container left, nor a
+// shim containerd lost.
 func TestLaunchInFlightWhenContainerdDies(t *testing.T) {
+	for _, forget := range []bool{false, true} {
+		t.Run(fmt.Sprintf("containerd-forgets-the-task=%t", forget), func(t *testing.T) { launchInFlight(t, forget) })
+	}
+}
+
+func launchInFlight(t *testing.T, forget bool) {
 	d := containerdtest.StartDaemon(t)
 	e := newEnvOn(t, d.Client(t))
-	a := e.start(checkRuntimeEvery, func(c *Config) { c.Executor = lostAnswer{c.Executor.(*containerd.Executor), d} })
+	a := e.start(checkRuntimeEvery, func(c *Config) {
+		c.Executor = lostAnswer{Executor: c.Executor.(*containerd.Executor), d: d, ns: e.ns, forget: forget}
+	})
 	a.launch(t, testApp("inflight", "-sleep", "1h"))
 	deadline := time.Now().Add(60 * time.Second)
 	for d.Running() {
@@ -264,6 +285,9 @@ func TestLaunchInFlightWhenContainerdDies(t *testing.T) {
 	}
 	if got := fmt.Sprint(e.fm.states("inflight")); got != "[TASK_STARTING TASK_FAILED]" {
 		t.Fatalf("inflight went through %s", got)
+	}
+	if shims := d.Shims(); len(shims) != 0 {
+		t.Fatalf("shims left after the failed launch: %+v", shims)
 	}
 	a.waitHealth(t, http.StatusOK, 30*time.Second)
 }

@@ -347,6 +347,7 @@ func (ts *taskSet) run(info api.TaskInfo, requested time.Time) {
 				return // the agent stops: the restarted one finds the task as it is
 			}
 			if lost {
+				ts.reapLostShim(info.TaskID)
 				err = fmt.Errorf("containerd became unavailable while launching the task (what it made was removed once containerd answered again): %w", err)
 			}
 		}
@@ -446,6 +447,26 @@ func (ts *taskSet) removeContainer(id string) bool {
 		case <-ts.clock.After(delay):
 		}
 		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// shimReaper is an executor that can end the shim of a task its containerd lost
+// (agent/containerd's ReapLostShim).
+type shimReaper interface {
+	ReapLostShim(ctx context.Context, id string) (int, error)
+}
+
+// reapLostShim ends what containerd, killed while it created the task's container, may have
+// lost track of and left running: the container is removed, so a shim of it is a leak.
+func (ts *taskSet) reapLostShim(id string) {
+	r, ok := ts.exec.(shimReaper)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ts.ctx), 30*time.Second)
+	defer cancel()
+	if _, err := r.ReapLostShim(ctx, id); err != nil {
+		ts.logger.Warn("end a shim containerd lost", "task", id, "err", err)
 	}
 }
 

@@ -83,8 +83,11 @@ func ServeIfLogger() {
 
 // Config configures an Executor.
 type Config struct {
-	Client      *ctrd.Client
-	Namespace   string // default DefaultNamespace
+	Client    *ctrd.Client
+	Namespace string // default DefaultNamespace
+	// Address is the socket of Client's containerd, by which ReapLostShim tells its shims from
+	// another containerd's (empty: any shim of Namespace).
+	Address     string
 	SandboxRoot string // each task's sandbox is SandboxRoot/<task id>
 	// LogBinary is the absolute path of the program the shim runs as `LogBinary logger OPTIONS`
 	// to write a task's stdout and stderr (logs.RunLogger); agora itself.
