@@ -343,11 +343,12 @@ func (ts *taskSet) run(info api.TaskInfo, requested time.Time) {
 		h, err = ts.exec.Launch(ts.ctx, spec)
 		if err != nil && ts.ctx.Err() == nil && !errors.Is(err, containerd.ErrBadSpec) {
 			lost := containerd.Unavailable(err) || ts.runtimeUnavailable() != ""
-			if !ts.removeContainer(info.TaskID) {
+			removed, waited := ts.removeContainer(info.TaskID)
+			if !removed {
 				return // the agent stops: the restarted one finds the task as it is
 			}
-			if lost {
-				ts.reapLostShim(info.TaskID)
+			ts.reapLostShim(info.TaskID)
+			if lost || waited {
 				err = fmt.Errorf("containerd became unavailable while launching the task (what it made was removed once containerd answered again): %w", err)
 			}
 		}
@@ -416,8 +417,11 @@ func (ts *taskSet) watch(id string, h *containerd.Handle) {
 
 // finish removes an ended task's container and reports its end.
 func (ts *taskSet) finish(id string, ex containerd.Exit) {
-	if !ts.removeContainer(id) {
+	if removed, _ := ts.removeContainer(id); !removed {
 		return // the agent stops: the restarted one finds the exit checkpointed
+	}
+	if ex.Vanished {
+		ts.reapLostShim(id) // containerd lost the task: its shim may run on
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -426,24 +430,26 @@ func (ts *taskSet) finish(id string, ex containerd.Exit) {
 }
 
 // removeContainer removes a task's container, and tries again while containerd does not answer
-// (what is not removed would run or linger owned by nothing). It answers false when the agent
-// stops first; other failures are logged, and count as done.
-func (ts *taskSet) removeContainer(id string) bool {
+// (what is not removed would run or linger owned by nothing). It answers whether it is done
+// (not when the agent stops first; other failures are logged, and count as done), and whether
+// it had to wait for containerd.
+func (ts *taskSet) removeContainer(id string) (done, waited bool) {
 	delay := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ts.ctx), 30*time.Second)
 		err := ts.exec.Remove(ctx, id)
 		cancel()
 		if err == nil {
-			return true
+			return true, waited
 		}
 		if !containerd.Unavailable(err) {
 			ts.logger.Warn("remove container", "task", id, "err", err)
-			return true
+			return true, waited
 		}
+		waited = true
 		select {
 		case <-ts.ctx.Done():
-			return false
+			return false, waited
 		case <-ts.clock.After(delay):
 		}
 		delay = min(2*delay, 2*time.Second)
@@ -457,7 +463,8 @@ type shimReaper interface {
 }
 
 // reapLostShim ends what containerd, killed while it created the task's container, may have
-// lost track of and left running: the container is removed, so a shim of it is a leak.
+// lost track of and left running: the container is removed, so a shim of it is a leak. It is
+// only a look through /proc when there is none.
 func (ts *taskSet) reapLostShim(id string) {
 	r, ok := ts.exec.(shimReaper)
 	if !ok {

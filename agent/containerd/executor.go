@@ -426,7 +426,7 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	task, err := ctr.NewTask(ctx, cio.BinaryIO(e.cfg.LogBinary, map[string]string{LoggerCommand: logOpts.Encode()}))
 	if err != nil {
 		oom.cancel()
-		return fail(fmt.Errorf("containerd: start %s: %s", s.TaskID, explain(err)))
+		return fail(startError(s.TaskID, err))
 	}
 	exitCh, err := task.Wait(ctx)
 	if err != nil {
@@ -437,7 +437,7 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	if err := task.Start(ctx); err != nil {
 		oom.cancel()
 		task.Delete(context.WithoutCancel(ctx), ctrd.WithProcessKill)
-		return fail(fmt.Errorf("containerd: start %s: %s", s.TaskID, explain(err)))
+		return fail(startError(s.TaskID, err))
 	}
 	return e.track(ctx, s.TaskID, task, exitCh, oom), nil
 }
@@ -450,6 +450,15 @@ func (e *Executor) track(ctx context.Context, id string, task ctrd.Task, exitCh 
 	e.mu.Unlock()
 	go e.await(ctx, h, exitCh, oom)
 	return h
+}
+
+// startError is a failed start of a task's process: what a person can act on, or, when
+// containerd went away meanwhile, that (Unavailable tells it).
+func startError(id string, err error) error {
+	if Unavailable(err) {
+		return fmt.Errorf("containerd: start %s: %w", id, err)
+	}
+	return fmt.Errorf("containerd: start %s: %s", id, explain(err))
 }
 
 // explain turns the runtime's long error chains into what a person can act on.
