@@ -33,7 +33,8 @@
 //     "the container ended". When containerd answers again the executor has re-attached every
 //     wait, a task that ended meanwhile is reported with its real exit status, kills asked for
 //     meanwhile are sent, health checks resume and launches are taken again. A launch whose
-//     containerd went away mid-way ends FAILED only after its container was removed.
+//     containerd went away mid-way ends FAILED only after its container was removed, and any
+//     shim containerd lost of it (killed while creating the task) was ended.
 //  6. When ctx ends the agent leaves its tasks running, to re-attach when it is back, unless
 //     Config.Drain asks it to kill them and see their last updates acknowledged first.
 //

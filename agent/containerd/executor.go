@@ -21,7 +21,8 @@
 //     (killed, restarted) is no exit: the process runs on under its shim, and the executor
 //     re-attaches once containerd answers again, so Done delivers only the real end (the status
 //     containerd kept for a process that ended meanwhile). Available says whether containerd
-//     answers and every task is attached; Unavailable tells such errors from others.
+//     answers and every task is attached; Unavailable tells such errors from others;
+//     ReapLostShim ends the shim of a task containerd lost when it was killed creating it.
 //  5. Kill sends SIGTERM, waits the grace period, then SIGKILL. Exec runs a command inside a
 //     task (COMMAND health checks); Stats reads its cgroup usage.
 //
