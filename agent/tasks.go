@@ -430,7 +430,8 @@ func (ts *taskSet) finish(id string, ex containerd.Exit) {
 }
 
 // removeContainer removes a task's container, and tries again while containerd does not answer
-// (what is not removed would run or linger owned by nothing). It answers whether it is done
+// (what is not removed would run or linger owned by nothing); when it had to wait, it also
+// ends a shim of the task that the restarted containerd lost. It answers whether it is done
 // (not when the agent stops first; other failures are logged, and count as done), and whether
 // it had to wait for containerd.
 func (ts *taskSet) removeContainer(id string) (done, waited bool) {
@@ -440,6 +441,9 @@ func (ts *taskSet) removeContainer(id string) (done, waited bool) {
 		err := ts.exec.Remove(ctx, id)
 		cancel()
 		if err == nil {
+			if waited {
+				ts.reapLostShim(id) // containerd was away around the task's end
+			}
 			return true, waited
 		}
 		if !containerd.Unavailable(err) {
