@@ -2,11 +2,9 @@
 //
 // A Cluster is 3 masters and 3 agents, each a process of the agora binary (built once by the
 // tests) on loopback, the agents on the real containerd, each in its own namespace and host port
-// range, all sharing a cluster secret; with Config.PrivateContainerd the agents use a
-// containerd of the cluster's own instead, which a scenario may kill -9 and start again
-// (containerd_test.go). A Workload drives it through the public HTTP API while a scenario
-// injects a fault and heals it: three apps of two health-checked instances, a job due every
-// second, and a small replicated write every 200 ms; it samples the agents twice a second.
+// range, all sharing a cluster secret. A Workload drives it through the public HTTP API while a
+// scenario injects a fault and heals it: three apps of two health-checked instances, a job due
+// every second, and a small replicated write every 200 ms; it samples the agents twice a second.
 //
 // After each scenario, with the cluster healed, Workload.Check verifies the invariants:
 //   - no process exited on its own;
@@ -27,4 +25,8 @@
 // again. `make test` runs the short set, `make chaos` all of them with a fixed seed, and
 // `make chaos-long` random faults for as long as asked. Each prints a one-line verdict with the
 // figures it measured, and on failure the timeline of what happened.
+//
+// With Config.PrivateContainerd the agents use a containerd of the cluster's own instead of the
+// shared one, which a scenario may kill -9 and start again (containerd_test.go); a scenario's
+// own invariants fail its verdict through Cluster.Violation.
 package chaos
