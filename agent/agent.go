@@ -77,6 +77,15 @@ type Config struct {
 	// Faults, when set, can cut this agent off the masters (the chaos harness's partitions):
 	// gossip, its calls to masters and masters' calls to it.
 	Faults *faultnet.Switch
+	// RuntimeCheckEvery is how often the agent asks an executor that can say so (Available)
+	// whether it can run tasks (default 500 ms).
+	RuntimeCheckEvery time.Duration
+}
+
+// runtimeChecker is an executor that can say whether it can run tasks now (agent/containerd's:
+// containerd answers, and every task is attached): nil, or an error saying why not.
+type runtimeChecker interface {
+	Available(ctx context.Context) error
 }
 
 // Agent is the agent daemon's registration with the cluster: it finds the masters through
@@ -107,6 +116,10 @@ type Agent struct {
 	leader     string // id of the master last registered with
 	leaderHTTP string // its API address
 	attempts   int
+
+	// metaMu orders the changes of the agent's gossip metadata (meta), so that the last one
+	// sent is the latest state.
+	metaMu sync.Mutex
 }
 
 // ParseAttributes reads "rack:r1;zone:a".
@@ -171,6 +184,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 2 * time.Minute
+	}
+	if cfg.RuntimeCheckEvery == 0 {
+		cfg.RuntimeCheckEvery = 500 * time.Millisecond
 	}
 	if len(cfg.Join) == 0 {
 		return nil, errors.New("agent: --join is required (a master's gossip address)")
@@ -332,8 +348,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.tasks.recover(ctx); err != nil {
 		return err
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); a.serve(life) }()
+	go func() { defer wg.Done(); a.watchRuntime(life) }()
 	go func() {
 		defer wg.Done()
 		if err := a.updates.Run(life); err != nil {
@@ -494,13 +511,65 @@ func (a *Agent) register(ctx context.Context, c *client.Client, leader, leaderHT
 		if err := os.WriteFile(a.idPath(), []byte(got.ID+"\n"), 0o600); err != nil {
 			return fmt.Errorf("agent: keep id: %w", err)
 		}
-		if err := a.gossip.UpdateMeta(gossip.Meta{Role: gossip.RoleAgent, ID: got.ID, HTTP: a.cfg.HTTPAddr, Version: version.Get().Version}); err != nil {
+		if err := a.updateMeta(); err != nil {
 			return err
 		}
 	}
 	a.logger.Info("registered", "agent", got.ID, "leader", leader, "resources", a.cfg.Resources.String())
 	a.updates.Flush() // the new leader gets what the old one did not acknowledge, now
 	return nil
+}
+
+// updateMeta tells the cluster, through gossip, the agent's id and whether it takes tasks.
+func (a *Agent) updateMeta() error {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
+	why := a.tasks.runtimeUnavailable()
+	if len(why) > 200 { // gossip metadata is small (512 bytes in all)
+		why = why[:200] + "..."
+	}
+	return a.gossip.UpdateMeta(gossip.Meta{Role: gossip.RoleAgent, ID: a.ID(), HTTP: a.cfg.HTTPAddr, Version: version.Get().Version, Unavailable: why})
+}
+
+// watchRuntime asks the executor, every RuntimeCheckEvery, whether it can run tasks, until
+// ctx ends. When it cannot (containerd does not answer, or has not been re-attached to every
+// task since it came back), the agent refuses launches, answers /health with 503 and the
+// reason, pauses health checks and tells the masters, through gossip, to offer none of it;
+// its tasks keep their states. When it can again, all of that is undone.
+func (a *Agent) watchRuntime(ctx context.Context) {
+	rc, ok := a.exec.(runtimeChecker)
+	if !ok {
+		return
+	}
+	var since time.Time
+	for {
+		err := rc.Available(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		why := ""
+		if err != nil {
+			why = err.Error()
+		}
+		if was := a.tasks.runtimeUnavailable(); why != was {
+			a.tasks.runtimeChanged(why)
+			switch {
+			case was == "":
+				since = a.cfg.Clock.Now()
+				a.logger.Warn("container runtime unavailable: refusing launches, tasks kept as they are", "why", why)
+			case why == "":
+				a.logger.Info("container runtime available again: tasks re-attached, taking launches", "after", a.cfg.Clock.Now().Sub(since).Round(time.Millisecond))
+			}
+			if err := a.updateMeta(); err != nil {
+				a.logger.Warn("tell the masters whether this agent takes tasks", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.cfg.Clock.After(a.cfg.RuntimeCheckEvery):
+		}
+	}
 }
 
 // Registrations is how many times the agent registered (first time and again).

@@ -164,11 +164,17 @@ type testEnv struct {
 	dataDir string
 	ns      string
 	res     resources.Resources
+	client  *ctrd.Client // the containerd the agents use
 }
 
 func newEnv(t testing.TB) *testEnv {
 	t.Helper()
-	client := containerdtest.Client(t)
+	return newEnvOn(t, containerdtest.Client(t))
+}
+
+// newEnvOn is newEnv on the containerd of client (a test's private one).
+func newEnvOn(t testing.TB, client *ctrd.Client) *testEnv {
+	t.Helper()
 	ns := fmt.Sprintf("agora-test-agent-%d", time.Now().UnixNano())
 	containerdtest.ImportTestApp(t, client, ns)
 	t.Cleanup(func() { containerdtest.RemoveNamespace(t, client, ns) })
@@ -176,7 +182,7 @@ func newEnv(t testing.TB) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testEnv{t: t, fm: newFakeMaster(t), dataDir: t.TempDir(), ns: ns, res: res}
+	return &testEnv{t: t, fm: newFakeMaster(t), dataDir: t.TempDir(), ns: ns, res: res, client: client}
 }
 
 // runningAgent is an agent started by a test.
@@ -200,7 +206,7 @@ func (e *testEnv) start(opts ...agentOpt) *runningAgent {
 		e.t.Fatal(err)
 	}
 	exec, err := containerd.New(containerd.Config{
-		Client: containerdtest.Client(e.t), Namespace: e.ns, SandboxRoot: filepath.Join(e.dataDir, "sandboxes"),
+		Client: e.client, Namespace: e.ns, SandboxRoot: filepath.Join(e.dataDir, "sandboxes"),
 		LogBinary: self, Logger: testLogger(e.t),
 	})
 	if err != nil {

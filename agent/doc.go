@@ -29,7 +29,17 @@
 //  4. Every state change is written to the checkpoint together with its status update before
 //     the update is sent; updates go in order per task and are resent with backoff until the
 //     master acknowledges them (agent/statusupdate).
-//  5. When ctx ends the agent leaves its tasks running, to re-attach when it is back, unless
+//  5. The agent asks the executor twice a second whether it can run tasks (containerd answers,
+//     every task attached). While it cannot, the agent refuses launches (503 naming containerd),
+//     answers /health with 503 and the reason, pauses health checks, and tells the masters
+//     through gossip (gossip.Meta.Unavailable) so that they offer none of it; its tasks keep
+//     their states, since they run on under their shims and "containerd does not answer" is not
+//     "the container ended". When containerd answers again the executor has re-attached every
+//     wait, a task that ended meanwhile is reported with its real exit status, kills asked for
+//     meanwhile are sent, health checks resume and launches are taken again. A launch whose
+//     containerd went away mid-way ends FAILED only after its container was removed, and any
+//     shim containerd lost of it (killed while creating the task) was ended.
+//  6. When ctx ends the agent leaves its tasks running, to re-attach when it is back, unless
 //     Config.Drain asks it to kill them and see their last updates acknowledged first.
 //
 // Parts: agent/containerd (the executor), agent/checkpoint (bbolt), agent/statusupdate (in-order

@@ -16,7 +16,9 @@ import (
 
 // routes is the agent's API:
 //
-//	GET  /ping, /health, /v1/info
+//	GET  /ping, /v1/info
+//	GET  /health                     200, or 503 with the reason while the container runtime
+//	                                 is unavailable (the agent then refuses launches with 503)
 //	GET  /v1/tasks                   every task, ended ones included
 //	POST /v1/tasks                   launch (api.TaskInfo) → 202 with TASK_STARTING or TASK_ERROR
 //	GET  /v1/tasks/{id}
@@ -34,6 +36,10 @@ func (a *Agent) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "pong") })
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		if why := a.tasks.runtimeUnavailable(); why != "" {
+			httpjson.Write(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reason": why, "registered": a.ID() != ""})
+			return
+		}
 		httpjson.Write(w, http.StatusOK, map[string]any{"status": "ok", "registered": a.ID() != ""})
 	})
 	mux.HandleFunc("GET /v1/info", a.handleInfo)
@@ -104,7 +110,7 @@ func (a *Agent) handleInfo(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, map[string]any{
 		"role": "agent", "id": a.ID(), "hostname": a.cfg.Hostname, "http": a.cfg.HTTPAddr,
 		"gossip": a.gossip.LocalAddr(), "resources": total, "allocated": allocated,
-		"attributes": a.cfg.Attributes, "build": version.Get(),
+		"attributes": a.cfg.Attributes, "build": version.Get(), "unavailable": a.tasks.runtimeUnavailable(),
 	})
 }
 
@@ -123,6 +129,9 @@ func (a *Agent) handleLaunch(w http.ResponseWriter, r *http.Request) {
 		httpjson.FieldError(w, http.StatusConflict, "task_id", "a task "+info.TaskID+" exists on this agent")
 	case errors.Is(err, ErrNotRegistered):
 		httpjson.Error(w, http.StatusServiceUnavailable, err.Error()+"; retry")
+	case errors.Is(err, ErrUnavailable):
+		w.Header().Set("Retry-After", "1")
+		httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
 	case err != nil:
 		httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
 	default:

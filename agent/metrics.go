@@ -57,6 +57,7 @@ var lifeStates = []task.State{task.Starting, task.Running, task.Killing, task.Fi
 type agentCollector struct {
 	a                      *Agent
 	tasks, resent, unacked *prometheus.Desc
+	runtimeUp, refused     *prometheus.Desc
 }
 
 func newAgentCollector(a *Agent) *agentCollector {
@@ -68,6 +69,10 @@ func newAgentCollector(a *Agent) *agentCollector {
 			"Status updates sent again because the master did not acknowledge them.", nil, nil),
 		unacked: prometheus.NewDesc("agora_agent_status_updates_pending",
 			"Status updates not acknowledged by the master yet, sent or waiting their turn.", nil, nil),
+		runtimeUp: prometheus.NewDesc("agora_agent_runtime_available",
+			"1 while the container runtime can run tasks (containerd answers, every task attached), 0 while it cannot.", nil, nil),
+		refused: prometheus.NewDesc("agora_agent_launches_refused_unavailable_total",
+			"Launches refused because the container runtime was unavailable.", nil, nil),
 	}
 }
 
@@ -75,6 +80,8 @@ func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.tasks
 	ch <- c.resent
 	ch <- c.unacked
+	ch <- c.runtimeUp
+	ch <- c.refused
 }
 
 func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
@@ -90,4 +97,10 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.a.updates.Stats()
 	ch <- prometheus.MustNewConstMetric(c.resent, prometheus.CounterValue, float64(st.Resent))
 	ch <- prometheus.MustNewConstMetric(c.unacked, prometheus.GaugeValue, float64(st.Pending))
+	up := 1.0
+	if c.a.tasks.runtimeUnavailable() != "" {
+		up = 0
+	}
+	ch <- prometheus.MustNewConstMetric(c.runtimeUp, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(c.a.tasks.launchesRefused()))
 }

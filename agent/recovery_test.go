@@ -26,12 +26,12 @@ import (
 // containerPID is the pid of a task's process as containerd knows it (0: no such container).
 func (e *testEnv) containerPID(id string) uint32 {
 	e.t.Helper()
-	return containerdtest.TaskPID(e.t, containerdtest.Client(e.t), e.ns, id)
+	return containerdtest.TaskPID(e.t, e.client, e.ns, id)
 }
 
 func (e *testEnv) containerStatus(id string) ctrd.ProcessStatus {
 	e.t.Helper()
-	client := containerdtest.Client(e.t)
+	client := e.client
 	ctx := namespaces.WithNamespace(context.Background(), e.ns)
 	c, err := client.LoadContainer(ctx, id)
 	if err != nil {

@@ -55,6 +55,9 @@ var (
 	ErrNoSuchTask    = errors.New("agent: no such task")
 	ErrNotRegistered = errors.New("agent: not registered with a master yet")
 	ErrTaskEnded     = errors.New("agent: the task has ended")
+	// ErrUnavailable: the container runtime cannot run tasks now (containerd does not answer);
+	// the agent takes no launch until it can, and what runs keeps running.
+	ErrUnavailable = errors.New("agent: not taking tasks while its container runtime is unavailable")
 )
 
 // record is what the agent keeps of one task, checkpointed as JSON.
@@ -86,6 +89,10 @@ type taskSet struct {
 	handles map[string]*containerd.Handle
 	health  map[string]*healthState
 	ended   []string // ids of ended, acknowledged tasks kept for listing, oldest first
+	// unavailable says why the container runtime cannot run tasks now ("" when it can): no
+	// launch is taken, health checks pause, and no task's end is guessed meanwhile.
+	unavailable string
+	refused     int // launches refused while the runtime was unavailable
 }
 
 type healthState struct {
@@ -237,6 +244,10 @@ func (ts *taskSet) launch(info api.TaskInfo) (api.TaskStatus, error) {
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	if ts.unavailable != "" {
+		ts.refused++
+		return api.TaskStatus{}, fmt.Errorf("%w: %s", ErrUnavailable, ts.unavailable)
+	}
 	if _, ok := ts.tasks[info.TaskID]; ok {
 		return api.TaskStatus{}, fmt.Errorf("%w: %s", ErrDuplicateTask, info.TaskID)
 	}
@@ -320,11 +331,27 @@ func taskPorts(info api.TaskInfo) []uint64 {
 }
 
 // run launches a task, requested at the given time, and watches it to its end.
+//
+// A launch that fails reports TASK_FAILED only once whatever it made is gone: the executor
+// removes a half-made container itself, but not while containerd does not answer, so here the
+// container is removed (once containerd answers again) before the end is told. A launch is
+// thus either RUNNING or FAILED, never both, and leaves no container behind.
 func (ts *taskSet) run(info api.TaskInfo, requested time.Time) {
 	spec, err := ts.spec(info)
 	var h *containerd.Handle
 	if err == nil {
 		h, err = ts.exec.Launch(ts.ctx, spec)
+		if err != nil && ts.ctx.Err() == nil && !errors.Is(err, containerd.ErrBadSpec) {
+			lost := containerd.Unavailable(err) || ts.runtimeUnavailable() != ""
+			removed, waited := ts.removeContainer(info.TaskID)
+			if !removed {
+				return // the agent stops: the restarted one finds the task as it is
+			}
+			ts.reapLostShim(info.TaskID)
+			if lost || waited {
+				err = fmt.Errorf("containerd became unavailable while launching the task (what it made was removed once containerd answered again): %w", err)
+			}
+		}
 	}
 	ts.mu.Lock()
 	r := ts.tasks[info.TaskID]
@@ -350,7 +377,9 @@ func (ts *taskSet) run(info api.TaskInfo, requested time.Time) {
 		ts.killLocked(r) // killed while launching: it stays KILLING until its end
 	} else {
 		ts.transitionLocked(r, api.TaskStatus{State: task.Running})
-		ts.startHealthLocked(r)
+		if ts.unavailable == "" { // otherwise when the runtime is back (runtimeChanged)
+			ts.startHealthLocked(r)
+		}
 		if ts.observeStart != nil {
 			ts.observeStart(started.Sub(requested))
 		}
@@ -388,13 +417,111 @@ func (ts *taskSet) watch(id string, h *containerd.Handle) {
 
 // finish removes an ended task's container and reports its end.
 func (ts *taskSet) finish(id string, ex containerd.Exit) {
-	if err := ts.exec.Remove(context.WithoutCancel(ts.ctx), id); err != nil {
-		ts.logger.Warn("remove container", "task", id, "err", err)
+	if removed, _ := ts.removeContainer(id); !removed {
+		return // the agent stops: the restarted one finds the exit checkpointed
+	}
+	if ex.Vanished {
+		ts.reapLostShim(id) // containerd lost the task: its shim may run on
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	r := ts.tasks[id]
 	ts.transitionLocked(r, ts.exitStatusLocked(r, ex))
+}
+
+// removeContainer removes a task's container, and tries again while containerd does not answer
+// (what is not removed would run or linger owned by nothing); when it had to wait, it also
+// ends a shim of the task that the restarted containerd lost. It answers whether it is done
+// (not when the agent stops first; other failures are logged, and count as done), and whether
+// it had to wait for containerd.
+func (ts *taskSet) removeContainer(id string) (done, waited bool) {
+	delay := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ts.ctx), 30*time.Second)
+		err := ts.exec.Remove(ctx, id)
+		cancel()
+		if err == nil {
+			if waited {
+				ts.reapLostShim(id) // containerd was away around the task's end
+			}
+			return true, waited
+		}
+		if !containerd.Unavailable(err) {
+			ts.logger.Warn("remove container", "task", id, "err", err)
+			return true, waited
+		}
+		waited = true
+		select {
+		case <-ts.ctx.Done():
+			return false, waited
+		case <-ts.clock.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// shimReaper is an executor that can end the shim of a task its containerd lost
+// (agent/containerd's ReapLostShim).
+type shimReaper interface {
+	ReapLostShim(ctx context.Context, id string) (int, error)
+}
+
+// reapLostShim ends what containerd, killed while it created the task's container, may have
+// lost track of and left running: the container is removed, so a shim of it is a leak. It is
+// only a look through /proc when there is none.
+func (ts *taskSet) reapLostShim(id string) {
+	r, ok := ts.exec.(shimReaper)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ts.ctx), 30*time.Second)
+	defer cancel()
+	if _, err := r.ReapLostShim(ctx, id); err != nil {
+		ts.logger.Warn("end a shim containerd lost", "task", id, "err", err)
+	}
+}
+
+// runtimeUnavailable says why the container runtime cannot run tasks now, or "".
+func (ts *taskSet) runtimeUnavailable() string {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.unavailable
+}
+
+// launchesRefused is how many launches were refused while the runtime was unavailable.
+func (ts *taskSet) launchesRefused() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.refused
+}
+
+// runtimeChanged takes in whether the container runtime can run tasks: why it cannot, or ""
+// once it can again. While it cannot, launches are refused and health checks pause (a check
+// that runs a command in the task would fail, and count against a task that runs on); the
+// tasks keep their states: the executor delivers no end it has not seen. When it can again,
+// the paused health checks run again, and kills asked for meanwhile are sent again.
+func (ts *taskSet) runtimeChanged(why string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	was := ts.unavailable
+	ts.unavailable = why
+	switch {
+	case was == "" && why != "":
+		for id := range ts.health {
+			ts.stopHealthLocked(id)
+		}
+	case was != "" && why == "":
+		for id, r := range ts.tasks {
+			if _, held := ts.handles[id]; !held || r.Status.State.IsTerminal() {
+				continue
+			}
+			if r.Killing {
+				ts.killLocked(r)
+			} else if r.Status.State == task.Running && ts.health[id] == nil {
+				ts.startHealthLocked(r)
+			}
+		}
+	}
 }
 
 // exitStatusLocked says what an ended process means for its task.
@@ -405,7 +532,7 @@ func (ts *taskSet) exitStatusLocked(r *record, ex containerd.Exit) api.TaskStatu
 	case ex.Vanished:
 		st.ExitStatus = nil
 		st.State, st.Reason = task.Failed, task.ReasonExecutorTerminated
-		st.Message = "the task's container ended while the agent was down and its exit status is gone"
+		st.Message = "the task's container is gone, and its exit status with it (it ended while the agent or containerd was down, and its shim is gone too)"
 	case r.HealthKill != "":
 		unhealthy := false
 		st.State, st.Reason, st.Healthy = task.Killed, task.ReasonHealthCheckUpdated, &unhealthy

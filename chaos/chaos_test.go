@@ -54,6 +54,8 @@ type scenario struct {
 	smallDisk string
 	// network: the scenario drops packets between hosts, which needs network mode (netns_test.go).
 	network bool
+	// privateContainerd gives the cluster a containerd of its own (Config.PrivateContainerd).
+	privateContainerd bool
 }
 
 var scenarios = []scenario{
@@ -319,7 +321,7 @@ func run(t *testing.T, s scenario, rng *rand.Rand) {
 		requireNetwork(t)
 	}
 	tl := NewTimeline()
-	c := StartCluster(t, Config{Bin: bin, Timeline: tl, SmallDisk: s.smallDisk})
+	c := StartCluster(t, Config{Bin: bin, Timeline: tl, SmallDisk: s.smallDisk, PrivateContainerd: s.privateContainerd})
 	w := StartWorkload(t, c, 3)
 	c.Event("waiting for the workload to settle")
 	time.Sleep(8 * time.Second)

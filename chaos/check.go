@@ -232,7 +232,7 @@ func (w *Workload) Check(t testing.TB, v *Verdict, settle time.Duration) {
 
 	// Every agent's tasks are as the master says (updates delivered), nothing is left to
 	// acknowledge, and no container is one no task owns.
-	client := containerdtest.Client(t)
+	client := c.ctrd
 	eventually("status updates delivered, no orphan containers", func() (bool, string) {
 		for _, a := range c.Agents {
 			var tasks []api.Task

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
 
 	"github.com/agora-sched/agora/pkg/api"
@@ -156,7 +157,7 @@ func (n *Node) CutOff(on bool) error {
 // containerd), as the kernel's OOM killer or a crash would.
 func (c *Cluster) KillTask(a *Node, taskID string) error {
 	ctx := namespaced(c.t, a.NS)
-	ctr, err := containerdtest.Client(c.t).LoadContainer(ctx, taskID)
+	ctr, err := c.ctrd.LoadContainer(ctx, taskID)
 	if err != nil {
 		return err
 	}
@@ -220,6 +221,10 @@ type Cluster struct {
 	Masters []*Node
 	Agents  []*Node
 	Secret  string // the cluster secret the agents' APIs ask for
+	// Containerd is the cluster's own containerd (Config.PrivateContainerd), which a scenario
+	// may kill and start again; nil when the agents use the shared one.
+	Containerd *containerdtest.Daemon
+	ctrd       *containerd.Client // the agents' containerd, for the harness's own looks
 	// Ready is how long the cluster took to start: from the first namespace made (network
 	// mode) or the first process started, until WaitReady saw it ready.
 	Ready  time.Duration
@@ -267,6 +272,10 @@ type Config struct {
 	SmallDisk string
 	// Loopback runs the cluster on loopback even where network mode is possible (NetworkMode).
 	Loopback bool
+	// PrivateContainerd gives the cluster a containerd of its own (Cluster.Containerd, needs
+	// root): the agents and the harness use its socket, and the test image is imported into
+	// each agent's namespace there. A scenario may kill it; the shared one it must never.
+	PrivateContainerd bool
 }
 
 // StartCluster starts the cluster and waits until a leader leads and every agent registered.
@@ -275,15 +284,22 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 	if cfg.Agents == 0 {
 		cfg.Agents = 3
 	}
-	sock := containerdtest.Socket(t)
-	client := containerdtest.Client(t)
+	var daemon *containerdtest.Daemon
+	var sock string
+	var client *containerd.Client
+	if cfg.PrivateContainerd {
+		daemon = containerdtest.StartDaemon(t)
+		sock, client = daemon.Socket, daemon.Client(t)
+	} else {
+		sock, client = containerdtest.Socket(t), containerdtest.Client(t)
+	}
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "cluster-secret")
 	secret := fmt.Sprintf("chaos-secret-%d", time.Now().UnixNano())
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, events: cfg.Timeline, Secret: secret, hc: &http.Client{Timeout: 5 * time.Second}}
+	c := &Cluster{t: t, events: cfg.Timeline, Secret: secret, hc: &http.Client{Timeout: 5 * time.Second}, Containerd: daemon, ctrd: client}
 	began := time.Now()
 	mode := "loopback"
 	if ok, _ := NetworkMode(); ok && !cfg.Loopback {

@@ -50,4 +50,8 @@
 // all packets lost. `make test` runs the short set, `make chaos` all of them with a fixed seed, and
 // `make chaos-long` random faults for as long as asked. Each prints a one-line verdict with the
 // figures it measured, and on failure the timeline of what happened.
+//
+// With Config.PrivateContainerd the agents use a containerd of the cluster's own instead of the
+// shared one, which a scenario may kill -9 and start again (containerd_test.go); a scenario's
+// own invariants fail its verdict through Cluster.Violation.
 package chaos

@@ -32,7 +32,10 @@
 // An active agent whose id no gossip member carries for AgentGossipGrace is unreachable. Calls, agent registrations and status
 // updates change the state under one mutex and never block there: calls to agents and registry
 // writes run in goroutines, events queue on sessions. Allocation cycles run on a timer and after
-// events (batched); liveness, offer timeouts and failover timeouts run on the timer.
+// events (batched); liveness, offer timeouts and failover timeouts run on the timer. Liveness
+// also reads each agent's gossip metadata: an agent that says it takes no tasks for now (its
+// containerd does not answer) is offered to nobody until it takes them again, and its tasks
+// keep their states.
 //
 // Membership: the leader adds masters that are new to the cluster as raft voters; masters that
 // stop keep their seat (so rolling restarts never shrink the cluster) until an operator removes

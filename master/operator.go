@@ -38,9 +38,10 @@ var (
 
 // agentLoad is what an agent's tasks hold, counted by the leader.
 type agentLoad struct {
-	state string
-	used  resources.Resources
-	tasks int
+	state       string
+	unavailable string
+	used        resources.Resources
+	tasks       int
 }
 
 // agentsLoad is every agent the leader knows: its state and its live tasks' resources.
@@ -53,9 +54,12 @@ func (s *scheduler) agentsLoad() (map[string]agentLoad, error) {
 	}
 	out := make(map[string]agentLoad, len(t.agents))
 	for id, e := range t.agents {
-		l := agentLoad{state: e.state.String()}
-		if e.info.DrainingSince != nil && e.state == agentActive {
+		l := agentLoad{state: e.state.String(), unavailable: e.unavailable}
+		switch {
+		case e.info.DrainingSince != nil && e.state == agentActive:
 			l.state = "draining"
+		case e.unavailable != "" && e.state == agentActive:
+			l.state = "unavailable"
 		}
 		if e.info.RemovedAt != nil {
 			l.state = "removed"
@@ -79,7 +83,7 @@ func (a *apiHandler) agentViews(agents []api.Agent) []api.AgentView {
 	for i, ag := range agents {
 		out[i] = api.AgentView{Agent: ag}
 		if l, ok := load[ag.ID]; ok {
-			out[i].State, out[i].Used, out[i].Tasks = l.state, l.used, l.tasks
+			out[i].State, out[i].Unavailable, out[i].Used, out[i].Tasks = l.state, l.unavailable, l.used, l.tasks
 		} else if ag.RemovedAt != nil {
 			out[i].State = "removed"
 		}
@@ -208,6 +212,9 @@ func (s *scheduler) applyDrainLocked(t *schedTerm, e *agentEntry, now time.Time)
 		return 0
 	}
 	if e.info.DrainingSince == nil {
+		if e.unavailable != "" {
+			return 0 // offered again when it takes tasks again (availabilityLocked)
+		}
 		if err := t.alloc.ActivateAgent(e.info.ID); err != nil {
 			s.logger.Error("agent reactivated: allocator", "agent", e.info.ID, "err", err)
 		}

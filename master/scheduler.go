@@ -143,6 +143,10 @@ type schedTerm struct {
 //
 //	recovered, active or unreachable ──(a new agent registers from its hostname and API
 //	                                    address: sameHostAddress)──► removed at once (superseded)
+//
+// Apart from its state, an agent may say through gossip that it takes no tasks for now (its
+// container runtime does not answer: agentEntry.unavailable): while active it then gets no
+// offers, and shows as "unavailable"; its tasks keep their states.
 type agentState int
 
 const (
@@ -162,6 +166,9 @@ type agentEntry struct {
 	unreachableSince time.Time // while unreachable
 	missingSince     time.Time // while active and no gossip member carries its id
 	fetching         bool      // asking it for its tasks after it came back
+	// unavailable is why the agent says it takes no tasks now (gossip: its container runtime
+	// does not answer), "" when it takes them: no offers of it meanwhile, its tasks as they are.
+	unavailable string
 }
 
 type fwEntry struct {

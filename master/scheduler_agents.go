@@ -90,8 +90,12 @@ func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 			s.holdLocked(t, te)
 		}
 	}
-	if err := t.alloc.ActivateAgent(e.info.ID); err != nil {
-		s.logger.Error("agent active: allocator", "agent", e.info.ID, "err", err)
+	if e.unavailable == "" {
+		if err := t.alloc.ActivateAgent(e.info.ID); err != nil {
+			s.logger.Error("agent active: allocator", "agent", e.info.ID, "err", err)
+		}
+	} else if err := t.alloc.DeactivateAgent(e.info.ID); err != nil {
+		s.logger.Error("agent unavailable: allocator", "agent", e.info.ID, "err", err)
 	}
 	listed := make(map[string]bool, len(tasks))
 	for _, tk := range tasks {
@@ -202,14 +206,19 @@ func (*agentUnregisteredError) Error() string {
 // when this master has no gossip to follow.
 func (s *scheduler) livenessLocked(t *schedTerm, members []gossip.Member, now time.Time) {
 	status := map[string]gossip.Status{}
+	unavailable := map[string]string{}
 	for _, m := range members {
 		if m.Meta.Role == gossip.RoleAgent && m.Meta.ID != "" {
 			status[m.Meta.ID] = m.Status
+			unavailable[m.Meta.ID] = m.Meta.Unavailable
 		}
 	}
 	presence, _ := s.cfg.Agents.(agentPresence)
 	for _, e := range t.agents {
 		st, seen := status[e.info.ID]
+		if seen && st == gossip.StatusAlive && unavailable[e.info.ID] != e.unavailable {
+			s.availabilityLocked(t, e, unavailable[e.info.ID], now)
+		}
 		switch e.state {
 		case agentRecovered:
 			if now.Sub(t.started) >= s.cfg.AgentReregisterTimeout {
@@ -248,6 +257,39 @@ func (s *scheduler) livenessLocked(t *schedTerm, members []gossip.Member, now ti
 // gossip pool (SimulatedAgents): Present says whether an agent is there, where gossip cannot.
 type agentPresence interface {
 	Present(agentID string) bool
+}
+
+// availabilityLocked takes in an agent's word that it can take no tasks now (why: its container
+// runtime does not answer), or, with why empty, that it can again. An unavailable agent is
+// offered to nobody and its outstanding offers are rescinded, so that no launch is sent where
+// it cannot run; its tasks keep their states (they run on, the agent still watches them), as a
+// node whose runtime is down is not ready for new work while its running work is not failed.
+func (s *scheduler) availabilityLocked(t *schedTerm, e *agentEntry, why string, now time.Time) {
+	was := e.unavailable
+	e.unavailable = why
+	if e.state != agentActive || !e.inAlloc {
+		return // agentTasksLocked applies it when the agent is active again
+	}
+	switch {
+	case was == "" && why != "":
+		s.logger.Warn("agent unavailable: no offers of it until it takes tasks again", "agent", e.info.ID, "why", why)
+		for oid, o := range t.offers {
+			if o.offer.AgentID == e.info.ID {
+				s.rescindLocked(t, oid, now)
+			}
+		}
+		if err := t.alloc.DeactivateAgent(e.info.ID); err != nil {
+			s.logger.Error("agent unavailable: allocator", "agent", e.info.ID, "err", err)
+		}
+	case was != "" && why == "":
+		s.logger.Info("agent available again", "agent", e.info.ID)
+		if e.info.DrainingSince == nil {
+			if err := t.alloc.ActivateAgent(e.info.ID); err != nil {
+				s.logger.Error("agent available: allocator", "agent", e.info.ID, "err", err)
+			}
+			s.poke()
+		}
+	}
 }
 
 // fetchAgentLocked asks an agent that is alive again for its tasks, and takes it back.

@@ -17,7 +17,12 @@
 //     reach), and returns once the process runs.
 //  4. The Handle's Done channel delivers the Exit: status code, and whether the kernel killed it
 //     for memory. The container stays until Remove, so that an exit the agent has not yet
-//     checkpointed survives an agent crash.
+//     checkpointed survives an agent crash. A wait that breaks because containerd went away
+//     (killed, restarted) is no exit: the process runs on under its shim, and the executor
+//     re-attaches once containerd answers again, so Done delivers only the real end (the status
+//     containerd kept for a process that ended meanwhile). Available says whether containerd
+//     answers and every task is attached; Unavailable tells such errors from others;
+//     ReapLostShim ends the shim of a task containerd lost when it was killed creating it.
 //  5. Kill sends SIGTERM, waits the grace period, then SIGKILL. Exec runs a command inside a
 //     task (COMMAND health checks); Stats reads its cgroup usage.
 //
@@ -79,8 +84,11 @@ func ServeIfLogger() {
 
 // Config configures an Executor.
 type Config struct {
-	Client      *ctrd.Client
-	Namespace   string // default DefaultNamespace
+	Client    *ctrd.Client
+	Namespace string // default DefaultNamespace
+	// Address is the socket of Client's containerd, by which ReapLostShim tells its shims from
+	// another containerd's (empty: any shim of Namespace).
+	Address     string
 	SandboxRoot string // each task's sandbox is SandboxRoot/<task id>
 	// LogBinary is the absolute path of the program the shim runs as `LogBinary logger OPTIONS`
 	// to write a task's stdout and stderr (logs.RunLogger); agora itself.
@@ -148,8 +156,8 @@ type Exit struct {
 	Code      uint32
 	OOMKilled bool
 	At        time.Time
-	// Vanished: the process and its status are gone (its shim died while the agent was down);
-	// Code means nothing.
+	// Vanished: the process and its status are gone (its shim died while the agent or
+	// containerd was down); Code means nothing.
 	Vanished bool
 }
 
@@ -169,6 +177,9 @@ func (h *Handle) Done() <-chan Exit { return h.done }
 type running struct {
 	task   ctrd.Task
 	handle *Handle
+	// detached: the wait for the process broke (containerd went away) and the executor has
+	// not re-attached to it yet.
+	detached bool
 }
 
 // Executor launches and kills tasks.
@@ -429,7 +440,7 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	task, err := ctr.NewTask(ctx, cio.BinaryIO(e.cfg.LogBinary, map[string]string{LoggerCommand: logOpts.Encode()}))
 	if err != nil {
 		oom.cancel()
-		return fail(fmt.Errorf("containerd: start %s: %s", s.TaskID, explain(err)))
+		return fail(startError(s.TaskID, err))
 	}
 	exitCh, err := task.Wait(ctx)
 	if err != nil {
@@ -440,19 +451,28 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	if err := task.Start(ctx); err != nil {
 		oom.cancel()
 		task.Delete(context.WithoutCancel(ctx), ctrd.WithProcessKill)
-		return fail(fmt.Errorf("containerd: start %s: %s", s.TaskID, explain(err)))
+		return fail(startError(s.TaskID, err))
 	}
 	return e.track(ctx, s.TaskID, task, exitCh, oom), nil
 }
 
-// track registers a running task and waits for its end in the background.
+// track registers a running task and waits for its end in the background, until ctx ends.
 func (e *Executor) track(ctx context.Context, id string, task ctrd.Task, exitCh <-chan ctrd.ExitStatus, oom *oomWatch) *Handle {
 	h := &Handle{ID: id, Sandbox: e.Sandbox(id), Logs: e.LogDir(id), done: make(chan Exit, 1), exited: make(chan struct{})}
 	e.mu.Lock()
 	e.tasks[id] = &running{task: task, handle: h}
 	e.mu.Unlock()
-	go e.await(h, exitCh, oom)
+	go e.await(ctx, h, exitCh, oom)
 	return h
+}
+
+// startError is a failed start of a task's process: what a person can act on, or, when
+// containerd went away meanwhile, that (Unavailable tells it).
+func startError(id string, err error) error {
+	if Unavailable(err) {
+		return fmt.Errorf("containerd: start %s: %w", id, err)
+	}
+	return fmt.Errorf("containerd: start %s: %s", id, explain(err))
 }
 
 // explain turns the runtime's long error chains into what a person can act on.
@@ -508,19 +528,49 @@ type oomWatch struct {
 }
 
 // await waits for the process and reports its exit. The container stays for Remove.
-func (e *Executor) await(h *Handle, exitCh <-chan ctrd.ExitStatus, oom *oomWatch) {
-	st := <-exitCh
-	code, at, err := st.Result()
-	exit := Exit{Code: code, At: at}
-	if err != nil {
-		// The wait itself broke (containerd restarted); the agent's recovery will find the truth.
-		e.logger.Warn("wait for task", "task", h.ID, "err", err)
-		exit.Vanished = true
+//
+// A wait that breaks is not an exit: containerd stopped or restarted, and the process runs on
+// under its shim. The task is then detached until containerd answers again; await re-attaches
+// (loads the task, waits anew, watches for OOM kills again) and goes on waiting, so that Done
+// only ever delivers the real end: the exit status containerd kept if the process ended
+// meanwhile, or Vanished when containerd has no such container or task any more. When ctx ends
+// (the agent stops) it delivers nothing: the next agent re-attaches.
+func (e *Executor) await(ctx context.Context, h *Handle, exitCh <-chan ctrd.ExitStatus, oom *oomWatch) {
+	for {
+		st := <-exitCh
+		code, at, err := st.Result()
+		if err == nil {
+			e.exited(h, Exit{Code: code, At: at}, oom)
+			return
+		}
+		oom.cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		e.setDetached(h.ID, true)
+		e.logger.Warn("lost the wait for a task (containerd unavailable?); re-attaching when containerd answers", "task", h.ID, "err", err)
+		var gone *Exit
+		exitCh, oom, gone = e.rewait(ctx, h.ID)
+		if ctx.Err() != nil {
+			return
+		}
+		e.setDetached(h.ID, false)
+		if gone != nil {
+			e.logger.Warn("re-attached: the task's container is gone", "task", h.ID)
+			close(h.exited)
+			h.done <- *gone
+			return
+		}
+		e.logger.Info("re-attached to a task after containerd came back", "task", h.ID)
 	}
+}
+
+// exited reports a process's end on its handle.
+func (e *Executor) exited(h *Handle, exit Exit, oom *oomWatch) {
 	close(h.exited)
 	// A SIGKILL may be the kernel's OOM killer; its event may trail the exit by a moment.
 	var grace <-chan time.Time
-	if code == 128+uint32(syscall.SIGKILL) {
+	if exit.Code == 128+uint32(syscall.SIGKILL) {
 		grace = time.After(500 * time.Millisecond)
 	} else {
 		grace = time.After(0)
@@ -532,6 +582,108 @@ func (e *Executor) await(h *Handle, exitCh <-chan ctrd.ExitStatus, oom *oomWatch
 	}
 	oom.cancel()
 	h.done <- exit
+}
+
+// rewait re-attaches to a task whose wait broke, trying until containerd answers or ctx ends:
+// a new wait (which answers at once with the exit status of a process that ended meanwhile)
+// and a new OOM watch; or, when containerd has no such container or task any more, a Vanished
+// exit.
+func (e *Executor) rewait(ctx context.Context, id string) (<-chan ctrd.ExitStatus, *oomWatch, *Exit) {
+	cctx := e.ctx(ctx)
+	delay := 50 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, nil, nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+		e.mu.Lock()
+		_, held := e.tasks[id]
+		e.mu.Unlock()
+		if !held {
+			return nil, nil, &Exit{Vanished: true, At: time.Now()} // removed meanwhile: nobody waits
+		}
+		ctr, err := e.cfg.Client.LoadContainer(cctx, id)
+		if errdefs.IsNotFound(err) {
+			return nil, nil, &Exit{Vanished: true, At: time.Now()}
+		}
+		if err != nil {
+			continue // not back yet
+		}
+		task, err := ctr.Task(cctx, nil)
+		if errdefs.IsNotFound(err) {
+			return nil, nil, &Exit{Vanished: true, At: time.Now()}
+		}
+		if err != nil {
+			continue
+		}
+		oom := e.watchOOM(cctx, id)
+		exitCh, err := task.Wait(cctx)
+		if err != nil {
+			oom.cancel()
+			continue
+		}
+		e.mu.Lock()
+		if r, ok := e.tasks[id]; ok {
+			r.task = task
+		}
+		e.mu.Unlock()
+		return exitCh, oom, nil
+	}
+}
+
+func (e *Executor) setDetached(id string, on bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r, ok := e.tasks[id]; ok {
+		r.detached = on
+	}
+}
+
+// ErrUnavailable: containerd does not answer, or the executor has not re-attached to every task
+// since it came back. Nothing can be launched meanwhile; what runs keeps running.
+var ErrUnavailable = errors.New("containerd: unavailable")
+
+// Available says whether the executor can run tasks: nil when containerd answers and the
+// executor is attached to every task it holds; otherwise an ErrUnavailable saying why.
+func (e *Executor) Available(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := e.cfg.Client.Version(ctx); err != nil {
+		return fmt.Errorf("%w: it does not answer: %s", ErrUnavailable, briefly(err))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var detached []string
+	for id, r := range e.tasks {
+		if r.detached {
+			detached = append(detached, id)
+		}
+	}
+	if len(detached) > 0 {
+		sort.Strings(detached)
+		return fmt.Errorf("%w: re-attaching to %d tasks after it came back (%s)", ErrUnavailable, len(detached), strings.Join(detached[:min(3, len(detached))], ", "))
+	}
+	return nil
+}
+
+// Unavailable says whether err means containerd could not be reached (it stopped, restarts,
+// or its socket is gone), rather than that it refused or failed what was asked.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	return errors.Is(err, ErrUnavailable) || errdefs.IsUnavailable(err) || errdefs.IsUnavailable(errdefs.FromGRPC(err))
+}
+
+// briefly is a gRPC error without its nested "rpc error: code = ... desc =" wrappings.
+func briefly(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "desc = "); i >= 0 {
+		msg = msg[i+len("desc = "):]
+	}
+	return strings.Trim(msg, `"`)
 }
 
 // Remove deletes a task's ended process and its container (and the container's snapshot); the

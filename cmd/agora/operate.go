@@ -67,6 +67,9 @@ func agentSubcommands() []*cli.Command {
 					if a.DrainingSince != nil {
 						fmt.Fprintf(w, "DRAINING SINCE:\t%s\n", a.DrainingSince.Format(time.RFC3339))
 					}
+					if a.Unavailable != "" {
+						fmt.Fprintf(w, "UNAVAILABLE:\t%s\n", a.Unavailable)
+					}
 					fmt.Fprintln(w)
 					taskTable(w, a.TaskList)
 				})

@@ -213,6 +213,7 @@ func newExecutor(c *cli.Context, logger *slog.Logger, dataDir string, policy tas
 	exec, err := agentcontainerd.New(policy.executorConfig(agentcontainerd.Config{
 		Client:      client,
 		Namespace:   c.String("containerd-namespace"),
+		Address:     c.String("containerd"),
 		SandboxRoot: filepath.Join(dataDir, "sandboxes"),
 		LogBinary:   self,
 		LogMaxBytes: c.Int64("log-max-bytes"),

@@ -48,11 +48,15 @@ type Agent struct {
 // with the leader (empty when no leader answered).
 type AgentView struct {
 	Agent
-	// State is active, unreachable, recovered (known, not registered with this leader yet),
-	// draining or removed.
-	State string              `json:"state,omitempty"`
-	Used  resources.Resources `json:"used"`  // held by its tasks that have not ended
-	Tasks int                 `json:"tasks"` // its tasks that have not ended
+	// State is active, unavailable (registered, but it takes no tasks now: Unavailable says
+	// why), unreachable, recovered (known, not registered with this leader yet), draining or
+	// removed.
+	State string `json:"state,omitempty"`
+	// Unavailable is why the agent takes no tasks now (its container runtime does not answer);
+	// it gets no offers meanwhile, and its tasks keep their states.
+	Unavailable string              `json:"unavailable,omitempty"`
+	Used        resources.Resources `json:"used"`  // held by its tasks that have not ended
+	Tasks       int                 `json:"tasks"` // its tasks that have not ended
 }
 
 // FieldError says which field of a request is wrong; its text names the field.

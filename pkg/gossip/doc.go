@@ -9,7 +9,8 @@
 //  2. Join contacts seeds (any member's gossip address) until one answers.
 //  3. Members, Masters and Agents list what gossip knows; Events (optional) streams joins,
 //     updates, graceful leaves and failures without ever blocking memberlist.
-//  4. UpdateMeta spreads changed metadata (say, a cluster id learned later).
+//  4. UpdateMeta spreads changed metadata (say, a cluster id learned later, or an agent's word
+//     that it takes no tasks for now: Meta.Unavailable).
 //  5. A partition heals by itself: every ReconnectEvery, a node contacts the members it saw fail
 //     in the last hour, and its seeds when it knows no live member (memberlist alone stops
 //     gossiping to a dead member after 30 s, and two sides apart for longer would stay apart).

@@ -39,6 +39,9 @@ type Meta struct {
 	// Leaving is set by Leave just before the node goes, so the others can tell a graceful
 	// leave from a failure (memberlist's leave callback does not say which it was).
 	Leaving bool `json:"leaving,omitempty"`
+	// Unavailable says why an agent takes no tasks now (its container runtime does not answer);
+	// masters make no offers of it until it is empty again.
+	Unavailable string `json:"unavailable,omitempty"`
 }
 
 // Status is a member's state as failure detection sees it.

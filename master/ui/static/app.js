@@ -112,7 +112,7 @@ async function overview() {
   const sum = (k, f) => live.reduce((n, a) => n + (f(a)[k] || 0), 0);
   const masters = (cluster.masters || []).map(m => `<tr data-master="${esc(m.id)}"><td>${esc(m.id)}</td><td class="state ${esc(m.state)}">${esc(m.state)}</td><td>${esc(m.address)}</td><td>${esc(m.http || "-")}</td><td class="num">${esc(m.applied_index)}</td></tr>`);
   const agentRows = agents.map(a => `<tr data-agent="${esc(a.id)}"><td>${esc(a.hostname)}<br><small class="muted">${esc(a.id)}</small></td>
-    <td class="state ${esc(a.state)}">${esc(a.state || "-")}</td>
+    <td class="state ${esc(a.state)}"${a.unavailable ? ` title="${esc(a.unavailable)}"` : ""}>${esc(a.state || "-")}${a.unavailable ? `<br><small class="muted">${esc(a.unavailable)}</small>` : ""}</td>
     <td>${bar(a.used?.cpus || 0, a.resources?.cpus || 0, "cpus")}</td>
     <td>${bar(a.used?.mem || 0, a.resources?.mem || 0, "MiB")}</td>
     <td>${bar(a.used?.disk || 0, a.resources?.disk || 0, "MiB disk")}</td>
