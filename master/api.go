@@ -117,6 +117,9 @@ func isWrite(method string) bool {
 	return true
 }
 
+// electionWait is how long a request that must reach the leader waits for one to be known.
+const electionWait = 3 * time.Second
+
 // forward proxies a write to the leader, which answers the client through us. Marathon does the
 // same; a client never has to know which master leads.
 func (a *apiHandler) forward(w http.ResponseWriter, r *http.Request) {
@@ -126,9 +129,19 @@ func (a *apiHandler) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	leader := a.leaderHTTP()
-	if leader == "" {
-		writeError(w, http.StatusServiceUnavailable, "no leader is elected yet; retry in a moment")
-		return
+	// An election takes a moment (a master just started, or a leader just gone): hold the
+	// request for it rather than refuse at once, as etcd does, but answer well inside a
+	// client's usual 5 s timeout, so that a refusal stays a definite "not done".
+	for wait := time.NewTimer(electionWait); leader == ""; leader = a.leaderHTTP() {
+		select {
+		case <-r.Context().Done():
+			wait.Stop()
+			return
+		case <-wait.C:
+			writeError(w, http.StatusServiceUnavailable, "no leader is elected yet; retry in a moment")
+			return
+		case <-time.After(25 * time.Millisecond):
+		}
 	}
 	r.Header.Set(HeaderForwardedBy, a.m.id)
 	a.proxy(leader).ServeHTTP(w, r)

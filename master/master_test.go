@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +43,10 @@ func (r *running) stop() error {
 	case <-r.finished:
 		return r.err
 	case <-time.After(20 * time.Second):
-		return errors.New("Run did not return within 20s")
+		// Where it hangs is what a reader of the failure needs.
+		var dump strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&dump, 1)
+		return fmt.Errorf("Run did not return within 20s; goroutines:\n%s", dump.String())
 	}
 }
 
