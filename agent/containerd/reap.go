@@ -3,13 +3,12 @@ package containerd
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/agora-sched/agora/pkg/shim"
 )
 
 // runcRoot is where the runc shim keeps its containers' runc state, per namespace (its
@@ -31,8 +30,8 @@ func (e *Executor) ReapLostShim(ctx context.Context, id string) (int, error) {
 	if _, err := e.cfg.Client.LoadContainer(e.ctx(ctx), id); err == nil {
 		return 0, fmt.Errorf("containerd: %s: the container exists: its shim is not lost", id)
 	}
-	pids := e.shimsOf(id)
-	if len(pids) == 0 {
+	shims := e.shimsOf(id)
+	if len(shims) == 0 {
 		return 0, nil
 	}
 	if runc, err := exec.LookPath("runc"); err == nil {
@@ -43,53 +42,22 @@ func (e *Executor) ReapLostShim(ctx context.Context, id string) (int, error) {
 			e.logger.Debug("runc delete of a lost shim's container", "task", id, "err", err, "out", strings.TrimSpace(string(out)))
 		}
 	}
-	for _, pid := range pids {
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)); err == nil {
-			for _, c := range strings.Fields(string(b)) {
-				if child, err := strconv.Atoi(c); err == nil {
-					syscall.Kill(child, syscall.SIGKILL)
-				}
-			}
+	for _, sh := range shims {
+		if err := sh.Kill(); err != nil {
+			return 0, fmt.Errorf("containerd: kill the lost shim of %s (pid %d): %w", id, sh.PID, err)
 		}
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			return 0, fmt.Errorf("containerd: kill the lost shim of %s (pid %d): %w", id, pid, err)
-		}
-		e.logger.Warn("killed a shim containerd lost (it was killed while creating the task)", "task", id, "pid", pid)
+		e.logger.Warn("killed a shim containerd lost (it was killed while creating the task)", "task", id, "pid", sh.PID)
 	}
-	return len(pids), nil
+	return len(shims), nil
 }
 
-// shimsOf are the pids of the shim processes started for task id in the executor's namespace
-// (by its containerd, when Config.Address is set).
-func (e *Executor) shimsOf(id string) []int {
-	procs, _ := os.ReadDir("/proc")
-	var out []int
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
-			continue
-		}
-		var ns, tid, addr string
-		for i := 1; i+1 < len(args); i++ {
-			switch args[i] {
-			case "-namespace":
-				ns = args[i+1]
-			case "-id":
-				tid = args[i+1]
-			case "-address":
-				addr = args[i+1]
-			}
-		}
-		if ns == e.cfg.Namespace && tid == id && (e.cfg.Address == "" || addr == e.cfg.Address) {
-			out = append(out, pid)
+// shimsOf are the shims started for task id in the executor's namespace (by its containerd,
+// when Config.Address is set).
+func (e *Executor) shimsOf(id string) []shim.Process {
+	var out []shim.Process
+	for _, sh := range shim.List() {
+		if sh.Namespace == e.cfg.Namespace && sh.ID == id && (e.cfg.Address == "" || sh.Address == e.cfg.Address) {
+			out = append(out, sh)
 		}
 	}
 	return out

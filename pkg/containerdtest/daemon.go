@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd"
+
+	"github.com/agora-sched/agora/pkg/shim"
 )
 
 // Daemon is a containerd of a test's own, which the test may kill -9 and start again on the same
@@ -213,7 +214,7 @@ func (d *Daemon) cleanup() {
 	// fixed in Debian's 1.6) would outlive it, each with a `runc init`: they go too.
 	for _, sh := range d.Shims() {
 		t.Logf("containerdtest: killing a shim the private containerd lost: %s/%s (pid %d)", sh.Namespace, sh.ID, sh.PID)
-		sh.kill()
+		sh.Kill()
 	}
 	// What containerd mounted under its root and state (snapshots, rootfs) goes before the dir.
 	if data, err := os.ReadFile("/proc/self/mounts"); err == nil {
@@ -238,55 +239,15 @@ func tailOf(s string, n int) string {
 }
 
 // Shim is a containerd shim process of the daemon, and the container it was started for.
-type Shim struct {
-	PID           int
-	Namespace, ID string
-}
+type Shim = shim.Process
 
 // Shims are the shim processes started by this daemon (they name its socket), running now.
 func (d *Daemon) Shims() []Shim {
-	procs, _ := os.ReadDir("/proc")
 	var out []Shim
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) == 0 || !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
-			continue
-		}
-		sh := Shim{PID: pid}
-		mine := false
-		for i := 1; i+1 < len(args); i++ {
-			switch args[i] {
-			case "-namespace":
-				sh.Namespace = args[i+1]
-			case "-id":
-				sh.ID = args[i+1]
-			case "-address":
-				mine = args[i+1] == d.Socket
-			}
-		}
-		if mine {
+	for _, sh := range shim.List() {
+		if sh.Address == d.Socket {
 			out = append(out, sh)
 		}
 	}
 	return out
-}
-
-// kill ends the shim and what it started (a `runc init`, a task's logger).
-func (sh Shim) kill() {
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", sh.PID, sh.PID)); err == nil {
-		for _, c := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(c); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
-	syscall.Kill(sh.PID, syscall.SIGKILL)
 }
