@@ -47,11 +47,12 @@
 // in the middle of a rolling upgrade. In network mode only (netns_test.go): the leader's
 // packets to the other masters dropped, or theirs to it (it sends but cannot hear); the leader
 // and an agent split from the rest; two masters cut apart with the third bridging them; 25 % of
-// all packets lost. `make test` runs the short set, `make chaos` all of them with a fixed seed, and
+// all packets lost; every packet delayed 60 ms ± 40 ms and 10 % reordered (Cluster.Shape, with
+// chaos/netem). `make test` runs the short set, `make chaos` all of them with a fixed seed, and
 // `make chaos-long` random faults for as long as asked. Each prints a one-line verdict with the
 // figures it measured, and on failure the timeline of what happened.
 //
 // With Config.PrivateContainerd the agents use a containerd of the cluster's own instead of the
 // shared one, which a scenario may kill -9 and start again (containerd_test.go); a scenario's
-// own invariants fail its verdict through Cluster.Violation.
+// own invariants fail its verdict through Cluster.Violate.
 package chaos
