@@ -33,23 +33,9 @@ const maxSaneGap = 10 * time.Second
 
 func clockSkew(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	m := c.Masters[0]
-	l := mustLeader(t, c)
-	for deadline := time.Now().Add(60 * time.Second); l != m && time.Now().Before(deadline); {
-		c.call("DELETE", l.HTTP+"/v2/leader", "", nil, nil)
-		prev := l
-		for wait := time.Now().Add(5 * time.Second); time.Now().Before(wait); time.Sleep(100 * time.Millisecond) {
-			if l = c.Leader(); l != nil && l != prev {
-				break
-			}
-		}
-		if l == nil {
-			l = mustLeader(t, c)
-		}
+	if _, err := c.MoveLeader(m); err != nil { // MoveLeader notes when m leads
+		t.Fatalf("could not make %s lead: %v", m.Name, err)
 	}
-	if l != m {
-		t.Fatalf("could not make %s lead within 60 s (leader %s)", m.Name, l.Name)
-	}
-	c.Event("%s leads", m.Name)
 
 	w := watchSkew(c, m)
 	defer w.stop()

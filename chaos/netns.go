@@ -31,7 +31,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,8 +39,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/agora-sched/agora/chaos/netem"
 )
 
@@ -49,10 +46,7 @@ import (
 // or unset / "auto": namespaces where the process may make them, loopback otherwise.
 const NetEnv = "AGORA_CHAOS_NET"
 
-const (
-	netnsPrefix = "agch"
-	netnsDir    = "/var/run/netns"
-)
+const netnsPrefix = "agch"
 
 var (
 	subnet     = netip.MustParsePrefix("10.217.0.0/24")
@@ -104,7 +98,7 @@ func probeNetns() (bool, string) {
 		return false, fmt.Sprintf("ip netns add: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	defer exec.Command("ip", "netns", "del", name).Run()
-	if err := inNetns(name, func() error {
+	if err := netem.InNamespace(name, func() error {
 		cmd := exec.Command("nft", "-f", "-")
 		cmd.Stdin = strings.NewReader(nftSetup)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -125,7 +119,7 @@ var staleName = regexp.MustCompile(`^` + netnsPrefix + `(\d+)`)
 // removeStale removes the namespaces of chaos runs whose process is gone, and kills what still
 // runs in them (the nodes of a killed run outlive it: they have their own process groups).
 func removeStale() {
-	entries, _ := os.ReadDir(netnsDir)
+	entries, _ := os.ReadDir(netem.NetnsDir)
 	for _, e := range entries {
 		m := staleName.FindStringSubmatch(e.Name())
 		if m == nil {
@@ -210,7 +204,7 @@ func newNetwork(t testing.TB, masters, agents int) *network {
 func (nw *network) ns(h string) string { return nw.prefix + "-" + h }
 
 // path is the file of host h's namespace, for agora agent --task-netns.
-func (nw *network) path(h string) string { return filepath.Join(netnsDir, nw.ns(h)) }
+func (nw *network) path(h string) string { return filepath.Join(netem.NetnsDir, nw.ns(h)) }
 
 // remove deletes every namespace of the cluster (those a process still runs in last as long as
 // it does, without a name, and without a way out: their bridge is gone).
@@ -245,7 +239,7 @@ var nftHandle = regexp.MustCompile(`# handle (\d+)`)
 // added.
 func (nw *network) nft(script string) ([]string, error) {
 	var out []byte
-	err := inNetns(nw.ns("br"), func() error {
+	err := netem.InNamespace(nw.ns("br"), func() error {
 		cmd := exec.Command("nft", "--echo", "--handle", "-f", "-")
 		cmd.Stdin = strings.NewReader(script)
 		var err error
@@ -312,7 +306,7 @@ func (nw *network) drop(from, to []string, percent int) (func() error, error) {
 // nodes through it.
 func (nw *network) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	var c net.Conn
-	err := inNetns(nw.ns("cl"), func() error {
+	err := netem.InNamespace(nw.ns("cl"), func() error {
 		var d net.Dialer
 		var err error
 		c, err = d.DialContext(ctx, network, addr)
@@ -323,30 +317,7 @@ func (nw *network) DialContext(ctx context.Context, network, addr string) (net.C
 
 // start starts cmd in host h's namespace.
 func (nw *network) start(h string, cmd *exec.Cmd) error {
-	return inNetns(nw.ns(h), cmd.Start)
-}
-
-// inNetns runs f on a thread of its own that joined the named network namespace: sockets f
-// opens belong to it, and processes f starts are born in it. The thread is never given back
-// to other goroutines: it ends with f's goroutine, namespace and all.
-func inNetns(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open(filepath.Join(netnsDir, name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("chaos: network namespace %s: %w", name, err)
-			return
-		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			errc <- fmt.Errorf("chaos: join network namespace %s: %w", name, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
+	return netem.InNamespace(nw.ns(h), cmd.Start)
 }
 
 // LinkShape is how the links from some hosts to others behave: Delay (± Jitter) before each

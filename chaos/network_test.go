@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agora-sched/agora/chaos/netem"
 )
 
 // TestNetworkCutsOneWay: in network mode, hosts reach each other and the harness reaches
@@ -22,7 +24,7 @@ func TestNetworkCutsOneWay(t *testing.T) {
 		m1, m2 := listenUDP(t, nw, "m1"), listenUDP(t, nw, "m2")
 		send := func(from, token string, to net.PacketConn) {
 			t.Helper()
-			if err := inNetns(nw.ns(from), func() error {
+			if err := netem.InNamespace(nw.ns(from), func() error {
 				c, err := net.Dial("udp", to.LocalAddr().String())
 				if err != nil {
 					return err
@@ -89,7 +91,7 @@ func TestNetworkCutsOneWay(t *testing.T) {
 		}
 		// The harness's client reaches a host's TCP listener.
 		var ln net.Listener
-		if err := inNetns(nw.ns("m1"), func() (err error) { ln, err = net.Listen("tcp", nw.hosts["m1"].String()+":0"); return err }); err != nil {
+		if err := netem.InNamespace(nw.ns("m1"), func() (err error) { ln, err = net.Listen("tcp", nw.hosts["m1"].String()+":0"); return err }); err != nil {
 			t.Fatal(err)
 		}
 		defer ln.Close()
@@ -111,7 +113,7 @@ func TestNetworkCutsOneWay(t *testing.T) {
 			t.Errorf("%s is reachable from the host's network", ln.Addr())
 		}
 	})
-	entries, _ := os.ReadDir(netnsDir)
+	entries, _ := os.ReadDir(netem.NetnsDir)
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), prefix+"-") {
 			t.Errorf("network namespace %s left after the test", e.Name())
@@ -122,7 +124,7 @@ func TestNetworkCutsOneWay(t *testing.T) {
 func listenUDP(t *testing.T, nw *network, h string) net.PacketConn {
 	t.Helper()
 	var pc net.PacketConn
-	if err := inNetns(nw.ns(h), func() (err error) { pc, err = net.ListenPacket("udp", nw.hosts[h].String()+":0"); return err }); err != nil {
+	if err := netem.InNamespace(nw.ns(h), func() (err error) { pc, err = net.ListenPacket("udp", nw.hosts[h].String()+":0"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })

@@ -30,6 +30,16 @@ func netnsPath(name string) (string, error) {
 	return p, nil
 }
 
+// InNamespace runs f on an OS thread that has entered the network namespace name (as `ip netns
+// add` names it), as inNetns does: sockets f makes, and processes f starts, belong to it.
+func InNamespace(name string, f func() error) error {
+	p, err := netnsPath(name)
+	if err != nil {
+		return err
+	}
+	return inNetns(p, f)
+}
+
 // inNetns runs f on an OS thread that has entered the network namespace at nsPath. Sockets f
 // makes belong to that namespace for good and can be used from any thread afterwards. The thread
 // goes back to its own namespace after f, or, if it cannot, ends with its goroutine, so no other
