@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/agora-sched/agora/pkg/containerdtest"
 )
@@ -17,6 +18,11 @@ func main() {
 	out := flag.String("o", "testapp.tar", "where to write the archive")
 	flag.Parse()
 	data, err := containerdtest.TestAppArchive()
+	if err == nil {
+		// The folder too (bin/ of a fresh checkout), so that the command in the doc above works
+		// on its own.
+		err = os.MkdirAll(filepath.Dir(*out), 0o755)
+	}
 	if err == nil {
 		err = os.WriteFile(*out, data, 0o644)
 	}
