@@ -335,7 +335,7 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 			mountTmpfs(t, n.DataDir, "64m")
 		}
 		n.clockFile = filepath.Join(dir, n.Name+".clock-offset")
-		n.args = []string{"--log-level", "warn", "master", "--data-dir", filepath.Join(dir, n.Name), "--bind", port(n.Name, 5050), "--gossip", n.Gossip,
+		n.args = []string{"--log-level", logLevel(), "master", "--data-dir", filepath.Join(dir, n.Name), "--bind", port(n.Name, 5050), "--gossip", n.Gossip,
 			"--http", strings.TrimPrefix(n.HTTP, "http://"), "--bootstrap-expect", "3", "--allocation-interval", "200ms",
 			"--agent-reregister-timeout", "20s", "--cluster-secret-file", secretFile, "--chaos-faults", "--chaos-clock-file", n.clockFile}
 		if c.net != nil {
@@ -360,7 +360,7 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 			n.DataDir = filepath.Join(dir, n.Name)
 			mountTmpfs(t, n.DataDir, "64m")
 		}
-		n.args = []string{"--log-level", "warn", "agent", "--data-dir", filepath.Join(dir, n.Name), "--containerd", sock, "--containerd-namespace", ns,
+		n.args = []string{"--log-level", logLevel(), "agent", "--data-dir", filepath.Join(dir, n.Name), "--containerd", sock, "--containerd-namespace", ns,
 			"--http", strings.TrimPrefix(n.HTTP, "http://"), "--gossip", n.Gossip, "--hostname", "chaos-" + n.Name,
 			"--resources", fmt.Sprintf("cpus:2;mem:1024;disk:1000;ports:[%d-%d]", first, first+30), "--cluster-secret-file", secretFile, "--chaos-faults"}
 		if c.net != nil {
@@ -717,4 +717,15 @@ func (c *Cluster) MoveLeader(to *Node) (*Node, error) {
 		_, lastErr = c.call("DELETE", l.HTTP+"/v2/leader?to="+self.Self.ID, "", nil, nil)
 	}
 	return first, fmt.Errorf("%s did not come to lead within 30s (last answer: %v)", to.Name, lastErr)
+}
+
+// LogLevelEnv names the environment variable that sets the nodes' --log-level (warn when
+// unset): AGORA_CHAOS_LOG_LEVEL=debug keeps what a failing scenario's timeline needs.
+const LogLevelEnv = "AGORA_CHAOS_LOG_LEVEL"
+
+func logLevel() string {
+	if v := os.Getenv(LogLevelEnv); v != "" {
+		return v
+	}
+	return "warn"
 }
