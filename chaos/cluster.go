@@ -384,6 +384,9 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 				t.Logf("--- %s (%s) log:\n%s", n.Name, strings.Join(n.args, " "), tail(n.Log(), 4000))
 			}
 		}
+		if d := os.Getenv(LogDirEnv); d != "" {
+			keepLogs(t, c, filepath.Join(d, strings.ReplaceAll(t.Name(), "/", "_")))
+		}
 		var wg sync.WaitGroup
 		for _, n := range c.Nodes() {
 			wg.Add(1)
@@ -648,6 +651,9 @@ func (tl *Timeline) Add(format string, args ...any) {
 
 // String is the timeline, one event per line.
 func (tl *Timeline) String() string {
+	if tl == nil {
+		return ""
+	}
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	return strings.Join(tl.lines, "\n")
@@ -722,6 +728,26 @@ func (c *Cluster) MoveLeader(to *Node) (*Node, error) {
 // LogLevelEnv names the environment variable that sets the nodes' --log-level (warn when
 // unset): AGORA_CHAOS_LOG_LEVEL=debug keeps what a failing scenario's timeline needs.
 const LogLevelEnv = "AGORA_CHAOS_LOG_LEVEL"
+
+// LogDirEnv names the environment variable of a directory where every node's whole log is
+// kept, passing or failing (a folder per test, a file per node): for a scenario that fails
+// once in many runs, the runs that pass show how close they came.
+const LogDirEnv = "AGORA_CHAOS_LOG_DIR"
+
+func keepLogs(t testing.TB, c *Cluster, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("chaos: keep logs: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, "timeline.txt"), []byte(c.events.String()), 0o644); err != nil {
+		t.Logf("chaos: keep logs: %v", err)
+	}
+	for _, n := range c.Nodes() {
+		if err := os.WriteFile(filepath.Join(dir, n.Name+".log"), []byte(n.Log()), 0o644); err != nil {
+			t.Logf("chaos: keep logs: %v", err)
+		}
+	}
+}
 
 func logLevel() string {
 	if v := os.Getenv(LogLevelEnv); v != "" {

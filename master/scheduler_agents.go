@@ -79,7 +79,6 @@ func (s *scheduler) agentRegisteredLocked(ag api.Agent, tasks []api.Task, wasRem
 // agentTasksLocked makes the task table agree with what an agent reports and marks the agent
 // active: the agent is the truth about its tasks.
 func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Task, now time.Time) {
-	was := e.state
 	e.state, e.unreachableSince, e.fetching = agentActive, time.Time{}, false
 	if !e.inAlloc {
 		if err := t.alloc.AddAgent(e.info.ID, e.info.Resources); err != nil {
@@ -115,8 +114,11 @@ func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 				}
 				continue
 			}
-			if was == agentRecovered && !st.State.IsTerminal() {
-				// A new leader tells frameworks where their tasks stand as agents come back.
+			if !st.State.IsTerminal() {
+				// A new leader tells frameworks where their tasks stand as agents come back,
+				// whether the agent comes back in time or after this leader declared it
+				// unreachable (and answered the frameworks' questions about its tasks so):
+				// a task it learns only now is one no framework heard of from it.
 				s.tellLocked(t, fwID, reconciled(st))
 			}
 			continue

@@ -608,6 +608,32 @@ func TestAgentThatDoesNotComeBackAfterFailover(t *testing.T) {
 	expectUpdate(t, back, "t8", task.Unreachable)
 }
 
+// TestAgentLateAfterFailoverBringsItsTasksBack: an agent that registers with a new leader
+// only after the leader declared it unreachable (a partition healed just past
+// --agent-reregister-timeout) brings its tasks back: the framework, told they were
+// unreachable, hears they run. (split-minority-leader found an app left at 0 of 2 for good.)
+func TestAgentLateAfterFailoverBringsItsTasksBack(t *testing.T) {
+	e := newSchedEnv(t, func(c *SchedulerConfig) { c.AgentReregisterTimeout = time.Minute })
+	agentID := e.sim.register(t, "", "host-a", agentRes)
+	caps := []string{api.CapabilityPartitionAware}
+	ss := e.subscribe(api.FrameworkInfo{Name: "fw", FailoverTimeout: 3600, Capabilities: caps})
+	o := expectOffer(t, ss)
+	if err := ss.Accept([]string{o.ID}, launch(sleepTask("t1", 1, 256)), refuse(0)); err != nil {
+		t.Fatal(err)
+	}
+	expectUpdate(t, ss, "t1", task.Running)
+	e.restart()
+	back := e.subscribe(api.FrameworkInfo{ID: ss.FrameworkID(), Name: "fw", FailoverTimeout: 3600, Capabilities: caps})
+	if err := back.Call(api.Call{Type: api.CallReconcile, Reconcile: &api.Reconcile{Tasks: []api.ReconcileTask{{TaskID: "t1", AgentID: agentID}}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Minute)
+	e.step()
+	expectUpdate(t, back, "t1", task.Unreachable)
+	e.sim.register(t, agentID, "host-a", agentRes)
+	expectUpdate(t, back, "t1", task.Running)
+}
+
 // TestResourcesOfTasksWithoutAFrameworkAreNotOffered: what an operator's task on an agent's own
 // API holds, and what a removed framework's tasks hold until their kill ends them, is never
 // offered to anyone.
