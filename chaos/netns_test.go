@@ -32,8 +32,12 @@ func init() {
 		}},
 		// Invariant: the leader and one agent cut off from the other two masters and two agents
 		// (both ways): the minority acknowledges no write sent after the split, the majority
-		// elects and commits, every acknowledged write survives.
+		// elects and commits, every acknowledged write survives. The split lasts 24 s, past the
+		// new leader's --agent-reregister-timeout (20 s from its election): the minority's agent
+		// comes back after it was declared unreachable, and its tasks must come back with it
+		// (at 20 s it raced the timeout, and lost its tasks once in ~20 runs).
 		scenario{name: "split-minority-leader", network: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
+			const splitFor = 24 * time.Second
 			l := mustLeader(t, c)
 			a := c.Agents[rng.IntN(len(c.Agents))]
 			minority := []*Node{l, a}
@@ -44,13 +48,13 @@ func init() {
 				}
 			}
 			p := startProber(c)
-			c.Event("split: leader %s and agent %s | %s, both ways, for 20s", l.Name, a.Name, strings.Join(names(majority), " "))
+			c.Event("split: leader %s and agent %s | %s, both ways, for %s", l.Name, a.Name, strings.Join(names(majority), " "), splitFor)
 			healOut := mustCut(t, c, minority, majority)
 			healIn := mustCut(t, c, majority, minority)
 			split := time.Now()
 			p.forbid(l, split, "the minority's master "+l.Name)
 			rec := recovery(t, c, l)
-			time.Sleep(time.Until(split.Add(20 * time.Second)))
+			time.Sleep(time.Until(split.Add(splitFor)))
 			c.Event("heal the split")
 			p.heal()
 			if err := healOut(); err != nil {
@@ -59,7 +63,7 @@ func init() {
 			if err := healIn(); err != nil {
 				t.Fatal(err)
 			}
-			return append([]string{fmt.Sprintf("%s+%s split off 20s, the majority committed after %.1fs", l.Name, a.Name, rec.Seconds())}, p.finish(split, time.Now())...)
+			return append([]string{fmt.Sprintf("%s+%s split off %s, the majority committed after %.1fs", l.Name, a.Name, splitFor, rec.Seconds())}, p.finish(split, time.Now())...)
 		}},
 		// Invariant: with m1–m2 and m2–m3 up and m1–m3 down (the leader at one end), writes go on
 		// (no 10 s without an acknowledged write) and every acknowledged write survives.
