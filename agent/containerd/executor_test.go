@@ -13,6 +13,7 @@ import (
 
 	"github.com/agora-sched/agora/agent/logs"
 	"github.com/agora-sched/agora/pkg/containerdtest"
+	"github.com/agora-sched/agora/pkg/resources"
 )
 
 // The shim runs this test binary as each task's logger, as it runs agora in production.
@@ -155,6 +156,26 @@ func TestKillEscalatesAfterTheGracePeriod(t *testing.T) {
 	}
 	if d := time.Since(start); d < time.Second {
 		t.Fatalf("SIGKILL came after %v, before the 1s grace", d)
+	}
+}
+
+// TestTheLeastMemoryTasksMayAskForStarts: a container limited to resources.MinTaskMem, the
+// floor the frameworks refuse below, starts and runs to its end, with and without an image: the
+// floor holds runc's own start-up (which needs about 3 MiB inside the limit) on this runc.
+func TestTheLeastMemoryTasksMayAskForStarts(t *testing.T) {
+	e := newExecutor(t)
+	for _, spec := range []Spec{
+		{Image: containerdtest.TestAppImage, Args: []string{"-sleep", "100ms"}},
+		{Cmd: "sleep 0.1"},
+	} {
+		spec.TaskID, spec.MemMiB = taskID(t), resources.MinTaskMem
+		h, err := e.Launch(context.Background(), spec)
+		if err != nil {
+			t.Fatalf("a task of %v MiB (image %q): %v", resources.MinTaskMem, spec.Image, err)
+		}
+		if ex := waitExit(t, e, h, 60*time.Second); ex.Code != 0 || ex.OOMKilled {
+			t.Fatalf("a task of %v MiB (image %q): exit %+v, want 0", resources.MinTaskMem, spec.Image, ex)
+		}
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 // show the whole answer.
 type appView struct {
 	ID        string   `json:"id"`
-	Instances int      `json:"instances"`
+	Instances *int     `json:"instances"` // nil: left out, Marathon's default (wanted)
 	CPUs      float64  `json:"cpus"`
 	Mem       float64  `json:"mem"`
 	Cmd       string   `json:"cmd"`
@@ -67,11 +67,19 @@ func (a appView) what() string {
 	return strings.Join(a.Args, " ")
 }
 
+// wanted is the app's number of instances: 1 when its definition leaves it out, as Marathon.
+func (a appView) wanted() int {
+	if a.Instances == nil {
+		return 1
+	}
+	return *a.Instances
+}
+
 // progress is the app's instances as a person reads them: running and healthy of wanted.
 func (a appView) progress() string {
-	s := fmt.Sprintf("%d/%d running", a.TasksRunning, a.Instances)
+	s := fmt.Sprintf("%d/%d running", a.TasksRunning, a.wanted())
 	if len(a.HealthChecks) > 0 {
-		s += fmt.Sprintf(", %d/%d healthy", a.TasksHealthy, a.Instances)
+		s += fmt.Sprintf(", %d/%d healthy", a.TasksHealthy, a.wanted())
 	}
 	if a.TasksStaged > 0 {
 		s += fmt.Sprintf(", %d staged", a.TasksStaged)
@@ -86,7 +94,7 @@ func (a appView) progress() string {
 		}
 	}
 	if old > 0 {
-		s += fmt.Sprintf("; new version %d/%d, %d old", fresh, a.Instances, old)
+		s += fmt.Sprintf("; new version %d/%d, %d old", fresh, a.wanted(), old)
 	}
 	return s
 }
@@ -220,10 +228,19 @@ func oneArg(c *cli.Context, usage string) (string, error) {
 	return "", usageError{usage}
 }
 
-// argClient is the preamble of the commands that take one argument and call a master: the
-// argument (or a usage error) and the client.
+// oneID is the one argument of a command that takes an id (checkID).
+func oneID(c *cli.Context, usage string) (string, error) {
+	id, err := oneArg(c, usage)
+	if err == nil {
+		err = checkID(c, id)
+	}
+	return id, err
+}
+
+// argClient is the preamble of the commands that take one id and call a master: the id (or a
+// usage error) and the client.
 func argClient(c *cli.Context, usage string) (string, *client.Client, error) {
-	arg, err := oneArg(c, usage)
+	arg, err := oneID(c, usage)
 	if err != nil {
 		return "", nil, err
 	}
@@ -305,13 +322,13 @@ func appList(c *cli.Context) error {
 		for _, a := range apps {
 			healthy := "-"
 			if len(a.HealthChecks) > 0 {
-				healthy = fmt.Sprintf("%d/%d", a.TasksHealthy, a.Instances)
+				healthy = fmt.Sprintf("%d/%d", a.TasksHealthy, a.wanted())
 			}
 			deploying := "-"
 			if len(a.Deployments) > 0 {
 				deploying = a.Deployments[0].ID
 			}
-			fmt.Fprintf(w, "%s\t%d/%d\t%s\t%g\t%g\t%s\t%s\n", a.ID, a.TasksRunning, a.Instances, healthy, a.CPUs, a.Mem, deploying, a.what())
+			fmt.Fprintf(w, "%s\t%d/%d\t%s\t%g\t%g\t%s\t%s\n", a.ID, a.TasksRunning, a.wanted(), healthy, a.CPUs, a.Mem, deploying, a.what())
 		}
 	})
 }
@@ -398,6 +415,9 @@ func appUpdate(c *cli.Context) error {
 	if len(a) != 2 {
 		return usageError{"agora app update APP FILE.json [--wait] [--force]: give the app's id and a definition file"}
 	}
+	if err := checkID(c, a[0]); err != nil {
+		return err
+	}
 	def, err := readJSONFile(a[1])
 	if err != nil {
 		return err
@@ -410,15 +430,18 @@ func appScale(c *cli.Context) error {
 	if len(a) != 2 {
 		return usageError{"agora app scale APP INSTANCES [--wait]: give the app's id and a number of instances"}
 	}
+	if err := checkID(c, a[0]); err != nil {
+		return err
+	}
 	n, err := strconv.Atoi(a[1])
 	if err != nil || n < 0 {
-		return usageError{fmt.Sprintf("agora app scale: INSTANCES must be a whole number ≥ 0, got %q", a[1])}
+		return usageError{fmt.Sprintf("agora app scale: INSTANCES must be a whole number, 0 or more, got %q", a[1])}
 	}
 	return appChange(c, http.MethodPut, appPath(a[0]), map[string]int{"instances": n}, a[0], fmt.Sprintf("scaled to %d", n))
 }
 
 func appRestart(c *cli.Context) error {
-	id, err := oneArg(c, "agora app restart APP [--wait]: give the app's id")
+	id, err := oneID(c, "agora app restart APP [--wait]: give the app's id")
 	if err != nil {
 		return err
 	}
@@ -426,7 +449,7 @@ func appRestart(c *cli.Context) error {
 }
 
 func appRemove(c *cli.Context) error {
-	id, err := oneArg(c, "agora app remove APP [--wait]: give the app's id")
+	id, err := oneID(c, "agora app remove APP [--wait]: give the app's id")
 	if err != nil {
 		return err
 	}
@@ -490,6 +513,9 @@ func appRollback(c *cli.Context) error {
 	a := args(c)
 	if len(a) != 1 && len(a) != 2 {
 		return usageError{"agora app rollback APP [VERSION] [--wait]: give the app's id, and the version to go back to if not the one before"}
+	}
+	if err := checkID(c, a[0]); err != nil {
+		return err
 	}
 	cl, err := newClient(c)
 	if err != nil {

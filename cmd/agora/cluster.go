@@ -89,6 +89,9 @@ func clusterCommand() *cli.Command {
 					if len(args(c)) != 1 {
 						return usageError{"agora cluster remove-master ID: give one master id"}
 					}
+					if err := checkID(c, args(c)[0]); err != nil {
+						return err
+					}
 					cl, err := newClient(c)
 					if err != nil {
 						return err

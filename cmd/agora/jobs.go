@@ -287,6 +287,11 @@ func jobLogs(c *cli.Context) error {
 	if len(a) != 2 {
 		return usageError{"agora job logs JOB RUN [--stderr] [-f]: give the job's id and the run's"}
 	}
+	for _, id := range a {
+		if err := checkID(c, id); err != nil {
+			return err
+		}
+	}
 	cl, err := newClient(c)
 	if err != nil {
 		return err

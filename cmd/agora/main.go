@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -120,9 +122,51 @@ func setUsageErrors(cmds []*cli.Command) {
 		cmd.OnUsageError = onUsageError
 		if cmd.Action != nil {
 			cmd.Action = interspersed(cmd.Action)
+		} else if len(cmd.Subcommands) > 0 {
+			cmd.Action = verbs(cmd) // its first word is the verb, whatever flags follow
 		}
 		setUsageErrors(cmd.Subcommands)
 	}
+}
+
+// verbs is the action of a noun (agora app, agora tls ca): alone, its help; with a word that
+// is none of its verbs, a usage error naming the word and listing the verbs.
+func verbs(noun *cli.Command) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() > 0 {
+			return noSuchVerb(c, noun, c.Args().First(), "")
+		}
+		return cli.ShowSubcommandHelp(c)
+	}
+}
+
+// noSuchVerb is the usage error for a word that is none of a noun's verbs: it names the word
+// and lists the verbs (and what the noun does alone, when it does something).
+func noSuchVerb(c *cli.Context, noun *cli.Command, word, alone string) error {
+	var names []string
+	for _, sub := range noun.Subcommands {
+		if !sub.Hidden && sub.Name != "help" {
+			names = append(names, sub.Name)
+		}
+	}
+	if alone != "" {
+		alone = "; " + alone
+	}
+	path := commandPath(c)
+	return usageError{fmt.Sprintf("%s: no such verb %q; the verbs are %s%s (see '%s --help')", path, word, strings.Join(names, ", "), alone, path)}
+}
+
+// commandPath is the command being run as typed: "agora tls ca". (In urfave/cli v2 a
+// subcommand's own FullName lacks its parents.)
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, ctx := range c.Lineage() {
+		if ctx.Command != nil && ctx.Command.Name != "" && (len(names) == 0 || names[len(names)-1] != ctx.Command.Name) {
+			names = append(names, ctx.Command.Name)
+		}
+	}
+	slices.Reverse(names)
+	return strings.Join(names, " ") // the root's command is the app's, "agora"
 }
 
 // newLogger makes the process's logger from --log-level and --log-format; packages get

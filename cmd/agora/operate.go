@@ -97,7 +97,7 @@ func agentSubcommands() []*cli.Command {
 
 func drainAction(verb string) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		id, err := oneArg(c, "agora agent "+verb+" AGENT: give the agent's id")
+		id, err := oneID(c, "agora agent "+verb+" AGENT: give the agent's id")
 		if err != nil {
 			return err
 		}

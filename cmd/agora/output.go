@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -144,14 +145,14 @@ func interspersed(action cli.ActionFunc) cli.ActionFunc {
 				rest = append(rest, in[i+1:]...)
 				break
 			}
-			if len(a) < 2 || a[0] != '-' {
-				rest = append(rest, a)
+			if len(a) < 2 || a[0] != '-' || isNumber(a) {
+				rest = append(rest, a) // -5 is an argument (no flag is named by digits): its command says what is wrong with it
 				continue
 			}
 			name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 			f := lookupFlag(c.Command, name)
 			if f == nil {
-				return usageError{fmt.Sprintf("flag provided but not defined: %s (see 'agora %s --help')", a, c.Command.FullName())}
+				return usageError{fmt.Sprintf("flag provided but not defined: %s (see '%s --help')", a, commandPath(c))}
 			}
 			if _, isBool := f.(*cli.BoolFlag); isBool && !hasValue {
 				value, hasValue = "true", true
@@ -172,6 +173,31 @@ func interspersed(action cli.ActionFunc) cli.ActionFunc {
 		c.Context = context.WithValue(c.Context, argsKey{}, rest)
 		return action(c)
 	}
+}
+
+// isNumber says whether a command-line word is a number, such as -5 or -1.5.
+func isNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil
+}
+
+// checkID refuses, as a usage error, an id given on the command line that a URL would not carry
+// as written: one with an empty, "." or ".." segment (agora app show x/../hello would show
+// /hello), or with '?' or '#'.
+func checkID(c *cli.Context, id string) error {
+	for _, seg := range strings.Split(strings.Trim(id, "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			what := fmt.Sprintf("a %q segment", seg)
+			if seg == "" {
+				what = "an empty segment"
+			}
+			return usageError{fmt.Sprintf("%s: the id %q has %s, which would name another path; give the id itself", commandPath(c), id, what)}
+		}
+	}
+	if i := strings.IndexAny(id, "?#"); i >= 0 {
+		return usageError{fmt.Sprintf("%s: the id %q has %q, which no id has", commandPath(c), id, id[i])}
+	}
+	return nil
 }
 
 func lookupFlag(cmd *cli.Command, name string) cli.Flag {

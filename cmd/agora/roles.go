@@ -385,7 +385,7 @@ func agentCommand() *cli.Command {
 
 func runAgent(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return usageError{fmt.Sprintf("agent takes no arguments, got %q (did you mean 'agora agent list'?)", c.Args().Slice())}
+		return noSuchVerb(c, c.Command, c.Args().First(), "'agora agent' alone runs an agent")
 	}
 	if c.String("data-dir") == "" {
 		return usageError{"agent: --data-dir is required"}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,12 @@ func TestWebUI(t *testing.T) {
 
 	b.open("#/apps")
 	b.waitText("the app appears with its instance", `#apps tr[data-app="/web"] .instances`, 60*time.Second, equals("1/1"))
+	// An app posted without instances has Marathon's default, 1: so says the UI, so the CLI.
+	postApp(t, base, `{"id": "/plain", "cmd": "sleep 86400", "cpus": 0.05, "mem": 16}`)
+	b.waitText("an app without instances shows 1 wanted", `#apps tr[data-app="/plain"] .instances`, 60*time.Second, equals("1/1"))
+	if out, err := agora(t, "app", "list", "--master", base); err != nil || !regexp.MustCompile(`(?m)^/plain\s+1/1\s`).MatchString(out) {
+		t.Fatalf("agora app list: %v\n%s\nwant /plain at 1/1", err, out)
+	}
 
 	b.open("#/apps/web")
 	b.waitText("the app page shows it healthy", "#app-health", 60*time.Second, equals("1/1"))

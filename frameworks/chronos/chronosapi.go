@@ -78,7 +78,7 @@ func (c ChronosJob) toJob(dependency bool) (*Job, error) {
 	if c.Name == "" {
 		return nil, &FieldError{Field: "name", Msg: "is required"}
 	}
-	if !idPattern.MatchString(c.Name) || len(c.Name) > maxIDLen {
+	if len(c.Name) <= maxIDLen && !idPattern.MatchString(c.Name) { // longer ones: Normalize says why
 		return nil, &FieldError{Field: "name", Msg: fmt.Sprintf("%q: Agora's job ids are lowercase letters, digits and '-', in names separated by '.'", c.Name)}
 	}
 	j := &Job{ID: c.Name, Description: c.Description, Run: RunSpec{Cmd: c.Command, Args: c.Arguments, CPUs: c.CPUs, Mem: c.Mem, Disk: c.Disk}}

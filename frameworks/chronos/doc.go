@@ -7,8 +7,13 @@
 // How a run happens:
 //
 //  1. A job is POSTed to /v1/jobs (or Chronos's /scheduler/iso8601, /scheduler/dependency):
-//     checked on its own (Normalize: every error names its field) and against the graph (no
-//     missing parent, no cycle), then committed with a cursor per schedule set to now.
+//     checked on its own (Normalize: every error names its field; ids within 128 characters,
+//     run.mem at least resources.MinTaskMem, no schedule firing more often than once a second)
+//     and against the graph (no missing parent, no cycle) and the registered agents (root and
+//     host volumes some agent allows, once any is registered), then committed with a cursor
+//     per schedule set to now. A refusal is Metronome's 422, {"message", "details": [{"path",
+//     "errors"}]}, with Agora's "field"; a query parameter the API does not take is a 400
+//     naming it (checkQuery).
 //  2. The leader's loop asks each due schedule's Plan (schedule.go, decisions without I/O) what
 //     to do since its cursor: at most one run starts — the latest due time, if within
 //     startingDeadlineSeconds — the rest are recorded missed, and the concurrencyPolicy

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/httpjson"
 )
@@ -17,7 +18,7 @@ import (
 // routes adds Metronome's /v1 jobs API, the job graph and Chronos's /scheduler aliases to the
 // master; the leader answers them (it holds the runs), other masters forward.
 func (s *Service) routes() {
-	h := func(pattern string, f http.HandlerFunc) { s.m.HandleLeader(pattern, f) }
+	h := func(pattern string, f http.HandlerFunc) { s.m.HandleLeader(pattern, checkQuery(f)) }
 	h("GET /v1/jobs", s.listJobs)
 	h("POST /v1/jobs", s.createJob)
 	h("GET /v1/jobs/{id}", s.getJob)
@@ -36,33 +37,79 @@ func (s *Service) routes() {
 	s.chronosRoutes(h)
 }
 
-// apiError answers an error: 422 naming the field for a refused spec (with the cycle's path or
-// the dependants for graph errors), 503 while the framework is not ready, 500 otherwise.
+// checkQuery answers 400 naming the parameter, before the handler runs, for a value the
+// jobs API does not take: stopCurrentJobRuns other than true, false, 1 or 0 (as Metronome's
+// Play reads booleans), include other than finished, an unknown embed.
+func checkQuery(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		_, err := frameworks.BoolParam(q, "stopCurrentJobRuns", true)
+		if err == nil {
+			err = frameworks.OneOfParam(q, "include", "finished")
+		}
+		if err == nil {
+			err = frameworks.OneOfParam(q, "embed", "activeRuns", "history", "historySummary", "schedules")
+		}
+		if err != nil {
+			apiError(w, err)
+			return
+		}
+		next(w, r)
+	}
+}
+
+// invalidBody is Metronome's 422 for a spec it refuses: {"message": "Object is not valid",
+// "details": [{"path": "/run/mem", "errors": [...]}]}. Agora adds the field as its own errors
+// name it ("run.mem"), and for graph errors the cycle's path or the dependants.
+type invalidBody struct {
+	Message    string          `json:"message"`
+	Details    []invalidDetail `json:"details"`
+	Field      string          `json:"field,omitempty"`
+	Path       []string        `json:"path,omitempty"`
+	Dependants []string        `json:"dependants,omitempty"`
+}
+
+type invalidDetail struct {
+	Path   string   `json:"path"`
+	Errors []string `json:"errors"`
+}
+
+// invalid is the 422 body for a problem with field ("" for the spec as a whole).
+func invalid(field, msg string) invalidBody {
+	return invalidBody{Message: "Object is not valid", Details: []invalidDetail{{Path: jsonPath(field), Errors: []string{msg}}}, Field: field}
+}
+
+// jsonPath writes a field as Metronome's (Play's) JSON paths do: run.volumes[0].hostPath is
+// /run/volumes(0)/hostPath.
+func jsonPath(field string) string {
+	return "/" + strings.NewReplacer(".", "/", "[", "(", "]", ")").Replace(field)
+}
+
+// apiError answers an error: 422 in Metronome's shape naming the field for a refused spec
+// (with the cycle's path or the dependants for graph errors), 400 naming a query parameter,
+// 503 while the framework is not ready or a commit failed.
 func apiError(w http.ResponseWriter, err error) {
 	var fe *FieldError
 	var ge *GraphError
 	var he *httpError
+	var qe *frameworks.QueryError
 	var bad *httpjson.BadRequest
 	switch {
 	case errors.As(err, &he):
 		httpjson.Error(w, he.code, he.msg)
+	case errors.As(err, &qe):
+		httpjson.FieldError(w, http.StatusBadRequest, qe.Param, qe.Msg)
 	case errors.As(err, &fe):
-		httpjson.FieldError(w, http.StatusUnprocessableEntity, fe.Field, fe.Msg)
+		httpjson.Write(w, http.StatusUnprocessableEntity, invalid(fe.Field, fe.Msg))
 	case errors.As(err, &ge):
-		httpjson.Write(w, http.StatusUnprocessableEntity, struct {
-			httpjson.ErrorBody
-			Path       []string `json:"path,omitempty"`
-			Dependants []string `json:"dependants,omitempty"`
-		}{httpjson.ErrorBody{Message: ge.Error(), Field: ge.Field}, ge.Path, ge.Dependants})
+		body := invalid(ge.Field, ge.Msg)
+		body.Path, body.Dependants = ge.Path, ge.Dependants
+		httpjson.Write(w, http.StatusUnprocessableEntity, body)
 	case errors.As(err, &bad) && bad.TooLarge:
 		httpjson.DecodeError(w, bad)
 	case errors.As(err, &bad):
 		// Malformed JSON, a wrong type or an unknown field: the spec is refused as a whole.
-		if bad.Field != "" {
-			httpjson.FieldError(w, http.StatusUnprocessableEntity, bad.Field, bad.Msg)
-		} else {
-			httpjson.Error(w, http.StatusUnprocessableEntity, bad.Msg)
-		}
+		httpjson.Write(w, http.StatusUnprocessableEntity, invalid(bad.Field, bad.Msg))
 	case errors.Is(err, errNotReady):
 		httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
 	default:
@@ -127,21 +174,15 @@ type HistorySummary struct {
 	MissedCount   int        `json:"missedCount"`
 }
 
-// embeds reads ?embed=a,b&embed=c.
-func embeds(r *http.Request) (map[string]bool, error) {
+// embeds reads ?embed=a,b&embed=c (checkQuery let only known ones through).
+func embeds(r *http.Request) map[string]bool {
 	out := map[string]bool{}
 	for _, v := range r.URL.Query()["embed"] {
 		for _, e := range strings.Split(v, ",") {
-			switch e = strings.TrimSpace(e); e {
-			case "activeRuns", "history", "historySummary", "schedules":
-				out[e] = true
-			case "":
-			default:
-				return nil, &FieldError{Field: "embed", Msg: fmt.Sprintf("%q: expected activeRuns, history, historySummary or schedules", e)}
-			}
+			out[strings.TrimSpace(e)] = true
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (js *jobState) view(embed map[string]bool) jobView {
@@ -186,11 +227,7 @@ func (js *jobState) scheduleViews() []scheduleView {
 }
 
 func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
-	embed, err := embeds(r)
-	if err != nil {
-		apiError(w, err)
-		return
-	}
+	embed := embeds(r)
 	s.read(w, func(st *leaderState) error {
 		out := []jobView{}
 		for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
@@ -204,11 +241,7 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
-	embed, err := embeds(r)
-	if err != nil {
-		apiError(w, err)
-		return
-	}
+	embed := embeds(r)
 	s.read(w, func(st *leaderState) error {
 		js := st.jobs[r.PathValue("id")]
 		if js == nil {
@@ -367,7 +400,7 @@ func sameTiming(a, b Schedule) bool {
 
 func (s *Service) deleteJob(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	stop := r.URL.Query().Get("stopCurrentJobRuns") == "true"
+	stop, _ := frameworks.BoolParam(r.URL.Query(), "stopCurrentJobRuns", true) // checked by checkQuery
 	var out jobView
 	err := s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
 		js := st.jobs[id]

@@ -12,6 +12,8 @@ import (
 	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/hostaccess"
+	"github.com/agora-sched/agora/pkg/id"
+	"github.com/agora-sched/agora/pkg/resources"
 )
 
 // Job is a job spec as Metronome's JSON has it, with Chronos's DAG edge (dependencies) and
@@ -151,7 +153,10 @@ func (j *Job) Normalize() error {
 	if j.ID == "" {
 		return &FieldError{Field: "id", Msg: "is required"}
 	}
-	if len(j.ID) > maxIDLen || !idPattern.MatchString(j.ID) {
+	if len(j.ID) > maxIDLen {
+		return &FieldError{Field: "id", Msg: fmt.Sprintf("is %d characters long; at most %d: a run's task id (the job's id, the run's and the attempt) must fit the %d characters an agent names its container by", len(j.ID), maxIDLen, id.MaxContainerName)}
+	}
+	if !idPattern.MatchString(j.ID) {
 		return &FieldError{Field: "id", Msg: fmt.Sprintf("%q: want lowercase letters, digits and '-', in names separated by '.' (at most %d characters)", j.ID, maxIDLen)}
 	}
 	r := &j.Run
@@ -181,8 +186,8 @@ func (j *Job) Normalize() error {
 	if r.CPUs < 0.01 {
 		return &FieldError{Field: "run.cpus", Msg: fmt.Sprintf("must be at least 0.01, got %v", r.CPUs)}
 	}
-	if r.Mem < 1 {
-		return &FieldError{Field: "run.mem", Msg: fmt.Sprintf("must be at least 1 (MB), got %v", r.Mem)}
+	if r.Mem < resources.MinTaskMem {
+		return &FieldError{Field: "run.mem", Msg: fmt.Sprintf("got %v, expected at least %v (MiB): runc's own start-up runs inside the container's memory limit and needs about 3 MiB", r.Mem, resources.MinTaskMem)}
 	}
 	for k := range r.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
@@ -252,6 +257,9 @@ func (j *Job) Normalize() error {
 		if err != nil {
 			fe := err.(*FieldError)
 			return &FieldError{Field: fmt.Sprintf("schedules[%d].%s", i, fe.Field), Msg: fe.Msg}
+		}
+		if msg := subSecond(p.Schedule.Cron); msg != "" {
+			return &FieldError{Field: fmt.Sprintf("schedules[%d].cron", i), Msg: fmt.Sprintf("%q: %s", p.Schedule.Cron, msg)}
 		}
 		if !idPattern.MatchString(p.Schedule.ID) || len(p.Schedule.ID) > maxIDLen {
 			return &FieldError{Field: fmt.Sprintf("schedules[%d].id", i), Msg: fmt.Sprintf("%q: want lowercase letters, digits and '-', in names separated by '.'", p.Schedule.ID)}

@@ -90,6 +90,28 @@ func ParseSchedule(s Schedule) (Plan, error) {
 	return Plan{Schedule: s, cron: c, loc: loc}, nil
 }
 
+// subSecond says why an @every spec asks for what no schedule does, or "": runs at most once a
+// second, in whole seconds. robfig/cron would round "@every 100ms" up to a second and cut
+// "@every 1500ms" down to one without a word, so that the job would not run as written. It is
+// checked at the API (Job.Normalize), not by ParseSchedule: a schedule stored before keeps
+// running as it did.
+func subSecond(spec string) string {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(spec), "@every ")
+	if !ok {
+		return ""
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(rest))
+	switch {
+	case err != nil:
+		return ""
+	case d < time.Second:
+		return fmt.Sprintf("fires every %v, more often than once a second; the shortest is @every 1s (or 6 fields: * * * * * *)", d)
+	case d%time.Second != 0:
+		return fmt.Sprintf("%v is not a whole number of seconds; schedules have a resolution of one second", d)
+	}
+	return ""
+}
+
 // Next is the first scheduled time after t.
 func (p Plan) Next(t time.Time) time.Time { return p.cron.Next(t.In(p.loc)) }
 

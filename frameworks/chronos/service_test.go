@@ -210,7 +210,9 @@ func TestDAGRunsInOrder(t *testing.T) {
 	}
 }
 
-// TestBadSpecsAreRefusedWholly: every bad spec is a 422 naming the field; nothing is stored.
+// TestBadSpecsAreRefusedWholly: every bad spec is a 422 in Metronome's shape naming the field
+// (details[{path, errors}], with the field as Agora names it), every bad query parameter a 400
+// naming it, each saying why; nothing is stored.
 func TestBadSpecsAreRefusedWholly(t *testing.T) {
 	c := startSim(t, t.TempDir(), nil, finishAfter(time.Millisecond))
 	// One agent in the registry (the simulated ones are not), with nothing to offer: what it
@@ -220,48 +222,82 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 	}
 	call(t, "POST", c.base+"/v1/jobs", `{"id": "a", "run": {"cmd": "x"}}`, nil)
 	call(t, "POST", c.base+"/v1/jobs", `{"id": "b", "run": {"cmd": "x"}, "dependencies": ["a"]}`, nil)
-	for _, tc := range []struct{ name, method, path, body, field string }{
-		{"malformed", "POST", "/v1/jobs", `{"id": "x", `, ""},
-		{"unknown field", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpu": 1}}`, "run.cpu"},
-		{"wrong type", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": "1"}}`, "run.cpus"},
-		{"bad id", "POST", "/v1/jobs", `{"id": "Big_Job", "run": {"cmd": "x"}}`, "id"},
-		{"no command", "POST", "/v1/jobs", `{"id": "x", "run": {}}`, "run.cmd"},
-		{"negative cpus", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": -1, "mem": 32}}`, "run.cpus"},
-		{"bad cron", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "61 * * * *"}]}`, "schedules[0].cron"},
-		{"bad timezone", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "@daily", "timezone": "Mars/Olympus"}]}`, "schedules[0].timezone"},
-		{"duplicate schedule", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "@daily"}, {"id": "s", "cron": "@hourly"}]}`, "schedules[1].id"},
-		{"duplicate job", "POST", "/v1/jobs", `{"id": "a", "run": {"cmd": "x"}}`, "id"},
-		{"bad policy", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "restart": {"policy": "ALWAYS"}}}`, "run.restart.policy"},
-		{"missing parent", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "dependencies": ["nope"]}`, "dependencies[0]"},
-		{"cycle", "PUT", "/v1/jobs/a", `{"id": "a", "run": {"cmd": "x"}, "dependencies": ["b"]}`, "dependencies"},
-		{"dependants", "DELETE", "/v1/jobs/a", ``, "id"},
-		{"bad ISO 8601", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/P"}`, "schedule"},
-		{"bad schedule add", "POST", "/v1/jobs/a/schedules", `{"id": "s", "cron": "* * *"}`, "schedules[0].cron"},
-		{"relative host path", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "data"}]}}`, "run.volumes[0].hostPath"},
-		{"container path up", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/d", "mode": "RO"}, {"containerPath": "../etc", "hostPath": "/d"}]}}`, "run.volumes[1].containerPath"},
-		{"bad volume mode", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/d", "mode": "rw"}]}}`, "run.volumes[0].mode"},
-		{"gpus", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "gpus": 1}}`, "run.gpus"},
-		{"bridge network", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "networks": [{"mode": "host"}, {"mode": "container/bridge"}]}}`, "run.networks[1].mode"},
-		{"bad user", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "user": "no body"}}`, "run.user"},
-		{"root with no agent allowing it", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "user": "root"}}`, "run.user"},
-		{"an undeclared host volume", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/srv/d", "mode": "RO"}]}}`, "run.volumes[0].hostPath"},
-		{"the host root", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/", "mode": "RO"}]}}`, "run.volumes[0].hostPath"},
-		{"privileged", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a", "privileged": true}}}`, "run.docker.privileged"},
-		{"docker parameters", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a", "parameters": [{"key": "cap-add", "value": "ALL"}]}}}`, "run.docker.parameters"},
-		{"appc image", "POST", "/v1/jobs", `{"id": "x", "run": {"ucr": {"image": {"id": "a", "kind": "appc"}}}}`, "run.ucr.image.kind"},
-		{"docker and ucr", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a"}, "ucr": {"image": {"id": "a"}}}}`, "run.ucr"},
-		{"undefined secret", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "env": {"P": {"secret": "db"}}}}`, "run.env.P"},
-		{"secret without source", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "env": {"P": {"secret": "db"}}, "secrets": {"db": {"source": "/"}}}}`, "run.secrets.db.source"},
+	longID := strings.Repeat("j", maxIDLen+1)
+	for _, tc := range []struct{ name, method, path, body, field, reason string }{
+		{"malformed", "POST", "/v1/jobs", `{"id": "x", `, "", "malformed JSON"},
+		{"unknown field", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpu": 1}}`, "run.cpu", "unknown field"},
+		{"wrong type", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": "1"}}`, "run.cpus", "want a JSON float64"},
+		{"bad id", "POST", "/v1/jobs", `{"id": "Big_Job", "run": {"cmd": "x"}}`, "id", "lowercase letters, digits and '-'"},
+		{"id one too long", "POST", "/v1/jobs", `{"id": "` + longID + `", "run": {"cmd": "x"}}`, "id", "at most 128"},
+		{"id of 10,000 characters", "POST", "/v1/jobs", `{"id": "` + strings.Repeat("j", 10000) + `", "run": {"cmd": "x"}}`, "id", "is 10000 characters long; at most 128"},
+		{"chronos name too long", "POST", "/scheduler/iso8601", `{"name": "` + longID + `", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/P1D"}`, "name", "at most 128"},
+		{"no command", "POST", "/v1/jobs", `{"id": "x", "run": {}}`, "run.cmd", "needs a cmd"},
+		{"negative cpus", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": -1, "mem": 32}}`, "run.cpus", "at least 0"},
+		{"mem runc cannot honour", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": 0.1, "mem": 1}}`, "run.mem", "expected at least 6 (MiB)"},
+		{"mem 0", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": 0.1, "mem": 0}}`, "run.mem", "expected at least 6 (MiB)"},
+		{"chronos mem", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/P1D", "cpus": 0.1, "mem": 5}`, "mem", "expected at least 6 (MiB)"},
+		{"bad cron", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "61 * * * *"}]}`, "schedules[0].cron", "end of range (61) above maximum (59)"},
+		{"every 100ms", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "@every 100ms"}]}`, "schedules[0].cron", "more often than once a second"},
+		{"every 0s", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "@every 0s"}]}`, "schedules[0].cron", "more often than once a second"},
+		{"every 1500ms", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "@every 1500ms"}]}`, "schedules[0].cron", "not a whole number of seconds"},
+		{"every 10ms added", "POST", "/v1/jobs/a/schedules", `{"id": "s", "cron": "@every 10ms"}`, "schedules[0].cron", "more often than once a second"},
+		{"ISO 8601 period under a second", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/PT0.5S"}`, "schedule", "at least one second"},
+		{"bad timezone", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "@daily", "timezone": "Mars/Olympus"}]}`, "schedules[0].timezone", "not an IANA timezone"},
+		{"duplicate schedule", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "schedules": [{"id": "s", "cron": "@daily"}, {"id": "s", "cron": "@hourly"}]}`, "schedules[1].id", "is given twice"},
+		{"duplicate job", "POST", "/v1/jobs", `{"id": "a", "run": {"cmd": "x"}}`, "id", "already exists"},
+		{"duplicate dependency", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "dependencies": ["a", "a"]}`, "dependencies[1]", "is given twice"},
+		{"bad policy", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "restart": {"policy": "ALWAYS"}}}`, "run.restart.policy", "expected NEVER or ON_FAILURE"},
+		{"missing parent", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "dependencies": ["nope"]}`, "dependencies[0]", `job "nope" does not exist`},
+		{"depends on itself", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "dependencies": ["x"]}`, "dependencies[0]", "cannot depend on itself"},
+		{"cycle", "PUT", "/v1/jobs/a", `{"id": "a", "run": {"cmd": "x"}, "dependencies": ["b"]}`, "dependencies", "would close a cycle: a → b → a"},
+		{"dependants", "DELETE", "/v1/jobs/a", ``, "id", "jobs depend on"},
+		{"bad ISO 8601", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/P"}`, "schedule", "want an ISO 8601 duration"},
+		{"bad schedule add", "POST", "/v1/jobs/a/schedules", `{"id": "s", "cron": "* * *"}`, "schedules[0].cron", "expected 5 to 6 fields"},
+		{"relative host path", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "data"}]}}`, "run.volumes[0].hostPath", "no agent allows it"},
+		{"container path up", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/d", "mode": "RO"}, {"containerPath": "../etc", "hostPath": "/d"}]}}`, "run.volumes[1].containerPath", "nor contain '..'"},
+		{"bad volume mode", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/d", "mode": "rw"}]}}`, "run.volumes[0].mode", "expected RO or RW"},
+		{"gpus", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "gpus": 1}}`, "run.gpus", "agents offer no GPUs"},
+		{"bridge network", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "networks": [{"mode": "host"}, {"mode": "container/bridge"}]}}`, "run.networks[1].mode", `only "host"`},
+		{"bad user", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "user": "no body"}}`, "run.user", "letters, digits"},
+		{"root with no agent allowing it", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "user": "root"}}`, "run.user", "no registered agent runs tasks as root: start one with agora agent --allow-root-tasks"},
+		{"an undeclared host volume", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/srv/d", "mode": "RO"}]}}`, "run.volumes[0].hostPath", "agora agent --host-volume"},
+		{"the host root", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/", "mode": "RO"}]}}`, "run.volumes[0].hostPath", "root directory is never mounted"},
+		{"privileged", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a", "privileged": true}}}`, "run.docker.privileged", "jobs run unprivileged"},
+		{"docker parameters", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a", "parameters": [{"key": "cap-add", "value": "ALL"}]}}}`, "run.docker.parameters", "Docker daemon flags"},
+		{"appc image", "POST", "/v1/jobs", `{"id": "x", "run": {"ucr": {"image": {"id": "a", "kind": "appc"}}}}`, "run.ucr.image.kind", "only docker images"},
+		{"docker and ucr", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a"}, "ucr": {"image": {"id": "a"}}}}`, "run.ucr", "not both"},
+		{"undefined secret", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "env": {"P": {"secret": "db"}}}}`, "run.env.P", "which run.secrets does not define"},
+		{"secret without source", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "env": {"P": {"secret": "db"}}, "secrets": {"db": {"source": "/"}}}}`, "run.secrets.db.source", "must name a secret"},
+		// Query parameters: 400 naming them.
+		{"stopCurrentJobRuns not a boolean", "DELETE", "/v1/jobs/b?stopCurrentJobRuns=notabool", ``, "stopCurrentJobRuns", `got "notabool", expected true, false, 1 or 0`},
+		{"stopCurrentJobRuns empty", "DELETE", "/v1/jobs/b?stopCurrentJobRuns", ``, "stopCurrentJobRuns", `got "", expected true, false, 1 or 0`},
+		{"stopCurrentJobRuns both ways", "DELETE", "/v1/jobs/b?stopCurrentJobRuns=true&stopCurrentJobRuns=0", ``, "stopCurrentJobRuns", "both true and false"},
+		{"unknown embed", "GET", "/v1/jobs?embed=activeRuns,bogus", ``, "embed", `got "bogus", expected one of activeRuns, history, historySummary, schedules`},
+		{"unknown include", "GET", "/v1/jobs/a/runs?include=everything", ``, "include", `got "everything", expected one of finished`},
 	} {
+		before := stored(t, c.svc)
 		var e struct {
-			Message    string   `json:"message"`
+			Message string `json:"message"`
+			Details []struct {
+				Path   string   `json:"path"`
+				Errors []string `json:"errors"`
+			} `json:"details"`
 			Field      string   `json:"field"`
 			Path       []string `json:"path"`
 			Dependants []string `json:"dependants"`
 		}
 		code := call(t, tc.method, c.base+tc.path, tc.body, &e)
-		if code != http.StatusUnprocessableEntity || e.Field != tc.field || e.Message == "" {
-			t.Errorf("%s: %d %+v, want 422 naming %q", tc.name, code, e, tc.field)
+		query := strings.Contains(tc.path, "?")
+		switch {
+		case query && (code != http.StatusBadRequest || e.Field != tc.field || !strings.Contains(e.Message, tc.reason)):
+			t.Errorf("%s: %d %+v, want 400 naming %q: %q", tc.name, code, e, tc.field, tc.reason)
+		case query:
+		case code != http.StatusUnprocessableEntity || e.Field != tc.field || e.Message != "Object is not valid" || len(e.Details) != 1:
+			t.Errorf("%s: %d %+v, want 422 in Metronome's shape naming %q", tc.name, code, e, tc.field)
+		case e.Details[0].Path != jsonPath(tc.field) || len(e.Details[0].Errors) != 1 || !strings.Contains(e.Details[0].Errors[0], tc.reason):
+			t.Errorf("%s: details %+v, want %s: ...%s...", tc.name, e.Details, jsonPath(tc.field), tc.reason)
+		case len(e.Details[0].Errors[0]) > 1000:
+			t.Errorf("%s: the reason is %d characters long: it echoes the input", tc.name, len(e.Details[0].Errors[0]))
 		}
 		switch tc.name {
 		case "cycle":
@@ -273,6 +309,9 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 				t.Errorf("dependants %v", e.Dependants)
 			}
 		}
+		if after := stored(t, c.svc); after != before {
+			t.Errorf("%s: the refused request changed the store:\nbefore %s\nafter  %s", tc.name, before, after)
+		}
 	}
 	var jobs []jobView
 	call(t, "GET", c.base+"/v1/jobs", "", &jobs)
@@ -282,7 +321,21 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 	if code := call(t, "GET", c.base+"/v1/jobs/nope", "", nil); code != http.StatusNotFound {
 		t.Fatalf("missing job: %d", code)
 	}
+	// The edges of what is refused are taken: an id of 128 characters, 6 MiB, every second, a
+	// boolean as Play reads it.
+	for _, ok := range []struct{ method, path, body string }{
+		{"POST", "/v1/jobs", `{"id": "` + longID[1:] + `", "run": {"cmd": "x", "cpus": 0.1, "mem": 6}, "schedules": [{"id": "s", "cron": "@every 1s", "enabled": false}]}`},
+		{"POST", "/v1/jobs", `{"id": "c", "run": {"cmd": "x", "cpus": 0.1, "mem": 6}, "schedules": [{"id": "s", "cron": "* * * * * *", "enabled": false}]}`},
+		{"DELETE", "/v1/jobs/c?stopCurrentJobRuns=1", ``},
+	} {
+		if code := call(t, ok.method, c.base+ok.path, ok.body, nil); code/100 != 2 {
+			t.Errorf("%s %s %.60s: %d, want it taken", ok.method, ok.path, ok.body, code)
+		}
+	}
 }
+
+// stored is every key and value of the framework's namespace, as one string to compare.
+func stored(t *testing.T, svc *Service) string { return frameworktest.Stored(t, svc.store, Namespace) }
 
 // TestMissedRunsAfterDowntime: a master down for ten minutes of an every-minute schedule starts
 // one run (the latest) when it is back and records the nine others missed; a deadline makes the

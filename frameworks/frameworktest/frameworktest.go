@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,4 +83,20 @@ func Call(t testing.TB, method, url, body string, out any) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+// Stored is every key and value of a namespace of the store, as one string: compare it before
+// and after a request to see that the request wrote nothing.
+func Stored(t testing.TB, store *raft.Store, namespace string) string {
+	t.Helper()
+	v, err := store.View(context.Background(), raft.Stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	v.List(namespace, "", func(key string, data []byte) bool {
+		fmt.Fprintf(&b, "%s=%s\n", key, data)
+		return true
+	})
+	return b.String()
 }

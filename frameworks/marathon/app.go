@@ -7,12 +7,15 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/health"
 	"github.com/agora-sched/agora/pkg/hostaccess"
+	"github.com/agora-sched/agora/pkg/id"
+	"github.com/agora-sched/agora/pkg/resources"
 )
 
 // Marathon's defaults for fields an app leaves out.
@@ -141,6 +144,27 @@ type (
 // Definition is an app definition as the user wrote it, with Agora's defaults filled in, every
 // field kept: what GET returns.
 type Definition map[string]json.RawMessage
+
+// shownDefaults are the defaults a definition shows for the fields it leaves out, as Marathon
+// shows every app with its instances and resources.
+var shownDefaults = Definition{
+	"instances": json.RawMessage(strconv.Itoa(DefaultInstances)),
+	"cpus":      json.RawMessage(strconv.FormatFloat(DefaultCPUs, 'g', -1, 64)),
+	"mem":       json.RawMessage(strconv.FormatFloat(DefaultMem, 'g', -1, 64)),
+	"disk":      json.RawMessage("0"),
+}
+
+// withDefaults is a copy of d with the defaults of instances, cpus, mem and disk filled in
+// where d leaves them out: what is stored and shown (an app posted without instances has 1).
+func (d Definition) withDefaults() Definition {
+	out := d.Merge(nil)
+	for k, v := range shownDefaults {
+		if _, ok := out[k]; !ok {
+			out[k] = v
+		}
+	}
+	return out
+}
 
 // Decode reads a definition, refusing what is not a JSON object.
 func Decode(b []byte) (Definition, error) {
@@ -330,14 +354,44 @@ func (p *problems) err() error {
 	return e
 }
 
-// validPath says whether an app or group id is a path of valid segments (the leading / aside).
-func validPath(id string) bool {
-	for _, seg := range strings.Split(strings.TrimPrefix(id, "/"), "/") {
-		if !idSegment.MatchString(seg) {
-			return false
+// MaxIDLength bounds an app or group id (its leading "/" included): an app's task ids — the
+// id without its leading "/", '_' for '/', a '.' and a 36-character UUID (taskIDFor) — must fit
+// the id.MaxContainerName characters agents name containers and sandboxes by. Marathon has no
+// bound of its own; past this one every launch would fail.
+const MaxIDLength = id.MaxContainerName - len(".") - 36 + len("/")
+
+// reservedLast are the words an id may not end with, as in Marathon: /v2/apps/{id}/restart,
+// /tasks and /versions would not reach the app. reservedAnywhere may be no segment at all:
+// /v2/apps/team/tasks/worker names the task "worker" of /team (splitAppPath), so an app under
+// a "tasks" or "versions" segment could be neither shown nor deleted by its id.
+var (
+	reservedLast     = []string{"restart", "tasks", "versions"}
+	reservedAnywhere = []string{"tasks", "versions"}
+)
+
+// idProblem says what is wrong with an app or group id (absolute, its trailing "/" trimmed),
+// or "" when nothing is: every segment lowercase letters, digits, '-' and '.', starting and
+// ending with a letter or digit; no "." or ".." segment (Marathon resolves those in relative
+// ids; an id stored as written must be the path it names); no reserved word; at most
+// MaxIDLength characters.
+func idProblem(path string) string {
+	if len(path) > MaxIDLength {
+		return fmt.Sprintf("is %d characters long; at most %d: a task's id (the app's id and a UUID) must fit the %d characters an agent names its container by", len(path), MaxIDLength, id.MaxContainerName)
+	}
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	for i, seg := range segs {
+		switch {
+		case seg == "." || seg == "..":
+			return fmt.Sprintf("'%s' has a '%s' segment: give the path it leads to, written out", path, seg)
+		case !idSegment.MatchString(seg):
+			return fmt.Sprintf("'%s' is not a valid path: each segment is lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", path)
+		case slices.Contains(reservedAnywhere, seg) && i < len(segs)-1:
+			return fmt.Sprintf("'%s' has the segment '%s', a word of the API's paths (/v2/apps/{id}/%s): the app could not be reached by its id", path, seg, seg)
+		case i == len(segs)-1 && slices.Contains(reservedLast, seg):
+			return fmt.Sprintf("'%s' must not end with any of the reserved words %s", path, strings.Join(reservedLast, ", "))
 		}
 	}
-	return true
+	return ""
 }
 
 // Needs are what the app's tasks ask of an agent that only some agents allow.
@@ -356,10 +410,10 @@ func (a App) Needs() hostaccess.Needs {
 func (a App) Validate() error {
 	var p problems
 	switch {
-	case a.ID == "":
+	case a.ID == "" || a.ID == "/":
 		p.add("/id", "must not be empty")
-	case !validPath(a.ID):
-		p.add("/id", "'%s' is not a valid path: each segment is lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", a.ID)
+	case idProblem(a.ID) != "":
+		p.add("/id", "%s", idProblem(a.ID))
 	}
 	if a.Cmd == "" && len(a.Args) == 0 && a.Image() == "" {
 		p.add("/", "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.")
@@ -377,6 +431,9 @@ func (a App) Validate() error {
 	}
 	nonNegative("/cpus", a.CPUs)
 	nonNegative("/mem", a.Mem)
+	if a.Mem >= 0 && a.Mem < resources.MinTaskMem {
+		p.add("/mem", "got %v, expected at least %v (MiB): runc's own start-up runs inside the container's memory limit and needs about 3 MiB", a.Mem, resources.MinTaskMem)
+	}
 	nonNegative("/disk", a.Disk)
 	nonNegative("/backoffSeconds", a.BackoffSeconds)
 	nonNegative("/maxLaunchDelaySeconds", a.MaxLaunchDelaySeconds)

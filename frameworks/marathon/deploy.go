@@ -24,6 +24,7 @@ type appEdit struct {
 type groupRecord struct {
 	ID           string   `json:"id"`
 	Dependencies []string `json:"dependencies,omitempty"`
+	path         string   // where the request gave it ("" for its top), for errors; not stored
 }
 
 func groupKey(id string) string { return "group" + id }
@@ -126,7 +127,7 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 			}
 			continue
 		}
-		def = def.Merge(nil)
+		def = def.withDefaults()
 		def["id"], _ = json.Marshal(a.ID)
 		vi := map[string]string{"lastScalingAt": ver, "lastConfigChangeAt": ver}
 		action := "RestartApplication"
@@ -148,6 +149,16 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 		results[e.id] = result{next: next, action: action}
 		allApps[e.id] = next.app
 	}
+	if err := problems.err(); err != nil {
+		return changeResult{}, err
+	}
+	nextApps := map[string]App{}
+	for id, r := range results {
+		if r.next != nil {
+			nextApps[id] = r.next.app
+		}
+	}
+	checkTargets(edits, curs, nextApps, allApps, knownGroups, groups, &problems)
 	if err := problems.err(); err != nil {
 		return changeResult{}, err
 	}
@@ -231,6 +242,63 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 	s.poke()
 	s.logger.Info("deployment started", "deployment", dep.ID, "apps", strings.Join(dep.AffectedApps, ","), "steps", len(dep.Steps))
 	return changeResult{DeploymentID: dep.ID, Version: ver}, nil
+}
+
+// checkTargets names what a change would leave ambiguous or waiting forever, by path: a new
+// app whose id is a group's (apps are in it, or a group of that id is known) or lies inside
+// another app's; and, for each app whose dependencies are new or changed (changed holds the
+// created and changed apps) and each group of the request (reqGroups), a dependency on itself
+// or on what is neither an app nor a group after the change. all and known are the apps and
+// groups as they will be.
+func checkTargets(edits []appEdit, curs map[string]*appState, changed map[string]App, all map[string]App, known map[string]groupRecord, reqGroups map[string]*groupRecord, p *problems) {
+	ix := newAppIndex(all)
+	// dependencies names each dependency of self (an app or a group) on itself or on nothing.
+	dependencies := func(path, what, self string, deps []string) {
+		for i, d := range deps {
+			at := fmt.Sprintf("%s/dependencies(%d)", path, i)
+			t := resolveID(self, d)
+			_, isGroup := known[t]
+			switch {
+			case t == self:
+				p.add(at, "%s is the %s itself: nothing can depend on itself", t, what)
+			case !isGroup && len(ix.at(t)) == 0:
+				p.add(at, "%s is neither an app nor a group, nor given in this request: the deployment would wait for it forever", t)
+			}
+		}
+	}
+	for _, e := range edits {
+		a, ok := changed[e.id]
+		if !ok {
+			continue
+		}
+		cur := curs[e.id]
+		if cur == nil {
+			inside := slices.DeleteFunc(ix.at(e.id), func(id string) bool { return id == e.id })
+			if _, isGroup := known[e.id]; isGroup || len(inside) > 0 {
+				what := "a group"
+				if len(inside) > 0 {
+					what = "a group: the app " + inside[0] + " is in it"
+				}
+				p.add(e.path+"/id", "%s is %s; an app and a group cannot share an id", e.id, what)
+			}
+			for g := e.id; strings.Count(g, "/") > 1; {
+				g = g[:strings.LastIndex(g, "/")]
+				if _, isApp := all[g]; isApp {
+					p.add(e.path+"/id", "%s would be inside the app %s; an app holds no others", e.id, g)
+					break
+				}
+			}
+		}
+		if cur != nil && slices.Equal(cur.app.Dependencies, a.Dependencies) {
+			continue // unchanged: what it waits for was judged when it was given
+		}
+		dependencies(e.path, "app", e.id, a.Dependencies)
+	}
+	for _, id := range sortedKeys(reqGroups) {
+		if g := reqGroups[id]; g != nil {
+			dependencies(g.path, "group", g.ID, g.Dependencies)
+		}
+	}
 }
 
 // resolveID makes a dependency absolute: relative ones are relative to the app's parent group.

@@ -14,7 +14,13 @@
 //   - An API write (POST/PUT/PATCH/DELETE of an app, a restart, a scale through a kill) is
 //     validated (Marathon's 422 shape, by JSON path), then committed with its version and a
 //     Deployment in one batch; a change to an app a deployment is changing is a 409 unless
-//     ?force=true.
+//     ?force=true. What could never run or is ambiguous is refused before anything is written:
+//     ids that are not Marathon's paths or longer than MaxIDLength, mem under
+//     resources.MinTaskMem, an app or group given twice in one request, an app where a group
+//     is, a dependency on itself or on nothing (checkTargets), a cycle, needs no registered
+//     agent meets (agentsCanRun). Query booleans (force, scale, wipe, partialUpdate) and embed
+//     values are read strictly: anything else is a 400 naming the parameter (checkQuery). The
+//     stored definition has instances, cpus, mem and disk filled in (withDefaults).
 //
 //   - The leader's loop plans each app with PlanApp (decisions without I/O: scaling by
 //     killSelection, rolling upgrades within upgradeStrategy), kills what the plan says, and
@@ -59,6 +65,9 @@
 //     no agent declares is a 422. Persistent and external volumes are refused.
 //
 //   - user runs the tasks as that user (pkg/hostaccess); root only on agents that allow it.
+//     Privileged containers, root and host volumes are judged against the registered agents
+//     (unreachable and draining ones included: they come back as they were); while none is
+//     registered (a cluster starting) the app is taken and waits for one.
 //
 // Not yet: service ports (Marathon's 10000+ range); docker.parameters are kept but have no
 // effect (they are flags of Docker's daemon, not of containerd).

@@ -43,7 +43,10 @@ func flatten(g groupDef, base, path string, edits *[]appEdit, groups map[string]
 		p.add(path+"/id", "the group %s is not inside its parent %s", id, base)
 		return
 	}
-	rec := &groupRecord{ID: id, Dependencies: append([]string(nil), g.Dependencies...)}
+	rec := &groupRecord{ID: id, Dependencies: append([]string(nil), g.Dependencies...), path: path}
+	if prev := groups[id]; prev != nil {
+		p.add(path+"/id", "the group %s is given twice in this request (also at %s)", id, where(prev.path))
+	}
 	if id != "/" {
 		groups[id] = rec
 	}
@@ -111,8 +114,10 @@ func readGroup(w http.ResponseWriter, r *http.Request) (groupDef, bool) {
 
 // checkGroupIDs names every group id (of g and the groups in it) that is not a valid path.
 func checkGroupIDs(g groupDef, path string, p *problems) {
-	if g.ID != "" && g.ID != "/" && !validPath(strings.TrimSuffix(g.ID, "/")) {
-		p.add(path+"/id", "'%s' is not a valid path: each segment is lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", g.ID)
+	if g.ID != "" && g.ID != "/" {
+		if problem := idProblem(strings.TrimSuffix(g.ID, "/")); problem != "" {
+			p.add(path+"/id", "%s", problem)
+		}
 	}
 	for i, sub := range g.Groups {
 		checkGroupIDs(sub, fmt.Sprintf("%s/groups(%d)", path, i), p)
@@ -161,14 +166,33 @@ func groupIDOf(r *http.Request) string {
 }
 
 // flattenGroup is g, placed at id, as app edits and group records; a ValidationError names
-// every problem by its path.
+// every problem by its path: an app or a group given twice, an app and a group of one id.
 func flattenGroup(g groupDef, id string) ([]appEdit, map[string]*groupRecord, error) {
 	var edits []appEdit
 	groups := map[string]*groupRecord{}
 	var p problems
 	g.ID = id
 	flatten(g, "/", "", &edits, groups, &p)
+	seen := map[string]string{} // app id → where it was first given
+	for _, e := range edits {
+		if first, dup := seen[e.id]; dup {
+			p.add(e.path+"/id", "the app %s is given twice in this request (also at %s): which one is meant?", e.id, where(first))
+		} else {
+			seen[e.id] = e.path
+		}
+		if g := groups[e.id]; g != nil {
+			p.add(e.path+"/id", "%s is also a group in this request (at %s); an app and a group cannot share an id", e.id, where(g.path))
+		}
+	}
 	return edits, groups, p.err()
+}
+
+// where is a path in a request as errors name it: "/" for its top.
+func where(path string) string {
+	if path == "" {
+		return "/"
+	}
+	return path
 }
 
 // applyGroup makes the apps and groups under id what g says, as one deployment: apps and

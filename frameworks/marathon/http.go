@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/task"
@@ -26,7 +26,7 @@ const maxBody = 1 << 20
 // routes adds Marathon's /v2 endpoints to the master; the leader answers them (it holds the
 // instances' states), other masters forward.
 func (s *Service) routes() {
-	h := func(pattern string, f http.HandlerFunc) { s.m.HandleLeader(pattern, f) }
+	h := func(pattern string, f http.HandlerFunc) { s.m.HandleLeader(pattern, checkQuery(f)) }
 	h("GET /v2/apps", s.listApps)
 	h("POST /v2/apps", s.createApp)
 	h("PUT /v2/apps", s.putApps)
@@ -50,6 +50,65 @@ func (s *Service) routes() {
 	h("PUT /v2/groups/{path...}", s.putGroup)
 	h("DELETE /v2/groups/{path...}", s.deleteGroup)
 	h("DELETE /v2/queue/{path...}", s.resetDelay)
+}
+
+// boolParams are the boolean query parameters of Marathon's /v2 endpoints: force (change what a
+// deployment is changing), scale and wipe (task kills), partialUpdate (PUT of apps).
+var boolParams = []string{"force", "scale", "wipe", "partialUpdate"}
+
+// embedValues are the embed values Marathon knows: an app's (bare, or after apps., app. or
+// group.apps.) and a group's.
+var embedValues = func() []string {
+	var out []string
+	for _, prefix := range []string{"", "apps.", "app.", "group.apps."} {
+		for _, e := range []string{"tasks", "deployments", "readiness", "failures", "lastTaskFailure", "counts", "taskStats"} {
+			out = append(out, prefix+e)
+		}
+	}
+	return append(out, "group.groups", "group.apps", "group.pods")
+}()
+
+// checkQuery answers 400 naming the parameter, before the handler runs, for a boolean
+// parameter that is not true or false (Marathon reads anything else as false: ?force=ture would
+// quietly not force) and for an embed value Marathon does not know (it ignores those; a
+// misspelt one would quietly embed nothing).
+func checkQuery(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		for _, name := range boolParams {
+			if _, err := frameworks.BoolParam(q, name, false); err != nil {
+				queryError(w, err)
+				return
+			}
+		}
+		if err := frameworks.OneOfParam(q, "embed", embedValues...); err != nil {
+			queryError(w, err)
+			return
+		}
+		next(w, r)
+	}
+}
+
+// queryError answers 400 for a query parameter's value, naming it.
+func queryError(w http.ResponseWriter, err error) {
+	var qe *frameworks.QueryError
+	if errors.As(err, &qe) {
+		httpjson.FieldError(w, http.StatusBadRequest, qe.Param, qe.Msg)
+		return
+	}
+	marathonError(w, http.StatusBadRequest, err.Error())
+}
+
+// queryBool is a boolean query parameter that checkQuery let through.
+func queryBool(r *http.Request, name string) bool {
+	b, _ := frameworks.BoolParam(r.URL.Query(), name, false)
+	return b
+}
+
+// partialUpdate says whether a PUT changes only the fields it gives (Marathon's default) or,
+// with ?partialUpdate=false, replaces the whole definition.
+func partialUpdate(r *http.Request) bool {
+	return r.URL.Query().Get("partialUpdate") == "" || queryBool(r, "partialUpdate")
 }
 
 // marathonError answers with Marathon's {"message": ...}.
@@ -209,7 +268,7 @@ func (s *Service) appPut(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	created := false
+	created, partial := false, r.Method == http.MethodPatch || partialUpdate(r)
 	res, err := s.changeApp(r.Context(), appID, forced(r), func(cur *appState) (Definition, error) {
 		if rollback != nil {
 			if cur == nil {
@@ -222,6 +281,11 @@ func (s *Service) appPut(w http.ResponseWriter, r *http.Request) {
 				return nil, &httpError{http.StatusNotFound, "App '" + appID + "' does not exist"}
 			}
 			created = true
+			d := patch.Merge(nil)
+			d["id"], _ = json.Marshal(appID)
+			return d, nil
+		}
+		if !partial {
 			d := patch.Merge(nil)
 			d["id"], _ = json.Marshal(appID)
 			return d, nil
@@ -324,12 +388,12 @@ func (s *Service) appDelete(w http.ResponseWriter, r *http.Request) {
 			marathonError(w, http.StatusNotFound, "Task '"+arg+"' does not exist")
 			return
 		}
-		killed, res, err := s.killInstances(r.Context(), ids, r.URL.Query().Get("scale") == "true", forced(r))
+		killed, res, err := s.killInstances(r.Context(), ids, queryBool(r, "scale"), forced(r))
 		if err != nil {
 			writeChangeError(w, err)
 			return
 		}
-		if r.URL.Query().Get("scale") == "true" {
+		if queryBool(r, "scale") {
 			httpjson.Write(w, http.StatusOK, res)
 			return
 		}
@@ -364,7 +428,7 @@ func (s *Service) deleteTasks(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Unlock()
-	_, res, err := s.killInstances(r.Context(), body.IDs, r.URL.Query().Get("scale") == "true", forced(r))
+	_, res, err := s.killInstances(r.Context(), body.IDs, queryBool(r, "scale"), forced(r))
 	if err != nil {
 		writeChangeError(w, err)
 		return
@@ -496,7 +560,7 @@ func writeChangeError(w http.ResponseWriter, err error) {
 	}
 }
 
-func forced(r *http.Request) bool { return r.URL.Query().Get("force") == "true" }
+func forced(r *http.Request) bool { return queryBool(r, "force") }
 
 // changeResult is what Marathon answers a change with.
 type changeResult struct {
@@ -512,7 +576,7 @@ func (s *Service) changeApp(ctx context.Context, appID string, force bool, edit 
 // sameConfig says whether two definitions differ in nothing but instances and versions.
 func sameConfig(a, b Definition) bool {
 	strip := func(d Definition) Definition {
-		out := maps.Clone(d)
+		out := d.withDefaults()
 		for _, k := range []string{"instances", "version", "versionInfo"} {
 			delete(out, k)
 		}
@@ -540,8 +604,13 @@ func embedOf(r *http.Request) map[string]bool {
 	for _, v := range r.URL.Query()["embed"] {
 		for _, e := range strings.Split(v, ",") {
 			e = strings.TrimSpace(e)
-			e = strings.TrimPrefix(strings.TrimPrefix(e, "apps."), "app.")
+			for _, prefix := range []string{"group.apps.", "apps.", "app."} {
+				e = strings.TrimPrefix(e, prefix)
+			}
 			out[e] = true
+			if e == "failures" { // Marathon's older name for these
+				out["tasks"], out["lastTaskFailure"] = true, true
+			}
 		}
 	}
 	return out
@@ -592,7 +661,7 @@ func matchLabel(labels map[string]string, sel string) bool {
 // appJSONLocked is an app as Marathon shows it: its definition with counts and deployments.
 func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]bool) map[string]any {
 	out := map[string]any{}
-	for k, v := range as.def {
+	for k, v := range as.def.withDefaults() {
 		out[k] = v
 	}
 	staged, running, healthy, unhealthy := 0, 0, 0, 0
@@ -861,6 +930,8 @@ func (s *Service) putApps(w http.ResponseWriter, r *http.Request) {
 	}
 	var edits []appEdit
 	var p problems
+	seen := map[string]string{} // app id → the path it was first given at
+	partial := r.Method == http.MethodPatch || partialUpdate(r)
 	for i, raw := range raws {
 		path := fmt.Sprintf("(%d)", i)
 		patch, err := Decode(raw)
@@ -874,8 +945,13 @@ func (s *Service) putApps(w http.ResponseWriter, r *http.Request) {
 			p.add(path+"/id", "must not be empty")
 			continue
 		}
+		if first, dup := seen[id]; dup {
+			p.add(path+"/id", "the app %s is given twice in this request (also at %s): which one is meant?", id, first)
+			continue
+		}
+		seen[id] = path
 		edits = append(edits, appEdit{id: id, path: path, edit: func(cur *appState) (Definition, error) {
-			if cur == nil {
+			if cur == nil || !partial {
 				d := patch.Merge(nil)
 				d["id"], _ = json.Marshal(id)
 				return d, nil

@@ -177,8 +177,8 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 func (c *Client) Addr() string { return c.base.Host }
 
 // errorMessage is the message of an error answer: Agora's {"message"} with the field it names
-// ({"field"}, Metronome's) or Marathon's validation details ({"details": [{"path", "errors"}]}),
-// or the body itself when it is not JSON.
+// ({"field"}), or Marathon's and Metronome's validation details ({"details": [{"path",
+// "errors"}]}), or the body itself when it is not JSON.
 func errorMessage(body []byte) string {
 	var e struct {
 		api.Error
@@ -192,7 +192,7 @@ func errorMessage(body []byte) string {
 		return strings.TrimSpace(string(body))
 	}
 	msg := e.Message
-	if e.Field != "" && !strings.Contains(msg, e.Field) {
+	if e.Field != "" && len(e.Details) == 0 && !strings.Contains(msg, e.Field) {
 		msg = e.Field + ": " + msg
 	}
 	for _, d := range e.Details {

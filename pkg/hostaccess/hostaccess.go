@@ -306,8 +306,10 @@ func (n Needs) Nowhere(agents []api.Agent) []Unmet {
 			}
 			_, _, err := Grant(all, n.Volumes[u.Index].HostPath, n.Volumes[u.Index].ReadOnly)
 			u.Why = "no agent allows it: " + strings.TrimPrefix(err.Error(), ErrNotGranted.Error()+": ")
-		default:
-			u.Why = "no agent " + u.Why
+		case PartPrivileged:
+			u.Why = "no registered agent runs privileged containers: start one with agora agent --allow-privileged"
+		case PartUser:
+			u.Why = "no registered agent runs tasks as root: start one with agora agent --allow-root-tasks"
 		}
 		out = append(out, u)
 	}

@@ -57,14 +57,18 @@ func (f FrameworkID) Validate() error { return validate("framework", string(f)) 
 // Validate checks the id.
 func (t TaskID) Validate() error { return validate("task", string(t)) }
 
+// MaxContainerName bounds a task id that names a container and a sandbox directory; frameworks
+// bound the ids their task ids are made of so that they fit.
+const MaxContainerName = 200
+
 // ValidateContainerName checks the stricter rule a task id meets to name a container and a
-// sandbox directory: 1 to 200 letters, digits, '-', '_' and '.', and not "." or "..". The master
-// checks it at launch so that the agent never has to refuse a task for its id.
+// sandbox directory: 1 to MaxContainerName letters, digits, '-', '_' and '.', and not "." or
+// "..". The master checks it at launch so that the agent never has to refuse a task for its id.
 func (t TaskID) ValidateContainerName() error {
 	s := string(t)
 	switch {
-	case s == "", len(s) > 200:
-		return fmt.Errorf("id: task id %.20q: 1 to 200 characters", s)
+	case s == "", len(s) > MaxContainerName:
+		return fmt.Errorf("id: task id %.20q: 1 to %d characters", s, MaxContainerName)
 	case s == "." || s == "..":
 		return fmt.Errorf("id: task id %q is not allowed", s)
 	}

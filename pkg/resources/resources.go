@@ -248,3 +248,12 @@ func (r *Resources) UnmarshalJSON(b []byte) error {
 	r.CPUs, r.Mem, r.Disk = round(r.CPUs), round(r.Mem), round(r.Disk)
 	return nil
 }
+
+// MinTaskMem is the least memory (MiB) a task may ask for: the container's limit must hold
+// runc's own start-up, which runs inside it. Measured with runc 1.1.5 on Linux 6.18 (cgroup
+// v1): runc's init peaks at 2.2 to 2.7 MiB in the container's cgroup, so a limit of 3 MiB or
+// less fails the start ("unable to set memory limit", or the init killed before the task
+// runs) and 4 MiB is the least that starts; 6 MiB, Docker's own floor, leaves room for other
+// runc versions and cgroup v2, which charges the kernel's memory too. Mesos raised any lower
+// limit to 32 MiB and Metronome's job schema asks for at least 32.
+const MinTaskMem = 6.0

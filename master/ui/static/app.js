@@ -32,7 +32,7 @@ async function api(method, path, body) {
     try {
       const e = JSON.parse(text);
       msg = e.message || text;
-      if (e.field) msg = e.field + ": " + msg;
+      if (e.field && !(e.details || []).length && !msg.includes(e.field)) msg = e.field + ": " + msg;
       for (const d of e.details || []) msg += "; " + d.path + ": " + (d.errors || []).join(", ");
     } catch (_) { /* not JSON */ }
     const err = new Error(method + " " + path + ": " + resp.status + " " + msg);
@@ -132,12 +132,16 @@ async function overview() {
     <h2>Frameworks</h2>${table(["Framework", "Role", "Connection", "Tasks", "Dominant share"], fwRows, 'id="frameworks"')}`);
 }
 
+// wanted is an app's instances; an app that leaves them out has Marathon's default, 1.
+function wanted(a) {
+  return a.instances ?? 1;
+}
 function instances(a) {
-  return `${a.tasksRunning}/${a.instances}`;
+  return `${a.tasksRunning ?? 0}/${wanted(a)}`;
 }
 function health(a) {
   if (!(a.healthChecks || []).length) return "-";
-  return `${a.tasksHealthy}/${a.instances}` + (a.tasksUnhealthy ? ` (${a.tasksUnhealthy} unhealthy)` : "");
+  return `${a.tasksHealthy ?? 0}/${wanted(a)}` + (a.tasksUnhealthy ? ` (${a.tasksUnhealthy} unhealthy)` : "");
 }
 function image(a) {
   return [a.container?.docker?.image || a.cmd || "", ...(a.args || [])].join(" ").trim();
@@ -176,7 +180,7 @@ async function app(id) {
       <div class="card"><span class="muted">Version</span><b><small>${esc(a.version)}</small></b></div>
     </div>
     <p>Runs <code>${esc(image(a))}</code></p>
-    <form class="inline" id="scale-form"><label>Instances <input type="number" id="scale-input" min="0" value="${esc(a.instances)}"></label><button id="scale-button" type="submit">Scale</button></form>
+    <form class="inline" id="scale-form"><label>Instances <input type="number" id="scale-input" min="0" value="${esc(wanted(a))}"></label><button id="scale-button" type="submit">Scale</button></form>
     <button id="restart-button" type="button">Restart</button>
     <h2>Deployments</h2>${table(["Deployment", "Progress", "Current actions", "Started"], depRows, 'id="deployments"')}
     <h2>Instances</h2>${table(["Task", "State", "Health", "Host", "Ports", "Version", "Since"], taskRows, 'id="instances"')}
