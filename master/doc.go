@@ -35,7 +35,10 @@
 // events (batched); liveness, offer timeouts and failover timeouts run on the timer. Liveness
 // also reads each agent's gossip metadata: an agent that says it takes no tasks for now (its
 // containerd does not answer) is offered to nobody until it takes them again, and its tasks
-// keep their states.
+// keep their states. Ended tasks stay listed (GET /v1/tasks) up to SchedulerConfig.KeepEnded
+// (10,000), the oldest forgotten first; of failed launches (tasks that ended before
+// TASK_RUNNING, other than FINISHED or KILLED) only the latest per framework and task name, so
+// an app or a job whose every launch fails leaves one task, not one per attempt.
 //
 // Membership: the leader adds masters that are new to the cluster as raft voters; masters that
 // stop keep their seat (so rolling restarts never shrink the cluster) until an operator removes
