@@ -2,9 +2,12 @@ package marathon
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
@@ -12,6 +15,8 @@ import (
 
 	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/raft"
@@ -144,5 +149,58 @@ func BenchmarkDependencyCheck(b *testing.B) {
 			b.Fatalf("cycle %v", c)
 		}
 		orderByDependencies(changed, apps, groups, func(string) bool { return false })
+	}
+}
+
+// BenchmarkFailedLaunches is the framework's side of issue 18's spin: an app of 2, one
+// instance running, whose other launch fails at once, 1,000 and then 10,000 times (the
+// planner's clock jumps to the end of each backoff). Reported: the heap the framework still
+// holds afterwards (retained-KiB, over what it held before: failed instances are forgotten,
+// only lastTaskFailure stays) and the instances it keeps.
+func BenchmarkFailedLaunches(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("launches=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				clk := clock.NewFake(time.Unix(1_000_000, 0))
+				svc := &Service{cfg: Config{Clock: clk, Logger: slog.New(slog.DiscardHandler)}, logger: slog.New(slog.DiscardHandler), bus: newEventBus(), wake: make(chan struct{}, 1)}
+				as, err := appStateOf([]byte(`{"id": "/web", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 2,
+					"version": "v1", "versionInfo": {"lastConfigChangeAt": "v1", "lastScalingAt": "v1"}}`))
+				if err != nil {
+					b.Fatal(err)
+				}
+				st := newLeaderState(nil)
+				st.apps["/web"] = as
+				started := clk.Now().Add(-time.Hour)
+				st.add(&instance{rec: InstanceRecord{ID: "web.old", AppID: "/web", Version: "v1", AgentID: "a1", StagedAt: started},
+					state: task.Running, reconciled: true, startedAt: &started})
+				svc.st = st
+				runtime.GC()
+				var before runtime.MemStats
+				runtime.ReadMemStats(&before)
+				b.StartTimer()
+				for i := range n {
+					if as.delayUntil.After(clk.Now()) {
+						clk.Advance(as.delayUntil.Sub(clk.Now()))
+					}
+					now := clk.Now()
+					svc.planLocked(context.Background(), st, now, true)
+					if as.want != 1 {
+						b.Fatalf("launch %d: the app wants %d", i, as.want)
+					}
+					id := fmt.Sprintf("web.%06d", i)
+					st.add(&instance{rec: InstanceRecord{ID: id, AppID: "/web", Version: "v1", AgentID: "a2", StagedAt: now}, state: task.Staging, reconciled: true})
+					as.want--
+					svc.observeLocked(st, api.TaskStatus{TaskID: id, State: task.Error, Message: "port 31000 is held", Timestamp: now})
+				}
+				b.StopTimer()
+				runtime.GC()
+				var after runtime.MemStats
+				runtime.ReadMemStats(&after)
+				b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/1024, "retained-KiB")
+				b.ReportMetric(float64(len(st.instances)), "instances-kept")
+				b.StartTimer()
+			}
+		})
 	}
 }
