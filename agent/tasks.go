@@ -191,6 +191,11 @@ func (ts *taskSet) transitionLocked(r *record, st api.TaskStatus) error {
 		return fmt.Errorf("agent: checkpoint task %s: %w", r.Info.TaskID, err)
 	}
 	ts.logger.Info("task", "task", r.Info.TaskID, "state", st.State, "reason", st.Reason, "message", st.Message)
+	if r.failedLaunch() {
+		// The failed launch it follows leaves the list now, not once this one is acknowledged:
+		// no more of an app's failed launches are listed than it has launches under way.
+		ts.forgetFailedLaunchLocked(launchKey{r.Info.FrameworkID, r.Info.Name}, r.Info.TaskID)
+	}
 	return nil
 }
 
@@ -642,6 +647,23 @@ func (ts *taskSet) acknowledge(taskID, uuid string) error {
 	return nil
 }
 
+// forgetFailedLaunchLocked forgets the failed launch listed for k (acknowledged already),
+// unless it is id.
+func (ts *taskSet) forgetFailedLaunchLocked(k launchKey, id string) {
+	prev, ok := ts.failedLaunch[k]
+	if !ok || prev == id {
+		return
+	}
+	delete(ts.failedLaunch, k)
+	delete(ts.tasks, prev)
+	for i := len(ts.ended) - 1; i >= 0; i-- { // most likely among the last ended
+		if ts.ended[i] == prev {
+			ts.ended = slices.Delete(ts.ended, i, i+1)
+			break
+		}
+	}
+}
+
 // keepEndedLocked lists an ended task whose updates are all acknowledged among the ended ones,
 // and forgets what falls out of the list: the failed launch of the same framework and name it
 // follows, and the oldest beyond keepEnded.
@@ -649,15 +671,7 @@ func (ts *taskSet) keepEndedLocked(r *record) {
 	id := r.Info.TaskID
 	if r.failedLaunch() {
 		k := launchKey{r.Info.FrameworkID, r.Info.Name}
-		if prev, ok := ts.failedLaunch[k]; ok && prev != id {
-			delete(ts.tasks, prev)
-			for i := len(ts.ended) - 1; i >= 0; i-- { // most likely among the last ended
-				if ts.ended[i] == prev {
-					ts.ended = slices.Delete(ts.ended, i, i+1)
-					break
-				}
-			}
-		}
+		ts.forgetFailedLaunchLocked(k, id)
 		ts.failedLaunch[k] = id
 	}
 	ts.ended = append(ts.ended, id)

@@ -58,11 +58,42 @@ func TestFailedLaunchesLeaveOneTaskPerName(t *testing.T) {
 		t.Fatalf("failed launches of /db listed: %v, want only the latest", got)
 	}
 
-	// Tasks that ran: each is kept, up to KeepEnded ended tasks in all.
+	// Failed launches the agent reports itself (its image missing: STARTING, then FAILED),
+	// two of one name at once: both stay listed until the framework has acknowledged them,
+	// then only the one that ended last.
 	e.sim.mu.Lock()
 	delete(e.sim.refuse, agentID)
+	e.sim.noRunning = true
 	e.sim.mu.Unlock()
 	o := expectOffer(t, ss)
+	api1, api2 := sleepTask("api.1", 0.1, 32), sleepTask("api.2", 0.1, 32)
+	api1.Name, api2.Name = "/api", "/api"
+	if err := ss.Accept([]string{o.ID}, launch(api1, api2), refuse(0)); err != nil {
+		t.Fatal(err)
+	}
+	var acks []api.TaskStatus
+	for _, id := range []string{"api.1", "api.2"} {
+		expectUpdate(t, ss, id, task.Starting)
+		e.sim.report(agentID, id, task.Failed)
+		acks = append(acks, expectUpdate(t, ss, id, task.Failed))
+	}
+	if got := listed(t, e, "api."); len(got) != 2 {
+		t.Fatalf("failed launches waiting for their acknowledgement: %v listed, want both", got)
+	}
+	for _, st := range acks {
+		if err := ss.Acknowledge(st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := listed(t, e, "api."); !slices.Equal(got, []string{"api.2"}) {
+		t.Fatalf("failed launches of /api acknowledged: %v listed, want the latest", got)
+	}
+	e.sim.mu.Lock()
+	e.sim.noRunning = false
+	e.sim.mu.Unlock()
+
+	// Tasks that ran: each is kept, up to KeepEnded ended tasks in all.
+	o = expectOffer(t, ss)
 	var ran []api.TaskInfo
 	for i := range 25 {
 		ti := sleepTask(fmt.Sprintf("job.%02d", i), 0.1, 32)
@@ -85,7 +116,7 @@ func TestFailedLaunchesLeaveOneTaskPerName(t *testing.T) {
 	if len(got) != 20 || got[0] != "job.05" || got[19] != "job.24" {
 		t.Fatalf("ended tasks that ran listed: %v, want the latest 20 (KeepEnded)", got)
 	}
-	if n := len(listed(t, e, "web.")) + len(listed(t, e, "db.")); n != 0 {
+	if n := len(listed(t, e, "web.")) + len(listed(t, e, "db.")) + len(listed(t, e, "api.")); n != 0 {
 		t.Fatalf("%d failed launches still listed after 25 newer ended tasks, want them forgotten first", n)
 	}
 	e.r.m.sched.mu.Lock()

@@ -413,24 +413,18 @@ func (t *schedTerm) dropTask(id string) {
 
 // keepEndedLocked lists a task that has just ended among the ended ones, and forgets what falls
 // out of the history: the failed launch of the same framework and name it follows, and the
-// oldest ended tasks beyond keep. A task whose update its framework has yet to acknowledge is
-// not forgotten for a failed launch (it is resent when the framework subscribes again).
+// oldest ended tasks beyond keep. A failed launch whose update its framework has yet to
+// acknowledge is forgotten only once it has been (forgetReplacedLocked): until then it is
+// resent when the framework subscribes again.
 func (t *schedTerm) keepEndedLocked(e *taskEntry, keep int) {
 	id := e.info.TaskID
 	if e.failedLaunch() {
 		k := launchKey{e.info.FrameworkID, e.info.Name}
-		if prev, ok := t.failedLaunch[k]; ok && prev != id {
-			if old := t.tasks[prev]; old != nil && old.status.State.IsTerminal() && old.unacked == nil {
-				t.dropTask(prev)
-				for i := len(t.ended) - 1; i >= 0; i-- { // most likely among the last ended
-					if t.ended[i] == prev {
-						t.ended = slices.Delete(t.ended, i, i+1)
-						break
-					}
-				}
-			}
-		}
+		prev, ok := t.failedLaunch[k]
 		t.failedLaunch[k] = id
+		if old := t.tasks[prev]; ok && old != nil && prev != id {
+			t.forgetReplacedLocked(old)
+		}
 	}
 	t.ended = append(t.ended, id)
 	for len(t.ended) > keep {
@@ -444,6 +438,22 @@ func (t *schedTerm) keepEndedLocked(e *taskEntry, keep int) {
 			delete(t.failedLaunch, k)
 		}
 		t.dropTask(gone)
+	}
+}
+
+// forgetReplacedLocked forgets an ended failed launch that a later one of its framework and
+// name has taken the place of, once its framework has acknowledged it.
+func (t *schedTerm) forgetReplacedLocked(e *taskEntry) {
+	id := e.info.TaskID
+	if !e.failedLaunch() || e.unacked != nil || t.failedLaunch[launchKey{e.info.FrameworkID, e.info.Name}] == id {
+		return
+	}
+	t.dropTask(id)
+	for i := len(t.ended) - 1; i >= 0; i-- { // most likely among the last ended
+		if t.ended[i] == id {
+			t.ended = slices.Delete(t.ended, i, i+1)
+			break
+		}
 	}
 }
 
