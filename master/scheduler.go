@@ -47,10 +47,12 @@ type SchedulerConfig struct {
 	// AgentRemovalTimeout: an agent unreachable for this long is removed, and its tasks end as
 	// TASK_GONE (partition-aware frameworks) or TASK_LOST. Default 5 min.
 	AgentRemovalTimeout time.Duration
-	// AgentGossipGrace: an active agent whose id no gossip member has carried for this long is
-	// unreachable (its process is gone; a new one may have taken its gossip name). It covers a
-	// new agent's first registration, before its gossip metadata with the id reaches the
-	// leader. Default 10 s.
+	// AgentGossipGrace (--agent-gossip-grace): an active agent whose id no gossip member has
+	// carried for this long is unreachable, and offered to nobody (its process is gone, a new
+	// one may have taken its gossip name; or it was registered by hand over
+	// /v1/agents/register and nothing backs it: gossip, whose members probe one another, is how
+	// an agent proves it lives). It covers a new agent's first registration, before its gossip
+	// metadata with the id reaches the leader. Default 10 s.
 	AgentGossipGrace time.Duration
 	// HeartbeatInterval: a HEARTBEAT event goes down each subscription this often. Default 15 s.
 	HeartbeatInterval time.Duration

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -282,5 +283,38 @@ func TestAgentReplacedUnderItsGossipNameIsUnreachable(t *testing.T) {
 	}
 	if st := agentStates(t, e); st[oldID] != "unreachable" || st[newID] != "active" {
 		t.Fatalf("agents %v: want the old unreachable, the new active", st)
+	}
+}
+
+// TestHandRegisteredAgentIsOfferedToNobodyOnceUnreachable: an agent registered by hand over
+// the API with nothing behind it (no gossip member ever carries its id) is offered while the
+// grace lasts, as a new agent must be, and to nobody once it is unreachable — even to a
+// framework that revives and declines with no filter.
+func TestHandRegisteredAgentIsOfferedToNobodyOnceUnreachable(t *testing.T) {
+	e := newSchedEnv(t, func(c *SchedulerConfig) { c.AgentGossipGrace = 10 * time.Second })
+	e.sim.mu.Lock()
+	e.sim.gossipOnly = true
+	e.sim.mu.Unlock()
+	ghost := e.sim.registerAt(t, "", "ghost", "127.0.0.1:1")
+	ss := e.subscribe(api.FrameworkInfo{Name: "fw"})
+	o := expectOffer(t, ss)
+	if o.AgentID != ghost {
+		t.Fatalf("offer %+v, want the new agent's", o)
+	}
+	e.step() // found missing from gossip now
+	e.clock.Advance(10 * time.Second)
+	e.step()
+	if st := agentStates(t, e); st[ghost] != "unreachable" {
+		t.Fatalf("after the grace: %v", st)
+	}
+	expect(t, ss, "the offer rescinded", func(ev api.Event) bool { return ev.Type == api.EventRescind && ev.Rescind.OfferID == o.ID })
+	for range 3 {
+		if err := ss.Call(api.Call{Type: api.CallRevive}); err != nil {
+			t.Fatal(err)
+		}
+		e.r.m.sched.allocate()
+		expectNone(t, ss, "an offer of the unreachable agent", func(ev api.Event) bool {
+			return ev.Type == api.EventOffers && slices.ContainsFunc(ev.Offers.Offers, func(o api.Offer) bool { return o.AgentID == ghost })
+		})
 	}
 }
