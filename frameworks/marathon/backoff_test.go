@@ -12,8 +12,28 @@ import (
 	"github.com/agora-sched/agora/pkg/task"
 )
 
+// beside is the planner of a service without I/O (as step runs it, on a fake clock) with an
+// app "/web" of 2 (of the extra fields given) and its first instance running for an hour.
+func beside(tb testing.TB, fields string) (*Service, *leaderState, *appState, *clock.Fake) {
+	tb.Helper()
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	svc := &Service{cfg: Config{Clock: clk, Logger: slog.New(slog.DiscardHandler)}, logger: slog.New(slog.DiscardHandler), bus: newEventBus(), wake: make(chan struct{}, 1)}
+	as, err := appStateOf([]byte(`{"id": "/web", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 2, ` + fields + `,
+		"version": "v1", "versionInfo": {"lastConfigChangeAt": "v1", "lastScalingAt": "v1"}}`))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st := newLeaderState(nil)
+	st.apps["/web"] = as
+	started := clk.Now().Add(-time.Hour)
+	st.add(&instance{rec: InstanceRecord{ID: "web.old", AppID: "/web", Version: "v1", AgentID: "a1", StagedAt: started},
+		state: task.Running, reconciled: true, startedAt: &started})
+	svc.st = st
+	return svc, st, as, clk
+}
+
 // TestFailedLaunchesBackOffBesideARunningInstance is the spin of issue 18: an app of 2 whose
-// first instance has run for a minute, and whose second is refused by its agent at every
+// first instance has run for an hour, and whose second is refused by its agent at every
 // launch (TASK_ERROR, TASK_FAILED before TASK_RUNNING, TASK_DROPPED alike). The instance that
 // runs must not start the backoff over — it was not launched after the failures, so it proves
 // nothing about them: the launches grow apart by backoffSeconds × backoffFactor^n and stop
@@ -21,20 +41,7 @@ import (
 func TestFailedLaunchesBackOffBesideARunningInstance(t *testing.T) {
 	for _, failure := range []task.State{task.Error, task.Failed, task.Dropped} {
 		t.Run(string(failure), func(t *testing.T) {
-			clk := clock.NewFake(time.Unix(1_000_000, 0))
-			svc := &Service{cfg: Config{Clock: clk, Logger: slog.New(slog.DiscardHandler)}, logger: slog.New(slog.DiscardHandler), bus: newEventBus(), wake: make(chan struct{}, 1)}
-			as, err := appStateOf([]byte(`{"id": "/web", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 2,
-				"backoffSeconds": 1, "backoffFactor": 2, "maxLaunchDelaySeconds": 16,
-				"version": "v1", "versionInfo": {"lastConfigChangeAt": "v1", "lastScalingAt": "v1"}}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			st := newLeaderState(nil)
-			st.apps["/web"] = as
-			started := clk.Now().Add(-time.Minute)
-			st.add(&instance{rec: InstanceRecord{ID: "web.old", AppID: "/web", Version: "v1", AgentID: "a1", StagedAt: started},
-				state: task.Running, reconciled: true, startedAt: &started})
-			svc.st = st
+			svc, st, as, clk := beside(t, `"backoffSeconds": 1, "backoffFactor": 2, "maxLaunchDelaySeconds": 16`)
 
 			var launches []time.Time
 			for step := 0; step < 600; step++ {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"runtime"
 	"sort"
@@ -16,7 +15,6 @@ import (
 	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
-	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/raft"
@@ -162,19 +160,7 @@ func BenchmarkFailedLaunches(b *testing.B) {
 		b.Run(fmt.Sprintf("launches=%d", n), func(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
-				clk := clock.NewFake(time.Unix(1_000_000, 0))
-				svc := &Service{cfg: Config{Clock: clk, Logger: slog.New(slog.DiscardHandler)}, logger: slog.New(slog.DiscardHandler), bus: newEventBus(), wake: make(chan struct{}, 1)}
-				as, err := appStateOf([]byte(`{"id": "/web", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 2,
-					"version": "v1", "versionInfo": {"lastConfigChangeAt": "v1", "lastScalingAt": "v1"}}`))
-				if err != nil {
-					b.Fatal(err)
-				}
-				st := newLeaderState(nil)
-				st.apps["/web"] = as
-				started := clk.Now().Add(-time.Hour)
-				st.add(&instance{rec: InstanceRecord{ID: "web.old", AppID: "/web", Version: "v1", AgentID: "a1", StagedAt: started},
-					state: task.Running, reconciled: true, startedAt: &started})
-				svc.st = st
+				svc, st, as, clk := beside(b, `"backoffSeconds": 1, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300`)
 				runtime.GC()
 				var before runtime.MemStats
 				runtime.ReadMemStats(&before)
