@@ -28,7 +28,10 @@
 //     or too many failed health checks.
 //  4. Every state change is written to the checkpoint together with its status update before
 //     the update is sent; updates go in order per task and are resent with backoff until the
-//     master acknowledges them (agent/statusupdate).
+//     master acknowledges them (agent/statusupdate). An ended task whose updates are all
+//     acknowledged leaves the checkpoint; the API still lists the last 100 of them (keepEnded),
+//     and of failed launches (ended before they ran, other than FINISHED or KILLED) only the
+//     latest per framework and task name.
 //  5. The agent asks the executor twice a second whether it can run tasks (containerd answers,
 //     every task attached). While it cannot, the agent refuses launches (503 naming containerd),
 //     answers /health with 503 and the reason, pauses health checks, and tells the masters

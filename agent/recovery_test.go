@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -498,4 +499,42 @@ func TestUpdatesGoOutAtOnceWhenTheMastersAnswerAgain(t *testing.T) {
 	}
 	sw.Cut(false)
 	e.fm.waitState("cut-off", task.Finished, 20*time.Second)
+}
+
+// TestFailedLaunchesLeaveOneTaskPerName: an app whose every launch fails here (its image
+// missing) leaves one ended task in the agent's list — the latest — not one per attempt, as
+// the masters and Marathon's lastTaskFailure keep one; a task that ran stays listed beside it.
+func TestFailedLaunchesLeaveOneTaskPerName(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	missing := fmt.Sprintf("127.0.0.1:%d/nothing:1", containerdtest.FreePort(t))
+	ran := testApp("web.ran", "-exit", "0")
+	ran.Name = "/web"
+	a.launch(t, ran)
+	e.fm.waitState("web.ran", task.Finished, 60*time.Second)
+	for i := range 5 {
+		for _, name := range []string{"web", "db"} {
+			id := fmt.Sprintf("%s.%d", name, i)
+			a.launch(t, api.TaskInfo{TaskID: id, Name: "/" + name, FrameworkID: "fw-1", Image: missing, Resources: mustRes(t, 0.1, 32)})
+			e.fm.waitState(id, task.Failed, 60*time.Second)
+		}
+	}
+	want := []string{"db.4", "web.4", "web.ran"}
+	var got []string
+	deadline := time.Now().Add(10 * time.Second) // the last acknowledgement is taken in a moment after the update
+	for {
+		var tasks []api.Task
+		a.call(t, "GET", "/v1/tasks", nil, &tasks)
+		got = got[:0]
+		for _, tk := range tasks {
+			got = append(got, tk.Info.TaskID)
+		}
+		if slices.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent lists %v, want %v: the latest failed launch of each name and the task that ran", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

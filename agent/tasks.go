@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -73,8 +74,22 @@ type record struct {
 	StartedAt *time.Time       `json:"started_at,omitempty"`
 }
 
-// keepEnded is how many ended tasks the agent still lists once their updates are acknowledged.
+// keepEnded is how many ended tasks the agent still lists once their updates are acknowledged
+// (the checkpoint keeps none of them). Of the launches that failed (tasks that ended before
+// they ran, other than FINISHED or KILLED) it lists only the latest per framework and task
+// name: an app whose every launch fails here leaves one task, not one per attempt.
 const keepEnded = 100
+
+// launchKey names the launches that take one another's place in the list when they fail: a
+// framework's tasks of one name (an app's instances, a job's runs).
+type launchKey struct{ fwID, name string }
+
+// failedLaunch says whether an ended task never ran, for a reason other than its own success
+// or a kill: its launch failed (the image, the binary, what is free, the runtime).
+func (r *record) failedLaunch() bool {
+	st := r.Status.State
+	return st.IsTerminal() && r.StartedAt == nil && st != task.Finished && st != task.Killed && r.Info.Name != ""
+}
 
 // taskSet runs the agent's tasks: it launches through the executor, watches exits and health,
 // checkpoints every state change with its status update, and re-attaches after a restart.
@@ -89,6 +104,8 @@ type taskSet struct {
 	handles map[string]*containerd.Handle
 	health  map[string]*healthState
 	ended   []string // ids of ended, acknowledged tasks kept for listing, oldest first
+	// failedLaunch is the id of the latest failed launch listed, per framework and task name.
+	failedLaunch map[launchKey]string
 	// unavailable says why the container runtime cannot run tasks now ("" when it can): no
 	// launch is taken, health checks pause, and no task's end is guessed meanwhile.
 	unavailable string
@@ -127,6 +144,7 @@ func newTaskSet(ctx context.Context, c taskSetConfig) *taskSet {
 	return &taskSet{
 		taskSetConfig: c, ctx: ctx,
 		tasks: map[string]*record{}, handles: map[string]*containerd.Handle{}, health: map[string]*healthState{},
+		failedLaunch: map[launchKey]string{},
 	}
 }
 
@@ -173,6 +191,11 @@ func (ts *taskSet) transitionLocked(r *record, st api.TaskStatus) error {
 		return fmt.Errorf("agent: checkpoint task %s: %w", r.Info.TaskID, err)
 	}
 	ts.logger.Info("task", "task", r.Info.TaskID, "state", st.State, "reason", st.Reason, "message", st.Message)
+	if r.failedLaunch() {
+		// The failed launch it follows leaves the list now, not once this one is acknowledged:
+		// no more of an app's failed launches are listed than it has launches under way.
+		ts.forgetFailedLaunchLocked(launchKey{r.Info.FrameworkID, r.Info.Name}, r.Info.TaskID)
+	}
 	return nil
 }
 
@@ -620,12 +643,48 @@ func (ts *taskSet) acknowledge(taskID, uuid string) error {
 	if err := ts.store.RemoveTask(taskID); err != nil {
 		return err
 	}
-	ts.ended = append(ts.ended, taskID)
-	for len(ts.ended) > keepEnded {
-		delete(ts.tasks, ts.ended[0])
-		ts.ended = ts.ended[1:]
-	}
+	ts.keepEndedLocked(r)
 	return nil
+}
+
+// forgetFailedLaunchLocked forgets the failed launch listed for k (acknowledged already),
+// unless it is id.
+func (ts *taskSet) forgetFailedLaunchLocked(k launchKey, id string) {
+	prev, ok := ts.failedLaunch[k]
+	if !ok || prev == id {
+		return
+	}
+	delete(ts.failedLaunch, k)
+	delete(ts.tasks, prev)
+	for i := len(ts.ended) - 1; i >= 0; i-- { // most likely among the last ended
+		if ts.ended[i] == prev {
+			ts.ended = slices.Delete(ts.ended, i, i+1)
+			break
+		}
+	}
+}
+
+// keepEndedLocked lists an ended task whose updates are all acknowledged among the ended ones,
+// and forgets what falls out of the list: the failed launch of the same framework and name it
+// follows, and the oldest beyond keepEnded.
+func (ts *taskSet) keepEndedLocked(r *record) {
+	id := r.Info.TaskID
+	if r.failedLaunch() {
+		k := launchKey{r.Info.FrameworkID, r.Info.Name}
+		ts.forgetFailedLaunchLocked(k, id)
+		ts.failedLaunch[k] = id
+	}
+	ts.ended = append(ts.ended, id)
+	for len(ts.ended) > keepEnded {
+		gone := ts.ended[0]
+		ts.ended = ts.ended[1:]
+		if old := ts.tasks[gone]; old != nil {
+			if k := (launchKey{old.Info.FrameworkID, old.Info.Name}); ts.failedLaunch[k] == gone {
+				delete(ts.failedLaunch, k)
+			}
+		}
+		delete(ts.tasks, gone)
+	}
 }
 
 // list returns every task the agent knows, ended ones included, by id.

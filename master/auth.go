@@ -10,7 +10,8 @@ import (
 
 // need is the role a request to a master needs (pkg/auth): the liveness checks, a master's own
 // raft state (which the others ask for), the UI's static files and the metrics are open; agents'
-// own calls need the cluster secret; secrets, agents' drains and the masters' membership are for
+// own calls need the cluster secret (without one, they come from loopback only: pkg/auth's
+// ErrOpenCluster); secrets, agents' drains and the masters' membership are for
 // admins; task logs for operators, unless viewersReadLogs (--viewers-read-logs); other reads
 // for viewers and other writes (apps, jobs, tasks, deployments, the scheduler API) for
 // operators.

@@ -19,11 +19,17 @@ import (
 // benchMaster runs one real master (raft on bbolt) whose scheduler reaches in-process agents.
 func benchMaster(b *testing.B) (*Master, *SimulatedAgents, func()) {
 	b.Helper()
+	return benchMasterKeeping(b, 1)
+}
+
+// benchMasterKeeping is benchMaster listing keepEnded ended tasks (0: the default).
+func benchMasterKeeping(b *testing.B, keepEnded int) (*Master, *SimulatedAgents, func()) {
+	b.Helper()
 	sim := &SimulatedAgents{}
 	m, err := New(Config{
 		DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Scheduler: SchedulerConfig{Agents: sim, AllocationInterval: 10 * time.Millisecond, KeepEnded: 1},
+		Scheduler: SchedulerConfig{Agents: sim, AllocationInterval: 10 * time.Millisecond, KeepEnded: keepEnded},
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -332,6 +338,77 @@ func BenchmarkRead(b *testing.B) {
 					get(b, base+"/v1/secrets"+c.query)
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkFailedLaunches is issue 18's spin, measured: one framework launches tasks of one
+// name (an app's instances) onto an agent that refuses every launch (a port still held), 100
+// per offer, acknowledging every TASK_ERROR; 1,000 and then 10,000 such launches. Reported:
+// the heap the leader still holds afterwards (retained-KiB, over what it held before; it must
+// not grow with the launches: the table keeps the latest failed launch of a name, not one per
+// attempt) and the tasks it lists.
+func BenchmarkFailedLaunches(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("launches=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				m, sim, stop := benchMasterKeeping(b, 0) // the default history
+				sim.Refuse = func(api.TaskInfo) error {
+					return &AgentRefusal{Status: http.StatusUnprocessableEntity, Message: "port 31000 is held by another process"}
+				}
+				sim.AddAgents(1, resources.Resources{CPUs: 4, Mem: 4096, Disk: 1000})
+				ss, err := m.Subscribe(context.Background(), api.FrameworkInfo{Name: "bench"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				runtime.GC()
+				var before runtime.MemStats
+				runtime.ReadMemStats(&before)
+				b.StartTimer()
+				failed, next := 0, 0
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				for failed < n {
+					ev, err := ss.Next(ctx)
+					if err != nil {
+						b.Fatalf("after %d failed launches: %v", failed, err)
+					}
+					switch ev.Type {
+					case api.EventOffers:
+						for _, o := range ev.Offers.Offers {
+							var infos []api.TaskInfo
+							for range min(100, n-next) {
+								infos = append(infos, api.TaskInfo{TaskID: fmt.Sprintf("web.%06d", next), Name: "/web", Cmd: "serve",
+									Resources: resources.Resources{CPUs: 0.01, Mem: 8}})
+								next++
+							}
+							if err := ss.Accept([]string{o.ID}, launch(infos...), refuse(0)); err != nil {
+								b.Fatal(err)
+							}
+						}
+					case api.EventUpdate:
+						if st := ev.Update.Status; st.State == task.Error {
+							failed++
+						} else {
+							b.Fatalf("task %s: %s %s", st.TaskID, st.State, st.Message)
+						}
+					}
+				}
+				cancel()
+				b.StopTimer()
+				runtime.GC()
+				var after runtime.MemStats
+				runtime.ReadMemStats(&after)
+				listed, err := m.sched.tasksView()
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/1024, "retained-KiB")
+				b.ReportMetric(float64(len(listed)), "tasks-listed")
+				ss.Close()
+				stop()
+				b.StartTimer()
+			}
 		})
 	}
 }

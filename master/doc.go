@@ -29,13 +29,18 @@
 // once, a framework would write off a task that still runs. An agent registering from the
 // hostname and API address of another supersedes it in the same raft command (an agent that
 // lost its data dir comes back as a new one): the old id is removed and its tasks end at once.
-// An active agent whose id no gossip member carries for AgentGossipGrace is unreachable. Calls, agent registrations and status
+// An active agent whose id no gossip member carries for AgentGossipGrace (--agent-gossip-grace)
+// is unreachable and offered to nobody: gossip is how an agent proves it lives, so one
+// registered by hand with nothing behind it does not stay active. Calls, agent registrations and status
 // updates change the state under one mutex and never block there: calls to agents and registry
 // writes run in goroutines, events queue on sessions. Allocation cycles run on a timer and after
 // events (batched); liveness, offer timeouts and failover timeouts run on the timer. Liveness
 // also reads each agent's gossip metadata: an agent that says it takes no tasks for now (its
 // containerd does not answer) is offered to nobody until it takes them again, and its tasks
-// keep their states.
+// keep their states. Ended tasks stay listed (GET /v1/tasks) up to SchedulerConfig.KeepEnded
+// (10,000), the oldest forgotten first; of failed launches (tasks that ended before
+// TASK_RUNNING, other than FINISHED or KILLED) only the latest per framework and task name, so
+// an app or a job whose every launch fails leaves one task, not one per attempt.
 //
 // Membership: the leader adds masters that are new to the cluster as raft voters; masters that
 // stop keep their seat (so rolling restarts never shrink the cluster) until an operator removes

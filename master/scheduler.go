@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -46,14 +47,19 @@ type SchedulerConfig struct {
 	// AgentRemovalTimeout: an agent unreachable for this long is removed, and its tasks end as
 	// TASK_GONE (partition-aware frameworks) or TASK_LOST. Default 5 min.
 	AgentRemovalTimeout time.Duration
-	// AgentGossipGrace: an active agent whose id no gossip member has carried for this long is
-	// unreachable (its process is gone; a new one may have taken its gossip name). It covers a
-	// new agent's first registration, before its gossip metadata with the id reaches the
-	// leader. Default 10 s.
+	// AgentGossipGrace (--agent-gossip-grace): an active agent whose id no gossip member has
+	// carried for this long is unreachable, and offered to nobody (its process is gone, a new
+	// one may have taken its gossip name; or it was registered by hand over
+	// /v1/agents/register and nothing backs it: gossip, whose members probe one another, is how
+	// an agent proves it lives). It covers a new agent's first registration, before its gossip
+	// metadata with the id reaches the leader. Default 10 s.
 	AgentGossipGrace time.Duration
 	// HeartbeatInterval: a HEARTBEAT event goes down each subscription this often. Default 15 s.
 	HeartbeatInterval time.Duration
-	// KeepEnded is how many ended tasks the leader still lists. Default 10,000.
+	// KeepEnded is how many ended tasks the leader still lists, the oldest forgotten first.
+	// Default 10,000. Of the launches that failed (tasks that ended before TASK_RUNNING, other
+	// than FINISHED or KILLED) it lists only the latest per framework and task name: an app or
+	// a job whose launches all fail leaves one task in the list, not one per attempt.
 	KeepEnded int
 	// RoleWeights weighs roles in DRF (default 1): a role of weight 2 is offered until its
 	// dominant share is twice that of a role of weight 1.
@@ -127,6 +133,9 @@ type schedTerm struct {
 	tasks      map[string]*taskEntry
 	byAgent    map[string]map[string]*taskEntry // agent id → its tasks; kept by putTask and dropTask
 	ended      []string                         // ids of ended tasks kept for listing, oldest first
+	// failedLaunch is, per framework and task name (launchKey), the id of the latest failed
+	// launch kept for listing: the next one of the same name takes its place.
+	failedLaunch map[launchKey]string
 	// waiting holds explicit reconciliation questions about, and kills of, tasks on agents that
 	// have not registered with this leader yet ("" : on no agent named), answered (or sent)
 	// when they do or when they are declared unreachable.
@@ -195,6 +204,19 @@ type taskEntry struct {
 	// unmanagedFramework for tasks no framework owns (any more); "" when not held.
 	heldBy        string
 	killRequested bool // a kill came while the launch was on its way
+	ran           bool // it has been TASK_RUNNING
+}
+
+// launchKey names the launches that take one another's place when they fail: a framework's
+// tasks of one name (an app's instances, a job's runs).
+type launchKey struct{ fwID, name string }
+
+// failedLaunch says whether a task ended without ever running, for a reason other than its
+// own success or a kill: its launch failed (TASK_ERROR, TASK_DROPPED, TASK_FAILED before
+// TASK_RUNNING, an agent that went away before it started, ...).
+func (e *taskEntry) failedLaunch() bool {
+	st := e.status.State
+	return st.IsTerminal() && !e.ran && st != task.Finished && st != task.Killed && e.info.Name != ""
 }
 
 type waitingQuery struct {
@@ -269,6 +291,7 @@ func (s *scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
 		alloc:  allocator.New(allocator.Config{Seed: s.cfg.Seed}),
 		agents: map[string]*agentEntry{}, frameworks: map[string]*fwEntry{}, offers: map[string]*offerEntry{},
 		tasks: map[string]*taskEntry{}, byAgent: map[string]map[string]*taskEntry{}, waiting: map[string][]waitingQuery{},
+		failedLaunch: map[launchKey]string{},
 	}
 	for role, w := range s.cfg.RoleWeights {
 		if err := t.alloc.SetWeight(role, w); err != nil {
@@ -390,6 +413,52 @@ func (t *schedTerm) dropTask(id string) {
 	}
 }
 
+// keepEndedLocked lists a task that has just ended among the ended ones, and forgets what falls
+// out of the history: the failed launch of the same framework and name it follows, and the
+// oldest ended tasks beyond keep. A failed launch whose update its framework has yet to
+// acknowledge is forgotten only once it has been (forgetReplacedLocked): until then it is
+// resent when the framework subscribes again.
+func (t *schedTerm) keepEndedLocked(e *taskEntry, keep int) {
+	id := e.info.TaskID
+	if e.failedLaunch() {
+		k := launchKey{e.info.FrameworkID, e.info.Name}
+		prev, ok := t.failedLaunch[k]
+		t.failedLaunch[k] = id
+		if old := t.tasks[prev]; ok && old != nil && prev != id {
+			t.forgetReplacedLocked(old)
+		}
+	}
+	t.ended = append(t.ended, id)
+	for len(t.ended) > keep {
+		gone := t.ended[0]
+		t.ended = t.ended[1:]
+		old := t.tasks[gone]
+		if old == nil || !old.status.State.IsTerminal() {
+			continue // forgotten already, or the id was launched again
+		}
+		if k := (launchKey{old.info.FrameworkID, old.info.Name}); t.failedLaunch[k] == gone {
+			delete(t.failedLaunch, k)
+		}
+		t.dropTask(gone)
+	}
+}
+
+// forgetReplacedLocked forgets an ended failed launch that a later one of its framework and
+// name has taken the place of, once its framework has acknowledged it.
+func (t *schedTerm) forgetReplacedLocked(e *taskEntry) {
+	id := e.info.TaskID
+	if !e.failedLaunch() || e.unacked != nil || t.failedLaunch[launchKey{e.info.FrameworkID, e.info.Name}] == id {
+		return
+	}
+	t.dropTask(id)
+	for i := len(t.ended) - 1; i >= 0; i-- { // most likely among the last ended
+		if t.ended[i] == id {
+			t.ended = slices.Delete(t.ended, i, i+1)
+			break
+		}
+	}
+}
+
 // goLocked runs fn in a goroutine of the term (calls to agents, raft proposals).
 func (t *schedTerm) goLocked(fn func(ctx context.Context)) {
 	t.wg.Add(1)
@@ -479,6 +548,9 @@ func (s *scheduler) setStatusLocked(t *schedTerm, e *taskEntry, st api.TaskStatu
 	st.AgentID = e.agentID
 	st.FrameworkID = e.info.FrameworkID
 	e.status = st
+	if st.State == task.Running {
+		e.ran = true
+	}
 	if st.State.IsTerminal() && !wasTerminal {
 		if e.heldBy != "" {
 			holder := e.heldBy
@@ -488,13 +560,7 @@ func (s *scheduler) setStatusLocked(t *schedTerm, e *taskEntry, st api.TaskStatu
 			}
 			s.poke()
 		}
-		t.ended = append(t.ended, e.info.TaskID)
-		for len(t.ended) > s.cfg.KeepEnded {
-			if old := t.tasks[t.ended[0]]; old != nil && old.status.State.IsTerminal() {
-				t.dropTask(t.ended[0])
-			}
-			t.ended = t.ended[1:]
-		}
+		t.keepEndedLocked(e, s.cfg.KeepEnded)
 	}
 	if forward {
 		s.tellLocked(t, e.info.FrameworkID, st)

@@ -104,8 +104,11 @@ func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 		fwID := tk.Info.FrameworkID
 		te := t.tasks[tk.Info.TaskID]
 		if te == nil {
-			te = &taskEntry{info: tk.Info, agentID: e.info.ID, status: st, agentTS: st.Timestamp}
+			te = &taskEntry{info: tk.Info, agentID: e.info.ID, status: st, agentTS: st.Timestamp, ran: tk.StartedAt != nil || st.State == task.Running}
 			t.putTask(te)
+			if st.State.IsTerminal() {
+				t.keepEndedLocked(te, s.cfg.KeepEnded) // listed among the ended, and forgotten in turn
+			}
 			s.holdLocked(t, te) // until it ends, even an orphan's resources are not free
 			if fwID != "" && t.frameworks[fwID] == nil {
 				if !st.State.IsTerminal() {

@@ -615,6 +615,7 @@ func (s *scheduler) acknowledgeLocked(t *schedTerm, fw *fwEntry, a api.AckUpdate
 	e := t.tasks[a.TaskID]
 	if e != nil && e.info.FrameworkID == fw.info.ID && e.unacked != nil && e.unacked.UUID == a.UUID {
 		e.unacked = nil
+		t.forgetReplacedLocked(e) // a failed launch a later one replaced while this waited for it
 	}
 	s.ackOnAgentLocked(t, a.AgentID, a.TaskID, a.UUID)
 }

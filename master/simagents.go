@@ -26,6 +26,10 @@ type SimulatedAgents struct {
 	// Finish, when set, says how a launched task ends: its final state (TASK_FINISHED with exit
 	// status 0, TASK_FAILED with 1) after a while; "" runs it until killed. Batch jobs use it.
 	Finish func(api.TaskInfo) (task.State, time.Duration)
+	// Refuse, when set, says whether the agent refuses a launch, as a real one that cannot run
+	// it answers: an *AgentRefusal ends the task TASK_ERROR, any other error TASK_DROPPED
+	// (it never got there). Launched counts refused launches too.
+	Refuse func(api.TaskInfo) error
 	ended  sync.Map // task id → true once killed or finished
 }
 
@@ -69,9 +73,14 @@ func (p *SimulatedAgents) report(ag api.Agent, ti api.TaskInfo, states ...task.S
 	return nil
 }
 
-// Launch reports the task STARTING, then RUNNING.
+// Launch reports the task STARTING, then RUNNING, unless Refuse refuses it.
 func (p *SimulatedAgents) Launch(ctx context.Context, ag api.Agent, ti api.TaskInfo) error {
 	p.Launched.Add(1)
+	if p.Refuse != nil {
+		if err := p.Refuse(ti); err != nil {
+			return err
+		}
+	}
 	if err := p.report(ag, ti, task.Starting, task.Running); err != nil || p.Finish == nil {
 		return err
 	}

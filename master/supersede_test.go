@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,15 +174,23 @@ func TestAgentsOfOneHostStayApart(t *testing.T) {
 	}
 }
 
+// gossipOnlyEnv is a scheduler whose agents are there only as gossip says (AgentGossipGrace
+// 10 s): sim agents are no gossip members unless a test runs gossipAs for them.
+func gossipOnlyEnv(t *testing.T) *schedEnv {
+	t.Helper()
+	e := newSchedEnv(t, func(c *SchedulerConfig) { c.AgentGossipGrace = 10 * time.Second })
+	e.sim.mu.Lock()
+	e.sim.gossipOnly = true
+	e.sim.mu.Unlock()
+	return e
+}
+
 // TestActiveAgentWithoutGossipMemberIsUnreachable: an active agent whose id no gossip member
 // carries — its process gone, and another process under its gossip name, as an agent restarted
 // without its data dir on another port — is unreachable after AgentGossipGrace, not active
 // for ever; within the grace (a new agent's first registration) it stays active.
 func TestActiveAgentWithoutGossipMemberIsUnreachable(t *testing.T) {
-	e := newSchedEnv(t, func(c *SchedulerConfig) { c.AgentGossipGrace = 10 * time.Second })
-	e.sim.mu.Lock()
-	e.sim.gossipOnly = true
-	e.sim.mu.Unlock()
+	e := gossipOnlyEnv(t)
 	agentID := e.sim.registerAt(t, "", "host-a", "10.0.0.7:5051")
 	ss := e.subscribe(api.FrameworkInfo{Name: "fw", Capabilities: []string{api.CapabilityPartitionAware}})
 	o := expectOffer(t, ss)
@@ -231,10 +240,7 @@ func TestLaunchOnAnAgentReplacedAtItsAddressIsDropped(t *testing.T) {
 // the old member dead — the name stays alive, with the new process's id — so the old id must
 // become unreachable because no member carries it, not stay active for ever.
 func TestAgentReplacedUnderItsGossipNameIsUnreachable(t *testing.T) {
-	e := newSchedEnv(t, func(c *SchedulerConfig) { c.AgentGossipGrace = 10 * time.Second })
-	e.sim.mu.Lock()
-	e.sim.gossipOnly = true
-	e.sim.mu.Unlock()
+	e := gossipOnlyEnv(t)
 	oldID := e.sim.registerAt(t, "", "host-a", "10.0.0.7:5051")
 	g := gossipAs(t, oldID, "127.0.0.1:0", e.r.m.GossipAddr())
 	ss := e.subscribe(api.FrameworkInfo{Name: "fw", Capabilities: []string{api.CapabilityPartitionAware}})
@@ -282,5 +288,35 @@ func TestAgentReplacedUnderItsGossipNameIsUnreachable(t *testing.T) {
 	}
 	if st := agentStates(t, e); st[oldID] != "unreachable" || st[newID] != "active" {
 		t.Fatalf("agents %v: want the old unreachable, the new active", st)
+	}
+}
+
+// TestHandRegisteredAgentIsOfferedToNobodyOnceUnreachable: an agent registered by hand over
+// the API with nothing behind it (no gossip member ever carries its id) is offered while the
+// grace lasts, as a new agent must be, and to nobody once it is unreachable — even to a
+// framework that revives and declines with no filter.
+func TestHandRegisteredAgentIsOfferedToNobodyOnceUnreachable(t *testing.T) {
+	e := gossipOnlyEnv(t)
+	ghost := e.sim.registerAt(t, "", "ghost", "127.0.0.1:1")
+	ss := e.subscribe(api.FrameworkInfo{Name: "fw"})
+	o := expectOffer(t, ss)
+	if o.AgentID != ghost {
+		t.Fatalf("offer %+v, want the new agent's", o)
+	}
+	e.step() // found missing from gossip now
+	e.clock.Advance(10 * time.Second)
+	e.step()
+	if st := agentStates(t, e); st[ghost] != "unreachable" {
+		t.Fatalf("after the grace: %v", st)
+	}
+	expect(t, ss, "the offer rescinded", func(ev api.Event) bool { return ev.Type == api.EventRescind && ev.Rescind.OfferID == o.ID })
+	for range 3 {
+		if err := ss.Call(api.Call{Type: api.CallRevive}); err != nil {
+			t.Fatal(err)
+		}
+		e.r.m.sched.allocate()
+		expectNone(t, ss, "an offer of the unreachable agent", func(ev api.Event) bool {
+			return ev.Type == api.EventOffers && slices.ContainsFunc(ev.Offers.Offers, func(o api.Offer) bool { return o.AgentID == ghost })
+		})
 	}
 }

@@ -44,6 +44,9 @@ func clusterSecret(c *cli.Context) (string, error) {
 	return s, nil
 }
 
+// noSecretLine is what the access line says of agents without --cluster-secret-file.
+const noSecretLine = "agents need no secret, and register from this machine only (no --cluster-secret-file)"
+
 // access reads a master's tokens and cluster secret and refuses an open API beyond loopback.
 // It answers the line that says at start who may use the API.
 func access(c *cli.Context, httpAddr string) (*auth.Tokens, string, string, error) {
@@ -60,7 +63,7 @@ func access(c *cli.Context, httpAddr string) (*auth.Tokens, string, string, erro
 			return nil, "", "", usageError{"--tokens-file: " + path + " holds no token"}
 		}
 	}
-	cluster := "agents need no secret (no --cluster-secret-file)"
+	cluster := noSecretLine
 	if secret != "" {
 		cluster = "agents and masters show the cluster secret; gossip is encrypted"
 	}
@@ -207,7 +210,7 @@ func nodeSecurity(c *cli.Context, httpAddr string, dev bool) (security, error) {
 			return security{}, err
 		}
 		secret = hex.EncodeToString(b)
-		line = strings.Replace(line, "agents need no secret (no --cluster-secret-file)", "the dev agent shows a cluster secret of its own", 1)
+		line = strings.Replace(line, noSecretLine, "the dev agent shows a cluster secret of its own", 1)
 	}
 	t, err := loadTLS(c)
 	if err != nil {

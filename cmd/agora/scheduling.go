@@ -19,6 +19,7 @@ func schedulerFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "allocation-interval", Value: time.Second, Usage: "how often offers are made besides after events"},
 		&cli.DurationFlag{Name: "agent-reregister-timeout", Value: time.Minute, Usage: "after a leader change, an agent that has not registered again by then is unreachable"},
 		&cli.DurationFlag{Name: "agent-removal-timeout", Value: 5 * time.Minute, Usage: "an agent unreachable this long is removed; its tasks end as TASK_GONE or TASK_LOST"},
+		&cli.DurationFlag{Name: "agent-gossip-grace", Value: 10 * time.Second, Usage: "an agent that no gossip member carries this long after it registered (registered by hand and silent, or its process gone) is unreachable: no offers of it"},
 		&cli.StringFlag{Name: "role-weights", Usage: "DRF weights of roles, e.g. 'prod:3;batch:1' (default 1 each)"},
 	}
 }
@@ -42,7 +43,7 @@ func parseWeights(s string) (map[string]float64, error) {
 }
 
 func schedulerConfig(c *cli.Context) (master.SchedulerConfig, error) {
-	for _, name := range []string{"offer-timeout", "allocation-interval", "agent-reregister-timeout", "agent-removal-timeout"} {
+	for _, name := range []string{"offer-timeout", "allocation-interval", "agent-reregister-timeout", "agent-removal-timeout", "agent-gossip-grace"} {
 		if c.Duration(name) <= 0 {
 			return master.SchedulerConfig{}, usageError{fmt.Sprintf("--%s must be more than 0, got %s", name, c.Duration(name))}
 		}
@@ -57,5 +58,6 @@ func schedulerConfig(c *cli.Context) (master.SchedulerConfig, error) {
 		AllocationInterval:     c.Duration("allocation-interval"),
 		AgentReregisterTimeout: c.Duration("agent-reregister-timeout"),
 		AgentRemovalTimeout:    c.Duration("agent-removal-timeout"),
+		AgentGossipGrace:       c.Duration("agent-gossip-grace"),
 	}, nil
 }

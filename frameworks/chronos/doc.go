@@ -22,7 +22,9 @@
 //     neither skips a due run nor creates it twice.
 //  3. An offer that fits a waiting run gets an attempt: its task id is committed with the run
 //     (STARTING) before the task is launched. Status updates move the run to ACTIVE, then
-//     SUCCESS or FAILED (ON_FAILURE: again after exponential backoff, up to backoffLimit);
+//     SUCCESS or FAILED (ON_FAILURE: again after exponential backoff, up to backoffLimit; a
+//     launch that never reached an agent, TASK_DROPPED, again without using a retry — at once
+//     the first time, then after the same backoff — its attempt taking the place of the last);
 //     updates are acknowledged only after what they changed is committed. activeDeadlineSeconds
 //     and the stop action kill the task; maxLaunchDelay fails a run no offer fits. Env secrets
 //     (run.env {"secret": ref}, run.secrets {ref: {source}}) are read from the masters' secret

@@ -16,7 +16,8 @@ import (
 //	   ▲                          │                       │
 //	   │ ON_FAILURE, retries left │   task failed/lost    │
 //	   └──────(after backoff)─────┴───────────────────────┘
-//	   │ task never reached an agent (DROPPED, UNKNOWN): launched again, no retry used
+//	   │ task never reached an agent (DROPPED, UNKNOWN): launched again, no retry used —
+//	   │ the first time at once, then after the job's backoff (dropped: how many in a row)
 //	   │
 //	   │ NEVER, retries used up, stopped, activeDeadlineSeconds, maxLaunchDelay
 //	   └────────────────────────────────────────────────────────────────────────▶ FAILED
@@ -49,8 +50,14 @@ type Run struct {
 	ScheduleID  string     `json:"scheduleId,omitempty"`
 	// ScheduledAt is the scheduled time a schedule's run was created for.
 	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
-	// Tasks are its attempts, oldest first.
+	// Tasks are its attempts, oldest first. A launch that never reached an agent takes the
+	// place of the one before it that did not either: a run whose launches are dropped again
+	// and again keeps one of them, not one per attempt.
 	Tasks []RunTask `json:"tasks"`
+	// Attempts counts every launch, those whose place was taken included (task ids number
+	// them); Dropped the launches in a row that never reached an agent.
+	Attempts int `json:"attempts,omitempty"`
+	Dropped  int `json:"dropped,omitempty"`
 	// Retries used (ON_FAILURE); NextAttemptAt is when the next launch may happen.
 	Retries       int        `json:"retries,omitempty"`
 	NextAttemptAt *time.Time `json:"nextAttemptAt,omitempty"`
@@ -106,9 +113,19 @@ func (r *Run) waiting(now time.Time) bool {
 	return r.Status == RunInitial && !r.Stopping && (r.NextAttemptAt == nil || !now.Before(*r.NextAttemptAt))
 }
 
-// launch records an attempt: the run is STARTING with a task that is launched next.
+// nextAttempt is the number of the next launch (1 for the first).
+func (r *Run) nextAttempt() int { return max(r.Attempts, len(r.Tasks)) + 1 }
+
+// launch records an attempt: the run is STARTING with a task that is launched next. It takes
+// the place of an attempt that never reached an agent.
 func (r *Run) launch(taskID string, o api.Offer, now time.Time) {
-	r.Tasks = append(r.Tasks, RunTask{ID: taskID, Status: task.Staging, AgentID: o.AgentID, Host: o.Hostname, LaunchedAt: now})
+	t := RunTask{ID: taskID, Status: task.Staging, AgentID: o.AgentID, Host: o.Hostname, LaunchedAt: now}
+	r.Attempts = r.nextAttempt()
+	if last := r.task(); last != nil && last.StartedAt == nil && (last.Status == task.Dropped || last.Status == task.Unknown) {
+		*last = t
+	} else {
+		r.Tasks = append(r.Tasks, t)
+	}
 	r.Status = RunStarting
 	r.NextAttemptAt = nil
 }
@@ -141,7 +158,7 @@ func (r *Run) onStatus(st api.TaskStatus, restart Restart, now time.Time) outcom
 		if t.StartedAt == nil {
 			t.StartedAt = &ts
 		}
-		r.Status = RunActive
+		r.Status, r.Dropped = RunActive, 0
 		return changed
 	case !st.State.IsTerminal() && st.State != task.Unknown:
 		return changed // STAGING, STARTING, UNREACHABLE (it may come back), KILLING
@@ -157,8 +174,14 @@ func (r *Run) onStatus(st api.TaskStatus, restart Restart, now time.Time) outcom
 		r.fail(ts, r.Reason)
 		return ended
 	case neverRan(st) && t.StartedAt == nil:
-		// The launch never reached an agent: the run has not run; launch it again.
-		r.Status = RunInitial
+		// The launch never reached an agent: the run has not run; launch it again — at once the
+		// first time (a new leader's launch the master never heard of), then after the job's
+		// backoff, so that an agent that drops every launch is not sent one per offer.
+		r.Status, r.Dropped = RunInitial, r.Dropped+1
+		if r.Dropped > 1 {
+			at := now.Add(restart.backoff(r.Dropped - 1))
+			r.NextAttemptAt = &at
+		}
 		return changed
 	case restart.Policy == RestartOnFailure && restart.BackoffLimit != nil && r.Retries < *restart.BackoffLimit:
 		r.Retries++

@@ -837,14 +837,14 @@ func (s *Service) useOfferLocked(st *leaderState, o api.Offer, queue []*Run, w *
 			continue
 		}
 		left, _ = left.Subtract(need)
-		taskID := fmt.Sprintf("%s_%s.%d", r.JobID, r.ID, len(r.Tasks)+1)
+		taskID := fmt.Sprintf("%s_%s.%d", r.JobID, r.ID, r.nextAttempt())
 		r.launch(taskID, o, now)
 		st.byTask[taskID] = r
 		w.putRun(r)
 		ti := taskInfo(js.job, r, taskID, need)
 		ti.SecretEnv = secretEnv
 		infos = append(infos, ti)
-		if r.ScheduledAt != nil && len(r.Tasks) == 1 {
+		if r.ScheduledAt != nil && r.Attempts == 1 {
 			w.lags = append(w.lags, now.Sub(*r.ScheduledAt))
 		}
 	}

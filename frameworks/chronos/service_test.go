@@ -2,9 +2,14 @@ package chronos
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -565,5 +570,61 @@ func TestMetronomeSpecsLoadAsExported(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if rs := runs(t, c.base, "nightly.report"); len(rs) != 1 || len(rs[0].Tasks) != 0 {
 		t.Fatalf("a run constrained to hostname IS nowhere was placed: %+v", rs)
+	}
+}
+
+// TestDroppedLaunchesBackOff: an agent that never gets a launch (its API does not answer:
+// every launch ends TASK_DROPPED) is not sent one per offer. The run is launched again at once
+// the first time, then after the job's backoff, doubling; it keeps one dropped attempt, not one
+// per launch, and runs as soon as launches reach an agent again.
+func TestDroppedLaunchesBackOff(t *testing.T) {
+	c := startSim(t, t.TempDir(), nil, finishAfter(20*time.Millisecond))
+	var mu sync.Mutex
+	var launched []time.Time
+	dropping := true
+	c.sim.Refuse = func(ti api.TaskInfo) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !dropping {
+			return nil
+		}
+		launched = append(launched, time.Now())
+		return errors.New("dial tcp 10.0.0.9:5151: connection refused")
+	}
+	job := `{"id": "unlucky", "run": {"cmd": "true", "cpus": 0.1, "mem": 32, "restart": {"backoffSeconds": 0.1}}}`
+	if code := call(t, "POST", c.base+"/v1/jobs", job, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	var r Run
+	if code := call(t, "POST", c.base+"/v1/jobs/unlucky/runs", "", &r); code != http.StatusCreated {
+		t.Fatalf("run now: %d", code)
+	}
+	waitFor(t, "6 dropped launches", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(launched) >= 6
+	})
+	mu.Lock()
+	dropping = false
+	times := slices.Clone(launched)
+	mu.Unlock()
+	// Launches 1 and 2 come one after the other; then 0.1 s, 0.2 s, 0.4 s, 0.8 s apart.
+	for i := 2; i < 6; i++ {
+		want := time.Duration(float64(100*time.Millisecond) * math.Pow(2, float64(i-2)))
+		if gap := times[i].Sub(times[i-1]); gap < want-10*time.Millisecond {
+			t.Fatalf("launch %d came %s after the one before, want at least %s (the backoff): %v", i+1, gap, want, times)
+		}
+	}
+	var got Run
+	call(t, "GET", c.base+"/v1/jobs/unlucky/runs/"+r.ID, "", &got)
+	if len(got.Tasks) != 1 || got.Attempts < 6 || got.Retries != 0 || got.Status == RunInitial && (got.Tasks[0].Status != task.Dropped || got.Dropped < 6) {
+		t.Fatalf("run after 6 dropped launches: %+v, want one dropped attempt kept, no retry used", got)
+	}
+	waitFor(t, "the run to succeed once launches reach an agent", func() bool { return history(t, c.base, "unlucky").SuccessCount == 1 })
+	got = Run{}
+	call(t, "GET", c.base+"/v1/jobs/unlucky/runs/"+r.ID, "", &got)
+	if len(got.Tasks) != 1 || got.Tasks[0].Status != task.Finished || got.Dropped != 0 || got.Attempts < 7 ||
+		got.Tasks[0].ID != fmt.Sprintf("unlucky_%s.%d", r.ID, got.Attempts) {
+		t.Fatalf("run: %+v, want its one attempt that ran, numbered after the dropped ones", got)
 	}
 }

@@ -2,9 +2,11 @@ package marathon
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/raft"
@@ -144,5 +147,46 @@ func BenchmarkDependencyCheck(b *testing.B) {
 			b.Fatalf("cycle %v", c)
 		}
 		orderByDependencies(changed, apps, groups, func(string) bool { return false })
+	}
+}
+
+// BenchmarkFailedLaunches is the framework's side of issue 18's spin: an app of 2, one
+// instance running, whose other launch fails at once, 1,000 and then 10,000 times (the
+// planner's clock jumps to the end of each backoff). Reported: the heap the framework still
+// holds afterwards (retained-KiB, over what it held before: failed instances are forgotten,
+// only lastTaskFailure stays) and the instances it keeps.
+func BenchmarkFailedLaunches(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("launches=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				svc, st, as, clk := beside(b, `"backoffSeconds": 1, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300`)
+				runtime.GC()
+				var before runtime.MemStats
+				runtime.ReadMemStats(&before)
+				b.StartTimer()
+				for i := range n {
+					if as.delayUntil.After(clk.Now()) {
+						clk.Advance(as.delayUntil.Sub(clk.Now()))
+					}
+					now := clk.Now()
+					svc.planLocked(context.Background(), st, now, true)
+					if as.want != 1 {
+						b.Fatalf("launch %d: the app wants %d", i, as.want)
+					}
+					id := fmt.Sprintf("web.%06d", i)
+					st.add(&instance{rec: InstanceRecord{ID: id, AppID: "/web", Version: "v1", AgentID: "a2", StagedAt: now}, state: task.Staging, reconciled: true})
+					as.want--
+					svc.observeLocked(st, api.TaskStatus{TaskID: id, State: task.Error, Message: "port 31000 is held", Timestamp: now})
+				}
+				b.StopTimer()
+				runtime.GC()
+				var after runtime.MemStats
+				runtime.ReadMemStats(&after)
+				b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/1024, "retained-KiB")
+				b.ReportMetric(float64(len(st.instances)), "instances-kept")
+				b.StartTimer()
+			}
+		})
 	}
 }

@@ -225,7 +225,7 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 					cur.deleted = true
 				}
 			case cur != nil && r.action == "ScaleApplication":
-				r.next.failures, r.next.delayUntil, r.next.lastFail = cur.failures, cur.delayUntil, cur.lastFail
+				r.next.failures, r.next.failedAt, r.next.delayUntil, r.next.lastFail = cur.failures, cur.failedAt, cur.delayUntil, cur.lastFail
 				st.apps[id] = r.next
 			default:
 				st.apps[id] = r.next // a new config: the backoff starts over

@@ -35,10 +35,14 @@
 //     whose health is still unknown counts as not healthy for minimumHealthCapacity, yet is
 //     not killed as an unhealthy one; the deployment goes on from where it was.
 //
-//   - An instance that ends on its own is replaced after backoffSeconds × backoffFactor^n (at
-//     most maxLaunchDelaySeconds); the backoff starts over once an instance has run (healthy)
-//     for 10 s. Unreachable instances are replaced after inactiveAfterSeconds of their app's
-//     unreachableStrategy and forgotten after its expungeAfterSeconds.
+//   - An instance that ends on its own — having run, or its launch failed: TASK_ERROR,
+//     TASK_FAILED before TASK_RUNNING, TASK_DROPPED, an agent that refused it — is forgotten
+//     (lastTaskFailure keeps the latest) and replaced after backoffSeconds × backoffFactor^n (at
+//     most maxLaunchDelaySeconds), n the failures in a row; the backoff starts over once an
+//     instance launched after the latest failure has run (healthy) for 10 s — instances that
+//     were running all along prove nothing about the launches that fail. Unreachable instances
+//     are replaced after inactiveAfterSeconds of their app's unreachableStrategy and forgotten
+//     after its expungeAfterSeconds.
 //
 //   - GET /v2/events streams Marathon's events (Server-Sent Events, ?event_type= filters).
 //

@@ -76,9 +76,13 @@ type appState struct {
 	configAt    string           // versionInfo.lastConfigChangeAt: instances of another are old
 	deleted     bool             // DELETE: its instances are being killed; forgotten once none is left
 	want        int              // instances to start now, from the plan
-	failures    int
-	delayUntil  time.Time
-	lastFail    *TaskFailure
+	// failures is how many instances in a row ended on their own (failed launches included):
+	// the launch backoff's n. failedAt is when the latest did: only an instance launched after
+	// it that then runs (healthy) for backoffResetAfter starts the backoff over.
+	failures   int
+	failedAt   time.Time
+	delayUntil time.Time
+	lastFail   *TaskFailure
 }
 
 type instance struct {
@@ -403,20 +407,23 @@ func condition(s task.State) string {
 	return name[:1] + strings.ToLower(name[1:])
 }
 
-// failedLocked records an instance that ended on its own: the app's launches wait
-// backoffSeconds × backoffFactor^(failures-1), at most maxLaunchDelaySeconds.
+// failedLocked records an instance that ended on its own — whether it ran or its launch failed
+// (TASK_ERROR, TASK_FAILED before TASK_RUNNING, TASK_DROPPED, an agent's refusal): the app's
+// launches wait backoffSeconds × backoffFactor^(failures-1), at most maxLaunchDelaySeconds.
 func (s *Service) failedLocked(as *appState, in *instance, st api.TaskStatus) {
+	now := s.cfg.Clock.Now()
 	as.failures++
 	delay := LaunchDelay(as.app, as.failures)
-	as.delayUntil = s.cfg.Clock.Now().Add(delay)
+	as.failedAt, as.delayUntil = now, now.Add(delay)
 	as.lastFail = &TaskFailure{AppID: as.app.ID, Host: in.rec.Host, Message: st.Message, State: string(st.State), TaskID: in.rec.ID,
 		Timestamp: st.Timestamp, Version: in.rec.Version, SlaveID: in.rec.AgentID}
 	s.logger.Info("instance ended; replacing it", "app", as.app.ID, "instance", in.rec.ID, "state", st.State, "message", st.Message, "delay", delay)
 }
 
-// backoffResetAfter is how long an instance must run (healthy, if the app checks health) before
-// the app's launch backoff starts over: a command that runs and fails a moment later keeps
-// backing off.
+// backoffResetAfter is how long an instance launched after the app's latest failure must run
+// (healthy, if the app checks health) before the app's launch backoff starts over: a command
+// that runs and fails a moment later keeps backing off, and so does a launch that fails again
+// and again beside instances that have long been running (they prove nothing about it).
 const backoffResetAfter = 10 * time.Second
 
 // probeReadiness runs an instance's readiness checks from the leader, as Marathon does, until
@@ -641,6 +648,7 @@ func (s *Service) planLocked(ctx context.Context, state *leaderState, now time.T
 		if as.failures > 0 {
 			for _, in := range insts {
 				if in.state == task.Running && in.startedAt != nil && now.Sub(*in.startedAt) >= backoffResetAfter &&
+					!in.rec.StagedAt.Before(as.failedAt) &&
 					(len(as.app.HealthChecks) == 0 || in.healthy != nil && *in.healthy) {
 					as.failures, as.delayUntil = 0, time.Time{} // it runs (healthy) again: the backoff starts over
 					break

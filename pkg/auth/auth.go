@@ -21,7 +21,10 @@
 //
 // The cluster secret (--cluster-secret-file on masters and agents) is the Cluster role: agents
 // register and report with it, masters launch, kill and read logs on agents with it, and gossip
-// is encrypted with a key derived from it, so a node without it cannot join.
+// is encrypted with a key derived from it, so a node without it cannot join. A node without
+// one is an open cluster to its own machine only: cluster calls are taken from loopback (or
+// with a client certificate the cluster's CA signed), and refused with 403 from anywhere else
+// (ErrOpenCluster), since whoever reaches the API could register an agent or report tasks.
 package auth
 
 import (
@@ -253,8 +256,14 @@ type Guard struct {
 // file: requests under way keep the answer they had).
 func (g *Guard) SetTokens(t *Tokens) { g.tokens.Store(t) }
 
-// ErrNoToken, ErrBadToken and ErrQueryToken are the reasons a request is not let in.
+// ErrNoToken, ErrBadToken, ErrQueryToken and ErrOpenCluster are the reasons a request is not
+// let in.
 var (
+	// ErrOpenCluster: a cluster call (an agent's registration or status update) from beyond
+	// this machine to a node without a cluster secret, where whoever reaches the API could
+	// register an agent that takes tasks and never runs them, or report tasks' states.
+	ErrOpenCluster = errors.New("this cluster has no cluster secret, so agents may register and report from this machine (loopback) only; " +
+		"give the masters and agents the same --cluster-secret-file (or mutual TLS: --tls-cert, --tls-key, --tls-ca) to take agents of other machines")
 	ErrNoToken    = errors.New("this API needs a token: send 'Authorization: Bearer TOKEN' (agora --token or AGORA_TOKEN)")
 	ErrBadToken   = errors.New("the token is not known")
 	ErrQueryToken = errors.New("send 'Authorization: Bearer TOKEN'")
@@ -283,7 +292,12 @@ func (g *Guard) Check(r *http.Request) (Principal, int, error) {
 	}
 	if need == Cluster {
 		if g.ClusterSecret == "" {
-			return Principal{Name: ClusterPrincipal, Role: Cluster}, 0, nil // no secret configured: the cluster is open
+			// No secret configured: the cluster is open, to this machine (or to the peers
+			// mutual TLS vouches for).
+			if !FromLoopback(r) && !verifiedPeer(r) {
+				return Principal{}, http.StatusForbidden, fmt.Errorf("%s %s from %s: %w", r.Method, r.URL.Path, r.RemoteAddr, ErrOpenCluster)
+			}
+			return Principal{Name: ClusterPrincipal, Role: Cluster}, 0, nil
 		}
 		what := r.Method + " " + r.URL.Path + " needs the cluster secret (--cluster-secret-file): only masters and agents may call it"
 		if tok == "" {
@@ -330,6 +344,21 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 		next.ServeHTTP(w, withP)
 		r.Pattern = withP.Pattern // the mux names the route on the copy; wrappers outside read it here
 	})
+}
+
+// FromLoopback says whether a request came from a loopback address (this machine).
+func FromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// verifiedPeer says whether a request came with a client certificate the node's CA signed.
+func verifiedPeer(r *http.Request) bool {
+	return r.TLS != nil && len(r.TLS.VerifiedChains) > 0
 }
 
 // Loopback says whether a host:port listens on loopback only.

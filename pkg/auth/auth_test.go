@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -112,6 +114,56 @@ func TestGuard(t *testing.T) {
 		if _, code, _ := g.Check(r); code != want {
 			t.Errorf("after the reload, %s: %d, want %d", tok, code, want)
 		}
+	}
+}
+
+// TestOpenClusterIsThisMachineOnly: without a cluster secret, cluster calls (agents registering
+// and reporting) come from loopback, or with a certificate the cluster's CA signed; from
+// anywhere else they are a 403 that says why and what lets other machines in.
+func TestOpenClusterIsThisMachineOnly(t *testing.T) {
+	g := &Guard{Need: func(*http.Request) Role { return Cluster }}
+	for _, tc := range []struct {
+		from     string
+		verified bool
+		want     int
+	}{
+		{"127.0.0.1:40000", false, 0},
+		{"127.0.0.9:40000", false, 0},
+		{"[::1]:40000", false, 0},
+		{"192.0.2.7:40000", false, http.StatusForbidden},
+		{"[2001:db8::7]:40000", false, http.StatusForbidden},
+		{"[::ffff:192.0.2.7]:40000", false, http.StatusForbidden},
+		{"192.0.2.7:40000", true, 0}, // mutual TLS vouches for it
+	} {
+		r := httptest.NewRequest("POST", "/v1/agents/register", nil)
+		r.RemoteAddr = tc.from
+		if tc.verified {
+			r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{{}}}}
+		}
+		p, code, err := g.Check(r)
+		if code != tc.want {
+			t.Errorf("from %s (verified %t): %d %v, want %d", tc.from, tc.verified, code, err, tc.want)
+			continue
+		}
+		if code == 0 && p.Name != ClusterPrincipal {
+			t.Errorf("from %s: principal %+v", tc.from, p)
+		}
+		if code != 0 && (!errors.Is(err, ErrOpenCluster) || !strings.Contains(err.Error(), "--cluster-secret-file") || !strings.Contains(err.Error(), tc.from) ||
+			!strings.Contains(err.Error(), "POST /v1/agents/register")) {
+			t.Errorf("from %s: %v, want the call, the caller, why and the flag that opens it", tc.from, err)
+		}
+	}
+	// With a secret, the secret decides, wherever the call comes from.
+	g.ClusterSecret = "cluster-secret-0123456789"
+	r := httptest.NewRequest("POST", "/v1/agents/register", nil)
+	r.Header.Set("Authorization", "Bearer cluster-secret-0123456789")
+	if _, code, err := g.Check(r); code != 0 {
+		t.Errorf("the secret from %s: %d %v", r.RemoteAddr, code, err)
+	}
+	r = httptest.NewRequest("POST", "/v1/agents/register", nil)
+	r.RemoteAddr = "127.0.0.1:40000"
+	if _, code, _ := g.Check(r); code != http.StatusUnauthorized {
+		t.Errorf("no secret from loopback to a node that has one: %d, want 401", code)
 	}
 }
 
