@@ -8,6 +8,7 @@ import (
 
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/hostaccess"
+	"github.com/agora-sched/agora/pkg/resources"
 )
 
 // Why something waits. A framework judges every offer against what waits for one (an app's
@@ -123,6 +124,31 @@ func (s *OfferStats) NotUsed(o api.Offer, why []Mismatch, now time.Time) {
 		delete(s.byAgent, oldest)
 	}
 	s.byAgent[o.AgentID] = unusedOffer{offer: o, why: slices.Clone(why), at: now}
+}
+
+// QuietAfter is how long something may wait for its first offer before its waiting reason
+// says that no offer came.
+const QuietAfter = 10 * time.Second
+
+// ShortOf says which of the scalars a task needs (cpus, mem, disk) what is left of an offer from
+// host lacks: Marathon's InsufficientCpus, InsufficientMemory and InsufficientDisk.
+func ShortOf(need, left resources.Resources, host string) []Mismatch {
+	var why []Mismatch
+	for _, r := range []struct {
+		reason     Reason
+		name       string
+		need, have float64
+		res        resources.Resources
+	}{
+		{InsufficientCpus, "cpus", need.CPUs, left.CPUs, resources.Resources{CPUs: need.CPUs}},
+		{InsufficientMemory, "MiB of memory", need.Mem, left.Mem, resources.Resources{Mem: need.Mem}},
+		{InsufficientDisk, "MiB of disk", need.Disk, left.Disk, resources.Resources{Disk: need.Disk}},
+	} {
+		if !left.Contains(r.res) {
+			why = append(why, Mismatch{Reason: r.reason, Detail: fmt.Sprintf("needs %g %s, %s offers %g", r.need, r.name, host, r.have)})
+		}
+	}
+	return why
 }
 
 // UnmetDetail is Agora's words for a need of a task an agent does not meet (hostaccess.Unmet):
@@ -334,14 +360,15 @@ func (s *OfferStats) Declined() string {
 			words[k] += " (" + d + ")"
 		}
 	}
-	head := fmt.Sprintf("last %d %s declined", s.unused, plural(s.unused, "offer", "offers"))
+	head := fmt.Sprintf("last %d %s declined", s.unused, Plural(s.unused, "offer", "offers"))
 	if s.unused < s.processed {
 		head = fmt.Sprintf("%d of the last %d offers declined", s.unused, s.processed)
 	}
 	return head + ": " + strings.Join(words, ", ")
 }
 
-func plural(n int, one, many string) string {
+// Plural is one or many, as n says.
+func Plural(n int, one, many string) string {
 	if n == 1 {
 		return one
 	}
@@ -370,5 +397,5 @@ func Silent(agents []api.AgentView) string {
 	if len(quiet) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%d %s no offers: %s (%s)", len(quiet), plural(len(quiet), "agent makes", "agents make"), AgentMaintenance, strings.Join(quiet, "; "))
+	return fmt.Sprintf("%d %s no offers: %s (%s)", len(quiet), Plural(len(quiet), "agent makes", "agents make"), AgentMaintenance, strings.Join(quiet, "; "))
 }

@@ -106,6 +106,15 @@ func (r *Run) waiting(now time.Time) bool {
 	return r.Status == RunInitial && !r.Stopping && (r.NextAttemptAt == nil || !now.Before(*r.NextAttemptAt))
 }
 
+// waitingSince is when the run's present wait for an offer began: its retry's time, or its
+// creation.
+func (r *Run) waitingSince() time.Time {
+	if r.NextAttemptAt != nil {
+		return *r.NextAttemptAt
+	}
+	return r.CreatedAt
+}
+
 // launch records an attempt: the run is STARTING with a task that is launched next.
 func (r *Run) launch(taskID string, o api.Offer, now time.Time) {
 	r.Tasks = append(r.Tasks, RunTask{ID: taskID, Status: task.Staging, AgentID: o.AgentID, Host: o.Hostname, LaunchedAt: now})

@@ -752,9 +752,6 @@ func lastScalingAt(def Definition) string {
 	return vi.LastScalingAt
 }
 
-// quietAfter is how long an app may wait for its first offer before waitingReason says so.
-const quietAfter = 10 * time.Second
-
 // waitingReasonLocked says in a line why an app's instances wait to start, "" when none waits
 // or nothing holds them yet: its launch backoff, the offers declined and why (Marathon's reason
 // names with Agora's words), no offer at all for a while, the agents that make no offers
@@ -769,12 +766,12 @@ func waitingReasonLocked(as *appState, now time.Time, silent string) string {
 		left := int(math.Ceil(as.delayUntil.Sub(now).Seconds()))
 		line := fmt.Sprintf("%d of %d instances wait: next launch in %d s", as.want, as.app.Instances, left)
 		if as.failures > 0 {
-			line += fmt.Sprintf(" (backoff after %d failed %s)", as.failures, plural(as.failures, "launch", "launches"))
+			line += fmt.Sprintf(" (backoff after %d failed %s)", as.failures, frameworks.Plural(as.failures, "launch", "launches"))
 		}
 		parts = append(parts, line)
 	case declined != "":
 		parts = append(parts, declined)
-	case as.offers.Processed() == 0 && now.Sub(as.offers.Since()) >= quietAfter:
+	case as.offers.Processed() == 0 && now.Sub(as.offers.Since()) >= frameworks.QuietAfter:
 		parts = append(parts, fmt.Sprintf("no offer in %s", now.Sub(as.offers.Since()).Round(time.Second)))
 	}
 	if f := as.lastFail; f != nil && (as.failures > 0 || !f.Timestamp.Before(as.offers.Since())) {
@@ -791,13 +788,6 @@ func waitingReasonLocked(as *appState, now time.Time, silent string) string {
 		parts = append(parts, silent)
 	}
 	return strings.Join(parts, "; ")
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // silentAgents says which agents make no offers and why (frameworks.Silent), "" when all do or

@@ -159,8 +159,8 @@ func TestWaitingReason(t *testing.T) {
 	if got := waitingReasonLocked(as, t0.Add(time.Second), "1 agent makes no offers: x"); got != "" {
 		t.Fatalf("just began to wait: %q", got)
 	}
-	if got := waitingReasonLocked(as, t0.Add(quietAfter), ""); got != "no offer in 10s" {
-		t.Fatalf("after %s without an offer: %q", quietAfter, got)
+	if got := waitingReasonLocked(as, t0.Add(frameworks.QuietAfter), ""); got != "no offer in 10s" {
+		t.Fatalf("after %s without an offer: %q", frameworks.QuietAfter, got)
 	}
 	o := testOffer("o1", "a1", "web1", 2, 1024, nil)
 	_, why := fit(as, o.Resources, o, nil)

@@ -914,20 +914,7 @@ func fit(as *appState, left resources.Resources, o api.Offer, placed []Place) (p
 		why = append(why, frameworks.Mismatch{Reason: frameworks.UnfulfilledConstraint, Detail: frameworks.UnmetDetail(as.needs, u, o.Hostname)})
 	}
 	a := as.app
-	for _, r := range []struct {
-		reason     frameworks.Reason
-		name       string
-		need, have float64
-		res        resources.Resources
-	}{
-		{frameworks.InsufficientCpus, "cpus", a.CPUs, left.CPUs, resources.Resources{CPUs: a.CPUs}},
-		{frameworks.InsufficientMemory, "MiB of memory", a.Mem, left.Mem, resources.Resources{Mem: a.Mem}},
-		{frameworks.InsufficientDisk, "MiB of disk", a.Disk, left.Disk, resources.Resources{Disk: a.Disk}},
-	} {
-		if !left.Contains(r.res) {
-			why = append(why, frameworks.Mismatch{Reason: r.reason, Detail: fmt.Sprintf("needs %g %s, %s offers %g", r.need, r.name, o.Hostname, r.have)})
-		}
-	}
+	why = append(why, frameworks.ShortOf(resources.Resources{CPUs: a.CPUs, Mem: a.Mem, Disk: a.Disk}, left, o.Hostname)...)
 	want := a.RequiredPorts()
 	ports, ok := pickPorts(left.Ports, want)
 	if !ok {
