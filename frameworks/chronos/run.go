@@ -78,7 +78,7 @@ type RunTask struct {
 // after the lock is released).
 func (r *Run) clone() Run {
 	c := *r
-	c.Tasks = append([]RunTask(nil), r.Tasks...)
+	c.Tasks = append([]RunTask{}, r.Tasks...) // [] in JSON, as Metronome's, not null
 	return c
 }
 
