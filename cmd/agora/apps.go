@@ -605,12 +605,13 @@ type progressLines struct {
 	at        time.Time
 }
 
-var digits = regexp.MustCompile(`[0-9]+`)
+// counts are what changes in why an app waits when only more offers were declined.
+var counts = regexp.MustCompile(`[0-9]+|\boffers?\b`)
 
 // next answers the line to print for the progress line and why the app waits, and whether to
 // print it.
 func (p *progressLines) next(line, why string, now time.Time) (string, bool) {
-	sameKind := digits.ReplaceAllString(why, "#") == digits.ReplaceAllString(p.why, "#")
+	sameKind := counts.ReplaceAllString(why, "#") == counts.ReplaceAllString(p.why, "#")
 	if line == p.line && why == p.why || line == p.line && sameKind && now.Sub(p.at) < whyEvery {
 		return "", false
 	}

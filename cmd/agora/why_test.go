@@ -99,7 +99,9 @@ func TestWhyItWaitsOnContainerd(t *testing.T) {
 	var progress containerdtest.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"agora", "app", "add", file, "--wait", "--master", base}, &progress, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"agora", "app", "add", file, "--wait", "--master", base}, &progress, io.Discard)
+	}()
 	waitJob(t, "agora app add --wait to say why", 60*time.Second, func() bool {
 		return strings.Contains(progress.String(), "0/1 running — last ") && strings.Contains(progress.String(), "declined: ")
 	})
@@ -203,4 +205,39 @@ func (b *browser) color(sel string) string {
 
 func contains(s string) func(string) bool {
 	return func(got string) bool { return strings.Contains(got, s) }
+}
+
+// TestProgressLinesSayWhyWithoutFlooding: the --wait progress prints a line when the instances
+// change or why they wait changes; when only the counts in why change (one more offer
+// declined), at most one line every whyEvery.
+func TestProgressLinesSayWhyWithoutFlooding(t *testing.T) {
+	var p progressLines
+	t0 := time.Now()
+	steps := []struct {
+		at        time.Duration
+		line, why string
+		want      string // "" for no line
+	}{
+		{0, "  0/2 running", "", "  0/2 running"},
+		{time.Second, "  0/2 running", "", ""},
+		{2 * time.Second, "  0/2 running", "last 1 offer declined: 1 InsufficientCpus (needs 4 cpus, vm offers 2)",
+			"  0/2 running — last 1 offer declined: 1 InsufficientCpus (needs 4 cpus, vm offers 2)"},
+		{7 * time.Second, "  0/2 running", "last 2 offers declined: 2 InsufficientCpus (needs 4 cpus, vm offers 2)", ""},
+		{8 * time.Second, "  0/2 running", "last 3 offers declined: 2 InsufficientCpus (needs 4 cpus, vm offers 2), 1 UnfulfilledConstraint (x)",
+			"  0/2 running — last 3 offers declined: 2 InsufficientCpus (needs 4 cpus, vm offers 2), 1 UnfulfilledConstraint (x)"},
+		{9 * time.Second, "  0/2 running", "last 4 offers declined: 3 InsufficientCpus (needs 4 cpus, vm offers 2), 1 UnfulfilledConstraint (x)", ""},
+		{8*time.Second + whyEvery, "  0/2 running", "last 9 offers declined: 8 InsufficientCpus (needs 4 cpus, vm offers 2), 1 UnfulfilledConstraint (x)",
+			"  0/2 running — last 9 offers declined: 8 InsufficientCpus (needs 4 cpus, vm offers 2), 1 UnfulfilledConstraint (x)"},
+		{8*time.Second + whyEvery + time.Second, "  1/2 running", "last 9 offers declined: 8 InsufficientCpus (needs 4 cpus, vm offers 2), 1 UnfulfilledConstraint (x)",
+			"  1/2 running — last 9 offers declined: 8 InsufficientCpus (needs 4 cpus, vm offers 2), 1 UnfulfilledConstraint (x)"},
+	}
+	for i, s := range steps {
+		got, ok := p.next(s.line, s.why, t0.Add(s.at))
+		if !ok {
+			got = ""
+		}
+		if got != s.want {
+			t.Fatalf("step %d: printed %q, want %q", i, got, s.want)
+		}
+	}
 }
