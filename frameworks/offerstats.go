@@ -1,11 +1,13 @@
 package frameworks
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -398,4 +400,14 @@ func Silent(agents []api.AgentView) string {
 		return ""
 	}
 	return fmt.Sprintf("%d %s no offers: %s (%s)", len(quiet), Plural(len(quiet), "agent makes", "agents make"), AgentMaintenance, strings.Join(quiet, "; "))
+}
+
+// SilentAgents is Silent of the master's agents, "" when it cannot say. It reads the master:
+// call it before taking a framework's locks.
+func SilentAgents(ctx context.Context, m *master.Master) string {
+	agents, err := m.AgentViews(ctx)
+	if err != nil {
+		return ""
+	}
+	return Silent(agents)
 }

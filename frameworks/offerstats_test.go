@@ -1,40 +1,14 @@
 package frameworks
 
 import (
-	"encoding/json"
-	"os"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
 )
-
-// sameJSON fails the test unless got, marshalled, is the JSON of the golden file: the same
-// fields with the same values, whatever their order.
-func sameJSON(t *testing.T, golden string, got any) {
-	t.Helper()
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.MarshalIndent(got, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g, w any
-	if err := json.Unmarshal(b, &g); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(want, &w); err != nil {
-		t.Fatalf("%s: %v", golden, err)
-	}
-	if !reflect.DeepEqual(g, w) {
-		t.Fatalf("not the shape of %s; got:\n%s\nwant:\n%s", golden, b, want)
-	}
-}
 
 func offer(id, agent, host string, cpus, mem float64) api.Offer {
 	return api.Offer{ID: id, AgentID: agent, Hostname: host, Resources: resources.Resources{CPUs: cpus, Mem: mem, Disk: 0,
@@ -60,15 +34,15 @@ func TestOfferStatsAsMarathonShowsThem(t *testing.T) {
 	s.NotUsed(offer("o5", "a3", "web3", 2, 1024), []Mismatch{cpus}, at(5))
 	s.Used(offer("o6", "a3", "web3", 8, 1024), at(6)) // a3's last offer was used: not among the last unused
 
-	sameJSON(t, "testdata/processed_offers_summary.json", s.Summary())
-	sameJSON(t, "testdata/last_unused_offers.json", s.LastUnusedOffers("*"))
+	frameworktest.SameJSON(t, "testdata/processed_offers_summary.json", s.Summary())
+	frameworktest.SameJSON(t, "testdata/last_unused_offers.json", s.LastUnusedOffers("*"))
 	want := `4 of the last 6 offers declined: 3 InsufficientCpus (needs 4 cpus, web1 offers 2), 1 UnfulfilledConstraint (hostname:LIKE:web.*: hostname is "db1" on db1)`
 	if got := s.Declined(); got != want {
 		t.Fatalf("Declined() = %q\nwant %q", got, want)
 	}
 
 	fresh := NewOfferStats(t0)
-	sameJSON(t, "testdata/processed_offers_summary_none.json", fresh.Summary())
+	frameworktest.SameJSON(t, "testdata/processed_offers_summary_none.json", fresh.Summary())
 	if got := fresh.Declined(); got != "" {
 		t.Fatalf("no offer yet: Declined() = %q, want nothing", got)
 	}

@@ -169,16 +169,6 @@ func (st *leaderState) waitingReason(r *Run, now time.Time, silent string) strin
 	return strings.Join(parts, "; ")
 }
 
-// silentAgents says which agents make no offers and why (frameworks.Silent), "" when all do or
-// the master cannot say. It reads the master: call it before taking the framework's locks.
-func (s *Service) silentAgents(ctx context.Context) string {
-	agents, err := s.m.AgentViews(ctx)
-	if err != nil {
-		return ""
-	}
-	return frameworks.Silent(agents)
-}
-
 // jobView is a job as the API shows it, with what ?embed= asks for.
 type jobView struct {
 	Job
@@ -268,7 +258,7 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 		apiError(w, err)
 		return
 	}
-	silent := s.silentAgents(r.Context())
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.read(w, func(st *leaderState) error {
 		out := []jobView{}
 		now := s.cfg.Clock.Now()
@@ -288,7 +278,7 @@ func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
 		apiError(w, err)
 		return
 	}
-	silent := s.silentAgents(r.Context())
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.read(w, func(st *leaderState) error {
 		js := st.jobs[r.PathValue("id")]
 		if js == nil {
@@ -495,7 +485,7 @@ func (s *Service) removeJobLocked(st *leaderState, js *jobState, wk *work) {
 // runs kept (newest first).
 func (s *Service) listRuns(w http.ResponseWriter, r *http.Request) {
 	finished := r.URL.Query().Get("include") == "finished"
-	silent := s.silentAgents(r.Context())
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.read(w, func(st *leaderState) error {
 		js := st.jobs[r.PathValue("id")]
 		if js == nil {
@@ -519,7 +509,7 @@ func (s *Service) listRuns(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) getRun(w http.ResponseWriter, r *http.Request) {
-	silent := s.silentAgents(r.Context())
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.read(w, func(st *leaderState) error {
 		js := st.jobs[r.PathValue("id")]
 		if js == nil {

@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -81,4 +83,29 @@ func Call(t testing.TB, method, url, body string, out any) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+// SameJSON fails the test unless got, marshalled, is the JSON of the golden file: the same
+// fields with the same values, whatever their order. Golden files are written by hand from the
+// shape the API copies (Marathon's, Metronome's), never from the code's own output.
+func SameJSON(t testing.TB, golden string, got any) {
+	t.Helper()
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.MarshalIndent(got, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g, w any
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatalf("%s: %v", golden, err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("not the shape of %s; got:\n%s\nwant:\n%s", golden, b, want)
+	}
 }

@@ -137,7 +137,7 @@ func (s *Service) appGet(w http.ResponseWriter, r *http.Request) {
 	appID, sub, arg := splitAppPath(r.PathValue("path"))
 	silent := ""
 	if sub == "" {
-		silent = s.silentAgents(r.Context())
+		silent = frameworks.SilentAgents(r.Context(), s.m)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -559,7 +559,7 @@ func embedOf(r *http.Request) map[string]bool {
 func (s *Service) listApps(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	embed := embedOf(r)
-	silent := s.silentAgents(r.Context())
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.readyState(w)
@@ -790,16 +790,6 @@ func waitingReasonLocked(as *appState, now time.Time, silent string) string {
 	return strings.Join(parts, "; ")
 }
 
-// silentAgents says which agents make no offers and why (frameworks.Silent), "" when all do or
-// the master cannot say.
-func (s *Service) silentAgents(ctx context.Context) string {
-	agents, err := s.m.AgentViews(ctx)
-	if err != nil {
-		return ""
-	}
-	return frameworks.Silent(agents)
-}
-
 // taskJSON is a task as Marathon shows it.
 type taskJSON struct {
 	ID                 string     `json:"id"`
@@ -986,7 +976,7 @@ func (s *Service) queue(w http.ResponseWriter, r *http.Request) {
 			withOffers = withOffers || strings.TrimSpace(e) == "lastUnusedOffers"
 		}
 	}
-	silent := s.silentAgents(r.Context())
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.readyState(w)

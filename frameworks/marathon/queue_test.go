@@ -2,13 +2,13 @@ package marathon
 
 import (
 	"encoding/json"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/agora-sched/agora/frameworks"
+	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -120,19 +120,7 @@ func TestQueueAsMarathonShowsIt(t *testing.T) {
 	judge(testOffer("o4", "a2", "web2", 2, 64, nil), 4)
 
 	item := svc.queueItemLocked(st, as, clk.Now(), true, "")
-	b, _ := json.MarshalIndent(item, "", "  ")
-	want, err := os.ReadFile("testdata/queue_item.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got, golden any
-	json.Unmarshal(b, &got)
-	if err := json.Unmarshal(want, &golden); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, golden) {
-		t.Fatalf("the queue entry is not the shape of testdata/queue_item.json; got:\n%s", b)
-	}
+	frameworktest.SameJSON(t, "testdata/queue_item.json", item)
 
 	// Without embed=lastUnusedOffers there are none; the rest stays.
 	if b, _ := json.Marshal(svc.queueItemLocked(st, as, clk.Now(), false, "")); strings.Contains(string(b), "lastUnusedOffers") {
