@@ -58,8 +58,10 @@ type Mismatch struct {
 	Detail string
 }
 
-// maxAgentsKept bounds the last unused offers kept, one per agent: beyond it the oldest goes.
-const maxAgentsKept = 1000
+// maxAgentsKept bounds the last unused offers kept for one thing that waits, one per agent:
+// beyond it the oldest goes (what a thousand apps waiting on a thousand agents would keep
+// stays bounded; the summary of the last offers is then of the latest agents').
+const maxAgentsKept = 256
 
 // OfferStats is what the offers judged for one launch attempt said: counts, reasons and the
 // last unused offer of each agent. Decisions without I/O; not safe for concurrent use (the
@@ -83,7 +85,7 @@ type unusedOffer struct {
 
 // NewOfferStats starts the stats of a launch attempt that began at since.
 func NewOfferStats(since time.Time) *OfferStats {
-	return &OfferStats{since: since, byAgent: map[string]unusedOffer{}}
+	return &OfferStats{since: since} // byAgent made with the first unused offer
 }
 
 // Since is when the launch attempt began.
@@ -115,6 +117,9 @@ func (s *OfferStats) NotUsed(o api.Offer, why []Mismatch, now time.Time) {
 	}
 	if i := firstReason(why); i >= 0 {
 		s.attempt[i]++
+	}
+	if s.byAgent == nil {
+		s.byAgent = map[string]unusedOffer{}
 	}
 	if _, ok := s.byAgent[o.AgentID]; !ok && len(s.byAgent) >= maxAgentsKept {
 		oldest := ""
