@@ -265,6 +265,17 @@ func (m *Master) Agents(ctx context.Context) ([]api.Agent, error) {
 	return out, bad
 }
 
+// AgentViews is Agents with where each stands with this master while it leads (its state, why
+// it is unavailable, its use; elsewhere the registry's records only): frameworks say with it
+// which agents make no offers, and why.
+func (m *Master) AgentViews(ctx context.Context) ([]api.AgentView, error) {
+	agents, err := m.Agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m.agentViews(agents), nil
+}
+
 // listAgents is GET /v1/agents: the registry with each agent's state and use, from the leader
 // (a follower forwards); while no leader is known, the registry as this master has it (see the
 // staleness headers), without states.

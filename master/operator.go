@@ -77,9 +77,12 @@ func (s *scheduler) agentsLoad() (map[string]agentLoad, error) {
 }
 
 // agentViews joins the registry with the leader's view, when this master leads.
-func (a *apiHandler) agentViews(agents []api.Agent) []api.AgentView {
+func (a *apiHandler) agentViews(agents []api.Agent) []api.AgentView { return a.m.agentViews(agents) }
+
+// agentViews joins the registry with the leader's view, when this master leads.
+func (m *Master) agentViews(agents []api.Agent) []api.AgentView {
 	out := make([]api.AgentView, len(agents))
-	load, _ := a.m.sched.agentsLoad() // nil off the leader: registry only
+	load, _ := m.sched.agentsLoad() // nil off the leader: registry only
 	for i, ag := range agents {
 		out[i] = api.AgentView{Agent: ag}
 		if l, ok := load[ag.ID]; ok {

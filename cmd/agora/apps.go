@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,9 @@ type appView struct {
 	Version         string          `json:"version"`
 	Tasks           []appTask       `json:"tasks"`
 	LastTaskFailure json.RawMessage `json:"lastTaskFailure"`
+	// WaitingReason is Agora's: why instances wait to start (offers declined and why, the
+	// launch backoff, the agent's message of the last failure).
+	WaitingReason string `json:"waitingReason"`
 }
 
 type appTask struct {
@@ -359,6 +363,9 @@ func appShow(c *cli.Context) error {
 		fmt.Fprintf(w, "RUNS:\t%s\n", a.what())
 		fmt.Fprintf(w, "RESOURCES:\tcpus %g, mem %g MiB\n", a.CPUs, a.Mem)
 		fmt.Fprintf(w, "INSTANCES:\t%s\n", a.progress())
+		if a.WaitingReason != "" {
+			fmt.Fprintf(w, "WAITING:\t%s\n", a.WaitingReason)
+		}
 		fmt.Fprintf(w, "VERSION:\t%s\n", a.Version)
 		for _, d := range a.Deployments {
 			fmt.Fprintf(w, "DEPLOYMENT:\t%s\n", d.ID)
@@ -552,6 +559,7 @@ func appRollback(c *cli.Context) error {
 func watchDeployment(ctx context.Context, cl *client.Client, w io.Writer, depID, appID string, removing bool) error {
 	start := time.Now()
 	last := ""
+	var lines progressLines
 	for {
 		var deps []deployment
 		err := cl.Do(ctx, http.MethodGet, "/v2/deployments", nil, &deps)
@@ -583,9 +591,8 @@ func watchDeployment(ctx context.Context, cl *client.Client, w io.Writer, depID,
 				if d != nil {
 					line = fmt.Sprintf("  step %d/%d: %s", d.CurrentStep, d.TotalSteps, a.progress())
 				}
-				if line != last && (d != nil || removing) {
-					fmt.Fprintln(w, line)
-					last = line
+				if out, ok := lines.next(line, a.WaitingReason, time.Now()); ok && (d != nil || removing) {
+					fmt.Fprintln(w, out)
 				}
 				if d == nil && !removing {
 					fmt.Fprintf(w, "app %s deployed in %s: %s\n", appID, since(start), a.progress())
@@ -610,6 +617,35 @@ func watchDeployment(ctx context.Context, cl *client.Client, w io.Writer, depID,
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// whyEvery is how often a progress line is printed again when only the counts in why the app
+// waits change (another offer declined for the same reasons).
+const whyEvery = 15 * time.Second
+
+// progressLines decides which progress lines of a deployment to print: each change of the
+// instances, and of why they wait; when only the numbers in why change, at most one line every
+// whyEvery, so that a long wait does not print a line per offer.
+type progressLines struct {
+	line, why string
+	at        time.Time
+}
+
+// counts are what changes in why an app waits when only more offers were declined.
+var counts = regexp.MustCompile(`[0-9]+|\boffers?\b`)
+
+// next answers the line to print for the progress line and why the app waits, and whether to
+// print it.
+func (p *progressLines) next(line, why string, now time.Time) (string, bool) {
+	sameKind := counts.ReplaceAllString(why, "#") == counts.ReplaceAllString(p.why, "#")
+	if line == p.line && why == p.why || line == p.line && sameKind && now.Sub(p.at) < whyEvery {
+		return "", false
+	}
+	p.line, p.why, p.at = line, why, now
+	if why != "" {
+		line += " — " + why
+	}
+	return line, true
 }
 
 func actions(d deployment) string {

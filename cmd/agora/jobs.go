@@ -26,7 +26,7 @@ type jobView struct {
 		chronos.Schedule
 		NextRunAt *time.Time `json:"nextRunAt"`
 	} `json:"schedules"`
-	ActiveRuns     []chronos.Run           `json:"activeRuns"`
+	ActiveRuns     []chronos.RunView       `json:"activeRuns"`
 	HistorySummary *chronos.HistorySummary `json:"historySummary"`
 }
 
@@ -224,20 +224,24 @@ func jobRun(c *cli.Context) error {
 func followRun(ctx context.Context, cl *client.Client, w io.Writer, job string, r chronos.Run) (chronos.Run, error) {
 	last := r.Status
 	attempts := len(r.Tasks)
+	var lines progressLines
 	for r.Status != chronos.RunSuccess && r.Status != chronos.RunFailed {
 		select {
 		case <-ctx.Done():
 			return r, fmt.Errorf("stopped watching; run %s goes on (agora job runs %s)", r.ID, job)
 		case <-time.After(250 * time.Millisecond):
 		}
-		var next chronos.Run
+		var next chronos.RunView
 		if err := cl.Do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(job)+"/runs/"+url.PathEscape(r.ID), nil, &next); err != nil {
 			if ctx.Err() == nil && isStatus(err, http.StatusServiceUnavailable) {
 				continue // a leader change: ask again
 			}
 			return r, err
 		}
-		r = next
+		r = next.Run
+		if out, ok := lines.next("  "+r.Status, next.WaitingReason, time.Now()); ok && next.WaitingReason != "" {
+			fmt.Fprintln(w, out)
+		}
 		if len(r.Tasks) != attempts {
 			attempts = len(r.Tasks)
 			t := r.Tasks[attempts-1]
@@ -260,16 +264,21 @@ func jobRuns(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var runs []chronos.Run
+	var runs []chronos.RunView
 	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/runs?include=finished", nil, &runs); err != nil {
 		return err
 	}
 	return show(c, runs, func(tw io.Writer) { runTable(tw, runs) })
 }
 
-func runTable(tw io.Writer, runs []chronos.Run) {
+// runTable lists runs; REASON is why a run failed, or why it waits to start.
+func runTable(tw io.Writer, runs []chronos.RunView) {
 	fmt.Fprintln(tw, "RUN\tSTATUS\tTRIGGER\tCREATED\tDURATION\tATTEMPTS\tEXIT\tREASON")
 	for _, r := range runs {
+		reason := r.Reason
+		if reason == "" && r.WaitingReason != "" {
+			reason = "waiting: " + r.WaitingReason
+		}
 		took, exit := "-", "-"
 		if r.CompletedAt != nil {
 			took = r.CompletedAt.Sub(r.CreatedAt).Round(10 * time.Millisecond).String()
@@ -277,7 +286,7 @@ func runTable(tw io.Writer, runs []chronos.Run) {
 		if r.ExitStatus != nil {
 			exit = fmt.Sprint(*r.ExitStatus)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Status, r.Trigger, r.CreatedAt.Format(time.RFC3339), took, len(r.Tasks), exit, r.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Status, r.Trigger, r.CreatedAt.Format(time.RFC3339), took, len(r.Tasks), exit, reason)
 	}
 }
 
@@ -320,7 +329,7 @@ func jobShow(c *cli.Context) error {
 	if err := json.Unmarshal(raw, &j); err != nil {
 		return err
 	}
-	var runs []chronos.Run
+	var runs []chronos.RunView
 	if err := cl.Do(c.Context, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/runs?include=finished", nil, &runs); err != nil {
 		return err
 	}
@@ -351,6 +360,11 @@ func jobShow(c *cli.Context) error {
 		}
 		if h := j.HistorySummary; h != nil {
 			fmt.Fprintf(w, "RESULTS:\t%d successes, %d failures, %d missed\n", h.SuccessCount, h.FailureCount, h.MissedCount)
+		}
+		for _, r := range j.ActiveRuns {
+			if r.WaitingReason != "" {
+				fmt.Fprintf(w, "WAITING:\trun %s: %s\n", r.ID, r.WaitingReason)
+			}
 		}
 		fmt.Fprintln(w)
 		runTable(w, runs)

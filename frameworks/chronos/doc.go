@@ -26,7 +26,10 @@
 //     launch that never reached an agent, TASK_DROPPED, again without using a retry — at once
 //     the first time, then after the same backoff — its attempt taking the place of the last);
 //     updates are acknowledged only after what they changed is committed. activeDeadlineSeconds
-//     and the stop action kill the task; maxLaunchDelay fails a run no offer fits. Env secrets
+//     and the stop action kill the task; maxLaunchDelay fails a run no offer fits. While a run
+//     waits, each offer that does not fit it records why (frameworks.OfferStats, Marathon's
+//     reason names with Agora's words): the run's view says it in waitingReason, with Marathon's
+//     processedOffersSummary, and maxLaunchDelay's failure in its reason. Env secrets
 //     (run.env {"secret": ref}, run.secrets {ref: {source}}) are read from the masters' secret
 //     store at launch into the task's secret env; a run whose secret has no value fails at once
 //     with a reason that says where to PUT it.

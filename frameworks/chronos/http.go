@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -148,11 +149,77 @@ func (s *Service) read(w http.ResponseWriter, fn func(st *leaderState) error) {
 	}
 }
 
+// RunView is a run as the API shows it: Metronome's run, and, while it waits to start, Agora's
+// word on why (WaitingReason: its retry's delay, the offers declined and why — Marathon's reason
+// names with Agora's words — no offer for a while, the agents that make no offers, and how its
+// last attempt ended, with the agent's message) and Marathon's processedOffersSummary of the
+// offers judged for it. Metronome has no shape for either.
+type RunView struct {
+	Run
+	WaitingReason          string                             `json:"waitingReason,omitempty"`
+	ProcessedOffersSummary *frameworks.ProcessedOffersSummary `json:"processedOffersSummary,omitempty"`
+}
+
+// runView is a run as the API shows it (silent: which agents make no offers).
+func (st *leaderState) runView(r *Run, now time.Time, silent string) RunView {
+	v := RunView{Run: r.clone(), WaitingReason: st.waitingReason(r, now, silent)}
+	if ws := st.waits[r]; ws != nil && r.Status == RunInitial {
+		sum := ws.Summary()
+		v.ProcessedOffersSummary = &sum
+	}
+	return v
+}
+
+func (st *leaderState) runViews(runs []*Run, now time.Time, silent string) []RunView {
+	out := make([]RunView, len(runs))
+	for i, r := range runs {
+		out[i] = st.runView(r, now, silent)
+	}
+	return out
+}
+
+// waitingReason says in a line why a run waits to start, "" when it does not or nothing holds
+// it yet.
+func (st *leaderState) waitingReason(r *Run, now time.Time, silent string) string {
+	if r.Status != RunInitial || r.Stopping {
+		return ""
+	}
+	var parts []string
+	ws := st.waits[r]
+	switch {
+	case st.clockPaused != "":
+		parts = append(parts, "no offer is used while the master's clock is not trusted: "+st.clockPaused)
+	case r.NextAttemptAt != nil && now.Before(*r.NextAttemptAt):
+		parts = append(parts, fmt.Sprintf("retry %d in %d s", r.Retries, int(math.Ceil(r.NextAttemptAt.Sub(now).Seconds()))))
+	case ws != nil && ws.Declined() != "":
+		parts = append(parts, ws.Declined())
+	case now.Sub(r.waitingSince()) >= frameworks.QuietAfter:
+		parts = append(parts, fmt.Sprintf("no offer in %s", now.Sub(r.waitingSince()).Round(time.Second)))
+	}
+	if t := r.task(); t != nil && t.Status.IsTerminal() {
+		line := "last attempt: " + string(t.Status)
+		if t.Host != "" {
+			line += " on " + t.Host
+		}
+		if t.Message != "" {
+			line += ": " + t.Message
+		}
+		parts = append(parts, line)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	if silent != "" {
+		parts = append(parts, silent)
+	}
+	return strings.Join(parts, "; ")
+}
+
 // jobView is a job as the API shows it, with what ?embed= asks for.
 type jobView struct {
 	Job
 	Schedules      []scheduleView  `json:"schedules"`
-	ActiveRuns     []*Run          `json:"activeRuns,omitempty"`
+	ActiveRuns     []RunView       `json:"activeRuns,omitempty"`
 	History        *History        `json:"history,omitempty"`
 	HistorySummary *HistorySummary `json:"historySummary,omitempty"`
 	// SchedulingPaused says why no schedule fires now (the leader's clock is not trusted).
@@ -185,13 +252,12 @@ func embeds(r *http.Request) map[string]bool {
 	return out
 }
 
-func (js *jobState) view(embed map[string]bool) jobView {
+// view is the job as the API shows it; a view that embeds activeRuns needs st, now and silent
+// (which agents make no offers) to say why runs wait.
+func (js *jobState) view(embed map[string]bool, st *leaderState, now time.Time, silent string) jobView {
 	v := jobView{Job: *js.job, Schedules: js.scheduleViews()}
 	if embed["activeRuns"] {
-		v.ActiveRuns = js.activeRuns()
-		if v.ActiveRuns == nil {
-			v.ActiveRuns = []*Run{}
-		}
+		v.ActiveRuns = st.runViews(js.activeRuns(), now, silent)
 	}
 	h := *js.hist
 	if embed["history"] {
@@ -228,10 +294,12 @@ func (js *jobState) scheduleViews() []scheduleView {
 
 func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 	embed := embeds(r)
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.read(w, func(st *leaderState) error {
 		out := []jobView{}
+		now := s.cfg.Clock.Now()
 		for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
-			v := st.jobs[id].view(embed)
+			v := st.jobs[id].view(embed, st, now, silent)
 			v.SchedulingPaused = st.clockPaused
 			out = append(out, v)
 		}
@@ -242,12 +310,13 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
 	embed := embeds(r)
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.read(w, func(st *leaderState) error {
 		js := st.jobs[r.PathValue("id")]
 		if js == nil {
 			return notFound("job", r.PathValue("id"))
 		}
-		v := js.view(embed)
+		v := js.view(embed, st, s.cfg.Clock.Now(), silent)
 		v.SchedulingPaused = st.clockPaused
 		httpjson.Write(w, http.StatusOK, v)
 		return nil
@@ -301,7 +370,7 @@ func (s *Service) writeJob(w http.ResponseWriter, r *http.Request, j *Job, creat
 		if err := s.putJobLocked(st, j, create, wk, now); err != nil {
 			return err
 		}
-		out = st.jobs[j.ID].view(nil)
+		out = st.jobs[j.ID].view(nil, st, now, "")
 		return nil
 	})
 	if err != nil {
@@ -414,7 +483,7 @@ func (s *Service) deleteJob(w http.ResponseWriter, r *http.Request) {
 		if len(active) > 0 && !stop {
 			return &httpError{code: http.StatusConflict, msg: fmt.Sprintf("job %q has %d active run(s); delete with ?stopCurrentJobRuns=true to stop them", id, len(active))}
 		}
-		out = js.view(nil)
+		out = js.view(nil, st, now, "")
 		s.removeJobLocked(st, js, wk)
 		return nil
 	})
@@ -448,6 +517,7 @@ func (s *Service) removeJobLocked(st *leaderState, js *jobState, wk *work) {
 // runs kept (newest first).
 func (s *Service) listRuns(w http.ResponseWriter, r *http.Request) {
 	finished := r.URL.Query().Get("include") == "finished"
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.read(w, func(st *leaderState) error {
 		js := st.jobs[r.PathValue("id")]
 		if js == nil {
@@ -465,12 +535,13 @@ func (s *Service) listRuns(w http.ResponseWriter, r *http.Request) {
 			slices.Reverse(done)
 			out = append(out, done...)
 		}
-		httpjson.Write(w, http.StatusOK, out)
+		httpjson.Write(w, http.StatusOK, st.runViews(out, s.cfg.Clock.Now(), silent))
 		return nil
 	})
 }
 
 func (s *Service) getRun(w http.ResponseWriter, r *http.Request) {
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.read(w, func(st *leaderState) error {
 		js := st.jobs[r.PathValue("id")]
 		if js == nil {
@@ -480,7 +551,7 @@ func (s *Service) getRun(w http.ResponseWriter, r *http.Request) {
 		if run == nil {
 			return notFound("run", r.PathValue("run"))
 		}
-		httpjson.Write(w, http.StatusOK, run)
+		httpjson.Write(w, http.StatusOK, st.runView(run, s.cfg.Clock.Now(), silent))
 		return nil
 	})
 }

@@ -339,6 +339,20 @@ func (c compiled) allows(hostname string, attrs map[string]string) bool {
 	}
 }
 
+// why says what an agent that the constraint does not allow is: "rack:LIKE:r1: rack is "r2" on
+// web1", or that it lacks the attribute.
+func (c compiled) why(hostname string, attrs map[string]string) string {
+	name := c.attr + ":" + c.op + ":" + c.value
+	v, ok := attrs[c.attr]
+	if c.attr == "hostname" {
+		v, ok = hostname, true
+	}
+	if !ok {
+		return fmt.Sprintf("%s: %s has no attribute %q", name, hostname, c.attr)
+	}
+	return fmt.Sprintf("%s: %s is %q on %s", name, c.attr, v, hostname)
+}
+
 // historyLimits are the job's limits, defaults filled.
 func (j *Job) historyLimits() (successful, failed int) {
 	successful, failed = defaultHistoryLimit, defaultHistoryLimit

@@ -85,7 +85,7 @@ type RunTask struct {
 // after the lock is released).
 func (r *Run) clone() Run {
 	c := *r
-	c.Tasks = append([]RunTask(nil), r.Tasks...)
+	c.Tasks = append([]RunTask{}, r.Tasks...) // [] in JSON, as Metronome's, not null
 	return c
 }
 
@@ -111,6 +111,15 @@ func (r *Run) liveTask() *RunTask {
 // waiting says whether the run waits for an offer now.
 func (r *Run) waiting(now time.Time) bool {
 	return r.Status == RunInitial && !r.Stopping && (r.NextAttemptAt == nil || !now.Before(*r.NextAttemptAt))
+}
+
+// waitingSince is when the run's present wait for an offer began: its retry's time, or its
+// creation.
+func (r *Run) waitingSince() time.Time {
+	if r.NextAttemptAt != nil {
+		return *r.NextAttemptAt
+	}
+	return r.CreatedAt
 }
 
 // nextAttempt is the number of the next launch (1 for the first).

@@ -66,6 +66,19 @@ type leaderState struct {
 	// children are the jobs that depend on each job, sorted; nil after a job change, built
 	// again when next needed (a run's success must not walk every job).
 	children map[string][]string
+	// waits says, of each run waiting for an offer, what the offers judged for it said
+	// (memory only, as Marathon's; a run launched, ended or retrying later has none).
+	waits map[*Run]*frameworks.OfferStats
+}
+
+// offerStats are the run's offer stats, started for its present attempt when there are none.
+func (st *leaderState) offerStats(r *Run) *frameworks.OfferStats {
+	ws := st.waits[r]
+	if ws == nil {
+		ws = frameworks.NewOfferStats(r.waitingSince())
+		st.waits[r] = ws
+	}
+	return ws
 }
 
 // jobsChanged is called after a job is added, changed or removed: what is derived from the
@@ -264,7 +277,7 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) newLeaderState(ss *master.Session, l *loaded) (*leaderState, *raft.Batch) {
 	now := s.cfg.Clock.Now()
 	st := &leaderState{ss: ss, jobs: map[string]*jobState{}, active: map[*Run]bool{}, byTask: map[string]*Run{}, lastKill: map[string]time.Time{},
-		schedulesChanged: true}
+		waits: map[*Run]*frameworks.OfferStats{}, schedulesChanged: true}
 	fix := &raft.Batch{}
 	for id, j := range l.jobs {
 		h := l.histories[id]
@@ -663,6 +676,11 @@ func (s *Service) stepLocked(st *leaderState, w *work, now time.Time) (wakeAt ti
 		}
 	}
 	earliest(st.nextDue)
+	for r := range st.waits {
+		if !st.active[r] || !r.waiting(now) {
+			delete(st.waits, r) // launched, ended, or waiting for its retry: this attempt is over
+		}
+	}
 	for r := range st.active {
 		js := st.jobs[r.JobID]
 		rs := js.job.Run
@@ -673,7 +691,11 @@ func (s *Service) stepLocked(st *leaderState, w *work, now time.Time) (wakeAt ti
 				earliest(since)
 			}
 			if now.Sub(since) > time.Duration(rs.MaxLaunchDelay)*time.Second {
-				r.fail(now, fmt.Sprintf("not launched within maxLaunchDelay (%d s): no offer had cpus %g, mem %g, disk %g and the placement it needs", rs.MaxLaunchDelay, rs.CPUs, rs.Mem, rs.Disk))
+				why := fmt.Sprintf("no offer had cpus %g, mem %g, disk %g and the placement it needs", rs.CPUs, rs.Mem, rs.Disk)
+				if ws := st.waits[r]; ws != nil && ws.Declined() != "" {
+					why = ws.Declined()
+				}
+				r.fail(now, fmt.Sprintf("not launched within maxLaunchDelay (%d s): %s", rs.MaxLaunchDelay, why))
 				s.finishLocked(st, js, r, w, now)
 				continue
 			}
@@ -821,7 +843,8 @@ func (s *Service) useOfferLocked(st *leaderState, o api.Offer, queue []*Run, w *
 		js := st.jobs[r.JobID]
 		rs := js.job.Run
 		need := resources.Resources{CPUs: rs.CPUs, Mem: rs.Mem, Disk: rs.Disk}
-		if !left.Contains(need) || !placementAllows(js.constraints, o) || len(js.needs.Unmet(o.Attributes)) > 0 {
+		if why := fitRun(js, need, left, o); len(why) > 0 {
+			st.offerStats(r).NotUsed(o, why, now)
 			rest = append(rest, r)
 			if left.CPUs < 0.01 || left.Mem < 1 {
 				rest = append(rest, queue[i+1:]...) // nothing more fits
@@ -837,6 +860,7 @@ func (s *Service) useOfferLocked(st *leaderState, o api.Offer, queue []*Run, w *
 			continue
 		}
 		left, _ = left.Subtract(need)
+		delete(st.waits, r)
 		taskID := fmt.Sprintf("%s_%s.%d", r.JobID, r.ID, r.nextAttempt())
 		r.launch(taskID, o, now)
 		st.byTask[taskID] = r
@@ -860,13 +884,19 @@ func (s *Service) useOfferLocked(st *leaderState, o api.Offer, queue []*Run, w *
 	return rest
 }
 
-func placementAllows(cs []compiled, o api.Offer) bool {
-	for _, c := range cs {
+// fitRun says why a run's task, which needs need, does not fit what is left of an offer (none:
+// it fits): every reason, in Marathon's names and Agora's words.
+func fitRun(js *jobState, need, left resources.Resources, o api.Offer) []frameworks.Mismatch {
+	var why []frameworks.Mismatch
+	for _, c := range js.constraints {
 		if !c.allows(o.Hostname, o.Attributes) {
-			return false
+			why = append(why, frameworks.Mismatch{Reason: frameworks.UnfulfilledConstraint, Detail: c.why(o.Hostname, o.Attributes)})
 		}
 	}
-	return true
+	for _, u := range js.needs.Unmet(o.Attributes) {
+		why = append(why, frameworks.Mismatch{Reason: frameworks.UnfulfilledConstraint, Detail: frameworks.UnmetDetail(js.needs, u, o.Hostname)})
+	}
+	return append(why, frameworks.ShortOf(need, left, o.Hostname)...)
 }
 
 // offersWantedLocked revives offers when runs wait and suppresses them when none does.

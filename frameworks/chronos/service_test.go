@@ -628,3 +628,51 @@ func TestDroppedLaunchesBackOff(t *testing.T) {
 		t.Fatalf("run: %+v, want its one attempt that ran, numbered after the dropped ones", got)
 	}
 }
+
+// TestRunSaysWhyItWaits: a run that no agent can take (it needs more cpus than any has, or a
+// constraint none meets) says why in its view — Marathon's reason names with Agora's words and
+// processedOffersSummary — in GET .../runs/{run}, the runs list and the job's activeRuns; once
+// maxLaunchDelay passes it fails, its reason saying the same.
+func TestRunSaysWhyItWaits(t *testing.T) {
+	c := startSim(t, t.TempDir(), nil, finishAfter(50*time.Millisecond))
+	for _, job := range []string{
+		`{"id": "big", "run": {"cmd": "true", "cpus": 64, "mem": 32, "maxLaunchDelay": 3}}`,
+		`{"id": "picky", "run": {"cmd": "true", "cpus": 0.1, "mem": 32, "placement": {"constraints": [{"attribute": "hostname", "operator": "LIKE", "value": "db.*"}]}}}`,
+	} {
+		if code := call(t, "POST", c.base+"/v1/jobs", job, nil); code != http.StatusCreated {
+			t.Fatalf("POST %s: %d", job, code)
+		}
+	}
+	for _, tc := range []struct{ job, want string }{
+		{"big", "InsufficientCpus (needs 64 cpus, "},
+		{"picky", `UnfulfilledConstraint (hostname:LIKE:db.*: hostname is "`},
+	} {
+		var r RunView
+		if code := call(t, "POST", c.base+"/v1/jobs/"+tc.job+"/runs", "", &r); code != http.StatusCreated {
+			t.Fatalf("POST run of %s: %d", tc.job, code)
+		}
+		waitFor(t, "run of "+tc.job+" to say why it waits", func() bool {
+			call(t, "GET", c.base+"/v1/jobs/"+tc.job+"/runs/"+r.ID, "", &r)
+			return strings.Contains(r.WaitingReason, tc.want)
+		})
+		if s := r.ProcessedOffersSummary; s == nil || s.UnusedOffersCount == 0 || s.UnusedOffersCount != s.ProcessedOffersCount {
+			t.Fatalf("run of %s: processedOffersSummary %+v", tc.job, s)
+		}
+		var list []RunView
+		call(t, "GET", c.base+"/v1/jobs/"+tc.job+"/runs", "", &list)
+		var job struct {
+			ActiveRuns []RunView `json:"activeRuns"`
+		}
+		call(t, "GET", c.base+"/v1/jobs/"+tc.job+"?embed=activeRuns", "", &job)
+		if len(list) != 1 || !strings.Contains(list[0].WaitingReason, tc.want) || len(job.ActiveRuns) != 1 || !strings.Contains(job.ActiveRuns[0].WaitingReason, tc.want) {
+			t.Fatalf("%s: runs %+v, activeRuns %+v", tc.job, list, job.ActiveRuns)
+		}
+	}
+	waitFor(t, "the big run to fail after maxLaunchDelay", func() bool {
+		rs := runs(t, c.base, "big")
+		return len(rs) == 1 && rs[0].Status == RunFailed
+	})
+	if r := runs(t, c.base, "big")[0]; !strings.Contains(r.Reason, "not launched within maxLaunchDelay (3 s): last ") || !strings.Contains(r.Reason, "InsufficientCpus (needs 64 cpus") {
+		t.Fatalf("reason: %q", r.Reason)
+	}
+}

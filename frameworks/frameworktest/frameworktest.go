@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -99,4 +101,29 @@ func Stored(t testing.TB, store *raft.Store, namespace string) string {
 		return true
 	})
 	return b.String()
+}
+
+// SameJSON fails the test unless got, marshalled, is the JSON of the golden file: the same
+// fields with the same values, whatever their order. Golden files are written by hand from the
+// shape the API copies (Marathon's, Metronome's), never from the code's own output.
+func SameJSON(t testing.TB, golden string, got any) {
+	t.Helper()
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.MarshalIndent(got, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g, w any
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatalf("%s: %v", golden, err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("not the shape of %s; got:\n%s\nwant:\n%s", golden, b, want)
+	}
 }

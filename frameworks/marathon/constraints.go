@@ -160,3 +160,40 @@ func AllowAll(cs []Constraint, candidate Place, placed []Place) bool {
 	}
 	return true
 }
+
+// String is the constraint as Marathon writes it in its messages: field:OPERATOR[:value].
+func (c Constraint) String() string {
+	if c.Value == "" {
+		return c.Field + ":" + c.Operator
+	}
+	return c.Field + ":" + c.Operator + ":" + c.Value
+}
+
+// why says, of a candidate the constraint does not allow, what it found there: the value of
+// its field, and how many of the app's instances have that value already.
+func (c Constraint) why(candidate Place, placed []Place) string {
+	v, ok := candidate.value(c.Field)
+	if !ok {
+		return fmt.Sprintf("%s: %s has no attribute %q", c, candidate.Hostname, c.Field)
+	}
+	switch c.Operator {
+	case OpLike, OpUnlike, OpIs:
+		return fmt.Sprintf("%s: %s is %q on %s", c, c.Field, v, candidate.Hostname)
+	case OpCluster:
+		if c.Value != "" {
+			return fmt.Sprintf("%s: %s is %q on %s", c, c.Field, v, candidate.Hostname)
+		}
+		for _, p := range placed {
+			if pv, ok := p.value(c.Field); ok && pv != v {
+				return fmt.Sprintf("%s: its instances run where %s is %q, not %q", c, c.Field, pv, v)
+			}
+		}
+	}
+	n := 0
+	for _, p := range placed {
+		if pv, ok := p.value(c.Field); ok && pv == v {
+			n++
+		}
+	}
+	return fmt.Sprintf("%s: %d of its instances where %s is %q already", c, n, c.Field, v)
+}

@@ -55,6 +55,17 @@
 //
 //   - Offers are suppressed while nothing waits and revived when something does.
 //
+//   - Every offer is judged against each app that waits for instances (fit): one that fits
+//     none of it is declined, and each app it did not fit records why in its
+//     frameworks.OfferStats — Marathon's reason names (InsufficientCpus, UnfulfilledConstraint
+//     for a constraint or a privileged, root or hostPath need the agent does not allow, ...)
+//     with Agora's words for the cause. GET /v2/queue shows them as Marathon's
+//     processedOffersSummary and lastUnusedOffers; Agora's waitingReason, in the queue and in
+//     the app, says in a line why the instances wait (offers declined, the launch backoff, no
+//     offer for a while, agents that make no offers, the agent's message of the last failure).
+//     GET /v2/apps/{id} embeds its tasks and lastTaskFailure by default, as Marathon's does;
+//     embed=app.taskStats adds Marathon's tasksStats.
+//
 //   - readinessChecks are probed from the leader (HTTP GET on the instance's host and named
 //     port, as Marathon does): a new instance counts toward its deployment once ready.
 //

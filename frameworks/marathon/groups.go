@@ -321,7 +321,7 @@ func (s *Service) groupJSONLocked(st *leaderState, id string, embed map[string]b
 			children[strings.TrimRight(id, "/")+"/"+rest[:i]] = true
 			continue
 		}
-		apps = append(apps, s.appJSONLocked(st, as, embed))
+		apps = append(apps, s.appJSONLocked(st, as, embed, ""))
 		if as.app.Version > version {
 			version = as.app.Version
 		}

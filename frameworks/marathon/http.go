@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -57,7 +58,7 @@ func (s *Service) routes() {
 var boolParams = []string{"force", "scale", "wipe", "partialUpdate"}
 
 // embedValues are the embed values Marathon knows: an app's (bare, or after apps., app. or
-// group.apps.) and a group's.
+// group.apps.), a group's, and the queue's lastUnusedOffers.
 var embedValues = func() []string {
 	var out []string
 	for _, prefix := range []string{"", "apps.", "app.", "group.apps."} {
@@ -65,7 +66,7 @@ var embedValues = func() []string {
 			out = append(out, prefix+e)
 		}
 	}
-	return append(out, "group.groups", "group.apps", "group.pods")
+	return append(out, "group.groups", "group.apps", "group.pods", "lastUnusedOffers")
 }()
 
 // checkQuery answers 400 naming the parameter, before the handler runs, for a boolean
@@ -167,7 +168,7 @@ func (s *Service) createApp(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/v2/apps"+a.ID)
 	s.mu.Lock()
-	body := s.appJSONLocked(s.st, s.st.apps[a.ID], embedOf(r))
+	body := s.appJSONLocked(s.st, s.st.apps[a.ID], embedOf(r), "")
 	s.mu.Unlock()
 	httpjson.Write(w, http.StatusCreated, body)
 }
@@ -192,6 +193,10 @@ func splitAppPath(p string) (appID, sub, arg string) {
 
 func (s *Service) appGet(w http.ResponseWriter, r *http.Request) {
 	appID, sub, arg := splitAppPath(r.PathValue("path"))
+	silent := ""
+	if sub == "" {
+		silent = frameworks.SilentAgents(r.Context(), s.m)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.readyState(w)
@@ -211,7 +216,10 @@ func (s *Service) appGet(w http.ResponseWriter, r *http.Request) {
 	case "tasks":
 		httpjson.Write(w, http.StatusOK, map[string]any{"tasks": s.tasksJSONLocked(st, appID)})
 	case "":
-		httpjson.Write(w, http.StatusOK, map[string]any{"app": s.appJSONLocked(st, as, embedOf(r))})
+		// One app comes, as Marathon's does, with its tasks and last failure whatever embed says.
+		embed := embedOf(r)
+		embed["tasks"], embed["lastTaskFailure"] = true, true
+		httpjson.Write(w, http.StatusOK, map[string]any{"app": s.appJSONLocked(st, as, embed, silent)})
 	default:
 		marathonError(w, http.StatusNotFound, "no such endpoint")
 	}
@@ -619,6 +627,7 @@ func embedOf(r *http.Request) map[string]bool {
 func (s *Service) listApps(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	embed := embedOf(r)
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.readyState(w)
@@ -640,7 +649,7 @@ func (s *Service) listApps(w http.ResponseWriter, r *http.Request) {
 		if f := q.Get("label"); f != "" && !matchLabel(as.app.Labels, f) {
 			continue
 		}
-		apps = append(apps, s.appJSONLocked(st, as, embed))
+		apps = append(apps, s.appJSONLocked(st, as, embed, silent))
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"apps": apps})
 }
@@ -658,29 +667,18 @@ func matchLabel(labels map[string]string, sel string) bool {
 	return has
 }
 
-// appJSONLocked is an app as Marathon shows it: its definition with counts and deployments.
-func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]bool) map[string]any {
+// appJSONLocked is an app as Marathon shows it: its definition with counts and deployments,
+// and the embeds asked for (tasks, lastTaskFailure, readiness, taskStats as Marathon's
+// tasksStats). Agora adds waitingReason while the app waits for instances to start and
+// something holds them (see waitingReasonLocked; silent is which agents make no offers).
+func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]bool, silent string) map[string]any {
 	out := map[string]any{}
 	for k, v := range as.def.withDefaults() {
 		out[k] = v
 	}
-	staged, running, healthy, unhealthy := 0, 0, 0, 0
-	for _, in := range st.appInstances(as.app.ID) {
-		switch in.state {
-		case task.Running:
-			running++
-			if in.healthy != nil {
-				if *in.healthy {
-					healthy++
-				} else {
-					unhealthy++
-				}
-			}
-		case task.Staging, task.Starting:
-			staged++
-		}
-	}
-	out["tasksStaged"], out["tasksRunning"], out["tasksHealthy"], out["tasksUnhealthy"] = staged, running, healthy, unhealthy
+	insts := st.appInstances(as.app.ID)
+	c := countTasks(insts)
+	out["tasksStaged"], out["tasksRunning"], out["tasksHealthy"], out["tasksUnhealthy"] = c.Staged, c.Running, c.Healthy, c.Unhealthy
 	deps := []map[string]string{}
 	for _, id := range sortedKeys(st.deployments) {
 		for _, a := range st.deployments[id].AffectedApps {
@@ -698,14 +696,166 @@ func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]
 	}
 	if embed["readiness"] && len(as.app.ReadinessChecks) > 0 {
 		results := []map[string]any{}
-		for _, in := range st.appInstances(as.app.ID) {
+		for _, in := range insts {
 			for _, rc := range as.app.ReadinessChecks {
 				results = append(results, map[string]any{"name": rc.Name, "taskId": in.rec.ID, "ready": in.ready})
 			}
 		}
 		out["readinessCheckResults"] = results
 	}
+	now := s.cfg.Clock.Now()
+	if embed["taskStats"] {
+		out["tasksStats"] = tasksStatsOf(as, insts, now)
+	}
+	if why := waitingReasonLocked(as, now, silent); why != "" {
+		out["waitingReason"] = why
+	}
 	return out
+}
+
+// taskCounts are Marathon's counts of an app's tasks.
+type taskCounts struct {
+	Staged    int `json:"staged"`
+	Running   int `json:"running"`
+	Healthy   int `json:"healthy"`
+	Unhealthy int `json:"unhealthy"`
+}
+
+func countTasks(insts []*instance) taskCounts {
+	var c taskCounts
+	for _, in := range insts {
+		switch in.state {
+		case task.Running:
+			c.Running++
+			if in.healthy != nil {
+				if *in.healthy {
+					c.Healthy++
+				} else {
+					c.Unhealthy++
+				}
+			}
+		case task.Staging, task.Starting:
+			c.Staged++
+		}
+	}
+	return c
+}
+
+// taskStatsJSON is Marathon's {"stats": {"counts", "lifeTime"}}; lifeTime only when some task
+// runs.
+type taskStatsJSON struct {
+	Stats struct {
+		Counts   taskCounts `json:"counts"`
+		LifeTime *struct {
+			AverageSeconds float64 `json:"averageSeconds"`
+			MedianSeconds  float64 `json:"medianSeconds"`
+		} `json:"lifeTime,omitempty"`
+	} `json:"stats"`
+}
+
+// tasksStatsOf is Marathon's tasksStats (embed=apps.taskStats): counts and life times of the
+// app's tasks, of all of them and of those with the latest config, an outdated one, or started
+// after the last scaling (by when they were staged: Agora keeps an instance's config version,
+// not the app version it was launched at). A group without tasks is left out.
+func tasksStatsOf(as *appState, insts []*instance, now time.Time) map[string]*taskStatsJSON {
+	stats := func(keep func(*instance) bool) *taskStatsJSON {
+		var some []*instance
+		var lives []float64
+		for _, in := range insts {
+			if !keep(in) {
+				continue
+			}
+			some = append(some, in)
+			if in.state == task.Running && in.startedAt != nil {
+				lives = append(lives, max(0, now.Sub(*in.startedAt).Seconds()))
+			}
+		}
+		if len(some) == 0 {
+			return nil
+		}
+		out := &taskStatsJSON{}
+		out.Stats.Counts = countTasks(some)
+		if len(lives) > 0 {
+			sort.Float64s(lives)
+			sum := 0.0
+			for _, l := range lives {
+				sum += l
+			}
+			median := lives[len(lives)/2]
+			if len(lives)%2 == 0 {
+				median = (lives[len(lives)/2-1] + lives[len(lives)/2]) / 2
+			}
+			out.Stats.LifeTime = &struct {
+				AverageSeconds float64 `json:"averageSeconds"`
+				MedianSeconds  float64 `json:"medianSeconds"`
+			}{sum / float64(len(lives)), median}
+		}
+		return out
+	}
+	out := map[string]*taskStatsJSON{}
+	put := func(name string, v *taskStatsJSON) {
+		if v != nil {
+			out[name] = v
+		}
+	}
+	put("totalSummary", stats(func(*instance) bool { return true }))
+	if as.configAt != "" {
+		put("withLatestConfig", stats(func(in *instance) bool { return in.rec.Version >= as.configAt }))
+		put("withOutdatedConfig", stats(func(in *instance) bool { return in.rec.Version < as.configAt }))
+	}
+	if scaled, err := time.Parse(time.RFC3339, lastScalingAt(as.def)); err == nil {
+		put("startedAfterLastScaling", stats(func(in *instance) bool { return !in.rec.StagedAt.Before(scaled) }))
+	}
+	return out
+}
+
+// lastScalingAt is versionInfo.lastScalingAt of a definition, "" without one.
+func lastScalingAt(def Definition) string {
+	var vi struct {
+		LastScalingAt string `json:"lastScalingAt"`
+	}
+	if raw, ok := def["versionInfo"]; ok {
+		json.Unmarshal(raw, &vi)
+	}
+	return vi.LastScalingAt
+}
+
+// waitingReasonLocked says in a line why an app's instances wait to start, "" when none waits
+// or nothing holds them yet: its launch backoff, the offers declined and why (Marathon's reason
+// names with Agora's words), no offer at all for a while, the agents that make no offers
+// (silent), and the last failure of its tasks (the agent's message) while it keeps failing.
+func waitingReasonLocked(as *appState, now time.Time, silent string) string {
+	if as.deleted || as.want == 0 || as.offers == nil {
+		return ""
+	}
+	var parts []string
+	switch declined := as.offers.Declined(); {
+	case now.Before(as.delayUntil):
+		left := int(math.Ceil(as.delayUntil.Sub(now).Seconds()))
+		line := fmt.Sprintf("%d of %d instances wait: next launch in %d s", as.want, as.app.Instances, left)
+		if as.failures > 0 {
+			line += fmt.Sprintf(" (backoff after %d failed %s)", as.failures, frameworks.Plural(as.failures, "launch", "launches"))
+		}
+		parts = append(parts, line)
+	case declined != "":
+		parts = append(parts, declined)
+	case as.offers.Processed() == 0 && now.Sub(as.offers.Since()) >= frameworks.QuietAfter:
+		parts = append(parts, fmt.Sprintf("no offer in %s", now.Sub(as.offers.Since()).Round(time.Second)))
+	}
+	if f := as.lastFail; f != nil && (as.failures > 0 || !f.Timestamp.Before(as.offers.Since())) {
+		line := "last failure: " + f.State
+		if f.Host != "" {
+			line += " on " + f.Host
+		}
+		parts = append(parts, line+": "+f.Message)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	if silent != "" {
+		parts = append(parts, silent)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // taskJSON is a task as Marathon shows it.
@@ -866,8 +1016,35 @@ func (s *Service) info(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// queue is GET /v2/queue: the apps with instances waiting to launch, and their launch delay.
+// queueItem is an entry of Marathon's /v2/queue; WaitingReason is Agora's: why the instances
+// wait, in a line (see waitingReasonLocked).
+type queueItem struct {
+	Count                  int                               `json:"count"`
+	Role                   string                            `json:"role"`
+	Delay                  queueDelay                        `json:"delay"`
+	Since                  frameworks.Timestamp              `json:"since"`
+	ProcessedOffersSummary frameworks.ProcessedOffersSummary `json:"processedOffersSummary"`
+	LastUnusedOffers       *[]frameworks.UnusedOffer         `json:"lastUnusedOffers,omitempty"`
+	App                    map[string]any                    `json:"app"`
+	WaitingReason          string                            `json:"waitingReason,omitempty"`
+}
+
+// queueDelay is Marathon's launch delay: overdue is true when nothing delays the launch.
+type queueDelay struct {
+	TimeLeftSeconds int  `json:"timeLeftSeconds"`
+	Overdue         bool `json:"overdue"`
+}
+
+// queue is GET /v2/queue: the apps with instances waiting to launch, their launch delay and
+// what the offers said (embed=lastUnusedOffers: the last unused offer of each agent).
 func (s *Service) queue(w http.ResponseWriter, r *http.Request) {
+	withOffers := false
+	for _, v := range r.URL.Query()["embed"] {
+		for _, e := range strings.Split(v, ",") {
+			withOffers = withOffers || strings.TrimSpace(e) == "lastUnusedOffers"
+		}
+	}
+	silent := frameworks.SilentAgents(r.Context(), s.m)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.readyState(w)
@@ -875,20 +1052,36 @@ func (s *Service) queue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Clock.Now()
-	out := []map[string]any{}
+	out := []queueItem{}
 	for _, id := range sortedKeys(st.apps) {
 		as := st.apps[id]
 		if as.deleted || as.want == 0 {
 			continue
 		}
-		left := max(0, as.delayUntil.Sub(now).Seconds())
-		out = append(out, map[string]any{
-			"count": as.want,
-			"delay": map[string]any{"timeLeftSeconds": int(left + 0.999), "overdue": left == 0},
-			"app":   s.appJSONLocked(st, as, nil),
-		})
+		out = append(out, s.queueItemLocked(st, as, now, withOffers, silent))
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"queue": out})
+}
+
+// queueItemLocked is an app's entry of /v2/queue.
+func (s *Service) queueItemLocked(st *leaderState, as *appState, now time.Time, withOffers bool, silent string) queueItem {
+	offers := as.offers
+	if offers == nil {
+		offers = frameworks.NewOfferStats(now)
+	}
+	left := max(0, as.delayUntil.Sub(now).Seconds())
+	item := queueItem{
+		Count: as.want, Role: s.cfg.Role,
+		Delay: queueDelay{TimeLeftSeconds: int(math.Ceil(left)), Overdue: left == 0},
+		Since: frameworks.Timestamp(offers.Since()), ProcessedOffersSummary: offers.Summary(),
+		App: s.appJSONLocked(st, as, nil, ""), WaitingReason: waitingReasonLocked(as, now, silent),
+	}
+	delete(item.App, "waitingReason") // said once, beside the app
+	if withOffers {
+		last := offers.LastUnusedOffers(s.cfg.Role)
+		item.LastUnusedOffers = &last
+	}
+	return item
 }
 
 // resetDelay is DELETE /v2/queue/{app id}/delay: the app's launch backoff starts over.

@@ -83,6 +83,21 @@ type appState struct {
 	failedAt   time.Time
 	delayUntil time.Time
 	lastFail   *TaskFailure
+	// offers says what the offers judged since the app began to wait for instances said (nil
+	// while it waits for none): what /v2/queue and waitingReason show.
+	offers *frameworks.OfferStats
+}
+
+// setWant sets how many instances the app waits for now; its offer stats start when it begins
+// to wait and end when it waits no more (Marathon's launch attempt).
+func (as *appState) setWant(n int, now time.Time) {
+	as.want = n
+	switch {
+	case n == 0:
+		as.offers = nil
+	case as.offers == nil:
+		as.offers = frameworks.NewOfferStats(now)
+	}
 }
 
 type instance struct {
@@ -599,7 +614,7 @@ func (s *Service) planLocked(ctx context.Context, state *leaderState, now time.T
 		}
 		if state.heldByStep(appID) {
 			// Its deployment has not reached its step: what runs stays as it is.
-			as.want = 0
+			as.setWant(0, now)
 			delete(state.waiting, appID)
 			continue
 		}
@@ -667,7 +682,7 @@ func (s *Service) planLocked(ctx context.Context, state *leaderState, now time.T
 			mv.kills = append(mv.kills, kill)
 			mv.killing = append(mv.killing, id)
 		}
-		as.want = p.Start
+		as.setWant(p.Start, now)
 		if as.want > 0 && !now.Before(as.delayUntil) {
 			if !state.waiting[appID] {
 				newlyWaiting = true
@@ -827,16 +842,14 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 		for _, in := range state.appInstances(appID) {
 			placed = append(placed, Place{Hostname: in.rec.Host, Attributes: in.rec.Attributes})
 		}
+		launched := 0
+		var why []frameworks.Mismatch
 		for as.want > 0 {
-			need := resources.Resources{CPUs: as.app.CPUs, Mem: as.app.Mem, Disk: as.app.Disk}
-			if !left.Contains(need) || !AllowAll(as.constraints, place, placed) || len(as.needs.Unmet(o.Attributes)) > 0 {
+			var ports pickedPorts
+			if ports, why = fit(as, left, o, placed); len(why) > 0 {
 				break
 			}
-			ports, ok := pickPorts(left.Ports, as.app.RequiredPorts())
-			if !ok {
-				break
-			}
-			need.Ports = ports.ranges
+			need := resources.Resources{CPUs: as.app.CPUs, Mem: as.app.Mem, Disk: as.app.Disk, Ports: ports.ranges}
 			left, _ = left.Subtract(need)
 			rec := InstanceRecord{
 				ID: taskIDFor(as.app.ID, s.ids), AppID: as.app.ID, Version: as.configAt, AgentID: o.AgentID,
@@ -849,6 +862,14 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 			infos = append(infos, ti)
 			placed = append(placed, place)
 			as.want--
+			launched++
+		}
+		if as.offers != nil {
+			if launched > 0 {
+				as.offers.Used(o, now)
+			} else {
+				as.offers.NotUsed(o, why, now)
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -884,6 +905,48 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 		s.logger.Warn("accept", "offer", o.ID, "err", err)
 	}
 	s.logger.Debug("launched", "instances", len(infos), "agent", o.AgentID)
+}
+
+// fit says whether one more instance of an app fits what is left of an offer, given where its
+// instances are (placed), with the host ports it would take; if not, every reason why, in
+// Marathon's names and Agora's words.
+func fit(as *appState, left resources.Resources, o api.Offer, placed []Place) (pickedPorts, []frameworks.Mismatch) {
+	var why []frameworks.Mismatch
+	place := Place{Hostname: o.Hostname, Attributes: o.Attributes}
+	for _, c := range as.constraints {
+		if !c.Allows(place, placed) {
+			why = append(why, frameworks.Mismatch{Reason: frameworks.UnfulfilledConstraint, Detail: c.why(place, placed)})
+		}
+	}
+	for _, u := range as.needs.Unmet(o.Attributes) {
+		why = append(why, frameworks.Mismatch{Reason: frameworks.UnfulfilledConstraint, Detail: frameworks.UnmetDetail(as.needs, u, o.Hostname)})
+	}
+	a := as.app
+	why = append(why, frameworks.ShortOf(resources.Resources{CPUs: a.CPUs, Mem: a.Mem, Disk: a.Disk}, left, o.Hostname)...)
+	want := a.RequiredPorts()
+	ports, ok := pickPorts(left.Ports, want)
+	if !ok {
+		why = append(why, frameworks.Mismatch{Reason: frameworks.InsufficientPorts, Detail: portsDetail(want, left.Ports, o.Hostname)})
+	}
+	return ports, why
+}
+
+// portsDetail says which host ports an instance needs that an offer lacks.
+func portsDetail(want []int, free resources.Ranges, host string) string {
+	var fixed []string
+	for _, p := range want {
+		if p != 0 {
+			fixed = append(fixed, strconv.Itoa(p))
+		}
+	}
+	offered := free.String()
+	if len(free) == 0 {
+		offered = "none"
+	}
+	if len(fixed) > 0 {
+		return fmt.Sprintf("needs %d ports, fixed %s; %s offers %s", len(want), strings.Join(fixed, ","), host, offered)
+	}
+	return fmt.Sprintf("needs %d ports, %s offers %s", len(want), host, offered)
 }
 
 // resolveSecrets reads the values of the app's secret env references from the master's secret

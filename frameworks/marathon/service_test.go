@@ -3,9 +3,12 @@ package marathon
 import (
 	"context"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
@@ -81,13 +84,33 @@ func TestUniqueHostnameThroughOffers(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("%d instances running on 3 agents with UNIQUE hostname: %v", len(got), got)
 	}
+	// The queue says why: each agent's last offer was declined for the constraint.
 	var q struct {
 		Queue []struct {
-			Count int `json:"count"`
+			Count                  int                               `json:"count"`
+			ProcessedOffersSummary frameworks.ProcessedOffersSummary `json:"processedOffersSummary"`
+			LastUnusedOffers       []frameworks.UnusedOffer          `json:"lastUnusedOffers"`
+			WaitingReason          string                            `json:"waitingReason"`
 		} `json:"queue"`
 	}
-	if code := call(t, "GET", base+"/v2/queue", "", &q); code != http.StatusOK || len(q.Queue) != 1 || q.Queue[0].Count != 1 {
-		t.Fatalf("queue: %d %+v", code, q)
+	waitFor(t, "the queue to say why the 4th instance waits", func() bool {
+		code := call(t, "GET", base+"/v2/queue?embed=lastUnusedOffers", "", &q)
+		return code == http.StatusOK && len(q.Queue) == 1 && len(q.Queue[0].LastUnusedOffers) == 3
+	})
+	item := q.Queue[0]
+	if item.Count != 1 {
+		t.Fatalf("queue: %+v", q)
+	}
+	if step := item.ProcessedOffersSummary.RejectSummaryLastOffers[1]; step.Reason != frameworks.UnfulfilledConstraint || step.Declined != 3 || step.Processed != 3 {
+		t.Fatalf("rejectSummaryLastOffers: %+v, want the 3 agents' last offers declined for UnfulfilledConstraint", item.ProcessedOffersSummary.RejectSummaryLastOffers)
+	}
+	if !strings.Contains(item.WaitingReason, "UnfulfilledConstraint (hostname:UNIQUE: 1 of its instances where hostname is") {
+		t.Fatalf("waitingReason: %q", item.WaitingReason)
+	}
+	for _, u := range item.LastUnusedOffers {
+		if !slices.Equal(u.Reason, []frameworks.Reason{frameworks.UnfulfilledConstraint}) {
+			t.Fatalf("an unused offer of %s: %v %v", u.Offer.Hostname, u.Reason, u.Details)
+		}
 	}
 	// GROUP_BY and MAX_PER on the same hosts: 6 instances, at most 2 per host.
 	if code := call(t, "POST", base+"/v2/apps", `{"id": "/pairs", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 6, "constraints": [["hostname", "MAX_PER", "2"]]}`, nil); code != http.StatusCreated {
@@ -274,5 +297,59 @@ func TestRollbackToVersion(t *testing.T) {
 	}
 	if code := call(t, "PUT", base+"/v2/apps/back", `{"version": 3}`, nil); code != http.StatusUnprocessableEntity {
 		t.Fatalf("rollback to version 3 (a number): %d, want 422", code)
+	}
+}
+
+// TestAppEmbedsAsMarathon: GET /v2/apps/{id} comes with its tasks (and lastTaskFailure, when
+// there is one) whatever embed says, as Marathon's does; the list only with embed; taskStats
+// (embed=app.taskStats) is Marathon's tasksStats, by config version, with life times of the
+// running tasks.
+func TestAppEmbedsAsMarathon(t *testing.T) {
+	_, base := simCluster(t, 1, resources.Resources{CPUs: 4, Mem: 4096, Disk: 100, Ports: resources.Ranges{{Begin: 31000, End: 31100}}})
+	if code := call(t, "POST", base+"/v2/apps", `{"id": "/stats", "cmd": "serve", "cpus": 0.1, "mem": 32, "instances": 2}`, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	type stats struct {
+		Stats struct {
+			Counts struct {
+				Running int `json:"running"`
+				Staged  int `json:"staged"`
+			} `json:"counts"`
+			LifeTime *struct {
+				AverageSeconds float64 `json:"averageSeconds"`
+				MedianSeconds  float64 `json:"medianSeconds"`
+			} `json:"lifeTime"`
+		} `json:"stats"`
+	}
+	var one struct {
+		App struct {
+			Tasks      []taskJSON        `json:"tasks"`
+			TasksStats map[string]*stats `json:"tasksStats"`
+			TaskStats  any               `json:"taskStats"`
+		} `json:"app"`
+	}
+	waitFor(t, "2 tasks running", func() bool {
+		one.App.Tasks = nil
+		call(t, "GET", base+"/v2/apps/stats", "", &one)
+		return len(one.App.Tasks) == 2 && one.App.Tasks[0].State == "TASK_RUNNING" && one.App.Tasks[1].State == "TASK_RUNNING"
+	})
+	if one.App.TasksStats != nil {
+		t.Fatalf("tasksStats without embed=app.taskStats: %v", one.App.TasksStats)
+	}
+	var list struct {
+		Apps []map[string]any `json:"apps"`
+	}
+	if call(t, "GET", base+"/v2/apps", "", &list); len(list.Apps) != 1 || list.Apps[0]["tasks"] != nil {
+		t.Fatalf("GET /v2/apps without embed: %v", list.Apps)
+	}
+	call(t, "GET", base+"/v2/apps/stats?embed=app.taskStats", "", &one)
+	for _, group := range []string{"totalSummary", "withLatestConfig", "startedAfterLastScaling"} {
+		g := one.App.TasksStats[group]
+		if g == nil || g.Stats.Counts.Running != 2 || g.Stats.LifeTime == nil || g.Stats.LifeTime.AverageSeconds < 0 {
+			t.Fatalf("tasksStats.%s: %+v (all: %v)", group, g, one.App.TasksStats)
+		}
+	}
+	if g := one.App.TasksStats["withOutdatedConfig"]; g != nil || one.App.TaskStats != nil {
+		t.Fatalf("no task has an outdated config, yet withOutdatedConfig is %+v (taskStats %v)", g, one.App.TaskStats)
 	}
 }

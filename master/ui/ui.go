@@ -4,10 +4,12 @@
 // write through it (scale, restart, run now, kill), so the UI can do nothing the API cannot.
 //
 // Pages (hash routes of one document): #/ the cluster overview (masters, leader, agents with
-// their used/total resources, frameworks), #/apps and #/apps/{id} (instances, health, the
-// running deployment; scale and restart), #/jobs and #/jobs/{id} (schedules, next run, last
-// runs; run now) with the job DAG drawn as SVG, #/tasks and #/tasks/{id} (status and the
-// task's stdout/stderr, refreshed), #/events (Marathon's event stream, live).
+// their used/total resources, frameworks, and what waits to start and why), #/apps and
+// #/apps/{id} (instances, health, the running deployment, why instances wait; scale and
+// restart), #/jobs and #/jobs/{id} (schedules, next run, last runs, why a run waits; run now)
+// with the job DAG drawn as SVG, #/tasks and #/tasks/{id} (status and the task's stdout/stderr,
+// refreshed), #/events (Marathon's event stream, live). Why something waits is a red line
+// wherever it shows: the apps' and runs' waitingReason.
 package ui
 
 import (

@@ -106,8 +106,25 @@ const jobHref = id => "#/jobs/" + encodeURIComponent(id);
 
 // ---- pages ----
 
+// waitingLines are red lines for what waits to start and why: the apps (their waitingReason)
+// and the jobs' runs (each active run's).
+function waitingLines(apps, jobs) {
+  const lines = [];
+  for (const a of apps) {
+    if (a.waitingReason) lines.push(`<p class="bad waiting" data-waiting-app="${esc(a.id)}">App <a href="${appHref(a.id)}">${esc(a.id)}</a> waits: ${esc(a.waitingReason)}</p>`);
+  }
+  for (const j of jobs) {
+    for (const r of j.activeRuns || []) {
+      if (r.waitingReason) lines.push(`<p class="bad waiting" data-waiting-run="${esc(r.id)}">Job <a href="${jobHref(j.id)}">${esc(j.id)}</a> run ${esc(r.id)} waits: ${esc(r.waitingReason)}</p>`);
+    }
+  }
+  return lines.join("");
+}
+
 async function overview() {
-  const [cluster, agents, frameworks] = await Promise.all([get("/v1/cluster"), get("/v1/agents"), get("/v1/frameworks").catch(() => [])]);
+  const [cluster, agents, frameworks, apps, jobs] = await Promise.all([get("/v1/cluster"), get("/v1/agents"), get("/v1/frameworks").catch(() => []),
+    get("/v2/apps").then(r => r.apps || []).catch(() => []), get("/v1/jobs?embed=activeRuns").catch(() => [])]);
+  const waiting = waitingLines(apps, jobs);
   const live = agents.filter(a => !a.removed_at);
   const sum = (k, f) => live.reduce((n, a) => n + (f(a)[k] || 0), 0);
   const masters = (cluster.masters || []).map(m => `<tr data-master="${esc(m.id)}"><td>${esc(m.id)}</td><td class="state ${esc(m.state)}">${esc(m.state)}</td><td>${esc(m.address)}</td><td>${esc(m.http || "-")}</td><td class="num">${esc(m.applied_index)}</td></tr>`);
@@ -127,6 +144,7 @@ async function overview() {
       <div class="card"><span class="muted">CPUs used</span><b>${(Math.round(sum("cpus", a => a.used || {}) * 100) / 100)} / ${sum("cpus", a => a.resources || {})}</b></div>
       <div class="card"><span class="muted">Frameworks</span><b>${frameworks.length}</b></div>
     </div>
+    ${waiting ? `<h2>Waiting</h2><div id="waiting">${waiting}</div>` : ""}
     <h2>Agents</h2>${table(["Agent", "State", "CPUs", "Memory", "Disk", "Tasks", "API"], agentRows, 'id="agents"')}
     <h2>Masters</h2>${table(["ID", "Raft state", "Raft address", "HTTP", "Applied index"], masters, 'id="masters"')}
     <h2>Frameworks</h2>${table(["Framework", "Role", "Connection", "Tasks", "Dominant share"], fwRows, 'id="frameworks"')}`);
@@ -153,7 +171,8 @@ async function apps() {
     const d = deps.find(d => (d.affectedApps || []).includes(a.id));
     return `<tr data-app="${esc(a.id)}"><td><a href="${appHref(a.id)}">${esc(a.id)}</a></td><td class="num instances">${esc(instances(a))}</td>
       <td class="num health">${esc(health(a))}</td><td class="num">${esc(a.cpus)}</td><td class="num">${esc(a.mem)}</td><td>${esc(image(a))}</td>
-      <td>${d ? `step ${esc(d.currentStep)}/${esc(d.totalSteps)}: ${esc((d.currentActions || []).map(x => x.action).join(", "))}` : "-"}</td></tr>`;
+      <td>${d ? `step ${esc(d.currentStep)}/${esc(d.totalSteps)}: ${esc((d.currentActions || []).map(x => x.action).join(", "))}` : "-"}</td></tr>` +
+      (a.waitingReason ? `<tr class="why" data-waiting="${esc(a.id)}"><td colspan="7" class="bad">waiting: ${esc(a.waitingReason)}</td></tr>` : "");
   });
   render(`<h1>Apps</h1>${table(["App", "Running", "Healthy", "CPUs", "Mem", "Runs", "Deployment"], rows, 'id="apps"')}
     <p class="muted">Add one with <code>agora app add FILE.json</code> or <code>POST /v2/apps</code>.</p>`);
@@ -164,7 +183,8 @@ async function app(id) {
   const a = res.app;
   const mine = deps.filter(d => (d.affectedApps || []).includes(a.id));
   const depRows = mine.map(d => `<tr data-deployment="${esc(d.id)}"><td>${esc(d.id)}</td><td>step ${esc(d.currentStep)}/${esc(d.totalSteps)}</td>
-    <td>${esc((d.currentActions || []).map(x => x.action + " " + x.app).join(", "))}</td><td>${esc(ago(d.version))}</td></tr>`);
+    <td>${esc((d.currentActions || []).map(x => x.action + " " + x.app).join(", "))}</td><td>${esc(ago(d.version))}</td></tr>` +
+    (a.waitingReason ? `<tr class="why" data-deployment-waiting="${esc(d.id)}"><td colspan="4" class="bad">held: ${esc(a.id)} waits: ${esc(a.waitingReason)}</td></tr>` : ""));
   const taskRows = (a.tasks || []).map(t => {
     const hc = (t.healthCheckResults || [])[0];
     const h = hc ? (hc.alive ? "healthy" : "unhealthy") : "-";
@@ -179,6 +199,7 @@ async function app(id) {
       <div class="card"><span class="muted">Resources</span><b>${esc(a.cpus)} cpu · ${esc(a.mem)} MiB</b></div>
       <div class="card"><span class="muted">Version</span><b><small>${esc(a.version)}</small></b></div>
     </div>
+    ${a.waitingReason ? `<p class="bad waiting" id="app-waiting">Waiting: ${esc(a.waitingReason)}</p>` : ""}
     <p>Runs <code>${esc(image(a))}</code></p>
     <form class="inline" id="scale-form"><label>Instances <input type="number" id="scale-input" min="0" value="${esc(wanted(a))}"></label><button id="scale-button" type="submit">Scale</button></form>
     <button id="restart-button" type="button">Restart</button>
@@ -219,9 +240,11 @@ async function jobs() {
   const [list, graph] = await Promise.all([get("/v1/jobs?embed=activeRuns,history,historySummary,schedules"), get("/v1/graph")]);
   const rows = list.map(j => {
     const runs = lastRuns(j).slice(0, 5);
+    const waits = (j.activeRuns || []).filter(r => r.waitingReason);
     return `<tr data-job="${esc(j.id)}"><td><a href="${jobHref(j.id)}">${esc(j.id)}</a></td><td>${esc(schedText(j))}</td><td>${esc(nextRun(j))}</td>
       <td class="runs">${runs.map(r => `<span class="state ${esc(r.status)}" title="${esc(r.id)}">${esc(r.status)}</span>`).join(" · ") || "-"}</td>
-      <td class="num">${esc(j.historySummary?.successCount ?? 0)} / ${esc(j.historySummary?.failureCount ?? 0)} / ${esc(j.historySummary?.missedCount ?? 0)}</td></tr>`;
+      <td class="num">${esc(j.historySummary?.successCount ?? 0)} / ${esc(j.historySummary?.failureCount ?? 0)} / ${esc(j.historySummary?.missedCount ?? 0)}</td></tr>` +
+      waits.map(r => `<tr class="why" data-waiting="${esc(r.id)}"><td colspan="5" class="bad">run ${esc(r.id)} waits: ${esc(r.waitingReason)}</td></tr>`).join("");
   });
   render(`<h1>Jobs</h1>${table(["Job", "Schedule", "Next run", "Last runs", "Success / failed / missed"], rows, 'id="jobs"')}
     <h2>Dependencies</h2>${dag(graph)}`);
@@ -267,11 +290,13 @@ async function job(id) {
   const j = await get("/v1/jobs/" + encodeURIComponent(id) + "?embed=activeRuns,history,historySummary,schedules");
   const runs = await get("/v1/jobs/" + encodeURIComponent(id) + "/runs?include=finished");
   const rows = runs.map(r => {
-    const t = (r.tasks || [])[r.tasks.length - 1];
+    const t = (r.tasks || []).at(-1);
     return `<tr data-run="${esc(r.id)}"><td>${esc(r.id)}</td><td class="state status ${esc(r.status)}">${esc(r.status)}</td><td>${esc(r.trigger || "-")}</td>
       <td>${esc(ago(r.createdAt))}</td><td>${esc(between(r.createdAt, r.completedAt))}</td><td class="num">${esc(r.exitStatus ?? "-")}</td>
-      <td>${t ? `<a href="${taskHref(t.id)}">${esc(t.id)}</a>` : "-"}</td><td>${esc(r.reason || "")}</td></tr>`;
+      <td>${t ? `<a href="${taskHref(t.id)}">${esc(t.id)}</a>` : "-"}</td>
+      <td class="reason${r.waitingReason ? " bad" : ""}">${esc(r.reason || (r.waitingReason ? "waiting: " + r.waitingReason : ""))}</td></tr>`;
   });
+  const waits = runs.filter(r => r.waitingReason).map(r => `<p class="bad waiting" data-waiting-run="${esc(r.id)}">Run ${esc(r.id)} waits: ${esc(r.waitingReason)}</p>`);
   const scheds = (j.schedules || []).map(s => `<tr><td>${esc(s.id)}</td><td><code>${esc(s.cron)}</code></td><td>${esc(s.timezone || "UTC")}</td><td>${esc(s.concurrencyPolicy)}</td>
     <td>${s.enabled === false ? "disabled" : "enabled"}</td><td>${esc(ago(s.nextRunAt))}</td></tr>`);
   const missed = (j.history?.missedRuns || []).slice(0, 10).map(m => `<tr><td>${esc(m.scheduleId)}</td><td>${esc(m.scheduledAt)}</td><td>${esc(m.reason)}</td></tr>`);
@@ -279,6 +304,7 @@ async function job(id) {
     <p>${esc(j.description || "")}</p>
     <p>Runs <code>${esc(j.run.docker?.image ? j.run.docker.image + " " + (j.run.args || []).join(" ") : j.run.cmd)}</code> with ${esc(j.run.cpus)} cpu, ${esc(j.run.mem)} MiB
       ${(j.dependencies || []).length ? "after " + j.dependencies.map(d => `<a href="${jobHref(d)}">${esc(d)}</a>`).join(", ") : ""}</p>
+    ${waits.length ? `<div id="job-waiting">${waits.join("")}</div>` : ""}
     <button id="run-button" type="button">Run now</button>
     <h2>Schedules</h2>${table(["ID", "Cron", "Timezone", "Concurrency", "State", "Next run"], scheds, 'id="schedules"')}
     <h2>Runs</h2>${table(["Run", "Status", "Trigger", "Created", "Duration", "Exit", "Task", "Reason"], rows, 'id="runs"')}
