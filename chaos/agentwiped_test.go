@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -249,11 +250,15 @@ func startWipeSampler(t *testing.T, c *Cluster) *wipeSampler {
 	client := containerdtest.Client(t)
 	go func() {
 		defer close(s.done)
+		// A tick every 250 ms, not 250 ms between samples: a sample that takes long on a busy
+		// machine does not slow the rate down by its own length as well.
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
 		for {
 			select {
 			case <-s.stopCh:
 				return
-			case <-time.After(250 * time.Millisecond):
+			case <-tick.C:
 			}
 			s.sample(t, client)
 		}
@@ -277,8 +282,12 @@ func (s *wipeSampler) sample(t *testing.T, client *ctrd.Client) {
 	// The masters first, then containerd: a container that starts in between only makes the
 	// real count larger; only one removed in between (the wipe's) makes it smaller.
 	var agents []api.AgentView
-	_, errAgents := s.c.Do("GET", "/v1/agents", nil, &agents)
+	var errAgents error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _, errAgents = s.c.Do("GET", "/v1/agents", nil, &agents) }()
 	counts, errApps := appCounts(s.c)
+	wg.Wait()
 	real, err := runningContainers(t, s.c, client)
 	if err != nil {
 		return // containerd did not answer: no sample
@@ -310,28 +319,43 @@ func (s *wipeSampler) sample(t *testing.T, client *ctrd.Client) {
 	}
 }
 
-// runningContainers counts, by app, the workload's containers that really run, on every agent.
+// runningContainers counts, by app, the workload's containers that really run, on every agent
+// (the agents' namespaces asked at once).
 func runningContainers(t *testing.T, c *Cluster, client *ctrd.Client) (map[string]int, error) {
+	var mu sync.Mutex
 	real := map[string]int{}
-	for _, a := range c.Agents {
-		ctx := namespaced(t, a.NS)
-		ctrs, err := client.Containers(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, ctr := range ctrs {
-			app, _, _ := strings.Cut(ctr.ID(), ".")
-			if !strings.HasPrefix(app, "chaos_web-") {
-				continue
-			}
-			tk, err := ctr.Task(ctx, nil)
+	errs := make([]error, len(c.Agents))
+	var wg sync.WaitGroup
+	for i, a := range c.Agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := namespaced(t, a.NS)
+			ctrs, err := client.Containers(ctx)
 			if err != nil {
-				continue
+				errs[i] = err
+				return
 			}
-			if st, err := tk.Status(ctx); err == nil && st.Status == ctrd.Running {
-				real["/"+strings.ReplaceAll(app, "_", "/")]++
+			for _, ctr := range ctrs {
+				app, _, _ := strings.Cut(ctr.ID(), ".")
+				if !strings.HasPrefix(app, "chaos_web-") {
+					continue
+				}
+				tk, err := ctr.Task(ctx, nil)
+				if err != nil {
+					continue
+				}
+				if st, err := tk.Status(ctx); err == nil && st.Status == ctrd.Running {
+					mu.Lock()
+					real["/"+strings.ReplaceAll(app, "_", "/")]++
+					mu.Unlock()
+				}
 			}
-		}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return real, nil
 }
