@@ -75,7 +75,7 @@ func TestContainerdKilledAndRestarted(t *testing.T) {
 	a.launch(t, testApp("doomed", "-sleep", "1h"))
 	a.launch(t, testApp("unwanted", "-sleep", "1h"))
 	checked := api.TaskInfo{TaskID: "checked", FrameworkID: "fw-1", Resources: mustRes(t, 0.1, 32), Cmd: "while :; do echo tick; sleep 0.2; done"}
-	checked.HealthChecks = mustChecks(t, `[{"protocol":"COMMAND","command":{"value":"true"},"gracePeriodSeconds":0,"intervalSeconds":1,"timeoutSeconds":2,"maxConsecutiveFailures":2,"delaySeconds":0}]`)
+	checked.HealthChecks = mustChecks(t, `[{"protocol":"COMMAND","command":{"value":"true"},"gracePeriodSeconds":0,"intervalSeconds":1,"timeoutSeconds":10,"maxConsecutiveFailures":2,"delaySeconds":0}]`)
 	a.launch(t, checked)
 	pids := map[string]uint32{}
 	for _, id := range []string{"steady", "doomed", "unwanted", "checked"} {
