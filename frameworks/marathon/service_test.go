@@ -323,7 +323,7 @@ func TestAppEmbedsAsMarathon(t *testing.T) {
 	}
 	var one struct {
 		App struct {
-			Tasks      []taskJSON        `json:"tasks"`
+			Tasks      []taskWire        `json:"tasks"`
 			TasksStats map[string]*stats `json:"tasksStats"`
 			TaskStats  any               `json:"taskStats"`
 		} `json:"app"`
