@@ -216,6 +216,9 @@ func (d Definition) App() (App, error) {
 	if err := json.Unmarshal(b, &a); err != nil {
 		return a, err
 	}
+	if a.Container != nil && a.Container.Type == "" {
+		a.Container.Type = containerType(a.Container) // Marathon's default for a container without one
+	}
 	if raw, ok := d["ports"]; ok && d["portDefinitions"] == nil {
 		// Marathon's older "ports": [0, 0] means that many port definitions.
 		var ports []int

@@ -193,6 +193,14 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 	if len(dep.Steps) > 0 {
 		dep.CurrentStep, dep.TotalSteps, dep.CurrentActions = 1, len(dep.Steps), dep.Steps[0].Actions
 		c.put(deploymentKey(dep.ID), dep)
+		for _, id := range dep.AffectedApps {
+			if cur := curs[id]; cur != nil {
+				dep.original = append(dep.original, appWire(cur.def, cur.app, s.cfg.Role))
+			}
+			if next := results[id].next; next != nil {
+				dep.target = append(dep.target, appWire(next.def, next.app, s.cfg.Role))
+			}
+		}
 	}
 	if err := commit(ctx, s.store, c); err != nil {
 		return changeResult{}, err
@@ -202,7 +210,7 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 	if s.st == st {
 		for _, id := range blocking {
 			if old := st.deployments[id]; old != nil {
-				s.bus.publish(EventDeploymentFailed, map[string]any{"id": id, "plan": old, "reason": "superseded by deployment " + dep.ID})
+				s.bus.publish(EventDeploymentFailed, map[string]any{"id": id, "plan": planWire(old), "reason": "superseded by deployment " + dep.ID})
 			}
 			delete(st.deployments, id)
 		}
@@ -231,11 +239,11 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 				st.apps[id] = r.next // a new config: the backoff starts over
 			}
 			if r.next != nil {
-				s.bus.publish(EventAPIPost, map[string]any{"appDefinition": r.next.def})
+				s.bus.publish(EventAPIPost, apiPostEvent(ctx, appWire(r.next.def, r.next.app, s.cfg.Role)))
 			}
 		}
 		if len(dep.Steps) > 0 {
-			s.bus.publish(EventDeploymentInfo, map[string]any{"plan": dep, "currentStep": dep.Steps[0]})
+			s.bus.publish(EventDeploymentInfo, map[string]any{"plan": planWire(dep), "currentStep": dep.Steps[0]})
 		}
 	}
 	s.mu.Unlock()

@@ -46,6 +46,14 @@
 //
 //   - GET /v2/events streams Marathon's events (Server-Sent Events, ?event_type= filters).
 //
+//   - What /v2 and the event stream write is decided in one place, wire.go, as Marathon 1.10
+//     writes it: apps with every default filled in (labels {}, env {}, networks, the default
+//     port definition, health checks' defaults, ...), tasks with role, ipAddresses and
+//     localVolumes, times with milliseconds, /v2/info's sections, plans with original and
+//     target, api_post_event with clientIp and uri, Marathon-Deployment-Id on writes that
+//     start a deployment, /v2/tasks as text for Accept: text/plain, errors with details by
+//     path. What a client sends back from a GET (counts, tasks, deployments) is dropped.
+//
 //   - A change of several apps (a group's POST, PUT or DELETE) is one deployment in steps
 //     ordered by dependencies (an app's own, and its groups'): a step's apps are planned only
 //     once the step before is done; stops go dependants first. Cycles are refused (422).

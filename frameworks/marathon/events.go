@@ -57,7 +57,7 @@ func (b *eventBus) publish(typ string, fields map[string]any) {
 	if len(b.subs) == 0 {
 		return
 	}
-	body := map[string]any{"eventType": typ, "timestamp": time.Now().UTC().Format(time.RFC3339Nano)}
+	body := map[string]any{"eventType": typ, "timestamp": formatTime(time.Now())}
 	for k, v := range fields {
 		body[k] = v
 	}
@@ -122,7 +122,7 @@ func (s *Service) events(w http.ResponseWriter, r *http.Request) {
 		return true
 	}
 	if len(types) == 0 || types[EventStreamAttached] {
-		attached, _ := json.Marshal(map[string]any{"eventType": EventStreamAttached, "remoteAddress": r.RemoteAddr, "timestamp": time.Now().UTC().Format(time.RFC3339Nano)})
+		attached, _ := json.Marshal(map[string]any{"eventType": EventStreamAttached, "remoteAddress": r.RemoteAddr, "timestamp": formatTime(time.Now())})
 		if !write(EventStreamAttached, attached) {
 			return
 		}

@@ -57,6 +57,7 @@ func flatten(g groupDef, base, path string, edits *[]appEdit, groups map[string]
 			p.add(appPath, "%s", err.Error())
 			continue
 		}
+		def = withoutReadOnly(def)
 		var appID string
 		json.Unmarshal(def["id"], &appID)
 		if appID == "" {

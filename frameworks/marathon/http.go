@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -17,7 +18,6 @@ import (
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/task"
-	"github.com/agora-sched/agora/pkg/version"
 	"github.com/agora-sched/agora/raft"
 )
 
@@ -86,7 +86,7 @@ func checkQuery(next http.HandlerFunc) http.HandlerFunc {
 			queryError(w, err)
 			return
 		}
-		next(w, r)
+		next(w, withCaller(r))
 	}
 }
 
@@ -94,7 +94,7 @@ func checkQuery(next http.HandlerFunc) http.HandlerFunc {
 func queryError(w http.ResponseWriter, err error) {
 	var qe *frameworks.QueryError
 	if errors.As(err, &qe) {
-		httpjson.FieldError(w, http.StatusBadRequest, qe.Param, qe.Msg)
+		fieldError(w, http.StatusBadRequest, qe.Param, qe.Msg)
 		return
 	}
 	marathonError(w, http.StatusBadRequest, err.Error())
@@ -143,7 +143,7 @@ func readDefinition(w http.ResponseWriter, r *http.Request) (Definition, bool) {
 		httpjson.Write(w, http.StatusBadRequest, ValidationError{Message: "Invalid JSON", Details: []ErrorDetails{{Path: "/", Errors: []string{err.Error()}}}})
 		return nil, false
 	}
-	return d, true
+	return withoutReadOnly(d), true
 }
 
 func (s *Service) createApp(w http.ResponseWriter, r *http.Request) {
@@ -156,7 +156,7 @@ func (s *Service) createApp(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/", Errors: []string{err.Error()}}}})
 		return
 	}
-	_, err = s.changeApp(r.Context(), a.ID, forced(r), func(cur *appState) (Definition, error) {
+	res, err := s.changeApp(r.Context(), a.ID, forced(r), func(cur *appState) (Definition, error) {
 		if cur != nil {
 			return nil, &httpError{http.StatusConflict, "An app with id [" + a.ID + "] already exists."}
 		}
@@ -166,6 +166,7 @@ func (s *Service) createApp(w http.ResponseWriter, r *http.Request) {
 		writeChangeError(w, err)
 		return
 	}
+	setDeploymentHeader(w, res)
 	w.Header().Set("Location", "/v2/apps"+a.ID)
 	s.mu.Lock()
 	body := s.appJSONLocked(s.st, s.st.apps[a.ID], embedOf(r), "")
@@ -308,7 +309,7 @@ func (s *Service) appPut(w http.ResponseWriter, r *http.Request) {
 	if created {
 		code = http.StatusCreated
 	}
-	httpjson.Write(w, code, res)
+	writeResult(w, code, res)
 }
 
 // rollbackDefinition reads Marathon's rollback, a PUT of {"version": V}: the app's definition
@@ -363,7 +364,7 @@ func (s *Service) appPost(w http.ResponseWriter, r *http.Request) {
 		writeChangeError(w, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, res)
+	writeResult(w, http.StatusOK, res)
 }
 
 func (s *Service) appDelete(w http.ResponseWriter, r *http.Request) {
@@ -380,7 +381,7 @@ func (s *Service) appDelete(w http.ResponseWriter, r *http.Request) {
 			writeChangeError(w, err)
 			return
 		}
-		httpjson.Write(w, http.StatusOK, res)
+		writeResult(w, http.StatusOK, res)
 	case "tasks":
 		var ids []string
 		s.mu.Lock()
@@ -402,7 +403,7 @@ func (s *Service) appDelete(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if queryBool(r, "scale") {
-			httpjson.Write(w, http.StatusOK, res)
+			writeResult(w, http.StatusOK, res)
 			return
 		}
 		if arg != "" {
@@ -424,7 +425,7 @@ func (s *Service) deleteTasks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(body.IDs) == 0 {
-		httpjson.FieldError(w, http.StatusUnprocessableEntity, "ids", "name at least one task")
+		fieldError(w, http.StatusUnprocessableEntity, "ids", "name at least one task")
 		return
 	}
 	s.mu.Lock()
@@ -441,12 +442,12 @@ func (s *Service) deleteTasks(w http.ResponseWriter, r *http.Request) {
 		writeChangeError(w, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, res)
+	writeResult(w, http.StatusOK, res)
 }
 
 // killInstances kills instances on request: each is replaced, or, with scale, its app wants
 // one instance fewer.
-func (s *Service) killInstances(ctx context.Context, ids []string, scale, force bool) ([]taskJSON, changeResult, error) {
+func (s *Service) killInstances(ctx context.Context, ids []string, scale, force bool) ([]taskWire, changeResult, error) {
 	var res changeResult
 	if scale {
 		byApp := map[string]int{}
@@ -473,7 +474,7 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, force 
 		}
 	}
 	c := &change{}
-	var out []taskJSON
+	var out []taskWire
 	s.mu.Lock()
 	st := s.st
 	if st == nil {
@@ -486,7 +487,7 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, force 
 		if in == nil {
 			continue
 		}
-		out = append(out, taskJSONOf(in))
+		out = append(out, taskWireOf(in, s.cfg.Role))
 		if in.rec.Killing {
 			continue
 		}
@@ -523,6 +524,13 @@ func (s *Service) deploy(w http.ResponseWriter, r *http.Request, code int, edits
 		writeChangeError(w, err)
 		return
 	}
+	writeResult(w, code, res)
+}
+
+// writeResult answers a write that started a deployment: its id and version, and the
+// Marathon-Deployment-Id header.
+func writeResult(w http.ResponseWriter, code int, res changeResult) {
+	setDeploymentHeader(w, res)
 	httpjson.Write(w, code, res)
 }
 
@@ -672,10 +680,7 @@ func matchLabel(labels map[string]string, sel string) bool {
 // tasksStats). Agora adds waitingReason while the app waits for instances to start and
 // something holds them (see waitingReasonLocked; silent is which agents make no offers).
 func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]bool, silent string) map[string]any {
-	out := map[string]any{}
-	for k, v := range as.def.withDefaults() {
-		out[k] = v
-	}
+	out := appWire(as.def.withDefaults(), as.app, s.cfg.Role)
 	insts := st.appInstances(as.app.ID)
 	c := countTasks(insts)
 	out["tasksStaged"], out["tasksRunning"], out["tasksHealthy"], out["tasksUnhealthy"] = c.Staged, c.Running, c.Healthy, c.Unhealthy
@@ -692,7 +697,7 @@ func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]
 		out["tasks"] = s.tasksJSONLocked(st, as.app.ID)
 	}
 	if embed["lastTaskFailure"] && as.lastFail != nil {
-		out["lastTaskFailure"] = as.lastFail
+		out["lastTaskFailure"] = taskFailureWireOf(as.lastFail)
 	}
 	if embed["readiness"] && len(as.app.ReadinessChecks) > 0 {
 		results := []map[string]any{}
@@ -858,41 +863,10 @@ func waitingReasonLocked(as *appState, now time.Time, silent string) string {
 	return strings.Join(parts, "; ")
 }
 
-// taskJSON is a task as Marathon shows it.
-type taskJSON struct {
-	ID                 string     `json:"id"`
-	AppID              string     `json:"appId"`
-	Host               string     `json:"host"`
-	Ports              []int      `json:"ports"`
-	SlaveID            string     `json:"slaveId"`
-	StagedAt           time.Time  `json:"stagedAt"`
-	StartedAt          *time.Time `json:"startedAt,omitempty"`
-	Version            string     `json:"version"`
-	State              string     `json:"state"`
-	HealthCheckResults []hcResult `json:"healthCheckResults,omitempty"`
-}
-
-type hcResult struct {
-	Alive  bool   `json:"alive"`
-	TaskID string `json:"taskId"`
-}
-
-func taskJSONOf(in *instance) taskJSON {
-	t := taskJSON{ID: in.rec.ID, AppID: in.rec.AppID, Host: in.rec.Host, Ports: in.rec.Ports, SlaveID: in.rec.AgentID,
-		StagedAt: in.rec.StagedAt, StartedAt: in.startedAt, Version: in.rec.Version, State: string(in.state)}
-	if t.Ports == nil {
-		t.Ports = []int{}
-	}
-	if in.healthy != nil {
-		t.HealthCheckResults = []hcResult{{Alive: *in.healthy, TaskID: in.rec.ID}}
-	}
-	return t
-}
-
-func (s *Service) tasksJSONLocked(st *leaderState, appID string) []taskJSON {
-	out := []taskJSON{}
+func (s *Service) tasksJSONLocked(st *leaderState, appID string) []taskWire {
+	out := []taskWire{}
 	for _, in := range st.appInstances(appID) {
-		out = append(out, taskJSONOf(in))
+		out = append(out, taskWireOf(in, s.cfg.Role))
 	}
 	return out
 }
@@ -903,7 +877,7 @@ func (s *Service) listTasks(w http.ResponseWriter, r *http.Request) {
 		for _, st := range strings.Split(v, ",") {
 			state := task.State("TASK_" + strings.ToUpper(strings.TrimSpace(st)))
 			if !state.Valid() {
-				httpjson.FieldError(w, http.StatusBadRequest, "status", "no task state "+strconv.Quote(st)+" (running, staging, killed, ...)")
+				fieldError(w, http.StatusBadRequest, "status", "no task state "+strconv.Quote(st)+" (running, staging, killed, ...)")
 				return
 			}
 			statuses[string(state)] = true
@@ -915,11 +889,24 @@ func (s *Service) listTasks(w http.ResponseWriter, r *http.Request) {
 	if st == nil {
 		return
 	}
-	out := []taskJSON{}
+	if wantsText(r) {
+		var apps []string
+		for _, appID := range sortedKeys(st.apps) {
+			if !st.apps[appID].deleted {
+				apps = append(apps, appID)
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, tasksText(apps, func(appID string) []int { return appPorts(st.apps[appID].app) },
+			func(appID string) []taskWire { return s.tasksJSONLocked(st, appID) }))
+		return
+	}
+	out := []taskWire{}
 	for _, appID := range sortedKeys(st.apps) {
 		for _, in := range st.appInstances(appID) {
 			if len(statuses) == 0 || statuses[string(in.state)] {
-				out = append(out, taskJSONOf(in))
+				out = append(out, taskWireOf(in, s.cfg.Role))
 			}
 		}
 	}
@@ -933,9 +920,9 @@ func (s *Service) listDeployments(w http.ResponseWriter, r *http.Request) {
 	if st == nil {
 		return
 	}
-	out := []*Deployment{}
+	out := []map[string]any{}
 	for _, id := range sortedKeys(st.deployments) {
-		out = append(out, st.deployments[id])
+		out = append(out, deploymentWire(st.deployments[id]))
 	}
 	httpjson.Write(w, http.StatusOK, out)
 }
@@ -997,7 +984,7 @@ func (s *Service) deleteDeployment(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	httpjson.Write(w, http.StatusOK, res)
+	writeResult(w, http.StatusOK, res)
 }
 
 func (s *Service) info(w http.ResponseWriter, r *http.Request) {
@@ -1007,13 +994,13 @@ func (s *Service) info(w http.ResponseWriter, r *http.Request) {
 		fwID = s.st.ss.FrameworkID()
 	}
 	s.mu.Unlock()
-	httpjson.Write(w, http.StatusOK, map[string]any{
-		"name": "agora", "version": version.Get().Version, "frameworkId": fwID, "elected": true,
-		"leader": r.Host,
-		"marathon_config": map[string]any{
-			"framework_name": s.cfg.Name, "mesos_role": s.cfg.Role, "failover_timeout": int64(s.cfg.FailoverTimeout.Seconds()),
-		},
-	})
+	port := 0
+	if addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if tcp, ok := addr.(*net.TCPAddr); ok {
+			port = tcp.Port
+		}
+	}
+	httpjson.Write(w, http.StatusOK, s.infoWire(fwID, r.Host, port))
 }
 
 // queueItem is an entry of Marathon's /v2/queue; WaitingReason is Agora's: why the instances
@@ -1132,6 +1119,7 @@ func (s *Service) putApps(w http.ResponseWriter, r *http.Request) {
 			p.add(path, "%s", err.Error())
 			continue
 		}
+		patch = withoutReadOnly(patch)
 		var id string
 		json.Unmarshal(patch["id"], &id)
 		if id = NormalizeID(id); id == "" {

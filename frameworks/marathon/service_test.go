@@ -218,7 +218,8 @@ func TestDeploymentRollbackAndForce(t *testing.T) {
 	waitFor(t, "rolled back", func() bool {
 		a := app()
 		env, _ := a["env"].(map[string]any)
-		return len(deployments()) == 0 && a["readinessChecks"] == nil && env["V"] == "1" && len(hosts(svc, "/roll")) == 2
+		rcs, _ := a["readinessChecks"].([]any)
+		return len(deployments()) == 0 && len(rcs) == 0 && env["V"] == "1" && len(hosts(svc, "/roll")) == 2
 	})
 	if code := call(t, "PUT", base+"/v2/apps/roll", stuck, &res); code != http.StatusOK {
 		t.Fatalf("PUT v2 again: %d", code)
@@ -323,7 +324,7 @@ func TestAppEmbedsAsMarathon(t *testing.T) {
 	}
 	var one struct {
 		App struct {
-			Tasks      []taskJSON        `json:"tasks"`
+			Tasks      []taskWire        `json:"tasks"`
 			TasksStats map[string]*stats `json:"tasksStats"`
 			TaskStats  any               `json:"taskStats"`
 		} `json:"app"`

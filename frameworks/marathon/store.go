@@ -66,6 +66,9 @@ type Deployment struct {
 	CurrentActions []Action `json:"currentActions"`
 	CurrentStep    int      `json:"currentStep"`
 	TotalSteps     int      `json:"totalSteps"`
+	// original and target are the changed apps before and after, as appWire shows them, for
+	// the plans of its events; this leader's memory only (after a failover they are empty).
+	original, target []map[string]any
 }
 
 // Step is a list of actions done together.
