@@ -214,6 +214,10 @@ func (s *Service) appGet(w http.ResponseWriter, r *http.Request) {
 	}
 	switch sub {
 	case "tasks":
+		if wantsText(r) {
+			s.tasksText(w, st, []string{appID})
+			return
+		}
 		httpjson.Write(w, http.StatusOK, map[string]any{"tasks": s.tasksJSONLocked(st, appID)})
 	case "":
 		// One app comes, as Marathon's does, with its tasks and last failure whatever embed says.
@@ -486,7 +490,7 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, force 
 		if in == nil {
 			continue
 		}
-		out = append(out, taskJSONOf(in))
+		out = append(out, taskJSONOf(in, st))
 		if in.rec.Killing {
 			continue
 		}
@@ -676,6 +680,7 @@ func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]
 	for k, v := range as.def.withDefaults() {
 		out[k] = v
 	}
+	out["ports"] = append([]int{}, as.app.ServicePorts()...) // Marathon's older list of them
 	insts := st.appInstances(as.app.ID)
 	c := countTasks(insts)
 	out["tasksStaged"], out["tasksRunning"], out["tasksHealthy"], out["tasksUnhealthy"] = c.Staged, c.Running, c.Healthy, c.Unhealthy
@@ -864,6 +869,7 @@ type taskJSON struct {
 	AppID              string     `json:"appId"`
 	Host               string     `json:"host"`
 	Ports              []int      `json:"ports"`
+	ServicePorts       []int      `json:"servicePorts"` // its app's (serviceports.go)
 	SlaveID            string     `json:"slaveId"`
 	StagedAt           time.Time  `json:"stagedAt"`
 	StartedAt          *time.Time `json:"startedAt,omitempty"`
@@ -877,9 +883,13 @@ type hcResult struct {
 	TaskID string `json:"taskId"`
 }
 
-func taskJSONOf(in *instance) taskJSON {
+func taskJSONOf(in *instance, st *leaderState) taskJSON {
 	t := taskJSON{ID: in.rec.ID, AppID: in.rec.AppID, Host: in.rec.Host, Ports: in.rec.Ports, SlaveID: in.rec.AgentID,
 		StagedAt: in.rec.StagedAt, StartedAt: in.startedAt, Version: in.rec.Version, State: string(in.state)}
+	t.ServicePorts = []int{}
+	if as := st.apps[in.rec.AppID]; as != nil {
+		t.ServicePorts = append(t.ServicePorts, as.app.ServicePorts()...)
+	}
 	if t.Ports == nil {
 		t.Ports = []int{}
 	}
@@ -892,7 +902,7 @@ func taskJSONOf(in *instance) taskJSON {
 func (s *Service) tasksJSONLocked(st *leaderState, appID string) []taskJSON {
 	out := []taskJSON{}
 	for _, in := range st.appInstances(appID) {
-		out = append(out, taskJSONOf(in))
+		out = append(out, taskJSONOf(in, st))
 	}
 	return out
 }
@@ -915,11 +925,15 @@ func (s *Service) listTasks(w http.ResponseWriter, r *http.Request) {
 	if st == nil {
 		return
 	}
+	if wantsText(r) {
+		s.tasksText(w, st, nil)
+		return
+	}
 	out := []taskJSON{}
 	for _, appID := range sortedKeys(st.apps) {
 		for _, in := range st.appInstances(appID) {
 			if len(statuses) == 0 || statuses[string(in.state)] {
-				out = append(out, taskJSONOf(in))
+				out = append(out, taskJSONOf(in, st))
 			}
 		}
 	}
