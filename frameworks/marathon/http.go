@@ -681,6 +681,7 @@ func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]
 		out[k] = v
 	}
 	out["ports"] = append([]int{}, as.app.ServicePorts()...) // Marathon's older list of them
+	showLBFields(out, as.app)
 	insts := st.appInstances(as.app.ID)
 	c := countTasks(insts)
 	out["tasksStaged"], out["tasksRunning"], out["tasksHealthy"], out["tasksUnhealthy"] = c.Staged, c.Running, c.Healthy, c.Unhealthy
