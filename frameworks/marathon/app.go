@@ -260,17 +260,30 @@ func (a App) PortCount() int {
 
 // PortNames names the ports in order, for PORT_<NAME>.
 func (a App) PortNames() []string {
-	var names []string
+	names, _ := a.portsByIndex()
+	return names
+}
+
+// ServicePorts are the app's service ports in order (serviceports.go): its port mappings'
+// servicePort, or its port definitions' port; 0 for one not assigned.
+func (a App) ServicePorts() []int {
+	_, service := a.portsByIndex()
+	return service
+}
+
+// portsByIndex are the names and service ports of the app's ports: its port mappings', or
+// else its port definitions'.
+func (a App) portsByIndex() (names []string, service []int) {
 	if a.hasPortMappings() {
 		for _, pm := range a.Container.PortMappings {
-			names = append(names, pm.Name)
+			names, service = append(names, pm.Name), append(service, pm.ServicePort)
 		}
-		return names
+		return names, service
 	}
 	for _, pd := range a.PortDefinitions {
-		names = append(names, pd.Name)
+		names, service = append(names, pd.Name), append(service, pd.Port)
 	}
-	return names
+	return names, service
 }
 
 // RequiredPorts are fixed host ports asked for (with requirePorts its service ports, or the

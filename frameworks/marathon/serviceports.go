@@ -100,22 +100,6 @@ func (p *portPool) assign(want, old []int) ([]int, int, error) {
 	return out, 0, nil
 }
 
-// ServicePorts are the app's service ports in order: its port mappings' servicePort, or its
-// port definitions' port; 0 for one not assigned.
-func (a App) ServicePorts() []int {
-	var out []int
-	if a.hasPortMappings() {
-		for _, pm := range a.Container.PortMappings {
-			out = append(out, pm.ServicePort)
-		}
-		return out
-	}
-	for _, pd := range a.PortDefinitions {
-		out = append(out, pd.Port)
-	}
-	return out
-}
-
 // servicePortPath is the JSON path of the app's i-th service port, for errors.
 func (a App) servicePortPath(i int) string {
 	if a.hasPortMappings() {

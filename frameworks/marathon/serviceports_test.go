@@ -13,11 +13,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/frameworks/frameworktest"
-	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/raft"
@@ -109,25 +107,10 @@ func TestPortPoolNeverTwice(t *testing.T) {
 	}
 }
 
-// portsCluster is simCluster with a service port range of its own.
+// portsCluster is simCluster with a service port range of its own, on one agent.
 func portsCluster(t *testing.T, r resources.Range, agentPorts resources.Ranges) (*Service, string) {
 	t.Helper()
-	var svc *Service
-	sim := &master.SimulatedAgents{}
-	m, _ := frameworktest.Master(t, t.TempDir(), sim, 20*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
-		var err error
-		if svc, err = New(Config{Master: m, Tick: 50 * time.Millisecond, ServicePorts: r}); err == nil {
-			svc.Register()
-		}
-		return err
-	})
-	waitFor(t, "the service framework", func() bool {
-		svc.mu.Lock()
-		defer svc.mu.Unlock()
-		return svc.st != nil
-	})
-	sim.AddAgents(1, resources.Resources{CPUs: 8, Mem: 8192, Disk: 100, Ports: agentPorts})
-	return svc, "http://" + m.HTTPAddr()
+	return simClusterWith(t, 1, resources.Resources{CPUs: 8, Mem: 8192, Disk: 100, Ports: agentPorts}, func(cfg *Config) { cfg.ServicePorts = r })
 }
 
 // appPorts reads an app's service ports as GET /v2/apps/{id} shows them: portDefinitions[].port
@@ -216,6 +199,10 @@ func TestServicePortsThroughTheAPI(t *testing.T) {
 		t.Fatalf("POST /last: %d", code)
 	}
 	var refused ValidationError
+	waitFor(t, "no deployment left (the store at rest)", func() bool {
+		var deps []any
+		return call(t, "GET", base+"/v2/deployments", "", &deps) == http.StatusOK && len(deps) == 0
+	})
 	storedBefore := frameworktest.Stored(t, svc.store, Namespace)
 	if code := call(t, "POST", base+"/v2/apps", `{"id": "/full", "cmd": "serve", "mem": 32, "instances": 0}`, &refused); code != http.StatusUnprocessableEntity {
 		t.Fatalf("POST with the range full: %d", code)
