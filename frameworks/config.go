@@ -9,7 +9,12 @@ import (
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
+	"github.com/agora-sched/agora/pkg/resources"
 )
+
+// DefaultServicePorts is the range service ports are assigned from when Config names none:
+// Marathon's defaults of --local_port_min and --local_port_max, both ends included.
+var DefaultServicePorts = resources.Range{Begin: 10000, End: 20000}
 
 // Config configures an embedded framework (marathon.Config and chronos.Config are this type).
 type Config struct {
@@ -25,6 +30,10 @@ type Config struct {
 	// Tick bounds how long it waits between looks at its state besides after events (default
 	// 1 s).
 	Tick time.Duration
+	// ServicePorts is the range the service framework assigns apps' service ports from
+	// (Marathon's --local_port_min and --local_port_max), default 10000-20000; the batch
+	// framework has no service ports.
+	ServicePorts resources.Range
 }
 
 // WithDefaults checks the config and fills in what is not set; name is the framework's own.
@@ -49,6 +58,12 @@ func (c Config) WithDefaults(name string) (Config, error) {
 	}
 	if c.Tick == 0 {
 		c.Tick = time.Second
+	}
+	if c.ServicePorts == (resources.Range{}) {
+		c.ServicePorts = DefaultServicePorts
+	}
+	if r := c.ServicePorts; r.Begin == 0 || r.Begin > r.End || r.End > 65535 {
+		return c, fmt.Errorf("%s: service ports %d-%d: want a range within 1-65535, its first port not after its last", name, r.Begin, r.End)
 	}
 	return c, nil
 }

@@ -97,7 +97,7 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
-	if err := startFrameworks(m, logger); err != nil {
+	if err := startFrameworks(c, m, logger); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
 	reloadOnHangup(c, m, logger)
@@ -168,8 +168,12 @@ func frameworkAppliers() map[string]raft.Applier {
 
 // startFrameworks registers the embedded frameworks with a master: they run while it leads,
 // and their APIs are served by any master (forwarded to the leader).
-func startFrameworks(m *master.Master, logger *slog.Logger) error {
-	svc, err := marathon.New(marathon.Config{Master: m, Logger: logger.With("component", "marathon")})
+func startFrameworks(c *cli.Context, m *master.Master, logger *slog.Logger) error {
+	ports, err := servicePorts(c)
+	if err != nil {
+		return err
+	}
+	svc, err := marathon.New(marathon.Config{Master: m, Logger: logger.With("component", "marathon"), ServicePorts: ports})
 	if err != nil {
 		return err
 	}
@@ -334,7 +338,7 @@ func runMaster(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := startFrameworks(m, logger); err != nil {
+	if err := startFrameworks(c, m, logger); err != nil {
 		return err
 	}
 	reloadOnHangup(c, m, logger)

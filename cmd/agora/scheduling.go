@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/resources"
 )
 
 // schedulerFlags tune the leader's two-level scheduling; masters and dev nodes take them.
@@ -21,7 +22,23 @@ func schedulerFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "agent-removal-timeout", Value: 5 * time.Minute, Usage: "an agent unreachable this long is removed; its tasks end as TASK_GONE or TASK_LOST"},
 		&cli.DurationFlag{Name: "agent-gossip-grace", Value: 10 * time.Second, Usage: "an agent that no gossip member carries this long after it registered (registered by hand and silent, or its process gone) is unreachable: no offers of it"},
 		&cli.StringFlag{Name: "role-weights", Usage: "DRF weights of roles, e.g. 'prod:3;batch:1' (default 1 each)"},
+		&cli.StringFlag{Name: "service-ports", Value: "10000-20000", Usage: "the range apps' service ports are assigned from (Marathon's --local_port_min and --local_port_max), both ends included"},
 	}
+}
+
+// servicePorts reads --service-ports: one range of ports, "10000-20000".
+func servicePorts(c *cli.Context) (resources.Range, error) {
+	rs, err := resources.ParseRanges(c.String("service-ports"))
+	if err == nil && len(rs) != 1 {
+		err = fmt.Errorf("want one range, e.g. 10000-20000")
+	}
+	if err == nil && (rs[0].Begin == 0 || rs[0].End > 65535) {
+		err = fmt.Errorf("ports are 1 to 65535")
+	}
+	if err != nil {
+		return resources.Range{}, usageError{fmt.Sprintf("--service-ports %q: %v", c.String("service-ports"), err)}
+	}
+	return rs[0], nil
 }
 
 // parseWeights reads "prod:3;batch:1".
@@ -51,6 +68,9 @@ func schedulerConfig(c *cli.Context) (master.SchedulerConfig, error) {
 	weights, err := parseWeights(c.String("role-weights"))
 	if err != nil {
 		return master.SchedulerConfig{}, usageError{fmt.Sprintf("--role-weights: %v", err)}
+	}
+	if _, err := servicePorts(c); err != nil { // read by the frameworks once the master runs
+		return master.SchedulerConfig{}, err
 	}
 	return master.SchedulerConfig{
 		RoleWeights:            weights,

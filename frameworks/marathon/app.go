@@ -92,16 +92,19 @@ type Docker struct {
 	Parameters     []any  `json:"parameters,omitempty"`
 }
 
-// PortMapping is a container port; on host networking its hostPort is what counts.
+// PortMapping is a container port; on host networking its hostPort is what counts. Its
+// servicePort is the app's service port for it (serviceports.go): 0 when written asks for one.
 type PortMapping struct {
 	ContainerPort int    `json:"containerPort"`
 	HostPort      int    `json:"hostPort"`
+	ServicePort   int    `json:"servicePort"`
 	Protocol      string `json:"protocol,omitempty"`
 	Name          string `json:"name,omitempty"`
 }
 
-// PortDefinition asks for one host port: 0 for any from the offer, or a fixed one (with
-// requirePorts, that exact port).
+// PortDefinition asks for one host port, any the offer has; Port is the app's service port for
+// it (serviceports.go): 0 when written asks for one. With requirePorts the host port must be the
+// service port.
 type PortDefinition struct {
 	Port     int               `json:"port"`
 	Protocol string            `json:"protocol,omitempty"`
@@ -184,11 +187,22 @@ func Decode(b []byte) (Definition, error) {
 }
 
 // Merge lays the fields of patch over d (a PUT or PATCH with only some fields changes just
-// those); a field set to null goes back to its default.
+// those); a field set to null goes back to its default. A patch's "ports" (Marathon's older
+// form) replaces d's portDefinitions, and its portDefinitions d's "ports".
 func (d Definition) Merge(patch Definition) Definition {
 	out := make(Definition, len(d)+len(patch))
 	for k, v := range d {
 		out[k] = v
+	}
+	// Marathon's older "ports" and portDefinitions say the same: the one a patch gives replaces
+	// the other.
+	if _, ok := patch["ports"]; ok {
+		if _, both := patch["portDefinitions"]; !both {
+			delete(out, "portDefinitions")
+		}
+	}
+	if _, ok := patch["portDefinitions"]; ok {
+		delete(out, "ports")
 	}
 	for k, v := range patch {
 		if string(bytes.TrimSpace(v)) == "null" {
@@ -249,20 +263,34 @@ func (a App) PortCount() int {
 
 // PortNames names the ports in order, for PORT_<NAME>.
 func (a App) PortNames() []string {
-	var names []string
-	if a.hasPortMappings() {
-		for _, pm := range a.Container.PortMappings {
-			names = append(names, pm.Name)
-		}
-		return names
-	}
-	for _, pd := range a.PortDefinitions {
-		names = append(names, pd.Name)
-	}
+	names, _ := a.portsByIndex()
 	return names
 }
 
-// RequiredPorts are fixed host ports asked for (requirePorts, or hostPorts of mappings); 0 is any.
+// ServicePorts are the app's service ports in order (serviceports.go): its port mappings'
+// servicePort, or its port definitions' port; 0 for one not assigned.
+func (a App) ServicePorts() []int {
+	_, service := a.portsByIndex()
+	return service
+}
+
+// portsByIndex are the names and service ports of the app's ports: its port mappings', or
+// else its port definitions'.
+func (a App) portsByIndex() (names []string, service []int) {
+	if a.hasPortMappings() {
+		for _, pm := range a.Container.PortMappings {
+			names, service = append(names, pm.Name), append(service, pm.ServicePort)
+		}
+		return names, service
+	}
+	for _, pd := range a.PortDefinitions {
+		names, service = append(names, pd.Name), append(service, pd.Port)
+	}
+	return names, service
+}
+
+// RequiredPorts are fixed host ports asked for (with requirePorts its service ports, or the
+// hostPorts of mappings); 0 is any.
 func (a App) RequiredPorts() []int {
 	var out []int
 	if a.hasPortMappings() {
@@ -492,6 +520,9 @@ func (a App) Validate() error {
 			if pm.HostPort < 0 || pm.HostPort > 65535 {
 				p.add(fmt.Sprintf("/container/portMappings(%d)/hostPort", i), "got %d, expected 0 to 65535", pm.HostPort)
 			}
+			if pm.ServicePort < 0 || pm.ServicePort > 65535 {
+				p.add(fmt.Sprintf("/container/portMappings(%d)/servicePort", i), "got %d, expected 0 to 65535 (0: one is assigned)", pm.ServicePort)
+			}
 		}
 	}
 	names := map[string]bool{}
@@ -504,9 +535,6 @@ func (a App) Validate() error {
 				p.add(fmt.Sprintf("/portDefinitions(%d)/name", i), "port names must be unique; %q is used twice", pd.Name)
 			}
 			names[pd.Name] = true
-		}
-		if a.RequirePorts && pd.Port == 0 {
-			p.add(fmt.Sprintf("/portDefinitions(%d)/port", i), "requirePorts needs a fixed port, not 0")
 		}
 	}
 	for i, hc := range a.HealthChecks {

@@ -93,6 +93,19 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 	}
 	results := map[string]result{}
 	var problems problems
+	// Service ports: what the apps hold now (a deleted app's are free only after its change)
+	// and what the new definitions fix are taken; each app's old ones are offered back to it.
+	ports := newPortPool(s.cfg.ServicePorts)
+	for _, a := range allApps {
+		ports.hold(a.ServicePorts()...)
+	}
+	type valid struct {
+		e   appEdit
+		cur *appState
+		def Definition
+		a   App
+	}
+	var checked []valid
 	for _, e := range edits {
 		cur := curs[e.id]
 		def, err := e.edit(cur)
@@ -126,6 +139,24 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 				problems.add(e.path+"/", "%s", err.Error())
 			}
 			continue
+		}
+		ports.claim(a.ServicePorts()...)
+		checked = append(checked, valid{e: e, cur: cur, def: def, a: a})
+	}
+	for _, v := range checked {
+		e, cur, a := v.e, v.cur, v.a
+		var old []int
+		if cur != nil {
+			old = cur.app.ServicePorts()
+		}
+		assigned, at, err := ports.assign(a.ServicePorts(), old)
+		if err != nil {
+			problems.add(e.path+a.servicePortPath(at), "%s", err.Error())
+			continue
+		}
+		def, err := v.def.withServicePorts(a, assigned)
+		if err != nil {
+			return changeResult{}, err
 		}
 		def = def.withDefaults()
 		def["id"], _ = json.Marshal(a.ID)

@@ -92,6 +92,16 @@
 //     (unreachable and draining ones included: they come back as they were); while none is
 //     registered (a cluster starting) the app is taken and waits for one.
 //
-// Not yet: service ports (Marathon's 10000+ range); docker.parameters are kept but have no
-// effect (they are flags of Docker's daemon, not of containerd).
+//   - Service ports (portDefinitions[].port, container.portMappings[].servicePort) given as 0
+//     are assigned when the app is written, from Config.ServicePorts (agora master/dev
+//     --service-ports, 10000-20000 as Marathon's --local_port_min/max), never one another app
+//     holds, kept across the app's updates, free again once it is deleted; past the range the
+//     write is a 422 naming it (serviceports.go). With requirePorts they are the instances'
+//     host ports. Tasks show them as servicePorts; GET /v2/tasks and /v2/apps/{id}/tasks with
+//     Accept: text/plain answer Marathon's text list (tasktext.go). App JSON shows labels ({})
+//     and health checks' numbers even where the definition leaves them out, as marathon-lb
+//     reads them (lbfields.go).
+//
+// Not yet: docker.parameters are kept but have no effect (they are flags of Docker's daemon,
+// not of containerd).
 package marathon

@@ -215,6 +215,10 @@ func (s *Service) appGet(w http.ResponseWriter, r *http.Request) {
 	}
 	switch sub {
 	case "tasks":
+		if wantsText(r) {
+			s.tasksText(w, st, []string{appID})
+			return
+		}
 		httpjson.Write(w, http.StatusOK, map[string]any{"tasks": s.tasksJSONLocked(st, appID)})
 	case "":
 		// One app comes, as Marathon's does, with its tasks and last failure whatever embed says.
@@ -487,7 +491,7 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, force 
 		if in == nil {
 			continue
 		}
-		out = append(out, taskWireOf(in, s.cfg.Role))
+		out = append(out, taskWireOf(in, s.cfg.Role, st))
 		if in.rec.Killing {
 			continue
 		}
@@ -681,6 +685,7 @@ func matchLabel(labels map[string]string, sel string) bool {
 // something holds them (see waitingReasonLocked; silent is which agents make no offers).
 func (s *Service) appJSONLocked(st *leaderState, as *appState, embed map[string]bool, silent string) map[string]any {
 	out := appWire(as.def.withDefaults(), as.app, s.cfg.Role)
+	out["ports"] = append([]int{}, as.app.ServicePorts()...) // Marathon's older list of them
 	insts := st.appInstances(as.app.ID)
 	c := countTasks(insts)
 	out["tasksStaged"], out["tasksRunning"], out["tasksHealthy"], out["tasksUnhealthy"] = c.Staged, c.Running, c.Healthy, c.Unhealthy
@@ -866,7 +871,7 @@ func waitingReasonLocked(as *appState, now time.Time, silent string) string {
 func (s *Service) tasksJSONLocked(st *leaderState, appID string) []taskWire {
 	out := []taskWire{}
 	for _, in := range st.appInstances(appID) {
-		out = append(out, taskWireOf(in, s.cfg.Role))
+		out = append(out, taskWireOf(in, s.cfg.Role, st))
 	}
 	return out
 }
@@ -890,23 +895,14 @@ func (s *Service) listTasks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wantsText(r) {
-		var apps []string
-		for _, appID := range sortedKeys(st.apps) {
-			if !st.apps[appID].deleted {
-				apps = append(apps, appID)
-			}
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusOK)
-		io.WriteString(w, tasksText(apps, func(appID string) []int { return appPorts(st.apps[appID].app) },
-			func(appID string) []taskWire { return s.tasksJSONLocked(st, appID) }))
+		s.tasksText(w, st, nil)
 		return
 	}
 	out := []taskWire{}
 	for _, appID := range sortedKeys(st.apps) {
 		for _, in := range st.appInstances(appID) {
 			if len(statuses) == 0 || statuses[string(in.state)] {
-				out = append(out, taskWireOf(in, s.cfg.Role))
+				out = append(out, taskWireOf(in, s.cfg.Role, st))
 			}
 		}
 	}

@@ -21,14 +21,21 @@ import (
 // simCluster runs a real master (raft on bbolt, HTTP) with the service framework, on simulated
 // agents (the real path, with containers, is tested in cmd/agora).
 func simCluster(t *testing.T, agents int, res resources.Resources, clk ...clock.Clock) (*Service, string) {
+	return simClusterWith(t, agents, res, func(cfg *Config) {
+		if len(clk) > 0 {
+			cfg.Clock = clk[0]
+		}
+	})
+}
+
+// simClusterWith is simCluster with the framework's config changed by configure.
+func simClusterWith(t *testing.T, agents int, res resources.Resources, configure func(*Config)) (*Service, string) {
 	t.Helper()
 	var svc *Service
 	sim := &master.SimulatedAgents{}
 	m, _ := frameworktest.Master(t, t.TempDir(), sim, 20*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
 		cfg := Config{Master: m, Tick: 50 * time.Millisecond}
-		if len(clk) > 0 {
-			cfg.Clock = clk[0]
-		}
+		configure(&cfg)
 		var err error
 		if svc, err = New(cfg); err == nil {
 			svc.Register()

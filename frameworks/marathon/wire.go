@@ -20,13 +20,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/pkg/httpjson"
-	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/pkg/version"
 )
 
@@ -287,6 +285,7 @@ type taskWire struct {
 	Host               string       `json:"host"`
 	IPAddresses        []ipAddress  `json:"ipAddresses"`
 	Ports              []int        `json:"ports"`
+	ServicePorts       []int        `json:"servicePorts"` // its app's (serviceports.go)
 	SlaveID            string       `json:"slaveId"`
 	StagedAt           wireTime     `json:"stagedAt"`
 	StartedAt          *wireTime    `json:"startedAt,omitempty"`
@@ -318,8 +317,8 @@ type healthWire struct {
 	TaskID              string    `json:"taskId"`
 }
 
-// taskWireOf is an instance's task; role is the framework's.
-func taskWireOf(in *instance, role string) taskWire {
+// taskWireOf is an instance's task; role is the framework's, st has its app's service ports.
+func taskWireOf(in *instance, role string, st *leaderState) taskWire {
 	t := taskWire{ID: in.rec.ID, AppID: in.rec.AppID, Host: in.rec.Host, Ports: in.rec.Ports, SlaveID: in.rec.AgentID,
 		StagedAt: wireTime(in.rec.StagedAt), Version: in.rec.Version, State: string(in.state),
 		IPAddresses: []ipAddress{}, LocalVolumes: []any{}, Role: role,
@@ -330,6 +329,10 @@ func taskWireOf(in *instance, role string) taskWire {
 	}
 	if t.Ports == nil {
 		t.Ports = []int{}
+	}
+	t.ServicePorts = []int{}
+	if as := st.apps[in.rec.AppID]; as != nil {
+		t.ServicePorts = append(t.ServicePorts, as.app.ServicePorts()...)
 	}
 	if ip := net.ParseIP(in.rec.Host); ip != nil {
 		proto := "IPv4"
@@ -417,57 +420,6 @@ func planWire(d *Deployment) map[string]any {
 	}
 }
 
-// tasksText is GET /v2/tasks with Accept: text/plain, Marathon's form for load balancers: per
-// app and port, a line of the app's id (its path with '_' for '/'), the port and each running
-// task's host:port, tab-separated. ports gives each app's ports in order (the service ports,
-// once assigned); an app without ports has one line with a blank port and its tasks' hosts.
-func tasksText(apps []string, ports func(appID string) []int, tasks func(appID string) []taskWire) string {
-	var b strings.Builder
-	for _, appID := range apps {
-		name := strings.ReplaceAll(strings.TrimPrefix(appID, "/"), "/", "_")
-		var running []taskWire
-		for _, t := range tasks(appID) {
-			if t.State == string(task.Running) {
-				running = append(running, t)
-			}
-		}
-		ps := ports(appID)
-		if len(ps) == 0 {
-			b.WriteString(name + "\t \t")
-			for _, t := range running {
-				b.WriteString(t.Host + " ")
-			}
-			b.WriteString("\n")
-			continue
-		}
-		for i, p := range ps {
-			b.WriteString(name + "\t" + strconv.Itoa(p) + "\t")
-			for _, t := range running {
-				hp := 0
-				if i < len(t.Ports) {
-					hp = t.Ports[i]
-				}
-				b.WriteString(t.Host + ":" + strconv.Itoa(hp) + "\t")
-			}
-			b.WriteString("\n")
-		}
-	}
-	return b.String()
-}
-
-// appPorts are the ports an app is known by in the text form of /v2/tasks, in order: its
-// portDefinitions' ports (its port mappings': 0, not known here).
-func appPorts(a App) []int {
-	if a.hasPortMappings() {
-		return make([]int, len(a.Container.PortMappings))
-	}
-	var out []int
-	for _, pd := range a.PortDefinitions {
-		out = append(out, pd.Port)
-	}
-	return out
-}
-
 // deploymentWire is a deployment as GET /v2/deployments writes it.
 func deploymentWire(d *Deployment) map[string]any {
 	actions := []map[string]any{}
@@ -505,12 +457,6 @@ func withCaller(r *http.Request) *http.Request {
 func apiPostEvent(ctx context.Context, app map[string]any) map[string]any {
 	c, _ := ctx.Value(callerKey{}).(caller)
 	return map[string]any{"clientIp": c.clientIP, "uri": c.uri, "appDefinition": app}
-}
-
-// wantsText says whether a request asks for text/plain rather than JSON.
-func wantsText(r *http.Request) bool {
-	accept := r.Header.Get("Accept")
-	return strings.Contains(accept, "text/plain") && !strings.Contains(accept, "application/json")
 }
 
 // deploymentHeader is the response header Marathon names a write's deployment by.

@@ -259,7 +259,7 @@ func TestWireShapes(t *testing.T) {
 	text, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	task0 := tasks[0].(map[string]any)
-	line := fmt.Sprintf("shop_web\t0\t%s:%v\t\n", task0["host"], task0["ports"].([]any)[0])
+	line := fmt.Sprintf("shop_web\t%v\t%s:%v\t\n", task0["servicePorts"].([]any)[0], task0["host"], task0["ports"].([]any)[0])
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") || !strings.Contains(string(text), line) {
 		t.Fatalf("text/plain /v2/tasks: %s %q, want the line %q", resp.Header.Get("Content-Type"), text, line)
 	}
@@ -305,6 +305,7 @@ func TestExampleLikeAppsRoundTrip(t *testing.T) {
 			t.Fatalf("%s: POST %d %v", f, code, created)
 		}
 		first := getJSON(t, base+"/v2/apps"+id).(map[string]any)["app"].(map[string]any)
+		withServicePorts(given, first)
 		for k, v := range given {
 			if k == "container" || k == "healthChecks" || k == "ports" || k == "uris" {
 				continue // compared below, in Marathon's normal form
@@ -367,6 +368,30 @@ func sameShapeKeys(t *testing.T, f string, hc map[string]any) {
 	}
 }
 
+// withServicePorts puts into a given definition the service ports the app was assigned where
+// it gave 0 (portDefinitions' port, portMappings' servicePort), as Marathon shows them.
+func withServicePorts(given, shown map[string]any) {
+	fill := func(giv, sh []any, key string) {
+		for i := range min(len(giv), len(sh)) {
+			g, _ := giv[i].(map[string]any)
+			s, _ := sh[i].(map[string]any)
+			if g != nil && s != nil && (g[key] == nil || g[key] == 0.0) {
+				g[key] = s[key]
+			}
+		}
+	}
+	if pd, ok := given["portDefinitions"].([]any); ok {
+		sh, _ := shown["portDefinitions"].([]any)
+		fill(pd, sh, "port")
+	}
+	c, _ := given["container"].(map[string]any)
+	sc, _ := shown["container"].(map[string]any)
+	if pm, ok := c["portMappings"].([]any); ok && sc != nil {
+		sh, _ := sc["portMappings"].([]any)
+		fill(pm, sh, "servicePort")
+	}
+}
+
 func sameJSONValue(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
@@ -382,7 +407,7 @@ func TestTaskWireHealthAndAddresses(t *testing.T) {
 	in := &instance{rec: InstanceRecord{ID: "web.1", AppID: "/web", Host: "10.0.0.7", AgentID: "a1", Ports: []int{31001},
 		Attributes: map[string]string{"zone": "b", "region": "eu"}, StagedAt: started.Add(-time.Second)},
 		state: task.Running, healthy: &alive, startedAt: &started}
-	b, _ := json.Marshal(taskWireOf(in, "*"))
+	b, _ := json.Marshal(taskWireOf(in, "*", &leaderState{apps: map[string]*appState{}}))
 	var got map[string]any
 	json.Unmarshal(b, &got)
 	if got["startedAt"] != "2026-03-01T08:00:02.500Z" || got["zone"] != "b" || got["region"] != "eu" || got["role"] != "*" {
