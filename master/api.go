@@ -128,11 +128,20 @@ func (a *apiHandler) forward(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "this master is not the leader any more; retry")
 		return
 	}
-	leader := a.leaderHTTP()
+	// Where to send it: the leader, once one is known — and not this master while raft has
+	// made it leader but it is not ready yet (its first barrier pending): sent to itself then,
+	// it would only bounce back as "not the leader any more".
+	target := func() string {
+		if id, _ := a.m.store.Leader(); id == a.m.id && !a.m.store.IsLeader() {
+			return ""
+		}
+		return a.leaderHTTP()
+	}
+	leader := target()
 	// An election takes a moment (a master just started, or a leader just gone): hold the
 	// request for it rather than refuse at once, as etcd does, but answer well inside a
 	// client's usual 5 s timeout, so that a refusal stays a definite "not done".
-	for wait := time.NewTimer(electionWait); leader == ""; leader = a.leaderHTTP() {
+	for wait := time.NewTimer(electionWait); leader == ""; leader = target() {
 		select {
 		case <-r.Context().Done():
 			wait.Stop()
