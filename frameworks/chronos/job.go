@@ -235,7 +235,9 @@ func (j *Job) Normalize() error {
 			if _, ok := r.Secrets[v.Secret]; !ok {
 				return &FieldError{Field: path + ".secret", Msg: fmt.Sprintf("references the secret %q, which run.secrets does not define", v.Secret)}
 			}
-			continue
+			// Agents cannot yet put a secret in a file of the task's own (a tmpfs file owned by
+			// its user): refused rather than run without it. Env secrets work.
+			return &FieldError{Field: path + ".secret", Msg: "file-based secrets are not supported yet: agents cannot yet write a secret into a file of the task's own; give it as an env secret ({\"secret\": ref} in run.env)"}
 		case !hostaccess.ValidHostPath(v.HostPath):
 			return &FieldError{Field: path + ".hostPath", Msg: fmt.Sprintf("must be an absolute path on the agent or the name of a host volume agents declare, got %q", v.HostPath)}
 		case v.Mode != "" && v.Mode != "RO" && v.Mode != "RW":

@@ -309,7 +309,7 @@ type mRunSpec struct {
 	Args                       []string                       `json:"args,omitempty"`
 	User                       string                         `json:"user,omitempty"`
 	Env                        map[string]frameworks.EnvValue `json:"env"`
-	Placement                  Placement                      `json:"placement"`
+	Placement                  mPlacement                     `json:"placement"`
 	Artifacts                  []Artifact                     `json:"artifacts"`
 	MaxLaunchDelay             int                            `json:"maxLaunchDelay"`
 	Docker                     *Docker                        `json:"docker,omitempty"`
@@ -318,6 +318,11 @@ type mRunSpec struct {
 	TaskKillGracePeriodSeconds float64                        `json:"taskKillGracePeriodSeconds,omitempty"`
 	Secrets                    map[string]frameworks.Secret   `json:"secrets"`
 	Networks                   []Network                      `json:"networks"`
+}
+
+// mPlacement is run.placement: constraints [] when none.
+type mPlacement struct {
+	Constraints []PlacementConstraint `json:"constraints"`
 }
 
 func metronomeSchedule(v scheduleView) mSchedule {
@@ -351,10 +356,10 @@ func metronomeRunSpec(r RunSpec) mRunSpec {
 	if out.Secrets == nil {
 		out.Secrets = map[string]frameworks.Secret{}
 	}
+	out.Placement.Constraints = []PlacementConstraint{}
 	if r.Placement != nil {
-		out.Placement = *r.Placement
+		out.Placement.Constraints = nonNil(r.Placement.Constraints)
 	}
-	out.Placement.Constraints = nonNil(out.Placement.Constraints)
 	return out
 }
 

@@ -273,6 +273,7 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 		{"metronome's mem floor", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": 0.1, "mem": 16}}`, "run.mem", "at least 32 (MiB), as Metronome's schema"},
 		{"v0 mem floor", "POST", "/v0/scheduled-jobs", `{"id": "x", "run": {"cmd": "x", "cpus": 0.1, "mem": 31}}`, "run.mem", "at least 32"},
 		{"secret volume undefined", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "s", "secret": "k"}]}}`, "run.volumes[0].secret", "run.secrets does not define"},
+		{"secret volume", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "secrets": {"k": {"source": "/k"}}, "volumes": [{"containerPath": "s", "secret": "k"}]}}`, "run.volumes[0].secret", "file-based secrets are not supported yet"},
 		{"artifact without uri", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "artifacts": [{"uri": ""}]}}`, "run.artifacts[0].uri", "is required"},
 		{"chronos settings through metronome", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "chronos": {"shell": true}}`, "chronos", "not a field of Metronome's"},
 		{"chronos executor", "POST", "/v1/scheduler/iso8601", `{"name": "X_1", "command": "x", "schedule": "R/2030-01-01T00:00:00Z/P1D", "executor": "/usr/bin/my-executor"}`, "executor", "no Mesos executor"},
