@@ -218,8 +218,8 @@ func validateTaskInfo(info api.TaskInfo) error {
 	if err := info.Resources.Validate(); err != nil {
 		return &api.FieldError{Field: "resources", Msg: err.Error()}
 	}
-	if info.Image == "" && info.Cmd == "" {
-		return &api.FieldError{Field: "cmd", Msg: "a task without an image needs a command"}
+	if info.Image == "" && info.Cmd == "" && len(info.Args) == 0 {
+		return &api.FieldError{Field: "cmd", Msg: "a task without an image needs a command or args (the program and its arguments)"}
 	}
 	if info.Image != "" {
 		if _, err := containerd.NormalizeImage(info.Image); err != nil {

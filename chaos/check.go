@@ -50,7 +50,7 @@ func StartWorkload(t testing.TB, c *Cluster, apps int) *Workload {
 		w.Apps = append(w.Apps, id)
 	}
 	job := map[string]any{"id": w.Job, "run": map[string]any{"docker": map[string]string{"image": containerdtest.TestAppImage}, "args": []string{"-print-args", "tick"},
-		"cpus": 0.05, "mem": 16}, "schedules": []map[string]any{{"id": "s", "cron": "* * * * * *"}},
+		"cpus": 0.05, "mem": 32}, "schedules": []map[string]any{{"id": "s", "cron": "* * * * * *"}},
 		"successfulHistoryLimit": 1000, "failedHistoryLimit": 1000} // every run kept for the check
 	if _, err := c.Do("POST", "/v1/jobs", job, nil); err != nil {
 		t.Fatalf("create %s: %v", w.Job, err)

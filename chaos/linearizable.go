@@ -35,7 +35,7 @@ const (
 func (w *Workload) startHistory(t testing.TB) {
 	t.Helper()
 	job := map[string]any{"id": linJob, "run": map[string]any{"docker": map[string]string{"image": containerdtest.TestAppImage}, "args": []string{"-print-args", "run"},
-		"cpus": 0.05, "mem": 16}, "successfulHistoryLimit": 1000, "failedHistoryLimit": 1000} // every run kept: the set the clients read
+		"cpus": 0.05, "mem": 32}, "successfulHistoryLimit": 1000, "failedHistoryLimit": 1000} // every run kept: the set the clients read
 	if _, err := w.c.Do("POST", "/v1/jobs", job, nil); err != nil {
 		t.Fatalf("create %s: %v", linJob, err)
 	}

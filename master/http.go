@@ -27,7 +27,19 @@ type Info struct {
 	DataDir    string          `json:"data_dir"`
 	StartedAt  time.Time       `json:"started_at"`
 	Containerd *ContainerdInfo `json:"containerd,omitempty"`
+	// Version and LibVersion are what Metronome's GET /v1/info answers (this path is also
+	// Metronome's): the Metronome API version Agora speaks and the Marathon library version
+	// under it. Agora's own build is in Build.
+	Version    string `json:"version"`
+	LibVersion string `json:"libVersion"`
 }
+
+// Metronome's /v1/info: the API version Agora's jobs API follows, and the Marathon version its
+// /v2 API follows.
+const (
+	MetronomeVersion    = "0.6.0"
+	MetronomeLibVersion = "1.10.0"
+)
 
 // ContainerdInfo names the containerd a dev node runs its tasks on.
 type ContainerdInfo struct {
@@ -73,6 +85,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	info.Build = version.Get()
+	info.Version, info.LibVersion = MetronomeVersion, MetronomeLibVersion
 	a := &apiHandler{info: info, m: cfg.Cluster, logger: logger}
 	s := &Server{ln: ln, logger: logger, api: a}
 	s.srv = &http.Server{

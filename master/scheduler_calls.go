@@ -524,8 +524,8 @@ func (s *scheduler) checkTaskLocked(t *schedTerm, ti api.TaskInfo, pool resource
 	if !pool.Contains(ti.Resources) {
 		return &api.FieldError{Field: "resources", Msg: fmt.Sprintf("%s does not fit in what is left of the offers: %s", ti.Resources, pool)}
 	}
-	if ti.Image == "" && ti.Cmd == "" {
-		return &api.FieldError{Field: "cmd", Msg: "a task without an image needs a command"}
+	if ti.Image == "" && ti.Cmd == "" && len(ti.Args) == 0 {
+		return &api.FieldError{Field: "cmd", Msg: "a task without an image needs a command or args (the program and its arguments)"}
 	}
 	return nil
 }

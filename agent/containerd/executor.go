@@ -315,8 +315,8 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	if err := ValidTaskID(s.TaskID); err != nil {
 		return nil, err
 	}
-	if s.Image == "" && s.Cmd == "" {
-		return nil, fmt.Errorf("%w: %s: a task without an image needs a command", ErrBadSpec, s.TaskID)
+	if s.Image == "" && s.Cmd == "" && len(s.Args) == 0 {
+		return nil, fmt.Errorf("%w: %s: a task without an image needs a command or args", ErrBadSpec, s.TaskID)
 	}
 	ctx = e.ctx(ctx)
 	sandbox, logDir := e.Sandbox(s.TaskID), e.LogDir(s.TaskID)
@@ -348,11 +348,16 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	} else {
 		// As Mesos's own containerizer without an image, but curated: the host's programs and
 		// libraries read-only, a copy of its /etc without secrets, the sandbox and a fresh /tmp
-		// writable; nothing else of the host.
+		// writable; nothing else of the host. Cmd runs through sh -c; without it, Args are
+		// the program and its arguments (Mesos's shell: false).
+		argv := []string{"sh", "-c", s.Cmd}
+		if s.Cmd == "" {
+			argv = s.Args
+		}
 		opts = append(opts,
 			oci.WithRootFSPath(e.hostRoot),
 			oci.WithRootFSReadonly(),
-			oci.WithProcessArgs("sh", "-c", s.Cmd),
+			oci.WithProcessArgs(argv...),
 			oci.WithMounts(e.hostMounts),
 			oci.WithMounts([]specs.Mount{{Destination: "/tmp", Source: "tmpfs", Type: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}}}),
 		)

@@ -24,7 +24,7 @@ type jobView struct {
 	chronos.Job
 	Schedules []struct {
 		chronos.Schedule
-		NextRunAt *time.Time `json:"nextRunAt"`
+		NextRunAt *chronos.MetronomeTime `json:"nextRunAt"`
 	} `json:"schedules"`
 	ActiveRuns     []chronos.RunView       `json:"activeRuns"`
 	HistorySummary *chronos.HistorySummary `json:"historySummary"`
@@ -169,8 +169,8 @@ func jobList(c *cli.Context) error {
 						sched += " (disabled)"
 					}
 				}
-				if s.NextRunAt != nil && (next == "-" || s.NextRunAt.Format(time.RFC3339) < next) {
-					next = s.NextRunAt.Format(time.RFC3339)
+				if s.NextRunAt != nil && (next == "-" || s.NextRunAt.Time().Format(time.RFC3339) < next) {
+					next = s.NextRunAt.Time().Format(time.RFC3339)
 				}
 			}
 			h := j.HistorySummary
@@ -350,7 +350,7 @@ func jobShow(c *cli.Context) error {
 		for _, s := range j.Schedules {
 			next := "-"
 			if s.NextRunAt != nil {
-				next = s.NextRunAt.Format(time.RFC3339)
+				next = s.NextRunAt.Time().Format(time.RFC3339)
 			}
 			state := ""
 			if s.Enabled != nil && !*s.Enabled {

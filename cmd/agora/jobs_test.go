@@ -241,7 +241,7 @@ func TestCronRunsExactlyOnceAcrossLeaderKill(t *testing.T) {
 			follower = m
 		}
 	}
-	spec := `{"id": "every-second", "run": {"docker": {"image": "` + containerdtest.TestAppImage + `"}, "args": ["-print-args"], "cpus": 0.05, "mem": 16},
+	spec := `{"id": "every-second", "run": {"docker": {"image": "` + containerdtest.TestAppImage + `"}, "args": ["-print-args"], "cpus": 0.05, "mem": 32},
 		"schedules": [{"id": "s", "cron": "* * * * * *"}], "successfulHistoryLimit": 1000, "failedHistoryLimit": 1000}`
 	waitJob(t, "the job created", 20*time.Second, func() bool {
 		return httpJSON(t, "POST", follower.http+"/v1/jobs", json.RawMessage(spec), nil) == http.StatusCreated

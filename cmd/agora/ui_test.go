@@ -169,7 +169,7 @@ func TestWebUI(t *testing.T) {
 	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(job), nil); code != http.StatusCreated {
 		t.Fatalf("POST /v1/jobs: %d", code)
 	}
-	child := `{"id": "ui.after", "dependencies": ["ui.hello"], "run": {"cmd": "true", "cpus": 0.1, "mem": 16}}`
+	child := `{"id": "ui.after", "dependencies": ["ui.hello"], "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}`
 	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(child), nil); code != http.StatusCreated {
 		t.Fatalf("POST /v1/jobs (dependant): %d", code)
 	}

@@ -115,7 +115,7 @@ func TestWhyItWaitsOnContainerd(t *testing.T) {
 	}
 
 	// A job run no agent can take.
-	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(`{"id": "why.big", "run": {"cmd": "true", "cpus": 8, "mem": 16}}`), nil); code != http.StatusCreated {
+	if code := httpJSON(t, "POST", base+"/v1/jobs", json.RawMessage(`{"id": "why.big", "run": {"cmd": "true", "cpus": 8, "mem": 32}}`), nil); code != http.StatusCreated {
 		t.Fatalf("POST /v1/jobs: %d", code)
 	}
 	var jobRun chronos.RunView

@@ -1,54 +1,121 @@
 package chronos
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/pkg/httpjson"
 )
 
+// The Chronos codec: Chronos 3's job JSON, read and written here and nowhere else. Chronos reads
+// leniently (numbers and booleans may be strings, names are [A-Za-z0-9_.-]+) and lists every
+// field of a job, defaults filled in; so does this. What Chronos takes but Agora cannot do (a
+// custom executor, a bridge or named network, an external volume) is a 422 naming the field,
+// never dropped in silence; what changes nothing Agora does (async, softError, highPriority,
+// dataProcessingJobType) is kept and listed back.
+
 // ChronosJob is a job in Chronos's JSON: what /scheduler/iso8601 and /scheduler/dependency
-// take and /scheduler/jobs lists. It maps onto a job spec: name → id, command → run.cmd,
-// schedule (ISO 8601 R[n]/start/period) and scheduleTimeZone → one schedule "default", epsilon
-// → its startingDeadlineSeconds, parents → dependencies, retries → ON_FAILURE with that
-// backoffLimit (Chronos's default is 2), disabled → the schedule disabled.
+// take and /scheduler/jobs lists. It maps onto a job spec: name → id, command → run.cmd (or,
+// with shell false, run.args: command and arguments exec'd), schedule (ISO 8601 R[n]/start/period)
+// and scheduleTimeZone → one schedule "default", epsilon → its startingDeadlineSeconds,
+// concurrent → its concurrencyPolicy (false: FORBID), parents → dependencies, retries →
+// ON_FAILURE with that backoffLimit (Chronos's default is 2), maxCompletionTime →
+// activeDeadlineSeconds, runAsUser → run.user, disabled → the schedule disabled, container →
+// run.docker and run.volumes, fetch and uris → run.artifacts; the rest is kept in the job's
+// ChronosSettings.
 type ChronosJob struct {
-	Name                 string          `json:"name"`
-	Command              string          `json:"command"`
-	Shell                *bool           `json:"shell,omitempty"`
-	Arguments            []string        `json:"arguments,omitempty"`
-	Schedule             string          `json:"schedule,omitempty"`
-	ScheduleTimeZone     string          `json:"scheduleTimeZone,omitempty"`
-	Parents              []string        `json:"parents,omitempty"`
-	Epsilon              string          `json:"epsilon,omitempty"`
-	CPUs                 float64         `json:"cpus,omitempty"`
-	Mem                  float64         `json:"mem,omitempty"`
-	Disk                 float64         `json:"disk,omitempty"`
-	Retries              *int            `json:"retries,omitempty"`
-	Disabled             bool            `json:"disabled,omitempty"`
-	Description          string          `json:"description,omitempty"`
-	Owner                string          `json:"owner,omitempty"`
-	OwnerName            string          `json:"ownerName,omitempty"`
-	Container            *ChronosImage   `json:"container,omitempty"`
-	EnvironmentVariables []ChronosEnvVar `json:"environmentVariables,omitempty"`
-	Constraints          [][]string      `json:"constraints,omitempty"`
-	SuccessCount         int             `json:"successCount"`
-	ErrorCount           int             `json:"errorCount"`
-	LastSuccess          string          `json:"lastSuccess"`
-	LastError            string          `json:"lastError"`
+	Name                   string            `json:"name"`
+	Command                string            `json:"command"`
+	Shell                  *chronosBool      `json:"shell"`
+	Epsilon                string            `json:"epsilon,omitempty"`
+	Executor               string            `json:"executor"`
+	ExecutorFlags          string            `json:"executorFlags"`
+	TaskInfoData           string            `json:"taskInfoData"`
+	Retries                *chronosNumber    `json:"retries"`
+	Owner                  string            `json:"owner"`
+	OwnerName              string            `json:"ownerName"`
+	Description            string            `json:"description"`
+	Async                  chronosBool       `json:"async"`
+	SuccessCount           chronosNumber     `json:"successCount"`
+	ErrorCount             chronosNumber     `json:"errorCount"`
+	LastSuccess            string            `json:"lastSuccess"`
+	LastError              string            `json:"lastError"`
+	CPUs                   chronosNumber     `json:"cpus"`
+	Disk                   chronosNumber     `json:"disk"`
+	Mem                    chronosNumber     `json:"mem"`
+	Disabled               chronosBool       `json:"disabled"`
+	SoftError              chronosBool       `json:"softError"`
+	DataProcessingJobType  chronosBool       `json:"dataProcessingJobType"`
+	DataJob                *chronosBool      `json:"dataJob,omitempty"` // read only: the docs' older name
+	ErrorsSinceLastSuccess chronosNumber     `json:"errorsSinceLastSuccess"`
+	Fetch                  []ChronosFetch    `json:"fetch"`
+	URIs                   []string          `json:"uris"`
+	EnvironmentVariables   []ChronosEnvVar   `json:"environmentVariables"`
+	Arguments              []string          `json:"arguments"`
+	HighPriority           chronosBool       `json:"highPriority"`
+	RunAsUser              string            `json:"runAsUser"`
+	Concurrent             chronosBool       `json:"concurrent"`
+	MaxCompletionTime      chronosNumber     `json:"maxCompletionTime"`
+	Container              *ChronosContainer `json:"container,omitempty"`
+	Constraints            [][]string        `json:"constraints"`
+	Parents                []string          `json:"parents,omitempty"`
+	Schedule               string            `json:"schedule,omitempty"`
+	ScheduleTimeZone       string            `json:"scheduleTimeZone,omitempty"`
 }
 
-// ChronosImage is Chronos's container: its image is the run's docker.image.
-type ChronosImage struct {
-	Type           string `json:"type,omitempty"`
-	Image          string `json:"image"`
-	ForcePullImage bool   `json:"forcePullImage,omitempty"`
-	Network        string `json:"network,omitempty"`
+// ChronosContainer is Chronos's container: a DOCKER or MESOS image, its network (HOST only:
+// tasks use the agent's network), volumes of the host, docker parameters.
+type ChronosContainer struct {
+	Type           string               `json:"type"`
+	Image          string               `json:"image"`
+	ForcePullImage chronosBool          `json:"forcePullImage"`
+	Network        string               `json:"network,omitempty"`
+	NetworkName    string               `json:"networkName,omitempty"`
+	NetworkInfos   []ChronosNetwork     `json:"networkInfos,omitempty"`
+	Volumes        []ChronosVolume      `json:"volumes"`
+	Parameters     []DockerParameter    `json:"parameters"`
+	PortMappings   []ChronosPortMapping `json:"portMappings,omitempty"`
+}
+
+// ChronosNetwork is one of a container's networkInfos (a named CNI network: refused).
+type ChronosNetwork struct {
+	Name         string               `json:"name"`
+	Protocol     string               `json:"protocol,omitempty"`
+	Labels       []DockerParameter    `json:"labels,omitempty"`
+	PortMappings []ChronosPortMapping `json:"portMappings,omitempty"`
+}
+
+// ChronosPortMapping is a bridge network's port mapping (refused with the network).
+type ChronosPortMapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"`
+}
+
+// ChronosVolume is a container volume: a host path (external volumes are refused until issue 17).
+type ChronosVolume struct {
+	ContainerPath string `json:"containerPath"`
+	HostPath      string `json:"hostPath,omitempty"`
+	Mode          string `json:"mode,omitempty"`
+	External      any    `json:"external,omitempty"`
+}
+
+// ChronosFetch is one of Chronos's fetch entries; extract defaults to true.
+type ChronosFetch struct {
+	URI        string       `json:"uri"`
+	Executable chronosBool  `json:"executable"`
+	Cache      chronosBool  `json:"cache"`
+	Extract    *chronosBool `json:"extract,omitempty"`
+	OutputFile string       `json:"output_file,omitempty"`
 }
 
 // ChronosEnvVar is one of Chronos's environmentVariables.
@@ -57,20 +124,96 @@ type ChronosEnvVar struct {
 	Value string `json:"value"`
 }
 
+// ChronosSettings are what a job given in Chronos's JSON has that Metronome's spec has no place
+// for, kept so that it lists back as given.
+type ChronosSettings struct {
+	Shell                 bool     `json:"shell"`
+	Arguments             []string `json:"arguments,omitempty"` // with shell true: kept, not used (as Chronos)
+	Epsilon               string   `json:"epsilon,omitempty"`
+	Async                 bool     `json:"async,omitempty"`
+	SoftError             bool     `json:"softError,omitempty"`
+	DataProcessingJobType bool     `json:"dataProcessingJobType,omitempty"`
+	HighPriority          bool     `json:"highPriority,omitempty"`
+	Concurrent            bool     `json:"concurrent,omitempty"`
+	Disabled              bool     `json:"disabled,omitempty"` // of a dependent job: it does not run
+	ContainerType         string   `json:"containerType,omitempty"`
+	Network               string   `json:"network,omitempty"`
+	URIs                  []string `json:"uris,omitempty"`
+	FetchOutputFiles      []string `json:"fetchOutputFiles,omitempty"`
+}
+
+// chronosNumber is a number Chronos reads from a number or a string ("0.5").
+type chronosNumber float64
+
+func (n *chronosNumber) UnmarshalJSON(b []byte) error {
+	var f float64
+	if err := json.Unmarshal(b, &f); err == nil {
+		*n = chronosNumber(f)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return &json.UnmarshalTypeError{Value: "not a number nor a string of one", Type: reflect.TypeFor[float64]()}
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		// A type error, so that the decoder names the field.
+		return &json.UnmarshalTypeError{Value: fmt.Sprintf("string %q, not a number", s), Type: reflect.TypeFor[float64]()}
+	}
+	*n = chronosNumber(f)
+	return nil
+}
+
+// chronosBool is a boolean Chronos reads from true/false or a string of one.
+type chronosBool bool
+
+func (v *chronosBool) UnmarshalJSON(b []byte) error {
+	var x bool
+	if err := json.Unmarshal(b, &x); err == nil {
+		*v = chronosBool(x)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return &json.UnmarshalTypeError{Value: "not true or false", Type: reflect.TypeFor[bool]()}
+	}
+	x, err := strconv.ParseBool(s)
+	if err != nil {
+		return &json.UnmarshalTypeError{Value: fmt.Sprintf("string %q, not true or false", s), Type: reflect.TypeFor[bool]()}
+	}
+	*v = chronosBool(x)
+	return nil
+}
+
+// Chronos's defaults.
+const (
+	chronosCPUs    = 0.1
+	chronosMem     = 128
+	chronosDisk    = 256
+	chronosRetries = 2
+)
+
+// chronosTimeLayout is how Chronos writes lastSuccess and lastError.
+const chronosTimeLayout = "2006-01-02T15:04:05.000Z"
+
 func (s *Service) chronosRoutes(h func(string, http.HandlerFunc)) {
-	h("GET /scheduler/jobs", s.chronosList)
-	h("POST /scheduler/iso8601", s.chronosPut(false))
-	h("PUT /scheduler/iso8601", s.chronosPut(false))
-	h("POST /scheduler/dependency", s.chronosPut(true))
-	h("PUT /scheduler/dependency", s.chronosPut(true))
-	h("PUT /scheduler/job/{name}", s.chronosRun)
-	h("DELETE /scheduler/job/{name}", s.chronosDelete)
-	h("GET /scheduler/graph/dot", func(w http.ResponseWriter, r *http.Request) {
-		s.read(w, func(st *leaderState) error {
-			writeDOT(w, st.graph())
-			return nil
+	for _, p := range []string{"/scheduler", "/v1/scheduler"} { // Chronos 2's paths and Chronos 3's
+		h("GET "+p+"/jobs", s.chronosList)
+		h("GET "+p+"/jobs/search", s.chronosSearch)
+		h("POST "+p+"/iso8601", s.chronosPut(false))
+		h("PUT "+p+"/iso8601", s.chronosPut(false))
+		h("POST "+p+"/dependency", s.chronosPut(true))
+		h("PUT "+p+"/dependency", s.chronosPut(true))
+		h("PUT "+p+"/job/{name}", s.chronosRun)
+		h("DELETE "+p+"/job/{name}", s.chronosDelete)
+		h("DELETE "+p+"/task/kill/{name}", s.chronosKill)
+		h("GET "+p+"/graph/dot", func(w http.ResponseWriter, r *http.Request) {
+			s.read(w, func(st *leaderState) error {
+				writeDOT(w, st.graph())
+				return nil
+			})
 		})
-	})
+	}
 }
 
 // toJob maps a Chronos job onto a job spec; the errors name Chronos's fields.
@@ -78,16 +221,43 @@ func (c ChronosJob) toJob(dependency bool) (*Job, error) {
 	if c.Name == "" {
 		return nil, &FieldError{Field: "name", Msg: "is required"}
 	}
-	if len(c.Name) <= maxIDLen && !idPattern.MatchString(c.Name) { // longer ones: Normalize says why
-		return nil, &FieldError{Field: "name", Msg: fmt.Sprintf("%q: Agora's job ids are lowercase letters, digits and '-', in names separated by '.'", c.Name)}
+	cs := &ChronosSettings{Shell: c.Shell == nil || bool(*c.Shell), Epsilon: c.Epsilon, Async: bool(c.Async), SoftError: bool(c.SoftError),
+		DataProcessingJobType: bool(c.DataProcessingJobType), HighPriority: bool(c.HighPriority), Concurrent: bool(c.Concurrent)}
+	if c.DataJob != nil {
+		cs.DataProcessingJobType = bool(*c.DataJob)
 	}
-	j := &Job{ID: c.Name, Description: c.Description, Run: RunSpec{Cmd: c.Command, Args: c.Arguments, CPUs: c.CPUs, Mem: c.Mem, Disk: c.Disk}}
-	if c.Shell != nil && !*c.Shell {
-		if c.Command != "" {
-			j.Run.Args = append([]string{c.Command}, c.Arguments...)
+	for _, f := range []struct{ name, v, why string }{
+		{"executor", c.Executor, "Agora's agents run every task themselves; there is no Mesos executor to name"},
+		{"executorFlags", c.ExecutorFlags, "Agora's agents run every task themselves; there is no Mesos executor to pass flags to"},
+		{"taskInfoData", c.TaskInfoData, "Agora's agents run every task themselves; there is no Mesos executor to read it"},
+	} {
+		if strings.TrimSpace(f.v) != "" {
+			return nil, &FieldError{Field: f.name, Msg: fmt.Sprintf("%q is not supported: %s (leave it empty)", f.v, f.why)}
 		}
-		j.Run.Cmd = ""
 	}
+	j := &Job{ID: c.Name, Description: c.Description, Chronos: cs,
+		Run: RunSpec{Cmd: c.Command, CPUs: float64(c.CPUs), Mem: float64(c.Mem), Disk: float64(c.Disk), User: c.RunAsUser}}
+	if j.Run.CPUs == 0 {
+		j.Run.CPUs = chronosCPUs
+	}
+	if j.Run.Mem == 0 {
+		j.Run.Mem = chronosMem
+	}
+	if j.Run.Disk == 0 {
+		j.Run.Disk = chronosDisk
+	}
+	if cs.Shell {
+		cs.Arguments = c.Arguments // Chronos ignores them with shell true
+	} else {
+		if c.Command == "" {
+			return nil, &FieldError{Field: "command", Msg: "is required with shell false: it is the program run, arguments its arguments"}
+		}
+		j.Run.Cmd, j.Run.Args = "", append([]string{c.Command}, c.Arguments...)
+	}
+	if c.MaxCompletionTime < 0 {
+		return nil, &FieldError{Field: "maxCompletionTime", Msg: "must not be negative"}
+	}
+	j.Run.Restart.ActiveDeadlineSeconds = int(c.MaxCompletionTime)
 	if c.Owner != "" || c.OwnerName != "" {
 		j.Labels = map[string]string{}
 		if c.Owner != "" {
@@ -97,20 +267,47 @@ func (c ChronosJob) toJob(dependency bool) (*Job, error) {
 			j.Labels["ownerName"] = c.OwnerName
 		}
 	}
-	if c.Container != nil {
-		j.Run.Docker = &Docker{Image: c.Container.Image, ForcePullImage: c.Container.ForcePullImage}
+	if err := c.Container.toRun(&j.Run, cs); err != nil {
+		return nil, err
 	}
-	for _, e := range c.EnvironmentVariables {
+	for i, f := range c.Fetch {
+		a := Artifact{URI: f.URI, Executable: bool(f.Executable), Cache: bool(f.Cache), Extract: new(f.Extract == nil || bool(*f.Extract))}
+		if f.URI == "" {
+			return nil, &FieldError{Field: fmt.Sprintf("fetch[%d].uri", i), Msg: "is required"}
+		}
+		j.Run.Artifacts = append(j.Run.Artifacts, a)
+		cs.FetchOutputFiles = append(cs.FetchOutputFiles, f.OutputFile)
+	}
+	if slices.IndexFunc(cs.FetchOutputFiles, func(s string) bool { return s != "" }) < 0 {
+		cs.FetchOutputFiles = nil
+	}
+	for i, u := range c.URIs {
+		if u == "" {
+			return nil, &FieldError{Field: fmt.Sprintf("uris[%d]", i), Msg: "is empty"}
+		}
+		j.Run.Artifacts = append(j.Run.Artifacts, Artifact{URI: u, Extract: new(true)})
+	}
+	cs.URIs = c.URIs
+	for i, e := range c.EnvironmentVariables {
 		if j.Run.Env == nil {
 			j.Run.Env = map[string]frameworks.EnvValue{}
+		}
+		if _, twice := j.Run.Env[e.Name]; twice {
+			return nil, &FieldError{Field: fmt.Sprintf("environmentVariables[%d].name", i), Msg: fmt.Sprintf("%q is given twice", e.Name)}
 		}
 		j.Run.Env[e.Name] = frameworks.EnvValue{Value: e.Value}
 	}
 	for i, con := range c.Constraints {
-		if len(con) < 2 {
+		if len(con) < 2 || len(con) > 3 {
 			return nil, &FieldError{Field: fmt.Sprintf("constraints[%d]", i), Msg: "want [attribute, operator, value]"}
 		}
 		pc := PlacementConstraint{Attribute: con[0], Operator: con[1]}
+		if pc.Operator == "EQUALS" {
+			pc.Operator = "EQ"
+		}
+		if pc.Operator != "EQ" && pc.Operator != "LIKE" && pc.Operator != "UNLIKE" {
+			return nil, &FieldError{Field: fmt.Sprintf("constraints[%d]", i), Msg: fmt.Sprintf("operator %q: expected EQUALS, LIKE or UNLIKE", con[1])}
+		}
 		if len(con) > 2 {
 			pc.Value = con[2]
 		}
@@ -119,26 +316,36 @@ func (c ChronosJob) toJob(dependency bool) (*Job, error) {
 		}
 		j.Run.Placement.Constraints = append(j.Run.Placement.Constraints, pc)
 	}
-	retries := 2
+	retries := chronosRetries
 	if c.Retries != nil {
-		retries = *c.Retries
-	}
-	if retries < 0 {
-		return nil, &FieldError{Field: "retries", Msg: "must not be negative"}
+		retries = int(*c.Retries)
+		if float64(retries) != float64(*c.Retries) || retries < 0 {
+			return nil, &FieldError{Field: "retries", Msg: "must be a whole number of at least 0"}
+		}
 	}
 	if retries > 0 {
-		j.Run.Restart = Restart{Policy: RestartOnFailure, BackoffLimit: &retries}
+		j.Run.Restart.Policy, j.Run.Restart.BackoffLimit = RestartOnFailure, &retries
 	}
 	if dependency {
 		if len(c.Parents) == 0 {
 			return nil, &FieldError{Field: "parents", Msg: "a dependent job names at least one parent"}
 		}
+		if c.Schedule != "" {
+			return nil, &FieldError{Field: "schedule", Msg: "a dependent job runs when its parents succeed; it has no schedule"}
+		}
 		j.Dependencies = c.Parents
+		cs.Disabled = bool(c.Disabled)
 	} else {
 		if c.Schedule == "" {
 			return nil, &FieldError{Field: "schedule", Msg: "is required (ISO 8601 R[n]/start/period, like R/2026-01-01T02:00:00Z/P1D)"}
 		}
-		sc := Schedule{ID: "default", Cron: c.Schedule, Timezone: c.ScheduleTimeZone}
+		if len(c.Parents) > 0 {
+			return nil, &FieldError{Field: "parents", Msg: "a scheduled job has no parents (POST /scheduler/dependency adds a dependent job)"}
+		}
+		sc := Schedule{ID: "default", Cron: c.Schedule, Timezone: c.ScheduleTimeZone, ConcurrencyPolicy: ConcurrencyForbid}
+		if c.Concurrent {
+			sc.ConcurrencyPolicy = ConcurrencyAllow
+		}
 		if c.Epsilon != "" {
 			secs, err := isoSeconds(c.Epsilon)
 			if err != nil {
@@ -146,8 +353,7 @@ func (c ChronosJob) toJob(dependency bool) (*Job, error) {
 			}
 			sc.StartingDeadlineSeconds = secs
 		}
-		enabled := !c.Disabled
-		sc.Enabled = &enabled
+		sc.Enabled = new(!bool(c.Disabled))
 		j.Schedules = []Schedule{sc}
 	}
 	if err := j.Normalize(); err != nil {
@@ -156,16 +362,64 @@ func (c ChronosJob) toJob(dependency bool) (*Job, error) {
 	return j, nil
 }
 
+// toRun maps a Chronos container onto the run: its image, volumes of the host, docker parameters.
+func (c *ChronosContainer) toRun(r *RunSpec, cs *ChronosSettings) error {
+	if c == nil {
+		return nil
+	}
+	switch strings.ToUpper(c.Type) {
+	case "DOCKER", "MESOS":
+		cs.ContainerType = strings.ToUpper(c.Type)
+	case "":
+		cs.ContainerType = "DOCKER" // Chronos's default
+	default:
+		return &FieldError{Field: "container.type", Msg: fmt.Sprintf("got %q, expected DOCKER or MESOS", c.Type)}
+	}
+	if c.Image == "" {
+		return &FieldError{Field: "container.image", Msg: "is required"}
+	}
+	switch strings.ToUpper(c.Network) {
+	case "", "HOST":
+		cs.Network = strings.ToUpper(c.Network)
+	default:
+		return &FieldError{Field: "container.network", Msg: fmt.Sprintf("%q is not supported: agents run tasks in their own network (the host's, or the namespace an agent's --task-netns names); use HOST", c.Network)}
+	}
+	if c.NetworkName != "" {
+		return &FieldError{Field: "container.networkName", Msg: fmt.Sprintf("%q: agents have no named networks; tasks use the agent's network", c.NetworkName)}
+	}
+	for i, n := range c.NetworkInfos {
+		return &FieldError{Field: fmt.Sprintf("container.networkInfos[%d].name", i), Msg: fmt.Sprintf("%q: agents have no named networks; tasks use the agent's network (leave networkInfos empty)", n.Name)}
+	}
+	if len(c.PortMappings) > 0 {
+		return &FieldError{Field: "container.portMappings", Msg: "need a bridge network, which agents do not have; tasks use the agent's network"}
+	}
+	r.Docker = &Docker{Image: c.Image, ForcePullImage: bool(c.ForcePullImage), Parameters: c.Parameters}
+	for i, v := range c.Volumes {
+		if v.External != nil {
+			return &FieldError{Field: fmt.Sprintf("container.volumes[%d].external", i), Msg: "external volumes are not supported yet (issue 17); mount a host volume an agent declares"}
+		}
+		r.Volumes = append(r.Volumes, Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, Mode: strings.ToUpper(v.Mode)})
+	}
+	return nil
+}
+
 // chronosField renames a job spec's fields to Chronos's in an error.
 func chronosField(err error) error {
 	fe, ok := err.(*FieldError)
 	if !ok {
 		return err
 	}
-	names := map[string]string{"id": "name", "run.cmd": "command", "run.cpus": "cpus", "run.mem": "mem", "run.disk": "disk",
-		"schedules[0].cron": "schedule", "schedules[0].timezone": "scheduleTimeZone", "dependencies": "parents", "run.docker.image": "container.image"}
+	names := map[string]string{"id": "name", "run.cmd": "command", "run.args": "arguments", "run.cpus": "cpus", "run.mem": "mem", "run.disk": "disk", "run.user": "runAsUser",
+		"schedules[0].cron": "schedule", "schedules[0].timezone": "scheduleTimeZone", "dependencies": "parents", "run.docker.image": "container.image",
+		"run.restart.activeDeadlineSeconds": "maxCompletionTime"}
 	if n, ok := names[fe.Field]; ok {
 		return &FieldError{Field: n, Msg: fe.Msg}
+	}
+	for from, to := range map[string]string{"run.docker.parameters": "container.parameters", "run.volumes": "container.volumes", "run.placement.constraints": "constraints",
+		"run.artifacts": "fetch", "run.env": "environmentVariables", "dependencies": "parents"} {
+		if strings.HasPrefix(fe.Field, from) {
+			return &FieldError{Field: to + strings.TrimPrefix(fe.Field, from), Msg: fe.Msg}
+		}
 	}
 	return fe
 }
@@ -187,49 +441,148 @@ func isoSeconds(s string) (int, error) {
 	return int(total), nil
 }
 
-// fromJob shows a job as Chronos does.
+// chronos shows a job as Chronos lists it: every field, defaults filled in.
 func (js *jobState) chronos() ChronosJob {
 	j := js.job
-	c := ChronosJob{Name: j.ID, Command: j.Run.Cmd, Arguments: j.Run.Args, Parents: j.Dependencies, CPUs: j.Run.CPUs, Mem: j.Run.Mem, Disk: j.Run.Disk,
-		Description: j.Description, Owner: j.Labels["owner"], OwnerName: j.Labels["ownerName"],
-		SuccessCount: js.hist.SuccessCount, ErrorCount: js.hist.FailureCount}
-	retries := 0
+	cs := j.Chronos
+	if cs == nil {
+		cs = &ChronosSettings{Shell: j.Run.Cmd != "" || len(j.Run.Args) == 0}
+	}
+	c := ChronosJob{Name: j.ID, Command: j.Run.Cmd, Shell: new(chronosBool(cs.Shell)), Epsilon: cs.Epsilon, Description: j.Description,
+		Owner: j.Labels["owner"], OwnerName: j.Labels["ownerName"], Async: chronosBool(cs.Async),
+		SuccessCount: chronosNumber(js.hist.SuccessCount), ErrorCount: chronosNumber(js.hist.FailureCount),
+		CPUs: chronosNumber(j.Run.CPUs), Disk: chronosNumber(j.Run.Disk), Mem: chronosNumber(j.Run.Mem), Disabled: chronosBool(cs.Disabled),
+		SoftError: chronosBool(cs.SoftError), DataProcessingJobType: chronosBool(cs.DataProcessingJobType),
+		ErrorsSinceLastSuccess: chronosNumber(js.hist.errorsSinceLastSuccess()), Fetch: []ChronosFetch{}, URIs: nonNil(cs.URIs),
+		EnvironmentVariables: []ChronosEnvVar{}, Arguments: nonNil(cs.Arguments), HighPriority: chronosBool(cs.HighPriority), RunAsUser: j.Run.User,
+		Concurrent: chronosBool(cs.Concurrent), MaxCompletionTime: chronosNumber(j.Run.Restart.ActiveDeadlineSeconds), Constraints: [][]string{},
+		Parents: j.Dependencies}
+	if !cs.Shell && len(j.Run.Args) > 0 {
+		c.Command, c.Arguments = j.Run.Args[0], j.Run.Args[1:]
+	}
+	retries := chronosNumber(0)
 	if j.Run.Restart.Policy == RestartOnFailure && j.Run.Restart.BackoffLimit != nil {
-		retries = *j.Run.Restart.BackoffLimit
+		retries = chronosNumber(*j.Run.Restart.BackoffLimit)
 	}
 	c.Retries = &retries
 	if len(j.Schedules) > 0 {
 		sc := j.Schedules[0]
-		c.Schedule, c.ScheduleTimeZone, c.Disabled = sc.Cron, sc.Timezone, !*sc.Enabled
-		if sc.StartingDeadlineSeconds > 0 {
+		c.Schedule, c.ScheduleTimeZone, c.Disabled = sc.Cron, sc.Timezone, chronosBool(!*sc.Enabled)
+		c.Concurrent = chronosBool(sc.ConcurrencyPolicy != ConcurrencyForbid)
+		if c.Epsilon == "" && sc.StartingDeadlineSeconds > 0 {
 			c.Epsilon = fmt.Sprintf("PT%dS", sc.StartingDeadlineSeconds)
 		}
 	}
-	if j.Run.Docker != nil {
-		c.Container = &ChronosImage{Type: "MESOS", Image: j.Run.Docker.Image, ForcePullImage: j.Run.Docker.ForcePullImage}
+	if d := j.Run.Docker; d != nil {
+		typ := cs.ContainerType
+		if typ == "" {
+			typ = "DOCKER"
+		}
+		c.Container = &ChronosContainer{Type: typ, Image: d.Image, ForcePullImage: chronosBool(d.ForcePullImage), Network: cs.Network,
+			Volumes: []ChronosVolume{}, Parameters: nonNil(d.Parameters)}
+		if c.Container.Network == "" {
+			c.Container.Network = "HOST"
+		}
+		for _, v := range j.Run.Volumes {
+			mode := v.Mode
+			if mode == "" {
+				mode = "RW"
+			}
+			c.Container.Volumes = append(c.Container.Volumes, ChronosVolume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, Mode: mode})
+		}
+	}
+	for i, a := range j.Run.Artifacts {
+		if i >= len(j.Run.Artifacts)-len(cs.URIs) && j.Chronos != nil {
+			break // uris, listed as given
+		}
+		f := ChronosFetch{URI: a.URI, Executable: chronosBool(a.Executable), Cache: chronosBool(a.Cache), Extract: new(chronosBool(a.Extract == nil || *a.Extract))}
+		if i < len(cs.FetchOutputFiles) {
+			f.OutputFile = cs.FetchOutputFiles[i]
+		}
+		c.Fetch = append(c.Fetch, f)
+	}
+	if j.Run.Placement != nil {
+		for _, pc := range j.Run.Placement.Constraints {
+			op := pc.Operator
+			if op == "EQ" || op == "IS" {
+				op = "EQUALS"
+			}
+			c.Constraints = append(c.Constraints, []string{pc.Attribute, op, pc.Value})
+		}
 	}
 	plain := frameworks.PlainEnv(j.Run.Env) // Chronos has no secrets: their refs are left out
 	for _, k := range slices.Sorted(maps.Keys(plain)) {
 		c.EnvironmentVariables = append(c.EnvironmentVariables, ChronosEnvVar{Name: k, Value: plain[k]})
 	}
 	if t := js.hist.LastSuccessAt; t != nil {
-		c.LastSuccess = t.UTC().Format(time.RFC3339Nano)
+		c.LastSuccess = t.UTC().Format(chronosTimeLayout)
 	}
 	if t := js.hist.LastFailureAt; t != nil {
-		c.LastError = t.UTC().Format(time.RFC3339Nano)
+		c.LastError = t.UTC().Format(chronosTimeLayout)
 	}
 	return c
 }
 
+// errorsSinceLastSuccess counts the failed runs kept that finished after the last success.
+func (h *History) errorsSinceLastSuccess() int {
+	n := 0
+	for _, r := range h.FailedFinishedRuns {
+		if h.LastSuccessAt == nil || r.FinishedAt.After(*h.LastSuccessAt) {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *Service) chronosList(w http.ResponseWriter, r *http.Request) {
+	s.chronosJobs(w, func(ChronosJob) bool { return true })
+}
+
+// chronosSearch lists the jobs whose name, command, or either (any) contains the term, in any
+// case (GET /scheduler/jobs/search?name=&command=&any=).
+func (s *Service) chronosSearch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	has := func(field, term string) bool {
+		return term == "" || strings.Contains(strings.ToLower(field), strings.ToLower(term))
+	}
+	s.chronosJobs(w, func(c ChronosJob) bool {
+		return has(c.Name, q.Get("name")) && has(c.Command, q.Get("command")) && (q.Get("any") == "" || has(c.Name, q.Get("any")) || has(c.Command, q.Get("any")))
+	})
+}
+
+func (s *Service) chronosJobs(w http.ResponseWriter, keep func(ChronosJob) bool) {
 	s.read(w, func(st *leaderState) error {
 		out := []ChronosJob{}
 		for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
-			out = append(out, st.jobs[id].chronos())
+			if c := st.jobs[id].chronos(); keep(c) {
+				out = append(out, c)
+			}
 		}
 		httpjson.Write(w, http.StatusOK, out)
 		return nil
 	})
+}
+
+// chronosKill stops every active run of a job (DELETE /scheduler/task/kill/{name}).
+func (s *Service) chronosKill(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	err := s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
+		js := st.jobs[name]
+		if js == nil {
+			return notFound("job", name)
+		}
+		for _, run := range js.activeRuns() {
+			if !run.Stopping {
+				s.stopLocked(st, js, run, "killed by request (Chronos's task/kill)", wk, now)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // chronosPut creates or replaces a job from Chronos's JSON (204, as Chronos answers).
@@ -257,8 +610,23 @@ func (s *Service) chronosPut(dependency bool) http.HandlerFunc {
 	}
 }
 
-// chronosRun starts a job now (PUT /scheduler/job/{name}).
+// chronosRun starts a job now (PUT /scheduler/job/{name}). Chronos's ?arguments= appends to a
+// shell-false job's command for that run; Agora's runs all run their job as it is, so it is a
+// 400 there (with shell true Chronos ignores it, and so does Agora).
 func (s *Service) chronosRun(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("arguments") != "" {
+		s.mu.Lock()
+		var execd bool // the job's command is exec'd (shell false), not run by a shell
+		if s.st != nil && s.st.jobs[r.PathValue("name")] != nil {
+			rs := s.st.jobs[r.PathValue("name")].job.Run
+			execd = rs.Cmd == "" && len(rs.Args) > 0
+		}
+		s.mu.Unlock()
+		if execd {
+			apiError(w, &frameworks.QueryError{Param: "arguments", Msg: "arguments for one run are not supported: change the job's arguments"})
+			return
+		}
+	}
 	err := s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
 		js := st.jobs[r.PathValue("name")]
 		if js == nil {

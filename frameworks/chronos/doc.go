@@ -6,9 +6,14 @@
 //
 // How a run happens:
 //
+// Wire formats: every answer of Metronome's API (/v1/jobs, /v1/queue, /v0/scheduled-jobs) is
+// written by the Metronome codec (metronome.go), every job of Chronos's (/scheduler/*,
+// /v1/scheduler/*) read and written by the Chronos codec (chronosapi.go): the handlers hand
+// them the framework's own types, so that shapes cannot drift from handler to handler.
+//
 //  1. A job is POSTed to /v1/jobs (or Chronos's /scheduler/iso8601, /scheduler/dependency):
 //     checked on its own (Normalize: every error names its field; ids within 128 characters,
-//     run.mem at least resources.MinTaskMem, no schedule firing more often than once a second)
+//     run.mem at least resources.MinTaskMem (MetronomeMinMem on Metronome's API), no schedule firing more often than once a second)
 //     and against the graph (no missing parent, no cycle) and the registered agents (root and
 //     host volumes some agent allows, once any is registered), then committed with a cursor
 //     per schedule set to now. A refusal is Metronome's 422, {"message", "details": [{"path",

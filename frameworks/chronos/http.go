@@ -35,6 +35,9 @@ func (s *Service) routes() {
 	h("PUT /v1/jobs/{id}/schedules/{sid}", s.putSchedule)
 	h("DELETE /v1/jobs/{id}/schedules/{sid}", s.deleteSchedule)
 	h("GET /v1/graph", s.graph)
+	h("GET /v1/queue", s.queue)
+	h("POST /v0/scheduled-jobs", s.createJob)
+	h("PUT /v0/scheduled-jobs/{id}", s.putScheduledJob)
 	s.chronosRoutes(h)
 }
 
@@ -99,7 +102,9 @@ func apiError(w http.ResponseWriter, err error) {
 	case errors.As(err, &he):
 		httpjson.Error(w, he.code, he.msg)
 	case errors.As(err, &qe):
-		httpjson.FieldError(w, http.StatusBadRequest, qe.Param, qe.Msg)
+		body := invalid(qe.Param, qe.Msg)
+		body.Message = qe.Param + ": " + qe.Msg
+		httpjson.Write(w, http.StatusBadRequest, body)
 	case errors.As(err, &fe):
 		httpjson.Write(w, http.StatusUnprocessableEntity, invalid(fe.Field, fe.Msg))
 	case errors.As(err, &ge):
@@ -303,7 +308,7 @@ func (s *Service) listJobs(w http.ResponseWriter, r *http.Request) {
 			v.SchedulingPaused = st.clockPaused
 			out = append(out, v)
 		}
-		httpjson.Write(w, http.StatusOK, out)
+		writeJobViews(w, out)
 		return nil
 	})
 }
@@ -318,18 +323,21 @@ func (s *Service) getJob(w http.ResponseWriter, r *http.Request) {
 		}
 		v := js.view(embed, st, s.cfg.Clock.Now(), silent)
 		v.SchedulingPaused = st.clockPaused
-		httpjson.Write(w, http.StatusOK, v)
+		writeJobView(w, http.StatusOK, v)
 		return nil
 	})
 }
 
-// decodeJob reads a job spec and checks it on its own.
+// decodeJob reads a job spec in Metronome's JSON and checks it on its own.
 func decodeJob(r *http.Request) (*Job, error) {
 	var j Job
 	if err := httpjson.Decode(r, &j); err != nil {
 		return nil, err
 	}
 	if err := j.Normalize(); err != nil {
+		return nil, err
+	}
+	if err := metronomeSchema(&j); err != nil {
 		return nil, err
 	}
 	return &j, nil
@@ -342,6 +350,42 @@ func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeJob(w, r, j, true)
+}
+
+// putScheduledJob is Metronome's v0 PUT: the job and all its schedules, replaced together (a
+// body without schedules leaves the job none).
+func (s *Service) putScheduledJob(w http.ResponseWriter, r *http.Request) {
+	j, err := decodeJobFor(r, r.PathValue("id"))
+	if err != nil {
+		apiError(w, err)
+		return
+	}
+	if j.Schedules == nil {
+		j.Schedules = []Schedule{}
+	}
+	s.writeJob(w, r, j, false)
+}
+
+// queue lists the runs that wait for an offer, by job (Metronome's GET /v1/queue).
+func (s *Service) queue(w http.ResponseWriter, r *http.Request) {
+	silent := frameworks.SilentAgents(r.Context(), s.m)
+	s.read(w, func(st *leaderState) error {
+		now := s.cfg.Clock.Now()
+		out := []mQueued{}
+		for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
+			q := mQueued{JobID: id}
+			for _, run := range st.jobs[id].activeRuns() {
+				if run.Status == RunInitial && !run.Stopping {
+					q.Runs = append(q.Runs, mQueuedRun{RunID: run.ID, WaitingReason: st.waitingReason(run, now, silent)})
+				}
+			}
+			if len(q.Runs) > 0 {
+				out = append(out, q)
+			}
+		}
+		httpjson.Write(w, http.StatusOK, out)
+		return nil
+	})
 }
 
 func (s *Service) putJob(w http.ResponseWriter, r *http.Request) {
@@ -382,7 +426,7 @@ func (s *Service) writeJob(w http.ResponseWriter, r *http.Request, j *Job, creat
 	if create {
 		code = http.StatusCreated
 	}
-	httpjson.Write(w, code, out)
+	writeJobView(w, code, out)
 }
 
 // decodeJobFor reads the spec of the job at a path: its id, when given, must be the path's.
@@ -399,6 +443,9 @@ func decodeJobFor(r *http.Request, id string) (*Job, error) {
 	}
 	hadSchedules := j.Schedules != nil
 	if err := j.Normalize(); err != nil {
+		return nil, err
+	}
+	if err := metronomeSchema(&j); err != nil {
 		return nil, err
 	}
 	if !hadSchedules {
@@ -491,7 +538,7 @@ func (s *Service) deleteJob(w http.ResponseWriter, r *http.Request) {
 		apiError(w, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, out)
+	writeJobView(w, http.StatusOK, out)
 }
 
 // removeJobLocked forgets a job: its runs' tasks are killed, its keys deleted.
@@ -535,7 +582,7 @@ func (s *Service) listRuns(w http.ResponseWriter, r *http.Request) {
 			slices.Reverse(done)
 			out = append(out, done...)
 		}
-		httpjson.Write(w, http.StatusOK, st.runViews(out, s.cfg.Clock.Now(), silent))
+		writeRuns(w, st.runViews(out, s.cfg.Clock.Now(), silent))
 		return nil
 	})
 }
@@ -551,7 +598,7 @@ func (s *Service) getRun(w http.ResponseWriter, r *http.Request) {
 		if run == nil {
 			return notFound("run", r.PathValue("run"))
 		}
-		httpjson.Write(w, http.StatusOK, st.runView(run, s.cfg.Clock.Now(), silent))
+		writeRun(w, http.StatusOK, st.runView(run, s.cfg.Clock.Now(), silent))
 		return nil
 	})
 }
@@ -572,7 +619,7 @@ func (s *Service) startRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.poke()
-	httpjson.Write(w, http.StatusCreated, out)
+	writeRun(w, http.StatusCreated, RunView{Run: out})
 }
 
 func (s *Service) stopRun(w http.ResponseWriter, r *http.Request) {
@@ -597,7 +644,7 @@ func (s *Service) stopRun(w http.ResponseWriter, r *http.Request) {
 		apiError(w, err)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, out)
+	writeRun(w, http.StatusOK, RunView{Run: out})
 }
 
 func (s *Service) listSchedules(w http.ResponseWriter, r *http.Request) {
@@ -606,7 +653,7 @@ func (s *Service) listSchedules(w http.ResponseWriter, r *http.Request) {
 		if js == nil {
 			return notFound("job", r.PathValue("id"))
 		}
-		httpjson.Write(w, http.StatusOK, js.scheduleViews())
+		writeSchedules(w, js.scheduleViews())
 		return nil
 	})
 }
@@ -619,7 +666,7 @@ func (s *Service) getSchedule(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, v := range js.scheduleViews() {
 			if v.ID == r.PathValue("sid") {
-				httpjson.Write(w, http.StatusOK, v)
+				writeSchedule(w, http.StatusOK, v)
 				return nil
 			}
 		}
@@ -663,7 +710,7 @@ func (s *Service) editSchedules(w http.ResponseWriter, r *http.Request, code int
 		w.WriteHeader(code)
 		return
 	}
-	httpjson.Write(w, code, out)
+	writeSchedule(w, code, out)
 }
 
 func (s *Service) addSchedule(w http.ResponseWriter, r *http.Request) {

@@ -24,11 +24,14 @@ type Job struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	Run          RunSpec           `json:"run"`
 	Schedules    []Schedule        `json:"schedules,omitempty"`
-	Dependencies []string          `json:"dependencies,omitempty"`
+	Dependencies JobIDs            `json:"dependencies,omitempty"`
 	// SuccessfulHistoryLimit and FailedHistoryLimit bound the finished runs kept (default 10
 	// each); the counts in history go on counting.
 	SuccessfulHistoryLimit *int `json:"successfulHistoryLimit,omitempty"`
 	FailedHistoryLimit     *int `json:"failedHistoryLimit,omitempty"`
+	// Chronos holds what a job given through Chronos's API has that Metronome's spec has no
+	// place for (chronosapi.go); such a job's id may be any Chronos name, [A-Za-z0-9_.-]+.
+	Chronos *ChronosSettings `json:"chronos,omitempty"`
 }
 
 // RunSpec is what a run of the job launches.
@@ -47,25 +50,36 @@ type RunSpec struct {
 	Restart                    Restart                      `json:"restart"`
 	Placement                  *Placement                   `json:"placement,omitempty"`
 	Volumes                    []Volume                     `json:"volumes,omitempty"`
-	UCR                        *UCR                         `json:"ucr,omitempty"`       // becomes Docker
-	GPUs                       int                          `json:"gpus,omitempty"`      // 0 only: agents offer none
-	Networks                   []Network                    `json:"networks,omitempty"`  // host only
-	User                       string                       `json:"user,omitempty"`      // as Marathon's user (pkg/hostaccess)
-	Artifacts                  []any                        `json:"artifacts,omitempty"` // refused: agents fetch nothing
+	UCR                        *UCR                         `json:"ucr,omitempty"`      // becomes Docker
+	GPUs                       int                          `json:"gpus,omitempty"`     // 0 only: agents offer none
+	Networks                   []Network                    `json:"networks,omitempty"` // host only
+	User                       string                       `json:"user,omitempty"`     // as Marathon's user (pkg/hostaccess)
+	Artifacts                  []Artifact                   `json:"artifacts,omitempty"`
 	TaskKillGracePeriodSeconds float64                      `json:"taskKillGracePeriodSeconds,omitempty"`
 }
 
-// Volume mounts a directory of the agent's host into the run's container (Metronome's
-// run.volumes): a relative containerPath is inside the task's sandbox; mode RO or RW (default).
+// Volume is one of Metronome's run.volumes: a directory of the agent's host (hostPath, mode RO
+// or RW, the default), or a secret of run.secrets as a file (secret). A relative containerPath
+// is inside the task's sandbox.
 type Volume struct {
 	ContainerPath string `json:"containerPath"`
-	HostPath      string `json:"hostPath"`
+	HostPath      string `json:"hostPath,omitempty"`
 	Mode          string `json:"mode,omitempty"`
+	Secret        string `json:"secret,omitempty"`
 }
 
-// Docker names the image the run's container starts from. Metronome's privileged and parameters
-// are read so that its specs load, and refused when set: jobs run unprivileged, and Docker daemon
-// flags mean nothing to containerd.
+// Artifact is one of Metronome's run.artifacts: a file fetched into the task's sandbox before it
+// starts. Extract defaults to true, as Metronome's.
+type Artifact struct {
+	URI        string `json:"uri"`
+	Extract    *bool  `json:"extract,omitempty"`
+	Executable bool   `json:"executable"`
+	Cache      bool   `json:"cache"`
+}
+
+// Docker names the image the run's container starts from. Metronome's privileged is read so
+// that its specs load, and refused when set: jobs run unprivileged. Of its parameters (flags of
+// `docker run`) those containerd can honour are taken; any other is refused, named.
 type Docker struct {
 	Image          string            `json:"image"`
 	ForcePullImage bool              `json:"forcePullImage,omitempty"`
@@ -73,7 +87,8 @@ type Docker struct {
 	Parameters     []DockerParameter `json:"parameters,omitempty"`
 }
 
-// DockerParameter is a Docker daemon flag (refused).
+// DockerParameter is a flag of `docker run`; only those containerd can honour are taken
+// (dockerParameters).
 type DockerParameter struct {
 	Key   string `json:"key"`
 	Value string `json:"value"`
@@ -93,8 +108,9 @@ type UCRImage struct {
 	ForcePull bool   `json:"forcePull,omitempty"`
 }
 
-// Network is one of Metronome's run.networks; tasks use the host's network, so only mode
-// "host" is accepted.
+// Network is one of Metronome's run.networks; tasks use the agent's network (the host's, or the
+// namespace its --task-netns names), so only mode "host" is accepted: "container/bridge" and
+// "container" are refused, named.
 type Network struct {
 	Name   string            `json:"name,omitempty"`
 	Mode   string            `json:"mode"`
@@ -140,6 +156,9 @@ const (
 	defaultMaxLaunchDelay = 3600
 )
 
+// chronosName is a Chronos job name, which a job given through Chronos's API may have as its id.
+var chronosName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
 // idPattern is Metronome's job id: dot-separated names of lowercase letters, digits and inner
 // hyphens.
 var idPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$`)
@@ -156,14 +175,17 @@ func (j *Job) Normalize() error {
 	if len(j.ID) > maxIDLen {
 		return &FieldError{Field: "id", Msg: fmt.Sprintf("is %d characters long; at most %d: a run's task id (the job's id, the run's and the attempt) must fit the %d characters an agent names its container by", len(j.ID), maxIDLen, id.MaxContainerName)}
 	}
-	if !idPattern.MatchString(j.ID) {
+	if j.Chronos != nil && !chronosName.MatchString(j.ID) {
+		return &FieldError{Field: "id", Msg: fmt.Sprintf("%q: a Chronos job's name is letters, digits, '_', '.' and '-'", j.ID)}
+	}
+	if j.Chronos == nil && !idPattern.MatchString(j.ID) {
 		return &FieldError{Field: "id", Msg: fmt.Sprintf("%q: want lowercase letters, digits and '-', in names separated by '.' (at most %d characters)", j.ID, maxIDLen)}
 	}
 	r := &j.Run
 	if err := r.normalizeMetronome(); err != nil {
 		return err
 	}
-	if r.Cmd == "" && (r.Docker == nil || r.Docker.Image == "") {
+	if r.Cmd == "" && (r.Docker == nil || r.Docker.Image == "") && (j.Chronos == nil || len(r.Args) == 0) {
 		return &FieldError{Field: "run.cmd", Msg: "a run needs a cmd, a docker.image, or both"}
 	}
 	if r.Docker != nil && r.Docker.Image == "" {
@@ -207,14 +229,29 @@ func (j *Job) Normalize() error {
 		switch {
 		case v.ContainerPath == "" || slices.Contains(strings.Split(v.ContainerPath, "/"), ".."):
 			return &FieldError{Field: path + ".containerPath", Msg: "must not be empty nor contain '..'"}
+		case v.Secret != "" && (v.HostPath != "" || v.Mode != ""):
+			return &FieldError{Field: path + ".secret", Msg: "a secret volume has containerPath and secret only, no hostPath or mode"}
+		case v.Secret != "":
+			if _, ok := r.Secrets[v.Secret]; !ok {
+				return &FieldError{Field: path + ".secret", Msg: fmt.Sprintf("references the secret %q, which run.secrets does not define", v.Secret)}
+			}
+			// Agents cannot yet put a secret in a file of the task's own (a tmpfs file owned by
+			// its user): refused rather than run without it. Env secrets work.
+			return &FieldError{Field: path + ".secret", Msg: "file-based secrets are not supported yet: agents cannot yet write a secret into a file of the task's own; give it as an env secret ({\"secret\": ref} in run.env)"}
 		case !hostaccess.ValidHostPath(v.HostPath):
 			return &FieldError{Field: path + ".hostPath", Msg: fmt.Sprintf("must be an absolute path on the agent or the name of a host volume agents declare, got %q", v.HostPath)}
 		case v.Mode != "" && v.Mode != "RO" && v.Mode != "RW":
 			return &FieldError{Field: path + ".mode", Msg: fmt.Sprintf("got %q, expected RO or RW", v.Mode)}
 		}
 	}
-	if len(r.Artifacts) > 0 {
-		return &FieldError{Field: "run.artifacts", Msg: "are not supported: agents fetch nothing; put what the job needs in its image"}
+	for i := range r.Artifacts {
+		a := &r.Artifacts[i]
+		if strings.TrimSpace(a.URI) == "" {
+			return &FieldError{Field: fmt.Sprintf("run.artifacts[%d].uri", i), Msg: "is required"}
+		}
+		if a.Extract == nil {
+			a.Extract = new(true)
+		}
 	}
 	if r.MaxLaunchDelay < 0 {
 		return &FieldError{Field: "run.maxLaunchDelay", Msg: "must not be negative"}
@@ -461,10 +498,9 @@ func (r *RunSpec) normalizeMetronome() error {
 		if d.Privileged {
 			return &FieldError{Field: "run.docker.privileged", Msg: "jobs run unprivileged (a Marathon app may run privileged on an agent started with --allow-privileged)"}
 		}
-		if len(d.Parameters) > 0 {
-			return &FieldError{Field: "run.docker.parameters", Msg: "are Docker daemon flags; containerd runs Agora's containers and has no equivalent"}
+		if err := checkDockerParameters(r); err != nil {
+			return err
 		}
-		d.Parameters = nil
 	}
 	if r.GPUs < 0 {
 		return &FieldError{Field: "run.gpus", Msg: fmt.Sprintf("must not be negative, got %d", r.GPUs)}
@@ -473,8 +509,12 @@ func (r *RunSpec) normalizeMetronome() error {
 		return &FieldError{Field: "run.gpus", Msg: "agents offer no GPUs: a run asking for one would never be placed"}
 	}
 	for i, n := range r.Networks {
-		if n.Mode != "host" {
-			return &FieldError{Field: fmt.Sprintf("run.networks[%d].mode", i), Msg: fmt.Sprintf("got %q: tasks use the host's network, so only \"host\" is accepted", n.Mode)}
+		switch n.Mode {
+		case "host":
+		case "container/bridge", "container":
+			return &FieldError{Field: fmt.Sprintf("run.networks[%d].mode", i), Msg: fmt.Sprintf("%q is not supported: agents run tasks in their own network (the host's, or the namespace an agent's --task-netns names), with no bridge or container networks; use \"host\"", n.Mode)}
+		default:
+			return &FieldError{Field: fmt.Sprintf("run.networks[%d].mode", i), Msg: fmt.Sprintf("got %q, expected host, container/bridge or container (only host is supported)", n.Mode)}
 		}
 	}
 	if err := hostaccess.ValidUser(r.User); err != nil {
@@ -486,8 +526,11 @@ func (r *RunSpec) normalizeMetronome() error {
 // Needs are what the job's runs ask of an agent that only some agents allow (jobs never run
 // privileged).
 func (r RunSpec) Needs() hostaccess.Needs {
-	n := hostaccess.Needs{User: r.User}
+	n := hostaccess.Needs{User: r.runUser()}
 	for _, v := range r.Volumes {
+		if v.Secret != "" {
+			continue
+		}
 		n.Volumes = append(n.Volumes, api.Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, ReadOnly: v.Mode == "RO"})
 	}
 	return n

@@ -96,7 +96,10 @@ func TestNormalizeFillsDefaults(t *testing.T) {
 	}
 	for field, j := range map[string]Job{
 		"run.args":                     {ID: "a", Run: RunSpec{Cmd: "x", Args: []string{"y"}}},
-		"run.artifacts":                {ID: "a", Run: RunSpec{Cmd: "x", Artifacts: []any{"http://x"}}},
+		"run.artifacts[0].uri":         {ID: "a", Run: RunSpec{Cmd: "x", Artifacts: []Artifact{{URI: " "}}}},
+		"run.volumes[0].secret":        {ID: "a", Run: RunSpec{Cmd: "x", Volumes: []Volume{{ContainerPath: "s", Secret: "nope"}}}},
+		"run.networks[0].mode":         {ID: "a", Run: RunSpec{Cmd: "x", Networks: []Network{{Mode: "container/bridge"}}}},
+		"run.docker.parameters[0].key": {ID: "a", Run: RunSpec{Docker: &Docker{Image: "i", Parameters: []DockerParameter{{Key: "cap-add", Value: "SYSLOG"}}}}},
 		"dependencies":                 {ID: "a", Run: RunSpec{Cmd: "x"}, Dependencies: []string{"b"}, Schedules: []Schedule{{ID: "s", Cron: "@daily"}}},
 		"dependencies[0]":              {ID: "a", Run: RunSpec{Cmd: "x"}, Dependencies: []string{"a"}},
 		"run.mem":                      {ID: "a", Run: RunSpec{Cmd: "x", CPUs: 1}},

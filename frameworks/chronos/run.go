@@ -258,6 +258,7 @@ type RunSummary struct {
 	ID         string    `json:"id"`
 	CreatedAt  time.Time `json:"createdAt"`
 	FinishedAt time.Time `json:"finishedAt"`
+	Tasks      []string  `json:"tasks,omitempty"` // its attempts' task ids, oldest first
 }
 
 // MissedRun is a scheduled time that did not get a run, and why.
@@ -273,6 +274,9 @@ const maxMissedKept = 100
 // finished adds an ended run; it returns the ids of runs that fall out of the limits.
 func (h *History) finished(r *Run, keepSuccessful, keepFailed int) (dropped []string) {
 	s := RunSummary{ID: r.ID, CreatedAt: r.CreatedAt, FinishedAt: *r.CompletedAt}
+	for _, t := range r.Tasks {
+		s.Tasks = append(s.Tasks, t.ID)
+	}
 	list, keep := &h.FailedFinishedRuns, keepFailed
 	if r.Status == RunSuccess {
 		h.SuccessCount++

@@ -262,13 +262,30 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 		{"container path up", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/d", "mode": "RO"}, {"containerPath": "../etc", "hostPath": "/d"}]}}`, "run.volumes[1].containerPath", "nor contain '..'"},
 		{"bad volume mode", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/d", "mode": "rw"}]}}`, "run.volumes[0].mode", "expected RO or RW"},
 		{"gpus", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "gpus": 1}}`, "run.gpus", "agents offer no GPUs"},
-		{"bridge network", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "networks": [{"mode": "host"}, {"mode": "container/bridge"}]}}`, "run.networks[1].mode", `only "host"`},
+		{"bridge network", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "networks": [{"mode": "host"}, {"mode": "container/bridge"}]}}`, "run.networks[1].mode", `with no bridge or container networks; use "host"`},
 		{"bad user", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "user": "no body"}}`, "run.user", "letters, digits"},
 		{"root with no agent allowing it", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "user": "root"}}`, "run.user", "no registered agent runs tasks as root: start one with agora agent --allow-root-tasks"},
 		{"an undeclared host volume", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/srv/d", "mode": "RO"}]}}`, "run.volumes[0].hostPath", "agora agent --host-volume"},
 		{"the host root", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "/d", "hostPath": "/", "mode": "RO"}]}}`, "run.volumes[0].hostPath", "root directory is never mounted"},
 		{"privileged", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a", "privileged": true}}}`, "run.docker.privileged", "jobs run unprivileged"},
-		{"docker parameters", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a", "parameters": [{"key": "cap-add", "value": "ALL"}]}}}`, "run.docker.parameters", "Docker daemon flags"},
+		{"docker parameters", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a", "parameters": [{"key": "cap-drop", "value": "ALL"}, {"key": "cap-add", "value": "ALL"}]}}}`, "run.docker.parameters[1].key", `"cap-add" is not supported`},
+		{"docker env parameter twice", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a", "parameters": [{"key": "env", "value": "A=1"}]}, "env": {"A": "2"}}}`, "run.docker.parameters[0].value", "run.env sets too"},
+		{"metronome's mem floor", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": 0.1, "mem": 16}}`, "run.mem", "at least 32 (MiB), as Metronome's schema"},
+		{"v0 mem floor", "POST", "/v0/scheduled-jobs", `{"id": "x", "run": {"cmd": "x", "cpus": 0.1, "mem": 31}}`, "run.mem", "at least 32"},
+		{"secret volume undefined", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "s", "secret": "k"}]}}`, "run.volumes[0].secret", "run.secrets does not define"},
+		{"secret volume", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "secrets": {"k": {"source": "/k"}}, "volumes": [{"containerPath": "s", "secret": "k"}]}}`, "run.volumes[0].secret", "file-based secrets are not supported yet"},
+		{"artifact without uri", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "artifacts": [{"uri": ""}]}}`, "run.artifacts[0].uri", "is required"},
+		{"chronos settings through metronome", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "chronos": {"shell": true}}`, "chronos", "not a field of Metronome's"},
+		{"chronos executor", "POST", "/v1/scheduler/iso8601", `{"name": "X_1", "command": "x", "schedule": "R/2030-01-01T00:00:00Z/P1D", "executor": "/usr/bin/my-executor"}`, "executor", "no Mesos executor"},
+		{"chronos executorFlags", "POST", "/scheduler/dependency", `{"name": "x", "command": "x", "parents": ["a"], "executorFlags": "--x"}`, "executorFlags", "no Mesos executor"},
+		{"chronos bridge network", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2030-01-01T00:00:00Z/P1D", "container": {"type": "DOCKER", "image": "i", "network": "BRIDGE"}}`, "container.network", "use HOST"},
+		{"chronos named network", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2030-01-01T00:00:00Z/P1D", "container": {"type": "MESOS", "image": "i", "networkInfos": [{"name": "mynet"}]}}`, "container.networkInfos[0].name", "no named networks"},
+		{"chronos external volume", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2030-01-01T00:00:00Z/P1D", "container": {"type": "MESOS", "image": "i", "volumes": [{"containerPath": "/tmp", "external": {"name": "t", "provider": "p"}}]}}`, "container.volumes[0].external", "issue 17"},
+		{"chronos docker parameter", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2030-01-01T00:00:00Z/P1D", "container": {"type": "DOCKER", "image": "i", "parameters": [{"key": "a-docker-option", "value": "x"}]}}`, "container.parameters[0].key", "not supported"},
+		{"chronos constraint operator", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2030-01-01T00:00:00Z/P1D", "constraints": [["rack", "GROUP_BY"]]}`, "constraints[0]", "expected EQUALS, LIKE or UNLIKE"},
+		{"chronos name", "POST", "/scheduler/iso8601", `{"name": "a b", "command": "x", "schedule": "R/2030-01-01T00:00:00Z/P1D"}`, "name", "letters, digits, '_'"},
+		{"chronos cpus not a number", "POST", "/scheduler/iso8601", `{"name": "x", "command": "x", "schedule": "R/2030-01-01T00:00:00Z/P1D", "cpus": "lots"}`, "cpus", "not a number"},
+		{"chronos shell false without command", "POST", "/scheduler/iso8601", `{"name": "x", "shell": false, "arguments": ["a"], "schedule": "R/2030-01-01T00:00:00Z/P1D"}`, "command", "is required with shell false"},
 		{"appc image", "POST", "/v1/jobs", `{"id": "x", "run": {"ucr": {"image": {"id": "a", "kind": "appc"}}}}`, "run.ucr.image.kind", "only docker images"},
 		{"docker and ucr", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a"}, "ucr": {"image": {"id": "a"}}}}`, "run.ucr", "not both"},
 		{"undefined secret", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "env": {"P": {"secret": "db"}}}}`, "run.env.P", "which run.secrets does not define"},
@@ -329,8 +346,8 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 	// The edges of what is refused are taken: an id of 128 characters, 6 MiB, every second, a
 	// boolean as Play reads it.
 	for _, ok := range []struct{ method, path, body string }{
-		{"POST", "/v1/jobs", `{"id": "` + longID[1:] + `", "run": {"cmd": "x", "cpus": 0.1, "mem": 6}, "schedules": [{"id": "s", "cron": "@every 1s", "enabled": false}]}`},
-		{"POST", "/v1/jobs", `{"id": "c", "run": {"cmd": "x", "cpus": 0.1, "mem": 6}, "schedules": [{"id": "s", "cron": "* * * * * *", "enabled": false}]}`},
+		{"POST", "/v1/jobs", `{"id": "` + longID[1:] + `", "run": {"cmd": "x", "cpus": 0.1, "mem": 32}, "schedules": [{"id": "s", "cron": "@every 1s", "enabled": false}]}`},
+		{"POST", "/v1/jobs", `{"id": "c", "run": {"cmd": "x", "cpus": 0.1, "mem": 32}, "schedules": [{"id": "s", "cron": "* * * * * *", "enabled": false}]}`},
 		{"DELETE", "/v1/jobs/c?stopCurrentJobRuns=1", ``},
 	} {
 		if code := call(t, ok.method, c.base+ok.path, ok.body, nil); code/100 != 2 {
@@ -479,7 +496,7 @@ func TestChronosAliases(t *testing.T) {
 	waitFor(t, "the dependant ran", func() bool { return history(t, c.base, "after").SuccessCount == 1 })
 	var jobs []ChronosJob
 	call(t, "GET", c.base+"/scheduler/jobs", "", &jobs)
-	if len(jobs) != 2 || jobs[1].Name != "nightly" || jobs[1].Schedule != "R/2030-01-01T02:00:00Z/P1D" || jobs[1].Epsilon != "PT1800S" ||
+	if len(jobs) != 2 || jobs[1].Name != "nightly" || jobs[1].Schedule != "R/2030-01-01T02:00:00Z/P1D" || jobs[1].Epsilon != "PT30M" ||
 		jobs[1].SuccessCount != 1 || jobs[0].Parents[0] != "nightly" || *jobs[1].Retries != 2 {
 		t.Fatalf("chronos jobs: %+v", jobs)
 	}

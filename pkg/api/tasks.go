@@ -17,11 +17,13 @@ type TaskInfo struct {
 	Resources   resources.Resources `json:"resources"` // cpus, mem (MiB), disk (MiB), the ports it was given
 	// Image is a registry reference or an imported image's name; empty runs Cmd on the host's
 	// root filesystem, read-only.
-	Image     string            `json:"image,omitempty"`
-	ForcePull bool              `json:"force_pull,omitempty"`
-	Cmd       string            `json:"cmd,omitempty"` // run as sh -c CMD
-	Args      []string          `json:"args,omitempty"`
-	Env       map[string]string `json:"env,omitempty"`
+	Image     string `json:"image,omitempty"`
+	ForcePull bool   `json:"force_pull,omitempty"`
+	Cmd       string `json:"cmd,omitempty"` // run as sh -c CMD
+	// Args, without Cmd, follow the image's entrypoint; without an image, they are the program
+	// and its arguments.
+	Args []string          `json:"args,omitempty"`
+	Env  map[string]string `json:"env,omitempty"`
 	// SecretEnv are env variables whose values are secrets: they reach the container's env but
 	// are never shown (Masked) nor kept on disk by the agent.
 	SecretEnv map[string]string `json:"secret_env,omitempty"`

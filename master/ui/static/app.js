@@ -68,9 +68,15 @@ function showError(err) {
   $error.textContent = String(err.message || err);
 }
 
+// depID is a job's dependency: Metronome writes {"id": ...}.
+function depID(d) { return typeof d === "string" ? d : d.id; }
+
+// parseTime reads RFC 3339 and Metronome's times (2026-12-06T20:24:17.735+0000).
+function parseTime(ts) { return new Date(String(ts).replace(/([+-]\d\d)(\d\d)$/, "$1:$2")); }
+
 function ago(ts) {
   if (!ts) return "-";
-  const t = new Date(ts);
+  const t = parseTime(ts);
   if (isNaN(t)) return "-";
   const s = Math.round((Date.now() - t.getTime()) / 1000);
   if (s < -1) return "in " + dur(-s);
@@ -84,7 +90,7 @@ function dur(s) {
 }
 function between(a, b) {
   if (!a || !b) return "-";
-  const ms = new Date(b) - new Date(a);
+  const ms = parseTime(b) - parseTime(a);
   return ms < 10000 ? (ms / 1000).toFixed(1) + "s" : dur(Math.round(ms / 1000));
 }
 function bar(used, total, unit) {
@@ -222,7 +228,7 @@ async function app(id) {
 }
 
 function schedText(j) {
-  if ((j.dependencies || []).length) return "after " + j.dependencies.join(", ");
+  if ((j.dependencies || []).length) return "after " + j.dependencies.map(depID).join(", ");
   return (j.schedules || []).map(s => s.cron + (s.timezone && s.timezone !== "UTC" ? " (" + s.timezone + ")" : "") + (s.enabled === false ? " disabled" : "")).join("; ") || "on demand";
 }
 function nextRun(j) {
@@ -303,7 +309,7 @@ async function job(id) {
   render(`<h1>Job ${esc(j.id)}</h1>
     <p>${esc(j.description || "")}</p>
     <p>Runs <code>${esc(j.run.docker?.image ? j.run.docker.image + " " + (j.run.args || []).join(" ") : j.run.cmd)}</code> with ${esc(j.run.cpus)} cpu, ${esc(j.run.mem)} MiB
-      ${(j.dependencies || []).length ? "after " + j.dependencies.map(d => `<a href="${jobHref(d)}">${esc(d)}</a>`).join(", ") : ""}</p>
+      ${(j.dependencies || []).length ? "after " + j.dependencies.map(depID).map(d => `<a href="${jobHref(d)}">${esc(d)}</a>`).join(", ") : ""}</p>
     ${waits.length ? `<div id="job-waiting">${waits.join("")}</div>` : ""}
     <button id="run-button" type="button">Run now</button>
     <h2>Schedules</h2>${table(["ID", "Cron", "Timezone", "Concurrency", "State", "Next run"], scheds, 'id="schedules"')}
