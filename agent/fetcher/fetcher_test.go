@@ -324,6 +324,8 @@ func TestValidateArtifacts(t *testing.T) {
 		{api.Artifact{URI: "http://h/"}, "artifacts[0].uri"},
 		{api.Artifact{URI: "http://h/x", OutputFile: "../x"}, "artifacts[0].output_file"},
 		{api.Artifact{URI: "http://h/x", OutputFile: "/etc/x"}, "artifacts[0].output_file"},
+		{api.Artifact{URI: "https://h/x.tar.xz", Extract: true}, "artifacts[0].extract"},
+		{api.Artifact{URI: "https://h/x.tar.xz"}, ""},
 		{api.Artifact{URI: "https://h/x.tgz", OutputFile: "a/b.tgz", Extract: true}, ""},
 		{api.Artifact{URI: "file:///srv/x"}, ""},
 	} {

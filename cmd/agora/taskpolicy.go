@@ -9,8 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/agora-sched/agora/agent"
-	"github.com/agora-sched/agora/agent/fetcher"
 	agentcontainerd "github.com/agora-sched/agora/agent/containerd"
+	"github.com/agora-sched/agora/agent/fetcher"
 	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/tlsconf"
 )

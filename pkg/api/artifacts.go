@@ -39,6 +39,9 @@ func ValidateArtifacts(prefix string, as []Artifact) error {
 		if err := ArtifactURI(a.URI); err != nil {
 			return &FieldError{Field: fmt.Sprintf("%s[%d].uri", prefix, i), Msg: err.Error()}
 		}
+		if name, err := ArtifactName(a); err == nil && a.Extract && unextractable(name) {
+			return &FieldError{Field: fmt.Sprintf("%s[%d].extract", prefix, i), Msg: fmt.Sprintf("%s: agents extract .tar, .tar.gz, .tgz, .tar.bz2, .tbz2 and .zip archives, not xz ones", name)}
+		}
 		if a.OutputFile != "" {
 			if err := SandboxPath(a.OutputFile); err != nil {
 				return &FieldError{Field: fmt.Sprintf("%s[%d].output_file", prefix, i), Msg: err.Error()}
@@ -111,6 +114,12 @@ func ArtifactName(a Artifact) (string, error) {
 		return "", fmt.Errorf("%q names no file: give an output file name", a.URI)
 	}
 	return name, nil
+}
+
+// unextractable says whether a name is an archive Mesos would extract but agents cannot.
+func unextractable(name string) bool {
+	n := strings.ToLower(name)
+	return strings.HasSuffix(n, ".txz") || strings.HasSuffix(n, ".tar.xz")
 }
 
 // IsArchive says whether a file name has an extension agents extract.
