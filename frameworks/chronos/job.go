@@ -1,6 +1,7 @@
 package chronos
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -51,8 +52,37 @@ type RunSpec struct {
 	GPUs                       int                          `json:"gpus,omitempty"`      // 0 only: agents offer none
 	Networks                   []Network                    `json:"networks,omitempty"`  // host only
 	User                       string                       `json:"user,omitempty"`      // as Marathon's user (pkg/hostaccess)
-	Artifacts                  []any                        `json:"artifacts,omitempty"` // refused: agents fetch nothing
+	Artifacts                  []Artifact                   `json:"artifacts,omitempty"` // fetched into the sandbox
 	TaskKillGracePeriodSeconds float64                      `json:"taskKillGracePeriodSeconds,omitempty"`
+}
+
+// Artifact is Metronome's run.artifacts item: fetched into the run's sandbox before it starts
+// (extract defaults to true, as in Metronome).
+type Artifact struct {
+	URI        string `json:"uri"`
+	Extract    bool   `json:"extract"`
+	Executable bool   `json:"executable"`
+	Cache      bool   `json:"cache"`
+}
+
+// UnmarshalJSON reads an artifact with Metronome's defaults.
+func (a *Artifact) UnmarshalJSON(b []byte) error {
+	type plain Artifact
+	p := plain{Extract: true}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*a = Artifact(p)
+	return nil
+}
+
+// artifacts are what the run's task fetches.
+func (r RunSpec) artifacts() []api.Artifact {
+	var out []api.Artifact
+	for _, a := range r.Artifacts {
+		out = append(out, api.Artifact{URI: a.URI, Extract: a.Extract, Executable: a.Executable, Cache: a.Cache})
+	}
+	return out
 }
 
 // Volume mounts a directory of the agent's host into the run's container (Metronome's
@@ -213,8 +243,9 @@ func (j *Job) Normalize() error {
 			return &FieldError{Field: path + ".mode", Msg: fmt.Sprintf("got %q, expected RO or RW", v.Mode)}
 		}
 	}
-	if len(r.Artifacts) > 0 {
-		return &FieldError{Field: "run.artifacts", Msg: "are not supported: agents fetch nothing; put what the job needs in its image"}
+	if err := api.ValidateArtifacts("run.artifacts", r.artifacts()); err != nil {
+		fe := err.(*api.FieldError)
+		return &FieldError{Field: fe.Field, Msg: fe.Msg}
 	}
 	if r.MaxLaunchDelay < 0 {
 		return &FieldError{Field: "run.maxLaunchDelay", Msg: "must not be negative"}

@@ -96,7 +96,7 @@ func TestNormalizeFillsDefaults(t *testing.T) {
 	}
 	for field, j := range map[string]Job{
 		"run.args":                     {ID: "a", Run: RunSpec{Cmd: "x", Args: []string{"y"}}},
-		"run.artifacts":                {ID: "a", Run: RunSpec{Cmd: "x", Artifacts: []any{"http://x"}}},
+		"run.artifacts[0].uri":         {ID: "a", Run: RunSpec{Cmd: "x", Artifacts: []Artifact{{URI: "ftp://x/y"}}}},
 		"dependencies":                 {ID: "a", Run: RunSpec{Cmd: "x"}, Dependencies: []string{"b"}, Schedules: []Schedule{{ID: "s", Cron: "@daily"}}},
 		"dependencies[0]":              {ID: "a", Run: RunSpec{Cmd: "x"}, Dependencies: []string{"a"}},
 		"run.mem":                      {ID: "a", Run: RunSpec{Cmd: "x", CPUs: 1}},

@@ -922,7 +922,7 @@ func taskInfo(j *Job, r *Run, taskID string, res resources.Resources) api.TaskIn
 	}
 	needs := rs.Needs()
 	ti := api.TaskInfo{TaskID: taskID, Name: j.ID, Resources: res, Cmd: rs.Cmd, Args: rs.Args, Env: env, Labels: j.Labels,
-		KillGracePeriodSeconds: rs.TaskKillGracePeriodSeconds, User: needs.User, Volumes: needs.Volumes}
+		KillGracePeriodSeconds: rs.TaskKillGracePeriodSeconds, User: needs.User, Volumes: needs.Volumes, Artifacts: rs.artifacts()}
 	if rs.Docker != nil {
 		ti.Image, ti.ForcePull = rs.Docker.Image, rs.Docker.ForcePullImage
 	}
