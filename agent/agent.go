@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/agent/checkpoint"
+	"github.com/agora-sched/agora/agent/fetcher"
 	"github.com/agora-sched/agora/agent/statusupdate"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
@@ -77,6 +78,9 @@ type Config struct {
 	// Faults, when set, can cut this agent off the masters (the chaos harness's partitions):
 	// gossip, its calls to masters and masters' calls to it.
 	Faults *faultnet.Switch
+	// Fetch configures the fetching of tasks' artifacts; its cache defaults to
+	// DataDir/fetch-cache.
+	Fetch fetcher.Config
 	// RuntimeCheckEvery is how often the agent asks an executor that can say so (Available)
 	// whether it can run tasks (default 500 ms).
 	RuntimeCheckEvery time.Duration
@@ -103,6 +107,7 @@ type Agent struct {
 	faultTransport *http.Transport
 	store          *checkpoint.Store
 	exec           Executor
+	fetcher        *fetcher.Fetcher
 	ids            *id.Generator
 	// metrics are served at GET /metrics.
 	metrics *metrics
@@ -223,7 +228,17 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	cfg.Attributes = attrs
-	a := &Agent{cfg: cfg, logger: cfg.Logger, exec: cfg.Executor, ids: ids}
+	if cfg.Fetch.CacheDir == "" {
+		cfg.Fetch.CacheDir = filepath.Join(cfg.DataDir, "fetch-cache")
+	}
+	if cfg.Fetch.Logger == nil {
+		cfg.Fetch.Logger = cfg.Logger.With("component", "fetcher")
+	}
+	fetch, err := fetcher.New(cfg.Fetch)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a := &Agent{cfg: cfg, logger: cfg.Logger, exec: cfg.Executor, ids: ids, fetcher: fetch}
 	a.metrics = newMetrics(a)
 	if b, err := os.ReadFile(a.idPath()); err == nil {
 		a.id = strings.TrimSpace(string(b))
@@ -336,6 +351,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		exec: a.exec, store: a.store, updates: a.updates, total: a.cfg.Resources, host: a.cfg.Hostname,
 		agentID: a.ID, clock: a.cfg.Clock, logger: a.logger, ids: a.ids, observeStart: a.metrics.observeStart,
 		allowPrivileged: a.cfg.AllowPrivileged, allowRoot: a.cfg.AllowRootTasks, volumes: a.cfg.HostVolumes,
+		fetcher: a.fetcher,
 	})
 	defer func() {
 		stopTasks()

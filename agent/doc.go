@@ -22,7 +22,9 @@
 //  3. A launch (POST /v1/tasks) is checked against what the agent allows (privileged, root,
 //     each volume granted and its links resolved: a 422 naming the field) and what is free: a
 //     task that does not fit ends TASK_ERROR at once. Otherwise the agent answers TASK_STARTING and, in the
-//     background, has the executor get the image and start the container, then reports
+//     background, fetches the task's artifacts into its sandbox (agent/fetcher; a failure ends
+//     it TASK_FAILED, REASON_CONTAINER_LAUNCH_FAILED, naming the URI; a kill meanwhile stops
+//     the fetch), has the executor get the image and start the container, then reports
 //     TASK_RUNNING, runs the task's health checks, and reports its end: FINISHED, FAILED (with
 //     the exit status, or "container OOM-killed"), or KILLED after a kill (TERM, grace, KILL)
 //     or too many failed health checks.

@@ -110,6 +110,8 @@ type taskSet struct {
 	// launch is taken, health checks pause, and no task's end is guessed meanwhile.
 	unavailable string
 	refused     int // launches refused while the runtime was unavailable
+	// fetching cancels the fetching of a task's artifacts, by task id, when it is killed.
+	fetching map[string]context.CancelFunc
 }
 
 type healthState struct {
@@ -135,6 +137,13 @@ type taskSetConfig struct {
 	allowPrivileged, allowRoot bool
 	// volumes are the host volumes tasks may mount.
 	volumes []hostaccess.Volume
+	// fetcher downloads tasks' artifacts into their sandboxes; nil: a task with artifacts fails.
+	fetcher Fetcher
+}
+
+// Fetcher is what the agent needs to fetch artifacts; agent/fetcher's Fetcher is it.
+type Fetcher interface {
+	Fetch(ctx context.Context, sandbox string, as []api.Artifact) error
 }
 
 func newTaskSet(ctx context.Context, c taskSetConfig) *taskSet {
@@ -144,7 +153,7 @@ func newTaskSet(ctx context.Context, c taskSetConfig) *taskSet {
 	return &taskSet{
 		taskSetConfig: c, ctx: ctx,
 		tasks: map[string]*record{}, handles: map[string]*containerd.Handle{}, health: map[string]*healthState{},
-		failedLaunch: map[launchKey]string{},
+		failedLaunch: map[launchKey]string{}, fetching: map[string]context.CancelFunc{},
 	}
 }
 
@@ -236,6 +245,9 @@ func validateTaskInfo(info api.TaskInfo) error {
 		case !hostaccess.ValidHostPath(v.HostPath):
 			return &api.FieldError{Field: fmt.Sprintf("volumes[%d].host_path", i), Msg: "must be an absolute path or a host volume's name"}
 		}
+	}
+	if err := api.ValidateArtifacts("artifacts", info.Artifacts); err != nil {
+		return err
 	}
 	ports := int(info.Resources.Ports.Count())
 	for i, c := range info.HealthChecks {
@@ -361,6 +373,9 @@ func taskPorts(info api.TaskInfo) []uint64 {
 // thus either RUNNING or FAILED, never both, and leaves no container behind.
 func (ts *taskSet) run(info api.TaskInfo, requested time.Time) {
 	spec, err := ts.spec(info)
+	if err == nil && len(info.Artifacts) > 0 {
+		err = ts.fetch(info)
+	}
 	var h *containerd.Handle
 	if err == nil {
 		h, err = ts.exec.Launch(ts.ctx, spec)
@@ -409,6 +424,26 @@ func (ts *taskSet) run(info api.TaskInfo, requested time.Time) {
 	}
 	ts.mu.Unlock()
 	ts.watch(info.TaskID, h)
+}
+
+// fetch downloads a task's artifacts into its sandbox; a kill meanwhile stops it.
+func (ts *taskSet) fetch(info api.TaskInfo) error {
+	if ts.fetcher == nil {
+		return errors.New("this agent fetches no artifacts")
+	}
+	ctx, cancel := context.WithCancel(ts.ctx)
+	defer cancel()
+	ts.mu.Lock()
+	ts.fetching[info.TaskID] = cancel
+	ts.mu.Unlock()
+	err := ts.fetcher.Fetch(ctx, ts.exec.Sandbox(info.TaskID), info.Artifacts)
+	ts.mu.Lock()
+	delete(ts.fetching, info.TaskID)
+	ts.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("fetching the task's artifacts failed: %w", err)
+	}
+	return nil
 }
 
 // watch waits for a task's process to end and reports how. The exit is checkpointed first, then
@@ -600,6 +635,9 @@ func (ts *taskSet) kill(id string, grace time.Duration) (api.TaskStatus, error) 
 	r.Killing, r.KillGrace = true, grace.Seconds()
 	if err := ts.transitionLocked(r, api.TaskStatus{State: task.Killing}); err != nil {
 		return api.TaskStatus{}, err
+	}
+	if cancel := ts.fetching[id]; cancel != nil {
+		cancel() // it ends as KILLED once the fetch stops
 	}
 	if _, running := ts.handles[id]; running {
 		ts.killLocked(r)

@@ -284,27 +284,32 @@ func (a *apiHandler) listAgents(w http.ResponseWriter, r *http.Request) {
 		a.forward(w, r) // the leader knows each agent's state and use; without one, the registry
 		return
 	}
-	v, err := a.m.store.View(r.Context(), raft.Stale)
+	agents, err := a.m.registeredAgents(r.Context())
 	if err != nil {
 		writeStoreError(w, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, a.agentViews(agents))
+}
+
+// registeredAgents reads the agent registry, as this master has it.
+func (m *Master) registeredAgents(ctx context.Context) ([]api.Agent, error) {
+	v, err := m.store.View(ctx, raft.Stale)
+	if err != nil {
+		return nil, err
 	}
 	agents := []api.Agent{}
 	var bad error
 	v.List(NamespaceAgents, "", func(_ string, data []byte) bool {
 		var ag api.Agent
 		if err := json.Unmarshal(data, &ag); err != nil {
-			bad = err
+			bad = fmt.Errorf("master: agent registry: %w", err)
 			return false
 		}
 		agents = append(agents, ag)
 		return true
 	})
-	if bad != nil {
-		writeError(w, http.StatusInternalServerError, bad.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, a.agentViews(agents))
+	return agents, bad
 }
 
 // writeStoreError maps the store's errors to answers: no leader and unknown outcomes are 503

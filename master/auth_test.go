@@ -24,6 +24,7 @@ func TestWhoMayCallWhat(t *testing.T) {
 		{"POST", "/v1/agents/a-1/drain", auth.Admin}, {"DELETE", "/v1/cluster/masters/m-1", auth.Admin},
 		{"DELETE", "/v2/leader", auth.Admin},
 		{"GET", "/v1/cluster", auth.Viewer}, {"GET", "/v2/apps", auth.Viewer}, {"GET", "/v1/tasks/t", auth.Viewer},
+		{"GET", "/v1/state", auth.Viewer}, {"GET", "/master/state", auth.Viewer}, {"GET", "/state.json", auth.Viewer},
 		{"GET", "/v1/tasks/logs", auth.Viewer}, // the task named "logs", not its logs
 		{"GET", "/v1/tasks/t/logs", auth.Operator}, {"GET", "/v1/tasks/t/logs?follow=true", auth.Operator},
 		{"POST", "/v2/apps", auth.Operator}, {"DELETE", "/v1/jobs/x", auth.Operator}, {"POST", "/v1/tasks/t/kill", auth.Operator},

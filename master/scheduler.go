@@ -673,3 +673,26 @@ func (s *scheduler) frameworksView() ([]api.FrameworkState, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Info.ID < out[j].Info.ID })
 	return out, nil
 }
+
+// taskView is one task of the leader's table: what was launched, where, and its latest state.
+type taskView struct {
+	Info    api.TaskInfo // secrets masked
+	AgentID string
+	Status  api.TaskStatus
+}
+
+// tasksFullView is every task of the leader's table with what was launched, by id.
+func (s *scheduler) tasksFullView() ([]taskView, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return nil, ErrNotReady
+	}
+	out := make([]taskView, 0, len(t.tasks))
+	for _, e := range t.tasks {
+		out = append(out, taskView{Info: e.info.Masked(), AgentID: e.agentID, Status: e.status})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Info.TaskID < out[j].Info.TaskID })
+	return out, nil
+}

@@ -527,7 +527,7 @@ func (s *scheduler) checkTaskLocked(t *schedTerm, ti api.TaskInfo, pool resource
 	if ti.Image == "" && ti.Cmd == "" && len(ti.Args) == 0 {
 		return &api.FieldError{Field: "cmd", Msg: "a task without an image needs a command or args (the program and its arguments)"}
 	}
-	return nil
+	return api.ValidateArtifacts("artifacts", ti.Artifacts)
 }
 
 // launchLocked sends a task to its agent in the background. A refusal by the agent ends the

@@ -35,6 +35,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -432,8 +433,9 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		ctr.Delete(context.WithoutCancel(ctx), ctrd.WithSnapshotCleanup)
 		return nil, err
 	}
-	// The sandbox is the task's own: its user may write there, nobody else may look in.
-	if err := os.Chown(sandbox, int(who.UID), int(who.GID)); err != nil {
+	// The sandbox is the task's own, and so is what was put there before (the artifacts the
+	// agent fetched): its user may write there, nobody else may look in.
+	if err := chownTree(sandbox, who); err != nil {
 		return fail(fmt.Errorf("containerd: sandbox owner: %w", err))
 	}
 	if err := os.Chmod(sandbox, 0o750); err != nil {
@@ -459,6 +461,17 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		return fail(startError(s.TaskID, err))
 	}
 	return e.track(ctx, s.TaskID, task, exitCh, oom), nil
+}
+
+// chownTree gives a new sandbox and everything in it to the task's user; links are not
+// followed (their own owner changes). Nothing of the task runs yet, so nothing in it moves.
+func chownTree(sandbox string, who identity) error {
+	return filepath.WalkDir(sandbox, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, int(who.UID), int(who.GID))
+	})
 }
 
 // track registers a running task and waits for its end in the background, until ctx ends.

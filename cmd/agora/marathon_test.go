@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,11 +108,13 @@ func waitApp(t *testing.T, base, id, what string, cond func(marathonApp) bool) m
 // API is replaced; deleting the app leaves no container behind.
 func TestMarathonAppLifecycle(t *testing.T) {
 	base, agentBase, ns := startMarathonDev(t, 32100)
+	artifacts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("kept")) }))
+	defer artifacts.Close()
 
 	app := `{"id": "/demo/web", "container": {"type": "DOCKER", "docker": {"image": "` + containerdtest.TestAppImage + `"}},
 		"args": ["-sleep", "24h"], "cpus": 0.1, "mem": 32, "instances": 3,
 		"healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0, "gracePeriodSeconds": 30, "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 3}],
-		"labels": {"team": "a"}, "fetch": [{"uri": "http://example.invalid/kept.tgz"}]}`
+		"labels": {"team": "a"}, "fetch": [{"uri": "` + artifacts.URL + `/kept.txt"}]}`
 	created := postApp(t, base, app)
 	if created["id"] != "/demo/web" || created["fetch"] == nil || len(created["deployments"].([]any)) != 1 {
 		t.Fatalf("created %v", created)

@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/agora-sched/agora/agent"
 	agentcontainerd "github.com/agora-sched/agora/agent/containerd"
+	"github.com/agora-sched/agora/agent/fetcher"
 	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/tlsconf"
 )
@@ -21,6 +23,10 @@ func taskFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "allow-root-tasks", Usage: "let tasks run as root (uid 0, with containerd's default capabilities); the agent gets the attribute agora.root:true, by which frameworks place them"},
 		&cli.StringSliceFlag{Name: "task-host-dirs", Value: cli.NewStringSlice(agentcontainerd.DefaultHostDirs...), Usage: "the host directories tasks without an image see, read-only (they also get a copy of /etc without shadow, gshadow, sudoers, agora/ and files not readable by all)"},
 		&cli.StringFlag{Name: "task-netns", Usage: "run tasks in this network namespace (/var/run/netns/NAME, as 'ip netns add NAME' makes, or /proc/PID/ns/net) instead of the host's network; their ports and health checks are then on that namespace's addresses, the agent's own when it runs there too"},
+		&cli.Int64Flag{Name: "fetch-max-bytes", Value: fetcher.DefaultMaxBytes, Usage: "the largest artifact (Marathon's fetch and uris, Metronome's artifacts) a task may fetch, and the most an archive of them may unpack to, in bytes"},
+		&cli.DurationFlag{Name: "fetch-timeout", Value: fetcher.DefaultTimeout, Usage: "how long fetching all of a task's artifacts may take before its launch fails"},
+		&cli.Int64Flag{Name: "fetch-cache-bytes", Value: fetcher.DefaultCacheBytes, Usage: "the most the cache of artifacts fetched with cache: true holds (under the data dir, by URI; the least recently used go first), in bytes; negative: no cache"},
+		&cli.StringSliceFlag{Name: "fetch-file-dir", Usage: "a directory of this host whose files tasks may fetch as file:// artifacts (repeatable); none by default"},
 		&cli.StringSliceFlag{Name: "host-volume", Usage: "a host directory tasks may mount, NAME=PATH (read-only) or NAME=PATH:rw (repeatable); apps and jobs name it by NAME or by a path in it. Nothing else of the host can be mounted; never /, a data dir, key or secret files, /root or containerd's state"},
 	}
 }
@@ -32,6 +38,7 @@ type taskPolicy struct {
 	hostDirs    []string
 	netns       string // the tasks' network namespace; empty: the host's
 	volumes     []hostaccess.Volume
+	fetch       fetcher.Config
 	// protected are this node's own paths that tasks must never see: data dirs, key, secret,
 	// keyring and tokens files, the containerd socket's directory.
 	protected []string
@@ -41,6 +48,13 @@ type taskPolicy struct {
 // nor the node's key, secret, keyring and tokens files).
 func readTaskPolicy(c *cli.Context, dataDir string) (taskPolicy, error) {
 	p := taskPolicy{defaultUser: c.String("default-task-user"), allowRoot: c.Bool("allow-root-tasks"), hostDirs: c.StringSlice("task-host-dirs"), netns: c.String("task-netns")}
+	p.fetch = fetcher.Config{MaxBytes: c.Int64("fetch-max-bytes"), Timeout: c.Duration("fetch-timeout"), CacheBytes: c.Int64("fetch-cache-bytes"), FileDirs: c.StringSlice("fetch-file-dir")}
+	if p.fetch.MaxBytes <= 0 || p.fetch.Timeout <= 0 {
+		return p, usageError{"--fetch-max-bytes and --fetch-timeout must be positive"}
+	}
+	if p.fetch.CacheBytes == 0 {
+		p.fetch.CacheBytes = -1 // 0 means none here, not the default
+	}
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return p, err
@@ -71,6 +85,17 @@ func readTaskPolicy(c *cli.Context, dataDir string) (taskPolicy, error) {
 	if err := agent.CheckHostVolumes(p.volumes, p.protected); err != nil {
 		return p, usageError{strings.TrimPrefix(err.Error(), "agent: ")}
 	}
+	never := append(slices.Clone(p.protected), hostaccess.AlwaysProtected...)
+	for i, d := range p.fetch.FileDirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return p, err
+		}
+		p.fetch.FileDirs[i] = abs
+		if err := hostaccess.Protected(abs, true, never); err != nil {
+			return p, usageError{fmt.Sprintf("--fetch-file-dir %s: %v", d, strings.TrimPrefix(err.Error(), "hostaccess: "))}
+		}
+	}
 	if p.netns != "" {
 		if err := agentcontainerd.CheckNetNS(p.netns); err != nil {
 			return p, usageError{"--task-netns: " + strings.TrimPrefix(err.Error(), "containerd: ")}
@@ -91,6 +116,7 @@ func (p taskPolicy) executorConfig(cfg agentcontainerd.Config) agentcontainerd.C
 // agentConfig fills in what the policy says of an agent's config.
 func (p taskPolicy) agentConfig(cfg agent.Config) agent.Config {
 	cfg.AllowRootTasks, cfg.HostVolumes, cfg.Protected = p.allowRoot, p.volumes, p.protected
+	cfg.Fetch = p.fetch
 	return cfg
 }
 

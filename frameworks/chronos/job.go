@@ -77,6 +77,15 @@ type Artifact struct {
 	Cache      bool   `json:"cache"`
 }
 
+// artifacts are what the run's task fetches (extract true unless the spec says false).
+func (r RunSpec) artifacts() []api.Artifact {
+	var out []api.Artifact
+	for _, a := range r.Artifacts {
+		out = append(out, api.Artifact{URI: a.URI, Extract: a.Extract == nil || *a.Extract, Executable: a.Executable, Cache: a.Cache})
+	}
+	return out
+}
+
 // Docker names the image the run's container starts from. Metronome's privileged is read so
 // that its specs load, and refused when set: jobs run unprivileged. Of its parameters (flags of
 // `docker run`) those containerd can honour are taken; any other is refused, named.
@@ -252,6 +261,10 @@ func (j *Job) Normalize() error {
 		if a.Extract == nil {
 			a.Extract = new(true)
 		}
+	}
+	if err := api.ValidateArtifacts("run.artifacts", r.artifacts()); err != nil {
+		fe := err.(*api.FieldError)
+		return &FieldError{Field: fe.Field, Msg: fe.Msg}
 	}
 	if r.MaxLaunchDelay < 0 {
 		return &FieldError{Field: "run.maxLaunchDelay", Msg: "must not be negative"}

@@ -931,18 +931,9 @@ func taskInfo(j *Job, r *Run, taskID string, res resources.Resources) api.TaskIn
 	}
 	needs := rs.Needs()
 	ti := api.TaskInfo{TaskID: taskID, Name: j.ID, Resources: res, Cmd: rs.Cmd, Args: rs.Args, Env: env, Labels: labels,
-		KillGracePeriodSeconds: rs.TaskKillGracePeriodSeconds, User: needs.User, Volumes: needs.Volumes}
+		KillGracePeriodSeconds: rs.TaskKillGracePeriodSeconds, User: needs.User, Volumes: needs.Volumes, Artifacts: rs.artifacts()}
 	if rs.Docker != nil {
 		ti.Image, ti.ForcePull = rs.Docker.Image, rs.Docker.ForcePullImage
 	}
-	taskArtifacts(&ti, rs.Artifacts)
 	return ti
-}
-
-// taskArtifacts is where a run's artifacts (Metronome's run.artifacts, Chronos's fetch and
-// uris) go into the task it launches, for the agent to fetch into the sandbox before the task
-// starts. api.TaskInfo has no field for them yet: until it has, they are kept with the job and
-// shown, not fetched.
-func taskArtifacts(ti *api.TaskInfo, arts []Artifact) {
-	_, _ = ti, arts
 }

@@ -64,6 +64,43 @@ type App struct {
 	// uid:gid); empty: the image's user unless root, else the agent's default task user. Root
 	// only on agents that allow it (agora agent --allow-root-tasks).
 	User string `json:"user,omitempty"`
+	// Fetch are the artifacts each task fetches into its sandbox before it starts.
+	Fetch []FetchURI `json:"fetch,omitempty"`
+	// URIs is Marathon's older fetch: each is fetched, and extracted when it is an archive.
+	URIs []string `json:"uris,omitempty"`
+}
+
+// FetchURI is one of Marathon's fetch artifacts; extract defaults to true, as in Marathon.
+type FetchURI struct {
+	URI        string `json:"uri"`
+	Extract    bool   `json:"extract"`
+	Executable bool   `json:"executable"`
+	Cache      bool   `json:"cache"`
+	DestPath   string `json:"destPath,omitempty"`
+}
+
+// UnmarshalJSON reads a fetch artifact with Marathon's defaults.
+func (f *FetchURI) UnmarshalJSON(b []byte) error {
+	type plain FetchURI
+	p := plain{Extract: true}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*f = FetchURI(p)
+	return nil
+}
+
+// Artifacts are what each task of the app fetches: fetch, or the older uris (extracted when
+// their names say they are archives, never executable or cached, as Marathon reads them).
+func (a App) Artifacts() []api.Artifact {
+	var out []api.Artifact
+	for _, f := range a.Fetch {
+		out = append(out, api.Artifact{URI: f.URI, Extract: f.Extract, Executable: f.Executable, Cache: f.Cache, OutputFile: f.DestPath})
+	}
+	for _, u := range a.URIs {
+		out = append(out, api.Artifact{URI: u, Extract: api.IsArchive(u)})
+	}
+	return out
 }
 
 // Container is Marathon's container: DOCKER (an image) or MESOS (an image, or none).
@@ -575,6 +612,23 @@ func (a App) Validate() error {
 		if NormalizeID(dep) == "" {
 			p.add(fmt.Sprintf("/dependencies(%d)", i), "must not be empty")
 		}
+	}
+	if len(a.Fetch) > 0 && len(a.URIs) > 0 {
+		p.add("/uris", "may not be given with fetch (uris is fetch's older form)")
+	}
+	if err := api.ValidateArtifacts("artifacts", a.Artifacts()); err != nil {
+		fe := err.(*api.FieldError)
+		path := "/fetch"
+		var i int
+		var field string
+		if n, _ := fmt.Sscanf(fe.Field, "artifacts[%d].%s", &i, &field); n == 2 {
+			if len(a.Fetch) > 0 {
+				path = fmt.Sprintf("/fetch(%d)/%s", i, map[string]string{"uri": "uri", "output_file": "destPath", "extract": "extract"}[field])
+			} else {
+				path = fmt.Sprintf("/uris(%d)", i)
+			}
+		}
+		p.add(path, "%s", fe.Msg)
 	}
 	for k := range a.Labels {
 		if k == "" {

@@ -987,6 +987,7 @@ func taskInfo(as *appState, rec InstanceRecord, res resources.Resources) api.Tas
 		TaskID: rec.ID, Name: a.ID, Resources: res, Image: a.Image(), Cmd: a.Cmd, Args: a.Args, Env: env,
 		Labels: a.Labels, PortNames: a.PortNames(), HealthChecks: a.HealthChecks,
 		Privileged: as.needs.Privileged, User: as.needs.User, Volumes: as.needs.Volumes,
+		Artifacts: a.Artifacts(),
 	}
 	if a.Container != nil && a.Container.Docker != nil {
 		ti.ForcePull = a.Container.Docker.ForcePullImage

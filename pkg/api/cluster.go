@@ -83,3 +83,14 @@ type ClusterView struct {
 type Error struct {
 	Message string `json:"message"`
 }
+
+// ClusterState is GET /v1/state: the cluster at a glance, as its leader knows it — the leader,
+// every agent (as GET /v1/agents), every framework (as GET /v1/frameworks) and every task
+// the leader keeps (as GET /v1/tasks).
+type ClusterState struct {
+	ClusterID  string           `json:"cluster_id"`
+	Leader     LeaderInfo       `json:"leader"`
+	Agents     []AgentView      `json:"agents"`
+	Frameworks []FrameworkState `json:"frameworks"`
+	Tasks      []TaskStatus     `json:"tasks"`
+}

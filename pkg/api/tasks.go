@@ -43,6 +43,9 @@ type TaskInfo struct {
 	User string `json:"user,omitempty"`
 	// KillGracePeriodSeconds is the time between SIGTERM and SIGKILL (default 5 s, Mesos's own).
 	KillGracePeriodSeconds float64 `json:"kill_grace_period_seconds,omitempty"`
+	// Artifacts are downloaded into the sandbox before the task starts; a failed download
+	// fails the launch (TASK_FAILED, REASON_CONTAINER_LAUNCH_FAILED, naming the URI).
+	Artifacts []Artifact `json:"artifacts,omitempty"`
 }
 
 // Volume mounts a directory of the agent's host into a task's container (Marathon's host

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMarathonFetchAndURIs: an app's fetch (a file, an executable, a tarball extracted) and an
+// app's older uris (an archive extracted by its name) are in the sandbox when the task starts;
+// an artifact that answers 404 keeps the app from running, and lastTaskFailure names the URI;
+// a scheme agents cannot fetch is a 422 at its path.
+func TestMarathonFetchAndURIs(t *testing.T) {
+	var tgz bytes.Buffer
+	z := gzip.NewWriter(&tgz)
+	tw := tar.NewWriter(z)
+	tw.WriteHeader(&tar.Header{Name: "site/index.html", Mode: 0o644, Size: 5, Typeflag: tar.TypeReg})
+	tw.Write([]byte("index"))
+	tw.Close()
+	z.Close()
+	files := map[string][]byte{"/config.json": []byte(`{"k":"v"}`), "/run.sh": []byte("#!/bin/sh\necho ran-script\n"), "/site.tgz": tgz.Bytes()}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(b)
+	}))
+	defer srv.Close()
+	base, agentBase, _ := startMarathonDev(t, 33300)
+
+	postApp(t, base, fmt.Sprintf(`{"id": "/fetcher", "cpus": 0.1, "mem": 32, "portDefinitions": [],
+		"cmd": "cat conf/config.json; echo; ./run.sh; cat site/index.html; echo; sleep 1000",
+		"fetch": [{"uri": %q, "destPath": "conf/config.json"}, {"uri": %q, "executable": true}, {"uri": %q, "cache": true}]}`,
+		srv.URL+"/config.json", srv.URL+"/run.sh", srv.URL+"/site.tgz"))
+	postApp(t, base, fmt.Sprintf(`{"id": "/old-uris", "cpus": 0.1, "mem": 32, "portDefinitions": [],
+		"cmd": "cat site/index.html; echo; sleep 1000", "uris": [%q]}`, srv.URL+"/site.tgz"))
+	for id, want := range map[string]string{"/fetcher": `{"k":"v"}` + "\nran-script\nindex\n", "/old-uris": "index\n"} {
+		a := waitAppRunning(t, base, id, 1)
+		var out string
+		for deadline := time.Now().Add(20 * time.Second); out != want; time.Sleep(200 * time.Millisecond) {
+			resp, err := http.Get(agentBase + "/v1/tasks/" + a.Tasks[0].ID + "/logs?stream=stdout")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			out = string(b)
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's output: %q, want %q", id, out, want)
+			}
+		}
+	}
+
+	missing := srv.URL + "/missing.tgz"
+	postApp(t, base, fmt.Sprintf(`{"id": "/broken", "cpus": 0.1, "mem": 32, "portDefinitions": [], "cmd": "sleep 1000", "uris": [%q]}`, missing))
+	var app struct {
+		App struct {
+			TasksRunning    int            `json:"tasksRunning"`
+			LastTaskFailure map[string]any `json:"lastTaskFailure"`
+		} `json:"app"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		httpJSON(t, "GET", base+"/v2/apps/broken?embed=app.lastTaskFailure", nil, &app)
+		if msg, _ := app.App.LastTaskFailure["message"].(string); strings.Contains(msg, missing) && strings.Contains(msg, "404") {
+			break
+		}
+		if time.Now().After(deadline) || app.App.TasksRunning > 0 {
+			t.Fatalf("an app whose artifact answers 404: %+v", app.App)
+		}
+	}
+	if st := app.App.LastTaskFailure["state"]; st != "TASK_FAILED" {
+		t.Fatalf("lastTaskFailure: %v", app.App.LastTaskFailure)
+	}
+
+	for body, path := range map[string]string{
+		`{"id": "/bad", "cmd": "true", "fetch": [{"uri": "hdfs://namenode/x.tgz"}]}`:              "/fetch(0)/uri",
+		`{"id": "/bad", "cmd": "true", "fetch": [{"uri": "http://h/x", "destPath": "../../x"}]}`:  "/fetch(0)/destPath",
+		`{"id": "/bad", "cmd": "true", "uris": ["http://h/a", "ftp://h/b"]}`:                      "/uris(1)",
+		`{"id": "/bad", "cmd": "true", "uris": ["http://h/a"], "fetch": [{"uri": "http://h/b"}]}`: "/uris",
+	} {
+		var bad struct {
+			Details []struct {
+				Path string `json:"path"`
+			} `json:"details"`
+		}
+		if code := httpJSON(t, "POST", base+"/v2/apps", json.RawMessage(body), &bad); code != http.StatusUnprocessableEntity || len(bad.Details) != 1 || bad.Details[0].Path != path {
+			t.Errorf("%s: %d %+v, want 422 at %s", body, code, bad, path)
+		}
+	}
+}
