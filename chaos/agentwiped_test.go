@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -28,7 +29,9 @@ import (
 // than its containers that really run, but between the restart and supersedeBound after the new
 // registration. After: the old id removed and its tasks TASK_GONE within supersedeBound of the
 // new registration, every app back at its instances (as the masters count them and as really
-// run) and healthy within agentLossGoal of it.
+// run) and healthy within agentLossGoal of it — in make chaos, which runs alone and measures
+// the goal; make test, whose packages share the machine, holds it to agentLossBound and prints
+// the figure.
 func init() {
 	scenarios = append(scenarios, scenario{name: "agent-wiped", short: true, fault: agentWiped})
 }
@@ -36,6 +39,7 @@ func init() {
 const (
 	supersedeBound = 3 * time.Second  // new registration → old id removed, its tasks ended
 	agentLossGoal  = 10 * time.Second // new registration → the apps whole and healthy again
+	agentLossBound = 30 * time.Second // the same in make test, beside other packages' tests
 )
 
 func agentWiped(t *testing.T, c *Cluster, rng *rand.Rand) []string {
@@ -52,9 +56,11 @@ func agentWiped(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 		t.Fatal(err)
 	}
 	var oldTasks []string
+	ran := map[string]bool{} // the old tasks that had run (the others were still starting)
 	for _, tk := range tasks {
 		if !tk.Status.State.IsTerminal() {
 			oldTasks = append(oldTasks, tk.Info.TaskID)
+			ran[tk.Info.TaskID] = tk.Status.State == task.Running
 		}
 	}
 	dataDir := argAfter(a, "--data-dir")
@@ -99,7 +105,7 @@ func agentWiped(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	// partition-aware) for REASON_AGENT_REMOVED: nothing the new agent said.
 	var gone time.Duration
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		done, why := oldGone(c, oldID, oldTasks)
+		done, why := oldGone(c, oldID, oldTasks, ran)
 		if done {
 			gone = time.Since(registered)
 			c.Event("old id %s removed, its %d tasks ended (%s after the new registration)", oldID, len(oldTasks), gone.Round(10*time.Millisecond))
@@ -135,8 +141,12 @@ func agentWiped(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 			break
 		}
 	}
-	if whole > agentLossGoal {
-		failures = append(failures, fmt.Sprintf("the apps were whole and healthy %.1fs after the new registration, more than %s", whole.Seconds(), agentLossGoal))
+	bound := agentLossBound
+	if *all {
+		bound = agentLossGoal
+	}
+	if whole > bound {
+		failures = append(failures, fmt.Sprintf("the apps were whole and healthy %.1fs after the new registration, more than %s", whole.Seconds(), bound))
 	}
 	time.Sleep(2 * time.Second) // sampled a little longer, healed
 	failures = append(failures, s.stop()...)
@@ -175,8 +185,9 @@ func argAfter(n *Node, flag string) string {
 }
 
 // oldGone says whether the old id is removed and each of its tasks ended on the masters as
-// TASK_GONE for REASON_AGENT_REMOVED, or why not.
-func oldGone(c *Cluster, oldID string, tasks []string) (bool, string) {
+// TASK_GONE for REASON_AGENT_REMOVED, or why not. One that had not run yet may be gone from the
+// masters' list instead (their bounded history of launches that never ran).
+func oldGone(c *Cluster, oldID string, tasks []string, ran map[string]bool) (bool, string) {
 	var agents []api.AgentView
 	if _, err := c.Do("GET", "/v1/agents", nil, &agents); err != nil {
 		return false, err.Error()
@@ -188,7 +199,13 @@ func oldGone(c *Cluster, oldID string, tasks []string) (bool, string) {
 	}
 	for _, id := range tasks {
 		var st api.TaskStatus
-		if _, err := c.Do("GET", "/v1/tasks/"+id, nil, &st); err != nil {
+		code, err := c.Do("GET", "/v1/tasks/"+id, nil, &st)
+		if code == http.StatusNotFound && !ran[id] {
+			// A launch that never ran, ended: of those the masters keep only the latest per
+			// framework and task name (the job's next run may have taken its place).
+			continue
+		}
+		if err != nil {
 			return false, err.Error()
 		}
 		if !st.State.IsTerminal() {
@@ -250,17 +267,29 @@ func startWipeSampler(t *testing.T, c *Cluster) *wipeSampler {
 	client := containerdtest.Client(t)
 	go func() {
 		defer close(s.done)
-		// A tick every 250 ms, not 250 ms between samples: a sample that takes long on a busy
-		// machine does not slow the rate down by its own length as well.
+		// A sample starts every 250 ms, up to 3 at once: one that takes long on a busy machine
+		// (each reads the masters, then every agent's containerd) does not hold the next back.
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
+		inFlight := make(chan struct{}, 3)
+		var wg sync.WaitGroup
+		defer wg.Wait()
 		for {
 			select {
 			case <-s.stopCh:
 				return
 			case <-tick.C:
 			}
-			s.sample(t, client)
+			select {
+			case inFlight <- struct{}{}:
+			default:
+				continue // three still running: this tick's sample would only queue
+			}
+			wg.Add(1)
+			go func() {
+				defer func() { <-inFlight; wg.Done() }()
+				s.sample(t, client)
+			}()
 		}
 	}()
 	return s
