@@ -200,9 +200,10 @@ func oldGone(c *Cluster, oldID string, tasks []string, ran map[string]bool) (boo
 	for _, id := range tasks {
 		var st api.TaskStatus
 		code, err := c.Do("GET", "/v1/tasks/"+id, nil, &st)
-		if code == http.StatusNotFound && !ran[id] {
-			// A launch that never ran, ended: of those the masters keep only the latest per
-			// framework and task name (the job's next run may have taken its place).
+		if code == http.StatusNotFound && (!ran[id] || !strings.HasPrefix(id, "chaos_web-")) {
+			// A launch that never ran (in the masters' view), ended: of those the masters keep
+			// only the latest per framework and task name, and a job's runs share its name (the
+			// next run may have taken its place). An app instance that ran must be there.
 			continue
 		}
 		if err != nil {
