@@ -101,7 +101,7 @@ type ChronosPortMapping struct {
 	Protocol      string `json:"protocol,omitempty"`
 }
 
-// ChronosVolume is a container volume: a host path (external volumes are refused until issue 17).
+// ChronosVolume is a container volume: a host path (external volumes are refused: agents have none yet).
 type ChronosVolume struct {
 	ContainerPath string `json:"containerPath"`
 	HostPath      string `json:"hostPath,omitempty"`
@@ -396,7 +396,7 @@ func (c *ChronosContainer) toRun(r *RunSpec, cs *ChronosSettings) error {
 	r.Docker = &Docker{Image: c.Image, ForcePullImage: bool(c.ForcePullImage), Parameters: c.Parameters}
 	for i, v := range c.Volumes {
 		if v.External != nil {
-			return &FieldError{Field: fmt.Sprintf("container.volumes[%d].external", i), Msg: "external volumes are not supported yet (issue 17); mount a host volume an agent declares"}
+			return &FieldError{Field: fmt.Sprintf("container.volumes[%d].external", i), Msg: "external volumes are not supported (yet): mount a host volume an agent declares"}
 		}
 		r.Volumes = append(r.Volumes, Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, Mode: strings.ToUpper(v.Mode)})
 	}
