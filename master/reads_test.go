@@ -58,6 +58,16 @@ func TestReadsNeverAnswerAnOldState(t *testing.T) {
 		t.Fatalf("a follower's read: %d %v, want 200 with the acknowledged write", code, names)
 	}
 
+	// A follower's read went to the leader; its own copy may still be catching up: wait until
+	// that copy has the write too, so that "its own old state" below is known to hold it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if code, names := secretNames(t, f.url("/v1/secrets?stale")); code == http.StatusOK && slices.Contains(names, "before") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the follower's own copy never got the acknowledged write")
+		}
+	}
 	switches[f].Cut(true)
 	putSecret(t, lead.url("/v1/secrets/while-cut"), "v")
 	code, names := secretNames(t, f.url("/v1/secrets"))
