@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -48,13 +47,7 @@ func TestMarathonFetchAndURIs(t *testing.T) {
 		a := waitAppRunning(t, base, id, 1)
 		var out string
 		for deadline := time.Now().Add(20 * time.Second); out != want; time.Sleep(200 * time.Millisecond) {
-			resp, err := http.Get(agentBase + "/v1/tasks/" + a.Tasks[0].ID + "/logs?stream=stdout")
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			out = string(b)
+			out = readLogs(t, agentBase, a.Tasks[0].ID)
 			if time.Now().After(deadline) {
 				t.Fatalf("%s's output: %q, want %q", id, out, want)
 			}
