@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -73,7 +74,10 @@ func TestArtifactsFetchedIntoTheSandbox(t *testing.T) {
 		"/big.bin":       bytes.Repeat([]byte("x"), 64<<10),
 	})
 	e := newEnv(t)
-	a := e.start(func(c *Config) { c.Fetch.MaxBytes = 32 << 10 })
+	a := e.start(func(c *Config) {
+		c.Fetch.MaxBytes = 32 << 10
+		c.Fetch.AllowNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} // the server's
+	})
 
 	uses := api.TaskInfo{TaskID: "uses-artifacts", FrameworkID: "fw-1", Name: "/fetcher", Resources: mustRes(t, 0.1, 32),
 		Cmd: `cat greeting.txt; echo; cat bundle/data.txt; echo; ./tool.sh; echo changed >> greeting.txt && echo appended`,
@@ -115,5 +119,24 @@ func TestArtifactsFetchedIntoTheSandbox(t *testing.T) {
 	}
 	if st, _ := e.fm.last("too-big"); !strings.Contains(st.Message, "--fetch-max-bytes") {
 		t.Errorf("too-big: %q does not name the bound", st.Message)
+	}
+}
+
+// TestArtifactsFromNonPublicAddressesRefused: an agent as it comes downloads no artifact from a
+// loopback (or link-local, private) address — a task cannot make it read the host's own
+// services or a cloud's metadata — and the launch fails naming the flag that would allow it.
+func TestArtifactsFromNonPublicAddressesRefused(t *testing.T) {
+	srv := newArtifactServer(t, map[string][]byte{"/internal.txt": []byte("not for tasks")})
+	e := newEnv(t)
+	a := e.start()
+	uri := srv.URL + "/internal.txt"
+	a.launch(t, api.TaskInfo{TaskID: "nosy", FrameworkID: "fw-1", Name: "/fetcher", Resources: mustRes(t, 0.1, 32), Cmd: "cat internal.txt",
+		Artifacts: []api.Artifact{{URI: uri}}})
+	st := e.fm.waitState("nosy", task.Failed, 60*time.Second)
+	if st.Reason != task.ReasonContainerLaunchFailed || !strings.Contains(st.Message, uri) || !strings.Contains(st.Message, "--fetch-allow-net 127.0.0.1/32") {
+		t.Errorf("nosy: %s %q, want REASON_CONTAINER_LAUNCH_FAILED naming %s and --fetch-allow-net", st.Reason, st.Message, uri)
+	}
+	if n := srv.count("/internal.txt"); n != 0 {
+		t.Errorf("the agent asked the loopback server %d times", n)
 	}
 }

@@ -3,7 +3,7 @@
 //
 // Use:
 //
-//  1. New(Config{CacheDir, CacheBytes, MaxBytes, Timeout, FileDirs}) makes a fetcher and reads
+//  1. New(Config{CacheDir, CacheBytes, MaxBytes, Timeout, FileDirs, AllowNets}) makes a fetcher and reads
 //     what its cache holds from an earlier run.
 //  2. Fetch(ctx, sandbox, artifacts) downloads each artifact into the sandbox (creating it),
 //     under OutputFile or the URI's last element; makes it executable when asked; unpacks
@@ -20,4 +20,8 @@
 //
 // URIs are http:// and https:// (redirects only to those), and file:// only under the
 // directories FileDirs names (none by default: a task must not read the agent's host).
+// Downloads connect only to addresses of the public internet or of AllowNets (none by
+// default): a task must not make the agent read its host's own services, its site's network or
+// a cloud's instance metadata. The check is on the address dialed, so it holds after DNS and
+// across redirects (netpolicy.go).
 package fetcher

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
@@ -43,7 +44,13 @@ type Config struct {
 	Timeout time.Duration
 	// FileDirs are the directories whose files file:// URIs may name; none by default.
 	FileDirs []string
-	// Client downloads (default: a client that follows redirects to http and https only).
+	// AllowNets are the networks other than the public internet that http(s) artifacts may come
+	// from. None by default: loopback, link-local (cloud metadata), private (RFC 1918, unique
+	// local, carrier-grade NAT), unspecified, multicast and reserved addresses are refused, as
+	// they are when connecting (after DNS, and on every redirect).
+	AllowNets []netip.Prefix
+	// Client downloads (default: a client that follows redirects to http and https only and
+	// keeps to AllowNets). A client given here is used as is.
 	Client *http.Client
 	Logger *slog.Logger
 }
@@ -82,15 +89,7 @@ func New(cfg Config) (*Fetcher, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-				return fmt.Errorf("redirected to %s: only http and https", req.URL.Redacted())
-			}
-			if len(via) >= 10 {
-				return errors.New("stopped after 10 redirects")
-			}
-			return nil
-		}}
+		cfg.Client = newClient(cfg.AllowNets)
 	}
 	for i, d := range cfg.FileDirs {
 		abs, err := filepath.Abs(d)
@@ -276,6 +275,10 @@ func (f *Fetcher) get(ctx context.Context, uri string) (*http.Response, error) {
 	}
 	resp, err := f.cfg.Client.Do(req)
 	if err != nil {
+		var refused refusedError
+		if errors.As(err, &refused) {
+			return nil, refused
+		}
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err // the URI is named by the caller

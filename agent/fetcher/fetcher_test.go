@@ -8,6 +8,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,8 +97,15 @@ func zipOf(t *testing.T, files map[string]string) []byte {
 	return buf.Bytes()
 }
 
+// loopback lets the tests' fetchers download from their loopback servers, which an agent's
+// fetcher refuses by default.
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+
 func newFetcher(t *testing.T, cfg Config) *Fetcher {
 	t.Helper()
+	if cfg.AllowNets == nil {
+		cfg.AllowNets = loopback
+	}
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = filepath.Join(t.TempDir(), "cache")
 	}

@@ -35,7 +35,7 @@ func TestMarathonFetchAndURIs(t *testing.T) {
 		w.Write(b)
 	}))
 	defer srv.Close()
-	base, agentBase, _ := startMarathonDev(t, 33300)
+	base, agentBase, _ := startMarathonDev(t, 33300, "--fetch-allow-net", "127.0.0.1/32")
 
 	postApp(t, base, fmt.Sprintf(`{"id": "/fetcher", "cpus": 0.1, "mem": 32, "portDefinitions": [],
 		"cmd": "cat conf/config.json; echo; ./run.sh; cat site/index.html; echo; sleep 1000",

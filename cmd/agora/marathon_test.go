@@ -107,7 +107,7 @@ func waitApp(t *testing.T, base, id, what string, cond func(marathonApp) bool) m
 // HTTP health check comes up healthy; it scales to 5 and back to 2; a task killed through the
 // API is replaced; deleting the app leaves no container behind.
 func TestMarathonAppLifecycle(t *testing.T) {
-	base, agentBase, ns := startMarathonDev(t, 32100)
+	base, agentBase, ns := startMarathonDev(t, 32100, "--fetch-allow-net", "127.0.0.1/32") // the artifact server is on loopback
 	artifacts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("kept")) }))
 	defer artifacts.Close()
 

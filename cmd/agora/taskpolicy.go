@@ -26,6 +26,7 @@ func taskFlags() []cli.Flag {
 		&cli.Int64Flag{Name: "fetch-max-bytes", Value: fetcher.DefaultMaxBytes, Usage: "the largest artifact (Marathon's fetch and uris, Metronome's artifacts) a task may fetch, and the most an archive of them may unpack to, in bytes"},
 		&cli.DurationFlag{Name: "fetch-timeout", Value: fetcher.DefaultTimeout, Usage: "how long fetching all of a task's artifacts may take before its launch fails"},
 		&cli.Int64Flag{Name: "fetch-cache-bytes", Value: fetcher.DefaultCacheBytes, Usage: "the most the cache of artifacts fetched with cache: true holds (under the data dir, by URI; the least recently used go first), in bytes; negative: no cache"},
+		&cli.StringSliceFlag{Name: "fetch-allow-net", Usage: "a network (CIDR, or one address) other than the public internet that tasks may fetch http(s) artifacts from (repeatable), e.g. an artifact server at 10.0.0.5: by default loopback, link-local (cloud metadata), private and other non-public addresses are refused, also after DNS and redirects"},
 		&cli.StringSliceFlag{Name: "fetch-file-dir", Usage: "a directory of this host whose files tasks may fetch as file:// artifacts (repeatable); none by default"},
 		&cli.StringSliceFlag{Name: "host-volume", Usage: "a host directory tasks may mount, NAME=PATH (read-only) or NAME=PATH:rw (repeatable); apps and jobs name it by NAME or by a path in it. Nothing else of the host can be mounted; never /, a data dir, key or secret files, /root or containerd's state"},
 	}
@@ -52,10 +53,15 @@ func readTaskPolicy(c *cli.Context, dataDir string) (taskPolicy, error) {
 	if p.fetch.MaxBytes <= 0 || p.fetch.Timeout <= 0 {
 		return p, usageError{"--fetch-max-bytes and --fetch-timeout must be positive"}
 	}
+	nets, err := fetcher.ParseNets(c.StringSlice("fetch-allow-net"))
+	if err != nil {
+		return p, usageError{"--fetch-allow-net " + err.Error()}
+	}
+	p.fetch.AllowNets = nets
 	if p.fetch.CacheBytes == 0 {
 		p.fetch.CacheBytes = -1 // 0 means none here, not the default
 	}
-	dataDir, err := filepath.Abs(dataDir)
+	dataDir, err = filepath.Abs(dataDir)
 	if err != nil {
 		return p, err
 	}
