@@ -142,6 +142,18 @@ type ChronosSettings struct {
 	FetchOutputFiles      []string `json:"fetchOutputFiles,omitempty"`
 }
 
+// under are the settings carried over to a job's new run given in Metronome's JSON: how it runs
+// follows the run (a cmd is a shell command, args without one a program), what Chronos's own
+// container and uris said goes with the old run.
+func (cs ChronosSettings) under(r *RunSpec) *ChronosSettings {
+	cs.Shell = r.Cmd != "" || len(r.Args) == 0
+	cs.Arguments, cs.URIs = nil, nil
+	if r.Docker == nil {
+		cs.ContainerType, cs.Network = "", ""
+	}
+	return &cs
+}
+
 // chronosNumber is a number Chronos reads from a number or a string ("0.5").
 type chronosNumber float64
 

@@ -334,6 +334,9 @@ func decodeJob(r *http.Request) (*Job, error) {
 	if err := httpjson.Decode(r, &j); err != nil {
 		return nil, err
 	}
+	if j.Chronos != nil {
+		return nil, chronosNotMetronome
+	}
 	if err := j.Normalize(); err != nil {
 		return nil, err
 	}
@@ -355,7 +358,7 @@ func (s *Service) createJob(w http.ResponseWriter, r *http.Request) {
 // putScheduledJob is Metronome's v0 PUT: the job and all its schedules, replaced together (a
 // body without schedules leaves the job none).
 func (s *Service) putScheduledJob(w http.ResponseWriter, r *http.Request) {
-	j, err := decodeJobFor(r, r.PathValue("id"))
+	j, err := decodeJobFor(r, r.PathValue("id"), s.chronosSettings(r.PathValue("id")))
 	if err != nil {
 		apiError(w, err)
 		return
@@ -389,7 +392,7 @@ func (s *Service) queue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) putJob(w http.ResponseWriter, r *http.Request) {
-	j, err := decodeJobFor(r, r.PathValue("id"))
+	j, err := decodeJobFor(r, r.PathValue("id"), s.chronosSettings(r.PathValue("id")))
 	if err != nil {
 		apiError(w, err)
 		return
@@ -429,11 +432,32 @@ func (s *Service) writeJob(w http.ResponseWriter, r *http.Request, j *Job, creat
 	writeJobView(w, code, out)
 }
 
+// chronosSettings are what only Chronos's API says of the job id, when it was made (or last
+// changed) there; nil for a job of Metronome's API or none.
+func (s *Service) chronosSettings(id string) *ChronosSettings {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st == nil || s.st.jobs[id] == nil || s.st.jobs[id].job.Chronos == nil {
+		return nil
+	}
+	cs := *s.st.jobs[id].job.Chronos
+	return &cs
+}
+
 // decodeJobFor reads the spec of the job at a path: its id, when given, must be the path's.
-func decodeJobFor(r *http.Request, id string) (*Job, error) {
+// A job made through Chronos's API (cs: its Chronos settings) is changed here like any other:
+// its name may be any Chronos name, and it keeps what Metronome's spec has no place for
+// (epsilon, softError, async, …), as a Metronome client that reads and writes it back expects.
+func decodeJobFor(r *http.Request, id string, cs *ChronosSettings) (*Job, error) {
 	var j Job
 	if err := httpjson.Decode(r, &j); err != nil {
 		return nil, err
+	}
+	if j.Chronos != nil {
+		return nil, chronosNotMetronome
+	}
+	if cs != nil {
+		j.Chronos = cs.under(&j.Run)
 	}
 	if j.ID == "" {
 		j.ID = id

@@ -433,12 +433,12 @@ func writeSchedules(w http.ResponseWriter, vs []scheduleView) {
 // held to the framework's (resources.MinTaskMem, what runc needs to start a container).
 const MetronomeMinMem = 32
 
+// chronosNotMetronome refuses Chronos's settings in a job given in Metronome's JSON.
+var chronosNotMetronome = &FieldError{Field: "chronos", Msg: "is not a field of Metronome's job spec (Chronos's settings come from /v1/scheduler/*)"}
+
 // metronomeSchema holds a job given in Metronome's JSON, once normalized, to Metronome's schema
 // where that is stricter than the framework's own checks.
 func metronomeSchema(j *Job) error {
-	if j.Chronos != nil {
-		return &FieldError{Field: "chronos", Msg: "is not a field of Metronome's job spec (Chronos's settings come from /v1/scheduler/*)"}
-	}
 	if j.Run.Mem < MetronomeMinMem {
 		return &FieldError{Field: "run.mem", Msg: fmt.Sprintf("got %v, expected at least %d (MiB), as Metronome's schema", j.Run.Mem, MetronomeMinMem)}
 	}

@@ -1,6 +1,7 @@
 package chronos
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,6 +27,9 @@ type Schedule struct {
 	StartingDeadlineSeconds int    `json:"startingDeadlineSeconds,omitempty"` // 0: no deadline
 	ConcurrencyPolicy       string `json:"concurrencyPolicy,omitempty"`       // default ALLOW
 	Enabled                 *bool  `json:"enabled,omitempty"`                 // default true
+	// NextRunAt is what the API shows of a schedule and a client may send back with it (a
+	// job read, changed and PUT): ignored on input, never kept.
+	NextRunAt json.RawMessage `json:"nextRunAt,omitempty"`
 }
 
 // FieldError names the field of a schedule that is wrong.
@@ -49,6 +53,7 @@ type Plan struct {
 
 // ParseSchedule checks a schedule and fills its defaults.
 func ParseSchedule(s Schedule) (Plan, error) {
+	s.NextRunAt = nil
 	if s.ID == "" {
 		return Plan{}, &FieldError{Field: "id", Msg: "is required"}
 	}

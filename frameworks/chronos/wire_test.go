@@ -1,6 +1,7 @@
 package chronos
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -318,5 +319,46 @@ func TestChronosDocumentedJobs(t *testing.T) {
 	})
 	if code := call(t, "DELETE", c.base+"/v1/scheduler/job/dockerjob", "", nil); code != http.StatusNoContent {
 		t.Fatalf("delete: %d", code)
+	}
+}
+
+// TestChronosJobChangedThroughMetronomesAPI: a job made through Chronos's API, whose name
+// Metronome's id rule would refuse (capitals, '_'), is read and changed through /v1/jobs like
+// any other — what a team moving from Chronos to Metronome's tooling does — and keeps what only
+// Chronos's API says of it.
+func TestChronosJobChangedThroughMetronomesAPI(t *testing.T) {
+	c := startSim(t, t.TempDir(), nil, func(api.TaskInfo) (task.State, time.Duration) { return task.Finished, 5 * time.Millisecond })
+	if code := call(t, "POST", c.base+"/v1/scheduler/iso8601", `{"schedule": "R/2030-03-01T04:10:00Z/PT1H", "name": "NIGHTLY_Export",
+		"epsilon": "PT10M", "command": "echo export", "owner": "ops@example.org", "softError": true}`, nil); code != http.StatusNoContent {
+		t.Fatalf("POST a Chronos job: %d", code)
+	}
+	var spec map[string]any
+	if code := call(t, "GET", c.base+"/v1/jobs/NIGHTLY_Export", "", &spec); code != http.StatusOK {
+		t.Fatalf("GET /v1/jobs/NIGHTLY_Export: %d", code)
+	}
+	spec["description"] = "changed through Metronome's API"
+	spec["run"].(map[string]any)["cmd"] = "echo export v2"
+	b, _ := json.Marshal(spec)
+	var out map[string]any
+	if code := call(t, "PUT", c.base+"/v1/jobs/NIGHTLY_Export", string(b), &out); code != http.StatusOK {
+		t.Fatalf("PUT /v1/jobs/NIGHTLY_Export (its own GET, changed): %d %v", code, out)
+	}
+	// A spec without what GET showed of Chronos (as a Metronome client writes it from scratch).
+	if code := call(t, "PUT", c.base+"/v1/jobs/NIGHTLY_Export", `{"id": "NIGHTLY_Export", "description": "from scratch",
+		"run": {"cmd": "echo export v3", "cpus": 0.1, "mem": 32}}`, &out); code != http.StatusOK {
+		t.Fatalf("PUT /v1/jobs/NIGHTLY_Export from scratch: %d %v", code, out)
+	}
+	var listed map[string]any
+	for _, j := range getList(t, c.base+"/v1/scheduler/jobs") {
+		if j["name"] == "NIGHTLY_Export" {
+			listed = j
+		}
+	}
+	if listed == nil || listed["command"] != "echo export v3" || listed["description"] != "from scratch" || listed["epsilon"] != "PT10M" || listed["softError"] != true {
+		t.Errorf("Chronos's listing after the PUTs: %v", listed)
+	}
+	// A new job under such a name is still Metronome's rule on /v1/jobs.
+	if code := call(t, "POST", c.base+"/v1/jobs", `{"id": "New_Job", "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}`, &out); code != http.StatusUnprocessableEntity {
+		t.Errorf("POST /v1/jobs New_Job: %d, want 422", code)
 	}
 }
