@@ -12,6 +12,8 @@ import (
 
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/task"
+	"os"
+	"reflect"
 )
 
 // Golden shapes: the JSON types of the fields Metronome 0.6 and Chronos 3 write, as their
@@ -360,5 +362,59 @@ func TestChronosJobChangedThroughMetronomesAPI(t *testing.T) {
 	// A new job under such a name is still Metronome's rule on /v1/jobs.
 	if code := call(t, "POST", c.base+"/v1/jobs", `{"id": "New_Job", "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}`, &out); code != http.StatusUnprocessableEntity {
 		t.Errorf("POST /v1/jobs New_Job: %d, want 422", code)
+	}
+}
+
+// TestMetronomeJobsRoundTrip: every example-like job spec (the repository's examples, and
+// Metronome's documented forms: docker with parameters, env with secrets, placement, restart,
+// artifacts, host volumes, several schedules) reads back, is written back unchanged (PUT of
+// its own GET) and reads back the same — what a client that edits a job does.
+func TestMetronomeJobsRoundTrip(t *testing.T) {
+	c := startSim(t, t.TempDir(), nil, func(api.TaskInfo) (task.State, time.Duration) { return task.Finished, 5 * time.Millisecond })
+	var specs []json.RawMessage
+	for _, f := range []string{"../../examples/jobs/etl.json", "../../examples/jobs/cleanup.json"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list []json.RawMessage
+		if json.Unmarshal(b, &list) != nil {
+			list = []json.RawMessage{b}
+		}
+		specs = append(specs, list...)
+	}
+	for _, s := range []string{
+		`{"id": "docs.prod.example", "description": "Example Application", "labels": {"location": "olympus", "owner": "zeus"},
+		  "run": {"cpus": 0.1, "mem": 32, "disk": 0, "cmd": "sleep 10", "user": "nobody",
+		          "docker": {"image": "agora.local/testapp:latest", "parameters": [{"key": "label", "value": "team=a"}]},
+		          "env": {"MON": "test", "CONNECT": "direct"}, "maxLaunchDelay": 3600,
+		          "placement": {"constraints": [{"attribute": "rack", "operator": "EQ", "value": "rack-2"}]},
+		          "restart": {"policy": "NEVER"}, "artifacts": [{"uri": "https://example.org/file.tgz", "extract": true, "executable": false, "cache": false}]},
+		  "schedules": [{"id": "every-5", "cron": "*/5 * * * *", "timezone": "UTC", "startingDeadlineSeconds": 60, "concurrencyPolicy": "ALLOW", "enabled": true},
+		                {"id": "paused", "cron": "0 0 * * *", "enabled": false}]}`,
+		`{"id": "with-secret", "run": {"cmd": "env", "cpus": 0.1, "mem": 32, "env": {"DB_PASS": {"secret": "pw"}},
+		  "secrets": {"pw": {"source": "db/password"}}, "taskKillGracePeriodSeconds": 3}}`,
+	} {
+		specs = append(specs, json.RawMessage(s))
+	}
+	for _, spec := range specs {
+		var id struct{ ID string }
+		json.Unmarshal(spec, &id)
+		var created map[string]any
+		if code := call(t, "POST", c.base+"/v1/jobs", string(spec), &created); code != http.StatusCreated {
+			t.Fatalf("POST %s: %d %v", id.ID, code, created)
+		}
+		var first, second map[string]any
+		call(t, "GET", c.base+"/v1/jobs/"+id.ID, "", &first)
+		b, _ := json.Marshal(first)
+		var put map[string]any
+		if code := call(t, "PUT", c.base+"/v1/jobs/"+id.ID, string(b), &put); code != http.StatusOK {
+			t.Errorf("PUT %s of its own GET: %d %v", id.ID, code, put)
+			continue
+		}
+		call(t, "GET", c.base+"/v1/jobs/"+id.ID, "", &second)
+		if !reflect.DeepEqual(first, second) {
+			t.Errorf("%s changed when written back as read:\nbefore %v\nafter  %v", id.ID, first, second)
+		}
 	}
 }
