@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agora-sched/agora/frameworks/chronos"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -313,13 +312,13 @@ func (w *Workload) checkCron(v *Verdict, deadline time.Time) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	var runs []chronos.Run
+	var runs []jobRun
 	for {
 		runs = nil
 		_, err := c.Do("GET", "/v1/jobs/"+w.Job+"/runs?include=finished", nil, &runs)
 		active := 0
 		for _, r := range runs {
-			if r.Active() {
+			if r.active() {
 				active++
 			}
 		}
@@ -333,7 +332,7 @@ func (w *Workload) checkCron(v *Verdict, deadline time.Time) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	var job struct {
-		History chronos.History `json:"history"`
+		History jobHistory `json:"history"`
 	}
 	if _, err := c.Do("GET", "/v1/jobs/"+w.Job+"?embed=history", nil, &job); err != nil {
 		v.fail("cron: history: %v", err)
@@ -353,15 +352,15 @@ func (w *Workload) checkCron(v *Verdict, deadline time.Time) {
 		if r.ScheduledAt == nil {
 			continue // run by hand: none here
 		}
-		mark(*r.ScheduledAt, "run "+r.ID)
+		mark(r.ScheduledAt.time(), "run "+r.ID)
 	}
 	missed := 0
 	reasons := map[string]int{}
 	for _, m := range job.History.MissedRuns {
 		if m.Reason == "" {
-			v.fail("cron: a missed run at %s without a reason", m.ScheduledAt)
+			v.fail("cron: a missed run at %s without a reason", m.ScheduledAt.time())
 		}
-		mark(m.ScheduledAt, "missed ("+m.Reason+")")
+		mark(m.ScheduledAt.time(), "missed ("+m.Reason+")")
 		missed++
 		reasons[m.Reason]++
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agora-sched/agora/frameworks/chronos"
 	"github.com/agora-sched/agora/pkg/api"
 )
 
@@ -223,14 +222,14 @@ func (w *skewWatch) sample() {
 		}
 	}
 
-	var runs []chronos.Run
+	var runs []jobRun
 	if _, err := c.Do("GET", "/v1/jobs/"+skewJob+"/runs?include=finished", nil, &runs); err == nil {
 		seen := time.Now() // every run in the answer existed by now
 		for _, r := range runs {
 			if r.ScheduledAt == nil {
 				continue
 			}
-			at := *r.ScheduledAt
+			at := r.ScheduledAt.time()
 			w.mu.Lock()
 			w.runAt[at] = true
 			w.mu.Unlock()
@@ -238,31 +237,31 @@ func (w *skewWatch) sample() {
 				w.countEarly(r.ID)
 				w.violate("run-exists-"+r.ID, "run %s (due %s) existed at %s, %.1fs before it was due", r.ID, at.Format(time.TimeOnly), seen.Format(time.StampMilli), at.Sub(seen).Seconds())
 			}
-			if r.CreatedAt.Before(at) {
-				w.violate("run-created-"+r.ID, "run %s (due %s) was created at %s", r.ID, at.Format(time.TimeOnly), r.CreatedAt.Format(time.StampMilli))
+			if r.CreatedAt.time().Before(at) {
+				w.violate("run-created-"+r.ID, "run %s (due %s) was created at %s", r.ID, at.Format(time.TimeOnly), r.CreatedAt.time().Format(time.StampMilli))
 			}
 			for _, tk := range r.Tasks {
-				if tk.LaunchedAt.Before(at) {
-					w.violate("task-launched-"+tk.ID, "task %s of run %s (due %s) was launched at %s", tk.ID, r.ID, at.Format(time.TimeOnly), tk.LaunchedAt.Format(time.StampMilli))
+				if tk.LaunchedAt.time().Before(at) {
+					w.violate("task-launched-"+tk.ID, "task %s of run %s (due %s) was launched at %s", tk.ID, r.ID, at.Format(time.TimeOnly), tk.LaunchedAt.time().Format(time.StampMilli))
 				}
 			}
 		}
 	}
 	var job struct {
-		History chronos.History `json:"history"`
+		History jobHistory `json:"history"`
 	}
 	if _, err := c.Do("GET", "/v1/jobs/"+skewJob+"?embed=history", nil, &job); err == nil {
 		seen := time.Now()
 		for _, mr := range job.History.MissedRuns {
-			if mr.ScheduledAt.After(seen) || mr.RecordedAt.Before(mr.ScheduledAt) {
-				key := "missed-" + mr.ScheduledAt.String()
+			if mr.ScheduledAt.time().After(seen) || mr.RecordedAt.time().Before(mr.ScheduledAt.time()) {
+				key := "missed-" + mr.ScheduledAt.time().String()
 				w.mu.Lock()
 				if !w.reported[key] {
 					w.missedEarly++
 				}
 				w.mu.Unlock()
-				w.violate(key, "due time %s recorded missed (%s) before it was due: seen at %s, recorded at %s", mr.ScheduledAt.Format(time.TimeOnly), mr.Reason,
-					seen.Format(time.StampMilli), mr.RecordedAt.Format(time.StampMilli))
+				w.violate(key, "due time %s recorded missed (%s) before it was due: seen at %s, recorded at %s", mr.ScheduledAt.time().Format(time.TimeOnly), mr.Reason,
+					seen.Format(time.StampMilli), mr.RecordedAt.time().Format(time.StampMilli))
 			}
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agora-sched/agora/frameworks/chronos"
 	"github.com/agora-sched/agora/pkg/containerdtest"
 )
 
@@ -119,12 +118,12 @@ func (w *Workload) linClient(n int) {
 			}
 		case k < 37: // start a run
 			in = OpInput{API: apiRuns, Key: linJob, Write: true}
-			var run chronos.Run
+			var run jobRun
 			code, err = w.c.call("POST", m.HTTP+"/v1/jobs/"+linJob+"/runs", "", nil, &run)
 			out.Elem = run.ID
 		default: // read the runs
 			in = OpInput{API: apiRuns, Key: linJob}
-			var runs []chronos.Run
+			var runs []jobRun
 			code, err = w.c.call("GET", m.HTTP+"/v1/jobs/"+linJob+"/runs?include=finished", "", nil, &runs)
 			if err != nil {
 				continue
