@@ -1,16 +1,12 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,135 +19,7 @@ import (
 
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
-	"github.com/agora-sched/agora/pkg/promtext"
 )
-
-// Node is one process of the cluster: a master or an agent, started from the agora binary with
-// the same arguments (and data dir, and ports) each time.
-type Node struct {
-	Name   string // m1..m3, a1..
-	Master bool
-	HTTP   string // http://127.0.0.1:port, or http://10.217.0.x:port in network mode
-	Gossip string // 127.0.0.1:port, or 10.217.0.x:port
-	NS     string // an agent's containerd namespace
-	// Addr is the node's address in network mode (zero on loopback).
-	Addr netip.Addr
-	// DataDir is set for a node on its own small disk (Config.SmallDisk).
-	DataDir string
-
-	// clockFile holds a master's clock offset (agora master --chaos-clock-file).
-	clockFile string
-
-	bin  string
-	args []string
-	log  *containerdtest.Buffer
-	net  *network // network mode: the cluster's namespaces
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	heal func() error // network mode: undoes CutOff
-}
-
-// Start runs the node's process (again).
-func (n *Node) Start() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	cmd := exec.Command(n.bin, n.args...)
-	cmd.Stdout, cmd.Stderr = n.log, n.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	start := cmd.Start
-	if n.net != nil {
-		start = func() error { return n.net.start(n.Name, cmd) }
-	}
-	if err := start(); err != nil {
-		return fmt.Errorf("%s: %w", n.Name, err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	n.cmd, n.done = cmd, done
-	return nil
-}
-
-func (n *Node) signal(sig syscall.Signal) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd == nil || n.cmd.Process == nil {
-		return fmt.Errorf("%s is not running", n.Name)
-	}
-	return n.cmd.Process.Signal(sig)
-}
-
-// Kill is kill -9, and waits until the process is gone.
-func (n *Node) Kill() error {
-	if err := n.signal(syscall.SIGKILL); err != nil {
-		return err
-	}
-	n.mu.Lock()
-	done := n.done
-	n.mu.Unlock()
-	<-done
-	return nil
-}
-
-// Stop is SIGTERM, and waits (up to 30 s, then SIGKILL).
-func (n *Node) Stop() {
-	if n.signal(syscall.SIGCONT) != nil { // a paused process cannot act on SIGTERM
-		return
-	}
-	n.signal(syscall.SIGTERM)
-	n.mu.Lock()
-	done := n.done
-	n.mu.Unlock()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		n.Kill()
-	}
-}
-
-// CutOff cuts a node off the others, or heals it. In network mode every packet between it and
-// the other nodes is dropped on the way (the harness still reaches it). On loopback it is
-// SIGUSR1 and SIGUSR2 to a node started with --chaos-faults (pkg/faultnet): a master loses raft,
-// gossip and its calls to other nodes; an agent loses gossip, its calls to masters and theirs to
-// it. An agent's containers keep running either way.
-func (n *Node) CutOff(on bool) error {
-	if n.net != nil {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		if !on {
-			if n.heal == nil {
-				return nil
-			}
-			err := n.heal()
-			n.heal = nil
-			return err
-		}
-		if n.heal != nil {
-			return nil // cut already
-		}
-		var others []string
-		for h := range n.net.hosts {
-			if h != n.Name && h != "cl" {
-				others = append(others, h)
-			}
-		}
-		out, err := n.net.drop([]string{n.Name}, others, 100)
-		if err != nil {
-			return err
-		}
-		in, err := n.net.drop(others, []string{n.Name}, 100)
-		if err != nil {
-			out()
-			return err
-		}
-		n.heal = func() error { return errors.Join(out(), in()) }
-		return nil
-	}
-	if on {
-		return n.signal(syscall.SIGUSR1)
-	}
-	return n.signal(syscall.SIGUSR2)
-}
 
 // KillTask kills a task's container on agent a behind the agent's back (SIGKILL through
 // containerd), as the kernel's OOM killer or a crash would.
@@ -168,20 +36,6 @@ func (c *Cluster) KillTask(a *Node, taskID string) error {
 	return tk.Kill(ctx, syscall.SIGKILL)
 }
 
-// SetClockOffset sets a master's wall clock this far off the host's (--chaos-clock-file, read
-// again by the master every 200 ms); ClockOffset tells, from the master's own answer, how far
-// off it is now.
-func (n *Node) SetClockOffset(d time.Duration) error {
-	if n.clockFile == "" {
-		return fmt.Errorf("%s has no clock to shift", n.Name)
-	}
-	tmp := n.clockFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(d.String()+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, n.clockFile)
-}
-
 // ClockOffset is the master's clock minus the host's, from GET /v1/cluster/self, to within the
 // round trip.
 func (c *Cluster) ClockOffset(n *Node) (time.Duration, error) {
@@ -193,26 +47,6 @@ func (c *Cluster) ClockOffset(n *Node) (time.Duration, error) {
 	mid := sent.Add(time.Since(sent) / 2)
 	return time.Unix(0, self.TimeUnixNano).Sub(mid), nil
 }
-
-// Pause is SIGSTOP; Resume is SIGCONT.
-func (n *Node) Pause() error  { return n.signal(syscall.SIGSTOP) }
-func (n *Node) Resume() error { return n.signal(syscall.SIGCONT) }
-
-// Exited says whether the process has ended (after Start, not by Kill or Stop: a crash).
-func (n *Node) Exited() bool {
-	n.mu.Lock()
-	done := n.done
-	n.mu.Unlock()
-	select {
-	case <-done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Log is what the process wrote.
-func (n *Node) Log() string { return n.log.String() }
 
 // Cluster is 3 masters and some agents, each agent with its own containerd namespace and host
 // port range, all of them processes of the agora binary, each in a network namespace of its own
@@ -319,6 +153,39 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 		}
 		return netip.AddrPortFrom(c.net.hosts[name], uint16(p)).String()
 	}
+	gossips := c.addMasters(cfg, dir, secretFile, port)
+	c.addAgents(cfg, dir, sock, client, secretFile, gossips, port)
+	for _, n := range c.Nodes() {
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range c.Nodes() {
+				t.Logf("--- %s (%s) log:\n%s", n.Name, strings.Join(n.args, " "), tail(n.Log(), 4000))
+			}
+		}
+		if d := os.Getenv(LogDirEnv); d != "" {
+			keepLogs(t, c, filepath.Join(d, strings.ReplaceAll(t.Name(), "/", "_")))
+		}
+		var wg sync.WaitGroup
+		for _, n := range c.Nodes() {
+			wg.Add(1)
+			go func() { defer wg.Done(); n.Stop() }()
+		}
+		wg.Wait()
+	})
+	c.WaitReady(90 * time.Second)
+	c.Ready = time.Since(began)
+	fmt.Printf("chaos: cluster of %d masters and %d agents ready in %.1fs (%s)\n", len(c.Masters), len(c.Agents), c.Ready.Seconds(), mode)
+	return c
+}
+
+// addMasters makes the cluster's three masters (not started): each joins the others' gossip
+// and expects three to bootstrap. It answers their gossip addresses.
+func (c *Cluster) addMasters(cfg Config, dir, secretFile string, port func(name string, p int) string) []string {
+	t := c.t
 	var gossips []string
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("m%d", i)
@@ -348,6 +215,13 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 			}
 		}
 	}
+	return gossips
+}
+
+// addAgents makes the cluster's agents (not started), each in a containerd namespace of its
+// own holding the test image, with a port range apart from the other agents' and tests'.
+func (c *Cluster) addAgents(cfg Config, dir, sock string, client *containerd.Client, secretFile string, gossips []string, port func(name string, p int) string) {
+	t := c.t
 	run := time.Now().UnixNano()
 	for i := 1; i <= cfg.Agents; i++ {
 		ns := fmt.Sprintf("agora-chaos-%d-a%d", run, i)
@@ -373,31 +247,6 @@ func StartCluster(t testing.TB, cfg Config) *Cluster {
 		}
 		c.Agents = append(c.Agents, n)
 	}
-	for _, n := range c.Nodes() {
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range c.Nodes() {
-				t.Logf("--- %s (%s) log:\n%s", n.Name, strings.Join(n.args, " "), tail(n.Log(), 4000))
-			}
-		}
-		if d := os.Getenv(LogDirEnv); d != "" {
-			keepLogs(t, c, filepath.Join(d, strings.ReplaceAll(t.Name(), "/", "_")))
-		}
-		var wg sync.WaitGroup
-		for _, n := range c.Nodes() {
-			wg.Add(1)
-			go func() { defer wg.Done(); n.Stop() }()
-		}
-		wg.Wait()
-	})
-	c.WaitReady(90 * time.Second)
-	c.Ready = time.Since(began)
-	fmt.Printf("chaos: cluster of %d masters and %d agents ready in %.1fs (%s)\n", len(c.Masters), len(c.Agents), c.Ready.Seconds(), mode)
-	return c
 }
 
 // Network says whether the cluster runs in network namespaces (network mode), where Cut, Loss
@@ -469,46 +318,6 @@ func names(nodes []*Node) []string {
 	return out
 }
 
-// Metrics reads a node's /metrics page.
-func (c *Cluster) Metrics(n *Node) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", n.HTTP+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s/metrics: %d", n.HTTP, resp.StatusCode)
-	}
-	return promtext.Parse(resp.Body)
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
-}
-
-// Client is an HTTP client that reaches the cluster's nodes and their tasks (through the
-// harness's own namespace in network mode), with its own timeout.
-func (c *Cluster) Client(timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: c.hc.Transport}
-}
-
-// Host is where a node's tasks listen: its address in network mode, loopback otherwise.
-func (n *Node) Host() string {
-	if n.Addr.IsValid() {
-		return n.Addr.String()
-	}
-	return "127.0.0.1"
-}
-
 // Nodes are the masters and the agents.
 func (c *Cluster) Nodes() []*Node { return append(append([]*Node{}, c.Masters...), c.Agents...) }
 
@@ -559,104 +368,6 @@ func (c *Cluster) WaitReady(d time.Duration) time.Duration {
 			c.t.Fatalf("the cluster was not ready within %s", d)
 		}
 	}
-}
-
-// Do calls any master's API (trying each until one answers other than 5xx) and decodes a 2xx
-// answer into out. It answers the status (0 when none answered).
-func (c *Cluster) Do(method, path string, in, out any) (int, error) {
-	var lastErr error
-	for _, m := range c.Masters {
-		code, err := c.call(method, m.HTTP+path, "", in, out)
-		if err == nil || code >= 400 && code < 500 {
-			return code, err
-		}
-		lastErr = err
-	}
-	return 0, lastErr
-}
-
-// Agent calls an agent's own API with the cluster secret.
-func (c *Cluster) Agent(a *Node, path string, out any) error {
-	_, err := c.call("GET", a.HTTP+path, c.Secret, nil, out)
-	return err
-}
-
-func (c *Cluster) get(url string, out any) error {
-	_, err := c.call("GET", url, "", nil, out)
-	return err
-}
-
-func (c *Cluster) call(method, url, token string, in, out any) (int, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, err
-		}
-		body = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return c.do(ctx, method, url, token, body, out)
-}
-
-func (c *Cluster) do(ctx context.Context, method, url, token string, body io.Reader, out any) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode >= 300 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, strings.TrimSpace(string(data)))
-	}
-	if out != nil && len(data) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, url, err)
-		}
-	}
-	return resp.StatusCode, nil
-}
-
-// Timeline is what happened during a scenario, in order, with times since its start.
-type Timeline struct {
-	mu    sync.Mutex
-	start time.Time
-	lines []string
-}
-
-// NewTimeline starts a timeline now.
-func NewTimeline() *Timeline { return &Timeline{start: time.Now()} }
-
-// Add notes an event.
-func (tl *Timeline) Add(format string, args ...any) {
-	if tl == nil {
-		return
-	}
-	tl.mu.Lock()
-	defer tl.mu.Unlock()
-	tl.lines = append(tl.lines, fmt.Sprintf("%7.2fs  %s", time.Since(tl.start).Seconds(), fmt.Sprintf(format, args...)))
-}
-
-// String is the timeline, one event per line.
-func (tl *Timeline) String() string {
-	if tl == nil {
-		return ""
-	}
-	tl.mu.Lock()
-	defer tl.mu.Unlock()
-	return strings.Join(tl.lines, "\n")
 }
 
 // namespaced is a context for containerd calls in an agent's namespace.
