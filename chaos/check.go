@@ -171,108 +171,14 @@ func (w *Workload) Check(t testing.TB, v *Verdict, settle time.Duration) {
 	w.Stop()
 	w.checkHistory(t, v)
 	deadline := time.Now().Add(settle)
-	eventually := func(what string, ok func() (bool, string)) {
-		for {
-			done, why := ok()
-			if done {
-				return
-			}
-			if time.Now().After(deadline) {
-				v.fail("%s: %s", what, why)
-				return
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-	}
+	eventually := func(what string, ok func() (bool, string)) { eventually(v, deadline, what, ok) }
 
-	// Every acknowledged write is there.
-	eventually("acknowledged writes present", func() (bool, string) {
-		var list struct {
-			Secrets []string `json:"secrets"`
-		}
-		if _, err := c.Do("GET", "/v1/secrets", nil, &list); err != nil {
-			return false, err.Error()
-		}
-		have := map[string]bool{}
-		for _, s := range list.Secrets {
-			have[s] = true
-		}
-		for _, a := range w.acked {
-			if !have[a] {
-				return false, "lost " + a
-			}
-		}
-		return true, ""
-	})
+	eventually("acknowledged writes present", w.ackedPresent)
 	v.note("writes acknowledged %d/%d", len(w.acked), w.tried)
-
-	// Every app is back at its instances, all healthy, no deployment left.
-	eventually("apps at their instances, healthy", func() (bool, string) {
-		for _, id := range w.Apps {
-			var out struct {
-				App struct {
-					Instances    int `json:"instances"`
-					TasksRunning int `json:"tasksRunning"`
-					TasksHealthy int `json:"tasksHealthy"`
-				} `json:"app"`
-			}
-			if _, err := c.Do("GET", "/v2/apps"+id, nil, &out); err != nil {
-				return false, err.Error()
-			}
-			if a := out.App; a.TasksRunning != w.Instances || a.TasksHealthy != w.Instances {
-				return false, fmt.Sprintf("%s: %d running, %d healthy of %d", id, a.TasksRunning, a.TasksHealthy, w.Instances)
-			}
-		}
-		return true, ""
-	})
-
+	eventually("apps at their instances, healthy", w.appsWhole)
 	// Every due second of the job is one run or one missed record with its reason.
 	w.checkCron(v, deadline)
-
-	// Every agent's tasks are as the master says (updates delivered), nothing is left to
-	// acknowledge, and no container is one no task owns.
-	client := c.ctrd
-	eventually("status updates delivered, no orphan containers", func() (bool, string) {
-		for _, a := range c.Agents {
-			var tasks []api.Task
-			if err := c.Agent(a, "/v1/tasks", &tasks); err != nil {
-				return false, err.Error()
-			}
-			live := map[string]bool{}
-			for _, tk := range tasks {
-				var st api.TaskStatus
-				if _, err := c.Do("GET", "/v1/tasks/"+tk.Info.TaskID, nil, &st); err != nil {
-					if tk.Status.State.IsTerminal() {
-						continue // ended and forgotten by the master since: nothing to deliver
-					}
-					return false, fmt.Sprintf("%s: task %s: %v", a.Name, tk.Info.TaskID, err)
-				}
-				if st.State != tk.Status.State {
-					return false, fmt.Sprintf("%s: task %s is %s on the agent, %s on the master", a.Name, tk.Info.TaskID, tk.Status.State, st.State)
-				}
-				if !tk.Status.State.IsTerminal() {
-					live[tk.Info.TaskID] = true
-				}
-			}
-			m, err := c.Metrics(a)
-			if err != nil {
-				return false, err.Error()
-			}
-			if n := m["agora_agent_status_updates_pending"]; n != 0 {
-				return false, fmt.Sprintf("%s has %g updates not acknowledged", a.Name, n)
-			}
-			ctrs, err := client.Containers(namespaced(t, a.NS))
-			if err != nil {
-				return false, err.Error()
-			}
-			for _, ctr := range ctrs {
-				if !live[ctr.ID()] {
-					return false, fmt.Sprintf("%s: container %s belongs to no live task", a.Name, ctr.ID())
-				}
-			}
-		}
-		return true, ""
-	})
+	eventually("status updates delivered, no orphan containers", func() (bool, string) { return w.agentsAgree(t) })
 
 	// The scenario's own invariants.
 	c.mu.Lock()
@@ -296,6 +202,106 @@ func (w *Workload) Check(t testing.TB, v *Verdict, settle time.Duration) {
 	}
 	v.note("samples %d", w.samples)
 	w.mu.Unlock()
+}
+
+// eventually polls ok until it holds, or fails the verdict with its last word at the deadline.
+func eventually(v *Verdict, deadline time.Time, what string, ok func() (bool, string)) {
+	for {
+		done, why := ok()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			v.fail("%s: %s", what, why)
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// ackedPresent: every acknowledged write is there.
+func (w *Workload) ackedPresent() (bool, string) {
+	var list struct {
+		Secrets []string `json:"secrets"`
+	}
+	if _, err := w.c.Do("GET", "/v1/secrets", nil, &list); err != nil {
+		return false, err.Error()
+	}
+	have := map[string]bool{}
+	for _, s := range list.Secrets {
+		have[s] = true
+	}
+	for _, a := range w.acked {
+		if !have[a] {
+			return false, "lost " + a
+		}
+	}
+	return true, ""
+}
+
+// appsWhole: every app is back at its instances, all healthy, no deployment left.
+func (w *Workload) appsWhole() (bool, string) {
+	for _, id := range w.Apps {
+		var out struct {
+			App struct {
+				Instances    int `json:"instances"`
+				TasksRunning int `json:"tasksRunning"`
+				TasksHealthy int `json:"tasksHealthy"`
+			} `json:"app"`
+		}
+		if _, err := w.c.Do("GET", "/v2/apps"+id, nil, &out); err != nil {
+			return false, err.Error()
+		}
+		if a := out.App; a.TasksRunning != w.Instances || a.TasksHealthy != w.Instances {
+			return false, fmt.Sprintf("%s: %d running, %d healthy of %d", id, a.TasksRunning, a.TasksHealthy, w.Instances)
+		}
+	}
+	return true, ""
+}
+
+// agentsAgree: every agent's tasks are as the master says (updates delivered), nothing is
+// left to acknowledge, and no container is one no task owns.
+func (w *Workload) agentsAgree(t testing.TB) (bool, string) {
+	c := w.c
+	for _, a := range c.Agents {
+		var tasks []api.Task
+		if err := c.Agent(a, "/v1/tasks", &tasks); err != nil {
+			return false, err.Error()
+		}
+		live := map[string]bool{}
+		for _, tk := range tasks {
+			var st api.TaskStatus
+			if _, err := c.Do("GET", "/v1/tasks/"+tk.Info.TaskID, nil, &st); err != nil {
+				if tk.Status.State.IsTerminal() {
+					continue // ended and forgotten by the master since: nothing to deliver
+				}
+				return false, fmt.Sprintf("%s: task %s: %v", a.Name, tk.Info.TaskID, err)
+			}
+			if st.State != tk.Status.State {
+				return false, fmt.Sprintf("%s: task %s is %s on the agent, %s on the master", a.Name, tk.Info.TaskID, tk.Status.State, st.State)
+			}
+			if !tk.Status.State.IsTerminal() {
+				live[tk.Info.TaskID] = true
+			}
+		}
+		m, err := c.Metrics(a)
+		if err != nil {
+			return false, err.Error()
+		}
+		if n := m["agora_agent_status_updates_pending"]; n != 0 {
+			return false, fmt.Sprintf("%s has %g updates not acknowledged", a.Name, n)
+		}
+		ctrs, err := c.ctrd.Containers(namespaced(t, a.NS))
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, ctr := range ctrs {
+			if !live[ctr.ID()] {
+				return false, fmt.Sprintf("%s: container %s belongs to no live task", a.Name, ctr.ID())
+			}
+		}
+	}
+	return true, ""
 }
 
 // checkCron deletes the job's schedule, waits for its runs to end and checks each due second.
