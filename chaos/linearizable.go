@@ -63,76 +63,13 @@ func (w *Workload) linClient(n int) {
 		val := fmt.Sprintf("c%d-%d", n, seq)
 		h := w.hist
 		call := h.Now()
-		var code int
-		var err error
-		var in OpInput
-		var out OpOutput
-		switch k := rng.IntN(40); {
-		case k < 10: // add a secret to a set
-			set := linSets[rng.IntN(len(linSets))]
-			in = OpInput{API: apiSecrets, Key: set, Write: true, Value: val}
-			code, err = w.c.call("PUT", m.HTTP+"/v1/secrets/lin/"+set+"/"+val, "", map[string]string{"value": val}, nil)
-		case k < 18: // read every set at once: one read per set
-			var list struct {
-				Secrets []string `json:"secrets"`
-			}
-			code, err = w.c.call("GET", m.HTTP+"/v1/secrets", "", nil, &list)
-			ret := h.Now()
-			if err != nil {
-				continue // a failed read changes nothing
-			}
-			for _, set := range linSets {
-				elems := []string{}
-				for _, s := range list.Secrets {
-					if e, ok := strings.CutPrefix(s, "lin/"+set+"/"); ok {
-						elems = append(elems, e)
-					}
-				}
-				slices.Sort(elems)
-				h.Add(id, OpInput{API: apiSecrets, Key: set}, call, ret, OpOutput{Set: elems}, m.Name, fmt.Sprint(code))
-			}
+		if rng.IntN(40) < 8 { // read every set at once: one read per set
+			w.linReadSets(m, id, call)
 			continue
-		case k < 27: // create or change an app's label
-			app := linApps[rng.IntN(len(linApps))]
-			in = OpInput{API: apiApps, Key: app, Write: true, Value: val}
-			def := map[string]any{"id": app, "container": map[string]any{"type": "DOCKER", "docker": map[string]string{"image": containerdtest.TestAppImage}},
-				"args": []string{"-sleep", "24h"}, "cpus": 0.01, "mem": 8, "instances": 0, "labels": map[string]string{linLabel: val}}
-			// force: a change of an app without instances supersedes its deployment at once.
-			code, err = w.c.call("PUT", m.HTTP+"/v2/apps"+app+"?force=true", "", def, nil)
-		case k < 36: // read an app's label
-			app := linApps[rng.IntN(len(linApps))]
-			in = OpInput{API: apiApps, Key: app}
-			var got struct {
-				App struct {
-					Labels map[string]string `json:"labels"`
-				} `json:"app"`
-			}
-			code, err = w.c.call("GET", m.HTTP+"/v2/apps"+app, "", nil, &got)
-			switch {
-			case err == nil:
-				out.Value = got.App.Labels[linLabel]
-			case code == http.StatusNotFound:
-				err = nil // absent: a read all the same
-			default:
-				continue
-			}
-		case k < 37: // start a run
-			in = OpInput{API: apiRuns, Key: linJob, Write: true}
-			var run jobRun
-			code, err = w.c.call("POST", m.HTTP+"/v1/jobs/"+linJob+"/runs", "", nil, &run)
-			out.Elem = run.ID
-		default: // read the runs
-			in = OpInput{API: apiRuns, Key: linJob}
-			var runs []jobRun
-			code, err = w.c.call("GET", m.HTTP+"/v1/jobs/"+linJob+"/runs?include=finished", "", nil, &runs)
-			if err != nil {
-				continue
-			}
-			out.Set = []string{}
-			for _, r := range runs {
-				out.Set = append(out.Set, r.ID)
-			}
-			slices.Sort(out.Set)
+		}
+		in, out, code, ok, err := w.linOp(rng, m, val)
+		if !ok {
+			continue // a failed read changes nothing
 		}
 		ret := h.Now()
 		answer := fmt.Sprint(code)
@@ -154,6 +91,83 @@ func (w *Workload) linClient(n int) {
 		if out.Indefinite {
 			id += linClients
 		}
+	}
+}
+
+// linOp makes one operation of the history through master m: a write (a secret added to a set,
+// an app's label, a run started) or a read of one object. ok is false for a read that failed:
+// it changes nothing and is no operation.
+func (w *Workload) linOp(rng *rand.Rand, m *Node, val string) (in OpInput, out OpOutput, code int, ok bool, err error) {
+	switch k := rng.IntN(32); { // with the reads of every set (8 in 40), the mix is 10:8:9:9:1:3
+	case k < 10: // add a secret to a set
+		set := linSets[rng.IntN(len(linSets))]
+		in = OpInput{API: apiSecrets, Key: set, Write: true, Value: val}
+		code, err = w.c.call("PUT", m.HTTP+"/v1/secrets/lin/"+set+"/"+val, "", map[string]string{"value": val}, nil)
+	case k < 19: // create or change an app's label
+		app := linApps[rng.IntN(len(linApps))]
+		in = OpInput{API: apiApps, Key: app, Write: true, Value: val}
+		def := map[string]any{"id": app, "container": map[string]any{"type": "DOCKER", "docker": map[string]string{"image": containerdtest.TestAppImage}},
+			"args": []string{"-sleep", "24h"}, "cpus": 0.01, "mem": 8, "instances": 0, "labels": map[string]string{linLabel: val}}
+		// force: a change of an app without instances supersedes its deployment at once.
+		code, err = w.c.call("PUT", m.HTTP+"/v2/apps"+app+"?force=true", "", def, nil)
+	case k < 28: // read an app's label
+		app := linApps[rng.IntN(len(linApps))]
+		in = OpInput{API: apiApps, Key: app}
+		var got struct {
+			App struct {
+				Labels map[string]string `json:"labels"`
+			} `json:"app"`
+		}
+		code, err = w.c.call("GET", m.HTTP+"/v2/apps"+app, "", nil, &got)
+		switch {
+		case err == nil:
+			out.Value = got.App.Labels[linLabel]
+		case code == http.StatusNotFound:
+			err = nil // absent: a read all the same
+		default:
+			return in, out, code, false, err
+		}
+	case k < 29: // start a run
+		in = OpInput{API: apiRuns, Key: linJob, Write: true}
+		var run jobRun
+		code, err = w.c.call("POST", m.HTTP+"/v1/jobs/"+linJob+"/runs", "", nil, &run)
+		out.Elem = run.ID
+	default: // read the runs
+		in = OpInput{API: apiRuns, Key: linJob}
+		var runs []jobRun
+		code, err = w.c.call("GET", m.HTTP+"/v1/jobs/"+linJob+"/runs?include=finished", "", nil, &runs)
+		if err != nil {
+			return in, out, code, false, err
+		}
+		out.Set = []string{}
+		for _, r := range runs {
+			out.Set = append(out.Set, r.ID)
+		}
+		slices.Sort(out.Set)
+	}
+	return in, out, code, true, err
+}
+
+// linReadSets reads every set at once through master m: one read of each set in the history.
+func (w *Workload) linReadSets(m *Node, id int, call int64) {
+	h := w.hist
+	var list struct {
+		Secrets []string `json:"secrets"`
+	}
+	code, err := w.c.call("GET", m.HTTP+"/v1/secrets", "", nil, &list)
+	ret := h.Now()
+	if err != nil {
+		return // a failed read changes nothing
+	}
+	for _, set := range linSets {
+		elems := []string{}
+		for _, s := range list.Secrets {
+			if e, ok := strings.CutPrefix(s, "lin/"+set+"/"); ok {
+				elems = append(elems, e)
+			}
+		}
+		slices.Sort(elems)
+		h.Add(id, OpInput{API: apiSecrets, Key: set}, call, ret, OpOutput{Set: elems}, m.Name, fmt.Sprint(code))
 	}
 }
 
