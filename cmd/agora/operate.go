@@ -171,31 +171,7 @@ func taskCommand() *cli.Command {
 				Usage:       "every task with its latest state; --state TASK_RUNNING (repeatable) keeps only those",
 				Description: examples("agora task list", "agora task list --state running"),
 				Flags:       append(clientFlags(), &cli.StringSliceFlag{Name: "state", Usage: "only tasks in this state, e.g. TASK_RUNNING or running"}),
-				Action: func(c *cli.Context) error {
-					var states []task.State
-					for _, s := range c.StringSlice("state") {
-						st, err := task.ParseState(s)
-						if err != nil {
-							return usageError{fmt.Sprintf("--state: %v", err)}
-						}
-						states = append(states, st)
-					}
-					cl, err := newClient(c)
-					if err != nil {
-						return err
-					}
-					all, err := cl.Tasks(c.Context)
-					if err != nil {
-						return err
-					}
-					tasks := all[:0]
-					for _, t := range all {
-						if len(states) == 0 || slices.Contains(states, t.State) {
-							tasks = append(tasks, t)
-						}
-					}
-					return show(c, tasks, func(w io.Writer) { taskTable(w, tasks) })
-				},
+				Action:      taskList,
 			},
 			{
 				Name:        "show",
@@ -203,33 +179,7 @@ func taskCommand() *cli.Command {
 				ArgsUsage:   "TASK",
 				Description: examples("agora task show hello.6c1f2a3b"),
 				Flags:       clientFlags(),
-				Action: func(c *cli.Context) error {
-					id, cl, err := argClient(c, "agora task show TASK: give the task's id")
-					if err != nil {
-						return err
-					}
-					var t struct {
-						api.TaskStatus
-						Hostname string `json:"hostname"`
-						AgentAPI string `json:"agent_http"`
-					}
-					if err := cl.Do(c.Context, http.MethodGet, "/v1/tasks/"+url.PathEscape(id), nil, &t); err != nil {
-						return err
-					}
-					return show(c, t, func(w io.Writer) {
-						fmt.Fprintf(w, "ID:\t%s\nSTATE:\t%s\nSINCE:\t%s\nFRAMEWORK:\t%s\nAGENT:\t%s (%s, %s)\n", t.TaskID, t.State,
-							t.Timestamp.Format(time.RFC3339), dash(t.FrameworkID), dash(t.AgentID), dash(t.Hostname), dash(t.AgentAPI))
-						if t.Healthy != nil {
-							fmt.Fprintf(w, "HEALTHY:\t%t\n", *t.Healthy)
-						}
-						if t.ExitStatus != nil {
-							fmt.Fprintf(w, "EXIT STATUS:\t%d\n", *t.ExitStatus)
-						}
-						if t.Reason != "" || t.Message != "" {
-							fmt.Fprintf(w, "REASON:\t%s %s\n", t.Reason, t.Message)
-						}
-					})
-				},
+				Action:      taskShow,
 			},
 			{
 				Name:        "logs",
@@ -251,24 +201,83 @@ func taskCommand() *cli.Command {
 				ArgsUsage:   "TASK",
 				Description: examples("agora task kill hello.6c1f2a3b", "agora task kill hello.6c1f2a3b --grace 0"),
 				Flags:       append(clientFlags(), &cli.DurationFlag{Name: "grace", Value: -1, Usage: "time between SIGTERM and SIGKILL (default: the task's own)"}),
-				Action: func(c *cli.Context) error {
-					id, cl, err := argClient(c, "agora task kill TASK [--grace D]: give the task's id")
-					if err != nil {
-						return err
-					}
-					var body any
-					if g := c.Duration("grace"); g >= 0 {
-						body = map[string]float64{"grace_period_seconds": g.Seconds()}
-					}
-					if err := cl.Do(c.Context, http.MethodPost, "/v1/tasks/"+url.PathEscape(id)+"/kill", body, nil); err != nil {
-						return err
-					}
-					fmt.Fprintf(c.App.Writer, "task %s: kill sent (agora task show %s)\n", id, id)
-					return nil
-				},
+				Action:      taskKill,
 			},
 		},
 	}
+}
+
+// taskList is agora task list [--state S].
+func taskList(c *cli.Context) error {
+	var states []task.State
+	for _, s := range c.StringSlice("state") {
+		st, err := task.ParseState(s)
+		if err != nil {
+			return usageError{fmt.Sprintf("--state: %v", err)}
+		}
+		states = append(states, st)
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	all, err := cl.Tasks(c.Context)
+	if err != nil {
+		return err
+	}
+	tasks := all[:0]
+	for _, t := range all {
+		if len(states) == 0 || slices.Contains(states, t.State) {
+			tasks = append(tasks, t)
+		}
+	}
+	return show(c, tasks, func(w io.Writer) { taskTable(w, tasks) })
+}
+
+// taskShow is agora task show TASK.
+func taskShow(c *cli.Context) error {
+	id, cl, err := argClient(c, "agora task show TASK: give the task's id")
+	if err != nil {
+		return err
+	}
+	var t struct {
+		api.TaskStatus
+		Hostname string `json:"hostname"`
+		AgentAPI string `json:"agent_http"`
+	}
+	if err := cl.Do(c.Context, http.MethodGet, "/v1/tasks/"+url.PathEscape(id), nil, &t); err != nil {
+		return err
+	}
+	return show(c, t, func(w io.Writer) {
+		fmt.Fprintf(w, "ID:\t%s\nSTATE:\t%s\nSINCE:\t%s\nFRAMEWORK:\t%s\nAGENT:\t%s (%s, %s)\n", t.TaskID, t.State,
+			t.Timestamp.Format(time.RFC3339), dash(t.FrameworkID), dash(t.AgentID), dash(t.Hostname), dash(t.AgentAPI))
+		if t.Healthy != nil {
+			fmt.Fprintf(w, "HEALTHY:\t%t\n", *t.Healthy)
+		}
+		if t.ExitStatus != nil {
+			fmt.Fprintf(w, "EXIT STATUS:\t%d\n", *t.ExitStatus)
+		}
+		if t.Reason != "" || t.Message != "" {
+			fmt.Fprintf(w, "REASON:\t%s %s\n", t.Reason, t.Message)
+		}
+	})
+}
+
+// taskKill is agora task kill TASK [--grace D].
+func taskKill(c *cli.Context) error {
+	id, cl, err := argClient(c, "agora task kill TASK [--grace D]: give the task's id")
+	if err != nil {
+		return err
+	}
+	var body any
+	if g := c.Duration("grace"); g >= 0 {
+		body = map[string]float64{"grace_period_seconds": g.Seconds()}
+	}
+	if err := cl.Do(c.Context, http.MethodPost, "/v1/tasks/"+url.PathEscape(id)+"/kill", body, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "task %s: kill sent (agora task show %s)\n", id, id)
+	return nil
 }
 
 // printLogs copies a task's stdout or stderr (--stderr) to the command's output, through the

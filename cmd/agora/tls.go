@@ -50,28 +50,7 @@ func tlsCommand() *cli.Command {
 					Description: examples("agora tls ca create", "agora tls ca create --dir /etc/agora/tls --days 3650 --name 'ACME cluster CA'"),
 					Flags: []cli.Flag{dir, days(5 * 365),
 						&cli.StringFlag{Name: "name", Value: "Agora cluster CA", Usage: "the CA's common name"}},
-					Action: func(c *cli.Context) error {
-						if len(args(c)) != 0 {
-							return usageError{"tls ca create takes no arguments"}
-						}
-						if c.Int("days") <= 0 {
-							return usageError{"--days: want a number of days above 0"}
-						}
-						certPEM, keyPEM, err := tlsconf.CreateCA(c.String("name"), time.Duration(c.Int("days"))*24*time.Hour)
-						if err != nil {
-							return fmt.Errorf("tls ca create: %w", err)
-						}
-						certPath, keyPath := filepath.Join(c.String("dir"), caCertFile), filepath.Join(c.String("dir"), caKeyFile)
-						if err := writePair(certPath, certPEM, keyPath, keyPEM); err != nil {
-							return fmt.Errorf("tls ca create: %w", err)
-						}
-						w := c.App.Writer
-						fmt.Fprintf(w, "wrote %s: the CA's certificate; every node and client gets it as --tls-ca\n", certPath)
-						fmt.Fprintf(w, "wrote %s (mode 0600): the CA's key; keep it off the cluster, it signs certificates\n", keyPath)
-						fmt.Fprintf(w, "valid until %s\n", time.Now().AddDate(0, 0, c.Int("days")).UTC().Format(time.DateOnly))
-						fmt.Fprintf(w, "next: agora tls cert create NAME --host HOSTNAME --host IP   (one per master and agent)\n")
-						return nil
-					},
+					Action: tlsCACreate,
 				}},
 			},
 			{
@@ -92,49 +71,76 @@ func tlsCommand() *cli.Command {
 						&cli.StringFlag{Name: "ca", Value: caCertFile, Usage: "the CA's certificate"},
 						&cli.StringFlag{Name: "ca-key", Value: caKeyFile, Usage: "the CA's key"},
 					},
-					Action: func(c *cli.Context) error {
-						if len(args(c)) != 1 {
-							return usageError{"tls cert create takes one NAME (the files are NAME.pem and NAME-key.pem)"}
-						}
-						name := args(c)[0]
-						if !certName.MatchString(name) {
-							return usageError{fmt.Sprintf("NAME %q: use letters, digits, '.', '_' and '-' (it names the files)", name)}
-						}
-						if c.Int("days") <= 0 {
-							return usageError{"--days: want a number of days above 0"}
-						}
-						hosts, err := certHosts(c.StringSlice("host"))
-						if err != nil {
-							return err
-						}
-						ca, err := tlsconf.LoadCA(c.String("ca"), c.String("ca-key"))
-						if err != nil {
-							return fmt.Errorf("tls cert create: the CA (--ca, --ca-key): %w", err)
-						}
-						validFor := time.Duration(c.Int("days")) * 24 * time.Hour
-						certPEM, keyPEM, err := ca.Issue(name, hosts, validFor)
-						if err != nil {
-							return fmt.Errorf("tls cert create: %w", err)
-						}
-						certPath, keyPath := filepath.Join(c.String("dir"), name+".pem"), filepath.Join(c.String("dir"), name+"-key.pem")
-						if err := writePair(certPath, certPEM, keyPath, keyPEM); err != nil {
-							return fmt.Errorf("tls cert create: %w", err)
-						}
-						w := c.App.Writer
-						fmt.Fprintf(w, "wrote %s and %s (mode 0600) for %s\n", certPath, keyPath, strings.Join(hosts, ", "))
-						until := ca.Until(validFor)
-						if until.Equal(ca.Cert.NotAfter) {
-							fmt.Fprintf(w, "valid until %s, when the CA ends (a certificate is worth nothing past its CA)\n", until.UTC().Format(time.DateOnly))
-						} else {
-							fmt.Fprintf(w, "valid until %s\n", until.UTC().Format(time.DateOnly))
-						}
-						fmt.Fprintf(w, "use: --tls-cert %s --tls-key %s --tls-ca %s\n", certPath, keyPath, c.String("ca"))
-						return nil
-					},
+					Action: tlsCertCreate,
 				}},
 			},
 		},
 	}
+}
+
+// tlsCACreate is agora tls ca create.
+func tlsCACreate(c *cli.Context) error {
+	if len(args(c)) != 0 {
+		return usageError{"tls ca create takes no arguments"}
+	}
+	if c.Int("days") <= 0 {
+		return usageError{"--days: want a number of days above 0"}
+	}
+	certPEM, keyPEM, err := tlsconf.CreateCA(c.String("name"), time.Duration(c.Int("days"))*24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("tls ca create: %w", err)
+	}
+	certPath, keyPath := filepath.Join(c.String("dir"), caCertFile), filepath.Join(c.String("dir"), caKeyFile)
+	if err := writePair(certPath, certPEM, keyPath, keyPEM); err != nil {
+		return fmt.Errorf("tls ca create: %w", err)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "wrote %s: the CA's certificate; every node and client gets it as --tls-ca\n", certPath)
+	fmt.Fprintf(w, "wrote %s (mode 0600): the CA's key; keep it off the cluster, it signs certificates\n", keyPath)
+	fmt.Fprintf(w, "valid until %s\n", time.Now().AddDate(0, 0, c.Int("days")).UTC().Format(time.DateOnly))
+	fmt.Fprintf(w, "next: agora tls cert create NAME --host HOSTNAME --host IP   (one per master and agent)\n")
+	return nil
+}
+
+// tlsCertCreate is agora tls cert create NAME.
+func tlsCertCreate(c *cli.Context) error {
+	if len(args(c)) != 1 {
+		return usageError{"tls cert create takes one NAME (the files are NAME.pem and NAME-key.pem)"}
+	}
+	name := args(c)[0]
+	if !certName.MatchString(name) {
+		return usageError{fmt.Sprintf("NAME %q: use letters, digits, '.', '_' and '-' (it names the files)", name)}
+	}
+	if c.Int("days") <= 0 {
+		return usageError{"--days: want a number of days above 0"}
+	}
+	hosts, err := certHosts(c.StringSlice("host"))
+	if err != nil {
+		return err
+	}
+	ca, err := tlsconf.LoadCA(c.String("ca"), c.String("ca-key"))
+	if err != nil {
+		return fmt.Errorf("tls cert create: the CA (--ca, --ca-key): %w", err)
+	}
+	validFor := time.Duration(c.Int("days")) * 24 * time.Hour
+	certPEM, keyPEM, err := ca.Issue(name, hosts, validFor)
+	if err != nil {
+		return fmt.Errorf("tls cert create: %w", err)
+	}
+	certPath, keyPath := filepath.Join(c.String("dir"), name+".pem"), filepath.Join(c.String("dir"), name+"-key.pem")
+	if err := writePair(certPath, certPEM, keyPath, keyPEM); err != nil {
+		return fmt.Errorf("tls cert create: %w", err)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "wrote %s and %s (mode 0600) for %s\n", certPath, keyPath, strings.Join(hosts, ", "))
+	until := ca.Until(validFor)
+	if until.Equal(ca.Cert.NotAfter) {
+		fmt.Fprintf(w, "valid until %s, when the CA ends (a certificate is worth nothing past its CA)\n", until.UTC().Format(time.DateOnly))
+	} else {
+		fmt.Fprintf(w, "valid until %s\n", until.UTC().Format(time.DateOnly))
+	}
+	fmt.Fprintf(w, "use: --tls-cert %s --tls-key %s --tls-ca %s\n", certPath, keyPath, c.String("ca"))
+	return nil
 }
 
 // certHosts is the --host values (repeated or comma-separated), checked, with localhost and
