@@ -141,35 +141,43 @@ func WriteArchive(w io.Writer, img Image) (ocispec.Descriptor, error) {
 		return ocispec.Descriptor{}, fmt.Errorf("ociimage: layout: %w", err)
 	}
 
-	tw := tar.NewWriter(w)
-	entries := []struct {
-		name string
-		data []byte
-	}{
-		{ocispec.ImageLayoutFile, layout},
-		{"index.json", index},
-		{blobPath(layerDesc.Digest), layer},
-		{blobPath(configDesc.Digest), config},
-		{blobPath(manifestDesc.Digest), manifest},
+	blobs := [][]byte{layer, config, manifest}
+	if err := writeLayout(w, layout, index, blobs); err != nil {
+		return ocispec.Descriptor{}, err
 	}
+	return manifestDesc, nil
+}
+
+// writeLayout writes an OCI image layout as a tar: oci-layout, index.json and the blobs under
+// blobs/sha256/ by their digests.
+func writeLayout(w io.Writer, layout, index []byte, blobs [][]byte) error {
+	tw := tar.NewWriter(w)
 	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, Format: tar.FormatPAX}); err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("ociimage: write archive: %w", err)
+			return fmt.Errorf("ociimage: write archive: %w", err)
 		}
+	}
+	type entry struct {
+		name string
+		data []byte
+	}
+	entries := []entry{{ocispec.ImageLayoutFile, layout}, {"index.json", index}}
+	for _, b := range blobs {
+		entries = append(entries, entry{blobPath(digest.FromBytes(b)), b})
 	}
 	for _, e := range entries {
 		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Format: tar.FormatPAX}
 		if err := tw.WriteHeader(hdr); err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("ociimage: write archive: %w", err)
+			return fmt.Errorf("ociimage: write archive: %w", err)
 		}
 		if _, err := tw.Write(e.data); err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("ociimage: write archive: %w", err)
+			return fmt.Errorf("ociimage: write archive: %w", err)
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("ociimage: write archive: %w", err)
+		return fmt.Errorf("ociimage: write archive: %w", err)
 	}
-	return manifestDesc, nil
+	return nil
 }
 
 // layerTar packs files into a tar with fixed times and owners, parents before children.
