@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
@@ -99,5 +101,21 @@ func TestStartsUnhealthyWhenAsked(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("/health = %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestPrintFile(t *testing.T) {
+	path := t.TempDir() + "/f"
+	if err := os.WriteFile(path, []byte("a\nb"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if code := run([]string{"-print-file", path}, &out, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{`file: content="a\nb"`, fmt.Sprintf("file: mode=0640 uid=%d gid=%d", os.Getuid(), os.Getgid()), "file: write: ok", "file: chmod: ok"} {
+		if !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }
