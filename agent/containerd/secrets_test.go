@@ -91,12 +91,13 @@ func TestSecretFilesAreTheTasksOwnAndOffTheHost(t *testing.T) {
 	if ex.Code != 0 {
 		t.Fatalf("exit %+v\n%s", ex, out)
 	}
-	for _, want := range []string{`file: content="` + tokenValue + `"`, "file: mode=0400 uid=1234 gid=4321", "file: fs=tmpfs", "file: chmod: chmod /run/secrets/token: read-only file system"} {
+	const f = "file /run/secrets/token: "
+	for _, want := range []string{f + `content="` + tokenValue + `"`, f + "mode=0400 uid=1234 gid=4321", f + "fs=tmpfs", f + "chmod: chmod /run/secrets/token: read-only file system"} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("the image task's output lacks %q:\n%s", want, out)
 		}
 	}
-	if !strings.Contains(out, "file: write: open /run/secrets/token: ") || strings.Contains(out, "file: write: ok") {
+	if !strings.Contains(out, f+"write: open /run/secrets/token: ") || strings.Contains(out, f+"write: ok") {
 		t.Errorf("the image task could write its secret file:\n%s", out)
 	}
 	if m := hostMountsUnder(t, e.secretRoot()); len(m) > 0 {

@@ -105,15 +105,20 @@ func TestStartsUnhealthyWhenAsked(t *testing.T) {
 }
 
 func TestPrintFile(t *testing.T) {
-	path := t.TempDir() + "/f"
-	if err := os.WriteFile(path, []byte("a\nb"), 0o640); err != nil {
+	dir := t.TempDir()
+	a, b := dir+"/a", dir+"/b"
+	if err := os.WriteFile(a, []byte("a\nb"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if code := run([]string{"-print-file", path}, &out, &bytes.Buffer{}); code != 0 {
+	if code := run([]string{"-print-file", a, "-print-file", b}, &out, &bytes.Buffer{}); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{`file: content="a\nb"`, fmt.Sprintf("file: mode=0640 uid=%d gid=%d", os.Getuid(), os.Getgid()), "file: write: ok", "file: chmod: ok"} {
+	for _, want := range []string{"file " + a + `: content="a\nb"`, fmt.Sprintf("file %s: mode=0640 uid=%d gid=%d", a, os.Getuid(), os.Getgid()),
+		"file " + a + ": write: ok", "file " + a + ": chmod: ok", "file " + b + `: content=""`} {
 		if !strings.Contains(out.String(), want+"\n") {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
