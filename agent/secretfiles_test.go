@@ -2,7 +2,6 @@ package agent
 
 import (
 	"encoding/json"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,27 +61,5 @@ func TestSecretFilesReachOnlyTheContainer(t *testing.T) {
 	}
 	if _, err := os.Stat(logs); err != nil {
 		t.Fatalf("the task's logs are not where the walk skips them: %v", err)
-	}
-}
-
-// TestSecretFilesRefusedByName: a secret file the agent cannot place is a 422 naming the field,
-// and never echoes the value.
-func TestSecretFilesRefusedByName(t *testing.T) {
-	e := newEnv(t)
-	a := e.start()
-	for _, tc := range []struct {
-		image string
-		files []api.SecretFile
-		field string
-	}{
-		{"", []api.SecretFile{{ContainerPath: "/etc/pw", Value: "v-9931"}}, "secret_files[0].container_path"},
-		{"", []api.SecretFile{{ContainerPath: "ok", Value: "v-9931"}, {ContainerPath: "../pw", Value: "v-9931"}}, "secret_files[1].container_path"},
-		{"agora.local/testapp:latest", []api.SecretFile{{ContainerPath: "/run/pw", Value: "v-9931"}, {ContainerPath: "/run/pw", Value: "v-9931"}}, "secret_files[1].container_path"},
-	} {
-		var body struct{ Field, Message string }
-		code := a.call(t, "POST", "/v1/tasks", api.TaskInfo{TaskID: "bad", Image: tc.image, Cmd: "true", Resources: resources.Resources{CPUs: 0.1, Mem: 64}, SecretFiles: tc.files}, &body)
-		if code != http.StatusUnprocessableEntity || body.Field != tc.field || strings.Contains(body.Message, "v-9931") {
-			t.Errorf("%+v: %d %+v, want 422 naming %s", tc.files, code, body, tc.field)
-		}
 	}
 }
