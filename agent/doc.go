@@ -24,7 +24,10 @@
 //     task that does not fit ends TASK_ERROR at once. Otherwise the agent answers TASK_STARTING and, in the
 //     background, fetches the task's artifacts into its sandbox (agent/fetcher; a failure ends
 //     it TASK_FAILED, REASON_CONTAINER_LAUNCH_FAILED, naming the URI; a kill meanwhile stops
-//     the fetch), has the executor get the image and start the container, then reports
+//     the fetch), has the executor get the image and start the container (its secret env and
+//     secret files, api.TaskInfo's SecretEnv and SecretFiles, go to the container only: the
+//     files through a tmpfs the host unmounts before the task starts; the checkpoint and the
+//     API keep them masked, api.TaskInfo.Masked), then reports
 //     TASK_RUNNING, runs the task's health checks, and reports its end: FINISHED, FAILED (with
 //     the exit status, or "container OOM-killed"), or KILLED after a kill (TERM, grace, KILL)
 //     or too many failed health checks.

@@ -227,13 +227,18 @@ func TestBadLaunchesAreRefusedNamingTheField(t *testing.T) {
 		{map[string]any{"task_id": "x", "cmd": "true", "colour": "red"}, 400, "colour"},
 		{map[string]any{"task_id": "x", "cmd": "true", "kill_grace_period_seconds": "soon"}, 400, "kill_grace_period_seconds"},
 		{map[string]any{"task_id": "x", "cmd": "true", "health_checks": []any{map[string]any{"protocol": "HTTP", "portIndex": 3}}}, 422, "health_checks[0]"},
+		// Secret files: inside the sandbox, or absolute with an image; each path once. The
+		// answer never holds the value.
+		{map[string]any{"task_id": "x", "cmd": "true", "secret_files": []any{map[string]any{"container_path": "/etc/pw", "value": "v-9931"}}}, 422, "secret_files[0].container_path"},
+		{map[string]any{"task_id": "x", "cmd": "true", "secret_files": []any{map[string]any{"container_path": "ok", "value": "v-9931"}, map[string]any{"container_path": "../pw", "value": "v-9931"}}}, 422, "secret_files[1].container_path"},
+		{map[string]any{"task_id": "x", "image": containerdtest.TestAppImage, "secret_files": []any{map[string]any{"container_path": "/run/pw", "value": "v-9931"}, map[string]any{"container_path": "/run/pw", "value": "v-9931"}}}, 422, "secret_files[1].container_path"},
 	} {
 		var body struct {
 			Message string `json:"message"`
 			Field   string `json:"field"`
 		}
 		code := a.call(t, "POST", "/v1/tasks", tc.body, &body)
-		if code != tc.code || tc.field != "" && body.Field != tc.field || body.Message == "" {
+		if code != tc.code || tc.field != "" && body.Field != tc.field || body.Message == "" || strings.Contains(body.Message, "v-9931") {
 			t.Errorf("%v: %d %+v, want %d naming %q", tc.body, code, body, tc.code, tc.field)
 		}
 	}

@@ -249,6 +249,9 @@ func validateTaskInfo(info api.TaskInfo) error {
 	if err := api.ValidateArtifacts("artifacts", info.Artifacts); err != nil {
 		return err
 	}
+	if err := api.ValidateSecretFiles("secret_files", info.SecretFiles, info.Image != ""); err != nil {
+		return err
+	}
 	ports := int(info.Resources.Ports.Count())
 	for i, c := range info.HealthChecks {
 		if err := c.Validate(ports); err != nil {
@@ -346,11 +349,15 @@ func (ts *taskSet) spec(info api.TaskInfo) (containerd.Spec, error) {
 	if err != nil {
 		return containerd.Spec{}, err
 	}
+	var files []containerd.SecretFile
+	for _, f := range info.SecretFiles {
+		files = append(files, containerd.SecretFile{ContainerPath: f.ContainerPath, Value: f.Value})
+	}
 	return containerd.Spec{
 		TaskID: info.TaskID, AgentID: ts.agentID(), Image: info.Image, ForcePull: info.ForcePull,
 		Cmd: info.Cmd, Args: info.Args, Env: env, Labels: info.Labels,
 		CPUs: info.Resources.CPUs, MemMiB: info.Resources.Mem, Ports: taskPorts(info), PortNames: info.PortNames,
-		Host: ts.host, Volumes: mounts, Privileged: info.Privileged, User: info.User,
+		Host: ts.host, Volumes: mounts, Privileged: info.Privileged, User: info.User, SecretFiles: files,
 	}, nil
 }
 

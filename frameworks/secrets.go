@@ -10,13 +10,16 @@ import (
 	"strings"
 
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/api"
 )
 
-// Env with secrets, as Marathon apps and Metronome jobs write it: an env value is a string or
-// {"secret": "ref"}, and the spec's "secrets" map each ref to {"source": "name"}, a name in the
+// Secrets, as Marathon apps and Metronome jobs write them: an env value is a string or
+// {"secret": "ref"}; a volume {"containerPath": "path", "secret": "ref"} is the secret as a file
+// (SecretVolume); and the spec's "secrets" map each ref to {"source": "name"}, a name in the
 // masters' secret store (PUT /v1/secrets/{name}). The framework resolves the references on the
-// leader when it launches a task (api.TaskInfo.SecretEnv); the agent hands the values to the
-// container only and shows them masked. The spec, as stored and shown, holds only the refs.
+// leader when it launches a task (api.TaskInfo.SecretEnv and SecretFiles); the agent hands the
+// values to the container only (a file on a tmpfs of the task's own, 0400 and its user's,
+// mounted read-only) and shows them masked. The spec, as stored and shown, holds only the refs.
 
 // EnvValue is an env value: a string, or a {"secret": "ref"} reference.
 type EnvValue struct {
@@ -86,29 +89,70 @@ func PlainEnv(env map[string]EnvValue) map[string]string {
 	return out
 }
 
-// ResolveSecrets reads the values of env's secret references through lookup (Master.Secret);
-// when one cannot be read, missing says which and why: where to PUT it when it has no value,
-// or the master's error when this master cannot decrypt it. It never holds a value.
-func ResolveSecrets(ctx context.Context, lookup func(context.Context, string) (string, error), env map[string]EnvValue, secrets map[string]Secret) (values map[string]string, missing string) {
+// SecretVolume is a secret given to a task as a file: a volume {"containerPath": path,
+// "secret": ref} of an app's container or a job's run. A relative path is in the sandbox.
+type SecretVolume struct {
+	ContainerPath string
+	Secret        string
+}
+
+// CheckSecretVolume says what is wrong with a secret volume of a spec whose tasks run with an
+// image or not, whose secrets are at secretsField ("/secrets", "run.secrets"): the field
+// ("containerPath" or "secret") and why; "" when nothing is.
+func CheckSecretVolume(v SecretVolume, secrets map[string]Secret, secretsField string, hasImage bool) (field, msg string) {
+	if _, ok := secrets[v.Secret]; !ok {
+		return "secret", fmt.Sprintf("references the secret %q, which %s does not define", v.Secret, secretsField)
+	}
+	if err := api.SecretFilePath(v.ContainerPath, hasImage); err != nil {
+		return "containerPath", err.Error()
+	}
+	return "", ""
+}
+
+// Resolved are the values of a spec's secrets, as its task takes them.
+type Resolved struct {
+	Env   map[string]string // api.TaskInfo.SecretEnv
+	Files []api.SecretFile  // api.TaskInfo.SecretFiles
+}
+
+// ResolveSecrets reads the values of env's secret references and of the secret volumes through
+// lookup (Master.Secret); when one cannot be read, missing says which and why: where to PUT it
+// when it has no value, or the master's error when this master cannot decrypt it. It never
+// holds a value.
+func ResolveSecrets(ctx context.Context, lookup func(context.Context, string) (string, error), env map[string]EnvValue, volumes []SecretVolume, secrets map[string]Secret) (res Resolved, missing string) {
+	read := func(what, ref string) (string, string) {
+		src := secrets[ref].Source
+		v, err := lookup(ctx, src)
+		if errors.Is(err, master.ErrNoSecret) {
+			return "", fmt.Sprintf("%s: secret %q has no value at %q in the secret store (PUT /v1/secrets/%s)", what, ref, src, strings.Trim(src, "/"))
+		}
+		if err != nil {
+			return "", fmt.Sprintf("%s: secret %q: %v", what, ref, err)
+		}
+		return v, ""
+	}
 	for _, name := range sortedNames(env) {
 		ref := env[name].Secret
 		if ref == "" {
 			continue
 		}
-		src := secrets[ref].Source
-		v, err := lookup(ctx, src)
-		if errors.Is(err, master.ErrNoSecret) {
-			return nil, fmt.Sprintf("env %s: secret %q has no value at %q in the secret store (PUT /v1/secrets/%s)", name, ref, src, strings.Trim(src, "/"))
+		v, missing := read("env "+name, ref)
+		if missing != "" {
+			return Resolved{}, missing
 		}
-		if err != nil {
-			return nil, fmt.Sprintf("env %s: secret %q: %v", name, ref, err)
+		if res.Env == nil {
+			res.Env = map[string]string{}
 		}
-		if values == nil {
-			values = map[string]string{}
-		}
-		values[name] = v
+		res.Env[name] = v
 	}
-	return values, ""
+	for _, vol := range volumes {
+		v, missing := read("volume "+vol.ContainerPath, vol.Secret)
+		if missing != "" {
+			return Resolved{}, missing
+		}
+		res.Files = append(res.Files, api.SecretFile{ContainerPath: vol.ContainerPath, Value: v})
+	}
+	return res, ""
 }
 
 func sortedNames(env map[string]EnvValue) []string {

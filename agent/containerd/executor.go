@@ -7,14 +7,17 @@
 //  1. New(Config{Client, Namespace, SandboxRoot, LogBinary, HostDirs, Hidden, DefaultUser,
 //     AllowRoot, NetNS}) makes an executor, and the root and /etc copy of tasks without an image.
 //  2. Recover(ctx, known) once at start: re-attaches to the containers of tasks the agent's
-//     checkpoint knows, reports the ones that ended meanwhile, and kills and removes the rest.
+//     checkpoint knows, reports the ones that ended meanwhile, and kills and removes the rest
+//     (and the secret files of a launch it did not finish).
 //  3. Launch(ctx, Spec) gets the image (or, without one, a curated read-only view of the host:
 //     HostDirs and a copy of /etc without secrets), creates the container (args, env with
 //     PORT0.. and the task's identity, cgroup limits from cpus and mem; run as the task's user,
 //     its image's when not root, or DefaultUser; no capabilities but root's, no new privileges,
-//     the default seccomp profile; the host's network, or the namespace NetNS names), gives the sandbox to that user, starts the process with
-//     stdout and stderr going to rotated files beside the sandbox (LogDir, out of the task's
-//     reach), and returns once the process runs.
+//     the default seccomp profile; the host's network, or the namespace NetNS names), gives the
+//     sandbox to that user, puts its secret files in a tmpfs of its own, 0400 and that user's,
+//     mounted read-only into the container and gone from the host before the process starts
+//     (secrets.go), starts the process with stdout and stderr going to rotated files beside
+//     the sandbox (LogDir, out of the task's reach), and returns once the process runs.
 //  4. The Handle's Done channel delivers the Exit: status code, and whether the kernel killed it
 //     for memory. The container stays until Remove, so that an exit the agent has not yet
 //     checkpointed survives an agent crash. A wait that breaks because containerd went away
@@ -142,6 +145,9 @@ type Spec struct {
 	// User runs the task as this user (name, uid, name:group or uid:gid); empty: the image's
 	// user if not root, else the executor's default user.
 	User string
+	// SecretFiles are written to a tmpfs, owned by the task's user with mode 0400, and mounted
+	// read-only into the container; the host keeps no copy once the task starts (secrets.go).
+	SecretFiles []SecretFile
 }
 
 // Volume bind-mounts a host directory (or file) into the container; a relative ContainerPath is
@@ -319,10 +325,16 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	if s.Image == "" && s.Cmd == "" && len(s.Args) == 0 {
 		return nil, fmt.Errorf("%w: %s: a task without an image needs a command or args", ErrBadSpec, s.TaskID)
 	}
+	if err := checkSecretFiles(s); err != nil {
+		return nil, err
+	}
 	ctx = e.ctx(ctx)
 	sandbox, logDir := e.Sandbox(s.TaskID), e.LogDir(s.TaskID)
 	if err := os.MkdirAll(sandbox, 0o755); err != nil {
 		return nil, fmt.Errorf("containerd: sandbox: %w", err)
+	}
+	if err := secretPlaceholders(sandbox, s.SecretFiles); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadSpec, s.TaskID, err)
 	}
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return nil, fmt.Errorf("containerd: logs: %w", err)
@@ -395,6 +407,7 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		}
 		opts = append(opts, oci.WithMounts([]specs.Mount{{Destination: dest, Source: v.HostPath, Type: "bind", Options: []string{"rbind", mode, "nosuid", "nodev"}}}))
 	}
+	opts = append(opts, oci.WithMounts(e.secretMounts(s, sandbox)))
 	if s.CPUs > 0 {
 		shares := uint64(s.CPUs * 1024)
 		period := uint64(100000)
@@ -441,6 +454,17 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	if err := os.Chmod(sandbox, 0o750); err != nil {
 		return fail(fmt.Errorf("containerd: sandbox mode: %w", err))
 	}
+	if len(s.SecretFiles) > 0 {
+		if err := e.writeSecrets(s.TaskID, s.SecretFiles, who); err != nil {
+			return fail(err)
+		}
+		// Whatever happens from here, the host keeps no copy of them.
+		defer func() {
+			if err := e.dropSecrets(s.TaskID); err != nil {
+				e.logger.Error("remove a task's secret files", "task", s.TaskID, "err", err)
+			}
+		}()
+	}
 	// Watch for the kernel's OOM kills of this container from before it starts.
 	oom := e.watchOOM(ctx, s.TaskID)
 	logOpts := logs.Options{Dir: logDir, MaxBytes: e.cfg.LogMaxBytes, Keep: e.cfg.LogKeep}
@@ -448,6 +472,15 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	if err != nil {
 		oom.cancel()
 		return fail(startError(s.TaskID, err))
+	}
+	if len(s.SecretFiles) > 0 {
+		// The container holds its own mounts of the secret files now: the host's go before
+		// the process starts, so it only ever reads what is out of the host's reach.
+		if err := e.dropSecrets(s.TaskID); err != nil {
+			oom.cancel()
+			task.Delete(context.WithoutCancel(ctx), ctrd.WithProcessKill)
+			return fail(err)
+		}
 	}
 	exitCh, err := task.Wait(ctx)
 	if err != nil {

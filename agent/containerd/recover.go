@@ -22,11 +22,14 @@ type Recovered struct {
 	Missing bool
 }
 
-// Recover re-attaches the executor to the containers of its namespace after an agent restart.
-// known lists the tasks the agent's checkpoint holds as not yet ended; every one of them is in
+// Recover re-attaches the executor to the containers of its namespace after an agent restart,
+// and drops the secret files of launches that did not finish (secrets.go). known lists the tasks the agent's checkpoint holds as not yet ended; every one of them is in
 // the answer. Containers of the namespace that known does not hold are orphans: killed and
 // removed, and their ids returned.
 func (e *Executor) Recover(ctx context.Context, known []string) (found []Recovered, orphans []string, err error) {
+	if err := e.clearSecrets(); err != nil { // of launches the last agent did not finish
+		return nil, nil, err
+	}
 	ctx = e.ctx(ctx)
 	ctrs, err := e.cfg.Client.Containers(ctx)
 	if err != nil {

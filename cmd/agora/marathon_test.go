@@ -724,33 +724,8 @@ func TestMarathonSecretsReachOnlyTheContainer(t *testing.T) {
 	if env["DB_PASSWORD"] != value || env["PLAIN"] != "visible" {
 		t.Fatalf("the container's env: DB_PASSWORD=%q PLAIN=%q", env["DB_PASSWORD"], env["PLAIN"])
 	}
-	for _, url := range []string{base + "/v2/apps/vault?embed=app.tasks", base + "/v1/secrets", agentBase + "/v1/tasks", agentBase + "/v1/tasks/" + a.Tasks[0].ID, base + "/v2/tasks"} {
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if strings.Contains(string(body), value) {
-			t.Fatalf("%s shows the secret:\n%s", url, body)
-		}
-	}
-	err := filepath.WalkDir(dataDir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if strings.Contains(string(b), value) {
-			t.Errorf("%s holds the secret's value", path)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	noAnswerHolds(t, value, base+"/v2/apps/vault?embed=app.tasks", base+"/v1/secrets", agentBase+"/v1/tasks", agentBase+"/v1/tasks/"+a.Tasks[0].ID, base+"/v2/tasks")
+	noFileHolds(t, dataDir, value, "")
 	var names map[string][]string
 	if httpJSON(t, "GET", base+"/v1/secrets", nil, &names); len(names["secrets"]) != 1 || names["secrets"][0] != "db/password" {
 		t.Fatalf("GET /v1/secrets: %v", names)

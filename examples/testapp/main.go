@@ -5,6 +5,8 @@
 // What it can do, each from a flag:
 //
 //	-print-env, -print-args  print the environment (sorted) and the arguments to stdout
+//	-print-file PATH         print a file: its content (quoted), mode, owner, filesystem, and
+//	                         whether it can be written or its mode changed (repeatable)
 //	-stderr MSG              print MSG to stderr
 //	-listen ADDR             serve HTTP (default ":$PORT0" when PORT0 is set)
 //	-unhealthy               start with /health failing
@@ -50,6 +52,7 @@ type options struct {
 	printEnv      bool
 	printArgs     bool
 	printIdentity bool
+	printFiles    []string
 	stderr        string
 	listen        string
 	unhealthy     bool
@@ -66,6 +69,10 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.printEnv, "print-env", false, "print the environment to stdout")
 	fs.BoolVar(&o.printArgs, "print-args", false, "print the arguments to stdout")
 	fs.BoolVar(&o.printIdentity, "print-identity", false, "print who the process is and what it may do: uid, gid, groups, and CapEff, NoNewPrivs and Seccomp of /proc/self/status")
+	fs.Func("print-file", "print this file: content, mode, owner, filesystem, and whether it can be written (repeatable)", func(p string) error {
+		o.printFiles = append(o.printFiles, p)
+		return nil
+	})
 	fs.StringVar(&o.stderr, "stderr", "", "print this message to stderr")
 	fs.StringVar(&o.listen, "listen", "", `serve HTTP on this address (default ":$PORT0" when PORT0 is set)`)
 	fs.BoolVar(&o.unhealthy, "unhealthy", false, "start with /health failing")
@@ -100,6 +107,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.printIdentity {
 		printIdentity(stdout)
+	}
+	for _, p := range o.printFiles {
+		printFile(stdout, p)
 	}
 	if o.printEnv {
 		env := os.Environ()
@@ -180,6 +190,42 @@ func printIdentity(w io.Writer) {
 				fmt.Fprintf(w, "identity: %s\n", strings.Join(strings.Fields(line), " "))
 			}
 		}
+	}
+}
+
+// printFile prints, each line starting "file PATH: ", a file's content (quoted), its mode and
+// owner, the type of its filesystem (tmpfs, ...), and what writing it and changing its mode do.
+func printFile(w io.Writer, path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(w, "file %s: read: %v\n", path, err)
+	} else {
+		fmt.Fprintf(w, "file %s: content=%q\n", path, b)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		fmt.Fprintf(w, "file %s: stat: %v\n", path, err)
+	} else {
+		fmt.Fprintf(w, "file %s: mode=%04o uid=%d gid=%d\n", path, st.Mode&0o7777, st.Uid, st.Gid)
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(path, &fs); err == nil {
+		kind := fmt.Sprintf("0x%x", fs.Type)
+		if fs.Type == 0x01021994 { // TMPFS_MAGIC
+			kind = "tmpfs"
+		}
+		fmt.Fprintf(w, "file %s: fs=%s\n", path, kind)
+	}
+	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+		fmt.Fprintf(w, "file %s: write: %v\n", path, err)
+	} else {
+		f.Close()
+		fmt.Fprintf(w, "file %s: write: ok\n", path)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		fmt.Fprintf(w, "file %s: chmod: %v\n", path, err)
+	} else {
+		fmt.Fprintf(w, "file %s: chmod: ok\n", path)
 	}
 }
 

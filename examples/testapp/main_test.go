@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
@@ -99,5 +101,26 @@ func TestStartsUnhealthyWhenAsked(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("/health = %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestPrintFile(t *testing.T) {
+	dir := t.TempDir()
+	a, b := dir+"/a", dir+"/b"
+	if err := os.WriteFile(a, []byte("a\nb"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if code := run([]string{"-print-file", a, "-print-file", b}, &out, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"file " + a + `: content="a\nb"`, fmt.Sprintf("file %s: mode=0640 uid=%d gid=%d", a, os.Getuid(), os.Getgid()),
+		"file " + a + ": write: ok", "file " + a + ": chmod: ok", "file " + b + `: content=""`} {
+		if !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -496,6 +496,9 @@ func (js *jobState) chronos() ChronosJob {
 			c.Container.Network = "HOST"
 		}
 		for _, v := range j.Run.Volumes {
+			if v.Secret != "" {
+				continue // Chronos has no secrets
+			}
 			mode := v.Mode
 			if mode == "" {
 				mode = "RW"

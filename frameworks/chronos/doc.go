@@ -34,10 +34,12 @@
 //     and the stop action kill the task; maxLaunchDelay fails a run no offer fits. While a run
 //     waits, each offer that does not fit it records why (frameworks.OfferStats, Marathon's
 //     reason names with Agora's words): the run's view says it in waitingReason, with Marathon's
-//     processedOffersSummary, and maxLaunchDelay's failure in its reason. Env secrets
-//     (run.env {"secret": ref}, run.secrets {ref: {source}}) are read from the masters' secret
-//     store at launch into the task's secret env; a run whose secret has no value fails at once
-//     with a reason that says where to PUT it.
+//     processedOffersSummary, and maxLaunchDelay's failure in its reason. Secrets (run.env
+//     {"secret": ref} and run.volumes {"containerPath", "secret": ref}, with run.secrets {ref:
+//     {source}}) are read from the masters' secret store at launch into the task's secret env
+//     and secret files (a file of the task's user, 0400, on a tmpfs, mounted read-only at
+//     containerPath: relative in the sandbox, absolute only with an image); a run whose secret
+//     has no value fails at once with a reason that says where to PUT it.
 //  4. A run that succeeds starts each dependant whose parents have all succeeded since the
 //     dependant's own last run (fan-out and fan-in).
 //  5. A new leader loads everything, reconciles the tasks of runs in flight (a task the master

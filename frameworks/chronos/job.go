@@ -241,12 +241,10 @@ func (j *Job) Normalize() error {
 		case v.Secret != "" && (v.HostPath != "" || v.Mode != ""):
 			return &FieldError{Field: path + ".secret", Msg: "a secret volume has containerPath and secret only, no hostPath or mode"}
 		case v.Secret != "":
-			if _, ok := r.Secrets[v.Secret]; !ok {
-				return &FieldError{Field: path + ".secret", Msg: fmt.Sprintf("references the secret %q, which run.secrets does not define", v.Secret)}
+			sv := frameworks.SecretVolume{ContainerPath: v.ContainerPath, Secret: v.Secret}
+			if field, msg := frameworks.CheckSecretVolume(sv, r.Secrets, "run.secrets", r.Docker != nil); field != "" {
+				return &FieldError{Field: path + "." + field, Msg: msg}
 			}
-			// Agents cannot yet put a secret in a file of the task's own (a tmpfs file owned by
-			// its user): refused rather than run without it. Env secrets work.
-			return &FieldError{Field: path + ".secret", Msg: "file-based secrets are not supported yet: agents cannot yet write a secret into a file of the task's own; give it as an env secret ({\"secret\": ref} in run.env)"}
 		case !hostaccess.ValidHostPath(v.HostPath):
 			return &FieldError{Field: path + ".hostPath", Msg: fmt.Sprintf("must be an absolute path on the agent or the name of a host volume agents declare, got %q", v.HostPath)}
 		case v.Mode != "" && v.Mode != "RO" && v.Mode != "RW":
@@ -534,6 +532,17 @@ func (r *RunSpec) normalizeMetronome() error {
 		return &FieldError{Field: "run.user", Msg: err.Error()}
 	}
 	return nil
+}
+
+// secretVolumes are the run's secrets given as files.
+func (r RunSpec) secretVolumes() []frameworks.SecretVolume {
+	var out []frameworks.SecretVolume
+	for _, v := range r.Volumes {
+		if v.Secret != "" {
+			out = append(out, frameworks.SecretVolume{ContainerPath: v.ContainerPath, Secret: v.Secret})
+		}
+	}
+	return out
 }
 
 // Needs are what the job's runs ask of an agent that only some agents allow (jobs never run

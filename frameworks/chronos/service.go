@@ -852,7 +852,7 @@ func (s *Service) useOfferLocked(st *leaderState, o api.Offer, queue []*Run, w *
 			}
 			continue
 		}
-		secretEnv, missing := frameworks.ResolveSecrets(context.Background(), s.m.Secret, rs.Env, rs.Secrets)
+		secrets, missing := frameworks.ResolveSecrets(context.Background(), s.m.Secret, rs.Env, rs.secretVolumes(), rs.Secrets)
 		if missing != "" {
 			// Nothing can run without its secrets: the run fails now, saying which is missing.
 			r.fail(now, missing)
@@ -866,7 +866,7 @@ func (s *Service) useOfferLocked(st *leaderState, o api.Offer, queue []*Run, w *
 		st.byTask[taskID] = r
 		w.putRun(r)
 		ti := taskInfo(js.job, r, taskID, need)
-		ti.SecretEnv = secretEnv
+		ti.SecretEnv, ti.SecretFiles = secrets.Env, secrets.Files
 		infos = append(infos, ti)
 		if r.ScheduledAt != nil && r.Attempts == 1 {
 			w.lags = append(w.lags, now.Sub(*r.ScheduledAt))

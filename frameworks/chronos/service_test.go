@@ -273,7 +273,10 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 		{"metronome's mem floor", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": 0.1, "mem": 16}}`, "run.mem", "at least 32 (MiB), as Metronome's schema"},
 		{"v0 mem floor", "POST", "/v0/scheduled-jobs", `{"id": "x", "run": {"cmd": "x", "cpus": 0.1, "mem": 31}}`, "run.mem", "at least 32"},
 		{"secret volume undefined", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "s", "secret": "k"}]}}`, "run.volumes[0].secret", "run.secrets does not define"},
-		{"secret volume", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "secrets": {"k": {"source": "/k"}}, "volumes": [{"containerPath": "s", "secret": "k"}]}}`, "run.volumes[0].secret", "file-based secrets are not supported yet"},
+		{"secret volume with hostPath", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "secrets": {"k": {"source": "/k"}}, "volumes": [{"containerPath": "s", "secret": "k", "hostPath": "/d"}]}}`, "run.volumes[0].secret", "no hostPath or mode"},
+		{"secret volume with mode", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "secrets": {"k": {"source": "/k"}}, "volumes": [{"containerPath": "s", "secret": "k", "mode": "RO"}]}}`, "run.volumes[0].secret", "no hostPath or mode"},
+		{"absolute secret volume without an image", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "secrets": {"k": {"source": "/k"}}, "volumes": [{"containerPath": "/etc/k", "secret": "k"}]}}`, "run.volumes[0].containerPath", "only a task with an image may have"},
+		{"secret volume up", "POST", "/v1/jobs", `{"id": "x", "run": {"docker": {"image": "a"}, "secrets": {"k": {"source": "/k"}}, "volumes": [{"containerPath": "/run/../k", "secret": "k"}]}}`, "run.volumes[0].containerPath", "nor contain '..'"},
 		{"artifact without uri", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "artifacts": [{"uri": ""}]}}`, "run.artifacts[0].uri", "is required"},
 		{"chronos settings through metronome", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x"}, "chronos": {"shell": true}}`, "chronos", "not a field of Metronome's"},
 		{"chronos executor", "POST", "/v1/scheduler/iso8601", `{"name": "X_1", "command": "x", "schedule": "R/2030-01-01T00:00:00Z/P1D", "executor": "/usr/bin/my-executor"}`, "executor", "no Mesos executor"},
@@ -507,18 +510,19 @@ func TestChronosAliases(t *testing.T) {
 	}
 }
 
-// TestJobEnvSecrets: a job's env may name secrets of the masters' store (Metronome's run.env
-// {"secret": ref} and run.secrets). A run while the secret has no value fails at once, saying
-// where to put it; once it has one, the task gets it among its secret env (never its plain env),
-// and the job as stored and shown holds the reference only.
-func TestJobEnvSecrets(t *testing.T) {
+// TestJobSecrets: a job's env and volumes may name secrets of the masters' store (Metronome's
+// run.env {"secret": ref}, run.volumes {"containerPath", "secret": ref} and run.secrets). A run
+// while the secret has no value fails at once, saying where to put it; once it has one, the
+// task gets it among its secret env (never its plain env) and as a secret file (never a host
+// volume), and the job as stored and shown holds the reference only.
+func TestJobSecrets(t *testing.T) {
 	launched := make(chan api.TaskInfo, 4)
 	c := startSim(t, t.TempDir(), nil, func(ti api.TaskInfo) (task.State, time.Duration) {
 		launched <- ti
 		return task.Finished, time.Millisecond
 	})
 	spec := `{"id": "backup", "run": {"cmd": "backup", "env": {"PLAIN": "1", "DB_PASS": {"secret": "db"}},
-		"secrets": {"db": {"source": "backup/dbpass"}}}}`
+		"volumes": [{"containerPath": "creds/db", "secret": "db"}], "secrets": {"db": {"source": "backup/dbpass"}}}}`
 	if code := call(t, "POST", c.base+"/v1/jobs", spec, nil); code != http.StatusCreated {
 		t.Fatalf("POST: %d", code)
 	}
@@ -536,6 +540,9 @@ func TestJobEnvSecrets(t *testing.T) {
 		if ti.SecretEnv["DB_PASS"] != "s3cr3t" || ti.Env["PLAIN"] != "1" || ti.Env["DB_PASS"] != "" {
 			t.Fatalf("launched with env %v, secret env %v", ti.Env, ti.SecretEnv)
 		}
+		if want := []api.SecretFile{{ContainerPath: "creds/db", Value: "s3cr3t"}}; !slices.Equal(ti.SecretFiles, want) || len(ti.Volumes) != 0 {
+			t.Fatalf("launched with secret files %v, volumes %v; want %v and no host volume", ti.SecretFiles, ti.Volumes, want)
+		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the run with its secret never launched")
 	}
@@ -551,7 +558,7 @@ func TestJobEnvSecrets(t *testing.T) {
 		Run RunSpec `json:"run"`
 	}
 	call(t, "GET", c.base+"/v1/jobs/backup", "", &job)
-	if job.Run.Env["DB_PASS"].Secret != "db" || job.Run.Secrets["db"].Source != "backup/dbpass" {
+	if job.Run.Env["DB_PASS"].Secret != "db" || job.Run.Secrets["db"].Source != "backup/dbpass" || len(job.Run.Volumes) != 1 || job.Run.Volumes[0] != (Volume{ContainerPath: "creds/db", Secret: "db"}) {
 		t.Fatalf("the job as shown: %+v", job.Run)
 	}
 	if code := call(t, "POST", c.base+"/v1/jobs", `{"id": "y", "run": {"cmd": "x", "env": {"P": {"secret": "db", "sekret": 1}}, "secrets": {"db": {"source": "a"}}}}`, nil); code < 400 || code >= 500 {

@@ -111,12 +111,15 @@ type Container struct {
 	Volumes      []VolumeDef   `json:"volumes,omitempty"`
 }
 
-// VolumeDef is one of Marathon's container volumes. Host volumes (hostPath) are supported;
-// persistent and external ones are refused by validation.
+// VolumeDef is one of Marathon's container volumes: a host volume (hostPath), or a secret of the
+// app's secrets as a file (secret: a file of the task's user, 0400, on a tmpfs, read-only;
+// relative containerPath: in the sandbox). Persistent and external ones are refused by
+// validation.
 type VolumeDef struct {
 	ContainerPath string `json:"containerPath"`
 	HostPath      string `json:"hostPath,omitempty"`
 	Mode          string `json:"mode,omitempty"` // RO or RW (default)
+	Secret        string `json:"secret,omitempty"`
 	Persistent    any    `json:"persistent,omitempty"`
 	External      any    `json:"external,omitempty"`
 }
@@ -468,10 +471,26 @@ func (a App) Needs() hostaccess.Needs {
 	if a.Container != nil {
 		n.Privileged = a.Container.Docker != nil && a.Container.Docker.Privileged
 		for _, v := range a.Container.Volumes {
+			if v.Secret != "" {
+				continue
+			}
 			n.Volumes = append(n.Volumes, api.Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, ReadOnly: v.Mode == "RO"})
 		}
 	}
 	return n
+}
+
+// SecretVolumes are the app's secrets given to its tasks as files.
+func (a App) SecretVolumes() []frameworks.SecretVolume {
+	var out []frameworks.SecretVolume
+	if a.Container != nil {
+		for _, v := range a.Container.Volumes {
+			if v.Secret != "" {
+				out = append(out, frameworks.SecretVolume{ContainerPath: v.ContainerPath, Secret: v.Secret})
+			}
+		}
+	}
+	return out
 }
 
 // Validate checks the app as Marathon does and names every problem by its JSON path.
@@ -544,9 +563,16 @@ func (a App) Validate() error {
 			path := fmt.Sprintf("/container/volumes(%d)", i)
 			switch {
 			case v.Persistent != nil || v.External != nil:
-				p.add(path, "only host volumes (hostPath) are supported, not persistent or external ones")
+				p.add(path, "only host volumes (hostPath) and secret volumes (secret) are supported, not persistent or external ones")
 			case v.ContainerPath == "" || strings.Contains(v.ContainerPath, ".."):
 				p.add(path+"/containerPath", "must not be empty nor contain '..'")
+			case v.Secret != "" && (v.HostPath != "" || v.Mode != ""):
+				p.add(path+"/secret", "a secret volume has containerPath and secret only, no hostPath or mode")
+			case v.Secret != "":
+				sv := frameworks.SecretVolume{ContainerPath: v.ContainerPath, Secret: v.Secret}
+				if field, msg := frameworks.CheckSecretVolume(sv, a.Secrets, "/secrets", a.Image() != ""); field != "" {
+					p.add(path+"/"+field, "%s", msg)
+				}
 			case !hostaccess.ValidHostPath(v.HostPath):
 				p.add(path+"/hostPath", "must be an absolute path on the agent or the name of a host volume agents declare, got %q", v.HostPath)
 			case v.Mode != "" && v.Mode != "RO" && v.Mode != "RW":

@@ -60,6 +60,7 @@ func TestBadInputIsRefusedAtTheDoor(t *testing.T) {
 		return `{"id": "` + id + `", "cmd": "x", "instances": 0` + strings.Join(extra, "") + `}`
 	}
 	priv := `, "instances": 1, "container": {"type": "DOCKER", "docker": {"image": "a", "privileged": true}}`
+	secrets := `, "secrets": {"db": {"source": "db/pw"}}`
 	maxID := "/" + strings.Repeat("a", MaxIDLength-1)
 	for _, tc := range []struct {
 		name, method, path, body string
@@ -113,6 +114,12 @@ func TestBadInputIsRefusedAtTheDoor(t *testing.T) {
 		{"privileged in a group", "POST", "/v2/groups", `{"id": "/gp", "apps": [` + app("a", priv) + `]}`, 422, "/apps(0)/container/docker/privileged", "--allow-privileged"},
 		{"root", "POST", "/v2/apps", app("/rooted", `, "instances": 1, "user": "root"`), 422, "/user", "no registered agent runs tasks as root: start one with agora agent --allow-root-tasks"},
 		{"a host volume no agent declares", "POST", "/v2/apps", app("/vol", `, "instances": 1, "container": {"type": "MESOS", "volumes": [{"containerPath": "/d", "hostPath": "/srv/d", "mode": "RO"}]}`), 422, "/container/volumes(0)/hostPath", "(agora agent --host-volume NAME=PATH[:rw])"},
+		// Secret volumes: a secret the app defines, no host path or mode, an absolute path only
+		// with an image.
+		{"a secret volume of an undefined secret", "POST", "/v2/apps", app("/sv", `, "container": {"type": "MESOS", "volumes": [{"containerPath": "pw", "secret": "db"}]}`), 422, "/container/volumes(0)/secret", `references the secret "db", which /secrets does not define`},
+		{"a secret volume with a hostPath", "POST", "/v2/apps", app("/sv", secrets, `, "container": {"type": "MESOS", "volumes": [{"containerPath": "pw", "secret": "db", "hostPath": "/srv/d"}]}`), 422, "/container/volumes(0)/secret", "no hostPath or mode"},
+		{"a secret volume with a mode", "POST", "/v2/apps", app("/sv", secrets, `, "container": {"type": "MESOS", "volumes": [{"containerPath": "pw", "secret": "db", "mode": "RO"}]}`), 422, "/container/volumes(0)/secret", "no hostPath or mode"},
+		{"an absolute secret volume without an image", "POST", "/v2/apps", app("/sv", secrets, `, "container": {"type": "MESOS", "volumes": [{"containerPath": "/etc/pw", "secret": "db"}]}`), 422, "/container/volumes(0)/containerPath", "only a task with an image may have"},
 	} {
 		before := stored(t, svc)
 		var e errorBody

@@ -77,10 +77,14 @@
 //   - readinessChecks are probed from the leader (HTTP GET on the instance's host and named
 //     port, as Marathon does): a new instance counts toward its deployment once ready.
 //
-//   - Secret references in env ({"secret": name} with secrets.name.source) are read from the
-//     master's secret store (PUT /v1/secrets/{source}) at launch and reach the container only:
-//     the agent keeps and shows them masked. An app whose secret is missing, or stored with a
-//     key the leader lacks, waits, saying why in lastTaskFailure.
+//   - Secret references in env ({"secret": name}) and secret volumes (container.volumes
+//     {"containerPath": path, "secret": name}), with secrets.name.source, are read from the
+//     master's secret store (PUT /v1/secrets/{source}) at launch and reach the container only
+//     (api.TaskInfo.SecretEnv, SecretFiles): a secret volume is a file of the task's user, mode
+//     0400, on a tmpfs, mounted read-only at path (relative: in the sandbox; absolute: only with
+//     an image). The agent keeps and shows them masked. An app whose secret is missing, or
+//     stored with a key the leader lacks, waits, saying why in lastTaskFailure. A secret volume
+//     with hostPath or mode, or naming a secret the app does not define, is a 422.
 //
 //   - Host volumes (container.volumes with hostPath, RO or RW) are bind-mounted by the agent; a
 //     relative containerPath is in the sandbox. hostPath names a host volume an agent declares

@@ -830,7 +830,7 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 		}
 		waiting = true
 		state.touch(appID)
-		secretEnv, missing := s.resolveSecrets(ctx, as.app)
+		secrets, missing := s.resolveSecrets(ctx, as.app)
 		if missing != "" {
 			// Nothing can run without its secrets: wait, and say why in lastTaskFailure.
 			as.delayUntil = now.Add(5 * time.Second)
@@ -858,7 +858,7 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 			c.put(instanceKey(rec.ID), rec)
 			recs = append(recs, rec)
 			ti := taskInfo(as, rec, need)
-			ti.SecretEnv = secretEnv
+			ti.SecretEnv, ti.SecretFiles = secrets.Env, secrets.Files
 			infos = append(infos, ti)
 			placed = append(placed, place)
 			as.want--
@@ -949,10 +949,10 @@ func portsDetail(want []int, free resources.Ranges, host string) string {
 	return fmt.Sprintf("needs %d ports, %s offers %s", len(want), host, offered)
 }
 
-// resolveSecrets reads the values of the app's secret env references from the master's secret
-// store; it names the first one missing.
-func (s *Service) resolveSecrets(ctx context.Context, a App) (map[string]string, string) {
-	return frameworks.ResolveSecrets(ctx, s.m.Secret, a.Env, a.Secrets)
+// resolveSecrets reads the values of the app's secret env references and secret volumes from
+// the master's secret store; it names the first one missing.
+func (s *Service) resolveSecrets(ctx context.Context, a App) (frameworks.Resolved, string) {
+	return frameworks.ResolveSecrets(ctx, s.m.Secret, a.Env, a.SecretVolumes(), a.Secrets)
 }
 
 func parseConstraints(a App) []Constraint {

@@ -1,6 +1,9 @@
 package api
 
 import (
+	"fmt"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/agora-sched/agora/pkg/health"
@@ -27,7 +30,11 @@ type TaskInfo struct {
 	// SecretEnv are env variables whose values are secrets: they reach the container's env but
 	// are never shown (Masked) nor kept on disk by the agent.
 	SecretEnv map[string]string `json:"secret_env,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
+	// SecretFiles are secrets the task reads as files: each value is written to a tmpfs (never
+	// the agent's disk), owned by the task's user with mode 0400, and mounted read-only at its
+	// path in the container. Never shown (Masked) nor kept on disk by the agent.
+	SecretFiles []SecretFile      `json:"secret_files,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
 	// Volumes are host directories mounted into the container.
 	Volumes []Volume `json:"volumes,omitempty"`
 	// PortNames names the task's ports in order, for PORT_<NAME>.
@@ -56,19 +63,33 @@ type Volume struct {
 	ReadOnly      bool   `json:"read_only,omitempty"`
 }
 
+// SecretFile is a secret a task reads as a file (Marathon's and Metronome's secret volumes). A
+// relative ContainerPath is inside the task's sandbox; an absolute one needs an image (a task
+// without one sees a read-only view of the host, where nothing new can be put).
+type SecretFile struct {
+	ContainerPath string `json:"container_path"`
+	Value         string `json:"value"`
+}
+
 // SecretMask stands for a secret's value wherever a task is shown or kept.
 const SecretMask = "********"
 
 // Masked is the task with its secrets' values replaced by SecretMask.
 func (t TaskInfo) Masked() TaskInfo {
-	if len(t.SecretEnv) == 0 {
-		return t
+	if len(t.SecretEnv) > 0 {
+		masked := make(map[string]string, len(t.SecretEnv))
+		for k := range t.SecretEnv {
+			masked[k] = SecretMask
+		}
+		t.SecretEnv = masked
 	}
-	masked := make(map[string]string, len(t.SecretEnv))
-	for k := range t.SecretEnv {
-		masked[k] = SecretMask
+	if len(t.SecretFiles) > 0 {
+		masked := make([]SecretFile, len(t.SecretFiles))
+		for i, f := range t.SecretFiles {
+			masked[i] = SecretFile{ContainerPath: f.ContainerPath, Value: SecretMask}
+		}
+		t.SecretFiles = masked
 	}
-	t.SecretEnv = masked
 	return t
 }
 
@@ -128,3 +149,43 @@ type StatusAck struct {
 // PrivilegedAttribute is the attribute ("agora.privileged": "true") of an agent that allows
 // privileged containers.
 const PrivilegedAttribute = "agora.privileged"
+
+// MaxSecretFiles is the most secret files one task may have.
+const MaxSecretFiles = 64
+
+// SecretFilePath checks where a secret file goes in a task's container: a clean path inside its
+// sandbox, or, for a task with an image, a clean absolute path other than /.
+func SecretFilePath(p string, hasImage bool) error {
+	if !strings.HasPrefix(p, "/") {
+		return SandboxPath(p)
+	}
+	switch {
+	case !hasImage:
+		return fmt.Errorf("%q is absolute, which only a task with an image may have (a task without one sees a read-only view of the host): give a path relative to the sandbox", p)
+	case p == "/" || path.Clean(p) != p:
+		return fmt.Errorf("%q must be a clean absolute path of a file, without '..'", p)
+	case len(p) > 1024:
+		return fmt.Errorf("is longer than 1024 characters")
+	}
+	return nil
+}
+
+// ValidateSecretFiles checks a task's secret files; the error is a *FieldError naming
+// prefix[i].container_path (prefix is "secret_files" in Agora's own API).
+func ValidateSecretFiles(prefix string, fs []SecretFile, hasImage bool) error {
+	if len(fs) > MaxSecretFiles {
+		return &FieldError{Field: prefix, Msg: fmt.Sprintf("%d secret files: at most %d", len(fs), MaxSecretFiles)}
+	}
+	seen := make(map[string]bool, len(fs))
+	for i, f := range fs {
+		field := fmt.Sprintf("%s[%d].container_path", prefix, i)
+		if err := SecretFilePath(f.ContainerPath, hasImage); err != nil {
+			return &FieldError{Field: field, Msg: err.Error()}
+		}
+		if seen[f.ContainerPath] {
+			return &FieldError{Field: field, Msg: fmt.Sprintf("%q is given twice", f.ContainerPath)}
+		}
+		seen[f.ContainerPath] = true
+	}
+	return nil
+}
