@@ -527,6 +527,9 @@ func (s *scheduler) checkTaskLocked(t *schedTerm, ti api.TaskInfo, pool resource
 	if ti.Image == "" && ti.Cmd == "" && len(ti.Args) == 0 {
 		return &api.FieldError{Field: "cmd", Msg: "a task without an image needs a command or args (the program and its arguments)"}
 	}
+	if err := api.ValidatePortProtocols(ti.PortProtocols, int(ti.Resources.Ports.Count())); err != nil {
+		return err
+	}
 	return api.ValidateArtifacts("artifacts", ti.Artifacts)
 }
 
