@@ -84,22 +84,11 @@ func TestOpenClusterTakesAgentsFromThisMachineOnly(t *testing.T) {
 	local, remote := pair.client(pair.node), pair.client(pair.other)
 	host := pair.otherAddr
 	reg := api.AgentRegistration{Hostname: "by-hand", HTTP: "127.0.0.1:1", Resources: mustResources(t, "cpus:8;mem:8192;disk:100")}
-	waitLeaderWith := func(base string) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if code, _, _ := callWith(t, local, "GET", base+"/v1/agents", "", nil); code == http.StatusOK {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no leader at %s within 20s", base)
-			}
-		}
-	}
 	_, got := startProcessIn(t, pair.node, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0",
 		"--http", "0.0.0.0:0", "--insecure-open-api"}, `API:\s+(http://\S+)`, `access:\s+([^\n]*register from this machine only[^\n]*)`)
 	port := portOf(t, got[0])
 	remoteURL, localURL := "http://"+net.JoinHostPort(pair.nodeAddr, port), "http://"+net.JoinHostPort("127.0.0.1", port)
-	waitLeaderWith(localURL)
+	waitLeader(t, local, localURL)
 	for _, path := range []string{"/v1/agents/register", "/v1/agents/some-agent/status"} {
 		code, body, _ := callWith(t, remote, "POST", remoteURL+path, "", reg)
 		if code != http.StatusForbidden || !strings.Contains(body, "no cluster secret") || !strings.Contains(body, "loopback") ||
@@ -124,7 +113,7 @@ func TestOpenClusterTakesAgentsFromThisMachineOnly(t *testing.T) {
 		"--http", "0.0.0.0:0", "--insecure-open-api", "--cluster-secret-file", secret}, `API:\s+(http://\S+)`)
 	port = portOf(t, got[0])
 	remoteURL = "http://" + net.JoinHostPort(pair.nodeAddr, port)
-	waitLeaderWith("http://" + net.JoinHostPort("127.0.0.1", port))
+	waitLeader(t, local, "http://"+net.JoinHostPort("127.0.0.1", port))
 	if code, body, _ := callWith(t, remote, "POST", remoteURL+"/v1/agents/register", "", reg); code != http.StatusUnauthorized {
 		t.Fatalf("a registration without the secret: %d %s, want 401", code, body)
 	}
@@ -242,11 +231,12 @@ func portOf(t *testing.T, u string) string {
 	return pu.Port()
 }
 
-// waitLeader waits until the master at base has a leader (it answers /v1/agents).
-func waitLeader(t *testing.T, base string) {
+// waitLeader waits until the master at base, called through c, has a leader (it answers
+// /v1/agents).
+func waitLeader(t *testing.T, c *http.Client, base string) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if code, _, _ := call(t, "GET", base+"/v1/agents", "", nil); code == http.StatusOK {
+		if code, _, _ := callWith(t, c, "GET", base+"/v1/agents", "", nil); code == http.StatusOK {
 			return
 		}
 		if time.Now().After(deadline) {
