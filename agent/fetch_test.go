@@ -1,65 +1,16 @@
 package agent
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/agent/fetcher/fetchertest"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/task"
 )
-
-// artifactServer serves artifacts on loopback and counts the downloads of each.
-type artifactServer struct {
-	*httptest.Server
-	mu   sync.Mutex
-	hits map[string]int
-}
-
-func newArtifactServer(t *testing.T, files map[string][]byte) *artifactServer {
-	s := &artifactServer{hits: map[string]int{}}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.hits[r.URL.Path]++
-		s.mu.Unlock()
-		b, ok := files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write(b)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *artifactServer) count(p string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.hits[p]
-}
-
-func tarball(t *testing.T, files map[string]string) []byte {
-	var buf bytes.Buffer
-	z := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(z)
-	for name, body := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte(body))
-	}
-	tw.Close()
-	z.Close()
-	return buf.Bytes()
-}
 
 // TestArtifactsFetchedIntoTheSandbox: a task, run as the agent's default user (nobody), reads a
 // fetched file and a file of an extracted tarball, runs a fetched executable, and may change
@@ -67,9 +18,9 @@ func tarball(t *testing.T, files map[string]string) []byte {
 // downloaded again; a 404 fails the launch with the URI in the message; so does an artifact
 // over the agent's size bound.
 func TestArtifactsFetchedIntoTheSandbox(t *testing.T) {
-	srv := newArtifactServer(t, map[string][]byte{
+	srv := fetchertest.NewServer(t, map[string][]byte{
 		"/greeting.txt":  []byte("hello from the artifact"),
-		"/bundle.tar.gz": tarball(t, map[string]string{"bundle/data.txt": "from the tarball"}),
+		"/bundle.tar.gz": fetchertest.TarGz(t, map[string]string{"bundle/data.txt": "from the tarball"}),
 		"/tool.sh":       []byte("#!/bin/sh\necho tool ran as $(id -un)\n"),
 		"/big.bin":       bytes.Repeat([]byte("x"), 64<<10),
 	})
@@ -103,7 +54,7 @@ func TestArtifactsFetchedIntoTheSandbox(t *testing.T) {
 	if out := a.logs(t, "cached", "stdout"); out != "hello from the artifact" {
 		t.Errorf("the second task read %q from the cached artifact", out)
 	}
-	if n := srv.count("/greeting.txt"); n != 1 {
+	if n := srv.Count("/greeting.txt"); n != 1 {
 		t.Errorf("greeting.txt, fetched with cache by two tasks, was downloaded %d times", n)
 	}
 
@@ -126,7 +77,7 @@ func TestArtifactsFetchedIntoTheSandbox(t *testing.T) {
 // loopback (or link-local, private) address — a task cannot make it read the host's own
 // services or a cloud's metadata — and the launch fails naming the flag that would allow it.
 func TestArtifactsFromNonPublicAddressesRefused(t *testing.T) {
-	srv := newArtifactServer(t, map[string][]byte{"/internal.txt": []byte("not for tasks")})
+	srv := fetchertest.NewServer(t, map[string][]byte{"/internal.txt": []byte("not for tasks")})
 	e := newEnv(t)
 	a := e.start()
 	uri := srv.URL + "/internal.txt"
@@ -136,7 +87,7 @@ func TestArtifactsFromNonPublicAddressesRefused(t *testing.T) {
 	if st.Reason != task.ReasonContainerLaunchFailed || !strings.Contains(st.Message, uri) || !strings.Contains(st.Message, "--fetch-allow-net 127.0.0.1/32") {
 		t.Errorf("nosy: %s %q, want REASON_CONTAINER_LAUNCH_FAILED naming %s and --fetch-allow-net", st.Reason, st.Message, uri)
 	}
-	if n := srv.count("/internal.txt"); n != 0 {
+	if n := srv.Count("/internal.txt"); n != 0 {
 		t.Errorf("the agent asked the loopback server %d times", n)
 	}
 }

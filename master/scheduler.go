@@ -197,6 +197,10 @@ type taskEntry struct {
 	agentID string
 	status  api.TaskStatus // the latest, from the agent or the master
 	agentTS time.Time      // timestamp of the latest update from the agent
+	// statuses are the states it went through, oldest first, as Mesos lists a task's statuses:
+	// the latest update of each run of updates in one state, TASK_STAGING left out; at most
+	// maxStatuses, the oldest dropped first. A new leader starts them from what agents report.
+	statuses []statusMark
 	// unacked is the agent's update last sent to the framework and not acknowledged yet; it is
 	// sent again when the framework subscribes again.
 	unacked *api.TaskStatus
@@ -205,6 +209,39 @@ type taskEntry struct {
 	heldBy        string
 	killRequested bool // a kill came while the launch was on its way
 	ran           bool // it has been TASK_RUNNING
+}
+
+// statusMark is one entry of a task's statuses.
+type statusMark struct {
+	State     task.State
+	Timestamp time.Time
+	Healthy   *bool
+	FromAgent bool // the agent's (or its executor's) update, not one the master made
+}
+
+// maxStatuses bounds a task's statuses: a task's life has a handful of states, but one on an
+// agent that keeps being cut off and coming back would go UNREACHABLE, RUNNING, ... for ever.
+const maxStatuses = 16
+
+// noteStatus adds st to the task's statuses, taking the place of the last one when it is in
+// the same state.
+func (e *taskEntry) noteStatus(st api.TaskStatus) {
+	if st.State == task.Staging {
+		return
+	}
+	m := statusMark{State: st.State, Timestamp: st.Timestamp, FromAgent: st.Source != task.SourceMaster}
+	if st.Healthy != nil {
+		h := *st.Healthy
+		m.Healthy = &h
+	}
+	if n := len(e.statuses); n > 0 && e.statuses[n-1].State == st.State {
+		e.statuses[n-1] = m
+		return
+	}
+	if len(e.statuses) == maxStatuses {
+		e.statuses = append(e.statuses[:0], e.statuses[1:]...)
+	}
+	e.statuses = append(e.statuses, m)
 }
 
 // launchKey names the launches that take one another's place when they fail: a framework's
@@ -548,6 +585,7 @@ func (s *scheduler) setStatusLocked(t *schedTerm, e *taskEntry, st api.TaskStatu
 	st.AgentID = e.agentID
 	st.FrameworkID = e.info.FrameworkID
 	e.status = st
+	e.noteStatus(st)
 	if st.State == task.Running {
 		e.ran = true
 	}
@@ -674,11 +712,13 @@ func (s *scheduler) frameworksView() ([]api.FrameworkState, error) {
 	return out, nil
 }
 
-// taskView is one task of the leader's table: what was launched, where, and its latest state.
+// taskView is one task of the leader's table: what was launched, where, its latest state and
+// the states it went through.
 type taskView struct {
-	Info    api.TaskInfo // secrets masked
-	AgentID string
-	Status  api.TaskStatus
+	Info     api.TaskInfo // secrets masked
+	AgentID  string
+	Status   api.TaskStatus
+	Statuses []statusMark
 }
 
 // tasksFullView is every task of the leader's table with what was launched, by id.
@@ -691,7 +731,7 @@ func (s *scheduler) tasksFullView() ([]taskView, error) {
 	}
 	out := make([]taskView, 0, len(t.tasks))
 	for _, e := range t.tasks {
-		out = append(out, taskView{Info: e.info.Masked(), AgentID: e.agentID, Status: e.status})
+		out = append(out, taskView{Info: e.info.Masked(), AgentID: e.agentID, Status: e.status, Statuses: slices.Clone(e.statuses)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Info.TaskID < out[j].Info.TaskID })
 	return out, nil

@@ -105,6 +105,7 @@ func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 		te := t.tasks[tk.Info.TaskID]
 		if te == nil {
 			te = &taskEntry{info: tk.Info, agentID: e.info.ID, status: st, agentTS: st.Timestamp, ran: tk.StartedAt != nil || st.State == task.Running}
+			te.noteStatus(st)
 			t.putTask(te)
 			if st.State.IsTerminal() {
 				t.keepEndedLocked(te, s.cfg.KeepEnded) // listed among the ended, and forgotten in turn

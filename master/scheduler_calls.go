@@ -530,6 +530,9 @@ func (s *scheduler) checkTaskLocked(t *schedTerm, ti api.TaskInfo, pool resource
 	if err := api.ValidateSecretFiles("secret_files", ti.SecretFiles, ti.Image != ""); err != nil {
 		return err
 	}
+	if err := api.ValidatePortProtocols(ti.PortProtocols, int(ti.Resources.Ports.Count())); err != nil {
+		return err
+	}
 	return api.ValidateArtifacts("artifacts", ti.Artifacts)
 }
 

@@ -257,6 +257,11 @@ func TestInvalidLaunchesEndAsTaskError(t *testing.T) {
 	noCmd.Cmd = ""
 	badPort := sleepTask("bad-port", 0.1, 32)
 	badPort.Resources.Ports = resources.Ranges{{Begin: 40000, End: 40000}}
+	badProtocol := sleepTask("bad-protocol", 0.1, 32)
+	badProtocol.Resources.Ports = resources.Ranges{{Begin: 31000, End: 31000}}
+	badProtocol.PortProtocols = []string{"sctp"}
+	extraProtocol := sleepTask("extra-protocol", 0.1, 32)
+	extraProtocol.PortProtocols = []string{"tcp"}
 	tasks := []api.TaskInfo{
 		sleepTask("good", 1, 1024),
 		sleepTask("good", 0.1, 32),     // the same id twice
@@ -265,12 +270,14 @@ func TestInvalidLaunchesEndAsTaskError(t *testing.T) {
 		sleepTask("no-mem", 0.1, 0),    // no memory
 		noCmd,                          // nothing to run
 		badPort,                        // a port not offered
+		badProtocol,                    // a port protocol service discovery cannot show
+		extraProtocol,                  // the protocol of a port it does not have
 		sleepTask("fits-too", 3, 3072), // exactly what is left
 	}
 	if err := ss.Accept([]string{o.ID}, launch(tasks...), refuse(0)); err != nil {
 		t.Fatal(err)
 	}
-	for id, field := range map[string]string{"too-big": "resources", "bad/id": "task_id", "no-mem": "resources", "no-cmd": "cmd", "bad-port": "resources"} {
+	for id, field := range map[string]string{"too-big": "resources", "bad/id": "task_id", "no-mem": "resources", "no-cmd": "cmd", "bad-port": "resources", "bad-protocol": "port_protocols[0]", "extra-protocol": "port_protocols"} {
 		st := expectUpdate(t, ss, id, task.Error)
 		if st.Reason != task.ReasonTaskInvalid || !strings.Contains(st.Message, "."+field+":") {
 			t.Errorf("%s: %+v, want REASON_TASK_INVALID naming %s", id, st, field)

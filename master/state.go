@@ -271,12 +271,20 @@ func mesosTaskName(name string) string {
 }
 
 // mesosState shapes the state as a Mesos master's /master/state. Tasks that have not ended
-// are their framework's tasks, ended ones its completed_tasks; each has one status, its latest
-// (the leader keeps no more), with the agent's IP as its network's address (tasks use the
-// host's network). Frameworks have no pid: they speak the HTTP scheduler API, as Mesos omits it
-// for such frameworks.
+// are their framework's tasks, ended ones its completed_tasks; their statuses are the states
+// they went through as Mesos lists them (the latest update of each), those the agent reported
+// with the agent's IP as their network's address (tasks use the host's network). Frameworks
+// have no pid: they speak the HTTP scheduler API, as Mesos omits it for such frameworks.
 func mesosState(in stateInput) mesosStateJSON {
 	host, port := hostPort(in.leaderHTTP)
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		// The API listens on every address (or names none): the leader's pid takes the IP
+		// other masters reach it on, as a Mesos master advertises one. Mesos-DNS makes the
+		// leader's A record of it and fails on anything but an IP.
+		if raftHost, _ := hostPort(in.leaderRaft); net.ParseIP(raftHost) != nil {
+			host = raftHost
+		}
+	}
 	pid := "master@" + net.JoinHostPort(host, strconv.Itoa(port))
 	info := version.Get()
 	st := mesosStateJSON{
@@ -369,12 +377,15 @@ func toMesosTask(t taskView, role, ip string) mesosTask {
 		ID: t.Info.TaskID, Name: name, FrameworkID: t.Info.FrameworkID, SlaveID: t.AgentID, State: string(t.Status.State), Role: role,
 		Resources: toMesosResources(t.Info.Resources),
 	}
-	status := mesosStatus{State: string(t.Status.State), Timestamp: seconds(t.Status.Timestamp), Healthy: t.Status.Healthy,
-		ContainerStatus: mesosContainerStatus{NetworkInfos: []mesosNetworkInfo{}}}
-	if ip != "" {
-		status.ContainerStatus.NetworkInfos = []mesosNetworkInfo{{IPAddresses: []mesosIPAddress{{IPAddress: ip}}}}
+	mt.Statuses = make([]mesosStatus, 0, len(t.Statuses))
+	for _, m := range t.Statuses {
+		status := mesosStatus{State: string(m.State), Timestamp: seconds(m.Timestamp), Healthy: m.Healthy,
+			ContainerStatus: mesosContainerStatus{NetworkInfos: []mesosNetworkInfo{}}}
+		if ip != "" && m.FromAgent {
+			status.ContainerStatus.NetworkInfos = []mesosNetworkInfo{{IPAddresses: []mesosIPAddress{{IPAddress: ip}}}}
+		}
+		mt.Statuses = append(mt.Statuses, status)
 	}
-	mt.Statuses = []mesosStatus{status}
 	keys := make([]string, 0, len(t.Info.Labels))
 	for k := range t.Info.Labels {
 		keys = append(keys, k)
@@ -388,11 +399,19 @@ func toMesosTask(t taskView, role, ip string) mesosTask {
 	i := 0
 	for _, rg := range t.Info.Resources.Ports {
 		for p := rg.Begin; p <= rg.End; p++ {
-			port := mesosPort{Number: p, Protocol: "tcp"}
+			var name string
 			if i < len(t.Info.PortNames) {
-				port.Name = t.Info.PortNames[i]
+				name = t.Info.PortNames[i]
 			}
-			mt.Discovery.Ports.Ports = append(mt.Discovery.Ports.Ports, port)
+			protocols := "tcp"
+			if i < len(t.Info.PortProtocols) && t.Info.PortProtocols[i] != "" {
+				protocols = t.Info.PortProtocols[i]
+			}
+			// One port each protocol ("udp,tcp": two), as Marathon describes them to Mesos:
+			// Mesos-DNS makes an SRV record under _udp or _tcp of each.
+			for _, proto := range strings.Split(protocols, ",") {
+				mt.Discovery.Ports.Ports = append(mt.Discovery.Ports.Ports, mesosPort{Number: p, Name: name, Protocol: proto})
+			}
 			i++
 		}
 	}

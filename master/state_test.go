@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -70,14 +71,17 @@ func shapeDiff(path string, want, got any) []string {
 
 // TestMesosStateShape: /master/state has every field, of the JSON type, that Mesos documents
 // and Mesos-DNS and Mesos exporters read (testdata/mesos_state_shape.json); the values they
-// parse are in Mesos's forms: pids as name@ip:port, times as float seconds, ports as
-// "[a-b, c-d]", Marathon's task names as Mesos-DNS makes records of them, the agent's IP in
-// the running status, and ended tasks among completed_tasks.
+// parse are in Mesos's forms: pids as name@ip:port (the leader's an IP even when the API
+// listens on every address), times as float seconds, ports as "[a-b, c-d]", Marathon's task
+// names as Mesos-DNS makes records of them, statuses as the states a task went through with
+// the agent's IP in those the agent reported, discovery ports under their protocols, and
+// ended tasks among completed_tasks.
 func TestMesosStateShape(t *testing.T) {
 	at := time.Date(2026, 12, 6, 20, 24, 17, 909_000_000, time.UTC)
 	ports := resources.Ranges{{Begin: 31000, End: 31001}}
+	healthy := true
 	in := stateInput{
-		clusterID: "c-1", leaderID: "m-1", leaderHTTP: "127.0.0.1:5050", hostname: "node-a", startedAt: at,
+		clusterID: "c-1", leaderID: "m-1", leaderHTTP: "127.0.0.1:5050", leaderRaft: "10.0.0.1:5052", hostname: "node-a", startedAt: at,
 		agents: []api.AgentView{
 			{Agent: api.Agent{ID: "a-1", Hostname: "node-a", HTTP: "10.0.0.5:5051", Resources: resources.Resources{CPUs: 4, Mem: 4096, Disk: 1000, Ports: resources.Ranges{{Begin: 31000, End: 32000}}},
 				Attributes: map[string]string{"rack": "r1"}, RegisteredAt: at}, State: "active", Used: resources.Resources{CPUs: 0.5, Mem: 64, Ports: ports}, Tasks: 1},
@@ -86,10 +90,16 @@ func TestMesosStateShape(t *testing.T) {
 		frameworks: []api.FrameworkState{{Info: api.FrameworkInfo{ID: "fw-1", Name: "marathon", Role: "*", FailoverTimeout: 604800, RegisteredAt: at, Capabilities: []string{"PARTITION_AWARE"}},
 			Connected: true, Active: true, Allocated: resources.Resources{CPUs: 0.5, Mem: 64, Ports: ports}}},
 		tasks: []taskView{
-			{Info: api.TaskInfo{TaskID: "shop_web.1", FrameworkID: "fw-1", Name: "/shop/web", Resources: resources.Resources{CPUs: 0.5, Mem: 64, Ports: ports}, PortNames: []string{"http"}, Labels: map[string]string{"tier": "front"}},
-				AgentID: "a-1", Status: api.TaskStatus{TaskID: "shop_web.1", State: task.Running, Timestamp: at}},
+			{Info: api.TaskInfo{TaskID: "shop_web.1", FrameworkID: "fw-1", Name: "/shop/web", Resources: resources.Resources{CPUs: 0.5, Mem: 64, Ports: ports},
+				PortNames: []string{"http", "dns"}, PortProtocols: []string{"", "udp,tcp"}, Labels: map[string]string{"tier": "front"}},
+				AgentID: "a-1", Status: api.TaskStatus{TaskID: "shop_web.1", State: task.Running, Timestamp: at.Add(2 * time.Second), Healthy: &healthy},
+				Statuses: []statusMark{{State: task.Starting, Timestamp: at, FromAgent: true}, {State: task.Running, Timestamp: at.Add(2 * time.Second), Healthy: &healthy, FromAgent: true}}},
 			{Info: api.TaskInfo{TaskID: "shop_web.0", FrameworkID: "fw-1", Name: "/shop/web", Resources: resources.Resources{CPUs: 0.5, Mem: 64}},
-				AgentID: "a-1", Status: api.TaskStatus{TaskID: "shop_web.0", State: task.Failed, Timestamp: at}},
+				AgentID: "a-1", Status: api.TaskStatus{TaskID: "shop_web.0", State: task.Failed, Timestamp: at},
+				Statuses: []statusMark{{State: task.Starting, Timestamp: at, FromAgent: true}, {State: task.Failed, Timestamp: at, FromAgent: true}}},
+			{Info: api.TaskInfo{TaskID: "shop_web.2", FrameworkID: "fw-1", Name: "/shop/web", Resources: resources.Resources{CPUs: 0.5, Mem: 64}},
+				AgentID: "a-1", Status: api.TaskStatus{TaskID: "shop_web.2", State: task.Unreachable, Timestamp: at.Add(time.Minute), Source: task.SourceMaster},
+				Statuses: []statusMark{{State: task.Running, Timestamp: at, FromAgent: true}, {State: task.Unreachable, Timestamp: at.Add(time.Minute)}}},
 		},
 	}
 	b, err := json.Marshal(mesosState(in))
@@ -122,23 +132,92 @@ func TestMesosStateShape(t *testing.T) {
 		t.Errorf("slaves (the removed one left out): %+v", st.Slaves)
 	}
 	fw := st.Frameworks[0]
-	if len(fw.Tasks) != 1 || len(fw.CompletedTasks) != 1 || fw.CompletedTasks[0].ID != "shop_web.0" {
-		t.Fatalf("tasks %+v, completed %+v", fw.Tasks, fw.CompletedTasks)
+	if len(fw.Tasks) != 1 || len(fw.CompletedTasks) != 1 || fw.CompletedTasks[0].ID != "shop_web.0" || len(fw.UnreachableTasks) != 1 {
+		t.Fatalf("tasks %+v, completed %+v, unreachable %+v", fw.Tasks, fw.CompletedTasks, fw.UnreachableTasks)
 	}
 	tk := fw.Tasks[0]
 	if tk.Name != "web.shop" || tk.SlaveID != "a-1" || tk.Resources.Ports != "[31000-31001]" || tk.State != "TASK_RUNNING" {
 		t.Errorf("task: %+v", tk)
 	}
-	if s := tk.Statuses[0]; s.State != "TASK_RUNNING" || s.ContainerStatus.NetworkInfos[0].IPAddresses[0].IPAddress != "10.0.0.5" {
-		t.Errorf("status: %+v", s)
+	// Mesos-DNS takes the task's IP from its latest TASK_RUNNING status.
+	if ss := tk.Statuses; len(ss) != 2 || ss[0].State != "TASK_STARTING" || ss[1].State != "TASK_RUNNING" || ss[1].Timestamp-ss[0].Timestamp != 2 ||
+		ss[1].Healthy == nil || !*ss[1].Healthy || ss[1].ContainerStatus.NetworkInfos[0].IPAddresses[0].IPAddress != "10.0.0.5" {
+		t.Errorf("statuses: %+v", ss)
 	}
-	if d := tk.Discovery; d.Name != "web.shop" || len(d.Ports.Ports) != 2 || d.Ports.Ports[0].Name != "http" || d.Ports.Ports[1].Number != 31001 {
-		t.Errorf("discovery: %+v", d)
+	// A status the master made (the agent was cut off) says nothing of the task's network.
+	if ss := fw.UnreachableTasks[0].Statuses; len(ss) != 2 || ss[1].State != "TASK_UNREACHABLE" || len(ss[1].ContainerStatus.NetworkInfos) != 0 ||
+		len(ss[0].ContainerStatus.NetworkInfos) != 1 {
+		t.Errorf("statuses of the unreachable task: %+v", ss)
+	}
+	wantPorts := []mesosPort{{Number: 31000, Name: "http", Protocol: "tcp"}, {Number: 31001, Name: "dns", Protocol: "udp"}, {Number: 31001, Name: "dns", Protocol: "tcp"}}
+	if d := tk.Discovery; d.Name != "web.shop" || d.Visibility != "FRAMEWORK" || !slices.Equal(d.Ports.Ports, wantPorts) {
+		t.Errorf("discovery: %+v, want ports %+v", d, wantPorts)
 	}
 	if len(tk.Labels) != 1 || tk.Labels[0] != (mesosLabel{"tier", "front"}) {
 		t.Errorf("labels: %+v", tk.Labels)
 	}
 	if strings.Contains(string(b), `"pid":""`) {
 		t.Error("an empty pid: Mesos-DNS refuses to parse the state")
+	}
+
+	// An API on every address: the leader's pid has the IP raft reaches it on (Mesos-DNS makes
+	// leader.mesos of it, and stops at anything but an IP).
+	for _, listen := range []string{"0.0.0.0:5050", "[::]:5050", ":5050"} {
+		in.leaderHTTP = listen
+		if got := mesosState(in); got.Leader != "master@10.0.0.1:5050" || got.LeaderInfo.Address.IP != "10.0.0.1" {
+			t.Errorf("API on %s: leader %q, %+v", listen, got.Leader, got.LeaderInfo.Address)
+		}
+	}
+}
+
+// TestTaskStatusesAsMesosListsThem: a task's statuses are the states it went through, oldest
+// first, each run of updates in one state kept as its latest (a health change of a running task
+// replaces the running status), TASK_STAGING left out as Mesos does, and a task that keeps
+// coming and going keeps only its latest maxStatuses.
+func TestTaskStatusesAsMesosListsThem(t *testing.T) {
+	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+	healthy := true
+	var e taskEntry
+	for i, st := range []api.TaskStatus{
+		{State: task.Staging, Source: task.SourceMaster},
+		{State: task.Starting, Source: task.SourceExecutor},
+		{State: task.Running, Source: task.SourceExecutor},
+		{State: task.Running, Source: task.SourceExecutor, Healthy: &healthy},
+		{State: task.Unreachable, Source: task.SourceMaster, Healthy: &healthy},
+		{State: task.Running, Source: task.SourceExecutor, Healthy: &healthy},
+		{State: task.Killed, Source: task.SourceExecutor},
+	} {
+		st.Timestamp = at.Add(time.Duration(i) * time.Second)
+		e.noteStatus(st)
+	}
+	healthy = false // what was noted is a copy
+	want := []statusMark{
+		{State: task.Starting, Timestamp: at.Add(1 * time.Second), FromAgent: true},
+		{State: task.Running, Timestamp: at.Add(3 * time.Second), FromAgent: true},
+		{State: task.Unreachable, Timestamp: at.Add(4 * time.Second)},
+		{State: task.Running, Timestamp: at.Add(5 * time.Second), FromAgent: true},
+		{State: task.Killed, Timestamp: at.Add(6 * time.Second), FromAgent: true},
+	}
+	if len(e.statuses) != len(want) {
+		t.Fatalf("statuses %+v, want %+v", e.statuses, want)
+	}
+	for i, m := range e.statuses {
+		wantHealthy := i >= 1 && i <= 3
+		if m.State != want[i].State || !m.Timestamp.Equal(want[i].Timestamp) || m.FromAgent != want[i].FromAgent || (m.Healthy != nil && *m.Healthy) != wantHealthy {
+			t.Errorf("statuses[%d] = %+v, want %+v (healthy %v)", i, m, want[i], wantHealthy)
+		}
+	}
+
+	var flapping taskEntry
+	for i := range 3 * maxStatuses {
+		state := task.Running
+		if i%2 == 1 {
+			state = task.Unreachable
+		}
+		flapping.noteStatus(api.TaskStatus{State: state, Timestamp: at.Add(time.Duration(i) * time.Second)})
+	}
+	last := flapping.statuses[len(flapping.statuses)-1]
+	if len(flapping.statuses) != maxStatuses || !last.Timestamp.Equal(at.Add(time.Duration(3*maxStatuses-1)*time.Second)) {
+		t.Fatalf("%d statuses, the last %+v: want the latest %d", len(flapping.statuses), last, maxStatuses)
 	}
 }

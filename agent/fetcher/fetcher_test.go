@@ -12,43 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/agent/fetcher/fetchertest"
 	"github.com/agora-sched/agora/pkg/api"
 )
-
-// server serves files by path and counts the requests for each.
-type server struct {
-	*httptest.Server
-	mu    sync.Mutex
-	files map[string][]byte
-	hits  map[string]int
-}
-
-func newServer(t *testing.T, files map[string][]byte) *server {
-	s := &server{files: files, hits: map[string]int{}}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.hits[r.URL.Path]++
-		b, ok := s.files[r.URL.Path]
-		s.mu.Unlock()
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write(b)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *server) count(p string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.hits[p]
-}
 
 type tarEntry struct {
 	name, body, link string
@@ -129,7 +98,7 @@ func read(t *testing.T, p string) string {
 // file, an executable one gets mode 0755, a tarball and a zip are unpacked beside themselves
 // with their directories, modes and links, but no setuid bit.
 func TestFetchPlainExecutableAndExtracted(t *testing.T) {
-	srv := newServer(t, map[string][]byte{
+	srv := fetchertest.NewServer(t, map[string][]byte{
 		"/conf.txt":          []byte("hello"),
 		"/tool.sh":           []byte("#!/bin/sh\necho tool\n"),
 		"/bundle.tar.gz":     tarGz(t, tarEntry{name: "app/", dir: true, mode: 0o755}, tarEntry{name: "app/data", body: "from the tarball"}, tarEntry{name: "app/run", body: "x", mode: 0o4755}, tarEntry{name: "app/current", link: "data"}),
@@ -175,7 +144,7 @@ func TestFetchPlainExecutableAndExtracted(t *testing.T) {
 // TestFetchFailuresNameTheURI: a 404, an unreachable server and a download over the size bound
 // fail with the URI and the cause in the error.
 func TestFetchFailuresNameTheURI(t *testing.T) {
-	srv := newServer(t, map[string][]byte{"/big": bytes.Repeat([]byte("x"), 2048)})
+	srv := fetchertest.NewServer(t, map[string][]byte{"/big": bytes.Repeat([]byte("x"), 2048)})
 	dead := httptest.NewServer(http.NotFoundHandler())
 	deadURL := dead.URL
 	dead.Close()
@@ -204,7 +173,7 @@ func TestFetchFailuresNameTheURI(t *testing.T) {
 // entries or links lead out of the sandbox, fails and writes nothing outside it.
 func TestArchiveBombsAndEscapesRefused(t *testing.T) {
 	outside := t.TempDir()
-	srv := newServer(t, map[string][]byte{
+	srv := fetchertest.NewServer(t, map[string][]byte{
 		"/bomb.tar.gz":   tarGz(t, tarEntry{name: "a", body: strings.Repeat("0", 3000)}),
 		"/escape.tar.gz": tarGz(t, tarEntry{name: "../../evil", body: "x"}),
 		"/abs.tar.gz":    tarGz(t, tarEntry{name: "/tmp/evil", body: "x"}),
@@ -228,7 +197,7 @@ func TestArchiveBombsAndEscapesRefused(t *testing.T) {
 // one without is downloaded each time; the cache keeps within its bound by dropping the least
 // recently used, and a restarted fetcher finds what it holds.
 func TestCacheHitAndLRUEviction(t *testing.T) {
-	srv := newServer(t, map[string][]byte{"/a": bytes.Repeat([]byte("a"), 400), "/b": bytes.Repeat([]byte("b"), 400), "/c": bytes.Repeat([]byte("c"), 400)})
+	srv := fetchertest.NewServer(t, map[string][]byte{"/a": bytes.Repeat([]byte("a"), 400), "/b": bytes.Repeat([]byte("b"), 400), "/c": bytes.Repeat([]byte("c"), 400)})
 	dir := filepath.Join(t.TempDir(), "cache")
 	f := newFetcher(t, Config{CacheDir: dir, CacheBytes: 1000})
 	fetch := func(p string, cache bool) {
@@ -244,12 +213,12 @@ func TestCacheHitAndLRUEviction(t *testing.T) {
 	fetch("/a", true)
 	fetch("/a", true)
 	fetch("/a", true)
-	if n := srv.count("/a"); n != 1 {
+	if n := srv.Count("/a"); n != 1 {
 		t.Fatalf("/a, cached, was downloaded %d times for three tasks", n)
 	}
 	fetch("/b", false)
 	fetch("/b", false)
-	if n := srv.count("/b"); n != 2 {
+	if n := srv.Count("/b"); n != 2 {
 		t.Fatalf("/b, not cached, was downloaded %d times for two tasks", n)
 	}
 	fetch("/b", true) // cache: a, b (800 bytes)
@@ -258,14 +227,14 @@ func TestCacheHitAndLRUEviction(t *testing.T) {
 	if n, b := f.CacheUsage(); n != 2 || b != 800 {
 		t.Fatalf("cache holds %d downloads, %d bytes; want 2, 800", n, b)
 	}
-	before := srv.count("/b")
+	before := srv.Count("/b")
 	fetch("/a", true)
 	fetch("/c", true)
-	if srv.count("/a") != 1 || srv.count("/c") != 1 {
-		t.Fatalf("a and c were downloaded again: %d, %d", srv.count("/a"), srv.count("/c"))
+	if srv.Count("/a") != 1 || srv.Count("/c") != 1 {
+		t.Fatalf("a and c were downloaded again: %d, %d", srv.Count("/a"), srv.Count("/c"))
 	}
 	fetch("/b", true)
-	if srv.count("/b") != before+1 {
+	if srv.Count("/b") != before+1 {
 		t.Fatal("b, evicted, was not downloaded again")
 	}
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agora-sched/agora/agent/fetcher/fetchertest"
 	"github.com/agora-sched/agora/pkg/api"
 )
 
@@ -18,7 +19,7 @@ import (
 // by a name that resolves to one, not through a redirect from a network it was allowed — and
 // its error names the flag that allows the address; an allowed network is fetched from.
 func TestDownloadsKeepToThePublicInternet(t *testing.T) {
-	secret := newServer(t, map[string][]byte{"/token": []byte("the agent's secret")})
+	secret := fetchertest.NewServer(t, map[string][]byte{"/token": []byte("the agent's secret")})
 	ctx := context.Background()
 
 	f, err := New(Config{}) // no AllowNets: what an agent started without --fetch-allow-net has
@@ -64,7 +65,7 @@ func TestDownloadsKeepToThePublicInternet(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1 is a loopback address") {
 		t.Errorf("redirect to a network not allowed: %v, want refused", err)
 	}
-	if n := secret.count("/token"); n != 0 {
+	if n := secret.Count("/token"); n != 0 {
 		t.Errorf("the server nobody allowed was asked %d times", n)
 	}
 }

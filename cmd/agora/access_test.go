@@ -22,6 +22,12 @@ import (
 // call sends a request with a token ("" for none) and returns the status and body.
 func call(t *testing.T, method, url, token string, body any) (int, string, http.Header) {
 	t.Helper()
+	return callWith(t, http.DefaultClient, method, url, token, body)
+}
+
+// callWith is call through the client c.
+func callWith(t *testing.T, c *http.Client, method, url, token string, body any) (int, string, http.Header) {
+	t.Helper()
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -32,7 +38,7 @@ func call(t *testing.T, method, url, token string, body any) (int, string, http.
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

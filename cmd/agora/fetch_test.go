@@ -1,16 +1,14 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agora-sched/agora/agent/fetcher/fetchertest"
 )
 
 // TestMarathonFetchAndURIs: an app's fetch (a file, an executable, a tarball extracted) and an
@@ -18,23 +16,8 @@ import (
 // an artifact that answers 404 keeps the app from running, and lastTaskFailure names the URI;
 // a scheme agents cannot fetch is a 422 at its path.
 func TestMarathonFetchAndURIs(t *testing.T) {
-	var tgz bytes.Buffer
-	z := gzip.NewWriter(&tgz)
-	tw := tar.NewWriter(z)
-	tw.WriteHeader(&tar.Header{Name: "site/index.html", Mode: 0o644, Size: 5, Typeflag: tar.TypeReg})
-	tw.Write([]byte("index"))
-	tw.Close()
-	z.Close()
-	files := map[string][]byte{"/config.json": []byte(`{"k":"v"}`), "/run.sh": []byte("#!/bin/sh\necho ran-script\n"), "/site.tgz": tgz.Bytes()}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, ok := files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write(b)
-	}))
-	defer srv.Close()
+	srv := fetchertest.NewServer(t, map[string][]byte{"/config.json": []byte(`{"k":"v"}`), "/run.sh": []byte("#!/bin/sh\necho ran-script\n"),
+		"/site.tgz": fetchertest.TarGz(t, map[string]string{"site/index.html": "index"})})
 	base, agentBase, _ := startMarathonDev(t, 33300, "--fetch-allow-net", "127.0.0.1/32")
 
 	postApp(t, base, fmt.Sprintf(`{"id": "/fetcher", "cpus": 0.1, "mem": 32, "portDefinitions": [],

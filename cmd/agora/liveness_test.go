@@ -1,60 +1,106 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/chaos/netem"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
 )
 
-// hostAddress is an address of this machine beyond loopback, to call its own services from
-// somewhere other than loopback.
-func hostAddress(t *testing.T) string {
+// netPair is two network namespaces a test makes, joined by a veth pair that exists only inside
+// them: node's (its loopback, and nodeAddr on the pair) for a node under test, and other's
+// (otherAddr) for a machine that is not the node's. Neither reaches the host's network. They
+// are removed when the test ends, however it ends.
+type netPair struct {
+	node, other         string // the namespaces' names
+	nodeAddr, otherAddr string
+}
+
+var netPairSeq atomic.Int32
+
+func newNetPair(t *testing.T) *netPair {
 	t.Helper()
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
-			return n.IP.String()
+	id := fmt.Sprintf("agora-cmd-%d-%d", os.Getpid(), netPairSeq.Add(1))
+	p := &netPair{node: id + "-n", other: id + "-o", nodeAddr: "10.231.7.1", otherAddr: "10.231.7.2"}
+	t.Cleanup(func() {
+		for _, ns := range []string{p.node, p.other} {
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
+				t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+			}
+		}
+	})
+	for _, args := range [][]string{
+		{"netns", "add", p.node},
+		{"netns", "add", p.other},
+		{"-n", p.node, "link", "add", "vn", "type", "veth", "peer", "name", "vo", "netns", p.other},
+		{"-n", p.node, "addr", "add", p.nodeAddr + "/30", "dev", "vn"},
+		{"-n", p.other, "addr", "add", p.otherAddr + "/30", "dev", "vo"},
+		{"-n", p.node, "link", "set", "vn", "up"},
+		{"-n", p.other, "link", "set", "vo", "up"},
+		{"-n", p.node, "link", "set", "lo", "up"},
+		{"-n", p.other, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s (network namespaces need root and iproute2, as CI has; scripts/netdeps.sh installs it): %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	t.Fatalf("this machine has no IPv4 address beyond loopback (%v): the test calls a master from one", addrs)
-	return ""
+	return p
+}
+
+// client is an HTTP client whose connections start in the namespace ns.
+func (p *netPair) client(ns string) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := netem.InNamespace(ns, func() (err error) {
+				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		}}}
 }
 
 // TestOpenClusterTakesAgentsFromThisMachineOnly: a master without a cluster secret whose API
 // listens on every address (--insecure-open-api) takes agents' registrations and status
 // updates from loopback only; from another address they are a 403 that says why and which
-// flag lets other machines' agents in. With the secret, they come from anywhere with it.
+// flag lets other machines' agents in. With the secret, they come from anywhere with it. The
+// master runs in a network namespace of the test's own; the other machine is a second one,
+// joined to it by a veth pair.
 func TestOpenClusterTakesAgentsFromThisMachineOnly(t *testing.T) {
-	host := hostAddress(t)
+	pair := newNetPair(t)
+	local, remote := pair.client(pair.node), pair.client(pair.other)
+	host := pair.otherAddr
 	reg := api.AgentRegistration{Hostname: "by-hand", HTTP: "127.0.0.1:1", Resources: mustResources(t, "cpus:8;mem:8192;disk:100")}
-	_, got := startCmd(t, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0",
+	_, got := startProcessIn(t, pair.node, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0",
 		"--http", "0.0.0.0:0", "--insecure-open-api"}, `API:\s+(http://\S+)`, `access:\s+([^\n]*register from this machine only[^\n]*)`)
 	port := portOf(t, got[0])
-	remote, local := "http://"+net.JoinHostPort(host, port), "http://"+net.JoinHostPort("127.0.0.1", port)
-	waitLeader(t, local)
+	remoteURL, localURL := "http://"+net.JoinHostPort(pair.nodeAddr, port), "http://"+net.JoinHostPort("127.0.0.1", port)
+	waitLeader(t, local, localURL)
 	for _, path := range []string{"/v1/agents/register", "/v1/agents/some-agent/status"} {
-		code, body, _ := call(t, "POST", remote+path, "", reg)
+		code, body, _ := callWith(t, remote, "POST", remoteURL+path, "", reg)
 		if code != http.StatusForbidden || !strings.Contains(body, "no cluster secret") || !strings.Contains(body, "loopback") ||
 			!strings.Contains(body, "--cluster-secret-file") || !strings.Contains(body, host) {
 			t.Fatalf("POST %s from %s to an open cluster: %d %s, want 403 saying why and naming --cluster-secret-file", path, host, code, body)
 		}
 	}
-	if agents := agentViews(t, local); len(agents) != 0 {
-		t.Fatalf("a refused registration left agents: %+v", agents)
+	var agents []api.AgentView
+	if code, body, _ := callWith(t, local, "GET", localURL+"/v1/agents", "", nil); code != http.StatusOK || json.Unmarshal([]byte(body), &agents) != nil || len(agents) != 0 {
+		t.Fatalf("a refused registration left agents: %d %s", code, body)
 	}
-	if code, body, _ := call(t, "POST", local+"/v1/agents/register", "", reg); code != http.StatusOK {
+	if code, body, _ := callWith(t, local, "POST", localURL+"/v1/agents/register", "", reg); code != http.StatusOK {
 		t.Fatalf("a registration from loopback: %d %s", code, body)
 	}
 
@@ -63,15 +109,15 @@ func TestOpenClusterTakesAgentsFromThisMachineOnly(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("the-cluster-secret-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, got = startCmd(t, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0",
+	_, got = startProcessIn(t, pair.node, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0",
 		"--http", "0.0.0.0:0", "--insecure-open-api", "--cluster-secret-file", secret}, `API:\s+(http://\S+)`)
 	port = portOf(t, got[0])
-	remote = "http://" + net.JoinHostPort(host, port)
-	waitLeader(t, "http://"+net.JoinHostPort("127.0.0.1", port))
-	if code, body, _ := call(t, "POST", remote+"/v1/agents/register", "", reg); code != http.StatusUnauthorized {
+	remoteURL = "http://" + net.JoinHostPort(pair.nodeAddr, port)
+	waitLeader(t, local, "http://"+net.JoinHostPort("127.0.0.1", port))
+	if code, body, _ := callWith(t, remote, "POST", remoteURL+"/v1/agents/register", "", reg); code != http.StatusUnauthorized {
 		t.Fatalf("a registration without the secret: %d %s, want 401", code, body)
 	}
-	if code, body, _ := call(t, "POST", remote+"/v1/agents/register", "the-cluster-secret-0123456789", reg); code != http.StatusOK {
+	if code, body, _ := callWith(t, remote, "POST", remoteURL+"/v1/agents/register", "the-cluster-secret-0123456789", reg); code != http.StatusOK {
 		t.Fatalf("a registration from %s with the secret: %d %s", host, code, body)
 	}
 }
@@ -185,11 +231,12 @@ func portOf(t *testing.T, u string) string {
 	return pu.Port()
 }
 
-// waitLeader waits until the master at base has a leader (it answers /v1/agents).
-func waitLeader(t *testing.T, base string) {
+// waitLeader waits until the master at base, called through c, has a leader (it answers
+// /v1/agents).
+func waitLeader(t *testing.T, c *http.Client, base string) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if code, _, _ := call(t, "GET", base+"/v1/agents", "", nil); code == http.StatusOK {
+		if code, _, _ := callWith(t, c, "GET", base+"/v1/agents", "", nil); code == http.StatusOK {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -766,13 +766,7 @@ func TestMarathonHostVolumes(t *testing.T) {
 	}
 	var out string
 	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out, "READONLY") && !strings.Contains(out, "WROTE"); time.Sleep(200 * time.Millisecond) {
-		resp, err := http.Get(agentBase + "/v1/tasks/" + a.Tasks[0].ID + "/logs?stream=stdout")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		out = string(b)
+		out = readLogs(t, agentBase, a.Tasks[0].ID)
 		if time.Now().After(deadline) {
 			t.Fatalf("the task's output: %q", out)
 		}

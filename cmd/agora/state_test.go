@@ -37,6 +37,16 @@ type mesosDNSState struct {
 					} `json:"network_infos"`
 				} `json:"container_status"`
 			} `json:"statuses"`
+			Discovery struct {
+				Name  string `json:"name"`
+				Ports struct {
+					Ports []struct {
+						Number   int    `json:"number"`
+						Name     string `json:"name"`
+						Protocol string `json:"protocol"`
+					} `json:"ports"`
+				} `json:"ports"`
+			} `json:"discovery"`
 		} `json:"tasks"`
 	} `json:"frameworks"`
 	Slaves []struct {
@@ -49,13 +59,16 @@ type mesosDNSState struct {
 
 // TestMesosStateOfADevNode: an `agora dev` node running an app answers /master/state and
 // /state.json as a Mesos master would to Mesos-DNS (the app's task under the Marathon
-// framework, on the slave it names, with its ports, and the agent's IP in its running status;
-// pids as name@ip:port), and /v1/state in Agora's shapes.
+// framework, on the slave it names, with its ports, its statuses from TASK_STARTING to
+// TASK_RUNNING with the agent's IP, its discovery ports under the app's port names and
+// protocols; pids as name@ip:port), and /v1/state in Agora's shapes.
 func TestMesosStateOfADevNode(t *testing.T) {
 	base, _, _ := startMarathonDev(t, 33400)
-	postApp(t, base, `{"id": "/shop/web", "cpus": 0.1, "mem": 32, "cmd": "sleep 1000"}`)
+	postApp(t, base, `{"id": "/shop/web", "cpus": 0.1, "mem": 32, "cmd": "sleep 1000",
+		"portDefinitions": [{"port": 0, "name": "http"}, {"port": 0, "name": "dns", "protocol": "udp,tcp"}]}`)
 	app := waitAppRunning(t, base, "/shop/web", 1)
 	taskID := app.Tasks[0].ID
+	port0, port1 := app.Tasks[0].Ports[0], app.Tasks[0].Ports[1]
 
 	for _, path := range []string{"/master/state", "/state.json", "/master/state.json"} {
 		var st mesosDNSState
@@ -78,13 +91,23 @@ func TestMesosStateOfADevNode(t *testing.T) {
 				if fw.Name != "marathon" || tk.Name != "web.shop" || tk.SlaveID != st.Slaves[0].ID || tk.State != "TASK_RUNNING" || tk.FrameworkID != fw.ID {
 					t.Errorf("%s: the app's task %+v under framework %s %s", path, tk, fw.ID, fw.Name)
 				}
-				var port int
-				if _, err := fmt.Sscanf(tk.Resources.Ports, "[%d-%d]", &port, &port); err != nil || port != app.Tasks[0].Ports[0] {
-					t.Errorf("%s: the task's ports %q, want its port %d", path, tk.Resources.Ports, app.Tasks[0].Ports[0])
+				want := fmt.Sprintf("[%d-%d, %d-%d]", port0, port0, port1, port1)
+				if port1 == port0+1 {
+					want = fmt.Sprintf("[%d-%d]", port0, port1)
 				}
-				if len(tk.Statuses) != 1 || tk.Statuses[0].State != "TASK_RUNNING" || tk.Statuses[0].Timestamp < 1e9 ||
-					tk.Statuses[0].ContainerStatus.NetworkInfos[0].IPAddresses[0].IPAddress != "127.0.0.1" {
-					t.Errorf("%s: statuses %+v", path, tk.Statuses)
+				if tk.Resources.Ports != want {
+					t.Errorf("%s: the task's ports %q, want %s", path, tk.Resources.Ports, want)
+				}
+				// Mesos-DNS's A records take the IP of the latest TASK_RUNNING status.
+				ss := tk.Statuses
+				if len(ss) != 2 || ss[0].State != "TASK_STARTING" || ss[1].State != "TASK_RUNNING" || ss[0].Timestamp < 1e9 || ss[1].Timestamp < ss[0].Timestamp ||
+					ss[1].ContainerStatus.NetworkInfos[0].IPAddresses[0].IPAddress != "127.0.0.1" {
+					t.Errorf("%s: statuses %+v", path, ss)
+				}
+				// Its SRV records: _web.shop._tcp for http, _web.shop._udp and _tcp for dns.
+				want = fmt.Sprintf("[{%d http tcp} {%d dns udp} {%d dns tcp}]", port0, port1, port1)
+				if got := fmt.Sprint(tk.Discovery.Ports.Ports); tk.Discovery.Name != "web.shop" || got != want {
+					t.Errorf("%s: discovery %q %s, want web.shop %s", path, tk.Discovery.Name, got, want)
 				}
 			}
 		}

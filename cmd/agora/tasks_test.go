@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/chaos/netem"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -55,6 +56,18 @@ type process struct {
 // waits until its output matches every pattern; it answers each pattern's first group.
 func startProcess(t *testing.T, args []string, patterns ...string) (*process, []string) {
 	t.Helper()
+	return startProcessWith(t, (*exec.Cmd).Start, args, patterns...)
+}
+
+// startProcessIn is startProcess in the network namespace ns (as `ip netns add` names it).
+func startProcessIn(t *testing.T, ns string, args []string, patterns ...string) (*process, []string) {
+	t.Helper()
+	return startProcessWith(t, func(cmd *exec.Cmd) error { return netem.InNamespace(ns, cmd.Start) }, args, patterns...)
+}
+
+// startProcessWith is startProcess with start starting the process.
+func startProcessWith(t *testing.T, start func(*exec.Cmd) error, args []string, patterns ...string) (*process, []string) {
+	t.Helper()
 	if len(args) == 0 || args[0] != "--log-level" {
 		args = append([]string{"--log-level", "warn"}, args...)
 	}
@@ -62,7 +75,7 @@ func startProcess(t *testing.T, args []string, patterns ...string) (*process, []
 	cmd.Env = append(os.Environ(), envAsAgora+"=1")
 	out := &containerdtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	p := &process{cmd: cmd, out: out}

@@ -307,6 +307,31 @@ func (a App) PortNames() []string {
 	return names
 }
 
+// PortProtocols are the protocols of the ports in order ("" for tcp), as service discovery
+// shows them. One that is not Marathon's (an app kept from before they were checked) is tcp.
+func (a App) PortProtocols() []string {
+	var out []string
+	add := func(p string) {
+		if !validPortProtocol(p) {
+			p = ""
+		}
+		out = append(out, p)
+	}
+	if a.hasPortMappings() {
+		for _, pm := range a.Container.PortMappings {
+			add(pm.Protocol)
+		}
+		return out
+	}
+	for _, pd := range a.PortDefinitions {
+		add(pd.Protocol)
+	}
+	return out
+}
+
+// validPortProtocol: Marathon's protocols of a port, or none (tcp).
+func validPortProtocol(p string) bool { return p == "" || slices.Contains(api.PortProtocols, p) }
+
 // ServicePorts are the app's service ports in order (serviceports.go): its port mappings'
 // servicePort, or its port definitions' port; 0 for one not assigned.
 func (a App) ServicePorts() []int {
@@ -586,12 +611,18 @@ func (a App) Validate() error {
 			if pm.ServicePort < 0 || pm.ServicePort > 65535 {
 				p.add(fmt.Sprintf("/container/portMappings(%d)/servicePort", i), "got %d, expected 0 to 65535 (0: one is assigned)", pm.ServicePort)
 			}
+			if !validPortProtocol(pm.Protocol) {
+				p.add(fmt.Sprintf("/container/portMappings(%d)/protocol", i), "got %q, expected %s", pm.Protocol, strings.Join(api.PortProtocols, ", "))
+			}
 		}
 	}
 	names := map[string]bool{}
 	for i, pd := range a.PortDefinitions {
 		if pd.Port < 0 || pd.Port > 65535 {
 			p.add(fmt.Sprintf("/portDefinitions(%d)/port", i), "got %d, expected 0 to 65535", pd.Port)
+		}
+		if !validPortProtocol(pd.Protocol) {
+			p.add(fmt.Sprintf("/portDefinitions(%d)/protocol", i), "got %q, expected %s", pd.Protocol, strings.Join(api.PortProtocols, ", "))
 		}
 		if pd.Name != "" {
 			if names[pd.Name] {

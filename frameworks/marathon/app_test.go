@@ -44,7 +44,8 @@ func TestValidationNamesEveryPath(t *testing.T) {
 		"upgradeStrategy": {"minimumHealthCapacity": 1.5, "maximumOverCapacity": -0.1},
 		"killSelection": "RANDOM", "constraints": [["hostname", "UNIQUE", "x"], ["rack", "NEAR"]],
 		"healthChecks": [{"protocol": "HTTP", "portIndex": 3}],
-		"container": {"type": "DOCKER", "docker": {"image": "", "privileged": true}},
+		"container": {"type": "DOCKER", "docker": {"image": "", "privileged": true}, "portMappings": [{"containerPort": 80, "protocol": "TCP"}]},
+		"portDefinitions": [{"port": 0, "protocol": "icmp"}],
 		"env": {"DB": {"secret": "missing"}}, "user": "no body"
 	}`))
 	if err != nil {
@@ -68,7 +69,7 @@ func TestValidationNamesEveryPath(t *testing.T) {
 	}
 	for _, want := range []string{"/id", "/cpus", "/mem", "/instances", "/backoffFactor", "/upgradeStrategy/minimumHealthCapacity",
 		"/upgradeStrategy/maximumOverCapacity", "/killSelection", "/constraints(0)", "/constraints(1)", "/healthChecks(0)/portIndex",
-		"/container/docker/image", "/env/DB", "/user"} {
+		"/container/docker/image", "/container/portMappings(0)/protocol", "/portDefinitions(0)/protocol", "/env/DB", "/user"} {
 		if !paths[want] {
 			t.Errorf("no problem reported at %s; got %v", want, ve.Details)
 		}

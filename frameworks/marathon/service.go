@@ -985,7 +985,7 @@ func taskInfo(as *appState, rec InstanceRecord, res resources.Resources) api.Tas
 	}
 	ti := api.TaskInfo{
 		TaskID: rec.ID, Name: a.ID, Resources: res, Image: a.Image(), Cmd: a.Cmd, Args: a.Args, Env: env,
-		Labels: a.Labels, PortNames: a.PortNames(), HealthChecks: a.HealthChecks,
+		Labels: a.Labels, PortNames: a.PortNames(), PortProtocols: a.PortProtocols(), HealthChecks: a.HealthChecks,
 		Privileged: as.needs.Privileged, User: as.needs.User, Volumes: as.needs.Volumes,
 		Artifacts: a.Artifacts(),
 	}

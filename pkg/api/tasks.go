@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,8 +39,12 @@ type TaskInfo struct {
 	// Volumes are host directories mounted into the container.
 	Volumes []Volume `json:"volumes,omitempty"`
 	// PortNames names the task's ports in order, for PORT_<NAME>.
-	PortNames    []string       `json:"port_names,omitempty"`
-	HealthChecks []health.Check `json:"health_checks,omitempty"`
+	PortNames []string `json:"port_names,omitempty"`
+	// PortProtocols are the protocols of its ports in order, as service discovery shows them
+	// (the Mesos-shaped state's discovery ports): "tcp", "udp" or "udp,tcp"; missing or "" is
+	// tcp.
+	PortProtocols []string       `json:"port_protocols,omitempty"`
+	HealthChecks  []health.Check `json:"health_checks,omitempty"`
 	// Privileged runs the container with every capability, the host's devices and no seccomp
 	// filter; an agent refuses it unless started with --allow-privileged (it then has the
 	// attribute PrivilegedAttribute, which the service framework places such tasks by).
@@ -53,6 +58,23 @@ type TaskInfo struct {
 	// Artifacts are downloaded into the sandbox before the task starts; a failed download
 	// fails the launch (TASK_FAILED, REASON_CONTAINER_LAUNCH_FAILED, naming the URI).
 	Artifacts []Artifact `json:"artifacts,omitempty"`
+}
+
+// PortProtocols lists a port's protocols as TaskInfo.PortProtocols may: Marathon's.
+var PortProtocols = []string{"tcp", "udp", "udp,tcp"}
+
+// ValidatePortProtocols checks a task's port protocols: each one of PortProtocols or "", and
+// no more of them than it has ports.
+func ValidatePortProtocols(protocols []string, ports int) error {
+	if len(protocols) > ports {
+		return &FieldError{Field: "port_protocols", Msg: fmt.Sprintf("%d protocols for %d ports", len(protocols), ports)}
+	}
+	for i, p := range protocols {
+		if p != "" && !slices.Contains(PortProtocols, p) {
+			return &FieldError{Field: fmt.Sprintf("port_protocols[%d]", i), Msg: fmt.Sprintf("%q is none of %s", p, strings.Join(PortProtocols, ", "))}
+		}
+	}
+	return nil
 }
 
 // Volume mounts a directory of the agent's host into a task's container (Marathon's host
