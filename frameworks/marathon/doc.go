@@ -18,9 +18,11 @@
 //     ids that are not Marathon's paths or longer than MaxIDLength, mem under
 //     resources.MinTaskMem, an app or group given twice in one request, an app where a group
 //     is, a dependency on itself or on nothing (checkTargets), a cycle, needs no registered
-//     agent meets (agentsCanRun). Query booleans (force, scale, wipe, partialUpdate) and embed
-//     values are read strictly: anything else is a 400 naming the parameter (checkQuery). The
-//     stored definition has instances, cpus, mem and disk filled in (withDefaults).
+//     agent meets (agentsCanRun). Query booleans (force, scale, wipe, partialUpdate) are read
+//     strictly: anything but true or false is a 400 naming the parameter (checkQuery), where
+//     Marathon would read false; embed values Marathon does not know are ignored, as Marathon
+//     ignores them. The stored definition has instances, cpus, mem and disk filled in
+//     (withDefaults); storeUrls (gone from Marathon 1.10) is taken and dropped.
 //
 //   - The leader's loop plans each app with PlanApp (decisions without I/O: scaling by
 //     killSelection, rolling upgrades within upgradeStrategy), kills what the plan says, and

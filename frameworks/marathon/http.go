@@ -57,22 +57,10 @@ func (s *Service) routes() {
 // deployment is changing), scale and wipe (task kills), partialUpdate (PUT of apps).
 var boolParams = []string{"force", "scale", "wipe", "partialUpdate"}
 
-// embedValues are the embed values Marathon knows: an app's (bare, or after apps., app. or
-// group.apps.), a group's, and the queue's lastUnusedOffers.
-var embedValues = func() []string {
-	var out []string
-	for _, prefix := range []string{"", "apps.", "app.", "group.apps."} {
-		for _, e := range []string{"tasks", "deployments", "readiness", "failures", "lastTaskFailure", "counts", "taskStats"} {
-			out = append(out, prefix+e)
-		}
-	}
-	return append(out, "group.groups", "group.apps", "group.pods", "lastUnusedOffers")
-}()
-
 // checkQuery answers 400 naming the parameter, before the handler runs, for a boolean
-// parameter that is not true or false (Marathon reads anything else as false: ?force=ture would
-// quietly not force) and for an embed value Marathon does not know (it ignores those; a
-// misspelt one would quietly embed nothing).
+// parameter that is not true or false. Marathon itself reads anything else as false; Agora
+// refuses it, since ?force=ture would quietly not force. embed values are not checked: Marathon
+// ignores those it does not know (embedOf), and so does Agora.
 func checkQuery(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -81,10 +69,6 @@ func checkQuery(next http.HandlerFunc) http.HandlerFunc {
 				queryError(w, err)
 				return
 			}
-		}
-		if err := frameworks.OneOfParam(q, "embed", embedValues...); err != nil {
-			queryError(w, err)
-			return
 		}
 		next(w, withCaller(r))
 	}
@@ -618,7 +602,8 @@ func newUUID(s *Service) string {
 	return u
 }
 
-// embedOf reads ?embed=apps.tasks,... (or app.tasks for one app).
+// embedOf reads ?embed=apps.tasks,... (or app.tasks for one app); a value Marathon does not
+// know embeds nothing, as in Marathon, which ignores it.
 func embedOf(r *http.Request) map[string]bool {
 	out := map[string]bool{}
 	for _, v := range r.URL.Query()["embed"] {

@@ -44,9 +44,17 @@ var readOnlyFields = []string{
 	"lastTaskFailure", "tasksStats", "readinessCheckResults", "waitingReason",
 }
 
-// withoutReadOnly is a definition a client sent without the fields GET adds (readOnlyFields).
+// ignoredFields are fields older Marathons had that Marathon 1.10 neither takes nor shows:
+// taken from a client that still sends them, and dropped (storeUrls was the artifact store's).
+var ignoredFields = []string{"storeUrls"}
+
+// withoutReadOnly is a definition a client sent without the fields GET adds (readOnlyFields)
+// and those Marathon 1.10 ignores (ignoredFields).
 func withoutReadOnly(d Definition) Definition {
 	for _, k := range readOnlyFields {
+		delete(d, k)
+	}
+	for _, k := range ignoredFields {
 		delete(d, k)
 	}
 	return d
@@ -57,7 +65,7 @@ func withoutReadOnly(d Definition) Definition {
 var (
 	defaultNetworks        = []map[string]string{{"mode": "host"}}
 	defaultHealthNumbers   = []string{"gracePeriodSeconds", "intervalSeconds", "maxConsecutiveFailures", "timeoutSeconds", "delaySeconds"}
-	emptyListFields        = []string{"args", "constraints", "dependencies", "fetch", "healthChecks", "readinessChecks", "storeUrls"}
+	emptyListFields        = []string{"args", "constraints", "dependencies", "fetch", "healthChecks", "readinessChecks"}
 	emptyObjectFields      = []string{"env", "labels", "secrets"}
 	neverWrittenAppFields  = []string{"ports", "uris", "ipAddress"} // Marathon shows these as portDefinitions, fetch and networks
 	defaultAcceptedRoles   = []string{"*"}
@@ -125,6 +133,9 @@ func appWire(def Definition, a App, role string) map[string]any {
 		out["healthChecks"] = healthChecksWire(def["healthChecks"], a)
 	}
 	for _, k := range neverWrittenAppFields {
+		delete(out, k)
+	}
+	for _, k := range ignoredFields { // a definition stored before they were dropped on input
 		delete(out, k)
 	}
 	return out
