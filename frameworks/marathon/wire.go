@@ -260,7 +260,9 @@ func healthChecksWire(raw json.RawMessage, a App) []map[string]any {
 				m[k] = v
 			}
 		}
-		numbers := []int{hc.GracePeriodSeconds, hc.IntervalSeconds, hc.MaxConsecutiveFailures, hc.TimeoutSeconds, 15}
+		// delaySeconds as Marathon shows it for every protocol (15 unless given), though only
+		// COMMAND and MESOS_ checks wait for it (pkg/health).
+		numbers := []int{hc.GracePeriodSeconds, hc.IntervalSeconds, hc.MaxConsecutiveFailures, hc.TimeoutSeconds, hc.DelaySeconds}
 		for j, k := range defaultHealthNumbers {
 			fill(k, numbers[j])
 		}
