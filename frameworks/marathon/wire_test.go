@@ -519,3 +519,19 @@ func TestContainerWithoutType(t *testing.T) {
 		}
 	}
 }
+
+// TestFilteredEventStreamAnswersAtOnce: a stream filtered to events that are not coming (not
+// even event_stream_attached) still answers its headers at once, not at the first keep-alive
+// 15 s later.
+func TestFilteredEventStreamAnswersAtOnce(t *testing.T) {
+	_, base := simCluster(t, 0, resources.Resources{})
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get(base + "/v2/events?event_type=" + EventDeploymentFailed)
+	if err != nil {
+		t.Fatalf("GET /v2/events filtered: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET /v2/events filtered: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
