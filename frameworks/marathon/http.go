@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -909,7 +910,9 @@ func (s *Service) listDeployments(w http.ResponseWriter, r *http.Request) {
 }
 
 // deleteDeployment cancels a deployment: with force=true it just stops where it is; without, it
-// rolls back: the apps go back to the version before it (an app it created is deleted).
+// reverts it as Marathon does, in one new deployment (revertChange): the apps it changed or
+// deleted get their definitions from before it back, those it created go, and its groups'
+// dependencies go back — from the trees its record keeps, so on any leader.
 func (s *Service) deleteDeployment(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s.mu.Lock()
@@ -937,35 +940,21 @@ func (s *Service) deleteDeployment(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	view, err := s.store.View(r.Context(), raft.Stale)
-	if err != nil {
-		writeChangeError(w, err)
-		return
+	s.mu.Lock()
+	current := map[string]groupRecord{}
+	if s.st != nil {
+		maps.Copy(current, s.st.groups)
 	}
-	var res changeResult
-	for _, appID := range d.AffectedApps {
-		var prev []byte
-		view.List(Namespace, versionPrefix(appID), func(key string, data []byte) bool {
-			if strings.TrimPrefix(key, versionPrefix(appID)) < d.Version {
-				prev = data
-			}
-			return true
-		})
-		res, err = s.changeApp(r.Context(), appID, true, func(cur *appState) (Definition, error) {
-			if prev == nil {
-				if cur == nil {
-					return nil, &httpError{http.StatusNotFound, "App '" + appID + "' does not exist"}
-				}
-				return nil, nil // it did not exist before: roll back by deleting it
-			}
-			return Decode(prev)
-		})
-		if err != nil {
-			writeChangeError(w, err)
+	s.mu.Unlock()
+	edits, groups, err := revertChange(d, current)
+	if err == nil {
+		var res changeResult
+		if res, err = s.changeApps(r.Context(), true, edits, groups); err == nil {
+			writeResult(w, http.StatusOK, res)
 			return
 		}
 	}
-	writeResult(w, http.StatusOK, res)
+	writeChangeError(w, err)
 }
 
 func (s *Service) info(w http.ResponseWriter, r *http.Request) {
