@@ -410,6 +410,39 @@ func TestCommandHealthCheckRunsInTheContainer(t *testing.T) {
 	e.fm.waitState("checked", task.Killed, 30*time.Second)
 }
 
+// TestHealthCheckDelayIsMarathons: delaySeconds as Marathon 1.10 has it. An HTTP check (one
+// Marathon runs itself, keeping delaySeconds without acting on it) probes from the start even
+// with "delaySeconds": 600; a COMMAND check (one Marathon leaves to Mesos) speaks no earlier
+// than its delaySeconds after the task runs.
+func TestHealthCheckDelayIsMarathons(t *testing.T) {
+	e := newEnv(t)
+	a := e.start()
+	port := agentPort(t)
+	quick := testApp("quick", "-sleep", "1h")
+	quick.Resources.Ports = mustRanges(t, port)
+	quick.HealthChecks = mustChecks(t, `[{"protocol":"HTTP","path":"/health","portIndex":0,"gracePeriodSeconds":60,"intervalSeconds":1,"timeoutSeconds":2,"delaySeconds":600}]`)
+	held := api.TaskInfo{TaskID: "held", Resources: mustRes(t, 0.1, 32), Cmd: "sleep 3600"}
+	held.HealthChecks = mustChecks(t, `[{"protocol":"COMMAND","command":{"value":"true"},"intervalSeconds":1,"timeoutSeconds":5,"delaySeconds":3}]`)
+	a.launch(t, quick)
+	a.launch(t, held)
+	e.fm.waitFor("quick", 60*time.Second, func(st api.TaskStatus) bool { return st.Healthy != nil && *st.Healthy })
+	healthy := e.fm.waitFor("held", 60*time.Second, func(st api.TaskStatus) bool { return st.Healthy != nil && *st.Healthy })
+	var running api.TaskStatus // its first TASK_RUNNING, before any health was known
+	e.fm.mu.Lock()
+	for _, u := range e.fm.updates {
+		if u.TaskID == "held" && u.State == task.Running && running.TaskID == "" {
+			running = u
+		}
+	}
+	e.fm.mu.Unlock()
+	if running.Healthy != nil {
+		t.Fatalf("the first TASK_RUNNING of held already had its health: %+v", running)
+	}
+	if waited := healthy.Timestamp.Sub(running.Timestamp); waited < 2900*time.Millisecond {
+		t.Fatalf("the COMMAND check with delaySeconds 3 spoke %v after the task ran", waited)
+	}
+}
+
 // TestLogsFollowUntilTheTaskEnds reads a task's output through the API as it is written, and
 // the follow ends when the task does.
 func TestLogsFollowUntilTheTaskEnds(t *testing.T) {

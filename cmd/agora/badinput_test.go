@@ -50,7 +50,7 @@ var writeRoutes = []struct{ method, path string }{
 
 // readRoutes are reads with ids, paths and parameters that are wrong.
 var readRoutes = []string{
-	"/v2/apps/%ff%fe", "/v2/apps/x?embed=bogus", "/v2/apps/../../etc/passwd", "/v2/apps/ünï/tasks", "/v2/apps/x/versions/nope",
+	"/v2/apps/%ff%fe", "/v2/apps/x?force=bogus", "/v2/apps/../../etc/passwd", "/v2/apps/ünï/tasks", "/v2/apps/x/versions/nope",
 	"/v2/groups/nope", "/v2/tasks?status=bogus", "/v1/jobs/nope", "/v1/jobs/nope/runs", "/v1/jobs/x/runs/y",
 	"/v1/jobs?embed=bogus", "/v1/graph?format=xml", "/v1/tasks/nope", "/v1/tasks/nope/logs?offset=abc",
 	"/v1/tasks?state=bogus", "/v1/agents/nope", "/v1/nope", "/v2/nope", "/%2e%2e/%2e%2e/etc/passwd",

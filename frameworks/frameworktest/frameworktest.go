@@ -1,6 +1,7 @@
 // Package frameworktest runs an embedded framework on a real master — raft on bbolt, HTTP on
 // loopback — whose scheduler reports to simulated agents, for the frameworks' own tests and
-// benchmarks. The real path, with agents on containerd, is tested in cmd/agora.
+// benchmarks; or on a cluster of masters (Masters), to fail its leader over. The real path,
+// with agents on containerd, is tested in cmd/agora.
 package frameworktest
 
 import (
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/raft"
 )
 
@@ -55,6 +57,85 @@ func Master(t testing.TB, dir string, sim *master.SimulatedAgents, interval time
 	}
 	t.Cleanup(stop)
 	return m, stop
+}
+
+// Node is one master of a cluster Masters started.
+type Node struct {
+	*master.Master
+	cancel func()
+	done   chan error
+	killed bool
+}
+
+// Kill stops the master abruptly, as if its process died (no graceful leave, its raft store
+// closed under it), and waits for it to end.
+func (n *Node) Kill() {
+	if n.killed {
+		return
+	}
+	n.killed = true
+	n.Master.Kill()
+	n.cancel()
+	<-n.done // what Run says of a store closed under it is no test's business
+}
+
+// Masters starts n masters on loopback that found a cluster together, each with its data in a
+// directory of its own, the given raft namespaces and register run on it before it runs, as
+// Master does for one; no agents register (their schedulers have none to offer). They run until
+// killed or the test ends.
+func Masters(t testing.TB, n int, appliers map[string]raft.Applier, register func(*master.Master) error) []*Node {
+	t.Helper()
+	var nodes []*Node
+	for i := range n {
+		cfg := master.Config{
+			DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			BootstrapExpect: n, GossipTiming: gossip.TimingLocal,
+			Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Scheduler: master.SchedulerConfig{Agents: &master.SimulatedAgents{}},
+			Appliers:  appliers,
+		}
+		if i > 0 {
+			cfg.Join = []string{nodes[0].GossipAddr()}
+		}
+		m, err := master.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Scheduler.Agents.(*master.SimulatedAgents).Attach(m)
+		if err := register(m); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		nd := &Node{Master: m, cancel: cancel, done: make(chan error, 1)}
+		go func() { nd.done <- m.Run(ctx) }()
+		t.Cleanup(func() {
+			if !nd.killed {
+				nd.killed = true
+				cancel()
+				if err := <-nd.done; err != nil {
+					t.Error(err)
+				}
+			}
+		})
+		nodes = append(nodes, nd)
+	}
+	return nodes
+}
+
+// Leader waits until one of nodes leads, and returns it.
+func Leader(t testing.TB, nodes []*Node) *Node {
+	t.Helper()
+	var lead *Node
+	WaitFor(t, "a leader", 30*time.Second, func() bool {
+		for _, nd := range nodes {
+			if !nd.killed && nd.Store().IsLeader() {
+				lead = nd
+				return true
+			}
+		}
+		return false
+	})
+	return lead
 }
 
 // WaitFor checks cond every 10 ms until it holds, and fails the test if it does not within d.

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/agora-sched/agora/pkg/hostaccess"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/agora-sched/agora/pkg/hostaccess"
 )
 
 // appEdit is one app's part of a change: edit returns its new definition, nil to delete it.
@@ -67,6 +69,13 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 	knownGroups := map[string]groupRecord{}
 	for id, g := range st.groups {
 		knownGroups[id] = g
+	}
+	before := treeSide{defs: map[string]Definition{}, versions: map[string]string{}, groups: maps.Clone(knownGroups)}
+	for id, a := range allApps {
+		before.versions[id] = a.Version
+	}
+	for id, cur := range curs {
+		before.defs[id] = cur.def
 	}
 	s.mu.Unlock()
 	if len(blocking) > 0 && !force {
@@ -223,15 +232,17 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 	}
 	if len(dep.Steps) > 0 {
 		dep.CurrentStep, dep.TotalSteps, dep.CurrentActions = 1, len(dep.Steps), dep.Steps[0].Actions
-		c.put(deploymentKey(dep.ID), dep)
-		for _, id := range dep.AffectedApps {
-			if cur := curs[id]; cur != nil {
-				dep.original = append(dep.original, appWire(cur.def, cur.app, s.cfg.Role))
-			}
-			if next := results[id].next; next != nil {
-				dep.target = append(dep.target, appWire(next.def, next.app, s.cfg.Role))
+		after := treeSide{defs: map[string]Definition{}, versions: map[string]string{}, groups: knownGroups}
+		for id, a := range allApps {
+			after.versions[id] = a.Version
+		}
+		for id, r := range results {
+			if r.next != nil {
+				after.defs[id] = r.next.def
 			}
 		}
+		dep.Original, dep.Target = planTrees(before, after, changed, sortedKeys(groups), ver)
+		c.put(deploymentKey(dep.ID), dep)
 	}
 	if err := commit(ctx, s.store, c); err != nil {
 		return changeResult{}, err

@@ -18,9 +18,11 @@
 //     ids that are not Marathon's paths or longer than MaxIDLength, mem under
 //     resources.MinTaskMem, an app or group given twice in one request, an app where a group
 //     is, a dependency on itself or on nothing (checkTargets), a cycle, needs no registered
-//     agent meets (agentsCanRun). Query booleans (force, scale, wipe, partialUpdate) and embed
-//     values are read strictly: anything else is a 400 naming the parameter (checkQuery). The
-//     stored definition has instances, cpus, mem and disk filled in (withDefaults).
+//     agent meets (agentsCanRun). Query booleans (force, scale, wipe, partialUpdate) are read
+//     strictly: anything but true or false is a 400 naming the parameter (checkQuery), where
+//     Marathon would read false; embed values Marathon does not know are ignored, as Marathon
+//     ignores them. The stored definition has instances, cpus, mem and disk filled in
+//     (withDefaults); storeUrls (gone from Marathon 1.10) is taken and dropped.
 //
 //   - The leader's loop plans each app with PlanApp (decisions without I/O: scaling by
 //     killSelection, rolling upgrades within upgradeStrategy), kills what the plan says, and
@@ -49,10 +51,11 @@
 //   - What /v2 and the event stream write is decided in one place, wire.go, as Marathon 1.10
 //     writes it: apps with every default filled in (labels {}, env {}, networks, the default
 //     port definition, health checks' defaults, ...), tasks with role, ipAddresses and
-//     localVolumes, times with milliseconds, /v2/info's sections, plans with original and
-//     target, api_post_event with clientIp and uri, Marathon-Deployment-Id on writes that
-//     start a deployment, /v2/tasks as text for Accept: text/plain, errors with details by
-//     path. What a client sends back from a GET (counts, tasks, deployments) is dropped.
+//     localVolumes, times with milliseconds, /v2/info's sections, plans in events as id,
+//     version and steps, api_post_event with clientIp and uri, Marathon-Deployment-Id on
+//     writes that start a deployment, /v2/tasks as text for Accept: text/plain, errors with
+//     details by path. What a client sends back from a GET (counts, tasks, deployments) is
+//     dropped.
 //
 //   - A change of several apps (a group's POST, PUT or DELETE) is one deployment in steps
 //     ordered by dependencies (an app's own, and its groups'): a step's apps are planned only
@@ -60,6 +63,13 @@
 //
 //   - A step is done when its apps have only instances of their version, as many as wanted,
 //     running and healthy (or, for a deleted app, none); the deployment ends after its last.
+//
+//   - A deployment's record keeps the root group before and after its change (Original and
+//     Target, PlanGroup), as much of it as the change touches (plantree.go): a new leader has
+//     them, and DELETE /v2/deployments/{id} reverts the change from them in one new
+//     deployment, as Marathon's revert does — an app the change deleted comes back with its
+//     definition, one it created goes, groups get their dependencies back. Marathon 1.10 shows
+//     neither tree, in events nor in GET /v2/deployments, and neither does Agora.
 //
 //   - Offers are suppressed while nothing waits and revived when something does.
 //

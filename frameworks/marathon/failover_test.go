@@ -2,15 +2,21 @@ package marathon
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/frameworks/frameworktest"
+	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/task"
+	"github.com/agora-sched/agora/raft"
 )
 
 // worldTask is a task as it really is on its agent; the leader learns of it only through
@@ -208,5 +214,136 @@ func TestNewLeaderWaitsForReconciliationMidUpgrade(t *testing.T) {
 	sort.Strings(left)
 	if len(left) != 3 {
 		t.Fatalf("the upgrade ended with %v, want 3 new instances", left)
+	}
+}
+
+// TestDeploymentRevertsAfterFailover: three masters in this process (raft on bbolt, HTTP on
+// loopback). A group's change is in progress — /shop/web changed and scaled to 2, /shop/old
+// deleted, /shop/new created, /shop made to depend on /base — and waits (no agent registers)
+// when the leader dies. The new leader lists the deployment, its record has the trees before
+// and after the change with those apps in them, and DELETE /v2/deployments/{id} there reverts
+// the change as Marathon does: /shop/old comes back as it was (the deployment had deleted it
+// with its versions), /shop/web gets its definition back, /shop/new goes, /shop depends on
+// nothing again. The deployment_failed of the reverted deployment carries Marathon 1.10's plan.
+func TestDeploymentRevertsAfterFailover(t *testing.T) {
+	svcs := map[*master.Master]*Service{}
+	var mu sync.Mutex
+	nodes := frameworktest.Masters(t, 3, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
+		svc, err := New(Config{Master: m, Tick: 50 * time.Millisecond})
+		if err != nil {
+			return err
+		}
+		svc.Register()
+		mu.Lock()
+		svcs[m] = svc
+		mu.Unlock()
+		return nil
+	})
+	ready := func(nd *frameworktest.Node) (*Service, string) {
+		t.Helper()
+		svc := svcs[nd.Master]
+		waitFor(t, "the service framework on the leader", func() bool {
+			svc.mu.Lock()
+			defer svc.mu.Unlock()
+			return svc.st != nil
+		})
+		return svc, "http://" + nd.HTTPAddr()
+	}
+	lead := frameworktest.Leader(t, nodes)
+	_, base := ready(lead)
+	deployments := func(base string) []map[string]any {
+		var out []map[string]any
+		if code := call(t, "GET", base+"/v2/deployments", "", &out); code != http.StatusOK {
+			t.Fatalf("GET /v2/deployments: %d", code)
+		}
+		return out
+	}
+	settled := func(base string) {
+		t.Helper()
+		waitFor(t, "no deployment left", func() bool { return len(deployments(base)) == 0 })
+	}
+	for _, g := range []string{
+		`{"id": "/base", "apps": [{"id": "db", "cmd": "db", "instances": 0}]}`,
+		`{"id": "/shop", "apps": [{"id": "web", "cmd": "serve v1", "instances": 0}, {"id": "old", "cmd": "serve old", "instances": 0, "labels": {"keep": "me"}}]}`,
+	} {
+		if code := call(t, "POST", base+"/v2/groups", g, nil); code != http.StatusCreated {
+			t.Fatalf("POST /v2/groups %s: %d", g, code)
+		}
+	}
+	settled(base)
+	var res changeResult
+	if code := call(t, "PUT", base+"/v2/groups/shop", `{"id": "/shop", "dependencies": ["/base"], "apps": [
+		{"id": "web", "cmd": "serve v2", "instances": 2}, {"id": "new", "cmd": "serve new", "instances": 1}]}`, &res); code != http.StatusOK || res.DeploymentID == "" {
+		t.Fatalf("PUT /v2/groups/shop: %d %+v", code, res)
+	}
+	if deps := deployments(base); len(deps) != 1 || deps[0]["id"] != res.DeploymentID {
+		t.Fatalf("before the failover: %v, want the deployment %s", deps, res.DeploymentID)
+	}
+
+	lead.Kill()
+	newLead := frameworktest.Leader(t, nodes)
+	svc, base := ready(newLead)
+	deps := deployments(base)
+	if len(deps) != 1 || deps[0]["id"] != res.DeploymentID || fmt.Sprint(deps[0]["affectedApps"]) != "[/shop/new /shop/old /shop/web]" {
+		t.Fatalf("GET /v2/deployments on the new leader: %v, want %s of /shop/new, /shop/old, /shop/web", deps, res.DeploymentID)
+	}
+	if _, ok := deps[0]["original"]; ok {
+		t.Fatalf("GET /v2/deployments shows original, which Marathon 1.10 does not: %v", deps[0])
+	}
+	// The trees, as the new leader loaded them from its store.
+	svc.mu.Lock()
+	d := svc.st.deployments[res.DeploymentID]
+	svc.mu.Unlock()
+	was, will := map[string]Definition{}, map[string]Definition{}
+	d.Original.planApps(was)
+	d.Target.planApps(will)
+	cmd := func(def Definition) string {
+		var c string
+		json.Unmarshal(def["cmd"], &c)
+		return c
+	}
+	if len(was) != 2 || cmd(was["/shop/web"]) != "serve v1" || cmd(was["/shop/old"]) != "serve old" ||
+		len(will) != 2 || cmd(will["/shop/web"]) != "serve v2" || cmd(will["/shop/new"]) != "serve new" {
+		t.Fatalf("the trees on the new leader: original %v, target %v", was, will)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	events := sseEvents(t, ctx, base+"/v2/events?event_type="+EventDeploymentFailed)
+	var revert changeResult
+	if code := call(t, "DELETE", base+"/v2/deployments/"+res.DeploymentID, "", &revert); code != http.StatusOK || revert.DeploymentID == "" {
+		t.Fatalf("DELETE /v2/deployments/%s on the new leader: %d %+v", res.DeploymentID, code, revert)
+	}
+	select {
+	case ev := <-events:
+		plan, _ := ev["plan"].(map[string]any)
+		if ev["id"] != res.DeploymentID || len(plan) != 3 || plan["id"] != res.DeploymentID || plan["version"] == nil || plan["steps"] == nil {
+			t.Fatalf("deployment_failed: %v, want the reverted deployment with a plan of id, version and steps", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("no deployment_failed for the reverted deployment")
+	}
+	settled(base)
+	app := func(id string) map[string]any {
+		var out struct {
+			App map[string]any `json:"app"`
+		}
+		if code := call(t, "GET", base+"/v2/apps"+id, "", &out); code != http.StatusOK {
+			t.Fatalf("GET /v2/apps%s after the revert: %d", id, code)
+		}
+		return out.App
+	}
+	if old := app("/shop/old"); old["cmd"] != "serve old" || old["instances"] != 0.0 || fmt.Sprint(old["labels"]) != "map[keep:me]" {
+		t.Errorf("/shop/old after the revert: %v", old)
+	}
+	if web := app("/shop/web"); web["cmd"] != "serve v1" || web["instances"] != 0.0 {
+		t.Errorf("/shop/web after the revert: %v", web)
+	}
+	if code := call(t, "GET", base+"/v2/apps/shop/new", "", nil); code != http.StatusNotFound {
+		t.Errorf("/shop/new after the revert: %d, want 404", code)
+	}
+	var shop map[string]any
+	if code := call(t, "GET", base+"/v2/groups/shop", "", &shop); code != http.StatusOK || fmt.Sprint(shop["dependencies"]) != "[]" {
+		t.Errorf("/shop after the revert: %d %v, want no dependencies", code, shop)
 	}
 }

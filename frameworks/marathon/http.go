@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -57,22 +58,10 @@ func (s *Service) routes() {
 // deployment is changing), scale and wipe (task kills), partialUpdate (PUT of apps).
 var boolParams = []string{"force", "scale", "wipe", "partialUpdate"}
 
-// embedValues are the embed values Marathon knows: an app's (bare, or after apps., app. or
-// group.apps.), a group's, and the queue's lastUnusedOffers.
-var embedValues = func() []string {
-	var out []string
-	for _, prefix := range []string{"", "apps.", "app.", "group.apps."} {
-		for _, e := range []string{"tasks", "deployments", "readiness", "failures", "lastTaskFailure", "counts", "taskStats"} {
-			out = append(out, prefix+e)
-		}
-	}
-	return append(out, "group.groups", "group.apps", "group.pods", "lastUnusedOffers")
-}()
-
 // checkQuery answers 400 naming the parameter, before the handler runs, for a boolean
-// parameter that is not true or false (Marathon reads anything else as false: ?force=ture would
-// quietly not force) and for an embed value Marathon does not know (it ignores those; a
-// misspelt one would quietly embed nothing).
+// parameter that is not true or false. Marathon itself reads anything else as false; Agora
+// refuses it, since ?force=ture would quietly not force. embed values are not checked: Marathon
+// ignores those it does not know (embedOf), and so does Agora.
 func checkQuery(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -81,10 +70,6 @@ func checkQuery(next http.HandlerFunc) http.HandlerFunc {
 				queryError(w, err)
 				return
 			}
-		}
-		if err := frameworks.OneOfParam(q, "embed", embedValues...); err != nil {
-			queryError(w, err)
-			return
 		}
 		next(w, withCaller(r))
 	}
@@ -618,7 +603,8 @@ func newUUID(s *Service) string {
 	return u
 }
 
-// embedOf reads ?embed=apps.tasks,... (or app.tasks for one app).
+// embedOf reads ?embed=apps.tasks,... (or app.tasks for one app); a value Marathon does not
+// know embeds nothing, as in Marathon, which ignores it.
 func embedOf(r *http.Request) map[string]bool {
 	out := map[string]bool{}
 	for _, v := range r.URL.Query()["embed"] {
@@ -924,7 +910,9 @@ func (s *Service) listDeployments(w http.ResponseWriter, r *http.Request) {
 }
 
 // deleteDeployment cancels a deployment: with force=true it just stops where it is; without, it
-// rolls back: the apps go back to the version before it (an app it created is deleted).
+// reverts it as Marathon does, in one new deployment (revertChange): the apps it changed or
+// deleted get their definitions from before it back, those it created go, and its groups'
+// dependencies go back — from the trees its record keeps, so on any leader.
 func (s *Service) deleteDeployment(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s.mu.Lock()
@@ -952,35 +940,21 @@ func (s *Service) deleteDeployment(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	view, err := s.store.View(r.Context(), raft.Stale)
-	if err != nil {
-		writeChangeError(w, err)
-		return
+	s.mu.Lock()
+	current := map[string]groupRecord{}
+	if s.st != nil {
+		maps.Copy(current, s.st.groups)
 	}
-	var res changeResult
-	for _, appID := range d.AffectedApps {
-		var prev []byte
-		view.List(Namespace, versionPrefix(appID), func(key string, data []byte) bool {
-			if strings.TrimPrefix(key, versionPrefix(appID)) < d.Version {
-				prev = data
-			}
-			return true
-		})
-		res, err = s.changeApp(r.Context(), appID, true, func(cur *appState) (Definition, error) {
-			if prev == nil {
-				if cur == nil {
-					return nil, &httpError{http.StatusNotFound, "App '" + appID + "' does not exist"}
-				}
-				return nil, nil // it did not exist before: roll back by deleting it
-			}
-			return Decode(prev)
-		})
-		if err != nil {
-			writeChangeError(w, err)
+	s.mu.Unlock()
+	edits, groups, err := revertChange(d, current)
+	if err == nil {
+		var res changeResult
+		if res, err = s.changeApps(r.Context(), true, edits, groups); err == nil {
+			writeResult(w, http.StatusOK, res)
 			return
 		}
 	}
-	writeResult(w, http.StatusOK, res)
+	writeChangeError(w, err)
 }
 
 func (s *Service) info(w http.ResponseWriter, r *http.Request) {

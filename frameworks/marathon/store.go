@@ -66,9 +66,11 @@ type Deployment struct {
 	CurrentActions []Action `json:"currentActions"`
 	CurrentStep    int      `json:"currentStep"`
 	TotalSteps     int      `json:"totalSteps"`
-	// original and target are the changed apps before and after, as appWire shows them, for
-	// the plans of its events; this leader's memory only (after a failover they are empty).
-	original, target []map[string]any
+	// Original and Target are the root group before and after the change, as much of it as the
+	// change touches (plantree.go): committed with the deployment, so that any leader can
+	// revert it. Records written before they were kept have neither.
+	Original *PlanGroup `json:"original,omitempty"`
+	Target   *PlanGroup `json:"target,omitempty"`
 }
 
 // Step is a list of actions done together.

@@ -10,8 +10,9 @@ package marathon
 //     out; the fields Agora keeps but Marathon never writes (ports, uris) are shown as
 //     Marathon shows them (portDefinitions, fetch). What a client sends back from a GET — the
 //     counts, tasks, deployments — is dropped on input (readOnlyFields).
-//   - A task (taskWire), /v2/info (infoWire), a deployment plan in events (planWire) and the
-//     text form of /v2/tasks (tasksText) have Marathon's fields, no more.
+//   - A task (taskWire), /v2/info (infoWire), a deployment plan in events (planWire), a
+//     deployment (deploymentWire) and the text form of /v2/tasks (tasksText) have Marathon's
+//     fields, no more.
 
 import (
 	"bytes"
@@ -44,9 +45,17 @@ var readOnlyFields = []string{
 	"lastTaskFailure", "tasksStats", "readinessCheckResults", "waitingReason",
 }
 
-// withoutReadOnly is a definition a client sent without the fields GET adds (readOnlyFields).
+// ignoredFields are fields older Marathons had that Marathon 1.10 neither takes nor shows:
+// taken from a client that still sends them, and dropped (storeUrls was the artifact store's).
+var ignoredFields = []string{"storeUrls"}
+
+// withoutReadOnly is a definition a client sent without the fields GET adds (readOnlyFields)
+// and those Marathon 1.10 ignores (ignoredFields).
 func withoutReadOnly(d Definition) Definition {
 	for _, k := range readOnlyFields {
+		delete(d, k)
+	}
+	for _, k := range ignoredFields {
 		delete(d, k)
 	}
 	return d
@@ -57,7 +66,7 @@ func withoutReadOnly(d Definition) Definition {
 var (
 	defaultNetworks        = []map[string]string{{"mode": "host"}}
 	defaultHealthNumbers   = []string{"gracePeriodSeconds", "intervalSeconds", "maxConsecutiveFailures", "timeoutSeconds", "delaySeconds"}
-	emptyListFields        = []string{"args", "constraints", "dependencies", "fetch", "healthChecks", "readinessChecks", "storeUrls"}
+	emptyListFields        = []string{"args", "constraints", "dependencies", "fetch", "healthChecks", "readinessChecks"}
 	emptyObjectFields      = []string{"env", "labels", "secrets"}
 	neverWrittenAppFields  = []string{"ports", "uris", "ipAddress"} // Marathon shows these as portDefinitions, fetch and networks
 	defaultAcceptedRoles   = []string{"*"}
@@ -125,6 +134,9 @@ func appWire(def Definition, a App, role string) map[string]any {
 		out["healthChecks"] = healthChecksWire(def["healthChecks"], a)
 	}
 	for _, k := range neverWrittenAppFields {
+		delete(out, k)
+	}
+	for _, k := range ignoredFields { // a definition stored before they were dropped on input
 		delete(out, k)
 	}
 	return out
@@ -249,7 +261,9 @@ func healthChecksWire(raw json.RawMessage, a App) []map[string]any {
 				m[k] = v
 			}
 		}
-		numbers := []int{hc.GracePeriodSeconds, hc.IntervalSeconds, hc.MaxConsecutiveFailures, hc.TimeoutSeconds, 15}
+		// delaySeconds as Marathon shows it for every protocol (15 unless given), though only
+		// COMMAND and MESOS_ checks wait for it (pkg/health).
+		numbers := []int{hc.GracePeriodSeconds, hc.IntervalSeconds, hc.MaxConsecutiveFailures, hc.TimeoutSeconds, hc.DelaySeconds}
 		for j, k := range defaultHealthNumbers {
 			fill(k, numbers[j])
 		}
@@ -398,26 +412,16 @@ func (s *Service) infoWire(frameworkID, leader string, httpPort int) map[string]
 	}
 }
 
-// groupWire is a group as Marathon writes it in deployment plans: its apps (as appWire), nested
-// groups, pods and dependencies, and version.
-func groupWire(id string, apps []map[string]any, version string) map[string]any {
-	if apps == nil {
-		apps = []map[string]any{}
-	}
-	return map[string]any{"id": id, "apps": apps, "groups": []any{}, "pods": []any{}, "dependencies": []string{}, "version": version}
-}
-
-// planWire is a deployment plan as Marathon writes it in events: id, version, the root group
-// before (original) and after (target) with the apps the deployment changes, and its steps.
+// planWire is a deployment plan as Marathon 1.10 writes it in events: id, version and steps.
+// (Marathon up to 1.7 also wrote the root group before and after, original and target; 1.8
+// dropped them with its "heavy" events. Agora keeps them in the deployment's record, for
+// reverting it, and does not write them either.)
 func planWire(d *Deployment) map[string]any {
 	steps := d.Steps
 	if steps == nil {
 		steps = []Step{}
 	}
-	return map[string]any{
-		"id": d.ID, "version": d.Version, "steps": steps,
-		"original": groupWire("/", d.original, d.Version), "target": groupWire("/", d.target, d.Version),
-	}
+	return map[string]any{"id": d.ID, "version": d.Version, "steps": steps}
 }
 
 // deploymentWire is a deployment as GET /v2/deployments writes it.

@@ -270,16 +270,87 @@ func TestWireShapes(t *testing.T) {
 func TestErrorsAreMarathons(t *testing.T) {
 	_, base := simCluster(t, 0, resources.Resources{})
 	var e map[string]any
-	if code := call(t, "GET", base+"/v2/apps?embed=apps.tsks", "", &e); code != http.StatusBadRequest {
-		t.Fatalf("a misspelt embed: %d", code)
+	if code := call(t, "DELETE", base+"/v2/apps/none?force=ture", "", &e); code != http.StatusBadRequest {
+		t.Fatalf("a misspelt force: %d", code)
 	}
 	details, _ := e["details"].([]any)
-	if _, ok := e["message"].(string); !ok || len(details) != 1 || details[0].(map[string]any)["path"] != "/embed" {
-		t.Fatalf("a misspelt embed: %v, want {message, details: [{path: /embed, errors}]}", e)
+	if _, ok := e["message"].(string); !ok || len(details) != 1 || details[0].(map[string]any)["path"] != "/force" {
+		t.Fatalf("a misspelt force: %v, want {message, details: [{path: /force, errors}]}", e)
 	}
 	e = nil
 	if code := call(t, "GET", base+"/v2/apps/none", "", &e); code != http.StatusNotFound || e["message"] == nil {
 		t.Fatalf("a missing app: %d %v", code, e)
+	}
+}
+
+// TestUnknownEmbedIsIgnored: as Marathon does, an embed value it does not know embeds nothing
+// and refuses nothing; the values it knows beside it still count.
+func TestUnknownEmbedIsIgnored(t *testing.T) {
+	_, base := simCluster(t, 0, resources.Resources{})
+	if code := call(t, "POST", base+"/v2/apps", `{"id": "/shop/web", "cmd": "serve", "instances": 0}`, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	for _, tc := range []struct {
+		url, embedded string
+		app           func(map[string]any) map[string]any
+	}{
+		{"/v2/apps?embed=apps.tsks,apps.tasks", "tasks", func(m map[string]any) map[string]any { return m["apps"].([]any)[0].(map[string]any) }},
+		{"/v2/apps/shop/web?embed=app.bogus&embed=app.taskStats", "tasksStats", func(m map[string]any) map[string]any { return m["app"].(map[string]any) }},
+		{"/v2/groups?embed=group.bogus&embed=group.apps.tasks", "tasks", func(m map[string]any) map[string]any {
+			return m["groups"].([]any)[0].(map[string]any)["apps"].([]any)[0].(map[string]any)
+		}},
+		{"/v2/queue?embed=nothing", "", nil},
+	} {
+		var got map[string]any
+		if code := call(t, "GET", base+tc.url, "", &got); code != http.StatusOK {
+			t.Fatalf("GET %s: %d %v, want 200", tc.url, code, got)
+		}
+		if tc.app == nil {
+			continue
+		}
+		app := tc.app(got)
+		if _, ok := app[tc.embedded]; !ok {
+			t.Errorf("GET %s: no %s beside the unknown embed: %v", tc.url, tc.embedded, app)
+		}
+		for k := range app {
+			if strings.Contains(k, "bogus") || strings.Contains(k, "tsks") {
+				t.Errorf("GET %s: the unknown embed showed up as %q", tc.url, k)
+			}
+		}
+	}
+}
+
+// TestStoreUrlsTakenNotShown: storeUrls (older Marathons' artifact store; Marathon 1.10 has no
+// such field) is taken from a client that still sends it, on POST, PUT and in a group, and
+// neither kept nor shown — nor shown for a definition stored before it was dropped.
+func TestStoreUrlsTakenNotShown(t *testing.T) {
+	svc, base := simCluster(t, 0, resources.Resources{})
+	const urls = `"storeUrls": ["http://repo/app.tgz"]`
+	for _, w := range []struct{ method, path, body string }{
+		{"POST", "/v2/apps", `{"id": "/a", "cmd": "serve", "instances": 0, ` + urls + `}`},
+		{"PUT", "/v2/apps/a?force=true", `{"cmd": "serve more", ` + urls + `}`},
+		{"POST", "/v2/groups", `{"id": "/g", "apps": [{"id": "b", "cmd": "serve", "instances": 0, ` + urls + `}]}`},
+	} {
+		if code := call(t, w.method, base+w.path, w.body, nil); code >= 300 {
+			t.Fatalf("%s %s: %d", w.method, w.path, code)
+		}
+	}
+	for _, id := range []string{"/a", "/g/b"} {
+		app := getJSON(t, base+"/v2/apps"+id).(map[string]any)["app"].(map[string]any)
+		if _, ok := app["storeUrls"]; ok {
+			t.Errorf("GET %s shows storeUrls: %v", id, app["storeUrls"])
+		}
+	}
+	if s := stored(t, svc); strings.Contains(s, "storeUrls") {
+		t.Errorf("storeUrls was stored: %s", s)
+	}
+	old := Definition{"id": json.RawMessage(`"/old"`), "cmd": json.RawMessage(`"x"`), "storeUrls": json.RawMessage(`["http://repo/x"]`)}
+	a, err := old.App()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := appWire(old, a, "*")["storeUrls"]; ok {
+		t.Errorf("a definition stored with storeUrls shows them")
 	}
 }
 
@@ -446,5 +517,21 @@ func TestContainerWithoutType(t *testing.T) {
 		if err != nil || a.Container.Type != want {
 			t.Errorf("%s: %v, type %q, want %q", def, err, a.Container.Type, want)
 		}
+	}
+}
+
+// TestFilteredEventStreamAnswersAtOnce: a stream filtered to events that are not coming (not
+// even event_stream_attached) still answers its headers at once, not at the first keep-alive
+// 15 s later.
+func TestFilteredEventStreamAnswersAtOnce(t *testing.T) {
+	_, base := simCluster(t, 0, resources.Resources{})
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get(base + "/v2/events?event_type=" + EventDeploymentFailed)
+	if err != nil {
+		t.Fatalf("GET /v2/events filtered: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET /v2/events filtered: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }

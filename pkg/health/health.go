@@ -1,14 +1,22 @@
 // Package health is a task's health checks, with Marathon's semantics: HTTP, HTTPS, TCP and
-// COMMAND checks, a grace period, an interval, a timeout, and a number of consecutive failures
-// after which the task is killed. Agents run the checks (as Mesos-native health checks are run
-// beside the task, not from the scheduler); frameworks validate the checks their users write.
+// COMMAND checks (and MESOS_HTTP, MESOS_HTTPS, MESOS_TCP, probed as HTTP, HTTPS, TCP), a grace
+// period, an interval, a timeout, and a number of consecutive failures after which the task is
+// killed. Agents run the checks (as Mesos-native health checks are run beside the task, not
+// from the scheduler); frameworks validate the checks their users write.
+//
+// delaySeconds is as Marathon 1.10 has it: every check shows it (15 unless given), but only the
+// checks Marathon leaves to Mesos — MESOS_HTTP, MESOS_HTTPS, MESOS_TCP and COMMAND — wait that
+// long after the task started before the first probe, as Mesos's delay_seconds does. HTTP, HTTPS
+// and TCP are Marathon's own checks, for which Marathon keeps delaySeconds without acting on it:
+// they probe from the start.
 //
 // Use:
 //
 //  1. Decode a Check from JSON (Marathon's field names); absent fields get Marathon's defaults,
 //     and an explicit 0 stays 0. Validate(ports) names a wrong field.
-//  2. Run(ctx, RunConfig) on the agent: it waits DelaySeconds, then probes every IntervalSeconds
-//     and calls OnVerdict whenever the health changes or the task must be killed.
+//  2. Run(ctx, RunConfig) on the agent: it waits the check's delay (what is left of it since the
+//     task started), then probes every IntervalSeconds and calls OnVerdict whenever the health
+//     changes or the task must be killed.
 //  3. The decisions are the Tracker's, which does no I/O: failures within GracePeriodSeconds of
 //     the start are ignored until the task has been healthy once; a success resets the count;
 //     MaxConsecutiveFailures failures in a row (when it is above 0) mean kill.
@@ -24,13 +32,40 @@ import (
 // Protocol is how a check probes the task.
 type Protocol string
 
-// The protocols.
+// The protocols: Marathon's own checks (HTTP, HTTPS, TCP) and those it leaves to Mesos
+// (COMMAND and the MESOS_ ones).
 const (
-	HTTP    Protocol = "HTTP"
-	HTTPS   Protocol = "HTTPS"
-	TCP     Protocol = "TCP"
-	Command Protocol = "COMMAND"
+	HTTP       Protocol = "HTTP"
+	HTTPS      Protocol = "HTTPS"
+	TCP        Protocol = "TCP"
+	Command    Protocol = "COMMAND"
+	MesosHTTP  Protocol = "MESOS_HTTP"
+	MesosHTTPS Protocol = "MESOS_HTTPS"
+	MesosTCP   Protocol = "MESOS_TCP"
 )
+
+// probe is how a check of protocol p probes: a MESOS_ protocol as the one it is named after.
+func (p Protocol) probe() Protocol {
+	switch p {
+	case MesosHTTP:
+		return HTTP
+	case MesosHTTPS:
+		return HTTPS
+	case MesosTCP:
+		return TCP
+	}
+	return p
+}
+
+// waitsDelay says whether a check of protocol p waits delaySeconds before its first probe: those
+// Marathon leaves to Mesos do; Marathon's own (HTTP, HTTPS, TCP) do not.
+func (p Protocol) waitsDelay() bool {
+	switch p {
+	case MesosHTTP, MesosHTTPS, MesosTCP, Command:
+		return true
+	}
+	return false
+}
 
 // Marathon's defaults for fields a check leaves out.
 const (
@@ -38,12 +73,12 @@ const (
 	DefaultIntervalSeconds        = 60
 	DefaultTimeoutSeconds         = 20
 	DefaultMaxConsecutiveFailures = 3
-	DefaultDelaySeconds           = 15 // MESOS_HTTP, MESOS_HTTPS, MESOS_TCP only
+	DefaultDelaySeconds           = 15 // shown for every check; waited for by COMMAND and MESOS_ ones
 )
 
 // Check is one health check, as a launch request (and a Marathon app) carries it.
 type Check struct {
-	Protocol  Protocol `json:"protocol"`
+	Protocol  Protocol `json:"protocol"`          // as given, upper case (MESOS_HTTP stays MESOS_HTTP)
 	Path      string   `json:"path,omitempty"`    // HTTP and HTTPS; default "/"
 	PortIndex int      `json:"portIndex"`         // index into the task's ports
 	Port      uint64   `json:"port,omitempty"`    // a fixed port; overrides PortIndex
@@ -53,7 +88,9 @@ type Check struct {
 	IntervalSeconds        int `json:"intervalSeconds"`
 	TimeoutSeconds         int `json:"timeoutSeconds"`
 	MaxConsecutiveFailures int `json:"maxConsecutiveFailures"` // 0: never kill
-	DelaySeconds           int `json:"delaySeconds"`
+	// DelaySeconds is Marathon's: shown for every check, waited for only where Protocol says
+	// (waitsDelay).
+	DelaySeconds int `json:"delaySeconds"`
 }
 
 // commandJSON is Marathon's shape of a COMMAND check's command: {"value": "..."}.
@@ -68,25 +105,16 @@ func (c *Check) UnmarshalJSON(b []byte) error {
 	var raw struct {
 		plain
 		Command json.RawMessage `json:"command,omitempty"`
-		Delay   *int            `json:"delaySeconds"`
 	}
 	raw.plain = plain{
 		GracePeriodSeconds: DefaultGracePeriodSeconds, IntervalSeconds: DefaultIntervalSeconds,
 		TimeoutSeconds: DefaultTimeoutSeconds, MaxConsecutiveFailures: DefaultMaxConsecutiveFailures,
+		DelaySeconds: DefaultDelaySeconds,
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
 	}
 	*c = Check(raw.plain)
-	mesosNative := strings.HasPrefix(strings.ToUpper(string(c.Protocol)), "MESOS_")
-	switch {
-	case raw.Delay != nil:
-		c.DelaySeconds = *raw.Delay
-	case mesosNative:
-		c.DelaySeconds = DefaultDelaySeconds // Mesos's own checks wait 15 s before the first probe
-	default:
-		c.DelaySeconds = 0 // Marathon's HTTP, TCP and COMMAND checks probe from the start
-	}
 	if len(raw.Command) > 0 && string(raw.Command) != "null" {
 		if err := json.Unmarshal(raw.Command, &c.Command); err != nil {
 			var cj commandJSON
@@ -97,14 +125,6 @@ func (c *Check) UnmarshalJSON(b []byte) error {
 		}
 	}
 	c.Protocol = Protocol(strings.ToUpper(string(c.Protocol)))
-	switch c.Protocol {
-	case "MESOS_HTTP":
-		c.Protocol = HTTP
-	case "MESOS_HTTPS":
-		c.Protocol = HTTPS
-	case "MESOS_TCP":
-		c.Protocol = TCP
-	}
 	return nil
 }
 
@@ -116,9 +136,12 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
+// protocols names the protocols a check may have, for errors.
+const protocols = "HTTP, HTTPS, TCP, COMMAND, MESOS_HTTP, MESOS_HTTPS or MESOS_TCP"
+
 // Validate checks a check for a task with the given number of ports.
 func (c Check) Validate(ports int) error {
-	switch c.Protocol {
+	switch c.Protocol.probe() {
 	case HTTP, HTTPS, TCP:
 		if c.Port == 0 && (c.PortIndex < 0 || c.PortIndex >= ports) {
 			if ports == 0 {
@@ -134,9 +157,9 @@ func (c Check) Validate(ports int) error {
 			return &FieldError{Field: "command", Msg: "a COMMAND check needs a command"}
 		}
 	case "":
-		return &FieldError{Field: "protocol", Msg: "is required: HTTP, HTTPS, TCP or COMMAND"}
+		return &FieldError{Field: "protocol", Msg: "is required: " + protocols}
 	default:
-		return &FieldError{Field: "protocol", Msg: fmt.Sprintf("%q: want HTTP, HTTPS, TCP or COMMAND", c.Protocol)}
+		return &FieldError{Field: "protocol", Msg: fmt.Sprintf("%q: want %s", c.Protocol, protocols)}
 	}
 	if c.Path != "" && !strings.HasPrefix(c.Path, "/") {
 		return &FieldError{Field: "path", Msg: fmt.Sprintf("%q must start with /", c.Path)}
@@ -161,7 +184,15 @@ func (c Check) Validate(ports int) error {
 func (c Check) interval() time.Duration { return time.Duration(c.IntervalSeconds) * time.Second }
 func (c Check) timeout() time.Duration  { return time.Duration(c.TimeoutSeconds) * time.Second }
 func (c Check) grace() time.Duration    { return time.Duration(c.GracePeriodSeconds) * time.Second }
-func (c Check) delay() time.Duration    { return time.Duration(c.DelaySeconds) * time.Second }
+
+// delay is how long after the task started the first probe waits: DelaySeconds for the checks
+// that wait for it, none for Marathon's own.
+func (c Check) delay() time.Duration {
+	if !c.Protocol.waitsDelay() {
+		return 0
+	}
+	return time.Duration(c.DelaySeconds) * time.Second
+}
 
 // Status is what a Tracker knows of a task's health.
 type Status struct {

@@ -65,27 +65,91 @@ func TestJSONDefaultsAndExplicitZero(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"protocol":"http","path":"/health"}`), &c); err != nil {
 		t.Fatal(err)
 	}
-	want := Check{Protocol: HTTP, Path: "/health", GracePeriodSeconds: 300, IntervalSeconds: 60, TimeoutSeconds: 20, MaxConsecutiveFailures: 3, DelaySeconds: 0}
+	want := Check{Protocol: HTTP, Path: "/health", GracePeriodSeconds: 300, IntervalSeconds: 60, TimeoutSeconds: 20, MaxConsecutiveFailures: 3, DelaySeconds: 15}
 	if c != want {
 		t.Fatalf("defaults: %+v", c)
 	}
-	// Mesos's own protocols wait delaySeconds (15) before the first probe; Marathon's do not.
 	c = Check{}
-	if err := json.Unmarshal([]byte(`{"protocol":"MESOS_HTTP","path":"/health"}`), &c); err != nil || c.DelaySeconds != 15 || c.Protocol != HTTP {
+	if err := json.Unmarshal([]byte(`{"protocol":"MESOS_HTTP","path":"/health"}`), &c); err != nil || c.DelaySeconds != 15 || c.Protocol != MesosHTTP {
 		t.Fatalf("MESOS_HTTP defaults: %+v %v", c, err)
 	}
 	c = Check{}
 	if err := json.Unmarshal([]byte(`{"protocol":"MESOS_HTTP","delaySeconds":2}`), &c); err != nil || c.DelaySeconds != 2 {
 		t.Fatalf("explicit delay: %+v %v", c, err)
 	}
-	if err := json.Unmarshal([]byte(`{"protocol":"MESOS_TCP","maxConsecutiveFailures":0,"gracePeriodSeconds":0}`), &c); err != nil {
+	if err := json.Unmarshal([]byte(`{"protocol":"MESOS_TCP","maxConsecutiveFailures":0,"gracePeriodSeconds":0,"delaySeconds":0}`), &c); err != nil {
 		t.Fatal(err)
 	}
-	if c.Protocol != TCP || c.MaxConsecutiveFailures != 0 || c.GracePeriodSeconds != 0 || c.IntervalSeconds != 60 {
+	if c.Protocol != MesosTCP || c.MaxConsecutiveFailures != 0 || c.GracePeriodSeconds != 0 || c.DelaySeconds != 0 || c.IntervalSeconds != 60 {
 		t.Fatalf("explicit zeros: %+v", c)
 	}
 	if err := json.Unmarshal([]byte(`{"protocol":"COMMAND","command":{"value":"test -f /ok"}}`), &c); err != nil || c.Command != "test -f /ok" {
 		t.Fatalf("Marathon's command shape: %+v %v", c, err)
+	}
+	// What a framework sends an agent reads back the same: a MESOS_ check stays one.
+	b, _ := json.Marshal(Check{Protocol: MesosHTTP, Path: "/health", IntervalSeconds: 5, TimeoutSeconds: 2, DelaySeconds: 7})
+	c = Check{}
+	if err := json.Unmarshal(b, &c); err != nil || c.Protocol != MesosHTTP || c.DelaySeconds != 7 || c.delay() != 7*time.Second {
+		t.Fatalf("round trip of %s: %+v %v", b, c, err)
+	}
+}
+
+// TestFirstProbeWaitsAsMarathonDoes: the checks Marathon 1.10 leaves to Mesos (MESOS_HTTP,
+// MESOS_HTTPS, MESOS_TCP, COMMAND) wait delaySeconds (15 unless given) after the task started
+// before their first probe, as Mesos's delay_seconds does; Marathon's own (HTTP, HTTPS, TCP)
+// probe at once whatever delaySeconds says, as Marathon, which keeps the field without acting
+// on it. Checks restarted later (the agent restarted) wait only what is left of the delay.
+func TestFirstProbeWaitsAsMarathonDoes(t *testing.T) {
+	for _, tc := range []struct {
+		check   string
+		started time.Duration // how long before Run the task started
+		first   time.Duration // when the first probe comes after Run starts
+	}{
+		{`{"protocol":"HTTP"}`, 0, 0},
+		{`{"protocol":"HTTPS","delaySeconds":30}`, 0, 0},
+		{`{"protocol":"TCP","delaySeconds":30}`, 0, 0},
+		{`{"protocol":"MESOS_HTTP"}`, 0, 15 * time.Second},
+		{`{"protocol":"MESOS_HTTPS","delaySeconds":3}`, 0, 3 * time.Second},
+		{`{"protocol":"MESOS_TCP","delaySeconds":0}`, 0, 0},
+		{`{"protocol":"COMMAND","command":"true"}`, 0, 15 * time.Second},
+		{`{"protocol":"COMMAND","command":"true","delaySeconds":0}`, 0, 0},
+		{`{"protocol":"COMMAND","command":"true"}`, 10 * time.Second, 5 * time.Second},
+		{`{"protocol":"MESOS_HTTP"}`, time.Hour, 0},
+	} {
+		t.Run(fmt.Sprintf("%s started %s before", tc.check, tc.started), func(t *testing.T) {
+			var c Check
+			if err := json.Unmarshal([]byte(tc.check), &c); err != nil {
+				t.Fatal(err)
+			}
+			clk := clock.NewFake(t0)
+			probed := make(chan time.Time, 10)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				Run(ctx, RunConfig{Check: c, Started: t0.Add(-tc.started), Clock: clk,
+					Probe: func(context.Context, Check, Target) error { probed <- clk.Now(); return nil }})
+			}()
+			defer func() { cancel(); <-done }()
+			if tc.first > 0 {
+				waitWaiter(t, clk)
+				clk.Advance(tc.first - time.Second)
+				select {
+				case at := <-probed:
+					t.Fatalf("probed at %s, before the delay of %s", at.Sub(t0), tc.first)
+				default:
+				}
+				clk.Advance(time.Second)
+			}
+			select {
+			case at := <-probed:
+				if got := at.Sub(t0); got != tc.first {
+					t.Fatalf("first probe %s after Run started, want %s", got, tc.first)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no probe %s after Run started", tc.first)
+			}
+		})
 	}
 }
 
@@ -102,6 +166,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"protocol", func(c *Check) { c.Protocol = "" }, 1},
 		{"portIndex", func(c *Check) { c.PortIndex = 1 }, 1},
 		{"portIndex", func(c *Check) {}, 0},
+		{"portIndex", func(c *Check) { c.Protocol = MesosTCP; c.PortIndex = 1 }, 1},
+		{"protocol", func(c *Check) { c.Protocol = "MESOS_UDP" }, 1},
+		{"delaySeconds", func(c *Check) { c.DelaySeconds = -1 }, 1},
 		{"command", func(c *Check) { c.Protocol = Command }, 0},
 		{"path", func(c *Check) { c.Path = "health" }, 1},
 		{"intervalSeconds", func(c *Check) { c.IntervalSeconds = 0 }, 1},
@@ -175,12 +242,14 @@ func TestProbeTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := portOf(t, ln.Addr().String())
-	c := Check{Protocol: TCP, TimeoutSeconds: 1}
-	if err := Probe(context.Background(), c, Target{Ports: []uint64{open}}); err != nil {
-		t.Fatalf("open port: %v", err)
+	for _, p := range []Protocol{TCP, MesosTCP} {
+		c := Check{Protocol: p, TimeoutSeconds: 1}
+		if err := Probe(context.Background(), c, Target{Ports: []uint64{open}}); err != nil {
+			t.Fatalf("%s, open port: %v", p, err)
+		}
 	}
 	ln.Close()
-	if err := Probe(context.Background(), c, Target{Ports: []uint64{open}}); err == nil || !strings.Contains(err.Error(), "TCP connect") {
+	if err := Probe(context.Background(), Check{Protocol: MesosTCP, TimeoutSeconds: 1}, Target{Ports: []uint64{open}}); err == nil || !strings.Contains(err.Error(), "TCP connect") {
 		t.Fatalf("closed port: %v", err)
 	}
 }
@@ -213,7 +282,7 @@ func TestRunKillsAfterConsecutiveFailures(t *testing.T) {
 	probes := 0
 	probed := make(chan struct{}, 100)
 	verdicts := make(chan Verdict, 100)
-	c := Check{Protocol: TCP, IntervalSeconds: 10, TimeoutSeconds: 1, GracePeriodSeconds: 0, MaxConsecutiveFailures: 3, DelaySeconds: 5}
+	c := Check{Protocol: MesosTCP, IntervalSeconds: 10, TimeoutSeconds: 1, GracePeriodSeconds: 0, MaxConsecutiveFailures: 3, DelaySeconds: 5}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -47,18 +47,19 @@ func Probe(ctx context.Context, c Check, t Target) error {
 	if host == "" {
 		host = "127.0.0.1"
 	}
+	proto := c.Protocol.probe()
 	port := c.Port
-	if port == 0 && c.Protocol != Command {
+	if port == 0 && proto != Command {
 		if c.PortIndex < 0 || c.PortIndex >= len(t.Ports) {
 			return fmt.Errorf("port index %d: the task has %d ports", c.PortIndex, len(t.Ports))
 		}
 		port = t.Ports[c.PortIndex]
 	}
 	addr := net.JoinHostPort(host, strconv.FormatUint(port, 10))
-	switch c.Protocol {
+	switch proto {
 	case HTTP, HTTPS:
 		scheme := "http"
-		if c.Protocol == HTTPS {
+		if proto == HTTPS {
 			scheme = "https"
 		}
 		path := c.Path
@@ -118,7 +119,7 @@ func timeoutSays(err error, c Check) error {
 type RunConfig struct {
 	Check   Check
 	Target  Target
-	Started time.Time // when the task started, for the grace period
+	Started time.Time // when the task started, for the grace period and the delay
 	Clock   clock.Clock
 	// OnVerdict is called after every probe whose verdict changed the health or says kill.
 	OnVerdict func(Verdict)
@@ -126,8 +127,9 @@ type RunConfig struct {
 	Probe func(ctx context.Context, c Check, t Target) error
 }
 
-// Run waits DelaySeconds, then probes every IntervalSeconds until ctx ends or a verdict says
-// kill.
+// Run waits what is left, since Started, of the check's delay (DelaySeconds where its protocol
+// waits for it: a task whose checks restart after its agent did waits no longer than it would
+// have), then probes every IntervalSeconds until ctx ends or a verdict says kill.
 func Run(ctx context.Context, cfg RunConfig) {
 	clk := cfg.Clock
 	if clk == nil {
@@ -138,7 +140,7 @@ func Run(ctx context.Context, cfg RunConfig) {
 		probe = Probe
 	}
 	tr := NewTracker(cfg.Check, cfg.Started)
-	wait := cfg.Check.delay()
+	wait := cfg.Check.delay() - clk.Now().Sub(cfg.Started)
 	for {
 		select {
 		case <-ctx.Done():
