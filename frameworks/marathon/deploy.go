@@ -252,7 +252,7 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 	if s.st == st {
 		for _, id := range blocking {
 			if old := st.deployments[id]; old != nil {
-				s.bus.publish(EventDeploymentFailed, map[string]any{"id": id, "plan": planWire(old), "reason": "superseded by deployment " + dep.ID})
+				s.bus.publish(EventDeploymentFailed, map[string]any{"id": id, "plan": planWire(old, s.cfg.Role), "reason": "superseded by deployment " + dep.ID})
 			}
 			delete(st.deployments, id)
 		}
@@ -285,7 +285,7 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 			}
 		}
 		if len(dep.Steps) > 0 {
-			s.bus.publish(EventDeploymentInfo, map[string]any{"plan": planWire(dep), "currentStep": dep.Steps[0]})
+			s.bus.publish(EventDeploymentInfo, map[string]any{"plan": planWire(dep, s.cfg.Role), "currentStep": dep.Steps[0]})
 		}
 	}
 	s.mu.Unlock()

@@ -51,8 +51,9 @@
 //   - What /v2 and the event stream write is decided in one place, wire.go, as Marathon 1.10
 //     writes it: apps with every default filled in (labels {}, env {}, networks, the default
 //     port definition, health checks' defaults, ...), tasks with role, ipAddresses and
-//     localVolumes, times with milliseconds, /v2/info's sections, plans in events as id,
-//     version and steps, api_post_event with clientIp and uri, Marathon-Deployment-Id on
+//     localVolumes, times with milliseconds, /v2/info's sections, plans in events with id,
+//     version, steps and the original and target trees (as Marathon before 1.8 and
+//     marathon-python have them; ?plan-format=light: 1.8's plan without them), api_post_event with clientIp and uri, Marathon-Deployment-Id on
 //     writes that start a deployment, /v2/tasks as text for Accept: text/plain, errors with
 //     details by path. What a client sends back from a GET (counts, tasks, deployments) is
 //     dropped.

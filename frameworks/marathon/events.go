@@ -3,6 +3,7 @@ package marathon
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -39,13 +40,15 @@ type eventBus struct {
 type eventSub struct {
 	ch    chan eventMsg
 	types map[string]bool // empty: all
+	light bool            // ?plan-format=light: plans without original and target
 	gone  chan struct{}   // closed when the bus dropped it for being slow
 	once  sync.Once
 }
 
 type eventMsg struct {
-	typ  string
-	data []byte
+	typ   string
+	data  []byte
+	light []byte // data with a light plan (no original, no target)
 }
 
 func newEventBus() *eventBus { return &eventBus{subs: map[*eventSub]struct{}{}} }
@@ -65,12 +68,22 @@ func (b *eventBus) publish(typ string, fields map[string]any) {
 	if err != nil {
 		return
 	}
+	light := data
+	if plan, ok := fields["plan"].(map[string]any); ok && plan["original"] != nil {
+		lp := maps.Clone(plan)
+		delete(lp, "original")
+		delete(lp, "target")
+		body["plan"] = lp
+		if light, err = json.Marshal(body); err != nil {
+			return
+		}
+	}
 	for s := range b.subs {
 		if len(s.types) > 0 && !s.types[typ] {
 			continue
 		}
 		select {
-		case s.ch <- eventMsg{typ: typ, data: data}:
+		case s.ch <- eventMsg{typ: typ, data: data, light: light}:
 		default:
 			delete(b.subs, s)
 			s.once.Do(func() { close(s.gone) })
@@ -78,8 +91,8 @@ func (b *eventBus) publish(typ string, fields map[string]any) {
 	}
 }
 
-func (b *eventBus) subscribe(types map[string]bool) *eventSub {
-	s := &eventSub{ch: make(chan eventMsg, subscriberBuffer), types: types, gone: make(chan struct{})}
+func (b *eventBus) subscribe(types map[string]bool, light bool) *eventSub {
+	s := &eventSub{ch: make(chan eventMsg, subscriberBuffer), types: types, light: light, gone: make(chan struct{})}
 	b.mu.Lock()
 	b.subs[s] = struct{}{}
 	b.mu.Unlock()
@@ -93,7 +106,9 @@ func (b *eventBus) unsubscribe(s *eventSub) {
 }
 
 // events is GET /v2/events: Server-Sent Events, each "event: TYPE" and "data: JSON", filtered by
-// ?event_type= (repeatable). It starts with event_stream_attached.
+// ?event_type= (repeatable). It starts with event_stream_attached. Deployment events' plans
+// carry original and target unless ?plan-format=light (Marathon 1.5-1.7's parameter; 1.8 and
+// later send only the light plan).
 func (s *Service) events(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
@@ -108,7 +123,16 @@ func (s *Service) events(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	sub := s.bus.subscribe(types)
+	light := false
+	switch f := r.URL.Query().Get("plan-format"); f {
+	case "", "full":
+	case "light":
+		light = true
+	default:
+		marathonError(w, http.StatusBadRequest, fmt.Sprintf("plan-format: %q is not one of full, light", f))
+		return
+	}
+	sub := s.bus.subscribe(types, light)
 	defer s.bus.unsubscribe(sub)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -137,7 +161,11 @@ func (s *Service) events(w http.ResponseWriter, r *http.Request) {
 		case <-sub.gone:
 			return
 		case m := <-sub.ch:
-			if !write(m.typ, m.data) {
+			data := m.data
+			if sub.light {
+				data = m.light
+			}
+			if !write(m.typ, data) {
 				return
 			}
 		case <-keepalive.C:

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -317,8 +318,10 @@ func TestDeploymentRevertsAfterFailover(t *testing.T) {
 	select {
 	case ev := <-events:
 		plan, _ := ev["plan"].(map[string]any)
-		if ev["id"] != res.DeploymentID || len(plan) != 3 || plan["id"] != res.DeploymentID || plan["version"] == nil || plan["steps"] == nil {
-			t.Fatalf("deployment_failed: %v, want the reverted deployment with a plan of id, version and steps", ev)
+		original, _ := json.Marshal(plan["original"])
+		if ev["id"] != res.DeploymentID || plan["id"] != res.DeploymentID || plan["version"] == nil || plan["steps"] == nil ||
+			!strings.Contains(string(original), `"id":"/shop/old"`) {
+			t.Fatalf("deployment_failed: %v, want the reverted deployment with its plan and, from the new leader's store, its original tree", ev)
 		}
 	case <-ctx.Done():
 		t.Fatal("no deployment_failed for the reverted deployment")

@@ -704,11 +704,11 @@ func (s *Service) planLocked(ctx context.Context, state *leaderState, now time.T
 			continue
 		}
 		for state.stepSettled(d) {
-			s.bus.publish(EventDeploymentStepOK, map[string]any{"plan": planWire(d), "currentStep": d.Steps[min(d.CurrentStep, len(d.Steps))-1]})
+			s.bus.publish(EventDeploymentStepOK, map[string]any{"plan": planWire(d, s.cfg.Role), "currentStep": d.Steps[min(d.CurrentStep, len(d.Steps))-1]})
 			if d.CurrentStep >= d.TotalSteps {
 				delete(state.deployments, id)
 				done.del(deploymentKey(id))
-				s.bus.publish(EventDeploymentSuccess, map[string]any{"id": d.ID, "plan": planWire(d)})
+				s.bus.publish(EventDeploymentSuccess, map[string]any{"id": d.ID, "plan": planWire(d, s.cfg.Role)})
 				s.logger.Info("deployment finished", "deployment", id, "apps", strings.Join(d.AffectedApps, ","))
 				break
 			}

@@ -412,16 +412,41 @@ func (s *Service) infoWire(frameworkID, leader string, httpPort int) map[string]
 	}
 }
 
-// planWire is a deployment plan as Marathon 1.10 writes it in events: id, version and steps.
-// (Marathon up to 1.7 also wrote the root group before and after, original and target; 1.8
-// dropped them with its "heavy" events. Agora keeps them in the deployment's record, for
-// reverting it, and does not write them either.)
-func planWire(d *Deployment) map[string]any {
+// planWire is a deployment plan as events carry it: id, version and steps — Marathon 1.10's
+// light plan — and, as Marathon wrote them until 1.8 dropped them (and marathon-python's
+// event parser still needs them), the original and target trees of what the change touches
+// (plantree.go), apps in their API form. A stream asked with ?plan-format=light gets the light
+// plan only (the bus strips them). role is the framework's.
+func planWire(d *Deployment, role string) map[string]any {
 	steps := d.Steps
 	if steps == nil {
 		steps = []Step{}
 	}
-	return map[string]any{"id": d.ID, "version": d.Version, "steps": steps}
+	out := map[string]any{"id": d.ID, "version": d.Version, "steps": steps}
+	if d.Original != nil && d.Target != nil {
+		out["original"], out["target"] = planGroupWire(d.Original, role), planGroupWire(d.Target, role)
+	}
+	return out
+}
+
+// planGroupWire is a tree of a plan as Marathon's group JSON: apps as the API shows them.
+func planGroupWire(g *PlanGroup, role string) map[string]any {
+	apps := make([]map[string]any, 0, len(g.Apps))
+	for _, def := range g.Apps {
+		def = def.withDefaults()
+		if a, err := def.App(); err == nil {
+			apps = append(apps, appWire(def, a, role))
+		}
+	}
+	groups := make([]map[string]any, 0, len(g.Groups))
+	for _, sub := range g.Groups {
+		groups = append(groups, planGroupWire(sub, role))
+	}
+	deps := g.Dependencies
+	if deps == nil {
+		deps = []string{}
+	}
+	return map[string]any{"id": g.ID, "apps": apps, "pods": []any{}, "groups": groups, "dependencies": deps, "version": g.Version}
 }
 
 // deploymentWire is a deployment as GET /v2/deployments writes it.

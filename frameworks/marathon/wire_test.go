@@ -173,6 +173,7 @@ func TestWireShapes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	events := sseEvents(t, ctx, base+"/v2/events")
+	lightEvents := sseEvents(t, ctx, base+"/v2/events?plan-format=light&event_type="+EventDeploymentInfo)
 
 	// POST answers the app, names its deployment in the header.
 	req, _ := http.NewRequest("POST", base+"/v2/apps", strings.NewReader(`{"id": "/shop/web", "cmd": "serve --port $PORT0", "cpus": 0.25, "mem": 64}`))
@@ -208,6 +209,23 @@ func TestWireShapes(t *testing.T) {
 		t.Fatalf("api_post_event's appDefinition: %v", app)
 	}
 	sameShape(t, "deployment_info.json", seen[EventDeploymentInfo])
+	// The trees hold the app: marathon-python reads them. A light stream (Marathon 1.8's only
+	// form) has id, version and steps alone.
+	target, _ := json.Marshal(seen[EventDeploymentInfo]["plan"].(map[string]any)["target"])
+	if !strings.Contains(string(target), `"id":"/shop/web"`) {
+		t.Errorf("deployment_info's target tree lacks the app: %s", target)
+	}
+	select {
+	case ev := <-lightEvents:
+		if plan, _ := ev["plan"].(map[string]any); len(plan) != 3 || plan["id"] == nil || plan["version"] == nil || plan["steps"] == nil {
+			t.Errorf("deployment_info with plan-format=light: %v, want a plan of id, version and steps", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("no deployment_info on the light stream")
+	}
+	if code := call(t, "GET", base+"/v2/events?plan-format=heavy", "", nil); code != http.StatusBadRequest {
+		t.Errorf("plan-format=heavy: %d, want 400", code)
+	}
 
 	var app any
 	waitFor(t, "/shop/web running", func() bool {
