@@ -75,14 +75,7 @@ func naivePlan(target int, strat UpgradeStrategy, killSelection string, insts []
 		}
 		return p
 	}
-	minHealthy := 0
-	for float64(minHealthy) < float64(target)*strat.MinimumHealthCapacity-1e-9 {
-		minHealthy++
-	}
-	maxCapacity := 0
-	for float64(maxCapacity+1) <= float64(target)*(1+strat.MaximumOverCapacity)+1e-9 {
-		maxCapacity++
-	}
+	minHealthy, maxCapacity := bounds(target, strat)
 	healthy := 0
 	for _, in := range append(append([]PlanInstance(nil), old...), nw...) {
 		if in.Healthy {
