@@ -37,6 +37,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected blocks of testda
 //	fail ids                ... failed on their own
 //	unreachable ids         ... are unreachable
 //	killed                  every instance being killed has ended
+//	failover                a new leader takes over: every instance unreconciled, just asked about
 //	tick [duration]         time passes (1 s by default) and the leader plans every app
 func TestDeployScripts(t *testing.T) {
 	files, _ := filepath.Glob("testdata/deploy/*.txt")
@@ -172,6 +173,13 @@ func (w *scriptWorld) do(cmd string) string {
 				out = append(out, w.tell(in, task.Killed, nil)...)
 			}
 		}
+	case "failover":
+		// A new leader loads every instance from its record: state and health unknown until
+		// the master answers; it has just asked (Run).
+		for _, in := range w.instances() {
+			in.state, in.reconciled, in.healthy, in.startedAt, in.ready = task.Staging, false, nil, nil, false
+		}
+		w.st.reconcileAsked = w.now
 	case "tick":
 		d := time.Second
 		if arg != "" {
@@ -431,6 +439,13 @@ func (w *scriptWorld) actions(a *actions) []string {
 		case EventAppTerminated:
 			out = append(out, fmt.Sprintf("event %s %s", e.typ, e.fields["appId"]))
 		}
+	}
+	if len(a.reconcile) > 0 {
+		var ids []string
+		for _, r := range a.reconcile {
+			ids = append(ids, r.TaskID)
+		}
+		out = append(out, "reconcile "+strings.Join(ids, " "))
 	}
 	if a.revive {
 		out = append(out, "revive offers")
