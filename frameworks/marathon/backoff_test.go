@@ -1,7 +1,6 @@
 package marathon
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -41,13 +40,13 @@ func beside(tb testing.TB, fields string) (*Service, *leaderState, *appState, *c
 func TestFailedLaunchesBackOffBesideARunningInstance(t *testing.T) {
 	for _, failure := range []task.State{task.Error, task.Failed, task.Dropped} {
 		t.Run(string(failure), func(t *testing.T) {
-			svc, st, as, clk := beside(t, `"backoffSeconds": 1, "backoffFactor": 2, "maxLaunchDelaySeconds": 16`)
+			_, st, as, clk := beside(t, `"backoffSeconds": 1, "backoffFactor": 2, "maxLaunchDelaySeconds": 16`)
 
 			var launches []time.Time
 			for step := 0; step < 600; step++ {
 				clk.Advance(100 * time.Millisecond)
 				now := clk.Now()
-				svc.planLocked(context.Background(), st, now, true)
+				st.decide(now, true, "*")
 				// useOffer: an offer comes at every step; it launches what waits and may launch now.
 				if !st.waiting["/web"] || as.want == 0 || now.Before(as.delayUntil) {
 					continue
@@ -57,7 +56,7 @@ func TestFailedLaunchesBackOffBesideARunningInstance(t *testing.T) {
 				launches = append(launches, now)
 				as.want--
 				// The agent refuses it at once.
-				svc.observeLocked(st, api.TaskStatus{TaskID: id, State: failure, Message: "refused", Timestamp: now})
+				st.observe(api.TaskStatus{TaskID: id, State: failure, Message: "refused", Timestamp: now}, now)
 			}
 			// 1, 2, 4, 8, 16, 16, 16: launches at 0, 1, 3, 7, 15, 31, 47 s of the minute.
 			if len(launches) != 7 {
@@ -80,7 +79,7 @@ func TestFailedLaunchesBackOffBesideARunningInstance(t *testing.T) {
 			now := clk.Now()
 			st.add(&instance{rec: InstanceRecord{ID: "web.good", AppID: "/web", Version: "v1", AgentID: "a3", StagedAt: now}, state: task.Running, reconciled: true, startedAt: &now})
 			clk.Advance(backoffResetAfter)
-			svc.planLocked(context.Background(), st, clk.Now(), true)
+			st.decide(clk.Now(), true, "*")
 			if as.failures != 0 {
 				t.Fatalf("after an instance launched since ran %s: %d failures, want the backoff started over", backoffResetAfter, as.failures)
 			}

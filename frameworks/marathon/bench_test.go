@@ -2,7 +2,6 @@ package marathon
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -160,7 +159,7 @@ func BenchmarkFailedLaunches(b *testing.B) {
 		b.Run(fmt.Sprintf("launches=%d", n), func(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
-				svc, st, as, clk := beside(b, `"backoffSeconds": 1, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300`)
+				_, st, as, clk := beside(b, `"backoffSeconds": 1, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300`)
 				runtime.GC()
 				var before runtime.MemStats
 				runtime.ReadMemStats(&before)
@@ -170,14 +169,14 @@ func BenchmarkFailedLaunches(b *testing.B) {
 						clk.Advance(as.delayUntil.Sub(clk.Now()))
 					}
 					now := clk.Now()
-					svc.planLocked(context.Background(), st, now, true)
+					st.decide(now, true, "*")
 					if as.want != 1 {
 						b.Fatalf("launch %d: the app wants %d", i, as.want)
 					}
 					id := fmt.Sprintf("web.%06d", i)
 					st.add(&instance{rec: InstanceRecord{ID: id, AppID: "/web", Version: "v1", AgentID: "a2", StagedAt: now}, state: task.Staging, reconciled: true})
 					as.want--
-					svc.observeLocked(st, api.TaskStatus{TaskID: id, State: task.Error, Message: "port 31000 is held", Timestamp: now})
+					st.observe(api.TaskStatus{TaskID: id, State: task.Error, Message: "port 31000 is held", Timestamp: now}, now)
 				}
 				b.StopTimer()
 				runtime.GC()

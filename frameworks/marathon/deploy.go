@@ -36,6 +36,11 @@ func groupKey(id string) string { return "group" + id }
 // after what it depends on is deployed; deletions go the other way). A change to an app a
 // deployment is changing is refused (409) unless forced, which replaces that deployment.
 // groups are explicit group records to write with it (nil values delete them).
+//
+// In order: what the change starts from is read under s.mu (changeBaseOf); the new
+// definitions are checked and made (s.define) and the deployment planned (plan), all without
+// the lock; the change is committed; then the state in memory takes it (st.apply) and its
+// events are published.
 func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, groups map[string]*groupRecord) (changeResult, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -45,67 +50,134 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 		s.mu.Unlock()
 		return changeResult{}, errNotReady
 	}
-	curs := map[string]*appState{}
+	base := st.changeBaseOf(edits)
+	s.mu.Unlock()
+	if len(base.blocking) > 0 && !force {
+		return changeResult{}, &conflictError{ids: base.blocking}
+	}
+	for id, g := range groups {
+		if g == nil {
+			delete(base.knownGroups, id)
+		} else {
+			base.knownGroups[id] = *g
+		}
+	}
+
+	ver := s.cfg.Clock.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+	c := &change{}
+	for _, id := range base.blocking {
+		c.del(deploymentKey(id))
+	}
+	results, err := s.define(ctx, edits, base, ver, c)
+	if err != nil {
+		return changeResult{}, err
+	}
+	var problems problems
+	nextApps := map[string]App{}
+	for id, r := range results {
+		if r.next != nil {
+			nextApps[id] = r.next.app
+		}
+	}
+	checkTargets(edits, base.curs, nextApps, base.allApps, base.knownGroups, groups, &problems)
+	if err := problems.err(); err != nil {
+		return changeResult{}, err
+	}
+	if cycle := dependencyCycle(base.allApps, base.knownGroups); cycle != nil {
+		return changeResult{}, &ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/dependencies",
+			Errors: []string{"dependency cycle: " + strings.Join(cycle, " → ")}}}}
+	}
+	if len(results) == 0 && len(groups) == 0 {
+		return changeResult{}, &httpError{404, "nothing to change"}
+	}
+	for id, g := range groups {
+		if g == nil {
+			c.del(groupKey(id))
+		} else {
+			c.put(groupKey(id), g)
+		}
+	}
+	dep := plan(newUUID(s), ver, base, results, groups)
+	if len(dep.Steps) > 0 {
+		c.put(deploymentKey(dep.ID), dep)
+	}
+	if err := commit(ctx, s.store, c); err != nil {
+		return changeResult{}, err
+	}
+
+	// Committed: the state takes it, and its events go out before the loop can decide on the
+	// new deployment (under s.mu), so that deployment_info comes before what follows it.
+	s.mu.Lock()
+	if s.st == st {
+		a := st.apply(ctx, base, dep, results, groups, s.cfg.Role)
+		s.announce(&a)
+	}
+	s.mu.Unlock()
+	s.poke()
+	s.logger.Info("deployment started", "deployment", dep.ID, "apps", strings.Join(dep.AffectedApps, ","), "steps", len(dep.Steps))
+	return changeResult{DeploymentID: dep.ID, Version: ver}, nil
+}
+
+// changeBase is what a change starts from: the apps it edits as they are (curs), the
+// deployments changing them (blocking), every app and group, and the tree before it.
+type changeBase struct {
+	curs        map[string]*appState
+	blocking    []string
+	allApps     map[string]App
+	knownGroups map[string]groupRecord
+	before      treeSide
+}
+
+// changeBaseOf reads what a change of edits starts from; the caller holds s.mu.
+func (st *leaderState) changeBaseOf(edits []appEdit) changeBase {
+	b := changeBase{curs: map[string]*appState{}, allApps: map[string]App{}, knownGroups: map[string]groupRecord{}}
 	ids := map[string]bool{}
 	for _, e := range edits {
 		ids[e.id] = true
 		if cur := st.apps[e.id]; cur != nil && !cur.deleted {
-			curs[e.id] = cur
+			b.curs[e.id] = cur
 		}
 	}
-	var blocking []string
 	for id, d := range st.deployments {
 		if affects(d, ids) {
-			blocking = append(blocking, id)
+			b.blocking = append(b.blocking, id)
 		}
 	}
-	sort.Strings(blocking)
-	allApps := map[string]App{}
+	sort.Strings(b.blocking)
 	for id, as := range st.apps {
 		if !as.deleted {
-			allApps[id] = as.app
+			b.allApps[id] = as.app
 		}
 	}
-	knownGroups := map[string]groupRecord{}
 	for id, g := range st.groups {
-		knownGroups[id] = g
+		b.knownGroups[id] = g
 	}
-	before := treeSide{defs: map[string]Definition{}, versions: map[string]string{}, groups: maps.Clone(knownGroups)}
-	for id, a := range allApps {
-		before.versions[id] = a.Version
+	b.before = treeSide{defs: map[string]Definition{}, versions: map[string]string{}, groups: maps.Clone(b.knownGroups)}
+	for id, a := range b.allApps {
+		b.before.versions[id] = a.Version
 	}
-	for id, cur := range curs {
-		before.defs[id] = cur.def
+	for id, cur := range b.curs {
+		b.before.defs[id] = cur.def
 	}
-	s.mu.Unlock()
-	if len(blocking) > 0 && !force {
-		return changeResult{}, &conflictError{ids: blocking}
-	}
-	for id, g := range groups {
-		if g == nil {
-			delete(knownGroups, id)
-		} else {
-			knownGroups[id] = *g
-		}
-	}
+	return b
+}
 
-	now := s.cfg.Clock.Now().UTC()
-	ver := now.Format("2006-01-02T15:04:05.000Z")
-	dep := &Deployment{ID: newUUID(s), Version: ver}
-	c := &change{}
-	for _, id := range blocking {
-		c.del(deploymentKey(id))
-	}
-	type result struct {
-		next   *appState
-		action string
-	}
-	results := map[string]result{}
+// appResult is one app's part of a change: its new state (nil: deleted) and its action.
+type appResult struct {
+	next   *appState
+	action string
+}
+
+// define makes each edited app's new definition (of version ver) and adds it to c, checking it
+// (Validate, the agents that could run it, its service ports); what is wrong is a
+// ValidationError by path. base.allApps becomes the apps after the change.
+func (s *Service) define(ctx context.Context, edits []appEdit, base changeBase, ver string, c *change) (map[string]appResult, error) {
+	results := map[string]appResult{}
 	var problems problems
 	// Service ports: what the apps hold now (a deleted app's are free only after its change)
 	// and what the new definitions fix are taken; each app's old ones are offered back to it.
 	ports := newPortPool(s.cfg.ServicePorts)
-	for _, a := range allApps {
+	for _, a := range base.allApps {
 		ports.hold(a.ServicePorts()...)
 	}
 	type valid struct {
@@ -116,10 +188,10 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 	}
 	var checked []valid
 	for _, e := range edits {
-		cur := curs[e.id]
+		cur := base.curs[e.id]
 		def, err := e.edit(cur)
 		if err != nil {
-			return changeResult{}, err
+			return nil, err
 		}
 		if def == nil {
 			if cur == nil {
@@ -127,8 +199,8 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 			}
 			c.del(appKey(e.id))
 			c.delPrefix(versionPrefix(e.id))
-			results[e.id] = result{action: "StopApplication"}
-			delete(allApps, e.id)
+			results[e.id] = appResult{action: "StopApplication"}
+			delete(base.allApps, e.id)
 			continue
 		}
 		a, err := def.App()
@@ -139,14 +211,7 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 			err = s.agentsCanRun(ctx, a)
 		}
 		if err != nil {
-			var ve *ValidationError
-			if errors.As(err, &ve) {
-				for _, d := range ve.Details {
-					problems.add(e.path+d.Path, "%s", strings.Join(d.Errors, "; "))
-				}
-			} else {
-				problems.add(e.path+"/", "%s", err.Error())
-			}
+			problems.addError(e.path, err)
 			continue
 		}
 		ports.claim(a.ServicePorts()...)
@@ -163,65 +228,65 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 			problems.add(e.path+a.servicePortPath(at), "%s", err.Error())
 			continue
 		}
-		def, err := v.def.withServicePorts(a, assigned)
+		next, def, action, err := nextApp(v.def, a, cur, assigned, ver)
 		if err != nil {
-			return changeResult{}, err
-		}
-		def = def.withDefaults()
-		def["id"], _ = json.Marshal(a.ID)
-		vi := map[string]string{"lastScalingAt": ver, "lastConfigChangeAt": ver}
-		action := "RestartApplication"
-		switch {
-		case cur == nil:
-			action = "StartApplication"
-		case sameConfig(cur.def, def) && configVersion(def) != "":
-			action = "ScaleApplication"
-			vi["lastConfigChangeAt"] = cur.configAt
-		}
-		def["version"], _ = json.Marshal(ver)
-		def["versionInfo"], _ = json.Marshal(vi)
-		next, err := appStateOf(mustJSON(def))
-		if err != nil {
-			return changeResult{}, err
+			return nil, err
 		}
 		c.put(appKey(e.id), def)
 		c.put(versionKey(e.id, ver), def)
-		results[e.id] = result{next: next, action: action}
-		allApps[e.id] = next.app
+		results[e.id] = appResult{next: next, action: action}
+		base.allApps[e.id] = next.app
 	}
-	if err := problems.err(); err != nil {
-		return changeResult{}, err
-	}
-	nextApps := map[string]App{}
-	for id, r := range results {
-		if r.next != nil {
-			nextApps[id] = r.next.app
+	return results, problems.err()
+}
+
+// addError adds an app's validation error under path.
+func (p *problems) addError(path string, err error) {
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		for _, d := range ve.Details {
+			p.add(path+d.Path, "%s", strings.Join(d.Errors, "; "))
 		}
+		return
 	}
-	checkTargets(edits, curs, nextApps, allApps, knownGroups, groups, &problems)
-	if err := problems.err(); err != nil {
-		return changeResult{}, err
+	p.add(path+"/", "%s", err.Error())
+}
+
+// nextApp is an app's definition as stored after a change: its service ports assigned, the
+// defaults filled in, version ver; a change of instances only is a scaling, which keeps the
+// config version (old instances stay current).
+func nextApp(def Definition, a App, cur *appState, assigned []int, ver string) (*appState, Definition, string, error) {
+	def, err := def.withServicePorts(a, assigned)
+	if err != nil {
+		return nil, nil, "", err
 	}
-	if cycle := dependencyCycle(allApps, knownGroups); cycle != nil {
-		return changeResult{}, &ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/dependencies",
-			Errors: []string{"dependency cycle: " + strings.Join(cycle, " → ")}}}}
+	def = def.withDefaults()
+	def["id"], _ = json.Marshal(a.ID)
+	vi := map[string]string{"lastScalingAt": ver, "lastConfigChangeAt": ver}
+	action := "RestartApplication"
+	switch {
+	case cur == nil:
+		action = "StartApplication"
+	case sameConfig(cur.def, def) && configVersion(def) != "":
+		action = "ScaleApplication"
+		vi["lastConfigChangeAt"] = cur.configAt
 	}
-	if len(results) == 0 && len(groups) == 0 {
-		return changeResult{}, &httpError{404, "nothing to change"}
-	}
-	for id, g := range groups {
-		if g == nil {
-			c.del(groupKey(id))
-		} else {
-			c.put(groupKey(id), g)
-		}
-	}
-	// Steps: starts and changes after what they depend on; stops before what they depend on.
+	def["version"], _ = json.Marshal(ver)
+	def["versionInfo"], _ = json.Marshal(vi)
+	next, err := appStateOf(mustJSON(def))
+	return next, def, action, err
+}
+
+// plan is the deployment of a change, without I/O: starts and changes after what they depend
+// on, stops before what they depend on, in steps; with the trees before and after it. One
+// without steps changes no app (groups only) and is not recorded.
+func plan(id, ver string, base changeBase, results map[string]appResult, groups map[string]*groupRecord) *Deployment {
+	dep := &Deployment{ID: id, Version: ver}
 	var changed []string
 	for id := range results {
 		changed = append(changed, id)
 	}
-	levels := orderByDependencies(changed, allApps, knownGroups, func(id string) bool { return results[id].action == "StopApplication" })
+	levels := orderByDependencies(changed, base.allApps, base.knownGroups, func(id string) bool { return results[id].action == "StopApplication" })
 	for _, level := range levels {
 		var step Step
 		for _, id := range level {
@@ -232,8 +297,8 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 	}
 	if len(dep.Steps) > 0 {
 		dep.CurrentStep, dep.TotalSteps, dep.CurrentActions = 1, len(dep.Steps), dep.Steps[0].Actions
-		after := treeSide{defs: map[string]Definition{}, versions: map[string]string{}, groups: knownGroups}
-		for id, a := range allApps {
+		after := treeSide{defs: map[string]Definition{}, versions: map[string]string{}, groups: base.knownGroups}
+		for id, a := range base.allApps {
 			after.versions[id] = a.Version
 		}
 		for id, r := range results {
@@ -241,57 +306,55 @@ func (s *Service) changeApps(ctx context.Context, force bool, edits []appEdit, g
 				after.defs[id] = r.next.def
 			}
 		}
-		dep.Original, dep.Target = planTrees(before, after, changed, sortedKeys(groups), ver)
-		c.put(deploymentKey(dep.ID), dep)
+		dep.Original, dep.Target = planTrees(base.before, after, changed, sortedKeys(groups), ver)
 	}
-	if err := commit(ctx, s.store, c); err != nil {
-		return changeResult{}, err
-	}
+	return dep
+}
 
-	s.mu.Lock()
-	if s.st == st {
-		for _, id := range blocking {
-			if old := st.deployments[id]; old != nil {
-				s.bus.publish(EventDeploymentFailed, map[string]any{"id": id, "plan": planWire(old, s.cfg.Role), "reason": "superseded by deployment " + dep.ID})
-			}
-			delete(st.deployments, id)
+// apply takes a committed change into the state in memory: superseded deployments go
+// (deployment_failed), groups and apps change (api_post_event for each app written; a scaling
+// keeps the app's backoff, a new config starts it over), and the deployment begins
+// (deployment_info). The caller holds s.mu, and publishes the events before it lets go.
+func (st *leaderState) apply(ctx context.Context, base changeBase, dep *Deployment, results map[string]appResult, groups map[string]*groupRecord, role string) actions {
+	var a actions
+	for _, id := range base.blocking {
+		if old := st.deployments[id]; old != nil {
+			a.publish(EventDeploymentFailed, map[string]any{"id": id, "plan": planWire(old, role), "reason": "superseded by deployment " + dep.ID})
 		}
-		for id, g := range groups {
-			if g == nil {
-				delete(st.groups, id)
-			} else {
-				st.groups[id] = *g
-			}
-		}
-		if len(dep.Steps) > 0 {
-			st.deployments[dep.ID] = dep
-		}
-		for id, r := range results {
-			st.touch(id)
-			cur := curs[id]
-			switch {
-			case r.next == nil:
-				if cur != nil {
-					cur.deleted = true
-				}
-			case cur != nil && r.action == "ScaleApplication":
-				r.next.failures, r.next.failedAt, r.next.delayUntil, r.next.lastFail = cur.failures, cur.failedAt, cur.delayUntil, cur.lastFail
-				st.apps[id] = r.next
-			default:
-				st.apps[id] = r.next // a new config: the backoff starts over
-			}
-			if r.next != nil {
-				s.bus.publish(EventAPIPost, apiPostEvent(ctx, appWire(r.next.def, r.next.app, s.cfg.Role)))
-			}
-		}
-		if len(dep.Steps) > 0 {
-			s.bus.publish(EventDeploymentInfo, map[string]any{"plan": planWire(dep, s.cfg.Role), "currentStep": dep.Steps[0]})
+		delete(st.deployments, id)
+	}
+	for id, g := range groups {
+		if g == nil {
+			delete(st.groups, id)
+		} else {
+			st.groups[id] = *g
 		}
 	}
-	s.mu.Unlock()
-	s.poke()
-	s.logger.Info("deployment started", "deployment", dep.ID, "apps", strings.Join(dep.AffectedApps, ","), "steps", len(dep.Steps))
-	return changeResult{DeploymentID: dep.ID, Version: ver}, nil
+	if len(dep.Steps) > 0 {
+		st.deployments[dep.ID] = dep
+	}
+	for id, r := range results {
+		st.touch(id)
+		cur := base.curs[id]
+		switch {
+		case r.next == nil:
+			if cur != nil {
+				cur.deleted = true
+			}
+		case cur != nil && r.action == "ScaleApplication":
+			r.next.failures, r.next.failedAt, r.next.delayUntil, r.next.lastFail = cur.failures, cur.failedAt, cur.delayUntil, cur.lastFail
+			st.apps[id] = r.next
+		default:
+			st.apps[id] = r.next // a new config: the backoff starts over
+		}
+		if r.next != nil {
+			a.publish(EventAPIPost, apiPostEvent(ctx, appWire(r.next.def, r.next.app, role)))
+		}
+	}
+	if len(dep.Steps) > 0 {
+		a.publish(EventDeploymentInfo, map[string]any{"plan": planWire(dep, role), "currentStep": dep.Steps[0]})
+	}
+	return a
 }
 
 // checkTargets names what a change would leave ambiguous or waiting forever, by path: a new

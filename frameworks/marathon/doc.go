@@ -117,6 +117,56 @@
 //     and health checks' numbers even where the definition leaves them out, as marathon-lb
 //     reads them (lbfields.go).
 //
+// Deciding and doing: the leader's decisions are functions of its state in memory, the time
+// and what happened, without I/O (decide.go, offer.go, plan.go): decide on a tick or a change,
+// observe on a status update, placeOffer on an offer; each changes the state in memory and
+// answers actions — the records to write, the kills, the launches, the events. step, update and
+// useOffer (service.go) take s.mu only for the decision, commit the records through raft, and
+// then, outside the lock, publish the events and call the master. A kill or a launch whose
+// record could not be committed is not sent (the next step decides again).
+//
+// A deployment moves through its steps (deploy.go; advance in decide.go):
+//
+//	API write ──commit app(s) + Deployment{CurrentStep: 1}──▶ deployment_info
+//	                               │
+//	                               ▼
+//	         ┌──────────▶ step n: its apps planned; apps of later steps held as they are
+//	         │                     │
+//	         │                     │ every app of step n settled (only its version, as many
+//	         │                     │ as wanted, running, healthy, ready; deleted: none left)
+//	         │                     ▼
+//	         │            deployment_step_success
+//	         │             │                   │
+//	         └─ n < total: │                   │ n = total:
+//	   CurrentStep++,      │                   ▼
+//	   record committed ───┘            record deleted, deployment_success
+//
+//	 at any step: a forced change to its apps ─▶ deployment_failed (superseded), deleted;
+//	              DELETE /v2/deployments/{id} ─▶ deleted, and a new deployment reverts it
+//
+// An instance's life (observe, decideApp, placeOffer):
+//
+//	app waits (want > 0, backoff over)
+//	   │ an offer fits: InstanceRecord committed, then the task launched
+//	   ▼
+//	STAGING ──▶ RUNNING ──▶ healthy (and ready): counts for its deployment
+//	   │           │
+//	   │           ├─ UNREACHABLE for inactiveAfterSeconds: not counted, a replacement starts;
+//	   │           │  for expungeAfterSeconds: record deleted, its task killed
+//	   │           │
+//	   │           └─ the plan kills it: Killing committed, then the kill sent
+//	   │                 │
+//	   │                 ▼
+//	   │              KILLED (any end): record deleted
+//	   ▼
+//	ends on its own, from any state (FAILED, ERROR, DROPPED, LOST, GONE, ...): record deleted,
+//	lastTaskFailure kept, failures++; replaced after backoffSeconds × backoffFactor^(n-1), at
+//	most maxLaunchDelaySeconds; an instance launched since that runs (healthy) for 10 s
+//	starts the backoff over
+//
+//	A new leader loads every instance unreconciled, its state and health unknown: its app
+//	gets no move until the master has answered for each of them.
+//
 // Not yet: docker.parameters are kept but have no effect (they are flags of Docker's daemon,
 // not of containerd).
 package marathon

@@ -35,7 +35,7 @@ type worldTask struct {
 	healthyIn int
 }
 
-// upgradeWorld runs the leader's planner (planLocked, as step does) against what really runs,
+// upgradeWorld runs the leader's planner (decide, as step does) against what really runs,
 // round by round: kills end a round later; a launched instance runs at once and is healthy a
 // round later.
 type upgradeWorld struct {
@@ -97,14 +97,14 @@ func (w *upgradeWorld) tell(tk *worldTask) {
 		return
 	}
 	if w.st.instances[tk.id] != nil {
-		w.svc.observeLocked(w.st, st)
+		w.st.observe(st, w.clk.Now())
 	}
 }
 
 func ptr[T any](v T) *T { return &v }
 
 // round moves the world, tells the leader (when it hears), plans, and carries the plan out.
-func (w *upgradeWorld) round() stepMoves {
+func (w *upgradeWorld) round() actions {
 	w.t.Helper()
 	w.clk.Advance(time.Second)
 	for _, tk := range w.tasks {
@@ -124,7 +124,7 @@ func (w *upgradeWorld) round() stepMoves {
 			w.tell(tk)
 		}
 	}
-	mv := w.svc.planLocked(context.Background(), w.st, w.clk.Now(), true)
+	mv := w.st.decide(w.clk.Now(), true, "*")
 	for _, k := range mv.kills {
 		w.task(k.TaskID).killed = true
 	}
@@ -186,7 +186,7 @@ func TestNewLeaderWaitsForReconciliationMidUpgrade(t *testing.T) {
 	}
 	// Still unanswered after reconcileRetry: asked again.
 	clk.Advance(reconcileRetry)
-	if mv := svc.planLocked(context.Background(), st, clk.Now(), true); len(mv.reconcile) != 4 || len(mv.kills) > 0 || as.want > 0 {
+	if mv := st.decide(clk.Now(), true, "*"); len(mv.reconcile) != 4 || len(mv.kills) > 0 || as.want > 0 {
 		t.Fatalf("after %s unanswered: reconcile %v, kills %v, want %d", reconcileRetry, mv.reconcile, mv.kills, as.want)
 	}
 	// One answer (an old instance, healthy) is not enough: the others may run, or not.
