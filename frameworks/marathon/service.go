@@ -193,7 +193,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.mu.Unlock()
 	}()
 	// Every instance loaded is unknown until the master answers for its task: its app waits
-	// for that (planLocked), and the question is asked again until it is answered.
+	// for that (decide), and the question is asked again until it is answered.
 	var known []api.ReconcileTask
 	for _, in := range st.instances {
 		known = append(known, api.ReconcileTask{TaskID: in.rec.ID, AgentID: in.rec.AgentID})
