@@ -169,7 +169,27 @@ func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 	return t.Transport.DialTimeout(addr, timeout)
 }
 
+// Shutdown stops forwarding and shuts the wrapped transport down. Its listeners block handing
+// over each packet or stream until someone takes it, and wait for that before they exit, so
+// what still arrives is taken and dropped until the wrapped Shutdown has returned.
 func (t *transport) Shutdown() error {
 	t.once.Do(func() { close(t.stop) })
-	return t.Transport.Shutdown()
+	stopped := make(chan struct{})
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case <-t.Transport.PacketCh():
+			case c := <-t.Transport.StreamCh():
+				c.Close()
+			case <-stopped:
+				return
+			}
+		}
+	}()
+	err := t.Transport.Shutdown()
+	close(stopped)
+	<-drained
+	return err
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // TestSwitchCutsConnections: cut, dials fail, accepted connections are closed at once, and the
@@ -68,5 +70,53 @@ func TestSwitchCutsConnections(t *testing.T) {
 		c.Close()
 	case <-time.After(2 * time.Second):
 		t.Fatal("a connection after healing was not accepted")
+	}
+}
+
+// TestShutdownWhilePacketsArrive: a gossip transport shut down while packets and streams keep
+// arriving returns promptly. The wrapped transport's listeners block handing over what arrives
+// until someone takes it, so the wrapper must keep taking it until they have stopped.
+func TestShutdownWhilePacketsArrive(t *testing.T) {
+	for round := range 20 {
+		inner, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s Switch
+		tr := s.Transport(inner)
+		addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: inner.GetAutoBindPort()}
+		stop := make(chan struct{})
+		flooded := make(chan struct{})
+		go func() {
+			defer close(flooded)
+			c, err := net.DialUDP("udp", nil, addr)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.Write([]byte("ping"))
+				if tc, err := net.Dial("tcp", addr.String()); err == nil {
+					tc.Close()
+				}
+			}
+		}()
+		// Nobody reads tr's channels, as when memberlist has stopped listening: what arrives
+		// queues up in the wrapped transport's listeners.
+		time.Sleep(20 * time.Millisecond)
+		done := make(chan error, 1)
+		go func() { done <- tr.Shutdown() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Shutdown did not return in 10 s with packets arriving", round)
+		}
+		close(stop)
+		<-flooded
 	}
 }
