@@ -246,7 +246,7 @@ func (a *apiHandler) getSelf(w http.ResponseWriter, r *http.Request) {
 
 func (a *apiHandler) getCluster(w http.ResponseWriter, r *http.Request) {
 	view := api.ClusterView{ClusterID: a.m.ClusterID(), Self: a.self(), Masters: []api.MasterInfo{}, Members: []api.MemberInfo{},
-		Clock: a.m.clockGuard.judge().status(a.m.cfg.MaxClockSkew)}
+		Clock: a.m.clockGuard.Status()}
 	members := a.m.gossip.Members()
 	byID := map[string]gossip.Member{}
 	for _, mem := range members {
@@ -348,13 +348,13 @@ func (a *apiHandler) getLeaderMarathon(w http.ResponseWriter, r *http.Request) {
 }
 
 // abdicate is Marathon's DELETE /v2/leader: the leader hands leadership to another master — one
-// whose clock agrees with the others' when some master's does not (clockcheck.go), else the one
+// whose clock agrees with the others' when some master's does not (master/clockcheck), else the one
 // raft picks — or with ?to=ID to the voting master of that id (GET /v1/cluster lists them),
 // once it has caught up. It answers when the other master leads.
 func (a *apiHandler) abdicate(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if !q.Has("to") {
-		if err := a.m.transferLeadership(); err != nil {
+		if err := a.m.clockGuard.TransferLeadership(); err != nil {
 			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("could not hand over leadership: %v", err))
 			return
 		}

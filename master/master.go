@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/agora-sched/agora/master/clockcheck"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/clock"
@@ -87,7 +88,7 @@ type Config struct {
 	// frameworks it hosts decide with (default: the system's). The chaos harness shifts it.
 	Clock clock.Clock
 	// MaxClockSkew is how far this master's clock may be off a majority of the masters' before
-	// it fires no cron run and, leading, hands leadership over (clockcheck.go). Default
+	// it fires no cron run and, leading, hands leadership over (master/clockcheck). Default
 	// DefaultMaxClockSkew.
 	MaxClockSkew time.Duration
 }
@@ -118,7 +119,7 @@ type Master struct {
 
 	secretKeys atomic.Pointer[keyring.Keyring] // seals and opens secrets (secrets.go)
 	rekeyed    chan struct{}                   // SetSecretsKeyring tells the leader's resealSecrets
-	clockGuard *clockGuard                     // compares this master's clock with the others'
+	clockGuard *clockcheck.Guard               // compares this master's clock with the others'
 
 	mu        sync.Mutex // guards clusterID
 	clusterID string
@@ -172,7 +173,6 @@ func New(cfg Config) (*Master, error) {
 	logger := cfg.Logger.With("master", id)
 	m := &Master{cfg: cfg, logger: logger, id: id, clusterID: clusterID, startedAt: time.Now().UTC()}
 	m.leadership = &leadership{logger: logger.With("component", "leadership"), stopTimeout: 30 * time.Second}
-	m.clockGuard = newClockGuard(m, cfg.Clock, cfg.MaxClockSkew, logger.With("component", "clock"))
 	keys := cfg.SecretsKeyring
 	if keys == nil {
 		path := filepath.Join(cfg.DataDir, LocalKeyringFile)
@@ -240,6 +240,9 @@ func New(cfg Config) (*Master, error) {
 		m.store.Close()
 		return nil, fmt.Errorf("master: gossip: %w", err)
 	}
+	m.clockGuard = clockcheck.New(clockcheck.Config{ID: id, Store: m.store, Masters: m.gossip.Masters, Scheme: cfg.TLS.Scheme(), Client: m.peers,
+		Clock: cfg.Clock, MaxSkew: cfg.MaxClockSkew, Logger: logger.With("component", "clock")})
+	m.registry.MustRegister(m.clockGuard.Collectors()...)
 	info := cfg.Info
 	info.Role = cfg.Role
 	info.DataDir = cfg.DataDir
@@ -364,7 +367,7 @@ func (m *Master) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(4)
 	go func() { defer wg.Done(); m.leadership.run(ctx, m.loggedLeaderEvents(ctx)) }()
-	go func() { defer wg.Done(); m.clockGuard.run(ctx) }()
+	go func() { defer wg.Done(); m.clockGuard.Run(ctx) }()
 	go func() {
 		defer wg.Done()
 		if err := m.http.Serve(ctx); err != nil {

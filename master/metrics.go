@@ -19,9 +19,10 @@ type schedMetrics struct {
 }
 
 // newRegistry makes the master's metrics registry: Go's and the process's own, raft's, the
-// HTTP API's, the scheduler's, and whatever embedded frameworks add (Master.Metrics). It runs
-// before the store opens: the store feeds raftCommit through raft.Config.ObserveCommit, and
-// raftCollector reads the store only when scraped.
+// HTTP API's, the scheduler's, and whatever embedded frameworks add (Master.Metrics); New adds
+// the clock guard's once it is made. It runs before the store opens: the store feeds
+// raftCommit through raft.Config.ObserveCommit, and raftCollector reads the store only when
+// scraped.
 func (m *Master) newRegistry() {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -37,17 +38,6 @@ func (m *Master) newRegistry() {
 		updates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agora_status_updates_total", Help: "Status updates received from agents, by task state."}, []string{"state"}),
 	}
 	reg.MustRegister(sm.offers, sm.cycle, sm.updates, m.taskGauge())
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agora_master_clock_offset_seconds",
-		Help: "The median of the masters' wall clocks minus this master's (its own counted as 0), measured over their APIs; beyond --max-clock-skew this master fires no cron run."},
-		func() float64 { return m.clockGuard.judge().offset.Seconds() }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agora_master_clock_trusted",
-			Help: "1 while this master's clock agrees with a majority of the masters' within --max-clock-skew (cron runs may fire), 0 otherwise."},
-			func() float64 {
-				if m.clockGuard.judge().trusted {
-					return 1
-				}
-				return 0
-			}))
 	m.metrics, m.registry = sm, reg
 }
 

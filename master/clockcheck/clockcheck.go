@@ -1,4 +1,4 @@
-package master
+package clockcheck
 
 import (
 	"context"
@@ -13,8 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
+	"github.com/agora-sched/agora/pkg/gossip"
+	"github.com/agora-sched/agora/raft"
 )
 
 // Clock checks: every master asks the other masters their time, NTP-style, once a second, so
@@ -49,11 +53,11 @@ const (
 	abdicateEvery = 3 * time.Second
 )
 
-// DefaultMaxClockSkew is --max-clock-skew's default: half a second. Cron's finest unit is a
+// DefaultMaxSkew is --max-clock-skew's default: half a second. Cron's finest unit is a
 // second, so a leader off by more could fire a due second in the wrong one; hosts kept by NTP
 // are within milliseconds of each other, so only a broken clock goes past it, and a round trip
 // slowed by a loaded host (tens of ms) fits well inside it. Consul and etcd warn at about 1 s.
-const DefaultMaxClockSkew = 500 * time.Millisecond
+const DefaultMaxSkew = 500 * time.Millisecond
 
 // clockSample is one probe of a peer's clock.
 type clockSample struct {
@@ -199,9 +203,27 @@ func (j clockJudgement) saneTarget(maxSkew time.Duration, rng func(int) int) str
 	return ok[rng(len(ok))]
 }
 
-// clockGuard runs the probes and keeps their samples.
-type clockGuard struct {
-	m       *Master
+// Config configures a Guard.
+type Config struct {
+	ID    string      // this master's raft server id
+	Store *raft.Store // the raft voters, and leadership to hand over
+	// Masters lists the masters of the gossip pool, whose metadata carries their API
+	// addresses (nil: none known yet).
+	Masters func() []gossip.Member
+	Scheme  string       // http, or https with TLS
+	Client  *http.Client // to the other masters' APIs, with a short timeout
+	Clock   clock.Clock  // the decisions' wall clock (master.Config.Clock)
+	MaxSkew time.Duration
+	Logger  *slog.Logger
+}
+
+// Guard runs the probes and keeps their samples.
+type Guard struct {
+	id      string
+	store   *raft.Store
+	masters func() []gossip.Member
+	scheme  string
+	client  *http.Client
 	wall    clock.Clock // the decisions' clock (Config.Clock)
 	mono    clock.Clock // real time, for durations (clock.Real: its readings are monotonic)
 	maxSkew time.Duration
@@ -215,12 +237,14 @@ type clockGuard struct {
 	lastAbdicate time.Time // monotonic
 }
 
-func newClockGuard(m *Master, wall clock.Clock, maxSkew time.Duration, logger *slog.Logger) *clockGuard {
-	return &clockGuard{m: m, wall: wall, mono: clock.Real{}, maxSkew: maxSkew, logger: logger, samples: map[string][]clockSample{}, wasTrusted: true}
+// New makes the clock guard of a master; Run starts its probes.
+func New(cfg Config) *Guard {
+	return &Guard{id: cfg.ID, store: cfg.Store, masters: cfg.Masters, scheme: cfg.Scheme, client: cfg.Client,
+		wall: cfg.Clock, mono: clock.Real{}, maxSkew: cfg.MaxSkew, logger: cfg.Logger, samples: map[string][]clockSample{}, wasTrusted: true}
 }
 
 // judge is judgeClock on the samples now.
-func (g *clockGuard) judge() clockJudgement {
+func (g *Guard) judge() clockJudgement {
 	g.mu.Lock()
 	alone := g.voters <= 1
 	g.mu.Unlock()
@@ -234,7 +258,7 @@ func (g *clockGuard) judge() clockJudgement {
 }
 
 // add keeps a sample of a peer.
-func (g *clockGuard) add(id string, s clockSample) {
+func (g *Guard) add(id string, s clockSample) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	ss := append(g.samples[id], s)
@@ -245,7 +269,7 @@ func (g *clockGuard) add(id string, s clockSample) {
 }
 
 // setPeers records the raft voters (self included) and which of them are peers.
-func (g *clockGuard) setPeers(voters int, peers []string) {
+func (g *Guard) setPeers(voters int, peers []string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.voters, g.peerIDs = voters, peers
@@ -256,9 +280,9 @@ func (g *clockGuard) setPeers(voters int, peers []string) {
 	}
 }
 
-// run probes the peers every clockProbeInterval until ctx ends; a leader whose clock is skewed
+// Run probes the peers every clockProbeInterval until ctx ends; a leader whose clock is skewed
 // hands leadership over.
-func (g *clockGuard) run(ctx context.Context) {
+func (g *Guard) Run(ctx context.Context) {
 	tick := time.NewTicker(clockProbeInterval)
 	defer tick.Stop()
 	for {
@@ -273,8 +297,8 @@ func (g *clockGuard) run(ctx context.Context) {
 }
 
 // refreshPeers reads the raft voters; it answers the peers' ids.
-func (g *clockGuard) refreshPeers() []string {
-	servers, err := g.m.store.Servers()
+func (g *Guard) refreshPeers() []string {
+	servers, err := g.store.Servers()
 	if err != nil {
 		g.mu.Lock()
 		defer g.mu.Unlock()
@@ -287,7 +311,7 @@ func (g *clockGuard) refreshPeers() []string {
 			continue
 		}
 		voters++
-		if s.ID != g.m.id {
+		if s.ID != g.id {
 			peers = append(peers, s.ID)
 		}
 	}
@@ -299,11 +323,11 @@ func (g *clockGuard) refreshPeers() []string {
 }
 
 // probeAll asks every peer voter its time, at once.
-func (g *clockGuard) probeAll(ctx context.Context) {
+func (g *Guard) probeAll(ctx context.Context) {
 	peers := g.refreshPeers()
 	httpOf := map[string]string{}
-	if g.m.gossip != nil {
-		for _, mem := range g.m.gossip.Masters() {
+	if g.masters != nil {
+		for _, mem := range g.masters() {
 			httpOf[mem.Meta.ID] = mem.Meta.HTTP
 		}
 	}
@@ -325,13 +349,13 @@ func (g *clockGuard) probeAll(ctx context.Context) {
 }
 
 // probe asks one master its time.
-func (g *clockGuard) probe(ctx context.Context, addr string) (clockSample, bool) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.m.tls.Scheme()+"://"+addr+"/v1/cluster/self", nil)
+func (g *Guard) probe(ctx context.Context, addr string) (clockSample, bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.scheme+"://"+addr+"/v1/cluster/self", nil)
 	if err != nil {
 		return clockSample{}, false
 	}
 	wall, mono := g.wall.Now().Round(0), g.mono.Now()
-	resp, err := g.m.peers.Do(req)
+	resp, err := g.client.Do(req)
 	if err != nil {
 		return clockSample{}, false
 	}
@@ -348,7 +372,7 @@ func (g *clockGuard) probe(ctx context.Context, addr string) (clockSample, bool)
 
 // act logs a change of trust, and has a skewed leader hand leadership to a peer whose clock
 // agrees.
-func (g *clockGuard) act() {
+func (g *Guard) act() {
 	j := g.judge()
 	g.mu.Lock()
 	changed := j.trusted != g.wasTrusted
@@ -359,7 +383,7 @@ func (g *clockGuard) act() {
 	} else if changed {
 		g.logger.Info("clock agrees with the other masters again", "offset_seconds", j.offset.Seconds(), "peers", peersText(j.peers))
 	}
-	if !j.skewed || !g.m.store.IsLeader() {
+	if !j.skewed || !g.store.IsLeader() {
 		return
 	}
 	g.mu.Lock()
@@ -377,7 +401,7 @@ func (g *clockGuard) act() {
 		return
 	}
 	addr := ""
-	if servers, err := g.m.store.Servers(); err == nil {
+	if servers, err := g.store.Servers(); err == nil {
 		for _, s := range servers {
 			if s.ID == target {
 				addr = s.Address
@@ -385,7 +409,7 @@ func (g *clockGuard) act() {
 		}
 	}
 	g.logger.Warn("clock skewed: handing leadership to a master whose clock agrees", "to", target, "offset_seconds", j.offset.Seconds())
-	if err := g.m.store.LeadershipTransferTo(target, addr); err != nil {
+	if err := g.store.LeadershipTransferTo(target, addr); err != nil {
 		g.logger.Warn("leadership transfer", "to", target, "err", err)
 	}
 }
@@ -405,9 +429,10 @@ func peersText(ps []peerClock) string {
 	return b.String()
 }
 
-// status is the judgement as the API shows it.
-func (j clockJudgement) status(maxSkew time.Duration) *api.ClockStatus {
-	st := &api.ClockStatus{Trusted: j.trusted, Skewed: j.skewed, Reason: j.reason, OffsetSeconds: j.offset.Seconds(), MaxSkewSeconds: maxSkew.Seconds(),
+// Status is the judgement now as the API shows it (GET /v1/cluster's "clock").
+func (g *Guard) Status() *api.ClockStatus {
+	j := g.judge()
+	st := &api.ClockStatus{Trusted: j.trusted, Skewed: j.skewed, Reason: j.reason, OffsetSeconds: j.offset.Seconds(), MaxSkewSeconds: g.maxSkew.Seconds(),
 		Voters: j.voters, Agreeing: j.agreeOK, Peers: []api.PeerClock{}}
 	for _, p := range j.peers {
 		pc := api.PeerClock{ID: p.id, Verdict: "no answer"}
@@ -420,9 +445,9 @@ func (j clockJudgement) status(maxSkew time.Duration) *api.ClockStatus {
 	return st
 }
 
-// ClockVerdict says whether this master's wall clock may be used for decisions that depend on
-// it (when cron runs are due).
-type ClockVerdict struct {
+// Verdict says whether this master's wall clock may be used for decisions that depend on it
+// (when cron runs are due).
+type Verdict struct {
 	// Trusted is false while the clock cannot be shown to agree with a majority of the masters
 	// within MaxClockSkew; Reason then says why.
 	Trusted bool
@@ -433,42 +458,54 @@ type ClockVerdict struct {
 	Lag time.Duration
 }
 
-// CheckClock is the clock verdict now (see clockcheck.go).
-func (m *Master) CheckClock() ClockVerdict {
-	j := m.clockGuard.judge()
-	return ClockVerdict{Trusted: j.trusted, Reason: j.reason, Lag: j.lag}
+// Verdict is the clock verdict now.
+func (g *Guard) Verdict() Verdict {
+	j := g.judge()
+	return Verdict{Trusted: j.trusted, Reason: j.reason, Lag: j.lag}
 }
 
-// Clock is the wall clock this master and the frameworks it hosts decide with (Config.Clock).
-func (m *Master) Clock() clock.Clock { return m.cfg.Clock }
+// Collectors are the guard's Prometheus metrics: agora_master_clock_offset_seconds and
+// agora_master_clock_trusted, read from the samples when scraped.
+func (g *Guard) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agora_master_clock_offset_seconds",
+			Help: "The median of the masters' wall clocks minus this master's (its own counted as 0), measured over their APIs; beyond --max-clock-skew this master fires no cron run."},
+			func() float64 { return g.judge().offset.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agora_master_clock_trusted",
+			Help: "1 while this master's clock agrees with a majority of the masters' within --max-clock-skew (cron runs may fire), 0 otherwise."},
+			func() float64 {
+				if g.judge().trusted {
+					return 1
+				}
+				return 0
+			}),
+	}
+}
 
-// MaxClockSkew is how far this master's clock may be off the others' (Config.MaxClockSkew).
-func (m *Master) MaxClockSkew() time.Duration { return m.cfg.MaxClockSkew }
-
-// transferLeadership hands leadership to another voter: raft's choice (the most caught-up)
+// TransferLeadership hands leadership to another voter: raft's choice (the most caught-up)
 // when every peer's clock agrees with ours, else one whose clock agrees with a majority, so
 // that a master with a wrong clock is not made leader.
-func (m *Master) transferLeadership() error {
-	j := m.clockGuard.judge()
+func (g *Guard) TransferLeadership() error {
+	j := g.judge()
 	all := true
 	for _, p := range j.peers {
 		all = all && p.verdict == agrees
 	}
 	if all {
-		return m.store.LeadershipTransfer()
+		return g.store.LeadershipTransfer()
 	}
-	target := j.saneTarget(m.cfg.MaxClockSkew, rand.IntN)
+	target := j.saneTarget(g.maxSkew, rand.IntN)
 	if target == "" {
-		return m.store.LeadershipTransfer()
+		return g.store.LeadershipTransfer()
 	}
-	servers, err := m.store.Servers()
+	servers, err := g.store.Servers()
 	if err != nil {
 		return err
 	}
 	for _, s := range servers {
 		if s.ID == target {
-			return m.store.LeadershipTransferTo(s.ID, s.Address)
+			return g.store.LeadershipTransferTo(s.ID, s.Address)
 		}
 	}
-	return m.store.LeadershipTransfer()
+	return g.store.LeadershipTransfer()
 }
