@@ -16,12 +16,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agora-sched/agora/master/clockcheck"
+	"github.com/agora-sched/agora/master/secrets"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/clock"
@@ -117,9 +117,8 @@ type Master struct {
 	raftCommit  prometheus.Histogram // agora_raft_commit_seconds, fed by the store
 	httpMetrics *httpmetrics.Metrics // the API's request durations
 
-	secretKeys atomic.Pointer[keyring.Keyring] // seals and opens secrets (secrets.go)
-	rekeyed    chan struct{}                   // SetSecretsKeyring tells the leader's resealSecrets
-	clockGuard *clockcheck.Guard               // compares this master's clock with the others'
+	secrets    *secrets.Store    // seals, keeps and opens secrets (master/secrets)
+	clockGuard *clockcheck.Guard // compares this master's clock with the others'
 
 	mu        sync.Mutex // guards clusterID
 	clusterID string
@@ -175,17 +174,10 @@ func New(cfg Config) (*Master, error) {
 	m.leadership = &leadership{logger: logger.With("component", "leadership"), stopTimeout: 30 * time.Second}
 	keys := cfg.SecretsKeyring
 	if keys == nil {
-		path := filepath.Join(cfg.DataDir, LocalKeyringFile)
-		var created bool
-		if keys, created, err = keyring.LoadOrCreate(path, rand.Reader); err != nil {
-			return nil, fmt.Errorf("master: secrets: %w", err)
-		}
-		if created {
-			logger.Info("made a secrets keyring of this master's own", "file", path, "key", keys.Primary())
+		if keys, err = secrets.LocalKeyring(cfg.DataDir, logger); err != nil {
+			return nil, err
 		}
 	}
-	m.secretKeys.Store(keys)
-	m.rekeyed = make(chan struct{}, 1)
 
 	m.newRegistry()
 	m.tls = cfg.TLS
@@ -204,7 +196,7 @@ func New(cfg Config) (*Master, error) {
 	if m.sched, err = newScheduler(m, cfg.Scheduler); err != nil {
 		return nil, err
 	}
-	appliers := map[string]raft.Applier{NamespaceAgents: agentsApplier(), NamespaceFrameworks: frameworksApplier(), NamespaceSecrets: secretsApplier()}
+	appliers := map[string]raft.Applier{NamespaceAgents: agentsApplier(), NamespaceFrameworks: frameworksApplier(), secrets.Namespace: secrets.Applier()}
 	for ns, ap := range cfg.Appliers {
 		if _, taken := appliers[ns]; taken {
 			return nil, fmt.Errorf("master: namespace %q is the master's own", ns)
@@ -227,6 +219,7 @@ func New(cfg Config) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.secrets = secrets.New(m.store, keys, logger)
 	m.gossip, err = gossip.New(gossip.Config{
 		Name:      id,
 		BindAddr:  cfg.GossipAddr,
@@ -255,7 +248,7 @@ func New(cfg Config) (*Master, error) {
 	}
 	m.leadership.register(LeaderServiceFunc{ServiceName: "membership", Func: m.reconcileMembers})
 	m.leadership.register(m.sched)
-	m.leadership.register(LeaderServiceFunc{ServiceName: "secrets", Func: m.resealSecrets})
+	m.leadership.register(LeaderServiceFunc{ServiceName: "secrets", Func: m.secrets.Reseal})
 	return m, nil
 }
 

@@ -1,4 +1,4 @@
-package master
+package secrets
 
 import (
 	"context"
@@ -7,30 +7,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
-	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
-	"time"
+	"sync/atomic"
 
-	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/keyring"
 	"github.com/agora-sched/agora/raft"
 )
 
-// NamespaceSecrets is the replicated store's namespace of secrets: values that frameworks pass
+// Namespace is the replicated store's namespace of secrets: values that frameworks pass
 // to tasks (Marathon's secret references) and that the API never shows. Values are sealed
 // (pkg/keyring: AES-256-GCM, the name bound to the ciphertext) before they are proposed, so
 // neither raft's log nor its snapshots hold them in plain text; the FSM stores what it is
 // given.
-const NamespaceSecrets = "secrets"
+const Namespace = "secrets"
 
 // LocalKeyringFile is the keyring a master makes in its data dir, and uses from then on, when
-// it is given none (Config.SecretsKeyring).
+// it is given none (master.Config.SecretsKeyring): LocalKeyring.
 const LocalKeyringFile = "secrets-keyring"
 
-// maxSecret bounds a secret's value.
-const maxSecret = 64 << 10
+// MaxValue bounds a secret's value.
+const MaxValue = 64 << 10
 
 // Re-sealing proposes at most this many secrets, or this many bytes of them, in one command.
 const (
@@ -41,15 +41,15 @@ const (
 // ErrNoSecret: the store has no secret of that name.
 var ErrNoSecret = errors.New("master: no such secret")
 
-// SecretKeyError says why this master cannot decrypt a stored secret. Err is
+// KeyError says why this master cannot decrypt a stored secret. Err is
 // keyring.ErrUnknownKey, keyring.ErrNotAuthentic or keyring.ErrMalformed.
-type SecretKeyError struct {
+type KeyError struct {
 	Name  string
 	KeyID string // the key the value was sealed with ("" when unreadable)
 	Err   error
 }
 
-func (e *SecretKeyError) Error() string {
+func (e *KeyError) Error() string {
 	switch {
 	case errors.Is(e.Err, keyring.ErrUnknownKey):
 		return fmt.Sprintf("master: secret %s was stored with key %s, which this master does not have (give every master the same --secrets-keyring)", e.Name, e.KeyID)
@@ -60,7 +60,7 @@ func (e *SecretKeyError) Error() string {
 }
 
 // Unwrap gives the keyring's error.
-func (e *SecretKeyError) Unwrap() error { return e.Err }
+func (e *KeyError) Unwrap() error { return e.Err }
 
 // sealedSecret is a secret as the commands carry it: its name and sealed value, and for
 // secret.reseal the raft index of the value it replaces.
@@ -70,7 +70,7 @@ type sealedSecret struct {
 	Index  uint64 `json:"index,omitempty"`
 }
 
-// secretsApplier applies:
+// Applier applies:
 //
 //   - secret.seal (data: sealedSecret): stores the sealed value as given.
 //   - secret.reseal (data: {"secrets": [sealedSecret...]}): stores each sealed value whose
@@ -79,7 +79,7 @@ type sealedSecret struct {
 //   - secret.delete (data: the name).
 //   - secret.put (data: {"Name", "Value"}): a value in plain text, as builds before sealing
 //     proposed it. None is proposed now; it stays so that their log entries replay the same.
-func secretsApplier() raft.Applier {
+func Applier() raft.Applier {
 	return raft.ApplierFunc(func(tx *raft.Txn, cmd raft.Command) (any, error) {
 		switch cmd.Type {
 		case "secret.seal":
@@ -125,8 +125,9 @@ func secretsApplier() raft.Applier {
 	})
 }
 
-// validSecretName: a path of segments of letters, digits, '-', '_' and '.', not "." or "..".
-func validSecretName(name string) error {
+// ValidName says what is wrong with a secret's name: it must be a path of segments of letters,
+// digits, '-', '_' and '.', not "." or "..".
+func ValidName(name string) error {
 	if name == "" || len(name) > 200 {
 		return fmt.Errorf("1 to 200 characters")
 	}
@@ -143,123 +144,118 @@ func validSecretName(name string) error {
 	return nil
 }
 
-// SecretsKeyring is the keyring this master seals and opens secrets with.
-func (m *Master) SecretsKeyring() *keyring.Keyring { return m.secretKeys.Load() }
+// LocalKeyring is the keyring of a master given none: the one in dataDir's LocalKeyringFile,
+// made with one random key on first start.
+func LocalKeyring(dataDir string, logger *slog.Logger) (*keyring.Keyring, error) {
+	path := filepath.Join(dataDir, LocalKeyringFile)
+	keys, created, err := keyring.LoadOrCreate(path, rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("master: secrets: %w", err)
+	}
+	if created {
+		logger.Info("made a secrets keyring of this master's own", "file", path, "key", keys.Primary())
+	}
+	return keys, nil
+}
 
-// SetSecretsKeyring replaces the keys secrets are sealed and opened with (a reload of
+// Store keeps the secrets of the replicated store: it seals values before they are proposed
+// and opens them for the frameworks, with the keys of this master's keyring.
+type Store struct {
+	store   *raft.Store
+	logger  *slog.Logger
+	keys    atomic.Pointer[keyring.Keyring] // seals and opens secrets
+	rekeyed chan struct{}                   // SetKeyring tells the leader's Reseal
+}
+
+// New keeps secrets in store, sealed with keys.
+func New(store *raft.Store, keys *keyring.Keyring, logger *slog.Logger) *Store {
+	s := &Store{store: store, logger: logger, rekeyed: make(chan struct{}, 1)}
+	s.keys.Store(keys)
+	return s
+}
+
+// Keyring is the keyring this master seals and opens secrets with.
+func (s *Store) Keyring() *keyring.Keyring { return s.keys.Load() }
+
+// SetKeyring replaces the keys secrets are sealed and opened with (a reload of
 // --secrets-keyring). On the leader, secrets sealed with another key than the new primary, and
 // any still in plain text, are sealed again with it.
-func (m *Master) SetSecretsKeyring(k *keyring.Keyring) {
-	m.secretKeys.Store(k)
+func (s *Store) SetKeyring(k *keyring.Keyring) {
+	s.keys.Store(k)
 	select {
-	case m.rekeyed <- struct{}{}:
+	case s.rekeyed <- struct{}{}:
 	default:
 	}
 }
 
-// Secret reads a secret's value from this master's copy of the store (frameworks resolve their
+// Get reads a secret's value from this master's copy of the store (frameworks resolve their
 // tasks' secret references with it on the leader). It fails with ErrNoSecret when there is none,
-// and with a *SecretKeyError when this master's keys do not open it.
-func (m *Master) Secret(ctx context.Context, name string) (string, error) {
+// and with a *KeyError when this master's keys do not open it.
+func (s *Store) Get(ctx context.Context, name string) (string, error) {
 	name = strings.Trim(name, "/")
-	v, err := m.store.View(ctx, raft.Stale)
+	v, err := s.store.View(ctx, raft.Stale)
 	if err != nil {
 		return "", fmt.Errorf("master: secret %s: %w", name, err)
 	}
-	b, ok := v.Get(NamespaceSecrets, name)
+	b, ok := v.Get(Namespace, name)
 	if !ok {
 		return "", fmt.Errorf("%w: %s", ErrNoSecret, name)
 	}
-	return m.openSecret(name, b)
+	return s.open(name, b)
 }
 
-// openSecret decrypts a stored value. A value in plain text was stored by an earlier build and
-// is read as it is, until the leader seals it (resealSecrets).
-func (m *Master) openSecret(name string, stored []byte) (string, error) {
+// open decrypts a stored value. A value in plain text was stored by an earlier build and is
+// read as it is, until the leader seals it (Reseal).
+func (s *Store) open(name string, stored []byte) (string, error) {
 	if !keyring.IsSealed(stored) {
 		return string(stored), nil
 	}
-	value, err := m.SecretsKeyring().Open(name, stored)
+	value, err := s.Keyring().Open(name, stored)
 	if err != nil {
 		id, _ := keyring.KeyID(stored)
-		return "", &SecretKeyError{Name: name, KeyID: id, Err: err}
+		return "", &KeyError{Name: name, KeyID: id, Err: err}
 	}
 	return string(value), nil
 }
 
-// putSecret is PUT /v1/secrets/{name...} with {"value": "..."}: 204 once committed. The value
-// is sealed here, before it is proposed: raft never sees it in plain text.
-func (a *apiHandler) putSecret(w http.ResponseWriter, r *http.Request) {
-	name := strings.Trim(r.PathValue("name"), "/")
-	if err := validSecretName(name); err != nil {
-		httpjson.FieldError(w, http.StatusBadRequest, "name", err.Error())
-		return
-	}
-	var body struct {
-		Value *string `json:"value"`
-	}
-	if err := httpjson.Decode(r, &body); err != nil {
-		httpjson.DecodeError(w, err)
-		return
-	}
-	switch {
-	case body.Value == nil:
-		httpjson.FieldError(w, http.StatusUnprocessableEntity, "value", "is required")
-		return
-	case len(*body.Value) > maxSecret:
-		httpjson.FieldError(w, http.StatusUnprocessableEntity, "value", "is larger than 64 KiB")
-		return
-	}
-	sealed, err := a.m.SecretsKeyring().Seal(rand.Reader, name, []byte(*body.Value))
+// Put seals a value with the primary key, here, and commits it: raft never sees it in plain
+// text. The caller checks the name (ValidName) and the value's size (MaxValue).
+func (s *Store) Put(ctx context.Context, name, value string) error {
+	sealed, err := s.Keyring().Seal(rand.Reader, name, []byte(value))
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error()) // a nonce that could not be read; never the value
-		return
+		return err // a nonce that could not be read; never the value
 	}
 	data, _ := json.Marshal(sealedSecret{Name: name, Sealed: sealed})
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	if _, err := a.m.store.Apply(ctx, raft.Command{Namespace: NamespaceSecrets, Type: "secret.seal", Data: data}); err != nil {
-		writeStoreError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	_, err = s.store.Apply(ctx, raft.Command{Namespace: Namespace, Type: "secret.seal", Data: data})
+	return err
 }
 
-// deleteSecret is DELETE /v1/secrets/{name...}; it needs no key, so a secret this master
-// cannot decrypt can still be deleted.
-func (a *apiHandler) deleteSecret(w http.ResponseWriter, r *http.Request) {
-	name := strings.Trim(r.PathValue("name"), "/")
-	v, err := a.m.store.View(r.Context(), raft.Stale)
+// Delete deletes a secret (ErrNoSecret when there is none); it needs no key, so a secret this
+// master cannot decrypt can still be deleted.
+func (s *Store) Delete(ctx context.Context, name string) error {
+	v, err := s.store.View(ctx, raft.Stale)
 	if err != nil {
-		writeStoreError(w, err)
-		return
+		return err
 	}
-	if _, ok := v.Get(NamespaceSecrets, name); !ok {
-		writeError(w, http.StatusNotFound, "no secret "+name)
-		return
+	if _, ok := v.Get(Namespace, name); !ok {
+		return fmt.Errorf("%w: %s", ErrNoSecret, name)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	if _, err := a.m.store.Apply(ctx, raft.Command{Namespace: NamespaceSecrets, Type: "secret.delete", Data: []byte(name)}); err != nil {
-		writeStoreError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	_, err = s.store.Apply(ctx, raft.Command{Namespace: Namespace, Type: "secret.delete", Data: []byte(name)})
+	return err
 }
 
-// listSecrets is GET /v1/secrets: the names, never the values.
-func (a *apiHandler) listSecrets(w http.ResponseWriter, r *http.Request) {
-	v, err := a.m.store.View(r.Context(), raft.Stale)
+// Names lists the secrets' names, never their values, from this master's copy of the store.
+func (s *Store) Names(ctx context.Context) ([]string, error) {
+	v, err := s.store.View(ctx, raft.Stale)
 	if err != nil {
-		writeStoreError(w, err)
-		return
+		return nil, err
 	}
 	names := []string{}
-	v.List(NamespaceSecrets, "", func(key string, _ []byte) bool {
+	v.List(Namespace, "", func(key string, _ []byte) bool {
 		names = append(names, key)
 		return true
 	})
-	writeJSON(w, http.StatusOK, map[string]any{"secrets": names})
+	return names, nil
 }
 
 // resealPlan is what re-encryption under the primary key decided: batches of commands to
@@ -321,32 +317,32 @@ type raftSecret struct {
 	raft.Value
 }
 
-// resealSecrets is the leader's secrets service: when this master starts leading, and again
-// when its keyring changes (SetSecretsKeyring), it seals every secret stored under another key
-// than the primary, or in plain text, with the primary key, through raft. An error ends it;
-// the leadership loop starts it again after a pause.
-func (m *Master) resealSecrets(ctx context.Context) error {
+// Reseal is the leader's secrets service: when this master starts leading, and again when its
+// keyring changes (SetKeyring), it seals every secret stored under another key than the
+// primary, or in plain text, with the primary key, through raft. An error ends it; the
+// leadership loop starts it again after a pause.
+func (s *Store) Reseal(ctx context.Context) error {
 	for {
-		if err := m.resealOnce(ctx); err != nil {
+		if err := s.resealOnce(ctx); err != nil {
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-m.rekeyed:
+		case <-s.rekeyed:
 		}
 	}
 }
 
-func (m *Master) resealOnce(ctx context.Context) error {
-	keys := m.SecretsKeyring()
-	v, err := m.store.View(ctx, raft.Stale)
+func (s *Store) resealOnce(ctx context.Context) error {
+	keys := s.Keyring()
+	v, err := s.store.View(ctx, raft.Stale)
 	if err != nil {
 		return fmt.Errorf("master: re-encrypt secrets: %w", err)
 	}
 	var stored []raftSecret
-	v.List(NamespaceSecrets, "", func(name string, _ []byte) bool {
-		if val, ok := v.GetValue(NamespaceSecrets, name); ok {
+	v.List(Namespace, "", func(name string, _ []byte) bool {
+		if val, ok := v.GetValue(Namespace, name); ok {
 			stored = append(stored, raftSecret{Name: name, Value: val})
 		}
 		return true
@@ -361,11 +357,11 @@ func (m *Master) resealOnce(ctx context.Context) error {
 		more := max(len(names)-show, 0)
 		names = names[:min(len(names), show)]
 		if id == "" {
-			m.logger.Error("secrets that do not decrypt with this master's keys (another key under the same id, or damaged); left as they are",
+			s.logger.Error("secrets that do not decrypt with this master's keys (another key under the same id, or damaged); left as they are",
 				"count", len(names)+more, "names", names, "more", more)
 			continue
 		}
-		m.logger.Warn("secrets stored with a key this master does not have; left as they are (give every master the same --secrets-keyring)",
+		s.logger.Warn("secrets stored with a key this master does not have; left as they are (give every master the same --secrets-keyring)",
 			"key", id, "count", len(names)+more, "names", names, "more", more, "keys", keys.IDs())
 	}
 	total := 0
@@ -377,7 +373,7 @@ func (m *Master) resealOnce(ctx context.Context) error {
 		data, _ := json.Marshal(struct {
 			Secrets []sealedSecret `json:"secrets"`
 		}{batch})
-		res, err := m.store.Apply(ctx, raft.Command{Namespace: NamespaceSecrets, Type: "secret.reseal", Data: data})
+		res, err := s.store.Apply(ctx, raft.Command{Namespace: Namespace, Type: "secret.reseal", Data: data})
 		if err != nil {
 			return fmt.Errorf("master: re-encrypt secrets (%d of %d done): %w", done, total, err)
 		}
@@ -386,7 +382,7 @@ func (m *Master) resealOnce(ctx context.Context) error {
 		done += n
 	}
 	if wanted > 0 {
-		m.logger.Info("secrets re-encrypted with the primary key", "key", keys.Primary(), "count", done,
+		s.logger.Info("secrets re-encrypted with the primary key", "key", keys.Primary(), "count", done,
 			"from_plain_text", plan.plain, "changed_meanwhile", wanted-done, "batches", len(plan.batches))
 	}
 	return nil
