@@ -11,125 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/id"
 	"github.com/agora-sched/agora/raft"
 )
-
-// NamespaceAgents is the replicated store's namespace of the agent registry.
-const NamespaceAgents = "agents"
-
-// agentsApplier applies the agent registry's commands.
-//
-//	agent.register: store the api.Agent of the data (a re-registration keeps its first
-//	                registration time and clears a removal), and remove every other agent
-//	                of the same host address (sameHostAddress): it is superseded; answers a
-//	                registered
-//	agent.drain:    set or clear the drain mark of an agent (agentDrain); answers the api.Agent
-//	agent.remove:   mark the agent whose id is the data as removed (a tombstone: if it comes
-//	                back, the tasks it still runs were written off and are killed)
-func agentsApplier() raft.Applier {
-	return raft.ApplierFunc(func(tx *raft.Txn, cmd raft.Command) (any, error) {
-		switch cmd.Type {
-		case "agent.register":
-			return applyAgentRegister(tx, cmd)
-		case "agent.drain":
-			return applyAgentDrain(tx, cmd)
-		case "agent.remove":
-			old, ok := tx.Get(string(cmd.Data))
-			if !ok {
-				return nil, nil
-			}
-			var a api.Agent
-			if err := json.Unmarshal(old, &a); err != nil {
-				return nil, fmt.Errorf("agents: remove: %w", err)
-			}
-			at := tx.Time()
-			a.RemovedAt = &at
-			data, err := json.Marshal(a)
-			if err != nil {
-				return nil, err
-			}
-			tx.Put(a.ID, data)
-			return nil, nil
-		}
-		return nil, fmt.Errorf("agents: unknown command %q", cmd.Type)
-	})
-}
-
-// registered is what agent.register answers.
-type registered struct {
-	Agent      api.Agent
-	WasRemoved bool // the agent had been given up, and now it is back
-	// Superseded are the agents of the same host address that this registration removed (in
-	// the same command): their process is gone, since the new one serves their address.
-	Superseded []api.Agent
-}
-
-// sameHostAddress says whether two agents are one agent's place: the same hostname (DNS names
-// ignore case) and the same API address. The API address is what the masters reach an agent
-// at, and only one process can listen on it, so a new agent registering with it proves that
-// the old one no longer serves it — its data dir was lost (Mesos's agent with a lost
-// checkpoint, which registers as a new agent). The hostname is part of it because an address
-// need not name its host (a wildcard or a port forwarded in a container); the hostname alone
-// is not enough: two agents may run on one host with different ports, and are two agents.
-func sameHostAddress(a, b api.Agent) bool {
-	return a.HTTP == b.HTTP && strings.EqualFold(a.Hostname, b.Hostname)
-}
-
-func applyAgentRegister(tx *raft.Txn, cmd raft.Command) (any, error) {
-	var a api.Agent
-	if err := json.Unmarshal(cmd.Data, &a); err != nil {
-		return nil, fmt.Errorf("agents: register: %w", err)
-	}
-	a.RemovedAt = nil
-	wasRemoved := false
-	if old, ok := tx.Get(a.ID); ok {
-		var prev api.Agent
-		if json.Unmarshal(old, &prev) == nil {
-			a.RegisteredAt = prev.RegisteredAt
-			a.DrainingSince = prev.DrainingSince
-			wasRemoved = prev.RemovedAt != nil
-		}
-	}
-	a.LastRegisteredAt = tx.Time()
-	if a.RegisteredAt.IsZero() {
-		a.RegisteredAt = a.LastRegisteredAt
-	}
-	var superseded []api.Agent
-	var bad error
-	tx.List("", func(key string, data []byte) bool {
-		if key == a.ID {
-			return true
-		}
-		var other api.Agent
-		if bad = json.Unmarshal(data, &other); bad != nil {
-			return false
-		}
-		if other.RemovedAt == nil && sameHostAddress(other, a) {
-			superseded = append(superseded, other)
-		}
-		return true
-	})
-	if bad != nil {
-		return nil, fmt.Errorf("agents: register: %w", bad)
-	}
-	for i := range superseded {
-		at := tx.Time()
-		superseded[i].RemovedAt = &at
-		data, err := json.Marshal(superseded[i])
-		if err != nil {
-			return nil, err
-		}
-		tx.Put(superseded[i].ID, data)
-	}
-	data, err := json.Marshal(a)
-	if err != nil {
-		return nil, err
-	}
-	tx.Put(a.ID, data)
-	return registered{Agent: a, WasRemoved: wasRemoved, Superseded: superseded}, nil
-}
 
 // validateRegistration names the first field of a registration that is wrong.
 func validateRegistration(r api.AgentRegistration) error {
@@ -204,19 +90,13 @@ func (a *apiHandler) registerAgent(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, prev)
 		return
 	}
-	data, err := json.Marshal(agent)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	res, err := a.m.store.Apply(ctx, raft.Command{Namespace: NamespaceAgents, Type: "agent.register", Data: data})
+	reged, err := registry.RegisterAgent(ctx, a.m.store, agent)
 	if err != nil {
 		writeStoreError(w, err)
 		return
 	}
-	reged := res.Value.(registered)
 	a.m.sched.agentRegistered(reged.Agent, reg.Tasks, reged.WasRemoved, reged.Superseded)
 	writeJSON(w, http.StatusOK, reged.Agent)
 }
@@ -232,15 +112,7 @@ func (m *Master) agent(ctx context.Context, agentID string) (api.Agent, bool) {
 	if err != nil {
 		return api.Agent{}, false
 	}
-	data, ok := v.Get(NamespaceAgents, agentID)
-	if !ok {
-		return api.Agent{}, false
-	}
-	var ag api.Agent
-	if json.Unmarshal(data, &ag) != nil {
-		return api.Agent{}, false
-	}
-	return ag, true
+	return registry.Agent(v, agentID)
 }
 
 // Agents lists the agents of the registry that have not been removed, from this master's copy:
@@ -250,19 +122,14 @@ func (m *Master) Agents(ctx context.Context) ([]api.Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	agents, err := registry.Agents(v)
 	var out []api.Agent
-	var bad error
-	v.List(NamespaceAgents, "", func(_ string, data []byte) bool {
-		var ag api.Agent
-		if bad = json.Unmarshal(data, &ag); bad != nil {
-			return false
-		}
+	for _, ag := range agents {
 		if ag.RemovedAt == nil {
 			out = append(out, ag)
 		}
-		return true
-	})
-	return out, bad
+	}
+	return out, err
 }
 
 // AgentViews is Agents with where each stands with this master while it leads (its state, why
@@ -298,18 +165,11 @@ func (m *Master) registeredAgents(ctx context.Context) ([]api.Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	agents := []api.Agent{}
-	var bad error
-	v.List(NamespaceAgents, "", func(_ string, data []byte) bool {
-		var ag api.Agent
-		if err := json.Unmarshal(data, &ag); err != nil {
-			bad = fmt.Errorf("master: agent registry: %w", err)
-			return false
-		}
-		agents = append(agents, ag)
-		return true
-	})
-	return agents, bad
+	agents, err := registry.Agents(v)
+	if err != nil {
+		return nil, fmt.Errorf("master: agent registry: %w", err)
+	}
+	return agents, nil
 }
 
 // writeStoreError maps the store's errors to answers: no leader and unknown outcomes are 503

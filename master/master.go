@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agora-sched/agora/master/clockcheck"
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/master/secrets"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
@@ -196,7 +197,9 @@ func New(cfg Config) (*Master, error) {
 	if m.sched, err = newScheduler(m, cfg.Scheduler); err != nil {
 		return nil, err
 	}
-	appliers := map[string]raft.Applier{NamespaceAgents: agentsApplier(), NamespaceFrameworks: frameworksApplier(), secrets.Namespace: secrets.Applier()}
+	appliers := map[string]raft.Applier{
+		registry.NamespaceAgents: registry.AgentsApplier(), registry.NamespaceFrameworks: registry.FrameworksApplier(), secrets.Namespace: secrets.Applier(),
+	}
 	for ns, ap := range cfg.Appliers {
 		if _, taken := appliers[ns]; taken {
 			return nil, fmt.Errorf("master: namespace %q is the master's own", ns)

@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,11 +9,11 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
-	"github.com/agora-sched/agora/raft"
 )
 
 // The operator's endpoints on tasks and agents. The leader answers them (its memory holds the
@@ -142,53 +141,17 @@ func (a *apiHandler) drainAgent(drain bool) http.HandlerFunc {
 			writeError(w, http.StatusNotFound, "no agent "+id)
 			return
 		}
-		data, _ := json.Marshal(agentDrain{ID: id, Drain: drain})
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		res, err := a.m.store.Apply(ctx, raft.Command{Namespace: NamespaceAgents, Type: "agent.drain", Data: data})
+		ag, err := registry.DrainAgent(ctx, a.m.store, id, drain)
 		if err != nil {
 			writeStoreError(w, err)
 			return
 		}
-		ag := res.Value.(api.Agent)
 		killed := a.m.sched.setDraining(ag)
 		a.logger.Info(map[bool]string{true: "agent drained", false: "agent reactivated"}[drain], "agent", id, "tasks_killed", killed)
 		writeJSON(w, http.StatusOK, a.agentViews([]api.Agent{ag})[0])
 	}
-}
-
-// agentDrain is the data of agent.drain.
-type agentDrain struct {
-	ID    string `json:"id"`
-	Drain bool   `json:"drain"`
-}
-
-func applyAgentDrain(tx *raft.Txn, cmd raft.Command) (any, error) {
-	var d agentDrain
-	if err := json.Unmarshal(cmd.Data, &d); err != nil {
-		return nil, fmt.Errorf("agents: drain: %w", err)
-	}
-	old, ok := tx.Get(d.ID)
-	if !ok {
-		return nil, fmt.Errorf("agents: drain: no agent %s", d.ID)
-	}
-	var ag api.Agent
-	if err := json.Unmarshal(old, &ag); err != nil {
-		return nil, fmt.Errorf("agents: drain: %w", err)
-	}
-	switch {
-	case d.Drain && ag.DrainingSince == nil:
-		at := tx.Time()
-		ag.DrainingSince = &at
-	case !d.Drain:
-		ag.DrainingSince = nil
-	}
-	data, err := json.Marshal(ag)
-	if err != nil {
-		return nil, err
-	}
-	tx.Put(ag.ID, data)
-	return ag, nil
 }
 
 // setDraining applies an agent's drain mark to the leader's memory: a drained agent's offers

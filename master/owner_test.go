@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/task"
@@ -187,13 +188,13 @@ func TestFrameworksBelongToTheirPrincipal(t *testing.T) {
 		data, _ := json.Marshal(info)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		res, err := e.r.m.store.Apply(ctx, raft.Command{Namespace: NamespaceFrameworks, Type: "framework.register", Data: data})
+		res, err := e.r.m.store.Apply(ctx, raft.Command{Namespace: registry.NamespaceFrameworks, Type: "framework.register", Data: data})
 		if err != nil {
 			return api.FrameworkInfo{}, err
 		}
 		return res.Value.(api.FrameworkInfo), nil
 	}
-	if _, err := register(api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60, Principal: "bob"}); !errors.Is(err, ErrNotOwner) {
+	if _, err := register(api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60, Principal: "bob"}); !errors.Is(err, registry.ErrNotOwner) {
 		t.Fatalf("framework.register of alice's framework as bob: %v, want ErrNotOwner", err)
 	}
 	if fw, err := register(api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60}); err != nil || fw.Principal != "alice" {
@@ -231,7 +232,7 @@ func TestFrameworksOfAnOlderBuild(t *testing.T) {
 		{ID: "older-build-0001", Name: "ext", Role: api.DefaultRole, FailoverTimeout: 3600},
 	} {
 		data, _ := json.Marshal(old) // what an older build wrote: no principal
-		if _, err := e.r.m.store.Apply(context.Background(), raft.Command{Namespace: NamespaceFrameworks, Type: "framework.register", Data: data}); err != nil {
+		if _, err := e.r.m.store.Apply(context.Background(), raft.Command{Namespace: registry.NamespaceFrameworks, Type: "framework.register", Data: data}); err != nil {
 			t.Fatal(err)
 		}
 	}

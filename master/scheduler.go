@@ -3,7 +3,6 @@ package master
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/master/allocator"
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/gossip"
@@ -304,31 +304,27 @@ func (s *scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
 	if err := t.alloc.DeactivateFramework(unmanagedFramework); err != nil {
 		return nil, err
 	}
-	var bad error
-	v.List(NamespaceFrameworks, "", func(_ string, data []byte) bool {
-		var fw api.FrameworkInfo
-		if bad = json.Unmarshal(data, &fw); bad != nil {
-			return false
-		}
+	fws, err := registry.Frameworks(v)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: registry: %w", err)
+	}
+	for _, fw := range fws {
 		t.frameworks[fw.ID] = &fwEntry{info: fw, disconnectedAt: now}
-		if bad = t.alloc.AddFramework(fw.ID, fw.Role); bad != nil {
-			return false
+		if err := t.alloc.AddFramework(fw.ID, fw.Role); err != nil {
+			return nil, fmt.Errorf("scheduler: registry: %w", err)
 		}
-		bad = t.alloc.DeactivateFramework(fw.ID)
-		return bad == nil
-	})
-	v.List(NamespaceAgents, "", func(_ string, data []byte) bool {
-		var ag api.Agent
-		if bad = json.Unmarshal(data, &ag); bad != nil {
-			return false
+		if err := t.alloc.DeactivateFramework(fw.ID); err != nil {
+			return nil, fmt.Errorf("scheduler: registry: %w", err)
 		}
+	}
+	agents, err := registry.Agents(v)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: registry: %w", err)
+	}
+	for _, ag := range agents {
 		if ag.RemovedAt == nil {
 			t.agents[ag.ID] = &agentEntry{info: ag, state: agentRecovered}
 		}
-		return true
-	})
-	if bad != nil {
-		return nil, fmt.Errorf("scheduler: registry: %w", bad)
 	}
 	s.logger.Info("scheduler starting", "frameworks", len(t.frameworks), "agents", len(t.agents))
 	s.mu.Lock()

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/task"
-	"github.com/agora-sched/agora/raft"
 )
 
 // agentRegistered takes in an agent that registered with this leader (committed to the
@@ -353,7 +353,7 @@ func (s *scheduler) unreachableLocked(t *schedTerm, e *agentEntry, why string, n
 func (s *scheduler) removeAgentLocked(t *schedTerm, e *agentEntry, now time.Time) {
 	s.logger.Warn("agent removed: unreachable for longer than --agent-removal-timeout", "agent", e.info.ID, "since", e.unreachableSince)
 	s.forgetAgentLocked(t, e, "agent "+e.info.ID+" was unreachable for longer than the agent removal timeout", now)
-	s.proposeLocked(t, raft.Command{Namespace: NamespaceAgents, Type: "agent.remove", Data: []byte(e.info.ID)})
+	s.proposeLocked(t, registry.RemoveAgent(e.info.ID))
 }
 
 // forgetAgentLocked takes a removed agent out of the term: its tasks end as TASK_GONE

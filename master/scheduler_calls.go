@@ -2,20 +2,22 @@ package master
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/agora-sched/agora/master/allocator"
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/id"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
-	"github.com/agora-sched/agora/raft"
 )
 
 // maxQueuedEvents bounds a session's queue: a framework that reads nothing while this many
@@ -191,15 +193,10 @@ func (s *scheduler) subscribe(ctx context.Context, info api.FrameworkInfo) (*Ses
 	}
 	s.mu.Unlock()
 
-	data, err := json.Marshal(info)
+	info, err := registry.RegisterFramework(ctx, s.m.store, info)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.m.store.Apply(ctx, raft.Command{Namespace: NamespaceFrameworks, Type: "framework.register", Data: data})
-	if err != nil {
-		return nil, err
-	}
-	info = res.Value.(api.FrameworkInfo)
 	streamID, err := s.ids.UUID()
 	if err != nil {
 		return nil, err
@@ -742,9 +739,82 @@ func (s *scheduler) removeFrameworkLocked(t *schedTerm, fw *fwEntry, why string)
 	if fw.session != nil {
 		fw.session.end(fmt.Errorf("%w: framework %s was removed: %s", ErrSubscriptionEnded, fwID, why))
 	}
-	s.proposeLocked(t, raft.Command{Namespace: NamespaceFrameworks, Type: "framework.remove", Data: []byte(fwID)})
+	s.proposeLocked(t, registry.RemoveFramework(fwID))
 	s.poke()
 }
 
 // maxGraceSeconds bounds a kill's grace period at a day (larger ones overflowed a Duration).
 const maxGraceSeconds = 86400
+
+// knownCapabilities are the framework capabilities Agora acts on.
+var knownCapabilities = []string{api.CapabilityPartitionAware}
+
+// validateFrameworkInfo names the first field of a subscription that is wrong, and fills in
+// the defaults.
+func validateFrameworkInfo(fw *api.FrameworkInfo) error {
+	const p = "subscribe.framework_info."
+	fw.Name = strings.TrimSpace(fw.Name)
+	switch {
+	case fw.Name == "":
+		return &api.FieldError{Field: p + "name", Msg: "is required"}
+	case len(fw.Name) > 200:
+		return &api.FieldError{Field: p + "name", Msg: "is longer than 200 characters"}
+	case fw.FailoverTimeout < 0 || fw.FailoverTimeout > 365*24*3600:
+		return &api.FieldError{Field: p + "failover_timeout", Msg: fmt.Sprintf("%v: must be 0 to a year, in seconds", fw.FailoverTimeout)}
+	}
+	if fw.ID != "" {
+		if err := id.FrameworkID(fw.ID).Validate(); err != nil {
+			return &api.FieldError{Field: p + "id", Msg: err.Error()}
+		}
+	}
+	if fw.Role == "" {
+		fw.Role = api.DefaultRole
+	}
+	if fw.Role != api.DefaultRole {
+		if err := validateRole(fw.Role); err != nil {
+			return &api.FieldError{Field: p + "role", Msg: err.Error()}
+		}
+	}
+	for i, c := range fw.Capabilities {
+		if !slices.Contains(knownCapabilities, c) {
+			return &api.FieldError{Field: fmt.Sprintf("%scapabilities[%d]", p, i), Msg: fmt.Sprintf("%q is not a capability Agora knows (%s)", c, strings.Join(knownCapabilities, ", "))}
+		}
+	}
+	return nil
+}
+
+// validateRole applies Mesos's rules for role names.
+func validateRole(r string) error {
+	switch {
+	case len(r) > 100:
+		return fmt.Errorf("%.20q...: longer than 100 characters", r)
+	case r == "." || r == ".." || strings.HasPrefix(r, "-"):
+		return fmt.Errorf("%q is not a role name", r)
+	}
+	for _, c := range r {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("%q: only letters, digits, '-', '_' and '.'", r)
+		}
+	}
+	return nil
+}
+
+// ownerOf is who may subscribe and call as a registered framework. A framework registered by a
+// build before principals has none: if an embedded framework registers under its name
+// (embedded), it is the embedded one's, so that no API caller can take it before the embedded
+// framework subscribes again after the upgrade; otherwise the first principal that subscribes
+// again with its id becomes its owner ("" here: anyone).
+func ownerOf(fw api.FrameworkInfo, embedded map[string]bool) string {
+	if fw.Principal == "" && embedded[fw.Name] {
+		return auth.Embedded
+	}
+	return fw.Principal
+}
+
+// checkOwner refuses a principal that is not the framework's owner.
+func checkOwner(fw api.FrameworkInfo, embedded map[string]bool, caller string) error {
+	if owner := ownerOf(fw, embedded); owner != "" && owner != caller {
+		return &registry.OwnerError{FrameworkID: fw.ID, Name: fw.Name, Owner: owner, Caller: caller}
+	}
+	return nil
+}

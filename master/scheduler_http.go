@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/httpjson"
@@ -181,7 +182,7 @@ func (a *apiHandler) subscribeStream(w http.ResponseWriter, r *http.Request, c a
 // writeSchedulerError maps the scheduler's errors to answers.
 func writeSchedulerError(w http.ResponseWriter, err error) {
 	var fe *api.FieldError
-	var oe *OwnerError
+	var oe *registry.OwnerError
 	switch {
 	case errors.As(err, &oe):
 		writeJSON(w, http.StatusForbidden, struct {

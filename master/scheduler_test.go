@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -410,7 +411,7 @@ func TestFrameworkFailover(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		_, ok := v.Get(NamespaceFrameworks, ss.FrameworkID())
+		_, ok := v.Get(registry.NamespaceFrameworks, ss.FrameworkID())
 		return !ok
 	})
 }
