@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/master/registry"
+	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/id"
 	"github.com/agora-sched/agora/raft"
@@ -86,7 +87,7 @@ func (a *apiHandler) registerAgent(w http.ResponseWriter, r *http.Request) {
 		// already, committed; only the leader's memory has to learn its tasks. This keeps a
 		// failover with thousands of agents from queueing thousands of raft writes. (No other
 		// agent of its host address can be in the registry: its own registration removed them.)
-		a.m.sched.agentRegistered(prev, reg.Tasks, false, nil)
+		a.m.sched.AgentsRegistered(scheduler.Registration{Registered: registry.Registered{Agent: prev}, Tasks: reg.Tasks})
 		writeJSON(w, http.StatusOK, prev)
 		return
 	}
@@ -97,7 +98,7 @@ func (a *apiHandler) registerAgent(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, err)
 		return
 	}
-	a.m.sched.agentRegistered(reged.Agent, reg.Tasks, reged.WasRemoved, reged.Superseded)
+	a.m.sched.AgentsRegistered(scheduler.Registration{Registered: reged, Tasks: reg.Tasks})
 	writeJSON(w, http.StatusOK, reged.Agent)
 }
 
@@ -140,7 +141,7 @@ func (m *Master) AgentViews(ctx context.Context) ([]api.AgentView, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.agentViews(agents), nil
+	return m.sched.AgentViews(agents), nil
 }
 
 // listAgents is GET /v1/agents: the registry with each agent's state and use, from the leader

@@ -5,10 +5,65 @@ package master
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agora-sched/agora/master/scheduler"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/auth"
 
 	"github.com/agora-sched/agora/master/secrets"
 	"github.com/agora-sched/agora/pkg/keyring"
 )
+
+// SchedulerConfig tunes the leader's two-level scheduling: scheduler.Config.
+type SchedulerConfig = scheduler.Config
+
+// Session is one subscription of a framework: scheduler.Session.
+type Session = scheduler.Session
+
+// Errors of the scheduler API (master/scheduler says when each comes).
+var (
+	ErrNotReady          = scheduler.ErrNotReady
+	ErrUnknownFramework  = scheduler.ErrUnknownFramework
+	ErrNotSubscribed     = scheduler.ErrNotSubscribed
+	ErrSubscriptionEnded = scheduler.ErrSubscriptionEnded
+)
+
+// Subscribe registers an embedded framework with the scheduler, or re-registers it with
+// info.ID: the in-process twin of SUBSCRIBE on POST /api/v1/scheduler. It works on the leader
+// only (embedded frameworks run as leader services); elsewhere it fails with ErrNotReady. The
+// framework's principal is auth.Embedded, which no token can have: no API caller can subscribe
+// or call as it.
+func (m *Master) Subscribe(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
+	if info.Principal != "" && info.Principal != auth.Embedded {
+		return nil, &api.FieldError{Field: "subscribe.framework_info.principal", Msg: fmt.Sprintf("%q: an embedded framework's principal is %s", info.Principal, auth.Embedded)}
+	}
+	info.Principal = auth.Embedded
+	return m.sched.Subscribe(ctx, info)
+}
+
+// RegisterEmbedded names a framework embedded in the masters (by the name it subscribes with).
+// A framework of that name that an older build registered, with no principal, is then the
+// embedded one's: no API caller can take its id before it subscribes again. Call it before Run.
+func (m *Master) RegisterEmbedded(name string) { m.sched.RegisterEmbedded(name) }
+
+// SubscribeWhenReady is Subscribe for a leader service that starts with the leader's term:
+// while the scheduler is not ready yet it tries again every 50 ms, until ctx ends.
+func (m *Master) SubscribeWhenReady(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
+	for {
+		ss, err := m.Subscribe(ctx, info)
+		if !errors.Is(err, ErrNotReady) {
+			return ss, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
 
 // LocalKeyringFile is the keyring a master makes in its data dir, and uses from then on, when
 // it is given none (Config.SecretsKeyring).

@@ -22,8 +22,8 @@ import (
 
 	"github.com/agora-sched/agora/master/clockcheck"
 	"github.com/agora-sched/agora/master/registry"
+	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/master/secrets"
-	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/faultnet"
@@ -105,8 +105,7 @@ type Master struct {
 	http       *Server
 	leadership *leadership
 	startedAt  time.Time
-	sched      *scheduler // the leader's two-level scheduling; see scheduler.go
-	metrics    *schedMetrics
+	sched      *scheduler.Scheduler // the leader's two-level scheduling (master/scheduler)
 	registry   *prometheus.Registry // served at /metrics
 
 	guard         *auth.Guard     // who may call what on the API
@@ -189,14 +188,11 @@ func New(cfg Config) (*Master, error) {
 	}
 	m.peers = &http.Client{Timeout: 500 * time.Millisecond, Transport: m.tr}
 	if cfg.Scheduler.Agents == nil {
-		cfg.Scheduler.Agents = httpAgents{hc: &http.Client{Timeout: 30 * time.Second, Transport: m.tr}, secret: cfg.ClusterSecret, scheme: cfg.TLS.Scheme()}
+		cfg.Scheduler.Agents = scheduler.HTTPAgents{Client: &http.Client{Timeout: 30 * time.Second, Transport: m.tr}, Secret: cfg.ClusterSecret, Scheme: cfg.TLS.Scheme()}
 	}
 	m.guard = newGuard(cfg.ClusterSecret, cfg.ViewersReadLogs)
 	m.guard.SetTokens(cfg.Tokens)
 	m.clusterSecret = cfg.ClusterSecret
-	if m.sched, err = newScheduler(m, cfg.Scheduler); err != nil {
-		return nil, err
-	}
 	appliers := map[string]raft.Applier{
 		registry.NamespaceAgents: registry.AgentsApplier(), registry.NamespaceFrameworks: registry.FrameworksApplier(), secrets.Namespace: secrets.Applier(),
 	}
@@ -239,6 +235,12 @@ func New(cfg Config) (*Master, error) {
 	m.clockGuard = clockcheck.New(clockcheck.Config{ID: id, Store: m.store, Masters: m.gossip.Masters, Scheme: cfg.TLS.Scheme(), Client: m.peers,
 		Clock: cfg.Clock, MaxSkew: cfg.MaxClockSkew, Logger: logger.With("component", "clock")})
 	m.registry.MustRegister(m.clockGuard.Collectors()...)
+	if m.sched, err = scheduler.New(cfg.Scheduler, id, m.store, m.gossip.Members, logger); err != nil {
+		m.gossip.Shutdown()
+		m.store.Close()
+		return nil, err
+	}
+	m.registry.MustRegister(m.sched.Collectors()...)
 	info := cfg.Info
 	info.Role = cfg.Role
 	info.DataDir = cfg.DataDir
@@ -261,47 +263,6 @@ func New(cfg Config) (*Master, error) {
 func (m *Master) HandleLeader(pattern string, h http.Handler) {
 	a := m.http.api
 	a.mux.Handle(pattern, a.onLeader(h))
-}
-
-// Subscribe registers an embedded framework with the scheduler, or re-registers it with
-// info.ID: the in-process twin of SUBSCRIBE on POST /api/v1/scheduler. It works on the leader
-// only (embedded frameworks run as leader services); elsewhere it fails with ErrNotReady. The
-// framework's principal is auth.Embedded, which no token can have: no API caller can subscribe
-// or call as it.
-func (m *Master) Subscribe(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
-	if info.Principal != "" && info.Principal != auth.Embedded {
-		return nil, &api.FieldError{Field: "subscribe.framework_info.principal", Msg: fmt.Sprintf("%q: an embedded framework's principal is %s", info.Principal, auth.Embedded)}
-	}
-	info.Principal = auth.Embedded
-	return m.sched.subscribe(ctx, info)
-}
-
-// RegisterEmbedded names a framework embedded in the masters (by the name it subscribes with).
-// A framework of that name that an older build registered, with no principal, is then the
-// embedded one's: no API caller can take its id before it subscribes again. Call it before Run.
-func (m *Master) RegisterEmbedded(name string) {
-	m.sched.mu.Lock()
-	defer m.sched.mu.Unlock()
-	if m.sched.embedded == nil {
-		m.sched.embedded = map[string]bool{}
-	}
-	m.sched.embedded[name] = true
-}
-
-// SubscribeWhenReady is Subscribe for a leader service that starts with the leader's term:
-// while the scheduler is not ready yet it tries again every 50 ms, until ctx ends.
-func (m *Master) SubscribeWhenReady(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
-	for {
-		ss, err := m.Subscribe(ctx, info)
-		if !errors.Is(err, ErrNotReady) {
-			return ss, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // ID is this master's id (its raft server id), kept in the data dir's node-id file.

@@ -11,13 +11,6 @@ import (
 	"github.com/agora-sched/agora/pkg/httpmetrics"
 )
 
-// schedMetrics are the scheduler's Prometheus metrics.
-type schedMetrics struct {
-	offers  *prometheus.CounterVec // by result: made, declined, rescinded, accepted
-	cycle   prometheus.Histogram
-	updates *prometheus.CounterVec // status updates from agents, by state
-}
-
 // newRegistry makes the master's metrics registry: Go's and the process's own, raft's, the
 // HTTP API's, the scheduler's, and whatever embedded frameworks add (Master.Metrics); New adds
 // the clock guard's once it is made. It runs before the store opens: the store feeds
@@ -31,40 +24,7 @@ func (m *Master) newRegistry() {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}) // 0.5 ms to 4 s
 	m.httpMetrics = httpmetrics.New()
 	reg.MustRegister(m.raftCommit, newRaftCollector(m), m.httpMetrics)
-	sm := &schedMetrics{
-		offers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agora_offers_total", Help: "Offers by what became of them: made, accepted, declined, rescinded."}, []string{"result"}),
-		cycle: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agora_allocation_cycle_seconds", Help: "How long an allocation cycle took.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
-		updates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agora_status_updates_total", Help: "Status updates received from agents, by task state."}, []string{"state"}),
-	}
-	reg.MustRegister(sm.offers, sm.cycle, sm.updates, m.taskGauge())
-	m.metrics, m.registry = sm, reg
-}
-
-// taskCollector reports the leader's tasks by state.
-type taskCollector struct {
-	m    *Master
-	desc *prometheus.Desc
-}
-
-func (m *Master) taskGauge() prometheus.Collector {
-	return &taskCollector{m: m, desc: prometheus.NewDesc("agora_tasks", "Tasks the leader knows, by state (empty on followers).", []string{"state"}, nil)}
-}
-
-func (c *taskCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
-	tasks, err := c.m.sched.tasksView()
-	if err != nil {
-		return
-	}
-	counts := map[string]int{}
-	for _, t := range tasks {
-		counts[string(t.State)]++
-	}
-	for state, n := range counts {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), state)
-	}
+	m.registry = reg
 }
 
 // observeCommit is the store's raft.Config.ObserveCommit.

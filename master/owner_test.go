@@ -273,10 +273,7 @@ func TestFollowerForwardsTheCallersPrincipal(t *testing.T) {
 		}
 	}
 	waitUntil(t, "the follower to know the leader's HTTP address and the scheduler to start", 15*time.Second, func() bool {
-		lead.m.sched.mu.Lock()
-		ready := lead.m.sched.term != nil
-		lead.m.sched.mu.Unlock()
-		return ready && follower.m.http.api.leaderHTTP() != ""
+		return schedulerReady(lead.m) && follower.m.http.api.leaderHTTP() != ""
 	})
 
 	alice := subscribeHTTPAs(t, follower.url(""), aliceToken, api.FrameworkInfo{Name: "ext", FailoverTimeout: 60}, "")

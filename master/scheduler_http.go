@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/master/registry"
+	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/httpjson"
@@ -71,7 +72,7 @@ func (a *apiHandler) schedulerCall(w http.ResponseWriter, r *http.Request) {
 		httpjson.FieldError(w, http.StatusBadRequest, HeaderStreamID, "header is required: the stream id SUBSCRIBE answered with")
 		return
 	}
-	ss, err := a.m.sched.session(c.FrameworkID, streamID, principal.Name)
+	ss, err := a.m.sched.Session(c.FrameworkID, streamID, principal.Name)
 	if err == nil {
 		err = ss.Call(c)
 	}
@@ -110,7 +111,7 @@ func (a *apiHandler) subscribeStream(w http.ResponseWriter, r *http.Request, c a
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
-	ss, err := a.m.sched.subscribe(ctx, c.Subscribe.FrameworkInfo)
+	ss, err := a.m.sched.Subscribe(ctx, c.Subscribe.FrameworkInfo)
 	cancel()
 	if err != nil {
 		writeSchedulerError(w, err)
@@ -129,7 +130,7 @@ func (a *apiHandler) subscribeStream(w http.ResponseWriter, r *http.Request, c a
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
 
-	heartbeat := time.NewTicker(a.m.sched.cfg.HeartbeatInterval)
+	heartbeat := time.NewTicker(a.m.sched.HeartbeatInterval())
 	defer heartbeat.Stop()
 	events := make(chan api.Event)
 	done := make(chan error, 1)
@@ -193,11 +194,11 @@ func writeSchedulerError(w http.ResponseWriter, err error) {
 		}{httpjson.ErrorBody{Message: oe.Error()}, oe.FrameworkID, oe.Owner, oe.Caller})
 	case errors.As(err, &fe):
 		httpjson.FieldError(w, http.StatusBadRequest, fe.Field, fe.Msg)
-	case errors.Is(err, ErrNotReady):
+	case errors.Is(err, scheduler.ErrNotReady):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
-	case errors.Is(err, ErrUnknownFramework):
+	case errors.Is(err, scheduler.ErrUnknownFramework):
 		writeError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, ErrNotSubscribed):
+	case errors.Is(err, scheduler.ErrNotSubscribed):
 		writeError(w, http.StatusForbidden, err.Error()+": subscribe first, and send the "+HeaderStreamID+" header it answered with")
 	default:
 		writeStoreError(w, err)
@@ -206,7 +207,7 @@ func writeSchedulerError(w http.ResponseWriter, err error) {
 
 // listFrameworks is GET /v1/frameworks: the frameworks the leader knows, connected or not.
 func (a *apiHandler) listFrameworks(w http.ResponseWriter, r *http.Request) {
-	fws, err := a.m.sched.frameworksView()
+	fws, err := a.m.sched.FrameworksView()
 	if err != nil {
 		writeSchedulerError(w, err)
 		return

@@ -210,7 +210,7 @@ func TestSchedulerOverHTTP(t *testing.T) {
 			// A closed stream disconnects the framework; it subscribes again with its id.
 			f.cancel()
 			waitUntil(t, "the framework to be disconnected", 5*time.Second, func() bool {
-				fws, _ := e.r.m.sched.frameworksView()
+				fws, _ := e.r.m.sched.FrameworksView()
 				return len(fws) == 1 && !fws[0].Connected
 			})
 			again := subscribeHTTP(t, base, api.FrameworkInfo{ID: f.fwID, Name: "ext", FailoverTimeout: 60}, framing)

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
@@ -33,7 +34,7 @@ type SimulatedAgents struct {
 	ended  sync.Map // task id → true once killed or finished
 }
 
-var _ AgentConn = (*SimulatedAgents)(nil)
+var _ scheduler.AgentConn = (*SimulatedAgents)(nil)
 
 // Attach connects the simulated agents to the master whose scheduler they report to.
 func (p *SimulatedAgents) Attach(m *Master) { p.m.Store(m) }
@@ -44,14 +45,11 @@ func (p *SimulatedAgents) Attach(m *Master) { p.m.Store(m) }
 // of them out, so what each framework ends with does not depend on how this machine happened
 // to interleave the registrations with the cycles (DRF never takes back what it gave).
 func (p *SimulatedAgents) AddAgents(n int, res resources.Resources) {
-	s := p.m.Load().sched
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range n {
-		s.agentRegisteredLocked(api.Agent{
-			ID: fmt.Sprintf("sim-agent-%05d", i), Hostname: fmt.Sprintf("sim-host-%05d", i), HTTP: "simulated:1", Resources: res,
-		}, nil, false)
+	regs := make([]scheduler.Registration, n)
+	for i := range regs {
+		regs[i].Agent = api.Agent{ID: fmt.Sprintf("sim-agent-%05d", i), Hostname: fmt.Sprintf("sim-host-%05d", i), HTTP: "simulated:1", Resources: res}
 	}
+	p.m.Load().sched.AgentsRegistered(regs...)
 }
 
 func (p *SimulatedAgents) report(ag api.Agent, ti api.TaskInfo, states ...task.State) error {
@@ -66,7 +64,7 @@ func (p *SimulatedAgents) report(ag api.Agent, ti api.TaskInfo, states ...task.S
 			one := 1
 			st.ExitStatus = &one
 		}
-		if _, err := p.m.Load().sched.agentStatus(ag.ID, st); err != nil {
+		if _, err := p.m.Load().sched.AgentStatus(ag.ID, st); err != nil {
 			return err
 		}
 	}

@@ -43,10 +43,10 @@ func (a *apiHandler) stateInput(r *http.Request) (stateInput, error) {
 		return in, err
 	}
 	in.agents = a.agentViews(agents)
-	if in.frameworks, err = a.m.sched.frameworksView(); err != nil {
+	if in.frameworks, err = a.m.sched.FrameworksView(); err != nil {
 		return in, err
 	}
-	in.tasks, err = a.m.sched.tasksFullView()
+	in.tasks, err = a.m.sched.TasksFullView()
 	return in, err
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/task"
@@ -224,7 +225,7 @@ func TestLaunchOnAnAgentReplacedAtItsAddressIsDropped(t *testing.T) {
 	ss := e.subscribe(api.FrameworkInfo{Name: "fw", Capabilities: []string{api.CapabilityPartitionAware}})
 	o := expectOffer(t, ss)
 	e.sim.mu.Lock()
-	e.sim.refuse[agentID] = &AgentRefusal{Status: http.StatusMisdirectedRequest, Message: "10.0.0.7:5051 is agent other-S0, not agent " + agentID}
+	e.sim.refuse[agentID] = &scheduler.AgentRefusal{Status: http.StatusMisdirectedRequest, Message: "10.0.0.7:5051 is agent other-S0, not agent " + agentID}
 	e.sim.mu.Unlock()
 	if err := ss.Accept([]string{o.ID}, launch(sleepTask("t1", 1, 128)), nil); err != nil {
 		t.Fatal(err)
@@ -314,7 +315,7 @@ func TestHandRegisteredAgentIsOfferedToNobodyOnceUnreachable(t *testing.T) {
 		if err := ss.Call(api.Call{Type: api.CallRevive}); err != nil {
 			t.Fatal(err)
 		}
-		e.r.m.sched.allocate()
+		e.step()
 		expectNone(t, ss, "an offer of the unreachable agent", func(ev api.Event) bool {
 			return ev.Type == api.EventOffers && slices.ContainsFunc(ev.Offers.Offers, func(o api.Offer) bool { return o.AgentID == ghost })
 		})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/task"
@@ -42,10 +43,9 @@ func (a *apiHandler) postStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.AgentID = r.PathValue("id")
-	acked, err := a.m.sched.agentStatus(st.AgentID, st)
-	var unreg *agentUnregisteredError
+	acked, err := a.m.sched.AgentStatus(st.AgentID, st)
 	switch {
-	case errors.As(err, &unreg):
+	case errors.Is(err, scheduler.ErrAgentUnregistered):
 		writeError(w, http.StatusNotFound, "agent "+st.AgentID+": "+err.Error())
 		return
 	case err != nil:
@@ -69,7 +69,7 @@ func (a *apiHandler) listTasks(w http.ResponseWriter, r *http.Request) {
 		states = append(states, string(st))
 	}
 	out := []api.TaskStatus{}
-	list, err := a.m.sched.tasksView()
+	list, err := a.m.sched.TasksView()
 	if err != nil {
 		writeSchedulerError(w, err)
 		return

@@ -1,4 +1,4 @@
-package master
+package scheduler
 
 import (
 	"bytes"
@@ -35,20 +35,20 @@ func (e *AgentRefusal) Error() string {
 	return fmt.Sprintf("agent refused (%d): %s", e.Status, e.Message)
 }
 
-// httpAgents is AgentConn over the agents' HTTP API.
-type httpAgents struct {
-	hc     *http.Client
-	secret string // the cluster secret, "" when there is none
-	scheme string // http, or https with TLS
+// HTTPAgents is AgentConn over the agents' HTTP API.
+type HTTPAgents struct {
+	Client *http.Client
+	Secret string // the cluster secret, shown to agents; "" when there is none
+	Scheme string // http, or https with TLS
 }
 
 // NewHTTPAgentConn reaches agents over their plain HTTP API, without a cluster secret (a master
 // builds its own, with its secret, TLS and transport).
 func NewHTTPAgentConn() AgentConn {
-	return httpAgents{hc: &http.Client{Timeout: 30 * time.Second}, scheme: "http"}
+	return HTTPAgents{Client: &http.Client{Timeout: 30 * time.Second}, Scheme: "http"}
 }
 
-func (h httpAgents) call(ctx context.Context, ag api.Agent, method, path string, in, out any) error {
+func (h HTTPAgents) call(ctx context.Context, ag api.Agent, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -57,20 +57,20 @@ func (h httpAgents) call(ctx context.Context, ag api.Agent, method, path string,
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, h.scheme+"://"+ag.HTTP+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, h.Scheme+"://"+ag.HTTP+path, body)
 	if err != nil {
 		return err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if h.secret != "" {
-		req.Header.Set("Authorization", "Bearer "+h.secret)
+	if h.Secret != "" {
+		req.Header.Set("Authorization", "Bearer "+h.Secret)
 	}
 	if ag.ID != "" {
 		req.Header.Set(api.HeaderAgentID, ag.ID) // an agent that replaced it at its address refuses
 	}
-	resp, err := h.hc.Do(req)
+	resp, err := h.Client.Do(req)
 	if err != nil {
 		return fmt.Errorf("agent %s at %s: %w", ag.ID, ag.HTTP, err)
 	}
@@ -95,11 +95,11 @@ func (h httpAgents) call(ctx context.Context, ag api.Agent, method, path string,
 	return nil
 }
 
-func (h httpAgents) Launch(ctx context.Context, ag api.Agent, t api.TaskInfo) error {
+func (h HTTPAgents) Launch(ctx context.Context, ag api.Agent, t api.TaskInfo) error {
 	return h.call(ctx, ag, http.MethodPost, "/v1/tasks", t, nil)
 }
 
-func (h httpAgents) Kill(ctx context.Context, ag api.Agent, taskID string, grace time.Duration) error {
+func (h HTTPAgents) Kill(ctx context.Context, ag api.Agent, taskID string, grace time.Duration) error {
 	err := h.call(ctx, ag, http.MethodPost, "/v1/tasks/"+url.PathEscape(taskID)+"/kill", api.KillRequest{GracePeriodSeconds: grace.Seconds()}, nil)
 	var ref *AgentRefusal
 	if errors.As(err, &ref) && ref.Status == http.StatusConflict {
@@ -108,11 +108,11 @@ func (h httpAgents) Kill(ctx context.Context, ag api.Agent, taskID string, grace
 	return err
 }
 
-func (h httpAgents) Acknowledge(ctx context.Context, ag api.Agent, ack api.Acknowledgement) error {
+func (h HTTPAgents) Acknowledge(ctx context.Context, ag api.Agent, ack api.Acknowledgement) error {
 	return h.call(ctx, ag, http.MethodPost, "/v1/acknowledge", ack, nil)
 }
 
-func (h httpAgents) Tasks(ctx context.Context, ag api.Agent) ([]api.Task, error) {
+func (h HTTPAgents) Tasks(ctx context.Context, ag api.Agent) ([]api.Task, error) {
 	var ts []api.Task
 	err := h.call(ctx, ag, http.MethodGet, "/v1/tasks", nil, &ts)
 	return ts, err

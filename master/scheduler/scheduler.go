@@ -1,4 +1,4 @@
-package master
+package scheduler
 
 import (
 	"context"
@@ -34,8 +34,8 @@ var (
 	ErrSubscriptionEnded = errors.New("master: subscription ended")
 )
 
-// SchedulerConfig tunes the leader's two-level scheduling. Zero values take the defaults.
-type SchedulerConfig struct {
+// Config tunes the leader's two-level scheduling. Zero values take the defaults.
+type Config struct {
 	// AllocationInterval is how often an allocation cycle runs besides the ones events start
 	// (an agent added, resources freed). Default 1 s, as Mesos's --allocation_interval.
 	AllocationInterval time.Duration
@@ -69,7 +69,7 @@ type SchedulerConfig struct {
 	Seed        uint64      // the allocator's shuffle
 }
 
-func (c *SchedulerConfig) defaults() {
+func (c *Config) defaults() {
 	if c.AllocationInterval <= 0 {
 		c.AllocationInterval = time.Second
 	}
@@ -99,7 +99,7 @@ func (c *SchedulerConfig) defaults() {
 	}
 }
 
-// scheduler is the leader's half of two-level scheduling: it offers agents' free resources to
+// Scheduler is the leader's half of two-level scheduling: it offers agents' free resources to
 // frameworks (allocator/ decides who gets what), checks their launches against the offers,
 // sends tasks to agents, routes status updates and their acknowledgements, follows agents'
 // liveness, and answers reconciliation. Its state lives in memory and is rebuilt by each new
@@ -107,16 +107,19 @@ func (c *SchedulerConfig) defaults() {
 //
 // Lock rule: mu guards term and everything in it. Nothing blocking happens under it: calls to
 // agents and raft proposals run in goroutines (go), and events are queued on sessions.
-type scheduler struct {
-	cfg    SchedulerConfig
-	m      *Master
-	logger *slog.Logger
-	ids    *id.Generator
-	kick   chan struct{} // asks for an allocation cycle soon
+type Scheduler struct {
+	cfg      Config
+	masterID string
+	store    *raft.Store
+	members  func() []gossip.Member // nil: no gossip to follow
+	metrics  *metrics
+	logger   *slog.Logger
+	ids      *id.Generator
+	kick     chan struct{} // asks for an allocation cycle soon
 
 	mu   sync.Mutex
 	term *schedTerm // nil while this master does not lead
-	// embedded are the names the embedded frameworks register under (Master.RegisterEmbedded):
+	// embedded are the names the embedded frameworks register under (RegisterEmbedded):
 	// a framework of the registry with no principal and one of these names is theirs (ownerOf).
 	embedded map[string]bool
 }
@@ -224,21 +227,69 @@ type waitingQuery struct {
 	kill                  *api.KillTask // a kill, not a question
 }
 
-func newScheduler(m *Master, cfg SchedulerConfig) (*scheduler, error) {
+// New makes the scheduler of the master masterID: it keeps its registries in store and follows
+// agents' liveness through members (the gossip pool's; nil: none). It does nothing until Run,
+// a leader service, starts a term. An AgentConn that reports to the scheduler in process
+// (Attacher) is attached to it here.
+func New(cfg Config, masterID string, store *raft.Store, members func() []gossip.Member, logger *slog.Logger) (*Scheduler, error) {
 	cfg.defaults()
 	ids, err := id.NewGenerator(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	return &scheduler{cfg: cfg, m: m, logger: m.logger.With("component", "scheduler"), ids: ids, kick: make(chan struct{}, 1)}, nil
+	s := &Scheduler{cfg: cfg, masterID: masterID, store: store, members: members, metrics: newMetrics(),
+		logger: logger.With("component", "scheduler"), ids: ids, kick: make(chan struct{}, 1)}
+	if a, ok := cfg.Agents.(Attacher); ok {
+		a.Attach(s)
+	}
+	return s, nil
+}
+
+// Attacher is an optional ability of an AgentConn whose agents report to the scheduler in
+// process rather than over the API (mastertest.SimulatedAgents): New attaches it.
+type Attacher interface {
+	Attach(*Scheduler)
+}
+
+// RegisterEmbedded names a framework embedded in the masters (by the name it subscribes with).
+// A framework of that name that an older build registered, with no principal, is then the
+// embedded one's: no API caller can take its id before it subscribes again.
+func (s *Scheduler) RegisterEmbedded(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.embedded == nil {
+		s.embedded = map[string]bool{}
+	}
+	s.embedded[name] = true
+}
+
+// HeartbeatInterval is how often a HEARTBEAT event goes down each subscription.
+func (s *Scheduler) HeartbeatInterval() time.Duration { return s.cfg.HeartbeatInterval }
+
+// Size is how many agents are active with this leader and how many tasks its table holds, the
+// ended ones it still lists included; ErrNotReady while it does not lead. It walks the agents
+// only: tests and benchmarks wait on it.
+func (s *Scheduler) Size() (agents, tasks int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return 0, 0, ErrNotReady
+	}
+	for _, e := range t.agents {
+		if e.state == agentActive {
+			agents++
+		}
+	}
+	return agents, len(t.tasks), nil
 }
 
 // Name is the leader service's name.
-func (s *scheduler) Name() string { return "scheduler" }
+func (s *Scheduler) Name() string { return "scheduler" }
 
 // Run is the scheduler's leader service: it loads the registries, then runs allocation cycles,
 // offer timeouts and agent liveness until the term ends.
-func (s *scheduler) Run(ctx context.Context) error {
+func (s *Scheduler) Run(ctx context.Context) error {
 	t, err := s.startTerm(ctx)
 	if err != nil {
 		return err
@@ -260,7 +311,7 @@ func (s *scheduler) Run(ctx context.Context) error {
 			}
 			s.allocate()
 		case <-tick.C:
-			s.step()
+			s.Step()
 		}
 	}
 }
@@ -269,7 +320,7 @@ func (s *scheduler) Run(ctx context.Context) error {
 const allocationBatch = 5 * time.Millisecond
 
 // allocate runs an allocation cycle now.
-func (s *scheduler) allocate() {
+func (s *Scheduler) allocate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t := s.term; t != nil {
@@ -280,8 +331,8 @@ func (s *scheduler) allocate() {
 // startTerm builds the term's state from the registries: every framework starts disconnected
 // (its failover timeout runs from now), every agent recovered (it has until the re-register
 // timeout to register with this leader).
-func (s *scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
-	v, err := s.m.store.View(ctx, raft.Stale) // the leader's own copy is up to date after its barrier
+func (s *Scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
+	v, err := s.store.View(ctx, raft.Stale) // the leader's own copy is up to date after its barrier
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +386,7 @@ func (s *scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
 
 // endTerm ends every subscription (frameworks subscribe again with the next leader) and waits
 // for the term's calls to agents.
-func (s *scheduler) endTerm(t *schedTerm) {
+func (s *Scheduler) endTerm(t *schedTerm) {
 	s.mu.Lock()
 	for _, fw := range t.frameworks {
 		if fw.session != nil {
@@ -349,7 +400,7 @@ func (s *scheduler) endTerm(t *schedTerm) {
 }
 
 // poke asks for an allocation cycle soon.
-func (s *scheduler) poke() {
+func (s *Scheduler) poke() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -365,7 +416,7 @@ const unmanagedFramework = "agora:unmanaged"
 // holdLocked counts a running task's resources as allocated on its agent: under its framework,
 // or under unmanagedFramework. An agent that does not have them (it registered with fewer
 // resources than its tasks hold) is logged, not fatal: the agent is the truth.
-func (s *scheduler) holdLocked(t *schedTerm, e *taskEntry) {
+func (s *Scheduler) holdLocked(t *schedTerm, e *taskEntry) {
 	if e.heldBy != "" || e.status.State.IsTerminal() || e.info.Resources.IsEmpty() {
 		return
 	}
@@ -464,12 +515,13 @@ func (t *schedTerm) goLocked(fn func(ctx context.Context)) {
 	}()
 }
 
-// step is the timer's turn of the loop: agents' liveness, framework failover timeouts, offer
-// timeouts, then an allocation cycle. Events start only the allocation cycle.
-func (s *scheduler) step() {
+// Step is the timer's turn of the loop: agents' liveness, framework failover timeouts, offer
+// timeouts, then an allocation cycle. Events start only the allocation cycle. Run steps every
+// AllocationInterval; tests that move a fake clock step at once rather than wait for the tick.
+func (s *Scheduler) Step() {
 	var members []gossip.Member
-	if s.m.gossip != nil {
-		members = s.m.gossip.Members()
+	if s.members != nil {
+		members = s.members()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -498,12 +550,12 @@ func failoverTimeout(fw api.FrameworkInfo) time.Duration {
 }
 
 // allocateLocked runs one allocation cycle and sends each framework its new offers.
-func (s *scheduler) allocateLocked(t *schedTerm, now time.Time) {
+func (s *Scheduler) allocateLocked(t *schedTerm, now time.Time) {
 	byFw := map[string][]api.Offer{}
 	start := time.Now()
 	made := t.alloc.Cycle(now)
-	s.m.metrics.cycle.Observe(time.Since(start).Seconds())
-	s.m.metrics.offers.WithLabelValues("made").Add(float64(len(made)))
+	s.metrics.cycle.Observe(time.Since(start).Seconds())
+	s.metrics.offers.WithLabelValues("made").Add(float64(len(made)))
 	for _, o := range made {
 		ag := t.agents[o.AgentID]
 		offer := api.Offer{
@@ -521,13 +573,13 @@ func (s *scheduler) allocateLocked(t *schedTerm, now time.Time) {
 }
 
 // rescindLocked takes an outstanding offer back and gives its resources back to the allocator.
-func (s *scheduler) rescindLocked(t *schedTerm, offerID string, now time.Time) {
+func (s *Scheduler) rescindLocked(t *schedTerm, offerID string, now time.Time) {
 	o := t.offers[offerID]
 	if o == nil {
 		return
 	}
 	delete(t.offers, offerID)
-	s.m.metrics.offers.WithLabelValues("rescinded").Inc()
+	s.metrics.offers.WithLabelValues("rescinded").Inc()
 	if err := t.alloc.Recover(o.offer.FrameworkID, o.offer.AgentID, o.offer.Resources, 0, now); err != nil {
 		s.logger.Error("rescind: allocator", "offer", offerID, "err", err)
 	}
@@ -539,7 +591,7 @@ func (s *scheduler) rescindLocked(t *schedTerm, offerID string, now time.Time) {
 
 // setStatusLocked records a task's new status; the first terminal one frees its resources. With
 // forward, the framework is told (the master's own updates carry no uuid and need no ack).
-func (s *scheduler) setStatusLocked(t *schedTerm, e *taskEntry, st api.TaskStatus, forward bool, now time.Time) {
+func (s *Scheduler) setStatusLocked(t *schedTerm, e *taskEntry, st api.TaskStatus, forward bool, now time.Time) {
 	wasTerminal := e.status.State.IsTerminal()
 	st.AgentID = e.agentID
 	st.FrameworkID = e.info.FrameworkID
@@ -564,7 +616,7 @@ func (s *scheduler) setStatusLocked(t *schedTerm, e *taskEntry, st api.TaskStatu
 }
 
 // tellLocked sends a status update to a framework, if it is connected.
-func (s *scheduler) tellLocked(t *schedTerm, fwID string, st api.TaskStatus) {
+func (s *Scheduler) tellLocked(t *schedTerm, fwID string, st api.TaskStatus) {
 	if fw := t.frameworks[fwID]; fw != nil && fw.session != nil {
 		fw.session.push(api.Event{Type: api.EventUpdate, Update: &api.Update{Status: st}})
 	}
@@ -597,7 +649,7 @@ func (fw *fwEntry) partitionAware() bool {
 }
 
 // killOnAgentLocked asks the agent to kill a task, in the background.
-func (s *scheduler) killOnAgentLocked(t *schedTerm, ag api.Agent, taskID string, grace time.Duration) {
+func (s *Scheduler) killOnAgentLocked(t *schedTerm, ag api.Agent, taskID string, grace time.Duration) {
 	t.goLocked(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -609,18 +661,18 @@ func (s *scheduler) killOnAgentLocked(t *schedTerm, ag api.Agent, taskID string,
 
 // propose commits a registry change in the background (a change that must happen, and that a
 // next leader would redo if this one is lost).
-func (s *scheduler) proposeLocked(t *schedTerm, cmd raft.Command) {
+func (s *Scheduler) proposeLocked(t *schedTerm, cmd raft.Command) {
 	t.goLocked(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if _, err := s.m.store.Apply(ctx, cmd); err != nil {
+		if _, err := s.store.Apply(ctx, cmd); err != nil {
 			s.logger.Warn("registry change not committed; the next leader redoes it", "type", cmd.Type, "err", err)
 		}
 	})
 }
 
-// tasksView lists the tasks the leader knows with their latest states.
-func (s *scheduler) tasksView() ([]api.TaskStatus, error) {
+// TasksView lists the tasks the leader knows with their latest states.
+func (s *Scheduler) TasksView() ([]api.TaskStatus, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.term
@@ -635,8 +687,8 @@ func (s *scheduler) tasksView() ([]api.TaskStatus, error) {
 	return out, nil
 }
 
-// frameworksView is what GET /v1/frameworks lists.
-func (s *scheduler) frameworksView() ([]api.FrameworkState, error) {
+// FrameworksView is what GET /v1/frameworks lists.
+func (s *Scheduler) FrameworksView() ([]api.FrameworkState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.term
@@ -670,24 +722,24 @@ func (s *scheduler) frameworksView() ([]api.FrameworkState, error) {
 	return out, nil
 }
 
-// taskView is one task of the leader's table: what was launched, where, and its latest state.
-type taskView struct {
+// TaskView is one task of the leader's table: what was launched, where, and its latest state.
+type TaskView struct {
 	Info    api.TaskInfo // secrets masked
 	AgentID string
 	Status  api.TaskStatus
 }
 
-// tasksFullView is every task of the leader's table with what was launched, by id.
-func (s *scheduler) tasksFullView() ([]taskView, error) {
+// TasksFullView is every task of the leader's table with what was launched, by id.
+func (s *Scheduler) TasksFullView() ([]TaskView, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.term
 	if t == nil {
 		return nil, ErrNotReady
 	}
-	out := make([]taskView, 0, len(t.tasks))
+	out := make([]TaskView, 0, len(t.tasks))
 	for _, e := range t.tasks {
-		out = append(out, taskView{Info: e.info.Masked(), AgentID: e.agentID, Status: e.status})
+		out = append(out, TaskView{Info: e.info.Masked(), AgentID: e.agentID, Status: e.status})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Info.TaskID < out[j].Info.TaskID })
 	return out, nil

@@ -1,7 +1,8 @@
-package master
+package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,30 +12,41 @@ import (
 	"github.com/agora-sched/agora/pkg/task"
 )
 
-// agentRegistered takes in an agent that registered with this leader (committed to the
-// registry already), with the tasks it lists, and the agents its registration superseded
+// Registration is an agent's registration as the registry committed it (registry.Registered),
+// with the tasks the agent listed.
+type Registration struct {
+	registry.Registered
+	Tasks []api.Task
+}
+
+// AgentsRegistered takes in agents that registered with this leader (committed to the
+// registry already), each with the tasks it lists and the agents its registration superseded
 // (removed from the registry by the same command: same host address). A new agent is offered
 // from the next cycle. An agent already known brings its tasks' real states: tasks the leader
 // had marked unreachable are back, and tasks it does not list, ended. An agent that had been
 // removed gets its tasks killed: their frameworks were told they are gone and have replaced
-// them. A superseded agent's tasks end at once, as TASK_GONE or TASK_LOST.
-func (s *scheduler) agentRegistered(ag api.Agent, tasks []api.Task, wasRemoved bool, superseded []api.Agent) {
+// them. A superseded agent's tasks end at once, as TASK_GONE or TASK_LOST. Registrations
+// passed together are taken in together, between two allocation cycles.
+func (s *Scheduler) AgentsRegistered(regs ...Registration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t := s.term; t != nil {
-		now := s.cfg.Clock.Now()
-		for _, old := range superseded {
-			if e := t.agents[old.ID]; e != nil {
-				s.logger.Warn("agent superseded: a new agent registered from its hostname and API address, so its process is gone (its data dir was lost); its tasks are lost",
-					"agent", old.ID, "by", ag.ID, "hostname", ag.Hostname, "http", ag.HTTP, "tasks", len(t.byAgent[old.ID]))
-				s.forgetAgentLocked(t, e, "agent "+old.ID+" was superseded by agent "+ag.ID+", which registered from the same host and address ("+ag.Hostname+", "+ag.HTTP+"): the old agent's data dir, and its tasks, were lost", now)
+	for _, r := range regs {
+		ag := r.Agent
+		if t := s.term; t != nil {
+			now := s.cfg.Clock.Now()
+			for _, old := range r.Superseded {
+				if e := t.agents[old.ID]; e != nil {
+					s.logger.Warn("agent superseded: a new agent registered from its hostname and API address, so its process is gone (its data dir was lost); its tasks are lost",
+						"agent", old.ID, "by", ag.ID, "hostname", ag.Hostname, "http", ag.HTTP, "tasks", len(t.byAgent[old.ID]))
+					s.forgetAgentLocked(t, e, "agent "+old.ID+" was superseded by agent "+ag.ID+", which registered from the same host and address ("+ag.Hostname+", "+ag.HTTP+"): the old agent's data dir, and its tasks, were lost", now)
+				}
 			}
 		}
+		s.agentRegisteredLocked(ag, r.Tasks, r.WasRemoved)
 	}
-	s.agentRegisteredLocked(ag, tasks, wasRemoved)
 }
 
-func (s *scheduler) agentRegisteredLocked(ag api.Agent, tasks []api.Task, wasRemoved bool) {
+func (s *Scheduler) agentRegisteredLocked(ag api.Agent, tasks []api.Task, wasRemoved bool) {
 	t := s.term
 	if t == nil {
 		return // a new leader gets the registration again
@@ -78,7 +90,7 @@ func (s *scheduler) agentRegisteredLocked(ag api.Agent, tasks []api.Task, wasRem
 
 // agentTasksLocked makes the task table agree with what an agent reports and marks the agent
 // active: the agent is the truth about its tasks.
-func (s *scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Task, now time.Time) {
+func (s *Scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Task, now time.Time) {
 	e.state, e.unreachableSince, e.fetching = agentActive, time.Time{}, false
 	if !e.inAlloc {
 		if err := t.alloc.AddAgent(e.info.ID, e.info.Resources); err != nil {
@@ -155,11 +167,11 @@ func reconciled(st api.TaskStatus) api.TaskStatus {
 	return st
 }
 
-// agentStatus takes in a status update an agent sent. It answers whether the master
+// AgentStatus takes in a status update an agent sent. It answers whether the master
 // acknowledges it at once: it does for an update nobody waits for (no framework, or one that
 // was removed) and for a stale duplicate; otherwise the framework acknowledges it, and the
 // agent resends it until then.
-func (s *scheduler) agentStatus(agentID string, st api.TaskStatus) (bool, error) {
+func (s *Scheduler) AgentStatus(agentID string, st api.TaskStatus) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.term
@@ -169,7 +181,7 @@ func (s *scheduler) agentStatus(agentID string, st api.TaskStatus) (bool, error)
 	now := s.cfg.Clock.Now()
 	ag := t.agents[agentID]
 	if ag == nil || ag.state == agentRecovered {
-		return false, errAgentUnregistered
+		return false, ErrAgentUnregistered
 	}
 	e := t.tasks[st.TaskID]
 	if e == nil {
@@ -182,7 +194,7 @@ func (s *scheduler) agentStatus(agentID string, st api.TaskStatus) (bool, error)
 		return true, nil
 	}
 	e.agentTS = st.Timestamp
-	s.m.metrics.updates.WithLabelValues(string(st.State)).Inc()
+	s.metrics.updates.WithLabelValues(string(st.State)).Inc()
 	s.setStatusLocked(t, e, st, false, now)
 	fw := t.frameworks[e.info.FrameworkID]
 	if fw == nil {
@@ -194,14 +206,8 @@ func (s *scheduler) agentStatus(agentID string, st api.TaskStatus) (bool, error)
 	return false, nil
 }
 
-// errAgentUnregistered: the agent must register with this leader first.
-var errAgentUnregistered = &agentUnregisteredError{}
-
-type agentUnregisteredError struct{}
-
-func (*agentUnregisteredError) Error() string {
-	return "master: this agent has not registered with the leader; register first"
-}
+// ErrAgentUnregistered: the agent must register with this leader first.
+var ErrAgentUnregistered = errors.New("master: this agent has not registered with the leader; register first")
 
 // livenessLocked follows agents through gossip: a dead or departed agent is unreachable, and
 // so is an active one that no gossip member has carried the id of for AgentGossipGrace (its
@@ -209,7 +215,7 @@ func (*agentUnregisteredError) Error() string {
 // one back alive is asked for its tasks; one unreachable for longer than the removal timeout is
 // removed; one that did not register with a new leader in time is unreachable. members is nil
 // when this master has no gossip to follow.
-func (s *scheduler) livenessLocked(t *schedTerm, members []gossip.Member, now time.Time) {
+func (s *Scheduler) livenessLocked(t *schedTerm, members []gossip.Member, now time.Time) {
 	status := map[string]gossip.Status{}
 	unavailable := map[string]string{}
 	for _, m := range members {
@@ -259,7 +265,7 @@ func (s *scheduler) livenessLocked(t *schedTerm, members []gossip.Member, now ti
 }
 
 // agentPresence is an optional ability of an AgentConn whose agents are not members of the
-// gossip pool (SimulatedAgents): Present says whether an agent is there, where gossip cannot.
+// gossip pool (mastertest.SimulatedAgents): Present says whether an agent is there, where gossip cannot.
 type agentPresence interface {
 	Present(agentID string) bool
 }
@@ -269,7 +275,7 @@ type agentPresence interface {
 // offered to nobody and its outstanding offers are rescinded, so that no launch is sent where
 // it cannot run; its tasks keep their states (they run on, the agent still watches them), as a
 // node whose runtime is down is not ready for new work while its running work is not failed.
-func (s *scheduler) availabilityLocked(t *schedTerm, e *agentEntry, why string, now time.Time) {
+func (s *Scheduler) availabilityLocked(t *schedTerm, e *agentEntry, why string, now time.Time) {
 	was := e.unavailable
 	e.unavailable = why
 	if e.state != agentActive || !e.inAlloc {
@@ -298,7 +304,7 @@ func (s *scheduler) availabilityLocked(t *schedTerm, e *agentEntry, why string, 
 }
 
 // fetchAgentLocked asks an agent that is alive again for its tasks, and takes it back.
-func (s *scheduler) fetchAgentLocked(t *schedTerm, ag api.Agent) {
+func (s *Scheduler) fetchAgentLocked(t *schedTerm, ag api.Agent) {
 	t.goLocked(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -323,7 +329,7 @@ func (s *scheduler) fetchAgentLocked(t *schedTerm, ag api.Agent) {
 // unreachableLocked marks an agent unreachable: no more offers of it, its offers rescinded, its
 // tasks TASK_UNREACHABLE to their frameworks (their resources stay held: the tasks may well
 // be running).
-func (s *scheduler) unreachableLocked(t *schedTerm, e *agentEntry, why string, now time.Time) {
+func (s *Scheduler) unreachableLocked(t *schedTerm, e *agentEntry, why string, now time.Time) {
 	s.logger.Warn("agent unreachable", "agent", e.info.ID, "why", why)
 	e.state, e.unreachableSince = agentUnreachable, now
 	if e.inAlloc {
@@ -350,7 +356,7 @@ func (s *scheduler) unreachableLocked(t *schedTerm, e *agentEntry, why string, n
 // removeAgentLocked gives an agent up after the removal timeout: its tasks end as TASK_GONE or
 // TASK_LOST, frameworks get a FAILURE event, and the registry keeps a tombstone so that its
 // tasks are killed if it comes back.
-func (s *scheduler) removeAgentLocked(t *schedTerm, e *agentEntry, now time.Time) {
+func (s *Scheduler) removeAgentLocked(t *schedTerm, e *agentEntry, now time.Time) {
 	s.logger.Warn("agent removed: unreachable for longer than --agent-removal-timeout", "agent", e.info.ID, "since", e.unreachableSince)
 	s.forgetAgentLocked(t, e, "agent "+e.info.ID+" was unreachable for longer than the agent removal timeout", now)
 	s.proposeLocked(t, registry.RemoveAgent(e.info.ID))
@@ -359,7 +365,7 @@ func (s *scheduler) removeAgentLocked(t *schedTerm, e *agentEntry, now time.Time
 // forgetAgentLocked takes a removed agent out of the term: its tasks end as TASK_GONE
 // (partition-aware frameworks) or TASK_LOST with REASON_AGENT_REMOVED and why, it is offered
 // no more, and frameworks get a FAILURE event. The registry's tombstone is the caller's.
-func (s *scheduler) forgetAgentLocked(t *schedTerm, e *agentEntry, why string, now time.Time) {
+func (s *Scheduler) forgetAgentLocked(t *schedTerm, e *agentEntry, why string, now time.Time) {
 	for oid, o := range t.offers {
 		if o.offer.AgentID == e.info.ID {
 			s.rescindLocked(t, oid, now)
@@ -387,7 +393,7 @@ func (s *scheduler) forgetAgentLocked(t *schedTerm, e *agentEntry, why string, n
 // answerWaitingLocked answers the reconciliation questions, and sends the kills, held for an
 // agent, now that it has registered or been declared unreachable; those that named no agent
 // once no agent is left to hear from.
-func (s *scheduler) answerWaitingLocked(t *schedTerm, agentID string, now time.Time) {
+func (s *Scheduler) answerWaitingLocked(t *schedTerm, agentID string, now time.Time) {
 	qs := t.waiting[agentID]
 	delete(t.waiting, agentID)
 	if len(t.waiting[""]) > 0 && !t.anyRecovered() {

@@ -1,4 +1,4 @@
-package master
+package scheduler
 
 import (
 	"context"
@@ -29,7 +29,7 @@ const maxQueuedEvents = 500000
 // framework gets one from Master.Subscribe; the HTTP scheduler API holds one per stream. It is
 // safe for concurrent use.
 type Session struct {
-	s        *scheduler
+	s        *Scheduler
 	fwID     string
 	streamID string
 
@@ -40,7 +40,7 @@ type Session struct {
 	closed chan struct{}
 }
 
-func newSession(s *scheduler, fwID, streamID string) *Session {
+func newSession(s *Scheduler, fwID, streamID string) *Session {
 	return &Session{s: s, fwID: fwID, streamID: streamID, wake: make(chan struct{}, 1), closed: make(chan struct{})}
 }
 
@@ -159,7 +159,7 @@ func (ss *Session) Acknowledge(st api.TaskStatus) error {
 // session's first event. A subscription of a framework that has one open replaces it.
 // info.Principal is who asks (set by the caller, never taken from a request's body): a framework
 // registered by another principal is refused with an *OwnerError.
-func (s *scheduler) subscribe(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
+func (s *Scheduler) Subscribe(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
 	if err := validateFrameworkInfo(&info); err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (s *scheduler) subscribe(ctx context.Context, info api.FrameworkInfo) (*Ses
 	}
 	s.mu.Unlock()
 
-	info, err := registry.RegisterFramework(ctx, s.m.store, info)
+	info, err := registry.RegisterFramework(ctx, s.store, info)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +228,7 @@ func (s *scheduler) subscribe(ctx context.Context, info api.FrameworkInfo) (*Ses
 		return nil, err
 	}
 	ss.push(api.Event{Type: api.EventSubscribed, Subscribed: &api.Subscribed{
-		FrameworkID: info.ID, HeartbeatIntervalSeconds: s.cfg.HeartbeatInterval.Seconds(), Reregistered: reregistered, MasterID: s.m.id,
+		FrameworkID: info.ID, HeartbeatIntervalSeconds: s.cfg.HeartbeatInterval.Seconds(), Reregistered: reregistered, MasterID: s.masterID,
 	}})
 	// Updates sent to the session before and not acknowledged go out again now, rather than
 	// when their agents resend them.
@@ -244,7 +244,7 @@ func (s *scheduler) subscribe(ctx context.Context, info api.FrameworkInfo) (*Ses
 
 // disconnect marks a session's framework disconnected: its offers go back and its failover
 // timeout starts (a framework with none is removed at the next step).
-func (s *scheduler) disconnect(ss *Session) {
+func (s *Scheduler) disconnect(ss *Session) {
 	ss.end(fmt.Errorf("%w: disconnected", ErrSubscriptionEnded))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -270,11 +270,11 @@ func (s *scheduler) disconnect(ss *Session) {
 	s.poke()
 }
 
-// session finds a framework's open session for an HTTP call of principal, checking that the
+// Session finds a framework's open session for an HTTP call of principal, checking that the
 // framework is the principal's and the stream id is its open subscription's. The stream id, a
 // random uuid only its subscriber was told, would be enough; the principal is checked as well,
 // so that a stream id that leaks (a log, a proxy) is of no use to another principal.
-func (s *scheduler) session(fwID, streamID, principal string) (*Session, error) {
+func (s *Scheduler) Session(fwID, streamID, principal string) (*Session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.term
@@ -295,7 +295,7 @@ func (s *scheduler) session(fwID, streamID, principal string) (*Session, error) 
 }
 
 // call carries out one call of a subscribed framework.
-func (s *scheduler) call(ss *Session, c api.Call) error {
+func (s *Scheduler) call(ss *Session, c api.Call) error {
 	if c.FrameworkID != "" && c.FrameworkID != ss.fwID {
 		return &api.FieldError{Field: "framework_id", Msg: fmt.Sprintf("%q is not this subscription's framework %s", c.FrameworkID, ss.fwID)}
 	}
@@ -426,13 +426,13 @@ func refuseTime(f *api.Filters) time.Duration {
 
 // returnOfferLocked gives an offer of the framework back, keeping its agent from the framework
 // for refuse. Unknown offers are ignored (rescinded or timed out meanwhile), as in Mesos.
-func (s *scheduler) returnOfferLocked(t *schedTerm, fw *fwEntry, offerID string, refuse time.Duration, now time.Time) {
+func (s *Scheduler) returnOfferLocked(t *schedTerm, fw *fwEntry, offerID string, refuse time.Duration, now time.Time) {
 	o := t.offers[offerID]
 	if o == nil || o.offer.FrameworkID != fw.info.ID {
 		return
 	}
 	delete(t.offers, offerID)
-	s.m.metrics.offers.WithLabelValues("declined").Inc()
+	s.metrics.offers.WithLabelValues("declined").Inc()
 	if err := t.alloc.Recover(fw.info.ID, o.offer.AgentID, o.offer.Resources, refuse, now); err != nil {
 		s.logger.Error("decline: allocator", "offer", offerID, "err", err)
 	}
@@ -442,7 +442,7 @@ func (s *scheduler) returnOfferLocked(t *schedTerm, fw *fwEntry, offerID string,
 // acceptLocked checks every operation against the offers and carries out the valid ones:
 // tasks that do not fit, repeat an id or are malformed end at once as TASK_ERROR with the
 // reason; the others go to the agent. What the launches leave of the offers is declined.
-func (s *scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now time.Time) {
+func (s *Scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now time.Time) {
 	var agentID, bad string
 	var pool resources.Resources
 	for _, oid := range a.OfferIDs {
@@ -458,7 +458,7 @@ func (s *scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now t
 		agentID = o.offer.AgentID
 		pool = pool.Add(o.offer.Resources)
 		delete(t.offers, oid)
-		s.m.metrics.offers.WithLabelValues("accepted").Inc()
+		s.metrics.offers.WithLabelValues("accepted").Inc()
 	}
 	ag := t.agents[agentID]
 	if bad == "" && (ag == nil || ag.state != agentActive) {
@@ -500,12 +500,12 @@ func (s *scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now t
 
 // refuseTaskLocked ends a launch the master refused: TASK_ERROR with the reason. It is not
 // kept in the table (the id was never the task's), so the same id can be launched again.
-func (s *scheduler) refuseTaskLocked(t *schedTerm, fw *fwEntry, e *taskEntry, reason task.Reason, msg string, now time.Time) {
+func (s *Scheduler) refuseTaskLocked(t *schedTerm, fw *fwEntry, e *taskEntry, reason task.Reason, msg string, now time.Time) {
 	s.tellLocked(t, fw.info.ID, masterStatus(e, task.Error, reason, msg, now))
 }
 
 // checkTaskLocked checks one task of a launch; its error names the field.
-func (s *scheduler) checkTaskLocked(t *schedTerm, ti api.TaskInfo, pool resources.Resources, seen map[string]bool) error {
+func (s *Scheduler) checkTaskLocked(t *schedTerm, ti api.TaskInfo, pool resources.Resources, seen map[string]bool) error {
 	if err := id.TaskID(ti.TaskID).ValidateContainerName(); err != nil {
 		return &api.FieldError{Field: "task_id", Msg: err.Error()}
 	}
@@ -529,7 +529,7 @@ func (s *scheduler) checkTaskLocked(t *schedTerm, ti api.TaskInfo, pool resource
 
 // launchLocked sends a task to its agent in the background. A refusal by the agent ends the
 // task as TASK_ERROR; an agent that cannot be reached, as TASK_DROPPED (it never got there).
-func (s *scheduler) launchLocked(t *schedTerm, ag api.Agent, e *taskEntry) {
+func (s *Scheduler) launchLocked(t *schedTerm, ag api.Agent, e *taskEntry) {
 	info := e.info
 	t.goLocked(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -571,7 +571,7 @@ func (s *scheduler) launchLocked(t *schedTerm, ag api.Agent, e *taskEntry) {
 // leader, the kill waits for it (killed if the agent lists the task, answered if not), as a
 // reconciliation question does. Answered at once, a task that runs there would be written off
 // by its framework and then found running, owned by nothing.
-func (s *scheduler) killLocked(t *schedTerm, fw *fwEntry, k api.KillTask, now time.Time) {
+func (s *Scheduler) killLocked(t *schedTerm, fw *fwEntry, k api.KillTask, now time.Time) {
 	e := t.tasks[k.TaskID]
 	if e == nil || e.info.FrameworkID != fw.info.ID {
 		if e == nil && t.mayHaveLocked(k.AgentID) {
@@ -608,7 +608,7 @@ func (s *scheduler) killLocked(t *schedTerm, fw *fwEntry, k api.KillTask, now ti
 }
 
 // acknowledgeLocked passes a framework's acknowledgement on to the agent.
-func (s *scheduler) acknowledgeLocked(t *schedTerm, fw *fwEntry, a api.AckUpdate) {
+func (s *Scheduler) acknowledgeLocked(t *schedTerm, fw *fwEntry, a api.AckUpdate) {
 	e := t.tasks[a.TaskID]
 	if e != nil && e.info.FrameworkID == fw.info.ID && e.unacked != nil && e.unacked.UUID == a.UUID {
 		e.unacked = nil
@@ -619,7 +619,7 @@ func (s *scheduler) acknowledgeLocked(t *schedTerm, fw *fwEntry, a api.AckUpdate
 
 // ackOnAgentLocked passes an acknowledgement to the agent, in the background. An agent that
 // cannot be reached resends the update later, and it is acknowledged again.
-func (s *scheduler) ackOnAgentLocked(t *schedTerm, agentID, taskID, uuid string) {
+func (s *Scheduler) ackOnAgentLocked(t *schedTerm, agentID, taskID, uuid string) {
 	ag := t.agents[agentID]
 	if ag == nil || ag.state != agentActive {
 		return
@@ -637,7 +637,7 @@ func (s *scheduler) ackOnAgentLocked(t *schedTerm, agentID, taskID, uuid string)
 // reconcileLocked answers RECONCILE: with the given tasks, each one's latest state (held back
 // while its agent has yet to register with this leader); without, every task of the framework
 // the leader knows. Answers are UPDATE events without uuid.
-func (s *scheduler) reconcileLocked(t *schedTerm, fw *fwEntry, tasks []api.ReconcileTask, now time.Time) {
+func (s *Scheduler) reconcileLocked(t *schedTerm, fw *fwEntry, tasks []api.ReconcileTask, now time.Time) {
 	if len(tasks) == 0 {
 		for _, e := range t.tasks {
 			if e.info.FrameworkID == fw.info.ID && !e.status.State.IsTerminal() {
@@ -669,7 +669,7 @@ func reconciledAnswer(st api.TaskStatus) api.TaskStatus {
 
 // reconcileOneLocked answers for one task, or holds the question until the agent it may be on
 // has registered with this leader.
-func (s *scheduler) reconcileOneLocked(t *schedTerm, fw *fwEntry, q api.ReconcileTask, now time.Time) {
+func (s *Scheduler) reconcileOneLocked(t *schedTerm, fw *fwEntry, q api.ReconcileTask, now time.Time) {
 	if fw == nil || fw.session == nil {
 		return
 	}
@@ -698,7 +698,7 @@ func (s *scheduler) reconcileOneLocked(t *schedTerm, fw *fwEntry, q api.Reconcil
 
 // removeFrameworkLocked tears a framework down: its tasks are killed, its offers and
 // resources go back, its session ends, and it leaves the registry.
-func (s *scheduler) removeFrameworkLocked(t *schedTerm, fw *fwEntry, why string) {
+func (s *Scheduler) removeFrameworkLocked(t *schedTerm, fw *fwEntry, why string) {
 	fwID := fw.info.ID
 	for oid, o := range t.offers {
 		if o.offer.FrameworkID == fwID {
