@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/mastertest"
 	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -18,15 +19,15 @@ import (
 )
 
 // benchMaster runs one real master (raft on bbolt) whose scheduler reaches in-process agents.
-func benchMaster(b *testing.B) (*Master, *SimulatedAgents, func()) {
+func benchMaster(b *testing.B) (*Master, *mastertest.SimulatedAgents, func()) {
 	b.Helper()
 	return benchMasterKeeping(b, 1)
 }
 
 // benchMasterKeeping is benchMaster listing keepEnded ended tasks (0: the default).
-func benchMasterKeeping(b *testing.B, keepEnded int) (*Master, *SimulatedAgents, func()) {
+func benchMasterKeeping(b *testing.B, keepEnded int) (*Master, *mastertest.SimulatedAgents, func()) {
 	b.Helper()
-	sim := &SimulatedAgents{}
+	sim := &mastertest.SimulatedAgents{}
 	m, err := New(Config{
 		DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -35,7 +36,6 @@ func benchMasterKeeping(b *testing.B, keepEnded int) (*Master, *SimulatedAgents,
 	if err != nil {
 		b.Fatal(err)
 	}
-	sim.Attach(m)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -142,7 +142,7 @@ func BenchmarkFailover(b *testing.B) {
 			cfg := Config{
 				DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 				BootstrapExpect: 3, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				Scheduler: SchedulerConfig{Agents: &SimulatedAgents{}, AgentReregisterTimeout: time.Hour},
+				Scheduler: SchedulerConfig{Agents: &mastertest.SimulatedAgents{}, AgentReregisterTimeout: time.Hour},
 			}
 			if i > 0 {
 				cfg.Join = []string{ms[0].GossipAddr()}
@@ -269,7 +269,7 @@ func BenchmarkRead(b *testing.B) {
 		cfg := Config{
 			DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 			BootstrapExpect: 3, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Scheduler: SchedulerConfig{Agents: &SimulatedAgents{}},
+			Scheduler: SchedulerConfig{Agents: &mastertest.SimulatedAgents{}},
 		}
 		if i > 0 {
 			cfg.Join = []string{ms[0].GossipAddr()}

@@ -18,13 +18,14 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/master/mastertest"
 	"github.com/agora-sched/agora/raft"
 )
 
 // Master starts a master with its data in dir and the given raft namespaces, its scheduler
 // making offers every interval and reporting to sim; register adds the framework before the
 // master runs. It runs until stop is called or the test ends.
-func Master(t testing.TB, dir string, sim *master.SimulatedAgents, interval time.Duration, appliers map[string]raft.Applier, register func(*master.Master) error) (m *master.Master, stop func()) {
+func Master(t testing.TB, dir string, sim *mastertest.SimulatedAgents, interval time.Duration, appliers map[string]raft.Applier, register func(*master.Master) error) (m *master.Master, stop func()) {
 	t.Helper()
 	m, err := master.New(master.Config{
 		DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
@@ -35,7 +36,6 @@ func Master(t testing.TB, dir string, sim *master.SimulatedAgents, interval time
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim.Attach(m)
 	if err := register(m); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package master
+package mastertest
 
 import (
 	"context"
@@ -19,25 +19,28 @@ import (
 // nothing, so what is measured is the master's (and its frameworks') own work. Every behaviour
 // they stand in for is tested on the real path with agents on containerd.
 //
-// Use: pass one as SchedulerConfig.Agents, Attach it to the master, then AddAgents on the
-// leader.
+// Use: pass one as master.SchedulerConfig.Agents (the scheduler attaches it to itself when it is
+// made: scheduler.Attacher), then AddAgents on the leader.
 type SimulatedAgents struct {
-	m        atomic.Pointer[Master]
+	s        atomic.Pointer[scheduler.Scheduler]
 	Launched atomic.Int64
 	// Finish, when set, says how a launched task ends: its final state (TASK_FINISHED with exit
 	// status 0, TASK_FAILED with 1) after a while; "" runs it until killed. Batch jobs use it.
 	Finish func(api.TaskInfo) (task.State, time.Duration)
 	// Refuse, when set, says whether the agent refuses a launch, as a real one that cannot run
-	// it answers: an *AgentRefusal ends the task TASK_ERROR, any other error TASK_DROPPED
+	// it answers: a *scheduler.AgentRefusal ends the task TASK_ERROR, any other error TASK_DROPPED
 	// (it never got there). Launched counts refused launches too.
 	Refuse func(api.TaskInfo) error
 	ended  sync.Map // task id → true once killed or finished
 }
 
-var _ scheduler.AgentConn = (*SimulatedAgents)(nil)
+var (
+	_ scheduler.AgentConn = (*SimulatedAgents)(nil)
+	_ scheduler.Attacher  = (*SimulatedAgents)(nil)
+)
 
-// Attach connects the simulated agents to the master whose scheduler they report to.
-func (p *SimulatedAgents) Attach(m *Master) { p.m.Store(m) }
+// Attach connects the simulated agents to the scheduler they report to (scheduler.New calls it).
+func (p *SimulatedAgents) Attach(s *scheduler.Scheduler) { p.s.Store(s) }
 
 // AddAgents registers n agents of res with the leader's scheduler, as if each had registered
 // (without the registry's raft write: the raft benchmarks measure that). They come all at once,
@@ -49,7 +52,7 @@ func (p *SimulatedAgents) AddAgents(n int, res resources.Resources) {
 	for i := range regs {
 		regs[i].Agent = api.Agent{ID: fmt.Sprintf("sim-agent-%05d", i), Hostname: fmt.Sprintf("sim-host-%05d", i), HTTP: "simulated:1", Resources: res}
 	}
-	p.m.Load().sched.AgentsRegistered(regs...)
+	p.s.Load().AgentsRegistered(regs...)
 }
 
 func (p *SimulatedAgents) report(ag api.Agent, ti api.TaskInfo, states ...task.State) error {
@@ -64,7 +67,7 @@ func (p *SimulatedAgents) report(ag api.Agent, ti api.TaskInfo, states ...task.S
 			one := 1
 			st.ExitStatus = &one
 		}
-		if _, err := p.m.Load().sched.AgentStatus(ag.ID, st); err != nil {
+		if _, err := p.s.Load().AgentStatus(ag.ID, st); err != nil {
 			return err
 		}
 	}
