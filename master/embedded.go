@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/agora-sched/agora/master/httpapi"
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
+	"github.com/agora-sched/agora/raft"
 
 	"github.com/agora-sched/agora/master/secrets"
 	"github.com/agora-sched/agora/pkg/keyring"
@@ -64,6 +67,40 @@ func (m *Master) SubscribeWhenReady(ctx context.Context, info api.FrameworkInfo)
 		}
 	}
 }
+
+// Agents lists the agents of the registry that have not been removed, from this master's copy:
+// frameworks check with it that some agent could ever run what they accept.
+func (m *Master) Agents(ctx context.Context) ([]api.Agent, error) {
+	v, err := m.store.View(ctx, raft.Stale)
+	if err != nil {
+		return nil, err
+	}
+	agents, err := registry.Agents(v)
+	var out []api.Agent
+	for _, ag := range agents {
+		if ag.RemovedAt == nil {
+			out = append(out, ag)
+		}
+	}
+	return out, err
+}
+
+// AgentViews is Agents with where each stands with this master while it leads (its state, why
+// it is unavailable, its use; elsewhere the registry's records only): frameworks say with it
+// which agents make no offers, and why.
+func (m *Master) AgentViews(ctx context.Context) ([]api.AgentView, error) {
+	agents, err := m.Agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m.sched.AgentViews(agents), nil
+}
+
+// Info is what GET /v1/info answers about this node: httpapi.Info.
+type Info = httpapi.Info
+
+// ContainerdInfo names the containerd a dev node runs its tasks on: httpapi.ContainerdInfo.
+type ContainerdInfo = httpapi.ContainerdInfo
 
 // LocalKeyringFile is the keyring a master makes in its data dir, and uses from then on, when
 // it is given none (Config.SecretsKeyring).

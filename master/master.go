@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agora-sched/agora/master/clockcheck"
+	"github.com/agora-sched/agora/master/httpapi"
 	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/master/secrets"
@@ -102,7 +103,7 @@ type Master struct {
 	id         string
 	store      *raft.Store
 	gossip     *gossip.Gossip
-	http       *Server
+	http       *httpapi.Server // the API (master/httpapi)
 	leadership *leadership
 	startedAt  time.Time
 	sched      *scheduler.Scheduler // the leader's two-level scheduling (master/scheduler)
@@ -190,7 +191,7 @@ func New(cfg Config) (*Master, error) {
 	if cfg.Scheduler.Agents == nil {
 		cfg.Scheduler.Agents = scheduler.HTTPAgents{Client: &http.Client{Timeout: 30 * time.Second, Transport: m.tr}, Secret: cfg.ClusterSecret, Scheme: cfg.TLS.Scheme()}
 	}
-	m.guard = newGuard(cfg.ClusterSecret, cfg.ViewersReadLogs)
+	m.guard = httpapi.NewGuard(cfg.ClusterSecret, cfg.ViewersReadLogs)
 	m.guard.SetTokens(cfg.Tokens)
 	m.clusterSecret = cfg.ClusterSecret
 	appliers := map[string]raft.Applier{
@@ -245,12 +246,17 @@ func New(cfg Config) (*Master, error) {
 	info.Role = cfg.Role
 	info.DataDir = cfg.DataDir
 	info.StartedAt = m.startedAt
-	m.http, err = NewServer(ServerConfig{HTTPAddr: cfg.HTTPAddr, Info: info, Logger: logger.With("component", "http"), Cluster: m, TLS: cfg.TLS.Server(false)})
+	m.http, err = httpapi.New(httpapi.Config{HTTPAddr: cfg.HTTPAddr, Info: info, Logger: logger.With("component", "http"), TLS: cfg.TLS.Server(false), Cluster: &httpapi.Cluster{
+		ID: id, ClusterID: m.ClusterID, Store: m.store, Gossip: m.gossip, Scheduler: m.sched, Secrets: m.secrets, Clock: m.clockGuard,
+		WallClock: cfg.Clock, RemoveMaster: m.RemoveMaster, Guard: m.guard, Requests: m.httpMetrics, Metrics: m.registry,
+		TLS: cfg.TLS, Transport: m.tr, Peers: m.peers, ClusterSecret: cfg.ClusterSecret,
+	}})
 	if err != nil {
 		m.gossip.Shutdown()
 		m.store.Close()
 		return nil, err
 	}
+	m.serveState() // until state.go moves to master/httpapi
 	m.leadership.register(LeaderServiceFunc{ServiceName: "membership", Func: m.reconcileMembers})
 	m.leadership.register(m.sched)
 	m.leadership.register(LeaderServiceFunc{ServiceName: "secrets", Func: m.secrets.Reseal})
@@ -260,10 +266,7 @@ func New(cfg Config) (*Master, error) {
 // HandleLeader adds an endpoint that the leader answers (an embedded framework's API, which
 // reads the leader's memory): any other master forwards the request to it, as it does writes.
 // Patterns are net/http's ("GET /v2/apps/{id...}"). Call it before Run.
-func (m *Master) HandleLeader(pattern string, h http.Handler) {
-	a := m.http.api
-	a.mux.Handle(pattern, a.onLeader(h))
-}
+func (m *Master) HandleLeader(pattern string, h http.Handler) { m.http.HandleLeader(pattern, h) }
 
 // ID is this master's id (its raft server id), kept in the data dir's node-id file.
 func (m *Master) ID() string { return m.id }
@@ -589,7 +592,7 @@ func (m *Master) RemoveMaster(ctx context.Context, id string) error {
 }
 
 // ErrNoSuchMaster: no master with that id is in the raft configuration.
-var ErrNoSuchMaster = errors.New("master: no such master")
+var ErrNoSuchMaster = httpapi.ErrNoSuchMaster
 
 // nextPort is host:port+1 of a host:port.
 func nextPort(addr string) (string, error) {
@@ -689,7 +692,3 @@ func (m *Master) loggedLeaderEvents(ctx context.Context) <-chan bool {
 	}()
 	return out
 }
-
-// transport is the HTTP transport to other nodes (made once), with this master's TLS when it
-// has one.
-func (m *Master) transport() *http.Transport { return m.tr }

@@ -1,12 +1,10 @@
 package master
 
 import (
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/agora-sched/agora/pkg/httpmetrics"
 )
@@ -79,8 +77,3 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 // Metrics is the master's Prometheus registry, served at /metrics; embedded frameworks add
 // their own metrics to it.
 func (m *Master) Metrics() *prometheus.Registry { return m.registry }
-
-// metricsHandler serves the registry in Prometheus's text format.
-func (m *Master) metricsHandler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
-}

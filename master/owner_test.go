@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/httpapi"
 	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
@@ -273,7 +274,7 @@ func TestFollowerForwardsTheCallersPrincipal(t *testing.T) {
 		}
 	}
 	waitUntil(t, "the follower to know the leader's HTTP address and the scheduler to start", 15*time.Second, func() bool {
-		return schedulerReady(lead.m) && follower.m.http.api.leaderHTTP() != ""
+		return schedulerReady(lead.m) && knowsLeaderHTTP(follower)
 	})
 
 	alice := subscribeHTTPAs(t, follower.url(""), aliceToken, api.FrameworkInfo{Name: "ext", FailoverTimeout: 60}, "")
@@ -283,10 +284,10 @@ func TestFollowerForwardsTheCallersPrincipal(t *testing.T) {
 	code, body := refusedSubscribe(t, follower.url(""), bobToken, api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60})
 	wantOwnerRefusal(t, "bob through the follower", code, body, alice.fwID, "alice", "bob")
 	// The forwarding header sent from outside: still the caller's own token that counts.
-	code, _ = refusedSubscribe(t, lead.url(""), "", api.FrameworkInfo{ID: alice.fwID, Name: "ext"}, HeaderForwardedBy, follower.m.id)
+	code, _ = refusedSubscribe(t, lead.url(""), "", api.FrameworkInfo{ID: alice.fwID, Name: "ext"}, httpapi.HeaderForwardedBy, follower.m.id)
 	if code != http.StatusUnauthorized {
-		t.Fatalf("a forged %s without a token: %d, want 401", HeaderForwardedBy, code)
+		t.Fatalf("a forged %s without a token: %d, want 401", httpapi.HeaderForwardedBy, code)
 	}
-	code, body = refusedSubscribe(t, lead.url(""), bobToken, api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60}, HeaderForwardedBy, follower.m.id)
-	wantOwnerRefusal(t, "bob with a forged "+HeaderForwardedBy, code, body, alice.fwID, "alice", "bob")
+	code, body = refusedSubscribe(t, lead.url(""), bobToken, api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60}, httpapi.HeaderForwardedBy, follower.m.id)
+	wantOwnerRefusal(t, "bob with a forged "+httpapi.HeaderForwardedBy, code, body, alice.fwID, "alice", "bob")
 }

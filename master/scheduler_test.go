@@ -527,7 +527,7 @@ func TestAgentRemovedAfterTimeout(t *testing.T) {
 		t.Fatalf("failure %+v", ev.Failure)
 	}
 	waitUntil(t, "the tombstone", 5*time.Second, func() bool {
-		ag, ok := e.r.m.agent(context.Background(), agentID)
+		ag, ok := registeredAgent(t, e.r, agentID)
 		return ok && ag.RemovedAt != nil
 	})
 	e.sim.register(t, agentID, "host-a", agentRes)

@@ -82,7 +82,7 @@ func TestNewAgentOnSameHostAddressSupersedesTheOld(t *testing.T) {
 				t.Fatalf("failure %+v, want agent %s", ev.Failure, old)
 			}
 			expect(t, ss, "the old agent's offer rescinded", func(ev api.Event) bool { return ev.Type == api.EventRescind })
-			if ag, ok := e.r.m.agent(context.Background(), old); !ok || ag.RemovedAt == nil {
+			if ag, ok := registeredAgent(t, e.r, old); !ok || ag.RemovedAt == nil {
 				t.Fatalf("the old agent in the registry: %+v (found %t), want a tombstone", ag, ok)
 			}
 			if st := agentStates(t, e); st[old] != "removed" || st[fresh] != "active" {

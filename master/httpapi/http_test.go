@@ -1,4 +1,4 @@
-package master
+package httpapi
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 func startServer(t *testing.T) string {
 	t.Helper()
-	s, err := NewServer(ServerConfig{HTTPAddr: "127.0.0.1:0", Info: Info{Role: "dev", DataDir: "/d", StartedAt: time.Unix(1, 0).UTC()}})
+	s, err := New(Config{HTTPAddr: "127.0.0.1:0", Info: Info{Role: "dev", DataDir: "/d", StartedAt: time.Unix(1, 0).UTC()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +77,8 @@ func TestInfoNamesTheNode(t *testing.T) {
 	}
 }
 
-func TestNewServerRejectsABadAddress(t *testing.T) {
-	if _, err := NewServer(ServerConfig{HTTPAddr: "127.0.0.1:notaport"}); err == nil || !strings.Contains(err.Error(), "master: listen on 127.0.0.1:notaport") {
+func TestNewRejectsABadAddress(t *testing.T) {
+	if _, err := New(Config{HTTPAddr: "127.0.0.1:notaport"}); err == nil || !strings.Contains(err.Error(), "master: listen on 127.0.0.1:notaport") {
 		t.Fatalf("err = %v, want a listen error naming the address", err)
 	}
 }

@@ -1,4 +1,4 @@
-package master
+package httpapi
 
 import (
 	"context"
@@ -107,43 +107,6 @@ func sameAgent(a, b api.Agent) bool {
 	return a.ID == b.ID && a.Hostname == b.Hostname && a.HTTP == b.HTTP && a.Resources.Equal(b.Resources) && maps.Equal(a.Attributes, b.Attributes)
 }
 
-// agent reads one agent of the registry from this master's copy.
-func (m *Master) agent(ctx context.Context, agentID string) (api.Agent, bool) {
-	v, err := m.store.View(ctx, raft.Stale)
-	if err != nil {
-		return api.Agent{}, false
-	}
-	return registry.Agent(v, agentID)
-}
-
-// Agents lists the agents of the registry that have not been removed, from this master's copy:
-// frameworks check with it that some agent could ever run what they accept.
-func (m *Master) Agents(ctx context.Context) ([]api.Agent, error) {
-	v, err := m.store.View(ctx, raft.Stale)
-	if err != nil {
-		return nil, err
-	}
-	agents, err := registry.Agents(v)
-	var out []api.Agent
-	for _, ag := range agents {
-		if ag.RemovedAt == nil {
-			out = append(out, ag)
-		}
-	}
-	return out, err
-}
-
-// AgentViews is Agents with where each stands with this master while it leads (its state, why
-// it is unavailable, its use; elsewhere the registry's records only): frameworks say with it
-// which agents make no offers, and why.
-func (m *Master) AgentViews(ctx context.Context) ([]api.AgentView, error) {
-	agents, err := m.Agents(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return m.sched.AgentViews(agents), nil
-}
-
 // listAgents is GET /v1/agents: the registry with each agent's state and use, from the leader
 // (a follower forwards); while no leader is known, the registry as this master has it (see the
 // staleness headers), without states.
@@ -160,8 +123,17 @@ func (a *apiHandler) listAgents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.agentViews(agents))
 }
 
+// agent reads one agent of the registry from this master's copy.
+func (m *cluster) agent(ctx context.Context, agentID string) (api.Agent, bool) {
+	v, err := m.store.View(ctx, raft.Stale)
+	if err != nil {
+		return api.Agent{}, false
+	}
+	return registry.Agent(v, agentID)
+}
+
 // registeredAgents reads the agent registry, as this master has it.
-func (m *Master) registeredAgents(ctx context.Context) ([]api.Agent, error) {
+func (m *cluster) registeredAgents(ctx context.Context) ([]api.Agent, error) {
 	v, err := m.store.View(ctx, raft.Stale)
 	if err != nil {
 		return nil, err

@@ -1,10 +1,10 @@
-package master
+package httpapi
 
 // Fuzz targets for what a master decodes from agents: registrations (POST /v1/agents/register)
 // and status updates (POST /v1/agents/{id}/status). Each decodes a body as its handler does and
 // checks it with the handler's own functions, without a cluster. Run one with, for instance:
 //
-//	go test -run '^$' -fuzz '^FuzzAgentRegistration$' -fuzztime 30s ./master/
+//	go test -run '^$' -fuzz '^FuzzAgentRegistration$' -fuzztime 30s ./master/httpapi/
 //
 // A plain `go test` runs the seeds below and those under testdata/fuzz/. The scheduler API's
 // calls are fuzzed in master/scheduler (FuzzSchedulerCall).

@@ -1,4 +1,4 @@
-package master
+package httpapi
 
 import (
 	"net/http"
@@ -62,8 +62,9 @@ func queryToken(r *http.Request) bool {
 	return isTaskLogs(r.URL.Path) && err == nil && follow
 }
 
-// newGuard is the guard of a master's API.
-func newGuard(clusterSecret string, viewersReadLogs bool) *auth.Guard {
+// NewGuard is the guard of a master's API: which role each request needs (need), where a token
+// may come as ?access_token=, and the hint a refusal gives.
+func NewGuard(clusterSecret string, viewersReadLogs bool) *auth.Guard {
 	return &auth.Guard{
 		ClusterSecret:   clusterSecret,
 		Need:            func(r *http.Request) auth.Role { return need(r, viewersReadLogs) },

@@ -1,4 +1,4 @@
-package master
+package httpapi
 
 import (
 	"context"
@@ -47,14 +47,14 @@ type ContainerdInfo struct {
 	Version string `json:"version"`
 }
 
-// ServerConfig configures a Server.
-type ServerConfig struct {
+// Config configures a Server.
+type Config struct {
 	HTTPAddr string
 	Info     Info
 	Logger   *slog.Logger
 	// Cluster, when set, adds the cluster endpoints, forwards writes to the leader and marks
 	// reads with how stale they may be.
-	Cluster *Master
+	Cluster *Cluster
 	// TLS, when set, serves HTTPS.
 	TLS *tls.Config
 }
@@ -67,9 +67,9 @@ type Server struct {
 	api    *apiHandler
 }
 
-// NewServer listens on cfg.HTTPAddr. Info's Name, HTTP (the address actually bound) and Build
-// are filled in here.
-func NewServer(cfg ServerConfig) (*Server, error) {
+// New listens on cfg.HTTPAddr. Info's Name, HTTP (the address actually bound) and Build are
+// filled in here.
+func New(cfg Config) (*Server, error) {
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("master: listen on %s (--http): %w", cfg.HTTPAddr, err)
@@ -86,7 +86,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	info.Build = version.Get()
 	info.Version, info.LibVersion = MetronomeVersion, MetronomeLibVersion
-	a := &apiHandler{info: info, m: cfg.Cluster, logger: logger}
+	a := &apiHandler{info: info, m: newCluster(cfg.Cluster, info.HTTP), logger: logger}
 	s := &Server{ln: ln, logger: logger, api: a}
 	s.srv = &http.Server{
 		Handler:           a.routes(),
@@ -98,6 +98,14 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// HandleLeader adds an endpoint that the leader answers (an embedded framework's API, which
+// reads the leader's memory): any other master forwards the request to it, as it does writes.
+// Patterns are net/http's ("GET /v2/apps/{id...}"). Call it before Serve, on a Server of a
+// Cluster.
+func (s *Server) HandleLeader(pattern string, h http.Handler) {
+	s.api.mux.Handle(pattern, s.api.onLeader(h))
+}
 
 // Serve answers requests until ctx ends, then gives requests in flight five seconds to finish.
 func (s *Server) Serve(ctx context.Context) error {

@@ -1,4 +1,4 @@
-package master
+package httpapi
 
 import (
 	"context"
@@ -33,7 +33,7 @@ const (
 type apiHandler struct {
 	mux    *http.ServeMux // set by routes; frameworks add their endpoints to it
 	info   Info
-	m      *Master // nil on a node without a cluster
+	m      *cluster // nil on a node without a cluster
 	logger *slog.Logger
 
 	proxyMu sync.Mutex
@@ -67,10 +67,6 @@ func (a *apiHandler) routes() http.Handler {
 		mux.HandleFunc("POST /v1/agents/{id}/status", a.postStatus)
 		mux.Handle("GET /v1/tasks", a.onLeader(http.HandlerFunc(a.listTasks)))
 		mux.Handle("GET /v1/frameworks", a.onLeader(http.HandlerFunc(a.listFrameworks)))
-		mux.Handle("GET /v1/state", a.onLeader(http.HandlerFunc(a.getState)))
-		for _, p := range []string{"/master/state", "/master/state.json", "/state.json"} {
-			mux.Handle("GET "+p, a.onLeader(http.HandlerFunc(a.getMesosState)))
-		}
 		mux.HandleFunc("POST /api/v1/scheduler", a.schedulerCall)
 		mux.Handle("GET /metrics", a.m.metricsHandler())
 		mux.Handle("GET /v1/secrets", a.consistent(http.HandlerFunc(a.listSecrets)))
@@ -237,7 +233,7 @@ func (a *apiHandler) self() api.SelfInfo {
 		lc = -1
 	}
 	return api.SelfInfo{ID: a.m.id, State: st.State, Term: st.Term, LastIndex: st.LastIndex, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastContactMS: lc,
-		TimeUnixNano: a.m.cfg.Clock.Now().UnixNano()}
+		TimeUnixNano: a.m.wallClock.Now().UnixNano()}
 }
 
 func (a *apiHandler) getSelf(w http.ResponseWriter, r *http.Request) {
