@@ -256,7 +256,6 @@ func New(cfg Config) (*Master, error) {
 		m.store.Close()
 		return nil, err
 	}
-	m.serveState() // until state.go moves to master/httpapi
 	m.leadership.register(LeaderServiceFunc{ServiceName: "membership", Func: m.reconcileMembers})
 	m.leadership.register(m.sched)
 	m.leadership.register(LeaderServiceFunc{ServiceName: "secrets", Func: m.secrets.Reseal})

@@ -67,6 +67,10 @@ func (a *apiHandler) routes() http.Handler {
 		mux.HandleFunc("POST /v1/agents/{id}/status", a.postStatus)
 		mux.Handle("GET /v1/tasks", a.onLeader(http.HandlerFunc(a.listTasks)))
 		mux.Handle("GET /v1/frameworks", a.onLeader(http.HandlerFunc(a.listFrameworks)))
+		mux.Handle("GET /v1/state", a.onLeader(http.HandlerFunc(a.getState)))
+		for _, p := range []string{"/master/state", "/master/state.json", "/state.json"} {
+			mux.Handle("GET "+p, a.onLeader(http.HandlerFunc(a.getMesosState)))
+		}
 		mux.HandleFunc("POST /api/v1/scheduler", a.schedulerCall)
 		mux.Handle("GET /metrics", a.m.metricsHandler())
 		mux.Handle("GET /v1/secrets", a.consistent(http.HandlerFunc(a.listSecrets)))

@@ -1,4 +1,4 @@
-package master
+package httpapi
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/version"
@@ -77,7 +78,7 @@ func (a *apiHandler) getMesosState(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeStateError(w http.ResponseWriter, err error) {
-	if errors.Is(err, ErrNotReady) {
+	if errors.Is(err, scheduler.ErrNotReady) {
 		writeSchedulerError(w, err)
 		return
 	}

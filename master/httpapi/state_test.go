@@ -1,4 +1,4 @@
-package master
+package httpapi
 
 import (
 	"encoding/json"
