@@ -7,9 +7,26 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
+
+// openDataDir makes the data dir if need be and reads this master's id (made on first start)
+// and the id of the cluster it belongs to ("" until it knows).
+func openDataDir(dir string) (id, clusterID string, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", fmt.Errorf("master: data dir: %w", err)
+	}
+	if id, err = loadOrCreateID(filepath.Join(dir, "node-id")); err != nil {
+		return "", "", err
+	}
+	clusterID, err = readTrimmed(filepath.Join(dir, "cluster-id"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", "", fmt.Errorf("master: %w", err)
+	}
+	return id, clusterID, nil
+}
 
 // nextPort is host:port+1 of a host:port.
 func nextPort(addr string) (string, error) {

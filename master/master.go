@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -96,11 +95,9 @@ type Master struct {
 	sched      *scheduler.Scheduler // the leader's two-level scheduling (master/scheduler)
 	registry   *prometheus.Registry // served at /metrics
 
-	guard         *auth.Guard     // who may call what on the API
-	clusterSecret string          // shown to agents (log proxying)
-	tls           *tlsconf.TLS    // nil: plain HTTP and TCP
-	tr            *http.Transport // to other masters and agents (TLS when tls is set)
-	peers         *http.Client    // tr with a short timeout, for other masters' raft state
+	guard *auth.Guard     // who may call what on the API
+	tr    *http.Transport // to other masters and agents (with Config.TLS when it is set)
+	peers *http.Client    // tr with a short timeout, for other masters' raft state
 
 	raftCommit  prometheus.Histogram // agora_raft_commit_seconds, fed by the store
 	httpMetrics *httpmetrics.Metrics // the API's request durations
@@ -113,49 +110,16 @@ type Master struct {
 }
 
 // New opens the data dir and binds every port (raft, gossip, HTTP), so that a port in use or
-// a damaged data dir fails here with one clear error. Run starts the work.
+// a damaged data dir fails here with one clear error. Run starts the work. New wires the parts
+// (package doc): the store with the registries' and secrets' namespaces, the gossip pool, the
+// clock guard, the scheduler and the API, and registers the leader services.
 func New(cfg Config) (*Master, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Role == "" {
-		cfg.Role = "master"
-	}
-	if cfg.DataDir == "" {
-		return nil, errors.New("master: --data-dir is required")
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = clock.Real{}
-	}
-	if cfg.MaxClockSkew == 0 {
-		cfg.MaxClockSkew = DefaultMaxClockSkew
-	}
-	if cfg.MaxClockSkew < 0 {
-		return nil, fmt.Errorf("master: --max-clock-skew must be positive, got %s", cfg.MaxClockSkew)
-	}
-	if cfg.Scheduler.Clock == nil {
-		cfg.Scheduler.Clock = cfg.Clock
-	}
-	if cfg.BootstrapExpect < 0 {
-		return nil, fmt.Errorf("master: --bootstrap-expect must be 0 or more, got %d", cfg.BootstrapExpect)
-	}
-	if cfg.GossipAddr == "" {
-		g, err := nextPort(cfg.RaftAddr)
-		if err != nil {
-			return nil, err
-		}
-		cfg.GossipAddr = g
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("master: data dir: %w", err)
-	}
-	id, err := loadOrCreateID(filepath.Join(cfg.DataDir, "node-id"))
-	if err != nil {
+	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	clusterID, err := readTrimmed(filepath.Join(cfg.DataDir, "cluster-id"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("master: %w", err)
+	id, clusterID, err := openDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
 	}
 	logger := cfg.Logger.With("master", id)
 	m := &Master{cfg: cfg, logger: logger, id: id, clusterID: clusterID, startedAt: time.Now().UTC()}
@@ -166,79 +130,24 @@ func New(cfg Config) (*Master, error) {
 			return nil, err
 		}
 	}
-
 	m.newRegistry()
-	m.tls = cfg.TLS
 	m.tr = http.DefaultTransport.(*http.Transport).Clone()
 	m.tr.TLSClientConfig = cfg.TLS.Client()
 	if cfg.Faults != nil {
 		m.tr.DialContext = cfg.Faults.DialContext
 	}
 	m.peers = &http.Client{Timeout: 500 * time.Millisecond, Transport: m.tr}
-	if cfg.Scheduler.Agents == nil {
-		cfg.Scheduler.Agents = scheduler.HTTPAgents{Client: &http.Client{Timeout: 30 * time.Second, Transport: m.tr}, Secret: cfg.ClusterSecret, Scheme: cfg.TLS.Scheme()}
-	}
 	m.guard = httpapi.NewGuard(cfg.ClusterSecret, cfg.ViewersReadLogs)
 	m.guard.SetTokens(cfg.Tokens)
-	m.clusterSecret = cfg.ClusterSecret
-	appliers := map[string]raft.Applier{
-		registry.NamespaceAgents: registry.AgentsApplier(), registry.NamespaceFrameworks: registry.FrameworksApplier(), secrets.Namespace: secrets.Applier(),
-	}
-	for ns, ap := range cfg.Appliers {
-		if _, taken := appliers[ns]; taken {
-			return nil, fmt.Errorf("master: namespace %q is the master's own", ns)
-		}
-		appliers[ns] = ap
-	}
-	m.store, err = raft.Open(raft.Config{
-		ID:            id,
-		Dir:           filepath.Join(cfg.DataDir, "raft"),
-		BindAddr:      cfg.RaftAddr,
-		Appliers:      appliers,
-		Logger:        logger,
-		Timing:        cfg.Timing,
-		Now:           cfg.Clock.Now,
-		ObserveCommit: m.observeCommit,
-		TLSServer:     cfg.TLS.Server(true),
-		TLSClient:     cfg.TLS.Client(),
-		Faults:        cfg.Faults,
-	})
-	if err != nil {
+	if err := m.openStore(); err != nil {
 		return nil, err
 	}
 	m.secrets = secrets.New(m.store, keys, logger)
-	m.gossip, err = gossip.New(gossip.Config{
-		Name:      id,
-		BindAddr:  cfg.GossipAddr,
-		Meta:      m.meta(),
-		Logger:    logger.With("component", "gossip"),
-		Timing:    cfg.GossipTiming,
-		SecretKey: auth.GossipKey(cfg.ClusterSecret),
-		Faults:    cfg.Faults,
-	})
-	if err != nil {
-		m.store.Close()
-		return nil, fmt.Errorf("master: gossip: %w", err)
-	}
-	m.clockGuard = clockcheck.New(clockcheck.Config{ID: id, Store: m.store, Masters: m.gossip.Masters, Scheme: cfg.TLS.Scheme(), Client: m.peers,
-		Clock: cfg.Clock, MaxSkew: cfg.MaxClockSkew, Logger: logger.With("component", "clock")})
-	m.registry.MustRegister(m.clockGuard.Collectors()...)
-	if m.sched, err = scheduler.New(cfg.Scheduler, id, m.store, m.gossip.Members, logger); err != nil {
-		m.gossip.Shutdown()
+	if err := m.joinGossip(); err != nil {
 		m.store.Close()
 		return nil, err
 	}
-	m.registry.MustRegister(m.sched.Collectors()...)
-	info := cfg.Info
-	info.Role = cfg.Role
-	info.DataDir = cfg.DataDir
-	info.StartedAt = m.startedAt
-	m.http, err = httpapi.New(httpapi.Config{HTTPAddr: cfg.HTTPAddr, Info: info, Logger: logger.With("component", "http"), TLS: cfg.TLS.Server(false), Cluster: &httpapi.Cluster{
-		ID: id, ClusterID: m.ClusterID, Store: m.store, Gossip: m.gossip, Scheduler: m.sched, Secrets: m.secrets, Clock: m.clockGuard,
-		WallClock: cfg.Clock, RemoveMaster: m.RemoveMaster, Guard: m.guard, Requests: m.httpMetrics, Metrics: m.registry,
-		TLS: cfg.TLS, Transport: m.tr, Peers: m.peers, ClusterSecret: cfg.ClusterSecret,
-	}})
-	if err != nil {
+	if err := m.startParts(); err != nil {
 		m.gossip.Shutdown()
 		m.store.Close()
 		return nil, err
@@ -247,6 +156,117 @@ func New(cfg Config) (*Master, error) {
 	m.leadership.register(m.sched)
 	m.leadership.register(LeaderServiceFunc{ServiceName: "secrets", Func: m.secrets.Reseal})
 	return m, nil
+}
+
+// defaults fills in what cfg leaves out and refuses what it gets wrong.
+func (cfg *Config) defaults() error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Role == "" {
+		cfg.Role = "master"
+	}
+	if cfg.DataDir == "" {
+		return errors.New("master: --data-dir is required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.MaxClockSkew == 0 {
+		cfg.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if cfg.MaxClockSkew < 0 {
+		return fmt.Errorf("master: --max-clock-skew must be positive, got %s", cfg.MaxClockSkew)
+	}
+	if cfg.Scheduler.Clock == nil {
+		cfg.Scheduler.Clock = cfg.Clock
+	}
+	if cfg.BootstrapExpect < 0 {
+		return fmt.Errorf("master: --bootstrap-expect must be 0 or more, got %d", cfg.BootstrapExpect)
+	}
+	if cfg.GossipAddr == "" {
+		g, err := nextPort(cfg.RaftAddr)
+		if err != nil {
+			return err
+		}
+		cfg.GossipAddr = g
+	}
+	return nil
+}
+
+// openStore opens the replicated store with the master's namespaces (the registries and the
+// secrets) and the frameworks' (Config.Appliers).
+func (m *Master) openStore() error {
+	cfg := m.cfg
+	appliers := map[string]raft.Applier{
+		registry.NamespaceAgents: registry.AgentsApplier(), registry.NamespaceFrameworks: registry.FrameworksApplier(), secrets.Namespace: secrets.Applier(),
+	}
+	for ns, ap := range cfg.Appliers {
+		if _, taken := appliers[ns]; taken {
+			return fmt.Errorf("master: namespace %q is the master's own", ns)
+		}
+		appliers[ns] = ap
+	}
+	var err error
+	m.store, err = raft.Open(raft.Config{
+		ID:            m.id,
+		Dir:           filepath.Join(cfg.DataDir, "raft"),
+		BindAddr:      cfg.RaftAddr,
+		Appliers:      appliers,
+		Logger:        m.logger,
+		Timing:        cfg.Timing,
+		Now:           cfg.Clock.Now,
+		ObserveCommit: m.observeCommit,
+		TLSServer:     cfg.TLS.Server(true),
+		TLSClient:     cfg.TLS.Client(),
+		Faults:        cfg.Faults,
+	})
+	return err
+}
+
+// joinGossip binds the gossip pool's port; Run joins the pool.
+func (m *Master) joinGossip() error {
+	var err error
+	m.gossip, err = gossip.New(gossip.Config{
+		Name:      m.id,
+		BindAddr:  m.cfg.GossipAddr,
+		Meta:      m.meta(),
+		Logger:    m.logger.With("component", "gossip"),
+		Timing:    m.cfg.GossipTiming,
+		SecretKey: auth.GossipKey(m.cfg.ClusterSecret),
+		Faults:    m.cfg.Faults,
+	})
+	if err != nil {
+		return fmt.Errorf("master: gossip: %w", err)
+	}
+	return nil
+}
+
+// startParts makes the parts that use the store and the gossip pool: the clock guard, the
+// scheduler, and the API (which binds the HTTP port).
+func (m *Master) startParts() error {
+	cfg := m.cfg
+	m.clockGuard = clockcheck.New(clockcheck.Config{ID: m.id, Store: m.store, Masters: m.gossip.Masters, Scheme: cfg.TLS.Scheme(), Client: m.peers,
+		Clock: cfg.Clock, MaxSkew: cfg.MaxClockSkew, Logger: m.logger.With("component", "clock")})
+	m.registry.MustRegister(m.clockGuard.Collectors()...)
+	if cfg.Scheduler.Agents == nil {
+		cfg.Scheduler.Agents = scheduler.HTTPAgents{Client: &http.Client{Timeout: 30 * time.Second, Transport: m.tr}, Secret: cfg.ClusterSecret, Scheme: cfg.TLS.Scheme()}
+	}
+	var err error
+	if m.sched, err = scheduler.New(cfg.Scheduler, m.id, m.store, m.gossip.Members, m.logger); err != nil {
+		return err
+	}
+	m.registry.MustRegister(m.sched.Collectors()...)
+	info := cfg.Info
+	info.Role = cfg.Role
+	info.DataDir = cfg.DataDir
+	info.StartedAt = m.startedAt
+	m.http, err = httpapi.New(httpapi.Config{HTTPAddr: cfg.HTTPAddr, Info: info, Logger: m.logger.With("component", "http"), TLS: cfg.TLS.Server(false), Cluster: &httpapi.Cluster{
+		ID: m.id, ClusterID: m.ClusterID, Store: m.store, Gossip: m.gossip, Scheduler: m.sched, Secrets: m.secrets, Clock: m.clockGuard,
+		WallClock: cfg.Clock, RemoveMaster: m.RemoveMaster, Guard: m.guard, Requests: m.httpMetrics, Metrics: m.registry,
+		TLS: cfg.TLS, Transport: m.tr, Peers: m.peers, ClusterSecret: cfg.ClusterSecret,
+	}})
+	return err
 }
 
 // HandleLeader adds an endpoint that the leader answers (an embedded framework's API, which
