@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,6 +10,9 @@ import (
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/task"
 )
+
+// Agents: registrations (the agent is the truth about its tasks), liveness through gossip,
+// availability, removal, and drains.
 
 // Registration is an agent's registration as the registry committed it (registry.Registered),
 // with the tasks the agent listed.
@@ -159,55 +161,6 @@ func (s *Scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 	}
 	s.answerWaitingLocked(t, e.info.ID, now)
 }
-
-// reconciled is an agent's status as the master passes it on outside the agent's own update
-// stream: it needs no acknowledgement.
-func reconciled(st api.TaskStatus) api.TaskStatus {
-	st.UUID = ""
-	return st
-}
-
-// AgentStatus takes in a status update an agent sent. It answers whether the master
-// acknowledges it at once: it does for an update nobody waits for (no framework, or one that
-// was removed) and for a stale duplicate; otherwise the framework acknowledges it, and the
-// agent resends it until then.
-func (s *Scheduler) AgentStatus(agentID string, st api.TaskStatus) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.term
-	if t == nil {
-		return false, ErrNotReady
-	}
-	now := s.cfg.Clock.Now()
-	ag := t.agents[agentID]
-	if ag == nil || ag.state == agentRecovered {
-		return false, ErrAgentUnregistered
-	}
-	e := t.tasks[st.TaskID]
-	if e == nil {
-		// Launched before this leader, or on the agent's own API (an operator's task without a
-		// framework): the agent is the truth, the table learns it.
-		e = &taskEntry{info: api.TaskInfo{TaskID: st.TaskID, FrameworkID: st.FrameworkID}, agentID: agentID}
-		t.putTask(e)
-	}
-	if st.Timestamp.Before(e.agentTS) || e.status.State.IsTerminal() && !st.State.IsTerminal() {
-		return true, nil
-	}
-	e.agentTS = st.Timestamp
-	s.metrics.updates.WithLabelValues(string(st.State)).Inc()
-	s.setStatusLocked(t, e, st, false, now)
-	fw := t.frameworks[e.info.FrameworkID]
-	if fw == nil {
-		return true, nil
-	}
-	cp := e.status
-	e.unacked = &cp
-	s.tellLocked(t, fw.info.ID, cp)
-	return false, nil
-}
-
-// ErrAgentUnregistered: the agent must register with this leader first.
-var ErrAgentUnregistered = errors.New("master: this agent has not registered with the leader; register first")
 
 // livenessLocked follows agents through gossip: a dead or departed agent is unreachable, and
 // so is an active one that no gossip member has carried the id of for AgentGossipGrace (its
@@ -390,33 +343,58 @@ func (s *Scheduler) forgetAgentLocked(t *schedTerm, e *agentEntry, why string, n
 	s.answerWaitingLocked(t, e.info.ID, now)
 }
 
-// answerWaitingLocked answers the reconciliation questions, and sends the kills, held for an
-// agent, now that it has registered or been declared unreachable; those that named no agent
-// once no agent is left to hear from.
-func (s *Scheduler) answerWaitingLocked(t *schedTerm, agentID string, now time.Time) {
-	qs := t.waiting[agentID]
-	delete(t.waiting, agentID)
-	if len(t.waiting[""]) > 0 && !t.anyRecovered() {
-		qs = append(qs, t.waiting[""]...)
-		delete(t.waiting, "")
+// SetDraining applies an agent's drain mark to the leader's memory: a drained agent's offers
+// are rescinded, it gets no more, and its live tasks are killed; a reactivated one is offered
+// again. It answers how many tasks it asked the agent to kill.
+func (s *Scheduler) SetDraining(ag api.Agent) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return 0
 	}
-	for _, q := range qs {
-		fw := t.frameworks[q.fwID]
-		if q.kill != nil {
-			if fw != nil { // a framework removed meanwhile had its tasks killed already
-				s.killLocked(t, fw, *q.kill, now)
-			}
-			continue
-		}
-		s.reconcileOneLocked(t, fw, api.ReconcileTask{TaskID: q.taskID, AgentID: q.agentID}, now)
+	e := t.agents[ag.ID]
+	if e == nil {
+		return 0
 	}
+	e.info.DrainingSince = ag.DrainingSince
+	return s.applyDrainLocked(t, e, s.cfg.Clock.Now())
 }
 
-func (t *schedTerm) anyRecovered() bool {
-	for _, e := range t.agents {
-		if e.state == agentRecovered {
-			return true
+// applyDrainLocked keeps an active agent's standing in the allocator as its drain mark says.
+func (s *Scheduler) applyDrainLocked(t *schedTerm, e *agentEntry, now time.Time) int {
+	if e.state != agentActive || !e.inAlloc {
+		return 0
+	}
+	if e.info.DrainingSince == nil {
+		if e.unavailable != "" {
+			return 0 // offered again when it takes tasks again (availabilityLocked)
+		}
+		if err := t.alloc.ActivateAgent(e.info.ID); err != nil {
+			s.logger.Error("agent reactivated: allocator", "agent", e.info.ID, "err", err)
+		}
+		s.poke()
+		return 0
+	}
+	for oid, o := range t.offers {
+		if o.offer.AgentID == e.info.ID {
+			s.rescindLocked(t, oid, now)
 		}
 	}
-	return false
+	if err := t.alloc.DeactivateAgent(e.info.ID); err != nil {
+		s.logger.Error("agent drained: allocator", "agent", e.info.ID, "err", err)
+	}
+	killed := 0
+	for _, te := range t.byAgent[e.info.ID] {
+		if te.status.State.IsTerminal() {
+			continue
+		}
+		killed++
+		if te.status.State == task.Staging {
+			te.killRequested = true
+			continue
+		}
+		s.killOnAgentLocked(t, e.info, te.info.TaskID, graceOf(te.info))
+	}
+	return killed
 }

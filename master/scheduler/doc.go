@@ -33,6 +33,18 @@
 // keep their states. Ended tasks stay listed up to Config.KeepEnded, the oldest forgotten
 // first; of failed launches only the latest per framework and task name.
 //
+// Files: scheduler.go declares the Scheduler, its Config and errors, and runs its loop (a term,
+// Step); the behaviour is in files that, from the bottom up, call only into those before
+// them: term.go (the term's state and the task table's books), session.go (a subscription's
+// event queue), status.go (tasks' states, and what goes out of the lock: updates to
+// frameworks, kills and acknowledgements to agents, registry changes; kills and reconciliation
+// questions that wait for an agent), offers.go (offers made, rescinded, declined and accepted;
+// launches), agents.go (registrations, liveness, drains), frameworks.go (subscriptions,
+// teardown, owners) and calls.go (a framework's calls). views.go reads the term for the API;
+// agentconn.go (how agents are reached) and metrics.go stand apart. An accepted offer reads
+// down: calls.go's call, offers.go's acceptLocked, checkTaskLocked and launchLocked, then
+// status.go's setStatusLocked as the agent's updates come (AgentStatus).
+//
 // Where it sits: the master (package master) makes it and runs it while it leads; the HTTP API
 // (master/httpapi) frames it for external frameworks and serves the operator; mastertest's
 // simulated agents report to it in process. It owns the leader's memory (offers, the task

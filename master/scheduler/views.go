@@ -3,6 +3,7 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/agora-sched/agora/pkg/api"
@@ -10,8 +11,9 @@ import (
 	"github.com/agora-sched/agora/pkg/task"
 )
 
-// What an operator sees of, and does to, the leader's agents and tasks (the API's GET
-// /v1/agents and /v1/agents/{id}, drain and reactivate, GET /v1/tasks/{id} and its kill).
+// What the API reads of the leader's memory, and what an operator does to its agents and tasks
+// (GET /v1/tasks, /v1/frameworks, /v1/agents and /v1/agents/{id}, /v1/state, GET /v1/tasks/{id}
+// and its kill).
 
 // The operator's misses (the API answers 404, 409, 404).
 var (
@@ -19,6 +21,98 @@ var (
 	ErrTaskEnded = errors.New("the task has ended")
 	ErrNoAgent   = errors.New("no such agent")
 )
+
+// Size is how many agents are active with this leader and how many tasks its table holds, the
+// ended ones it still lists included; ErrNotReady while it does not lead. It walks the agents
+// only: tests and benchmarks wait on it.
+func (s *Scheduler) Size() (agents, tasks int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return 0, 0, ErrNotReady
+	}
+	for _, e := range t.agents {
+		if e.state == agentActive {
+			agents++
+		}
+	}
+	return agents, len(t.tasks), nil
+}
+
+// TasksView lists the tasks the leader knows with their latest states.
+func (s *Scheduler) TasksView() ([]api.TaskStatus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return nil, ErrNotReady
+	}
+	out := make([]api.TaskStatus, 0, len(t.tasks))
+	for _, e := range t.tasks {
+		out = append(out, e.status)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].TaskID < out[j].TaskID })
+	return out, nil
+}
+
+// FrameworksView is what GET /v1/frameworks lists.
+func (s *Scheduler) FrameworksView() ([]api.FrameworkState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return nil, ErrNotReady
+	}
+	offered := map[string]resources.Resources{}
+	for _, o := range t.offers {
+		offered[o.offer.FrameworkID] = offered[o.offer.FrameworkID].Add(resources.Resources{CPUs: o.offer.Resources.CPUs, Mem: o.offer.Resources.Mem, Disk: o.offer.Resources.Disk})
+	}
+	running := map[string]int{}
+	for _, e := range t.tasks {
+		if !e.status.State.IsTerminal() {
+			running[e.info.FrameworkID]++
+		}
+	}
+	out := []api.FrameworkState{}
+	for _, fw := range t.frameworks {
+		st := api.FrameworkState{
+			Info: fw.info, Connected: fw.session != nil, Allocated: t.alloc.Allocated(fw.info.ID),
+			Offered: offered[fw.info.ID], Share: t.alloc.Share(fw.info.ID), Tasks: running[fw.info.ID],
+		}
+		st.Active = st.Connected && !fw.suppressed
+		if fw.session == nil {
+			at, deadline := fw.disconnectedAt, fw.disconnectedAt.Add(failoverTimeout(fw.info))
+			st.DisconnectedAt, st.FailoverDeadline = &at, &deadline
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Info.ID < out[j].Info.ID })
+	return out, nil
+}
+
+// TaskView is one task of the leader's table: what was launched, where, and its latest state.
+type TaskView struct {
+	Info    api.TaskInfo // secrets masked
+	AgentID string
+	Status  api.TaskStatus
+}
+
+// TasksFullView is every task of the leader's table with what was launched, by id.
+func (s *Scheduler) TasksFullView() ([]TaskView, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return nil, ErrNotReady
+	}
+	out := make([]TaskView, 0, len(t.tasks))
+	for _, e := range t.tasks {
+		out = append(out, TaskView{Info: e.info.Masked(), AgentID: e.agentID, Status: e.status})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Info.TaskID < out[j].Info.TaskID })
+	return out, nil
+}
 
 // agentLoad is what an agent's tasks hold, counted by the leader.
 type agentLoad struct {
@@ -75,66 +169,6 @@ func (s *Scheduler) AgentViews(agents []api.Agent) []api.AgentView {
 		}
 	}
 	return out
-}
-
-// SetDraining applies an agent's drain mark to the leader's memory: a drained agent's offers
-// are rescinded, it gets no more, and its live tasks are killed; a reactivated one is offered
-// again. It answers how many tasks it asked the agent to kill.
-func (s *Scheduler) SetDraining(ag api.Agent) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.term
-	if t == nil {
-		return 0
-	}
-	e := t.agents[ag.ID]
-	if e == nil {
-		return 0
-	}
-	e.info.DrainingSince = ag.DrainingSince
-	return s.applyDrainLocked(t, e, s.cfg.Clock.Now())
-}
-
-// applyDrainLocked keeps an active agent's standing in the allocator as its drain mark says.
-func (s *Scheduler) applyDrainLocked(t *schedTerm, e *agentEntry, now time.Time) int {
-	if e.state != agentActive || !e.inAlloc {
-		return 0
-	}
-	if e.info.DrainingSince == nil {
-		if e.unavailable != "" {
-			return 0 // offered again when it takes tasks again (availabilityLocked)
-		}
-		if err := t.alloc.ActivateAgent(e.info.ID); err != nil {
-			s.logger.Error("agent reactivated: allocator", "agent", e.info.ID, "err", err)
-		}
-		s.poke()
-		return 0
-	}
-	for oid, o := range t.offers {
-		if o.offer.AgentID == e.info.ID {
-			s.rescindLocked(t, oid, now)
-		}
-	}
-	if err := t.alloc.DeactivateAgent(e.info.ID); err != nil {
-		s.logger.Error("agent drained: allocator", "agent", e.info.ID, "err", err)
-	}
-	killed := 0
-	for _, te := range t.byAgent[e.info.ID] {
-		if te.status.State.IsTerminal() {
-			continue
-		}
-		killed++
-		if te.status.State == task.Staging {
-			te.killRequested = true
-			continue
-		}
-		s.killOnAgentLocked(t, e.info, te.info.TaskID, graceOf(te.info))
-	}
-	return killed
-}
-
-func graceOf(ti api.TaskInfo) time.Duration {
-	return time.Duration(ti.KillGracePeriodSeconds * float64(time.Second))
 }
 
 // TaskAt is a task's latest status and the agent it is on.
