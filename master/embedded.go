@@ -7,17 +7,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
+	"github.com/agora-sched/agora/master/clockcheck"
 	"github.com/agora-sched/agora/master/httpapi"
 	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/master/scheduler"
+	"github.com/agora-sched/agora/master/secrets"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
-	"github.com/agora-sched/agora/raft"
-
-	"github.com/agora-sched/agora/master/secrets"
+	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/keyring"
+	"github.com/agora-sched/agora/raft"
 )
 
 // SchedulerConfig tunes the leader's two-level scheduling: scheduler.Config.
@@ -67,6 +69,11 @@ func (m *Master) SubscribeWhenReady(ctx context.Context, info api.FrameworkInfo)
 		}
 	}
 }
+
+// HandleLeader adds an endpoint that the leader answers (an embedded framework's API, which
+// reads the leader's memory): any other master forwards the request to it, as it does writes.
+// Patterns are net/http's ("GET /v2/apps/{id...}"). Call it before Run.
+func (m *Master) HandleLeader(pattern string, h http.Handler) { m.http.HandleLeader(pattern, h) }
 
 // Agents lists the agents of the registry that have not been removed, from this master's copy:
 // frameworks check with it that some agent could ever run what they accept.
@@ -126,3 +133,19 @@ func (m *Master) SetSecretsKeyring(k *keyring.Keyring) { m.secrets.SetKeyring(k)
 func (m *Master) Secret(ctx context.Context, name string) (string, error) {
 	return m.secrets.Get(ctx, name)
 }
+
+// DefaultMaxClockSkew is --max-clock-skew's default (clockcheck.DefaultMaxSkew says why).
+const DefaultMaxClockSkew = clockcheck.DefaultMaxSkew
+
+// ClockVerdict says whether this master's wall clock may be used for decisions that depend on
+// it (when cron runs are due): clockcheck.Verdict.
+type ClockVerdict = clockcheck.Verdict
+
+// CheckClock is the clock verdict now (master/clockcheck).
+func (m *Master) CheckClock() ClockVerdict { return m.clockGuard.Verdict() }
+
+// Clock is the wall clock this master and the frameworks it hosts decide with (Config.Clock).
+func (m *Master) Clock() clock.Clock { return m.cfg.Clock }
+
+// MaxClockSkew is how far this master's clock may be off the others' (Config.MaxClockSkew).
+func (m *Master) MaxClockSkew() time.Duration { return m.cfg.MaxClockSkew }

@@ -269,11 +269,6 @@ func (m *Master) startParts() error {
 	return err
 }
 
-// HandleLeader adds an endpoint that the leader answers (an embedded framework's API, which
-// reads the leader's memory): any other master forwards the request to it, as it does writes.
-// Patterns are net/http's ("GET /v2/apps/{id...}"). Call it before Run.
-func (m *Master) HandleLeader(pattern string, h http.Handler) { m.http.HandleLeader(pattern, h) }
-
 // ID is this master's id (its raft server id), kept in the data dir's node-id file.
 func (m *Master) ID() string { return m.id }
 
