@@ -52,7 +52,7 @@ func TestUnavailableAgentIsNotOffered(t *testing.T) {
 			return ev.Type == api.EventOffers || ev.Type == api.EventUpdate && (ev.Update.Status.State.IsTerminal() || ev.Update.Status.State == task.Unreachable)
 		})
 	}
-	if st, _, err := e.r.m.sched.taskAt("t1"); err != nil || st.State != task.Running {
+	if st, _, err := e.r.m.sched.TaskAt("t1"); err != nil || st.State != task.Running {
 		t.Fatalf("t1 while its agent is unavailable: %+v %v", st, err)
 	}
 

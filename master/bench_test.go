@@ -11,21 +11,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/mastertest"
+	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 )
 
 // benchMaster runs one real master (raft on bbolt) whose scheduler reaches in-process agents.
-func benchMaster(b *testing.B) (*Master, *SimulatedAgents, func()) {
+func benchMaster(b *testing.B) (*Master, *mastertest.SimulatedAgents, func()) {
 	b.Helper()
 	return benchMasterKeeping(b, 1)
 }
 
 // benchMasterKeeping is benchMaster listing keepEnded ended tasks (0: the default).
-func benchMasterKeeping(b *testing.B, keepEnded int) (*Master, *SimulatedAgents, func()) {
+func benchMasterKeeping(b *testing.B, keepEnded int) (*Master, *mastertest.SimulatedAgents, func()) {
 	b.Helper()
-	sim := &SimulatedAgents{}
+	sim := &mastertest.SimulatedAgents{}
 	m, err := New(Config{
 		DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -34,16 +36,12 @@ func benchMasterKeeping(b *testing.B, keepEnded int) (*Master, *SimulatedAgents,
 	if err != nil {
 		b.Fatal(err)
 	}
-	sim.Attach(m)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		m.sched.mu.Lock()
-		ready := m.sched.term != nil
-		m.sched.mu.Unlock()
-		if ready {
+		if schedulerReady(m) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -144,7 +142,7 @@ func BenchmarkFailover(b *testing.B) {
 			cfg := Config{
 				DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 				BootstrapExpect: 3, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				Scheduler: SchedulerConfig{Agents: &SimulatedAgents{}, AgentReregisterTimeout: time.Hour},
+				Scheduler: SchedulerConfig{Agents: &mastertest.SimulatedAgents{}, AgentReregisterTimeout: time.Hour},
 			}
 			if i > 0 {
 				cfg.Join = []string{ms[0].GossipAddr()}
@@ -209,10 +207,7 @@ func readyLeader(b *testing.B, ms []*Master) *Master {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, m := range ms {
-			m.sched.mu.Lock()
-			ready := m.sched.term != nil
-			m.sched.mu.Unlock()
-			if ready && m.store.IsLeader() {
+			if schedulerReady(m) && m.store.IsLeader() {
 				return m
 			}
 		}
@@ -252,18 +247,7 @@ func registerAll(b *testing.B, base string, regs []api.AgentRegistration) {
 func waitTable(b *testing.B, m *Master, agents, tasks int) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		m.sched.mu.Lock()
-		t := m.sched.term
-		active, known := 0, 0
-		if t != nil {
-			for _, e := range t.agents {
-				if e.state == agentActive {
-					active++
-				}
-			}
-			known = len(t.tasks)
-		}
-		m.sched.mu.Unlock()
+		active, known, _ := m.sched.Size()
 		if active == agents && known == tasks {
 			return
 		}
@@ -285,7 +269,7 @@ func BenchmarkRead(b *testing.B) {
 		cfg := Config{
 			DataDir: b.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 			BootstrapExpect: 3, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Scheduler: SchedulerConfig{Agents: &SimulatedAgents{}},
+			Scheduler: SchedulerConfig{Agents: &mastertest.SimulatedAgents{}},
 		}
 		if i > 0 {
 			cfg.Join = []string{ms[0].GossipAddr()}
@@ -355,7 +339,7 @@ func BenchmarkFailedLaunches(b *testing.B) {
 				b.StopTimer()
 				m, sim, stop := benchMasterKeeping(b, 0) // the default history
 				sim.Refuse = func(api.TaskInfo) error {
-					return &AgentRefusal{Status: http.StatusUnprocessableEntity, Message: "port 31000 is held by another process"}
+					return &scheduler.AgentRefusal{Status: http.StatusUnprocessableEntity, Message: "port 31000 is held by another process"}
 				}
 				sim.AddAgents(1, resources.Resources{CPUs: 4, Mem: 4096, Disk: 1000})
 				ss, err := m.Subscribe(context.Background(), api.FrameworkInfo{Name: "bench"})
@@ -399,7 +383,7 @@ func BenchmarkFailedLaunches(b *testing.B) {
 				runtime.GC()
 				var after runtime.MemStats
 				runtime.ReadMemStats(&after)
-				listed, err := m.sched.tasksView()
+				listed, err := m.sched.TasksView()
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -140,3 +140,37 @@ func (l *leadership) runTerm(ctx context.Context, services []LeaderService, done
 	}
 	wg.Wait()
 }
+
+// loggedLeaderEvents passes the store's leadership events on, with one log line for each
+// change: the line operators grep for when they ask who led when.
+func (m *Master) loggedLeaderEvents(ctx context.Context) <-chan bool {
+	out := make(chan bool)
+	go func() {
+		defer close(out)
+		leading := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-m.store.LeaderEvents():
+				if !ok {
+					return
+				}
+				if ev != leading {
+					leading = ev
+					if ev {
+						m.logger.Info("leadership won", "term", m.store.Stats().Term)
+					} else {
+						m.logger.Warn("leadership lost", "term", m.store.Stats().Term)
+					}
+				}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}

@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/httpapi"
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/gossip"
+	"github.com/agora-sched/agora/raft"
 )
 
 type logWriter struct{ t testing.TB }
@@ -129,6 +132,28 @@ func leaderOf(t *testing.T, ms ...*running) *running {
 	return nil
 }
 
+// registeredAgent reads an agent of the registry from r's copy.
+func registeredAgent(t *testing.T, r *running, id string) (api.Agent, bool) {
+	t.Helper()
+	v, err := r.m.store.View(context.Background(), raft.Stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return registry.Agent(v, id)
+}
+
+// knowsLeaderHTTP says whether r knows the leader's API address (from its gossip metadata), so
+// that it can forward to it.
+func knowsLeaderHTTP(r *running) bool {
+	id, _ := r.m.store.Leader()
+	for _, mem := range r.m.gossip.Masters() {
+		if mem.Meta.ID == id && mem.Meta.HTTP != "" {
+			return true
+		}
+	}
+	return false
+}
+
 func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -204,7 +229,7 @@ func TestThreeMastersFormFailOverAndGrow(t *testing.T) {
 	if len(v.Masters) != 3 || states["leader"] != 1 || states["follower"] != 2 || len(v.Members) != 3 {
 		t.Fatalf("masters %+v members %+v", v.Masters, v.Members)
 	}
-	if h.Get(HeaderLeader) != lead.m.id || h.Get(HeaderKnownLeader) != "true" {
+	if h.Get(httpapi.HeaderLeader) != lead.m.id || h.Get(httpapi.HeaderKnownLeader) != "true" {
 		t.Fatalf("staleness headers = %v", h)
 	}
 	for _, r := range ms {

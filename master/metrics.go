@@ -1,27 +1,19 @@
 package master
 
 import (
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/agora-sched/agora/pkg/httpmetrics"
 )
 
-// schedMetrics are the scheduler's Prometheus metrics.
-type schedMetrics struct {
-	offers  *prometheus.CounterVec // by result: made, declined, rescinded, accepted
-	cycle   prometheus.Histogram
-	updates *prometheus.CounterVec // status updates from agents, by state
-}
-
 // newRegistry makes the master's metrics registry: Go's and the process's own, raft's, the
-// HTTP API's, the scheduler's, and whatever embedded frameworks add (Master.Metrics). It runs
-// before the store opens: the store feeds raftCommit through raft.Config.ObserveCommit, and
-// raftCollector reads the store only when scraped.
+// HTTP API's, the scheduler's, and whatever embedded frameworks add (Master.Metrics); New adds
+// the clock guard's once it is made. It runs before the store opens: the store feeds
+// raftCommit through raft.Config.ObserveCommit, and raftCollector reads the store only when
+// scraped.
 func (m *Master) newRegistry() {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -30,51 +22,7 @@ func (m *Master) newRegistry() {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}) // 0.5 ms to 4 s
 	m.httpMetrics = httpmetrics.New()
 	reg.MustRegister(m.raftCommit, newRaftCollector(m), m.httpMetrics)
-	sm := &schedMetrics{
-		offers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agora_offers_total", Help: "Offers by what became of them: made, accepted, declined, rescinded."}, []string{"result"}),
-		cycle: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "agora_allocation_cycle_seconds", Help: "How long an allocation cycle took.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
-		updates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agora_status_updates_total", Help: "Status updates received from agents, by task state."}, []string{"state"}),
-	}
-	reg.MustRegister(sm.offers, sm.cycle, sm.updates, m.taskGauge())
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agora_master_clock_offset_seconds",
-		Help: "The median of the masters' wall clocks minus this master's (its own counted as 0), measured over their APIs; beyond --max-clock-skew this master fires no cron run."},
-		func() float64 { return m.clockGuard.judge().offset.Seconds() }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agora_master_clock_trusted",
-			Help: "1 while this master's clock agrees with a majority of the masters' within --max-clock-skew (cron runs may fire), 0 otherwise."},
-			func() float64 {
-				if m.clockGuard.judge().trusted {
-					return 1
-				}
-				return 0
-			}))
-	m.metrics, m.registry = sm, reg
-}
-
-// taskCollector reports the leader's tasks by state.
-type taskCollector struct {
-	m    *Master
-	desc *prometheus.Desc
-}
-
-func (m *Master) taskGauge() prometheus.Collector {
-	return &taskCollector{m: m, desc: prometheus.NewDesc("agora_tasks", "Tasks the leader knows, by state (empty on followers).", []string{"state"}, nil)}
-}
-
-func (c *taskCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
-	tasks, err := c.m.sched.tasksView()
-	if err != nil {
-		return
-	}
-	counts := map[string]int{}
-	for _, t := range tasks {
-		counts[string(t.State)]++
-	}
-	for state, n := range counts {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), state)
-	}
+	m.registry = reg
 }
 
 // observeCommit is the store's raft.Config.ObserveCommit.
@@ -129,8 +77,3 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 // Metrics is the master's Prometheus registry, served at /metrics; embedded frameworks add
 // their own metrics to it.
 func (m *Master) Metrics() *prometheus.Registry { return m.registry }
-
-// metricsHandler serves the registry in Prometheus's text format.
-func (m *Master) metricsHandler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
-}

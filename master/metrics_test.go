@@ -62,7 +62,7 @@ func TestMetricsShowRaftAndTheAPI(t *testing.T) {
 	}
 	var ignored any
 	getJSON(t, r.url("/v1/cluster"), &ignored)
-	if code, _, _ := get(t, r.url("/no/such/path/42")); code != http.StatusNotFound {
+	if code, _ := send(t, http.MethodGet, r.url("/no/such/path/42"), "", nil); code != http.StatusNotFound {
 		t.Fatalf("GET /no/such/path/42 = %d, want 404", code)
 	}
 
@@ -99,7 +99,7 @@ func TestMetricsShowRaftAndTheAPI(t *testing.T) {
 func TestFollowerNamesTheRouteOfWhatItForwards(t *testing.T) {
 	_, lead, follower := threeMasters(t)
 	waitUntil(t, "the follower to know the leader's HTTP address", 10*time.Second, func() bool {
-		return follower.m.http.api.leaderHTTP() != ""
+		return knowsLeaderHTTP(follower)
 	})
 	putSecret(t, follower.url("/v1/secrets/forwarded"), "v")
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/httpapi"
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/task"
@@ -187,13 +189,13 @@ func TestFrameworksBelongToTheirPrincipal(t *testing.T) {
 		data, _ := json.Marshal(info)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		res, err := e.r.m.store.Apply(ctx, raft.Command{Namespace: NamespaceFrameworks, Type: "framework.register", Data: data})
+		res, err := e.r.m.store.Apply(ctx, raft.Command{Namespace: registry.NamespaceFrameworks, Type: "framework.register", Data: data})
 		if err != nil {
 			return api.FrameworkInfo{}, err
 		}
 		return res.Value.(api.FrameworkInfo), nil
 	}
-	if _, err := register(api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60, Principal: "bob"}); !errors.Is(err, ErrNotOwner) {
+	if _, err := register(api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60, Principal: "bob"}); !errors.Is(err, registry.ErrNotOwner) {
 		t.Fatalf("framework.register of alice's framework as bob: %v, want ErrNotOwner", err)
 	}
 	if fw, err := register(api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60}); err != nil || fw.Principal != "alice" {
@@ -231,7 +233,7 @@ func TestFrameworksOfAnOlderBuild(t *testing.T) {
 		{ID: "older-build-0001", Name: "ext", Role: api.DefaultRole, FailoverTimeout: 3600},
 	} {
 		data, _ := json.Marshal(old) // what an older build wrote: no principal
-		if _, err := e.r.m.store.Apply(context.Background(), raft.Command{Namespace: NamespaceFrameworks, Type: "framework.register", Data: data}); err != nil {
+		if _, err := e.r.m.store.Apply(context.Background(), raft.Command{Namespace: registry.NamespaceFrameworks, Type: "framework.register", Data: data}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -272,10 +274,7 @@ func TestFollowerForwardsTheCallersPrincipal(t *testing.T) {
 		}
 	}
 	waitUntil(t, "the follower to know the leader's HTTP address and the scheduler to start", 15*time.Second, func() bool {
-		lead.m.sched.mu.Lock()
-		ready := lead.m.sched.term != nil
-		lead.m.sched.mu.Unlock()
-		return ready && follower.m.http.api.leaderHTTP() != ""
+		return schedulerReady(lead.m) && knowsLeaderHTTP(follower)
 	})
 
 	alice := subscribeHTTPAs(t, follower.url(""), aliceToken, api.FrameworkInfo{Name: "ext", FailoverTimeout: 60}, "")
@@ -285,10 +284,10 @@ func TestFollowerForwardsTheCallersPrincipal(t *testing.T) {
 	code, body := refusedSubscribe(t, follower.url(""), bobToken, api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60})
 	wantOwnerRefusal(t, "bob through the follower", code, body, alice.fwID, "alice", "bob")
 	// The forwarding header sent from outside: still the caller's own token that counts.
-	code, _ = refusedSubscribe(t, lead.url(""), "", api.FrameworkInfo{ID: alice.fwID, Name: "ext"}, HeaderForwardedBy, follower.m.id)
+	code, _ = refusedSubscribe(t, lead.url(""), "", api.FrameworkInfo{ID: alice.fwID, Name: "ext"}, httpapi.HeaderForwardedBy, follower.m.id)
 	if code != http.StatusUnauthorized {
-		t.Fatalf("a forged %s without a token: %d, want 401", HeaderForwardedBy, code)
+		t.Fatalf("a forged %s without a token: %d, want 401", httpapi.HeaderForwardedBy, code)
 	}
-	code, body = refusedSubscribe(t, lead.url(""), bobToken, api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60}, HeaderForwardedBy, follower.m.id)
-	wantOwnerRefusal(t, "bob with a forged "+HeaderForwardedBy, code, body, alice.fwID, "alice", "bob")
+	code, body = refusedSubscribe(t, lead.url(""), bobToken, api.FrameworkInfo{ID: alice.fwID, Name: "ext", FailoverTimeout: 60}, httpapi.HeaderForwardedBy, follower.m.id)
+	wantOwnerRefusal(t, "bob with a forged "+httpapi.HeaderForwardedBy, code, body, alice.fwID, "alice", "bob")
 }

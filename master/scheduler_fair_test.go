@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/mastertest"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
 )
@@ -48,13 +49,10 @@ func greedy(ctx context.Context, t *testing.T, ss *Session, shape resources.Reso
 // the cluster is full, and returns their dominant shares as the leader reports them.
 func fill(t *testing.T, weights map[string]float64, roles [2]string, shapes [2]resources.Resources) [2]float64 {
 	t.Helper()
-	sim := &SimulatedAgents{}
+	sim := &mastertest.SimulatedAgents{}
 	r := startMasterConfig(t, Config{DataDir: t.TempDir(), Scheduler: SchedulerConfig{Agents: sim, AllocationInterval: 20 * time.Millisecond, RoleWeights: weights}})
-	sim.Attach(r.m)
 	waitUntil(t, "the scheduler", 15*time.Second, func() bool {
-		r.m.sched.mu.Lock()
-		defer r.m.sched.mu.Unlock()
-		return r.m.sched.term != nil
+		return schedulerReady(r.m)
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -82,7 +80,7 @@ func fill(t *testing.T, weights map[string]float64, roles [2]string, shapes [2]r
 			t.Fatal("the cluster did not fill within 60s")
 		}
 	}
-	fws, err := r.m.sched.frameworksView()
+	fws, err := r.m.sched.FrameworksView()
 	if err != nil {
 		t.Fatal(err)
 	}

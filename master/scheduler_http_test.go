@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/httpapi"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/task"
 )
@@ -57,21 +58,21 @@ func subscribeHTTPAs(t *testing.T, base, token string, info api.FrameworkInfo, a
 		cancel()
 		t.Fatalf("subscribe: %d %s", resp.StatusCode, b)
 	}
-	want := ContentTypeRecordIO
+	want := httpapi.ContentTypeRecordIO
 	if accept != "" {
 		want = accept
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != want {
 		t.Fatalf("content type %q, want %q", ct, want)
 	}
-	f := &httpFramework{t: t, url: base + "/api/v1/scheduler", token: token, streamID: resp.Header.Get(HeaderStreamID), events: make(chan api.Event, 100), cancel: cancel}
+	f := &httpFramework{t: t, url: base + "/api/v1/scheduler", token: token, streamID: resp.Header.Get(httpapi.HeaderStreamID), events: make(chan api.Event, 100), cancel: cancel}
 	go func() {
 		defer resp.Body.Close()
 		defer close(f.events)
 		r := bufio.NewReader(resp.Body)
 		for {
 			var frame []byte
-			if want == ContentTypeNDJSON {
+			if want == httpapi.ContentTypeNDJSON {
 				line, err := r.ReadBytes('\n')
 				if err != nil {
 					return
@@ -133,7 +134,7 @@ func (f *httpFramework) call(c api.Call, streamID string) (int, string) {
 	body, _ := json.Marshal(c)
 	req, _ := http.NewRequest(http.MethodPost, f.url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderStreamID, streamID)
+	req.Header.Set(httpapi.HeaderStreamID, streamID)
 	if f.token != "" {
 		req.Header.Set("Authorization", "Bearer "+f.token)
 	}
@@ -149,7 +150,7 @@ func (f *httpFramework) call(c api.Call, streamID string) (int, string) {
 // TestSchedulerOverHTTP: both framings carry the same events; calls on the stream are answered
 // 202, and wrong ones 4xx naming what is wrong.
 func TestSchedulerOverHTTP(t *testing.T) {
-	for _, framing := range []string{"", ContentTypeNDJSON} {
+	for _, framing := range []string{"", httpapi.ContentTypeNDJSON} {
 		t.Run(fmt.Sprint("accept=", framing), func(t *testing.T) {
 			e := newSchedEnv(t, func(c *SchedulerConfig) { c.HeartbeatInterval = 100 * time.Millisecond })
 			e.sim.register(t, "", "host-a", agentRes)
@@ -174,7 +175,7 @@ func TestSchedulerOverHTTP(t *testing.T) {
 				names    string
 			}{
 				{api.Call{Type: api.CallRevive}, "wrong", http.StatusForbidden, "subscribe first"},
-				{api.Call{Type: api.CallRevive}, "", http.StatusBadRequest, HeaderStreamID},
+				{api.Call{Type: api.CallRevive}, "", http.StatusBadRequest, httpapi.HeaderStreamID},
 				{api.Call{Type: api.CallRevive, FrameworkID: "nope"}, f.streamID, http.StatusNotFound, "unknown framework"},
 				{api.Call{Type: "EXPLODE"}, f.streamID, http.StatusBadRequest, `"field": "type"`},
 				{api.Call{Type: api.CallDecline, Decline: &api.Decline{Filters: refuse(-5)}}, f.streamID, http.StatusBadRequest, "decline.filters.refuse_seconds"},
@@ -210,7 +211,7 @@ func TestSchedulerOverHTTP(t *testing.T) {
 			// A closed stream disconnects the framework; it subscribes again with its id.
 			f.cancel()
 			waitUntil(t, "the framework to be disconnected", 5*time.Second, func() bool {
-				fws, _ := e.r.m.sched.frameworksView()
+				fws, _ := e.r.m.sched.FrameworksView()
 				return len(fws) == 1 && !fws[0].Connected
 			})
 			again := subscribeHTTP(t, base, api.FrameworkInfo{ID: f.fwID, Name: "ext", FailoverTimeout: 60}, framing)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -54,10 +55,14 @@ func (e *schedEnv) start() {
 	e.r = startMasterConfig(e.t, cfg)
 	e.sim.master = func() string { return "http://" + e.r.m.HTTPAddr() }
 	waitUntil(e.t, "the scheduler to start", 15*time.Second, func() bool {
-		e.r.m.sched.mu.Lock()
-		defer e.r.m.sched.mu.Unlock()
-		return e.r.m.sched.term != nil
+		return schedulerReady(e.r.m)
 	})
+}
+
+// schedulerReady says whether m leads with its scheduler's term started.
+func schedulerReady(m *Master) bool {
+	_, _, err := m.sched.Size()
+	return err == nil
 }
 
 func (e *schedEnv) restart() {
@@ -69,7 +74,7 @@ func (e *schedEnv) restart() {
 }
 
 // step runs a scheduler step now (after the fake clock moved).
-func (e *schedEnv) step() { e.r.m.sched.step() }
+func (e *schedEnv) step() { e.r.m.sched.Step() }
 
 func (e *schedEnv) subscribe(info api.FrameworkInfo) *Session {
 	e.t.Helper()
@@ -239,7 +244,7 @@ func TestOfferLaunchUpdateAcknowledge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tasks, err := e.r.m.sched.tasksView()
+	tasks, err := e.r.m.sched.TasksView()
 	if err != nil || len(tasks) != 1 || tasks[0].State != task.Killed {
 		t.Fatalf("task table %+v %v", tasks, err)
 	}
@@ -384,7 +389,7 @@ func TestFrameworkFailover(t *testing.T) {
 	if err := ss.Call(api.Call{Type: api.CallRevive}); !errors.Is(err, ErrNotSubscribed) {
 		t.Fatalf("a call on a closed session: %v", err)
 	}
-	fws, _ := e.r.m.sched.frameworksView()
+	fws, _ := e.r.m.sched.FrameworksView()
 	if len(fws) != 1 || fws[0].Connected || fws[0].FailoverDeadline == nil {
 		t.Fatalf("frameworks %+v", fws)
 	}
@@ -417,7 +422,7 @@ func TestFrameworkFailover(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		_, ok := v.Get(NamespaceFrameworks, ss.FrameworkID())
+		_, ok := v.Get(registry.NamespaceFrameworks, ss.FrameworkID())
 		return !ok
 	})
 }
@@ -529,7 +534,7 @@ func TestAgentRemovedAfterTimeout(t *testing.T) {
 		t.Fatalf("failure %+v", ev.Failure)
 	}
 	waitUntil(t, "the tombstone", 5*time.Second, func() bool {
-		ag, ok := e.r.m.agent(context.Background(), agentID)
+		ag, ok := registeredAgent(t, e.r, agentID)
 		return ok && ag.RemovedAt != nil
 	})
 	e.sim.register(t, agentID, "host-a", agentRes)

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/secrets"
 	"github.com/agora-sched/agora/pkg/keyring"
 	"github.com/agora-sched/agora/raft"
 )
@@ -62,7 +62,7 @@ func storedSecret(t *testing.T, r *running, name string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, ok := v.Get(NamespaceSecrets, name)
+	b, ok := v.Get(secrets.Namespace, name)
 	if !ok {
 		t.Fatalf("no secret %s in the store", name)
 	}
@@ -275,7 +275,7 @@ func TestPlainSecretsOfAnEarlierBuildAreSealed(t *testing.T) {
 	data, _ := json.Marshal(struct{ Name, Value string }{"legacy/pw", "plain-from-an-older-build"})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := r.m.store.Apply(ctx, raft.Command{Namespace: NamespaceSecrets, Type: "secret.put", Data: data}); err != nil {
+	if _, err := r.m.store.Apply(ctx, raft.Command{Namespace: secrets.Namespace, Type: "secret.put", Data: data}); err != nil {
 		t.Fatal(err)
 	}
 	if id := storedKeyID(t, r, "legacy/pw"); id != "(plain)" {
@@ -294,8 +294,8 @@ func TestPlainSecretsOfAnEarlierBuildAreSealed(t *testing.T) {
 		t.Fatalf("after sealing: %q", got)
 	}
 	// The FSM takes no plain value through the new commands.
-	bad, _ := json.Marshal(sealedSecret{Name: "x", Sealed: []byte("plain")})
-	if _, err := r.m.store.Apply(ctx, raft.Command{Namespace: NamespaceSecrets, Type: "secret.seal", Data: bad}); err == nil || !strings.Contains(err.Error(), "not sealed") {
+	bad, _ := json.Marshal(map[string]any{"name": "x", "sealed": []byte("plain")})
+	if _, err := r.m.store.Apply(ctx, raft.Command{Namespace: secrets.Namespace, Type: "secret.seal", Data: bad}); err == nil || !strings.Contains(err.Error(), "not sealed") {
 		t.Fatalf("secret.seal of a plain value: %v", err)
 	}
 }
@@ -307,61 +307,15 @@ func TestResealNeverUndoesANewerWrite(t *testing.T) {
 	leaderOf(t, r)
 	putSecret(t, r.url("/v1/secrets/s"), "first")
 	v, _ := r.m.store.View(context.Background(), raft.Stale)
-	old, _ := v.GetValue(NamespaceSecrets, "s")
+	old, _ := v.GetValue(secrets.Namespace, "s")
 	stale, _ := r.m.SecretsKeyring().Seal(rand.Reader, "s", []byte("first"))
 	putSecret(t, r.url("/v1/secrets/s"), "second")
-	data, _ := json.Marshal(map[string]any{"secrets": []sealedSecret{{Name: "s", Sealed: stale, Index: old.ModifyIndex}}})
-	res, err := r.m.store.Apply(context.Background(), raft.Command{Namespace: NamespaceSecrets, Type: "secret.reseal", Data: data})
+	data, _ := json.Marshal(map[string]any{"secrets": []map[string]any{{"name": "s", "sealed": stale, "index": old.ModifyIndex}}})
+	res, err := r.m.store.Apply(context.Background(), raft.Command{Namespace: secrets.Namespace, Type: "secret.reseal", Data: data})
 	if err != nil || res.Value != 0 {
 		t.Fatalf("reseal of a stale version: %v %v, want 0 stored", res.Value, err)
 	}
 	if got := readSecret(t, r, "s"); got != "second" {
 		t.Fatalf("Secret = %q, want the newer write", got)
-	}
-}
-
-// TestPlanResealBatches: re-sealing goes in batches bounded in count and bytes, skips what the
-// primary key sealed, and sets aside what no key opens.
-func TestPlanResealBatches(t *testing.T) {
-	old, keys := testKeyring(t, "old"), testKeyring(t, "new", "old")
-	lost := testKeyring(t, "lost")
-	var stored []raftSecret
-	add := func(k *keyring.Keyring, name string, size int) {
-		value := bytes.Repeat([]byte("v"), size)
-		b := value
-		if k != nil {
-			b, _ = k.Seal(rand.Reader, name, value)
-		}
-		stored = append(stored, raftSecret{Name: name, Value: raft.Value{Data: b, ModifyIndex: uint64(len(stored) + 1)}})
-	}
-	for i := range 150 {
-		add(old, fmt.Sprintf("small/%03d", i), 10)
-	}
-	for i := range 10 {
-		add(old, fmt.Sprintf("big/%02d", i), 60<<10)
-	}
-	add(nil, "plain", 5)
-	add(keys, "current", 5)
-	add(lost, "lost", 5)
-	p, err := planReseal(keys, rand.Reader, stored)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, b := range p.batches {
-		size := 0
-		for _, s := range b {
-			size += len(s.Sealed)
-			if id, _ := keyring.KeyID(s.Sealed); id != "new" || s.Index == 0 {
-				t.Fatalf("%s: sealed with %s, index %d", s.Name, id, s.Index)
-			}
-		}
-		if len(b) > resealBatch || len(b) > 1 && size > resealBatchBytes {
-			t.Fatalf("a batch of %d secrets, %d bytes", len(b), size)
-		}
-		n += len(b)
-	}
-	if n != 161 || p.plain != 1 || len(p.stuck["lost"]) != 1 || len(p.stuck) != 1 {
-		t.Fatalf("planned %d, plain %d, stuck %v", n, p.plain, p.stuck)
 	}
 }

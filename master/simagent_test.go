@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -41,7 +42,7 @@ func newSimAgents(t testing.TB) *simAgents {
 	return &simAgents{t: t, tasks: map[string]map[string]api.Task{}, refuse: map[string]error{}}
 }
 
-var _ AgentConn = (*simAgents)(nil)
+var _ scheduler.AgentConn = (*simAgents)(nil)
 
 func (s *simAgents) Launch(ctx context.Context, ag api.Agent, ti api.TaskInfo) error {
 	s.mu.Lock()
@@ -72,7 +73,7 @@ func (s *simAgents) Kill(ctx context.Context, ag api.Agent, taskID string, grace
 	slow := s.slowKills
 	s.mu.Unlock()
 	if !ok {
-		return &AgentRefusal{Status: http.StatusNotFound, Message: "no task " + taskID}
+		return &scheduler.AgentRefusal{Status: http.StatusNotFound, Message: "no task " + taskID}
 	}
 	if !slow {
 		go s.report(ag.ID, taskID, task.Killed)

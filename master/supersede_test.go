@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/task"
@@ -81,7 +82,7 @@ func TestNewAgentOnSameHostAddressSupersedesTheOld(t *testing.T) {
 				t.Fatalf("failure %+v, want agent %s", ev.Failure, old)
 			}
 			expect(t, ss, "the old agent's offer rescinded", func(ev api.Event) bool { return ev.Type == api.EventRescind })
-			if ag, ok := e.r.m.agent(context.Background(), old); !ok || ag.RemovedAt == nil {
+			if ag, ok := registeredAgent(t, e.r, old); !ok || ag.RemovedAt == nil {
 				t.Fatalf("the old agent in the registry: %+v (found %t), want a tombstone", ag, ok)
 			}
 			if st := agentStates(t, e); st[old] != "removed" || st[fresh] != "active" {
@@ -224,7 +225,7 @@ func TestLaunchOnAnAgentReplacedAtItsAddressIsDropped(t *testing.T) {
 	ss := e.subscribe(api.FrameworkInfo{Name: "fw", Capabilities: []string{api.CapabilityPartitionAware}})
 	o := expectOffer(t, ss)
 	e.sim.mu.Lock()
-	e.sim.refuse[agentID] = &AgentRefusal{Status: http.StatusMisdirectedRequest, Message: "10.0.0.7:5051 is agent other-S0, not agent " + agentID}
+	e.sim.refuse[agentID] = &scheduler.AgentRefusal{Status: http.StatusMisdirectedRequest, Message: "10.0.0.7:5051 is agent other-S0, not agent " + agentID}
 	e.sim.mu.Unlock()
 	if err := ss.Accept([]string{o.ID}, launch(sleepTask("t1", 1, 128)), nil); err != nil {
 		t.Fatal(err)
@@ -314,7 +315,7 @@ func TestHandRegisteredAgentIsOfferedToNobodyOnceUnreachable(t *testing.T) {
 		if err := ss.Call(api.Call{Type: api.CallRevive}); err != nil {
 			t.Fatal(err)
 		}
-		e.r.m.sched.allocate()
+		e.step()
 		expectNone(t, ss, "an offer of the unreachable agent", func(ev api.Event) bool {
 			return ev.Type == api.EventOffers && slices.ContainsFunc(ev.Offers.Offers, func(o api.Offer) bool { return o.AgentID == ghost })
 		})

@@ -6,7 +6,7 @@
 //
 //	go run ./examples/external-framework -master http://127.0.0.1:8080 -tasks 3
 //
-// The protocol, in short (master/scheduler_http.go has it whole):
+// The protocol, in short (master/httpapi/scheduler.go has it whole):
 //
 //   - POST /api/v1/scheduler {"type":"SUBSCRIBE","subscribe":{"framework_info":{...}}} answers
 //     200 and stays open: a stream of events, one JSON object per line when the request says

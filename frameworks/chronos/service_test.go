@@ -15,6 +15,7 @@ import (
 
 	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/master/mastertest"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -25,7 +26,7 @@ import (
 // simMaster is a real master (raft on bbolt, real HTTP) with the batch framework, on simulated
 // agents whose tasks end as finish says; the real path with containers is tested in cmd/agora.
 type simMaster struct {
-	sim  *master.SimulatedAgents
+	sim  *mastertest.SimulatedAgents
 	svc  *Service
 	base string
 	stop func()
@@ -34,7 +35,7 @@ type simMaster struct {
 // startSim starts it; tweaks change the service before it runs (the clock check).
 func startSim(t testing.TB, dir string, clk clock.Clock, finish func(api.TaskInfo) (task.State, time.Duration), tweaks ...func(*Service)) *simMaster {
 	t.Helper()
-	sim := &master.SimulatedAgents{Finish: finish}
+	sim := &mastertest.SimulatedAgents{Finish: finish}
 	var svc *Service
 	m, stop := frameworktest.Master(t, dir, sim, 20*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
 		var err error

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/master/mastertest"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/raft"
 )
@@ -26,7 +27,7 @@ import (
 // Master starts a master with its data in dir and the given raft namespaces, its scheduler
 // making offers every interval and reporting to sim; register adds the framework before the
 // master runs. It runs until stop is called or the test ends.
-func Master(t testing.TB, dir string, sim *master.SimulatedAgents, interval time.Duration, appliers map[string]raft.Applier, register func(*master.Master) error) (m *master.Master, stop func()) {
+func Master(t testing.TB, dir string, sim *mastertest.SimulatedAgents, interval time.Duration, appliers map[string]raft.Applier, register func(*master.Master) error) (m *master.Master, stop func()) {
 	t.Helper()
 	m, err := master.New(master.Config{
 		DataDir: dir, RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
@@ -37,7 +38,6 @@ func Master(t testing.TB, dir string, sim *master.SimulatedAgents, interval time
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim.Attach(m)
 	if err := register(m); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func Masters(t testing.TB, n int, appliers map[string]raft.Applier, register fun
 			DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 			BootstrapExpect: n, GossipTiming: gossip.TimingLocal,
 			Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Scheduler: master.SchedulerConfig{Agents: &master.SimulatedAgents{}},
+			Scheduler: master.SchedulerConfig{Agents: &mastertest.SimulatedAgents{}},
 			Appliers:  appliers,
 		}
 		if i > 0 {
@@ -101,7 +101,6 @@ func Masters(t testing.TB, n int, appliers map[string]raft.Applier, register fun
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.Scheduler.Agents.(*master.SimulatedAgents).Attach(m)
 		if err := register(m); err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/master/mastertest"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
@@ -26,7 +27,7 @@ func BenchmarkThousandApps(b *testing.B) {
 	const apps, instances, agents = 1000, 10, 1000
 	for b.Loop() {
 		b.StopTimer()
-		sim := &master.SimulatedAgents{}
+		sim := &mastertest.SimulatedAgents{}
 		var svc *Service
 		m, stop := frameworktest.Master(b, b.TempDir(), sim, 50*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
 			var err error

@@ -11,6 +11,7 @@ import (
 	"github.com/agora-sched/agora/frameworks"
 	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/master/mastertest"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -32,7 +33,7 @@ func simCluster(t *testing.T, agents int, res resources.Resources, clk ...clock.
 func simClusterWith(t *testing.T, agents int, res resources.Resources, configure func(*Config)) (*Service, string) {
 	t.Helper()
 	var svc *Service
-	sim := &master.SimulatedAgents{}
+	sim := &mastertest.SimulatedAgents{}
 	m, _ := frameworktest.Master(t, t.TempDir(), sim, 20*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
 		cfg := Config{Master: m, Tick: 50 * time.Millisecond}
 		configure(&cfg)

@@ -9,7 +9,7 @@ import (
 // The scheduler API: what a framework sends the leader (Call) and what the leader sends it
 // (Event). It is shaped after Mesos's v1 scheduler API, with plain strings for ids. Over HTTP,
 // every call is a POST to /api/v1/scheduler; SUBSCRIBE answers with a stream of events (see
-// master/scheduler_http.go for the framing); embedded frameworks use the same shapes in-process.
+// master/httpapi/scheduler.go for the framing); embedded frameworks use the same shapes in-process.
 
 // FrameworkInfo describes a framework. A new framework leaves ID empty and gets one in its
 // SUBSCRIBED event; to fail over, it subscribes again with that ID.

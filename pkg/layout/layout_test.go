@@ -23,6 +23,20 @@ var forbidden = map[string][]string{
 	"chaos/netem/": {"master", "agent", "frameworks", "raft", "cmd", "chaos", "pkg"},
 }
 
+// masterParts lists, for each part of the master (master/doc.go), the other master packages
+// it must not import: the parts import downward only, and none imports the master itself (the
+// composition), the HTTP API above them, or the test helpers. These are single packages, not
+// trees: "master" is the composition alone.
+var masterParts = map[string][]string{
+	"master/allocator":  {"master", "master/registry", "master/scheduler", "master/secrets", "master/clockcheck", "master/httpapi", "master/mastertest"},
+	"master/registry":   {"master", "master/allocator", "master/scheduler", "master/secrets", "master/clockcheck", "master/httpapi", "master/mastertest"},
+	"master/secrets":    {"master", "master/allocator", "master/registry", "master/scheduler", "master/clockcheck", "master/httpapi", "master/mastertest"},
+	"master/clockcheck": {"master", "master/allocator", "master/registry", "master/scheduler", "master/secrets", "master/httpapi", "master/mastertest"},
+	"master/scheduler":  {"master", "master/secrets", "master/clockcheck", "master/httpapi", "master/mastertest"},
+	"master/httpapi":    {"master", "master/mastertest"},
+	"master/mastertest": {"master", "master/registry", "master/secrets", "master/clockcheck", "master/httpapi"},
+}
+
 func TestLayersImportDownwardOnly(t *testing.T) {
 	out, err := exec.Command("go", "list", "-test", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"...").CombinedOutput()
 	if err != nil {
@@ -48,5 +62,35 @@ func TestLayersImportDownwardOnly(t *testing.T) {
 	}
 	if checked < 20 {
 		t.Fatalf("checked only %d packages; is go list's output what this test expects?\n%s", checked, out)
+	}
+}
+
+func TestMasterPartsImportDownwardOnly(t *testing.T) {
+	out, err := exec.Command("go", "list", "-test", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"master/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		// A package, its test variant ("p [p.test]") and its external tests ("p_test").
+		pkg := strings.TrimSuffix(strings.TrimPrefix(fields[0], module), "_test")
+		banned, ok := masterParts[pkg]
+		if !ok {
+			continue
+		}
+		seen[pkg] = true
+		for _, imp := range fields[1:] {
+			for _, b := range banned {
+				if imp == module+b {
+					t.Errorf("%s imports %s: a part of the master must not depend on %s", fields[0], imp, b)
+				}
+			}
+		}
+	}
+	for part := range masterParts {
+		if !seen[part] {
+			t.Errorf("no package %s: is masterParts still the master's layout?", part)
+		}
 	}
 }

@@ -1,0 +1,151 @@
+// The master's API for the frameworks embedded in it, and the types and errors they name: thin
+// forwards to the parts that do the work.
+
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/agora-sched/agora/master/clockcheck"
+	"github.com/agora-sched/agora/master/httpapi"
+	"github.com/agora-sched/agora/master/registry"
+	"github.com/agora-sched/agora/master/scheduler"
+	"github.com/agora-sched/agora/master/secrets"
+	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/auth"
+	"github.com/agora-sched/agora/pkg/clock"
+	"github.com/agora-sched/agora/pkg/keyring"
+	"github.com/agora-sched/agora/raft"
+)
+
+// SchedulerConfig tunes the leader's two-level scheduling: scheduler.Config.
+type SchedulerConfig = scheduler.Config
+
+// Session is one subscription of a framework: scheduler.Session.
+type Session = scheduler.Session
+
+// Errors of the scheduler API (master/scheduler says when each comes).
+var (
+	ErrNotReady          = scheduler.ErrNotReady
+	ErrUnknownFramework  = scheduler.ErrUnknownFramework
+	ErrNotSubscribed     = scheduler.ErrNotSubscribed
+	ErrSubscriptionEnded = scheduler.ErrSubscriptionEnded
+)
+
+// Subscribe registers an embedded framework with the scheduler, or re-registers it with
+// info.ID: the in-process twin of SUBSCRIBE on POST /api/v1/scheduler. It works on the leader
+// only (embedded frameworks run as leader services); elsewhere it fails with ErrNotReady. The
+// framework's principal is auth.Embedded, which no token can have: no API caller can subscribe
+// or call as it.
+func (m *Master) Subscribe(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
+	if info.Principal != "" && info.Principal != auth.Embedded {
+		return nil, &api.FieldError{Field: "subscribe.framework_info.principal", Msg: fmt.Sprintf("%q: an embedded framework's principal is %s", info.Principal, auth.Embedded)}
+	}
+	info.Principal = auth.Embedded
+	return m.sched.Subscribe(ctx, info)
+}
+
+// RegisterEmbedded names a framework embedded in the masters (by the name it subscribes with).
+// A framework of that name that an older build registered, with no principal, is then the
+// embedded one's: no API caller can take its id before it subscribes again. Call it before Run.
+func (m *Master) RegisterEmbedded(name string) { m.sched.RegisterEmbedded(name) }
+
+// SubscribeWhenReady is Subscribe for a leader service that starts with the leader's term:
+// while the scheduler is not ready yet it tries again every 50 ms, until ctx ends.
+func (m *Master) SubscribeWhenReady(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
+	for {
+		ss, err := m.Subscribe(ctx, info)
+		if !errors.Is(err, ErrNotReady) {
+			return ss, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// HandleLeader adds an endpoint that the leader answers (an embedded framework's API, which
+// reads the leader's memory): any other master forwards the request to it, as it does writes.
+// Patterns are net/http's ("GET /v2/apps/{id...}"). Call it before Run.
+func (m *Master) HandleLeader(pattern string, h http.Handler) { m.http.HandleLeader(pattern, h) }
+
+// Agents lists the agents of the registry that have not been removed, from this master's copy:
+// frameworks check with it that some agent could ever run what they accept.
+func (m *Master) Agents(ctx context.Context) ([]api.Agent, error) {
+	v, err := m.store.View(ctx, raft.Stale)
+	if err != nil {
+		return nil, err
+	}
+	agents, err := registry.Agents(v)
+	var out []api.Agent
+	for _, ag := range agents {
+		if ag.RemovedAt == nil {
+			out = append(out, ag)
+		}
+	}
+	return out, err
+}
+
+// AgentViews is Agents with where each stands with this master while it leads (its state, why
+// it is unavailable, its use; elsewhere the registry's records only): frameworks say with it
+// which agents make no offers, and why.
+func (m *Master) AgentViews(ctx context.Context) ([]api.AgentView, error) {
+	agents, err := m.Agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m.sched.AgentViews(agents), nil
+}
+
+// Info is what GET /v1/info answers about this node: httpapi.Info.
+type Info = httpapi.Info
+
+// ContainerdInfo names the containerd a dev node runs its tasks on: httpapi.ContainerdInfo.
+type ContainerdInfo = httpapi.ContainerdInfo
+
+// LocalKeyringFile is the keyring a master makes in its data dir, and uses from then on, when
+// it is given none (Config.SecretsKeyring).
+const LocalKeyringFile = secrets.LocalKeyringFile
+
+// ErrNoSecret: the store has no secret of that name.
+var ErrNoSecret = secrets.ErrNoSecret
+
+// SecretKeyError says why this master cannot decrypt a stored secret: secrets.KeyError.
+type SecretKeyError = secrets.KeyError
+
+// SecretsKeyring is the keyring this master seals and opens secrets with.
+func (m *Master) SecretsKeyring() *keyring.Keyring { return m.secrets.Keyring() }
+
+// SetSecretsKeyring replaces the keys secrets are sealed and opened with (a reload of
+// --secrets-keyring). On the leader, secrets sealed with another key than the new primary, and
+// any still in plain text, are sealed again with it.
+func (m *Master) SetSecretsKeyring(k *keyring.Keyring) { m.secrets.SetKeyring(k) }
+
+// Secret reads a secret's value from this master's copy of the store (frameworks resolve their
+// tasks' secret references with it on the leader). It fails with ErrNoSecret when there is none,
+// and with a *SecretKeyError when this master's keys do not open it.
+func (m *Master) Secret(ctx context.Context, name string) (string, error) {
+	return m.secrets.Get(ctx, name)
+}
+
+// DefaultMaxClockSkew is --max-clock-skew's default (clockcheck.DefaultMaxSkew says why).
+const DefaultMaxClockSkew = clockcheck.DefaultMaxSkew
+
+// ClockVerdict says whether this master's wall clock may be used for decisions that depend on
+// it (when cron runs are due): clockcheck.Verdict.
+type ClockVerdict = clockcheck.Verdict
+
+// CheckClock is the clock verdict now (master/clockcheck).
+func (m *Master) CheckClock() ClockVerdict { return m.clockGuard.Verdict() }
+
+// Clock is the wall clock this master and the frameworks it hosts decide with (Config.Clock).
+func (m *Master) Clock() clock.Clock { return m.cfg.Clock }
+
+// MaxClockSkew is how far this master's clock may be off the others' (Config.MaxClockSkew).
+func (m *Master) MaxClockSkew() time.Duration { return m.cfg.MaxClockSkew }
