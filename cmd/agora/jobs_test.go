@@ -64,6 +64,7 @@ func waitJob(t *testing.T, what string, d time.Duration, cond func() bool) {
 // a failing job is retried ON_FAILURE, then FAILED, and `agora job run --wait` exits with the
 // task's exit status.
 func TestJobsOnContainerd(t *testing.T) {
+	t.Parallel() // mostly waiting: it shares the machine with the other tests that wait
 	// Host volumes the agent declares: one read-only, one read-write owned by nobody, whom the
 	// job runs as.
 	ro, rw := t.TempDir(), t.TempDir()
@@ -216,11 +217,13 @@ func onlyCleanup(t *testing.T, base string) bool {
 	return true
 }
 
-// TestCronRunsExactlyOnceAcrossLeaderKill: a schedule fires every second for a minute on a
-// 3-master cluster with an agent on containerd; the leader is killed (SIGKILL) part way. Every
-// due second is accounted for exactly once — a run, or recorded missed — and no run's task
-// ran twice.
+// TestCronRunsExactlyOnceAcrossLeaderKill: a schedule fires every second for half a minute on
+// a 3-master cluster with an agent on containerd; the leader is killed (SIGKILL) a third of the
+// way. Every due second is accounted for exactly once — a run, or recorded missed — and no
+// run's task ran twice. It mostly waits, so it runs in parallel with other tests that do.
 func TestCronRunsExactlyOnceAcrossLeaderKill(t *testing.T) {
+	t.Parallel()
+	const window = 30 * time.Second
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
 	masters := startThreeMasters(t)
@@ -242,7 +245,7 @@ func TestCronRunsExactlyOnceAcrossLeaderKill(t *testing.T) {
 		return httpJSON(t, "POST", follower.http+"/v1/jobs", json.RawMessage(spec), nil) == http.StatusCreated
 	})
 	created := time.Now()
-	time.Sleep(20 * time.Second)
+	time.Sleep(window / 3)
 	for _, m := range masters {
 		if m.http == leader {
 			if err := m.p.cmd.Process.Kill(); err != nil {
@@ -252,7 +255,7 @@ func TestCronRunsExactlyOnceAcrossLeaderKill(t *testing.T) {
 	}
 	t.Log("leader killed")
 	newLeader := waitLeader(follower.http, leader)
-	time.Sleep(time.Until(created.Add(60 * time.Second)))
+	time.Sleep(time.Until(created.Add(window)))
 	// Stop the schedule, then let every run end.
 	waitJob(t, "the schedule deleted", 20*time.Second, func() bool {
 		return httpJSON(t, "DELETE", newLeader+"/v1/jobs/every-second/schedules/s", nil, nil) == http.StatusNoContent
@@ -311,8 +314,8 @@ func TestCronRunsExactlyOnceAcrossLeaderKill(t *testing.T) {
 			t.Fatalf("due seconds %s and %s: %s apart, one is unaccounted for", times[i-1], times[i], gap)
 		}
 	}
-	if len(times) < 50 {
-		t.Fatalf("%d due seconds accounted for in a minute", len(times))
+	if want := int(window/time.Second) * 5 / 6; len(times) < want {
+		t.Fatalf("%d due seconds accounted for in %s, want at least %d", len(times), window, want)
 	}
 	t.Logf("%d due seconds: %d runs (created at most %s late), %d missed (%s)", len(times), len(runs), maxLag, h.MissedCount, missedReasons(h))
 }
