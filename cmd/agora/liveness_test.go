@@ -129,7 +129,8 @@ func TestOpenClusterTakesAgentsFromThisMachineOnly(t *testing.T) {
 // nobody: an app only it could hold, launched onto it (and dropped) while it seemed active,
 // gets no launch there any more.
 func TestHandRegisteredSilentAgentIsUnreachable(t *testing.T) {
-	t.Parallel()                   // mostly waiting: it shares the machine with the other tests that wait
+	// Mostly waiting: it shares the machine with the other tests that wait.
+	t.Parallel()
 	const grace = 10 * time.Second // --agent-gossip-grace's default
 	base, _, _ := startMarathonDev(t, 33150)
 	events := streamEvents(t, base)
