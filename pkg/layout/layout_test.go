@@ -65,6 +65,38 @@ func TestLayersImportDownwardOnly(t *testing.T) {
 	}
 }
 
+// testHelpers are packages outside _test.go files that only tests import; they may use what
+// the code they help test must not.
+var testHelpers = map[string]bool{"frameworks/frameworktest": true}
+
+// TestFrameworksNeedNoMaster: the embedded frameworks reach the node they run in through
+// frameworks.Host and the scheduler through api.Session, the contract external frameworks
+// use, so no package of frameworks/ (tests aside) depends on a master package, even through
+// another package.
+func TestFrameworksNeedNoMaster(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, module+"frameworks/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], module)
+		if testHelpers[pkg] {
+			continue
+		}
+		checked++
+		for _, dep := range fields[1:] {
+			if dep == module+"master" || strings.HasPrefix(dep, module+"master/") {
+				t.Errorf("%s depends on %s: a framework knows its node through frameworks.Host only", pkg, dep)
+			}
+		}
+	}
+	if checked < 3 {
+		t.Fatalf("checked only %d packages; is go list's output what this test expects?\n%s", checked, out)
+	}
+}
+
 func TestMasterPartsImportDownwardOnly(t *testing.T) {
 	out, err := exec.Command("go", "list", "-test", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"master/...").CombinedOutput()
 	if err != nil {
