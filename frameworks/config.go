@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -18,9 +17,9 @@ var DefaultServicePorts = resources.Range{Begin: 10000, End: 20000}
 
 // Config configures an embedded framework (marathon.Config and chronos.Config are this type).
 type Config struct {
-	Master *master.Master
+	Host   Host // the node it runs in
 	Logger *slog.Logger
-	Clock  clock.Clock // default: the master's (master.Config.Clock)
+	Clock  clock.Clock // default: the host's
 	// Name and Role it registers with (default: the framework's own name, and "*");
 	// FailoverTimeout is how long the master keeps its tasks while it is away (a leader change),
 	// default a week.
@@ -38,14 +37,14 @@ type Config struct {
 
 // WithDefaults checks the config and fills in what is not set; name is the framework's own.
 func (c Config) WithDefaults(name string) (Config, error) {
-	if c.Master == nil {
-		return c, fmt.Errorf("%s: no master", name)
+	if c.Host == nil {
+		return c, fmt.Errorf("%s: no host", name)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Clock == nil {
-		c.Clock = c.Master.Clock()
+		c.Clock = c.Host.Clock()
 	}
 	if c.Name == "" {
 		c.Name = name
@@ -68,11 +67,11 @@ func (c Config) WithDefaults(name string) (Config, error) {
 	return c, nil
 }
 
-// Subscribe registers the framework with the master — again as the framework of id, when it
-// has one — waiting while the master's scheduler is not ready yet. Embedded frameworks are
+// Subscribe registers the framework with the host's scheduler — again as the framework of id,
+// when it has one — waiting while the scheduler is not ready yet. Embedded frameworks are
 // partition-aware: an unreachable agent's tasks are TASK_UNREACHABLE, not lost.
-func (c Config) Subscribe(ctx context.Context, id string) (*master.Session, error) {
-	return c.Master.SubscribeWhenReady(ctx, api.FrameworkInfo{
+func (c Config) Subscribe(ctx context.Context, id string) (api.Session, error) {
+	return c.Host.Subscribe(ctx, api.FrameworkInfo{
 		ID: id, Name: c.Name, Role: c.Role, FailoverTimeout: c.FailoverTimeout.Seconds(),
 		Capabilities: []string{api.CapabilityPartitionAware},
 	})

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -407,10 +406,10 @@ func Silent(agents []api.AgentView) string {
 	return fmt.Sprintf("%d %s no offers: %s (%s)", len(quiet), Plural(len(quiet), "agent makes", "agents make"), AgentMaintenance, strings.Join(quiet, "; "))
 }
 
-// SilentAgents is Silent of the master's agents, "" when it cannot say. It reads the master:
+// SilentAgents is Silent of the host's agents, "" when it cannot say. It reads the master:
 // call it before taking a framework's locks.
-func SilentAgents(ctx context.Context, m *master.Master) string {
-	agents, err := m.AgentViews(ctx)
+func SilentAgents(ctx context.Context, h Host) string {
+	agents, err := h.AgentViews(ctx)
 	if err != nil {
 		return ""
 	}

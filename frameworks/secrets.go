@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
 )
 
@@ -116,14 +115,14 @@ type Resolved struct {
 }
 
 // ResolveSecrets reads the values of env's secret references and of the secret volumes through
-// lookup (Master.Secret); when one cannot be read, missing says which and why: where to PUT it
+// lookup (Host.Secret); when one cannot be read, missing says which and why: where to PUT it
 // when it has no value, or the master's error when this master cannot decrypt it. It never
 // holds a value.
 func ResolveSecrets(ctx context.Context, lookup func(context.Context, string) (string, error), env map[string]EnvValue, volumes []SecretVolume, secrets map[string]Secret) (res Resolved, missing string) {
 	read := func(what, ref string) (string, string) {
 		src := secrets[ref].Source
 		v, err := lookup(ctx, src)
-		if errors.Is(err, master.ErrNoSecret) {
+		if errors.Is(err, api.ErrNoSecret) {
 			return "", fmt.Sprintf("%s: secret %q has no value at %q in the secret store (PUT /v1/secrets/%s)", what, ref, src, strings.Trim(src, "/"))
 		}
 		if err != nil {

@@ -16,7 +16,8 @@
 // tests import mastertest (pkg/layout checks it). This package keeps the master's own work:
 // its data dir (datadir.go), founding or joining its cluster and keeping its voters
 // (cluster.go), leader services (leadership.go), the metrics registry (metrics.go), and the
-// API the embedded frameworks use (embedded.go: thin forwards to the parts).
+// API the embedded frameworks use (embedded.go: thin forwards to the parts; FrameworkHost is
+// what they are given, frameworks.Host, for they import no master package).
 //
 // Use:
 //
@@ -28,10 +29,11 @@
 //  3. Run joins the gossip pool (--join), founds the cluster (alone, or with --bootstrap-expect
 //     masters, all computing the same server list and cluster id) or waits for the leader to
 //     add it, serves the API, and on ctx's end leaves gossip gracefully and closes the store.
-//  4. Frameworks: an embedded one calls Subscribe (as a leader service) and gets a Session:
-//     Next for events, Call (Accept, Decline, ...) for calls; RegisterEmbedded, before Run,
-//     names it. External ones use the same contract over POST /api/v1/scheduler (master/httpapi
-//     says how it is framed). A framework belongs to the principal that registered it (its
+//  4. Frameworks: an embedded one is given FrameworkHost (frameworks.Host), whose Embed, before
+//     Run, names it and runs it as a leader service; it subscribes (Subscribe) and gets a
+//     Session (api.Session): Next or Events for events, Call (Accept, Decline, ...) for calls.
+//     External ones use the same contract over POST /api/v1/scheduler (master/httpapi says how
+//     it is framed). A framework belongs to the principal that registered it (its
 //     token's name; auth.Embedded for embedded ones): no other may subscribe as it or call for
 //     it.
 //

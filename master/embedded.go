@@ -1,5 +1,6 @@
 // The master's API for the frameworks embedded in it, and the types and errors they name: thin
-// forwards to the parts that do the work.
+// forwards to the parts that do the work. FrameworkHost is that API as the frameworks take it
+// (frameworks.Host): they import no master package.
 
 package master
 
@@ -20,6 +21,7 @@ import (
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/keyring"
 	"github.com/agora-sched/agora/raft"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // SchedulerConfig tunes the leader's two-level scheduling: scheduler.Config.
@@ -53,22 +55,6 @@ func (m *Master) Subscribe(ctx context.Context, info api.FrameworkInfo) (*Sessio
 // A framework of that name that an older build registered, with no principal, is then the
 // embedded one's: no API caller can take its id before it subscribes again. Call it before Run.
 func (m *Master) RegisterEmbedded(name string) { m.sched.RegisterEmbedded(name) }
-
-// SubscribeWhenReady is Subscribe for a leader service that starts with the leader's term:
-// while the scheduler is not ready yet it tries again every 50 ms, until ctx ends.
-func (m *Master) SubscribeWhenReady(ctx context.Context, info api.FrameworkInfo) (*Session, error) {
-	for {
-		ss, err := m.Subscribe(ctx, info)
-		if !errors.Is(err, ErrNotReady) {
-			return ss, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
 
 // HandleLeader adds an endpoint that the leader answers (an embedded framework's API, which
 // reads the leader's memory): any other master forwards the request to it, as it does writes.
@@ -149,3 +135,67 @@ func (m *Master) Clock() clock.Clock { return m.cfg.Clock }
 
 // MaxClockSkew is how far this master's clock may be off the others' (Config.MaxClockSkew).
 func (m *Master) MaxClockSkew() time.Duration { return m.cfg.MaxClockSkew }
+
+// FrameworkHost is this master as the frameworks embedded in it see it: what frameworks.Host
+// asks for, and nothing else. Its methods forward to the master's.
+type FrameworkHost struct{ m *Master }
+
+// FrameworkHost is the host the embedded frameworks are given (frameworks.Config.Host).
+func (m *Master) FrameworkHost() FrameworkHost { return FrameworkHost{m} }
+
+// Subscribe is Master.Subscribe for a framework that starts with the leader's term: while the
+// scheduler is not ready yet it tries again every 50 ms, until ctx ends.
+func (h FrameworkHost) Subscribe(ctx context.Context, info api.FrameworkInfo) (api.Session, error) {
+	for {
+		ss, err := h.m.Subscribe(ctx, info)
+		if err == nil {
+			return ss, nil
+		}
+		if !errors.Is(err, ErrNotReady) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Embed runs run as a leader service named after the framework (RegisterLeaderService), and
+// names the framework as embedded (RegisterEmbedded). Call it before Run.
+func (h FrameworkHost) Embed(framework string, run func(context.Context) error) {
+	h.m.RegisterLeaderService(LeaderServiceFunc{ServiceName: framework, Func: run})
+	h.m.RegisterEmbedded(framework)
+}
+
+// Agents is Master.Agents.
+func (h FrameworkHost) Agents(ctx context.Context) ([]api.Agent, error) { return h.m.Agents(ctx) }
+
+// AgentViews is Master.AgentViews.
+func (h FrameworkHost) AgentViews(ctx context.Context) ([]api.AgentView, error) {
+	return h.m.AgentViews(ctx)
+}
+
+// Store is the replicated store (Master.Store); a framework writes its own namespace only.
+func (h FrameworkHost) Store() *raft.Store { return h.m.Store() }
+
+// HandleLeader is Master.HandleLeader.
+func (h FrameworkHost) HandleLeader(pattern string, hd http.Handler) { h.m.HandleLeader(pattern, hd) }
+
+// Metrics is the registry GET /metrics serves (Master.Metrics).
+func (h FrameworkHost) Metrics() prometheus.Registerer { return h.m.Metrics() }
+
+// Secret is Master.Secret.
+func (h FrameworkHost) Secret(ctx context.Context, name string) (string, error) {
+	return h.m.Secret(ctx, name)
+}
+
+// Clock is Master.Clock.
+func (h FrameworkHost) Clock() clock.Clock { return h.m.Clock() }
+
+// CheckClock is Master.CheckClock.
+func (h FrameworkHost) CheckClock() clock.Verdict { return h.m.CheckClock() }
+
+// MaxClockSkew is Master.MaxClockSkew.
+func (h FrameworkHost) MaxClockSkew() time.Duration { return h.m.MaxClockSkew() }

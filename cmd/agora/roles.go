@@ -16,12 +16,9 @@ import (
 
 	"github.com/agora-sched/agora/agent"
 	agentcontainerd "github.com/agora-sched/agora/agent/containerd"
-	"github.com/agora-sched/agora/frameworks/chronos"
-	"github.com/agora-sched/agora/frameworks/marathon"
 	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/faultnet"
 	"github.com/agora-sched/agora/pkg/resources"
-	"github.com/agora-sched/agora/raft"
 )
 
 const defaultContainerdSock = "/run/containerd/containerd.sock"
@@ -159,31 +156,6 @@ func devHostname() string {
 		return "localhost"
 	}
 	return h
-}
-
-// frameworkAppliers are the replicated-store namespaces of the embedded frameworks.
-func frameworkAppliers() map[string]raft.Applier {
-	return map[string]raft.Applier{marathon.Namespace: marathon.Applier(), chronos.Namespace: chronos.Applier()}
-}
-
-// startFrameworks registers the embedded frameworks with a master: they run while it leads,
-// and their APIs are served by any master (forwarded to the leader).
-func startFrameworks(c *cli.Context, m *master.Master, logger *slog.Logger) error {
-	ports, err := servicePorts(c)
-	if err != nil {
-		return err
-	}
-	svc, err := marathon.New(marathon.Config{Master: m, Logger: logger.With("component", "marathon"), ServicePorts: ports})
-	if err != nil {
-		return err
-	}
-	svc.Register()
-	jobs, err := chronos.New(chronos.Config{Master: m, Logger: logger.With("component", "chronos")})
-	if err != nil {
-		return err
-	}
-	jobs.Register()
-	return nil
 }
 
 func parseResources(s string) (resources.Resources, error) {

@@ -1,8 +1,8 @@
 // Package chronos is Agora's batch framework: Metronome's JSON job specs with cron schedules
 // (github.com/robfig/cron/v3) and Chronos's job DAGs, on the two-level scheduler. It is a
-// framework like any other: a leader service of the masters that subscribes through
-// master.Subscribe, takes offers and launches tasks; its state is the "chronos" namespace of
-// the replicated store (see Namespace).
+// framework like any other: work of the leading master (frameworks.Driver) that subscribes
+// through frameworks.Host, takes offers and launches tasks; its state is the "chronos"
+// namespace of the replicated store (see Namespace).
 //
 // How a run happens:
 //
@@ -49,7 +49,7 @@
 // Time. Due times are worked out from the leading master's wall clock, and fire only while
 // that clock is trusted: the master measures the other masters' clocks NTP-style and trusts
 // its own only while it agrees with a majority of them within --max-clock-skew
-// (master.CheckClock; none to compare with, as in `agora dev`, trusts it). While it is not
+// (Host.CheckClock; none to compare with, as in `agora dev`, trusts it). While it is not
 // trusted, no schedule fires, nothing is recorded missed, no offer is used, and the job's view
 // says why (schedulingPaused); the master meanwhile hands leadership to a master whose clock
 // agrees, and that leader records the due times that passed as missed, after they were due.

@@ -14,15 +14,15 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/frameworks"
-	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/raft"
 )
 
-// Config configures the framework: the Master it runs on, a Logger, the Name and Role it
+// Config configures the framework: the Host it runs in, a Logger, the Name and Role it
 // registers with (default "chronos" and "*"), its FailoverTimeout (a week) and Tick (1 s).
 type Config = frameworks.Config
 
@@ -31,15 +31,15 @@ type Config = frameworks.Config
 // jobs API and Chronos's /scheduler aliases.
 type Service struct {
 	cfg     Config
-	m       *master.Master
+	m       frameworks.Host // the master it runs in
 	store   *raft.Store
 	logger  *slog.Logger
 	wake    chan struct{}
 	broken  chan error // a commit failed: the leader state is reloaded from the store
 	metrics *metrics
 	// checkClock says whether the master's clock may decide when runs are due
-	// (master.CheckClock; tests replace it).
-	checkClock func() master.ClockVerdict
+	// (Host.CheckClock; tests replace it).
+	checkClock func() clock.Verdict
 
 	writeMu sync.Mutex // serializes changes: build a batch, commit it, then act on it
 
@@ -50,7 +50,7 @@ type Service struct {
 // leaderState is the framework's memory while it leads: the store's jobs, cursors, runs and
 // histories, and which task belongs to which run.
 type leaderState struct {
-	ss         *master.Session
+	ss         api.Session
 	jobs       map[string]*jobState
 	active     map[*Run]bool   // runs not ended
 	byTask     map[string]*Run // live attempts by task id
@@ -121,24 +121,20 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, m: cfg.Master, store: cfg.Master.Store(), logger: cfg.Logger.With("framework_name", cfg.Name),
+	s := &Service{cfg: cfg, m: cfg.Host, store: cfg.Host.Store(), logger: cfg.Logger.With("framework_name", cfg.Name),
 		wake: make(chan struct{}, 1), broken: make(chan error, 1)}
 	s.metrics = newMetrics(s)
 	s.checkClock = s.m.CheckClock
 	return s, nil
 }
 
-// Register adds the leader service, the HTTP endpoints and the metrics to the master, and tells
-// it the name the framework registers under (master.RegisterEmbedded).
+// Register adds the framework to its host: its lifecycle as the leader's work (frameworks.Driver),
+// its HTTP endpoints and its metrics.
 func (s *Service) Register() {
-	s.m.RegisterLeaderService(s)
-	s.m.RegisterEmbedded(s.cfg.Name)
+	s.driver().Register()
 	s.routes()
 	s.m.Metrics().MustRegister(s.metrics)
 }
-
-// Name is the leader service's name.
-func (s *Service) Name() string { return "chronos" }
 
 func (s *Service) poke() {
 	select {
@@ -147,35 +143,29 @@ func (s *Service) poke() {
 	}
 }
 
-// Run subscribes with the master (as the same framework on every leader), loads the jobs and
-// their runs, reconciles the tasks of runs in flight, then starts runs as schedules and parents
-// say until ctx ends.
-func (s *Service) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx) // ends the event reader however Run returns
-	defer cancel()
-	l, err := load(ctx, s.store)
-	if err != nil {
-		return err
-	}
-	ss, err := s.cfg.Subscribe(ctx, l.frameworkID)
-	if err != nil {
-		return err
-	}
-	defer ss.Close()
-	if l.frameworkID != ss.FrameworkID() {
-		b := &raft.Batch{}
-		b.Put(frameworkIDKey, ss.FrameworkID())
-		if err := s.store.CommitBatch(ctx, Namespace, b); err != nil {
-			return err
-		}
-	}
+// driver runs the framework while its master leads: it subscribes (as the same framework on
+// every leader), loads the jobs and their runs (begin), reconciles the tasks of runs in flight,
+// then starts runs as schedules and parents say (cycle) until leadership ends.
+func (s *Service) driver() *frameworks.Driver {
+	return &frameworks.Driver{Config: s.cfg, Namespace: Namespace, Begin: s.begin, Step: s.cycle, End: s.end,
+		Wake: s.wake, Broken: s.broken,
+		Buffer: 1024, Batch: 4096} // a cycle takes what has queued up
+}
+
+// begin loads the jobs and their runs for the session, commits the repairs the load needs,
+// and makes them the leader state; the tasks of runs in flight are to be reconciled.
+func (s *Service) begin(ctx context.Context, ss api.Session) ([]api.ReconcileTask, error) {
 	select { // a failure of the last term is behind us: this load is the truth
 	case <-s.broken:
 	default:
 	}
+	l, err := load(ctx, s.store)
+	if err != nil {
+		return nil, err
+	}
 	st, fix := s.newLeaderState(ss, l)
 	if err := s.store.CommitBatch(ctx, Namespace, fix); err != nil {
-		return err
+		return nil, err
 	}
 	var known []api.ReconcileTask
 	for taskID, r := range st.byTask {
@@ -185,96 +175,56 @@ func (s *Service) Run(ctx context.Context) error {
 	s.mu.Lock() // from here on, st is read and changed under s.mu only
 	s.st = st
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.st = nil
-		s.mu.Unlock()
-	}()
-	if len(known) > 0 {
-		if err := ss.Call(api.Call{Type: api.CallReconcile, Reconcile: &api.Reconcile{Tasks: known}}); err != nil {
-			return err
-		}
-	}
+	return known, nil
+}
 
-	events, ended := ss.Events(ctx, 1024) // buffered: a cycle takes what has queued up
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	var batch []api.Event
-	for {
-		batch = batch[:0]
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-ended:
-			return fmt.Errorf("chronos: subscription ended: %w", err)
-		case err := <-s.broken:
-			return fmt.Errorf("chronos: reloading after a failed write: %w", err)
-		case ev := <-events:
-			batch = append(batch, ev)
-		drain:
-			for len(batch) < 4096 {
-				select {
-				case ev := <-events:
-					batch = append(batch, ev)
-				default:
-					break drain
-				}
+// end forgets the leader state.
+func (s *Service) end() {
+	s.mu.Lock()
+	s.st = nil
+	s.mu.Unlock()
+}
+
+// cycle takes a batch of events (status updates, then offers) and steps the state, in one
+// change; it answers when the earliest schedule or retry is due.
+func (s *Service) cycle(ctx context.Context, batch []api.Event, _ bool) (wakeAt time.Time, err error) {
+	err = s.change(ctx, func(st *leaderState, w *work, now time.Time) error {
+		for _, ev := range batch {
+			if ev.Type == api.EventUpdate {
+				s.onStatusLocked(st, ev.Update.Status, w, now)
 			}
-		case <-s.wake:
-		case <-timer.C:
 		}
-		var wakeAt time.Time
-		err := s.change(ctx, func(st *leaderState, w *work, now time.Time) error {
-			for _, ev := range batch {
-				if ev.Type == api.EventUpdate {
-					s.onStatusLocked(st, ev.Update.Status, w, now)
-				}
+		var waiting bool
+		wakeAt, waiting = s.stepLocked(st, w, now)
+		var queue []*Run // the waiting runs in order, worked out only when offers came
+		sorted := false
+		for _, ev := range batch {
+			if ev.Type != api.EventOffers {
+				continue
 			}
-			var waiting bool
-			wakeAt, waiting = s.stepLocked(st, w, now)
-			var queue []*Run // the waiting runs in order, worked out only when offers came
-			sorted := false
-			for _, ev := range batch {
-				if ev.Type != api.EventOffers {
-					continue
-				}
-				if st.clockPaused != "" {
-					for _, o := range ev.Offers.Offers {
-						w.declines = append(w.declines, decline{offerID: o.ID, refuse: 1})
-					}
-					continue
-				}
-				if !sorted {
-					queue, sorted = st.waitingRuns(now), true
-				}
+			if st.clockPaused != "" {
 				for _, o := range ev.Offers.Offers {
-					queue = s.useOfferLocked(st, o, queue, w, now)
+					w.declines = append(w.declines, decline{offerID: o.ID, refuse: 1})
 				}
-				waiting = len(queue) > 0
+				continue
 			}
-			s.offersWantedLocked(st, w, waiting)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		d := s.cfg.Tick
-		if !wakeAt.IsZero() {
-			d = min(d, max(wakeAt.Sub(s.cfg.Clock.Now()), time.Millisecond))
-		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
+			if !sorted {
+				queue, sorted = st.waitingRuns(now), true
 			}
+			for _, o := range ev.Offers.Offers {
+				queue = s.useOfferLocked(st, o, queue, w, now)
+			}
+			waiting = len(queue) > 0
 		}
-		timer.Reset(d)
-	}
+		s.offersWantedLocked(st, w, waiting)
+		return nil
+	})
+	return wakeAt, err
 }
 
 // newLeaderState builds the memory from what was loaded; fix holds repairs (cursors a job
 // lacks, runs of jobs that are gone).
-func (s *Service) newLeaderState(ss *master.Session, l *loaded) (*leaderState, *raft.Batch) {
+func (s *Service) newLeaderState(ss api.Session, l *loaded) (*leaderState, *raft.Batch) {
 	now := s.cfg.Clock.Now()
 	st := &leaderState{ss: ss, jobs: map[string]*jobState{}, active: map[*Run]bool{}, byTask: map[string]*Run{}, lastKill: map[string]time.Time{},
 		waits: map[*Run]*frameworks.OfferStats{}, schedulesChanged: true}
@@ -495,7 +445,7 @@ func (s *Service) change(ctx context.Context, fn func(st *leaderState, w *work, 
 
 // clockLocked takes the master's clock verdict: while the clock is not trusted, no schedule
 // fires (stepLocked) and no offer is used; the change is logged once each way.
-func (s *Service) clockLocked(st *leaderState, v master.ClockVerdict) {
+func (s *Service) clockLocked(st *leaderState, v clock.Verdict) {
 	paused := ""
 	if !v.Trusted {
 		paused = v.Reason
@@ -514,7 +464,7 @@ func (s *Service) clockLocked(st *leaderState, v master.ClockVerdict) {
 }
 
 // act does what a committed change decided.
-func (s *Service) act(ss *master.Session, w *work) {
+func (s *Service) act(ss api.Session, w *work) {
 	for _, c := range w.calls {
 		ss.Call(c)
 	}

@@ -39,7 +39,7 @@ func startSim(t testing.TB, dir string, clk clock.Clock, finish func(api.TaskInf
 	var svc *Service
 	m, stop := frameworktest.Master(t, dir, sim, 20*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
 		var err error
-		svc, err = New(Config{Master: m, Tick: simTick, Clock: clk})
+		svc, err = New(Config{Host: m.FrameworkHost(), Tick: simTick, Clock: clk})
 		if err == nil {
 			for _, tw := range tweaks {
 				tw(svc)

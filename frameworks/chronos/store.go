@@ -12,7 +12,7 @@ import (
 
 // Namespace is the framework's namespace in the replicated store. Keys:
 //
-//	framework-id               the id the master gave the framework
+//	framework-id               the id the master gave the framework (frameworks.Driver)
 //	job/<job id>               the job's spec, defaults filled
 //	cursor/<job id>/<sched id> the latest scheduled time the schedule has acted on (a run
 //	                           created or a missed run recorded): the exactly-once mark
@@ -27,8 +27,6 @@ const Namespace = "chronos"
 // Applier applies the namespace's commands (raft.Batch).
 func Applier() raft.Applier { return raft.BatchApplier(Namespace) }
 
-const frameworkIDKey = "framework-id"
-
 func jobKey(id string) string            { return "job/" + id }
 func cursorKey(job, sched string) string { return "cursor/" + job + "/" + sched }
 func cursorPrefix(job string) string     { return "cursor/" + job + "/" }
@@ -38,11 +36,10 @@ func historyKey(job string) string       { return "history/" + job }
 
 // loaded is what the store holds, read at once.
 type loaded struct {
-	frameworkID string
-	jobs        map[string]*Job
-	cursors     map[string]map[string]time.Time // job → schedule → time
-	runs        map[string][]*Run               // job → runs
-	histories   map[string]*History
+	jobs      map[string]*Job
+	cursors   map[string]map[string]time.Time // job → schedule → time
+	runs      map[string][]*Run               // job → runs
+	histories map[string]*History
 }
 
 func load(ctx context.Context, store *raft.Store) (*loaded, error) {
@@ -51,9 +48,6 @@ func load(ctx context.Context, store *raft.Store) (*loaded, error) {
 		return nil, err
 	}
 	l := &loaded{jobs: map[string]*Job{}, cursors: map[string]map[string]time.Time{}, runs: map[string][]*Run{}, histories: map[string]*History{}}
-	if b, ok := v.Get(Namespace, frameworkIDKey); ok {
-		json.Unmarshal(b, &l.frameworkID)
-	}
 	var bad error
 	each := func(prefix string, f func(key string, data []byte) error) {
 		v.List(Namespace, prefix, func(key string, data []byte) bool {

@@ -1,13 +1,14 @@
 // Package marathon is Agora's service framework: Marathon's /v2 API and app definitions, on the
 // two-level scheduler. It is a framework like any other — it subscribes with the master
-// (master.Subscribe), gets offers and launches tasks through its Session — and keeps its state
-// in its own namespace of the replicated store (Namespace).
+// (frameworks.Host), gets offers and launches tasks through its api.Session — and keeps its
+// state in its own namespace of the replicated store (Namespace).
 //
 // Use:
 //
 //  1. Pass Applier() for Namespace in the master's Config.Appliers.
-//  2. New(Config{Master}) and Register(): the service runs while its master leads, and the /v2
-//     endpoints are answered by the leader (other masters forward).
+//  2. New(Config{Host}) and Register(): the service runs while its master leads
+//     (frameworks.Driver), and the /v2 endpoints are answered by the leader (other masters
+//     forward).
 //
 // How it works:
 //

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/frameworks"
-	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/id"
@@ -18,7 +17,7 @@ import (
 	"github.com/agora-sched/agora/raft"
 )
 
-// Config configures the framework: the Master it runs on, a Logger, the Name and Role it
+// Config configures the framework: the Host it runs in, a Logger, the Name and Role it
 // registers with (default "marathon" and "*"), its FailoverTimeout (a week) and Tick (1 s).
 type Config = frameworks.Config
 
@@ -26,7 +25,7 @@ type Config = frameworks.Config
 // instances running through the scheduler contract, and serves Marathon's /v2 API.
 type Service struct {
 	cfg    Config
-	m      *master.Master
+	m      frameworks.Host // the master it runs in
 	store  *raft.Store
 	logger *slog.Logger
 	ids    *id.Generator
@@ -42,7 +41,7 @@ type Service struct {
 // leaderState is the framework's memory while it leads: apps and deployments as the store has
 // them, instances with what their tasks last said.
 type leaderState struct {
-	ss          *master.Session
+	ss          api.Session
 	apps        map[string]*appState
 	instances   map[string]*instance            // by instance id, which is its task id
 	byApp       map[string]map[string]*instance // app id → its instances; kept by add and remove
@@ -130,23 +129,18 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	return &Service{
-		cfg: cfg, m: cfg.Master, store: cfg.Master.Store(), logger: cfg.Logger.With("framework_name", cfg.Name),
+		cfg: cfg, m: cfg.Host, store: cfg.Host.Store(), logger: cfg.Logger.With("framework_name", cfg.Name),
 		ids: ids, wake: make(chan struct{}, 1), bus: newEventBus(),
 	}, nil
 }
 
-// Register adds the service's leader service, its /v2 endpoints and its metrics (served with the
-// master's at /metrics) to the master, and tells it the name the framework registers under
-// (master.RegisterEmbedded).
+// Register adds the framework to its host: its lifecycle as the leader's work (frameworks.Driver),
+// its /v2 endpoints and its metrics (served with the master's at /metrics).
 func (s *Service) Register() {
-	s.m.RegisterLeaderService(s)
-	s.m.RegisterEmbedded(s.cfg.Name)
+	s.driver().Register()
 	s.routes()
 	s.m.Metrics().MustRegister(newMetrics(s))
 }
-
-// Name is the leader service's name.
-func (s *Service) Name() string { return "marathon" }
 
 func (s *Service) poke() {
 	select {
@@ -155,43 +149,27 @@ func (s *Service) poke() {
 	}
 }
 
-// Run subscribes with the master (as the same framework on every leader), loads the apps,
-// reconciles every instance it knows, then keeps apps at their wanted instances until ctx ends.
-func (s *Service) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx) // ends the event reader however Run returns
-	defer cancel()
-	v, err := s.store.View(ctx, raft.Stale)
-	if err != nil {
-		return err
-	}
-	fwID := ""
-	if b, ok := v.Get(Namespace, frameworkIDKey); ok {
-		json.Unmarshal(b, &fwID)
-	}
-	ss, err := s.cfg.Subscribe(ctx, fwID)
-	if err != nil {
-		return err
-	}
-	defer ss.Close()
-	if fwID != ss.FrameworkID() {
-		c := &change{}
-		c.put(frameworkIDKey, ss.FrameworkID())
-		if err := commit(ctx, s.store, c); err != nil {
-			return err
-		}
-	}
+// driver runs the framework while its master leads: it subscribes (as the same framework on
+// every leader), loads the apps (begin), reconciles every instance it knows, then keeps apps at
+// their wanted instances (step) until leadership ends.
+func (s *Service) driver() *frameworks.Driver {
+	return &frameworks.Driver{Config: s.cfg, Namespace: Namespace, Wake: s.wake, Begin: s.begin, End: s.end,
+		Step: func(ctx context.Context, events []api.Event, tick bool) (time.Time, error) {
+			for _, ev := range events {
+				s.handle(ctx, ev)
+			}
+			s.step(ctx, tick)
+			return time.Time{}, nil
+		}}
+}
+
+// begin loads the apps, instances and deployments for the session and makes them the leader
+// state; every instance is to be reconciled.
+func (s *Service) begin(_ context.Context, ss api.Session) ([]api.ReconcileTask, error) {
 	st, err := s.load(ss)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.mu.Lock()
-	s.st = st
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.st = nil
-		s.mu.Unlock()
-	}()
 	// Every instance loaded is unknown until the master answers for its task: its app waits
 	// for that (decide), and the question is asked again until it is answered.
 	var known []api.ReconcileTask
@@ -200,35 +178,23 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if len(known) > 0 {
 		st.reconcileAsked = s.cfg.Clock.Now()
-		if err := ss.Call(api.Call{Type: api.CallReconcile, Reconcile: &api.Reconcile{Tasks: known}}); err != nil {
-			return err
-		}
 	}
+	s.mu.Lock()
+	s.st = st
+	s.mu.Unlock()
 	s.logger.Info("service framework running", "framework", ss.FrameworkID(), "apps", len(st.apps), "instances", len(st.instances))
-	s.step(ctx, true)
+	return known, nil
+}
 
-	events, ended := ss.Events(ctx, 0)
-	tick := time.NewTicker(s.cfg.Tick)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-ended:
-			return fmt.Errorf("marathon: subscription ended: %w", err)
-		case ev := <-events:
-			s.handle(ctx, ev)
-		case <-s.wake:
-		case <-tick.C:
-			s.step(ctx, true)
-			continue
-		}
-		s.step(ctx, false)
-	}
+// end forgets the leader state.
+func (s *Service) end() {
+	s.mu.Lock()
+	s.st = nil
+	s.mu.Unlock()
 }
 
 // load reads apps, instances and deployments from the store.
-func (s *Service) load(ss *master.Session) (*leaderState, error) {
+func (s *Service) load(ss api.Session) (*leaderState, error) {
 	v, err := s.store.View(context.Background(), raft.Stale)
 	if err != nil {
 		return nil, err
@@ -273,7 +239,7 @@ func (s *Service) load(ss *master.Session) (*leaderState, error) {
 	return st, nil
 }
 
-func newLeaderState(ss *master.Session) *leaderState {
+func newLeaderState(ss api.Session) *leaderState {
 	return &leaderState{ss: ss, apps: map[string]*appState{}, instances: map[string]*instance{}, byApp: map[string]map[string]*instance{},
 		deployments: map[string]*Deployment{}, groups: map[string]groupRecord{}, dirty: map[string]bool{}, waiting: map[string]bool{}}
 }

@@ -10,7 +10,7 @@ import (
 
 // Namespace is the framework's namespace in the replicated store. Keys:
 //
-//	framework-id                 the id the master gave the framework
+//	framework-id                 the id the master gave the framework (frameworks.Driver)
 //	app/<app id>                 the app's current definition (with version and versionInfo)
 //	version/<app id>/<version>   every version of the app, for /versions and rollback
 //	instance/<instance id>       an instance, written before its task is launched
@@ -38,8 +38,6 @@ func versionKey(id, version string) string { return "version" + id + "/" + versi
 func versionPrefix(id string) string       { return "version" + id + "/" }
 func instanceKey(id string) string         { return "instance/" + id }
 func deploymentKey(id string) string       { return "deployment/" + id }
-
-const frameworkIDKey = "framework-id"
 
 // InstanceRecord is what the store keeps of an instance: written before its task is launched,
 // deleted once the task has ended, so a failover never doubles or forgets an instance.

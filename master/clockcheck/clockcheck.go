@@ -446,17 +446,8 @@ func (g *Guard) Status() *api.ClockStatus {
 }
 
 // Verdict says whether this master's wall clock may be used for decisions that depend on it
-// (when cron runs are due).
-type Verdict struct {
-	// Trusted is false while the clock cannot be shown to agree with a majority of the masters
-	// within MaxClockSkew; Reason then says why.
-	Trusted bool
-	Reason  string
-	// Lag is how far to set the time of decisions back from this master's clock: to the
-	// earliest clock of the peers that agree with it when one is behind (never forward), so
-	// that nothing fires before it is due by any of them.
-	Lag time.Duration
-}
+// (when cron runs are due): clock.Verdict, which the frameworks read.
+type Verdict = clock.Verdict
 
 // Verdict is the clock verdict now.
 func (g *Guard) Verdict() Verdict {

@@ -32,6 +32,8 @@ type Session struct {
 	closed chan struct{}
 }
 
+var _ api.Session = (*Session)(nil)
+
 func newSession(s *Scheduler, fwID, streamID string) *Session {
 	return &Session{s: s, fwID: fwID, streamID: streamID, wake: make(chan struct{}, 1), closed: make(chan struct{})}
 }

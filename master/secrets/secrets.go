@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/keyring"
 	"github.com/agora-sched/agora/raft"
 )
@@ -38,8 +39,9 @@ const (
 	resealBatchBytes = 256 << 10
 )
 
-// ErrNoSecret: the store has no secret of that name.
-var ErrNoSecret = errors.New("master: no such secret")
+// ErrNoSecret: the store has no secret of that name (api.ErrNoSecret, which the frameworks
+// check for).
+var ErrNoSecret = api.ErrNoSecret
 
 // KeyError says why this master cannot decrypt a stored secret. Err is
 // keyring.ErrUnknownKey, keyring.ErrNotAuthentic or keyring.ErrMalformed.

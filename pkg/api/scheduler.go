@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"time"
 
 	"github.com/agora-sched/agora/pkg/resources"
@@ -224,4 +225,27 @@ type FrameworkState struct {
 	// DisconnectedAt and FailoverDeadline are set while it is disconnected.
 	DisconnectedAt   *time.Time `json:"disconnected_at,omitempty"`
 	FailoverDeadline *time.Time `json:"failover_deadline,omitempty"`
+}
+
+// Session is one subscription of a framework to the scheduler, as the framework sees it: the
+// events for it, and its calls. master/scheduler's Session is the in-process one the embedded
+// frameworks get (frameworks.Host); over HTTP the same contract is POST /api/v1/scheduler, a
+// stream of events and a POST per call. It is safe for concurrent use.
+type Session interface {
+	// FrameworkID is the framework's id: the one it subscribed with, or the one the master gave
+	// it.
+	FrameworkID() string
+	// Events delivers the events, buffer of them queued ahead, until ctx ends; when the
+	// subscription ends (the master says why in an ERROR event first), why comes on the second
+	// channel.
+	Events(ctx context.Context, buffer int) (<-chan Event, <-chan error)
+	// Call makes a call (ACCEPT, DECLINE, KILL, RECONCILE, REVIVE, SUPPRESS, ...); Accept,
+	// Decline and Acknowledge are the frequent ones spelled out.
+	Call(c Call) error
+	Accept(offerIDs []string, ops []Operation, f *Filters) error
+	Decline(offerIDs []string, f *Filters) error
+	Acknowledge(st TaskStatus) error
+	// Close ends the subscription: the framework is disconnected, its tasks kept for its
+	// failover timeout.
+	Close()
 }

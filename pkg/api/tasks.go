@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -84,6 +85,10 @@ type Volume struct {
 	HostPath      string `json:"host_path"`
 	ReadOnly      bool   `json:"read_only,omitempty"`
 }
+
+// ErrNoSecret: the secret store has no secret of that name (GET and DELETE /v1/secrets answer
+// 404; a task that references it waits).
+var ErrNoSecret = errors.New("master: no such secret")
 
 // SecretFile is a secret a task reads as a file (Marathon's and Metronome's secret volumes). A
 // relative ContainerPath is inside the task's sandbox; an absolute one needs an image (a task

@@ -38,13 +38,9 @@ var masterParts = map[string][]string{
 }
 
 func TestLayersImportDownwardOnly(t *testing.T) {
-	out, err := exec.Command("go", "list", "-test", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"...").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
+	lines, out := goList(t, "-test", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"...")
 	checked := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		fields := strings.Fields(line)
+	for _, fields := range lines {
 		pkg := strings.TrimPrefix(fields[0], module)
 		for layer, banned := range forbidden {
 			if !strings.HasPrefix(pkg, layer) && pkg != strings.TrimSuffix(layer, "/") {
@@ -65,14 +61,38 @@ func TestLayersImportDownwardOnly(t *testing.T) {
 	}
 }
 
-func TestMasterPartsImportDownwardOnly(t *testing.T) {
-	out, err := exec.Command("go", "list", "-test", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"master/...").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
+// testHelpers are packages outside _test.go files that only tests import; they may use what
+// the code they help test must not.
+var testHelpers = map[string]bool{"frameworks/frameworktest": true}
+
+// TestFrameworksNeedNoMaster: the embedded frameworks reach the node they run in through
+// frameworks.Host and the scheduler through api.Session, the contract external frameworks
+// use, so no package of frameworks/ (tests aside) depends on a master package, even through
+// another package.
+func TestFrameworksNeedNoMaster(t *testing.T) {
+	lines, out := goList(t, "-f", `{{.ImportPath}} {{join .Deps " "}}`, module+"frameworks/...")
+	checked := 0
+	for _, fields := range lines {
+		pkg := strings.TrimPrefix(fields[0], module)
+		if testHelpers[pkg] {
+			continue
+		}
+		checked++
+		for _, dep := range fields[1:] {
+			if dep == module+"master" || strings.HasPrefix(dep, module+"master/") {
+				t.Errorf("%s depends on %s: a framework knows its node through frameworks.Host only", pkg, dep)
+			}
+		}
 	}
+	if checked < 3 {
+		t.Fatalf("checked only %d packages; is go list's output what this test expects?\n%s", checked, out)
+	}
+}
+
+func TestMasterPartsImportDownwardOnly(t *testing.T) {
+	lines, _ := goList(t, "-test", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"master/...")
 	seen := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		fields := strings.Fields(line)
+	for _, fields := range lines {
 		// A package, its test variant ("p [p.test]") and its external tests ("p_test").
 		pkg := strings.TrimSuffix(strings.TrimPrefix(fields[0], module), "_test")
 		banned, ok := masterParts[pkg]
@@ -93,4 +113,19 @@ func TestMasterPartsImportDownwardOnly(t *testing.T) {
 			t.Errorf("no package %s: is masterParts still the master's layout?", part)
 		}
 	}
+}
+
+// goList runs go list with args and answers the words of each line of its output, and the
+// output itself.
+func goList(t *testing.T, args ...string) ([][]string, []byte) {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	var lines [][]string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		lines = append(lines, strings.Fields(line))
+	}
+	return lines, out
 }
