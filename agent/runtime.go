@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"context"
+	"time"
+
 	"github.com/agora-sched/agora/pkg/task"
 )
 
@@ -46,6 +49,53 @@ func (ts *taskSet) runtimeChanged(why string) {
 			} else if r.Status.State == task.Running && ts.health[id] == nil {
 				ts.startHealthLocked(r)
 			}
+		}
+	}
+}
+
+// runtimeChecker is an executor that can say whether it can run tasks now (agent/containerd's:
+// containerd answers, and every task is attached): nil, or an error saying why not.
+type runtimeChecker interface {
+	Available(ctx context.Context) error
+}
+
+// watchRuntime asks the executor, every RuntimeCheckEvery, whether it can run tasks, until
+// ctx ends. When it cannot (containerd does not answer, or has not been re-attached to every
+// task since it came back), the agent refuses launches, answers /health with 503 and the
+// reason, pauses health checks and tells the masters, through gossip, to offer none of it;
+// its tasks keep their states. When it can again, all of that is undone.
+func (a *Agent) watchRuntime(ctx context.Context) {
+	rc, ok := a.exec.(runtimeChecker)
+	if !ok {
+		return
+	}
+	var since time.Time
+	for {
+		err := rc.Available(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		why := ""
+		if err != nil {
+			why = err.Error()
+		}
+		if was := a.tasks.runtimeUnavailable(); why != was {
+			a.tasks.runtimeChanged(why)
+			switch {
+			case was == "":
+				since = a.cfg.Clock.Now()
+				a.logger.Warn("container runtime unavailable: refusing launches, tasks kept as they are", "why", why)
+			case why == "":
+				a.logger.Info("container runtime available again: tasks re-attached, taking launches", "after", a.cfg.Clock.Now().Sub(since).Round(time.Millisecond))
+			}
+			if err := a.updateMeta(); err != nil {
+				a.logger.Warn("tell the masters whether this agent takes tasks", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.cfg.Clock.After(a.cfg.RuntimeCheckEvery):
 		}
 	}
 }
