@@ -107,37 +107,118 @@ func ValidTaskID(taskID string) error {
 
 // Launch starts the task and returns once its process runs. Its errors are meant for a person:
 // a bad image name, a failed pull, a missing binary.
+//
+// In steps: the spec checked (checkSpec), the sandbox and the log dir made (makeDirs), the
+// container's OCI spec built (specOpts) and the container created (createContainer), the
+// sandbox given to the task's user (ownSandbox), its secret files written, and its process
+// started and watched (start). When a step fails after the container was made, the container
+// goes; the host's copies of the secret files go whatever happens.
 func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
-	if err := ValidTaskID(s.TaskID); err != nil {
-		return nil, err
-	}
-	if s.Image == "" && s.Cmd == "" && len(s.Args) == 0 {
-		return nil, fmt.Errorf("%w: %s: a task without an image needs a command or args", ErrBadSpec, s.TaskID)
-	}
-	if err := checkSecretFiles(s); err != nil {
+	if err := checkSpec(s); err != nil {
 		return nil, err
 	}
 	ctx = e.ctx(ctx)
-	sandbox, logDir := e.Sandbox(s.TaskID), e.LogDir(s.TaskID)
+	sandbox, logDir, err := e.makeDirs(s)
+	if err != nil {
+		return nil, err
+	}
+	var who identity // whom the process runs as: set when the container's spec is made
+	opts, copts, err := e.specOpts(ctx, s, sandbox, &who)
+	if err != nil {
+		return nil, err
+	}
+	ctr, err := e.createContainer(ctx, s, opts, copts)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Handle, error) {
+		ctr.Delete(context.WithoutCancel(ctx), ctrd.WithSnapshotCleanup)
+		return nil, err
+	}
+	if err := ownSandbox(sandbox, who); err != nil {
+		return fail(err)
+	}
+	if len(s.SecretFiles) > 0 {
+		if err := e.writeSecrets(s.TaskID, s.SecretFiles, who); err != nil {
+			return fail(err)
+		}
+		// Whatever happens from here, the host keeps no copy of them.
+		defer func() {
+			if err := e.dropSecrets(s.TaskID); err != nil {
+				e.logger.Error("remove a task's secret files", "task", s.TaskID, "err", err)
+			}
+		}()
+	}
+	h, err := e.start(ctx, s, ctr, logDir)
+	if err != nil {
+		return fail(err)
+	}
+	return h, nil
+}
+
+// checkSpec refuses a task that cannot be launched as described, before anything is made.
+func checkSpec(s Spec) error {
+	if err := ValidTaskID(s.TaskID); err != nil {
+		return err
+	}
+	if s.Image == "" && s.Cmd == "" && len(s.Args) == 0 {
+		return fmt.Errorf("%w: %s: a task without an image needs a command or args", ErrBadSpec, s.TaskID)
+	}
+	return checkSecretFiles(s)
+}
+
+// makeDirs makes the task's sandbox, with a placeholder for each of its secret files, and its
+// log dir.
+func (e *Executor) makeDirs(s Spec) (sandbox, logDir string, err error) {
+	sandbox, logDir = e.Sandbox(s.TaskID), e.LogDir(s.TaskID)
 	if err := os.MkdirAll(sandbox, 0o755); err != nil {
-		return nil, fmt.Errorf("containerd: sandbox: %w", err)
+		return "", "", fmt.Errorf("containerd: sandbox: %w", err)
 	}
 	if err := secretPlaceholders(sandbox, s.SecretFiles); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadSpec, s.TaskID, err)
+		return "", "", fmt.Errorf("%w: %s: %v", ErrBadSpec, s.TaskID, err)
 	}
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
-		return nil, fmt.Errorf("containerd: logs: %w", err)
+		return "", "", fmt.Errorf("containerd: logs: %w", err)
 	}
+	return sandbox, logDir, nil
+}
+
+// specOpts are the container's OCI spec, in an order that matters (what comes later changes what
+// came before): its root and process (rootOpts), its network, environment and sandbox
+// (processOpts), its volumes (volumeOpts) and secret files, its cgroup limits (limitOpts), and
+// whom it runs as and what it may do (securityOpts: *who is set when the spec is made). With
+// them come the container's own options (its image and snapshot).
+func (e *Executor) specOpts(ctx context.Context, s Spec, sandbox string, who *identity) ([]oci.SpecOpts, []ctrd.NewContainerOpts, error) {
+	opts, copts, imgUser, err := e.rootOpts(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(opts, e.processOpts(s, sandbox)...)
+	vols, err := volumeOpts(s, sandbox)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts = append(opts, vols...)
+	opts = append(opts, oci.WithMounts(e.secretMounts(s, sandbox)))
+	opts = append(opts, limitOpts(s)...)
+	opts = append(opts, e.securityOpts(s, imgUser, who)...)
+	return opts, copts, nil
+}
+
+// rootOpts are the task's root and process: its image's (got if need be), running Cmd through
+// sh -c or Args after the image's entrypoint; or, without an image, the curated view of the
+// host. With them come the image's user ("" without an image) and the container's options.
+func (e *Executor) rootOpts(ctx context.Context, s Spec) ([]oci.SpecOpts, []ctrd.NewContainerOpts, string, error) {
 	var opts []oci.SpecOpts
 	var copts []ctrd.NewContainerOpts
 	var imgUser string
 	if s.Image != "" {
 		img, err := e.EnsureImage(ctx, s.Image, s.ForcePull)
 		if err != nil {
-			return nil, err
+			return nil, nil, "", err
 		}
 		if imgUser, err = imageUser(ctx, img); err != nil {
-			return nil, err
+			return nil, nil, "", err
 		}
 		opts = append(opts, oci.WithImageConfig(img))
 		switch {
@@ -164,18 +245,31 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 			oci.WithMounts([]specs.Mount{{Destination: "/tmp", Source: "tmpfs", Type: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}}}),
 		)
 	}
+	return opts, copts, imgUser, nil
+}
+
+// processOpts put the task on its network (the host's, or the namespace NetNS names) with the
+// host's hosts and resolv.conf files, and give it its environment, and its sandbox, writable,
+// as its working directory.
+func (e *Executor) processOpts(s Spec, sandbox string) []oci.SpecOpts {
 	network := oci.WithHostNamespace(specs.NetworkNamespace)
 	if e.cfg.NetNS != "" {
 		network = oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: e.cfg.NetNS})
 	}
-	opts = append(opts,
+	return []oci.SpecOpts{
 		network,
 		oci.WithHostHostsFile,
 		oci.WithHostResolvconf,
 		oci.WithEnv(s.env(sandbox)),
 		oci.WithMounts([]specs.Mount{{Destination: sandbox, Source: sandbox, Type: "bind", Options: []string{"rbind", "rw", "nosuid", "nodev"}}}),
 		oci.WithProcessCwd(sandbox),
-	)
+	}
+}
+
+// volumeOpts bind-mount the task's volumes, each host path checked; a relative container path
+// is made in the sandbox.
+func volumeOpts(s Spec, sandbox string) ([]oci.SpecOpts, error) {
+	var opts []oci.SpecOpts
 	for _, v := range s.Volumes {
 		if !filepath.IsAbs(v.HostPath) {
 			return nil, fmt.Errorf("%w: %s: volume host path %q is not absolute", ErrBadSpec, s.TaskID, v.HostPath)
@@ -196,7 +290,13 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		}
 		opts = append(opts, oci.WithMounts([]specs.Mount{{Destination: dest, Source: v.HostPath, Type: "bind", Options: []string{"rbind", mode, "nosuid", "nodev"}}}))
 	}
-	opts = append(opts, oci.WithMounts(e.secretMounts(s, sandbox)))
+	return opts, nil
+}
+
+// limitOpts are the task's cgroup limits: cpu shares (1024 per cpu) and a CFS quota from its
+// cpus, a hard memory limit from its mem.
+func limitOpts(s Spec) []oci.SpecOpts {
+	var opts []oci.SpecOpts
 	if s.CPUs > 0 {
 		shares := uint64(s.CPUs * 1024)
 		period := uint64(100000)
@@ -206,16 +306,27 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	if s.MemMiB > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(s.MemMiB*1024*1024)))
 	}
-	// Who the process is, then what it may do: capabilities (none but root's defaults, all
-	// when privileged), never new privileges (setuid binaries, file capabilities), and
-	// containerd's default seccomp profile, which follows the capabilities.
-	var who identity
-	opts = append(opts, e.withUser(s, imgUser, &who), oci.WithNoNewPrivileges)
+	return opts
+}
+
+// securityOpts say who the process is (withUser, which sets *who), then what it may do:
+// capabilities (none but root's defaults, all when privileged), never new privileges (setuid
+// binaries, file capabilities), and containerd's default seccomp profile, which follows the
+// capabilities.
+func (e *Executor) securityOpts(s Spec, imgUser string, who *identity) []oci.SpecOpts {
+	opts := []oci.SpecOpts{e.withUser(s, imgUser, who), oci.WithNoNewPrivileges}
 	if s.Privileged {
 		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
 	} else {
 		opts = append(opts, seccomp.WithDefaultProfile())
 	}
+	return opts
+}
+
+// createContainer creates the task's container from its spec, labelled with the task's and the
+// agent's ids and the task's own labels (agora.label.*). A spec that cannot be made (a user not
+// found, root refused) and a container of the same id are the task's errors (ErrBadSpec).
+func (e *Executor) createContainer(ctx context.Context, s Spec, opts []oci.SpecOpts, copts []ctrd.NewContainerOpts) (ctrd.Container, error) {
 	labels := map[string]string{"agora.task": s.TaskID, "agora.agent": s.AgentID}
 	for k, v := range s.Labels {
 		labels["agora.label."+k] = v
@@ -231,36 +342,33 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		}
 		return nil, fmt.Errorf("containerd: create %s: %w", s.TaskID, err)
 	}
-	fail := func(err error) (*Handle, error) {
-		ctr.Delete(context.WithoutCancel(ctx), ctrd.WithSnapshotCleanup)
-		return nil, err
-	}
-	// The sandbox is the task's own, and so is what was put there before (the artifacts the
-	// agent fetched): its user may write there, nobody else may look in.
+	return ctr, nil
+}
+
+// ownSandbox gives the sandbox to the task's user, and so what was put there before (the
+// artifacts the agent fetched): its user may write there, nobody else may look in.
+func ownSandbox(sandbox string, who identity) error {
 	if err := chownTree(sandbox, who); err != nil {
-		return fail(fmt.Errorf("containerd: sandbox owner: %w", err))
+		return fmt.Errorf("containerd: sandbox owner: %w", err)
 	}
 	if err := os.Chmod(sandbox, 0o750); err != nil {
-		return fail(fmt.Errorf("containerd: sandbox mode: %w", err))
+		return fmt.Errorf("containerd: sandbox mode: %w", err)
 	}
-	if len(s.SecretFiles) > 0 {
-		if err := e.writeSecrets(s.TaskID, s.SecretFiles, who); err != nil {
-			return fail(err)
-		}
-		// Whatever happens from here, the host keeps no copy of them.
-		defer func() {
-			if err := e.dropSecrets(s.TaskID); err != nil {
-				e.logger.Error("remove a task's secret files", "task", s.TaskID, "err", err)
-			}
-		}()
-	}
+	return nil
+}
+
+// start creates the container's process, its stdout and stderr going to the task's logger
+// (LogBinary) and watched for OOM kills from before it starts, removes the host's copies of
+// its secret files, then starts it and tracks it. When it fails, what it made is gone, but for
+// the container, which is the caller's.
+func (e *Executor) start(ctx context.Context, s Spec, ctr ctrd.Container, logDir string) (*Handle, error) {
 	// Watch for the kernel's OOM kills of this container from before it starts.
 	oom := e.watchOOM(ctx, s.TaskID)
 	logOpts := logs.Options{Dir: logDir, MaxBytes: e.cfg.LogMaxBytes, Keep: e.cfg.LogKeep}
 	task, err := ctr.NewTask(ctx, cio.BinaryIO(e.cfg.LogBinary, map[string]string{LoggerCommand: logOpts.Encode()}))
 	if err != nil {
 		oom.cancel()
-		return fail(startError(s.TaskID, err))
+		return nil, startError(s.TaskID, err)
 	}
 	if len(s.SecretFiles) > 0 {
 		// The container holds its own mounts of the secret files now: the host's go before
@@ -268,19 +376,19 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 		if err := e.dropSecrets(s.TaskID); err != nil {
 			oom.cancel()
 			task.Delete(context.WithoutCancel(ctx), ctrd.WithProcessKill)
-			return fail(err)
+			return nil, err
 		}
 	}
 	exitCh, err := task.Wait(ctx)
 	if err != nil {
 		oom.cancel()
 		task.Delete(context.WithoutCancel(ctx), ctrd.WithProcessKill)
-		return fail(fmt.Errorf("containerd: wait %s: %w", s.TaskID, err))
+		return nil, fmt.Errorf("containerd: wait %s: %w", s.TaskID, err)
 	}
 	if err := task.Start(ctx); err != nil {
 		oom.cancel()
 		task.Delete(context.WithoutCancel(ctx), ctrd.WithProcessKill)
-		return fail(startError(s.TaskID, err))
+		return nil, startError(s.TaskID, err)
 	}
 	return e.track(ctx, s.TaskID, task, exitCh, oom), nil
 }
