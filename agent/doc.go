@@ -51,7 +51,15 @@
 //     Config.Drain asks it to kill them and see their last updates acknowledged first.
 //
 // Parts: agent/containerd (the executor), agent/checkpoint (bbolt), agent/statusupdate (in-order
-// delivery), agent/logs (stdout and stderr, rotated, followable); health checks are
-// pkg/health's. The task life cycle is drawn in tasks.go; the API's routes are in http.go, and
-// the Prometheus metrics it serves at GET /metrics in metrics.go.
+// delivery), agent/logs (stdout and stderr, rotated, followable), agent/fetcher (artifacts);
+// health checks are pkg/health's.
+//
+// Files: agent.go makes the Agent (New, in steps) and runs it (Run); config.go holds its Config
+// and what New checks of it (AccessLine, the attributes, host volumes, resources); register.go
+// its registrations and the delivery of status updates; runtime.go the container runtime's
+// availability (step 5). The tasks are a taskSet, declared in tasks.go, where their life cycle
+// is drawn and kills are asked: launch.go launches (step 3), exit.go reports ends,
+// healthchecks.go runs health checks, recover.go re-attaches at start (step 2), and tasklist.go
+// keeps the list of ended tasks (step 4) and the views of them. The API's routes are in
+// http.go, and the Prometheus metrics it serves at GET /metrics in metrics.go.
 package agent

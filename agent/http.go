@@ -7,9 +7,12 @@ import (
 	"sort"
 	"time"
 
+	"context"
+
 	"github.com/agora-sched/agora/agent/containerd"
 	"github.com/agora-sched/agora/agent/logs"
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/version"
 )
@@ -218,4 +221,46 @@ func (a *Agent) handleTotals(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, map[string]any{
 		"resources": total, "allocated": allocated, "tasks_running": len(stats), "usage": used,
 	})
+}
+
+// serve answers the agent's API (see routes) until ctx ends.
+func (a *Agent) serve(ctx context.Context) {
+	srv := &http.Server{Handler: a.metrics.http.Wrap(httpjson.LimitBody(a.guard().Middleware(a.meant(a.routes())))), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		a.logger.Error("agent API", "err", err)
+	}
+}
+
+// meant answers 421 to a call that names another agent id than this agent's (api.HeaderAgentID):
+// the caller means an agent that this one replaced at its address.
+func (a *Agent) meant(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if want := r.Header.Get(api.HeaderAgentID); want != "" && want != a.ID() {
+			self := "agent " + a.ID()
+			if a.ID() == "" {
+				self = "an agent that has not registered yet"
+			}
+			httpjson.Error(w, http.StatusMisdirectedRequest, fmt.Sprintf("%s is %s, not agent %s: that agent is gone from this address (its data dir was lost?)", a.cfg.HTTPAddr, self, want))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// guard lets callers of the agent's API in: only masters (the cluster secret) may launch,
+// kill, acknowledge and read tasks; liveness and metrics are open.
+func (a *Agent) guard() *auth.Guard {
+	return &auth.Guard{ClusterSecret: a.cfg.ClusterSecret, Need: func(r *http.Request) auth.Role {
+		switch r.URL.Path {
+		case "/ping", "/health", "/metrics":
+			return auth.Open
+		}
+		return auth.Cluster
+	}}
 }

@@ -66,6 +66,9 @@ func (fm *fakeMaster) terminalUpdates(taskID string) []task.State {
 // real exit status, a kill asked for meanwhile is carried out, COMMAND health checks (which
 // need containerd) did not count the outage against the task, its output kept flowing, and the
 // agent takes launches again.
+//
+// It is over 100 lines as one story told in order — before, during and after the outage — whose
+// steps check what the earlier ones saw (the pids, when containerd died).
 func TestContainerdKilledAndRestarted(t *testing.T) {
 	d := containerdtest.StartDaemon(t)
 	e := newEnvOn(t, d.Client(t))
