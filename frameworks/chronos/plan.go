@@ -57,7 +57,9 @@ func (s *Service) stepLocked(st *leaderState, w *work, now time.Time) (wakeAt ti
 			since := r.CreatedAt
 			if r.NextAttemptAt != nil {
 				since = *r.NextAttemptAt
-				earliest(since)
+				if since.After(now) {
+					earliest(since) // its backoff ends: offers are wanted again
+				}
 			}
 			if now.Sub(since) > time.Duration(rs.MaxLaunchDelay)*time.Second {
 				why := fmt.Sprintf("no offer had cpus %g, mem %g, disk %g and the placement it needs", rs.CPUs, rs.Mem, rs.Disk)
