@@ -438,12 +438,17 @@ func (s *scriptSession) Call(c api.Call) error {
 	return nil
 }
 
+// Accept records the launches, by task id: runs created at one instant wait in the order of
+// their random ids, and so launch in it.
 func (s *scriptSession) Accept(offerIDs []string, ops []api.Operation, _ *api.Filters) error {
+	var launches []string
 	for _, op := range ops {
 		for _, ti := range op.Launch.TaskInfos {
-			s.calls = append(s.calls, fmt.Sprintf("launch %s (%s)", ti.TaskID, strings.Join(offerIDs, " ")))
+			launches = append(launches, fmt.Sprintf("launch %s (%s)", ti.TaskID, strings.Join(offerIDs, " ")))
 		}
 	}
+	sort.Strings(launches)
+	s.calls = append(s.calls, launches...)
 	return nil
 }
 
