@@ -75,6 +75,7 @@
 // memory and the changes to its jobs (putJobLocked, removeJobLocked); plan.go the planning —
 // what is due, missed, replaced, failed past a deadline — and the runs' lives from status
 // updates; offers.go the launches into offers; http.go the /v1 API's handlers, which parse,
-// check, call those and answer (views.go, metronome.go and chronosapi.go write the shapes).
+// check, call those and answer, as chronoshttp.go's do for Chronos's API (views.go, metronome.go
+// and chronosapi.go write the shapes).
 // The planning is played step by step in testdata/cron/*.txt (TestCronScripts).
 package chronos
