@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"net/http"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/agora-sched/agora/frameworks"
-	"github.com/agora-sched/agora/pkg/httpjson"
 )
 
 // The Chronos codec: Chronos 3's job JSON, read and written here and nowhere else. Chronos reads
@@ -208,45 +205,75 @@ const (
 // chronosTimeLayout is how Chronos writes lastSuccess and lastError.
 const chronosTimeLayout = "2006-01-02T15:04:05.000Z"
 
-func (s *Service) chronosRoutes(h func(string, http.HandlerFunc)) {
-	for _, p := range []string{"/scheduler", "/v1/scheduler"} { // Chronos 2's paths and Chronos 3's
-		h("GET "+p+"/jobs", s.chronosList)
-		h("GET "+p+"/jobs/search", s.chronosSearch)
-		h("POST "+p+"/iso8601", s.chronosPut(false))
-		h("PUT "+p+"/iso8601", s.chronosPut(false))
-		h("POST "+p+"/dependency", s.chronosPut(true))
-		h("PUT "+p+"/dependency", s.chronosPut(true))
-		h("PUT "+p+"/job/{name}", s.chronosRun)
-		h("DELETE "+p+"/job/{name}", s.chronosDelete)
-		h("DELETE "+p+"/task/kill/{name}", s.chronosKill)
-		h("GET "+p+"/graph/dot", func(w http.ResponseWriter, r *http.Request) {
-			s.read(w, func(st *leaderState) error {
-				writeDOT(w, st.graph())
-				return nil
-			})
-		})
-	}
-}
-
 // toJob maps a Chronos job onto a job spec; the errors name Chronos's fields.
 func (c ChronosJob) toJob(dependency bool) (*Job, error) {
 	if c.Name == "" {
 		return nil, &FieldError{Field: "name", Msg: "is required"}
 	}
+	cs := c.settings()
+	if err := c.checkExecutor(); err != nil {
+		return nil, err
+	}
+	j, err := c.baseJob(cs)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Container.toRun(&j.Run, cs); err != nil {
+		return nil, err
+	}
+	if err := c.fetchTo(j, cs); err != nil {
+		return nil, err
+	}
+	if err := c.envTo(j); err != nil {
+		return nil, err
+	}
+	if err := c.constraintsTo(j); err != nil {
+		return nil, err
+	}
+	if err := c.retriesTo(j); err != nil {
+		return nil, err
+	}
+	if dependency {
+		err = c.parentsTo(j, cs)
+	} else {
+		err = c.scheduleTo(j)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := j.Normalize(); err != nil {
+		return nil, chronosField(err)
+	}
+	return j, nil
+}
+
+// settings are what of the Chronos job Metronome's spec has no place for.
+func (c ChronosJob) settings() *ChronosSettings {
 	cs := &ChronosSettings{Shell: c.Shell == nil || bool(*c.Shell), Epsilon: c.Epsilon, Async: bool(c.Async), SoftError: bool(c.SoftError),
 		DataProcessingJobType: bool(c.DataProcessingJobType), HighPriority: bool(c.HighPriority), Concurrent: bool(c.Concurrent)}
 	if c.DataJob != nil {
 		cs.DataProcessingJobType = bool(*c.DataJob)
 	}
+	return cs
+}
+
+// checkExecutor refuses the fields that configure a Mesos executor: Agora has none.
+func (c ChronosJob) checkExecutor() error {
 	for _, f := range []struct{ name, v, why string }{
 		{"executor", c.Executor, "Agora's agents run every task themselves; there is no Mesos executor to name"},
 		{"executorFlags", c.ExecutorFlags, "Agora's agents run every task themselves; there is no Mesos executor to pass flags to"},
 		{"taskInfoData", c.TaskInfoData, "Agora's agents run every task themselves; there is no Mesos executor to read it"},
 	} {
 		if strings.TrimSpace(f.v) != "" {
-			return nil, &FieldError{Field: f.name, Msg: fmt.Sprintf("%q is not supported: %s (leave it empty)", f.v, f.why)}
+			return &FieldError{Field: f.name, Msg: fmt.Sprintf("%q is not supported: %s (leave it empty)", f.v, f.why)}
 		}
 	}
+	return nil
+}
+
+// baseJob is the job's id, description and labels (owner, ownerName), and its run's command,
+// resources (Chronos's defaults) and deadline.
+func (c ChronosJob) baseJob(cs *ChronosSettings) (*Job, error) {
 	j := &Job{ID: c.Name, Description: c.Description, Chronos: cs,
 		Run: RunSpec{Cmd: c.Command, CPUs: float64(c.CPUs), Mem: float64(c.Mem), Disk: float64(c.Disk), User: c.RunAsUser}}
 	if j.Run.CPUs == 0 {
@@ -279,13 +306,16 @@ func (c ChronosJob) toJob(dependency bool) (*Job, error) {
 			j.Labels["ownerName"] = c.OwnerName
 		}
 	}
-	if err := c.Container.toRun(&j.Run, cs); err != nil {
-		return nil, err
-	}
+	return j, nil
+}
+
+// fetchTo makes the job's fetch and uris its run's artifacts (keeping fetch's output files
+// in cs).
+func (c ChronosJob) fetchTo(j *Job, cs *ChronosSettings) error {
 	for i, f := range c.Fetch {
 		a := Artifact{URI: f.URI, Executable: bool(f.Executable), Cache: bool(f.Cache), Extract: new(f.Extract == nil || bool(*f.Extract))}
 		if f.URI == "" {
-			return nil, &FieldError{Field: fmt.Sprintf("fetch[%d].uri", i), Msg: "is required"}
+			return &FieldError{Field: fmt.Sprintf("fetch[%d].uri", i), Msg: "is required"}
 		}
 		j.Run.Artifacts = append(j.Run.Artifacts, a)
 		cs.FetchOutputFiles = append(cs.FetchOutputFiles, f.OutputFile)
@@ -295,30 +325,40 @@ func (c ChronosJob) toJob(dependency bool) (*Job, error) {
 	}
 	for i, u := range c.URIs {
 		if u == "" {
-			return nil, &FieldError{Field: fmt.Sprintf("uris[%d]", i), Msg: "is empty"}
+			return &FieldError{Field: fmt.Sprintf("uris[%d]", i), Msg: "is empty"}
 		}
 		j.Run.Artifacts = append(j.Run.Artifacts, Artifact{URI: u, Extract: new(true)})
 	}
 	cs.URIs = c.URIs
+	return nil
+}
+
+// envTo makes the job's environmentVariables its run's env.
+func (c ChronosJob) envTo(j *Job) error {
 	for i, e := range c.EnvironmentVariables {
 		if j.Run.Env == nil {
 			j.Run.Env = map[string]frameworks.EnvValue{}
 		}
 		if _, twice := j.Run.Env[e.Name]; twice {
-			return nil, &FieldError{Field: fmt.Sprintf("environmentVariables[%d].name", i), Msg: fmt.Sprintf("%q is given twice", e.Name)}
+			return &FieldError{Field: fmt.Sprintf("environmentVariables[%d].name", i), Msg: fmt.Sprintf("%q is given twice", e.Name)}
 		}
 		j.Run.Env[e.Name] = frameworks.EnvValue{Value: e.Value}
 	}
+	return nil
+}
+
+// constraintsTo makes the job's constraints ([attribute, operator, value]) its run's placement.
+func (c ChronosJob) constraintsTo(j *Job) error {
 	for i, con := range c.Constraints {
 		if len(con) < 2 || len(con) > 3 {
-			return nil, &FieldError{Field: fmt.Sprintf("constraints[%d]", i), Msg: "want [attribute, operator, value]"}
+			return &FieldError{Field: fmt.Sprintf("constraints[%d]", i), Msg: "want [attribute, operator, value]"}
 		}
 		pc := PlacementConstraint{Attribute: con[0], Operator: con[1]}
 		if pc.Operator == "EQUALS" {
 			pc.Operator = "EQ"
 		}
 		if pc.Operator != "EQ" && pc.Operator != "LIKE" && pc.Operator != "UNLIKE" {
-			return nil, &FieldError{Field: fmt.Sprintf("constraints[%d]", i), Msg: fmt.Sprintf("operator %q: expected EQUALS, LIKE or UNLIKE", con[1])}
+			return &FieldError{Field: fmt.Sprintf("constraints[%d]", i), Msg: fmt.Sprintf("operator %q: expected EQUALS, LIKE or UNLIKE", con[1])}
 		}
 		if len(con) > 2 {
 			pc.Value = con[2]
@@ -328,50 +368,60 @@ func (c ChronosJob) toJob(dependency bool) (*Job, error) {
 		}
 		j.Run.Placement.Constraints = append(j.Run.Placement.Constraints, pc)
 	}
+	return nil
+}
+
+// retriesTo makes the job's retries (Chronos's default 2) its run's ON_FAILURE backoff limit.
+func (c ChronosJob) retriesTo(j *Job) error {
 	retries := chronosRetries
 	if c.Retries != nil {
 		retries = int(*c.Retries)
 		if float64(retries) != float64(*c.Retries) || retries < 0 {
-			return nil, &FieldError{Field: "retries", Msg: "must be a whole number of at least 0"}
+			return &FieldError{Field: "retries", Msg: "must be a whole number of at least 0"}
 		}
 	}
 	if retries > 0 {
 		j.Run.Restart.Policy, j.Run.Restart.BackoffLimit = RestartOnFailure, &retries
 	}
-	if dependency {
-		if len(c.Parents) == 0 {
-			return nil, &FieldError{Field: "parents", Msg: "a dependent job names at least one parent"}
-		}
-		if c.Schedule != "" {
-			return nil, &FieldError{Field: "schedule", Msg: "a dependent job runs when its parents succeed; it has no schedule"}
-		}
-		j.Dependencies = c.Parents
-		cs.Disabled = bool(c.Disabled)
-	} else {
-		if c.Schedule == "" {
-			return nil, &FieldError{Field: "schedule", Msg: "is required (ISO 8601 R[n]/start/period, like R/2026-01-01T02:00:00Z/P1D)"}
-		}
-		if len(c.Parents) > 0 {
-			return nil, &FieldError{Field: "parents", Msg: "a scheduled job has no parents (POST /scheduler/dependency adds a dependent job)"}
-		}
-		sc := Schedule{ID: "default", Cron: c.Schedule, Timezone: c.ScheduleTimeZone, ConcurrencyPolicy: ConcurrencyForbid}
-		if c.Concurrent {
-			sc.ConcurrencyPolicy = ConcurrencyAllow
-		}
-		if c.Epsilon != "" {
-			secs, err := isoSeconds(c.Epsilon)
-			if err != nil {
-				return nil, &FieldError{Field: "epsilon", Msg: err.Error()}
-			}
-			sc.StartingDeadlineSeconds = secs
-		}
-		sc.Enabled = new(!bool(c.Disabled))
-		j.Schedules = []Schedule{sc}
+	return nil
+}
+
+// parentsTo makes a dependent job's parents its dependencies; it has no schedule.
+func (c ChronosJob) parentsTo(j *Job, cs *ChronosSettings) error {
+	if len(c.Parents) == 0 {
+		return &FieldError{Field: "parents", Msg: "a dependent job names at least one parent"}
 	}
-	if err := j.Normalize(); err != nil {
-		return nil, chronosField(err)
+	if c.Schedule != "" {
+		return &FieldError{Field: "schedule", Msg: "a dependent job runs when its parents succeed; it has no schedule"}
 	}
-	return j, nil
+	j.Dependencies = c.Parents
+	cs.Disabled = bool(c.Disabled)
+	return nil
+}
+
+// scheduleTo makes a scheduled job's schedule (an ISO 8601 repeating interval) its one
+// schedule, "default": FORBID unless concurrent, epsilon its starting deadline.
+func (c ChronosJob) scheduleTo(j *Job) error {
+	if c.Schedule == "" {
+		return &FieldError{Field: "schedule", Msg: "is required (ISO 8601 R[n]/start/period, like R/2026-01-01T02:00:00Z/P1D)"}
+	}
+	if len(c.Parents) > 0 {
+		return &FieldError{Field: "parents", Msg: "a scheduled job has no parents (POST /scheduler/dependency adds a dependent job)"}
+	}
+	sc := Schedule{ID: "default", Cron: c.Schedule, Timezone: c.ScheduleTimeZone, ConcurrencyPolicy: ConcurrencyForbid}
+	if c.Concurrent {
+		sc.ConcurrencyPolicy = ConcurrencyAllow
+	}
+	if c.Epsilon != "" {
+		secs, err := isoSeconds(c.Epsilon)
+		if err != nil {
+			return &FieldError{Field: "epsilon", Msg: err.Error()}
+		}
+		sc.StartingDeadlineSeconds = secs
+	}
+	sc.Enabled = new(!bool(c.Disabled))
+	j.Schedules = []Schedule{sc}
+	return nil
 }
 
 // toRun maps a Chronos container onto the run: its image, volumes of the host, docker parameters.
@@ -547,134 +597,4 @@ func (h *History) errorsSinceLastSuccess() int {
 		}
 	}
 	return n
-}
-
-func (s *Service) chronosList(w http.ResponseWriter, r *http.Request) {
-	s.chronosJobs(w, func(ChronosJob) bool { return true })
-}
-
-// chronosSearch lists the jobs whose name, command, or either (any) contains the term, in any
-// case (GET /scheduler/jobs/search?name=&command=&any=).
-func (s *Service) chronosSearch(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	has := func(field, term string) bool {
-		return term == "" || strings.Contains(strings.ToLower(field), strings.ToLower(term))
-	}
-	s.chronosJobs(w, func(c ChronosJob) bool {
-		return has(c.Name, q.Get("name")) && has(c.Command, q.Get("command")) && (q.Get("any") == "" || has(c.Name, q.Get("any")) || has(c.Command, q.Get("any")))
-	})
-}
-
-func (s *Service) chronosJobs(w http.ResponseWriter, keep func(ChronosJob) bool) {
-	s.read(w, func(st *leaderState) error {
-		out := []ChronosJob{}
-		for _, id := range slices.Sorted(maps.Keys(st.jobs)) {
-			if c := st.jobs[id].chronos(); keep(c) {
-				out = append(out, c)
-			}
-		}
-		httpjson.Write(w, http.StatusOK, out)
-		return nil
-	})
-}
-
-// chronosKill stops every active run of a job (DELETE /scheduler/task/kill/{name}).
-func (s *Service) chronosKill(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	err := s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
-		js := st.jobs[name]
-		if js == nil {
-			return notFound("job", name)
-		}
-		for _, run := range js.activeRuns() {
-			if !run.Stopping {
-				s.stopLocked(st, js, run, "killed by request (Chronos's task/kill)", wk, now)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		apiError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// chronosPut creates or replaces a job from Chronos's JSON (204, as Chronos answers).
-func (s *Service) chronosPut(dependency bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var c ChronosJob
-		if err := httpjson.Decode(r, &c); err != nil {
-			apiError(w, err)
-			return
-		}
-		j, err := c.toJob(dependency)
-		if err != nil {
-			apiError(w, err)
-			return
-		}
-		err = s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
-			return chronosField(s.putJobLocked(st, j, false, wk, now))
-		})
-		if err != nil {
-			apiError(w, err)
-			return
-		}
-		s.poke()
-		w.WriteHeader(http.StatusNoContent)
-	}
-}
-
-// chronosRun starts a job now (PUT /scheduler/job/{name}). Chronos's ?arguments= appends to a
-// shell-false job's command for that run; Agora's runs all run their job as it is, so it is a
-// 400 there (with shell true Chronos ignores it, and so does Agora).
-func (s *Service) chronosRun(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Query().Get("arguments") != "" {
-		s.mu.Lock()
-		var execd bool // the job's command is exec'd (shell false), not run by a shell
-		if s.st != nil && s.st.jobs[r.PathValue("name")] != nil {
-			rs := s.st.jobs[r.PathValue("name")].job.Run
-			execd = rs.Cmd == "" && len(rs.Args) > 0
-		}
-		s.mu.Unlock()
-		if execd {
-			apiError(w, &frameworks.QueryError{Param: "arguments", Msg: "arguments for one run are not supported: change the job's arguments"})
-			return
-		}
-	}
-	err := s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
-		js := st.jobs[r.PathValue("name")]
-		if js == nil {
-			return notFound("job", r.PathValue("name"))
-		}
-		s.newRunLocked(st, js, TriggerManual, "", nil, wk, now)
-		return nil
-	})
-	if err != nil {
-		apiError(w, err)
-		return
-	}
-	s.poke()
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// chronosDelete deletes a job and stops its runs (DELETE /scheduler/job/{name}).
-func (s *Service) chronosDelete(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	err := s.change(r.Context(), func(st *leaderState, wk *work, now time.Time) error {
-		js := st.jobs[name]
-		if js == nil {
-			return notFound("job", name)
-		}
-		if deps := st.dependants(name); len(deps) > 0 {
-			return &GraphError{Field: "name", Msg: fmt.Sprintf("jobs depend on %q: %v", name, deps), Dependants: deps}
-		}
-		s.removeJobLocked(st, js, wk)
-		return nil
-	})
-	if err != nil {
-		apiError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }

@@ -69,4 +69,13 @@
 // that day is skipped, one that happens twice is due at both instants. Schedules in UTC have
 // neither. A schedule's cron may also be an ISO 8601 repeating interval, R[n]/start/period, as
 // Chronos's are.
+//
+// Where things are: service.go is the framework's life on a leader (New, the driver's begin,
+// cycle and end, change and act: a change committed, then acted on); state.go the leader's
+// memory and the changes to its jobs (putJobLocked, removeJobLocked); plan.go the planning —
+// what is due, missed, replaced, failed past a deadline — and the runs' lives from status
+// updates; offers.go the launches into offers; http.go the /v1 API's handlers, which parse,
+// check, call those and answer, as chronoshttp.go's do for Chronos's API (views.go, metronome.go
+// and chronosapi.go write the shapes).
+// The planning is played step by step in testdata/cron/*.txt (TestCronScripts).
 package chronos

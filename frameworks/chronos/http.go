@@ -1,18 +1,15 @@
 package chronos
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/agora-sched/agora/frameworks"
-	"github.com/agora-sched/agora/pkg/hostaccess"
 	"github.com/agora-sched/agora/pkg/httpjson"
 )
 
@@ -154,98 +151,6 @@ func (s *Service) read(w http.ResponseWriter, fn func(st *leaderState) error) {
 	}
 }
 
-// RunView is a run as the API shows it: Metronome's run, and, while it waits to start, Agora's
-// word on why (WaitingReason: its retry's delay, the offers declined and why — Marathon's reason
-// names with Agora's words — no offer for a while, the agents that make no offers, and how its
-// last attempt ended, with the agent's message) and Marathon's processedOffersSummary of the
-// offers judged for it. Metronome has no shape for either.
-type RunView struct {
-	Run
-	WaitingReason          string                             `json:"waitingReason,omitempty"`
-	ProcessedOffersSummary *frameworks.ProcessedOffersSummary `json:"processedOffersSummary,omitempty"`
-}
-
-// runView is a run as the API shows it (silent: which agents make no offers).
-func (st *leaderState) runView(r *Run, now time.Time, silent string) RunView {
-	v := RunView{Run: r.clone(), WaitingReason: st.waitingReason(r, now, silent)}
-	if ws := st.waits[r]; ws != nil && r.Status == RunInitial {
-		sum := ws.Summary()
-		v.ProcessedOffersSummary = &sum
-	}
-	return v
-}
-
-func (st *leaderState) runViews(runs []*Run, now time.Time, silent string) []RunView {
-	out := make([]RunView, len(runs))
-	for i, r := range runs {
-		out[i] = st.runView(r, now, silent)
-	}
-	return out
-}
-
-// waitingReason says in a line why a run waits to start, "" when it does not or nothing holds
-// it yet.
-func (st *leaderState) waitingReason(r *Run, now time.Time, silent string) string {
-	if r.Status != RunInitial || r.Stopping {
-		return ""
-	}
-	var parts []string
-	ws := st.waits[r]
-	switch {
-	case st.clockPaused != "":
-		parts = append(parts, "no offer is used while the master's clock is not trusted: "+st.clockPaused)
-	case r.NextAttemptAt != nil && now.Before(*r.NextAttemptAt):
-		parts = append(parts, fmt.Sprintf("retry %d in %d s", r.Retries, int(math.Ceil(r.NextAttemptAt.Sub(now).Seconds()))))
-	case ws != nil && ws.Declined() != "":
-		parts = append(parts, ws.Declined())
-	case now.Sub(r.waitingSince()) >= frameworks.QuietAfter:
-		parts = append(parts, fmt.Sprintf("no offer in %s", now.Sub(r.waitingSince()).Round(time.Second)))
-	}
-	if t := r.task(); t != nil && t.Status.IsTerminal() {
-		line := "last attempt: " + string(t.Status)
-		if t.Host != "" {
-			line += " on " + t.Host
-		}
-		if t.Message != "" {
-			line += ": " + t.Message
-		}
-		parts = append(parts, line)
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	if silent != "" {
-		parts = append(parts, silent)
-	}
-	return strings.Join(parts, "; ")
-}
-
-// jobView is a job as the API shows it, with what ?embed= asks for.
-type jobView struct {
-	Job
-	Schedules      []scheduleView  `json:"schedules"`
-	ActiveRuns     []RunView       `json:"activeRuns,omitempty"`
-	History        *History        `json:"history,omitempty"`
-	HistorySummary *HistorySummary `json:"historySummary,omitempty"`
-	// SchedulingPaused says why no schedule fires now (the leader's clock is not trusted).
-	SchedulingPaused string `json:"schedulingPaused,omitempty"`
-}
-
-// scheduleView is a schedule with when it is next due.
-type scheduleView struct {
-	Schedule
-	NextRunAt *time.Time `json:"nextRunAt,omitempty"`
-}
-
-// HistorySummary is Metronome's historySummary embed.
-type HistorySummary struct {
-	SuccessCount  int        `json:"successCount"`
-	FailureCount  int        `json:"failureCount"`
-	LastSuccessAt *time.Time `json:"lastSuccessAt"`
-	LastFailureAt *time.Time `json:"lastFailureAt"`
-	MissedCount   int        `json:"missedCount"`
-}
-
 // embeds reads ?embed=a,b&embed=c (checkQuery let only known ones through).
 func embeds(r *http.Request) map[string]bool {
 	out := map[string]bool{}
@@ -253,46 +158,6 @@ func embeds(r *http.Request) map[string]bool {
 		for _, e := range strings.Split(v, ",") {
 			out[strings.TrimSpace(e)] = true
 		}
-	}
-	return out
-}
-
-// view is the job as the API shows it; a view that embeds activeRuns needs st, now and silent
-// (which agents make no offers) to say why runs wait.
-func (js *jobState) view(embed map[string]bool, st *leaderState, now time.Time, silent string) jobView {
-	v := jobView{Job: *js.job, Schedules: js.scheduleViews()}
-	if embed["activeRuns"] {
-		v.ActiveRuns = st.runViews(js.activeRuns(), now, silent)
-	}
-	h := *js.hist
-	if embed["history"] {
-		h.SuccessfulFinishedRuns = nonNil(h.SuccessfulFinishedRuns)
-		h.FailedFinishedRuns = nonNil(h.FailedFinishedRuns)
-		h.MissedRuns = nonNil(h.MissedRuns)
-		v.History = &h
-	}
-	if embed["historySummary"] {
-		v.HistorySummary = &HistorySummary{SuccessCount: h.SuccessCount, FailureCount: h.FailureCount,
-			LastSuccessAt: h.LastSuccessAt, LastFailureAt: h.LastFailureAt, MissedCount: h.MissedCount}
-	}
-	return v
-}
-
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
-
-func (js *jobState) scheduleViews() []scheduleView {
-	out := []scheduleView{}
-	for _, sc := range js.job.Schedules {
-		v := scheduleView{Schedule: sc}
-		if n := js.next[sc.ID]; !n.IsZero() {
-			v.NextRunAt = &n
-		}
-		out = append(out, v)
 	}
 	return out
 }
@@ -478,66 +343,6 @@ func decodeJobFor(r *http.Request, id string, cs *ChronosSettings) (*Job, error)
 	return &j, nil
 }
 
-// putJobLocked checks a job against the others and stores it (create: it must be new). A
-// schedule keeps its cursor when its timing did not change; a new or changed one starts from
-// now (it does not catch up on times before it existed).
-func (s *Service) putJobLocked(st *leaderState, j *Job, create bool, wk *work, now time.Time) error {
-	old := st.jobs[j.ID]
-	if create && old != nil {
-		return &FieldError{Field: "id", Msg: fmt.Sprintf("job %q already exists (PUT /v1/jobs/%s changes it)", j.ID, j.ID)}
-	}
-	if len(j.Schedules) > 0 && len(j.Dependencies) > 0 {
-		return &FieldError{Field: "dependencies", Msg: "a job with dependencies runs when its parents succeed; it has no schedules of its own"}
-	}
-	lookup := func(id string) *Job {
-		if id == j.ID {
-			return j
-		}
-		if js := st.jobs[id]; js != nil {
-			return js.job
-		}
-		return nil
-	}
-	if err := checkGraph(j, lookup); err != nil {
-		return err
-	}
-	if err := s.agentsCanRun(j); err != nil {
-		return err
-	}
-	js := newJobState(j, &History{})
-	if old != nil {
-		js.runs, js.hist = old.runs, old.hist
-		for id := range old.cursors {
-			if !slices.ContainsFunc(j.Schedules, func(sc Schedule) bool { return sc.ID == id }) {
-				wk.del(cursorKey(j.ID, id))
-			}
-		}
-	} else {
-		wk.put(historyKey(j.ID), js.hist)
-	}
-	for _, sc := range j.Schedules {
-		c, kept := now, false
-		if old != nil {
-			if op, ok := old.plans[sc.ID]; ok && sameTiming(op.Schedule, sc) {
-				c, kept = old.cursors[sc.ID], true
-			}
-		}
-		js.setCursor(sc.ID, c)
-		if !kept {
-			wk.put(cursorKey(j.ID, sc.ID), c)
-		}
-	}
-	st.jobs[j.ID] = js
-	st.jobsChanged()
-	wk.put(jobKey(j.ID), j)
-	return nil
-}
-
-// sameTiming says whether two versions of a schedule fire at the same times.
-func sameTiming(a, b Schedule) bool {
-	return a.Cron == b.Cron && a.Timezone == b.Timezone && *a.Enabled == *b.Enabled
-}
-
 func (s *Service) deleteJob(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	stop, _ := frameworks.BoolParam(r.URL.Query(), "stopCurrentJobRuns", true) // checked by checkQuery
@@ -563,25 +368,6 @@ func (s *Service) deleteJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJobView(w, http.StatusOK, out)
-}
-
-// removeJobLocked forgets a job: its runs' tasks are killed, its keys deleted.
-func (s *Service) removeJobLocked(st *leaderState, js *jobState, wk *work) {
-	for _, r := range js.runs {
-		if t := r.liveTask(); t != nil {
-			wk.kills = append(wk.kills, killOf(js, t))
-			delete(st.byTask, t.ID)
-		}
-		delete(st.active, r)
-	}
-	delete(st.jobs, js.job.ID)
-	st.jobsChanged()
-	id := js.job.ID
-	wk.del(jobKey(id))
-	wk.del(historyKey(id))
-	wk.b.DeletePrefix(cursorPrefix(id))
-	wk.b.DeletePrefix(runPrefix(id))
-	s.logger.Info("job deleted", "job", id)
 }
 
 // listRuns answers the job's active runs (as Metronome); ?include=finished adds the finished
@@ -786,28 +572,4 @@ func (s *Service) deleteSchedule(w http.ResponseWriter, r *http.Request) {
 		}
 		return slices.Delete(scheds, i, i+1), "", nil
 	})
-}
-
-// agentsCanRun refuses a job whose runs' needs no registered agent meets (root, host volumes):
-// accepted, its runs would wait until maxLaunchDelay and fail.
-func (s *Service) agentsCanRun(j *Job) error {
-	needs := j.Run.Needs()
-	if !hostaccess.IsRoot(needs.User) && len(needs.Volumes) == 0 {
-		return nil
-	}
-	agents, err := s.m.Agents(context.Background())
-	if err != nil {
-		return err
-	}
-	for _, u := range needs.Nowhere(agents) {
-		switch u.Part {
-		case hostaccess.PartUser:
-			return &FieldError{Field: "run.user", Msg: u.Why}
-		case hostaccess.PartVolume:
-			return &FieldError{Field: fmt.Sprintf("run.volumes[%d].hostPath", u.Index), Msg: u.Why}
-		default:
-			return &FieldError{Field: "run", Msg: u.Why}
-		}
-	}
-	return nil
 }

@@ -178,6 +178,23 @@ const maxIDLen = 128
 // Normalize checks a job spec on its own (not against other jobs: see checkGraph) and fills its
 // defaults. The error names the field at fault.
 func (j *Job) Normalize() error {
+	if err := j.checkID(); err != nil {
+		return err
+	}
+	if err := j.Run.normalize(j.Chronos != nil); err != nil {
+		return err
+	}
+	if err := j.normalizeSchedules(); err != nil {
+		return err
+	}
+	if err := j.checkDependencies(); err != nil {
+		return err
+	}
+	return j.normalizeHistoryLimits()
+}
+
+// checkID checks the job's id: Metronome's shape, or any Chronos name for a job of Chronos's API.
+func (j *Job) checkID() error {
 	if j.ID == "" {
 		return &FieldError{Field: "id", Msg: "is required"}
 	}
@@ -190,11 +207,16 @@ func (j *Job) Normalize() error {
 	if j.Chronos == nil && !idPattern.MatchString(j.ID) {
 		return &FieldError{Field: "id", Msg: fmt.Sprintf("%q: want lowercase letters, digits and '-', in names separated by '.' (at most %d characters)", j.ID, maxIDLen)}
 	}
-	r := &j.Run
+	return nil
+}
+
+// normalize checks the run spec and fills its defaults; chronos says the job is Chronos's,
+// whose args alone may be the run (shell false).
+func (r *RunSpec) normalize(chronos bool) error {
 	if err := r.normalizeMetronome(); err != nil {
 		return err
 	}
-	if r.Cmd == "" && (r.Docker == nil || r.Docker.Image == "") && (j.Chronos == nil || len(r.Args) == 0) {
+	if r.Cmd == "" && (r.Docker == nil || r.Docker.Image == "") && (!chronos || len(r.Args) == 0) {
 		return &FieldError{Field: "run.cmd", Msg: "a run needs a cmd, a docker.image, or both"}
 	}
 	if r.Docker != nil && r.Docker.Image == "" {
@@ -203,6 +225,39 @@ func (j *Job) Normalize() error {
 	if len(r.Args) > 0 && r.Cmd != "" {
 		return &FieldError{Field: "run.args", Msg: "give either cmd (run by a shell) or args (the image's entrypoint arguments), not both"}
 	}
+	if err := r.normalizeResources(); err != nil {
+		return err
+	}
+	if err := r.checkEnv(); err != nil {
+		return err
+	}
+	if err := r.checkVolumes(); err != nil {
+		return err
+	}
+	if err := r.normalizeArtifacts(); err != nil {
+		return err
+	}
+	if r.MaxLaunchDelay < 0 {
+		return &FieldError{Field: "run.maxLaunchDelay", Msg: "must not be negative"}
+	}
+	if r.MaxLaunchDelay == 0 {
+		r.MaxLaunchDelay = defaultMaxLaunchDelay
+	}
+	if err := r.Restart.normalize(); err != nil {
+		return err
+	}
+	if r.Placement != nil {
+		for i, c := range r.Placement.Constraints {
+			if _, err := c.compile(); err != nil {
+				return &FieldError{Field: fmt.Sprintf("run.placement.constraints[%d]", i), Msg: err.Error()}
+			}
+		}
+	}
+	return nil
+}
+
+// normalizeResources fills Metronome's defaults when no resource is given and checks each.
+func (r *RunSpec) normalizeResources() error {
 	if r.CPUs == 0 && r.Mem == 0 && r.Disk == 0 {
 		r.CPUs, r.Mem = 1, 128 // Metronome's defaults
 	}
@@ -220,6 +275,12 @@ func (j *Job) Normalize() error {
 	if r.Mem < resources.MinTaskMem {
 		return &FieldError{Field: "run.mem", Msg: fmt.Sprintf("got %v, expected at least %v (MiB): runc's own start-up runs inside the container's memory limit and needs about 3 MiB", r.Mem, resources.MinTaskMem)}
 	}
+	return nil
+}
+
+// checkEnv checks the environment's names and that each secret it references is defined, with
+// a source.
+func (r *RunSpec) checkEnv() error {
 	for k := range r.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return &FieldError{Field: "run.env", Msg: fmt.Sprintf("%q is not a variable name", k)}
@@ -233,6 +294,12 @@ func (j *Job) Normalize() error {
 			return &FieldError{Field: "run.secrets." + ref + ".source", Msg: "must name a secret in the secret store"}
 		}
 	}
+	return nil
+}
+
+// checkVolumes checks each volume: a host path (absolute, or a host volume's name) with its
+// mode, or a secret as a file.
+func (r *RunSpec) checkVolumes() error {
 	for i, v := range r.Volumes {
 		path := fmt.Sprintf("run.volumes[%d]", i)
 		switch {
@@ -251,6 +318,11 @@ func (j *Job) Normalize() error {
 			return &FieldError{Field: path + ".mode", Msg: fmt.Sprintf("got %q, expected RO or RW", v.Mode)}
 		}
 	}
+	return nil
+}
+
+// normalizeArtifacts checks each artifact's uri and fills extract (true unless given).
+func (r *RunSpec) normalizeArtifacts() error {
 	for i := range r.Artifacts {
 		a := &r.Artifacts[i]
 		if strings.TrimSpace(a.URI) == "" {
@@ -264,41 +336,38 @@ func (j *Job) Normalize() error {
 		fe := err.(*api.FieldError)
 		return &FieldError{Field: fe.Field, Msg: fe.Msg}
 	}
-	if r.MaxLaunchDelay < 0 {
-		return &FieldError{Field: "run.maxLaunchDelay", Msg: "must not be negative"}
-	}
-	if r.MaxLaunchDelay == 0 {
-		r.MaxLaunchDelay = defaultMaxLaunchDelay
-	}
-	switch r.Restart.Policy {
+	return nil
+}
+
+// normalize checks the restart policy and fills its defaults (NEVER; backoff 6 times from 10 s).
+func (rs *Restart) normalize() error {
+	switch rs.Policy {
 	case "":
-		r.Restart.Policy = RestartNever
+		rs.Policy = RestartNever
 	case RestartNever, RestartOnFailure:
 	default:
-		return &FieldError{Field: "run.restart.policy", Msg: fmt.Sprintf("got %q, expected NEVER or ON_FAILURE", r.Restart.Policy)}
+		return &FieldError{Field: "run.restart.policy", Msg: fmt.Sprintf("got %q, expected NEVER or ON_FAILURE", rs.Policy)}
 	}
-	if r.Restart.ActiveDeadlineSeconds < 0 {
+	if rs.ActiveDeadlineSeconds < 0 {
 		return &FieldError{Field: "run.restart.activeDeadlineSeconds", Msg: "must not be negative"}
 	}
-	if r.Restart.BackoffLimit == nil {
+	if rs.BackoffLimit == nil {
 		n := defaultBackoffLimit
-		r.Restart.BackoffLimit = &n
-	} else if *r.Restart.BackoffLimit < 0 {
+		rs.BackoffLimit = &n
+	} else if *rs.BackoffLimit < 0 {
 		return &FieldError{Field: "run.restart.backoffLimit", Msg: "must not be negative"}
 	}
-	if r.Restart.BackoffSeconds == nil {
+	if rs.BackoffSeconds == nil {
 		s := defaultBackoffSeconds
-		r.Restart.BackoffSeconds = &s
-	} else if s := *r.Restart.BackoffSeconds; s < 0 || math.IsNaN(s) || math.IsInf(s, 0) {
+		rs.BackoffSeconds = &s
+	} else if s := *rs.BackoffSeconds; s < 0 || math.IsNaN(s) || math.IsInf(s, 0) {
 		return &FieldError{Field: "run.restart.backoffSeconds", Msg: "must be a number of at least 0"}
 	}
-	if r.Placement != nil {
-		for i, c := range r.Placement.Constraints {
-			if _, err := c.compile(); err != nil {
-				return &FieldError{Field: fmt.Sprintf("run.placement.constraints[%d]", i), Msg: err.Error()}
-			}
-		}
-	}
+	return nil
+}
+
+// normalizeSchedules checks each schedule, fills its defaults, and refuses an id given twice.
+func (j *Job) normalizeSchedules() error {
 	seen := map[string]bool{}
 	for i := range j.Schedules {
 		p, err := ParseSchedule(j.Schedules[i])
@@ -318,6 +387,12 @@ func (j *Job) Normalize() error {
 		seen[p.Schedule.ID] = true
 		j.Schedules[i] = p.Schedule
 	}
+	return nil
+}
+
+// checkDependencies checks the job's parents on their own (that they exist and make no cycle is
+// checkGraph's): none with schedules, not itself, none twice.
+func (j *Job) checkDependencies() error {
 	if len(j.Dependencies) > 0 && len(j.Schedules) > 0 {
 		return &FieldError{Field: "dependencies", Msg: "a job with dependencies runs when its parents succeed; it has no schedules of its own"}
 	}
@@ -331,6 +406,11 @@ func (j *Job) Normalize() error {
 		}
 		deps[d] = true
 	}
+	return nil
+}
+
+// normalizeHistoryLimits fills the history limits' defaults and checks them.
+func (j *Job) normalizeHistoryLimits() error {
 	for _, f := range []struct {
 		name string
 		v    **int

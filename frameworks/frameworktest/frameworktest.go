@@ -1,7 +1,8 @@
 // Package frameworktest runs an embedded framework on a real master — raft on bbolt, HTTP on
 // loopback — whose scheduler reports to simulated agents, for the frameworks' own tests and
-// benchmarks; or on a cluster of masters (Masters), to fail its leader over. The real path,
-// with agents on containerd, is tested in cmd/agora.
+// benchmarks; or on a cluster of masters (Masters), to fail its leader over. Scripts runs a
+// framework's testdata scripts of commands and expected traces. The real path, with agents on
+// containerd, is tested in cmd/agora.
 package frameworktest
 
 import (
