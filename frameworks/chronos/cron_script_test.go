@@ -230,8 +230,17 @@ func (w *cronWorld) offer(arg string) []string {
 	return w.cycle([]api.Event{{Type: api.EventOffers, Offers: &api.Offers{Offers: []api.Offer{o}}}})
 }
 
-// status tells the framework what the named run's latest task did.
-func (w *cronWorld) status(what, run string) []string {
+// status tells the framework what the named run's latest task did; "RUN at -2m" stamps the
+// update as an agent whose clock is two minutes behind would.
+func (w *cronWorld) status(what, arg string) []string {
+	run, skew, _ := strings.Cut(arg, " at ")
+	var offset time.Duration
+	if skew != "" {
+		var err error
+		if offset, err = time.ParseDuration(skew); err != nil {
+			w.t.Fatalf("%s %s: %v", what, arg, err)
+		}
+	}
 	id := w.runID(run)
 	w.svc.mu.Lock()
 	var t *RunTask
@@ -245,7 +254,7 @@ func (w *cronWorld) status(what, run string) []string {
 		w.t.Fatalf("%s %s: the run has no task", what, run)
 	}
 	w.updates++
-	ts := api.TaskStatus{TaskID: t.ID, AgentID: t.AgentID, Message: "script", Timestamp: w.clk.Now(), UUID: fmt.Sprintf("u%d", w.updates)}
+	ts := api.TaskStatus{TaskID: t.ID, AgentID: t.AgentID, Message: "script", Timestamp: w.clk.Now().Add(offset), UUID: fmt.Sprintf("u%d", w.updates)}
 	zero, one := 0, 1
 	switch what {
 	case "running":

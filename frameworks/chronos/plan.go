@@ -266,18 +266,38 @@ func (s *Service) dependantsLocked(st *leaderState, parent string, w *work, now 
 	}
 }
 
-// readyToRun says whether every parent of a job has succeeded after the job's last run began.
+// readyToRun says whether every parent of a job has succeeded since the job's last run began.
 func readyToRun(st *leaderState, js *jobState) bool {
 	for _, p := range js.job.Dependencies {
 		pj := st.jobs[p]
 		if pj == nil || pj.hist.LastSuccessAt == nil {
 			return false
 		}
+		if n, ok := js.hist.ParentSuccesses[p]; ok {
+			if pj.hist.SuccessCount <= n {
+				return false
+			}
+			continue
+		}
 		if js.hist.LastRunAt != nil && !pj.hist.LastSuccessAt.After(*js.hist.LastRunAt) {
 			return false
 		}
 	}
 	return true
+}
+
+// parentSuccesses is the SuccessCount of each of the job's parents now (nil without parents).
+func parentSuccesses(st *leaderState, js *jobState) map[string]int {
+	var out map[string]int
+	for _, p := range js.job.Dependencies {
+		if pj := st.jobs[p]; pj != nil {
+			if out == nil {
+				out = map[string]int{}
+			}
+			out[p] = pj.hist.SuccessCount
+		}
+	}
+	return out
 }
 
 // newRunLocked creates a run (INITIAL: waiting for an offer).
@@ -289,6 +309,7 @@ func (s *Service) newRunLocked(st *leaderState, js *jobState, trigger, scheduleI
 	js.runs[r.ID] = r
 	st.active[r] = true
 	js.hist.LastRunAt = &now
+	js.hist.ParentSuccesses = parentSuccesses(st, js)
 	w.putRun(r)
 	w.put(historyKey(js.job.ID), js.hist)
 	return r

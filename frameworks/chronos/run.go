@@ -248,9 +248,13 @@ type History struct {
 	FailedFinishedRuns     []RunSummary `json:"failedFinishedRuns"`
 	MissedCount            int          `json:"missedCount"`
 	MissedRuns             []MissedRun  `json:"missedRuns"` // newest first, at most maxMissedKept
-	// LastRunAt is when the job's latest run was created: a dependant job runs again when every
-	// parent has succeeded after its own LastRunAt.
-	LastRunAt *time.Time `json:"lastRunAt,omitempty"`
+	// LastRunAt is when the job's latest run was created, and ParentSuccesses each parent's
+	// SuccessCount then: a dependant job runs again once every parent has succeeded since. The
+	// counts decide, not the times: a success is stamped by its agent's clock and LastRunAt by
+	// the leader's, and an agent's clock a little behind would hold the child back. A history
+	// written before the counts were kept (or a parent added since) compares the times.
+	LastRunAt       *time.Time     `json:"lastRunAt,omitempty"`
+	ParentSuccesses map[string]int `json:"parentSuccesses,omitempty"`
 }
 
 // RunSummary is a finished run in a history.
