@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -60,11 +61,23 @@ func (b *Batch) Put(key string, v any) error {
 	return nil
 }
 
-// Delete adds a key to delete.
-func (b *Batch) Delete(key string) { b.Deletes = append(b.Deletes, key) }
+// Delete adds a key to delete. A Put of the key earlier in the batch is dropped (the batch
+// applies its deletes before its puts, so what was called last is what holds).
+func (b *Batch) Delete(key string) {
+	delete(b.Puts, key)
+	b.Deletes = append(b.Deletes, key)
+}
 
-// DeletePrefix adds a prefix whose keys are deleted.
-func (b *Batch) DeletePrefix(prefix string) { b.DeletePrefixes = append(b.DeletePrefixes, prefix) }
+// DeletePrefix adds a prefix whose keys are deleted, dropping the Puts under it made earlier
+// in the batch.
+func (b *Batch) DeletePrefix(prefix string) {
+	for k := range b.Puts {
+		if strings.HasPrefix(k, prefix) {
+			delete(b.Puts, k)
+		}
+	}
+	b.DeletePrefixes = append(b.DeletePrefixes, prefix)
+}
 
 // Empty says whether the batch changes nothing.
 func (b *Batch) Empty() bool {
