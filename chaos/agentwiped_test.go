@@ -73,8 +73,16 @@ func agentWiped(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	if err := a.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(dataDir); err != nil {
-		t.Fatal(err)
+	// The tasks' log writers outlive the agent and may add a file while the tree is removed
+	// ("directory not empty"): remove it again, as an operator would, for a bounded while.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := os.RemoveAll(dataDir)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
 	s.restarted(time.Now())
 	restart(t, c, a)
