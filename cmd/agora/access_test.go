@@ -53,6 +53,8 @@ func callWith(t *testing.T, c *http.Client, method, url, token string, body any)
 // viewers read, operators run apps (the master reaching the agent with the secret), admins
 // keep secrets; nobody but masters may call the agent's API.
 func TestAccessControlOnContainerd(t *testing.T) {
+	// Mostly waiting: it shares the machine with the other tests that wait.
+	t.Parallel()
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
 	dir := t.TempDir()

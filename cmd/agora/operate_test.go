@@ -18,7 +18,9 @@ import (
 // task killed and replaced, a rollback, an agent drained (its tasks killed, nothing placed on
 // it) and reactivated, the app removed; every answer checked against the API.
 func TestOperatorCLIOnContainerd(t *testing.T) {
-	base, _, _ := startMarathonDev(t, 32400)
+	// Mostly waiting: it shares the machine with the other tests that wait.
+	t.Parallel()
+	base, _, _ := startMarathonDev(t, 33600) // ports of its own: it runs in parallel
 	m := "--master=" + base
 	waitJob(t, "the service framework ready", 30*time.Second, func() bool { return httpJSON(t, "GET", base+"/v2/apps", nil, nil) == http.StatusOK })
 	file := filepath.Join(t.TempDir(), "web.json")
