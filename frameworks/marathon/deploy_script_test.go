@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/frameworks"
+	"github.com/agora-sched/agora/frameworks/frameworktest"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
@@ -40,105 +39,10 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected blocks of testda
 //	failover                a new leader takes over: every instance unreconciled, just asked about
 //	tick [duration]         time passes (1 s by default) and the leader plans every app
 func TestDeployScripts(t *testing.T) {
-	files, _ := filepath.Glob("testdata/deploy/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no scripts in testdata/deploy")
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
-			runScript(t, f, *rewrite || os.Getenv("AGORA_REWRITE") != "")
-		})
-	}
-}
-
-// scriptCase is one command of a script and the block expected after it.
-type scriptCase struct {
-	pre  []string // comments and blank lines before the command, kept as they are
-	cmd  string
-	want string
-}
-
-// parseScript reads commands, "----" lines and expected blocks (ended by a blank line).
-func parseScript(t *testing.T, text string) []scriptCase {
-	var out []scriptCase
-	lines := strings.Split(text, "\n")
-	var pre []string
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
-			pre = append(pre, l)
-			continue
-		}
-		c := scriptCase{pre: pre, cmd: l}
-		pre = nil
-		if i+1 >= len(lines) || lines[i+1] != "----" {
-			t.Fatalf("line %d: %q is not followed by ----", i+1, l)
-		}
-		i += 2
-		var want []string
-		for ; i < len(lines) && lines[i] != ""; i++ {
-			want = append(want, lines[i])
-		}
-		c.want = strings.Join(want, "\n")
-		out = append(out, c) // the blank line after the block ends it
-	}
-	return out
-}
-
-func runScript(t *testing.T, file string, rewrite bool) {
-	text, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := parseScript(t, string(text))
-	w := &scriptWorld{t: t, st: newLeaderState(nil), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), seq: map[string]int{}}
-	var b strings.Builder
-	failed := false
-	for _, c := range cases {
-		got := strings.TrimRight(w.do(c.cmd), "\n")
-		if got == "" {
-			got = "ok"
-		}
-		if got != c.want && !rewrite {
-			failed = true
-			t.Errorf("%s: %s\n%s", file, c.cmd, lineDiff(c.want, got))
-		}
-		for _, l := range c.pre {
-			b.WriteString(l + "\n")
-		}
-		fmt.Fprintf(&b, "%s\n----\n%s\n\n", c.cmd, got)
-	}
-	if rewrite && !failed {
-		if err := os.WriteFile(file, []byte(strings.TrimRight(b.String(), "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// lineDiff shows the expected and the actual block, line by line.
-func lineDiff(want, got string) string {
-	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for i := 0; i < max(len(wl), len(gl)); i++ {
-		var w, g string
-		if i < len(wl) {
-			w = wl[i]
-		}
-		if i < len(gl) {
-			g = gl[i]
-		}
-		if w == g {
-			b.WriteString("  " + w + "\n")
-			continue
-		}
-		if i < len(wl) {
-			b.WriteString("- " + w + "\n")
-		}
-		if i < len(gl) {
-			b.WriteString("+ " + g + "\n")
-		}
-	}
-	return b.String()
+	frameworktest.Scripts(t, "testdata/deploy/*.txt", *rewrite || frameworktest.RewriteScripts(), func(t *testing.T) func(string) string {
+		w := &scriptWorld{t: t, st: newLeaderState(nil), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), seq: map[string]int{}}
+		return w.do
+	})
 }
 
 // scriptWorld is the leader's state, with a clock, that a script drives.
