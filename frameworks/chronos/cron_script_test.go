@@ -3,7 +3,6 @@ package chronos
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"maps"
 	"net/http"
@@ -23,8 +22,6 @@ import (
 	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/raft"
 )
-
-var rewrite = flag.Bool("rewrite", false, "rewrite the expected blocks of testdata/cron/*.txt with what the scripts do now")
 
 // TestCronScripts runs the scripts of testdata/cron: the cron planner's decisions (which runs
 // start, which are missed and why, which are killed) as a leader takes them, step by step on a
@@ -56,7 +53,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected blocks of testda
 // looks again; then each job's state: its schedules' next due times, its counts, its active
 // runs.
 func TestCronScripts(t *testing.T) {
-	frameworktest.Scripts(t, "testdata/cron/*.txt", *rewrite || frameworktest.RewriteScripts(), func(t *testing.T) func(string) string {
+	frameworktest.Scripts(t, "testdata/cron/*.txt", func(t *testing.T) func(string) string {
 		return newCronWorld(t).do
 	})
 }

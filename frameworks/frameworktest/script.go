@@ -1,6 +1,7 @@
 package frameworktest
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,11 +15,12 @@ import (
 // beginning with "#" and blank lines between blocks are comments, kept as they are. do runs one
 // command and returns what it printed ("ok" stands for nothing).
 //
-// A block that differs fails the test with the lines that differ. With rewrite (the test's
-// -rewrite flag, or AGORA_REWRITE=1: RewriteScripts) a script that ran is written again with
-// what its commands print now: for a change of behaviour made on purpose, read in the diff.
-func Scripts(t *testing.T, pattern string, rewrite bool, start func(t *testing.T) (do func(cmd string) string)) {
+// A block that differs fails the test with the lines that differ. With go test's -rewrite flag
+// (or AGORA_REWRITE=1) a script that ran is written again with what its commands print now:
+// for a change of behaviour made on purpose, read in the diff.
+func Scripts(t *testing.T, pattern string, start func(t *testing.T) (do func(cmd string) string)) {
 	t.Helper()
+	rewrite := *rewriteFlag || os.Getenv("AGORA_REWRITE") != ""
 	files, err := filepath.Glob(pattern)
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no scripts match %s", pattern)
@@ -30,9 +32,8 @@ func Scripts(t *testing.T, pattern string, rewrite bool, start func(t *testing.T
 	}
 }
 
-// RewriteScripts says whether the environment asks for scripts to be rewritten
-// (AGORA_REWRITE=1), for a test to or with its -rewrite flag.
-func RewriteScripts() bool { return os.Getenv("AGORA_REWRITE") != "" }
+// rewriteFlag is go test's -rewrite in every package whose tests run scripts.
+var rewriteFlag = flag.Bool("rewrite", false, "rewrite the expected blocks of the scripts (testdata/*/*.txt) with what they print now")
 
 // scriptStep is a command of a script, the comments before it and the block expected of it.
 type scriptStep struct {

@@ -2,7 +2,6 @@ package marathon
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"sort"
 	"strconv"
@@ -16,8 +15,6 @@ import (
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 )
-
-var rewrite = flag.Bool("rewrite", false, "rewrite the expected blocks of testdata/deploy/*.txt with what the scripts do now")
 
 // TestDeployScripts runs the scripts of testdata/deploy: each is a list of commands, each
 // followed by "----" and what the leader's decisions (decide, observe, placeOffer) did, and
@@ -39,7 +36,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected blocks of testda
 //	failover                a new leader takes over: every instance unreconciled, just asked about
 //	tick [duration]         time passes (1 s by default) and the leader plans every app
 func TestDeployScripts(t *testing.T) {
-	frameworktest.Scripts(t, "testdata/deploy/*.txt", *rewrite || frameworktest.RewriteScripts(), func(t *testing.T) func(string) string {
+	frameworktest.Scripts(t, "testdata/deploy/*.txt", func(t *testing.T) func(string) string {
 		w := &scriptWorld{t: t, st: newLeaderState(nil), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), seq: map[string]int{}}
 		return w.do
 	})
