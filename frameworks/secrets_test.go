@@ -16,7 +16,7 @@ import (
 func TestResolveSecretsSaysWhyAValueIsMissing(t *testing.T) {
 	store := map[string]error{
 		"db/ok":     nil,
-		"db/none":   fmt.Errorf("%w: db/none", master.ErrNoSecret),
+		"db/none":   fmt.Errorf("%w: db/none", api.ErrNoSecret),
 		"db/sealed": &master.SecretKeyError{Name: "db/sealed", KeyID: "k1", Err: keyring.ErrUnknownKey},
 	}
 	lookup := func(_ context.Context, name string) (string, error) {

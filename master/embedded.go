@@ -99,9 +99,6 @@ type ContainerdInfo = httpapi.ContainerdInfo
 // it is given none (Config.SecretsKeyring).
 const LocalKeyringFile = secrets.LocalKeyringFile
 
-// ErrNoSecret: the store has no secret of that name.
-var ErrNoSecret = secrets.ErrNoSecret
-
 // SecretKeyError says why this master cannot decrypt a stored secret: secrets.KeyError.
 type SecretKeyError = secrets.KeyError
 
@@ -114,7 +111,7 @@ func (m *Master) SecretsKeyring() *keyring.Keyring { return m.secrets.Keyring() 
 func (m *Master) SetSecretsKeyring(k *keyring.Keyring) { m.secrets.SetKeyring(k) }
 
 // Secret reads a secret's value from this master's copy of the store (frameworks resolve their
-// tasks' secret references with it on the leader). It fails with ErrNoSecret when there is none,
+// tasks' secret references with it on the leader). It fails with api.ErrNoSecret when there is none,
 // and with a *SecretKeyError when this master's keys do not open it.
 func (m *Master) Secret(ctx context.Context, name string) (string, error) {
 	return m.secrets.Get(ctx, name)
@@ -123,12 +120,9 @@ func (m *Master) Secret(ctx context.Context, name string) (string, error) {
 // DefaultMaxClockSkew is --max-clock-skew's default (clockcheck.DefaultMaxSkew says why).
 const DefaultMaxClockSkew = clockcheck.DefaultMaxSkew
 
-// ClockVerdict says whether this master's wall clock may be used for decisions that depend on
-// it (when cron runs are due): clockcheck.Verdict.
-type ClockVerdict = clockcheck.Verdict
-
-// CheckClock is the clock verdict now (master/clockcheck).
-func (m *Master) CheckClock() ClockVerdict { return m.clockGuard.Verdict() }
+// CheckClock says whether this master's wall clock may be used now for decisions that depend
+// on it (when cron runs are due), as master/clockcheck judges it.
+func (m *Master) CheckClock() clock.Verdict { return m.clockGuard.Verdict() }
 
 // Clock is the wall clock this master and the frameworks it hosts decide with (Config.Clock).
 func (m *Master) Clock() clock.Clock { return m.cfg.Clock }

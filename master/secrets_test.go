@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/master/secrets"
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/keyring"
 	"github.com/agora-sched/agora/raft"
 )
@@ -233,7 +234,7 @@ func TestSecretWithAKeyThisMasterLacks(t *testing.T) {
 	if strings.Contains(err.Error(), string(sealed[20:])) || strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("the error shows the stored bytes: %v", err)
 	}
-	if _, err := r.m.Secret(context.Background(), "nothing"); !errors.Is(err, ErrNoSecret) {
+	if _, err := r.m.Secret(context.Background(), "nothing"); !errors.Is(err, api.ErrNoSecret) {
 		t.Fatalf("a missing secret: %v", err)
 	}
 	// The leader's re-sealing leaves what it cannot open as it is, and says so.

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agora-sched/agora/master"
 	"github.com/agora-sched/agora/pkg/clock"
 )
 
@@ -15,18 +14,18 @@ import (
 // (each change of the framework asks once, before it decides).
 type fakeVerdict struct {
 	mu    sync.Mutex
-	v     master.ClockVerdict
+	v     clock.Verdict
 	asked int
 }
 
-func (f *fakeVerdict) check() master.ClockVerdict {
+func (f *fakeVerdict) check() clock.Verdict {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.asked++
 	return f.v
 }
 
-func (f *fakeVerdict) set(v master.ClockVerdict) {
+func (f *fakeVerdict) set(v clock.Verdict) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.v = v
@@ -54,13 +53,13 @@ const everySecond = `{"id": "tick", "run": {"cmd": "x", "cpus": 0.1, "mem": 32},
 // they were due.
 func TestUntrustedClockFiresNothingAndSaysWhy(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	fv := &fakeVerdict{v: master.ClockVerdict{Trusted: true}}
+	fv := &fakeVerdict{v: clock.Verdict{Trusted: true}}
 	c := startSim(t, t.TempDir(), clk, finishAfter(time.Millisecond), func(s *Service) { s.checkClock = fv.check })
 	if code := call(t, "POST", c.base+"/v1/jobs", everySecond, nil); code != http.StatusCreated {
 		t.Fatalf("POST: %d", code)
 	}
 	const why = "this master's clock is 1m30s off the other masters' (test)"
-	fv.set(master.ClockVerdict{Trusted: false, Reason: why})
+	fv.set(clock.Verdict{Trusted: false, Reason: why})
 	fv.cycles(t, 2)
 	for range 5 {
 		clk.Advance(time.Second)
@@ -78,7 +77,7 @@ func TestUntrustedClockFiresNothingAndSaysWhy(t *testing.T) {
 		t.Fatalf("schedulingPaused = %q, want the master's reason", v.SchedulingPaused)
 	}
 
-	fv.set(master.ClockVerdict{Trusted: true})
+	fv.set(clock.Verdict{Trusted: true})
 	waitFor(t, "a run after the clock is trusted", func() bool { return len(runs(t, c.base, "tick")) == 1 })
 	now := clk.Now()
 	rs := runs(t, c.base, "tick")
@@ -127,14 +126,14 @@ func TestFutureCursorIsNotTrusted(t *testing.T) {
 
 	// A leader that does not trust its own clock (it may be the one behind) changes nothing.
 	right := clock.NewFake(real0.Add(5 * time.Second))
-	fv := &fakeVerdict{v: master.ClockVerdict{Trusted: false, Reason: "test: not compared yet"}}
+	fv := &fakeVerdict{v: clock.Verdict{Trusted: false, Reason: "test: not compared yet"}}
 	c = startSim(t, dir, right, finishAfter(time.Millisecond), func(s *Service) { s.checkClock = fv.check })
 	before := history(t, c.base, "tick").MissedCount
 	fv.cycles(t, 3)
 	if h := history(t, c.base, "tick"); h.MissedCount != before || before == 0 {
 		t.Fatalf("an untrusted leader withdrew missed records: %d, was %d", h.MissedCount, before)
 	}
-	fv.set(master.ClockVerdict{Trusted: true})
+	fv.set(clock.Verdict{Trusted: true})
 	fv.cycles(t, 2)
 	h := history(t, c.base, "tick")
 	for _, m := range h.MissedRuns {
@@ -196,7 +195,7 @@ func TestFutureCursorIsNotTrusted(t *testing.T) {
 // master's, a due time fires only once it is due by that clock too.
 func TestLagHoldsRunsForTheSlowestAgreeingClock(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	fv := &fakeVerdict{v: master.ClockVerdict{Trusted: true, Lag: 400 * time.Millisecond}}
+	fv := &fakeVerdict{v: clock.Verdict{Trusted: true, Lag: 400 * time.Millisecond}}
 	c := startSim(t, t.TempDir(), clk, finishAfter(time.Millisecond), func(s *Service) { s.checkClock = fv.check })
 	call(t, "POST", c.base+"/v1/jobs", everySecond, nil)
 	// Created at 12:00:00 here, 11:59:59.6 by the slowest agreeing clock: 12:00:00 is due next.
