@@ -74,9 +74,9 @@ func TestAccessControlOnContainerd(t *testing.T) {
 			"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--cluster-secret-file", secretFile,
 			"--resources", fmt.Sprintf("cpus:2;mem:1024;disk:1000;ports:[%d-%d]", port, port+10)}
 	}
-	_, got = startProcess(t, agentArgs(secret, 32600), `API:\s+(http://\S+)`)
+	_, got = startProcess(t, agentArgs(secret, taskPorts()), `API:\s+(http://\S+)`)
 	agentBase := got[0]
-	startProcess(t, agentArgs(wrong, 32620), `API:\s+(http://\S+)`)
+	startProcess(t, agentArgs(wrong, taskPorts()), `API:\s+(http://\S+)`)
 
 	var agents []api.AgentView
 	waitJob(t, "the agent with the secret registered", 30*time.Second, func() bool {

@@ -96,19 +96,20 @@ func waitAgents(t *testing.T, masterHTTP string, cond func([]api.Agent) bool) []
 // TestAgentRegistersAndKeepsItsID runs a master and an agent as a user would, then restarts the
 // agent: it registers again under the same id, and the registry still holds one agent.
 func TestAgentRegistersAndKeepsItsID(t *testing.T) {
+	t.Parallel()
 	sock := containerdtest.Socket(t)
 	_, got := startCmd(t, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0"},
 		`API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
 	masterHTTP, masterGossip := got[0], got[1]
 
-	agentDir := t.TempDir()
+	agentDir, ports := t.TempDir(), taskPortRange()
 	agentArgs := []string{"agent", "--join", masterGossip, "--data-dir", agentDir, "--containerd", sock, "--containerd-namespace", testNamespace(t),
 		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--hostname", "node-7",
-		"--resources", "cpus:2;mem:1024;disk:1000;ports:[31000-31010]", "--attributes", "rack:r1;zone:a"}
+		"--resources", "cpus:2;mem:1024;disk:1000;ports:" + ports, "--attributes", "rack:r1;zone:a"}
 	a, _ := startCmd(t, agentArgs, `API:\s+(http://\S+)`)
 	agents := waitAgents(t, masterHTTP, func(as []api.Agent) bool { return len(as) == 1 })
 	first := agents[0]
-	if first.Hostname != "node-7" || first.Resources.String() != "cpus:2;mem:1024;disk:1000;ports:[31000-31010]" || first.Attributes["zone"] != "a" {
+	if first.Hostname != "node-7" || first.Resources.String() != "cpus:2;mem:1024;disk:1000;ports:"+ports || first.Attributes["zone"] != "a" {
 		t.Fatalf("registered agent = %+v", first)
 	}
 

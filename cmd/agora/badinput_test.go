@@ -61,7 +61,8 @@ var readRoutes = []string{
 // and every read wrong ids and parameters: each answer is a 4xx with a JSON message (413 for an
 // oversized body), never a 5xx, and nothing is stored.
 func TestBadInputIsA4xxThatSaysWhat(t *testing.T) {
-	base, agentBase, _ := startMarathonDev(t, 32500)
+	t.Parallel()
+	base, agentBase, _ := startMarathonDev(t, taskPorts())
 	waitJob(t, "the frameworks ready", 30*time.Second, func() bool {
 		return httpJSON(t, "GET", base+"/v2/apps", nil, nil) == http.StatusOK && httpJSON(t, "GET", base+"/v1/jobs", nil, nil) == http.StatusOK
 	})

@@ -16,9 +16,10 @@ import (
 // an artifact that answers 404 keeps the app from running, and lastTaskFailure names the URI;
 // a scheme agents cannot fetch is a 422 at its path.
 func TestMarathonFetchAndURIs(t *testing.T) {
+	t.Parallel()
 	srv := fetchertest.NewServer(t, map[string][]byte{"/config.json": []byte(`{"k":"v"}`), "/run.sh": []byte("#!/bin/sh\necho ran-script\n"),
 		"/site.tgz": fetchertest.TarGz(t, map[string]string{"site/index.html": "index"})})
-	base, agentBase, _ := startMarathonDev(t, 33300, "--fetch-allow-net", "127.0.0.1/32")
+	base, agentBase, _ := startMarathonDev(t, taskPorts(), "--fetch-allow-net", "127.0.0.1/32")
 
 	postApp(t, base, fmt.Sprintf(`{"id": "/fetcher", "cpus": 0.1, "mem": 32, "portDefinitions": [],
 		"cmd": "cat conf/config.json; echo; ./run.sh; cat site/index.html; echo; sleep 1000",

@@ -21,6 +21,7 @@ import (
 // an app asking for root is refused where no agent allows it; the agent's API, open to no one
 // but the masters, refuses a launch without the secret.
 func TestTasksCannotReachTheHost(t *testing.T) {
+	t.Parallel()
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
 	shared, err := os.MkdirTemp("/var/tmp", "agora-hostsec-")
@@ -40,7 +41,7 @@ func TestTasksCannotReachTheHost(t *testing.T) {
 	}
 	devArgs := []string{"dev", "--data-dir", dataDir, "--containerd", sock, "--containerd-namespace", ns, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
 		"--agent-http", "127.0.0.1:0", "--allocation-interval", "200ms", "--tokens-file", tokens, "--cluster-secret-file", secret,
-		"--resources", "cpus:2;mem:1024;disk:1000;ports:[32950-32960]", "--task-host-dirs", "/bin,/sbin,/lib,/lib64,/usr," + shared}
+		"--resources", "cpus:2;mem:1024;disk:1000;ports:" + taskPortRange(), "--task-host-dirs", "/bin,/sbin,/lib,/lib64,/usr," + shared}
 	// The data dir among the directories tasks see: refused.
 	if err := run(t.Context(), append(append([]string{"agora"}, devArgs...), "--data-dir", filepath.Join(shared, "data")), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "holds the agent's data") {
 		t.Fatalf("a host dir holding the data dir: %v", err)
@@ -92,6 +93,7 @@ func TestTasksCannotReachTheHost(t *testing.T) {
 // TestAgentAPIBeyondLoopbackNeedsTheSecret: an agent listening on every address starts only
 // with the cluster secret, and then refuses a launch without it.
 func TestAgentAPIBeyondLoopbackNeedsTheSecret(t *testing.T) {
+	t.Parallel()
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
 	secret := filepath.Join(t.TempDir(), "secret")
@@ -99,7 +101,7 @@ func TestAgentAPIBeyondLoopbackNeedsTheSecret(t *testing.T) {
 	_, got := startCmd(t, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0",
 		"--cluster-secret-file", secret}, `gossip:\s+(\S+)`)
 	args := []string{"agent", "--join", got[0], "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
-		"--http", "0.0.0.0:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:1;mem:512;disk:100;ports:[32970-32975]"}
+		"--http", "0.0.0.0:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:1;mem:512;disk:100;ports:" + taskPortRange()}
 	p, got := startProcess(t, append(args, "--cluster-secret-file", secret), `API:\s+http://(\S+)`, `access:\s+(masters only[^\n]*)`)
 	_, port, err := net.SplitHostPort(got[0])
 	if err != nil {

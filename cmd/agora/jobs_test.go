@@ -74,7 +74,7 @@ func TestJobsOnContainerd(t *testing.T) {
 	if err := os.Chown(rw, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	base, agentBase, ns := startMarathonDev(t, 32400, "--host-volume", "inputs="+ro, "--host-volume", "results="+rw+":rw")
+	base, agentBase, ns := startMarathonDev(t, taskPorts(), "--host-volume", "inputs="+ro, "--host-volume", "results="+rw+":rw")
 	waitJob(t, "the batch framework", 20*time.Second, func() bool { return httpJSON(t, "GET", base+"/v1/jobs", nil, nil) == http.StatusOK })
 
 	out, err := agora(t, "job", "add", "--master", base, "../../examples/jobs/etl.json")

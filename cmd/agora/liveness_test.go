@@ -132,7 +132,7 @@ func TestHandRegisteredSilentAgentIsUnreachable(t *testing.T) {
 	// Mostly waiting: it shares the machine with the other tests that wait.
 	t.Parallel()
 	const grace = 10 * time.Second // --agent-gossip-grace's default
-	base, _, _ := startMarathonDev(t, 33150)
+	base, _, _ := startMarathonDev(t, taskPorts())
 	events := streamEvents(t, base)
 	postApp(t, base, `{"id": "/big", "cmd": "sleep 3600", "cpus": 3, "mem": 32, "instances": 1, "backoffSeconds": 0.2, "backoffFactor": 1, "maxLaunchDelaySeconds": 0.2}`)
 	var ghost api.Agent

@@ -155,6 +155,7 @@ func TestOutputFormats(t *testing.T) {
 // TestDevServesPing runs `agora dev` as a user would, against the real containerd, and asks it
 // the questions the README tells a new user to ask.
 func TestDevServesPing(t *testing.T) {
+	t.Parallel()
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -162,7 +163,7 @@ func TestDevServesPing(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"agora", "--log-format", "json", "dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
-			"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--resources", "cpus:1;mem:512;disk:1000;ports:[31000-31010]"}, &out, &logs)
+			"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--resources", "cpus:1;mem:512;disk:1000;ports:" + taskPortRange()}, &out, &logs)
 	}()
 
 	apiRe := regexp.MustCompile(`API:\s+(http://\S+)`)

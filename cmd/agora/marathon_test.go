@@ -107,7 +107,9 @@ func waitApp(t *testing.T, base, id, what string, cond func(marathonApp) bool) m
 // HTTP health check comes up healthy; it scales to 5 and back to 2; a task killed through the
 // API is replaced; deleting the app leaves no container behind.
 func TestMarathonAppLifecycle(t *testing.T) {
-	base, agentBase, ns := startMarathonDev(t, 32100, "--fetch-allow-net", "127.0.0.1/32") // the artifact server is on loopback
+	t.Parallel()
+	first := taskPorts()
+	base, agentBase, ns := startMarathonDev(t, first, "--fetch-allow-net", "127.0.0.1/32") // the artifact server is on loopback
 	artifacts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("kept")) }))
 	defer artifacts.Close()
 
@@ -124,7 +126,7 @@ func TestMarathonAppLifecycle(t *testing.T) {
 	}
 	a := waitApp(t, base, "/demo/web", "3 healthy", func(a marathonApp) bool { return a.TasksHealthy == 3 && a.TasksRunning == 3 })
 	for _, tk := range a.Tasks {
-		if len(tk.Ports) != 1 || tk.Ports[0] < 32100 || tk.Ports[0] > 32140 {
+		if len(tk.Ports) != 1 || tk.Ports[0] < first || tk.Ports[0] > first+40 {
 			t.Fatalf("task %+v: want one port from the agent's range", tk)
 		}
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", tk.Ports[0]))
@@ -306,7 +308,8 @@ func nextEvent(t *testing.T, ch <-chan sseEvent, what string, match func(sseEven
 // upgradeStrategy, as watched through /v2/events; an instance made unhealthy is replaced; a
 // command that fails at once is relaunched with a growing backoff.
 func TestMarathonRollingUpgradeAndFailures(t *testing.T) {
-	base, _, _ := startMarathonDev(t, 32200)
+	t.Parallel()
+	base, _, _ := startMarathonDev(t, taskPorts())
 	events := streamEvents(t, base)
 	nextEvent(t, events, "event_stream_attached", func(ev sseEvent) bool { return ev.Type == "event_stream_attached" })
 	created := postApp(t, base, `{"id": "/roll", "container": {"type": "DOCKER", "docker": {"image": "`+containerdtest.TestAppImage+`"}},
@@ -505,13 +508,14 @@ func waitLeaderVia(t *testing.T, via, not string) string {
 // is in flight when the leader is killed with SIGKILL; under the new leader the deployment
 // finishes with exactly the instances wanted — none lost, none launched twice.
 func TestMarathonDeploymentSurvivesLeaderFailover(t *testing.T) {
+	t.Parallel()
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
 	masters := startThreeMasters(t)
 	waitLeader := func(via, not string) string { return waitLeaderVia(t, via, not) }
 	leader := waitLeader(masters[0].http, "")
 	_, got := startCmd(t, []string{"agent", "--join", masters[1].goss, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
-		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:100;ports:[32300-32340]"}, `API:\s+(http://\S+)`)
+		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:100;ports:" + taskPortRange()}, `API:\s+(http://\S+)`)
 	agentHTTP := got[0]
 	waitAgents(t, leader, func(as []api.Agent) bool { return len(as) == 1 })
 
@@ -559,7 +563,8 @@ func TestMarathonDeploymentSurvivesLeaderFailover(t *testing.T) {
 // TestMarathonGroupWithDependencies: the two-tier example group goes up in dependency order —
 // web starts only once db is deployed — is listed under /v2/groups, and is deleted whole.
 func TestMarathonGroupWithDependencies(t *testing.T) {
-	base, agentBase, ns := startMarathonDev(t, 32400)
+	t.Parallel()
+	base, agentBase, ns := startMarathonDev(t, taskPorts())
 	events := streamEvents(t, base)
 	group, err := os.ReadFile("../../examples/apps/two-tier.json")
 	if err != nil {
@@ -639,7 +644,8 @@ func TestMarathonGroupWithDependencies(t *testing.T) {
 // TestMarathonReadinessHoldsTheDeployment: instances that run but are not ready (the test app's
 // /health answers 503) keep the deployment open; once each answers 200 it finishes.
 func TestMarathonReadinessHoldsTheDeployment(t *testing.T) {
-	base, _, _ := startMarathonDev(t, 32500)
+	t.Parallel()
+	base, _, _ := startMarathonDev(t, taskPorts())
 	created := postApp(t, base, `{"id": "/ready", "container": {"type": "DOCKER", "docker": {"image": "`+containerdtest.TestAppImage+`"}},
 		"args": ["-sleep", "24h", "-unhealthy"], "cpus": 0.1, "mem": 32, "instances": 2,
 		"portDefinitions": [{"port": 0, "name": "http"}],
@@ -692,8 +698,9 @@ func waitAppRunning(t *testing.T, base, id string, n int) marathonApp {
 // file of the dev node's data dir (the masters' raft log and snapshots hold it encrypted, the
 // agent's checkpoint masked).
 func TestMarathonSecretsReachOnlyTheContainer(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
-	base, agentBase, _ := startMarathonDevIn(t, dataDir, 32600)
+	base, agentBase, _ := startMarathonDevIn(t, dataDir, taskPorts())
 	const value = "s3cr3t-value-42"
 	postApp(t, base, `{"id": "/vault", "container": {"type": "DOCKER", "docker": {"image": "`+containerdtest.TestAppImage+`"}},
 		"args": ["-sleep", "24h"], "cpus": 0.1, "mem": 32, "instances": 1,
@@ -738,6 +745,7 @@ func TestMarathonSecretsReachOnlyTheContainer(t *testing.T) {
 // TestMarathonHostVolumes: Marathon's host volumes are mounted, read-only when asked, and a
 // relative container path lands in the sandbox.
 func TestMarathonHostVolumes(t *testing.T) {
+	t.Parallel()
 	ro, rw := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(ro, "hello.txt"), []byte("hello from the host\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -746,7 +754,7 @@ func TestMarathonHostVolumes(t *testing.T) {
 	if err := os.Chown(filepath.Join(rw, "app1"), 65534, 65534); err != nil { // the app runs as nobody
 		t.Fatal(err)
 	}
-	base, agentBase, _ := startMarathonDev(t, 32700, "--host-volume", "hello="+ro, "--host-volume", "scratch="+rw+":rw")
+	base, agentBase, _ := startMarathonDev(t, taskPorts(), "--host-volume", "hello="+ro, "--host-volume", "scratch="+rw+":rw")
 	postApp(t, base, fmt.Sprintf(`{"id": "/vols", "cpus": 0.1, "mem": 32, "instances": 1, "portDefinitions": [],
 		"cmd": "cat /mnt/hello.txt; if touch /mnt/x 2>/dev/null; then echo WROTE; else echo READONLY; fi; echo written > data/out.txt; sleep 1000",
 		"container": {"type": "MESOS", "volumes": [{"containerPath": "/mnt", "hostPath": "hello", "mode": "RO"}, {"containerPath": "data", "hostPath": %q, "mode": "RW"}]}}`, filepath.Join(rw, "app1")))

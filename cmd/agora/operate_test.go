@@ -20,7 +20,7 @@ import (
 func TestOperatorCLIOnContainerd(t *testing.T) {
 	// Mostly waiting: it shares the machine with the other tests that wait.
 	t.Parallel()
-	base, _, _ := startMarathonDev(t, 33600) // ports of its own: it runs in parallel
+	base, _, _ := startMarathonDev(t, taskPorts())
 	m := "--master=" + base
 	waitJob(t, "the service framework ready", 30*time.Second, func() bool { return httpJSON(t, "GET", base+"/v2/apps", nil, nil) == http.StatusOK })
 	file := filepath.Join(t.TempDir(), "web.json")

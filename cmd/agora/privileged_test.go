@@ -20,18 +20,19 @@ import (
 // --allow-privileged and --allow-root-tasks: every capability there, or uid 0 with containerd's
 // defaults; the other agent refuses such launches.
 func TestPrivilegedOnlyWhereAllowed(t *testing.T) {
+	t.Parallel()
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
 	_, got := startCmd(t, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0",
 		"--allocation-interval", "200ms"}, `API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
 	base, seed := got[0], got[1]
-	agentArgs := func(ports string, extra ...string) []string {
+	agentArgs := func(extra ...string) []string {
 		return append([]string{"agent", "--join", seed, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
-			"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:1000;ports:[" + ports + "]"}, extra...)
+			"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:1000;ports:" + taskPortRange()}, extra...)
 	}
-	_, got = startProcess(t, agentArgs("32900-32910"), `API:\s+(http://\S+)`)
+	_, got = startProcess(t, agentArgs(), `API:\s+(http://\S+)`)
 	plainAgent := got[0]
-	startProcess(t, agentArgs("32920-32930", "--allow-privileged", "--allow-root-tasks"), `API:\s+(http://\S+)`)
+	startProcess(t, agentArgs("--allow-privileged", "--allow-root-tasks"), `API:\s+(http://\S+)`)
 	var agents []api.AgentView
 	waitJob(t, "both agents registered", 30*time.Second, func() bool {
 		return httpJSON(t, "GET", base+"/v1/agents", nil, &agents) == http.StatusOK && len(agents) == 2

@@ -219,8 +219,9 @@ func noAnswerHolds(t *testing.T, value string, urls ...string) {
 // where the task printed it), and nothing stays mounted. What cannot be is a 422 naming the
 // field.
 func TestJobFileSecretsOnContainerd(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
-	base, agentBase, _ := startMarathonDevIn(t, dataDir, 33500)
+	base, agentBase, _ := startMarathonDevIn(t, dataDir, taskPorts())
 	waitJob(t, "the batch framework", 20*time.Second, func() bool { return httpJSON(t, "GET", base+"/v1/jobs", nil, nil) == http.StatusOK })
 
 	// Metronome's 422: {"message": "Object is not valid", "details": [{"path", "errors"}]}.
@@ -294,8 +295,9 @@ func TestJobFileSecretsOnContainerd(t *testing.T) {
 // tmpfs, read-only; no API shows the value and no file of the data dir holds it (but the task's
 // output). What cannot be is a 422 naming the path.
 func TestMarathonFileSecretsOnContainerd(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
-	base, agentBase, _ := startMarathonDevIn(t, dataDir, 33550)
+	base, agentBase, _ := startMarathonDevIn(t, dataDir, taskPorts())
 	const value = "marathon-file-s3cr3t-88"
 	app := func(id, volumes string) string {
 		return `{"id": "` + id + `", "container": {"type": "DOCKER", "docker": {"image": "` + containerdtest.TestAppImage + `"}, "volumes": [` + volumes + `]},

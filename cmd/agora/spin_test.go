@@ -46,10 +46,11 @@ func spinWindow(t *testing.T) time.Duration {
 // keep more failed tasks of the app than it has instances: not the master's task list, not
 // Marathon's /v2/tasks, not the agent's.
 func TestAgentRefusingEveryLaunchBacksOff(t *testing.T) {
+	t.Parallel()
 	window := spinWindow(t)
 	scale := window.Seconds() / 60
 	backoff, maxDelay := 1*scale, 16*scale
-	base, agentBase, _ := startMarathonDev(t, 33100)
+	base, agentBase, _ := startMarathonDev(t, taskPorts())
 	const instances = 2
 	postApp(t, base, fmt.Sprintf(`{"id": "/spin", "container": {"type": "DOCKER", "docker": {"image": %q}}, "args": ["-sleep", "24h"],
 		"cpus": 0.1, "mem": 32, "instances": %d, "backoffSeconds": %g, "backoffFactor": 2, "maxLaunchDelaySeconds": %g}`,

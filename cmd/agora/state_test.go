@@ -63,7 +63,9 @@ type mesosDNSState struct {
 // TASK_RUNNING with the agent's IP, its discovery ports under the app's port names and
 // protocols; pids as name@ip:port), and /v1/state in Agora's shapes.
 func TestMesosStateOfADevNode(t *testing.T) {
-	base, _, _ := startMarathonDev(t, 33400)
+	t.Parallel()
+	first := taskPorts()
+	base, _, _ := startMarathonDev(t, first)
 	postApp(t, base, `{"id": "/shop/web", "cpus": 0.1, "mem": 32, "cmd": "sleep 1000",
 		"portDefinitions": [{"port": 0, "name": "http"}, {"port": 0, "name": "dns", "protocol": "udp,tcp"}]}`)
 	app := waitAppRunning(t, base, "/shop/web", 1)
@@ -78,7 +80,7 @@ func TestMesosStateOfADevNode(t *testing.T) {
 		if !strings.HasPrefix(st.Leader, "master@") || !validHostPort(strings.TrimPrefix(st.Leader, "master@")) || st.Cluster == "" {
 			t.Fatalf("%s: leader %q, cluster %q", path, st.Leader, st.Cluster)
 		}
-		if len(st.Slaves) != 1 || !strings.HasPrefix(st.Slaves[0].PID, "slave(1)@127.0.0.1:") || st.Slaves[0].Resources.Ports != "[33400-33440]" {
+		if len(st.Slaves) != 1 || !strings.HasPrefix(st.Slaves[0].PID, "slave(1)@127.0.0.1:") || st.Slaves[0].Resources.Ports != fmt.Sprintf("[%d-%d]", first, first+40) {
 			t.Fatalf("%s: slaves %+v", path, st.Slaves)
 		}
 		found := false

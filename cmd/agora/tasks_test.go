@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -44,6 +45,23 @@ func testNamespace(t *testing.T) string {
 	containerdtest.ImportTestApp(t, client, ns)
 	t.Cleanup(func() { containerdtest.RemoveNamespace(t, client, ns) })
 	return ns
+}
+
+// taskPorts hands each call a range of 50 host ports of its own, for an agent to offer (the
+// tests' agents run tasks on the host's network, and the long tests run in parallel: two agents
+// offering one port would let two tasks bind it). The ranges lie below Linux's ephemeral ports
+// (32768 and up), where no loopback connection takes one, and apart from the chaos harness's
+// (30000 and up) and the agent package's (31000 and up).
+func taskPorts() int {
+	return 24000 + 50*int(lastTaskPorts.Add(1))
+}
+
+var lastTaskPorts atomic.Int32
+
+// taskPortRange is a range of taskPorts as --resources writes it: "[24050-24090]".
+func taskPortRange() string {
+	first := taskPorts()
+	return fmt.Sprintf("[%d-%d]", first, first+40)
 }
 
 // process is an agora command run as a process of its own.
@@ -167,6 +185,7 @@ func waitMasterState(t *testing.T, masterHTTP, id string, want task.State) api.T
 // still RUNNING in the same container (never launched twice), the new agent lists it to the
 // master, and the task can still be killed, with every update reaching the master.
 func TestAgentKilledHardKeepsItsTasks(t *testing.T) {
+	t.Parallel()
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
 	_, got := startCmd(t, []string{"master", "--data-dir", t.TempDir(), "--bind", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--http", "127.0.0.1:0"},
@@ -174,7 +193,7 @@ func TestAgentKilledHardKeepsItsTasks(t *testing.T) {
 	masterHTTP, masterGossip := got[0], got[1]
 	agentDir := t.TempDir()
 	agentArgs := []string{"agent", "--join", masterGossip, "--data-dir", agentDir, "--containerd", sock, "--containerd-namespace", ns,
-		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:1000;ports:[31000-31010]"}
+		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:1000;ports:" + taskPortRange()}
 	agent, got := startProcess(t, agentArgs, `API:\s+(http://\S+)`)
 	agentHTTP := got[0]
 	waitAgents(t, masterHTTP, func(as []api.Agent) bool { return len(as) == 1 })
@@ -289,6 +308,7 @@ func TestImageImport(t *testing.T) {
 // stops; the agent registers with the new leader, listing its task, so the new leader knows it
 // RUNNING without any new status update.
 func TestNewLeaderLearnsTheAgentsTasks(t *testing.T) {
+	t.Parallel()
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
 	masterArgs := func(join ...string) []string {
@@ -325,7 +345,7 @@ func TestNewLeaderLearnsTheAgentsTasks(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	_, got = startCmd(t, []string{"agent", "--join", masters[1].goss, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
-		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:1;mem:512;disk:100;ports:[31000-31010]"}, `API:\s+(http://\S+)`)
+		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:1;mem:512;disk:100;ports:" + taskPortRange()}, `API:\s+(http://\S+)`)
 	agentHTTP := got[0]
 	waitAgents(t, leader, func(as []api.Agent) bool { return len(as) == 1 })
 	info := api.TaskInfo{TaskID: "survivor", Image: containerdtest.TestAppImage, Args: []string{"-sleep", "1h"}, Resources: resources.Resources{CPUs: 0.1, Mem: 32}}

@@ -23,6 +23,7 @@ import (
 // back through the masters; a client without the CA, plain HTTP, and a caller of the agent
 // without a certificate get nothing.
 func TestTLSClusterOnContainerd(t *testing.T) {
+	t.Parallel()
 	sock := containerdtest.Socket(t)
 	ns := testNamespace(t)
 	// The certificates come from `agora tls`, as an operator without a CA makes them.
@@ -138,7 +139,7 @@ func TestTLSClusterOnContainerd(t *testing.T) {
 
 	// An agent over mutual TLS, running an app's task the master launched over it.
 	agentArgs := append([]string{"agent", "--join", seed, "--data-dir", t.TempDir(), "--containerd", sock, "--containerd-namespace", ns,
-		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:1000;ports:[32800-32810]"}, agentTLSArgs...)
+		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:1000;ports:" + taskPortRange()}, agentTLSArgs...)
 	p, got = startProcess(t, agentArgs, `API:\s+(https://\S+)`)
 	procs = append(procs, p)
 	agentBase := got[0]

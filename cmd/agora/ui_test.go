@@ -157,7 +157,8 @@ func equals(want string) func(string) bool {
 // its instances, scaling it in the UI changes them, a job run shows its state and its place
 // in the DAG, a task's page shows the test app's output, and the event page streams live.
 func TestWebUI(t *testing.T) {
-	base, _, _ := startMarathonDev(t, 32300)
+	t.Parallel()
+	base, _, _ := startMarathonDev(t, taskPorts())
 	var agents []api.AgentView
 	waitJob(t, "the agent registered", 30*time.Second, func() bool {
 		return httpJSON(t, "GET", base+"/v1/agents", nil, &agents) == http.StatusOK && len(agents) == 1 && agents[0].State == "active"
@@ -237,12 +238,13 @@ func TestWebUI(t *testing.T) {
 // 401; the UI asks for a token, keeps it, and then shows the cluster. A viewer's token sees a
 // task's state but, in place of its logs, why not (they need an operator's token).
 func TestWebUIAsksForAToken(t *testing.T) {
+	t.Parallel()
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	const viewer, operator = "viewer-token-for-the-ui-0123", "operator-token-for-the-ui-0123"
 	if err := os.WriteFile(tokens, []byte("viewer browser "+viewer+"\noperator ci "+operator+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	base, _, _ := startMarathonDev(t, 30400, "--tokens-file", tokens)
+	base, _, _ := startMarathonDev(t, taskPorts(), "--tokens-file", tokens)
 	waitJob(t, "the service framework ready", 30*time.Second, func() bool {
 		code, _, _ := call(t, "POST", base+"/v2/apps", operator, json.RawMessage(`{"id": "/seen", "container": {"type": "DOCKER", "docker": {"image": "agora.local/testapp:latest"}},
 			"args": ["-sleep", "24h"], "cpus": 0.1, "mem": 32, "instances": 1}`))

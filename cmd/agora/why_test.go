@@ -59,7 +59,8 @@ func waitQueue(t *testing.T, base, appID, what string, cond func(queueEntry) boo
 // `agora app add --wait`, and the UI (a red line on the overview, the apps list, the app and its
 // deployment). A job run that needs 8 cpus says why too: its API, `agora job show`, the UI.
 func TestWhyItWaitsOnContainerd(t *testing.T) {
-	base, _, _ := startMarathonDev(t, 33100)
+	t.Parallel()
+	base, _, _ := startMarathonDev(t, taskPorts())
 	image := `"container": {"type": "DOCKER", "docker": {"image": "agora.local/testapp:latest"}}, "args": ["-sleep", "24h"]`
 	postApp(t, base, `{"id": "/toobig", `+image+`, "cpus": 4, "mem": 32, "instances": 2}`)
 	postApp(t, base, `{"id": "/nowhere", `+image+`, "cpus": 0.1, "mem": 32, "instances": 1, "constraints": [["hostname", "LIKE", "no-such-host"]]}`)
@@ -154,7 +155,8 @@ func TestWhyItWaitsOnContainerd(t *testing.T) {
 // embeds it by default, as Marathon's), the last failure in its waitingReason while it backs
 // off, on `agora app show` and on its page in the UI.
 func TestLaunchFailureShowsTheAgentsMessage(t *testing.T) {
-	base, _, _ := startMarathonDev(t, 33200)
+	t.Parallel()
+	base, _, _ := startMarathonDev(t, taskPorts())
 	// Nothing listens on 127.0.0.1:1: the pull fails at once, as it does with no registry.
 	postApp(t, base, `{"id": "/noimage", "container": {"type": "DOCKER", "docker": {"image": "127.0.0.1:1/agora/none:latest"}},
 		"cpus": 0.1, "mem": 32, "instances": 1, "backoffSeconds": 5}`)
