@@ -7,10 +7,13 @@ GO           ?= go
 BIN          ?= bin/agora
 TEST_TIMEOUT ?= 20m
 # Packages tested at once, and tests at once within one (cmd/agora's real-path tests are
-# parallel). The two longest packages, cmd/agora and chaos, start first so that nothing long
-# starts last. More at once overloads 2 cores: containerd's calls time out, not just slow down.
+# parallel). The longest packages (chaos, cmd/agora, agent) start first, so that none starts
+# last and runs alone. More at once overloads 2 cores: chaos's clusters take a core of their
+# own, and with three packages, or cmd/agora's tests three at a time beside them, containerd's
+# calls time out instead of just slowing down.
 TEST_P        ?= 2
-TEST_PARALLEL ?= 3
+TEST_PARALLEL ?= 2
+TEST_FIRST    ?= ./chaos ./cmd/agora ./agent
 # make test fuzzes two targets at a time, the cores shared between them (scripts/fuzz.sh)
 FUZZ_TEST_LANES ?= 2
 BENCH        ?= .
@@ -50,15 +53,16 @@ lint:
 
 ## test: lint, then every test with the race detector against a real containerd and a headless
 ## Chromium (both installed from Debian's packages when missing; failed UI tests leave screenshots
-## in .artifacts/), the short chaos set, then every fuzz target for FUZZ_TEST_TIME
+## in .artifacts/, with every test's timing in .artifacts/test-timing.json), the short chaos set,
+## then every fuzz target for FUZZ_TEST_TIME
 test: lint
 	scripts/netdeps.sh >/dev/null || true; \
 	sock=$$(scripts/containerd.sh start); \
 	chromium=$$(scripts/chromium.sh); \
 	mkdir -p .artifacts; \
-	AGORA_CONTAINERD_SOCK="$$sock" AGORA_CHROMIUM="$$chromium" $(GO) tool gotestsum --format testname -- \
+	AGORA_CONTAINERD_SOCK="$$sock" AGORA_CHROMIUM="$$chromium" $(GO) tool gotestsum --format testname --jsonfile-timing-events .artifacts/test-timing.json -- \
 		-race -count=1 -p $(TEST_P) -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) -artifacts -outputdir "$(CURDIR)/.artifacts" \
-		./cmd/agora ./chaos $$($(GO) list ./... | grep -v -x -e '.*/cmd/agora' -e '.*/chaos')
+		$(TEST_FIRST) $$($(GO) list ./... | grep -v -x $(patsubst ./%,-e '.*/%',$(TEST_FIRST)))
 	FUZZ_LANES=$(FUZZ_TEST_LANES) $(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_TEST_TIME)
 
 ## bench: benchmarks of every package that has them, in benchstat's input format
