@@ -6,14 +6,6 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO           ?= go
 BIN          ?= bin/agora
 TEST_TIMEOUT ?= 20m
-# Packages tested at once, and tests at once within one (cmd/agora's real-path tests are
-# parallel). The longest packages (chaos, cmd/agora, agent) start first, so that none starts
-# last and runs alone. More at once overloads 2 cores: chaos's clusters take a core of their
-# own, and with three packages, or cmd/agora's tests three at a time beside them, containerd's
-# calls time out instead of just slowing down.
-TEST_P        ?= 2
-TEST_PARALLEL ?= 2
-TEST_FIRST    ?= ./chaos ./cmd/agora ./agent
 # make test fuzzes two targets at a time, the cores shared between them (scripts/fuzz.sh)
 FUZZ_TEST_LANES ?= 2
 BENCH        ?= .
@@ -51,18 +43,15 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-## test: lint, then every test with the race detector against a real containerd and a headless
-## Chromium (both installed from Debian's packages when missing; failed UI tests leave screenshots
-## in .artifacts/, with every test's timing in .artifacts/test-timing.json), the short chaos set,
-## then every fuzz target for FUZZ_TEST_TIME
+## test: lint, then every test against a real containerd and a headless Chromium (both installed
+## from Debian's packages when missing), with the race detector but for cmd/agora's end-to-end
+## tests (scripts/test.sh says why; E2E_RACE=1 races them too), the short chaos set, then every fuzz
+## target for FUZZ_TEST_TIME. Timings and failed UI tests' screenshots go to .artifacts/.
 test: lint
 	scripts/netdeps.sh >/dev/null || true; \
 	sock=$$(scripts/containerd.sh start); \
 	chromium=$$(scripts/chromium.sh); \
-	mkdir -p .artifacts; \
-	AGORA_CONTAINERD_SOCK="$$sock" AGORA_CHROMIUM="$$chromium" $(GO) tool gotestsum --format testname --jsonfile-timing-events .artifacts/test-timing.json -- \
-		-race -count=1 -p $(TEST_P) -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) -artifacts -outputdir "$(CURDIR)/.artifacts" \
-		$(TEST_FIRST) $$($(GO) list ./... | grep -v -x $(patsubst ./%,-e '.*/%',$(TEST_FIRST)))
+	AGORA_CONTAINERD_SOCK="$$sock" AGORA_CHROMIUM="$$chromium" GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) scripts/test.sh
 	FUZZ_LANES=$(FUZZ_TEST_LANES) $(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_TEST_TIME)
 
 ## bench: benchmarks of every package that has them, in benchstat's input format
