@@ -289,6 +289,19 @@ func streamEvents(t *testing.T, base string) <-chan sseEvent {
 	return out
 }
 
+// eventStamp is an event's own timestamp: the framework's clock when it published it, which a
+// busy machine cannot move (the time the test read it can lag by seconds, more for one event
+// than for the next).
+func eventStamp(t *testing.T, ev sseEvent) time.Time {
+	t.Helper()
+	s, _ := ev.Data["timestamp"].(string)
+	at, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("event %v: timestamp %q: %v", ev.Data, s, err)
+	}
+	return at
+}
+
 func nextEvent(t *testing.T, ch <-chan sseEvent, what string, match func(sseEvent) bool) sseEvent {
 	t.Helper()
 	timeout := time.After(90 * time.Second)
@@ -393,8 +406,11 @@ func TestMarathonRollingUpgradeAndFailures(t *testing.T) {
 	})
 
 	// A command that fails at once: relaunched after 1, 2, 4 s (backoffFactor 2). What is
-	// measured is each failure to the next launch's first update: a busy machine only makes it
-	// longer, never shorter than the delay.
+	// measured is each failure to the next launch's first update, by the events' own stamps
+	// (the framework's clock): a busy machine only makes that longer, never shorter than the
+	// delay. (The times the test reads them are no measure: the framework decides on a failure,
+	// commits, then publishes, so under load its event can come seconds after the decision
+	// the backoff counts from.)
 	postApp(t, base, `{"id": "/crash", "cmd": "exit 3", "cpus": 0.1, "mem": 32, "instances": 1, "backoffSeconds": 1, "backoffFactor": 2, "portDefinitions": []}`)
 	var gaps []time.Duration
 	var failedAt time.Time
@@ -407,9 +423,9 @@ func TestMarathonRollingUpgradeAndFailures(t *testing.T) {
 		switch {
 		case ev.Data["taskStatus"] == "TASK_FAILED":
 			failures++
-			failedAt, ended[id] = ev.At, true
+			failedAt, ended[id] = eventStamp(t, ev), true
 		case !failedAt.IsZero() && !ended[id] && len(gaps) < failures:
-			gaps = append(gaps, ev.At.Sub(failedAt)) // the next launch's first update
+			gaps = append(gaps, eventStamp(t, ev).Sub(failedAt)) // the next launch's first update
 		}
 	}
 	t.Logf("from each failure to the next launch: %v", gaps)

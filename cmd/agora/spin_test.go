@@ -75,14 +75,6 @@ func TestAgentRefusingEveryLaunchBacksOff(t *testing.T) {
 		failedMsg, state string
 	}
 	byID := map[string]*launch{}
-	stamp := func(ev sseEvent) time.Time {
-		s, _ := ev.Data["timestamp"].(string)
-		at, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			t.Fatalf("event %v: timestamp %q: %v", ev.Data, s, err)
-		}
-		return at
-	}
 	var worst struct{ master, marathon, agent int }
 	checkKept := func() {
 		// The master's task list: tasks of the app that ended without running.
@@ -155,12 +147,12 @@ func TestAgentRefusingEveryLaunchBacksOff(t *testing.T) {
 			}
 			switch state, _ := ev.Data["taskStatus"].(string); task.State(state) {
 			case task.Starting:
-				l.started = stamp(ev)
+				l.started = eventStamp(t, ev)
 			case task.Running:
 				t.Fatalf("task %s runs: its image should be missing", id)
 			default:
 				if task.State(state).IsTerminal() {
-					l.failed, l.state = stamp(ev), state
+					l.failed, l.state = eventStamp(t, ev), state
 					l.failedMsg, _ = ev.Data["message"].(string)
 				}
 			}

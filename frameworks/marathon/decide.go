@@ -23,6 +23,7 @@ import (
 type event struct {
 	typ    string
 	fields map[string]any
+	at     time.Time // its timestamp: when it was decided (zero: when it is published)
 }
 
 // logLine is a line for the service's log.
@@ -45,6 +46,7 @@ type probe struct {
 // every kill sent; revive or suppress offers; ask again about instances still not reconciled;
 // start readiness probes; and decide again at once (again) when a deployment moved on a step.
 type actions struct {
+	now              time.Time // of the decision: its events' timestamp (zero: when published)
 	record           *change
 	kills            []api.KillTask
 	killing          []string // instances marked Killing (unmarked if the record fails)
@@ -57,7 +59,7 @@ type actions struct {
 }
 
 func (a *actions) publish(typ string, fields map[string]any) {
-	a.events = append(a.events, event{typ, fields})
+	a.events = append(a.events, event{typ, fields, a.now})
 }
 
 func (a *actions) log(level slog.Level, msg string, args ...any) {
@@ -76,7 +78,7 @@ type observed struct {
 // change, and it is reconciled; an ended instance is forgotten (and replaced, with backoff, if
 // nobody asked it to stop).
 func (st *leaderState) observe(ts api.TaskStatus, now time.Time) observed {
-	var o observed
+	o := observed{actions: actions{now: now}}
 	in := st.instances[ts.TaskID]
 	if in == nil {
 		o.killUnowned = !ts.State.IsTerminal() && ts.State != task.Unknown
@@ -174,7 +176,7 @@ const reconcileRetry = 10 * time.Second
 // run?) can respect the upgrade strategy's bounds until the master has answered for it. role
 // is the framework's, as plans in events show it.
 func (st *leaderState) decide(now time.Time, full bool, role string) actions {
-	a := actions{record: &change{}}
+	a := actions{now: now, record: &change{}}
 	apps := sortedKeys(st.dirty)
 	if full {
 		apps = sortedKeys(st.apps)

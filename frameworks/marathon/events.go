@@ -53,14 +53,25 @@ type eventMsg struct {
 
 func newEventBus() *eventBus { return &eventBus{subs: map[*eventSub]struct{}{}} }
 
-// publish sends one event: fields plus eventType and timestamp.
+// publish sends one event: fields plus eventType and timestamp (now).
 func (b *eventBus) publish(typ string, fields map[string]any) {
+	b.publishAt(typ, fields, time.Time{})
+}
+
+// publishAt is publish with the event's timestamp at, when the framework decided what it
+// tells (zero: now). A decision's events go out once it is committed, which under load can be
+// seconds later; their stamps still say when it happened, as Marathon's say when it handled
+// the update.
+func (b *eventBus) publishAt(typ string, fields map[string]any, at time.Time) {
+	if at.IsZero() {
+		at = time.Now()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.subs) == 0 {
 		return
 	}
-	body := map[string]any{"eventType": typ, "timestamp": formatTime(time.Now())}
+	body := map[string]any{"eventType": typ, "timestamp": formatTime(at)}
 	for k, v := range fields {
 		body[k] = v
 	}

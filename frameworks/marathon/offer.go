@@ -30,7 +30,7 @@ type offerUse struct {
 // waits 5 s, saying why in lastTaskFailure); newID names a task. The instances are added to
 // the state only once recorded (launched).
 func (st *leaderState) placeOffer(o api.Offer, now time.Time, secrets func(App) (frameworks.Resolved, string), newID func(appID string) string) offerUse {
-	u := offerUse{actions: actions{record: &change{}}}
+	u := offerUse{actions: actions{now: now, record: &change{}}}
 	left := o.Resources
 	place := Place{Hostname: o.Hostname, Attributes: o.Attributes}
 	for _, appID := range sortedKeys(st.waiting) {

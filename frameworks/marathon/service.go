@@ -319,7 +319,7 @@ func (s *Service) announce(a *actions) {
 		s.logger.Log(context.Background(), l.level, l.msg, l.args...)
 	}
 	for _, e := range a.events {
-		s.bus.publish(e.typ, e.fields)
+		s.bus.publishAt(e.typ, e.fields, e.at)
 	}
 }
 
