@@ -416,7 +416,7 @@ func (s *wipeSampler) stop() []string {
 		}
 	}
 	if rate := float64(s.samples) / time.Since(s.began).Seconds(); rate < 2 {
-		out = append(out, fmt.Sprintf("sampled %.1f times a second, fewer than 2", rate))
+		out = append(out, fmt.Sprintf("sampled %.2f times a second, fewer than 2", rate))
 	}
 	return out
 }
