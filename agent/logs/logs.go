@@ -242,6 +242,13 @@ func (lf *File) rotateLocked() error {
 	return nil
 }
 
+// End is the offset of the stream's next byte: where its files end.
+func (lf *File) End() int64 {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	return lf.base + lf.size
+}
+
 // Close closes the current file.
 func (lf *File) Close() error {
 	lf.mu.Lock()
