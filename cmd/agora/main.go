@@ -94,7 +94,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			taskCommand(),
 			imageCommand(),
 			tlsCommand(),
-			loggerCommand(),
 			completionCommand(),
 		},
 		OnUsageError:   onUsageError,
