@@ -355,7 +355,8 @@ func TestTaskRunsToTheEndWithItsOutputInTheLogs(t *testing.T) {
 	if got := e.fm.states("hello"); fmt.Sprint(got) != "[TASK_STARTING TASK_RUNNING TASK_FINISHED]" {
 		t.Fatalf("states = %v", got)
 	}
-	if out := a.logs(t, "hello", "stdout"); !strings.Contains(out, "AGORA_TASK_ID=hello\n") {
+	// The last line, written as the process ends, is there once FINISHED is.
+	if out := a.logs(t, "hello", "stdout"); !strings.Contains(out, "AGORA_TASK_ID=hello\n") || !strings.HasSuffix(out, "testapp: exiting with 0\n") {
 		t.Fatalf("stdout = %q", out)
 	}
 	if errOut := a.logs(t, "hello", "stderr"); errOut != "to stderr\n" {
