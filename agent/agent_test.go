@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,12 +29,6 @@ import (
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 )
-
-// The shim runs this test binary as each task's logger, as it runs agora in production.
-func TestMain(m *testing.M) {
-	containerd.ServeIfLogger()
-	os.Exit(m.Run())
-}
 
 // fakeMaster stands in for the leader: it answers /v1/cluster, registers the agent, records
 // every status update in order and acknowledges them (unless told to refuse some). The master
@@ -201,13 +194,9 @@ func withDrain(c *Config) { c.Drain = true }
 // start runs an agent on the env's data dir and waits for its registration.
 func (e *testEnv) start(opts ...agentOpt) *runningAgent {
 	e.t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	exec, err := containerd.New(containerd.Config{
 		Client: e.client, Namespace: e.ns, SandboxRoot: filepath.Join(e.dataDir, "sandboxes"),
-		LogBinary: self, Logger: testLogger(e.t),
+		Logger: testLogger(e.t),
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -366,7 +355,8 @@ func TestTaskRunsToTheEndWithItsOutputInTheLogs(t *testing.T) {
 	if got := e.fm.states("hello"); fmt.Sprint(got) != "[TASK_STARTING TASK_RUNNING TASK_FINISHED]" {
 		t.Fatalf("states = %v", got)
 	}
-	if out := a.logs(t, "hello", "stdout"); !strings.Contains(out, "AGORA_TASK_ID=hello\n") {
+	// The last line, written as the process ends, is there once FINISHED is.
+	if out := a.logs(t, "hello", "stdout"); !strings.Contains(out, "AGORA_TASK_ID=hello\n") || !strings.HasSuffix(out, "testapp: exiting with 0\n") {
 		t.Fatalf("stdout = %q", out)
 	}
 	if errOut := a.logs(t, "hello", "stderr"); errOut != "to stderr\n" {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	ctrd "github.com/containerd/containerd"
-	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -77,9 +76,9 @@ func waitUpdate(b *testing.B, ch chan api.TaskStatus, want task.State) {
 }
 
 // directLaunch is the floor: the container life cycle the executor runs (image config, host
-// network, env, sandbox mount, cgroup limits, the same logging process), done straight through
+// network, env, sandbox mount, cgroup limits, the same spool files for its output), done straight through
 // the containerd client, timed from the first call until the process runs.
-func directLaunch(b *testing.B, client *ctrd.Client, ns, sandboxRoot, logBinary, id string) (time.Duration, func()) {
+func directLaunch(b *testing.B, client *ctrd.Client, ns, sandboxRoot, id string) (time.Duration, func()) {
 	ctx := namespaces.WithNamespace(context.Background(), ns)
 	start := time.Now()
 	img, err := client.GetImage(ctx, containerdtest.TestAppImage)
@@ -100,7 +99,10 @@ func directLaunch(b *testing.B, client *ctrd.Client, ns, sandboxRoot, logBinary,
 	if err != nil {
 		b.Fatal(err)
 	}
-	tk, err := c.NewTask(ctx, cio.BinaryIO(logBinary, map[string]string{containerd.LoggerCommand: logs.Options{Dir: sandbox}.Encode()}))
+	if err := logs.MakeSpools(sandbox); err != nil {
+		b.Fatal(err)
+	}
+	tk, err := c.NewTask(ctx, containerd.SpoolIO(sandbox))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -136,17 +138,13 @@ func BenchmarkLaunchToRunning(b *testing.B) {
 	a := e.start()
 	w := watchUpdates(e.fm)
 	client := containerdtest.Client(b)
-	self, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
 	sandboxRoot := b.TempDir()
 	var agora, direct []time.Duration
 	n := 0
 	for b.Loop() {
 		for i := 0; i < launches; i++ {
 			n++
-			took, cleanup := directLaunch(b, client, e.ns, sandboxRoot, self, fmt.Sprintf("direct-%d", n))
+			took, cleanup := directLaunch(b, client, e.ns, sandboxRoot, fmt.Sprintf("direct-%d", n))
 			direct = append(direct, took)
 			cleanup()
 

@@ -15,8 +15,8 @@ import (
 // away, and ending a shim it lost), then the end reported as what the exit means.
 
 // watch waits for a task's process to end and reports how. The exit is checkpointed first, then
-// the container removed (which lets its logger write the last of the output), and only then is
-// the end reported: whoever reads the logs after seeing the end gets all of them, and a crash
+// the container removed (which copies the last of its output into its log files), and only then
+// is the end reported: whoever reads the logs after seeing the end gets all of them, and a crash
 // in between loses no exit status.
 func (ts *taskSet) watch(id string, h *containerd.Handle) {
 	var ex containerd.Exit

@@ -89,7 +89,7 @@ func TestRestartedAgentReattaches(t *testing.T) {
 }
 
 // TestContainerThatDiedWhileTheAgentWasDownIsReportedOnce: the restarted agent reports the real
-// exit status, once.
+// exit status, once, and by then the task's logs hold what it wrote while no agent ran.
 func TestContainerThatDiedWhileTheAgentWasDownIsReportedOnce(t *testing.T) {
 	e := newEnv(t)
 	a := e.start()
@@ -107,6 +107,9 @@ func TestContainerThatDiedWhileTheAgentWasDownIsReportedOnce(t *testing.T) {
 	st := e.fm.waitState("brief", task.Failed, 30*time.Second)
 	if st.ExitStatus == nil || *st.ExitStatus != 7 {
 		t.Fatalf("FAILED update = %+v, want exit status 7", st)
+	}
+	if out := b.logs(t, "brief", "stdout"); !strings.HasPrefix(out, "testapp: started") || !strings.HasSuffix(out, "testapp: exiting with 7\n") {
+		t.Fatalf("stdout once FAILED was sent: %q", out)
 	}
 	b.stop(t)
 	e.start()

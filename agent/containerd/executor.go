@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,22 +28,6 @@ const DefaultNamespace = "agora"
 // DefaultPath is the PATH a task gets when it sets none.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// LoggerCommand is the first argument the shim passes LogBinary: `LogBinary logger OPTIONS`.
-const LoggerCommand = "logger"
-
-// ServeIfLogger turns this process into a task's logger, and exits, when the shim started it
-// as one (`BIN logger OPTIONS`); otherwise it returns. Test binaries that are LogBinary call
-// it first in TestMain, as the agora binary has its logger command.
-func ServeIfLogger() {
-	if len(os.Args) > 2 && os.Args[1] == LoggerCommand {
-		if err := logs.RunLogger(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-}
-
 // Config configures an Executor.
 type Config struct {
 	Client    *ctrd.Client
@@ -51,11 +36,8 @@ type Config struct {
 	// another containerd's (empty: any shim of Namespace).
 	Address     string
 	SandboxRoot string // each task's sandbox is SandboxRoot/<task id>
-	// LogBinary is the absolute path of the program the shim runs as `LogBinary logger OPTIONS`
-	// to write a task's stdout and stderr (logs.RunLogger); agora itself.
-	LogBinary   string
-	LogMaxBytes int64 // rotate a task's stdout or stderr at this size (default logs' own)
-	LogKeep     int   // rotated files kept per stream (default logs' own)
+	LogMaxBytes int64  // rotate a task's stdout or stderr at this size (default logs' own)
+	LogKeep     int    // rotated files kept per stream (default logs' own)
 	Logger      *slog.Logger
 	// HostDirs are the host directories tasks without an image see, read-only (default
 	// DefaultHostDirs). They also get a copy of the host's /etc made when the executor starts,
@@ -85,6 +67,8 @@ type Executor struct {
 	hostRoot, hostEtc, logRoot string
 	hostMounts                 []specs.Mount // of tasks without an image, as hostMountList made them at start
 	defaultUser                identity      // cfg.DefaultUser resolved on the host
+	// pump copies the tasks' spools, which the shims write, into their rotated log files.
+	pump *logs.Pump
 
 	mu    sync.Mutex // guards tasks
 	tasks map[string]*running
@@ -107,14 +91,12 @@ func New(cfg Config) (*Executor, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if !filepath.IsAbs(cfg.LogBinary) {
-		return nil, fmt.Errorf("containerd: the log binary %q must be an absolute path", cfg.LogBinary)
-	}
-	if _, err := os.Stat(cfg.LogBinary); err != nil {
-		return nil, fmt.Errorf("containerd: log binary: %w", err)
-	}
 	if !filepath.IsAbs(cfg.SandboxRoot) {
 		return nil, fmt.Errorf("containerd: the sandbox root %q must be an absolute path", cfg.SandboxRoot)
+	}
+	// The shim parses a task's stdout and stderr paths as URLs (without a scheme: a path).
+	if u, err := url.Parse(cfg.SandboxRoot); err != nil || u.Scheme != "" {
+		return nil, fmt.Errorf("containerd: the sandbox root %q: containerd's shim would not take the paths of its tasks' log files, which are beside it (a '%%' not followed by two hex digits?)", cfg.SandboxRoot)
 	}
 	if cfg.HostDirs == nil {
 		cfg.HostDirs = DefaultHostDirs
@@ -132,7 +114,8 @@ func New(cfg Config) (*Executor, error) {
 		}
 	}
 	e := &Executor{cfg: cfg, logger: cfg.Logger, tasks: map[string]*running{},
-		hostRoot: cfg.SandboxRoot + "-hostroot", hostEtc: cfg.SandboxRoot + "-etc", logRoot: cfg.SandboxRoot + "-logs"}
+		hostRoot: cfg.SandboxRoot + "-hostroot", hostEtc: cfg.SandboxRoot + "-etc", logRoot: cfg.SandboxRoot + "-logs",
+		pump: logs.NewPump(logs.PumpConfig{MaxBytes: cfg.LogMaxBytes, Keep: cfg.LogKeep, Logger: cfg.Logger})}
 	if err := os.MkdirAll(e.logRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("containerd: logs: %w", err)
 	}
@@ -162,16 +145,19 @@ func (e *Executor) Sandbox(taskID string) string { return filepath.Join(e.cfg.Sa
 // (a task owns its sandbox, and could leave a link there where the agent would write or read).
 func (e *Executor) LogDir(taskID string) string { return filepath.Join(e.logRoot, taskID) }
 
-// Remove deletes a task's ended process and its container (and the container's snapshot); the
-// sandbox stays. Removing what is not there is not an error.
+// Remove deletes a task's ended process, then copies the last of its output into its log files
+// (the shim writes no more once the process is deleted), then deletes its container (and the
+// container's snapshot); the sandbox and the log files stay. Removing what is not there is not
+// an error. The agent reports a task's end only once Remove returned: its logs are complete.
 func (e *Executor) Remove(ctx context.Context, id string) error {
 	ctx = e.ctx(ctx)
 	e.mu.Lock()
+	r := e.tasks[id]
 	delete(e.tasks, id)
 	e.mu.Unlock()
 	ctr, err := e.cfg.Client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
-		return nil
+		return e.drainLogs(ctx, id, r)
 	}
 	if err != nil {
 		return fmt.Errorf("containerd: remove %s: %w", id, err)
@@ -183,8 +169,25 @@ func (e *Executor) Remove(ctx context.Context, id string) error {
 	} else if !errdefs.IsNotFound(err) {
 		return fmt.Errorf("containerd: remove %s: %w", id, err)
 	}
+	if err := e.drainLogs(ctx, id, r); err != nil {
+		return err // the container stays: the next Remove drains again
+	}
 	if err := ctr.Delete(ctx, ctrd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("containerd: remove %s: %w", id, err)
+	}
+	return nil
+}
+
+// drainLogs copies what is left in a task's spools into its log files and removes them; its
+// process must be deleted. A task without spools (its output went through a logging process
+// an earlier agent had the shim start) is left as it is. r is what the executor held of the
+// task (nil: nothing).
+func (e *Executor) drainLogs(ctx context.Context, id string, r *running) error {
+	if err := e.pump.Drain(ctx, e.LogDir(id)); err != nil {
+		return fmt.Errorf("containerd: remove %s: %w", id, err)
+	}
+	if r != nil {
+		r.stopForget() // drained: nothing to let go of when the agent stops
 	}
 	return nil
 }

@@ -16,12 +16,6 @@ import (
 	"github.com/agora-sched/agora/pkg/resources"
 )
 
-// The shim runs this test binary as each task's logger, as it runs agora in production.
-func TestMain(m *testing.M) {
-	ServeIfLogger()
-	os.Exit(m.Run())
-}
-
 func newExecutor(t *testing.T) *Executor {
 	t.Helper()
 	return newExecutorWith(t, func(*Config) {})
@@ -34,8 +28,8 @@ func taskID(t *testing.T) string {
 	return fmt.Sprintf("exec-%d-%d", time.Now().UnixNano(), taskSeq)
 }
 
-// waitExit waits for the task's end and removes its container, which also has its logger
-// write the last of its output.
+// waitExit waits for the task's end and removes its container, which also copies the last of
+// its output into its log files.
 func waitExit(t *testing.T, e *Executor, h *Handle, within time.Duration) Exit {
 	t.Helper()
 	select {
@@ -234,10 +228,9 @@ func TestLaunchRefusesWhatCannotRun(t *testing.T) {
 	}
 }
 
-// TestOutputIsRotatedAtTheLimit: the shim's logging process rotates a chatty task's stdout.
+// TestOutputIsRotatedAtTheLimit: the pump rotates a chatty task's stdout.
 func TestOutputIsRotatedAtTheLimit(t *testing.T) {
-	e := newExecutor(t)
-	e.cfg.LogMaxBytes, e.cfg.LogKeep = 1000, 2
+	e := newExecutorWith(t, func(c *Config) { c.LogMaxBytes, c.LogKeep = 1000, 2 })
 	h, err := e.Launch(context.Background(), Spec{TaskID: taskID(t), Cmd: "i=0; while [ $i -lt 100 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done"})
 	if err != nil {
 		t.Fatal(err)

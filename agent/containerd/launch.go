@@ -357,41 +357,70 @@ func ownSandbox(sandbox string, who identity) error {
 	return nil
 }
 
-// start creates the container's process, its stdout and stderr going to the task's logger
-// (LogBinary) and watched for OOM kills from before it starts, removes the host's copies of
-// its secret files, then starts it and tracks it. When it fails, what it made is gone, but for
-// the container, which is the caller's.
-func (e *Executor) start(ctx context.Context, s Spec, ctr ctrd.Container, logDir string) (*Handle, error) {
+// start creates the container's process, its stdout and stderr going to the task's spools
+// (SpoolIO: the shim writes them, the pump copies them into the rotated files) and watched for
+// OOM kills from before it starts, removes the host's copies of its secret files, then starts
+// it and tracks it. When it fails, what it made is gone, but for the container, which is the
+// caller's.
+func (e *Executor) start(ctx context.Context, s Spec, ctr ctrd.Container, logDir string) (_ *Handle, err error) {
+	if err := logs.MakeSpools(logDir); err != nil {
+		return nil, fmt.Errorf("containerd: logs of %s: %w", s.TaskID, err)
+	}
 	// Watch for the kernel's OOM kills of this container from before it starts.
 	oom := e.watchOOM(ctx, s.TaskID)
-	logOpts := logs.Options{Dir: logDir, MaxBytes: e.cfg.LogMaxBytes, Keep: e.cfg.LogKeep}
-	task, err := ctr.NewTask(ctx, cio.BinaryIO(e.cfg.LogBinary, map[string]string{LoggerCommand: logOpts.Encode()}))
-	if err != nil {
+	var task ctrd.Task
+	defer func() {
+		if err == nil {
+			return
+		}
 		oom.cancel()
+		cleanup := context.WithoutCancel(ctx)
+		if task != nil {
+			task.Delete(cleanup, ctrd.WithProcessKill)
+		}
+		// What runc said, if anything, goes to the logs; the spools go.
+		if derr := e.pump.Drain(cleanup, logDir); derr != nil {
+			e.logger.Warn("the spools of a task that did not start", "task", s.TaskID, "err", derr)
+		}
+	}()
+	task, err = ctr.NewTask(ctx, SpoolIO(logDir))
+	if err != nil {
 		return nil, startError(s.TaskID, err)
 	}
 	if len(s.SecretFiles) > 0 {
 		// The container holds its own mounts of the secret files now: the host's go before
 		// the process starts, so it only ever reads what is out of the host's reach.
 		if err := e.dropSecrets(s.TaskID); err != nil {
-			oom.cancel()
-			task.Delete(context.WithoutCancel(ctx), ctrd.WithProcessKill)
 			return nil, err
 		}
 	}
 	exitCh, err := task.Wait(ctx)
 	if err != nil {
-		oom.cancel()
-		task.Delete(context.WithoutCancel(ctx), ctrd.WithProcessKill)
 		return nil, fmt.Errorf("containerd: wait %s: %w", s.TaskID, err)
 	}
 	if err := task.Start(ctx); err != nil {
-		oom.cancel()
-		task.Delete(context.WithoutCancel(ctx), ctrd.WithProcessKill)
 		return nil, startError(s.TaskID, err)
 	}
 	return e.track(ctx, s.TaskID, task, exitCh, oom), nil
 }
+
+// SpoolIO has containerd's shim write a task's stdout and stderr into the spools of its log
+// dir (logs.MakeSpools made them). Their paths are plain paths to regular files, which the runc
+// shim opens for appending and copies the container's pipes into itself: no FIFO, no process
+// of Agora's, and (no stdin path) no stdin. Nothing is left to cancel, wait for or close here:
+// the shim owns the copying.
+func SpoolIO(logDir string) cio.Creator {
+	return func(string) (cio.IO, error) {
+		return spoolIO{cio.Config{Stdout: logs.SpoolPath(logDir, "stdout"), Stderr: logs.SpoolPath(logDir, "stderr")}}, nil
+	}
+}
+
+type spoolIO struct{ cfg cio.Config }
+
+func (s spoolIO) Config() cio.Config { return s.cfg }
+func (spoolIO) Cancel()              {}
+func (spoolIO) Wait()                {}
+func (spoolIO) Close() error         { return nil }
 
 // chownTree gives a new sandbox and everything in it to the task's user; links are not
 // followed (their own owner changes). Nothing of the task runs yet, so nothing in it moves.

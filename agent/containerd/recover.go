@@ -12,11 +12,13 @@ import (
 // Recovered is what Recover found of one task the agent's checkpoint knows.
 type Recovered struct {
 	TaskID string
-	// Handle is set when the task's process still runs: it is re-attached, and its Done
-	// channel reports its end as for a launched task.
+	// Handle is set when the task's process still runs: it is re-attached, its Done channel
+	// reports its end as for a launched task, and the pump copies on its spools from where its
+	// log files end (what it wrote while the agent was down first).
 	Handle *Handle
 	// Exit is set when the process ended while the agent was down (or never started): its real
-	// status when containerd kept it, Vanished when even that is gone.
+	// status when containerd kept it, Vanished when even that is gone. What it wrote that is
+	// not in its log files yet is, once Remove returns.
 	Exit *Exit
 	// Missing: there is no container of that id at all.
 	Missing bool

@@ -17,15 +17,11 @@ import (
 )
 
 // newExecutorWith is newExecutor with some of the config changed.
-func newExecutorWith(t *testing.T, change func(*Config)) *Executor {
+func newExecutorWith(t testing.TB, change func(*Config)) *Executor {
 	t.Helper()
 	client := containerdtest.Client(t)
 	containerdtest.ImportTestApp(t, client, containerdtest.Namespace)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Client: client, Namespace: containerdtest.Namespace, SandboxRoot: t.TempDir(), LogBinary: self}
+	cfg := Config{Client: client, Namespace: containerdtest.Namespace, SandboxRoot: t.TempDir()}
 	change(&cfg)
 	e, err := New(cfg)
 	if err != nil {
@@ -126,8 +122,7 @@ func TestRootOnlyWhereAllowed(t *testing.T) {
 			t.Errorf("user %q on a strict executor: %v, want ErrRootRefused", user, err)
 		}
 	}
-	self, _ := os.Executable()
-	if _, err := New(Config{Client: strict.cfg.Client, SandboxRoot: t.TempDir(), LogBinary: self, DefaultUser: "root"}); err == nil {
+	if _, err := New(Config{Client: strict.cfg.Client, SandboxRoot: t.TempDir(), DefaultUser: "root"}); err == nil {
 		t.Error("an executor whose default user is root, without AllowRoot, was made")
 	}
 	open := newExecutorWith(t, func(c *Config) { c.AllowRoot = true })

@@ -38,7 +38,8 @@ type Handle struct {
 	exited  chan struct{} // closed when the process has ended
 }
 
-// Done delivers the task's Exit once, when its process ends.
+// Done delivers the task's Exit once, when its process ends. Its output may still be on its way
+// to the log files until the executor's Remove, which copies the last of it.
 func (h *Handle) Done() <-chan Exit { return h.done }
 
 // running is what the executor holds for a task whose process has not been removed.
@@ -48,13 +49,22 @@ type running struct {
 	// detached: the wait for the process broke (containerd went away) and the executor has
 	// not re-attached to it yet.
 	detached bool
+	// stopForget cancels the pump's letting go of the task's spools when track's ctx ends.
+	stopForget func() bool
 }
 
-// track registers a running task and waits for its end in the background, until ctx ends.
+// track registers a running task and waits for its end in the background, until ctx ends. The
+// pump copies the task's spools (a task an earlier agent started with a logging process has
+// none) until Remove drains them, or until ctx ends (the agent stops): then it lets go of them,
+// and the next agent, re-attached, copies on from where the log files end.
 func (e *Executor) track(ctx context.Context, id string, task ctrd.Task, exitCh <-chan ctrd.ExitStatus, oom *oomWatch) *Handle {
 	h := &Handle{ID: id, Sandbox: e.Sandbox(id), Logs: e.LogDir(id), done: make(chan Exit, 1), exited: make(chan struct{})}
+	r := &running{task: task, handle: h, stopForget: func() bool { return false }}
+	if e.pump.Add(h.Logs) {
+		r.stopForget = context.AfterFunc(ctx, func() { e.pump.Forget(h.Logs) })
+	}
 	e.mu.Lock()
-	e.tasks[id] = &running{task: task, handle: h}
+	e.tasks[id] = r
 	e.mu.Unlock()
 	go e.await(ctx, h, exitCh, oom)
 	return h

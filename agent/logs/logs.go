@@ -1,22 +1,33 @@
-// Package logs keeps a task's stdout and stderr in files in its sandbox, rotated at a size
+// Package logs keeps a task's stdout and stderr in files of its log dir, rotated at a size
 // limit, and reads them back for the agent's API, following them as they grow.
 //
-// The writer is not the agent: containerd's shim hands the container's output pipes to a
-// logging process it starts and owns (RunLogger, run as `agora logger OPTIONS`), so output keeps
-// flowing into the sandbox while the agent restarts.
+// No process of Agora's runs per task. containerd's shim writes each stream of the container
+// into a regular file of the log dir, its spool (a plain path to a regular file, which the
+// runc shim opens for appending and copies the container's pipe into itself); the agent's Pump
+// copies what lands in the spools into the rotated files. While the agent is down the shim goes
+// on writing the spools, and the restarted agent's pump goes on from where the files end: the
+// spool's offsets are the stream's own, so nothing is lost or copied twice.
 //
 // Use:
 //
-//  1. The executor passes Options{Dir, MaxBytes, Keep}.Encode() as the logger's one argument.
-//  2. RunLogger, in the shim's logging process, copies the container's stdout (fd 3) and stderr
-//     (fd 4) into Dir/stdout and Dir/stderr through File, which rotates them.
-//  3. The agent serves Handler at /v1/tasks/{id}/logs, which answers with Read or Follow.
+//  1. The executor makes a task's spools (MakeSpools) before it creates the task's process,
+//     gives their paths (SpoolPath) to the shim as the process's stdout and stderr, and has the
+//     agent's one Pump copy them (Pump.Add) while the process runs, or once re-attached to it.
+//  2. The pump, every DefaultPumpEvery, copies each spool's new bytes into Dir/stdout and
+//     Dir/stderr through File, which rotates them, and frees the copied blocks of the spool by
+//     punching a hole (fallocate; where the filesystem cannot, a spool keeps all it got until
+//     its task ends).
+//  3. Once the task's process is deleted (the shim writes no more), Pump.Drain copies the rest
+//     and removes the spools; only then is the task's end reported, so that whoever reads the
+//     logs after seeing the end gets all of them. When the agent stops, Pump.Forget.
+//  4. The agent serves Handler at /v1/tasks/{id}/logs, which answers with Read or Follow.
 //
 // Offsets are positions in a stream's whole history, so rotation never moves them: the current
 // file is always Dir/<stream> (where Mesos users look for it), and a rotated file is renamed
 // Dir/<stream>.<B>, B being the offset of its first byte. The current file thus starts where
 // the newest rotated file ends. Deleting old files leaves a gap at the start; a read from before
-// the earliest byte kept starts at the earliest byte kept, and says so in its offset.
+// the earliest byte kept starts at the earliest byte kept, and says so in its offset. A spool,
+// Dir/.<stream>.spool, is neither.
 package logs
 
 import (
@@ -31,7 +42,7 @@ import (
 	"sync"
 )
 
-// Defaults of Options.
+// Defaults of OpenFile's and Pump's limits.
 const (
 	DefaultMaxBytes = 10 << 20
 	DefaultKeep     = 5
@@ -39,43 +50,6 @@ const (
 
 // Streams are the two streams a task has.
 var Streams = []string{"stdout", "stderr"}
-
-// Options say where a task's logs go and how big they may grow.
-type Options struct {
-	Dir      string // the sandbox
-	MaxBytes int64  // rotate a file when a write would take it past this (default DefaultMaxBytes)
-	Keep     int    // rotated files kept per stream (default DefaultKeep)
-}
-
-func (o Options) withDefaults() Options {
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = DefaultMaxBytes
-	}
-	if o.Keep <= 0 {
-		o.Keep = DefaultKeep
-	}
-	return o
-}
-
-// Encode writes the options as the logger's one argument: "MAXBYTES:KEEP:DIR".
-func (o Options) Encode() string {
-	o = o.withDefaults()
-	return fmt.Sprintf("%d:%d:%s", o.MaxBytes, o.Keep, o.Dir)
-}
-
-// DecodeOptions reads what Encode wrote.
-func DecodeOptions(s string) (Options, error) {
-	parts := strings.SplitN(s, ":", 3)
-	if len(parts) != 3 {
-		return Options{}, fmt.Errorf("logs: options %q: want MAXBYTES:KEEP:DIR", s)
-	}
-	max, err1 := strconv.ParseInt(parts[0], 10, 64)
-	keep, err2 := strconv.Atoi(parts[1])
-	if err1 != nil || err2 != nil || max <= 0 || keep <= 0 || !filepath.IsAbs(parts[2]) {
-		return Options{}, fmt.Errorf("logs: options %q: want MAXBYTES:KEEP:DIR with an absolute DIR", s)
-	}
-	return Options{MaxBytes: max, Keep: keep, Dir: parts[2]}, nil
-}
 
 // segment is one file of a stream: the bytes from offset Base on.
 type segment struct {
@@ -139,10 +113,16 @@ type File struct {
 	size int64 // bytes in the current file
 }
 
-// OpenFile opens (or continues) a stream's log in dir.
+// OpenFile opens (or continues) a stream's log in dir, rotating it at maxBytes and keeping keep
+// rotated files (0: DefaultMaxBytes, DefaultKeep).
 func OpenFile(dir, stream string, maxBytes int64, keep int) (*File, error) {
-	o := Options{Dir: dir, MaxBytes: maxBytes, Keep: keep}.withDefaults()
-	lf := &File{dir: dir, stream: stream, maxBytes: o.MaxBytes, keep: o.Keep}
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	lf := &File{dir: dir, stream: stream, maxBytes: maxBytes, keep: keep}
 	segs, err := segments(dir, stream)
 	if err != nil {
 		return nil, err
@@ -240,6 +220,13 @@ func (lf *File) rotateLocked() error {
 		old = old[1:]
 	}
 	return nil
+}
+
+// End is the offset of the stream's next byte: where its files end.
+func (lf *File) End() int64 {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	return lf.base + lf.size
 }
 
 // Close closes the current file.

@@ -9,26 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
-
-func TestMain(m *testing.M) {
-	if len(os.Args) > 2 && os.Args[1] == "logger" {
-		if err := RunLogger(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
 
 func names(t *testing.T, dir string) []string {
 	t.Helper()
@@ -94,19 +81,6 @@ func TestRotationKeepsOffsets(t *testing.T) {
 	}
 	if c, _, _ := Read(dir, "stderr", 0, 100); len(c.Data) != 0 {
 		t.Fatalf("a stream never written: %q", c.Data)
-	}
-}
-
-func TestOptionsRoundTrip(t *testing.T) {
-	o := Options{Dir: "/var/lib/agora/sandboxes/a:b", MaxBytes: 123, Keep: 4}
-	got, err := DecodeOptions(o.Encode())
-	if err != nil || got != o {
-		t.Fatalf("%+v %v", got, err)
-	}
-	for _, bad := range []string{"", "1:2", "x:1:/a", "1:0:/a", "1:1:relative"} {
-		if _, err := DecodeOptions(bad); err == nil {
-			t.Errorf("%q decoded", bad)
-		}
 	}
 }
 
@@ -202,45 +176,6 @@ func TestHandler(t *testing.T) {
 		t.Fatalf("follow went on after the end: %q", sc.Text())
 	}
 	resp.Body.Close()
-}
-
-// TestRunLoggerAsTheShimRunsIt runs this test binary as the logging process with the shim's
-// file descriptors, writes to both pipes, then closes them; SIGTERM while bytes are still in a
-// pipe loses none of them.
-func TestRunLoggerAsTheShimRunsIt(t *testing.T) {
-	dir := t.TempDir()
-	outR, outW, _ := os.Pipe()
-	errR, errW, _ := os.Pipe()
-	readyR, readyW, _ := os.Pipe()
-	cmd := exec.Command(os.Args[0], "logger", Options{Dir: dir, MaxBytes: 1 << 20, Keep: 2}.Encode())
-	cmd.ExtraFiles = []*os.File{outR, errR, readyW}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	outR.Close()
-	errR.Close()
-	readyW.Close()
-	if _, err := readyR.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("ready: %v", err)
-	}
-	big := strings.Repeat("x", 200<<10) + "\n"
-	outW.Write([]byte("hello\n"))
-	errW.Write([]byte("warning\n"))
-	done := make(chan struct{})
-	go func() { outW.Write([]byte(big)); close(done) }()
-	cmd.Process.Signal(syscall.SIGTERM)
-	<-done
-	outW.Close()
-	errW.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("logger: %v", err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "stdout")); string(b) != "hello\n"+big {
-		t.Fatalf("stdout: %d bytes", len(b))
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "stderr")); string(b) != "warning\n" {
-		t.Fatalf("stderr: %q", b)
-	}
 }
 
 func TestBigWritesAreSplitAtLines(t *testing.T) {

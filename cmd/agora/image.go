@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -11,20 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	agentcontainerd "github.com/agora-sched/agora/agent/containerd"
-	"github.com/agora-sched/agora/agent/logs"
 )
-
-// selfPath is this binary's absolute path: the shim runs it as a task's logger.
-func selfPath() (string, error) {
-	p, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("agent: where is this binary: %w", err)
-	}
-	if p, err = filepath.EvalSymlinks(p); err != nil {
-		return "", fmt.Errorf("agent: where is this binary: %w", err)
-	}
-	return p, nil
-}
 
 func imageCommand() *cli.Command {
 	flags := []cli.Flag{
@@ -101,22 +87,6 @@ func imageCommand() *cli.Command {
 					return tw.Flush()
 				},
 			},
-		},
-	}
-}
-
-// loggerCommand is what containerd's shim runs to write a task's stdout and stderr into its
-// sandbox (see agent/logs); people do not run it.
-func loggerCommand() *cli.Command {
-	return &cli.Command{
-		Name:      agentcontainerd.LoggerCommand,
-		Hidden:    true,
-		ArgsUsage: "OPTIONS",
-		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usageError{"logger takes one argument"}
-			}
-			return logs.RunLogger(c.Args().First())
 		},
 	}
 }

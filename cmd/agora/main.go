@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -63,8 +64,16 @@ func exitCode(err error, stderr io.Writer) int {
 	return exitError
 }
 
+// parsing is held while urfave/cli parses a command line: its parsing writes package variables
+// of cli (its help flag, its help command), and tests call run many times at once in one
+// process. It is let go of when the command's own action starts.
+var parsing sync.Mutex
+
 // run builds the command tree and runs it with args; it is main without the process around it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	parsing.Lock()
+	parsed := sync.OnceFunc(parsing.Unlock)
+	defer parsed()
 	app := &cli.App{
 		Name:    "agora",
 		Usage:   "a two-level cluster scheduler: replicated masters, containerd agents, services and cron jobs",
@@ -94,7 +103,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			taskCommand(),
 			imageCommand(),
 			tlsCommand(),
-			loggerCommand(),
 			completionCommand(),
 		},
 		OnUsageError:   onUsageError,
@@ -106,7 +114,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cli.ShowAppHelp(c)
 		},
 	}
-	setUsageErrors(app.Commands)
+	setUsageErrors(app.Commands, parsed)
 	return app.RunContext(ctx, args)
 }
 
@@ -116,16 +124,18 @@ func onUsageError(c *cli.Context, err error, isSubcommand bool) error {
 }
 
 // setUsageErrors makes a wrong flag a usage error at every level of the tree, and lets every
-// command take its flags after its arguments (interspersed).
-func setUsageErrors(cmds []*cli.Command) {
+// command take its flags after its arguments (interspersed); parsed is called as a command's
+// action starts.
+func setUsageErrors(cmds []*cli.Command, parsed func()) {
 	for _, cmd := range cmds {
 		cmd.OnUsageError = onUsageError
 		if cmd.Action != nil {
-			cmd.Action = interspersed(cmd.Action)
+			action := interspersed(cmd.Action)
+			cmd.Action = func(c *cli.Context) error { parsed(); return action(c) }
 		} else if len(cmd.Subcommands) > 0 {
 			cmd.Action = verbs(cmd) // its first word is the verb, whatever flags follow
 		}
-		setUsageErrors(cmd.Subcommands)
+		setUsageErrors(cmd.Subcommands, parsed)
 	}
 }
 

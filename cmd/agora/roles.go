@@ -170,16 +170,11 @@ func parseResources(s string) (resources.Resources, error) {
 }
 
 // newExecutor connects to the --containerd socket and makes the agent's executor, with its
-// sandboxes under dataDir, this binary as the tasks' logger, and what the policy lets tasks do.
+// sandboxes under dataDir, and what the policy lets tasks do.
 func newExecutor(c *cli.Context, logger *slog.Logger, dataDir string, policy taskPolicy) (*containerd.Client, *agentcontainerd.Executor, error) {
 	client, err := containerd.New(c.String("containerd"), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		return nil, nil, fmt.Errorf("containerd: %w", err)
-	}
-	self, err := selfPath()
-	if err != nil {
-		client.Close()
-		return nil, nil, err
 	}
 	dataDir, err = filepath.Abs(dataDir)
 	if err != nil {
@@ -191,7 +186,6 @@ func newExecutor(c *cli.Context, logger *slog.Logger, dataDir string, policy tas
 		Namespace:   c.String("containerd-namespace"),
 		Address:     c.String("containerd"),
 		SandboxRoot: filepath.Join(dataDir, "sandboxes"),
-		LogBinary:   self,
 		LogMaxBytes: c.Int64("log-max-bytes"),
 		LogKeep:     c.Int("log-keep"),
 		Logger:      logger.With("component", "executor"),

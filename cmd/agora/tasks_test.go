@@ -26,11 +26,11 @@ import (
 )
 
 // envAsAgora makes this test binary behave as the agora binary, so that tests can run agents as
-// processes of their own and kill -9 them. containerd's shim also runs it as a task's logger.
+// processes of their own and kill -9 them.
 const envAsAgora = "AGORA_TEST_AS_AGORA"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(envAsAgora) == "1" || len(os.Args) > 1 && os.Args[1] == "logger" {
+	if os.Getenv(envAsAgora) == "1" {
 		main()
 	}
 	os.Exit(m.Run())

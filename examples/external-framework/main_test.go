@@ -24,12 +24,6 @@ import (
 	"github.com/agora-sched/agora/pkg/task"
 )
 
-// The shim runs this test binary as each task's logger, as it runs agora in production.
-func TestMain(m *testing.M) {
-	containerd.ServeIfLogger()
-	os.Exit(m.Run())
-}
-
 // cluster runs a real one-master cluster and real agents on containerd, in this process; each
 // agent has cpusEach cpus and two ports.
 func cluster(t *testing.T, nAgents int, cpusEach float64) (masterURL string, agentURLs []string) {
@@ -53,10 +47,6 @@ func cluster(t *testing.T, nAgents int, cpusEach float64) (masterURL string, age
 	var agents []*agent.Agent
 	dones := []chan error{}
 	client := containerdtest.Client(t)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	for i := range nAgents {
 		// Each agent has a containerd namespace and a port range of its own, as agents on
 		// different hosts would.
@@ -65,7 +55,7 @@ func cluster(t *testing.T, nAgents int, cpusEach float64) (masterURL string, age
 		t.Cleanup(func() { containerdtest.RemoveNamespace(t, client, ns) })
 		dataDir := t.TempDir()
 		exec, err := containerd.New(containerd.Config{
-			Client: client, Namespace: ns, SandboxRoot: filepath.Join(dataDir, "sandboxes"), LogBinary: self, Logger: logger,
+			Client: client, Namespace: ns, SandboxRoot: filepath.Join(dataDir, "sandboxes"), Logger: logger,
 		})
 		if err != nil {
 			t.Fatal(err)
