@@ -17,7 +17,7 @@ const FrameworkIDKey = "framework-id"
 // Driver is an embedded framework's life on a leader, the same for every framework; what is
 // the framework's own comes in as Begin, Step and End. Run goes:
 //
-//	read the framework id (Namespace/framework-id; none the first time)
+//	read the framework id (framework-id in its namespace of the store; none the first time)
 //	  │ Subscribe as that framework (waits while the scheduler is not ready)
 //	  ▼
 //	store the id the master gave, when it is another ─▶ Begin: load the state, take it as the
@@ -34,8 +34,7 @@ const FrameworkIDKey = "framework-id"
 // a leader change: either way it subscribes again with the framework id it stored, so the
 // master hands it its tasks, and loads its state afresh.
 type Driver struct {
-	Config    Config // its Host, Name (the framework's), Tick, Logger
-	Namespace string // the framework's namespace in the store, which holds its id
+	Config Config // its Host (whose Store holds the framework id), Name (the framework's), Tick, Logger
 
 	// Begin builds the framework's leader state for the session from the store and makes it
 	// the one the framework works on; it answers the tasks to reconcile (what the state says
@@ -93,7 +92,7 @@ func (d *Driver) subscribe(ctx context.Context) (api.Session, error) {
 		return nil, err
 	}
 	fwID := ""
-	if b, ok := v.Get(d.Namespace, FrameworkIDKey); ok {
+	if b, ok := v.Get(FrameworkIDKey); ok {
 		json.Unmarshal(b, &fwID)
 	}
 	ss, err := d.Config.Subscribe(ctx, fwID)
@@ -103,7 +102,7 @@ func (d *Driver) subscribe(ctx context.Context) (api.Session, error) {
 	if fwID != ss.FrameworkID() {
 		b := &raft.Batch{}
 		b.Put(FrameworkIDKey, ss.FrameworkID())
-		if err := store.CommitBatch(ctx, d.Namespace, b); err != nil {
+		if err := store.Commit(ctx, b); err != nil {
 			ss.Close()
 			return nil, err
 		}

@@ -25,9 +25,10 @@ type Host interface {
 	Agents(ctx context.Context) ([]api.Agent, error)
 	AgentViews(ctx context.Context) ([]api.AgentView, error)
 
-	// Store is the replicated store. A framework reads and writes its own namespace only,
-	// whose applier the node was given when it was made (cmd/agora's list of frameworks).
-	Store() *raft.Store
+	// Store is the framework's own namespace of the replicated store: it reads and writes
+	// nothing else. Its applier the node was given when it was made (cmd/agora's list of
+	// frameworks).
+	Store() raft.Namespace
 
 	// Embed, before the node runs, registers the framework as embedded under its name (no API
 	// caller may take its framework id) and run as work of the leader: started when the node

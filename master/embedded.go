@@ -131,11 +131,18 @@ func (m *Master) Clock() clock.Clock { return m.cfg.Clock }
 func (m *Master) MaxClockSkew() time.Duration { return m.cfg.MaxClockSkew }
 
 // FrameworkHost is this master as the frameworks embedded in it see it: what frameworks.Host
-// asks for, and nothing else. Its methods forward to the master's.
-type FrameworkHost struct{ m *Master }
+// asks for, and nothing else, for one framework: the store it sees is its own namespace. Its
+// methods forward to the master's.
+type FrameworkHost struct {
+	m         *Master
+	namespace string
+}
 
-// FrameworkHost is the host the embedded frameworks are given (frameworks.Config.Host).
-func (m *Master) FrameworkHost() FrameworkHost { return FrameworkHost{m} }
+// FrameworkHost is the host an embedded framework whose state is the store's namespace is
+// given (frameworks.Config.Host).
+func (m *Master) FrameworkHost(namespace string) FrameworkHost {
+	return FrameworkHost{m: m, namespace: namespace}
+}
 
 // Subscribe is Master.Subscribe for a framework that starts with the leader's term: while the
 // scheduler is not ready yet it tries again every 50 ms, until ctx ends.
@@ -171,8 +178,8 @@ func (h FrameworkHost) AgentViews(ctx context.Context) ([]api.AgentView, error) 
 	return h.m.AgentViews(ctx)
 }
 
-// Store is the replicated store (Master.Store); a framework writes its own namespace only.
-func (h FrameworkHost) Store() *raft.Store { return h.m.Store() }
+// Store is the framework's namespace of the replicated store (Master.Store).
+func (h FrameworkHost) Store() raft.Namespace { return h.m.Store().Namespace(h.namespace) }
 
 // HandleLeader is Master.HandleLeader.
 func (h FrameworkHost) HandleLeader(pattern string, hd http.Handler) { h.m.HandleLeader(pattern, hd) }

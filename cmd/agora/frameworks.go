@@ -48,7 +48,7 @@ func startFrameworks(c *cli.Context, m *master.Master, logger *slog.Logger) erro
 		return err
 	}
 	for _, fw := range embedded {
-		f, err := fw.construct(frameworks.Config{Host: m.FrameworkHost(), Logger: logger.With("component", fw.name), ServicePorts: ports})
+		f, err := fw.construct(frameworks.Config{Host: m.FrameworkHost(fw.namespace), Logger: logger.With("component", fw.name), ServicePorts: ports})
 		if err != nil {
 			return err
 		}

@@ -79,7 +79,7 @@ func newCronWorld(t *testing.T) *cronWorld {
 		names: map[string]string{}, runsOf: map[string]int{}, seen: map[string]string{}}
 	m, _ := frameworktest.Master(t, t.TempDir(), &mastertest.SimulatedAgents{}, time.Hour, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
 		var err error
-		w.svc, err = New(Config{Host: m.FrameworkHost(), Clock: w.clk})
+		w.svc, err = New(Config{Host: m.FrameworkHost(Namespace), Clock: w.clk})
 		return err // not registered: the script is its driver
 	})
 	w.svc.checkClock = func() clock.Verdict { return clock.Verdict{Trusted: true} }

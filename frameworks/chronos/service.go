@@ -25,7 +25,7 @@ type Config = frameworks.Config
 type Service struct {
 	cfg     Config
 	m       frameworks.Host // the master it runs in
-	store   *raft.Store
+	store   raft.Namespace
 	logger  *slog.Logger
 	wake    chan struct{}
 	broken  chan error // a commit failed: the leader state is reloaded from the store
@@ -72,7 +72,7 @@ func (s *Service) poke() {
 // every leader), loads the jobs and their runs (begin), reconciles the tasks of runs in flight,
 // then starts runs as schedules and parents say (cycle) until leadership ends.
 func (s *Service) driver() *frameworks.Driver {
-	return &frameworks.Driver{Config: s.cfg, Namespace: Namespace, Begin: s.begin, Step: s.cycle, End: s.end,
+	return &frameworks.Driver{Config: s.cfg, Begin: s.begin, Step: s.cycle, End: s.end,
 		Wake: s.wake, Broken: s.broken,
 		Buffer: 1024, Batch: 4096} // a cycle takes what has queued up
 }
@@ -89,7 +89,7 @@ func (s *Service) begin(ctx context.Context, ss api.Session) ([]api.ReconcileTas
 		return nil, err
 	}
 	st, fix := s.newLeaderState(ss, l)
-	if err := s.store.CommitBatch(ctx, Namespace, fix); err != nil {
+	if err := s.store.Commit(ctx, fix); err != nil {
 		return nil, err
 	}
 	var known []api.ReconcileTask
@@ -206,7 +206,7 @@ func (s *Service) change(ctx context.Context, fn func(st *leaderState, w *work, 
 		return err
 	}
 	s.mu.Unlock()
-	if err := s.store.CommitBatch(ctx, Namespace, &w.b); err != nil {
+	if err := s.store.Commit(ctx, &w.b); err != nil {
 		// st holds what did not commit: nobody reads it from now on (reads wait on writeMu,
 		// which is still held), and the service reloads the state from the store.
 		s.mu.Lock()

@@ -39,7 +39,7 @@ func startSim(t testing.TB, dir string, clk clock.Clock, finish func(api.TaskInf
 	var svc *Service
 	m, stop := frameworktest.Master(t, dir, sim, 20*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
 		var err error
-		svc, err = New(Config{Host: m.FrameworkHost(), Tick: simTick, Clock: clk})
+		svc, err = New(Config{Host: m.FrameworkHost(Namespace), Tick: simTick, Clock: clk})
 		if err == nil {
 			for _, tw := range tweaks {
 				tw(svc)
@@ -361,7 +361,7 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 }
 
 // stored is every key and value of the framework's namespace, as one string to compare.
-func stored(t *testing.T, svc *Service) string { return frameworktest.Stored(t, svc.store, Namespace) }
+func stored(t *testing.T, svc *Service) string { return frameworktest.Stored(t, svc.store) }
 
 // TestMissedRunsAfterDowntime: a master down for ten minutes of an every-minute schedule starts
 // one run (the latest) when it is back and records the nine others missed; a deadline makes the

@@ -42,7 +42,7 @@ type loaded struct {
 	histories map[string]*History
 }
 
-func load(ctx context.Context, store *raft.Store) (*loaded, error) {
+func load(ctx context.Context, store raft.Namespace) (*loaded, error) {
 	v, err := store.View(ctx, raft.Stale)
 	if err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func load(ctx context.Context, store *raft.Store) (*loaded, error) {
 	l := &loaded{jobs: map[string]*Job{}, cursors: map[string]map[string]time.Time{}, runs: map[string][]*Run{}, histories: map[string]*History{}}
 	var bad error
 	each := func(prefix string, f func(key string, data []byte) error) {
-		v.List(Namespace, prefix, func(key string, data []byte) bool {
+		v.List(prefix, func(key string, data []byte) bool {
 			if err := f(strings.TrimPrefix(key, prefix), data); err != nil {
 				bad = fmt.Errorf("chronos: load %s%s: %w", prefix, key, err)
 			}

@@ -170,14 +170,14 @@ func Call(t testing.TB, method, url, body string, out any) int {
 
 // Stored is every key and value of a namespace of the store, as one string: compare it before
 // and after a request to see that the request wrote nothing.
-func Stored(t testing.TB, store *raft.Store, namespace string) string {
+func Stored(t testing.TB, store raft.Namespace) string {
 	t.Helper()
 	v, err := store.View(context.Background(), raft.Stale)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	v.List(namespace, "", func(key string, data []byte) bool {
+	v.List("", func(key string, data []byte) bool {
 		fmt.Fprintf(&b, "%s=%s\n", key, data)
 		return true
 	})

@@ -11,7 +11,7 @@ import (
 )
 
 // stored is every key and value of the framework's namespace, as one string to compare.
-func stored(t *testing.T, svc *Service) string { return frameworktest.Stored(t, svc.store, Namespace) }
+func stored(t *testing.T, svc *Service) string { return frameworktest.Stored(t, svc.store) }
 
 // errorBody is Marathon's error: a message and the problems by path (a query parameter's path
 // is "/" and its name).

@@ -31,7 +31,7 @@ func BenchmarkThousandApps(b *testing.B) {
 		var svc *Service
 		m, stop := frameworktest.Master(b, b.TempDir(), sim, 50*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
 			var err error
-			if svc, err = New(Config{Host: m.FrameworkHost()}); err == nil {
+			if svc, err = New(Config{Host: m.FrameworkHost(Namespace)}); err == nil {
 				svc.Register()
 			}
 			return err

@@ -230,7 +230,7 @@ func TestDeploymentRevertsAfterFailover(t *testing.T) {
 	svcs := map[*master.Master]*Service{}
 	var mu sync.Mutex
 	nodes := frameworktest.Masters(t, 3, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
-		svc, err := New(Config{Host: m.FrameworkHost(), Tick: 50 * time.Millisecond})
+		svc, err := New(Config{Host: m.FrameworkHost(Namespace), Tick: 50 * time.Millisecond})
 		if err != nil {
 			return err
 		}

@@ -109,7 +109,7 @@ func (s *Service) versions(w http.ResponseWriter, r *http.Request, appID, v stri
 		return
 	}
 	if v != "" {
-		data, ok := view.Get(Namespace, versionKey(appID, v))
+		data, ok := view.Get(versionKey(appID, v))
 		if !ok {
 			marathonError(w, http.StatusNotFound, "App '"+appID+"' does not exist in version "+v)
 			return
@@ -119,7 +119,7 @@ func (s *Service) versions(w http.ResponseWriter, r *http.Request, appID, v stri
 		return
 	}
 	var list []string
-	view.List(Namespace, versionPrefix(appID), func(key string, _ []byte) bool {
+	view.List(versionPrefix(appID), func(key string, _ []byte) bool {
 		list = append(list, strings.TrimPrefix(key, versionPrefix(appID)))
 		return true
 	})
@@ -206,7 +206,7 @@ func (s *Service) rollbackDefinition(w http.ResponseWriter, r *http.Request, app
 		marathonError(w, http.StatusServiceUnavailable, err.Error())
 		return nil, false
 	}
-	data, found := view.Get(Namespace, versionKey(appID, v))
+	data, found := view.Get(versionKey(appID, v))
 	if !found {
 		marathonError(w, http.StatusNotFound, "App '"+appID+"' does not exist in version "+v)
 		return nil, false

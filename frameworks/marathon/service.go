@@ -26,7 +26,7 @@ type Config = frameworks.Config
 type Service struct {
 	cfg    Config
 	m      frameworks.Host // the master it runs in
-	store  *raft.Store
+	store  raft.Namespace
 	logger *slog.Logger
 	ids    *id.Generator
 	wake   chan struct{}
@@ -153,7 +153,7 @@ func (s *Service) poke() {
 // every leader), loads the apps (begin), reconciles every instance it knows, then keeps apps at
 // their wanted instances (step) until leadership ends.
 func (s *Service) driver() *frameworks.Driver {
-	return &frameworks.Driver{Config: s.cfg, Namespace: Namespace, Wake: s.wake, Begin: s.begin, End: s.end,
+	return &frameworks.Driver{Config: s.cfg, Wake: s.wake, Begin: s.begin, End: s.end,
 		Step: func(ctx context.Context, events []api.Event, tick bool) (time.Time, error) {
 			for _, ev := range events {
 				s.handle(ctx, ev)
@@ -201,14 +201,14 @@ func (s *Service) load(ss api.Session) (*leaderState, error) {
 	}
 	st := newLeaderState(ss)
 	var bad error
-	v.List(Namespace, "app/", func(_ string, data []byte) bool {
+	v.List("app/", func(_ string, data []byte) bool {
 		var as *appState
 		if as, bad = appStateOf(data); bad == nil {
 			st.apps[as.app.ID] = as
 		}
 		return bad == nil
 	})
-	v.List(Namespace, "instance/", func(_ string, data []byte) bool {
+	v.List("instance/", func(_ string, data []byte) bool {
 		var rec InstanceRecord
 		if bad = json.Unmarshal(data, &rec); bad == nil {
 			st.add(&instance{rec: rec, state: task.Staging}) // not reconciled: unknown until the master answers
@@ -219,14 +219,14 @@ func (s *Service) load(ss api.Session) (*leaderState, error) {
 		}
 		return bad == nil
 	})
-	v.List(Namespace, "group/", func(_ string, data []byte) bool {
+	v.List("group/", func(_ string, data []byte) bool {
 		var g groupRecord
 		if bad = json.Unmarshal(data, &g); bad == nil {
 			st.groups[g.ID] = g
 		}
 		return bad == nil
 	})
-	v.List(Namespace, "deployment/", func(_ string, data []byte) bool {
+	v.List("deployment/", func(_ string, data []byte) bool {
 		var d Deployment
 		if bad = json.Unmarshal(data, &d); bad == nil {
 			st.deployments[d.ID] = &d

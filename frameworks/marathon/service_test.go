@@ -35,7 +35,7 @@ func simClusterWith(t *testing.T, agents int, res resources.Resources, configure
 	var svc *Service
 	sim := &mastertest.SimulatedAgents{}
 	m, _ := frameworktest.Master(t, t.TempDir(), sim, 20*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
-		cfg := Config{Host: m.FrameworkHost(), Tick: 50 * time.Millisecond}
+		cfg := Config{Host: m.FrameworkHost(Namespace), Tick: 50 * time.Millisecond}
 		configure(&cfg)
 		var err error
 		if svc, err = New(cfg); err == nil {

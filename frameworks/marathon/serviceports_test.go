@@ -189,7 +189,7 @@ func TestServicePortsThroughTheAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, _ := view.Get(Namespace, appKey("/web3"))
+	stored, _ := view.Get(appKey("/web3"))
 	if a, err := appStateOf(stored); err != nil || !slices.Equal(a.app.ServicePorts(), two) {
 		t.Fatalf("the stored definition has %s", stored)
 	}
@@ -203,14 +203,14 @@ func TestServicePortsThroughTheAPI(t *testing.T) {
 		var deps []any
 		return call(t, "GET", base+"/v2/deployments", "", &deps) == http.StatusOK && len(deps) == 0
 	})
-	storedBefore := frameworktest.Stored(t, svc.store, Namespace)
+	storedBefore := frameworktest.Stored(t, svc.store)
 	if code := call(t, "POST", base+"/v2/apps", `{"id": "/full", "cmd": "serve", "mem": 32, "instances": 0}`, &refused); code != http.StatusUnprocessableEntity {
 		t.Fatalf("POST with the range full: %d", code)
 	}
 	if len(refused.Details) != 1 || refused.Details[0].Path != "/portDefinitions(0)/port" || !strings.Contains(refused.Details[0].Errors[0], "[12000-12009]") {
 		t.Fatalf("refusal: %+v", refused)
 	}
-	if frameworktest.Stored(t, svc.store, Namespace) != storedBefore {
+	if frameworktest.Stored(t, svc.store) != storedBefore {
 		t.Fatal("a refused app changed the store")
 	}
 

@@ -29,8 +29,8 @@ func (c *change) del(key string)              { c.Delete(key) }
 func (c *change) delPrefix(prefix string)     { c.DeletePrefix(prefix) }
 
 // commit writes the batch through raft.
-func commit(ctx context.Context, store *raft.Store, c *change) error {
-	return store.CommitBatch(ctx, Namespace, &c.Batch)
+func commit(ctx context.Context, store raft.Namespace, c *change) error {
+	return store.Commit(ctx, &c.Batch)
 }
 
 func appKey(id string) string              { return "app" + id }
