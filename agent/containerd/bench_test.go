@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -16,29 +15,6 @@ import (
 	"github.com/agora-sched/agora/pkg/containerdtest"
 	"github.com/agora-sched/agora/pkg/shim"
 )
-
-// childrenOf are the processes whose parent is pid, with their command lines.
-func childrenOf(pid int) map[int]string {
-	out := map[int]string{}
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		child, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so read after its closing paren.
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
-			cmd, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
-			out[child] = strings.ReplaceAll(strings.TrimRight(string(cmd), "\x00"), "\x00", " ")
-		}
-	}
-	return out
-}
 
 // shimOf is the pid of the shim of a task in namespace ns.
 func shimOf(t testing.TB, ns, id string) int {
@@ -74,9 +50,7 @@ func pssKiB(pid int) int64 {
 func treeOf(pid int) []int {
 	out := []int{pid}
 	for i := 0; i < len(out); i++ {
-		for child := range childrenOf(out[i]) {
-			out = append(out, child)
-		}
+		out = append(out, shim.Children(out[i])...)
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/agora-sched/agora/agent/logs"
 	"github.com/agora-sched/agora/pkg/containerdtest"
+	"github.com/agora-sched/agora/pkg/shim"
 	ctrd "github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
 )
@@ -81,7 +82,7 @@ func TestOutputCostsNoProcessButTheShim(t *testing.T) {
 	})
 	pid := int(containerdtest.TaskPID(t, e.cfg.Client, e.cfg.Namespace, h.ID))
 	sh := shimOf(t, e.cfg.Namespace, h.ID)
-	if kids := childrenOf(sh); len(kids) != 1 || kids[pid] == "" {
+	if kids := shim.Children(sh); len(kids) != 1 || kids[0] != pid {
 		t.Fatalf("the shim (pid %d) has the children %v; want only the task's process %d", sh, kids, pid)
 	}
 	if err := e.Kill(context.Background(), h.ID, time.Second); err != nil {

@@ -4,7 +4,7 @@
 package shim
 
 import (
-	"fmt"
+	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -53,15 +53,35 @@ func List() []Process {
 	return out
 }
 
-// Kill ends the shim and what it started (a `runc init` waiting to start, a task's logger)
-// with SIGKILL.
+// Kill ends the shim and what it started (a `runc init` waiting to start, the logging process
+// of a task an earlier agent started) with SIGKILL.
 func (p Process) Kill() error {
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.PID, p.PID)); err == nil {
-		for _, c := range strings.Fields(string(b)) {
-			if child, err := strconv.Atoi(c); err == nil {
-				syscall.Kill(child, syscall.SIGKILL)
-			}
-		}
+	for _, child := range Children(p.PID) {
+		syscall.Kill(child, syscall.SIGKILL)
 	}
 	return syscall.Kill(p.PID, syscall.SIGKILL)
+}
+
+// Children are the processes whose parent is pid, found by their parent in /proc/*/stat: a
+// shim is a Go program, which starts processes from any of its threads, and
+// /proc/PID/task/PID/children lists only those of one thread.
+func Children(pid int) []int {
+	procs, _ := os.ReadDir("/proc")
+	var out []int
+	for _, p := range procs {
+		child, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat"))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read after its closing paren.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
