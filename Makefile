@@ -19,7 +19,7 @@ VERSION      ?= $(shell git describe --tags --abbrev=0 2>/dev/null || echo dev)
 CHAOS_SEED   ?= 1
 CHAOS_TIME   ?= 30m
 
-.PHONY: all build run testapp-image test lint bench fuzz chaos chaos-long containerd containerd-stop clean
+.PHONY: all build run testapp-image test lint bench bench-launch fuzz chaos chaos-long containerd containerd-stop clean
 
 all: build
 
@@ -58,6 +58,10 @@ test: lint
 bench:
 	pkgs=$$(grep -rl --include='*_test.go' '^func Benchmark' . | xargs -n1 dirname | sort -u); \
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) $$pkgs
+
+## bench-launch: 20 tasks to running through agora dev beside containerd's own floor (20 `ctr run -d`), and each task's cost in PSS besides itself (LAUNCH_N, LAUNCH_ROUNDS)
+bench-launch: build testapp-image
+	scripts/bench-launch.sh
 
 ## fuzz: every fuzz target for FUZZ_TIME (a crash fails, and go test saves the input under testdata/fuzz;
 ## scripts/fuzz.sh runs a target again once when Go's -fuzztime deadline race ends it with no input)
