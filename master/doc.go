@@ -9,10 +9,13 @@
 //	master/secrets     secrets sealed at rest, and their re-sealing on the leader
 //	master/clockcheck  the masters' check of one another's wall clocks
 //	master/httpapi     the HTTP API, the scheduler API's framing, reads and forwarding
+//	master/discovery   the service-discovery view: built on the leader, fetched by the others
+//	master/dnsserver   the DNS server (--dns) that answers from that view
 //	master/mastertest  simulated agents, for tests and benchmarks only
 //
 // Arrows point down: httpapi uses the scheduler, registry, secrets and clock checks; the
-// scheduler uses the registry and the allocator; none of them imports this package, and only
+// scheduler uses the registry and the allocator; discovery and dnsserver take what this package
+// hands them and import no other part; none of them imports this package, and only
 // tests import mastertest (pkg/layout checks it). This package keeps the master's own work:
 // its data dir (datadir.go), founding or joining its cluster and keeping its voters
 // (cluster.go), leader services (leadership.go), the metrics registry (metrics.go), and the
@@ -62,6 +65,12 @@
 // clock agrees, and DELETE /v2/leader never picks one that disagrees. A master with a wrong
 // clock still campaigns when a leader dies: hashicorp/raft has no clean way to keep a voter
 // from it, so the embedded frameworks' refusal to fire and the hand-over are what protect.
+//
+// Service discovery (master/discovery, master/dnsserver; discovery.go): with Config.DNS.Addr
+// (--dns) every master answers DNS for the cluster's names from its view of where services
+// run. The leader builds that view from its memory; the others fetch it from the leader every
+// half TTL (GET /v1/discovery/view) and keep the last one while no leader answers, so answers
+// keep coming through a failover; master/discovery's doc says why and how stale a view may be.
 //
 // HTTP (master/httpapi): every answer carries the leader and staleness headers; writes reaching
 // a follower are proxied to the leader, and so are reads. Reads are linearizable unless asked

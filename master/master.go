@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agora-sched/agora/master/clockcheck"
+	"github.com/agora-sched/agora/master/discovery"
+	"github.com/agora-sched/agora/master/dnsserver"
 	"github.com/agora-sched/agora/master/httpapi"
 	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/master/scheduler"
@@ -30,6 +32,9 @@ import (
 
 // Config configures a Master.
 type Config struct {
+	// DNS, when DNS.Addr is set (--dns), serves the cluster's names over DNS from this master's
+	// service-discovery view (master/discovery, master/dnsserver).
+	DNS DNSConfig
 	// DataDir holds node-id, cluster-id and raft/ (the log, the stable store and snapshots).
 	DataDir string
 	// RaftAddr is the raft TCP address (--bind); GossipAddr the memberlist address, TCP and UDP
@@ -105,6 +110,10 @@ type Master struct {
 	secrets    *secrets.Store    // seals, keeps and opens secrets (master/secrets)
 	clockGuard *clockcheck.Guard // compares this master's clock with the others'
 
+	dns      *dnsserver.Server // nil without Config.DNS.Addr
+	keeper   *discovery.Keeper // the service-discovery view the DNS server answers from
+	resolver hostResolver      // names of agents and masters, for the view
+
 	mu        sync.Mutex // guards clusterID
 	clusterID string
 }
@@ -147,7 +156,15 @@ func New(cfg Config) (*Master, error) {
 		m.store.Close()
 		return nil, err
 	}
+	if err := m.startDiscovery(); err != nil {
+		m.gossip.Shutdown()
+		m.store.Close()
+		return nil, err
+	}
 	if err := m.startParts(); err != nil {
+		if m.dns != nil {
+			m.dns.Close()
+		}
 		m.gossip.Shutdown()
 		m.store.Close()
 		return nil, err
@@ -264,7 +281,7 @@ func (m *Master) startParts() error {
 	m.http, err = httpapi.New(httpapi.Config{HTTPAddr: cfg.HTTPAddr, Info: info, Logger: m.logger.With("component", "http"), TLS: cfg.TLS.Server(false), Cluster: &httpapi.Cluster{
 		ID: m.id, ClusterID: m.ClusterID, Store: m.store, Gossip: m.gossip, Scheduler: m.sched, Secrets: m.secrets, Clock: m.clockGuard,
 		WallClock: cfg.Clock, RemoveMaster: m.RemoveMaster, Guard: m.guard, Requests: m.httpMetrics, Metrics: m.registry,
-		TLS: cfg.TLS, Transport: m.tr, Peers: m.peers, ClusterSecret: cfg.ClusterSecret,
+		TLS: cfg.TLS, Transport: m.tr, Peers: m.peers, ClusterSecret: cfg.ClusterSecret, DiscoveryView: m.discoveryView,
 	}})
 	return err
 }
@@ -307,8 +324,14 @@ func (m *Master) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); m.leadership.run(ctx, m.loggedLeaderEvents(ctx)) }()
+	go func() {
+		defer wg.Done()
+		if err := m.runDiscovery(ctx); err != nil {
+			cancel(err)
+		}
+	}()
 	go func() { defer wg.Done(); m.clockGuard.Run(ctx) }()
 	go func() {
 		defer wg.Done()

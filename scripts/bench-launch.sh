@@ -67,7 +67,7 @@ done
 "$bin" image import --containerd "$sock" --containerd-namespace "$agora_ns" "$archive" >/dev/null
 port=$(free_port)
 "$bin" --log-level warn dev --data-dir "$work/data" --containerd "$sock" --containerd-namespace "$agora_ns" \
-	--http "127.0.0.1:$port" --bind 127.0.0.1:0 --agent-http 127.0.0.1:0 \
+	--http "127.0.0.1:$port" --bind 127.0.0.1:0 --agent-http 127.0.0.1:0 --dns off \
 	--resources "cpus:$((n / 10 + 2));mem:$((n * 64 + 1024));disk:10000;ports:[24000-24100]" >"$work/dev.log" 2>&1 &
 dev_pid=$!
 base=http://127.0.0.1:$port

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # netdeps.sh makes sure the tools of the chaos suite's real networks are there: iproute2 (ip, tc)
 # for network namespaces, veth pairs and bridges, and iptables and nftables for the packet filters
-# that make partitions, loss and delay between the namespaces.
+# that make partitions, loss and delay between the namespaces; and dig (bind9-dnsutils), which the
+# DNS tests ask the masters' DNS servers with, as users do.
 #
 #   scripts/netdeps.sh      install what is missing from Debian's packages (as root, apt-get update
 #                           first); print "ok" when all of them answer, or why not (exit 1) as a
@@ -15,13 +16,14 @@ missing() {
 	command -v ip >/dev/null 2>&1 || m+=(iproute2)
 	command -v iptables >/dev/null 2>&1 || m+=(iptables)
 	command -v nft >/dev/null 2>&1 || m+=(nftables)
+	command -v dig >/dev/null 2>&1 || m+=(bind9-dnsutils)
 	printf '%s\n' "${m[@]}"
 }
 
 need=$(missing)
 if [ -n "$need" ]; then
 	if [ "$(id -u)" != 0 ]; then
-		say "netdeps.sh: missing $(echo $need) (real networks need root; the chaos suite falls back to loopback)"
+		say "netdeps.sh: missing $(echo $need) (installing needs root; the chaos suite falls back to loopback, the DNS tests need dig)"
 		exit 1
 	fi
 	say "netdeps.sh: installing $(echo $need) from Debian's packages"

@@ -40,7 +40,7 @@ func TestTasksCannotReachTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	devArgs := []string{"dev", "--data-dir", dataDir, "--containerd", sock, "--containerd-namespace", ns, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
-		"--agent-http", "127.0.0.1:0", "--allocation-interval", "200ms", "--tokens-file", tokens, "--cluster-secret-file", secret,
+		"--agent-http", "127.0.0.1:0", "--allocation-interval", "200ms", "--dns", "off", "--tokens-file", tokens, "--cluster-secret-file", secret,
 		"--resources", "cpus:2;mem:1024;disk:1000;ports:" + taskPortRange(), "--task-host-dirs", "/bin,/sbin,/lib,/lib64,/usr," + shared}
 	// The data dir among the directories tasks see: refused.
 	if err := run(t.Context(), append(append([]string{"agora"}, devArgs...), "--data-dir", filepath.Join(shared, "data")), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "holds the agent's data") {

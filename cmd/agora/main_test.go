@@ -65,6 +65,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"agora", "agent", "--data-dir", "DATA", "--join", "x:1", "--containerd", "/nonexistent.sock"}, exitError, "containerd at /nonexistent.sock does not answer"},
 		{[]string{"agora", "agent", "--data-dir", "DATA", "--join", "x:1", "--http", "0.0.0.0:5151"}, exitUsage, "give --cluster-secret-file"},
 		{[]string{"agora", "dev", "--data-dir", "DATA", "--agent-http", "10.0.0.7:5151"}, exitUsage, "--agent-http 10.0.0.7:5151 is reachable beyond this machine"},
+		{[]string{"agora", "dev", "--data-dir", "DATA", "--dns", "10.0.0.7:8600"}, exitUsage, "--dns 10.0.0.7:8600 is reachable beyond this machine"},
+		{[]string{"agora", "master", "--data-dir", "DATA", "--dns", "127.0.0.1:0", "--dns-ttl", "1500ms"}, exitUsage, "--dns-ttl must be whole seconds"},
+		{[]string{"agora", "master", "--data-dir", "DATA", "--dns-recursors", "192.0.2.1"}, exitUsage, "need --dns ADDR"},
 		{[]string{"agora", "agent", "--data-dir", "DATA", "--join", "x:1", "--default-task-user", "root"}, exitUsage, "--allow-root-tasks"},
 		{[]string{"agora", "agent", "--data-dir", "DATA", "--join", "x:1", "--host-volume", "all=/"}, exitUsage, "root directory"},
 		{[]string{"agora", "agent", "--data-dir", "DATA", "--join", "x:1", "--host-volume", "etc=/etc"}, exitUsage, "/etc/shadow"},
@@ -162,7 +165,7 @@ func TestDevServesPing(t *testing.T) {
 	var out, logs containerdtest.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"agora", "--log-format", "json", "dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
+		done <- run(ctx, []string{"agora", "--log-format", "json", "dev", "--data-dir", t.TempDir(), "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0", "--dns", "127.0.0.1:0",
 			"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--resources", "cpus:1;mem:512;disk:1000;ports:" + taskPortRange()}, &out, &logs)
 	}()
 

@@ -53,7 +53,7 @@ func startMarathonDevIn(t *testing.T, dataDir string, firstPort int, extra ...st
 	sock := containerdtest.Socket(t)
 	ns = testNamespace(t)
 	_, got := startCmd(t, append([]string{"dev", "--data-dir", dataDir, "--containerd", sock, "--http", "127.0.0.1:0", "--bind", "127.0.0.1:0",
-		"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--allocation-interval", "200ms",
+		"--agent-http", "127.0.0.1:0", "--containerd-namespace", ns, "--allocation-interval", "200ms", "--dns", "127.0.0.1:0",
 		"--resources", fmt.Sprintf("cpus:2;mem:2048;disk:1000;ports:[%d-%d]", firstPort, firstPort+40)}, extra...), `API:\s+(http://\S+)`, `agent API:\s+(http://\S+)`)
 	return got[0], got[1], ns
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/agora-sched/agora/agent"
 	agentcontainerd "github.com/agora-sched/agora/agent/containerd"
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/master/dnsserver"
+	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/faultnet"
 	"github.com/agora-sched/agora/pkg/resources"
 )
@@ -38,7 +40,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "agent-http", Value: "127.0.0.1:5151", Usage: "the agent's API address"},
 			&cli.StringFlag{Name: "resources", Usage: "what the agent offers, e.g. 'cpus:2;mem:2048;disk:10000;ports:[31000-32000]' (default: detected)"},
 			&cli.StringFlag{Name: "containerd-namespace", Value: agentcontainerd.DefaultNamespace, Usage: "containerd namespace of the agent's containers"},
-		}, append(append(append(accessFlags(), tlsFlags()...), schedulerFlags()...), taskFlags()...)...),
+		}, append(append(append(append(accessFlags(), tlsFlags()...), schedulerFlags()...), taskFlags()...), dnsFlags(dnsserver.DevAddr)...)...),
 		Action: runDev,
 	}
 }
@@ -72,6 +74,13 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	dnsc, err := dnsConfig(c)
+	if err != nil {
+		return err
+	}
+	if dnsc.Addr != "" && !auth.Loopback(dnsc.Addr) {
+		return usageError{fmt.Sprintf("--dns %s is reachable beyond this machine: agora dev answers DNS on loopback only (agora master --dns serves a network)", dnsc.Addr)}
+	}
 	ctrd, err := askContainerd(c, "dev")
 	if err != nil {
 		return err
@@ -89,6 +98,7 @@ func runDev(c *cli.Context) error {
 		Logger:          logger,
 		Info:            master.Info{Containerd: ctrd},
 		Scheduler:       sched,
+		DNS:             dnsc,
 		Appliers:        frameworkAppliers(),
 	})
 	if err != nil {
@@ -128,8 +138,8 @@ func runDev(c *cli.Context) error {
 	}
 	sc := tlsc.Scheme()
 	fmt.Fprintf(c.App.Writer, "agora dev is up\n  UI:         "+sc+"://%s/ui/\n  API:        "+sc+"://%s  (try: curl "+sc+"://%s/v1/cluster, or agora app add examples/apps/hello.json --wait)\n"+
-		"  metrics:    "+sc+"://%s/metrics, agent "+sc+"://%s/metrics\n  agent API:  "+sc+"://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\n  access:     %s\n  secrets:    %s\n  agent:      %s\n  tasks:      %s\nStop it with Ctrl-C; the state stays in the data dir for the next start.\n",
-		m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir, accessLine, sec.secretsLine, agentAccessLine, policy.summary())
+		"  metrics:    "+sc+"://%s/metrics, agent "+sc+"://%s/metrics\n  DNS:        %s\n  agent API:  "+sc+"://%s\n  containerd: %s (%s), namespace %s\n  data dir:   %s\n  access:     %s\n  secrets:    %s\n  agent:      %s\n  tasks:      %s\nStop it with Ctrl-C; the state stays in the data dir for the next start.\n",
+		m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), m.HTTPAddr(), a.HTTPAddr(), dnsLine(m, dnsc.Domain), a.HTTPAddr(), ctrd.Address, ctrd.Version, c.String("containerd-namespace"), dataDir, accessLine, sec.secretsLine, agentAccessLine, policy.summary())
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- a.Run(c.Context) }()
 	err = m.Run(c.Context)
@@ -250,7 +260,7 @@ func masterCommand() *cli.Command {
 			&cli.BoolFlag{Name: "chaos-faults", Hidden: true, Usage: "for the chaos harness: SIGUSR1 cuts this master off the other nodes (raft, gossip, its calls to them), SIGUSR2 heals it"},
 			&cli.DurationFlag{Name: "chaos-clock-offset", Hidden: true, Usage: "for the chaos harness, with --chaos-faults: this master's wall clock runs this far off the system's"},
 			&cli.StringFlag{Name: "chaos-clock-file", Hidden: true, Usage: "for the chaos harness, with --chaos-faults: a file holding the clock offset (a Go duration), read again every 200 ms"},
-		}, append(append(accessFlags(), tlsFlags()...), schedulerFlags()...)...),
+		}, append(append(append(accessFlags(), tlsFlags()...), schedulerFlags()...), dnsFlags("")...)...),
 		Action: runMaster,
 	}
 }
@@ -282,6 +292,10 @@ func runMaster(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	dnsc, err := dnsConfig(c)
+	if err != nil {
+		return err
+	}
 	m, err := master.New(master.Config{
 		Tokens:          tokens,
 		ClusterSecret:   secret,
@@ -298,6 +312,7 @@ func runMaster(c *cli.Context) error {
 		HTTPAddr:        c.String("http"),
 		Join:            c.StringSlice("join"),
 		BootstrapExpect: c.Int("bootstrap-expect"),
+		DNS:             dnsc,
 		Logger:          logger,
 		Appliers:        frameworkAppliers(),
 	})
@@ -313,7 +328,7 @@ func runMaster(c *cli.Context) error {
 		logger.Warn("secrets are encrypted with a key of this master's own; a cluster of several masters needs --secrets-keyring or --cluster-secret-file, so that every master has the same key",
 			"file", filepath.Join(c.String("data-dir"), master.LocalKeyringFile))
 	}
-	fmt.Fprintf(c.App.Writer, "agora master %s\n  API:     "+tlsc.Scheme()+"://%s\n  raft:    %s\n  gossip:  %s\n  access:  %s\n  secrets: %s\n", m.ID(), m.HTTPAddr(), m.RaftAddr(), m.GossipAddr(), accessLine, sec.secretsLine)
+	fmt.Fprintf(c.App.Writer, "agora master %s\n  API:     "+tlsc.Scheme()+"://%s\n  raft:    %s\n  gossip:  %s\n  DNS:     %s\n  access:  %s\n  secrets: %s\n", m.ID(), m.HTTPAddr(), m.RaftAddr(), m.GossipAddr(), dnsLine(m, dnsc.Domain), accessLine, sec.secretsLine)
 	return m.Run(c.Context)
 }
 

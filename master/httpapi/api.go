@@ -79,6 +79,7 @@ func (a *apiHandler) routes() http.Handler {
 		mux.Handle("GET /ui/", ui.Handler())
 		mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusFound))
 		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+		mux.HandleFunc("GET /v1/discovery/view", a.getDiscoveryView)
 		mux.HandleFunc("GET /v2/leader", a.getLeaderMarathon)
 		mux.HandleFunc("DELETE /v2/leader", a.abdicate)
 	}

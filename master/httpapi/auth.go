@@ -10,8 +10,8 @@ import (
 
 // need is the role a request to a master needs (pkg/auth): the liveness checks, a master's own
 // raft state (which the others ask for), the UI's static files and the metrics are open; agents'
-// own calls need the cluster secret (without one, they come from loopback only: pkg/auth's
-// ErrOpenCluster); secrets, agents' drains and the masters' membership are for
+// own calls and the masters' service-discovery feed need the cluster secret (without one, they
+// come from loopback only: pkg/auth's ErrOpenCluster); secrets, agents' drains and the masters' membership are for
 // admins; task logs for operators, unless viewersReadLogs (--viewers-read-logs); other reads
 // for viewers and other writes (apps, jobs, tasks, deployments, the scheduler API) for
 // operators.
@@ -21,6 +21,8 @@ func need(r *http.Request, viewersReadLogs bool) auth.Role {
 	switch {
 	case read && (p == "/" || p == "/ping" || p == "/health" || p == "/metrics" || p == "/v1/cluster/self" || p == "/ui" || strings.HasPrefix(p, "/ui/")):
 		return auth.Open
+	case read && p == "/v1/discovery/view":
+		return auth.Cluster // the masters' own feed (master/discovery)
 	case r.Method == http.MethodPost && (p == "/v1/agents/register" || strings.HasPrefix(p, "/v1/agents/") && strings.HasSuffix(p, "/status")):
 		return auth.Cluster
 	case p == "/v1/secrets" || strings.HasPrefix(p, "/v1/secrets/"):

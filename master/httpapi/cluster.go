@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/agora-sched/agora/master/clockcheck"
+	"github.com/agora-sched/agora/master/discovery"
 	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/master/secrets"
 	"github.com/agora-sched/agora/pkg/auth"
@@ -44,6 +45,9 @@ type Cluster struct {
 	Transport     *http.Transport
 	Peers         *http.Client
 	ClusterSecret string // shown to agents (task logs), "" when there is none
+	// DiscoveryView, when set, is the service-discovery view GET /v1/discovery/view hands the
+	// other masters: built now on the leader, discovery.ErrNotLeader elsewhere.
+	DiscoveryView func() (*discovery.View, error)
 }
 
 // ErrNoSuchMaster: no master with that id is in the raft configuration.
@@ -67,6 +71,7 @@ type cluster struct {
 	tr            *http.Transport
 	peers         *http.Client
 	clusterSecret string
+	discoveryView func() (*discovery.View, error)
 	httpAddr      string
 }
 
@@ -77,7 +82,7 @@ func newCluster(c *Cluster, httpAddr string) *cluster {
 	return &cluster{
 		id: c.ID, clusterID: c.ClusterID, store: c.Store, gossip: c.Gossip, sched: c.Scheduler, secrets: c.Secrets, clockGuard: c.Clock,
 		wallClock: c.WallClock, removeMaster: c.RemoveMaster, guard: c.Guard, httpMetrics: c.Requests, metrics: c.Metrics,
-		tls: c.TLS, tr: c.Transport, peers: c.Peers, clusterSecret: c.ClusterSecret, httpAddr: httpAddr,
+		tls: c.TLS, tr: c.Transport, peers: c.Peers, clusterSecret: c.ClusterSecret, discoveryView: c.DiscoveryView, httpAddr: httpAddr,
 	}
 }
 

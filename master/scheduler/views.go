@@ -224,3 +224,27 @@ func (s *Scheduler) OperatorKill(taskID string, grace *time.Duration) error {
 	s.killOnAgentLocked(t, ag.info, taskID, g)
 	return nil
 }
+
+// LiveTasks lists the tasks of the leader's table that have not ended, with where they run and
+// their latest states (service discovery reads them, master/discovery). Of what each was
+// launched with, only its id, framework, name, ports (with their names and protocols) and health
+// checks are copied; the slices are the table's own, which nothing changes after a launch.
+// Statuses are left out.
+func (s *Scheduler) LiveTasks() ([]TaskView, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return nil, ErrNotReady
+	}
+	out := make([]TaskView, 0, len(t.tasks))
+	for _, e := range t.tasks {
+		if e.status.State.IsTerminal() {
+			continue
+		}
+		info := api.TaskInfo{TaskID: e.info.TaskID, FrameworkID: e.info.FrameworkID, Name: e.info.Name, Resources: resources.Resources{Ports: e.info.Resources.Ports},
+			PortNames: e.info.PortNames, PortProtocols: e.info.PortProtocols, HealthChecks: e.info.HealthChecks}
+		out = append(out, TaskView{Info: info, AgentID: e.agentID, Status: e.status})
+	}
+	return out, nil
+}

@@ -33,7 +33,11 @@ var masterParts = map[string][]string{
 	"master/secrets":    {"master", "master/allocator", "master/registry", "master/scheduler", "master/clockcheck", "master/httpapi", "master/mastertest"},
 	"master/clockcheck": {"master", "master/allocator", "master/registry", "master/scheduler", "master/secrets", "master/httpapi", "master/mastertest"},
 	"master/scheduler":  {"master", "master/secrets", "master/clockcheck", "master/httpapi", "master/mastertest"},
-	"master/httpapi":    {"master", "master/mastertest"},
+	"master/httpapi":    {"master", "master/mastertest", "master/dnsserver"},
+	// Service discovery reads what the master hands it (discovery.Input), and the DNS server
+	// answers from the view alone: neither reaches into the parts.
+	"master/discovery":  {"master", "master/allocator", "master/registry", "master/scheduler", "master/secrets", "master/clockcheck", "master/httpapi", "master/mastertest", "master/dnsserver"},
+	"master/dnsserver":  {"master", "master/allocator", "master/registry", "master/scheduler", "master/secrets", "master/clockcheck", "master/httpapi", "master/mastertest"},
 	"master/mastertest": {"master", "master/registry", "master/secrets", "master/clockcheck", "master/httpapi"},
 }
 

@@ -1,0 +1,85 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/agora-sched/agora/pkg/clock"
+)
+
+// TestKeeperFollowerKeepsTheLastView: a follower fetches the leader's view; when the leader
+// stops answering it keeps answering the last one, whose age grows past the bound; the masters
+// are its own.
+func TestKeeperFollowerKeepsTheLastView(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1000, 0))
+	leaderUp := true
+	fetches := 0
+	var changes []uint64
+	k := NewKeeper(Config{Refresh: 2 * time.Second, Clock: clk,
+		Build: func(*View) (*View, error) { return nil, ErrNotLeader },
+		Fetch: func(ctx context.Context) (*View, error) {
+			if _, ok := ctx.Deadline(); !ok {
+				t.Error("a fetch without a deadline")
+			}
+			if !leaderUp {
+				return nil, errors.New("connection refused")
+			}
+			fetches++
+			return &View{Index: uint64(10 * fetches), Leader: "m1"}, nil
+		},
+		Masters:  func() ([]Master, string) { return []Master{{ID: "m2"}}, "m2" },
+		OnChange: func(v *View, _ time.Time) { changes = append(changes, v.Index) },
+	})
+	if k.Bound() != 3*time.Second {
+		t.Fatalf("Bound = %s, want the refresh and the fetch timeout (1 s)", k.Bound())
+	}
+	if v, age, _ := k.Current(); v != nil || age >= 0 {
+		t.Fatalf("before a refresh: %v %s", v, age)
+	}
+	k.Refresh(context.Background())
+	clk.Advance(1500 * time.Millisecond)
+	v, age, src := k.Current()
+	if v.Index != 10 || age != 1500*time.Millisecond || src != "fetched" || v.LeaderID != "m2" || v.Masters[0].ID != "m2" {
+		t.Fatalf("after a fetch: %+v, age %s, %s", v, age, src)
+	}
+	leaderUp = false
+	k.Refresh(context.Background())
+	clk.Advance(5 * time.Second)
+	v, age, _ = k.Current()
+	if v.Index != 10 || age != 6500*time.Millisecond {
+		t.Fatalf("leader gone: index %d age %s; want the last view, its age growing", v.Index, age)
+	}
+	leaderUp = true
+	k.Refresh(context.Background())
+	if v, age, _ = k.Current(); v.Index != 20 || age != 0 {
+		t.Fatalf("leader back: index %d age %s", v.Index, age)
+	}
+	if want := []uint64{10, 10, 20}; len(changes) != 3 || changes[1] != want[1] || changes[2] != want[2] {
+		t.Fatalf("OnChange got %v, want %v", changes, want)
+	}
+}
+
+// TestKeeperLeaderBuildsFromTheViewBefore: a leader builds; Build is given the view it held.
+func TestKeeperLeaderBuildsFromTheViewBefore(t *testing.T) {
+	var prevs []*View
+	k := NewKeeper(Config{
+		Build: func(prev *View) (*View, error) {
+			prevs = append(prevs, prev)
+			return &View{Index: uint64(len(prevs))}, nil
+		},
+		Fetch: func(context.Context) (*View, error) { t.Fatal("a leader fetched"); return nil, nil },
+	})
+	k.Refresh(context.Background())
+	k.Refresh(context.Background())
+	if prevs[0] != nil || prevs[1] == nil || prevs[1].Index != 1 {
+		t.Fatalf("Build's views before: %v", prevs)
+	}
+	if v, err := k.View(); err != nil || v.Index != 3 {
+		t.Fatalf("View: %v %v", v, err)
+	}
+	if _, _, src := k.Current(); src != "built" {
+		t.Fatalf("source %q", src)
+	}
+}

@@ -1,0 +1,93 @@
+package discovery
+
+import (
+	"encoding/base32"
+	"hash/fnv"
+	"strings"
+)
+
+// Names as Mesos-DNS makes them: a task's name and its framework's become DNS labels (RFC
+// 1123: lower case letters, digits and '-', at most 63 bytes).
+
+// MaxLabel is the longest DNS label, in bytes.
+const MaxLabel = 63
+
+// Label makes s a DNS label: lower case; every run of characters other than letters and digits
+// ('.', '_', '/', spaces, ...) becomes one '-'; no '-' at either end; at most MaxLabel bytes.
+// It answers "" when nothing is left.
+func Label(s string) string {
+	b := make([]byte, 0, min(len(s), MaxLabel))
+	dash := false
+	for i := 0; i < len(s) && len(b) < MaxLabel; i++ {
+		c := s[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		default:
+			dash = len(b) > 0
+			continue
+		}
+		if dash {
+			dash = false
+			if b = append(b, '-'); len(b) == MaxLabel {
+				break
+			}
+		}
+		b = append(b, c)
+	}
+	return strings.TrimRight(string(b), "-")
+}
+
+// TaskLabel is the label of a task's name: a Marathon app id's path reversed, as Mesos names
+// Marathon's tasks ("/group/web" → "web.group" → "web-group"); any other name as Label makes it
+// ("prod.backup" → "prod-backup").
+func TaskLabel(name string) string {
+	if !strings.HasPrefix(name, "/") {
+		return Label(name)
+	}
+	parts := strings.Split(strings.Trim(name, "/"), "/")
+	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
+		parts[i], parts[j] = parts[j], parts[i]
+	}
+	return Label(strings.Join(parts, "."))
+}
+
+// FrameworkLabel is the label of a framework's name ("marathon", "chronos", an external
+// framework's name as it registered).
+func FrameworkLabel(name string) string { return Label(name) }
+
+// AgentLabel is the label of an agent id ("<uuid>-S3" → "<uuid>-s3").
+func AgentLabel(id string) string { return Label(id) }
+
+// InstanceLabel is the name of one instance, the target of its SRV records, as Mesos-DNS's HTTP
+// API shows its targets ("nirvana-qmxxu-s4"): the task's label, five characters of a hash of the
+// task id, and the last part of its agent's id ("S4" of "<uuid>-S4"), cut to MaxLabel.
+func InstanceLabel(taskLabel, taskID, agentID string) string {
+	tail := agentID
+	if i := strings.LastIndexByte(agentID, '-'); i >= 0 {
+		tail = agentID[i+1:]
+	}
+	tail = Label(tail)
+	suffix := "-" + hash5(taskID)
+	if tail != "" {
+		suffix += "-" + tail
+	}
+	if len(suffix) > MaxLabel-1 {
+		suffix = suffix[:MaxLabel-1]
+	}
+	if n := MaxLabel - len(suffix); len(taskLabel) > n {
+		taskLabel = strings.TrimRight(taskLabel[:n], "-")
+	}
+	return taskLabel + suffix
+}
+
+var lowerBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// hash5 is five base32 characters of an FNV-1a hash of s.
+func hash5(s string) string {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	sum := h.Sum32()
+	return lowerBase32.EncodeToString([]byte{byte(sum >> 24), byte(sum >> 16), byte(sum >> 8), byte(sum)})[:5]
+}
