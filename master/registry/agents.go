@@ -145,8 +145,9 @@ func applyAgentRegister(tx *raft.Txn, cmd raft.Command) (any, error) {
 	}
 	var superseded []api.Agent
 	var bad error
-	tx.List(addrKey(a), func(key string, _ []byte) bool {
-		id := key[len(addrKey(a)):]
+	addr := addrKey(a)
+	tx.List(addr, func(key string, _ []byte) bool {
+		id := key[len(addr):]
 		if id == a.ID || strings.Contains(id, "/") {
 			return true // itself, or another address that begins like this one
 		}
@@ -181,7 +182,7 @@ func applyAgentRegister(tx *raft.Txn, cmd raft.Command) (any, error) {
 		return nil, err
 	}
 	tx.Put(a.ID, data)
-	tx.Put(addrKey(a)+a.ID, []byte{})
+	tx.Put(addr+a.ID, []byte{})
 	return Registered{Agent: a, WasRemoved: wasRemoved, Superseded: superseded}, nil
 }
 
