@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/agora-sched/agora/pkg/endpoints"
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/endpoints"
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/task"
 )

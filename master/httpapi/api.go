@@ -38,6 +38,8 @@ type apiHandler struct {
 
 	proxyMu sync.Mutex
 	proxies map[string]*httputil.ReverseProxy // by leader HTTP address
+
+	stopping chan struct{} // closed when the server stops: streams end
 }
 
 func (a *apiHandler) routes() http.Handler {
@@ -80,6 +82,7 @@ func (a *apiHandler) routes() http.Handler {
 		mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusFound))
 		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 		mux.HandleFunc("GET /v1/discovery/view", a.getDiscoveryView)
+		mux.HandleFunc("GET /v1/services", a.getServices)
 		mux.HandleFunc("GET /v2/leader", a.getLeaderMarathon)
 		mux.HandleFunc("DELETE /v2/leader", a.abdicate)
 	}

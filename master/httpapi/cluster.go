@@ -12,6 +12,7 @@ import (
 	"github.com/agora-sched/agora/master/discovery"
 	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/master/secrets"
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/gossip"
@@ -48,6 +49,9 @@ type Cluster struct {
 	// DiscoveryView, when set, is the service-discovery view GET /v1/discovery/view hands the
 	// other masters: built now on the leader, discovery.ErrNotLeader elsewhere.
 	DiscoveryView func() (*discovery.View, error)
+	// Services is GET /v1/services's document of this master's latest service-discovery view
+	// (nil before the first) and a channel closed when the services next change.
+	Services func() (*api.Services, <-chan struct{})
 }
 
 // ErrNoSuchMaster: no master with that id is in the raft configuration.
@@ -72,6 +76,7 @@ type cluster struct {
 	peers         *http.Client
 	clusterSecret string
 	discoveryView func() (*discovery.View, error)
+	services      func() (*api.Services, <-chan struct{})
 	httpAddr      string
 }
 
@@ -82,7 +87,7 @@ func newCluster(c *Cluster, httpAddr string) *cluster {
 	return &cluster{
 		id: c.ID, clusterID: c.ClusterID, store: c.Store, gossip: c.Gossip, sched: c.Scheduler, secrets: c.Secrets, clockGuard: c.Clock,
 		wallClock: c.WallClock, removeMaster: c.RemoveMaster, guard: c.Guard, httpMetrics: c.Requests, metrics: c.Metrics,
-		tls: c.TLS, tr: c.Transport, peers: c.Peers, clusterSecret: c.ClusterSecret, discoveryView: c.DiscoveryView, httpAddr: httpAddr,
+		tls: c.TLS, tr: c.Transport, peers: c.Peers, clusterSecret: c.ClusterSecret, discoveryView: c.DiscoveryView, services: c.Services, httpAddr: httpAddr,
 	}
 }
 

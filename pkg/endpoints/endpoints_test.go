@@ -57,4 +57,3 @@ func TestAcceptChoosesText(t *testing.T) {
 		}
 	}
 }
-
