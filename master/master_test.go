@@ -232,6 +232,14 @@ func TestThreeMastersFormFailOverAndGrow(t *testing.T) {
 	if h.Get(httpapi.HeaderLeader) != lead.m.id || h.Get(httpapi.HeaderKnownLeader) != "true" {
 		t.Fatalf("staleness headers = %v", h)
 	}
+	// GET /v1/cluster/leader, what agents ask every second: the same leader, from any master.
+	for _, r := range []*running{lead, follower} {
+		var l api.LeaderInfo
+		getJSON(t, r.url("/v1/cluster/leader"), &l)
+		if l.ID != lead.m.id || l.HTTP != lead.m.HTTPAddr() || l.Address != lead.m.RaftAddr() {
+			t.Fatalf("GET /v1/cluster/leader on %s = %+v, want %s at %s", r.m.id, l, lead.m.id, lead.m.HTTPAddr())
+		}
+	}
 	for _, r := range ms {
 		if r.m.ClusterID() != v.ClusterID || v.ClusterID == "" {
 			t.Fatalf("cluster ids differ: %s vs %s", r.m.ClusterID(), v.ClusterID)
