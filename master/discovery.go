@@ -46,7 +46,7 @@ func (m *Master) startDiscovery() error {
 	}
 	m.feed = discovery.NewFeed(domain)
 	m.keeper = discovery.NewKeeper(discovery.Config{Refresh: ttl / 2, Build: m.buildView, Fetch: m.fetchView, Masters: m.discoveryMasters,
-		OnChange: m.viewChanged, Logger: m.logger.With("component", "discovery")})
+		OnChange: m.viewChanged, Active: m.viewRead, Logger: m.logger.With("component", "discovery")})
 	m.registry.MustRegister(m.keeper.Collectors()...)
 	return nil
 }
@@ -103,9 +103,33 @@ func (m *Master) describeServices(ctx context.Context) map[string][]api.ServiceI
 	return out
 }
 
-// Services is GET /v1/services's document of this master's latest view (nil before the
-// first) and a channel closed when the services next change.
-func (m *Master) Services() (*api.Services, <-chan struct{}) { return m.feed.Current() }
+// servicesIdle is how long the view is kept fresh after the last GET /v1/services without DNS.
+const servicesIdle = 5 * time.Minute
+
+// viewRead says whether anyone reads the view: the DNS server always; GET /v1/services while a
+// stream follows it, and for servicesIdle after a read. A master nobody asks spends nothing on
+// the view (at 100,000 tasks a build is not free).
+func (m *Master) viewRead() bool {
+	return m.dns != nil || m.servicesStreams.Load() > 0 || time.Since(time.Unix(0, m.servicesReadAt.Load())) < servicesIdle
+}
+
+// Services is GET /v1/services's document of this master's view, refreshed first if nobody
+// kept it fresh (nil: no view to be had: no leader answers), and a channel closed when the
+// services next change.
+func (m *Master) Services(ctx context.Context) (*api.Services, <-chan struct{}) {
+	m.servicesReadAt.Store(time.Now().UnixNano())
+	m.keeper.Fresh(ctx)
+	return m.feed.Current()
+}
+
+// FollowServices keeps the view fresh for a reader that follows its changes, until release.
+func (m *Master) FollowServices() (release func()) {
+	m.servicesStreams.Add(1)
+	return func() {
+		m.servicesReadAt.Store(time.Now().UnixNano())
+		m.servicesStreams.Add(-1)
+	}
+}
 
 // DNSAddr is the address the DNS server answers on, "" without one.
 func (m *Master) DNSAddr() string {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,6 +116,9 @@ type Master struct {
 	keeper   *discovery.Keeper // the service-discovery view the DNS server and GET /v1/services answer from
 	feed     *discovery.Feed   // GET /v1/services of the keeper's view
 	resolver hostResolver      // names of agents and masters, for the view
+
+	servicesStreams atomic.Int32 // GET /v1/services streams open (viewRead)
+	servicesReadAt  atomic.Int64 // the last read of GET /v1/services, unix nanoseconds
 
 	describeMu sync.Mutex // guards describers and described
 	describers map[string]func(context.Context) ([]api.ServiceInfo, error)
@@ -287,7 +291,7 @@ func (m *Master) startParts() error {
 	m.http, err = httpapi.New(httpapi.Config{HTTPAddr: cfg.HTTPAddr, Info: info, Logger: m.logger.With("component", "http"), TLS: cfg.TLS.Server(false), Cluster: &httpapi.Cluster{
 		ID: m.id, ClusterID: m.ClusterID, Store: m.store, Gossip: m.gossip, Scheduler: m.sched, Secrets: m.secrets, Clock: m.clockGuard,
 		WallClock: cfg.Clock, RemoveMaster: m.RemoveMaster, Guard: m.guard, Requests: m.httpMetrics, Metrics: m.registry,
-		TLS: cfg.TLS, Transport: m.tr, Peers: m.peers, ClusterSecret: cfg.ClusterSecret, DiscoveryView: m.discoveryView, Services: m.Services,
+		TLS: cfg.TLS, Transport: m.tr, Peers: m.peers, ClusterSecret: cfg.ClusterSecret, DiscoveryView: m.discoveryView, Services: m,
 	}})
 	return err
 }

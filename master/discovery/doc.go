@@ -3,7 +3,10 @@
 // framework's tasks), with its agent's addresses, its ports (with their names and protocols)
 // and whether it passes its health checks — for service discovery: the DNS server
 // (master/dnsserver) answers from it, and so does GET /v1/services (ServicesOf, Feed), which
-// load balancers follow (agora lb). Every master keeps a view, with or without DNS.
+// load balancers follow (agora lb). Every master can keep a view, with or without DNS, but reads
+// it only while someone does (Config.Active): always with DNS; with GET /v1/services alone,
+// while a stream follows it and for a while after a read (a reader after idleness gets a fresh
+// view at once: Keeper.Fresh). A master nobody asks spends nothing on it.
 //
 // What frameworks say. Labels and service ports are a framework's word, not its tasks': the
 // Marathon framework describes each app from its current definition in the store

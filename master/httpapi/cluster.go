@@ -49,9 +49,17 @@ type Cluster struct {
 	// DiscoveryView, when set, is the service-discovery view GET /v1/discovery/view hands the
 	// other masters: built now on the leader, discovery.ErrNotLeader elsewhere.
 	DiscoveryView func() (*discovery.View, error)
-	// Services is GET /v1/services's document of this master's latest service-discovery view
-	// (nil before the first) and a channel closed when the services next change.
-	Services func() (*api.Services, <-chan struct{})
+	// Services answers GET /v1/services (nil: 404).
+	Services Services
+}
+
+// Services is where GET /v1/services reads: the document of this master's service-discovery
+// view, refreshed first if nobody kept it fresh (nil when there is none: no leader answers),
+// with a channel closed when the services next change; FollowServices keeps the view fresh for
+// a stream until it calls release.
+type Services interface {
+	Services(ctx context.Context) (*api.Services, <-chan struct{})
+	FollowServices() (release func())
 }
 
 // ErrNoSuchMaster: no master with that id is in the raft configuration.
@@ -76,7 +84,7 @@ type cluster struct {
 	peers         *http.Client
 	clusterSecret string
 	discoveryView func() (*discovery.View, error)
-	services      func() (*api.Services, <-chan struct{})
+	services      Services
 	httpAddr      string
 }
 

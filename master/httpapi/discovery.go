@@ -49,7 +49,7 @@ func (a *apiHandler) getServices(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "this master serves no service-discovery view")
 		return
 	}
-	doc, changed := a.m.services()
+	doc, changed := a.m.services.Services(r.Context())
 	if doc == nil {
 		writeError(w, http.StatusServiceUnavailable, "this master has no service-discovery view yet: no leader has answered since it started")
 		return
@@ -89,6 +89,7 @@ func (a *apiHandler) streamServices(w http.ResponseWriter, r *http.Request, doc 
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	defer a.m.services.FollowServices()()
 	keepalive := time.NewTicker(servicesKeepalive)
 	defer keepalive.Stop()
 	for {
@@ -108,7 +109,7 @@ func (a *apiHandler) streamServices(w http.ResponseWriter, r *http.Request, doc 
 			case <-a.stopping:
 				return
 			case <-changed:
-				doc, changed = a.m.services()
+				doc, changed = a.m.services.Services(r.Context())
 				break wait
 			case <-keepalive.C:
 				if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
