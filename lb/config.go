@@ -13,16 +13,16 @@ import (
 type Options struct {
 	// Groups are the HAPROXY_GROUPs this load balancer serves; "*" serves every app, those
 	// without the label too (marathon-lb's --group).
-	Groups []string
+	Groups []string `json:"groups"`
 	// BindAddr is the address frontends bind unless a HAPROXY_{n}_BIND_ADDR label says
 	// otherwise: 127.0.0.1 serves this machine only, 0.0.0.0 publishes.
-	BindAddr string
+	BindAddr string `json:"bind_addr"`
 	// HTTPPort is the port of the frontend that routes by Host header to the apps with a
 	// HAPROXY_{n}_VHOST (80 as marathon-lb); 0: no such frontend.
-	HTTPPort int
+	HTTPPort int `json:"http_port"`
 	// StatsSocket is the path of HAProxy's admin socket (a unix socket of mode 600; it also
 	// hands the listeners over to new workers on a reload).
-	StatsSocket string
+	StatsSocket string `json:"stats_socket"`
 }
 
 // Config is a generated HAProxy configuration and what it holds.
@@ -34,7 +34,8 @@ type Config struct {
 	Skipped  []Skipped // service ports left out of it, and why
 }
 
-// Skipped is a service port left out of the config because a label of it is wrong.
+// Skipped is a service port left out of the config because a label of it is wrong, or a
+// label of a served port that could not be followed.
 type Skipped struct {
 	Service string
 	Port    int // the port index
@@ -209,6 +210,12 @@ func servePort(s Service, p Port, opts Options) (fe frontend, reason string, ok 
 		}
 		fe.mode = v
 	}
+	if fe.mode == "tcp" && len(fe.vhosts) > 0 {
+		// An http frontend cannot hand a connection to a tcp backend: the port is served
+		// on its service port only.
+		reason = fmt.Sprintf("HAPROXY_%d_VHOST not routed: HAPROXY_%d_MODE is tcp", p.Index, p.Index)
+		fe.vhosts = nil
+	}
 	if v, ok := label(labelBalance); ok && v != "" {
 		if !oneLine(v) {
 			return fe, fmt.Sprintf("HAPROXY_%d_BALANCE: not one line of printable text", p.Index), false
@@ -250,7 +257,7 @@ func servePort(s Service, p Port, opts Options) (fe frontend, reason string, ok 
 		return cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.addr, b.addr), cmp.Compare(a.port, b.port))
 	})
 	fe.servers = slices.CompactFunc(fe.servers, func(a, b server) bool { return a.name == b.name })
-	return fe, "", true
+	return fe, reason, true
 }
 
 // uniqueFrontends keeps the first frontend (in order) of each name and of each bind address

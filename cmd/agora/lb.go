@@ -61,7 +61,7 @@ func lbCommand() *cli.Command {
 
 func runLB(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return usageError{fmt.Sprintf("lb: unexpected argument %q", c.Args().First())}
+		return usageError{fmt.Sprintf("lb takes no arguments, got %q", c.Args().Slice())}
 	}
 	logger, err := newLogger(c)
 	if err != nil {
