@@ -299,8 +299,7 @@ func writeHead(b *strings.Builder, opts Options) {
 # at its next write. Groups: %s.
 global
   log stdout format raw local0 notice
-%s  maxconn 50000
-  spread-checks 5
+%s  spread-checks 5
   hard-stop-after 5m
 
 defaults
