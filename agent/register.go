@@ -98,25 +98,47 @@ func (a *Agent) registerIfNeeded(ctx context.Context) error {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		view, err := c.Cluster(rctx)
+		leader, err := askLeader(rctx, c)
 		cancel()
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		if view.Leader == nil {
-			lastErr = errors.New("no leader elected yet")
-			continue
-		}
 		a.mu.Lock()
-		same := view.Leader.ID == a.leader
+		same := leader.ID == a.leader
 		a.mu.Unlock()
 		if same {
 			return nil
 		}
-		return a.register(ctx, c, view.Leader.ID, view.Leader.HTTP)
+		return a.register(ctx, c, leader.ID, leader.HTTP)
 	}
 	return lastErr
+}
+
+// errNoLeader: the master asked knows no leader.
+var errNoLeader = errors.New("no leader elected yet")
+
+// askLeader asks a master who leads: GET /v1/cluster/leader, a few bytes from its memory, or
+// GET /v1/cluster of a master older than that call.
+func askLeader(ctx context.Context, c *client.Client) (api.LeaderInfo, error) {
+	leader, err := c.Leader(ctx)
+	var apiErr *client.Error
+	switch {
+	case err == nil:
+		return leader, nil
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusServiceUnavailable:
+		return leader, errNoLeader
+	case !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound:
+		return leader, err
+	}
+	view, err := c.Cluster(ctx)
+	if err != nil {
+		return leader, err
+	}
+	if view.Leader == nil {
+		return leader, errNoLeader
+	}
+	return *view.Leader, nil
 }
 
 func (a *Agent) register(ctx context.Context, c *client.Client, leader, leaderHTTP string) error {

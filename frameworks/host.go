@@ -40,6 +40,11 @@ type Host interface {
 	HandleLeader(pattern string, h http.Handler)
 	// Metrics registers collectors served with the node's own at GET /metrics.
 	Metrics() prometheus.Registerer
+	// DescribeServices, before the node runs, gives service discovery what the framework (by
+	// its name) says of its services beyond their tasks: labels and service ports, read from
+	// the node's copy of the store (so a new leader has them before the framework starts).
+	// The leader calls describe each time it reads the view.
+	DescribeServices(framework string, describe func(ctx context.Context) ([]api.ServiceInfo, error))
 
 	// Secret reads a secret's value from this node's copy of the store: an error that is
 	// api.ErrNoSecret when there is none, another when this node's keys do not open it.

@@ -15,6 +15,7 @@ import (
 	"github.com/agora-sched/agora/master/discovery"
 	"github.com/agora-sched/agora/master/dnsserver"
 	"github.com/agora-sched/agora/master/scheduler"
+	"github.com/agora-sched/agora/pkg/api"
 )
 
 // Service discovery: the view of where services run (master/discovery), built on the leader
@@ -24,37 +25,110 @@ import (
 // DNSConfig configures a master's DNS server: dnsserver.Config (Addr "": none).
 type DNSConfig = dnsserver.Config
 
-// startDiscovery binds the DNS server's port and makes the view's keeper, refreshed every half
-// TTL.
+// startDiscovery makes the view's keeper, refreshed every half TTL, and the services feed
+// (GET /v1/services); with Config.DNS.Addr it binds the DNS server's port.
 func (m *Master) startDiscovery() error {
-	if m.cfg.DNS.Addr == "" {
-		return nil
-	}
-	cfg := m.cfg.DNS
-	cfg.SelfID = m.id
-	cfg.Logger = m.logger.With("component", "dns")
-	var err error
-	if m.dns, err = dnsserver.New(cfg); err != nil {
-		return err
-	}
 	ttl := m.cfg.DNS.TTL
 	if ttl == 0 {
 		ttl = dnsserver.DefaultTTL
 	}
+	domain := ""
+	if m.cfg.DNS.Addr != "" {
+		cfg := m.cfg.DNS
+		cfg.SelfID = m.id
+		cfg.Logger = m.logger.With("component", "dns")
+		var err error
+		if m.dns, err = dnsserver.New(cfg); err != nil {
+			return err
+		}
+		domain = m.dns.Domain()
+		m.registry.MustRegister(m.dns.Collectors()...)
+	}
+	m.feed = discovery.NewFeed(domain)
 	m.keeper = discovery.NewKeeper(discovery.Config{Refresh: ttl / 2, Build: m.buildView, Fetch: m.fetchView, Masters: m.discoveryMasters,
-		OnChange: m.dns.Update, Logger: m.logger.With("component", "discovery")})
-	m.registry.MustRegister(m.dns.Collectors()...)
+		OnChange: m.viewChanged, Active: m.viewRead, Logger: m.logger.With("component", "discovery")})
 	m.registry.MustRegister(m.keeper.Collectors()...)
 	return nil
 }
 
-// runDiscovery keeps the view and serves DNS until ctx ends (nothing without --dns).
+// viewChanged hands a new view to the DNS server and the services feed.
+func (m *Master) viewChanged(v *discovery.View, readAt time.Time) {
+	if m.dns != nil {
+		m.dns.Update(v, readAt)
+	}
+	m.feed.Update(v)
+}
+
+// runDiscovery keeps the view, and serves DNS with --dns, until ctx ends.
 func (m *Master) runDiscovery(ctx context.Context) error {
+	go m.keeper.Run(ctx)
 	if m.dns == nil {
 		return nil
 	}
-	go m.keeper.Run(ctx)
 	return m.dns.Serve(ctx)
+}
+
+// DescribeServices adds what a framework (by name) says of its services beyond their tasks to
+// the view the leader reads (frameworks.Host). Call it before Run.
+func (m *Master) DescribeServices(framework string, describe func(context.Context) ([]api.ServiceInfo, error)) {
+	m.describeMu.Lock()
+	defer m.describeMu.Unlock()
+	if m.describers == nil {
+		m.describers = map[string]func(context.Context) ([]api.ServiceInfo, error){}
+	}
+	m.describers[framework] = describe
+}
+
+// describeServices asks every framework that describes its services; one that fails keeps
+// what it last said.
+func (m *Master) describeServices(ctx context.Context) map[string][]api.ServiceInfo {
+	m.describeMu.Lock()
+	defer m.describeMu.Unlock()
+	if len(m.describers) == 0 {
+		return nil
+	}
+	if m.described == nil {
+		m.described = map[string][]api.ServiceInfo{}
+	}
+	out := make(map[string][]api.ServiceInfo, len(m.describers))
+	for fw, describe := range m.describers {
+		infos, err := describe(ctx)
+		if err != nil {
+			m.logger.Warn("service discovery: a framework did not describe its services; what it said before stays", "framework", fw, "err", err)
+			infos = m.described[fw]
+		}
+		m.described[fw] = infos
+		out[fw] = infos
+	}
+	return out
+}
+
+// servicesIdle is how long the view is kept fresh after the last GET /v1/services without DNS.
+const servicesIdle = 5 * time.Minute
+
+// viewRead says whether anyone reads the view: the DNS server always; GET /v1/services while a
+// stream follows it, and for servicesIdle after a read. A master nobody asks spends nothing on
+// the view (at 100,000 tasks a build is not free).
+func (m *Master) viewRead() bool {
+	return m.dns != nil || m.servicesStreams.Load() > 0 || time.Since(time.Unix(0, m.servicesReadAt.Load())) < servicesIdle
+}
+
+// Services is GET /v1/services's document of this master's view, refreshed first if nobody
+// kept it fresh (nil: no view to be had: no leader answers), and a channel closed when the
+// services next change.
+func (m *Master) Services(ctx context.Context) (*api.Services, <-chan struct{}) {
+	m.servicesReadAt.Store(time.Now().UnixNano())
+	m.keeper.Fresh(ctx)
+	return m.feed.Current()
+}
+
+// FollowServices keeps the view fresh for a reader that follows its changes, until release.
+func (m *Master) FollowServices() (release func()) {
+	m.servicesStreams.Add(1)
+	return func() {
+		m.servicesReadAt.Store(time.Now().UnixNano())
+		m.servicesStreams.Add(-1)
+	}
 }
 
 // DNSAddr is the address the DNS server answers on, "" without one.
@@ -101,7 +175,7 @@ func (m *Master) buildView(prev *discovery.View) (*discovery.View, error) {
 		return nil, err
 	}
 	in := discovery.Input{Index: st.AppliedIndex, Term: st.Term, Leader: m.id, Frameworks: make(map[string]string, len(fws)),
-		Agents: agents, Tasks: make([]discovery.Task, len(tasks)), Prev: prev, Resolve: m.resolver.lookup}
+		Agents: agents, Tasks: make([]discovery.Task, len(tasks)), Prev: prev, Resolve: m.resolver.lookup, Described: m.describeServices(ctx)}
 	for _, fw := range fws {
 		in.Frameworks[fw.Info.ID] = fw.Info.Name
 	}

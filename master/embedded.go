@@ -184,6 +184,11 @@ func (h FrameworkHost) Store() raft.Namespace { return h.m.Store().Namespace(h.n
 // HandleLeader is Master.HandleLeader.
 func (h FrameworkHost) HandleLeader(pattern string, hd http.Handler) { h.m.HandleLeader(pattern, hd) }
 
+// DescribeServices is Master.DescribeServices.
+func (h FrameworkHost) DescribeServices(framework string, describe func(context.Context) ([]api.ServiceInfo, error)) {
+	h.m.DescribeServices(framework, describe)
+}
+
 // Metrics is the registry GET /metrics serves (Master.Metrics).
 func (h FrameworkHost) Metrics() prometheus.Registerer { return h.m.Metrics() }
 

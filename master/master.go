@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ import (
 	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/master/secrets"
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/faultnet"
@@ -111,8 +113,16 @@ type Master struct {
 	clockGuard *clockcheck.Guard // compares this master's clock with the others'
 
 	dns      *dnsserver.Server // nil without Config.DNS.Addr
-	keeper   *discovery.Keeper // the service-discovery view the DNS server answers from
+	keeper   *discovery.Keeper // the service-discovery view the DNS server and GET /v1/services answer from
+	feed     *discovery.Feed   // GET /v1/services of the keeper's view
 	resolver hostResolver      // names of agents and masters, for the view
+
+	servicesStreams atomic.Int32 // GET /v1/services streams open (viewRead)
+	servicesReadAt  atomic.Int64 // the last read of GET /v1/services, unix nanoseconds
+
+	describeMu sync.Mutex // guards describers and described
+	describers map[string]func(context.Context) ([]api.ServiceInfo, error)
+	described  map[string][]api.ServiceInfo // what each said last
 
 	mu        sync.Mutex // guards clusterID
 	clusterID string
@@ -281,7 +291,7 @@ func (m *Master) startParts() error {
 	m.http, err = httpapi.New(httpapi.Config{HTTPAddr: cfg.HTTPAddr, Info: info, Logger: m.logger.With("component", "http"), TLS: cfg.TLS.Server(false), Cluster: &httpapi.Cluster{
 		ID: m.id, ClusterID: m.ClusterID, Store: m.store, Gossip: m.gossip, Scheduler: m.sched, Secrets: m.secrets, Clock: m.clockGuard,
 		WallClock: cfg.Clock, RemoveMaster: m.RemoveMaster, Guard: m.guard, Requests: m.httpMetrics, Metrics: m.registry,
-		TLS: cfg.TLS, Transport: m.tr, Peers: m.peers, ClusterSecret: cfg.ClusterSecret, DiscoveryView: m.discoveryView,
+		TLS: cfg.TLS, Transport: m.tr, Peers: m.peers, ClusterSecret: cfg.ClusterSecret, DiscoveryView: m.discoveryView, Services: m,
 	}})
 	return err
 }

@@ -232,6 +232,30 @@ func TestThreeMastersFormFailOverAndGrow(t *testing.T) {
 	if h.Get(httpapi.HeaderLeader) != lead.m.id || h.Get(httpapi.HeaderKnownLeader) != "true" {
 		t.Fatalf("staleness headers = %v", h)
 	}
+	// GET /v1/cluster/leader, what agents ask every second: the same leader, from any master.
+	for _, r := range []*running{lead, follower} {
+		var l api.LeaderInfo
+		getJSON(t, r.url("/v1/cluster/leader"), &l)
+		if l.ID != lead.m.id || l.HTTP != lead.m.HTTPAddr() || l.Address != lead.m.RaftAddr() {
+			t.Fatalf("GET /v1/cluster/leader on %s = %+v, want %s at %s", r.m.id, l, lead.m.id, lead.m.HTTPAddr())
+		}
+	}
+	// GET /v1/services without --dns: a master nobody asked before reads the view then, a
+	// follower from the leader.
+	for _, r := range []*running{follower, lead} {
+		var doc api.Services
+		waitUntil(t, "GET /v1/services on "+r.m.id, 10*time.Second, func() bool {
+			resp, err := http.Get(r.url("/v1/services"))
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&doc) == nil
+		})
+		if doc.Leader != lead.m.id || doc.Index == 0 || doc.Services == nil {
+			t.Fatalf("GET /v1/services on %s: %+v, want the leader's view", r.m.id, doc)
+		}
+	}
 	for _, r := range ms {
 		if r.m.ClusterID() != v.ClusterID || v.ClusterID == "" {
 			t.Fatalf("cluster ids differ: %s vs %s", r.m.ClusterID(), v.ClusterID)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 func dnsApp(id string, instances int) string {
 	return fmt.Sprintf(`{"id": %q, "container": {"type": "DOCKER", "docker": {"image": %q}},
 		"args": ["-sleep", "24h"], "cpus": 0.1, "mem": 32, "instances": %d, "portDefinitions": [{"port": 0, "name": "http"}],
+		"labels": {"HAPROXY_GROUP": "external"},
 		"healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0, "gracePeriodSeconds": 30, "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 0}]}`,
 		id, containerdtest.TestAppImage, instances)
 }
@@ -170,6 +172,26 @@ func TestDNSOnADevNode(t *testing.T) {
 		t.Fatalf("web-dns.marathon.agora: %v %v", addrs, err)
 	}
 
+	// GET /v1/services: the app with its DNS name, its labels, its service port and both
+	// instances' host ports; Marathon's text form of it; and a stream that starts with it.
+	svc := waitService(t, base, "/dns/web", func(s api.ServiceEntry) bool { return len(s.Instances) == 2 })
+	if svc.DNS != "web-dns.marathon.agora." || svc.Labels["HAPROXY_GROUP"] != "external" || len(svc.Ports) != 1 ||
+		svc.Ports[0].Name != "http" || svc.Ports[0].ServicePort < 10000 || !slices.Equal(serviceHostPorts(svc), ports) {
+		t.Fatalf("GET /v1/services: %+v; want its DNS name, labels, service port and host ports %v", svc, ports)
+	}
+	text := servicesText(t, base)
+	wantLine := fmt.Sprintf("dns_web\t%d\t", svc.Ports[0].ServicePort)
+	for _, in := range svc.Instances {
+		wantLine += fmt.Sprintf("%s:%d\t", in.Host, in.Ports[0])
+	}
+	if !strings.Contains(text, wantLine+"\n") {
+		t.Fatalf("text form:\n%s\nwant the line %q", text, wantLine)
+	}
+	stream := followServices(t, base)
+	if first := <-stream; len(serviceOf(first, "/dns/web").Instances) != 2 {
+		t.Fatalf("the stream's first event: %+v", first)
+	}
+
 	// One instance fails its health check: it leaves the answers within one TTL of Marathon
 	// seeing it unhealthy.
 	sick := a.Tasks[0].Ports[0]
@@ -189,6 +211,17 @@ func TestDNSOnADevNode(t *testing.T) {
 	healthy := slices.DeleteFunc(slices.Clone(ports), func(p int) bool { return p == sick })
 	took := waitDNS(t, "the unhealthy instance out of the answers", ttl, func() bool { return srvPortsAre(dnsAddr, "_web-dns._tcp.marathon.agora.", healthy) })
 	t.Logf("the unhealthy instance left the answers %s after Marathon showed it", took)
+	for deadline := time.After(ttl); ; {
+		select {
+		case doc := <-stream:
+			if got := serviceHostPorts(serviceOf(doc, "/dns/web")); !slices.Equal(got, healthy) {
+				continue // an event of another change, before it
+			}
+		case <-deadline:
+			t.Fatal("the services stream did not tell that the unhealthy instance left within the TTL")
+		}
+		break
+	}
 
 	// Scaled to 0: the name is gone (NXDOMAIN, the SOA in authority).
 	var res map[string]string
@@ -280,6 +313,8 @@ func TestDNSFromEveryMasterThroughLeaderKill(t *testing.T) {
 			leaderIdx = i
 		}
 		waitDNS(t, "master "+m.http+" answers both instances", 10*time.Second, func() bool { return srvPortsAre(m.dns, name, ports) })
+		// GET /v1/services: every master answers from its own copy of the view.
+		waitService(t, m.http, "/dns/api", func(s api.ServiceEntry) bool { return slices.Equal(serviceHostPorts(s), ports) })
 	}
 	var leaderID string
 	for i, m := range masters {
@@ -318,6 +353,10 @@ func TestDNSFromEveryMasterThroughLeaderKill(t *testing.T) {
 				t.Fatalf("%s after the leader's kill: %v %v; want both instances", time.Since(killed).Round(time.Millisecond), r, err)
 			}
 			queries++
+			var doc api.Services
+			if code := httpJSON(t, "GET", m.http+"/v1/services", nil, &doc); code != http.StatusOK || !slices.Equal(serviceHostPorts(serviceOf(doc, "/dns/api")), ports) {
+				t.Fatalf("%s after the leader's kill: GET /v1/services %d %+v; want both instances", time.Since(killed).Round(time.Millisecond), code, doc)
+			}
 			v, err := viewTXT(m.dns, "cluster.test")
 			if err != nil {
 				t.Fatal(err)
@@ -343,4 +382,100 @@ func TestDNSFromEveryMasterThroughLeaderKill(t *testing.T) {
 			t.Fatalf("leader.cluster.test: %v %v", r, err)
 		}
 	}
+}
+
+// waitService polls GET /v1/services until the service named name satisfies cond.
+func waitService(t *testing.T, base, name string, cond func(api.ServiceEntry) bool) api.ServiceEntry {
+	t.Helper()
+	var last api.Services
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code := httpJSON(t, "GET", base+"/v1/services", nil, &last)
+		if s := serviceOf(last, name); code == http.StatusOK && cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /v1/services: %d %+v; %s never as wanted", code, last, name)
+		}
+	}
+}
+
+// serviceOf is the service named name of a document (zero when it has none).
+func serviceOf(doc api.Services, name string) api.ServiceEntry {
+	for _, s := range doc.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	return api.ServiceEntry{}
+}
+
+// serviceHostPorts are the first host ports of a service's instances, sorted.
+func serviceHostPorts(s api.ServiceEntry) []int {
+	var out []int
+	for _, in := range s.Instances {
+		if len(in.Ports) > 0 {
+			out = append(out, in.Ports[0])
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// servicesText is GET /v1/services as Marathon's text list.
+func servicesText(t *testing.T, base string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+"/v1/services", nil)
+	req.Header.Set("Accept", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET /v1/services as text: %s %s %s", resp.Status, resp.Header.Get("Content-Type"), b)
+	}
+	return string(b)
+}
+
+// followServices reads GET /v1/services as an event stream until the test ends: each
+// "services" event's document, in order.
+func followServices(t *testing.T, base string) <-chan api.Services {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/services", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		resp.Body.Close()
+		t.Fatalf("GET /v1/services as a stream: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	out := make(chan api.Services, 64)
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 0, 1<<16), 1<<24)
+		event := ""
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: ") && event == "services":
+				var doc api.Services
+				if json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &doc) == nil {
+					select {
+					case out <- doc:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}
+	}()
+	return out
 }

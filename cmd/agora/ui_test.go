@@ -155,7 +155,8 @@ func equals(want string) func(string) bool {
 // TestWebUI drives the UI in headless Chromium against a real agora dev (raft, containerd,
 // both frameworks): the overview lists the agent, an app made through the API appears with
 // its instances, scaling it in the UI changes them, a job run shows its state and its place
-// in the DAG, a task's page shows the test app's output, and the event page streams live.
+// in the DAG, a task's page shows the test app's output, and the event page streams live; the
+// app's page shows the names it is found by (DNS, service port).
 func TestWebUI(t *testing.T) {
 	t.Parallel()
 	base, _, _ := startMarathonDev(t, taskPorts())
@@ -196,6 +197,15 @@ func TestWebUI(t *testing.T) {
 
 	b.open("#/apps/web")
 	b.waitText("the app page shows it healthy", "#app-health", 60*time.Second, equals("1/1"))
+	// Its DNS names and its service port with where its healthy instance answers.
+	web := waitService(t, base, "/web", func(s api.ServiceEntry) bool { return len(s.Instances) == 1 && len(s.Ports) == 1 })
+	b.waitText("the app page shows its DNS name", `#discovery tr[data-dns-name="web.marathon.agora."]`, 20*time.Second,
+		func(s string) bool { return strings.Contains(s, "1 healthy instance") })
+	b.waitText("the app page shows its named port's SRV name", `#discovery tr[data-dns-name="_http._web._tcp.marathon.agora."]`, 5*time.Second,
+		func(s string) bool { return strings.Contains(s, "SRV") })
+	endpoint := fmt.Sprintf("%s:%d", web.Instances[0].Host, web.Instances[0].Ports[0])
+	b.waitText("the app page shows its service port and where it answers", fmt.Sprintf(`#discovery tr[data-service-port="%d"]`, web.Ports[0].ServicePort), 5*time.Second,
+		func(s string) bool { return strings.Contains(s, endpoint) })
 	b.run("scale to 3 in the UI",
 		chromedp.Focus(chromedp.CSS("#scale-input")), // the page does not redraw under a focused input
 		chromedp.SetValue(chromedp.CSS("#scale-input"), "3"),

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/frameworks"
+	"github.com/agora-sched/agora/pkg/endpoints"
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/task"
 	"github.com/agora-sched/agora/raft"
@@ -86,7 +87,7 @@ func (s *Service) appGet(w http.ResponseWriter, r *http.Request) {
 	}
 	switch sub {
 	case "tasks":
-		if wantsText(r) {
+		if endpoints.WantsText(r) {
 			s.tasksText(w, st, []string{appID})
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/endpoints"
 	"github.com/agora-sched/agora/pkg/httpjson"
 	"github.com/agora-sched/agora/pkg/task"
 )
@@ -139,7 +140,7 @@ func (s *Service) listTasks(w http.ResponseWriter, r *http.Request) {
 	if st == nil {
 		return
 	}
-	if wantsText(r) {
+	if endpoints.WantsText(r) {
 		s.tasksText(w, st, nil)
 		return
 	}

@@ -135,11 +135,13 @@ func New(cfg Config) (*Service, error) {
 }
 
 // Register adds the framework to its host: its lifecycle as the leader's work (frameworks.Driver),
-// its /v2 endpoints and its metrics (served with the master's at /metrics).
+// its /v2 endpoints, its metrics (served with the master's at /metrics) and what service
+// discovery shows of its apps (describe.go).
 func (s *Service) Register() {
 	s.driver().Register()
 	s.routes()
 	s.m.Metrics().MustRegister(newMetrics(s))
+	s.m.DescribeServices(s.cfg.Name, (&describer{store: s.store}).describe)
 }
 
 func (s *Service) poke() {

@@ -2,7 +2,16 @@
 // task by framework and name (a Marathon app's instances, a job's runs, an external
 // framework's tasks), with its agent's addresses, its ports (with their names and protocols)
 // and whether it passes its health checks — for service discovery: the DNS server
-// (master/dnsserver) answers from it, and other readers (a services API, load balancers) can.
+// (master/dnsserver) answers from it, and so does GET /v1/services (ServicesOf, Feed), which
+// load balancers follow (agora lb). Every master can keep a view, with or without DNS, but reads
+// it only while someone does (Config.Active): always with DNS; with GET /v1/services alone,
+// while a stream follows it and for a while after a read (a reader after idleness gets a fresh
+// view at once: Keeper.Fresh). A master nobody asks spends nothing on it.
+//
+// What frameworks say. Labels and service ports are a framework's word, not its tasks': the
+// Marathon framework describes each app from its current definition in the store
+// (Input.Described, frameworks.Host's DescribeServices), so a load balancer reads an app's
+// labels as they are now, and an app with no running instance is still listed.
 //
 // Where the view comes from. What runs, and whether it is healthy, is not in the replicated
 // store: tasks' states and health are the leader's memory (master/scheduler's task table,

@@ -37,8 +37,12 @@ type Config struct {
 	// OnChange is called with every view the Keeper takes, the masters filled in, and the time
 	// it was read (on a follower: when the fetch was sent).
 	OnChange func(v *View, readAt time.Time)
-	Clock    clock.Clock
-	Logger   *slog.Logger
+	// Active says whether anyone reads the view now (nil: always): Run refreshes only then, so
+	// a master whose view nobody asks for (no DNS, no services reader) spends nothing on it.
+	// Fresh refreshes on demand.
+	Active func() bool
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Keeper keeps a master's view fresh: every Refresh it builds the view from its memory if it
@@ -47,6 +51,8 @@ type Config struct {
 // a view is never older than Bound.
 type Keeper struct {
 	cfg Config
+
+	refreshMu sync.Mutex // one refresh at a time
 
 	mu     sync.Mutex // guards the fields below
 	view   *View
@@ -117,12 +123,15 @@ func (k *Keeper) View() (*View, error) {
 	return k.cfg.Build(prev)
 }
 
-// Run refreshes the view every Refresh until ctx ends. Refreshes start on a fixed schedule,
-// not a pause after each: a view is replaced within Refresh plus one fetch of being read.
+// Run refreshes the view every Refresh while it is read (Config.Active) until ctx ends.
+// Refreshes start on a fixed schedule, not a pause after each: a view is replaced within
+// Refresh plus one fetch of being read.
 func (k *Keeper) Run(ctx context.Context) {
 	for {
 		start := k.cfg.Clock.Now()
-		k.Refresh(ctx)
+		if k.cfg.Active == nil || k.cfg.Active() {
+			k.Refresh(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -131,9 +140,20 @@ func (k *Keeper) Run(ctx context.Context) {
 	}
 }
 
+// Fresh refreshes the view now unless it is within Bound: for a reader that comes while Run
+// was idle (nobody read it).
+func (k *Keeper) Fresh(ctx context.Context) {
+	if v, age, _ := k.Current(); v != nil && age <= k.Bound() {
+		return
+	}
+	k.Refresh(ctx)
+}
+
 // Refresh reads the view once: built from this master's memory if it leads, else fetched from
 // the leader; on failure the last view stays, with the masters as they are now.
 func (k *Keeper) Refresh(ctx context.Context) {
+	k.refreshMu.Lock()
+	defer k.refreshMu.Unlock()
 	prev, _, _ := k.Current()
 	at := k.cfg.Clock.Now()
 	v, err := k.cfg.Build(prev)

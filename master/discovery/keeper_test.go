@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,4 +83,50 @@ func TestKeeperLeaderBuildsFromTheViewBefore(t *testing.T) {
 	if _, _, src := k.Current(); src != "built" {
 		t.Fatalf("source %q", src)
 	}
+}
+
+// TestKeeperRefreshesOnlyWhileRead: Run builds nothing while nobody reads the view; a reader
+// that comes then gets a fresh one at once (Fresh), and one within the bound is not read again.
+func TestKeeperRefreshesOnlyWhileRead(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1000, 0))
+	var builds atomic.Int64
+	var active atomic.Bool
+	k := NewKeeper(Config{Refresh: 2 * time.Second, Clock: clk, Active: active.Load,
+		Build: func(*View) (*View, error) { return &View{Index: uint64(builds.Add(1))}, nil },
+		Fetch: func(context.Context) (*View, error) { t.Error("a leader fetched"); return nil, nil },
+	})
+	waiting := func() { // Run is waiting for its next tick
+		for deadline := time.Now().Add(10 * time.Second); clk.Waiters() == 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("Run never waited for its tick")
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); k.Run(ctx) }()
+	for range 5 {
+		waiting()
+		clk.Advance(2 * time.Second)
+	}
+	waiting()
+	if n := builds.Load(); n != 0 {
+		t.Fatalf("%d builds while nobody read the view", n)
+	}
+	k.Fresh(ctx)
+	if v, _, _ := k.Current(); v == nil || v.Index != 1 {
+		t.Fatalf("a reader after idleness: %+v", v)
+	}
+	if k.Fresh(ctx); builds.Load() != 1 {
+		t.Fatalf("a view within its bound was read again: %d builds", builds.Load())
+	}
+	active.Store(true)
+	clk.Advance(2 * time.Second)
+	for deadline := time.Now().Add(10 * time.Second); builds.Load() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no build while the view is read")
+		}
+	}
+	cancel()
+	<-done
 }

@@ -22,7 +22,7 @@ type View struct {
 	Term   uint64 `json:"term"`
 	Leader string `json:"leader"`
 	// Services are the running tasks by framework and name, sorted so; services without a
-	// running task are left out.
+	// running task are left out unless their framework describes them (Input.Described).
 	Services []Service `json:"services"`
 	// Agents are the agents tasks may run on now (registered with the leader and reachable, or
 	// not heard from yet by a new leader), sorted by id.
@@ -42,6 +42,11 @@ type Service struct {
 	// Label is the name's DNS label (TaskLabel): "web-shop" of "/shop/web".
 	Label     string     `json:"label"`
 	Instances []Instance `json:"instances"` // sorted by task id
+	// Labels and Ports are what its framework says of it (Input.Described): a Marathon app's
+	// labels and its ports with their service ports. A described service is listed even while
+	// none of its tasks runs.
+	Labels map[string]string `json:"labels,omitempty"`
+	Ports  []api.ServicePort `json:"ports,omitempty"`
 }
 
 // Instance is one running task (TASK_RUNNING) of a service.
@@ -95,6 +100,9 @@ type Input struct {
 	// Resolve looks up a host name's addresses, for agents whose API address is a name (nil:
 	// such agents have no address).
 	Resolve func(host string) []netip.Addr
+	// Described is what frameworks say of their services beyond their tasks, by framework
+	// name (frameworks.Host's DescribeServices).
+	Described map[string][]api.ServiceInfo
 }
 
 // Task is one task of the leader's table: what it was launched with (id, framework, name,
@@ -166,7 +174,21 @@ func Build(in Input) *View {
 			}
 		}
 	}
+	for framework, infos := range in.Described {
+		for _, info := range infos {
+			k := key{framework, info.Name}
+			s := services[k]
+			if s == nil {
+				s = &Service{Framework: framework, Name: info.Name, Label: TaskLabel(info.Name)}
+				services[k] = s
+			}
+			s.Labels, s.Ports = info.Labels, info.Ports
+		}
+	}
 	for _, s := range services {
+		if s.Instances == nil {
+			s.Instances = []Instance{}
+		}
 		slices.SortFunc(s.Instances, func(a, b Instance) int { return strings.Compare(a.TaskID, b.TaskID) })
 		s.Instances = slices.CompactFunc(s.Instances, func(a, b Instance) bool { return a.TaskID == b.TaskID })
 		v.Services = append(v.Services, *s)

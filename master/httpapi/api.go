@@ -38,6 +38,8 @@ type apiHandler struct {
 
 	proxyMu sync.Mutex
 	proxies map[string]*httputil.ReverseProxy // by leader HTTP address
+
+	stopping chan struct{} // closed when the server stops: streams end
 }
 
 func (a *apiHandler) routes() http.Handler {
@@ -55,6 +57,7 @@ func (a *apiHandler) routes() http.Handler {
 		// linearizable unless asked ?stale (reads.go).
 		mux.HandleFunc("GET /v1/cluster", a.getCluster)
 		mux.HandleFunc("GET /v1/cluster/self", a.getSelf)
+		mux.HandleFunc("GET /v1/cluster/leader", a.getLeader)
 		mux.HandleFunc("DELETE /v1/cluster/masters/{id}", a.removeMaster)
 		mux.HandleFunc("POST /v1/agents/register", a.registerAgent)
 		mux.Handle("GET /v1/agents", a.consistent(http.HandlerFunc(a.listAgents)))
@@ -80,6 +83,7 @@ func (a *apiHandler) routes() http.Handler {
 		mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusFound))
 		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 		mux.HandleFunc("GET /v1/discovery/view", a.getDiscoveryView)
+		mux.HandleFunc("GET /v1/services", a.getServices)
 		mux.HandleFunc("GET /v2/leader", a.getLeaderMarathon)
 		mux.HandleFunc("DELETE /v2/leader", a.abdicate)
 	}
@@ -243,6 +247,19 @@ func (a *apiHandler) self() api.SelfInfo {
 
 func (a *apiHandler) getSelf(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.self())
+}
+
+// getLeader is GET /v1/cluster/leader: who leads, as this master knows it (503 while none is
+// elected). It is what every agent asks every --retry to notice a new leader: an answer of a
+// few bytes from memory, where GET /v1/cluster lists every gossip member and asks the other
+// masters.
+func (a *apiHandler) getLeader(w http.ResponseWriter, r *http.Request) {
+	id, addr := a.m.store.Leader()
+	if id == "" {
+		writeError(w, http.StatusServiceUnavailable, "no leader elected yet")
+		return
+	}
+	writeJSON(w, http.StatusOK, api.LeaderInfo{ID: id, Address: addr, HTTP: a.leaderHTTP()})
 }
 
 func (a *apiHandler) getCluster(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 	"github.com/agora-sched/agora/master/discovery"
 	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/master/secrets"
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/gossip"
@@ -48,6 +49,17 @@ type Cluster struct {
 	// DiscoveryView, when set, is the service-discovery view GET /v1/discovery/view hands the
 	// other masters: built now on the leader, discovery.ErrNotLeader elsewhere.
 	DiscoveryView func() (*discovery.View, error)
+	// Services answers GET /v1/services (nil: 404).
+	Services Services
+}
+
+// Services is where GET /v1/services reads: the document of this master's service-discovery
+// view, refreshed first if nobody kept it fresh (nil when there is none: no leader answers),
+// with a channel closed when the services next change; FollowServices keeps the view fresh for
+// a stream until it calls release.
+type Services interface {
+	Services(ctx context.Context) (*api.Services, <-chan struct{})
+	FollowServices() (release func())
 }
 
 // ErrNoSuchMaster: no master with that id is in the raft configuration.
@@ -72,6 +84,7 @@ type cluster struct {
 	peers         *http.Client
 	clusterSecret string
 	discoveryView func() (*discovery.View, error)
+	services      Services
 	httpAddr      string
 }
 
@@ -82,7 +95,7 @@ func newCluster(c *Cluster, httpAddr string) *cluster {
 	return &cluster{
 		id: c.ID, clusterID: c.ClusterID, store: c.Store, gossip: c.Gossip, sched: c.Scheduler, secrets: c.Secrets, clockGuard: c.Clock,
 		wallClock: c.WallClock, removeMaster: c.RemoveMaster, guard: c.Guard, httpMetrics: c.Requests, metrics: c.Metrics,
-		tls: c.TLS, tr: c.Transport, peers: c.Peers, clusterSecret: c.ClusterSecret, discoveryView: c.DiscoveryView, httpAddr: httpAddr,
+		tls: c.TLS, tr: c.Transport, peers: c.Peers, clusterSecret: c.ClusterSecret, discoveryView: c.DiscoveryView, services: c.Services, httpAddr: httpAddr,
 	}
 }
 

@@ -86,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	info.Build = version.Get()
 	info.Version, info.LibVersion = MetronomeVersion, MetronomeLibVersion
-	a := &apiHandler{info: info, m: newCluster(cfg.Cluster, info.HTTP), logger: logger}
+	a := &apiHandler{info: info, m: newCluster(cfg.Cluster, info.HTTP), logger: logger, stopping: make(chan struct{})}
 	s := &Server{ln: ln, logger: logger, api: a}
 	s.srv = &http.Server{
 		Handler:           a.routes(),
@@ -116,6 +116,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("master: http: %w", err)
 	case <-ctx.Done():
 	}
+	close(s.api.stopping)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.srv.Shutdown(shutdownCtx); err != nil {

@@ -127,6 +127,14 @@ func (c *Client) Cluster(ctx context.Context) (api.ClusterView, error) {
 	return v, err
 }
 
+// Leader is GET /v1/cluster/leader: who leads, as this master knows it. A master that has no
+// leader answers 503; one older than the call, 404 (ask Cluster then).
+func (c *Client) Leader(ctx context.Context) (api.LeaderInfo, error) {
+	var v api.LeaderInfo
+	err := c.do(ctx, http.MethodGet, "/v1/cluster/leader", nil, &v)
+	return v, err
+}
+
 // RemoveMaster is DELETE /v1/cluster/masters/{id}.
 func (c *Client) RemoveMaster(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/cluster/masters/"+url.PathEscape(id), nil, nil)

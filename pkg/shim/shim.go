@@ -5,6 +5,7 @@ package shim
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -54,12 +55,19 @@ func List() []Process {
 }
 
 // Kill ends the shim and what it started (a `runc init` waiting to start, the logging process
-// of a task an earlier agent started) with SIGKILL.
+// of a task an earlier agent started) with SIGKILL. Its children are found first and killed
+// after it, so it can start no other; a shim that ended meanwhile (its last child killed, say)
+// is no error.
 func (p Process) Kill() error {
-	for _, child := range Children(p.PID) {
+	children := Children(p.PID)
+	err := syscall.Kill(p.PID, syscall.SIGKILL)
+	for _, child := range children {
 		syscall.Kill(child, syscall.SIGKILL)
 	}
-	return syscall.Kill(p.PID, syscall.SIGKILL)
+	if errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	return err
 }
 
 // Children are the processes whose parent is pid, found by their parent in /proc/*/stat: a

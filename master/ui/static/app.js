@@ -184,9 +184,44 @@ async function apps() {
     <p class="muted">Add one with <code>agora app add FILE.json</code> or <code>POST /v2/apps</code>.</p>`);
 }
 
+// dnsLabel makes a port's name a DNS label as the masters do: lower case, each run of other
+// characters one '-', none at the ends, at most 63 bytes.
+function dnsLabel(s) {
+  return String(s || "").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+/, "").slice(0, 63).replace(/-+$/, "");
+}
+
+// discoveryRows are the names a service is found by (GET /v1/services' entry): its A name, its
+// SRV names (per protocol, and per named port), and its service ports, each with what it answers.
+function discoveryRows(svc) {
+  const rows = [];
+  const row = (name, type, answers) => rows.push(`<tr data-dns-name="${esc(name)}"><td><code>${esc(name)}</code></td><td>${esc(type)}</td><td>${esc(answers)}</td></tr>`);
+  const healthy = (svc.instances || []).length;
+  if (svc.dns) {
+    const dot = svc.dns.indexOf(".");
+    const label = svc.dns.slice(0, dot), under = svc.dns.slice(dot + 1);
+    row(svc.dns, "A, AAAA", `the hosts of its ${healthy} healthy instance${healthy === 1 ? "" : "s"}`);
+    for (const proto of ["tcp", "udp"]) {
+      const ports = (svc.ports || []).filter(p => (p.protocol || "tcp").split(",").includes(proto));
+      if (!ports.length) continue;
+      row(`_${label}._${proto}.${under}`, "SRV", "host and port of each healthy instance, every " + proto + " port");
+      for (const p of ports) {
+        if (dnsLabel(p.name)) row(`_${dnsLabel(p.name)}._${label}._${proto}.${under}`, "SRV", `port ${p.index} (${p.name})`);
+      }
+    }
+  }
+  for (const p of svc.ports || []) {
+    if (!p.service_port) continue;
+    const ends = (svc.instances || []).map(i => (i.host || i.ip) + ":" + (i.ports || [])[p.index]).join(", ") || "no healthy instance";
+    rows.push(`<tr data-service-port="${esc(p.service_port)}"><td>service port <b>${esc(p.service_port)}</b></td><td>${esc(p.protocol)}</td><td>${esc(ends)}</td></tr>`);
+  }
+  return rows;
+}
+
 async function app(id) {
-  const [res, deps] = await Promise.all([get("/v2/apps" + id + "?embed=app.tasks&embed=app.lastTaskFailure"), get("/v2/deployments")]);
+  const [res, deps, services] = await Promise.all([get("/v2/apps" + id + "?embed=app.tasks&embed=app.lastTaskFailure"), get("/v2/deployments"),
+    get("/v1/services").catch(() => null)]);
   const a = res.app;
+  const svc = services && (services.services || []).find(s => s.name === a.id);
   const mine = deps.filter(d => (d.affectedApps || []).includes(a.id));
   const depRows = mine.map(d => `<tr data-deployment="${esc(d.id)}"><td>${esc(d.id)}</td><td>step ${esc(d.currentStep)}/${esc(d.totalSteps)}</td>
     <td>${esc((d.currentActions || []).map(x => x.action + " " + x.app).join(", "))}</td><td>${esc(ago(d.version))}</td></tr>` +
@@ -211,6 +246,9 @@ async function app(id) {
     <button id="restart-button" type="button">Restart</button>
     <h2>Deployments</h2>${table(["Deployment", "Progress", "Current actions", "Started"], depRows, 'id="deployments"')}
     <h2>Instances</h2>${table(["Task", "State", "Health", "Host", "Ports", "Version", "Since"], taskRows, 'id="instances"')}
+    <h2>Find it by name</h2>${svc ? table(["Name", "Type", "Answers"], discoveryRows(svc), 'id="discovery"') +
+      (svc.dns ? "" : `<p class="muted" id="no-dns">This master serves no DNS: start it with <code>--dns ADDR</code>.</p>`)
+      : `<p class="muted" id="no-dns">Not in the service-discovery view yet.</p>`}
     ${f ? `<h2>Last failure</h2><p class="bad">${esc(f.taskId)} ${esc(f.state)} ${esc(ago(f.timestamp))}: ${esc(f.message)}</p>` : ""}`);
   document.getElementById("scale-form").addEventListener("submit", async ev => {
     ev.preventDefault();
