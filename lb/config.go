@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/agora-sched/agora/pkg/api"
 )
 
 // Options are what an lb's config depends on besides the services: its flags.
@@ -92,7 +94,8 @@ type server struct {
 // Which service ports get a frontend:
 //   - Marathon apps only (framework "marathon"); the services of other frameworks are ignored:
 //     they have no service ports or labels.
-//   - A port with a service port (or a HAPROXY_{n}_PORT label), protocol tcp.
+//   - A port with a service port (or a HAPROXY_{n}_PORT label), of protocol tcp (or udp,tcp:
+//     its tcp side).
 //   - Of an app in one of the groups: HAPROXY_{n}_GROUP, else HAPROXY_GROUP (comma-separated);
 //     an app with neither is served only by the group "*", which serves every app.
 //   - Not disabled by HAPROXY_{n}_ENABLED=false.
@@ -100,7 +103,7 @@ type server struct {
 // Each gets a frontend on its bind address and service port and a backend with one server
 // per healthy instance (none: a backend with no server, which HAProxy answers 503 in http
 // mode); with a HAPROXY_{n}_VHOST, also a rule in the http frontend on opts.HTTPPort.
-func Generate(svcs Services, opts Options) Config {
+func Generate(svcs api.Services, opts Options) Config {
 	var fes []frontend
 	var skipped []Skipped
 	for _, s := range svcs.Services {
@@ -148,7 +151,7 @@ func Generate(svcs Services, opts Options) Config {
 
 // servePort reads a service port's labels into its frontend: ok false when it is not served
 // here, with a reason when a label is wrong (a reason means the port would otherwise be served).
-func servePort(s Service, p Port, opts Options) (fe frontend, reason string, ok bool) {
+func servePort(s api.ServiceEntry, p api.ServicePort, opts Options) (fe frontend, reason string, ok bool) {
 	label := func(format string) (string, bool) {
 		v, ok := s.Labels[fmt.Sprintf(format, p.Index)]
 		return strings.TrimSpace(v), ok
@@ -174,7 +177,7 @@ func servePort(s Service, p Port, opts Options) (fe frontend, reason string, ok 
 	if port == 0 {
 		return fe, "", false // no service port: nothing to bind
 	}
-	if p.Protocol != "" && !strings.EqualFold(p.Protocol, "tcp") {
+	if p.Protocol != "" && !slices.Contains(strings.Split(strings.ToLower(p.Protocol), ","), "tcp") {
 		return fe, fmt.Sprintf("protocol %s: HAProxy balances TCP only", p.Protocol), false
 	}
 	fe = frontend{service: s.Name, index: p.Index, port: port, bindAddr: opts.BindAddr, balance: "roundrobin"}

@@ -11,15 +11,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/agora-sched/agora/pkg/api"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden configs in testdata/config")
 
 // goldenCase is one testdata/config/NAME.json: the services document and the lb's options.
 type goldenCase struct {
-	About   string   `json:"_about"`
-	Options Options  `json:"options"`
-	Doc     Services `json:"services"`
+	About   string       `json:"_about"`
+	Options Options      `json:"options"`
+	Doc     api.Services `json:"services"`
 }
 
 func readCases(t testing.TB) map[string]goldenCase {
@@ -85,7 +87,7 @@ func TestGenerateGolden(t *testing.T) {
 	}
 }
 
-func shuffle(doc Services, r *rand.Rand) Services {
+func shuffle(doc api.Services, r *rand.Rand) api.Services {
 	out := doc
 	out.Services = slices.Clone(doc.Services)
 	r.Shuffle(len(out.Services), func(i, j int) { out.Services[i], out.Services[j] = out.Services[j], out.Services[i] })
@@ -152,10 +154,10 @@ func TestGoldenConfigsPassHAProxy(t *testing.T) {
 func TestGenerateRefusesInjection(t *testing.T) {
 	evil := "x\n  lua-load /tmp/evil.lua\n#"
 	for _, label := range []string{"HAPROXY_0_VHOST", "HAPROXY_0_BALANCE", "HAPROXY_0_PATH", "HAPROXY_0_BIND_ADDR", "HAPROXY_0_MODE", "HAPROXY_0_PORT", "HAPROXY_0_BACKEND_WEIGHT", "HAPROXY_GROUP"} {
-		doc := Services{Services: []Service{{
+		doc := api.Services{Services: []api.ServiceEntry{{
 			Framework: "marathon", Name: "/a", Labels: map[string]string{"HAPROXY_GROUP": "g", "HAPROXY_0_VHOST": "a.example.com", label: evil},
-			Ports:     []Port{{Index: 0, Protocol: "tcp", ServicePort: 10000}},
-			Instances: []Instance{{TaskID: "a.1", Host: "h", IP: "10.0.0.1", Ports: []int{31000}}},
+			Ports:     []api.ServicePort{{Index: 0, Protocol: "tcp", ServicePort: 10000}},
+			Instances: []api.ServiceInstance{{TaskID: "a.1", Host: "h", IP: "10.0.0.1", Ports: []int{31000}}},
 		}}}
 		cfg := Generate(doc, Options{Groups: []string{"g"}, BindAddr: "127.0.0.1", HTTPPort: 80})
 		if strings.Contains(cfg.Text, "lua-load") {
@@ -165,14 +167,14 @@ func TestGenerateRefusesInjection(t *testing.T) {
 }
 
 // bigDoc is a document of apps × instances of Marathon apps, each with a vhost.
-func bigDoc(apps, instances int) Services {
-	doc := Services{Index: 1, Term: 1, Leader: "m-1"}
+func bigDoc(apps, instances int) api.Services {
+	doc := api.Services{Index: 1, Term: 1, Leader: "m-1"}
 	for a := range apps {
-		s := Service{Framework: "marathon", Name: fmt.Sprintf("/group%d/app%d", a%10, a),
+		s := api.ServiceEntry{Framework: "marathon", Name: fmt.Sprintf("/group%d/app%d", a%10, a),
 			Labels: map[string]string{"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": fmt.Sprintf("app%d.example.com", a)},
-			Ports:  []Port{{Index: 0, Name: "http", Protocol: "tcp", ServicePort: 10000 + a}}}
+			Ports:  []api.ServicePort{{Index: 0, Name: "http", Protocol: "tcp", ServicePort: 10000 + a}}}
 		for i := range instances {
-			s.Instances = append(s.Instances, Instance{TaskID: fmt.Sprintf("app%d.%d", a, i), Host: fmt.Sprintf("node%d", i), IP: fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), Ports: []int{31000 + a}})
+			s.Instances = append(s.Instances, api.ServiceInstance{TaskID: fmt.Sprintf("app%d.%d", a, i), Host: fmt.Sprintf("node%d", i), IP: fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), Ports: []int{31000 + a}})
 		}
 		doc.Services = append(doc.Services, s)
 	}

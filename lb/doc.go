@@ -19,6 +19,6 @@
 //     left by an earlier run is served at start, before any master answers.
 //  4. Handler serves /metrics (agora_lb_*) and /health.
 //
-// The package reads the API with types of its own (services.go), as any proxy would, and
-// imports no master code.
+// The package reads the API as any proxy would, with pkg/api's types, and imports no master
+// code.
 package lb

@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/agora-sched/agora/pkg/api"
 )
 
 // ServicesPath is the masters' services endpoint; asked for text/event-stream it is a stream of
@@ -35,7 +37,7 @@ type follower struct {
 	maxBackoff time.Duration
 	log        *slog.Logger
 	connected  func(bool)
-	doc        func(Services)
+	doc        func(api.Services)
 }
 
 // run follows the masters until ctx is done.
@@ -89,7 +91,7 @@ func (f *follower) stream(ctx context.Context, m Master) (got bool, err error) {
 		case len(line) == 0:
 			// A blank line ends an event.
 			if (event == "services" || event == "") && data.Len() > 0 {
-				var doc Services
+				var doc api.Services
 				if err := json.Unmarshal(data.Bytes(), &doc); err != nil {
 					return got, fmt.Errorf("lb: a services event that is not the document: %w", err)
 				}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agora-sched/agora/pkg/api"
 )
 
 // Settings are what an LB is made with: its flags, in agora lb.
@@ -50,7 +52,7 @@ type LB struct {
 	child   *childHAProxy // nil with a ReloadCommand
 	metrics *metrics
 
-	latest chan Services // the newest document, one deep: an older one unapplied is dropped
+	latest chan api.Services // the newest document, one deep: an older one unapplied is dropped
 
 	mu          sync.Mutex
 	applied     string // the text HAProxy was last given (and the file holds)
@@ -86,7 +88,7 @@ func New(s Settings) (*LB, error) {
 	if s.MaxBackoff < s.MinBackoff {
 		s.MaxBackoff = max(10*time.Second, s.MinBackoff)
 	}
-	l := &LB{s: s, log: s.Logger, metrics: newMetrics(), latest: make(chan Services, 1)}
+	l := &LB{s: s, log: s.Logger, metrics: newMetrics(), latest: make(chan api.Services, 1)}
 	if len(s.ReloadCommand) > 0 {
 		l.reload = &commandReloader{argv: s.ReloadCommand, log: s.Logger}
 	} else {
@@ -117,7 +119,7 @@ func (l *LB) Run(ctx context.Context) error {
 	f := &follower{
 		masters: l.s.Masters, idle: l.s.IdleTimeout, minBackoff: l.s.MinBackoff, maxBackoff: l.s.MaxBackoff,
 		log: l.log, connected: l.setConnected,
-		doc: func(doc Services) {
+		doc: func(doc api.Services) {
 			select { // keep only the newest
 			case <-l.latest:
 			default:
@@ -188,7 +190,7 @@ func (l *LB) restartChild(ctx context.Context) {
 // apply makes HAProxy serve the config of doc, if it differs from what it serves: written to a
 // temp file, validated with haproxy -c, renamed over the config, and HAProxy reloaded. A config
 // HAProxy refuses is logged with its message and not applied.
-func (l *LB) apply(ctx context.Context, doc Services) {
+func (l *LB) apply(ctx context.Context, doc api.Services) {
 	start := time.Now()
 	cfg := Generate(doc, l.s.Options)
 	l.metrics.generation.Observe(time.Since(start).Seconds())

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/client"
 )
 
@@ -28,16 +29,16 @@ import (
 // change, and a keepalive comment between.
 type fakeMaster struct {
 	mu      sync.Mutex
-	doc     Services
+	doc     api.Services
 	changed chan struct{}
 	streams atomic.Int32
 }
 
-func newFakeMaster(doc Services) *fakeMaster {
+func newFakeMaster(doc api.Services) *fakeMaster {
 	return &fakeMaster{doc: doc, changed: make(chan struct{})}
 }
 
-func (f *fakeMaster) set(doc Services) {
+func (f *fakeMaster) set(doc api.Services) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.doc = doc
@@ -111,16 +112,16 @@ func freePort(t *testing.T) int {
 
 // webDoc is the document of one Marathon app /shop/web on servicePort with a vhost, and the
 // instances given.
-func webDoc(servicePort int, labels map[string]string, ins ...*instance) Services {
-	s := Service{Framework: "marathon", Name: "/shop/web", Labels: map[string]string{"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "shop.example.com"},
-		Ports: []Port{{Index: 0, Name: "http", Protocol: "tcp", ServicePort: servicePort}}}
+func webDoc(servicePort int, labels map[string]string, ins ...*instance) api.Services {
+	s := api.ServiceEntry{Framework: "marathon", Name: "/shop/web", Labels: map[string]string{"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "shop.example.com"},
+		Ports: []api.ServicePort{{Index: 0, Name: "http", Protocol: "tcp", ServicePort: servicePort}}}
 	for k, v := range labels {
 		s.Labels[k] = v
 	}
 	for _, in := range ins {
-		s.Instances = append(s.Instances, Instance{TaskID: "shop_web." + in.name, AgentID: "a-1", Host: "localhost", IP: "127.0.0.1", Ports: []int{in.port}})
+		s.Instances = append(s.Instances, api.ServiceInstance{TaskID: "shop_web." + in.name, AgentID: "a-1", Host: "localhost", IP: "127.0.0.1", Ports: []int{in.port}})
 	}
-	return Services{Index: 1, Term: 1, Leader: "m-1", Services: []Service{s}}
+	return api.Services{Index: 1, Term: 1, Leader: "m-1", Services: []api.ServiceEntry{s}}
 }
 
 // testWriter sends HAProxy's log to the test's.
