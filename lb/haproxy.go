@@ -60,7 +60,6 @@ type reloader interface {
 // runs under a unit of its own.
 type commandReloader struct {
 	argv []string
-	log  *slog.Logger
 }
 
 func (r *commandReloader) reload(ctx context.Context) error {
@@ -161,16 +160,6 @@ func (h *childHAProxy) running() bool {
 	default:
 		return true
 	}
-}
-
-// exited is closed when the HAProxy running now exits; nil while none runs.
-func (h *childHAProxy) exited() <-chan struct{} {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cmd == nil {
-		return nil
-	}
-	return h.done
 }
 
 func (h *childHAProxy) stop() {

@@ -90,7 +90,7 @@ func New(s Settings) (*LB, error) {
 	}
 	l := &LB{s: s, log: s.Logger, metrics: newMetrics(), latest: make(chan api.Services, 1)}
 	if len(s.ReloadCommand) > 0 {
-		l.reload = &commandReloader{argv: s.ReloadCommand, log: s.Logger}
+		l.reload = &commandReloader{argv: s.ReloadCommand}
 	} else {
 		l.child = &childHAProxy{haproxy: s.HAProxy, config: s.ConfigPath, socket: s.Options.StatsSocket, out: s.HAProxyOutput, log: s.Logger}
 		l.reload = l.child
