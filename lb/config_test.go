@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/agora-sched/agora/lb/lbtest"
 	"github.com/agora-sched/agora/pkg/api"
 )
 
@@ -118,25 +118,9 @@ func diff(want, got string) string {
 	return "(same lines)"
 }
 
-// haproxyPath is the haproxy program (Debian's haproxy; scripts/netdeps.sh installs it): a test
-// without it skips, and fails where CI=true.
-func haproxyPath(t testing.TB) string {
-	t.Helper()
-	p, err := exec.LookPath("haproxy")
-	if err == nil {
-		return p
-	}
-	msg := "needs haproxy (scripts/netdeps.sh installs Debian's haproxy): " + err.Error()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
 // TestGoldenConfigsPassHAProxy: HAProxy itself (haproxy -c) accepts every golden config.
 func TestGoldenConfigsPassHAProxy(t *testing.T) {
-	haproxy := haproxyPath(t)
+	haproxy := lbtest.HAProxy(t)
 	for name, c := range readCases(t) {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "haproxy.cfg")

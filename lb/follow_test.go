@@ -54,7 +54,7 @@ func TestFollowerMovesOn(t *testing.T) {
 	var mu sync.Mutex
 	var states []bool
 	f := &follower{masters: masters, idle: 300 * time.Millisecond, minBackoff: 10 * time.Millisecond, maxBackoff: 50 * time.Millisecond,
-		log: slog.New(slog.NewTextHandler(testWriter{t, "lb: "}, nil)),
+		log:       slog.New(slog.NewTextHandler(testWriter{t, "lb: "}, nil)),
 		connected: func(c bool) { mu.Lock(); states = append(states, c); mu.Unlock() },
 		doc:       func(d api.Services) { docs <- d }}
 	ctx, cancel := context.WithCancel(context.Background())

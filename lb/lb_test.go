@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/agora-sched/agora/lb/lbtest"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/client"
 )
@@ -158,21 +158,6 @@ func startLB(t *testing.T, s Settings) *runningLB {
 	return r
 }
 
-// get asks HAProxy on port with Host host, on a new connection (as curl does): the status and
-// body, or an error.
-func get(port int, host string) (int, string, error) {
-	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
-	req.Host = host
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), nil
-}
-
 // value is a counter's or gauge's value now.
 func value(m prometheus.Metric) float64 {
 	var d dto.Metric
@@ -200,7 +185,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 func reaches(port int, host string, names ...string) bool {
 	seen := map[string]bool{}
 	for range 4 * len(names) {
-		code, body, err := get(port, host)
+		code, body, err := lbtest.Get(port, host)
 		if err != nil || code != http.StatusOK {
 			return false
 		}
@@ -224,7 +209,7 @@ func reaches(port int, host string, names ...string) bool {
 // a config HAProxy refuses is not applied and is counted invalid; with the masters gone,
 // HAProxy serves on, and a new lb serves the last config before any master answers.
 func TestFollowAndReload(t *testing.T) {
-	haproxy := haproxyPath(t)
+	haproxy := lbtest.HAProxy(t)
 	dir := t.TempDir()
 	one, two, three := startInstance(t, "one"), startInstance(t, "two"), startInstance(t, "three")
 	httpPort, servicePort := freePort(t), freePort(t)
@@ -248,7 +233,7 @@ func TestFollowAndReload(t *testing.T) {
 	if !reaches(servicePort, "anything", "one") {
 		t.Fatal("the service port's frontend does not reach the instance")
 	}
-	if code, _, err := get(httpPort, "other.example.com"); err != nil || code != http.StatusServiceUnavailable {
+	if code, _, err := lbtest.Get(httpPort, "other.example.com"); err != nil || code != http.StatusServiceUnavailable {
 		t.Fatalf("a host no app has: %d %v, want HAProxy's 503", code, err)
 	}
 	if fi, err := os.Stat(settings.Options.StatsSocket); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
@@ -275,7 +260,7 @@ func TestFollowAndReload(t *testing.T) {
 				return
 			default:
 			}
-			code, body, err := get(httpPort, "shop.example.com")
+			code, body, err := lbtest.Get(httpPort, "shop.example.com")
 			total.Add(1)
 			if err != nil || code != http.StatusOK {
 				failures.Add(1)
@@ -341,7 +326,7 @@ func TestFollowAndReload(t *testing.T) {
 	// agora lb stops (HAProxy with it), and starts again with no master answering: it serves
 	// the config it wrote last.
 	l.stop()
-	if code, _, err := get(httpPort, "shop.example.com"); err == nil {
+	if code, _, err := lbtest.Get(httpPort, "shop.example.com"); err == nil {
 		t.Fatalf("HAProxy still answers (%d) after agora lb stopped", code)
 	}
 	settings.Masters = []Master{deadClient}

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,24 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/lb/lbtest"
 	"github.com/agora-sched/agora/pkg/containerdtest"
 )
-
-// needHAProxy is the haproxy program (Debian's haproxy; scripts/netdeps.sh installs it): a
-// test without it skips, and fails where CI=true.
-func needHAProxy(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("haproxy")
-	if err == nil {
-		return p
-	}
-	msg := "needs haproxy (scripts/netdeps.sh installs Debian's haproxy): " + err.Error()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // freeTCPPort is a port no one listens on now, from the kernel's ephemeral range.
 func freeTCPPort(t *testing.T) int {
@@ -65,20 +48,11 @@ var testappTask = regexp.MustCompile(`testapp task="([^"]*)"`)
 // askLB asks HAProxy on port for / with Host host, on a new connection as curl does: the
 // status and the answering instance's task id.
 func askLB(port int, host string) (int, string, error) {
-	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
-	req.Host = host
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, "", err
+	code, body, err := lbtest.Get(port, host)
+	if m := testappTask.FindStringSubmatch(body); m != nil {
+		return code, m[1], err
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := testappTask.FindStringSubmatch(string(b))
-	if m == nil {
-		return resp.StatusCode, "", nil
-	}
-	return resp.StatusCode, m[1], nil
+	return code, "", err
 }
 
 // lbReaches says whether requests through HAProxy with Host host reach each of the app's
@@ -105,7 +79,7 @@ func lbReaches(port int, host string, a marathonApp) bool {
 // loop of requests runs through HAProxy: every request is answered 200, by the app.
 func TestLBOnADevNode(t *testing.T) {
 	t.Parallel()
-	haproxy := needHAProxy(t)
+	haproxy := lbtest.HAProxy(t)
 	base, _, _ := startMarathonDev(t, taskPorts())
 	shopPort, blogPort, httpPort := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
 	postApp(t, base, lbApp("/lb/shop", "shop.test", shopPort))
