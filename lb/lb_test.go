@@ -249,25 +249,9 @@ func TestFollowAndReload(t *testing.T) {
 
 	// A rolling replacement: three starts, one stops, and only then do the masters stop listing
 	// it (their view refreshes every 2.5 s). A bounded loop of requests runs across it all.
-	var failures, total atomic.Int32
-	stopLoop := make(chan struct{})
-	loopDone := make(chan struct{})
-	go func() {
-		defer close(loopDone)
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && total.Load() < 5000; {
-			select {
-			case <-stopLoop:
-				return
-			default:
-			}
-			code, body, err := lbtest.Get(httpPort, "shop.example.com")
-			total.Add(1)
-			if err != nil || code != http.StatusOK {
-				failures.Add(1)
-				t.Errorf("request %d: %d %q %v", total.Load(), code, body, err)
-			}
-		}
-	}()
+	loop := lbtest.StartLoop(t, httpPort, "shop.example.com", 5000, 60*time.Second, func(code int, _ string, err error) bool {
+		return err == nil && code == http.StatusOK
+	})
 	reloads := value(l.metrics.reloads.WithLabelValues(resultOK))
 	fm.set(webDoc(servicePort, nil, one, two, three))
 	waitFor(t, "the third instance served", 20*time.Second, func() bool { return reaches(httpPort, "shop.example.com", "one", "two", "three") })
@@ -277,17 +261,16 @@ func TestFollowAndReload(t *testing.T) {
 	waitFor(t, "the stopped instance out of the config", 20*time.Second, func() bool {
 		return value(l.metrics.reloads.WithLabelValues(resultOK))-reloads == 2
 	})
-	after := total.Load()
-	waitFor(t, "50 more requests after the reload", 30*time.Second, func() bool { return total.Load() >= after+50 })
-	close(stopLoop)
-	<-loopDone
-	if failures.Load() > 0 || total.Load() < 20 {
-		t.Fatalf("%d of %d requests across the replacement failed", failures.Load(), total.Load())
+	after := loop.Total()
+	waitFor(t, "50 more requests after the reload", 30*time.Second, func() bool { return loop.Total() >= after+50 })
+	total, failed := loop.Stop()
+	if failed > 0 || total < 20 {
+		t.Fatalf("%d of %d requests across the replacement failed", failed, total)
 	}
 	if got := value(l.metrics.reloads.WithLabelValues(resultOK)) - reloads; got != 2 {
 		t.Fatalf("%v reloads for 2 changes", got)
 	}
-	t.Logf("%d requests across a rolling replacement, all 200", total.Load())
+	t.Logf("%d requests across a rolling replacement, all 200", total)
 
 	// The same services again (a newer view): no reload.
 	same := webDoc(servicePort, nil, two, three)

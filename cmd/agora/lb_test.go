@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,25 +105,10 @@ func TestLBOnADevNode(t *testing.T) {
 	// A rolling upgrade of the shop while requests run through HAProxy: new instances start,
 	// pass their health checks, old ones are killed; agora lb follows. The loop is bounded in
 	// count and time; it runs until the lb serves the new instances only.
-	var total, failed atomic.Int32
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for deadline := time.Now().Add(120 * time.Second); time.Now().Before(deadline) && total.Load() < 20000; {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			code, task, err := askLB(httpPort, "shop.test")
-			total.Add(1)
-			if err != nil || code != http.StatusOK || !strings.HasPrefix(task, "lb_shop.") {
-				failed.Add(1)
-				t.Errorf("request %d during the upgrade: %d %q %v", total.Load(), code, task, err)
-			}
-		}
-	}()
+	loop := lbtest.StartLoop(t, httpPort, "shop.test", 20000, 120*time.Second, func(code int, body string, err error) bool {
+		m := testappTask.FindStringSubmatch(body)
+		return err == nil && code == http.StatusOK && m != nil && strings.HasPrefix(m[1], "lb_shop.")
+	})
 	var res map[string]any
 	if code := httpJSON(t, "PUT", base+"/v2/apps/lb/shop", json.RawMessage(`{"env": {"VERSION": "2"}}`), &res); code != http.StatusOK {
 		t.Fatalf("upgrade: %d %v", code, res)
@@ -143,12 +127,11 @@ func TestLBOnADevNode(t *testing.T) {
 		return true
 	})
 	waitDNS(t, "the new instances only through HAProxy", 30*time.Second, func() bool { return lbReaches(httpPort, "shop.test", upgraded) })
-	close(stop)
-	<-done
-	if failed.Load() > 0 || total.Load() < 50 {
-		t.Fatalf("%d of %d requests during the upgrade failed", failed.Load(), total.Load())
+	total, failed := loop.Stop()
+	if failed > 0 || total < 50 {
+		t.Fatalf("%d of %d requests during the upgrade failed", failed, total)
 	}
-	t.Logf("%d requests through HAProxy during a rolling upgrade, every one answered 200", total.Load())
+	t.Logf("%d requests through HAProxy during a rolling upgrade, every one answered 200", total)
 	if !lbReaches(httpPort, "blog.test", blog) {
 		t.Fatal("the blog is no longer served after the shop's upgrade")
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -44,4 +45,43 @@ func Get(port int, host string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// Loop is a bounded loop of requests through HAProxy, run while something changes behind it.
+type Loop struct {
+	total, failed atomic.Int32
+	stop, done    chan struct{}
+}
+
+// StartLoop asks Get(port, host) again and again — at most n times, for at most d, until Stop —
+// and fails t for each answer ok refuses.
+func StartLoop(t testing.TB, port int, host string, n int32, d time.Duration, ok func(code int, body string, err error) bool) *Loop {
+	l := &Loop{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for deadline := time.Now().Add(d); time.Now().Before(deadline) && l.total.Load() < n; {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			code, body, err := Get(port, host)
+			l.total.Add(1)
+			if !ok(code, body, err) {
+				l.failed.Add(1)
+				t.Errorf("request %d: %d %q %v", l.total.Load(), code, body, err)
+			}
+		}
+	}()
+	return l
+}
+
+// Total is how many requests the loop has made so far.
+func (l *Loop) Total() int32 { return l.total.Load() }
+
+// Stop ends the loop and answers how many requests it made and how many failed.
+func (l *Loop) Stop() (total, failed int32) {
+	close(l.stop)
+	<-l.done
+	return l.total.Load(), l.failed.Load()
 }
