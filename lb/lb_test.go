@@ -100,16 +100,6 @@ func startInstance(t *testing.T, name string) *instance {
 	return in
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // webDoc is the document of one Marathon app /shop/web on servicePort with a vhost, and the
 // instances given.
 func webDoc(servicePort int, labels map[string]string, ins ...*instance) api.Services {
@@ -212,7 +202,7 @@ func TestFollowAndReload(t *testing.T) {
 	haproxy := lbtest.HAProxy(t)
 	dir := t.TempDir()
 	one, two, three := startInstance(t, "one"), startInstance(t, "two"), startInstance(t, "three")
-	httpPort, servicePort := freePort(t), freePort(t)
+	httpPort, servicePort := lbtest.FreePort(t), lbtest.FreePort(t)
 	fm := newFakeMaster(webDoc(servicePort, nil, one))
 	master := httptest.NewServer(fm)
 	t.Cleanup(func() { master.CloseClientConnections(); master.Close() }) // after the lb stops
@@ -256,7 +246,8 @@ func TestFollowAndReload(t *testing.T) {
 	fm.set(webDoc(servicePort, nil, one, two, three))
 	waitFor(t, "the third instance served", 20*time.Second, func() bool { return reaches(httpPort, "shop.example.com", "one", "two", "three") })
 	one.srv.Close()
-	time.Sleep(time.Second) // requests meet the stopped instance before the masters drop it
+	stopped := loop.Total() // requests meet the stopped instance before the masters drop it
+	waitFor(t, "50 requests with an instance stopped", 30*time.Second, func() bool { return loop.Total() >= stopped+50 })
 	fm.set(webDoc(servicePort, nil, two, three))
 	waitFor(t, "the stopped instance out of the config", 20*time.Second, func() bool {
 		return value(l.metrics.reloads.WithLabelValues(resultOK))-reloads == 2

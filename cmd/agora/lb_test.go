@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -15,17 +14,6 @@ import (
 	"github.com/agora-sched/agora/lb/lbtest"
 	"github.com/agora-sched/agora/pkg/containerdtest"
 )
-
-// freeTCPPort is a port no one listens on now, from the kernel's ephemeral range.
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // lbApp is an app of the test image with 2 instances, served by agora lb on servicePort and
 // by Host header vhost; its HTTP health check keeps an instance out until it answers. Told to
@@ -80,7 +68,7 @@ func TestLBOnADevNode(t *testing.T) {
 	t.Parallel()
 	haproxy := lbtest.HAProxy(t)
 	base, _, _ := startMarathonDev(t, taskPorts())
-	shopPort, blogPort, httpPort := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
+	shopPort, blogPort, httpPort := lbtest.FreePort(t), lbtest.FreePort(t), lbtest.FreePort(t)
 	postApp(t, base, lbApp("/lb/shop", "shop.test", shopPort))
 	postApp(t, base, lbApp("/lb/blog", "blog.test", blogPort))
 

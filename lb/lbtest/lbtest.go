@@ -5,6 +5,7 @@ package lbtest
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -84,4 +85,16 @@ func (l *Loop) Stop() (total, failed int32) {
 	close(l.stop)
 	<-l.done
 	return l.total.Load(), l.failed.Load()
+}
+
+// FreePort is a loopback port no one listens on now (from the kernel's ephemeral range): for
+// HAProxy's frontends, which tests must never put on a fixed port.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
