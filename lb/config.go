@@ -123,7 +123,7 @@ func Generate(svcs api.Services, opts Options) Config {
 	// Sorted as marathon-lb sorts (app id, then service port): the document's order and the
 	// labels' map order play no part.
 	slices.SortFunc(fes, func(a, b frontend) int {
-		return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.port, b.port), cmp.Compare(a.name, b.name))
+		return cmp.Or(cmp.Compare(a.service, b.service), cmp.Compare(a.port, b.port), cmp.Compare(a.index, b.index))
 	})
 	fes, skipped = uniqueFrontends(fes, skipped, opts)
 	slices.SortFunc(skipped, func(a, b Skipped) int {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -89,11 +90,15 @@ func runLB(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	haproxy, err := exec.LookPath(c.String("haproxy"))
+	if err != nil {
+		return usageError{fmt.Sprintf("--haproxy: %v (Debian: apt-get install haproxy)", err)}
+	}
 	l, err := lb.New(lb.Settings{
 		Masters:       masters,
 		Options:       lb.Options{Groups: groups, BindAddr: bind, HTTPPort: c.Int("http-port"), StatsSocket: socket},
 		ConfigPath:    c.String("haproxy-config"),
-		HAProxy:       c.String("haproxy"),
+		HAProxy:       haproxy,
 		ReloadCommand: strings.Fields(c.String("reload-command")),
 		HAProxyOutput: c.App.ErrWriter,
 		Logger:        logger.With("part", "lb"),

@@ -162,6 +162,7 @@ func TestLBBadFlags(t *testing.T) {
 		{[]string{"lb", "--group", "*", "--token", "a", "--token-file", "/dev/null"}, "--token and --token-file: give one"},
 		{[]string{"lb", "--group", "*", "--token-file", "/nonexistent/token"}, "--token-file:"},
 		{[]string{"lb", "extra"}, "lb takes no arguments"},
+		{[]string{"lb", "--group", "*", "--haproxy", "/nonexistent/haproxy"}, "--haproxy: exec: \"/nonexistent/haproxy\""},
 	} {
 		var stderr strings.Builder
 		err := run(t.Context(), append([]string{"agora"}, tc.args...), io.Discard, &stderr)
