@@ -103,6 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			taskCommand(),
 			imageCommand(),
 			tlsCommand(),
+			lbCommand(),
 			completionCommand(),
 		},
 		OnUsageError:   onUsageError,

@@ -30,8 +30,8 @@ func TestSystemdUnitsUseRealFlags(t *testing.T) {
 	}
 	f.Close()
 	units, _ := filepath.Glob(filepath.Join(dir, "*.service"))
-	if len(units) != 2 {
-		t.Fatalf("units: %v, want the master's and the agent's", units)
+	if len(units) != 3 {
+		t.Fatalf("units: %v, want the master's, the agent's and agora lb's", units)
 	}
 	vars := regexp.MustCompile(`\$\{(\w+)\}`)
 	for _, unit := range units {

@@ -19,10 +19,10 @@ import (
 
 // Client calls one master. Followers forward writes to the leader, so any master will do.
 type Client struct {
-	base   *url.URL
-	hc     *http.Client
-	stream *http.Client // no timeout: a followed log stays open
-	token  string       // sent as "Authorization: Bearer" when set
+	base    *url.URL
+	hc      *http.Client
+	streams *http.Client // no timeout: a followed log stays open
+	token   string       // sent as "Authorization: Bearer" when set
 }
 
 // WithTLS is a copy of the client that speaks HTTPS with conf (the CA to trust, and a
@@ -43,7 +43,7 @@ func (c *Client) WithTLS(conf *tls.Config) *Client {
 func (c *Client) WithTransport(tr http.RoundTripper) *Client {
 	cp := *c
 	cp.hc = &http.Client{Timeout: c.hc.Timeout, Transport: tr}
-	cp.stream = &http.Client{Transport: tr}
+	cp.streams = &http.Client{Transport: tr}
 	return &cp
 }
 
@@ -64,7 +64,7 @@ func New(addr string) (*Client, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("client: master address %q is not a URL like http://host:port", addr)
 	}
-	return &Client{base: u, hc: &http.Client{Timeout: 30 * time.Second}, stream: &http.Client{}}, nil
+	return &Client{base: u, hc: &http.Client{Timeout: 30 * time.Second}, streams: &http.Client{}}, nil
 }
 
 // Error is an answer of 4xx or 5xx from the master.
@@ -212,6 +212,17 @@ func errorMessage(body []byte) string {
 // Stream is GET of path (with its query) answered with a body that is not JSON (a task's logs,
 // followed as they grow): the caller reads and closes it. A 4xx/5xx answer is *Error.
 func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	return c.stream(ctx, path, "")
+}
+
+// Events is GET of path asking for Server-Sent Events (Accept: text/event-stream): the body is
+// the stream, open until the master ends it or ctx is done; the caller reads and closes it. A
+// 4xx/5xx answer is *Error.
+func (c *Client) Events(ctx context.Context, path string) (io.ReadCloser, error) {
+	return c.stream(ctx, path, "text/event-stream")
+}
+
+func (c *Client) stream(ctx context.Context, path, accept string) (io.ReadCloser, error) {
 	path, query, _ := strings.Cut(path, "?")
 	u := c.base.JoinPath(path)
 	u.RawQuery = query
@@ -219,8 +230,11 @@ func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	c.authorize(req)
-	resp, err := c.stream.Do(req)
+	resp, err := c.streams.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
