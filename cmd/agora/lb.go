@@ -15,7 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/agora-sched/agora/lb"
+	"github.com/agora-sched/agora/pkg/lb"
 	"github.com/agora-sched/agora/pkg/client"
 	"github.com/agora-sched/agora/pkg/tlsconf"
 )

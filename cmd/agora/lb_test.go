@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agora-sched/agora/lb/lbtest"
+	"github.com/agora-sched/agora/pkg/lb/lbtest"
 	"github.com/agora-sched/agora/pkg/containerdtest"
 )
 

@@ -16,8 +16,6 @@ var forbidden = map[string][]string{
 	"agent/":      {"master", "frameworks", "raft", "cmd", "chaos"},
 	"master/":     {"agent", "frameworks", "cmd", "chaos"},
 	"frameworks/": {"agent", "cmd", "chaos"},
-	// agora lb follows the masters over their API, as any proxy would.
-	"lb/": {"master", "agent", "frameworks", "raft", "cmd", "chaos"},
 	// The chaos harness drives the agora binary over its APIs, as users do: it reads their
 	// answers with types of its own and imports none of the code it tests.
 	"chaos/": {"master", "agent", "frameworks", "raft", "cmd"},

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agora-sched/agora/lb/lbtest"
+	"github.com/agora-sched/agora/pkg/lb/lbtest"
 	"github.com/agora-sched/agora/pkg/api"
 )
 
