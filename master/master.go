@@ -279,6 +279,7 @@ func (m *Master) startParts() error {
 	if cfg.Scheduler.Agents == nil {
 		cfg.Scheduler.Agents = scheduler.HTTPAgents{Client: &http.Client{Timeout: 30 * time.Second, Transport: m.tr}, Secret: cfg.ClusterSecret, Scheme: cfg.TLS.Scheme()}
 	}
+	cfg.Scheduler.OnTaskChange = m.keeper.Poke // the view follows the task table at once, not at its next period
 	var err error
 	if m.sched, err = scheduler.New(cfg.Scheduler, m.id, m.store, m.gossip.Members, m.logger); err != nil {
 		return err

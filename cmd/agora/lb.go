@@ -15,8 +15,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/agora-sched/agora/pkg/lb"
 	"github.com/agora-sched/agora/pkg/client"
+	"github.com/agora-sched/agora/pkg/lb"
 	"github.com/agora-sched/agora/pkg/tlsconf"
 )
 

@@ -11,19 +11,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agora-sched/agora/pkg/lb/lbtest"
 	"github.com/agora-sched/agora/pkg/containerdtest"
+	"github.com/agora-sched/agora/pkg/lb/lbtest"
 )
 
 // lbApp is an app of the test image with 2 instances, served by agora lb on servicePort and
 // by Host header vhost; its HTTP health check keeps an instance out until it answers. Told to
-// stop, an instance serves on for 4 s (and its kill grace allows it): the masters' view, which
-// agora lb follows, drops a killed instance within its refresh (2.5 s) — an instance that quit
-// at once would leave HAProxy only dead servers until then, if its replacements came up in
-// the same refresh.
+// stop, an instance serves on for 1 s, as a service behind a load balancer drains: Marathon
+// kills the old instances the moment their replacements pass their health checks, and the
+// leader's view, agora lb and HAProxy's reload take a fraction of a second to put the new ones
+// in; an instance that quit at once could leave HAProxy only dead servers for that moment.
 func lbApp(id, vhost string, servicePort int) string {
 	return fmt.Sprintf(`{"id": %q, "container": {"type": "DOCKER", "docker": {"image": %q}},
-		"args": ["-sleep", "24h", "-ignore-term", "4s"], "taskKillGracePeriodSeconds": 10, "cpus": 0.1, "mem": 32, "instances": 2,
+		"args": ["-sleep", "24h", "-ignore-term", "1s"], "taskKillGracePeriodSeconds": 5, "cpus": 0.1, "mem": 32, "instances": 2,
 		"portDefinitions": [{"port": %d, "name": "http"}],
 		"labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": %q},
 		"healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0, "gracePeriodSeconds": 30, "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 3}]}`,

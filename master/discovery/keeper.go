@@ -52,7 +52,8 @@ type Config struct {
 type Keeper struct {
 	cfg Config
 
-	refreshMu sync.Mutex // one refresh at a time
+	refreshMu sync.Mutex    // one refresh at a time
+	poke      chan struct{} // Poke: refresh soon
 
 	mu     sync.Mutex // guards the fields below
 	view   *View
@@ -78,7 +79,7 @@ func NewKeeper(cfg Config) *Keeper {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	k := &Keeper{cfg: cfg}
+	k := &Keeper{cfg: cfg, poke: make(chan struct{}, 1)}
 	k.age = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agora_discovery_view_age_seconds",
 		Help: "How old this master's service-discovery view is: since the leader read it from its memory (-1: no view yet)."}, func() float64 {
 		_, age, _ := k.Current()
@@ -123,12 +124,30 @@ func (k *Keeper) View() (*View, error) {
 	return k.cfg.Build(prev)
 }
 
-// Run refreshes the view every Refresh while it is read (Config.Active) until ctx ends.
-// Refreshes start on a fixed schedule, not a pause after each: a view is replaced within
-// Refresh plus one fetch of being read.
+// PokeGap is how soon after a refresh a Poke refreshes again: changes that come together (a
+// deployment's instances turning healthy one after another) make one refresh, not one each.
+const PokeGap = 200 * time.Millisecond
+
+// Poke asks for a refresh soon, not at the next period: the leader's task table changed in a
+// way the view shows (a task started or ended running, its health changed). It never blocks;
+// pokes that come while one waits are one.
+func (k *Keeper) Poke() {
+	select {
+	case k.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Run refreshes the view every Refresh while it is read (Config.Active), and PokeGap after a
+// Poke at the soonest, until ctx ends. Refreshes start on a fixed schedule, not a pause after
+// each: a view is replaced within Refresh plus one fetch of being read.
 func (k *Keeper) Run(ctx context.Context) {
 	for {
 		start := k.cfg.Clock.Now()
+		select {
+		case <-k.poke: // this refresh covers the pokes so far
+		default:
+		}
 		if k.cfg.Active == nil || k.cfg.Active() {
 			k.Refresh(ctx)
 		}
@@ -136,6 +155,12 @@ func (k *Keeper) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-k.cfg.Clock.After(k.cfg.Refresh - k.cfg.Clock.Now().Sub(start)):
+		case <-k.poke:
+			select {
+			case <-ctx.Done():
+				return
+			case <-k.cfg.Clock.After(PokeGap - k.cfg.Clock.Now().Sub(start)):
+			}
 		}
 	}
 }

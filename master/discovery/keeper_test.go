@@ -130,3 +130,37 @@ func TestKeeperRefreshesOnlyWhileRead(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestKeeperPokedRefreshesSoon: a poke (the leader's task table changed) refreshes the view
+// PokeGap after the last refresh, not a whole period later; pokes meanwhile are one.
+func TestKeeperPokedRefreshesSoon(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1000, 0))
+	var builds atomic.Int64
+	k := NewKeeper(Config{Refresh: 2 * time.Second, Clock: clk,
+		Build: func(*View) (*View, error) { return &View{Index: uint64(builds.Add(1))}, nil },
+		Fetch: func(context.Context) (*View, error) { t.Error("a leader fetched"); return nil, nil },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go k.Run(ctx)
+	waitFor := func(what string, cond func() bool) {
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+		}
+	}
+	waitFor("the first refresh", func() bool { return builds.Load() == 1 && clk.Waiters() == 1 })
+	k.Poke()
+	k.Poke()
+	// Run took the poke and waits for its gap (the period's timer is still there too).
+	waitFor("Run waiting for the poke's gap", func() bool { return clk.Waiters() == 2 })
+	clk.Advance(PokeGap)
+	waitFor("a refresh PokeGap after the poke", func() bool { return builds.Load() == 2 })
+	waitFor("Run waiting for the next period", func() bool { return clk.Waiters() == 2 && len(k.poke) == 0 })
+	clk.Advance(PokeGap)
+	time.Sleep(20 * time.Millisecond)
+	if n := builds.Load(); n != 2 {
+		t.Fatalf("%d builds: two pokes made more than one refresh", n)
+	}
+}

@@ -43,10 +43,18 @@ const servicesKeepalive = 15 * time.Second
 // service-discovery view (any master answers; a follower's is never older than the view's
 // staleness bound while a leader answers). JSON by default; Marathon's text list with Accept:
 // text/plain; with Accept: text/event-stream, a stream whose "services" events carry the whole
-// JSON document, at once and again each time the services change.
+// JSON document, at once and again each time the services change — the leader's stream,
+// which a follower forwards to while one is known.
 func (a *apiHandler) getServices(w http.ResponseWriter, r *http.Request) {
 	if a.m.services == nil {
 		writeError(w, http.StatusNotFound, "this master serves no service-discovery view")
+		return
+	}
+	if wantsStream(r) && !a.m.store.IsLeader() && r.Header.Get(HeaderForwardedBy) == "" && a.leaderHTTP() != "" {
+		// A stream is the leader's, as Marathon's event stream is: its view follows the task
+		// table at once (a task that starts, ends or changes health), a follower's every
+		// refresh period. Without a leader, this master's own view streams.
+		a.forward(w, r)
 		return
 	}
 	doc, changed := a.m.services.Services(r.Context())

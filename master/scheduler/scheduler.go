@@ -59,9 +59,12 @@ type Config struct {
 	// RoleWeights weighs roles in DRF (default 1): a role of weight 2 is offered until its
 	// dominant share is twice that of a role of weight 1.
 	RoleWeights map[string]float64
-	Agents      AgentConn   // default: HTTP to real agents
-	Clock       clock.Clock // default: real time
-	Seed        uint64      // the allocator's shuffle
+	// OnTaskChange, when set, is called (under the scheduler's lock: it must not block) when a
+	// task starts or stops running or its health changes: what service discovery shows.
+	OnTaskChange func()
+	Agents       AgentConn   // default: HTTP to real agents
+	Clock        clock.Clock // default: real time
+	Seed         uint64      // the allocator's shuffle
 }
 
 func (c *Config) defaults() {

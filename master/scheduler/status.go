@@ -27,6 +27,9 @@ func (s *Scheduler) poke() {
 // forward, the framework is told (the master's own updates carry no uuid and need no ack).
 func (s *Scheduler) setStatusLocked(t *schedTerm, e *taskEntry, st api.TaskStatus, forward bool, now time.Time) {
 	wasTerminal := e.status.State.IsTerminal()
+	if s.cfg.OnTaskChange != nil && ((e.status.State == task.Running) != (st.State == task.Running) || healthOf(e.status) != healthOf(st)) {
+		s.cfg.OnTaskChange()
+	}
 	st.AgentID = e.agentID
 	st.FrameworkID = e.info.FrameworkID
 	e.status = st
@@ -48,6 +51,17 @@ func (s *Scheduler) setStatusLocked(t *schedTerm, e *taskEntry, st api.TaskStatu
 	if forward {
 		s.tellLocked(t, e.info.FrameworkID, st)
 	}
+}
+
+// healthOf is a status's health: "" when it says none.
+func healthOf(st api.TaskStatus) string {
+	switch {
+	case st.Healthy == nil:
+		return ""
+	case *st.Healthy:
+		return "healthy"
+	}
+	return "unhealthy"
 }
 
 // tellLocked sends a status update to a framework, if it is connected.

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agora-sched/agora/pkg/lb/lbtest"
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/lb/lbtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden configs in testdata/config")

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,13 +99,77 @@ func (h *childHAProxy) reload(ctx context.Context) error {
 			h.log.Warn("haproxy had exited; starting it again", "status", h.cmd.ProcessState.String())
 			h.cmd = nil
 		default:
-			if err := h.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
-				return fmt.Errorf("lb: reload haproxy: %w", err)
-			}
-			return nil
+			return h.reloadLocked(ctx)
 		}
 	}
 	return h.startLocked(ctx)
+}
+
+// reloadAttempts and reloadWait bound a reload: SIGUSR2, then up to reloadWait for a new worker
+// to answer on the admin socket, again up to reloadAttempts times.
+const (
+	reloadAttempts = 3
+	reloadWait     = 5 * time.Second
+)
+
+// reloadLocked sends SIGUSR2 and waits until a new worker serves: the admin socket names
+// another pid. HAProxy's master can miss a SIGUSR2 that comes while it re-executes for the one
+// before (two changes of the cluster within moments of each other), and a worker that stays
+// would serve the old config; so a reload is confirmed, and signalled again when it is not.
+// Without an admin socket the signal is all there is.
+func (h *childHAProxy) reloadLocked(ctx context.Context) error {
+	before := 0
+	if h.socket != "" {
+		before, _ = workerPID(h.socket)
+	}
+	for attempt := 1; ; attempt++ {
+		if err := h.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+			return fmt.Errorf("lb: reload haproxy: %w", err)
+		}
+		if h.socket == "" {
+			return nil
+		}
+		deadline := time.Now().Add(reloadWait)
+		for time.Now().Before(deadline) {
+			if pid, err := workerPID(h.socket); err == nil && pid != before {
+				return nil
+			}
+			select {
+			case <-h.done:
+				return fmt.Errorf("lb: haproxy exited as it reloaded: %s", h.cmd.ProcessState)
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		if attempt == reloadAttempts {
+			return fmt.Errorf("lb: haproxy did not reload: the worker of pid %d still serves after %d signals", before, attempt)
+		}
+		h.log.Warn("haproxy did not reload; signalling it again", "worker", before, "attempt", attempt)
+	}
+}
+
+// workerPID asks HAProxy's admin socket which worker serves it (show info's Pid).
+func workerPID(socket string) (int, error) {
+	c, err := net.DialTimeout("unix", socket, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("show info\n")); err != nil {
+		return 0, err
+	}
+	out, err := io.ReadAll(c)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid: "); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("lb: haproxy's show info has no Pid: %.100q", out)
 }
 
 // startLocked starts HAProxy and waits until it serves its admin socket: only then does its

@@ -19,9 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/agora-sched/agora/pkg/lb/lbtest"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/client"
+	"github.com/agora-sched/agora/pkg/lb/lbtest"
 )
 
 // fakeMaster serves GET /v1/services as the masters' contract says: asked for
