@@ -3,6 +3,7 @@ package discovery
 import (
 	"encoding/base32"
 	"hash/fnv"
+	"slices"
 	"strings"
 )
 
@@ -39,18 +40,19 @@ func Label(s string) string {
 	return strings.TrimRight(string(b), "-")
 }
 
-// TaskLabel is the label of a task's name: a Marathon app id's path reversed, as Mesos names
-// Marathon's tasks ("/group/web" → "web.group" → "web-group"); any other name as Label makes it
-// ("prod.backup" → "prod-backup").
-func TaskLabel(name string) string {
+// TaskLabel is the label of a task's name (MesosTaskName's, made a label): "/group/web" →
+// "web.group" → "web-group"; "prod.backup" → "prod-backup".
+func TaskLabel(name string) string { return Label(MesosTaskName(name)) }
+
+// MesosTaskName is the name Mesos gives a task of Marathon's: an app id's path reversed and
+// dotted ("/shop/web" → "web.shop"); other names as they are.
+func MesosTaskName(name string) string {
 	if !strings.HasPrefix(name, "/") {
-		return Label(name)
+		return name
 	}
 	parts := strings.Split(strings.Trim(name, "/"), "/")
-	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
-		parts[i], parts[j] = parts[j], parts[i]
-	}
-	return Label(strings.Join(parts, "."))
+	slices.Reverse(parts)
+	return strings.Join(parts, ".")
 }
 
 // FrameworkLabel is the label of a framework's name ("marathon", "chronos", an external

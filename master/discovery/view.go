@@ -150,7 +150,7 @@ func Build(in Input) *View {
 		}
 		healthy := len(t.Info.HealthChecks) == 0 || (t.Status.Healthy != nil && *t.Status.Healthy)
 		add(in.Frameworks[t.Info.FrameworkID], name, Instance{TaskID: t.Info.TaskID, AgentID: t.AgentID, Host: ag.Hostname, IPs: ag.IPs,
-			Ports: ports(t.Info), Healthy: healthy})
+			Ports: Ports(t.Info), Healthy: healthy})
 	}
 	if in.Prev != nil && len(recovered) > 0 {
 		for _, a := range in.Prev.Agents {
@@ -181,9 +181,9 @@ func Build(in Input) *View {
 	return v
 }
 
-// ports lists a task's ports in the order the agent numbers them (PORT0, PORT1, ...: ascending),
+// Ports lists a task's ports in the order the agent numbers them (PORT0, PORT1, ...: ascending),
 // each with its name and once for each of its protocols ("udp,tcp": twice).
-func ports(info api.TaskInfo) []Port {
+func Ports(info api.TaskInfo) []Port {
 	var out []Port
 	i := 0
 	for _, rg := range info.Resources.Ports {

@@ -55,9 +55,10 @@ type Server struct {
 	tcp    net.Listener
 	zone   atomic.Pointer[zone] // nil until the first Update
 
-	queries *prometheus.CounterVec
-	latency prometheus.Histogram
-	forward map[string]*dns.Client // by network: "udp", "tcp"
+	queries  *prometheus.CounterVec
+	counters sync.Map // counterKey → the queries' prometheus.Counter
+	latency  prometheus.Histogram
+	forward  map[string]*dns.Client // by network: "udp", "tcp"
 }
 
 // New checks cfg and binds its address, UDP and TCP (a port of 0: the same free port for
@@ -140,32 +141,33 @@ func (s *Server) Update(v *discovery.View, readAt time.Time) {
 	s.zone.Store(buildZone(s.domain, s.cfg.TTL, s.cfg.SelfID, v, readAt))
 }
 
-// Serve answers queries until ctx ends.
+// Serve answers queries until ctx ends: over UDP (serveUDP), and over TCP through miekg/dns's
+// server.
 func (s *Server) Serve(ctx context.Context) error {
-	udp := &dns.Server{PacketConn: s.udp, Handler: s}
 	tcp := &dns.Server{Listener: s.tcp, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
 	errc := make(chan error, 2)
-	var wg sync.WaitGroup
-	for _, srv := range []*dns.Server{udp, tcp} {
-		wg.Add(1)
-		go func() { defer wg.Done(); errc <- srv.ActivateAndServe() }()
-	}
+	go func() { errc <- s.serveUDP() }()
+	go func() { errc <- tcp.ActivateAndServe() }()
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 		err = fmt.Errorf("dns: %w", err)
 	}
-	for _, srv := range []*dns.Server{udp, tcp} {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		if serr := srv.ShutdownContext(sctx); serr != nil && !errors.Is(serr, context.DeadlineExceeded) && err == nil && !strings.Contains(serr.Error(), "not started") {
-			err = fmt.Errorf("dns: shutdown: %w", serr)
-		}
-		cancel()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	if serr := tcp.ShutdownContext(sctx); serr != nil && err == nil && !errors.Is(serr, context.DeadlineExceeded) && !strings.Contains(serr.Error(), "not started") {
+		err = fmt.Errorf("dns: shutdown: %w", serr)
 	}
+	cancel()
 	s.udp.Close()
 	s.tcp.Close()
-	wg.Wait()
+	waiting := 2 // both end once their sockets are closed
+	if err != nil {
+		waiting = 1
+	}
+	for range waiting {
+		<-errc
+	}
 	return err
 }
 
@@ -179,7 +181,7 @@ func (s *Server) Close() {
 var qtypes = map[uint16]string{dns.TypeA: "A", dns.TypeAAAA: "AAAA", dns.TypeSRV: "SRV", dns.TypeTXT: "TXT", dns.TypeSOA: "SOA",
 	dns.TypeNS: "NS", dns.TypeANY: "ANY", dns.TypePTR: "PTR", dns.TypeCNAME: "CNAME", dns.TypeMX: "MX"}
 
-// ServeDNS answers one query (dns.Handler).
+// ServeDNS answers one query (dns.Handler): the TCP server's.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	start := time.Now()
 	_, tcp := w.LocalAddr().(*net.TCPAddr)
@@ -187,14 +189,35 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if err := w.WriteMsg(m); err != nil {
 		s.cfg.Logger.Debug("dns: answer not written", "err", err)
 	}
+	s.observe(r, m, start)
+}
+
+// observe counts a query answered, and how long it took since start.
+func (s *Server) observe(r, m *dns.Msg, start time.Time) {
 	qt := "other"
 	if len(r.Question) == 1 {
 		if n, ok := qtypes[r.Question[0].Qtype]; ok {
 			qt = n
 		}
 	}
-	s.queries.WithLabelValues(qt, dns.RcodeToString[m.Rcode]).Inc()
+	s.counter(qt, m.Rcode).Inc()
 	s.latency.Observe(time.Since(start).Seconds())
+}
+
+// counter is agora_dns_queries_total's counter of a query type and answer code, looked up once.
+func (s *Server) counter(qtype string, rcode int) prometheus.Counter {
+	k := counterKey{qtype, rcode}
+	if c, ok := s.counters.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c := s.queries.WithLabelValues(qtype, dns.RcodeToString[rcode])
+	s.counters.Store(k, c)
+	return c
+}
+
+type counterKey struct {
+	qtype string
+	rcode int
 }
 
 // Answer is the answer to query r, which came over TCP or UDP (then cut to what fits, marked
@@ -272,8 +295,7 @@ func (s *Server) fit(m, r *dns.Msg, tcp bool) *dns.Msg {
 	if tcp {
 		size = dns.MaxMsgSize
 	}
-	m.Compress = true
-	if m.Len() > size && len(m.Extra) > 0 {
+	if len(m.Extra) > 0 && m.Len() > size && compressedLen(m) > size {
 		var keep []dns.RR
 		for _, rr := range m.Extra {
 			if rr.Header().Rrtype == dns.TypeOPT {
@@ -282,8 +304,15 @@ func (s *Server) fit(m, r *dns.Msg, tcp bool) *dns.Msg {
 		}
 		m.Extra = keep
 	}
-	m.Truncate(size)
+	m.Truncate(size) // compresses only what does not fit without
 	return m
+}
+
+// compressedLen is m's length with names compressed.
+func compressedLen(m *dns.Msg) int {
+	m.Compress = true
+	defer func() { m.Compress = false }()
+	return m.Len()
 }
 
 // outside answers a query for a name outside the domain: forwarded to the recursors, in turn,

@@ -7,9 +7,9 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/agora-sched/agora/master/discovery"
 	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
@@ -258,19 +258,6 @@ func hostPort(addr string) (string, int) {
 	return host, port
 }
 
-// mesosTaskName is the name Mesos-DNS makes records of: Marathon's, an app id's path reversed
-// and dotted ("/shop/web" → "web.shop"); other names as they are.
-func mesosTaskName(name string) string {
-	if !strings.HasPrefix(name, "/") {
-		return name
-	}
-	parts := strings.Split(strings.Trim(name, "/"), "/")
-	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
-		parts[i], parts[j] = parts[j], parts[i]
-	}
-	return strings.Join(parts, ".")
-}
-
 // mesosState shapes the state as a Mesos master's /master/state. Tasks that have not ended
 // are their framework's tasks, ended ones its completed_tasks; their statuses are the states
 // they went through as Mesos lists them (the latest update of each), those the agent reported
@@ -370,7 +357,7 @@ func mesosState(in stateInput) mesosStateJSON {
 }
 
 func toMesosTask(t taskView, role, ip string) mesosTask {
-	name := mesosTaskName(t.Info.Name)
+	name := discovery.MesosTaskName(t.Info.Name)
 	if name == "" {
 		name = t.Info.TaskID
 	}
@@ -397,24 +384,10 @@ func toMesosTask(t taskView, role, ip string) mesosTask {
 	}
 	mt.Discovery.Visibility, mt.Discovery.Name = "FRAMEWORK", name
 	mt.Discovery.Ports.Ports = []mesosPort{}
-	i := 0
-	for _, rg := range t.Info.Resources.Ports {
-		for p := rg.Begin; p <= rg.End; p++ {
-			var name string
-			if i < len(t.Info.PortNames) {
-				name = t.Info.PortNames[i]
-			}
-			protocols := "tcp"
-			if i < len(t.Info.PortProtocols) && t.Info.PortProtocols[i] != "" {
-				protocols = t.Info.PortProtocols[i]
-			}
-			// One port each protocol ("udp,tcp": two), as Marathon describes them to Mesos:
-			// Mesos-DNS makes an SRV record under _udp or _tcp of each.
-			for _, proto := range strings.Split(protocols, ",") {
-				mt.Discovery.Ports.Ports = append(mt.Discovery.Ports.Ports, mesosPort{Number: p, Name: name, Protocol: proto})
-			}
-			i++
-		}
+	// One port each protocol ("udp,tcp": two), as Marathon describes them to Mesos: Mesos-DNS
+	// makes an SRV record under _udp or _tcp of each.
+	for _, p := range discovery.Ports(t.Info) {
+		mt.Discovery.Ports.Ports = append(mt.Discovery.Ports.Ports, mesosPort{Number: uint64(p.Number), Name: p.Name, Protocol: p.Protocol})
 	}
 	return mt
 }
