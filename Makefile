@@ -19,7 +19,7 @@ VERSION      ?= $(shell git describe --tags --abbrev=0 2>/dev/null || echo dev)
 CHAOS_SEED   ?= 1
 CHAOS_TIME   ?= 30m
 
-.PHONY: all build run testapp-image test lint bench bench-launch fuzz chaos chaos-long containerd containerd-stop clean
+.PHONY: all build run testapp-image test lint bench bench-launch bench-agent fuzz chaos chaos-long containerd containerd-stop clean
 
 all: build
 
@@ -62,6 +62,10 @@ bench:
 ## bench-launch: 20 tasks to running through agora dev beside containerd's own floor (20 `ctr run -d`), and each task's cost in PSS besides itself (LAUNCH_N, LAUNCH_ROUNDS)
 bench-launch: build testapp-image
 	scripts/bench-launch.sh
+
+## bench-agent: one agent holding 500 tasks (AGENT_N) of a master, beside containerd's floor: time to running, the agent's memory and each task's, and a kill -9 of the agent and its restart re-attaching them all (no task restarted)
+bench-agent: build testapp-image
+	scripts/bench-agent.sh
 
 ## fuzz: every fuzz target for FUZZ_TIME (a crash fails, and go test saves the input under testdata/fuzz;
 ## scripts/fuzz.sh runs a target again once when Go's -fuzztime deadline race ends it with no input)

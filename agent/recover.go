@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/agora-sched/agora/agent/containerd"
 	"github.com/agora-sched/agora/pkg/api"
@@ -16,6 +17,7 @@ import (
 // recover loads the checkpoint and re-attaches to what still runs. It runs once, before the
 // agent takes requests.
 func (ts *taskSet) recover(ctx context.Context) error {
+	began := time.Now()
 	saved, err := ts.store.Tasks()
 	if err != nil {
 		return fmt.Errorf("agent: read checkpoint: %w", err)
@@ -93,5 +95,6 @@ func (ts *taskSet) recover(ctx context.Context) error {
 			ts.transitionLocked(r, st)
 		}
 	}
+	ts.logger.Info("recovered the checkpoint's tasks", "tasks", len(saved), "re-attached", len(ts.handles), "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }

@@ -1,12 +1,16 @@
 package master
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -126,12 +130,31 @@ func BenchmarkPlacement(b *testing.B) {
 	}
 }
 
-// BenchmarkFailover is the master failover: 3 masters, 10,000 simulated agents holding
+// BenchmarkFailover is master failover at scale: 3 masters, 10,000 simulated agents holding
 // 100,000 tasks of one framework. Measured: from the leader's death until the new leader has
 // every agent registered again and all 100,000 tasks in its table (target <= 3 s, shipped raft
-// timing). The agents re-register over the real HTTP API, 32 at a time, as soon as a new
-// leader answers; real agents notice a new leader within their --retry period (1 s) on top.
+// timing); besides, when a survivor leads in raft and when its scheduler is ready. The agents
+// re-register over the real HTTP API, 32 at a time, as soon as a new leader answers (real agents
+// notice a new leader within their --retry period, 1 s, on top), their registrations encoded
+// beforehand: encoding is the agents' work, on their own hosts.
+//
+//   - agents-connected: the registrations come over kept-alive connections. Real agents hold
+//     one to the master they ask who leads every --retry, and register through it (a follower
+//     forwards): two thirds of them ask a survivor.
+//   - agents-dial: every registration dials a new connection, as agents whose master died do.
+//     On one machine the agents' dialing takes the masters' cores; it costs them about 1 s.
+//
+// FAILOVER_CPUPROFILE=FILE writes a CPU profile of the measured part of the last run.
 func BenchmarkFailover(b *testing.B) {
+	b.Run("agents-connected", func(b *testing.B) {
+		benchFailover(b, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}})
+	})
+	b.Run("agents-dial", func(b *testing.B) {
+		benchFailover(b, &http.Client{Transport: &http.Transport{DisableKeepAlives: true}})
+	})
+}
+
+func benchFailover(b *testing.B, agentsClient *http.Client) {
 	const agents, tasksPerAgent = 10000, 10
 	for b.Loop() {
 		b.StopTimer()
@@ -161,7 +184,7 @@ func BenchmarkFailover(b *testing.B) {
 			b.Fatal(err)
 		}
 		sub.Close()
-		regs := make([]api.AgentRegistration, agents)
+		regs := make([][]byte, agents)
 		for i := range regs {
 			reg := api.AgentRegistration{ID: fmt.Sprintf("agent-%05d", i), Hostname: fmt.Sprintf("host-%05d", i), HTTP: "sim:1",
 				Resources: resources.Resources{CPUs: 4, Mem: 4096, Disk: 1000}}
@@ -172,33 +195,65 @@ func BenchmarkFailover(b *testing.B) {
 					Status: api.TaskStatus{TaskID: id, FrameworkID: sub.FrameworkID(), State: task.Running, Source: task.SourceAgent, Timestamp: time.Now(), UUID: id},
 				})
 			}
-			regs[i] = reg
+			if regs[i], err = json.Marshal(reg); err != nil {
+				b.Fatal(err)
+			}
 		}
-		registerAll(b, "http://"+old.HTTPAddr(), regs)
+		registerAll(b, agentsClient, "http://"+old.HTTPAddr(), regs)
 		waitTable(b, old, agents, agents*tasksPerAgent)
-
-		b.StartTimer()
-		start := time.Now()
-		old.Kill()
 		var survivors []*Master
 		for _, m := range ms {
 			if m != old {
 				survivors = append(survivors, m)
 			}
 		}
+
+		b.StartTimer()
+		stopProfile := startProfile(b, os.Getenv("FAILOVER_CPUPROFILE"))
+		start := time.Now()
+		old.Kill()
+		var raftLeader time.Duration
+		for raftLeader == 0 {
+			for _, m := range survivors {
+				if m.store.IsLeader() {
+					raftLeader = time.Since(start)
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
 		lead := readyLeader(b, survivors)
 		elected := time.Since(start)
-		registerAll(b, "http://"+lead.HTTPAddr(), regs)
+		registerAll(b, agentsClient, "http://"+lead.HTTPAddr(), regs)
 		waitTable(b, lead, agents, agents*tasksPerAgent)
 		elapsed := time.Since(start)
+		stopProfile()
 		b.StopTimer()
 		b.ReportMetric(elapsed.Seconds()*1000, "ms/failover")
+		b.ReportMetric(raftLeader.Seconds()*1000, "ms-to-raft-leader")
 		b.ReportMetric(elected.Seconds()*1000, "ms-to-new-leader")
 		cancel()
 		for _, m := range survivors {
 			<-dones[m]
 		}
 		b.StartTimer()
+	}
+}
+
+// startProfile starts a CPU profile into file (none when file is empty) and returns its stop.
+func startProfile(b *testing.B, file string) func() {
+	if file == "" {
+		return func() {}
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
 
@@ -217,15 +272,16 @@ func readyLeader(b *testing.B, ms []*Master) *Master {
 	return nil
 }
 
-// registerAll registers every agent through the HTTP API, 32 at a time.
-func registerAll(b *testing.B, base string, regs []api.AgentRegistration) {
-	work := make(chan api.AgentRegistration)
+// registerAll registers every agent through the HTTP API, 32 at a time. The registrations come
+// encoded: encoding is the agents' work, on their own hosts, not the master's.
+func registerAll(b *testing.B, hc *http.Client, base string, regs [][]byte) {
+	work := make(chan []byte)
 	errs := make(chan error, 32)
 	for range 32 {
 		go func() {
 			var first error
 			for reg := range work {
-				if err := postJSON(base+"/v1/agents/register", reg, nil); err != nil && first == nil {
+				if err := postEncoded(hc, base+"/v1/agents/register", reg); err != nil && first == nil {
 					first = err
 				}
 			}
@@ -241,6 +297,21 @@ func registerAll(b *testing.B, base string, regs []api.AgentRegistration) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// postEncoded posts a JSON body and reads the answer through.
+func postEncoded(hc *http.Client, url string, body []byte) error {
+	resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		msg, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, msg)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
 }
 
 // waitTable waits until the leader's scheduler has this many active agents and tasks.

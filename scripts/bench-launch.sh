@@ -26,8 +26,7 @@ bin=${AGORA_BIN:-bin/agora}
 image=agora.local/testapp:latest
 archive=bin/testapp.tar
 
-say() { printf '%s\n' "$*" >&2; }
-now() { date +%s.%N; }
+. scripts/bench-lib.sh
 
 [ -x "$bin" ] || { say "bench-launch: $bin missing (make build)"; exit 1; }
 [ -f "$archive" ] || { say "bench-launch: $archive missing (make testapp-image)"; exit 1; }
@@ -38,53 +37,15 @@ agora_ns=agora-bench-agora-$run
 work=$(mktemp -d)
 dev_pid=
 
-ctr_() { ctr -a "$sock" "$@"; }
-
-# clear NS: kill and remove every container of the namespace, then the namespace
-clear_ns() {
-	local ns=$1 id
-	for id in $(ctr_ -n "$ns" tasks ls -q 2>/dev/null); do ctr_ -n "$ns" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true; done
-	for id in $(ctr_ -n "$ns" containers ls -q 2>/dev/null); do
-		ctr_ -n "$ns" tasks rm -f "$id" >/dev/null 2>&1 || true
-		ctr_ -n "$ns" containers rm "$id" >/dev/null 2>&1 || true
-	done
-}
-
 cleanup() {
 	if [ -n "$dev_pid" ]; then
 		kill "$dev_pid" 2>/dev/null || true
 		wait "$dev_pid" 2>/dev/null || true
 	fi
-	for ns in "$floor_ns" "$agora_ns"; do
-		clear_ns "$ns"
-		for img in $(ctr_ -n "$ns" images ls -q 2>/dev/null); do ctr_ -n "$ns" images rm "$img" >/dev/null 2>&1 || true; done
-		ctr_ namespaces rm "$ns" >/dev/null 2>&1 || true
-	done
+	for ns in "$floor_ns" "$agora_ns"; do drop_ns "$ns"; done
 	rm -rf "$work"
 }
 trap cleanup EXIT
-
-# pss_per_task NS: "SHIM_KIB OTHER_KIB" — the mean PSS per task of the namespace's shims, and of
-# the other processes that exist per task: the shims' children but the tasks' own processes.
-pss_per_task() {
-	local ns=$1 shim_kib=0 other_kib=0 tasks shim child inits
-	inits=" $(ctr_ -n "$ns" tasks ls | awk 'NR > 1 {print $2}' | tr '\n' ' ') "
-	for shim in $(pgrep -f -- "containerd-shim-runc-v2 -namespace $ns " || true); do
-		shim_kib=$((shim_kib + $(pss "$shim")))
-		for child in $(pgrep -P "$shim" || true); do
-			case "$inits" in *" $child "*) continue ;; esac # the task itself
-			other_kib=$((other_kib + $(pss "$child")))
-		done
-	done
-	tasks=$(ctr_ -n "$ns" tasks ls -q | grep -c . || true)
-	[ "$tasks" -gt 0 ] || { echo "0 0"; return; }
-	echo "$((shim_kib / tasks)) $((other_kib / tasks))"
-}
-
-pss() { awk '/^Pss:/ {print $2; exit}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
-
-best() { sort -n | head -1; }
-median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 # --- containerd's floor ---------------------------------------------------------------------
 ctr_ -n "$floor_ns" images import "$archive" >/dev/null
@@ -104,7 +65,7 @@ done
 
 # --- agora dev ------------------------------------------------------------------------------
 "$bin" image import --containerd "$sock" --containerd-namespace "$agora_ns" "$archive" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 "$bin" --log-level warn dev --data-dir "$work/data" --containerd "$sock" --containerd-namespace "$agora_ns" \
 	--http "127.0.0.1:$port" --bind 127.0.0.1:0 --agent-http 127.0.0.1:0 --dns off \
 	--resources "cpus:$((n / 10 + 2));mem:$((n * 64 + 1024));disk:10000;ports:[24000-24100]" >"$work/dev.log" 2>&1 &

@@ -173,6 +173,22 @@ func TestTheLeastMemoryTasksMayAskForStarts(t *testing.T) {
 	}
 }
 
+// TestTheLeastCPUTasksMayAskForStart: tasks of 0.001 and 0.005 cpus (Marathon takes any cpus
+// above 0) start and run: their CFS quota is held to the kernel's least, 1 ms a period.
+func TestTheLeastCPUTasksMayAskForStart(t *testing.T) {
+	e := newExecutor(t)
+	for _, cpus := range []float64{0.001, 0.005} {
+		spec := Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, Args: []string{"-sleep", "100ms"}, CPUs: cpus, MemMiB: 64}
+		h, err := e.Launch(context.Background(), spec)
+		if err != nil {
+			t.Fatalf("a task of %v cpus: %v", cpus, err)
+		}
+		if ex := waitExit(t, e, h, 60*time.Second); ex.Code != 0 {
+			t.Fatalf("a task of %v cpus: exit %+v, want 0", cpus, ex)
+		}
+	}
+}
+
 func TestMemoryLimitOOMIsReported(t *testing.T) {
 	e := newExecutor(t)
 	h, err := e.Launch(context.Background(), Spec{TaskID: taskID(t), Image: containerdtest.TestAppImage, Args: []string{"-alloc-mib", "256", "-sleep", "1h"}, MemMiB: 32})

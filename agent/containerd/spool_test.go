@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +231,97 @@ func TestOutputOfATaskThatEndedWhileTheAgentWasDown(t *testing.T) {
 	}
 	if logs.HasSpools(h.Logs) {
 		t.Error("the spools are left after Remove")
+	}
+}
+
+// TestRecoverTakesBackManyTasksAtOnce: more tasks than Recover re-attaches at a time — most
+// running, some that ended while no executor ran, one whose container is gone — come back each
+// as it is: the running ones with handles that report their real end (and their output from
+// before and after), the ended ones with their exit status, the gone one missing.
+func TestRecoverTakesBackManyTasksAtOnce(t *testing.T) {
+	executor := restartableExecutors(t)
+	first := executor()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const running, ended = reattachers + 4, 3
+	var ids []string
+	handles := map[string]*Handle{}
+	for i := range running + ended {
+		cmd := fmt.Sprintf("echo before-%d; %s; echo after-%d; sleep 3600", i, gate("back"), i)
+		if i >= running {
+			cmd = fmt.Sprintf("%s; exit %d", gate("down"), 10+i)
+		}
+		h, err := first.Launch(ctx, Spec{TaskID: taskID(t), Cmd: cmd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, handles[h.ID] = append(ids, h.ID), h
+	}
+	stopPumping(t, first, cancel)
+	for _, id := range ids[running:] {
+		openGate(t, handles[id], "down")
+	}
+	client := containerdtest.Client(t)
+	cctx := first.ctx(context.Background())
+	waitFor(t, 60*time.Second, "the short tasks end while no executor runs", func() bool {
+		for _, id := range ids[running:] {
+			c, err := client.LoadContainer(cctx, id)
+			if err != nil {
+				return false
+			}
+			tk, err := c.Task(cctx, nil)
+			if err != nil {
+				return false
+			}
+			if st, err := tk.Status(cctx); err != nil || st.Status != ctrd.Stopped {
+				return false
+			}
+		}
+		return true
+	})
+
+	second := executor()
+	found, orphans, err := second.Recover(context.Background(), append(slices.Clone(ids), "never-made"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(orphans) != 0 || len(found) != running+ended+1 {
+		t.Fatalf("recovered %d (orphans %v), want %d", len(found), orphans, running+ended+1)
+	}
+	byID := map[string]Recovered{}
+	for i, r := range found {
+		if i > 0 && found[i-1].TaskID >= r.TaskID {
+			t.Fatalf("not in task id order: %s before %s", found[i-1].TaskID, r.TaskID)
+		}
+		byID[r.TaskID] = r
+	}
+	if r := byID["never-made"]; !r.Missing {
+		t.Fatalf("a task without a container: %+v, want missing", r)
+	}
+	for i, id := range ids[running:] {
+		if r := byID[id]; r.Exit == nil || r.Exit.Code != uint32(10+running+i) {
+			t.Fatalf("a task that ended while no executor ran: %+v, want exit %d", r, 10+running+i)
+		}
+	}
+	for i, id := range ids[:running] {
+		r := byID[id]
+		if r.Handle == nil {
+			t.Fatalf("running task %s: %+v, want re-attached", id, r)
+		}
+		openGate(t, r.Handle, "back")
+		want := fmt.Sprintf("before-%d\nafter-%d\n", i, i)
+		waitFor(t, 30*time.Second, "the output from before and after the restart", func() bool { return streamOf(t, r.Handle.Logs, "stdout") == want })
+	}
+	victim := byID[ids[0]].Handle
+	if err := second.Kill(context.Background(), victim.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ex := waitExit(t, second, victim, 30*time.Second); ex.Code != 128+9 && ex.Code != 128+15 {
+		t.Fatalf("the killed re-attached task: exit %+v, want a signal's", ex)
+	}
+	select {
+	case ex := <-byID[ids[1]].Handle.Done():
+		t.Fatalf("another re-attached task reported an end: %+v", ex)
+	default:
 	}
 }

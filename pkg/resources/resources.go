@@ -209,6 +209,10 @@ func (r Resources) MesosArray() []Resource {
 
 // UnmarshalJSON reads the /state object form, or the Mesos v1 array form.
 func (r *Resources) UnmarshalJSON(b []byte) error {
+	if flat, ok := unmarshalFlat(b); ok {
+		*r = flat
+		return nil
+	}
 	trimmed := strings.TrimSpace(string(b))
 	if strings.HasPrefix(trimmed, "[") {
 		var arr []Resource
@@ -257,3 +261,140 @@ func (r *Resources) UnmarshalJSON(b []byte) error {
 // runc versions and cgroup v2, which charges the kernel's memory too. Mesos raised any lower
 // limit to 32 MiB and Metronome's job schema asks for at least 32.
 const MinTaskMem = 6.0
+
+// unmarshalFlat reads the object form as Agora writes it — cpus, mem and disk as JSON numbers,
+// ports as the string form, each name exactly so, no escapes — in one pass, without encoding/json
+// reading the bytes again: each task a registration lists carries one, and a new leader reads
+// 100,000 of them within a second of its election. ok is false for anything else (names in
+// another case, ports in Mesos v1's form, a bad number, bad JSON), which the general path reads
+// and judges; where both read a form, they agree (FuzzUnmarshalJSON checks it).
+func unmarshalFlat(b []byte) (r Resources, ok bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return r, false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return r, skipSpace(b, i+1) == len(b)
+	}
+	for {
+		key, next, ok := flatString(b, i)
+		if !ok {
+			return r, false
+		}
+		i = skipSpace(b, next)
+		if i >= len(b) || b[i] != ':' {
+			return r, false
+		}
+		i = skipSpace(b, i+1)
+		switch key {
+		case "cpus", "mem", "disk":
+			end := numberEnd(b, i)
+			if end < 0 {
+				return r, false
+			}
+			v, err := strconv.ParseFloat(string(b[i:end]), 64)
+			if err != nil {
+				return r, false
+			}
+			switch key {
+			case "cpus":
+				r.CPUs = round(v)
+			case "mem":
+				r.Mem = round(v)
+			default:
+				r.Disk = round(v)
+			}
+			i = end
+		case "ports":
+			s, next, ok := flatString(b, i)
+			if !ok {
+				return r, false
+			}
+			ports, err := ParseRanges(s)
+			if err != nil {
+				return r, false
+			}
+			r.Ports, i = ports, next
+		default:
+			return r, false
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return r, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return r, skipSpace(b, i+1) == len(b)
+		default:
+			return r, false
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// flatString reads a JSON string at b[i] that has no escapes and only printable ASCII, and
+// returns it and the index after its closing quote.
+func flatString(b []byte, i int) (string, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return "", 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return string(b[i+1 : j]), j + 1, true
+		case c == '\\' || c < 0x20 || c > 0x7e:
+			return "", 0, false
+		}
+	}
+	return "", 0, false
+}
+
+// numberEnd is the index after the JSON number at b[i] (RFC 8259's grammar: -?int frac? exp?),
+// or -1 when none starts there.
+func numberEnd(b []byte, i int) int {
+	digits := func(i int) int {
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(i)
+	default:
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		j := digits(i + 1)
+		if j == i+1 {
+			return -1
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(i)
+		if j == i {
+			return -1
+		}
+		i = j
+	}
+	return i
+}

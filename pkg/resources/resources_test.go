@@ -379,9 +379,27 @@ func FuzzUnmarshalJSON(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Add([]byte(`"cpus:1"`))
 	f.Add([]byte(``))
+	f.Add([]byte(` { "cpus" : -0.5e+1 , "disk":0, "mem": 1.25E2,"ports":"[31000-31001, 5-5]" } `))
+	f.Add([]byte(`{"cpus":1,"cpus":2}`))
+	f.Add([]byte(`{"cpus":01}`))
+	f.Add([]byte(`{"CPUS":1}`))
+	f.Add([]byte(`{"cpus":1,}`))
+	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r Resources
-		if err := json.Unmarshal(b, &r); err != nil {
+		err := json.Unmarshal(b, &r)
+		if flat, ok := unmarshalFlat(b); ok {
+			// The fast path reads only what the general one reads the same.
+			type general Resources // encoding/json without the fast path
+			var g general
+			gerr := json.Unmarshal(b, &g)
+			want := Resources(g)
+			want.CPUs, want.Mem, want.Disk = round(want.CPUs), round(want.Mem), round(want.Disk)
+			if gerr != nil || err != nil || !flat.Equal(want) || !flat.Equal(r) {
+				t.Fatalf("%s: fast path %v, general %v (%v), Unmarshal %v (%v)", b, flat, want, gerr, r, err)
+			}
+		}
+		if err != nil {
 			return
 		}
 		out, err := json.Marshal(r)
