@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,8 +54,10 @@ type Server struct {
 	tcp    net.Listener
 	zone   atomic.Pointer[zone] // nil until the first Update
 
-	queries  *prometheus.CounterVec
-	counters sync.Map // counterKey → the queries' prometheus.Counter
+	queries *prometheus.CounterVec
+	// counters are queries' counters by qtypes' index (then "other") and rcode (up to 15),
+	// each filled in at its first use.
+	counters [len(qtypes) + 1][16]atomic.Pointer[prometheus.Counter]
 	latency  prometheus.Histogram
 	forward  map[string]*dns.Client // by network: "udp", "tcp"
 }
@@ -177,9 +178,12 @@ func (s *Server) Close() {
 	s.tcp.Close()
 }
 
-// qtypes are the query types the metrics name; others count as "other".
-var qtypes = map[uint16]string{dns.TypeA: "A", dns.TypeAAAA: "AAAA", dns.TypeSRV: "SRV", dns.TypeTXT: "TXT", dns.TypeSOA: "SOA",
-	dns.TypeNS: "NS", dns.TypeANY: "ANY", dns.TypePTR: "PTR", dns.TypeCNAME: "CNAME", dns.TypeMX: "MX"}
+// qtypes are the query types the metrics name; others count as "other" (the last counters).
+var qtypes = [...]struct {
+	t    uint16
+	name string
+}{{dns.TypeA, "A"}, {dns.TypeAAAA, "AAAA"}, {dns.TypeSRV, "SRV"}, {dns.TypeTXT, "TXT"}, {dns.TypeSOA, "SOA"},
+	{dns.TypeNS, "NS"}, {dns.TypeANY, "ANY"}, {dns.TypePTR, "PTR"}, {dns.TypeCNAME, "CNAME"}, {dns.TypeMX, "MX"}}
 
 // ServeDNS answers one query (dns.Handler): the TCP server's.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
@@ -189,35 +193,50 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if err := w.WriteMsg(m); err != nil {
 		s.cfg.Logger.Debug("dns: answer not written", "err", err)
 	}
-	s.observe(r, m, start)
+	s.observe(questionType(r), m.Rcode, start)
 }
 
-// observe counts a query answered, and how long it took since start.
-func (s *Server) observe(r, m *dns.Msg, start time.Time) {
-	qt := "other"
-	if len(r.Question) == 1 {
-		if n, ok := qtypes[r.Question[0].Qtype]; ok {
-			qt = n
-		}
+// questionType is the type r asks, 0 without one question.
+func questionType(r *dns.Msg) uint16 {
+	if len(r.Question) != 1 {
+		return 0
 	}
-	s.counter(qt, m.Rcode).Inc()
+	return r.Question[0].Qtype
+}
+
+// observe counts a query of qtype answered with rcode, and how long it took since start.
+func (s *Server) observe(qtype uint16, rcode int, start time.Time) {
+	s.counter(qtype, rcode).Inc()
 	s.latency.Observe(time.Since(start).Seconds())
 }
 
-// counter is agora_dns_queries_total's counter of a query type and answer code, looked up once.
-func (s *Server) counter(qtype string, rcode int) prometheus.Counter {
-	k := counterKey{qtype, rcode}
-	if c, ok := s.counters.Load(k); ok {
-		return c.(prometheus.Counter)
+// counter is agora_dns_queries_total's counter of a query type and answer code, looked up in
+// the CounterVec once (its labels hashed, its lock taken) and kept in s.counters.
+func (s *Server) counter(qtype uint16, rcode int) prometheus.Counter {
+	i := len(qtypes)
+	for j, q := range qtypes {
+		if q.t == qtype {
+			i = j
+			break
+		}
 	}
-	c := s.queries.WithLabelValues(qtype, dns.RcodeToString[rcode])
-	s.counters.Store(k, c)
+	if rcode < 0 || rcode >= len(s.counters[i]) {
+		return s.queries.WithLabelValues(qtypeName(i), dns.RcodeToString[rcode])
+	}
+	if c := s.counters[i][rcode].Load(); c != nil {
+		return *c
+	}
+	c := s.queries.WithLabelValues(qtypeName(i), dns.RcodeToString[rcode])
+	s.counters[i][rcode].Store(&c)
 	return c
 }
 
-type counterKey struct {
-	qtype string
-	rcode int
+// qtypeName is the metrics' name of qtypes[i] ("other" past them).
+func qtypeName(i int) string {
+	if i < len(qtypes) {
+		return qtypes[i].name
+	}
+	return "other"
 }
 
 // Answer is the answer to query r, which came over TCP or UDP (then cut to what fits, marked

@@ -26,6 +26,8 @@ type rrset struct {
 	// extra are the addresses of the SRV records' targets, for the additional section.
 	extra []dns.RR
 	ns    []dns.RR
+	// wire is a, aaaa, srv and extra packed, for quickAnswer (nil: none of them packs).
+	wire *wireSet
 }
 
 // zoneBuilder makes a zone.
@@ -110,6 +112,11 @@ func buildZone(domain string, ttl time.Duration, selfID string, v *discovery.Vie
 			if ts := b.z.names[t]; ts != nil {
 				set.extra = append(append(set.extra, ts.a...), ts.aaaa...)
 			}
+		}
+	}
+	for _, set := range b.z.names {
+		if len(set.a)+len(set.aaaa)+len(set.srv) > 0 {
+			set.wire = packWire(set)
 		}
 	}
 	return b.z
