@@ -287,3 +287,20 @@ func TestConfigRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestWildcardAnswersFromAddressAsked: a server on 0.0.0.0 answers a query sent to one of the
+// host's addresses from that address (127.0.0.2 here, where the kernel's own choice would be
+// 127.0.0.1): a client's connected socket takes nothing else.
+func TestWildcardAnswersFromAddressAsked(t *testing.T) {
+	s := serve(t, Config{Addr: "0.0.0.0:0"}, testView())
+	_, port, err := net.SplitHostPort(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"127.0.0.2", "127.0.0.1"} {
+		r := ask(t, net.JoinHostPort(host, port), "udp", "leader.agora", dns.TypeA)
+		if !slices.Equal(values(r.Answer), []string{"10.1.0.2"}) {
+			t.Fatalf("asked at %s: %v", host, r)
+		}
+	}
+}

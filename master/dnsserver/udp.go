@@ -16,9 +16,10 @@ import (
 
 // serveUDP answers UDP queries until the socket is closed: one reader per CPU, each answering
 // what it reads itself, with buffers of its own — no goroutine per query and no hop between
-// goroutines, as miekg/dns's server makes. The common answers are written without a dns.Msg
-// (quickAnswer), the others from Answer's. A packet that is a response is dropped; one that is
-// not DNS gets FORMERR, as miekg/dns's server answers.
+// goroutines, as miekg/dns's server makes — and reading and writing as many queries and answers
+// as are waiting in one system call each (recvmmsg, sendmmsg). The common answers are written
+// without a dns.Msg (quickAnswer), the others from Answer's. A packet that is a response is
+// dropped; one that is not DNS gets FORMERR, as miekg/dns's server answers.
 //
 // On a wildcard address (0.0.0.0, ::) each answer goes out from the address its query came to
 // (IP_PKTINFO, as miekg/dns does): a host with several addresses answers from the one asked.
@@ -27,8 +28,16 @@ func (s *Server) serveUDP() error {
 	if !ok {
 		return errors.New("not a UDP socket")
 	}
+	local, err := netip.ParseAddrPort(conn.LocalAddr().String())
+	if err != nil {
+		return err
+	}
+	var pc batchConn = ipv4.NewPacketConn(conn)
+	if !local.Addr().Unmap().Is4() {
+		pc = ipv6.NewPacketConn(conn)
+	}
 	wildcard := false
-	if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil && ap.Addr().IsUnspecified() {
+	if local.Addr().IsUnspecified() {
 		// Either family may fail (an IPv4 socket has no IPv6 options); both: no source to keep.
 		err6 := ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
 		err4 := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
@@ -40,7 +49,7 @@ func (s *Server) serveUDP() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.readUDP(conn, wildcard); err != nil {
+			if err := s.readUDP(pc, wildcard); err != nil {
 				select {
 				case errc <- err:
 				default:
@@ -59,43 +68,6 @@ func (s *Server) serveUDP() error {
 
 // oobSize holds either family's destination and interface.
 var oobSize = max(len(ipv4.NewControlMessage(ipv4.FlagDst|ipv4.FlagInterface)), len(ipv6.NewControlMessage(ipv6.FlagDst|ipv6.FlagInterface)))
-
-// readUDP is one reader of serveUDP, until the socket is closed (nil) or fails.
-func (s *Server) readUDP(conn *net.UDPConn, wildcard bool) error {
-	in := make([]byte, dns.MaxMsgSize)
-	out := make([]byte, 0, dns.MaxMsgSize)
-	var oob []byte
-	if wildcard {
-		oob = make([]byte, oobSize)
-	}
-	var sc quickScratch
-	for {
-		n, oobn, _, from, err := conn.ReadMsgUDPAddrPort(in, oob)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		start := time.Now()
-		answer, qtype, rcode, ok := s.answerUDP(in[:n], out, &sc)
-		if !ok {
-			continue
-		}
-		var src []byte
-		if wildcard {
-			src = replySource(oob[:oobn])
-		}
-		if _, _, err := conn.WriteMsgUDPAddrPort(answer, src, from); err != nil {
-			s.cfg.Logger.Debug("dns: answer not written", "err", err)
-		}
-		s.observe(qtype, rcode, start)
-	}
-}
 
 // answerUDP writes into out the answer to the UDP query q: quickAnswer's, or Answer's packed.
 // ok false: no answer (q is a response, or not DNS at all).
@@ -141,4 +113,74 @@ func replySource(oob []byte) []byte {
 		return (&ipv4.ControlMessage{Src: cm4.Dst}).Marshal()
 	}
 	return nil
+}
+
+// batchConn reads and writes several packets a system call (recvmmsg, sendmmsg on Linux):
+// ipv4.PacketConn's or ipv6.PacketConn's, as the socket's family is.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// udpBatch is how many queries a reader takes from the socket at most at once.
+const udpBatch = 16
+
+// readUDP is one reader of serveUDP, until the socket is closed (nil) or fails: it takes up to
+// udpBatch queries a system call, all those waiting, and writes their answers in one.
+func (s *Server) readUDP(pc batchConn, wildcard bool) error {
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	bufs := make([][]byte, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, 4096)}
+		out[i].Buffers = [][]byte{nil}
+		bufs[i] = make([]byte, 0, 4096)
+		if wildcard {
+			in[i].OOB = make([]byte, oobSize)
+		}
+	}
+	var sc quickScratch
+	type done struct {
+		qtype uint16
+		rcode int
+	}
+	var dones [udpBatch]done
+	for {
+		n, err := pc.ReadBatch(in, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		start := time.Now()
+		k := 0
+		for i := range n {
+			answer, qtype, rcode, ok := s.answerUDP(in[i].Buffers[0][:in[i].N], bufs[i], &sc)
+			if !ok {
+				continue
+			}
+			out[k].Buffers[0], out[k].Addr, out[k].OOB = answer, in[i].Addr, nil
+			if wildcard {
+				out[k].OOB = replySource(in[i].OOB[:in[i].NN])
+			}
+			dones[k] = done{qtype, rcode}
+			k++
+		}
+		for sent := 0; sent < k; {
+			m, err := pc.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				s.cfg.Logger.Debug("dns: answer not written", "err", err)
+				m = max(m, 1) // skip the one that failed
+			}
+			sent += m
+		}
+		for _, d := range dones[:k] {
+			s.observe(d.qtype, d.rcode, start)
+		}
+	}
 }
