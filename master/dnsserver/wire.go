@@ -41,73 +41,6 @@ type wireExtra struct {
 // pointer (2), type, class, TTL and length (10), priority, weight and port (6).
 const srvTargetAt = 18
 
-// packWire packs set's A, AAAA and SRV records and the SRV targets' addresses. A record that
-// does not pack leaves the whole set to the general way (nil).
-func packWire(set *rrset) *wireSet {
-	w := &wireSet{}
-	var ok bool
-	if w.a, ok = packRRs(set.a); !ok {
-		return nil
-	}
-	if w.aaaa, ok = packRRs(set.aaaa); !ok {
-		return nil
-	}
-	if w.srv, ok = packRRs(set.srv); !ok {
-		return nil
-	}
-	index := map[string]int{}
-	for _, rr := range set.srv {
-		t := dns.CanonicalName(rr.(*dns.SRV).Target)
-		i, seen := index[t]
-		if !seen {
-			i = len(index)
-			index[t] = i
-		}
-		w.srvTarget = append(w.srvTarget, i)
-	}
-	w.targets = len(index)
-	for _, rr := range set.extra {
-		i, found := index[dns.CanonicalName(rr.Header().Name)]
-		packed, ok := packRRs([]dns.RR{rr})
-		if !found || !ok {
-			return nil
-		}
-		w.extra = append(w.extra, wireExtra{target: i, rr: packed[0]})
-	}
-	return w
-}
-
-// packRRs packs each record with its owner as a pointer to offset 12 (the question's name, or,
-// for an additional record, a place for its target's).
-func packRRs(rrs []dns.RR) ([][]byte, bool) {
-	out := make([][]byte, 0, len(rrs))
-	for _, rr := range rrs {
-		h := *rr.Header()
-		buf := make([]byte, 2, 2+10+dns.Len(rr))
-		buf[0], buf[1] = 0xc0, 12
-		rd := make([]byte, dns.Len(rr)) // rdata: the record packed with a root owner, minus header
-		n, err := dns.PackRR(rootOwned(rr), rd, 0, nil, false)
-		if err != nil || n < 11 {
-			return nil, false
-		}
-		// rd: owner "." (1), type (2), class (2), TTL (4), length (2), rdata.
-		buf = binary.BigEndian.AppendUint16(buf, h.Rrtype)
-		buf = binary.BigEndian.AppendUint16(buf, h.Class)
-		buf = binary.BigEndian.AppendUint32(buf, h.Ttl)
-		buf = append(buf, rd[9:n]...)
-		out = append(out, buf)
-	}
-	return out, true
-}
-
-// rootOwned is a copy of rr owned by the root name, so that its packed form's header has a
-// known length.
-func rootOwned(rr dns.RR) dns.RR {
-	c := dns.Copy(rr)
-	c.Header().Name = "."
-	return c
-}
-
 // quickScratch is one reader's reusable memory for quickAnswer.
 type quickScratch struct {
 	name    [256]byte // the question's name, lower case, dotted
@@ -176,7 +109,7 @@ func (z *zone) quickAnswer(q, out []byte, domain string, ra bool, sc *quickScrat
 		return nil, 0, false // outside the domain
 	}
 	set := z.names[string(name)]
-	if set == nil || set.wire == nil {
+	if set == nil {
 		return nil, 0, false
 	}
 	var rrs [][]byte
@@ -191,7 +124,7 @@ func (z *zone) quickAnswer(q, out []byte, domain string, ra bool, sc *quickScrat
 	if len(rrs) == 0 {
 		return nil, 0, false
 	}
-	w := set.wire
+	w := &set.wire
 	var extra []wireExtra
 	if qtype == dns.TypeSRV {
 		extra = w.extra
