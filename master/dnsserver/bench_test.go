@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -88,6 +89,7 @@ func BenchmarkAnswer(b *testing.B) {
 //	server-cpu-µs/query  the server process's CPU time (user + system, getrusage) per query:
 //	                     its own cost, whatever the cores do otherwise
 //	client-cpu-µs/query  the client process's, the same way
+//	server-allocs/query  heap allocations in the server process per query
 //
 // Sub-benchmarks differ in how many queries are in flight, sockets × window: 4×1 is four
 // clients asking one query at a time; more in flight gets more queries per second from the
@@ -98,12 +100,15 @@ func BenchmarkServeUDP(b *testing.B) {
 	for _, c := range []struct{ sockets, window int }{{4, 1}, {1, 8}, {2, 8}, {4, 4}} {
 		b.Run(fmt.Sprintf("inflight=%dx%d", c.sockets, c.window), func(b *testing.B) {
 			var before, after syscall.Rusage
+			var mem0, mem1 runtime.MemStats
+			runtime.ReadMemStats(&mem0)
 			syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%d,%d", benchClientEnv, s.Addr(), b.N, c.sockets, c.window))
 			cmd.Stderr = os.Stderr
 			out, err := cmd.Output()
 			syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+			runtime.ReadMemStats(&mem1)
 			if err != nil {
 				b.Fatalf("the client: %v", err)
 			}
@@ -118,6 +123,7 @@ func BenchmarkServeUDP(b *testing.B) {
 			b.ReportMetric(float64(r.p99.Microseconds()), "p99-µs")
 			b.ReportMetric(cpu.Seconds()*1e6/float64(r.queries), "server-cpu-µs/query")
 			b.ReportMetric(r.cpu.Seconds()*1e6/float64(r.queries), "client-cpu-µs/query")
+			b.ReportMetric(float64(mem1.Mallocs-mem0.Mallocs)/float64(r.queries), "server-allocs/query")
 		})
 	}
 }
