@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,8 +55,11 @@ type Server struct {
 	zone   atomic.Pointer[zone] // nil until the first Update
 
 	queries *prometheus.CounterVec
-	latency prometheus.Histogram
-	forward map[string]*dns.Client // by network: "udp", "tcp"
+	// counters are queries' counters by qtypes' index (then "other") and rcode (up to 15),
+	// each filled in at its first use.
+	counters [len(qtypes) + 1][16]atomic.Pointer[prometheus.Counter]
+	latency  prometheus.Histogram
+	forward  map[string]*dns.Client // by network: "udp", "tcp"
 }
 
 // New checks cfg and binds its address, UDP and TCP (a port of 0: the same free port for
@@ -140,32 +142,33 @@ func (s *Server) Update(v *discovery.View, readAt time.Time) {
 	s.zone.Store(buildZone(s.domain, s.cfg.TTL, s.cfg.SelfID, v, readAt))
 }
 
-// Serve answers queries until ctx ends.
+// Serve answers queries until ctx ends: over UDP (serveUDP), and over TCP through miekg/dns's
+// server.
 func (s *Server) Serve(ctx context.Context) error {
-	udp := &dns.Server{PacketConn: s.udp, Handler: s}
 	tcp := &dns.Server{Listener: s.tcp, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
 	errc := make(chan error, 2)
-	var wg sync.WaitGroup
-	for _, srv := range []*dns.Server{udp, tcp} {
-		wg.Add(1)
-		go func() { defer wg.Done(); errc <- srv.ActivateAndServe() }()
-	}
+	go func() { errc <- s.serveUDP() }()
+	go func() { errc <- tcp.ActivateAndServe() }()
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 		err = fmt.Errorf("dns: %w", err)
 	}
-	for _, srv := range []*dns.Server{udp, tcp} {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		if serr := srv.ShutdownContext(sctx); serr != nil && !errors.Is(serr, context.DeadlineExceeded) && err == nil && !strings.Contains(serr.Error(), "not started") {
-			err = fmt.Errorf("dns: shutdown: %w", serr)
-		}
-		cancel()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	if serr := tcp.ShutdownContext(sctx); serr != nil && err == nil && !errors.Is(serr, context.DeadlineExceeded) && !strings.Contains(serr.Error(), "not started") {
+		err = fmt.Errorf("dns: shutdown: %w", serr)
 	}
+	cancel()
 	s.udp.Close()
 	s.tcp.Close()
-	wg.Wait()
+	waiting := 2 // both end once their sockets are closed
+	if err != nil {
+		waiting = 1
+	}
+	for range waiting {
+		<-errc
+	}
 	return err
 }
 
@@ -175,11 +178,14 @@ func (s *Server) Close() {
 	s.tcp.Close()
 }
 
-// qtypes are the query types the metrics name; others count as "other".
-var qtypes = map[uint16]string{dns.TypeA: "A", dns.TypeAAAA: "AAAA", dns.TypeSRV: "SRV", dns.TypeTXT: "TXT", dns.TypeSOA: "SOA",
-	dns.TypeNS: "NS", dns.TypeANY: "ANY", dns.TypePTR: "PTR", dns.TypeCNAME: "CNAME", dns.TypeMX: "MX"}
+// qtypes are the query types the metrics name; others count as "other" (the last counters).
+var qtypes = [...]struct {
+	t    uint16
+	name string
+}{{dns.TypeA, "A"}, {dns.TypeAAAA, "AAAA"}, {dns.TypeSRV, "SRV"}, {dns.TypeTXT, "TXT"}, {dns.TypeSOA, "SOA"},
+	{dns.TypeNS, "NS"}, {dns.TypeANY, "ANY"}, {dns.TypePTR, "PTR"}, {dns.TypeCNAME, "CNAME"}, {dns.TypeMX, "MX"}}
 
-// ServeDNS answers one query (dns.Handler).
+// ServeDNS answers one query (dns.Handler): the TCP server's.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	start := time.Now()
 	_, tcp := w.LocalAddr().(*net.TCPAddr)
@@ -187,14 +193,50 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if err := w.WriteMsg(m); err != nil {
 		s.cfg.Logger.Debug("dns: answer not written", "err", err)
 	}
-	qt := "other"
-	if len(r.Question) == 1 {
-		if n, ok := qtypes[r.Question[0].Qtype]; ok {
-			qt = n
+	s.observe(questionType(r), m.Rcode, start)
+}
+
+// questionType is the type r asks, 0 without one question.
+func questionType(r *dns.Msg) uint16 {
+	if len(r.Question) != 1 {
+		return 0
+	}
+	return r.Question[0].Qtype
+}
+
+// observe counts a query of qtype answered with rcode, and how long it took since start.
+func (s *Server) observe(qtype uint16, rcode int, start time.Time) {
+	s.counter(qtype, rcode).Inc()
+	s.latency.Observe(time.Since(start).Seconds())
+}
+
+// counter is agora_dns_queries_total's counter of a query type and answer code, looked up in
+// the CounterVec once (its labels hashed, its lock taken) and kept in s.counters.
+func (s *Server) counter(qtype uint16, rcode int) prometheus.Counter {
+	i := len(qtypes)
+	for j, q := range qtypes {
+		if q.t == qtype {
+			i = j
+			break
 		}
 	}
-	s.queries.WithLabelValues(qt, dns.RcodeToString[m.Rcode]).Inc()
-	s.latency.Observe(time.Since(start).Seconds())
+	if rcode < 0 || rcode >= len(s.counters[i]) {
+		return s.queries.WithLabelValues(qtypeName(i), dns.RcodeToString[rcode])
+	}
+	if c := s.counters[i][rcode].Load(); c != nil {
+		return *c
+	}
+	c := s.queries.WithLabelValues(qtypeName(i), dns.RcodeToString[rcode])
+	s.counters[i][rcode].Store(&c)
+	return c
+}
+
+// qtypeName is the metrics' name of qtypes[i] ("other" past them).
+func qtypeName(i int) string {
+	if i < len(qtypes) {
+		return qtypes[i].name
+	}
+	return "other"
 }
 
 // Answer is the answer to query r, which came over TCP or UDP (then cut to what fits, marked
@@ -272,8 +314,7 @@ func (s *Server) fit(m, r *dns.Msg, tcp bool) *dns.Msg {
 	if tcp {
 		size = dns.MaxMsgSize
 	}
-	m.Compress = true
-	if m.Len() > size && len(m.Extra) > 0 {
+	if len(m.Extra) > 0 && m.Len() > size && compressedLen(m) > size {
 		var keep []dns.RR
 		for _, rr := range m.Extra {
 			if rr.Header().Rrtype == dns.TypeOPT {
@@ -282,8 +323,15 @@ func (s *Server) fit(m, r *dns.Msg, tcp bool) *dns.Msg {
 		}
 		m.Extra = keep
 	}
-	m.Truncate(size)
+	m.Truncate(size) // compresses only what does not fit without
 	return m
+}
+
+// compressedLen is m's length with names compressed.
+func compressedLen(m *dns.Msg) int {
+	m.Compress = true
+	defer func() { m.Compress = false }()
+	return m.Len()
 }
 
 // outside answers a query for a name outside the domain: forwarded to the recursors, in turn,

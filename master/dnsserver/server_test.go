@@ -287,3 +287,45 @@ func TestConfigRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestWildcardAnswersFromAddressAsked: a server on 0.0.0.0 answers a query sent to one of the
+// host's addresses from that address (127.0.0.2 here, where the kernel's own choice would be
+// 127.0.0.1): a client's connected socket takes nothing else.
+func TestWildcardAnswersFromAddressAsked(t *testing.T) {
+	s := serve(t, Config{Addr: "0.0.0.0:0"}, testView())
+	_, port, err := net.SplitHostPort(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"127.0.0.2", "127.0.0.1"} {
+		r := ask(t, net.JoinHostPort(host, port), "udp", "leader.agora", dns.TypeA)
+		if !slices.Equal(values(r.Answer), []string{"10.1.0.2"}) {
+			t.Fatalf("asked at %s: %v", host, r)
+		}
+	}
+}
+
+// TestNotDNSGetsFormErr: a packet with a header but no readable question gets FORMERR with its
+// id, over UDP, as miekg/dns's server answers, rather than nothing.
+func TestNotDNSGetsFormErr(t *testing.T) {
+	s := serve(t, Config{}, testView())
+	conn, err := net.Dial("udp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	// Id 0x1234, a query, one question that is not there.
+	if _, err := conn.Write([]byte{0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, 'b', 'r'}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 512)
+	n, err := conn.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m dns.Msg
+	if err := m.Unpack(buf[:n]); err != nil || m.Id != 0x1234 || !m.Response || m.Rcode != dns.RcodeFormatError {
+		t.Fatalf("answer %v (%v)", &m, err)
+	}
+}

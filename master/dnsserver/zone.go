@@ -1,6 +1,8 @@
 package dnsserver
 
 import (
+	"encoding/binary"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -26,6 +28,8 @@ type rrset struct {
 	// extra are the addresses of the SRV records' targets, for the additional section.
 	extra []dns.RR
 	ns    []dns.RR
+	// wire is a, aaaa, srv and extra packed, for quickAnswer.
+	wire wireSet
 }
 
 // zoneBuilder makes a zone.
@@ -36,6 +40,8 @@ type zoneBuilder struct {
 	// seenAddr dedups a name's addresses; seenSRV a name's SRV records.
 	seenAddr map[string]map[netip.Addr]bool
 	seenSRV  map[string]map[string]bool
+	// arena is where packed records are cut from, a block at a time.
+	arena []byte
 }
 
 // Names, under the domain (Mesos-DNS's, with Agora's agents and masters):
@@ -98,18 +104,42 @@ func buildZone(domain string, ttl time.Duration, selfID string, v *discovery.Vie
 			}
 		}
 	}
-	// Each SRV name's targets' addresses, for the additional section.
+	// Each name's records packed for quickAnswer: first the addresses, then the SRV records
+	// with their targets' addresses, for the additional section.
 	for _, set := range b.z.names {
-		seen := map[string]bool{}
+		set.wire.a, set.wire.aaaa = b.packAddrs(set.a), b.packAddrs(set.aaaa)
+	}
+	for _, set := range b.z.names {
+		if len(set.srv) == 0 {
+			continue
+		}
+		w := &set.wire
+		targets := map[string]int{} // the index of each target, in the order of first use
+		packs := true
 		for _, rr := range set.srv {
-			t := rr.(*dns.SRV).Target
-			if seen[t] {
-				continue
+			srv := rr.(*dns.SRV)
+			i, seen := targets[srv.Target]
+			if !seen {
+				i = len(targets)
+				targets[srv.Target] = i
+				if ts := b.z.names[srv.Target]; ts != nil {
+					set.extra = append(append(set.extra, ts.a...), ts.aaaa...)
+					for _, packed := range ts.wire.a {
+						w.extra = append(w.extra, wireExtra{target: i, rr: packed})
+					}
+					for _, packed := range ts.wire.aaaa {
+						w.extra = append(w.extra, wireExtra{target: i, rr: packed})
+					}
+				}
 			}
-			seen[t] = true
-			if ts := b.z.names[t]; ts != nil {
-				set.extra = append(append(set.extra, ts.a...), ts.aaaa...)
-			}
+			packed, ok := b.packSRV(srv)
+			packs = packs && ok
+			w.srv = append(w.srv, packed)
+			w.srvTarget = append(w.srvTarget, i)
+		}
+		w.targets = len(targets)
+		if !packs {
+			w.srv, w.extra = nil, nil // answered the general way
 		}
 	}
 	return b.z
@@ -168,4 +198,56 @@ func (b *zoneBuilder) srv(name, target string, port uint16) {
 	seen[k] = true
 	s.srv = append(s.srv, &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: b.ttl},
 		Priority: 0, Weight: 0, Port: port, Target: target})
+}
+
+// packAddrs packs A or AAAA records for quickAnswer, each on its own (see wireSet).
+func (b *zoneBuilder) packAddrs(rrs []dns.RR) [][]byte {
+	if len(rrs) == 0 {
+		return nil
+	}
+	out := make([][]byte, 0, len(rrs))
+	for _, rr := range rrs {
+		var ip net.IP
+		switch rr := rr.(type) {
+		case *dns.A:
+			ip = rr.A.To4()
+		case *dns.AAAA:
+			ip = rr.AAAA.To16()
+		}
+		w := b.record(rr.Header(), len(ip))
+		out = append(out, append(w, ip...))
+	}
+	return out
+}
+
+// packSRV packs an SRV record for quickAnswer, its target written whole (see wireSet).
+func (b *zoneBuilder) packSRV(srv *dns.SRV) ([]byte, bool) {
+	name := make([]byte, len(srv.Target)+2)
+	n, err := dns.PackDomainName(srv.Target, name, 0, nil, false)
+	if err != nil {
+		return nil, false
+	}
+	w := b.record(&srv.Hdr, 6+n)
+	w = binary.BigEndian.AppendUint16(w, srv.Priority)
+	w = binary.BigEndian.AppendUint16(w, srv.Weight)
+	w = binary.BigEndian.AppendUint16(w, srv.Port)
+	return append(w, name[:n]...), true
+}
+
+// record starts a packed record of hdr's type, class and TTL with rdata of rdlen bytes: its
+// owner a pointer to offset 12, the header; the rdata is the caller's to append, in the room
+// left for it.
+func (b *zoneBuilder) record(hdr *dns.RR_Header, rdlen int) []byte {
+	size := 12 + rdlen
+	if cap(b.arena)-len(b.arena) < size {
+		b.arena = make([]byte, 0, max(64<<10, size))
+	}
+	start := len(b.arena)
+	b.arena = b.arena[:start+size]
+	w := b.arena[start : start : start+size]
+	w = append(w, 0xc0, 12)
+	w = binary.BigEndian.AppendUint16(w, hdr.Rrtype)
+	w = binary.BigEndian.AppendUint16(w, hdr.Class)
+	w = binary.BigEndian.AppendUint32(w, hdr.Ttl)
+	return binary.BigEndian.AppendUint16(w, uint16(rdlen))
 }
