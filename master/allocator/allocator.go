@@ -80,7 +80,7 @@ const (
 // is fairer and costs more turns when few agents are shared by many frameworks.
 const (
 	FairStep    = 0.002
-	MinFairStep = 0.001
+	MinFairStep = 0.0015
 )
 
 // AgentTurns bounds the turns that share out one agent: a step is at least this part of the
@@ -565,13 +565,46 @@ func (a *Allocator) pick(ag *agentState, free resources.Resources, passed []*fra
 func (a *Allocator) slice(c choice, free resources.Resources) resources.Resources {
 	part := min(1, a.room(c.fw.role.allocated, c.roleCap, free), a.room(c.fw.allocated, c.fwCap, free))
 	part = max(part, MinCPUs/free.CPUs, MinMem/free.Mem) // the smallest part worth offering
-	if part >= 1 {
-		return free
+	out := free
+	if part < 1 {
+		out = resources.Resources{CPUs: floor3(free.CPUs * part), Mem: floor3(free.Mem * part), Disk: floor3(free.Disk * part)}
+		if n := float64(free.Ports.Count()); n > 0 {
+			out.Ports, _, _ = free.Ports.Take(int(math.Ceil(n * part)))
+		}
 	}
-	out := resources.Resources{CPUs: floor3(free.CPUs * part), Mem: floor3(free.Mem * part), Disk: floor3(free.Disk * part)}
-	if n := float64(free.Ports.Count()); n > 0 {
-		out.Ports, _, _ = free.Ports.Take(int(math.Ceil(n * part)))
+	if !math.IsInf(c.roleCap, 1) || !math.IsInf(c.fwCap, 1) {
+		out = a.balance(c.fw.allocated, out)
 	}
+	return out
+}
+
+// balance trims what an offer holds beyond the framework's own proportions: no resource may
+// bring its share of it past the share of the resource it holds most of, taken with the offer.
+// An agent whose cpus are spoken for can have most of its memory free; offered in full, that
+// memory, of no use to a framework of cpu-bound tasks, would count as its dominant share and
+// hand its turns to others until the offer comes back. With nothing held yet there are no
+// proportions to keep, and an offer trimmed below the minimum is brought up to it.
+func (a *Allocator) balance(held, out resources.Resources) resources.Resources {
+	type dim struct{ held, total, out *float64 }
+	dims := []dim{{&held.CPUs, &a.total.CPUs, &out.CPUs}, {&held.Mem, &a.total.Mem, &out.Mem}, {&held.Disk, &a.total.Disk, &out.Disk}}
+	top, s := -1, 0.0
+	for i, d := range dims {
+		if *d.total > 0 && *d.held / *d.total > s {
+			top, s = i, *d.held / *d.total
+		}
+	}
+	if top < 0 {
+		return out
+	}
+	s = (*dims[top].held + *dims[top].out) / *dims[top].total
+	full := out
+	for i, d := range dims {
+		if i != top && *d.total > 0 {
+			*d.out = min(*d.out, max(0, floor3(s**d.total-*d.held)))
+		}
+	}
+	out.CPUs = min(full.CPUs, max(out.CPUs, MinCPUs))
+	out.Mem = min(full.Mem, max(out.Mem, MinMem))
 	return out
 }
 
