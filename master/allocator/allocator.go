@@ -25,19 +25,22 @@
 //
 // Splitting an agent (progressive filling): the framework put first is offered no more of the
 // agent than brings its dominant share, were it to use the whole offer, up to the share s of
-// the one that comes next and a step past it, s×(1+FairStep)+MinFairStep — the next role's
-// (its weighted share times this role's weight) and the next framework's of its role,
-// whichever allows less. The offer is the agent's free resources scaled down as a whole, every
-// resource by the same fraction, so that what is left keeps the agent's proportions: clipping
-// each resource on its own would let a cpu-heavy framework, whose memory share is low, take
-// all the free memory in its first slice and leave the memory-heavy one nothing of use. What is
-// left of the agent goes, in the same cycle, to whoever is first then, and a framework picked
-// again has its offer grown, so that one cycle splits an agent among its claimants by turns:
-// two frameworks tied at 0 end with half each, not one with all. A framework is never offered
-// less than the minimum offer (MinCPUs or MinMem) nor more than is free, so every turn takes
-// something and a cycle ends; a turn held back by a cap raises a dominant share by 1 % and by
-// a tenth of a percent of the cluster at least, which bounds the turns of a cycle by the
-// agents plus some hundreds per framework. On a large cluster an agent is a small part of the
+// the one that comes next and a step past it — the next role's (its weighted share times this
+// role's weight) and the next framework's of its role, whichever allows less. A step is
+// FairStep of s plus MinFairStep of the cluster, and at least 1/AgentTurns of the agent. The
+// offer is the agent's free resources scaled down as a whole, every resource by the same
+// fraction, so that what is left keeps the agent's proportions: clipping each resource on its
+// own would let a cpu-heavy framework, whose memory share is low, take all the free memory in
+// its first slice and leave the memory-heavy one nothing of use. A shared offer is then trimmed
+// to the framework's own proportions (balance): an agent whose cpus are taken can be mostly
+// memory, which would count as the dominant share of a framework of cpu-bound tasks and hand
+// its turns to others until the offer came back. What is left of the agent goes, in the same
+// cycle, to whoever is first then, and a framework picked again has its offer grown, so that
+// one cycle splits an agent among its claimants by turns: two frameworks tied at 0 end with
+// half each, not one with all. A framework is never offered less than the minimum offer
+// (MinCPUs and MinMem) nor more than is free, so every turn takes something and a cycle ends;
+// a turn held back by a cap raises a dominant share by a step, which bounds the turns of an
+// agent by about AgentTurns per resource. On a large cluster an agent is a small part of the
 // whole and the caps rarely hold one back: one offer per agent, as before.
 //
 // Filters, as Mesos's: a decline or the unused part of an accepted offer, with a refuse time,
@@ -67,7 +70,8 @@ import (
 // names no time (Mesos's default filter).
 const DefaultRefuse = 5 * time.Second
 
-// Minimum offer: resources below both amounts are not worth offering (Mesos's defaults).
+// Minimum offer: resources below either amount are not worth offering (Mesos's defaults, which
+// Mesos takes either of; an Agora task needs both cpus and mem).
 const (
 	MinCPUs = 0.01
 	MinMem  = 32
