@@ -517,7 +517,6 @@ func before(x, y *frameworkState) bool {
 // choice is the framework put first for an agent and the dominant shares (of the cluster, not
 // weighted) that an offer may bring its role and it up to; +Inf: no cap.
 type choice struct {
-	total          resources.Resources // the agent's
 	fw             *frameworkState
 	roleCap, fwCap float64
 }
