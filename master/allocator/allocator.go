@@ -431,10 +431,9 @@ func (a *Allocator) Cycle(now time.Time) []Offer {
 		if !ag.active {
 			continue
 		}
-		if free, err := ag.total.Subtract(ag.allocated); err != nil || !worthOffering(free) {
-			continue
+		if free, err := ag.total.Subtract(ag.allocated); err == nil && worthOffering(free) {
+			offers = a.shareOut(ag, free, offers, now)
 		}
-		offers = a.shareOut(ag, offers, now)
 	}
 	return offers
 }
@@ -443,26 +442,27 @@ func (a *Allocator) Cycle(now time.Time) []Offer {
 // and mem (Mesos offers either; an Agora task needs both).
 func worthOffering(r resources.Resources) bool { return r.CPUs >= MinCPUs && r.Mem >= MinMem }
 
-// shareOut offers the agent's free resources by turns: each turn to the framework put first,
+// shareOut offers the agent's free resources (free) by turns: each turn to the framework put first,
 // as much as its caps allow, growing its offer of this cycle when it already has one. Offers
 // a framework refused in full (a subset of a filter) are taken back and their framework passed
 // over for this agent, and the rest shared out again among the others; when no one is left,
 // all that is free goes to the first of those passed over that did not refuse all of it.
-func (a *Allocator) shareOut(ag *agentState, offers []Offer, now time.Time) []Offer {
+func (a *Allocator) shareOut(ag *agentState, free resources.Resources, offers []Offer, now time.Time) []Offer {
 	first := len(offers) // this agent's offers are offers[first:]
 	var passed []*frameworkState
 	for {
-		for {
-			free, _ := ag.total.Subtract(ag.allocated)
-			if !worthOffering(free) {
-				break
-			}
+		for worthOffering(free) {
 			c, ok := a.pick(ag, free, passed, now)
 			if !ok {
 				break
 			}
 			part := a.slice(c, free)
 			a.hold(c.fw, ag, part)
+			if part.Equal(free) {
+				free = resources.Resources{}
+			} else {
+				free, _ = free.Subtract(part)
+			}
 			if i := slices.IndexFunc(offers[first:], func(o Offer) bool { return o.FrameworkID == c.fw.id }); i >= 0 {
 				offers[first+i].Resources = offers[first+i].Resources.Add(part)
 			} else {
@@ -482,9 +482,12 @@ func (a *Allocator) shareOut(ag *agentState, offers []Offer, now time.Time) []Of
 		if len(passed) == passedBefore {
 			break
 		}
+		free, _ = ag.total.Subtract(ag.allocated)
 	}
-	free, _ := ag.total.Subtract(ag.allocated)
-	if len(passed) == 0 || !worthOffering(free) {
+	if len(passed) == 0 {
+		return offers
+	}
+	if free, _ = ag.total.Subtract(ag.allocated); !worthOffering(free) {
 		return offers
 	}
 	var best *frameworkState
