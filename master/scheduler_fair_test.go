@@ -99,6 +99,7 @@ func fill(t *testing.T, weights map[string]float64, roles [2]string, shapes [2]r
 		}
 	}
 	t.Logf("%d tasks; dominant shares %.3f and %.3f", last, shares[0], shares[1])
+
 	return shares
 }
 

@@ -586,11 +586,11 @@ func (a *Allocator) slice(c choice, free resources.Resources) resources.Resource
 	return out
 }
 
-// balance trims what an offer holds beyond the framework's own proportions: no resource may
-// bring its share of it past the share of the resource it holds most of, taken with the offer.
+// balance trims what a shared offer holds beyond the framework's own proportions: no resource
+// of it may be a larger part of the cluster's than the resource the framework holds most of.
 // An agent whose cpus are spoken for can have most of its memory free; offered in full, that
 // memory, of no use to a framework of cpu-bound tasks, would count as its dominant share and
-// hand its turns to others until the offer comes back. With nothing held yet there are no
+// hand its turns to others until the offer came back. With nothing held yet there are no
 // proportions to keep, and an offer trimmed below the minimum is brought up to it.
 func (a *Allocator) balance(held, out resources.Resources) resources.Resources {
 	type dim struct{ held, total, out *float64 }
@@ -604,11 +604,11 @@ func (a *Allocator) balance(held, out resources.Resources) resources.Resources {
 	if top < 0 {
 		return out
 	}
-	s = (*dims[top].held + *dims[top].out) / *dims[top].total
+	part := *dims[top].out / *dims[top].total // the offer's part of the cluster in that resource
 	full := out
 	for i, d := range dims {
 		if i != top && *d.total > 0 {
-			*d.out = min(*d.out, max(0, floor3(s**d.total-*d.held)))
+			*d.out = min(*d.out, floor3(part**d.total))
 		}
 	}
 	out.CPUs = min(full.CPUs, max(out.CPUs, MinCPUs))
