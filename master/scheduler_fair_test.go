@@ -105,7 +105,8 @@ func fill(t *testing.T, weights map[string]float64, roles [2]string, shapes [2]r
 
 // TestDRFThroughTheScheduler: DRF as frameworks see it, through offers, launches on simulated
 // agents and status updates. On 100 agents, a cpu-heavy and a mem-heavy framework of roles of
-// equal weight end with close dominant shares, and roles weighted 2:1 with shares 2:1. On
+// equal weight end with close dominant shares, both well above the 0.5 whole-agent offers
+// left them, and roles weighted 2:1 with shares 2:1. On
 // one agent of 4 cpus / 4 GiB, the issue's two shapes (issue 23 item 5: they ended at 0 and 1)
 // end where exact DRF does: 18 cpu-heavy tasks (0.90) and 13 memory-heavy ones (0.8125), within
 // 5 % but for the cpu-heavy framework's last task, which nothing else could use (see the
@@ -118,20 +119,24 @@ func TestDRFThroughTheScheduler(t *testing.T) {
 			t.Fatalf("dominant shares %.3f and %.3f: %.1f%% apart without the last cpu-heavy task", s[0], s[1], d*100)
 		}
 	})
-	// Complementary shapes on many agents: the allocator alone brings them within 5 %
-	// (allocator.TestHundredAgentsAreShared), but through the scheduler a framework's offers
-	// count in full until it answers them, and which answers first decides who gets what the
-	// other leaves: measured 0.8 % to 11.5 % apart on a loaded machine. The bound is for that.
+	// Complementary shapes on many agents. Offers of whole agents ended both at 0.5: each
+	// framework took whole agents and stranded what it could not use (the cpu-heavy one all
+	// the cpus of its agents, the other's memory with them). Shared offers leave each well
+	// above that. The allocator alone brings them within 5 % (allocator's
+	// TestHundredAgentsAreShared); through the scheduler a framework's offers count in full
+	// until it answers them, and which answers first decides who gets what the other leaves:
+	// measured 0.2 % to 11.5 % apart on a loaded machine, the lower at 0.77 or more.
 	t.Run("the same on 100 agents", func(t *testing.T) {
 		s := fill(t, nil, [2]string{"analytics", "cache"}, [2]resources.Resources{{CPUs: 0.2, Mem: 32}, {CPUs: 0.02, Mem: 256}}, 100, resources.Resources{CPUs: 4, Mem: 4096})
-		if d := math.Abs(s[0]-s[1]) / math.Max(s[0], s[1]); d > 0.15 || s[1] < 0.7 {
+		if d := math.Abs(s[0]-s[1]) / math.Max(s[0], s[1]); d > 0.15 || min(s[0], s[1]) < 0.7 {
 			t.Fatalf("dominant shares %.3f and %.3f differ by %.1f%%", s[0], s[1], d*100)
 		}
 	})
 	t.Run("equal weights", func(t *testing.T) {
-		// The same effect as above: 0.3 % to 8.1 % apart measured.
+		// The same effects as above: whole agents ended both at 0.5; measured 0.3 % to 11 %
+		// apart now, the lower at 0.67 or more.
 		s := fill(t, nil, [2]string{"analytics", "cache"}, [2]resources.Resources{{CPUs: 1, Mem: 512}, {CPUs: 0.25, Mem: 2048}}, 100, big)
-		if d := math.Abs(s[0]-s[1]) / math.Max(s[0], s[1]); d > 0.12 || s[0] < 0.6 {
+		if d := math.Abs(s[0]-s[1]) / math.Max(s[0], s[1]); d > 0.15 || min(s[0], s[1]) < 0.6 {
 			t.Fatalf("dominant shares %.3f and %.3f differ by %.1f%%", s[0], s[1], d*100)
 		}
 	})
