@@ -32,7 +32,13 @@ type httpGreedy struct {
 func subscribeGreedy(t *testing.T, ctx context.Context, base, name, role string, shape resources.Resources, start *atomic.Bool) *httpGreedy {
 	t.Helper()
 	g := &httpGreedy{base: base, shape: shape, start: start}
+	// 503 while the scheduler starts: subscribe again, for a while.
 	resp := schedulerSubscribe(t, ctx, base, "", api.FrameworkInfo{Name: name, Role: role})
+	for deadline := time.Now().Add(30 * time.Second); resp.StatusCode == http.StatusServiceUnavailable && time.Now().Before(deadline); {
+		resp.Body.Close()
+		time.Sleep(100 * time.Millisecond)
+		resp = schedulerSubscribe(t, ctx, base, "", api.FrameworkInfo{Name: name, Role: role})
+	}
 	t.Cleanup(func() { resp.Body.Close() })
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("SUBSCRIBE %s: %d", name, resp.StatusCode)
