@@ -66,7 +66,7 @@ import (
 	"github.com/agora-sched/agora/pkg/resources"
 )
 
-// DefaultRefuse is how long a decline keeps an agent's resources from the framework when it
+// DefaultRefuse is how long a decline keeps the declined resources from the framework when it
 // names no time (Mesos's default filter).
 const DefaultRefuse = 5 * time.Second
 
