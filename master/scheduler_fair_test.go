@@ -45,9 +45,9 @@ func greedy(ctx context.Context, t *testing.T, ss *Session, shape resources.Reso
 	}
 }
 
-// fill runs two greedy frameworks of the given roles and shapes on 100 simulated agents until
-// the cluster is full, and returns their dominant shares as the leader reports them.
-func fill(t *testing.T, weights map[string]float64, roles [2]string, shapes [2]resources.Resources) [2]float64 {
+// fill runs two greedy frameworks of the given roles and shapes on simulated agents until the
+// cluster is full, and returns their dominant shares as the leader reports them.
+func fill(t *testing.T, weights map[string]float64, roles [2]string, shapes [2]resources.Resources, agents int, agent resources.Resources) [2]float64 {
 	t.Helper()
 	sim := &mastertest.SimulatedAgents{}
 	r := startMasterConfig(t, Config{DataDir: t.TempDir(), Scheduler: SchedulerConfig{Agents: sim, AllocationInterval: 20 * time.Millisecond, RoleWeights: weights}})
@@ -69,45 +69,79 @@ func fill(t *testing.T, weights map[string]float64, roles [2]string, shapes [2]r
 	}
 	// The agents come once both frameworks are there: DRF shares out what both may want, it
 	// does not take back what one was offered before the other subscribed.
-	sim.AddAgents(100, resources.Resources{CPUs: 8, Mem: 16384, Disk: 1000})
-	// Full: nothing launched for a second.
+	sim.AddAgents(agents, agent)
+	// Full: nothing launched for a second, and no offer outstanding (each framework declines
+	// what it cannot use at once, so a share is of what its tasks hold).
 	last, since := int64(-1), time.Now()
-	for deadline := time.Now().Add(60 * time.Second); time.Since(since) < time.Second; time.Sleep(50 * time.Millisecond) {
+	var shares [2]float64
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if n := launched.Load(); n != last {
 			last, since = n, time.Now()
+		}
+		fws, err := r.m.sched.FrameworksView()
+		if err != nil {
+			t.Fatal(err)
+		}
+		offered := false
+		for _, fw := range fws {
+			for i := range 2 {
+				if fw.Info.ID == ids[i] {
+					shares[i] = fw.Share
+					offered = offered || !fw.Offered.IsEmpty()
+				}
+			}
+		}
+		if time.Since(since) >= time.Second && !offered {
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the cluster did not fill within 60s")
 		}
 	}
-	fws, err := r.m.sched.FrameworksView()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var shares [2]float64
-	for _, fw := range fws {
-		for i := range 2 {
-			if fw.Info.ID == ids[i] {
-				shares[i] = fw.Share
-			}
-		}
-	}
 	t.Logf("%d tasks; dominant shares %.3f and %.3f", last, shares[0], shares[1])
+
 	return shares
 }
 
 // TestDRFThroughTheScheduler: DRF as frameworks see it, through offers, launches on simulated
-// agents and status updates. A cpu-heavy and a mem-heavy framework of roles of equal weight end
-// with dominant shares within 5%; roles weighted 2:1 end with shares 2:1.
+// agents and status updates. On 100 agents, a cpu-heavy and a mem-heavy framework of roles of
+// equal weight end with close dominant shares, both well above the 0.5 whole-agent offers
+// left them, and roles weighted 2:1 with shares 2:1. On
+// one agent of 4 cpus / 4 GiB, the issue's two shapes (issue 23 item 5: they ended at 0 and 1)
+// end where exact DRF does: 18 cpu-heavy tasks (0.90) and 13 memory-heavy ones (0.8125), within
+// 5 % but for the cpu-heavy framework's last task, which nothing else could use (see the
+// allocator's TestOneAgentIsShared).
 func TestDRFThroughTheScheduler(t *testing.T) {
+	big := resources.Resources{CPUs: 8, Mem: 16384, Disk: 1000}
+	t.Run("one agent", func(t *testing.T) {
+		s := fill(t, nil, [2]string{"analytics", "cache"}, [2]resources.Resources{{CPUs: 0.2, Mem: 32}, {CPUs: 0.02, Mem: 256}}, 1, resources.Resources{CPUs: 4, Mem: 4096})
+		if d := math.Abs(s[0]-0.05-s[1]) / math.Max(s[0]-0.05, s[1]); d > 0.05 || s[1] < 0.8 {
+			t.Fatalf("dominant shares %.3f and %.3f: %.1f%% apart without the last cpu-heavy task", s[0], s[1], d*100)
+		}
+	})
+	// Complementary shapes on many agents. Offers of whole agents ended both at 0.5: each
+	// framework took whole agents and stranded what it could not use (the cpu-heavy one all
+	// the cpus of its agents, the other's memory with them). Shared offers leave each well
+	// above that. The allocator alone brings them within 5 % (allocator's
+	// TestHundredAgentsAreShared); through the scheduler a framework's offers count in full
+	// until it answers them, and which answers first decides who gets what the other leaves:
+	// measured 0.2 % to 11.5 % apart on a loaded machine, the lower at 0.77 or more.
+	t.Run("the same on 100 agents", func(t *testing.T) {
+		s := fill(t, nil, [2]string{"analytics", "cache"}, [2]resources.Resources{{CPUs: 0.2, Mem: 32}, {CPUs: 0.02, Mem: 256}}, 100, resources.Resources{CPUs: 4, Mem: 4096})
+		if d := math.Abs(s[0]-s[1]) / math.Max(s[0], s[1]); d > 0.15 || min(s[0], s[1]) < 0.7 {
+			t.Fatalf("dominant shares %.3f and %.3f differ by %.1f%%", s[0], s[1], d*100)
+		}
+	})
 	t.Run("equal weights", func(t *testing.T) {
-		s := fill(t, nil, [2]string{"analytics", "cache"}, [2]resources.Resources{{CPUs: 1, Mem: 512}, {CPUs: 0.25, Mem: 2048}})
-		if d := math.Abs(s[0]-s[1]) / math.Max(s[0], s[1]); d > 0.05 || s[0] < 0.4 {
+		// The same effects as above: whole agents ended both at 0.5; measured 0.3 % to 11 %
+		// apart now, the lower at 0.67 or more.
+		s := fill(t, nil, [2]string{"analytics", "cache"}, [2]resources.Resources{{CPUs: 1, Mem: 512}, {CPUs: 0.25, Mem: 2048}}, 100, big)
+		if d := math.Abs(s[0]-s[1]) / math.Max(s[0], s[1]); d > 0.15 || min(s[0], s[1]) < 0.6 {
 			t.Fatalf("dominant shares %.3f and %.3f differ by %.1f%%", s[0], s[1], d*100)
 		}
 	})
 	t.Run("weights 2:1", func(t *testing.T) {
-		s := fill(t, map[string]float64{"gold": 2}, [2]string{"gold", "bronze"}, [2]resources.Resources{{CPUs: 1, Mem: 1024}, {CPUs: 1, Mem: 1024}})
+		s := fill(t, map[string]float64{"gold": 2}, [2]string{"gold", "bronze"}, [2]resources.Resources{{CPUs: 1, Mem: 1024}, {CPUs: 1, Mem: 1024}}, 100, big)
 		if ratio := s[0] / s[1]; math.Abs(ratio-2) > 0.1 {
 			t.Fatalf("dominant shares %.3f and %.3f: ratio %.3f, want 2 within 5%%", s[0], s[1], ratio)
 		}

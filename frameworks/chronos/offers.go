@@ -51,7 +51,7 @@ func (s *Service) useOfferLocked(st *leaderState, o api.Offer, queue []*Run, w *
 		}
 	}
 	if len(infos) == 0 {
-		refuse := 120.0 // nothing waits that fits: keep this agent away for a while (revived on changes)
+		refuse := 120.0 // nothing waits that fits: keep these resources away for a while (revived on changes)
 		if len(rest) > 0 {
 			refuse = 5
 		}

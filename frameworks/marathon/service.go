@@ -393,7 +393,7 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 	u := state.placeOffer(o, s.cfg.Clock.Now(), secrets, func(appID string) string { return taskIDFor(appID, s.ids) })
 	s.mu.Unlock()
 	s.announce(&u.actions)
-	refuse := 120.0 // nothing waits: keep this agent away for a while (revived on changes)
+	refuse := 120.0 // nothing waits: keep these resources away for a while (revived on changes)
 	if u.waiting {
 		refuse = 5
 	}

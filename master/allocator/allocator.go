@@ -9,23 +9,56 @@
 //  2. Allocate(...) for what is already in use when the allocator starts (tasks a new leader
 //     learns from re-registering agents).
 //  3. Cycle(now) on a timer and after events that free resources: it returns offers. Each holds
-//     all of one agent's free resources for one framework, and counts as allocated to that
-//     framework from then on — an offered resource is never offered again meanwhile.
+//     part or all of one agent's free resources for one framework, and counts as allocated to
+//     that framework from then on — an offered resource is never offered again meanwhile.
 //  4. Recover(...) whatever comes back: a declined offer or the unused part of an accepted one
-//     (with the framework's refuse filter for that agent), a rescinded offer, an ended task.
+//     (with the framework's refuse filter for those resources), a rescinded offer, an ended
+//     task.
 //  5. Suppress and Revive a framework's wish for offers; DeactivateAgent stops offers of an
 //     agent (unreachable, draining) and ActivateAgent resumes them.
 //
 // Ordering: for each agent with something free, in an order shuffled anew each cycle, the role
 // with the lowest weighted dominant share among those with a framework that may take this
 // agent, then its framework with the lowest dominant share (ties by name). A share is the
-// largest fraction of the cluster's cpus, mem or disk allocated to the role or framework.
-// Frameworks and roles sit in heaps by share, so a cycle costs about agents × log(frameworks).
+// largest fraction of the cluster's cpus, mem or disk allocated to the role or framework, an
+// offer counting in full from the moment it is made.
+//
+// Splitting an agent (progressive filling): the framework put first is offered no more of the
+// agent than brings its dominant share, were it to use the whole offer, up to the share s of
+// the one that comes next and a step past it — the next role's (its weighted share times this
+// role's weight) and the next framework's of its role, whichever allows less. A step is
+// FairStep of s plus MinFairStep of the cluster, and at least 1/AgentTurns of the agent. The
+// offer is the agent's free resources scaled down as a whole, every resource by the same
+// fraction, so that what is left keeps the agent's proportions: clipping each resource on its
+// own would let a cpu-heavy framework, whose memory share is low, take all the free memory in
+// its first slice and leave the memory-heavy one nothing of use. A shared offer is then trimmed
+// to the framework's own proportions (balance): an agent whose cpus are taken can be mostly
+// memory, which would count as the dominant share of a framework of cpu-bound tasks and hand
+// its turns to others until the offer came back. What is left of the agent goes, in the same
+// cycle, to whoever is first then, and a framework picked again has its offer grown, so that
+// one cycle splits an agent among its claimants by turns: two frameworks tied at 0 end with
+// half each, not one with all. A framework is never offered less than the minimum offer
+// (MinCPUs and MinMem) nor more than is free, so every turn takes something and a cycle ends;
+// a turn held back by a cap raises a dominant share by a step, which bounds the turns of an
+// agent by about AgentTurns per resource. On a large cluster an agent is a small part of the
+// whole and the caps rarely hold one back: one offer per agent, as before.
+//
+// Filters, as Mesos's: a decline or the unused part of an accepted offer, with a refuse time,
+// keeps exactly those resources of that agent from the framework until then — an offer whose
+// resources all lie within what it refused (a subset) is not made; a larger one, or one with
+// something it did not refuse, is. A framework whose fair slice of an agent is such a subset is
+// passed over for that agent in that cycle and its slice goes to the others; when every
+// claimant is passed over so, the whole of what is free goes to the first of them that did not
+// refuse all of it. So a framework that declined the rest of a small slice is still offered a
+// larger slice of that agent later, and one that can use nothing of an agent stops being
+// offered it. Frameworks and roles sit in heaps by share, so a cycle costs about agents ×
+// log(frameworks).
 package allocator
 
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -33,15 +66,36 @@ import (
 	"github.com/agora-sched/agora/pkg/resources"
 )
 
-// DefaultRefuse is how long a decline keeps an agent's resources from the framework when it
+// DefaultRefuse is how long a decline keeps the declined resources from the framework when it
 // names no time (Mesos's default filter).
 const DefaultRefuse = 5 * time.Second
 
-// Minimum offer: resources below both amounts are not worth offering (Mesos's defaults).
+// Minimum offer: resources below either amount are not worth offering (Mesos's defaults, which
+// Mesos takes either of; an Agora task needs both cpus and mem).
 const (
 	MinCPUs = 0.01
 	MinMem  = 32
 )
+
+// How far past the next claimant's dominant share s an offer may bring a framework: to
+// s×(1+FairStep)+MinFairStep (see the package doc). It is the grain of a split — the turns by
+// which one agent is shared out within a cycle, and how far apart two claimants' shares may
+// end: 0.2 % of their shares and 0.15 % of the cluster. Finer splits leave more pieces too
+// small for a task; coarser ones (a whole agent of 100 at once) let a cpu-heavy framework
+// take all of an agent's cpus and strand its memory, which the memory-heavy one cannot use
+// without a little cpu. These values did best over the tests' clusters of 1 to 300 agents.
+const (
+	FairStep    = 0.002
+	MinFairStep = 0.0015
+)
+
+// AgentTurns bounds the turns that share out one agent: a step is at least this part of the
+// agent (its dominant share of the cluster, part).
+const AgentTurns = 16
+
+// stepPast is the dominant share an offer of an agent that is part of the cluster may bring a
+// framework to when the next claimant has share s.
+func stepPast(s, part float64) float64 { return max(s*(1+FairStep)+MinFairStep, s+part/AgentTurns) }
 
 // Errors for events that name what the allocator does not know.
 var (
@@ -73,12 +127,18 @@ type agentState struct {
 type frameworkState struct {
 	id         string
 	role       *roleState
-	allocated  resources.Resources  // scalars, all agents
-	suppressed bool                 // by the framework: no offers wanted
-	inactive   bool                 // by the master: disconnected, no offers until it is back
-	filters    map[string]time.Time // agent id → refused until
+	allocated  resources.Resources // scalars, all agents
+	suppressed bool                // by the framework: no offers wanted
+	inactive   bool                // by the master: disconnected, no offers until it is back
+	filters    map[string][]filter // agent id → what it refused there, until when
 	share      float64
 	index      int // in role.heap; -1 when out
+}
+
+// filter is a refusal: the framework is not offered a subset of res on the agent until then.
+type filter struct {
+	res   resources.Resources
+	until time.Time
 }
 
 type roleState struct {
@@ -171,7 +231,7 @@ func (a *Allocator) AddFramework(id, role string) error {
 		r = &roleState{name: role, weight: 1, index: -1}
 		a.roles[role] = r
 	}
-	fw := &frameworkState{id: id, role: r, filters: map[string]time.Time{}, index: -1}
+	fw := &frameworkState{id: id, role: r, filters: map[string][]filter{}, index: -1}
 	a.frameworks[id] = fw
 	a.enqueue(fw)
 	return nil
@@ -297,8 +357,9 @@ func (a *Allocator) Allocate(fwID, agentID string, res resources.Resources) erro
 }
 
 // Recover gives back resources a framework held on an agent (a declined offer, the unused part
-// of an accepted one, a rescinded offer, an ended task). A refuse time above zero keeps this
-// agent from the framework until now+refuse.
+// of an accepted one, a rescinded offer, an ended task). A refuse time above zero keeps these
+// resources from the framework until now+refuse: no offer of the agent that is a subset of
+// them is made to it meanwhile (a larger one is).
 func (a *Allocator) Recover(fwID, agentID string, res resources.Resources, refuse time.Duration, now time.Time) error {
 	fw, ok := a.frameworks[fwID]
 	if !ok {
@@ -312,22 +373,54 @@ func (a *Allocator) Recover(fwID, agentID string, res resources.Resources, refus
 	if !held.Contains(res) {
 		return fmt.Errorf("allocator: %s does not hold %s on %s (it holds %s)", fwID, res, agentID, held)
 	}
-	left, _ := held.Subtract(res)
-	if left.IsEmpty() {
-		delete(ag.byFw, fwID)
-	} else {
-		ag.byFw[fwID] = left
-	}
-	ag.allocated, _ = ag.allocated.Subtract(res)
-	a.release(fw, res)
-	if refuse > 0 {
-		fw.filters[agentID] = now.Add(refuse)
+	a.unhold(fw, ag, res)
+	if refuse > 0 && !res.IsEmpty() {
+		fw.refuse(agentID, filter{res: res, until: now.Add(refuse)}, now)
 	}
 	return nil
 }
 
-// Cycle offers every active agent's free resources, each to the framework DRF puts first among
-// those that may take it now.
+// refuse adds a filter for the agent, dropping those that ended or that it covers (a subset
+// refused no longer); one that covers it already makes it needless.
+func (fw *frameworkState) refuse(agentID string, f filter, now time.Time) {
+	kept := fw.filters[agentID][:0]
+	for _, old := range fw.filters[agentID] {
+		switch {
+		case !now.Before(old.until), f.res.Contains(old.res) && !f.until.Before(old.until):
+			continue
+		case old.res.Contains(f.res) && !old.until.Before(f.until):
+			return
+		}
+		kept = append(kept, old)
+	}
+	fw.filters[agentID] = append(kept, f)
+}
+
+// filtered says whether the framework refused, until after now, resources of the agent that
+// hold all of res. Filters that ended are dropped.
+func (fw *frameworkState) filtered(agentID string, res resources.Resources, now time.Time) bool {
+	fs, ok := fw.filters[agentID]
+	if !ok {
+		return false
+	}
+	kept, hit := fs[:0], false
+	for _, f := range fs {
+		if !now.Before(f.until) {
+			continue
+		}
+		kept = append(kept, f)
+		hit = hit || f.res.Contains(res)
+	}
+	if len(kept) == 0 {
+		delete(fw.filters, agentID)
+	} else {
+		fw.filters[agentID] = kept
+	}
+	return hit
+}
+
+// Cycle shares out every active agent's free resources among the frameworks DRF puts first
+// for it, by progressive filling (see the package doc).
 func (a *Allocator) Cycle(now time.Time) []Offer {
 	if a.roleHeap.Len() == 0 {
 		return nil // nobody wants offers
@@ -340,36 +433,103 @@ func (a *Allocator) Cycle(now time.Time) []Offer {
 		if !ag.active {
 			continue
 		}
-		free, err := ag.total.Subtract(ag.allocated)
-		if err != nil || (free.CPUs < MinCPUs && free.Mem < MinMem) {
-			continue
+		if free, err := ag.total.Subtract(ag.allocated); err == nil && worthOffering(free) {
+			offers = a.shareOut(ag, free, offers, now)
 		}
-		fw := a.pick(ag, now)
-		if fw == nil {
-			continue
-		}
-		a.hold(fw, ag, free)
-		offers = append(offers, Offer{FrameworkID: fw.id, AgentID: id, Resources: free})
 	}
 	return offers
 }
 
-// eligible says whether the framework may be offered the agent now.
-func (fw *frameworkState) eligible(agentID string, now time.Time) bool {
-	until, ok := fw.filters[agentID]
-	if !ok {
-		return true
+// worthOffering: resources below either minimum are not offered — no task runs without cpus
+// and mem (Mesos offers either; an Agora task needs both).
+func worthOffering(r resources.Resources) bool { return r.CPUs >= MinCPUs && r.Mem >= MinMem }
+
+// shareOut offers the agent's free resources, free, by turns: each turn to the framework put
+// first, as much as its caps allow, growing its offer of this cycle when it already has one.
+// Offers a framework refused in full (a subset of a filter) are taken back and their framework
+// passed over for this agent, and the rest shared out again among the others; when no one is
+// left, all that is free goes to the first of those passed over that did not refuse all of it.
+func (a *Allocator) shareOut(ag *agentState, free resources.Resources, offers []Offer, now time.Time) []Offer {
+	first := len(offers) // this agent's offers are offers[first:]
+	var passed []*frameworkState
+	for {
+		for worthOffering(free) {
+			c, ok := a.pick(ag, free, passed, now)
+			if !ok {
+				break
+			}
+			part := a.slice(c, free)
+			a.hold(c.fw, ag, part)
+			if part.Equal(free) {
+				free = resources.Resources{}
+			} else {
+				free, _ = free.Subtract(part)
+			}
+			if i := slices.IndexFunc(offers[first:], func(o Offer) bool { return o.FrameworkID == c.fw.id }); i >= 0 {
+				offers[first+i].Resources = offers[first+i].Resources.Add(part)
+			} else {
+				offers = append(offers, Offer{FrameworkID: c.fw.id, AgentID: ag.id, Resources: part})
+			}
+		}
+		passedBefore := len(passed)
+		for i := first; i < len(offers); i++ {
+			fw := a.frameworks[offers[i].FrameworkID]
+			if fw.filtered(ag.id, offers[i].Resources, now) {
+				a.unhold(fw, ag, offers[i].Resources)
+				passed = append(passed, fw)
+				offers = slices.Delete(offers, i, i+1)
+				i--
+			}
+		}
+		if len(passed) == passedBefore {
+			break
+		}
+		free, _ = ag.total.Subtract(ag.allocated)
 	}
-	if !now.Before(until) {
-		delete(fw.filters, agentID)
-		return true
+	if len(passed) == 0 {
+		return offers
 	}
-	return false
+	if free, _ = ag.total.Subtract(ag.allocated); !worthOffering(free) {
+		return offers
+	}
+	var best *frameworkState
+	for _, fw := range passed {
+		if !fw.filtered(ag.id, free, now) && (best == nil || before(fw, best)) {
+			best = fw
+		}
+	}
+	if best != nil {
+		a.hold(best, ag, free)
+		offers = append(offers, Offer{FrameworkID: best.id, AgentID: ag.id, Resources: free})
+	}
+	return offers
+}
+
+// before says whether DRF puts x before y: its role's weighted share, then its own, then names.
+func before(x, y *frameworkState) bool {
+	if x.role != y.role {
+		if x.role.share != y.role.share {
+			return x.role.share < y.role.share
+		}
+		return x.role.name < y.role.name
+	}
+	if x.share != y.share {
+		return x.share < y.share
+	}
+	return x.id < y.id
+}
+
+// choice is the framework put first for an agent and the dominant shares (of the cluster, not
+// weighted) that an offer may bring its role and it up to; +Inf: no cap.
+type choice struct {
+	fw             *frameworkState
+	roleCap, fwCap float64
 }
 
 // pick finds, without changing any share, the framework DRF puts first for this agent: the
-// lowest role, then its lowest framework, among those eligible.
-func (a *Allocator) pick(ag *agentState, now time.Time) *frameworkState {
+// lowest role, then its lowest framework, among those that did not refuse all of free and are
+// not passed over. Its caps come from the role and the framework that come next.
+func (a *Allocator) pick(ag *agentState, free resources.Resources, passed []*frameworkState, now time.Time) (choice, bool) {
 	var rolesAside []*roleState
 	defer func() {
 		for _, r := range rolesAside {
@@ -380,24 +540,99 @@ func (a *Allocator) pick(ag *agentState, now time.Time) *frameworkState {
 		r := a.roleHeap.pop()
 		rolesAside = append(rolesAside, r)
 		var fwsAside []*frameworkState
-		var found *frameworkState
+		c := choice{roleCap: math.Inf(1), fwCap: math.Inf(1)}
 		for r.heap.Len() > 0 {
 			fw := r.heap.pop()
 			fwsAside = append(fwsAside, fw)
-			if fw.eligible(ag.id, now) {
-				found = fw
+			if !slices.Contains(passed, fw) && !fw.filtered(ag.id, free, now) {
+				c.fw = fw
 				break
+			}
+		}
+		if c.fw != nil {
+			if r.heap.Len() > 0 {
+				c.fwCap = stepPast(r.heap.items[0].share, a.share(ag.total))
+			}
+			if a.roleHeap.Len() > 0 {
+				c.roleCap = stepPast(a.roleHeap.items[0].share*r.weight, a.share(ag.total))
 			}
 		}
 		for _, fw := range fwsAside {
 			r.heap.push(fw)
 		}
-		if found != nil {
-			return found
+		if c.fw != nil {
+			return c, true
 		}
 	}
-	return nil
+	return choice{}, false
 }
+
+// slice is what of free the choice is offered: free scaled down as a whole to the largest part
+// that keeps its role's and its own dominant share within their caps, but never below the
+// minimum offer.
+func (a *Allocator) slice(c choice, free resources.Resources) resources.Resources {
+	part := min(1, a.room(c.fw.role.allocated, c.roleCap, free), a.room(c.fw.allocated, c.fwCap, free))
+	part = max(part, MinCPUs/free.CPUs, MinMem/free.Mem) // the smallest part worth offering
+	out := free
+	if part < 1 {
+		out = resources.Resources{CPUs: floor3(free.CPUs * part), Mem: floor3(free.Mem * part), Disk: floor3(free.Disk * part)}
+		if n := float64(free.Ports.Count()); n > 0 {
+			out.Ports, _, _ = free.Ports.Take(int(math.Ceil(n * part)))
+		}
+	}
+	if !math.IsInf(c.roleCap, 1) || !math.IsInf(c.fwCap, 1) {
+		out = a.balance(c.fw.allocated, out)
+	}
+	return out
+}
+
+// balance trims what a shared offer holds beyond the framework's own proportions: no resource
+// of it may be a larger part of the cluster's than the resource the framework holds most of.
+// An agent whose cpus are spoken for can have most of its memory free; offered in full, that
+// memory, of no use to a framework of cpu-bound tasks, would count as its dominant share and
+// hand its turns to others until the offer came back. With nothing held yet there are no
+// proportions to keep, and an offer trimmed below the minimum is brought up to it.
+func (a *Allocator) balance(held, out resources.Resources) resources.Resources {
+	type dim struct{ held, total, out *float64 }
+	dims := []dim{{&held.CPUs, &a.total.CPUs, &out.CPUs}, {&held.Mem, &a.total.Mem, &out.Mem}, {&held.Disk, &a.total.Disk, &out.Disk}}
+	top, s := -1, 0.0
+	for i, d := range dims {
+		if *d.total > 0 && *d.held / *d.total > s {
+			top, s = i, *d.held / *d.total
+		}
+	}
+	if top < 0 {
+		return out
+	}
+	part := *dims[top].out / *dims[top].total // the offer's part of the cluster in that resource
+	full := out
+	for i, d := range dims {
+		if i != top && *d.total > 0 {
+			*d.out = min(*d.out, floor3(part**d.total))
+		}
+	}
+	out.CPUs = min(full.CPUs, max(out.CPUs, MinCPUs))
+	out.Mem = min(full.Mem, max(out.Mem, MinMem))
+	return out
+}
+
+// room is the largest part of free that keeps the dominant share of allocated+part×free within
+// limit, 1 when there is no limit.
+func (a *Allocator) room(allocated resources.Resources, limit float64, free resources.Resources) float64 {
+	if math.IsInf(limit, 1) {
+		return 1
+	}
+	part := math.Inf(1)
+	for _, p := range [][3]float64{{allocated.CPUs, a.total.CPUs, free.CPUs}, {allocated.Mem, a.total.Mem, free.Mem}, {allocated.Disk, a.total.Disk, free.Disk}} {
+		if p[1] > 0 && p[2] > 0 {
+			part = min(part, (limit*p[1]-p[0])/p[2])
+		}
+	}
+	return max(part, 0)
+}
+
+// floor3 rounds down to the three decimals resources keep, so a part never exceeds the whole.
+func floor3(v float64) float64 { return math.Floor(v*1000+1e-6) / 1000 }
 
 // hold counts res on the agent as the framework's.
 func (a *Allocator) hold(fw *frameworkState, ag *agentState, res resources.Resources) {
@@ -406,6 +641,18 @@ func (a *Allocator) hold(fw *frameworkState, ag *agentState, res resources.Resou
 	fw.allocated = fw.allocated.Add(scalars(res))
 	fw.role.allocated = fw.role.allocated.Add(scalars(res))
 	a.reshare(fw)
+}
+
+// unhold gives res on the agent back from the framework.
+func (a *Allocator) unhold(fw *frameworkState, ag *agentState, res resources.Resources) {
+	left, _ := ag.byFw[fw.id].Subtract(res)
+	if left.IsEmpty() {
+		delete(ag.byFw, fw.id)
+	} else {
+		ag.byFw[fw.id] = left
+	}
+	ag.allocated, _ = ag.allocated.Subtract(res)
+	a.release(fw, res)
 }
 
 // release takes res off the framework's and its role's totals (the agent's are the caller's).

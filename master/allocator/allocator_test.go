@@ -209,7 +209,7 @@ type model struct {
 	frameworks map[string]string // role
 	suppressed map[string]bool
 	inactive   map[string]bool
-	filters    map[[2]string]time.Time // fw, agent → until
+	filters    map[[2]string][]filter // fw, agent → what it refused there, until when
 	offers     map[int]Offer
 	tasks      map[int]Offer // what accepted offers launched
 	nextID     int
@@ -261,28 +261,69 @@ func randomItem(rng *rand.Rand, m map[int]Offer) (int, bool) {
 	return keys[rng.IntN(len(keys))], true
 }
 
-// naivePick is DRF the obvious way: every eligible framework, ordered by its role's weighted
-// share and name, then its own share and id.
-func naivePick(a *Allocator, agentID string, now time.Time) string {
-	best := ""
-	var bestKey [2]float64
-	var bestNames [2]string
+// naivePick is DRF the obvious way: every framework that wants offers and did not refuse all
+// of free on the agent (m's filters), ordered by its role's weighted share and name, then its
+// own share and id. The caps: the next role after the chosen one among those that want offers,
+// its weighted share times the chosen role's weight, and the next framework of the chosen role,
+// each a step past (stepPast).
+func naivePick(a *Allocator, m *model, agentID string, free resources.Resources, now time.Time) choice {
+	type key struct {
+		roleShare float64
+		role      string
+		share     float64
+		id        string
+	}
+	less := func(x, y key) bool {
+		switch {
+		case x.roleShare != y.roleShare:
+			return x.roleShare < y.roleShare
+		case x.role != y.role:
+			return x.role < y.role
+		case x.share != y.share:
+			return x.share < y.share
+		}
+		return x.id < y.id
+	}
+	keyOf := func(fw *frameworkState) key {
+		return key{a.share(fw.role.allocated) / fw.role.weight, fw.role.name, a.share(fw.allocated), fw.id}
+	}
+	var best *frameworkState
 	for id, fw := range a.frameworks {
+		if fw.suppressed || fw.inactive || m.refused(id, agentID, free, now) {
+			continue
+		}
+		if best == nil || less(keyOf(fw), keyOf(best)) {
+			best = fw
+		}
+	}
+	c := choice{fw: best, roleCap: math.Inf(1), fwCap: math.Inf(1)}
+	if best == nil {
+		return c
+	}
+	bk := keyOf(best)
+	for _, fw := range a.frameworks {
 		if fw.suppressed || fw.inactive {
 			continue
 		}
-		if until, ok := fw.filters[agentID]; ok && now.Before(until) {
-			continue
-		}
-		key := [2]float64{a.share(fw.role.allocated) / fw.role.weight, a.share(fw.allocated)}
-		names := [2]string{fw.role.name, id}
-		better := best == "" || key[0] < bestKey[0] || key[0] == bestKey[0] && (names[0] < bestNames[0] ||
-			names[0] == bestNames[0] && (key[1] < bestKey[1] || key[1] == bestKey[1] && names[1] < bestNames[1]))
-		if better {
-			best, bestKey, bestNames = id, key, names
+		k := keyOf(fw)
+		switch {
+		case fw.role != best.role && less(bk, k):
+			c.roleCap = min(c.roleCap, stepPast(k.roleShare*best.role.weight, a.share(a.agents[agentID].total)))
+		case fw.role == best.role && less(bk, k):
+			c.fwCap = min(c.fwCap, stepPast(k.share, a.share(a.agents[agentID].total)))
 		}
 	}
-	return best
+	return c
+}
+
+// refused says whether m's filters keep res of the agent from the framework.
+func (m *model) refused(fwID, agentID string, res resources.Resources, now time.Time) bool {
+	for _, f := range m.filters[[2]string{fwID, agentID}] {
+		if now.Before(f.until) && f.res.Contains(res) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestRandomEventsKeepTheInvariants drives the allocator with thousands of random events from
@@ -299,7 +340,7 @@ func randomEvents(t *testing.T, seed uint64, events int) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	a := New(Config{Seed: seed})
 	m := &model{agents: map[string]resources.Resources{}, active: map[string]bool{}, frameworks: map[string]string{},
-		suppressed: map[string]bool{}, inactive: map[string]bool{}, filters: map[[2]string]time.Time{}, offers: map[int]Offer{}, tasks: map[int]Offer{}}
+		suppressed: map[string]bool{}, inactive: map[string]bool{}, filters: map[[2]string][]filter{}, offers: map[int]Offer{}, tasks: map[int]Offer{}}
 	now := t0
 	roles := []string{"web", "batch", "ml"}
 	for i := 0; i < events; i++ {
@@ -367,8 +408,9 @@ func randomEvents(t *testing.T, seed uint64, events int) {
 		case 7:
 			must(t, a.SetWeight(roles[rng.IntN(len(roles))], float64(1+rng.IntN(4))))
 		case 8, 9: // an allocation cycle
-			for _, o := range a.Cycle(now) {
-				checkOffer(t, m, o, now)
+			offers := a.Cycle(now)
+			checkOffers(t, m, offers, now)
+			for _, o := range offers {
 				m.nextID++
 				m.offers[m.nextID] = o
 			}
@@ -381,8 +423,9 @@ func randomEvents(t *testing.T, seed uint64, events int) {
 				must(t, err)
 				refuse := time.Duration(rng.IntN(10)) * time.Second
 				must(t, a.Recover(o.FrameworkID, o.AgentID, rest, refuse, now))
-				if refuse > 0 {
-					m.filters[[2]string{o.FrameworkID, o.AgentID}] = now.Add(refuse)
+				if refuse > 0 && !rest.IsEmpty() {
+					k := [2]string{o.FrameworkID, o.AgentID}
+					m.filters[k] = append(m.filters[k], filter{res: rest, until: now.Add(refuse)})
 				}
 				m.nextID++
 				m.tasks[m.nextID] = Offer{FrameworkID: o.FrameworkID, AgentID: o.AgentID, Resources: task}
@@ -394,7 +437,8 @@ func randomEvents(t *testing.T, seed uint64, events int) {
 				refuse := time.Duration(rng.IntN(2)) * DefaultRefuse
 				must(t, a.Recover(o.FrameworkID, o.AgentID, o.Resources, refuse, now))
 				if refuse > 0 {
-					m.filters[[2]string{o.FrameworkID, o.AgentID}] = now.Add(refuse)
+					k := [2]string{o.FrameworkID, o.AgentID}
+					m.filters[k] = append(m.filters[k], filter{res: o.Resources, until: now.Add(refuse)})
 				}
 			}
 		case 12: // a task ends
@@ -417,42 +461,54 @@ func randomEvents(t *testing.T, seed uint64, events int) {
 		}
 		checkBooks(t, a, m, i)
 		if id, ok := randomKey(rng, m.agents); ok {
-			if got, want := pickID(a, id, now), naivePick(a, id, now); got != want {
-				t.Fatalf("event %d: pick for %s = %q, naive = %q", i, id, got, want)
+			free := a.Free(id)
+			got, _ := a.pick(a.agents[id], free, nil, now)
+			want := naivePick(a, m, id, free, now)
+			if got.fw != want.fw || got.fw != nil && (!near(got.roleCap, want.roleCap) || !near(got.fwCap, want.fwCap)) {
+				t.Fatalf("event %d: pick for %s = %s, naive = %s", i, id, got, want)
 			}
 		}
 	}
 }
 
-func pickID(a *Allocator, agentID string, now time.Time) string {
-	if fw := a.pick(a.agents[agentID], now); fw != nil {
-		return fw.id
+func near(x, y float64) bool { return x == y || math.Abs(x-y) < 1e-9 }
+
+func (c choice) String() string {
+	if c.fw == nil {
+		return "nobody"
 	}
-	return ""
+	return fmt.Sprintf("%s (role cap %.4f, cap %.4f)", c.fw.id, c.roleCap, c.fwCap)
 }
 
-// checkOffer: the offer's agent is active, its framework may have it, and it holds only what was
-// free.
-func checkOffer(t *testing.T, m *model, o Offer, now time.Time) {
+// checkOffers: each offer of a cycle is of an active agent, to a framework that wants offers,
+// worth offering, not within what its framework refused there, and the only one of its agent
+// to its framework; an agent's offers add up to no more than it had free.
+func checkOffers(t *testing.T, m *model, offers []Offer, now time.Time) {
 	t.Helper()
-	if !m.active[o.AgentID] {
-		t.Fatalf("offer of inactive agent %s", o.AgentID)
-	}
-	if m.suppressed[o.FrameworkID] || m.inactive[o.FrameworkID] {
-		t.Fatalf("offer to suppressed or inactive %s", o.FrameworkID)
-	}
-	if until, ok := m.filters[[2]string{o.FrameworkID, o.AgentID}]; ok && now.Before(until) {
-		t.Fatalf("offer of %s to %s before its filter ends at %v (now %v)", o.AgentID, o.FrameworkID, until, now)
-	}
-	var held resources.Resources
+	held := map[string]resources.Resources{}
 	for k, h := range m.holdings() {
-		if k[1] == o.AgentID {
-			held = held.Add(h)
-		}
+		held[k[1]] = held[k[1]].Add(h)
 	}
-	free, err := m.agents[o.AgentID].Subtract(held)
-	if err != nil || !free.Equal(o.Resources) {
-		t.Fatalf("offer %+v, but %s has %s free (%v)", o, o.AgentID, free, err)
+	seen := map[[2]string]bool{}
+	for _, o := range offers {
+		k := [2]string{o.FrameworkID, o.AgentID}
+		switch {
+		case !m.active[o.AgentID]:
+			t.Fatalf("offer of inactive agent %s", o.AgentID)
+		case m.suppressed[o.FrameworkID] || m.inactive[o.FrameworkID]:
+			t.Fatalf("offer to suppressed or inactive %s", o.FrameworkID)
+		case !worthOffering(o.Resources):
+			t.Fatalf("offer %+v below the minimum", o)
+		case m.refused(o.FrameworkID, o.AgentID, o.Resources, now):
+			t.Fatalf("offer %+v within what %s refused there: %v (now %v)", o, o.FrameworkID, m.filters[k], now)
+		case seen[k]:
+			t.Fatalf("two offers of %s to %s in one cycle", o.AgentID, o.FrameworkID)
+		}
+		seen[k] = true
+		held[o.AgentID] = held[o.AgentID].Add(o.Resources)
+		if !m.agents[o.AgentID].Contains(held[o.AgentID]) {
+			t.Fatalf("offer %+v: %s's offers and tasks hold %s of %s", o, o.AgentID, held[o.AgentID], m.agents[o.AgentID])
+		}
 	}
 }
 

@@ -76,7 +76,8 @@ type Subscribe struct {
 
 // Filters come with a decline, or with the unused part of an accepted offer.
 type Filters struct {
-	// RefuseSeconds keeps the agent's resources from this framework that long (default 5).
+	// RefuseSeconds keeps the declined resources of the agent from this framework that long
+	// (default 5): no offer of a subset of them is made to it meanwhile; a larger one is.
 	RefuseSeconds *float64 `json:"refuse_seconds,omitempty"`
 }
 
