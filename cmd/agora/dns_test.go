@@ -316,6 +316,17 @@ func TestDNSFromEveryMasterThroughLeaderKill(t *testing.T) {
 		// GET /v1/services: every master answers from its own copy of the view.
 		waitService(t, m.http, "/dns/api", func(s api.ServiceEntry) bool { return slices.Equal(serviceHostPorts(s), ports) })
 	}
+	// The stream through a follower (which forwards it to the leader) carries both instances.
+	for _, m := range masters {
+		if m.http == leader {
+			continue
+		}
+		first := <-followServices(t, m.http)
+		if got := serviceHostPorts(serviceOf(first, "/dns/api")); !slices.Equal(got, ports) || first.Leader == "" {
+			t.Fatalf("the stream through follower %s: %+v", m.http, first)
+		}
+		break
+	}
 	var leaderID string
 	for i, m := range masters {
 		v, err := viewTXT(m.dns, "cluster.test")
