@@ -54,7 +54,7 @@ func TestServiceInfoIsWhatALoadBalancerReads(t *testing.T) {
 		t.Fatalf("port mappings: %+v, want %+v", got, want)
 	}
 	plain := testApp(t, `{"id": "/api", "cmd": "serve", "portDefinitions": [{"port": 10020, "name": "admin", "protocol": "udp"}]}`).app
-	if got := serviceInfo(plain); got.Labels != nil && len(got.Labels) != 0 || !reflect.DeepEqual(got.Ports, []api.ServicePort{{Index: 0, Name: "admin", Protocol: "udp", ServicePort: 10020}}) {
+	if got := serviceInfo(plain); len(got.Labels) != 0 || !reflect.DeepEqual(got.Ports, []api.ServicePort{{Index: 0, Name: "admin", Protocol: "udp", ServicePort: 10020}}) {
 		t.Fatalf("port definitions: %+v", got)
 	}
 }
