@@ -232,10 +232,18 @@ func TestDevServesPing(t *testing.T) {
 	}
 
 	// Its agent registers and runs a task, whose states reach the master.
+	// The master lists the agent once the registration is committed; the agent takes tasks once
+	// it has the master's answer, a moment later, and says 503 "retry" until then.
 	agents := waitAgents(t, base, func(as []api.Agent) bool { return len(as) == 1 })
 	info := api.TaskInfo{TaskID: "dev-hello", Cmd: "echo hello from the host", Resources: resources.Resources{CPUs: 0.1, Mem: 32}}
-	if code := httpJSON(t, "POST", "http://"+agents[0].HTTP+"/v1/tasks", info, nil); code != http.StatusAccepted {
-		t.Fatalf("launch on the dev agent: %d", code)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code := httpJSON(t, "POST", "http://"+agents[0].HTTP+"/v1/tasks", info, nil)
+		if code == http.StatusAccepted {
+			break
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("launch on the dev agent: %d", code)
+		}
 	}
 	waitMasterState(t, base, "dev-hello", task.Finished)
 	var tasks bytes.Buffer
