@@ -34,9 +34,10 @@ func quotaCommand() *cli.Command {
 					&cli.BoolFlag{Name: "force", Usage: "set guarantees that the registered agents could not hold today"},
 				),
 				Action: func(c *cli.Context) error {
-					if c.NArg() != 1 {
+					if len(args(c)) != 1 {
 						return usageError{"quota set takes one ROLE"}
 					}
+					role := args(c)[0]
 					guarantee, err := parseQuantities(c.String("guarantee"))
 					if err != nil {
 						return usageError{"--guarantee: " + err.Error()}
@@ -54,7 +55,7 @@ func quotaCommand() *cli.Command {
 					}
 					var q api.Quota
 					req := api.QuotaRequest{Guarantee: guarantee, Limit: limit, Force: c.Bool("force")}
-					if err := cl.Do(c.Context, http.MethodPut, "/v1/quota/"+url.PathEscape(c.Args().First()), req, &q); err != nil {
+					if err := cl.Do(c.Context, http.MethodPut, "/v1/quota/"+url.PathEscape(role), req, &q); err != nil {
 						return err
 					}
 					return show(c, q, func(w io.Writer) { quotaTable(w, []api.QuotaStatus{{Quota: q}}, false) })
@@ -80,17 +81,18 @@ func quotaCommand() *cli.Command {
 				Description: examples("agora quota remove analytics"),
 				Flags:       clientFlags(),
 				Action: func(c *cli.Context) error {
-					if c.NArg() != 1 {
+					if len(args(c)) != 1 {
 						return usageError{"quota remove takes one ROLE"}
 					}
+					role := args(c)[0]
 					cl, err := newClient(c)
 					if err != nil {
 						return err
 					}
-					if err := cl.Do(c.Context, http.MethodDelete, "/v1/quota/"+url.PathEscape(c.Args().First()), nil, nil); err != nil {
+					if err := cl.Do(c.Context, http.MethodDelete, "/v1/quota/"+url.PathEscape(role), nil, nil); err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "removed the quota of %s\n", c.Args().First())
+					fmt.Fprintf(c.App.Writer, "removed the quota of %s\n", role)
 					return nil
 				},
 			},
