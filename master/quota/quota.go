@@ -128,11 +128,15 @@ func ValidRole(r string) error {
 }
 
 // Overcommit says why the guarantees of every role, with role's set to guarantee, could not be
-// held by agents of capacity (the registered agents' resources): nil when they could.
+// held by agents of capacity (the registered agents' resources): nil when they could. Only the
+// resources whose guarantee the change raises are checked: lowering a guarantee or setting a
+// limit is never refused because others' guarantees (forced, or agents gone) exceed capacity.
 func Overcommit(quotas []api.Quota, role string, guarantee map[string]float64, capacity resources.Resources) error {
 	total := map[string]float64{}
+	prev := map[string]float64{}
 	for _, q := range quotas {
 		if q.Role == role {
+			prev = q.Guarantee
 			continue
 		}
 		for name, v := range q.Guarantee {
@@ -145,7 +149,7 @@ func Overcommit(quotas []api.Quota, role string, guarantee map[string]float64, c
 	have := map[string]float64{"cpus": capacity.CPUs, "mem": capacity.Mem, "disk": capacity.Disk}
 	var over []string
 	for _, name := range api.QuotaResources {
-		if total[name] > have[name]+1e-9 {
+		if guarantee[name] > prev[name] && total[name] > have[name]+1e-9 {
 			over = append(over, fmt.Sprintf("%s %v of %v", name, total[name], have[name]))
 		}
 	}
