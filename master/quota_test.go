@@ -2,13 +2,18 @@ package master
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/agora-sched/agora/master/mastertest"
 	"github.com/agora-sched/agora/pkg/api"
+	"github.com/agora-sched/agora/pkg/resources"
 )
 
 // call sends a JSON body (nil: none) and answers the status and the body.
@@ -119,5 +124,84 @@ func TestQuotasAreReplicatedAndChecked(t *testing.T) {
 	}
 	if code, _ := call(t, http.MethodDelete, newLead.url("/v1/quota/batch"), nil); code != http.StatusNoContent {
 		t.Fatalf("DELETE /v1/quota/batch: %d", code)
+	}
+}
+
+// TestQuotaThroughTheScheduler: quotas as frameworks meet them, through offers and launches on
+// 10 simulated agents of 8 cpus: a greedy framework of a role guaranteed nothing is offered all
+// but the 20 cpus another role is guaranteed (laid away though that role's framework is not
+// there yet), and a role limited to 12 cpus holds no more; the guaranteed role's framework,
+// when it comes, gets its 20.
+func TestQuotaThroughTheScheduler(t *testing.T) {
+	sim := &mastertest.SimulatedAgents{}
+	r := startMasterConfig(t, Config{DataDir: t.TempDir(), Scheduler: SchedulerConfig{Agents: sim, AllocationInterval: 20 * time.Millisecond}})
+	waitUntil(t, "the scheduler", 15*time.Second, func() bool { return schedulerReady(r.m) })
+	for role, req := range map[string]api.QuotaRequest{
+		"prod":  {Guarantee: map[string]float64{"cpus": 20}, Force: true},
+		"batch": {Limit: map[string]float64{"cpus": 12}},
+	} {
+		if code, body := call(t, http.MethodPut, r.url("/v1/quota/"+role), req); code != http.StatusOK {
+			t.Fatalf("PUT /v1/quota/%s: %d %s", role, code, body)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var launched atomic.Int64
+	shape := resources.Resources{CPUs: 1, Mem: 512}
+	subscribe := func(name, role string) string {
+		ss, err := r.m.Subscribe(ctx, api.FrameworkInfo{Name: name, Role: role})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ss.Close() })
+		go greedy(ctx, t, ss, shape, &launched)
+		return ss.FrameworkID()
+	}
+	web, batch := subscribe("web", "web"), subscribe("batch", "batch")
+	sim.AddAgents(10, resources.Resources{CPUs: 8, Mem: 16384, Disk: 1000})
+	held := func() map[string]float64 {
+		fws, err := r.m.sched.FrameworksView()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, fw := range fws {
+			out[fw.Info.ID] = fw.Allocated.CPUs
+		}
+		return out
+	}
+	settle := func(what string) map[string]float64 {
+		last, since := int64(-1), time.Now()
+		for deadline := time.Now().Add(60 * time.Second); time.Since(since) < time.Second; time.Sleep(50 * time.Millisecond) {
+			if n := launched.Load(); n != last {
+				last, since = n, time.Now()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: launches did not settle within 60s", what)
+			}
+		}
+		return held()
+	}
+	got := settle("web and batch")
+	if got[batch] > 12 || got[batch] < 11 {
+		t.Fatalf("the batch role, limited to 12 cpus, holds %v", got[batch])
+	}
+	if got[web]+got[batch] > 60 {
+		t.Fatalf("web %v and batch %v cpus: more than the 60 the guarantee of 20 leaves", got[web], got[batch])
+	}
+	t.Logf("web %v, batch %v cpus before prod comes", got[web], got[batch])
+	prod := subscribe("prod", "prod")
+	got = settle("prod")
+	if got[prod] < 20 {
+		t.Fatalf("the prod role, guaranteed 20 cpus, holds %v (web %v, batch %v)", got[prod], got[web], got[batch])
+	}
+	var status struct {
+		Quotas []api.QuotaStatus `json:"quotas"`
+	}
+	getJSON(t, r.url("/v1/quota"), &status)
+	for _, q := range status.Quotas {
+		if q.Role == "prod" && q.Allocated["cpus"] < 20 || q.Role == "batch" && q.Allocated["cpus"] > 12 {
+			t.Fatalf("GET /v1/quota: %+v", status.Quotas)
+		}
 	}
 }

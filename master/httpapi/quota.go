@@ -20,7 +20,7 @@ import (
 
 // quotas reads every role's quota from this master's copy of the store.
 func (m *cluster) quotas(ctx context.Context) ([]api.Quota, error) {
-	v, err := m.store.Namespace(quota.Namespace).View(ctx, raft.Stale)
+	v, err := m.store.View(ctx, raft.Stale)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func (a *apiHandler) listQuotas(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, err)
 		return
 	}
-	allocated := map[string]resources.Resources{}
+	allocated := map[string]resources.Resources{} // offered or in use, as the allocator counts
 	if fws, err := a.m.sched.FrameworksView(); err == nil {
 		for _, fw := range fws {
 			allocated[fw.Info.Role] = allocated[fw.Info.Role].Add(fw.Allocated)
@@ -117,7 +117,9 @@ func (a *apiHandler) setQuota(w http.ResponseWriter, r *http.Request, role strin
 		writeStoreError(w, err)
 		return q, false
 	}
-	return res.Value.(api.Quota), true
+	q = res.Value.(api.Quota)
+	a.m.sched.SetQuota(role, &q)
+	return q, true
 }
 
 // deleteQuota is DELETE /v1/quota/{role}: 204, or 404 when the role has none.
@@ -142,6 +144,7 @@ func (a *apiHandler) removeQuota(w http.ResponseWriter, r *http.Request, done, n
 	case err != nil:
 		writeStoreError(w, err)
 	default:
+		a.m.sched.SetQuota(role, nil)
 		w.WriteHeader(done)
 	}
 }

@@ -57,11 +57,11 @@ type NotFoundError struct{ Role string }
 
 func (e *NotFoundError) Error() string { return fmt.Sprintf("role %q has no quota", e.Role) }
 
-// List reads every quota, by role.
-func List(v raft.NamespaceView) ([]api.Quota, error) {
+// List reads every quota from a view of the store, by role.
+func List(v *raft.View) ([]api.Quota, error) {
 	var out []api.Quota
 	var bad error
-	v.List("", func(key string, data []byte) bool {
+	v.List(Namespace, "", func(key string, data []byte) bool {
 		var q api.Quota
 		if bad = json.Unmarshal(data, &q); bad != nil {
 			bad = fmt.Errorf("quota: %s: %w", key, bad)
