@@ -18,6 +18,7 @@ import (
 	"github.com/agora-sched/agora/master/discovery"
 	"github.com/agora-sched/agora/master/dnsserver"
 	"github.com/agora-sched/agora/master/httpapi"
+	"github.com/agora-sched/agora/master/quota"
 	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/master/secrets"
@@ -226,7 +227,7 @@ func (cfg *Config) defaults() error {
 func (m *Master) openStore() error {
 	cfg := m.cfg
 	appliers := map[string]raft.Applier{
-		registry.NamespaceAgents: registry.AgentsApplier(), registry.NamespaceFrameworks: registry.FrameworksApplier(), secrets.Namespace: secrets.Applier(),
+		registry.NamespaceAgents: registry.AgentsApplier(), registry.NamespaceFrameworks: registry.FrameworksApplier(), secrets.Namespace: secrets.Applier(), quota.Namespace: quota.Applier(),
 	}
 	for ns, ap := range cfg.Appliers {
 		if _, taken := appliers[ns]; taken {

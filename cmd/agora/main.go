@@ -101,6 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			deployCommand(),
 			jobCommand(),
 			taskCommand(),
+			quotaCommand(),
 			imageCommand(),
 			tlsCommand(),
 			lbCommand(),

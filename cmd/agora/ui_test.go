@@ -182,8 +182,13 @@ func TestWebUI(t *testing.T) {
 
 	b := newBrowser(t, base)
 
+	if out, err := agora(t, "quota", "set", "analytics", "--guarantee", "cpus:0.5;mem:256", "--limit", "cpus:1", "--master", base); err != nil {
+		t.Fatalf("agora quota set: %v\n%s", err, out)
+	}
 	b.open("#/")
 	b.waitText("the overview counts the agent", "#agent-count", 20*time.Second, equals("1"))
+	b.waitText("the overview shows the role's guarantee", `#quotas tr[data-role="analytics"] .guarantee`, 10*time.Second, equals("cpus 0.5, mem 256"))
+	b.waitText("the overview shows the role's limit", `#quotas tr[data-role="analytics"] .limit`, 5*time.Second, equals("cpus 1"))
 	b.waitText("the overview lists the agent as active", fmt.Sprintf(`#agents tr[data-agent=%q] .state`, agents[0].ID), 10*time.Second, equals("active"))
 
 	b.open("#/apps")

@@ -147,7 +147,9 @@ type roleState struct {
 	allocated resources.Resources
 	heap      fwHeap // frameworks that want offers
 	share     float64
-	index     int // in the allocator's role heap; -1 when out
+	index     int        // in the allocator's role heap; -1 when out
+	quota     *roleQuota // nil: none (quota.go)
+	below     bool       // it holds less than its guarantee: it comes first
 }
 
 // Allocator is the allocator's state. It is not safe for concurrent use: the leader's
@@ -159,7 +161,9 @@ type Allocator struct {
 	frameworks map[string]*frameworkState
 	roles      map[string]*roleState
 	roleHeap   roleHeap
-	total      resources.Resources // scalars of every agent, active or not
+	total      resources.Resources   // scalars of every agent, active or not
+	quotaRoles map[string]*roleState // the roles with a quota
+	cycleFree  vec                   // during a cycle: the active agents' free cpus, mem, disk
 }
 
 // New makes an empty allocator.
@@ -226,11 +230,7 @@ func (a *Allocator) AddFramework(id, role string) error {
 	if _, ok := a.frameworks[id]; ok {
 		return fmt.Errorf("%w: framework %s", ErrExists, id)
 	}
-	r := a.roles[role]
-	if r == nil {
-		r = &roleState{name: role, weight: 1, index: -1}
-		a.roles[role] = r
-	}
+	r := a.role(role)
 	fw := &frameworkState{id: id, role: r, filters: map[string][]filter{}, index: -1}
 	a.frameworks[id] = fw
 	a.enqueue(fw)
@@ -258,15 +258,21 @@ func (a *Allocator) RemoveFramework(id string) error {
 
 // SetWeight sets a role's weight (default 1): a role of weight 2 gets twice the share of a role
 // of weight 1.
+// role is the role's state, made (weight 1) when there is none.
+func (a *Allocator) role(name string) *roleState {
+	r := a.roles[name]
+	if r == nil {
+		r = &roleState{name: name, weight: 1, index: -1}
+		a.roles[name] = r
+	}
+	return r
+}
+
 func (a *Allocator) SetWeight(role string, w float64) error {
 	if !(w > 0) {
 		return fmt.Errorf("allocator: weight of %s must be > 0, got %v", role, w)
 	}
-	r := a.roles[role]
-	if r == nil {
-		r = &roleState{name: role, index: -1}
-		a.roles[role] = r
-	}
+	r := a.role(role)
 	r.weight = w
 	a.reshareRole(r)
 	return nil
@@ -426,6 +432,14 @@ func (a *Allocator) Cycle(now time.Time) []Offer {
 		return nil // nobody wants offers
 	}
 	var offers []Offer
+	a.cycleFree = vec{}
+	for _, ag := range a.agents {
+		if ag.active && len(a.quotaRoles) > 0 { // only quotas need it
+			if free, err := ag.total.Subtract(ag.allocated); err == nil {
+				a.cycleFree = a.cycleFree.plus(vecOf(free))
+			}
+		}
+	}
 	order := slices.Clone(a.agentIDs)
 	a.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	for _, id := range order {
@@ -459,7 +473,12 @@ func (a *Allocator) shareOut(ag *agentState, free resources.Resources, offers []
 				break
 			}
 			part := a.slice(c, free)
+			if !worthOffering(part) { // its quota leaves it nothing of use here
+				passed = append(passed, c.fw)
+				continue
+			}
 			a.hold(c.fw, ag, part)
+			a.cycleFree = a.cycleFree.minus(vecOf(part))
 			if part.Equal(free) {
 				free = resources.Resources{}
 			} else {
@@ -476,6 +495,7 @@ func (a *Allocator) shareOut(ag *agentState, free resources.Resources, offers []
 			fw := a.frameworks[offers[i].FrameworkID]
 			if fw.filtered(ag.id, offers[i].Resources, now) {
 				a.unhold(fw, ag, offers[i].Resources)
+				a.cycleFree = a.cycleFree.plus(vecOf(offers[i].Resources))
 				passed = append(passed, fw)
 				offers = slices.Delete(offers, i, i+1)
 				i--
@@ -493,14 +513,19 @@ func (a *Allocator) shareOut(ag *agentState, free resources.Resources, offers []
 		return offers
 	}
 	var best *frameworkState
+	var bestPart resources.Resources
 	for _, fw := range passed {
-		if !fw.filtered(ag.id, free, now) && (best == nil || before(fw, best)) {
-			best = fw
+		if fw.filtered(ag.id, free, now) || best != nil && !before(fw, best) {
+			continue
+		}
+		if part := a.quotaClip(fw.role, free, a.cycleFree); worthOffering(part) && !fw.filtered(ag.id, part, now) {
+			best, bestPart = fw, part
 		}
 	}
 	if best != nil {
-		a.hold(best, ag, free)
-		offers = append(offers, Offer{FrameworkID: best.id, AgentID: ag.id, Resources: free})
+		a.hold(best, ag, bestPart)
+		a.cycleFree = a.cycleFree.minus(vecOf(bestPart))
+		offers = append(offers, Offer{FrameworkID: best.id, AgentID: ag.id, Resources: bestPart})
 	}
 	return offers
 }
@@ -539,6 +564,9 @@ func (a *Allocator) pick(ag *agentState, free resources.Resources, passed []*fra
 	for a.roleHeap.Len() > 0 {
 		r := a.roleHeap.pop()
 		rolesAside = append(rolesAside, r)
+		if !r.underLimit() {
+			continue // at its limit (quota.go)
+		}
 		var fwsAside []*frameworkState
 		c := choice{roleCap: math.Inf(1), fwCap: math.Inf(1)}
 		for r.heap.Len() > 0 {
@@ -553,7 +581,7 @@ func (a *Allocator) pick(ag *agentState, free resources.Resources, passed []*fra
 			if r.heap.Len() > 0 {
 				c.fwCap = stepPast(r.heap.items[0].share, a.share(ag.total))
 			}
-			if a.roleHeap.Len() > 0 {
+			if a.roleHeap.Len() > 0 && !r.below { // a role below its guarantee takes what it lacks first
 				c.roleCap = stepPast(a.roleHeap.items[0].share*r.weight, a.share(ag.total))
 			}
 		}
@@ -583,7 +611,7 @@ func (a *Allocator) slice(c choice, free resources.Resources) resources.Resource
 	if !math.IsInf(c.roleCap, 1) || !math.IsInf(c.fwCap, 1) {
 		out = a.balance(c.fw.allocated, out)
 	}
-	return out
+	return a.quotaClip(c.fw.role, out, a.cycleFree)
 }
 
 // balance trims what a shared offer holds beyond the framework's own proportions: no resource
@@ -689,6 +717,15 @@ func (a *Allocator) reshare(fw *frameworkState) {
 
 func (a *Allocator) reshareRole(r *roleState) {
 	r.share = a.share(r.allocated) / r.weight
+	r.below = r.belowGuarantee()
+	if r.quota != nil {
+		if a.quotaRoles == nil {
+			a.quotaRoles = map[string]*roleState{}
+		}
+		a.quotaRoles[r.name] = r
+	} else {
+		delete(a.quotaRoles, r.name)
+	}
 	if r.index >= 0 {
 		a.roleHeap.fix(r)
 	}

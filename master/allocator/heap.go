@@ -2,11 +2,23 @@ package allocator
 
 import "container/heap"
 
-// ranked is what a shareHeap orders: by share, then name; it keeps its own position.
+// ranked is what a shareHeap orders: by tier (0 first), then share, then name; it keeps its
+// own position.
 type ranked interface {
 	rank() (share float64, name string)
+	tier() int
 	setIndex(i int)
 	position() int
+}
+
+func (fw *frameworkState) tier() int { return 0 }
+
+// tier puts the roles below their guarantees first (quota.go).
+func (r *roleState) tier() int {
+	if r.below {
+		return 0
+	}
+	return 1
 }
 
 func (fw *frameworkState) rank() (float64, string) { return fw.share, fw.id }
@@ -25,6 +37,9 @@ type roleHeap = shareHeap[*roleState]
 
 func (h *shareHeap[T]) Len() int { return len(h.items) }
 func (h *shareHeap[T]) Less(i, j int) bool {
+	if ti, tj := h.items[i].tier(), h.items[j].tier(); ti != tj {
+		return ti < tj
+	}
 	si, ni := h.items[i].rank()
 	sj, nj := h.items[j].rank()
 	if si != sj {

@@ -84,6 +84,14 @@ func (a *apiHandler) routes() http.Handler {
 		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 		mux.HandleFunc("GET /v1/discovery/view", a.getDiscoveryView)
 		mux.HandleFunc("GET /v1/services", a.getServices)
+		mux.Handle("GET /v1/quota", a.onLeader(http.HandlerFunc(a.listQuotas)))
+		mux.Handle("PUT /v1/quota/{role}", a.onLeader(http.HandlerFunc(a.putQuota)))
+		mux.Handle("DELETE /v1/quota/{role}", a.onLeader(http.HandlerFunc(a.deleteQuota)))
+		for _, p := range []string{"/quota", "/master/quota"} {
+			mux.Handle("GET "+p, a.onLeader(http.HandlerFunc(a.getMesosQuota)))
+			mux.Handle("POST "+p, a.onLeader(http.HandlerFunc(a.postMesosQuota)))
+			mux.Handle("DELETE "+p+"/{role}", a.onLeader(http.HandlerFunc(a.deleteMesosQuota)))
+		}
 		mux.HandleFunc("GET /v2/leader", a.getLeaderMarathon)
 		mux.HandleFunc("DELETE /v2/leader", a.abdicate)
 	}

@@ -11,7 +11,7 @@ import (
 // need is the role a request to a master needs (pkg/auth): the liveness checks, a master's own
 // raft state (which the others ask for), the UI's static files and the metrics are open; agents'
 // own calls and the masters' service-discovery feed need the cluster secret (without one, they
-// come from loopback only: pkg/auth's ErrOpenCluster); secrets, agents' drains and the masters' membership are for
+// come from loopback only: pkg/auth's ErrOpenCluster); secrets, quotas, agents' drains and the masters' membership are for
 // admins; task logs for operators, unless viewersReadLogs (--viewers-read-logs); other reads
 // for viewers and other writes (apps, jobs, tasks, deployments, the scheduler API) for
 // operators.
@@ -27,6 +27,8 @@ func need(r *http.Request, viewersReadLogs bool) auth.Role {
 		return auth.Cluster
 	case p == "/v1/secrets" || strings.HasPrefix(p, "/v1/secrets/"):
 		return auth.Admin
+	case !read && isQuota(p):
+		return auth.Admin
 	case read && isTaskLogs(p) && !viewersReadLogs:
 		return auth.Operator
 	case read:
@@ -35,6 +37,17 @@ func need(r *http.Request, viewersReadLogs bool) auth.Role {
 		return auth.Admin
 	}
 	return auth.Operator
+}
+
+// isQuota says whether a path is of the roles' quotas, Agora's or Mesos's: setting one is an
+// admin's, as the cluster's policy.
+func isQuota(p string) bool {
+	for _, prefix := range []string{"/v1/quota", "/quota", "/master/quota"} {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // isTaskLogs says whether a path is GET /v1/tasks/{id}/logs, the one route that answers with a

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agora-sched/agora/master/allocator"
 	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
@@ -288,4 +289,21 @@ func checkOwner(fw api.FrameworkInfo, embedded map[string]bool, caller string) e
 		return &registry.OwnerError{FrameworkID: fw.ID, Name: fw.Name, Owner: owner, Caller: caller}
 	}
 	return nil
+}
+
+// SetQuota gives the allocator a role's quota (one just committed), or takes it away (nil),
+// and runs an allocation cycle soon: outstanding offers stay theirs until answered.
+func (s *Scheduler) SetQuota(role string, q *api.Quota) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return // the next term reads it from the store
+	}
+	if q == nil {
+		t.alloc.RemoveQuota(role)
+	} else {
+		t.alloc.SetQuota(role, allocator.Quota{Guarantee: q.Guarantee, Limit: q.Limit})
+	}
+	s.poke()
 }

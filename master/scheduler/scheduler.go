@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/master/allocator"
+	"github.com/agora-sched/agora/master/quota"
 	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/gossip"
@@ -213,6 +214,13 @@ func (s *Scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
 		if err := t.alloc.SetWeight(role, w); err != nil {
 			return nil, fmt.Errorf("scheduler: %w", err)
 		}
+	}
+	quotas, err := quota.List(v)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	for _, q := range quotas {
+		t.alloc.SetQuota(q.Role, allocator.Quota{Guarantee: q.Guarantee, Limit: q.Limit})
 	}
 	if err := t.alloc.AddFramework(unmanagedFramework, unmanagedFramework); err != nil {
 		return nil, err

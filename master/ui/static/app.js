@@ -128,8 +128,9 @@ function waitingLines(apps, jobs) {
 }
 
 async function overview() {
-  const [cluster, agents, frameworks, apps, jobs] = await Promise.all([get("/v1/cluster"), get("/v1/agents"), get("/v1/frameworks").catch(() => []),
-    get("/v2/apps").then(r => r.apps || []).catch(() => []), get("/v1/jobs?embed=activeRuns").catch(() => [])]);
+  const [cluster, agents, frameworks, apps, jobs, quotas] = await Promise.all([get("/v1/cluster"), get("/v1/agents"), get("/v1/frameworks").catch(() => []),
+    get("/v2/apps").then(r => r.apps || []).catch(() => []), get("/v1/jobs?embed=activeRuns").catch(() => []),
+    get("/v1/quota").then(r => r.quotas || []).catch(() => [])]);
   const waiting = waitingLines(apps, jobs);
   const live = agents.filter(a => !a.removed_at);
   const sum = (k, f) => live.reduce((n, a) => n + (f(a)[k] || 0), 0);
@@ -142,6 +143,10 @@ async function overview() {
     <td class="num tasks">${esc(a.tasks ?? 0)}</td><td>${esc(a.http)}</td></tr>`);
   const fwRows = frameworks.map(f => `<tr data-framework="${esc(f.info.id)}"><td>${esc(f.info.name)}<br><small class="muted">${esc(f.info.id)}</small></td><td>${esc(f.info.role)}</td>
     <td class="${f.connected ? "ok" : "bad"}">${f.connected ? "connected" : "disconnected"}</td><td class="num">${esc(f.tasks)}</td><td class="num">${esc((f.dominant_share || 0).toFixed(3))}</td></tr>`);
+  // A role's quota: what it is guaranteed, what it is limited to, what it holds (offered or in use).
+  const amounts = m => ["cpus", "mem", "disk"].filter(k => m && k in m).map(k => `${k} ${Math.round(m[k] * 1000) / 1000}`).join(", ") || "-";
+  const quotaRows = quotas.map(q => `<tr data-role="${esc(q.role)}"><td>${esc(q.role)}</td><td class="guarantee">${esc(amounts(q.guarantee))}</td>
+    <td class="limit">${esc(amounts(q.limit))}</td><td class="allocated">${esc(amounts(q.allocated))}</td></tr>`);
   render(`<h1>Cluster</h1>
     <div class="cards">
       <div class="card"><span class="muted">Leader</span><b id="leader-id">${esc(cluster.leader?.id || "none")}</b></div>
@@ -153,7 +158,8 @@ async function overview() {
     ${waiting ? `<h2>Waiting</h2><div id="waiting">${waiting}</div>` : ""}
     <h2>Agents</h2>${table(["Agent", "State", "CPUs", "Memory", "Disk", "Tasks", "API"], agentRows, 'id="agents"')}
     <h2>Masters</h2>${table(["ID", "Raft state", "Raft address", "HTTP", "Applied index"], masters, 'id="masters"')}
-    <h2>Frameworks</h2>${table(["Framework", "Role", "Connection", "Tasks", "Dominant share"], fwRows, 'id="frameworks"')}`);
+    <h2>Frameworks</h2>${table(["Framework", "Role", "Connection", "Tasks", "Dominant share"], fwRows, 'id="frameworks"')}
+    ${quotaRows.length ? `<h2>Quotas</h2>${table(["Role", "Guarantee", "Limit", "Holds"], quotaRows, 'id="quotas"')}` : ""}`);
 }
 
 // wanted is an app's instances; an app that leaves them out has Marathon's default, 1.

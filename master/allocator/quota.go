@@ -1,0 +1,153 @@
+package allocator
+
+import (
+	"math"
+
+	"github.com/agora-sched/agora/pkg/resources"
+)
+
+// Quota per role, as Mesos's allocator enforces it:
+//
+//   - A limit: a role is never offered past it. Each offer to one of its frameworks is clipped,
+//     resource by resource, to what the limit leaves (limit − what the role holds, offers
+//     included); a role with less left than the minimum offer is offered nothing.
+//   - A guarantee: a role that holds less than its guarantee (of some resource) comes before
+//     every role that does not, whatever the shares (DRF orders the roles below their
+//     guarantees among themselves, and the others among themselves); and no role is offered
+//     what the unsatisfied guarantees need: of the active agents' free resources, the
+//     headroom — the sum over roles of what each still lacks of its guarantee — is kept back from
+//     offers that do not go towards a guarantee. Mesos lays resources away so; declined or not,
+//     they are there when the guaranteed role's framework asks.
+//
+// The guarantee of a role without a framework is kept back too: that is what a guarantee is.
+
+// Quota is a role's guarantee and limit. Quantities are by resource name: "cpus", "mem" and
+// "disk"; a resource the limit does not name is not limited.
+type Quota struct {
+	Guarantee map[string]float64
+	Limit     map[string]float64
+}
+
+// vec is a role's cpus, mem and disk.
+type vec [3]float64
+
+func vecOf(r resources.Resources) vec { return vec{r.CPUs, r.Mem, r.Disk} }
+
+func (v vec) plus(o vec) vec  { return vec{v[0] + o[0], v[1] + o[1], v[2] + o[2]} }
+func (v vec) minus(o vec) vec { return vec{v[0] - o[0], v[1] - o[1], v[2] - o[2]} }
+
+var quotaNames = [3]string{"cpus", "mem", "disk"}
+
+// roleQuota is a role's quota as the allocator keeps it: unlimited resources at +Inf.
+type roleQuota struct {
+	guarantee, limit vec
+}
+
+// SetQuota sets a role's quota (a role no framework has yet is made), replacing any before.
+func (a *Allocator) SetQuota(role string, q Quota) {
+	r := a.role(role)
+	rq := &roleQuota{}
+	for i, name := range quotaNames {
+		rq.guarantee[i] = q.Guarantee[name]
+		rq.limit[i] = math.Inf(1)
+		if v, ok := q.Limit[name]; ok {
+			rq.limit[i] = v
+		}
+	}
+	r.quota = rq
+	a.reshareRole(r)
+}
+
+// RemoveQuota takes a role's quota away: it is neither guaranteed nor limited.
+func (a *Allocator) RemoveQuota(role string) {
+	if r, ok := a.roles[role]; ok {
+		r.quota = nil
+		a.reshareRole(r)
+	}
+}
+
+// belowGuarantee says whether the role holds less than its guarantee of some resource.
+func (r *roleState) belowGuarantee() bool {
+	if r.quota == nil {
+		return false
+	}
+	held := vecOf(r.allocated)
+	for i := range held {
+		if held[i]+1e-9 < r.quota.guarantee[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// lacking is what the role still lacks of its guarantee.
+func (r *roleState) lacking() vec {
+	var out vec
+	if r.quota == nil {
+		return out
+	}
+	held := vecOf(r.allocated)
+	for i := range out {
+		out[i] = max(0, r.quota.guarantee[i]-held[i])
+	}
+	return out
+}
+
+// underLimit says whether the role may be offered the minimum offer under its limit.
+func (r *roleState) underLimit() bool {
+	if r.quota == nil {
+		return true
+	}
+	held := vecOf(r.allocated)
+	return r.quota.limit[0]-held[0] >= MinCPUs && r.quota.limit[1]-held[1] >= MinMem
+}
+
+// headroom is what the unsatisfied guarantees of every role need.
+func (a *Allocator) headroom() vec {
+	var out vec
+	for _, r := range a.quotaRoles {
+		l := r.lacking()
+		for i := range out {
+			out[i] += l[i]
+		}
+	}
+	return out
+}
+
+// quotaClip clips an offer to a framework's role by its limit and by the headroom the others'
+// guarantees need of free (the active agents' free resources this cycle): a role below its
+// guarantee may take what it lacks and what is spare besides; another only what is spare.
+func (a *Allocator) quotaClip(r *roleState, out resources.Resources, free vec) resources.Resources {
+	if len(a.quotaRoles) == 0 {
+		return out
+	}
+	room := vec{math.Inf(1), math.Inf(1), math.Inf(1)}
+	head := a.headroom()
+	own := r.lacking()
+	held := vecOf(r.allocated)
+	// A role below its guarantee of one resource may hold the minimum offer of the others past
+	// its guarantee, from the headroom: an offer needs some of each (MinCPUs and MinMem), and
+	// two roles each short of what the other's guarantee holds back would otherwise wait for
+	// each other. The minimum in all, not in each offer.
+	least := vec{}
+	if r.below {
+		least = vec{MinCPUs, MinMem, 0}
+	}
+	for i := range room {
+		spare := max(0, free[i]-head[i])
+		var guaranteed float64
+		if r.quota != nil {
+			guaranteed = r.quota.guarantee[i]
+		}
+		room[i] = max(spare+own[i], least[i]-max(0, held[i]-guaranteed))
+		if r.quota != nil {
+			room[i] = min(room[i], max(0, r.quota.limit[i]-held[i]))
+		}
+	}
+	v := vecOf(out)
+	if v[0] <= room[0] && v[1] <= room[1] && v[2] <= room[2] {
+		return out
+	}
+	out.CPUs, out.Mem, out.Disk = floor3(min(v[0], room[0])), floor3(min(v[1], room[1])), floor3(min(v[2], room[2]))
+	return out
+}
