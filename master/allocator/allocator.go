@@ -150,6 +150,7 @@ type roleState struct {
 	index     int        // in the allocator's role heap; -1 when out
 	quota     *roleQuota // nil: none (quota.go)
 	below     bool       // it holds less than its guarantee: it comes first
+	lack      vec        // what it lacks of its guarantee, as counted in the allocator's head
 }
 
 // Allocator is the allocator's state. It is not safe for concurrent use: the leader's
@@ -164,6 +165,7 @@ type Allocator struct {
 	total      resources.Resources   // scalars of every agent, active or not
 	quotaRoles map[string]*roleState // the roles with a quota
 	cycleFree  vec                   // during a cycle: the active agents' free cpus, mem, disk
+	head       vec                   // what every role lacks of its guarantee (quota.go's headroom)
 }
 
 // New makes an empty allocator.
@@ -718,6 +720,9 @@ func (a *Allocator) reshare(fw *frameworkState) {
 func (a *Allocator) reshareRole(r *roleState) {
 	r.share = a.share(r.allocated) / r.weight
 	r.below = r.belowGuarantee()
+	lack := r.lacking()
+	a.head = a.head.minus(r.lack).plus(lack)
+	r.lack = lack
 	if r.quota != nil {
 		if a.quotaRoles == nil {
 			a.quotaRoles = map[string]*roleState{}

@@ -102,16 +102,10 @@ func (r *roleState) underLimit() bool {
 	return r.quota.limit[0]-held[0] >= MinCPUs && r.quota.limit[1]-held[1] >= MinMem
 }
 
-// headroom is what the unsatisfied guarantees of every role need.
+// headroom is what the unsatisfied guarantees of every role need: kept as roles' holdings
+// change (reshareRole), not summed over the roles for every offer.
 func (a *Allocator) headroom() vec {
-	var out vec
-	for _, r := range a.quotaRoles {
-		l := r.lacking()
-		for i := range out {
-			out[i] += l[i]
-		}
-	}
-	return out
+	return vec{max(0, a.head[0]), max(0, a.head[1]), max(0, a.head[2])}
 }
 
 // quotaClip clips an offer to a framework's role by its limit and by the headroom the others'
