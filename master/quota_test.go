@@ -205,3 +205,56 @@ func TestQuotaThroughTheScheduler(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotaRescindsOutstandingOffers: a framework that holds offers without answering them has
+// the whole cluster; a guarantee set for another role rescinds enough of its offers, as Mesos
+// does, and the guaranteed role's framework gets what it is guaranteed at once, not when the
+// offers would have timed out.
+func TestQuotaRescindsOutstandingOffers(t *testing.T) {
+	sim := &mastertest.SimulatedAgents{}
+	r := startMasterConfig(t, Config{DataDir: t.TempDir(), Scheduler: SchedulerConfig{Agents: sim, AllocationInterval: 20 * time.Millisecond, OfferTimeout: time.Hour}})
+	waitUntil(t, "the scheduler", 15*time.Second, func() bool { return schedulerReady(r.m) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hoarder, err := r.m.Subscribe(ctx, api.FrameworkInfo{Name: "hoarder", Role: "hoard"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hoarder.Close()
+	go func() { // takes offers in and never answers them
+		for {
+			if _, err := hoarder.Next(ctx); err != nil {
+				return
+			}
+		}
+	}()
+	sim.AddAgents(2, resources.Resources{CPUs: 4, Mem: 8192, Disk: 1000})
+	cpusOf := func(id string) float64 {
+		fws, _ := r.m.sched.FrameworksView()
+		for _, fw := range fws {
+			if fw.Info.ID == id {
+				return fw.Allocated.CPUs
+			}
+		}
+		return 0
+	}
+	waitUntil(t, "the hoarder holds every cpu in offers", 15*time.Second, func() bool { return cpusOf(hoarder.FrameworkID()) == 8 })
+	prod, err := r.m.Subscribe(ctx, api.FrameworkInfo{Name: "prod", Role: "prod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var launched atomic.Int64
+	go greedy(ctx, t, prod, resources.Resources{CPUs: 1, Mem: 512}, &launched)
+	time.Sleep(200 * time.Millisecond) // cycles run every 20 ms: nothing is free for prod
+	if n := launched.Load(); n != 0 {
+		t.Fatalf("prod launched %d tasks with every resource in the hoarder's offers", n)
+	}
+	if code, body := call(t, http.MethodPut, r.url("/v1/quota/prod"), api.QuotaRequest{Guarantee: map[string]float64{"cpus": 4}, Force: true}); code != http.StatusOK {
+		t.Fatalf("PUT /v1/quota/prod: %d %s", code, body)
+	}
+	waitUntil(t, "prod holds its guarantee of 4 cpus", 10*time.Second, func() bool { return cpusOf(prod.FrameworkID()) >= 4 })
+	if got := cpusOf(hoarder.FrameworkID()); got > 4 {
+		t.Fatalf("the hoarder still holds %v cpus beside prod's guarantee of 4", got)
+	}
+}

@@ -66,6 +66,16 @@ func (a *Allocator) RemoveQuota(role string) {
 	}
 }
 
+// Lacking is what a role still lacks of its guarantee (nothing without one).
+func (a *Allocator) Lacking(role string) resources.Resources {
+	r, ok := a.roles[role]
+	if !ok {
+		return resources.Resources{}
+	}
+	l := r.lacking()
+	return resources.Resources{CPUs: l[0], Mem: l[1], Disk: l[2]}
+}
+
 // belowGuarantee says whether the role holds less than its guarantee of some resource.
 func (r *roleState) belowGuarantee() bool {
 	if r.quota == nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/id"
+	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
 )
 
@@ -292,7 +293,9 @@ func checkOwner(fw api.FrameworkInfo, embedded map[string]bool, caller string) e
 }
 
 // SetQuota gives the allocator a role's quota (one just committed), or takes it away (nil),
-// and runs an allocation cycle soon: outstanding offers stay theirs until answered.
+// and runs an allocation cycle soon. As Mesos does, outstanding offers of other roles are
+// rescinded, all of an agent's at a time, until they hold what the guarantee lacks: resources
+// offered before the guarantee was set would otherwise stay out of its reach until answered.
 func (s *Scheduler) SetQuota(role string, q *api.Quota) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -302,8 +305,33 @@ func (s *Scheduler) SetQuota(role string, q *api.Quota) {
 	}
 	if q == nil {
 		t.alloc.RemoveQuota(role)
-	} else {
-		t.alloc.SetQuota(role, allocator.Quota{Guarantee: q.Guarantee, Limit: q.Limit})
+		s.poke()
+		return
+	}
+	t.alloc.SetQuota(role, allocator.Quota{Guarantee: q.Guarantee, Limit: q.Limit})
+	lack := t.alloc.Lacking(role)
+	byAgent := map[string][]string{}
+	var agents []string
+	for id, o := range t.offers {
+		if fw := t.frameworks[o.offer.FrameworkID]; fw == nil || fw.info.Role == role {
+			continue
+		}
+		if byAgent[o.offer.AgentID] == nil {
+			agents = append(agents, o.offer.AgentID)
+		}
+		byAgent[o.offer.AgentID] = append(byAgent[o.offer.AgentID], id)
+	}
+	slices.Sort(agents)
+	now := s.cfg.Clock.Now()
+	var rescinded resources.Resources
+	for _, ag := range agents {
+		if rescinded.CPUs >= lack.CPUs && rescinded.Mem >= lack.Mem && rescinded.Disk >= lack.Disk {
+			break
+		}
+		for _, id := range byAgent[ag] {
+			rescinded = rescinded.Add(t.offers[id].offer.Resources)
+			s.rescindLocked(t, id, now)
+		}
 	}
 	s.poke()
 }
