@@ -105,26 +105,16 @@ func Check(role string, req api.QuotaRequest) error {
 	return nil
 }
 
-// ValidRole applies Mesos's rules for a role that may have a quota: a role name (letters,
-// digits, '-', '_', '.'; not "." or ".."; not starting with '-'; at most 100 characters), and not
-// the default role "*".
+// ValidRole applies Mesos's rules for a role that may have a quota: a role name
+// (api.ValidateRole), and not the default role "*".
 func ValidRole(r string) error {
-	switch {
-	case r == "":
+	switch r {
+	case "":
 		return fmt.Errorf("a role is required")
-	case r == api.DefaultRole:
+	case api.DefaultRole:
 		return fmt.Errorf("the default role %q cannot have a quota (as in Mesos)", r)
-	case len(r) > 100:
-		return fmt.Errorf("%.20q...: longer than 100 characters", r)
-	case r == "." || r == ".." || strings.HasPrefix(r, "-"):
-		return fmt.Errorf("%q is not a role name", r)
 	}
-	for _, c := range r {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("%q: only letters, digits, '-', '_' and '.'", r)
-		}
-	}
-	return nil
+	return api.ValidateRole(r)
 }
 
 // Overcommit says why the guarantees of every role, with role's set to guarantee, could not be

@@ -244,29 +244,13 @@ func validateFrameworkInfo(fw *api.FrameworkInfo) error {
 		fw.Role = api.DefaultRole
 	}
 	if fw.Role != api.DefaultRole {
-		if err := validateRole(fw.Role); err != nil {
+		if err := api.ValidateRole(fw.Role); err != nil {
 			return &api.FieldError{Field: p + "role", Msg: err.Error()}
 		}
 	}
 	for i, c := range fw.Capabilities {
 		if !slices.Contains(knownCapabilities, c) {
 			return &api.FieldError{Field: fmt.Sprintf("%scapabilities[%d]", p, i), Msg: fmt.Sprintf("%q is not a capability Agora knows (%s)", c, strings.Join(knownCapabilities, ", "))}
-		}
-	}
-	return nil
-}
-
-// validateRole applies Mesos's rules for role names.
-func validateRole(r string) error {
-	switch {
-	case len(r) > 100:
-		return fmt.Errorf("%.20q...: longer than 100 characters", r)
-	case r == "." || r == ".." || strings.HasPrefix(r, "-"):
-		return fmt.Errorf("%q is not a role name", r)
-	}
-	for _, c := range r {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("%q: only letters, digits, '-', '_' and '.'", r)
 		}
 	}
 	return nil

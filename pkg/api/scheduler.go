@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/agora-sched/agora/pkg/resources"
@@ -40,6 +42,23 @@ const CapabilityPartitionAware = "PARTITION_AWARE"
 
 // DefaultRole is the role of a framework that names none.
 const DefaultRole = "*"
+
+// ValidateRole applies Mesos's rules for role names: at most 100 characters of letters, digits,
+// '-', '_' and '.', not "." or "..", not starting with '-'.
+func ValidateRole(r string) error {
+	switch {
+	case len(r) > 100:
+		return fmt.Errorf("%.20q...: longer than 100 characters", r)
+	case r == "." || r == ".." || strings.HasPrefix(r, "-"):
+		return fmt.Errorf("%q is not a role name", r)
+	}
+	for _, c := range r {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("%q: only letters, digits, '-', '_' and '.'", r)
+		}
+	}
+	return nil
+}
 
 // CallType names a call.
 type CallType string
