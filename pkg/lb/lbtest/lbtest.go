@@ -54,17 +54,24 @@ type Loop struct {
 	stop, done    chan struct{}
 }
 
-// StartLoop asks Get(port, host) again and again — at most n times, for at most d, until Stop —
-// and fails t for each answer ok refuses.
+// loopEvery paces a Loop: a request every 5 ms at the most (200 a second), dense enough to meet
+// any moment HAProxy has no live server, light enough to leave the machine's cores to the tests
+// and scenarios that run beside (an unpaced loop took a core of two).
+const loopEvery = 5 * time.Millisecond
+
+// StartLoop asks Get(port, host) again and again, every loopEvery at the most — at most n
+// times, for at most d, until Stop — and fails t for each answer ok refuses.
 func StartLoop(t testing.TB, port int, host string, n int32, d time.Duration, ok func(code int, body string, err error) bool) *Loop {
 	l := &Loop{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
+		tick := time.NewTicker(loopEvery)
+		defer tick.Stop()
 		for deadline := time.Now().Add(d); time.Now().Before(deadline) && l.total.Load() < n; {
 			select {
 			case <-l.stop:
 				return
-			default:
+			case <-tick.C:
 			}
 			code, body, err := Get(port, host)
 			l.total.Add(1)
