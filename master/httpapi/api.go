@@ -40,6 +40,8 @@ type apiHandler struct {
 	proxies map[string]*httputil.ReverseProxy // by leader HTTP address
 
 	stopping chan struct{} // closed when the server stops: streams end
+
+	quotaMu sync.Mutex // a quota's capacity check and its commit, one quota write at a time
 }
 
 func (a *apiHandler) routes() http.Handler {

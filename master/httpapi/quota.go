@@ -79,6 +79,11 @@ func (a *apiHandler) setQuota(w http.ResponseWriter, r *http.Request, role strin
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
+	// The capacity check reads the other roles' guarantees, then the commit writes this one:
+	// two writes at once could each pass against the store without the other and together
+	// exceed the cluster. Quota writes are the leader's (forwarded), so one at a time there.
+	a.quotaMu.Lock()
+	defer a.quotaMu.Unlock()
 	if !req.Force {
 		qs, err := a.m.quotas(ctx)
 		if err != nil {
