@@ -119,9 +119,13 @@ const (
 
 // Operation is one thing to do with accepted offers.
 type Operation struct {
-	Type   OperationType `json:"type"`
-	Launch *Launch       `json:"launch,omitempty"`
-	Kill   *KillTask     `json:"kill,omitempty"`
+	Type      OperationType   `json:"type"`
+	Launch    *Launch         `json:"launch,omitempty"`
+	Kill      *KillTask       `json:"kill,omitempty"`
+	Reserve   *Reserve        `json:"reserve,omitempty"`
+	Unreserve *Reserve        `json:"unreserve,omitempty"`
+	Create    *CreateVolumes  `json:"create,omitempty"`
+	Destroy   *DestroyVolumes `json:"destroy,omitempty"`
 }
 
 // Launch starts tasks on the offers' agent; their resources must fit in the offers.
@@ -210,6 +214,11 @@ type Offer struct {
 	Hostname    string              `json:"hostname"`
 	Resources   resources.Resources `json:"resources"`
 	Attributes  map[string]string   `json:"attributes,omitempty"`
+	// Reserved is the part of Resources reserved for the framework's role on this agent (in
+	// it, the disk no volume holds); Volumes are the role's persistent volumes there that no
+	// task uses, ready to mount, their disk not in Resources.
+	Reserved resources.Resources `json:"reserved,omitzero"`
+	Volumes  []PersistentVolume  `json:"volumes,omitempty"`
 }
 
 // Rescind takes an offer back.

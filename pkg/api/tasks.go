@@ -39,6 +39,9 @@ type TaskInfo struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	// Volumes are host directories mounted into the container.
 	Volumes []Volume `json:"volumes,omitempty"`
+	// PersistentVolumes are persistent volumes of the agent (api.PersistentVolume) the task
+	// mounts; their disk is the volume's, not counted in Resources.
+	PersistentVolumes []VolumeMount `json:"persistent_volumes,omitempty"`
 	// PortNames names the task's ports in order, for PORT_<NAME>.
 	PortNames []string `json:"port_names,omitempty"`
 	// PortProtocols are the protocols of its ports in order, as service discovery shows them
