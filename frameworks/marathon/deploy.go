@@ -207,6 +207,9 @@ func (s *Service) define(ctx context.Context, edits []appEdit, base changeBase, 
 		if err == nil {
 			err = a.Validate()
 		}
+		if err == nil {
+			err = checkResidentChange(a, cur, s.cfg.Role)
+		}
 		if err == nil && a.Instances > 0 {
 			err = s.agentsCanRun(ctx, a)
 		}

@@ -51,6 +51,8 @@ type scriptWorld struct {
 	version int
 	deploys int
 	offers  int
+	// ended, when set, hears of every task that ended (the resident scripts' master).
+	ended func(taskID string)
 }
 
 func (w *scriptWorld) do(cmd string) string {
@@ -294,6 +296,9 @@ func (w *scriptWorld) status(what, arg string) []string {
 
 func (w *scriptWorld) tell(in *instance, state task.State, healthy *bool) []string {
 	o := w.st.observe(api.TaskStatus{TaskID: in.rec.ID, State: state, Healthy: healthy, Message: "script", Timestamp: w.now}, w.now)
+	if w.ended != nil && state.IsTerminal() {
+		w.ended(in.rec.ID)
+	}
 	var out []string
 	if o.forget {
 		out = append(out, "forget "+in.rec.ID)

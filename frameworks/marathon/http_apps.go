@@ -260,11 +260,19 @@ func (s *Service) appDelete(w http.ResponseWriter, r *http.Request) {
 		writeResult(w, http.StatusOK, res)
 	case "tasks":
 		var ids []string
+		wipe := queryBool(r, "wipe")
 		s.mu.Lock()
 		if s.st != nil {
 			for _, in := range s.st.appInstances(appID) {
 				if arg == "" || in.rec.ID == arg {
 					ids = append(ids, in.rec.ID)
+				}
+			}
+			// A suspended instance is named by the id it is listed by; all of them are wiped
+			// with the app's tasks.
+			for _, res := range s.st.suspended(appID) {
+				if arg == res.shownID() || arg == res.ID || arg == "" && wipe {
+					ids = append(ids, res.shownID())
 				}
 			}
 		}
@@ -273,7 +281,7 @@ func (s *Service) appDelete(w http.ResponseWriter, r *http.Request) {
 			marathonError(w, http.StatusNotFound, "Task '"+arg+"' does not exist")
 			return
 		}
-		killed, res, err := s.killInstances(r.Context(), ids, queryBool(r, "scale"), forced(r))
+		killed, res, err := s.killInstances(r.Context(), ids, queryBool(r, "scale"), wipe, forced(r))
 		if err != nil {
 			writeChangeError(w, err)
 			return
