@@ -20,6 +20,7 @@ import (
 	"github.com/agora-sched/agora/master/httpapi"
 	"github.com/agora-sched/agora/master/quota"
 	"github.com/agora-sched/agora/master/registry"
+	"github.com/agora-sched/agora/master/reservation"
 	"github.com/agora-sched/agora/master/scheduler"
 	"github.com/agora-sched/agora/master/secrets"
 	"github.com/agora-sched/agora/pkg/api"
@@ -228,6 +229,7 @@ func (m *Master) openStore() error {
 	cfg := m.cfg
 	appliers := map[string]raft.Applier{
 		registry.NamespaceAgents: registry.AgentsApplier(), registry.NamespaceFrameworks: registry.FrameworksApplier(), secrets.Namespace: secrets.Applier(), quota.Namespace: quota.Applier(),
+		reservation.Namespace: reservation.Applier(),
 	}
 	for ns, ap := range cfg.Appliers {
 		if _, taken := appliers[ns]; taken {

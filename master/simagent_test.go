@@ -36,6 +36,8 @@ type simAgents struct {
 	// gossipOnly makes Present answer false: only gossip tells the master an agent is there
 	// (sim agents are no gossip members unless a test runs gossipAs for them).
 	gossipOnly bool
+	volumes    map[string]map[string]bool // agent → its volumes (made, by CreateVolume or a launch)
+	destroyed  []string                   // agent/volume, in the order asked
 }
 
 func newSimAgents(t testing.TB) *simAgents {
@@ -43,6 +45,38 @@ func newSimAgents(t testing.TB) *simAgents {
 }
 
 var _ scheduler.AgentConn = (*simAgents)(nil)
+
+func (s *simAgents) addVolumeLocked(agentID, id string) {
+	if s.volumes == nil {
+		s.volumes = map[string]map[string]bool{}
+	}
+	if s.volumes[agentID] == nil {
+		s.volumes[agentID] = map[string]bool{}
+	}
+	s.volumes[agentID][id] = true
+}
+
+func (s *simAgents) CreateVolume(ctx context.Context, ag api.Agent, v api.PersistentVolume) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addVolumeLocked(ag.ID, v.ID)
+	return nil
+}
+
+func (s *simAgents) DestroyVolume(ctx context.Context, ag api.Agent, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.volumes[ag.ID], id)
+	s.destroyed = append(s.destroyed, ag.ID+"/"+id)
+	return nil
+}
+
+// hasVolume says whether the simulated agent has the volume.
+func (s *simAgents) hasVolume(agentID, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.volumes[agentID][id]
+}
 
 func (s *simAgents) Launch(ctx context.Context, ag api.Agent, ti api.TaskInfo) error {
 	s.mu.Lock()
@@ -55,6 +89,9 @@ func (s *simAgents) Launch(ctx context.Context, ag api.Agent, ti api.TaskInfo) e
 	}
 	st := api.TaskStatus{TaskID: ti.TaskID, FrameworkID: ti.FrameworkID, AgentID: ag.ID, State: task.Starting, Source: task.SourceAgent}
 	s.tasks[ag.ID][ti.TaskID] = api.Task{Info: ti, Status: st}
+	for _, m := range ti.PersistentVolumes {
+		s.addVolumeLocked(ag.ID, m.VolumeID)
+	}
 	running := !s.noRunning
 	s.mu.Unlock()
 	go func() {

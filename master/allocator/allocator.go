@@ -109,6 +109,7 @@ type Offer struct {
 	FrameworkID string
 	AgentID     string
 	Resources   resources.Resources
+	Reserved    resources.Resources // the part of Resources reserved for the framework's role
 }
 
 // Config configures an Allocator.
@@ -122,6 +123,8 @@ type agentState struct {
 	allocated resources.Resources            // offered or in use, all frameworks
 	byFw      map[string]resources.Resources // the same, per framework
 	active    bool
+	reserved  map[string]resources.Resources // by role (reserved.go)
+	volumes   map[string]float64             // by role: the disk of its persistent volumes
 }
 
 type frameworkState struct {
@@ -437,9 +440,7 @@ func (a *Allocator) Cycle(now time.Time) []Offer {
 	a.cycleFree = vec{}
 	for _, ag := range a.agents {
 		if ag.active && len(a.quotaRoles) > 0 { // only quotas need it
-			if free, err := ag.total.Subtract(ag.allocated); err == nil {
-				a.cycleFree = a.cycleFree.plus(vecOf(free))
-			}
+			a.cycleFree = a.cycleFree.plus(vecOf(a.free(ag)))
 		}
 	}
 	order := slices.Clone(a.agentIDs)
@@ -449,7 +450,10 @@ func (a *Allocator) Cycle(now time.Time) []Offer {
 		if !ag.active {
 			continue
 		}
-		if free, err := ag.total.Subtract(ag.allocated); err == nil && worthOffering(free) {
+		if len(ag.reserved) > 0 {
+			offers = a.offerReserved(ag, offers, now)
+		}
+		if free := a.free(ag); worthOffering(free) {
 			offers = a.shareOut(ag, free, offers, now)
 		}
 	}
@@ -506,12 +510,12 @@ func (a *Allocator) shareOut(ag *agentState, free resources.Resources, offers []
 		if len(passed) == passedBefore {
 			break
 		}
-		free, _ = ag.total.Subtract(ag.allocated)
+		free = a.free(ag)
 	}
 	if len(passed) == 0 {
 		return offers
 	}
-	if free, _ = ag.total.Subtract(ag.allocated); !worthOffering(free) {
+	if free = a.free(ag); !worthOffering(free) {
 		return offers
 	}
 	var best *frameworkState
@@ -796,12 +800,11 @@ func (a *Allocator) Held(fwID, agentID string) resources.Resources {
 	return resources.Resources{}
 }
 
-// Free is what the agent has that nobody holds.
+// Free is what the agent has that nobody holds and no role has reserved.
 func (a *Allocator) Free(agentID string) resources.Resources {
 	ag, ok := a.agents[agentID]
 	if !ok {
 		return resources.Resources{}
 	}
-	free, _ := ag.total.Subtract(ag.allocated)
-	return free
+	return a.free(ag)
 }

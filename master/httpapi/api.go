@@ -87,6 +87,7 @@ func (a *apiHandler) routes() http.Handler {
 		mux.HandleFunc("GET /v1/discovery/view", a.getDiscoveryView)
 		mux.HandleFunc("GET /v1/services", a.getServices)
 		mux.Handle("GET /v1/quota", a.onLeader(http.HandlerFunc(a.listQuotas)))
+		mux.Handle("GET /v1/reservations", a.onLeader(http.HandlerFunc(a.listReservations)))
 		mux.Handle("PUT /v1/quota/{role}", a.onLeader(http.HandlerFunc(a.putQuota)))
 		mux.Handle("DELETE /v1/quota/{role}", a.onLeader(http.HandlerFunc(a.deleteQuota)))
 		for _, p := range []string{"/quota", "/master/quota"} {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agora-sched/agora/master/quota"
+	"github.com/agora-sched/agora/master/reservation"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/httpjson"
@@ -16,7 +17,8 @@ import (
 	"github.com/agora-sched/agora/raft"
 )
 
-// Quotas per role (master/quota): Agora's own API (/v1/quota) and Mesos's (/quota).
+// Quotas per role (master/quota): Agora's own API (/v1/quota) and Mesos's (/quota); and the
+// reservations of each agent (master/reservation): GET /v1/reservations.
 
 // quotas reads every role's quota from this master's copy of the store.
 func (m *cluster) quotas(ctx context.Context) ([]api.Quota, error) {
@@ -239,4 +241,23 @@ func (a *apiHandler) postMesosQuota(w http.ResponseWriter, r *http.Request) {
 	if _, ok := a.setQuota(w, r, body.Role, req, http.StatusBadRequest); ok {
 		w.WriteHeader(http.StatusOK)
 	}
+}
+
+// listReservations is GET /v1/reservations, on the leader: what is reserved on each agent, by
+// role, and its persistent volumes (master/reservation's record, as committed).
+func (a *apiHandler) listReservations(w http.ResponseWriter, r *http.Request) {
+	v, err := a.m.store.View(r.Context(), raft.Stale)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	recs, err := reservation.List(v)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	if recs == nil {
+		recs = []api.AgentReservations{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"reservations": recs})
 }

@@ -114,3 +114,11 @@ func (p *SimulatedAgents) Present(string) bool { return true }
 
 // Tasks lists nothing: simulated agents keep nothing.
 func (p *SimulatedAgents) Tasks(context.Context, api.Agent) ([]api.Task, error) { return nil, nil }
+
+// CreateVolume and DestroyVolume have nothing to keep: simulated agents have no disk.
+func (p *SimulatedAgents) CreateVolume(context.Context, api.Agent, api.PersistentVolume) error {
+	return nil
+}
+
+// DestroyVolume: see CreateVolume.
+func (p *SimulatedAgents) DestroyVolume(context.Context, api.Agent, string) error { return nil }

@@ -22,6 +22,10 @@ type AgentConn interface {
 	Kill(ctx context.Context, ag api.Agent, taskID string, grace time.Duration) error
 	Acknowledge(ctx context.Context, ag api.Agent, ack api.Acknowledgement) error
 	Tasks(ctx context.Context, ag api.Agent) ([]api.Task, error)
+	// CreateVolume makes a persistent volume on the agent (done already: no error);
+	// DestroyVolume removes one (gone already: no error).
+	CreateVolume(ctx context.Context, ag api.Agent, v api.PersistentVolume) error
+	DestroyVolume(ctx context.Context, ag api.Agent, volumeID string) error
 }
 
 // AgentRefusal is an agent's 4xx answer: the request itself is wrong and resending it will not
@@ -116,4 +120,12 @@ func (h HTTPAgents) Tasks(ctx context.Context, ag api.Agent) ([]api.Task, error)
 	var ts []api.Task
 	err := h.call(ctx, ag, http.MethodGet, "/v1/tasks", nil, &ts)
 	return ts, err
+}
+
+func (h HTTPAgents) CreateVolume(ctx context.Context, ag api.Agent, v api.PersistentVolume) error {
+	return h.call(ctx, ag, http.MethodPut, "/v1/volumes/"+url.PathEscape(v.ID), v, nil)
+}
+
+func (h HTTPAgents) DestroyVolume(ctx context.Context, ag api.Agent, volumeID string) error {
+	return h.call(ctx, ag, http.MethodDelete, "/v1/volumes/"+url.PathEscape(volumeID), nil, nil)
 }

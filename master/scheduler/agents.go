@@ -37,6 +37,7 @@ func (s *Scheduler) AgentsRegistered(regs ...Registration) {
 		if t := s.term; t != nil {
 			now := s.cfg.Clock.Now()
 			for _, old := range r.Superseded {
+				s.forgetReservationsLocked(t, old.ID)
 				if e := t.agents[old.ID]; e != nil {
 					s.logger.Warn("agent superseded: a new agent registered from its hostname and API address, so its process is gone (its data dir was lost); its tasks are lost",
 						"agent", old.ID, "by", ag.ID, "hostname", ag.Hostname, "http", ag.HTTP, "tasks", len(t.byAgent[old.ID]))
@@ -99,6 +100,7 @@ func (s *Scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 			s.logger.Error("agent: allocator", "agent", e.info.ID, "err", err)
 		}
 		e.inAlloc = true
+		s.reserveInAllocLocked(t, e.info)
 		for _, te := range t.byAgent[e.info.ID] {
 			s.holdLocked(t, te)
 		}
@@ -336,6 +338,7 @@ func (s *Scheduler) forgetAgentLocked(t *schedTerm, e *agentEntry, why string, n
 			s.logger.Error("agent removed: allocator", "agent", e.info.ID, "err", err)
 		}
 	}
+	s.forgetReservationsLocked(t, e.info.ID)
 	delete(t.agents, e.info.ID)
 	for _, fw := range t.frameworks {
 		if fw.session != nil {

@@ -54,7 +54,7 @@ func (s *Scheduler) call(ss *Session, c api.Call) error {
 	now := s.cfg.Clock.Now()
 	switch c.Type {
 	case api.CallAccept:
-		s.acceptLocked(t, fw, c.Accept, now)
+		return s.acceptLocked(t, fw, c.Accept, now)
 	case api.CallDecline:
 		refuse := refuseTime(c.Decline.Filters)
 		for _, oid := range c.Decline.OfferIDs {
@@ -105,8 +105,8 @@ func checkCallBody(c api.Call) error {
 				return &api.FieldError{Field: fmt.Sprintf("accept.operations[%d].launch", i), Msg: "is required for a LAUNCH operation"}
 			case op.Type == api.OperationKill && op.Kill == nil:
 				return &api.FieldError{Field: fmt.Sprintf("accept.operations[%d].kill", i), Msg: "is required for a KILL operation"}
-			case op.Type != api.OperationLaunch && op.Type != api.OperationKill:
-				return &api.FieldError{Field: fmt.Sprintf("accept.operations[%d].type", i), Msg: fmt.Sprintf("%q: want LAUNCH or KILL", op.Type)}
+			case op.Type != api.OperationLaunch && op.Type != api.OperationKill && !isReservation(op.Type):
+				return &api.FieldError{Field: fmt.Sprintf("accept.operations[%d].type", i), Msg: fmt.Sprintf("%q: want LAUNCH, KILL, RESERVE, UNRESERVE, CREATE or DESTROY", op.Type)}
 			}
 		}
 		return checkFilters("accept.filters", c.Accept.Filters)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/agora-sched/agora/master/allocator"
@@ -50,7 +51,10 @@ func (s *Scheduler) allocateLocked(t *schedTerm, now time.Time) {
 		ag := t.agents[o.AgentID]
 		offer := api.Offer{
 			ID: string(s.ids.Offer()), FrameworkID: o.FrameworkID, AgentID: o.AgentID,
-			Hostname: ag.info.Hostname, Resources: o.Resources, Attributes: ag.info.Attributes,
+			Hostname: ag.info.Hostname, Resources: o.Resources, Attributes: ag.info.Attributes, Reserved: o.Reserved,
+		}
+		if fw := t.frameworks[o.FrameworkID]; fw != nil && t.reservations[o.AgentID] != nil {
+			offer.Volumes = s.freeVolumesLocked(t, o.AgentID, fw.info.Role, offer.ID)
 		}
 		t.offers[offer.ID] = &offerEntry{offer: offer, expires: now.Add(s.cfg.OfferTimeout)}
 		byFw[o.FrameworkID] = append(byFw[o.FrameworkID], offer)
@@ -103,10 +107,14 @@ func (s *Scheduler) returnOfferLocked(t *schedTerm, fw *fwEntry, offerID string,
 
 // acceptLocked checks every operation against the offers and carries out the valid ones:
 // tasks that do not fit, repeat an id or are malformed end at once as TASK_ERROR with the
-// reason; the others go to the agent. What the launches leave of the offers is declined.
-func (s *Scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now time.Time) {
+// reason; the others go to the agent. What the launches leave of the offers is declined. An
+// accept with reservation operations (RESERVE, UNRESERVE, CREATE, DESTROY) is checked as a
+// whole first: one that does not fit its offers is refused (the error names the operation) and
+// changes nothing; one that fits takes the offers, and its launches go to the agent once the
+// reservations are committed (reservations.go).
+func (s *Scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now time.Time) error {
 	var agentID, bad string
-	var pool resources.Resources
+	var offers []*offerEntry
 	for _, oid := range a.OfferIDs {
 		o := t.offers[oid]
 		switch {
@@ -116,17 +124,32 @@ func (s *Scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now t
 		case agentID != "" && o.offer.AgentID != agentID:
 			bad = fmt.Sprintf("offer %s is of agent %s, the others of %s: one accept uses offers of one agent", oid, o.offer.AgentID, agentID)
 			continue
+		case slices.Contains(offers, o):
+			continue
 		}
 		agentID = o.offer.AgentID
-		pool = pool.Add(o.offer.Resources)
-		delete(t.offers, oid)
-		s.metrics.offers.WithLabelValues("accepted").Inc()
+		offers = append(offers, o)
 	}
 	ag := t.agents[agentID]
 	if bad == "" && (ag == nil || ag.state != agentActive) {
 		bad = "the offers' agent is no longer reachable"
 	}
+	p := newAcceptPlan(offers)
+	reserving := slices.ContainsFunc(a.Operations, func(op api.Operation) bool { return isReservation(op.Type) })
+	if reserving {
+		if bad != "" {
+			return &api.FieldError{Field: "accept.offer_ids", Msg: bad}
+		}
+		if err := p.checkReservations(fw.info.Role, a.Operations); err != nil {
+			return err
+		}
+	}
+	for _, o := range offers {
+		delete(t.offers, o.offer.ID)
+		s.metrics.offers.WithLabelValues("accepted").Inc()
+	}
 	seen := map[string]bool{}
+	var launches []*taskEntry
 	for _, op := range a.Operations {
 		switch op.Type {
 		case api.OperationKill:
@@ -139,25 +162,46 @@ func (s *Scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now t
 					s.refuseTaskLocked(t, fw, e, task.ReasonInvalidOffers, bad, now)
 					continue
 				}
-				if err := s.checkTaskLocked(t, ti, pool, seen); err != nil {
-					s.refuseTaskLocked(t, fw, e, task.ReasonTaskInvalid, fmt.Sprintf("accept.operations.launch.task_infos[%d].%v", i, err), now)
+				field := fmt.Sprintf("accept.operations.launch.task_infos[%d].", i)
+				err := s.checkTaskLocked(t, ti, p.pool, seen)
+				if err == nil {
+					e.info.PersistentVolumes, err = p.mount(ti)
+				}
+				if err != nil {
+					s.refuseTaskLocked(t, fw, e, task.ReasonTaskInvalid, field+err.Error(), now)
 					continue
 				}
 				seen[ti.TaskID] = true
-				pool, _ = pool.Subtract(ti.Resources)
+				p.use(ti.Resources)
 				e.heldBy = fw.info.ID // the offer's resources, held already
 				e.status = masterStatus(e, task.Staging, "", "", now)
 				t.putTask(e)
-				s.launchLocked(t, ag.info, e)
+				launches = append(launches, e)
 			}
+		default:
+			p.apply(op) // checked above
 		}
 	}
-	if agentID != "" && !pool.IsEmpty() {
-		if err := t.alloc.Recover(fw.info.ID, agentID, pool, refuseTime(a.Filters), now); err != nil {
-			s.logger.Error("accept: allocator", "agent", agentID, "err", err)
-		}
-		s.poke()
+	if reserving {
+		s.commitReservationsLocked(t, fw, ag, a, p, launches, now)
+		return nil
 	}
+	for _, e := range launches {
+		s.launchLocked(t, ag.info, e)
+	}
+	s.returnRestLocked(t, fw, agentID, p.pool, refuseTime(a.Filters), now)
+	return nil
+}
+
+// returnRestLocked gives back what an accept left of its offers, with the accept's filter.
+func (s *Scheduler) returnRestLocked(t *schedTerm, fw *fwEntry, agentID string, rest resources.Resources, refuse time.Duration, now time.Time) {
+	if agentID == "" || rest.IsEmpty() {
+		return
+	}
+	if err := t.alloc.Recover(fw.info.ID, agentID, rest, refuse, now); err != nil {
+		s.logger.Error("accept: allocator", "agent", agentID, "err", err)
+	}
+	s.poke()
 }
 
 // checkTaskLocked checks one task of a launch; its error names the field.

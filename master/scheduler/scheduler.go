@@ -12,6 +12,8 @@ import (
 	"github.com/agora-sched/agora/master/allocator"
 	"github.com/agora-sched/agora/master/quota"
 	"github.com/agora-sched/agora/master/registry"
+	"github.com/agora-sched/agora/master/reservation"
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/id"
@@ -208,7 +210,7 @@ func (s *Scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
 		alloc:  allocator.New(allocator.Config{Seed: s.cfg.Seed}),
 		agents: map[string]*agentEntry{}, frameworks: map[string]*fwEntry{}, offers: map[string]*offerEntry{},
 		tasks: map[string]*taskEntry{}, byAgent: map[string]map[string]*taskEntry{}, waiting: map[string][]waitingQuery{},
-		failedLaunch: map[launchKey]string{},
+		failedLaunch: map[launchKey]string{}, reservations: map[string]*api.AgentReservations{}, volOffer: map[string]string{},
 	}
 	for role, w := range s.cfg.RoleWeights {
 		if err := t.alloc.SetWeight(role, w); err != nil {
@@ -221,6 +223,13 @@ func (s *Scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
 	}
 	for _, q := range quotas {
 		t.alloc.SetQuota(q.Role, allocator.Quota{Guarantee: q.Guarantee, Limit: q.Limit})
+	}
+	recs, err := reservation.List(v)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	for _, rec := range recs {
+		t.reservations[rec.AgentID] = &rec
 	}
 	if err := t.alloc.AddFramework(unmanagedFramework, unmanagedFramework); err != nil {
 		return nil, err

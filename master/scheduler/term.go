@@ -34,6 +34,11 @@ type schedTerm struct {
 	// have not registered with this leader yet ("" : on no agent named), answered (or sent)
 	// when they do or when they are declared unreachable.
 	waiting map[string][]waitingQuery
+	// reservations is the replicated record of each agent's reservations and volumes, as
+	// committed (reservations.go); volOffer, the outstanding offer each free volume went into
+	// (agent id/volume id; an entry whose offer is gone is stale).
+	reservations map[string]*api.AgentReservations
+	volOffer     map[string]string
 }
 
 // agentState is where an agent stands with this leader.
