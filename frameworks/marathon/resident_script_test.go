@@ -79,9 +79,20 @@ func (w *residentWorld) do(cmd string) string {
 		}
 		delete(w.m.agents, arg)
 	default:
-		return w.scriptWorld.do(cmd) + w.residentState()
+		return joinLines(w.scriptWorld.do(cmd), w.residentState())
 	}
-	return strings.Join(append(out, w.state()...), "\n") + w.residentState()
+	return joinLines(strings.Join(append(out, w.state()...), "\n"), w.residentState())
+}
+
+// joinLines joins blocks of lines, skipping empty ones.
+func joinLines(blocks ...string) string {
+	var out []string
+	for _, b := range blocks {
+		if b != "" {
+			out = append(out, b)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // offerFrom hands the leader one offer of the agent and applies what it accepts.
@@ -136,10 +147,7 @@ func (w *residentWorld) residentState() string {
 		}
 		out = append(out, fmt.Sprintf("  master %s reserved %s volumes [%s]", id, ag.reserved, strings.Join(vols, " ")))
 	}
-	if len(out) == 0 {
-		return ""
-	}
-	return "\n" + strings.Join(out, "\n")
+	return strings.Join(out, "\n")
 }
 
 // fakeMaster is the master's side of reservations as pkg/api describes it, naively: per agent,
