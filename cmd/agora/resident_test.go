@@ -106,6 +106,16 @@ func waitAgentVolumes(t *testing.T, agentBase, what string, cond func([]string) 
 func TestMarathonResidentApp(t *testing.T) {
 	t.Parallel()
 	base, agentBase, _ := startMarathonDev(t, taskPorts(), "--marathon-role", "stateful")
+	t.Cleanup(func() {
+		// Whatever the test left, its volumes are destroyed (the agent keeps them mounted until
+		// then) before the node stops and its data dir goes.
+		if t.Failed() {
+			httpJSON(t, "DELETE", base+"/v2/apps/db?force=true", nil, nil)
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && len(agentVolumes(t, agentBase)) > 0; {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	})
 	postApp(t, base, `{"id": "/db", "cpus": 0.1, "mem": 32, "disk": 1, "instances": 1,
 		"cmd": "n=$(cat data/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > data/count && sync && echo count=$n; exec sleep 3600",
 		"container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"type": "root", "size": 64}}]}}`)

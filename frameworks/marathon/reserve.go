@@ -115,6 +115,14 @@ func (st *leaderState) placeResident(as *appState, o api.Offer, pool *offerPool,
 			free = append(free, r)
 		}
 	}
+	// Reservations whose task is being killed (replaced on request) are free soon: the instances
+	// they are for wait for them rather than reserve anew.
+	freeSoon := 0
+	for _, r := range st.appReservations(a.ID) {
+		if in := st.taskOn(r); in != nil && in.rec.Killing && !r.Destroy {
+			freeSoon++
+		}
+	}
 	task := resources.Resources{CPUs: a.CPUs, Mem: a.Mem, Disk: a.Disk}
 	for as.want > 0 {
 		// A suspended instance of this agent whose volumes the offer has: relaunch it there.
@@ -147,14 +155,18 @@ func (st *leaderState) placeResident(as *appState, o api.Offer, pool *offerPool,
 			launched++
 			continue
 		}
-		if len(free) >= as.want {
-			// Every instance still wanted has its reservation elsewhere: it waits for its agent.
+		if len(free)+freeSoon >= as.want {
+			// Every instance still wanted has its reservation elsewhere, or one whose task is
+			// still ending: it waits for it.
 			hosts := map[string]bool{}
 			for _, r := range free {
 				hosts[r.Host] = true
 			}
-			why = append(why, frameworks.Mismatch{Reason: frameworks.NoCorrespondingReservationFound,
-				Detail: fmt.Sprintf("its instances' reservations and volumes are on %s, not %s", strings.Join(sortedKeys(hosts), ", "), o.Hostname)})
+			detail := fmt.Sprintf("its instances' reservations and volumes are on %s, not %s", strings.Join(sortedKeys(hosts), ", "), o.Hostname)
+			if len(free) == 0 {
+				detail = "its instances' reservations are held by tasks still being killed"
+			}
+			why = append(why, frameworks.Mismatch{Reason: frameworks.NoCorrespondingReservationFound, Detail: detail})
 			break
 		}
 		// A new instance: reserve what it needs, its volumes' disk included, and make them.
