@@ -77,7 +77,7 @@ func masterVolumes(t *testing.T, base string) map[string][]string {
 // it again; wipe=true gives a new volume; deleting the app leaves no volume in the master's
 // record.
 func TestResidentAppOnTheMaster(t *testing.T) {
-	_, base := residentCluster(t)
+	svc, base := residentCluster(t)
 	if code := call(t, "POST", base+"/v2/apps", residentApp, nil); code != http.StatusCreated {
 		t.Fatalf("POST a resident app: %d", code)
 	}
@@ -85,6 +85,18 @@ func TestResidentAppOnTheMaster(t *testing.T) {
 	agent, vols := first["slaveId"], persistenceIDs(first)
 	if len(vols) != 1 {
 		t.Fatalf("the task's localVolumes: %v", first["localVolumes"])
+	}
+	// What a new leader loads from the store: the instance on its reservation, with its agent,
+	// its volume and what it reserved.
+	loaded, err := svc.load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := loaded.instances[first["id"].(string)]
+	r := loaded.reservations[in.rec.Reservation]
+	if r == nil || r.AgentID != agent || len(r.Volumes) != 1 || r.Volumes[0].PersistenceID != vols[0] ||
+		!r.Resources.Equal(resources.Resources{CPUs: 0.5, Mem: 64, Disk: 110}) {
+		t.Fatalf("the store's record of the instance's reservation: %+v", r)
 	}
 	sameShape(t, "task_resident.json", first)
 	if got := masterVolumes(t, base)[agent.(string)]; len(got) != 1 || got[0] != vols[0] {
