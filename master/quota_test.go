@@ -14,6 +14,7 @@ import (
 	"github.com/agora-sched/agora/master/mastertest"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
+	"github.com/agora-sched/agora/pkg/task"
 )
 
 // call sends a JSON body (nil: none) and answers the status and the body.
@@ -256,5 +257,48 @@ func TestQuotaRescindsOutstandingOffers(t *testing.T) {
 	waitUntil(t, "prod holds its guarantee of 4 cpus", 10*time.Second, func() bool { return cpusOf(prod.FrameworkID()) >= 4 })
 	if got := cpusOf(hoarder.FrameworkID()); got > 4 {
 		t.Fatalf("the hoarder still holds %v cpus beside prod's guarantee of 4", got)
+	}
+}
+
+// TestQuotaLimitHoldsUnderANewLeader: a role at its limit is offered nothing more by the next
+// leader either — it loads the quotas from the store, not from what the last one learned —
+// and once the quota is removed the role is offered the rest at once.
+func TestQuotaLimitHoldsUnderANewLeader(t *testing.T) {
+	e := newSchedEnv(t, nil)
+	url := "http://" + e.r.m.HTTPAddr() + "/v1/quota/batch"
+	if code, body := call(t, http.MethodPut, url, api.QuotaRequest{Limit: map[string]float64{"cpus": 2}}); code != http.StatusOK {
+		t.Fatalf("PUT %s: %d %s", url, code, body)
+	}
+	agentID := e.sim.register(t, "", "host-a", agentRes)
+	info := api.FrameworkInfo{Name: "batch", Role: "batch", FailoverTimeout: 3600}
+	ss := e.subscribe(info)
+	o := expectOffer(t, ss)
+	if o.Resources.CPUs > 2 {
+		t.Fatalf("offered %s past the limit of 2 cpus", o.Resources)
+	}
+	if err := ss.Accept([]string{o.ID}, launch(sleepTask("b1", 1, 128), sleepTask("b2", 1, 128)), refuse(0)); err != nil {
+		t.Fatal(err)
+	}
+	expectUpdate(t, ss, "b1", task.Running)
+	expectUpdate(t, ss, "b2", task.Running)
+	noOffer := func(ev api.Event) bool { return ev.Type == api.EventOffers }
+	expectNone(t, ss, "an offer to a role at its limit", noOffer)
+
+	e.restart()
+	info.ID = ss.FrameworkID()
+	ss = e.subscribe(info)
+	e.sim.register(t, agentID, "host-a", agentRes)
+	waitUntil(t, "the new leader to learn the tasks", 10*time.Second, func() bool {
+		tasks, err := e.r.m.sched.TasksView()
+		return err == nil && len(tasks) == 2
+	})
+	expectNone(t, ss, "an offer from the new leader to a role at its limit", noOffer)
+
+	url = "http://" + e.r.m.HTTPAddr() + "/v1/quota/batch"
+	if code, body := call(t, http.MethodDelete, url, nil); code/100 != 2 {
+		t.Fatalf("DELETE %s: %d %s", url, code, body)
+	}
+	if o := expectOffer(t, ss); o.Resources.CPUs < 2 {
+		t.Fatalf("without the quota: offered %s, want the 2 cpus left", o.Resources)
 	}
 }

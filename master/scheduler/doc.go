@@ -39,7 +39,8 @@
 // event queue), status.go (tasks' states, and what goes out of the lock: updates to
 // frameworks, kills and acknowledgements to agents, registry changes; kills and reconciliation
 // questions that wait for an agent), offers.go (offers made, rescinded, declined and accepted;
-// launches), agents.go (registrations, liveness, drains), frameworks.go (subscriptions,
+// launches), reservations.go (an accept's RESERVE, UNRESERVE, CREATE and DESTROY, checked against
+// its offers, committed, then carried out; the offers' reserved part and free volumes), agents.go (registrations, liveness, drains), frameworks.go (subscriptions,
 // teardown, owners) and calls.go (a framework's calls). views.go reads the term for the API;
 // agentconn.go (how agents are reached) and metrics.go stand apart. An accepted offer reads
 // down: calls.go's call, offers.go's acceptLocked, checkTaskLocked and launchLocked, then
@@ -48,7 +49,8 @@
 // Where it sits: the master (package master) makes it and runs it while it leads; the HTTP API
 // (master/httpapi) frames it for external frameworks and serves the operator; mastertest's
 // simulated agents report to it in process. It owns the leader's memory (offers, the task
-// table, sessions) and commits only registry changes (master/registry) through the store
+// table, sessions) and commits only registry and reservation changes (master/registry,
+// master/reservation) through the store
 // (raft/). It must not import the master, the HTTP API, or the secrets and clock parts
 // (pkg/layout checks it).
 package scheduler
