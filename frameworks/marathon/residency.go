@@ -65,7 +65,7 @@ func (r *Residency) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// checkResidency checks persistent volumes and what a resident app must be, as Marathon does;
+// checkPersistentVolume checks a persistent volume as Marathon does;
 // path is the volume's JSON path.
 func (a App) checkPersistentVolume(p *problems, path string, v VolumeDef) {
 	info := v.Persistent
