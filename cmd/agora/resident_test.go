@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -154,6 +155,13 @@ func TestMarathonResidentApp(t *testing.T) {
 	if err != nil || !strings.Contains(out, "VOLUMES") || !strings.Contains(out, "suspended") || !strings.Contains(out, "data="+vol) || !strings.Contains(out, agent) {
 		t.Fatalf("agora app show of a suspended instance: %v\n%s", err, out)
 	}
+	// The UI's app page lists it too: suspended, on its agent, with its volume.
+	b := newBrowser(t, base)
+	b.open("#/apps/db")
+	row := fmt.Sprintf(`#instances tr[data-task=%q]`, suspended.ID)
+	b.waitText("the app page shows the instance suspended", row+" .state", 30*time.Second, equals("suspended"))
+	b.waitText("the app page shows its agent", row+" .agent", 5*time.Second, equals(agent))
+	b.waitText("the app page shows its volume", row+" .volumes", 5*time.Second, equals("data = "+vol))
 	if code := httpJSON(t, "PUT", base+"/v2/apps/db", json.RawMessage(`{"instances": 1}`), nil); code != http.StatusOK {
 		t.Fatalf("scale to 1: %d", code)
 	}
