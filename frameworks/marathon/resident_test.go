@@ -2,6 +2,7 @@ package marathon
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -166,6 +167,43 @@ func TestResidentAppOnTheMaster(t *testing.T) {
 		t.Fatalf("delete: %d", code)
 	}
 	waitFor(t, "no volume left in the master's record", func() bool { return len(masterVolumes(t, base)) == 0 })
+}
+
+// TestResidentAgentRemoved: an agent removed for good (a new agent registered in its place,
+// its data dir lost) takes the instance's volume with it: the instance starts afresh on
+// another agent, with a new volume, and the framework's record of the old one is gone.
+func TestResidentAgentRemoved(t *testing.T) {
+	res := resources.Resources{CPUs: 4, Mem: 4096, Disk: 1000, Ports: resources.Ranges{{Begin: 31000, End: 31100}}}
+	svc, base, sim := simClusterAgents(t, 2, res, func(cfg *Config) { cfg.Role = "marathon" })
+	if code := call(t, "POST", base+"/v2/apps", residentApp, nil); code != http.StatusCreated {
+		t.Fatalf("POST: %d", code)
+	}
+	first := oneTask(t, base, "/db", "TASK_RUNNING")
+	agent, vols := first["slaveId"].(string), persistenceIDs(first)
+	var i int
+	fmt.Sscanf(agent, "sim-agent-%05d", &i)
+	sim.Replace(i, "sim-agent-new", res)
+	var fresh map[string]any
+	waitFor(t, "a fresh instance with a new volume", func() bool {
+		ts := appTasks(t, base, "/db")
+		if len(ts) == 1 && ts[0]["state"] == "TASK_RUNNING" && ts[0]["id"] != first["id"] {
+			fresh = ts[0]
+			return true
+		}
+		return false
+	})
+	if got := persistenceIDs(fresh); len(got) != 1 || got[0] == vols[0] {
+		t.Fatalf("after its agent was removed the instance mounts %v, want a new volume (not %v)", got, vols)
+	}
+	loaded, err := svc.load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range loaded.reservations {
+		if r.AgentID == agent {
+			t.Fatalf("the store still has a reservation on the removed agent: %+v", r)
+		}
+	}
 }
 
 // TestResidentAppNeedsARole: with the framework's role "*" a resident app is a 422 that names
