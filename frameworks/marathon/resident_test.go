@@ -162,7 +162,28 @@ func TestResidentAppOnTheMaster(t *testing.T) {
 		return true
 	})
 
+	// A suspended instance wiped through POST /v2/tasks/delete: its volume goes, and with the
+	// app at 0 instances nothing is left of it.
+	if code := call(t, "PUT", base+"/v2/apps/db", `{"instances": 0}`, nil); code != http.StatusOK {
+		t.Fatalf("scale to 0: %d", code)
+	}
+	idle := oneTask(t, base, "/db", "TASK_KILLED")
+	if code := call(t, "POST", base+"/v2/tasks/delete?wipe=true", `{"ids": ["`+idle["id"].(string)+`"]}`, nil); code != http.StatusOK {
+		t.Fatalf("wipe a suspended instance: %d", code)
+	}
+	waitFor(t, "the suspended instance wiped", func() bool { return len(appTasks(t, base, "/db")) == 0 && len(masterVolumes(t, base)) == 0 })
+
 	// Deleted: every volume of it goes.
+	if code := call(t, "PUT", base+"/v2/apps/db", `{"instances": 2}`, nil); code != http.StatusOK {
+		t.Fatalf("scale to 2: %d", code)
+	}
+	waitFor(t, "two instances with their volumes", func() bool {
+		n := 0
+		for _, vs := range masterVolumes(t, base) {
+			n += len(vs)
+		}
+		return n == 2
+	})
 	if code := call(t, "DELETE", base+"/v2/apps/db", "", nil); code != http.StatusOK {
 		t.Fatalf("delete: %d", code)
 	}
