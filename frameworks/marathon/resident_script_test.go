@@ -26,21 +26,68 @@ import (
 //	kill ids                      DELETE the tasks (replaced)
 //	delete /id                    DELETE the app
 //	agentgone id                  the master removes the agent for good: FAILURE, TASK_GONE for its tasks
+//	failover                      a new leader loads instances and reservations from the records
+//	                              the decisions committed (the script's store), none reconciled
 //
 // After each command the state shows, besides apps and instances, each reservation and what
 // the master holds on each agent.
 func TestResidentScripts(t *testing.T) {
 	frameworktest.Scripts(t, "testdata/resident/*.txt", func(t *testing.T) func(string) string {
 		w := &residentWorld{scriptWorld: &scriptWorld{t: t, st: newLeaderState(nil), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), seq: map[string]int{}},
-			m: &fakeMaster{agents: map[string]*fakeAgent{}}}
+			m: &fakeMaster{agents: map[string]*fakeAgent{}}, store: map[string][]byte{}}
 		w.ended = w.m.end
+		w.recorded = w.record
 		return w.do
 	})
 }
 
 type residentWorld struct {
 	*scriptWorld
-	m *fakeMaster
+	m     *fakeMaster
+	store map[string][]byte // the records committed: instances and reservations
+}
+
+// record commits a batch of records to the script's store.
+func (w *residentWorld) record(c *change) {
+	for _, key := range c.Deletes {
+		delete(w.store, key)
+	}
+	for _, prefix := range c.DeletePrefixes {
+		for key := range w.store {
+			if strings.HasPrefix(key, prefix) {
+				delete(w.store, key)
+			}
+		}
+	}
+	for key, data := range c.Puts {
+		w.store[key] = data
+	}
+}
+
+// failover makes a new leader: instances and reservations loaded from the records alone (apps
+// and deployments as they were), every instance unreconciled, just asked about.
+func (w *residentWorld) failover() {
+	st, err := loadState(nil, func(prefix string, fn func(string, []byte) bool) {
+		for _, key := range sortedKeys(w.store) {
+			if strings.HasPrefix(key, prefix) && !fn(key, w.store[key]) {
+				return
+			}
+		}
+	})
+	if err != nil {
+		w.t.Fatalf("failover: %v", err)
+	}
+	for id, as := range w.st.apps {
+		fresh, err := appStateOf(mustJSON(as.def))
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		fresh.deleted = as.deleted
+		st.apps[id] = fresh
+	}
+	st.deployments = w.st.deployments
+	st.reconcileAsked = w.now
+	w.st = st
 }
 
 func (w *residentWorld) do(cmd string) string {
@@ -63,6 +110,8 @@ func (w *residentWorld) do(cmd string) string {
 		for _, k := range kr.kills {
 			out = append(out, "kill "+k.TaskID)
 		}
+	case "failover":
+		w.failover()
 	case "delete":
 		w.st.apps[arg].deleted = true
 		w.st.touch(arg)
@@ -74,6 +123,7 @@ func (w *residentWorld) do(cmd string) string {
 			if in.rec.AgentID == arg {
 				o := w.st.observe(api.TaskStatus{TaskID: in.rec.ID, State: task.Gone, Reason: task.ReasonAgentRemoved, Timestamp: w.now}, w.now)
 				out = append(out, "forget "+in.rec.ID)
+				o.record.del(instanceKey(in.rec.ID))
 				out = append(out, w.actions(&o.actions)...)
 			}
 		}

@@ -204,16 +204,21 @@ func (s *Service) load(ss api.Session) (*leaderState, error) {
 	if err != nil {
 		return nil, err
 	}
+	return loadState(ss, v.List)
+}
+
+// loadState makes the leader state from the namespace's records, as list walks them by prefix.
+func loadState(ss api.Session, list func(prefix string, fn func(key string, data []byte) bool)) (*leaderState, error) {
 	st := newLeaderState(ss)
 	var bad error
-	v.List("app/", func(_ string, data []byte) bool {
+	list("app/", func(_ string, data []byte) bool {
 		var as *appState
 		if as, bad = appStateOf(data); bad == nil {
 			st.apps[as.app.ID] = as
 		}
 		return bad == nil
 	})
-	v.List("instance/", func(_ string, data []byte) bool {
+	list("instance/", func(_ string, data []byte) bool {
 		var rec InstanceRecord
 		if bad = json.Unmarshal(data, &rec); bad == nil {
 			st.add(&instance{rec: rec, state: task.Staging}) // not reconciled: unknown until the master answers
@@ -224,21 +229,21 @@ func (s *Service) load(ss api.Session) (*leaderState, error) {
 		}
 		return bad == nil
 	})
-	v.List("group/", func(_ string, data []byte) bool {
+	list("group/", func(_ string, data []byte) bool {
 		var g groupRecord
 		if bad = json.Unmarshal(data, &g); bad == nil {
 			st.groups[g.ID] = g
 		}
 		return bad == nil
 	})
-	v.List("reservation/", func(_ string, data []byte) bool {
+	list("reservation/", func(_ string, data []byte) bool {
 		var r ReservationRecord
 		if bad = json.Unmarshal(data, &r); bad == nil {
 			st.reservations[r.ID] = &r
 		}
 		return bad == nil
 	})
-	v.List("deployment/", func(_ string, data []byte) bool {
+	list("deployment/", func(_ string, data []byte) bool {
 		var d Deployment
 		if bad = json.Unmarshal(data, &d); bad == nil {
 			st.deployments[d.ID] = &d
