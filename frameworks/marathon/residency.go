@@ -156,10 +156,25 @@ func checkResidentUpdate(p *problems, from, to App) {
 	}
 }
 
+// sameVolume compares two persistent volumes with Marathon's defaults filled in (mode RW, type
+// root, no constraints): what GET shows of a volume is the same volume as the one written.
 func sameVolume(a, b VolumeDef) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
+	norm := func(v VolumeDef) string {
+		p := *v.Persistent
+		if p.Type == "" {
+			p.Type = PersistentRoot
+		}
+		if len(p.Constraints) == 0 {
+			p.Constraints = nil
+		}
+		v.Persistent = &p
+		if v.Mode == "" {
+			v.Mode = "RW"
+		}
+		j, _ := json.Marshal(v)
+		return string(j)
+	}
+	return norm(a) == norm(b)
 }
 
 // RoleProblem says why a resident app cannot run under the framework's role, "" when it can:
