@@ -72,6 +72,23 @@ func counted(t *testing.T, agentBase, taskID string) string {
 	return ""
 }
 
+// noDeployment waits until no deployment is left: a change of an app a deployment is changing
+// is a 409.
+func noDeployment(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var deps []any
+		if httpJSON(t, "GET", base+"/v2/deployments", nil, &deps) == http.StatusOK && len(deps) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deployments left: %v", deps)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // agentVolumes lists the ids of the agent's persistent volumes.
 func agentVolumes(t *testing.T, agentBase string) []string {
 	t.Helper()
@@ -144,6 +161,7 @@ func TestMarathonResidentApp(t *testing.T) {
 	}
 
 	// Scaled to 0: suspended, its volume kept and shown; back to 1: the same volume.
+	noDeployment(t, base)
 	if code := httpJSON(t, "PUT", base+"/v2/apps/db", json.RawMessage(`{"instances": 0}`), nil); code != http.StatusOK {
 		t.Fatalf("scale to 0: %d", code)
 	}
@@ -162,6 +180,7 @@ func TestMarathonResidentApp(t *testing.T) {
 	b.waitText("the app page shows the instance suspended", row+" .state", 30*time.Second, equals("suspended"))
 	b.waitText("the app page shows its agent", row+" .agent", 5*time.Second, equals(agent))
 	b.waitText("the app page shows its volume", row+" .volumes", 5*time.Second, equals("data = "+vol))
+	noDeployment(t, base)
 	if code := httpJSON(t, "PUT", base+"/v2/apps/db", json.RawMessage(`{"instances": 1}`), nil); code != http.StatusOK {
 		t.Fatalf("scale to 1: %d", code)
 	}
@@ -184,6 +203,7 @@ func TestMarathonResidentApp(t *testing.T) {
 	waitAgentVolumes(t, agentBase, "the new volume only", func(vs []string) bool { return len(vs) == 1 && vs[0] == fresh.volume() })
 
 	// Deleted: no volume left on the agent.
+	noDeployment(t, base)
 	if code := httpJSON(t, "DELETE", base+"/v2/apps/db", nil, nil); code != http.StatusOK {
 		t.Fatalf("delete: %d", code)
 	}

@@ -55,6 +55,16 @@ func oneTask(t *testing.T, base, id, state string) map[string]any {
 	return got
 }
 
+// settled waits until no deployment is left: a change of an app a deployment is changing is a
+// 409.
+func settled(t *testing.T, base string) {
+	t.Helper()
+	waitFor(t, "no deployment left", func() bool {
+		var deps []any
+		return call(t, "GET", base+"/v2/deployments", "", &deps) == http.StatusOK && len(deps) == 0
+	})
+}
+
 // masterVolumes lists the volumes the master's record holds, by agent.
 func masterVolumes(t *testing.T, base string) map[string][]string {
 	t.Helper()
@@ -122,6 +132,7 @@ func TestResidentAppOnTheMaster(t *testing.T) {
 	}
 
 	// Scaled to 0: suspended, listed with its agent and volume; the volume stays.
+	settled(t, base)
 	if code := call(t, "PUT", base+"/v2/apps/db", `{"instances": 0}`, nil); code != http.StatusOK {
 		t.Fatalf("scale to 0: %d", code)
 	}
@@ -135,6 +146,7 @@ func TestResidentAppOnTheMaster(t *testing.T) {
 	}
 
 	// Scaled back: the suspended instance runs again on its volume.
+	settled(t, base)
 	if code := call(t, "PUT", base+"/v2/apps/db", `{"instances": 1}`, nil); code != http.StatusOK {
 		t.Fatalf("scale to 1: %d", code)
 	}
@@ -164,6 +176,7 @@ func TestResidentAppOnTheMaster(t *testing.T) {
 
 	// A suspended instance wiped through POST /v2/tasks/delete: its volume goes, and with the
 	// app at 0 instances nothing is left of it.
+	settled(t, base)
 	if code := call(t, "PUT", base+"/v2/apps/db", `{"instances": 0}`, nil); code != http.StatusOK {
 		t.Fatalf("scale to 0: %d", code)
 	}
@@ -174,6 +187,7 @@ func TestResidentAppOnTheMaster(t *testing.T) {
 	waitFor(t, "the suspended instance wiped", func() bool { return len(appTasks(t, base, "/db")) == 0 && len(masterVolumes(t, base)) == 0 })
 
 	// Deleted: every volume of it goes.
+	settled(t, base)
 	if code := call(t, "PUT", base+"/v2/apps/db", `{"instances": 2}`, nil); code != http.StatusOK {
 		t.Fatalf("scale to 2: %d", code)
 	}
@@ -184,6 +198,7 @@ func TestResidentAppOnTheMaster(t *testing.T) {
 		}
 		return n == 2
 	})
+	settled(t, base)
 	if code := call(t, "DELETE", base+"/v2/apps/db", "", nil); code != http.StatusOK {
 		t.Fatalf("delete: %d", code)
 	}
@@ -286,6 +301,7 @@ func TestResidentValidation(t *testing.T) {
 	if code := call(t, "POST", base+"/v2/apps", strings.Replace(residentApp, `"instances": 1`, `"instances": 0`, 1), nil); code != http.StatusCreated {
 		t.Fatalf("POST: %d", code)
 	}
+	settled(t, base)
 	for _, tt := range []struct{ body, path string }{
 		{`{"cpus": 1}`, "/cpus"},
 		{`{"mem": 128}`, "/mem"},
@@ -297,6 +313,7 @@ func TestResidentValidation(t *testing.T) {
 			t.Errorf("PUT %s: %d %+v, want 422 at %s", tt.body, code, e, tt.path)
 		}
 	}
+	settled(t, base)
 	if code := call(t, "PUT", base+"/v2/apps/db", `{"instances": 2, "env": {"A": "b"}}`, nil); code != http.StatusOK {
 		t.Errorf("PUT of instances and env: %d, want 200", code)
 	}
@@ -323,6 +340,7 @@ func TestResidentAppWire(t *testing.T) {
 	delete(app, "version")
 	delete(app, "versionInfo")
 	b, _ := json.Marshal(app)
+	settled(t, base)
 	if code := call(t, "PUT", base+"/v2/apps/db", string(b), nil); code != http.StatusOK {
 		t.Fatalf("PUT back what GET answered: %d", code)
 	}
