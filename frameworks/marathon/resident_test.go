@@ -138,6 +138,9 @@ func TestResidentAppOnTheMaster(t *testing.T) {
 	}
 	suspended := oneTask(t, base, "/db", "TASK_KILLED")
 	sameShape(t, "task_reserved.json", suspended)
+	if all := getJSON(t, base+"/v2/tasks").(map[string]any)["tasks"].([]any); len(all) != 1 || all[0].(map[string]any)["id"] != suspended["id"] {
+		t.Fatalf("GET /v2/tasks lists %v, want the suspended instance", all)
+	}
 	if suspended["slaveId"] != agent || strings.Join(persistenceIDs(suspended), ",") != vols[0] {
 		t.Fatalf("suspended: %v", suspended)
 	}
