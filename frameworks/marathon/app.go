@@ -44,34 +44,31 @@ const (
 // App is the typed view of an app definition: the fields Agora acts on. The definition itself
 // is kept whole as JSON (Definition), so fields Agora does not know survive a PUT and a GET.
 type App struct {
-	ID                    string              `json:"id"`
-	Cmd                   string              `json:"cmd,omitempty"`
-	Args                  []string            `json:"args,omitempty"`
-	Container             *Container          `json:"container,omitempty"`
-	CPUs                  float64             `json:"cpus"`
-	Mem                   float64             `json:"mem"`
-	Disk                  float64             `json:"disk"`
-	Instances             int                 `json:"instances"`
-	Env                   map[string]EnvValue `json:"env,omitempty"`
-	Secrets               map[string]Secret   `json:"secrets,omitempty"`
-	Labels                map[string]string   `json:"labels,omitempty"`
-	Constraints           [][]string          `json:"constraints,omitempty"`
-	PortDefinitions       []PortDefinition    `json:"portDefinitions,omitempty"`
-	RequirePorts          bool                `json:"requirePorts"`
-	HealthChecks          []health.Check      `json:"healthChecks,omitempty"`
-	ReadinessChecks       []ReadinessCheck    `json:"readinessChecks,omitempty"`
-	UpgradeStrategy       UpgradeStrategy     `json:"upgradeStrategy"`
-	BackoffSeconds        float64             `json:"backoffSeconds"`
-	BackoffFactor         float64             `json:"backoffFactor"`
-	MaxLaunchDelaySeconds float64             `json:"maxLaunchDelaySeconds"`
-	KillSelection         string              `json:"killSelection"`
-	UnreachableStrategy   UnreachableStrategy `json:"unreachableStrategy"`
-	// Residency is a resident app's (residency.go): filled in for an app with persistent
-	// volumes.
-	Residency                  *Residency `json:"residency,omitempty"`
-	TaskKillGracePeriodSeconds *float64   `json:"taskKillGracePeriodSeconds,omitempty"`
-	Dependencies               []string   `json:"dependencies,omitempty"`
-	Version                    string     `json:"version,omitempty"`
+	ID                         string              `json:"id"`
+	Cmd                        string              `json:"cmd,omitempty"`
+	Args                       []string            `json:"args,omitempty"`
+	Container                  *Container          `json:"container,omitempty"`
+	CPUs                       float64             `json:"cpus"`
+	Mem                        float64             `json:"mem"`
+	Disk                       float64             `json:"disk"`
+	Instances                  int                 `json:"instances"`
+	Env                        map[string]EnvValue `json:"env,omitempty"`
+	Secrets                    map[string]Secret   `json:"secrets,omitempty"`
+	Labels                     map[string]string   `json:"labels,omitempty"`
+	Constraints                [][]string          `json:"constraints,omitempty"`
+	PortDefinitions            []PortDefinition    `json:"portDefinitions,omitempty"`
+	RequirePorts               bool                `json:"requirePorts"`
+	HealthChecks               []health.Check      `json:"healthChecks,omitempty"`
+	ReadinessChecks            []ReadinessCheck    `json:"readinessChecks,omitempty"`
+	UpgradeStrategy            UpgradeStrategy     `json:"upgradeStrategy"`
+	BackoffSeconds             float64             `json:"backoffSeconds"`
+	BackoffFactor              float64             `json:"backoffFactor"`
+	MaxLaunchDelaySeconds      float64             `json:"maxLaunchDelaySeconds"`
+	KillSelection              string              `json:"killSelection"`
+	UnreachableStrategy        UnreachableStrategy `json:"unreachableStrategy"`
+	TaskKillGracePeriodSeconds *float64            `json:"taskKillGracePeriodSeconds,omitempty"`
+	Dependencies               []string            `json:"dependencies,omitempty"`
+	Version                    string              `json:"version,omitempty"`
 	// User runs the app's tasks as this user of the image or the agent (name, uid, name:group,
 	// uid:gid); empty: the image's user unless root, else the agent's default task user. Root
 	// only on agents that allow it (agora agent --allow-root-tasks).
@@ -80,6 +77,9 @@ type App struct {
 	Fetch []FetchURI `json:"fetch,omitempty"`
 	// URIs is Marathon's older fetch: each is fetched, and extracted when it is an archive.
 	URIs []string `json:"uris,omitempty"`
+	// Residency is a resident app's (residency.go): filled in for an app with persistent
+	// volumes.
+	Residency *Residency `json:"residency,omitempty"`
 }
 
 // FetchURI is one of Marathon's fetch artifacts; extract defaults to true, as in Marathon.

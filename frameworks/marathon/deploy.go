@@ -252,6 +252,11 @@ func (p *problems) addError(path string, err error) {
 		}
 		return
 	}
+	var fe *fieldErr
+	if errors.As(err, &fe) {
+		p.add(path+fe.path, "%s", fe.msg)
+		return
+	}
 	p.add(path+"/", "%s", err.Error())
 }
 

@@ -3,6 +3,7 @@ package marathon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -25,7 +26,11 @@ func (s *Service) createApp(w http.ResponseWriter, r *http.Request) {
 	}
 	a, err := def.App()
 	if err != nil {
-		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/", Errors: []string{err.Error()}}}})
+		path, msg := "/", err.Error()
+		if fe := (*fieldErr)(nil); errors.As(err, &fe) {
+			path, msg = fe.path, fe.msg // a field of the wrong form, named
+		}
+		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: path, Errors: []string{msg}}}})
 		return
 	}
 	res, err := s.changeApp(r.Context(), a.ID, forced(r), func(cur *appState) (Definition, error) {

@@ -283,7 +283,7 @@ func TestResidentValidation(t *testing.T) {
 		{"unreachable enabled", vol(`{"containerPath": "data", "persistent": {"size": 10}}`) + `, "unreachableStrategy": {"inactiveAfterSeconds": 60, "expungeAfterSeconds": 120}}`, "/unreachableStrategy", "must be disabled"},
 		{"relaunch after timeout", vol(`{"containerPath": "data", "persistent": {"size": 10}}`) + `, "residency": {"taskLostBehavior": "RELAUNCH_AFTER_TIMEOUT"}}`, "/residency/taskLostBehavior", "WAIT_FOREVER"},
 		{"negative escalation", vol(`{"containerPath": "data", "persistent": {"size": 10}}`) + `, "residency": {"relaunchEscalationTimeoutSeconds": -1}}`, "/residency/relaunchEscalationTimeoutSeconds", "0 or more"},
-		{"unreachable not disabled", `{"id": "/v", "cmd": "x", "unreachableStrategy": "sometimes"}`, "/", "disabled"},
+		{"unreachable not disabled", `{"id": "/v", "cmd": "x", "unreachableStrategy": "sometimes"}`, "/unreachableStrategy", "disabled"},
 		{"external", vol(`{"containerPath": "data", "external": {"name": "x"}}`) + `}`, "/container/volumes(0)", "not external"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
