@@ -27,7 +27,7 @@ func (s *Service) deleteTasks(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	for _, id := range body.IDs {
-		if s.st == nil || s.st.instances[id] == nil && s.st.reservationNamed(id) == nil {
+		if s.st == nil || s.st.instances[id] == nil && s.st.suspendedNamed(id) == nil {
 			s.mu.Unlock()
 			marathonError(w, http.StatusNotFound, "Task '"+id+"' does not exist")
 			return
@@ -120,18 +120,17 @@ func (st *leaderState) requestKills(ids []string, wipe bool, role string) killRe
 	kr := killRequest{record: &change{}}
 	for _, id := range ids {
 		in := st.instances[id]
-		r := st.reservationNamed(id)
-		if in != nil && in.rec.Reservation != "" {
+		var r *ReservationRecord
+		if in != nil {
 			r = st.reservations[in.rec.Reservation]
+		} else {
+			r = st.suspendedNamed(id)
 		}
 		if wipe && r != nil && !r.Destroy {
 			r.Destroy = true
 			kr.record.put(reservationKey(r.ID), r)
 			kr.wiped = append(kr.wiped, r)
 			st.touch(r.AppID)
-		}
-		if in == nil && r != nil {
-			in = st.taskOn(r) // a suspended instance's id may name its live task
 		}
 		if in == nil {
 			if r != nil {
@@ -164,14 +163,12 @@ func (s *Service) tasksJSONLocked(st *leaderState, appID string) []any {
 	return out
 }
 
-// reservationNamed is the reservation a task id names: a suspended instance's listed id, or
-// the reservation's own (its first task's).
-func (st *leaderState) reservationNamed(id string) *ReservationRecord {
-	if r := st.reservations[id]; r != nil {
-		return r
-	}
+// suspendedNamed is the suspended instance a task id names: the id it is listed by (its latest
+// task's), or its reservation's own (its first task's). A live instance is named by its task's
+// id only.
+func (st *leaderState) suspendedNamed(id string) *ReservationRecord {
 	for _, r := range st.reservations {
-		if r.LastTaskID == id {
+		if (r.ID == id || r.LastTaskID == id) && !r.Destroy && !st.reservationInUse(r) {
 			return r
 		}
 	}
