@@ -177,9 +177,9 @@ func sameVolume(a, b VolumeDef) bool {
 	return norm(a) == norm(b)
 }
 
-// RoleProblem says why a resident app cannot run under the framework's role, "" when it can:
+// roleProblem says why a resident app cannot run under the framework's role ("" when it can):
 // reservations are made for a role, never "*" (Marathon's --mesos_role).
-func RoleProblem(a App, role string) (path, msg string) {
+func roleProblem(a App, role string) (path, msg string) {
 	if !a.Resident() || role != api.DefaultRole {
 		return "", ""
 	}
@@ -196,7 +196,7 @@ func RoleProblem(a App, role string) (path, msg string) {
 // resident app needs one that can reserve), and, for a change, what the app was.
 func checkResidentChange(a App, cur *appState, role string) error {
 	var p problems
-	if path, msg := RoleProblem(a, role); path != "" {
+	if path, msg := roleProblem(a, role); path != "" {
 		p.add(path, "%s", msg)
 	}
 	if cur != nil {
@@ -209,7 +209,8 @@ func checkResidentChange(a App, cur *appState, role string) error {
 // written before the ACCEPT that reserves and creates its volumes, deleted once they are
 // destroyed, or gone with their agent.
 type ReservationRecord struct {
-	// ID is the instance's: the id of its first task, which later tasks are launched beside.
+	// ID is the instance's: its first task's id. Later tasks have ids of their own and name it
+	// (InstanceRecord.Reservation).
 	ID         string            `json:"id"`
 	AppID      string            `json:"appId"`
 	AgentID    string            `json:"agentId"`
