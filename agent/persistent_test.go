@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agora-sched/agora/agent/volumes"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/httpjson"
@@ -29,15 +30,8 @@ func volumesEnv(t *testing.T) *testEnv {
 	}
 	e := newEnv(t)
 	t.Cleanup(func() { // runs after the agents' own cleanups stopped them
-		dir := filepath.Join(e.dataDir, "volumes")
-		entries, _ := os.ReadDir(dir)
-		for _, en := range entries {
-			root := filepath.Join(dir, en.Name(), "root")
-			for unix.Unmount(root, 0) == nil {
-			}
-			if err := os.RemoveAll(filepath.Join(dir, en.Name())); err != nil {
-				t.Logf("cleanup: %v", err)
-			}
+		if err := volumes.Release(filepath.Join(e.dataDir, "volumes")); err != nil {
+			t.Error(err)
 		}
 	})
 	return e

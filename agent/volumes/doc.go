@@ -49,6 +49,9 @@
 //     that no task takes it meanwhile; Destroy then unmounts it, detaches any loop device still on
 //     its image, removes the image and its directory, and forgets it.
 //
+// Release unmounts every volume of a dir and detaches their loop devices, keeping them: for a
+// host whose agent is gone for good, and for tests, whose temporary data dirs must be removed.
+//
 // What uses a volume (the tasks) is the agent's to know: this package never refuses a destroy
 // for that, and the agent asks BeginDestroy only when no live task mounts the volume.
 package volumes

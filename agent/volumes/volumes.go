@@ -360,3 +360,30 @@ func (s *Store) Usage(v Volume) (float64, error) {
 	used := int64(st.Blocks-st.Bfree)*st.Bsize - v.BaseUsed
 	return float64(max(used, 0)) / (1 << 20), nil
 }
+
+// Release unmounts every volume under dir (an agent's DataDir/volumes) and detaches their loop
+// devices, keeping their images and records: for a host whose agent is gone for good, and for
+// tests, whose temporary data dirs cannot be removed while volumes are mounted in them. A
+// Store opened on dir again mounts them anew. No agent may be running on dir.
+func Release(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("volumes: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if err := unmountAll(filepath.Join(dir, e.Name(), "root")); err != nil {
+			errs = append(errs, err)
+		}
+		if err := detachLoops(filepath.Join(dir, e.Name(), "image.ext4")); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("volumes: release %s: %w", dir, errors.Join(errs...))
+	}
+	return nil
+}

@@ -35,10 +35,8 @@ func newEnv(t *testing.T) *env {
 	e := &env{dir: filepath.Join(dir, "volumes"), book: book}
 	// Registered first, run last: whatever a test leaves mounted or attached goes.
 	t.Cleanup(func() {
-		entries, _ := os.ReadDir(e.dir)
-		for _, en := range entries {
-			unmountAll(filepath.Join(e.dir, en.Name(), "root"))
-			detachLoops(filepath.Join(e.dir, en.Name(), "image.ext4"))
+		if err := Release(e.dir); err != nil {
+			t.Error(err)
 		}
 		book.Close()
 	})
@@ -273,5 +271,30 @@ func TestUnescapeMountinfo(t *testing.T) {
 		if got := unescapeMountinfo(in); got != want {
 			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestReleaseUnmountsAndKeepsTheData(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(t)
+	if _, _, err := s.Ensure(api.PersistentVolume{ID: "r", Size: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Root("r"), "f"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(e.dir, "r", "image.ext4")
+	if err := Release(e.dir); err != nil {
+		t.Fatal(err)
+	}
+	if mounted(t, s.Root("r")) {
+		t.Fatal("still mounted")
+	}
+	if loops, _ := loopsOf(img); len(loops) != 0 {
+		t.Fatalf("loop devices left: %v", loops)
+	}
+	s2 := e.open(t)
+	if b, err := os.ReadFile(filepath.Join(s2.Root("r"), "f")); err != nil || string(b) != "kept" {
+		t.Fatalf("after Release and Open: %q %v", b, err)
 	}
 }
