@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"sort"
+	"syscall"
 	"time"
 
 	"context"
@@ -35,7 +36,8 @@ import (
 //	POST /v1/acknowledge             (api.Acknowledgement) the master acknowledges an update
 //	GET  /v1/volumes                 the persistent volumes ([]api.AgentVolume)
 //	PUT  /v1/volumes/{id}            (api.PersistentVolume) make it if missing: 201, 200 when it
-//	                                 is there with that size, 409 with another
+//	                                 is there with that size, 409 with another, 507 when the
+//	                                 data dir has not the room
 //	DELETE /v1/volumes/{id}          204 (gone, or never there); 409 while a live task mounts it
 //	GET  /metrics                    Prometheus metrics (metrics.go)
 //
@@ -193,6 +195,8 @@ func (a *Agent) handlePutVolume(w http.ResponseWriter, r *http.Request) {
 		httpjson.FieldError(w, http.StatusConflict, "size", err.Error())
 	case errors.Is(err, volumes.ErrDestroying), errors.Is(err, volumes.ErrStray):
 		httpjson.FieldError(w, http.StatusConflict, "id", err.Error())
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EFBIG):
+		httpjson.FieldError(w, http.StatusInsufficientStorage, "size", err.Error())
 	case err != nil:
 		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 	default:

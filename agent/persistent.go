@@ -52,6 +52,9 @@ func (ts *taskSet) checkVolumesLocked(info api.TaskInfo) error {
 		if user := ts.volumeUserLocked(m.VolumeID); user != "" {
 			return conflict(f+".volume_id", fmt.Sprintf("volume %s is mounted by task %s, which has not ended", m.VolumeID, user))
 		}
+		if m.Size > maxVolumeMiB {
+			return &api.FieldError{Field: f + ".size", Msg: fmt.Sprintf("%g: want at most %d MiB", m.Size, maxVolumeMiB)}
+		}
 		v, ok := ts.vols.Get(m.VolumeID)
 		switch {
 		case !ok && m.Size <= 0:

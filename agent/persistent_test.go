@@ -277,6 +277,7 @@ func TestVolumeAPIAnswersNamingTheField(t *testing.T) {
 		{"PUT", "/v1/volumes/a", api.PersistentVolume{Size: -1}, 400, "size"},
 		{"PUT", "/v1/volumes/a", map[string]any{"size": "big"}, 400, "size"},
 		{"DELETE", "/v1/volumes/.x", nil, 400, "id"},
+		{"PUT", "/v1/volumes/huge", api.PersistentVolume{Size: maxVolumeMiB}, 507, "size"},
 		{"PUT", "/v1/volumes/a", api.PersistentVolume{ID: "a", Size: 8, Role: "svc"}, 201, ""},
 		{"PUT", "/v1/volumes/a", api.PersistentVolume{Size: 8}, 200, ""},
 		{"PUT", "/v1/volumes/a", api.PersistentVolume{Size: 9}, 409, "size"},
@@ -347,4 +348,22 @@ func FuzzCheckVolume(f *testing.F) {
 			t.Fatalf("took %q %g: %+v", id, size, pv)
 		}
 	})
+}
+
+func TestTaskWithoutImageWritesItsVolumeInItsSandbox(t *testing.T) {
+	e := volumesEnv(t)
+	a := e.start()
+	info := withVolume(api.TaskInfo{TaskID: "host", FrameworkID: "fw-1", Cmd: "echo from the host root > data/f && id -u",
+		Resources: mustRes(t, 0.1, 32)}, api.VolumeMount{VolumeID: "h", ContainerPath: "data", Size: 4})
+	a.launch(t, info)
+	if st := e.fm.waitFor("host", 60*time.Second, func(st api.TaskStatus) bool { return st.State.IsTerminal() }); st.State != task.Finished {
+		t.Fatalf("%+v; stdout %q", st, a.logs(t, "host", "stdout"))
+	}
+	v := a.volumes(t)["h"]
+	if b, err := os.ReadFile(filepath.Join(v.Path, "f")); err != nil || string(b) != "from the host root\n" {
+		t.Fatalf("the volume's file: %q %v", b, err)
+	}
+	if code := a.deleteVolume(t, "h"); code != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", code)
+	}
 }
