@@ -42,7 +42,8 @@ func (ts *taskSet) volumeUserLocked(id string) string {
 
 // checkVolumesLocked refuses a launch whose persistent volumes it cannot have: one missing
 // without a size to make it (422), one another live task mounts, one of another size or role,
-// one being destroyed or that could not be mounted (409).
+// or one being destroyed (409). One the agent could not mount at start is tried again when the
+// task starts (persistentMounts), and fails it if it still cannot be.
 func (ts *taskSet) checkVolumesLocked(info api.TaskInfo) error {
 	for i, m := range info.PersistentVolumes {
 		f := fmt.Sprintf("persistent_volumes[%d]", i)
@@ -67,9 +68,6 @@ func (ts *taskSet) checkVolumesLocked(info api.TaskInfo) error {
 			return conflict(f+".size", fmt.Sprintf("volume %s is %g MiB on this agent, not %g", m.VolumeID, v.Size, m.Size))
 		case m.Role != "" && v.Role != "" && m.Role != v.Role:
 			return conflict(f+".role", fmt.Sprintf("volume %s is of role %s, not %s", m.VolumeID, v.Role, m.Role))
-		}
-		if why := ts.vols.Broken(m.VolumeID); why != "" {
-			return conflict(f+".volume_id", fmt.Sprintf("volume %s could not be mounted when the agent started: %s", m.VolumeID, why))
 		}
 	}
 	return nil

@@ -178,7 +178,8 @@ func (s *Store) Get(id string) (Volume, bool) {
 	return *v, true
 }
 
-// Broken says why a volume cannot be used ("" when it can): Open could not mount it.
+// Broken says why a volume cannot be used ("" when it can): Open could not mount it (Ensure
+// tries again).
 func (s *Store) Broken(id string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -202,6 +203,14 @@ func (s *Store) Ensure(pv api.PersistentVolume) (Volume, bool, error) {
 			return v, false, fmt.Errorf("%w: %s", ErrDestroying, pv.ID)
 		case v.Size != pv.Size:
 			return v, false, fmt.Errorf("%w: %s is %g MiB, not %g", ErrSizeConflict, pv.ID, v.Size, pv.Size)
+		}
+		if s.Broken(pv.ID) != "" { // not mounted at start: tried again
+			if err := s.mountIfNot(pv.ID); err != nil {
+				return v, false, fmt.Errorf("volumes: mount %s: %w", pv.ID, err)
+			}
+			s.mu.Lock()
+			delete(s.broken, pv.ID)
+			s.mu.Unlock()
 		}
 		return v, false, nil
 	}
@@ -345,7 +354,10 @@ func (s *Store) List() []api.AgentVolume {
 	sort.Slice(vs, func(i, j int) bool { return vs[i].ID < vs[j].ID })
 	out := make([]api.AgentVolume, 0, len(vs))
 	for _, v := range vs {
-		used, _ := s.Usage(v)
+		var used float64
+		if s.Broken(v.ID) == "" {
+			used, _ = s.Usage(v)
+		}
 		out = append(out, api.AgentVolume{PersistentVolume: v.PersistentVolume, Path: s.Root(v.ID), Used: used})
 	}
 	return out

@@ -298,3 +298,41 @@ func TestReleaseUnmountsAndKeepsTheData(t *testing.T) {
 		t.Fatalf("after Release and Open: %q %v", b, err)
 	}
 }
+
+func TestVolumeNotMountableAtOpenIsKeptAndTriedAgain(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(t)
+	if _, _, err := s.Ensure(api.PersistentVolume{ID: "late", Size: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Root("late"), "f"), []byte("still here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Release(e.dir); err != nil {
+		t.Fatal(err)
+	}
+	// Its image is away (a disk not attached yet): the store keeps it, unusable, and says why.
+	img := filepath.Join(e.dir, "late", "image.ext4")
+	if err := os.Rename(img, img+".away"); err != nil {
+		t.Fatal(err)
+	}
+	s2 := e.open(t)
+	if _, ok := s2.Get("late"); !ok || s2.Broken("late") == "" {
+		t.Fatalf("a volume that could not be mounted: kept %v, broken %q; want kept and broken", ok, s2.Broken("late"))
+	}
+	if vs, _ := e.book.Volumes(); vs["late"] == nil {
+		t.Fatal("its record is gone")
+	}
+	if _, _, err := s2.Ensure(api.PersistentVolume{ID: "late", Size: 8}); err == nil {
+		t.Fatal("Ensure took a volume it cannot mount")
+	}
+	if err := os.Rename(img+".away", img); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s2.Ensure(api.PersistentVolume{ID: "late", Size: 8}); err != nil || s2.Broken("late") != "" {
+		t.Fatalf("Ensure once the image is back: %v, broken %q", err, s2.Broken("late"))
+	}
+	if b, err := os.ReadFile(filepath.Join(s2.Root("late"), "f")); err != nil || string(b) != "still here" {
+		t.Fatalf("its data: %q %v", b, err)
+	}
+}
