@@ -177,28 +177,34 @@ func statefulFault(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 	}
 }
 
-// statefulCount reads the count a volume holds, from its agent's host (the harness runs there).
+// statefulCount reads the count a volume holds, from its agent's host (the harness runs there),
+// once its task has written it (its task runs before its shell writes).
 func statefulCount(t *testing.T, c *Cluster, agentID, vol string) int {
 	t.Helper()
 	a := c.agentByID(t, agentID)
-	var vols []api.AgentVolume
-	if err := c.Agent(a, "/v1/volumes", &vols); err != nil {
-		t.Fatalf("stateful: %s's volumes: %v", a.Name, err)
-	}
-	for _, v := range vols {
-		if v.ID == vol {
-			data, err := os.ReadFile(filepath.Join(v.Path, "count"))
-			if err != nil {
-				t.Fatalf("stateful: volume %s's count: %v", vol, err)
-			}
-			n, err := strconv.Atoi(strings.TrimSpace(string(data)))
-			if err != nil {
-				t.Fatalf("stateful: volume %s's count %q", vol, data)
-			}
+	var last string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var vols []api.AgentVolume
+		if err := c.Agent(a, "/v1/volumes", &vols); err != nil {
+			last = err.Error()
+			continue
+		}
+		i := slices.IndexFunc(vols, func(v api.AgentVolume) bool { return v.ID == vol })
+		if i < 0 {
+			last = fmt.Sprintf("agent %s has no volume %s (it has %+v)", a.Name, vol, vols)
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(vols[i].Path, "count"))
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
 			return n
 		}
+		last = fmt.Sprintf("count %q", data)
 	}
-	t.Fatalf("stateful: agent %s has no volume %s (it has %+v)", a.Name, vol, vols)
+	t.Fatalf("stateful: volume %s's count: %s", vol, last)
 	return 0
 }
 
