@@ -18,6 +18,7 @@ import (
 	"github.com/agora-sched/agora/agent/checkpoint"
 	"github.com/agora-sched/agora/agent/fetcher"
 	"github.com/agora-sched/agora/agent/statusupdate"
+	"github.com/agora-sched/agora/agent/volumes"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/gossip"
 	"github.com/agora-sched/agora/pkg/id"
@@ -39,6 +40,7 @@ type Agent struct {
 	// faultTransport carries the agent's calls to masters when Config.Faults is set.
 	faultTransport *http.Transport
 	store          *checkpoint.Store
+	vols           *volumes.Store
 	exec           Executor
 	fetcher        *fetcher.Fetcher
 	ids            *id.Generator
@@ -90,6 +92,12 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w (is another agent running on this data dir?)", err)
 	}
 	a.store = store
+	vols, err := volumes.Open(volumes.Config{Dir: filepath.Join(cfg.DataDir, "volumes"), Book: store, Logger: cfg.Logger.With("component", "volumes")})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.vols = vols
 	ln, err := a.listen()
 	if err != nil {
 		store.Close()
@@ -189,7 +197,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		exec: a.exec, store: a.store, updates: a.updates, total: a.cfg.Resources, host: a.cfg.Hostname,
 		agentID: a.ID, clock: a.cfg.Clock, logger: a.logger, ids: a.ids, observeStart: a.metrics.observeStart,
 		allowPrivileged: a.cfg.AllowPrivileged, allowRoot: a.cfg.AllowRootTasks, volumes: a.cfg.HostVolumes,
-		fetcher: a.fetcher,
+		fetcher: a.fetcher, vols: a.vols,
 	})
 	defer func() {
 		stopTasks()

@@ -6,7 +6,9 @@
 //  1. New(Config{DataDir, Join, Executor, ...}) refuses an API beyond loopback without the
 //     cluster secret or mutual TLS (AccessLine), and host volumes that would show what tasks
 //     must never see (pkg/hostaccess); opens the checkpoint (DataDir/checkpoint.db; a second
-//     agent on the same data dir fails here), binds the API and gossip ports, and detects the
+//     agent on the same data dir fails here) and the persistent volumes (DataDir/volumes,
+//     agent/volumes: every volume the checkpoint holds is mounted again if the host restarted;
+//     none is ever removed but by a DELETE), binds the API and gossip ports, and detects the
 //     machine's resources unless given. What it allows tasks (privileged, root, host volumes)
 //     becomes its attributes, by which frameworks place.
 //  2. Run(ctx) first recovers: every task the checkpoint holds as not ended is matched with its
@@ -20,14 +22,19 @@
 //     another agent id (api.HeaderAgentID: a master that means an agent this one replaced) is
 //     answered 421.
 //  3. A launch (POST /v1/tasks) is checked against what the agent allows (privileged, root,
-//     each volume granted and its links resolved: a 422 naming the field) and what is free: a
-//     task that does not fit ends TASK_ERROR at once. Otherwise the agent answers TASK_STARTING and, in the
-//     background, fetches the task's artifacts into its sandbox (agent/fetcher; a failure ends
-//     it TASK_FAILED, REASON_CONTAINER_LAUNCH_FAILED, naming the URI; a kill meanwhile stops
-//     the fetch), has the executor get the image and start the container (its secret env and
-//     secret files, api.TaskInfo's SecretEnv and SecretFiles, go to the container only: the
-//     files through a tmpfs the host unmounts before the task starts; the checkpoint and the
-//     API keep them masked, api.TaskInfo.Masked), then reports
+//     each volume granted and its links resolved: a 422 naming the field), its persistent
+//     volumes (persistent.go: one another live task mounts, or of another size, is a 409; one
+//     missing without a size a 422) and what is free: a task that does not fit ends
+//     TASK_ERROR at once. A live task holds its persistent volumes until it ends: no other
+//     task gets them and DELETE /v1/volumes/{id} is refused (409). Otherwise the agent
+//     answers TASK_STARTING and, in the background, makes the persistent volumes it does not
+//     have yet (the first task to write to one gets its root as its user's), fetches the
+//     task's artifacts into its sandbox (agent/fetcher; a failure ends it TASK_FAILED,
+//     REASON_CONTAINER_LAUNCH_FAILED, naming the URI; a kill meanwhile stops the fetch), has
+//     the executor get the image and start the container (its volumes bind-mounted; its
+//     secret env and secret files, api.TaskInfo's SecretEnv and SecretFiles, go to the
+//     container only: the files through a tmpfs the host unmounts before the task starts; the
+//     checkpoint and the API keep them masked, api.TaskInfo.Masked), then reports
 //     TASK_RUNNING, runs the task's health checks, and reports its end: FINISHED, FAILED (with
 //     the exit status, or "container OOM-killed"), or KILLED after a kill (TERM, grace, KILL)
 //     or too many failed health checks.
@@ -51,8 +58,8 @@
 //     Config.Drain asks it to kill them and see their last updates acknowledged first.
 //
 // Parts: agent/containerd (the executor), agent/checkpoint (bbolt), agent/statusupdate (in-order
-// delivery), agent/logs (stdout and stderr, rotated, followable), agent/fetcher (artifacts);
-// health checks are pkg/health's.
+// delivery), agent/logs (stdout and stderr, rotated, followable), agent/fetcher (artifacts),
+// agent/volumes (persistent volumes); health checks are pkg/health's.
 //
 // Files: agent.go makes the Agent (New, in steps) and runs it (Run); config.go holds its Config
 // and what New checks of it (AccessLine, the attributes, host volumes, resources); register.go
@@ -60,6 +67,7 @@
 // availability (step 5). The tasks are a taskSet, declared in tasks.go, where their life cycle
 // is drawn and kills are asked: launch.go launches (step 3), exit.go reports ends,
 // healthchecks.go runs health checks, recover.go re-attaches at start (step 2), and tasklist.go
-// keeps the list of ended tasks (step 4) and the views of them. The API's routes are in
+// keeps the list of ended tasks (step 4) and the views of them; persistent.go ties tasks to
+// the persistent volumes they mount (step 3). The API's routes are in
 // http.go, and the Prometheus metrics it serves at GET /metrics in metrics.go.
 package agent

@@ -3,14 +3,17 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"sort"
+	"syscall"
 	"time"
 
 	"context"
 
 	"github.com/agora-sched/agora/agent/containerd"
 	"github.com/agora-sched/agora/agent/logs"
+	"github.com/agora-sched/agora/agent/volumes"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/auth"
 	"github.com/agora-sched/agora/pkg/httpjson"
@@ -31,6 +34,11 @@ import (
 //	GET  /monitor/statistics         every running task's usage, as Mesos's agent answers it
 //	GET  /v1/stats                   the agent's totals: resources, allocated, usage summed
 //	POST /v1/acknowledge             (api.Acknowledgement) the master acknowledges an update
+//	GET  /v1/volumes                 the persistent volumes ([]api.AgentVolume)
+//	PUT  /v1/volumes/{id}            (api.PersistentVolume) make it if missing: 201, 200 when it
+//	                                 is there with that size, 409 with another, 507 when the
+//	                                 data dir has not the room
+//	DELETE /v1/volumes/{id}          204 (gone, or never there); 409 while a live task mounts it
 //	GET  /metrics                    Prometheus metrics (metrics.go)
 //
 // A call naming another agent id in api.HeaderAgentID (a master that means an agent this one
@@ -105,6 +113,11 @@ func (a *Agent) routes() *http.ServeMux {
 		}
 		httpjson.Write(w, http.StatusOK, ack)
 	})
+	mux.HandleFunc("GET /v1/volumes", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.Write(w, http.StatusOK, a.tasks.listVolumes())
+	})
+	mux.HandleFunc("PUT /v1/volumes/{id}", a.handlePutVolume)
+	mux.HandleFunc("DELETE /v1/volumes/{id}", a.handleDeleteVolume)
 	return mux
 }
 
@@ -125,7 +138,10 @@ func (a *Agent) handleLaunch(w http.ResponseWriter, r *http.Request) {
 	}
 	st, err := a.tasks.launch(info)
 	var fe *api.FieldError
+	var ce *conflictError
 	switch {
+	case errors.As(err, &ce):
+		httpjson.FieldError(w, http.StatusConflict, ce.Field, ce.Msg)
 	case errors.As(err, &fe):
 		httpjson.FieldError(w, http.StatusUnprocessableEntity, fe.Field, fe.Msg)
 	case errors.Is(err, ErrDuplicateTask):
@@ -139,6 +155,75 @@ func (a *Agent) handleLaunch(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		httpjson.Write(w, http.StatusAccepted, st)
+	}
+}
+
+// checkVolume checks a PUT /v1/volumes/{id}'s request: the id of the path, the body's (which
+// may leave it out) and its size; errors name the field.
+func checkVolume(id string, pv api.PersistentVolume) (api.PersistentVolume, error) {
+	if err := api.ValidateVolumeID(id); err != nil {
+		return pv, &api.FieldError{Field: "id", Msg: err.Error()}
+	}
+	if pv.ID != "" && pv.ID != id {
+		return pv, &api.FieldError{Field: "id", Msg: fmt.Sprintf("%q is not the path's %q", pv.ID, id)}
+	}
+	pv.ID = id
+	if !(pv.Size > 0) || math.IsInf(pv.Size, 0) || pv.Size > maxVolumeMiB {
+		return pv, &api.FieldError{Field: "size", Msg: fmt.Sprintf("%g: want MiB, more than 0 and at most %d", pv.Size, maxVolumeMiB)}
+	}
+	return pv, nil
+}
+
+// maxVolumeMiB bounds a volume's size (1 PiB): what no disk has is a mistake.
+const maxVolumeMiB = 1 << 30
+
+func (a *Agent) handlePutVolume(w http.ResponseWriter, r *http.Request) {
+	var pv api.PersistentVolume
+	if err := httpjson.Decode(r, &pv); err != nil {
+		httpjson.DecodeError(w, err)
+		return
+	}
+	pv, err := checkVolume(r.PathValue("id"), pv)
+	if err != nil {
+		fe := err.(*api.FieldError)
+		httpjson.FieldError(w, http.StatusBadRequest, fe.Field, fe.Msg)
+		return
+	}
+	v, made, err := a.vols.Ensure(pv)
+	switch {
+	case errors.Is(err, volumes.ErrSizeConflict):
+		httpjson.FieldError(w, http.StatusConflict, "size", err.Error())
+	case errors.Is(err, volumes.ErrDestroying), errors.Is(err, volumes.ErrStray):
+		httpjson.FieldError(w, http.StatusConflict, "id", err.Error())
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EFBIG):
+		httpjson.FieldError(w, http.StatusInsufficientStorage, "size", err.Error())
+	case err != nil:
+		httpjson.Error(w, http.StatusInternalServerError, err.Error())
+	default:
+		code := http.StatusOK
+		if made {
+			code = http.StatusCreated
+		}
+		av := api.AgentVolume{PersistentVolume: v.PersistentVolume, Path: a.vols.Root(v.ID)}
+		av.Used, _ = a.vols.Usage(v)
+		httpjson.Write(w, code, av)
+	}
+}
+
+func (a *Agent) handleDeleteVolume(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := api.ValidateVolumeID(id); err != nil {
+		httpjson.FieldError(w, http.StatusBadRequest, "id", err.Error())
+		return
+	}
+	err := a.tasks.destroyVolume(id)
+	switch {
+	case errors.Is(err, ErrVolumeInUse):
+		httpjson.FieldError(w, http.StatusConflict, "id", err.Error())
+	case err != nil:
+		httpjson.Error(w, http.StatusInternalServerError, err.Error())
+	default:
+		w.WriteHeader(http.StatusNoContent)
 	}
 }
 

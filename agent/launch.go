@@ -44,6 +44,9 @@ func validateTaskInfo(info api.TaskInfo) error {
 			return &api.FieldError{Field: fmt.Sprintf("volumes[%d].host_path", i), Msg: "must be an absolute path or a host volume's name"}
 		}
 	}
+	if err := api.ValidateVolumeMounts("persistent_volumes", info.PersistentVolumes, info.Image != ""); err != nil {
+		return err
+	}
 	if err := api.ValidateArtifacts("artifacts", info.Artifacts); err != nil {
 		return err
 	}
@@ -86,6 +89,9 @@ func (ts *taskSet) launch(info api.TaskInfo) (api.TaskStatus, error) {
 	}
 	if _, ok := ts.tasks[info.TaskID]; ok {
 		return api.TaskStatus{}, fmt.Errorf("%w: %s", ErrDuplicateTask, info.TaskID)
+	}
+	if err := ts.checkVolumesLocked(info); err != nil {
+		return api.TaskStatus{}, err
 	}
 	free, err := ts.total.Subtract(ts.allocatedLocked())
 	if err == nil && !free.Contains(info.Resources) {
@@ -178,6 +184,12 @@ func taskPorts(info api.TaskInfo) []uint64 {
 // thus either RUNNING or FAILED, never both, and leaves no container behind.
 func (ts *taskSet) run(info api.TaskInfo, requested time.Time) {
 	spec, err := ts.spec(info)
+	var own []string // persistent volumes given to the task's user
+	if err == nil && len(info.PersistentVolumes) > 0 {
+		var vols []containerd.Volume
+		vols, own, err = ts.persistentMounts(info)
+		spec.Volumes = append(spec.Volumes, vols...)
+	}
 	if err == nil && len(info.Artifacts) > 0 {
 		err = ts.fetch(info)
 	}
@@ -212,6 +224,7 @@ func (ts *taskSet) run(info api.TaskInfo, requested time.Time) {
 		ts.mu.Unlock()
 		return
 	}
+	ts.volumesGiven(info.TaskID, own)
 	started := ts.clock.Now()
 	now := started.UTC()
 	r.StartedAt = &now

@@ -12,6 +12,7 @@ import (
 	"github.com/agora-sched/agora/agent/checkpoint"
 	"github.com/agora-sched/agora/agent/containerd"
 	"github.com/agora-sched/agora/agent/statusupdate"
+	"github.com/agora-sched/agora/agent/volumes"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/clock"
 	"github.com/agora-sched/agora/pkg/hostaccess"
@@ -115,6 +116,8 @@ type taskSetConfig struct {
 	allowPrivileged, allowRoot bool
 	// volumes are the host volumes tasks may mount.
 	volumes []hostaccess.Volume
+	// vols are the agent's persistent volumes (persistent.go); nil: it keeps none.
+	vols *volumes.Store
 	// fetcher downloads tasks' artifacts into their sandboxes; nil: a task with artifacts fails.
 	fetcher Fetcher
 }

@@ -56,6 +56,8 @@ type scenario struct {
 	network bool
 	// privateContainerd gives the cluster a containerd of its own (Config.PrivateContainerd).
 	privateContainerd bool
+	// marathonRole starts the masters with --marathon-role (Config.MarathonRole).
+	marathonRole string
 }
 
 var scenarios = []scenario{
@@ -321,7 +323,7 @@ func run(t *testing.T, s scenario, rng *rand.Rand) {
 		requireNetwork(t)
 	}
 	tl := NewTimeline()
-	c := StartCluster(t, Config{Bin: bin, Timeline: tl, SmallDisk: s.smallDisk, PrivateContainerd: s.privateContainerd})
+	c := StartCluster(t, Config{Bin: bin, Timeline: tl, SmallDisk: s.smallDisk, PrivateContainerd: s.privateContainerd, MarathonRole: s.marathonRole})
 	w := StartWorkload(t, c, 3)
 	c.Event("waiting for the workload to settle")
 	time.Sleep(8 * time.Second)

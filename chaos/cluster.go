@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
 
+	"github.com/agora-sched/agora/agent/volumes"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
 )
@@ -110,6 +111,9 @@ type Config struct {
 	// root): the agents and the harness use its socket, and the test image is imported into
 	// each agent's namespace there. A scenario may kill it; the shared one it must never.
 	PrivateContainerd bool
+	// MarathonRole starts the masters with --marathon-role: the service framework's role,
+	// which resident apps (persistent volumes) need.
+	MarathonRole string
 }
 
 // StartCluster starts the cluster and waits until a leader leads and every agent registered.
@@ -209,6 +213,9 @@ func (c *Cluster) addMasters(cfg Config, dir, secretFile string, port func(name 
 			// The API listens on an address that exists only in the cluster's namespaces.
 			n.args = append(n.args, "--insecure-open-api")
 		}
+		if cfg.MarathonRole != "" {
+			n.args = append(n.args, "--marathon-role", cfg.MarathonRole)
+		}
 		for _, g := range gossips {
 			if g != n.Gossip {
 				n.args = append(n.args, "--join", g)
@@ -227,6 +234,14 @@ func (c *Cluster) addAgents(cfg Config, dir, sock string, client *containerd.Cli
 		ns := fmt.Sprintf("agora-chaos-%d-a%d", run, i)
 		containerdtest.ImportTestApp(t, client, ns)
 		t.Cleanup(func() { containerdtest.RemoveNamespace(t, client, ns) })
+		// After the agents stopped (a cleanup registered later runs first): the persistent
+		// volumes a scenario left are unmounted, their loop devices freed, so the dir can go.
+		agentVols := filepath.Join(dir, fmt.Sprintf("a%d", i), "volumes")
+		t.Cleanup(func() {
+			if err := volumes.Release(agentVols); err != nil {
+				t.Errorf("release the volumes of %s: %v", agentVols, err)
+			}
+		})
 		first := 30000 + 40*i // below the ephemeral ports, apart from the other tests' ranges
 		name := fmt.Sprintf("a%d", i)
 		n := &Node{Name: name, HTTP: "http://" + port(name, 5151), Gossip: port(name, 5152), NS: ns, bin: cfg.Bin, log: &containerdtest.Buffer{}, net: c.net}

@@ -718,3 +718,36 @@ func TestAgentBackWithOtherResources(t *testing.T) {
 		ss.Decline([]string{o.ID}, refuse(0))
 	}
 }
+
+// TestKillThatDoesNotReachTheAgentIsSentAgain: a kill the agent did not get (restarting, a
+// network blip) is sent again until the task ends; the framework that asked for it does not
+// find the task running for good.
+func TestKillThatDoesNotReachTheAgentIsSentAgain(t *testing.T) {
+	e := newSchedEnv(t, nil)
+	e.sim.register(t, "", "host-a", agentRes)
+	ss := e.subscribe(api.FrameworkInfo{Name: "fw"})
+	o := expectOffer(t, ss)
+	if err := ss.Accept([]string{o.ID}, launch(sleepTask("t1", 1, 128)), nil); err != nil {
+		t.Fatal(err)
+	}
+	expectUpdate(t, ss, "t1", task.Running)
+	e.sim.mu.Lock()
+	e.sim.dropKills = 2
+	e.sim.mu.Unlock()
+	if err := ss.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: "t1"}}); err != nil {
+		t.Fatal(err)
+	}
+	expectNone(t, ss, "TASK_KILLED from a kill the agent did not get", func(ev api.Event) bool {
+		return ev.Type == api.EventUpdate && ev.Update.Status.TaskID == "t1" && ev.Update.Status.State == task.Killed
+	})
+	for i := 0; i < 3; i++ { // two more tries, killRetry apart
+		e.clock.Advance(6 * time.Second)
+		e.step()
+		waitUntil(t, "the kill sent again", 5*time.Second, func() bool {
+			e.sim.mu.Lock()
+			defer e.sim.mu.Unlock()
+			return len(e.sim.kills) >= 2+i || i == 2
+		})
+	}
+	expectUpdate(t, ss, "t1", task.Killed)
+}

@@ -36,6 +36,7 @@ type simAgents struct {
 	// gossipOnly makes Present answer false: only gossip tells the master an agent is there
 	// (sim agents are no gossip members unless a test runs gossipAs for them).
 	gossipOnly bool
+	dropKills  int                        // this many kills fail as an agent that does not answer
 	volumes    map[string]map[string]bool // agent → its volumes (made, by CreateVolume or a launch)
 	destroyed  []string                   // agent/volume, in the order asked
 }
@@ -106,6 +107,11 @@ func (s *simAgents) Launch(ctx context.Context, ag api.Agent, ti api.TaskInfo) e
 func (s *simAgents) Kill(ctx context.Context, ag api.Agent, taskID string, grace time.Duration) error {
 	s.mu.Lock()
 	s.kills = append(s.kills, taskID)
+	if s.dropKills > 0 {
+		s.dropKills--
+		s.mu.Unlock()
+		return fmt.Errorf("agent %s: connection refused", ag.ID)
+	}
 	_, ok := s.tasks[ag.ID][taskID]
 	slow := s.slowKills
 	s.mu.Unlock()

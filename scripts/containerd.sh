@@ -3,6 +3,8 @@
 #
 #   scripts/containerd.sh start     use the system containerd if its socket answers, else start a
 #                                   private one under .containerd/; prints the socket path
+#                                   (and installs e2fsprogs, whose mkfs.ext4 makes the agents'
+#                                   persistent volumes, when it is missing)
 #   scripts/containerd.sh address   print the socket path in use (starting nothing); exit 1 if none answers
 #   scripts/containerd.sh status    say which containerd answers, if any
 #   scripts/containerd.sh stop      stop the private containerd (never the system one)
@@ -64,6 +66,20 @@ install_packages() {
 	apt-get install -y -q containerd runc >/dev/null
 }
 
+# volume_tools: e2fsprogs's mkfs.ext4, with which agents make persistent volumes (mount and
+# losetup are util-linux's, on every Debian); installed when missing and we run as root.
+volume_tools() {
+	PATH=$PATH:/sbin:/usr/sbin command -v mkfs.ext4 >/dev/null 2>&1 && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		say "containerd.sh: mkfs.ext4 is missing (agents need it for persistent volumes): install e2fsprogs as root"
+		return 0
+	fi
+	say "containerd.sh: installing e2fsprogs from Debian's packages"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null
+	apt-get install -y -q e2fsprogs >/dev/null
+}
+
 find_answering() {
 	if [ -n "${AGORA_CONTAINERD_SOCK:-}" ]; then
 		answers "$AGORA_CONTAINERD_SOCK" && { printf '%s\n' "$AGORA_CONTAINERD_SOCK"; return 0; }
@@ -102,6 +118,7 @@ EOF
 
 start() {
 	local sock
+	volume_tools
 	if sock=$(find_answering); then
 		printf '%s\n' "$sock"
 		return 0

@@ -10,6 +10,8 @@
 //     resend) for a task; Ack removes it once the master acknowledged that very update, and a
 //     duplicate or stale ack changes nothing.
 //  4. RemoveTask once the task is terminal and all its updates are acknowledged.
+//  5. SaveVolume, Volumes and RemoveVolume keep the agent's persistent volumes (agent/volumes's
+//     records), which outlive every task.
 package checkpoint
 
 import (
@@ -33,6 +35,7 @@ type Update = api.TaskStatus
 var (
 	bucketTasks   = []byte("tasks")
 	bucketUpdates = []byte("updates") // one nested bucket per task; keys are big-endian sequence numbers
+	bucketVolumes = []byte("volumes")
 )
 
 // Store is the checkpoint file.
@@ -50,7 +53,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("checkpoint: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketTasks, bucketUpdates} {
+		for _, b := range [][]byte{bucketTasks, bucketUpdates, bucketVolumes} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -194,4 +197,30 @@ func (s *Store) Ack(taskID, uuid string) (bool, error) {
 		return b.Delete(k)
 	})
 	return acked, err
+}
+
+// SaveVolume stores what the agent knows of a persistent volume.
+func (s *Store) SaveVolume(id string, data []byte) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketVolumes).Put([]byte(id), data)
+	})
+}
+
+// Volumes returns every volume saved, by id.
+func (s *Store) Volumes() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketVolumes).ForEach(func(k, v []byte) error {
+			out[string(k)] = append([]byte(nil), v...)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// RemoveVolume forgets a volume.
+func (s *Store) RemoveVolume(id string) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketVolumes).Delete([]byte(id))
+	})
 }

@@ -163,3 +163,32 @@ func TestUpdatesSurviveKill9(t *testing.T) {
 		}
 	}
 }
+
+func TestVolumesOutliveReopenAndTasks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveVolume("v1", []byte(`{"a":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveVolume("v2", []byte(`{"b":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveTask("v1"); err != nil { // a task of the same name is another thing
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, path)
+	vs, err := s.Volumes()
+	if err != nil || len(vs) != 2 || string(vs["v1"]) != `{"a":1}` {
+		t.Fatalf("volumes after reopen = %q %v, want v1 and v2", vs, err)
+	}
+	if err := s.RemoveVolume("v1"); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _ := s.Volumes(); len(vs) != 1 || vs["v2"] == nil {
+		t.Fatalf("volumes after removing v1 = %q, want v2 only", vs)
+	}
+}

@@ -16,7 +16,7 @@
 //     PORT0.. and the task's identity, cgroup limits from cpus and mem; run as the task's user,
 //     its image's when not root, or DefaultUser; no capabilities but root's, no new privileges,
 //     the default seccomp profile; the host's network, or the namespace NetNS names), gives the
-//     sandbox to that user, puts its secret files in a tmpfs of its own, 0400 and that user's,
+//     sandbox to that user (and the volumes marked Own: a persistent volume's root), puts its secret files in a tmpfs of its own, 0400 and that user's,
 //     mounted read-only into the container and gone from the host before the process starts
 //     (secrets.go), starts the process with stdout and stderr going to rotated files beside
 //     the sandbox (LogDir, out of the task's reach), and returns once the process runs.

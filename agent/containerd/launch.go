@@ -62,6 +62,9 @@ type Volume struct {
 	ContainerPath string
 	HostPath      string
 	ReadOnly      bool
+	// Own gives HostPath itself (not what it holds) to the task's user, once the container is
+	// made: a persistent volume's root, to the first task that uses it.
+	Own bool
 }
 
 // env is the environment a task sees: its own variables, then what Agora sets (ports, identity,
@@ -110,8 +113,8 @@ func ValidTaskID(taskID string) error {
 //
 // In steps: the spec checked (checkSpec), the sandbox and the log dir made (makeDirs), the
 // container's OCI spec built (specOpts) and the container created (createContainer), the
-// sandbox given to the task's user (ownSandbox), its secret files written, and its process
-// started and watched (start). When a step fails after the container was made, the container
+// sandbox (ownSandbox) and the volumes marked Own given to the task's user, its secret files
+// written, and its process started and watched (start). When a step fails after the container was made, the container
 // goes; the host's copies of the secret files go whatever happens.
 func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	if err := checkSpec(s); err != nil {
@@ -137,6 +140,13 @@ func (e *Executor) Launch(ctx context.Context, s Spec) (*Handle, error) {
 	}
 	if err := ownSandbox(sandbox, who); err != nil {
 		return fail(err)
+	}
+	for _, v := range s.Volumes {
+		if v.Own {
+			if err := os.Lchown(v.HostPath, int(who.UID), int(who.GID)); err != nil {
+				return fail(fmt.Errorf("containerd: give volume %s to the task's user: %w", v.HostPath, err))
+			}
+		}
 	}
 	if len(s.SecretFiles) > 0 {
 		if err := e.writeSecrets(s.TaskID, s.SecretFiles, who); err != nil {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/agent/volumes"
 	"github.com/agora-sched/agora/chaos/netem"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
@@ -183,7 +184,9 @@ func waitMasterState(t *testing.T, masterHTTP, id string, want task.State) api.T
 // TestAgentKilledHardKeepsItsTasks is the agents issue's promise end to end: a master and an
 // agent process; a task runs; the agent is killed with SIGKILL and started again; the task is
 // still RUNNING in the same container (never launched twice), the new agent lists it to the
-// master, and the task can still be killed, with every update reaching the master.
+// master, and the task can still be killed, with every update reaching the master. The
+// persistent volume the task writes to is there after the restart, with what it wrote, held by
+// the task until it ends.
 func TestAgentKilledHardKeepsItsTasks(t *testing.T) {
 	t.Parallel()
 	sock := containerdtest.Socket(t)
@@ -192,6 +195,11 @@ func TestAgentKilledHardKeepsItsTasks(t *testing.T) {
 		`API:\s+(http://\S+)`, `gossip:\s+(\S+)`)
 	masterHTTP, masterGossip := got[0], got[1]
 	agentDir := t.TempDir()
+	t.Cleanup(func() { // after the agent's process is gone, before its data dir goes
+		if err := volumes.Release(filepath.Join(agentDir, "volumes")); err != nil {
+			t.Error(err)
+		}
+	})
 	agentArgs := []string{"agent", "--join", masterGossip, "--data-dir", agentDir, "--containerd", sock, "--containerd-namespace", ns,
 		"--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--resources", "cpus:2;mem:1024;disk:1000;ports:" + taskPortRange()}
 	agent, got := startProcess(t, agentArgs, `API:\s+(http://\S+)`)
@@ -200,8 +208,8 @@ func TestAgentKilledHardKeepsItsTasks(t *testing.T) {
 
 	// Launched on the agent's own API without a framework, so that no failover timeout or
 	// orphan rule of the master plays a part: this test is about the agent.
-	info := api.TaskInfo{TaskID: "web-1", Image: containerdtest.TestAppImage, Args: []string{"-sleep", "1h"},
-		Resources: resources.Resources{CPUs: 0.1, Mem: 32}}
+	info := api.TaskInfo{TaskID: "web-1", Image: containerdtest.TestAppImage, Args: []string{"-write", "/data/note=before the kill", "-sleep", "1h"},
+		Resources: resources.Resources{CPUs: 0.1, Mem: 32}, PersistentVolumes: []api.VolumeMount{{VolumeID: "data", ContainerPath: "/data", Size: 8}}}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		// The agent takes launches once it has registered.
@@ -238,8 +246,18 @@ func TestAgentKilledHardKeepsItsTasks(t *testing.T) {
 		t.Fatalf("the task runs as pid %d after the restart, want the same %d", got, pid)
 	}
 	stdout := readLogs(t, agentHTTP, "web-1")
-	if n := strings.Count(stdout, "testapp: started"); n != 1 {
-		t.Fatalf("the app started %d times:\n%s", n, stdout)
+	if n := strings.Count(stdout, "testapp: started"); n != 1 || !strings.Contains(stdout, "write /data/note: ok") {
+		t.Fatalf("the app started %d times, or did not write its note:\n%s", n, stdout)
+	}
+	var vols []api.AgentVolume
+	if code := httpJSON(t, "GET", agentHTTP+"/v1/volumes", nil, &vols); code != 200 || len(vols) != 1 || vols[0].ID != "data" || vols[0].Task != "web-1" {
+		t.Fatalf("volumes after the restart: %d %+v, want data, held by web-1", code, vols)
+	}
+	if b, err := os.ReadFile(filepath.Join(vols[0].Path, "note")); err != nil || string(b) != "before the kill" {
+		t.Fatalf("the volume's note after the restart: %q %v", b, err)
+	}
+	if code := httpJSON(t, "DELETE", agentHTTP+"/v1/volumes/data", nil, nil); code != http.StatusConflict {
+		t.Fatalf("DELETE of the volume the task holds: %d, want 409", code)
 	}
 	if code := httpJSON(t, "POST", agentHTTP+"/v1/tasks/web-1/kill", nil, nil); code != http.StatusAccepted {
 		t.Fatalf("kill: %d", code)
@@ -247,6 +265,9 @@ func TestAgentKilledHardKeepsItsTasks(t *testing.T) {
 	st := waitMasterState(t, masterHTTP, "web-1", task.Killed)
 	if st.AgentID == "" || st.Source != task.SourceAgent {
 		t.Fatalf("KILLED at the master: %+v", st)
+	}
+	if code := httpJSON(t, "DELETE", agentHTTP+"/v1/volumes/data", nil, nil); code != http.StatusNoContent {
+		t.Fatalf("DELETE of the volume once the task ended: %d, want 204", code)
 	}
 }
 

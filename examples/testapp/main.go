@@ -7,6 +7,10 @@
 //	-print-env, -print-args  print the environment (sorted) and the arguments to stdout
 //	-print-file PATH         print a file: its content (quoted), mode, owner, filesystem, and
 //	                         whether it can be written or its mode changed (repeatable)
+//	-write PATH=TEXT         write TEXT to the file PATH, synced (repeatable)
+//	-fill PATH=N             write N MiB to the file PATH, synced, and say how much was
+//	                         written and why it stopped (repeatable); a failed write or fill
+//	                         makes the exit status 1, after whatever else was asked
 //	-stderr MSG              print MSG to stderr
 //	-listen ADDR             serve HTTP (default ":$PORT0" when PORT0 is set)
 //	-unhealthy               start with /health failing
@@ -53,6 +57,7 @@ type options struct {
 	printArgs     bool
 	printIdentity bool
 	printFiles    []string
+	writes        []fileWrite
 	stderr        string
 	listen        string
 	unhealthy     bool
@@ -71,6 +76,23 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.printIdentity, "print-identity", false, "print who the process is and what it may do: uid, gid, groups, and CapEff, NoNewPrivs and Seccomp of /proc/self/status")
 	fs.Func("print-file", "print this file: content, mode, owner, filesystem, and whether it can be written (repeatable)", func(p string) error {
 		o.printFiles = append(o.printFiles, p)
+		return nil
+	})
+	fs.Func("write", "write TEXT to the file PATH, synced: PATH=TEXT (repeatable)", func(v string) error {
+		path, text, ok := strings.Cut(v, "=")
+		if !ok || path == "" {
+			return fmt.Errorf("want PATH=TEXT")
+		}
+		o.writes = append(o.writes, fileWrite{path: path, text: text})
+		return nil
+	})
+	fs.Func("fill", "write N MiB to the file PATH, synced: PATH=N (repeatable)", func(v string) error {
+		path, n, ok := strings.Cut(v, "=")
+		mib, err := strconv.Atoi(n)
+		if !ok || path == "" || err != nil || mib < 0 {
+			return fmt.Errorf("want PATH=N, N a number of MiB")
+		}
+		o.writes = append(o.writes, fileWrite{path: path, fillMiB: mib, fill: true})
 		return nil
 	})
 	fs.StringVar(&o.stderr, "stderr", "", "print this message to stderr")
@@ -107,6 +129,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.printIdentity {
 		printIdentity(stdout)
+	}
+	wrote := true
+	for _, fw := range o.writes {
+		wrote = fw.do(stdout) && wrote
 	}
 	for _, p := range o.printFiles {
 		printFile(stdout, p)
@@ -150,6 +176,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		timeout = time.After(o.sleep)
 	case srv == nil:
 		// Nothing to serve and nothing to wait for: exit now.
+		if !wrote && o.exit == 0 {
+			return 1
+		}
 		return o.exit
 	}
 
@@ -170,6 +199,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		_ = srv.Shutdown(ctx)
 	}
 	runtime.KeepAlive(hold)
+	if !wrote && code == 0 {
+		code = 1
+	}
 	fmt.Fprintf(stdout, "testapp: exiting with %d\n", code)
 	return code
 }
@@ -273,4 +305,54 @@ func handler(o options, exit chan<- int) http.Handler {
 		fmt.Fprintf(w, "testapp task=%q port=%q\n", os.Getenv("AGORA_TASK_ID"), os.Getenv("PORT0"))
 	})
 	return mux
+}
+
+// fileWrite is one -write or -fill.
+type fileWrite struct {
+	path    string
+	text    string
+	fill    bool
+	fillMiB int
+}
+
+// do writes the file and prints "write PATH: ok" or "fill PATH: N MiB ok", or what was
+// written and the error; it answers whether all of it was written and synced.
+func (fw fileWrite) do(w io.Writer) bool {
+	verb := "write"
+	if fw.fill {
+		verb = "fill"
+	}
+	f, err := os.Create(fw.path)
+	if err != nil {
+		fmt.Fprintf(w, "%s %s: %v\n", verb, fw.path, err)
+		return false
+	}
+	defer f.Close()
+	if !fw.fill {
+		if _, err = f.WriteString(fw.text); err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			fmt.Fprintf(w, "write %s: %v\n", fw.path, err)
+			return false
+		}
+		fmt.Fprintf(w, "write %s: ok\n", fw.path)
+		return true
+	}
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = 'x'
+	}
+	for i := 0; i < fw.fillMiB; i++ {
+		if _, err := f.Write(buf); err != nil {
+			fmt.Fprintf(w, "fill %s: wrote %d MiB: %v\n", fw.path, i, err)
+			return false
+		}
+	}
+	if err := f.Sync(); err != nil {
+		fmt.Fprintf(w, "fill %s: wrote %d MiB, sync: %v\n", fw.path, fw.fillMiB, err)
+		return false
+	}
+	fmt.Fprintf(w, "fill %s: %d MiB ok\n", fw.path, fw.fillMiB)
+	return true
 }

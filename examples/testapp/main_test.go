@@ -124,3 +124,23 @@ func TestPrintFile(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteAndFill(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if code := run([]string{"-write", dir + "/t=hello", "-fill", dir + "/f=2", "-print-file", dir + "/t"}, &out, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("exit %d: %s", code, out.String())
+	}
+	for _, want := range []string{"write " + dir + "/t: ok", "fill " + dir + "/f: 2 MiB ok", "file " + dir + `/t: content="hello"`} {
+		if !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if fi, err := os.Stat(dir + "/f"); err != nil || fi.Size() != 2<<20 {
+		t.Fatalf("filled file: %v %v", fi, err)
+	}
+	out.Reset()
+	if code := run([]string{"-fill", dir + "/no/such=1"}, &out, &bytes.Buffer{}); code != 1 || !strings.Contains(out.String(), "no such file") {
+		t.Fatalf("a failed fill: exit %d, %q; want 1 and the error", code, out.String())
+	}
+}

@@ -112,6 +112,12 @@ func (s *Scheduler) agentTasksLocked(t *schedTerm, e *agentEntry, tasks []api.Ta
 	} else if err := t.alloc.DeactivateAgent(e.info.ID); err != nil {
 		s.logger.Error("agent unavailable: allocator", "agent", e.info.ID, "err", err)
 	}
+	for id, k := range t.pendingKills { // kills that did not reach it go again at the next step
+		if te := t.tasks[id]; te != nil && te.agentID == e.info.ID {
+			k.next = now
+			t.pendingKills[id] = k
+		}
+	}
 	listed := make(map[string]bool, len(tasks))
 	for _, tk := range tasks {
 		st := tk.Status

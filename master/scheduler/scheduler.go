@@ -211,6 +211,7 @@ func (s *Scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
 		agents: map[string]*agentEntry{}, frameworks: map[string]*fwEntry{}, offers: map[string]*offerEntry{},
 		tasks: map[string]*taskEntry{}, byAgent: map[string]map[string]*taskEntry{}, waiting: map[string][]waitingQuery{},
 		failedLaunch: map[launchKey]string{}, reservations: map[string]*api.AgentReservations{}, volOffer: map[string]string{},
+		pendingKills: map[string]pendingKill{},
 	}
 	for role, w := range s.cfg.RoleWeights {
 		if err := t.alloc.SetWeight(role, w); err != nil {
@@ -303,6 +304,7 @@ func (s *Scheduler) Step() {
 			s.removeFrameworkLocked(t, fw, "its failover timeout passed")
 		}
 	}
+	s.retryKillsLocked(t, now)
 	for oid, o := range t.offers {
 		if !now.Before(o.expires) {
 			s.rescindLocked(t, oid, now)

@@ -72,14 +72,57 @@ func (s *Scheduler) tellLocked(t *schedTerm, fwID string, st api.TaskStatus) {
 }
 
 // killOnAgentLocked asks the agent to kill a task, in the background.
+//
+// A kill that does not reach the agent (it is restarting, or the network failed) is not
+// dropped: it is kept in the term's pendingKills and sent again every killRetry while the
+// agent is active (and at once when it registers again) until the task ends — a framework that
+// asked for a kill must not find the task running for good because one message was lost.
 func (s *Scheduler) killOnAgentLocked(t *schedTerm, ag api.Agent, taskID string, grace time.Duration) {
 	t.goLocked(func(ctx context.Context) {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := s.cfg.Agents.Kill(ctx, ag, taskID, grace); err != nil {
-			s.logger.Warn("kill on agent", "agent", ag.ID, "task", taskID, "err", err)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.cfg.Agents.Kill(cctx, ag, taskID, grace)
+		cancel()
+		var ref *AgentRefusal
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.term != t {
+			return
 		}
+		if err == nil || errors.As(err, &ref) { // delivered, or the agent has no such task
+			delete(t.pendingKills, taskID)
+			return
+		}
+		s.logger.Warn("kill not delivered to the agent; sent again until the task ends", "agent", ag.ID, "task", taskID, "err", err)
+		t.pendingKills[taskID] = pendingKill{grace: grace, next: s.cfg.Clock.Now().Add(killRetry)}
 	})
+}
+
+// killRetry is how often a kill that did not reach its agent is sent again.
+const killRetry = 5 * time.Second
+
+// pendingKill is a kill that has not reached its agent yet.
+type pendingKill struct {
+	grace time.Duration
+	next  time.Time // when to send it again
+}
+
+// retryKillsLocked sends again the kills due whose agents are active; a task that ended, or is
+// gone, needs none.
+func (s *Scheduler) retryKillsLocked(t *schedTerm, now time.Time) {
+	for id, k := range t.pendingKills {
+		e := t.tasks[id]
+		if e == nil || e.status.State.IsTerminal() {
+			delete(t.pendingKills, id)
+			continue
+		}
+		ag := t.agents[e.agentID]
+		if ag == nil || ag.state != agentActive || now.Before(k.next) {
+			continue
+		}
+		k.next = now.Add(killRetry)
+		t.pendingKills[id] = k
+		s.killOnAgentLocked(t, ag.info, id, k.grace)
+	}
 }
 
 // ackOnAgentLocked passes an acknowledgement to the agent, in the background. An agent that
@@ -183,11 +226,14 @@ func (s *Scheduler) killLocked(t *schedTerm, fw *fwEntry, k api.KillTask, now ti
 		s.tellLocked(t, fw.info.ID, reconciled(e.status))
 		return
 	}
+	grace := time.Duration(k.GracePeriodSeconds * float64(time.Second))
 	ag := t.agents[e.agentID]
 	if ag == nil || ag.state != agentActive {
-		return // unreachable: the framework has been told; the agent kills it if it comes back after removal
+		// Unreachable: the framework has been told. The kill goes to the agent if it comes back
+		// (past its removal, the agent kills every task it still runs).
+		t.pendingKills[e.info.TaskID] = pendingKill{grace: grace, next: now}
+		return
 	}
-	grace := time.Duration(k.GracePeriodSeconds * float64(time.Second))
 	if e.status.State == task.Staging {
 		e.killRequested = true
 		return

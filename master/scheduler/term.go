@@ -39,6 +39,9 @@ type schedTerm struct {
 	// (agent id/volume id; an entry whose offer is gone is stale).
 	reservations map[string]*api.AgentReservations
 	volOffer     map[string]string
+	// pendingKills are kills that have not reached their agents yet, by task id
+	// (killOnAgentLocked): sent again while the agent is active, until the task ends.
+	pendingKills map[string]pendingKill
 }
 
 // agentState is where an agent stands with this leader.
