@@ -80,6 +80,9 @@ type App struct {
 	// Residency is a resident app's (residency.go): filled in for an app with persistent
 	// volumes.
 	Residency *Residency `json:"residency,omitempty"`
+	// AcceptedResourceRoles is read for validation only (a resident app's must be ["*"]); apps
+	// are shown with Marathon's default, ["*"].
+	AcceptedResourceRoles []string `json:"acceptedResourceRoles,omitempty"`
 }
 
 // FetchURI is one of Marathon's fetch artifacts; extract defaults to true, as in Marathon.

@@ -3,6 +3,7 @@ package marathon
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,6 +116,9 @@ func (a App) checkResident(p *problems) {
 	if !a.UnreachableStrategy.Disabled {
 		p.add("/unreachableStrategy", "unreachableStrategy must be disabled for resident tasks")
 	}
+	if r := a.AcceptedResourceRoles; len(r) > 0 && (len(r) != 1 || r[0] != api.DefaultRole) {
+		p.add("/acceptedResourceRoles", "A resident app must have `acceptedResourceRoles = [\"*\"]`.")
+	}
 	if r := a.Residency; r != nil {
 		if r.RelaunchEscalationTimeoutSeconds < 0 {
 			p.add("/residency/relaunchEscalationTimeoutSeconds", "got %v, expected 0 or more", r.RelaunchEscalationTimeoutSeconds)
@@ -154,6 +158,27 @@ func checkResidentUpdate(p *problems, from, to App) {
 			p.add(f.path, "%s", persistentResourcesChanged)
 		}
 	}
+	if from.RequirePorts != to.RequirePorts {
+		p.add("/requirePorts", "%s", persistentResourcesChanged)
+	}
+	if !slices.Equal(fixedPorts(from), fixedPorts(to)) {
+		p.add("/", "%s", persistentHostPortsChanged)
+	}
+}
+
+// Marathon's message for a resident app's fixed host ports changed by an update.
+const persistentHostPortsChanged = "Services with persistent volumes configured may not change host ports. If you need to make this change, please create a new service."
+
+// fixedPorts are the app's fixed host ports (0s, any port, left out), in order.
+func fixedPorts(a App) []int {
+	var out []int
+	for _, p := range a.RequiredPorts() {
+		if p != 0 {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // sameVolume compares two persistent volumes with Marathon's defaults filled in (mode RW, type

@@ -284,6 +284,7 @@ func TestResidentValidation(t *testing.T) {
 		{"relaunch after timeout", vol(`{"containerPath": "data", "persistent": {"size": 10}}`) + `, "residency": {"taskLostBehavior": "RELAUNCH_AFTER_TIMEOUT"}}`, "/residency/taskLostBehavior", "WAIT_FOREVER"},
 		{"negative escalation", vol(`{"containerPath": "data", "persistent": {"size": 10}}`) + `, "residency": {"relaunchEscalationTimeoutSeconds": -1}}`, "/residency/relaunchEscalationTimeoutSeconds", "0 or more"},
 		{"unreachable not disabled", `{"id": "/v", "cmd": "x", "unreachableStrategy": "sometimes"}`, "/unreachableStrategy", "disabled"},
+		{"accepted roles", vol(`{"containerPath": "data", "persistent": {"size": 10}}`) + `, "acceptedResourceRoles": ["slave_public"]}`, "/acceptedResourceRoles", `acceptedResourceRoles = ["*"]`},
 		{"external", vol(`{"containerPath": "data", "external": {"name": "x"}}`) + `}`, "/container/volumes(0)", "not external"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -310,6 +311,8 @@ func TestResidentValidation(t *testing.T) {
 		{`{"mem": 128}`, "/mem"},
 		{`{"container": {"type": "MESOS", "volumes": [{"containerPath": "data", "persistent": {"size": 200}}]}}`, "/container/volumes"},
 		{`{"container": {"type": "MESOS"}}`, "/container/volumes"},
+		{`{"requirePorts": true}`, "/requirePorts"},
+		{`{"container": {"type": "MESOS", "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 100}}], "portMappings": [{"containerPort": 80, "hostPort": 31005}]}}`, "/"},
 	} {
 		var e ValidationError
 		if code := call(t, "PUT", base+"/v2/apps/db", tt.body, &e); code != http.StatusUnprocessableEntity || len(e.Details) == 0 || e.Details[0].Path != tt.path {
