@@ -56,6 +56,13 @@ type appTask struct {
 	HealthCheckResults []struct {
 		Alive bool `json:"alive"`
 	} `json:"healthCheckResults"`
+	// SlaveID and LocalVolumes say where a resident app's instance is pinned and what it
+	// mounts; a suspended instance (scaled down, its volumes kept) has them and no version.
+	SlaveID      string `json:"slaveId"`
+	LocalVolumes []struct {
+		ContainerPath string `json:"containerPath"`
+		PersistenceID string `json:"persistenceId"`
+	} `json:"localVolumes"`
 }
 
 // what is the app's image, or its command.
@@ -372,6 +379,14 @@ func appShow(c *cli.Context) error {
 }
 
 func appTaskTable(w io.Writer, tasks []appTask) {
+	resident := false
+	for _, t := range tasks {
+		resident = resident || len(t.LocalVolumes) > 0
+	}
+	if resident {
+		residentTaskTable(w, tasks)
+		return
+	}
 	fmt.Fprintln(w, "TASK\tHOST\tPORTS\tSTATE\tHEALTH\tVERSION")
 	for _, t := range tasks {
 		health := "-"
@@ -386,6 +401,31 @@ func appTaskTable(w io.Writer, tasks []appTask) {
 			ports[i] = strconv.Itoa(p)
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Host, dash(strings.Join(ports, ",")), t.State, health, t.Version)
+	}
+}
+
+// residentTaskTable lists a resident app's instances: each one's agent and volumes
+// (containerPath=persistence id), suspended ones too (no task runs; their volumes are kept).
+func residentTaskTable(w io.Writer, tasks []appTask) {
+	fmt.Fprintln(w, "TASK\tHOST\tAGENT\tPORTS\tSTATE\tHEALTH\tVERSION\tVOLUMES")
+	for _, t := range tasks {
+		health := "-"
+		for _, r := range t.HealthCheckResults {
+			health = map[bool]string{true: "healthy", false: "unhealthy"}[r.Alive]
+		}
+		ports := make([]string, len(t.Ports))
+		for i, p := range t.Ports {
+			ports[i] = strconv.Itoa(p)
+		}
+		var vols []string
+		for _, v := range t.LocalVolumes {
+			vols = append(vols, v.ContainerPath+"="+v.PersistenceID)
+		}
+		state := t.State
+		if t.Version == "" && len(vols) > 0 {
+			state = "suspended (" + t.State + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Host, dash(t.SlaveID), dash(strings.Join(ports, ",")), state, health, dash(t.Version), dash(strings.Join(vols, ",")))
 	}
 }
 

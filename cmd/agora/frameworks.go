@@ -47,8 +47,16 @@ func startFrameworks(c *cli.Context, m *master.Master, logger *slog.Logger) erro
 	if err != nil {
 		return err
 	}
+	role, err := marathonRole(c)
+	if err != nil {
+		return err
+	}
 	for _, fw := range embedded {
-		f, err := fw.construct(frameworks.Config{Host: m.FrameworkHost(fw.namespace), Logger: logger.With("component", fw.name), ServicePorts: ports})
+		cfg := frameworks.Config{Host: m.FrameworkHost(fw.namespace), Logger: logger.With("component", fw.name), ServicePorts: ports}
+		if fw.name == "marathon" {
+			cfg.Role = role // --marathon-role, Marathon's --mesos_role
+		}
+		f, err := fw.construct(cfg)
 		if err != nil {
 			return err
 		}

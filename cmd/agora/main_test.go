@@ -46,6 +46,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"agora", "dev", "--data-dir", "DATA", "--containerd", "/nonexistent.sock", "--http", "127.0.0.1:0"}, exitError, "containerd at /nonexistent.sock does not answer"},
 		{[]string{"agora", "master"}, exitUsage, "--data-dir is required"},
 		{[]string{"agora", "master", "--data-dir", "DATA", "--bind", "127.0.0.1:notaport"}, exitError, "127.0.0.1:notaport"},
+		{[]string{"agora", "master", "--data-dir", "DATA", "--marathon-role", "a b"}, exitUsage, `--marathon-role: "a b"`},
+		{[]string{"agora", "dev", "--data-dir", "DATA", "--marathon-role", "-x"}, exitUsage, "--marathon-role"},
 		{[]string{"agora", "cluster", "members", "--master", "http://127.0.0.1:1"}, exitError, "connection refused"},
 		{[]string{"agora", "cluster", "leader", "-o", "xml"}, exitUsage, "--output"},
 		{[]string{"agora", "app", "scale", "web", "many"}, exitUsage, "INSTANCES must be a whole number"},

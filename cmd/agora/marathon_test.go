@@ -805,13 +805,17 @@ func TestMarathonHostVolumes(t *testing.T) {
 			t.Fatal("the read-write volume did not get the task's file")
 		}
 	}
+	// A persistent volume needs a framework role that can reserve (this node has "*"), and an
+	// app that had none cannot get one (Marathon's rule): both named.
 	var bad struct {
 		Details []struct {
-			Path string `json:"path"`
+			Path   string   `json:"path"`
+			Errors []string `json:"errors"`
 		} `json:"details"`
 	}
-	if code := httpJSON(t, "PUT", base+"/v2/apps/vols", json.RawMessage(`{"container": {"type": "MESOS", "volumes": [{"containerPath": "/d", "persistent": {"size": 10}}]}}`), &bad); code != http.StatusUnprocessableEntity ||
-		len(bad.Details) != 1 || bad.Details[0].Path != "/container/volumes(0)" {
+	if code := httpJSON(t, "PUT", base+"/v2/apps/vols", json.RawMessage(`{"container": {"type": "MESOS", "volumes": [{"containerPath": "d", "persistent": {"size": 10}}]}}`), &bad); code != http.StatusUnprocessableEntity ||
+		len(bad.Details) != 2 || bad.Details[0].Path != "/container/volumes(0)/persistent" || !strings.Contains(bad.Details[0].Errors[0], "--marathon-role") ||
+		bad.Details[1].Path != "/container/volumes" {
 		t.Fatalf("a persistent volume: %d %+v", code, bad)
 	}
 }

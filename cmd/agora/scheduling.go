@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/agora-sched/agora/master"
+	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
 )
 
@@ -23,7 +24,17 @@ func schedulerFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "agent-gossip-grace", Value: 10 * time.Second, Usage: "an agent that no gossip member carries this long after it registered (registered by hand and silent, or its process gone) is unreachable: no offers of it"},
 		&cli.StringFlag{Name: "role-weights", Usage: "DRF weights of roles, e.g. 'prod:3;batch:1' (default 1 each)"},
 		&cli.StringFlag{Name: "service-ports", Value: "10000-20000", Usage: "the range apps' service ports are assigned from (Marathon's --local_port_min and --local_port_max), both ends included"},
+		&cli.StringFlag{Name: "marathon-role", Value: api.DefaultRole, Usage: "the role the service framework registers with (Marathon's --mesos_role); apps with persistent volumes need one other than \"*\" to reserve resources for"},
 	}
+}
+
+// marathonRole reads --marathon-role: a role name (Mesos's rules), "*" by default.
+func marathonRole(c *cli.Context) (string, error) {
+	r := c.String("marathon-role")
+	if err := api.ValidateRole(r); err != nil && r != api.DefaultRole {
+		return "", usageError{fmt.Sprintf("--marathon-role: %v", err)}
+	}
+	return r, nil
 }
 
 // servicePorts reads --service-ports: one range of ports, "10000-20000".
@@ -70,6 +81,9 @@ func schedulerConfig(c *cli.Context) (master.SchedulerConfig, error) {
 		return master.SchedulerConfig{}, usageError{fmt.Sprintf("--role-weights: %v", err)}
 	}
 	if _, err := servicePorts(c); err != nil { // read by the frameworks once the master runs
+		return master.SchedulerConfig{}, err
+	}
+	if _, err := marathonRole(c); err != nil { // likewise
 		return master.SchedulerConfig{}, err
 	}
 	return master.SchedulerConfig{

@@ -26,8 +26,19 @@ const (
 	DefaultMaxLaunchDelaySeconds = 300.0
 	DefaultInactiveAfterSeconds  = 300.0
 	DefaultExpungeAfterSeconds   = 600.0
-	KillYoungestFirst            = "YOUNGEST_FIRST"
-	KillOldestFirst              = "OLDEST_FIRST"
+	// A resident app's (one with persistent volumes) defaults: its residency, and an upgrade
+	// strategy that kills an old instance before its replacement takes the reservation over.
+	DefaultRelaunchEscalationTimeoutSeconds = 3600
+	TaskLostWaitForever                     = "WAIT_FOREVER"
+	TaskLostRelaunchAfterTimeout            = "RELAUNCH_AFTER_TIMEOUT"
+	DefaultResidentMinimumHealthCapacity    = 0.5
+	// PersistentRoot is the only persistent volume type Agora has: a directory of the agent's
+	// root disk (Mesos's ROOT disk); path and mount disks are refused.
+	PersistentRoot    = "root"
+	PersistentPath    = "path"
+	PersistentMount   = "mount"
+	KillYoungestFirst = "YOUNGEST_FIRST"
+	KillOldestFirst   = "OLDEST_FIRST"
 )
 
 // App is the typed view of an app definition: the fields Agora acts on. The definition itself
@@ -66,6 +77,12 @@ type App struct {
 	Fetch []FetchURI `json:"fetch,omitempty"`
 	// URIs is Marathon's older fetch: each is fetched, and extracted when it is an archive.
 	URIs []string `json:"uris,omitempty"`
+	// Residency is a resident app's (residency.go): filled in for an app with persistent
+	// volumes.
+	Residency *Residency `json:"residency,omitempty"`
+	// AcceptedResourceRoles is read for validation only (a resident app's must be ["*"]); apps
+	// are shown with Marathon's default, ["*"].
+	AcceptedResourceRoles []string `json:"acceptedResourceRoles,omitempty"`
 }
 
 // FetchURI is one of Marathon's fetch artifacts; extract defaults to true, as in Marathon.
@@ -109,17 +126,36 @@ type Container struct {
 	Volumes      []VolumeDef   `json:"volumes,omitempty"`
 }
 
-// VolumeDef is one of Marathon's container volumes: a host volume (hostPath), or a secret of the
+// VolumeDef is one of Marathon's container volumes: a host volume (hostPath), a secret of the
 // app's secrets as a file (secret: a file of the task's user, 0400, on a tmpfs, read-only;
-// relative containerPath: in the sandbox). Persistent and external ones are refused by
-// validation.
+// relative containerPath: in the sandbox), or a local persistent volume (persistent: reserved
+// disk of the agent the instance first lands on, kept across its tasks; residency.go).
+// External ones are refused by validation.
 type VolumeDef struct {
-	ContainerPath string `json:"containerPath"`
-	HostPath      string `json:"hostPath,omitempty"`
-	Mode          string `json:"mode,omitempty"` // RO or RW (default)
-	Secret        string `json:"secret,omitempty"`
-	Persistent    any    `json:"persistent,omitempty"`
-	External      any    `json:"external,omitempty"`
+	ContainerPath string          `json:"containerPath"`
+	HostPath      string          `json:"hostPath,omitempty"`
+	Mode          string          `json:"mode,omitempty"` // RO or RW (default)
+	Secret        string          `json:"secret,omitempty"`
+	Persistent    *PersistentInfo `json:"persistent,omitempty"`
+	External      any             `json:"external,omitempty"`
+}
+
+// PersistentInfo is Marathon's PersistentVolumeInfo: Size MiB of the agent's disk of Type (root,
+// the default; path and mount are Mesos's other disks, which Agora's agents do not have);
+// MaxSize and Constraints are for mount and path disks only, as in Marathon.
+type PersistentInfo struct {
+	Type        string     `json:"type,omitempty"`
+	Size        float64    `json:"size"`
+	MaxSize     *float64   `json:"maxSize,omitempty"`
+	Constraints [][]string `json:"constraints,omitempty"`
+}
+
+// Residency is Marathon's residency of an app with persistent volumes: what happens to an
+// instance whose task is lost. WAIT_FOREVER (the only behaviour Agora has, and Marathon's
+// default): it waits for its agent, whose reservation and volumes it holds.
+type Residency struct {
+	RelaunchEscalationTimeoutSeconds float64 `json:"relaunchEscalationTimeoutSeconds"`
+	TaskLostBehavior                 string  `json:"taskLostBehavior"`
 }
 
 // Docker names the image.
@@ -168,10 +204,44 @@ type UpgradeStrategy struct {
 	MaximumOverCapacity   float64 `json:"maximumOverCapacity"`
 }
 
-// UnreachableStrategy says when an unreachable instance is replaced and when it is forgotten.
+// UnreachableStrategy says when an unreachable instance is replaced and when it is forgotten;
+// Marathon's "disabled" (Disabled), a resident app's, says never: it waits for its agent.
 type UnreachableStrategy struct {
 	InactiveAfterSeconds float64 `json:"inactiveAfterSeconds"`
 	ExpungeAfterSeconds  float64 `json:"expungeAfterSeconds"`
+	Disabled             bool    `json:"-"`
+}
+
+// unreachableDisabled is how Marathon writes a disabled unreachable strategy.
+const unreachableDisabled = "disabled"
+
+// UnmarshalJSON reads Marathon's two forms: the object, or the string "disabled".
+func (u *UnreachableStrategy) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		if s != unreachableDisabled {
+			return &fieldErr{path: "/unreachableStrategy", msg: fmt.Sprintf("got %q, expected \"disabled\" or an object with inactiveAfterSeconds and expungeAfterSeconds", s)}
+		}
+		*u = UnreachableStrategy{Disabled: true}
+		return nil
+	}
+	type plain UnreachableStrategy
+	p := plain(*u)
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*u = UnreachableStrategy(p)
+	u.Disabled = false
+	return nil
+}
+
+// MarshalJSON writes it as Marathon does.
+func (u UnreachableStrategy) MarshalJSON() ([]byte, error) {
+	if u.Disabled {
+		return json.Marshal(unreachableDisabled)
+	}
+	type plain UnreachableStrategy
+	return json.Marshal(plain(u))
 }
 
 // EnvValue is an env value: a string, or Marathon's {"secret": "name"} reference; Secret is
@@ -270,6 +340,21 @@ func (d Definition) App() (App, error) {
 	}
 	if a.Container != nil && a.Container.Type == "" {
 		a.Container.Type = containerType(a.Container) // Marathon's default for a container without one
+	}
+	if a.Resident() {
+		// Marathon's defaults for an app with persistent volumes.
+		if isAbsent(d["upgradeStrategy"]) {
+			a.UpgradeStrategy = UpgradeStrategy{MinimumHealthCapacity: DefaultResidentMinimumHealthCapacity, MaximumOverCapacity: 0}
+		}
+		if isAbsent(d["unreachableStrategy"]) {
+			a.UnreachableStrategy = UnreachableStrategy{Disabled: true}
+		}
+		if a.Residency == nil {
+			a.Residency = &Residency{RelaunchEscalationTimeoutSeconds: DefaultRelaunchEscalationTimeoutSeconds, TaskLostBehavior: TaskLostWaitForever}
+		}
+		if a.Residency.TaskLostBehavior == "" {
+			a.Residency.TaskLostBehavior = TaskLostWaitForever
+		}
 	}
 	if raw, ok := d["ports"]; ok && d["portDefinitions"] == nil {
 		// Marathon's older "ports": [0, 0] means that many port definitions.
@@ -494,7 +579,7 @@ func (a App) Needs() hostaccess.Needs {
 	if a.Container != nil {
 		n.Privileged = a.Container.Docker != nil && a.Container.Docker.Privileged
 		for _, v := range a.Container.Volumes {
-			if v.Secret != "" {
+			if v.Secret != "" || v.Persistent != nil || v.External != nil {
 				continue
 			}
 			n.Volumes = append(n.Volumes, api.Volume{ContainerPath: v.ContainerPath, HostPath: v.HostPath, ReadOnly: v.Mode == "RO"})

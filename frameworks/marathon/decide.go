@@ -78,7 +78,7 @@ type observed struct {
 // change, and it is reconciled; an ended instance is forgotten (and replaced, with backoff, if
 // nobody asked it to stop).
 func (st *leaderState) observe(ts api.TaskStatus, now time.Time) observed {
-	o := observed{actions: actions{now: now}}
+	o := observed{actions: actions{now: now, record: &change{}}}
 	in := st.instances[ts.TaskID]
 	if in == nil {
 		o.killUnowned = !ts.State.IsTerminal() && ts.State != task.Unknown
@@ -100,6 +100,7 @@ func (st *leaderState) observe(ts api.TaskStatus, now time.Time) observed {
 		if as := st.apps[in.rec.AppID]; as != nil && !in.rec.Killing {
 			failed(as, in, ts, now, &o.actions)
 		}
+		st.taskEnded(in, ts, &o.actions)
 		o.forget = true
 		return o
 	}
@@ -118,6 +119,7 @@ func (st *leaderState) observe(ts api.TaskStatus, now time.Time) observed {
 			in.startedAt = &t
 		}
 		in.unreachableSince = time.Time{}
+		st.confirmReservation(in, &o.actions)
 	case task.Unreachable:
 		if in.unreachableSince.IsZero() {
 			in.unreachableSince = now
@@ -200,7 +202,12 @@ func (st *leaderState) decide(now time.Time, full bool, role string) actions {
 			st.advance(d, role, &a)
 		}
 	}
-	waiting := len(st.waiting) > 0
+	for _, id := range sortedKeys(st.reservations) {
+		if r := st.reservations[id]; st.apps[r.AppID] == nil && !r.Destroy {
+			st.wipeApp(r.AppID, &a) // its app is gone (deleted before a failover)
+		}
+	}
+	waiting := len(st.waiting) > 0 || st.destroying()
 	switch {
 	case waiting && (st.suppressed || newlyWaiting):
 		// Something new waits: offers declined while nothing did (refused for a while) come
@@ -233,6 +240,7 @@ func (st *leaderState) decideApp(appID string, now time.Time, a *actions) (newly
 	target := as.app.Instances
 	if as.deleted {
 		target = 0
+		st.wipeApp(appID, a)
 		if len(insts) == 0 {
 			delete(st.apps, appID)
 			delete(st.waiting, appID)
@@ -276,7 +284,9 @@ func (st *leaderState) planView(as *appState, insts []*instance, now time.Time, 
 	inactive := time.Duration(as.app.UnreachableStrategy.InactiveAfterSeconds * float64(time.Second))
 	expunge := time.Duration(as.app.UnreachableStrategy.ExpungeAfterSeconds * float64(time.Second))
 	for _, in := range insts {
-		if !in.unreachableSince.IsZero() && now.Sub(in.unreachableSince) >= inactive {
+		// A disabled unreachable strategy (a resident app's: WAIT_FOREVER) never replaces an
+		// unreachable instance: it holds its agent's volumes, and waits for it.
+		if !in.unreachableSince.IsZero() && !as.app.UnreachableStrategy.Disabled && now.Sub(in.unreachableSince) >= inactive {
 			if now.Sub(in.unreachableSince) >= expunge {
 				st.remove(in.rec.ID)
 				a.record.del(instanceKey(in.rec.ID))

@@ -207,6 +207,9 @@ func (s *Service) define(ctx context.Context, edits []appEdit, base changeBase, 
 		if err == nil {
 			err = a.Validate()
 		}
+		if err == nil {
+			err = checkResidentChange(a, cur, s.cfg.Role)
+		}
 		if err == nil && a.Instances > 0 {
 			err = s.agentsCanRun(ctx, a)
 		}
@@ -247,6 +250,11 @@ func (p *problems) addError(path string, err error) {
 		for _, d := range ve.Details {
 			p.add(path+d.Path, "%s", strings.Join(d.Errors, "; "))
 		}
+		return
+	}
+	var fe *fieldErr
+	if errors.As(err, &fe) {
+		p.add(path+fe.path, "%s", fe.msg)
 		return
 	}
 	p.add(path+"/", "%s", err.Error())

@@ -51,6 +51,10 @@ type scriptWorld struct {
 	version int
 	deploys int
 	offers  int
+	// ended, when set, hears of every task that ended (the resident scripts' master);
+	// recorded, of every batch of records decided (their store).
+	ended    func(taskID string)
+	recorded func(c *change)
 }
 
 func (w *scriptWorld) do(cmd string) string {
@@ -294,7 +298,20 @@ func (w *scriptWorld) status(what, arg string) []string {
 
 func (w *scriptWorld) tell(in *instance, state task.State, healthy *bool) []string {
 	o := w.st.observe(api.TaskStatus{TaskID: in.rec.ID, State: state, Healthy: healthy, Message: "script", Timestamp: w.now}, w.now)
+	if w.ended != nil && state.IsTerminal() {
+		w.ended(in.rec.ID)
+	}
 	var out []string
+	if w.recorded != nil {
+		// As the service's update commits it: the instance's end and its reservation's.
+		if o.forget {
+			o.record.del(instanceKey(in.rec.ID))
+		}
+		for _, key := range sortedKeys(o.record.Puts) {
+			out = append(out, "record put "+key)
+		}
+		w.recorded(o.record)
+	}
 	if o.forget {
 		out = append(out, "forget "+in.rec.ID)
 	}
@@ -321,6 +338,9 @@ func (w *scriptWorld) tick() []string {
 
 // actions shows what a decision leaves to do: records, kills, events (but the status ones), offers.
 func (w *scriptWorld) actions(a *actions) []string {
+	if w.recorded != nil && a.record != nil {
+		w.recorded(a.record)
+	}
 	var out []string
 	for _, key := range a.record.Deletes {
 		out = append(out, "record delete "+key)

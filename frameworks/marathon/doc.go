@@ -101,7 +101,16 @@
 //   - Host volumes (container.volumes with hostPath, RO or RW) are bind-mounted by the agent; a
 //     relative containerPath is in the sandbox. hostPath names a host volume an agent declares
 //     (--host-volume) or a path in one; an app is placed only on agents that declare it, and one
-//     no agent declares is a 422. Persistent and external volumes are refused.
+//     no agent declares is a 422. External volumes are refused.
+//
+//   - Local persistent volumes (container.volumes {"containerPath", "persistent": {"size"}},
+//     root disk only) make an app resident, as Marathon's stateful apps (residency.go,
+//     reserve.go): each instance reserves its resources and volumes on the agent it first lands
+//     on, recording them (reservation/<instance>) before the accept, and every later task of it
+//     goes there, mounting them; scaled down it is suspended (listed with its volumes), wipe=true
+//     and the app's delete destroy them, an agent removed for good takes them with it.
+//     Residency, upgradeStrategy {0.5, 0} and unreachableStrategy "disabled" are Marathon's
+//     defaults for such an app; the framework's role must not be "*" (--marathon-role).
 //
 //   - user runs the tasks as that user (pkg/hostaccess); root only on agents that allow it.
 //     Privileged containers, root and host volumes are judged against the registered agents
@@ -167,6 +176,9 @@
 //
 //	A new leader loads every instance unreconciled, its state and health unknown: its app
 //	gets no move until the master has answered for each of them.
+//
+//	A resident app's instance ends the same way, but its reservation stays (suspended): its
+//	next task is launched on it, on its agent only (residency.go draws that cycle).
 //
 // Not yet: docker.parameters are kept but have no effect (they are flags of Docker's daemon,
 // not of containerd).

@@ -3,6 +3,7 @@ package marathon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -25,7 +26,11 @@ func (s *Service) createApp(w http.ResponseWriter, r *http.Request) {
 	}
 	a, err := def.App()
 	if err != nil {
-		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: "/", Errors: []string{err.Error()}}}})
+		path, msg := "/", err.Error()
+		if fe := (*fieldErr)(nil); errors.As(err, &fe) {
+			path, msg = fe.path, fe.msg // a field of the wrong form, named
+		}
+		httpjson.Write(w, http.StatusUnprocessableEntity, ValidationError{Message: "Object is not valid", Details: []ErrorDetails{{Path: path, Errors: []string{msg}}}})
 		return
 	}
 	res, err := s.changeApp(r.Context(), a.ID, forced(r), func(cur *appState) (Definition, error) {
@@ -260,11 +265,19 @@ func (s *Service) appDelete(w http.ResponseWriter, r *http.Request) {
 		writeResult(w, http.StatusOK, res)
 	case "tasks":
 		var ids []string
+		wipe := queryBool(r, "wipe")
 		s.mu.Lock()
 		if s.st != nil {
 			for _, in := range s.st.appInstances(appID) {
 				if arg == "" || in.rec.ID == arg {
 					ids = append(ids, in.rec.ID)
+				}
+			}
+			// A suspended instance is named by the id it is listed by; all of them are wiped
+			// with the app's tasks.
+			for _, res := range s.st.suspended(appID) {
+				if arg == res.shownID() || arg == res.ID || arg == "" && wipe {
+					ids = append(ids, res.shownID())
 				}
 			}
 		}
@@ -273,7 +286,7 @@ func (s *Service) appDelete(w http.ResponseWriter, r *http.Request) {
 			marathonError(w, http.StatusNotFound, "Task '"+arg+"' does not exist")
 			return
 		}
-		killed, res, err := s.killInstances(r.Context(), ids, queryBool(r, "scale"), forced(r))
+		killed, res, err := s.killInstances(r.Context(), ids, queryBool(r, "scale"), wipe, forced(r))
 		if err != nil {
 			writeChangeError(w, err)
 			return

@@ -27,14 +27,14 @@ func (s *Service) deleteTasks(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	for _, id := range body.IDs {
-		if s.st == nil || s.st.instances[id] == nil {
+		if s.st == nil || s.st.instances[id] == nil && s.st.suspendedNamed(id) == nil {
 			s.mu.Unlock()
 			marathonError(w, http.StatusNotFound, "Task '"+id+"' does not exist")
 			return
 		}
 	}
 	s.mu.Unlock()
-	_, res, err := s.killInstances(r.Context(), body.IDs, queryBool(r, "scale"), forced(r))
+	_, res, err := s.killInstances(r.Context(), body.IDs, queryBool(r, "scale"), queryBool(r, "wipe"), forced(r))
 	if err != nil {
 		writeChangeError(w, err)
 		return
@@ -43,8 +43,10 @@ func (s *Service) deleteTasks(w http.ResponseWriter, r *http.Request) {
 }
 
 // killInstances kills instances on request: each is replaced, or, with scale, its app wants
-// one instance fewer.
-func (s *Service) killInstances(ctx context.Context, ids []string, scale, force bool) ([]taskWire, changeResult, error) {
+// one instance fewer. With wipe, a resident instance's reservation and volumes are destroyed
+// too (once its task has ended), and a suspended one (named by the id it is listed by) is
+// wiped: its replacement starts afresh.
+func (s *Service) killInstances(ctx context.Context, ids []string, scale, wipe, force bool) ([]any, changeResult, error) {
 	var res changeResult
 	if scale {
 		byApp := map[string]int{}
@@ -70,29 +72,14 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, force 
 			}
 		}
 	}
-	c := &change{}
-	var out []taskWire
 	s.mu.Lock()
 	st := s.st
 	if st == nil {
 		s.mu.Unlock()
 		return nil, res, errNotReady
 	}
-	var kills []api.KillTask
-	for _, id := range ids {
-		in := st.instances[id]
-		if in == nil {
-			continue
-		}
-		out = append(out, taskWireOf(in, s.cfg.Role, st))
-		if in.rec.Killing {
-			continue
-		}
-		in.rec.Killing = true
-		st.touch(in.rec.AppID)
-		c.put(instanceKey(id), in.rec)
-		kills = append(kills, api.KillTask{TaskID: id, AgentID: in.rec.AgentID})
-	}
+	kr := st.requestKills(ids, wipe, s.cfg.Role)
+	out, c, kills, wiped := kr.out, kr.record, kr.kills, kr.wiped
 	s.mu.Unlock()
 	// Recorded before sent, as the planner's kills are: a new leader knows of every kill.
 	if err := commit(ctx, s.store, c); err != nil {
@@ -102,6 +89,9 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, force 
 				if in := st.instances[k.TaskID]; in != nil {
 					in.rec.Killing = false
 				}
+			}
+			for _, r := range wiped {
+				r.Destroy = false
 			}
 		}
 		s.mu.Unlock()
@@ -114,12 +104,85 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, force 
 	return out, res, nil
 }
 
-func (s *Service) tasksJSONLocked(st *leaderState, appID string) []taskWire {
-	out := []taskWire{}
+// killRequest is what a kill on request decided: the tasks to answer, the records to commit
+// (instances marked Killing, reservations to destroy), then the kills to send.
+type killRequest struct {
+	out    []any
+	record *change
+	kills  []api.KillTask
+	wiped  []*ReservationRecord
+}
+
+// requestKills decides, without I/O, the kills of tasks named on request (by an instance's id,
+// or the id a suspended instance is listed by); with wipe, their reservations are to be
+// destroyed. The caller holds s.mu; role is the framework's, as tasks show it.
+func (st *leaderState) requestKills(ids []string, wipe bool, role string) killRequest {
+	kr := killRequest{record: &change{}}
+	for _, id := range ids {
+		in := st.instances[id]
+		var r *ReservationRecord
+		if in != nil {
+			r = st.reservations[in.rec.Reservation]
+		} else {
+			r = st.suspendedNamed(id)
+		}
+		if wipe && r != nil && !r.Destroy {
+			r.Destroy = true
+			kr.record.put(reservationKey(r.ID), r)
+			kr.wiped = append(kr.wiped, r)
+			st.touch(r.AppID)
+		}
+		if in == nil {
+			if r != nil {
+				kr.out = append(kr.out, reservedTaskWireOf(r, role, st))
+			}
+			continue
+		}
+		kr.out = append(kr.out, taskWireOf(in, role, st))
+		if in.rec.Killing {
+			continue
+		}
+		in.rec.Killing = true
+		st.touch(in.rec.AppID)
+		kr.record.put(instanceKey(in.rec.ID), in.rec)
+		kr.kills = append(kr.kills, api.KillTask{TaskID: in.rec.ID, AgentID: in.rec.AgentID})
+	}
+	return kr
+}
+
+// tasksJSONLocked lists an app's tasks: its instances', then its suspended instances (resident
+// apps' reservations no task runs on), as Marathon lists both.
+func (s *Service) tasksJSONLocked(st *leaderState, appID string) []any {
+	out := []any{}
 	for _, in := range st.appInstances(appID) {
 		out = append(out, taskWireOf(in, s.cfg.Role, st))
 	}
+	for _, r := range st.suspended(appID) {
+		out = append(out, reservedTaskWireOf(r, s.cfg.Role, st))
+	}
 	return out
+}
+
+// suspendedNamed is the suspended instance a task id names: the id it is listed by (its latest
+// task's), or its reservation's own (its first task's). A live instance is named by its task's
+// id only.
+func (st *leaderState) suspendedNamed(id string) *ReservationRecord {
+	for _, r := range st.reservations {
+		if (r.ID == id || r.LastTaskID == id) && !r.Destroy && !st.reservationInUse(r) {
+			return r
+		}
+	}
+	return nil
+}
+
+// taskOn is the live instance on a reservation, nil while it is suspended.
+func (st *leaderState) taskOn(r *ReservationRecord) *instance {
+	for _, in := range st.byApp[r.AppID] {
+		if in.rec.Reservation == r.ID {
+			return in
+		}
+	}
+	return nil
 }
 
 func (s *Service) listTasks(w http.ResponseWriter, r *http.Request) {
@@ -144,11 +207,16 @@ func (s *Service) listTasks(w http.ResponseWriter, r *http.Request) {
 		s.tasksText(w, st, nil)
 		return
 	}
-	out := []taskWire{}
+	out := []any{}
 	for _, appID := range sortedKeys(st.apps) {
 		for _, in := range st.appInstances(appID) {
 			if len(statuses) == 0 || statuses[string(in.state)] {
 				out = append(out, taskWireOf(in, s.cfg.Role, st))
+			}
+		}
+		for _, r := range st.suspended(appID) {
+			if t := reservedTaskWireOf(r, s.cfg.Role, st); len(statuses) == 0 || statuses[t.State] {
+				out = append(out, t)
 			}
 		}
 	}

@@ -21,7 +21,38 @@ type offerUse struct {
 	recs    []InstanceRecord
 	infos   []api.TaskInfo
 	waiting bool
+	// reserved are the reservations the offer makes (RESERVE and CREATE before the launch);
+	// destroyed those it destroys (DESTROY and UNRESERVE first), with what it unreserves.
+	reserved   []ReservationRecord
+	destroyed  []ReservationRecord
+	unreserves []resources.Resources
 	actions
+}
+
+// operations are the offer's ACCEPT in order: what is destroyed and unreserved first, then
+// the new reservations and their volumes, then every launch.
+func (u *offerUse) operations() []api.Operation {
+	var ops []api.Operation
+	for i, r := range u.destroyed {
+		if ids := r.volumeIDs(); len(ids) > 0 {
+			ops = append(ops, api.Operation{Type: api.OperationDestroy, Destroy: &api.DestroyVolumes{VolumeIDs: ids}})
+		}
+		if !u.unreserves[i].IsEmpty() {
+			ops = append(ops, api.Operation{Type: api.OperationUnreserve, Unreserve: &api.Reserve{Resources: u.unreserves[i]}})
+		}
+	}
+	for _, r := range u.reserved {
+		ops = append(ops, api.Operation{Type: api.OperationReserve, Reserve: &api.Reserve{Resources: r.Resources}})
+		var vols []api.PersistentVolume
+		for _, v := range r.Volumes {
+			vols = append(vols, api.PersistentVolume{ID: v.PersistenceID, Size: v.Size, Labels: volumeLabels(r.AppID, r.ID, v.ContainerPath)})
+		}
+		ops = append(ops, api.Operation{Type: api.OperationCreate, Create: &api.CreateVolumes{Volumes: vols}})
+	}
+	if len(u.infos) > 0 {
+		ops = append(ops, api.Operation{Type: api.OperationLaunch, Launch: &api.Launch{TaskInfos: u.infos}})
+	}
+	return ops
 }
 
 // placeOffer decides, without I/O, which instances of the apps that wait go into one offer:
@@ -31,7 +62,8 @@ type offerUse struct {
 // the state only once recorded (launched).
 func (st *leaderState) placeOffer(o api.Offer, now time.Time, secrets func(App) (frameworks.Resolved, string), newID func(appID string) string) offerUse {
 	u := offerUse{actions: actions{now: now, record: &change{}}}
-	left := o.Resources
+	pool := newOfferPool(o)
+	st.destroyInOffer(o, pool, &u)
 	place := Place{Hostname: o.Hostname, Attributes: o.Attributes}
 	for _, appID := range sortedKeys(st.waiting) {
 		as := st.apps[appID]
@@ -54,13 +86,17 @@ func (st *leaderState) placeOffer(o api.Offer, now time.Time, secrets func(App) 
 		}
 		launched := 0
 		var why []frameworks.Mismatch
-		for as.want > 0 {
+		if as.app.Resident() {
+			launched, why = st.placeResident(as, o, pool, placed, now, resolved, newID, &u)
+		}
+		for as.want > 0 && !as.app.Resident() {
+			left := pool.unreserved // the role's reserved resources are resident instances'
 			var ports pickedPorts
 			if ports, why = fit(as, left, o, placed); len(why) > 0 {
 				break
 			}
 			need := resources.Resources{CPUs: as.app.CPUs, Mem: as.app.Mem, Disk: as.app.Disk, Ports: ports.ranges}
-			left, _ = left.Subtract(need)
+			pool.unreserved, _ = left.Subtract(need)
 			rec := InstanceRecord{
 				ID: newID(as.app.ID), AppID: as.app.ID, Version: as.configAt, AgentID: o.AgentID,
 				Host: o.Hostname, Attributes: o.Attributes, Ports: ports.list, StagedAt: now,
@@ -97,6 +133,11 @@ func (st *leaderState) launched(recs []InstanceRecord) {
 // instances are (placed), with the host ports it would take; if not, every reason why, in
 // Marathon's names and Agora's words.
 func fit(as *appState, left resources.Resources, o api.Offer, placed []Place) (pickedPorts, []frameworks.Mismatch) {
+	return fitNeed(as, resources.Resources{CPUs: as.app.CPUs, Mem: as.app.Mem, Disk: as.app.Disk}, left, o, placed)
+}
+
+// fitNeed is fit for an instance that needs need (cpus, mem, disk) besides its ports.
+func fitNeed(as *appState, need resources.Resources, left resources.Resources, o api.Offer, placed []Place) (pickedPorts, []frameworks.Mismatch) {
 	var why []frameworks.Mismatch
 	place := Place{Hostname: o.Hostname, Attributes: o.Attributes}
 	for _, c := range as.constraints {
@@ -108,7 +149,7 @@ func fit(as *appState, left resources.Resources, o api.Offer, placed []Place) (p
 		why = append(why, frameworks.Mismatch{Reason: frameworks.UnfulfilledConstraint, Detail: frameworks.UnmetDetail(as.needs, u, o.Hostname)})
 	}
 	a := as.app
-	why = append(why, frameworks.ShortOf(resources.Resources{CPUs: a.CPUs, Mem: a.Mem, Disk: a.Disk}, left, o.Hostname)...)
+	why = append(why, frameworks.ShortOf(need, left, o.Hostname)...)
 	want := a.RequiredPorts()
 	ports, ok := pickPorts(left.Ports, want)
 	if !ok {

@@ -47,7 +47,10 @@ type leaderState struct {
 	byApp       map[string]map[string]*instance // app id → its instances; kept by add and remove
 	deployments map[string]*Deployment
 	groups      map[string]groupRecord // explicit groups (with dependencies), by id
-	suppressed  bool
+	// reservations are resident instances' reservations, by id (residency.go); a task of one
+	// names it in its instance's record.
+	reservations map[string]*ReservationRecord
+	suppressed   bool
 	// dirty apps are planned at the next step (every app is, on the timer); waiting are those
 	// with instances to start now, which offers are used for.
 	dirty   map[string]bool
@@ -201,16 +204,21 @@ func (s *Service) load(ss api.Session) (*leaderState, error) {
 	if err != nil {
 		return nil, err
 	}
+	return loadState(ss, v.List)
+}
+
+// loadState makes the leader state from the namespace's records, as list walks them by prefix.
+func loadState(ss api.Session, list func(prefix string, fn func(key string, data []byte) bool)) (*leaderState, error) {
 	st := newLeaderState(ss)
 	var bad error
-	v.List("app/", func(_ string, data []byte) bool {
+	list("app/", func(_ string, data []byte) bool {
 		var as *appState
 		if as, bad = appStateOf(data); bad == nil {
 			st.apps[as.app.ID] = as
 		}
 		return bad == nil
 	})
-	v.List("instance/", func(_ string, data []byte) bool {
+	list("instance/", func(_ string, data []byte) bool {
 		var rec InstanceRecord
 		if bad = json.Unmarshal(data, &rec); bad == nil {
 			st.add(&instance{rec: rec, state: task.Staging}) // not reconciled: unknown until the master answers
@@ -221,14 +229,21 @@ func (s *Service) load(ss api.Session) (*leaderState, error) {
 		}
 		return bad == nil
 	})
-	v.List("group/", func(_ string, data []byte) bool {
+	list("group/", func(_ string, data []byte) bool {
 		var g groupRecord
 		if bad = json.Unmarshal(data, &g); bad == nil {
 			st.groups[g.ID] = g
 		}
 		return bad == nil
 	})
-	v.List("deployment/", func(_ string, data []byte) bool {
+	list("reservation/", func(_ string, data []byte) bool {
+		var r ReservationRecord
+		if bad = json.Unmarshal(data, &r); bad == nil {
+			st.reservations[r.ID] = &r
+		}
+		return bad == nil
+	})
+	list("deployment/", func(_ string, data []byte) bool {
 		var d Deployment
 		if bad = json.Unmarshal(data, &d); bad == nil {
 			st.deployments[d.ID] = &d
@@ -243,7 +258,8 @@ func (s *Service) load(ss api.Session) (*leaderState, error) {
 
 func newLeaderState(ss api.Session) *leaderState {
 	return &leaderState{ss: ss, apps: map[string]*appState{}, instances: map[string]*instance{}, byApp: map[string]map[string]*instance{},
-		deployments: map[string]*Deployment{}, groups: map[string]groupRecord{}, dirty: map[string]bool{}, waiting: map[string]bool{}}
+		deployments: map[string]*Deployment{}, groups: map[string]groupRecord{}, dirty: map[string]bool{}, waiting: map[string]bool{},
+		reservations: map[string]*ReservationRecord{}}
 }
 
 func appStateOf(data []byte) (*appState, error) {
@@ -278,6 +294,8 @@ func (s *Service) handle(ctx context.Context, ev api.Event) {
 		}
 	case api.EventUpdate:
 		s.update(ctx, ev.Update.Status)
+	case api.EventFailure:
+		s.agentRemoved(ctx, ev.Failure.AgentID)
 	case api.EventError:
 		s.logger.Warn("the master ended the subscription", "message", ev.Error.Message)
 	}
@@ -307,12 +325,36 @@ func (s *Service) update(ctx context.Context, st api.TaskStatus) {
 		}
 	}
 	if o.forget {
-		forget := &change{}
-		forget.del(instanceKey(st.TaskID))
-		if err := commit(ctx, s.store, forget); err != nil {
-			s.logger.Warn("forget an ended instance", "instance", st.TaskID, "err", err)
+		o.record.del(instanceKey(st.TaskID))
+	}
+	if !o.record.Empty() {
+		// The instance's end (its record, and its reservation's: suspended, or to destroy) or
+		// its reservation confirmed.
+		if err := commit(ctx, s.store, o.record); err != nil {
+			s.logger.Warn("record a task's update", "instance", st.TaskID, "err", err)
 		}
 	}
+}
+
+// agentRemoved forgets the reservations of an agent removed for good (its volumes are gone
+// with it), recording that first; their instances start afresh elsewhere.
+func (s *Service) agentRemoved(ctx context.Context, agentID string) {
+	s.mu.Lock()
+	state := s.st
+	if state == nil {
+		s.mu.Unlock()
+		return
+	}
+	a := actions{now: s.cfg.Clock.Now(), record: &change{}}
+	state.dropReservations(agentID, "its agent was removed", &a)
+	s.mu.Unlock()
+	if !a.record.Empty() {
+		if err := commit(ctx, s.store, a.record); err != nil {
+			s.logger.Warn("forget the reservations of a removed agent", "agent", agentID, "err", err)
+		}
+	}
+	s.announce(&a)
+	s.poke()
 }
 
 // announce publishes the events a decision made and writes its log lines.
@@ -397,7 +439,7 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 	if u.waiting {
 		refuse = 5
 	}
-	if len(u.infos) == 0 {
+	if len(u.infos) == 0 && len(u.destroyed) == 0 {
 		ss.Decline([]string{o.ID}, &api.Filters{RefuseSeconds: &refuse})
 		return
 	}
@@ -416,13 +458,19 @@ func (s *Service) useOffer(ctx context.Context, o api.Offer) {
 	s.mu.Lock()
 	if s.st == state {
 		state.launched(u.recs)
+		state.offerRecorded(u)
 	}
 	s.mu.Unlock()
+	ops := u.operations()
+	if len(ops) == 0 { // only records forgotten
+		ss.Decline([]string{o.ID}, &api.Filters{RefuseSeconds: &refuse})
+		return
+	}
 	one := 1.0
-	if err := ss.Accept([]string{o.ID}, []api.Operation{{Type: api.OperationLaunch, Launch: &api.Launch{TaskInfos: u.infos}}}, &api.Filters{RefuseSeconds: &one}); err != nil {
+	if err := ss.Accept([]string{o.ID}, ops, &api.Filters{RefuseSeconds: &one}); err != nil {
 		s.logger.Warn("accept", "offer", o.ID, "err", err)
 	}
-	s.logger.Debug("launched", "instances", len(u.infos), "agent", o.AgentID)
+	s.logger.Debug("launched", "instances", len(u.infos), "reserved", len(u.reserved), "destroyed", len(u.destroyed), "agent", o.AgentID)
 }
 
 // resolveSecrets reads the values of the app's secret env references and secret volumes from

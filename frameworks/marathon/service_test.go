@@ -32,6 +32,13 @@ func simCluster(t *testing.T, agents int, res resources.Resources, clk ...clock.
 // simClusterWith is simCluster with the framework's config changed by configure.
 func simClusterWith(t *testing.T, agents int, res resources.Resources, configure func(*Config)) (*Service, string) {
 	t.Helper()
+	svc, base, _ := simClusterAgents(t, agents, res, configure)
+	return svc, base
+}
+
+// simClusterAgents is simClusterWith that also answers the simulated agents.
+func simClusterAgents(t *testing.T, agents int, res resources.Resources, configure func(*Config)) (*Service, string, *mastertest.SimulatedAgents) {
+	t.Helper()
 	var svc *Service
 	sim := &mastertest.SimulatedAgents{}
 	m, _ := frameworktest.Master(t, t.TempDir(), sim, 20*time.Millisecond, map[string]raft.Applier{Namespace: Applier()}, func(m *master.Master) error {
@@ -49,7 +56,7 @@ func simClusterWith(t *testing.T, agents int, res resources.Resources, configure
 		return svc.st != nil
 	})
 	sim.AddAgents(agents, res)
-	return svc, "http://" + m.HTTPAddr()
+	return svc, "http://" + m.HTTPAddr(), sim
 }
 
 func waitFor(t testing.TB, what string, cond func() bool) {

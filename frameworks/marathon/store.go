@@ -15,6 +15,7 @@ import (
 //	version/<app id>/<version>   every version of the app, for /versions and rollback
 //	instance/<instance id>       an instance, written before its task is launched
 //	deployment/<deployment id>   a deployment in progress
+//	reservation/<instance id>    a resident instance's reservation and volumes (residency.go)
 const Namespace = "marathon"
 
 // Applier applies the namespace's commands: raft.Batch, puts and deletes applied together, so
@@ -52,6 +53,8 @@ type InstanceRecord struct {
 	StagedAt   time.Time         `json:"stagedAt"`
 	// Killing is set when the framework decided to stop it (scale down, upgrade, delete).
 	Killing bool `json:"killing,omitempty"`
+	// Reservation names the reservation (ReservationRecord) a resident app's task runs on.
+	Reservation string `json:"reservation,omitempty"`
 }
 
 // Deployment is Marathon's deployment: the change of one app, in progress until the app's

@@ -21,6 +21,7 @@ func (a App) Validate() error {
 	a.checkPorts(&p)
 	a.checkHealth(&p)
 	a.checkRest(&p)
+	a.checkResident(&p)
 	return p.err()
 }
 
@@ -71,7 +72,7 @@ func (a App) checkBasics(p *problems) {
 	if a.UnreachableStrategy.InactiveAfterSeconds < 0 {
 		p.add("/unreachableStrategy/inactiveAfterSeconds", "got %v, expected 0 or more", a.UnreachableStrategy.InactiveAfterSeconds)
 	}
-	if a.UnreachableStrategy.ExpungeAfterSeconds < a.UnreachableStrategy.InactiveAfterSeconds {
+	if !a.UnreachableStrategy.Disabled && a.UnreachableStrategy.ExpungeAfterSeconds < a.UnreachableStrategy.InactiveAfterSeconds {
 		p.add("/unreachableStrategy/expungeAfterSeconds", "got %v, expected at least inactiveAfterSeconds (%v)", a.UnreachableStrategy.ExpungeAfterSeconds, a.UnreachableStrategy.InactiveAfterSeconds)
 	}
 	if !slices.Contains([]string{KillYoungestFirst, KillOldestFirst}, a.KillSelection) {
@@ -96,8 +97,10 @@ func (a App) checkContainer(p *problems) {
 		for i, v := range c.Volumes {
 			path := fmt.Sprintf("/container/volumes(%d)", i)
 			switch {
-			case v.Persistent != nil || v.External != nil:
-				p.add(path, "only host volumes (hostPath) and secret volumes (secret) are supported, not persistent or external ones")
+			case v.Persistent != nil:
+				a.checkPersistentVolume(p, path, v)
+			case v.External != nil:
+				p.add(path, "only host volumes (hostPath), secret volumes (secret) and local persistent volumes (persistent) are supported, not external ones")
 			case v.ContainerPath == "" || strings.Contains(v.ContainerPath, ".."):
 				p.add(path+"/containerPath", "must not be empty nor contain '..'")
 			case v.Secret != "" && (v.HostPath != "" || v.Mode != ""):

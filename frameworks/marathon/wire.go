@@ -101,6 +101,11 @@ func appWire(def Definition, a App, role string) map[string]any {
 	out["backoffSeconds"], out["backoffFactor"], out["maxLaunchDelaySeconds"] = a.BackoffSeconds, a.BackoffFactor, a.MaxLaunchDelaySeconds
 	out["upgradeStrategy"], out["unreachableStrategy"] = a.UpgradeStrategy, a.UnreachableStrategy
 	out["killSelection"], out["requirePorts"] = a.KillSelection, a.RequirePorts
+	if a.Resident() {
+		out["residency"] = a.Residency
+	} else {
+		delete(out, "residency") // Marathon shows a residency for apps with persistent volumes only
+	}
 	fill("gpus", 0)
 	fill("executor", "")
 	fill("acceptedResourceRoles", defaultAcceptedRoles)
@@ -205,6 +210,8 @@ func containerWire(raw json.RawMessage, a App) map[string]any {
 	out["type"] = a.Container.Type
 	if _, ok := out["volumes"]; !ok {
 		out["volumes"] = []any{}
+	} else if len(a.PersistentVolumes()) > 0 {
+		out["volumes"] = volumesWire(c["volumes"], a.Container.Volumes)
 	}
 	if d := a.Container.Docker; d != nil {
 		var docker map[string]any
@@ -217,6 +224,41 @@ func containerWire(raw json.RawMessage, a App) map[string]any {
 			docker["parameters"] = []any{}
 		}
 		out["docker"] = docker
+	}
+	return out
+}
+
+// volumesWire is the container's volumes as given, a persistent one with Marathon's defaults
+// filled in: mode RW, persistent.type root, constraints [].
+func volumesWire(raw json.RawMessage, vols []VolumeDef) []any {
+	var given []map[string]any
+	json.Unmarshal(raw, &given)
+	out := []any{}
+	for i, v := range vols {
+		var m map[string]any
+		if i < len(given) {
+			m = given[i]
+		}
+		if m == nil {
+			m = map[string]any{}
+		}
+		if p := v.Persistent; p != nil {
+			if v.Mode == "" {
+				m["mode"] = "RW"
+			}
+			pm, _ := m["persistent"].(map[string]any)
+			if pm == nil {
+				pm = map[string]any{}
+			}
+			if p.Type == "" {
+				pm["type"] = PersistentRoot
+			}
+			if _, ok := pm["constraints"]; !ok {
+				pm["constraints"] = []any{}
+			}
+			m["persistent"] = pm
+		}
+		out = append(out, m)
 	}
 	return out
 }
@@ -294,22 +336,82 @@ func healthChecksWire(raw json.RawMessage, a App) []map[string]any {
 
 // taskWire is a task as Marathon writes it.
 type taskWire struct {
-	ID                 string       `json:"id"`
-	AppID              string       `json:"appId"`
-	Host               string       `json:"host"`
-	IPAddresses        []ipAddress  `json:"ipAddresses"`
-	Ports              []int        `json:"ports"`
-	ServicePorts       []int        `json:"servicePorts"` // its app's (serviceports.go)
-	SlaveID            string       `json:"slaveId"`
-	StagedAt           wireTime     `json:"stagedAt"`
-	StartedAt          *wireTime    `json:"startedAt,omitempty"`
-	Version            string       `json:"version"`
-	State              string       `json:"state"`
-	LocalVolumes       []any        `json:"localVolumes"`
-	Region             string       `json:"region,omitempty"`
-	Zone               string       `json:"zone,omitempty"`
-	Role               string       `json:"role"`
-	HealthCheckResults []healthWire `json:"healthCheckResults,omitempty"`
+	ID                 string            `json:"id"`
+	AppID              string            `json:"appId"`
+	Host               string            `json:"host"`
+	IPAddresses        []ipAddress       `json:"ipAddresses"`
+	Ports              []int             `json:"ports"`
+	ServicePorts       []int             `json:"servicePorts"` // its app's (serviceports.go)
+	SlaveID            string            `json:"slaveId"`
+	StagedAt           wireTime          `json:"stagedAt"`
+	StartedAt          *wireTime         `json:"startedAt,omitempty"`
+	Version            string            `json:"version"`
+	State              string            `json:"state"`
+	LocalVolumes       []localVolumeWire `json:"localVolumes"`
+	Region             string            `json:"region,omitempty"`
+	Zone               string            `json:"zone,omitempty"`
+	Role               string            `json:"role"`
+	HealthCheckResults []healthWire      `json:"healthCheckResults,omitempty"`
+}
+
+// localVolumeWire is Marathon's LocalVolumeId: a persistent volume of a resident task.
+type localVolumeWire struct {
+	RunSpecID     string `json:"runSpecId"`
+	ContainerPath string `json:"containerPath"`
+	UUID          string `json:"uuid"`
+	PersistenceID string `json:"persistenceId"`
+}
+
+// localVolumesOf are a reservation's volumes as tasks show them.
+func localVolumesOf(r *ReservationRecord) []localVolumeWire {
+	out := []localVolumeWire{}
+	if r == nil {
+		return out
+	}
+	for _, v := range r.Volumes {
+		out = append(out, localVolumeWire{RunSpecID: r.AppID, ContainerPath: v.ContainerPath, UUID: instanceUUID(r.ID), PersistenceID: v.PersistenceID})
+	}
+	return out
+}
+
+// reservedTaskWire is a suspended resident instance as Marathon lists it among the tasks: its
+// agent and volumes, its latest task's id and end state, no stagedAt, startedAt, version or
+// ports (it runs nothing).
+type reservedTaskWire struct {
+	ID           string            `json:"id"`
+	AppID        string            `json:"appId"`
+	Host         string            `json:"host"`
+	IPAddresses  []ipAddress       `json:"ipAddresses"`
+	Ports        []int             `json:"ports"`
+	ServicePorts []int             `json:"servicePorts"`
+	SlaveID      string            `json:"slaveId"`
+	State        string            `json:"state"`
+	LocalVolumes []localVolumeWire `json:"localVolumes"`
+	Region       string            `json:"region,omitempty"`
+	Zone         string            `json:"zone,omitempty"`
+	Role         string            `json:"role"`
+}
+
+// reservedTaskWireOf is a suspended instance's entry; role is the framework's.
+func reservedTaskWireOf(r *ReservationRecord, role string, st *leaderState) reservedTaskWire {
+	t := reservedTaskWire{ID: r.shownID(), AppID: r.AppID, Host: r.Host, IPAddresses: []ipAddress{}, Ports: []int{}, ServicePorts: []int{},
+		SlaveID: r.AgentID, State: r.LastState, LocalVolumes: localVolumesOf(r), Region: r.Attributes["region"], Zone: r.Attributes["zone"], Role: role}
+	if t.State == "" {
+		t.State = "TASK_STAGING" // Marathon's state for a task whose condition has no Mesos state
+	}
+	if as := st.apps[r.AppID]; as != nil {
+		t.ServicePorts = append(t.ServicePorts, as.app.ServicePorts()...)
+	}
+	return t
+}
+
+// shownID is the id a suspended instance is listed (and killed or wiped) by: its latest
+// task's.
+func (r *ReservationRecord) shownID() string {
+	if r.LastTaskID != "" {
+		return r.LastTaskID
+	}
+	return r.ID
 }
 
 // ipAddress is one of a task's addresses.
@@ -335,7 +437,7 @@ type healthWire struct {
 func taskWireOf(in *instance, role string, st *leaderState) taskWire {
 	t := taskWire{ID: in.rec.ID, AppID: in.rec.AppID, Host: in.rec.Host, Ports: in.rec.Ports, SlaveID: in.rec.AgentID,
 		StagedAt: wireTime(in.rec.StagedAt), Version: in.rec.Version, State: string(in.state),
-		IPAddresses: []ipAddress{}, LocalVolumes: []any{}, Role: role,
+		IPAddresses: []ipAddress{}, LocalVolumes: localVolumesOf(st.reservations[in.rec.Reservation]), Role: role,
 		Region: in.rec.Attributes["region"], Zone: in.rec.Attributes["zone"]}
 	if in.startedAt != nil {
 		ts := wireTime(*in.startedAt)

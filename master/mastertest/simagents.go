@@ -122,3 +122,16 @@ func (p *SimulatedAgents) CreateVolume(context.Context, api.Agent, api.Persisten
 
 // DestroyVolume: see CreateVolume.
 func (p *SimulatedAgents) DestroyVolume(context.Context, api.Agent, string) error { return nil }
+
+// Replace registers a new agent, of id, in place of the i-th that AddAgents registered: the
+// same hostname and API address, as an agent whose data dir was lost registers again. The old
+// agent is superseded (removed for good: its tasks end TASK_GONE, its reservations and volumes
+// go with it).
+func (p *SimulatedAgents) Replace(i int, id string, res resources.Resources) {
+	old := api.Agent{ID: fmt.Sprintf("sim-agent-%05d", i), Hostname: fmt.Sprintf("sim-host-%05d", i), HTTP: "simulated:1", Resources: res}
+	ag := old
+	ag.ID = id
+	var reg scheduler.Registration
+	reg.Agent, reg.Superseded = ag, []api.Agent{old}
+	p.s.Load().AgentsRegistered(reg)
+}

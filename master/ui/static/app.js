@@ -232,12 +232,21 @@ async function app(id) {
   const depRows = mine.map(d => `<tr data-deployment="${esc(d.id)}"><td>${esc(d.id)}</td><td>step ${esc(d.currentStep)}/${esc(d.totalSteps)}</td>
     <td>${esc((d.currentActions || []).map(x => x.action + " " + x.app).join(", "))}</td><td>${esc(ago(d.version))}</td></tr>` +
     (a.waitingReason ? `<tr class="why" data-deployment-waiting="${esc(d.id)}"><td colspan="4" class="bad">held: ${esc(a.id)} waits: ${esc(a.waitingReason)}</td></tr>` : ""));
+  // A resident app's (persistent volumes) instances show their agent and volumes; a suspended
+  // one (scaled down, its volumes kept) is listed without a version, as Marathon lists it.
+  const resident = (a.tasks || []).some(t => (t.localVolumes || []).length);
   const taskRows = (a.tasks || []).map(t => {
     const hc = (t.healthCheckResults || [])[0];
     const h = hc ? (hc.alive ? "healthy" : "unhealthy") : "-";
-    return `<tr data-task="${esc(t.id)}"><td><a href="${taskHref(t.id)}">${esc(t.id)}</a></td><td class="state ${esc(t.state)}">${esc(t.state)}</td>
-      <td class="${esc(h)}">${esc(h)}</td><td>${esc(t.host)}</td><td>${esc((t.ports || []).join(", ") || "-")}</td><td>${esc(t.version)}</td><td>${esc(ago(t.startedAt || t.stagedAt))}</td></tr>`;
+    const vols = (t.localVolumes || []).map(v => v.containerPath + " = " + v.persistenceId).join(", ");
+    const suspended = resident && !t.version && vols;
+    const state = suspended ? "suspended" : t.state;
+    const extra = resident ? `<td class="agent">${esc(t.slaveId || "-")}</td><td class="volumes"><code>${esc(vols || "-")}</code></td>` : "";
+    const name = suspended ? esc(t.id) : `<a href="${taskHref(t.id)}">${esc(t.id)}</a>`;
+    return `<tr data-task="${esc(t.id)}"><td>${name}</td><td class="state ${esc(t.state)}">${esc(state)}</td>
+      <td class="${esc(h)}">${esc(h)}</td><td>${esc(t.host)}</td>${extra}<td>${esc((t.ports || []).join(", ") || "-")}</td><td>${esc(t.version || "-")}</td><td>${esc(suspended ? "-" : ago(t.startedAt || t.stagedAt))}</td></tr>`;
   });
+  const taskHeads = resident ? ["Task", "State", "Health", "Host", "Agent", "Volumes", "Ports", "Version", "Since"] : ["Task", "State", "Health", "Host", "Ports", "Version", "Since"];
   const f = a.lastTaskFailure;
   render(`<h1>App ${esc(a.id)}</h1>
     <div class="cards">
@@ -251,7 +260,7 @@ async function app(id) {
     <form class="inline" id="scale-form"><label>Instances <input type="number" id="scale-input" min="0" value="${esc(wanted(a))}"></label><button id="scale-button" type="submit">Scale</button></form>
     <button id="restart-button" type="button">Restart</button>
     <h2>Deployments</h2>${table(["Deployment", "Progress", "Current actions", "Started"], depRows, 'id="deployments"')}
-    <h2>Instances</h2>${table(["Task", "State", "Health", "Host", "Ports", "Version", "Since"], taskRows, 'id="instances"')}
+    <h2>Instances</h2>${table(taskHeads, taskRows, 'id="instances"')}
     <h2>Find it by name</h2>${svc ? table(["Name", "Type", "Answers"], discoveryRows(svc), 'id="discovery"') +
       (svc.dns ? "" : `<p class="muted" id="no-dns">This master serves no DNS: start it with <code>--dns ADDR</code>.</p>`)
       : `<p class="muted" id="no-dns">Not in the service-discovery view yet.</p>`}
