@@ -588,6 +588,23 @@ func (a App) Needs() hostaccess.Needs {
 	return n
 }
 
+// hostVolumeField is the index in container.volumes of the app's i-th host volume (Needs lists
+// only those), for a field path.
+func (a App) hostVolumeField(i int) int {
+	if a.Container != nil {
+		for j, v := range a.Container.Volumes {
+			if v.Secret != "" || v.Persistent != nil || v.External != nil {
+				continue
+			}
+			if i == 0 {
+				return j
+			}
+			i--
+		}
+	}
+	return i
+}
+
 // SecretVolumes are the app's secrets given to its tasks as files.
 func (a App) SecretVolumes() []frameworks.SecretVolume {
 	var out []frameworks.SecretVolume

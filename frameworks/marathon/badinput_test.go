@@ -121,6 +121,7 @@ func TestBadInputIsRefusedAtTheDoor(t *testing.T) {
 		{"privileged in a group", "POST", "/v2/groups", `{"id": "/gp", "apps": [` + app("a", priv) + `]}`, 422, "/apps(0)/container/docker/privileged", "--allow-privileged"},
 		{"root", "POST", "/v2/apps", app("/rooted", `, "instances": 1, "user": "root"`), 422, "/user", "no registered agent runs tasks as root: start one with agora agent --allow-root-tasks"},
 		{"a host volume no agent declares", "POST", "/v2/apps", app("/vol", `, "instances": 1, "container": {"type": "MESOS", "volumes": [{"containerPath": "/d", "hostPath": "/srv/d", "mode": "RO"}]}`), 422, "/container/volumes(0)/hostPath", "(agora agent --host-volume NAME=PATH[:rw])"},
+		{"a host volume no agent declares, after a secret volume", "POST", "/v2/apps", app("/vol2", `, "instances": 1, "secrets": {"s": {"source": "db"}}, "container": {"type": "MESOS", "volumes": [{"containerPath": "s", "secret": "s"}, {"containerPath": "/d", "hostPath": "/srv/d", "mode": "RO"}]}`), 422, "/container/volumes(1)/hostPath", "(agora agent --host-volume NAME=PATH[:rw])"},
 		// Secret volumes: a secret the app defines, no host path or mode, an absolute path only
 		// with an image.
 		{"a secret volume of an undefined secret", "POST", "/v2/apps", app("/sv", `, "container": {"type": "MESOS", "volumes": [{"containerPath": "pw", "secret": "db"}]}`), 422, "/container/volumes(0)/secret", `references the secret "db", which /secrets does not define`},

@@ -619,7 +619,7 @@ func (s *Service) agentsCanRun(ctx context.Context, a App) error {
 		case hostaccess.PartUser:
 			p.add("/user", "%s", u.Why)
 		case hostaccess.PartVolume:
-			p.add(fmt.Sprintf("/container/volumes(%d)/hostPath", u.Index), "%s", u.Why)
+			p.add(fmt.Sprintf("/container/volumes(%d)/hostPath", a.hostVolumeField(u.Index)), "%s", u.Why)
 		default:
 			p.add("/", "%s", u.Why)
 		}
