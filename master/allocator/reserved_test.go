@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -73,4 +74,16 @@ func TestReservationIsUsedBeforeTheUnreservedPart(t *testing.T) {
 	if !all.Equal(res(2.5, 3072)) {
 		t.Fatalf("web offered %s, want 2.5 cpus 3072 mem", all)
 	}
+}
+
+// BenchmarkCycleReservations is BenchmarkCycleQuotas's cluster with a reservation (a quarter of
+// the agent) and a persistent volume on one agent in ten, for one of the roles each.
+func BenchmarkCycleReservations(b *testing.B) {
+	a := quotaCluster(b)
+	for i := 0; i < 10000; i += 10 {
+		id, role := fmt.Sprintf("agent-%05d", i), fmt.Sprintf("role-%03d", i/10%100)
+		must(b, a.Reserve(id, role, resources.Resources{CPUs: 4, Mem: 16384, Disk: 25000}))
+		must(b, a.AddVolume(id, role, 10000))
+	}
+	benchCycle(b, a)
 }
