@@ -17,7 +17,6 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
 
-	"github.com/agora-sched/agora/agent/volumes"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/containerdtest"
 )
@@ -237,11 +236,7 @@ func (c *Cluster) addAgents(cfg Config, dir, sock string, client *containerd.Cli
 		// After the agents stopped (a cleanup registered later runs first): the persistent
 		// volumes a scenario left are unmounted, their loop devices freed, so the dir can go.
 		agentVols := filepath.Join(dir, fmt.Sprintf("a%d", i), "volumes")
-		t.Cleanup(func() {
-			if err := volumes.Release(agentVols); err != nil {
-				t.Errorf("release the volumes of %s: %v", agentVols, err)
-			}
-		})
+		t.Cleanup(func() { releaseVolumes(t, agentVols) })
 		first := 30000 + 40*i // below the ephemeral ports, apart from the other tests' ranges
 		name := fmt.Sprintf("a%d", i)
 		n := &Node{Name: name, HTTP: "http://" + port(name, 5151), Gossip: port(name, 5152), NS: ns, bin: cfg.Bin, log: &containerdtest.Buffer{}, net: c.net}
@@ -480,4 +475,21 @@ func logLevel() string {
 		return v
 	}
 	return "warn"
+}
+
+// releaseVolumes unmounts the persistent volumes an agent left under dir (its data dir's
+// volumes/<id>/root, each a loop-mounted image whose loop device goes with the mount), so that
+// the test's temporary dir can be removed. The agent's own package does the same for its tests;
+// the harness does not import the agent (pkg/layout).
+func releaseVolumes(t testing.TB, dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // none made
+	}
+	for _, e := range entries {
+		root := filepath.Join(dir, e.Name(), "root")
+		if err := syscall.Unmount(root, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			t.Errorf("unmount the volume at %s: %v", root, err)
+		}
+	}
 }
