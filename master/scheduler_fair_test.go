@@ -124,8 +124,10 @@ func TestDRFThroughTheScheduler(t *testing.T) {
 	// the cpus of its agents, the other's memory with them). Shared offers leave each well
 	// above that. The allocator alone brings them within 5 % (allocator's
 	// TestHundredAgentsAreShared); through the scheduler a framework's offers count in full
-	// until it answers them, and which answers first decides who gets what the other leaves:
-	// measured 0.2 % to 11.5 % apart on a loaded machine, the lower at 0.77 or more.
+	// until it answers them, and which answers first decided who got what the other left
+	// (0.2 % to 11.5 % apart on a loaded machine) until an event-started cycle waited for the
+	// last cycle's offers to be answered (scheduler.answerWait): now 1.1 % to 4.6 % at load 3.
+	// The bound here stays wider, for make test's load of 10 and more.
 	t.Run("the same on 100 agents", func(t *testing.T) {
 		s := fill(t, nil, [2]string{"analytics", "cache"}, [2]resources.Resources{{CPUs: 0.2, Mem: 32}, {CPUs: 0.02, Mem: 256}}, 100, resources.Resources{CPUs: 4, Mem: 4096})
 		if d := math.Abs(s[0]-s[1]) / math.Max(s[0], s[1]); d > 0.15 || min(s[0], s[1]) < 0.7 {

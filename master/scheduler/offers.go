@@ -45,6 +45,7 @@ func (s *Scheduler) allocateLocked(t *schedTerm, now time.Time) {
 	byFw := map[string][]api.Offer{}
 	start := time.Now()
 	made := t.alloc.Cycle(now)
+	t.fresh = t.fresh[:0]
 	s.metrics.cycle.Observe(time.Since(start).Seconds())
 	s.metrics.offers.WithLabelValues("made").Add(float64(len(made)))
 	for _, o := range made {
@@ -57,6 +58,7 @@ func (s *Scheduler) allocateLocked(t *schedTerm, now time.Time) {
 			offer.Volumes = s.freeVolumesLocked(t, o.AgentID, fw.info.Role, offer.ID)
 		}
 		t.offers[offer.ID] = &offerEntry{offer: offer, expires: now.Add(s.cfg.OfferTimeout)}
+		t.fresh = append(t.fresh, offer.ID)
 		byFw[o.FrameworkID] = append(byFw[o.FrameworkID], offer)
 	}
 	for fwID, offers := range byFw {

@@ -177,6 +177,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				return nil
 			case <-time.After(allocationBatch):
 			}
+			// While the last cycle's offers are being answered, wait for the others (up to
+			// answerWait): a cycle run when only one framework has answered would count the
+			// others' outstanding offers in full against their shares and hand what is free to
+			// the one that answered first — DRF would then depend on who is quicker.
+			for waited := time.Duration(0); waited < answerWait && s.freshOutstanding(); waited += allocationBatch {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(allocationBatch):
+				}
+			}
 			s.allocate()
 		case <-tick.C:
 			s.Step()
@@ -186,6 +197,27 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 // allocationBatch is how long an event-started allocation cycle waits for more events.
 const allocationBatch = 5 * time.Millisecond
+
+// answerWait bounds how long an event-started cycle waits for the offers of the cycle before
+// to be answered (a framework slow to answer delays the others' next offers that long at most).
+const answerWait = 100 * time.Millisecond
+
+// freshOutstanding says whether an offer the last cycle made is still outstanding.
+func (s *Scheduler) freshOutstanding() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.term
+	if t == nil {
+		return false
+	}
+	for _, id := range t.fresh {
+		if t.offers[id] != nil {
+			return true
+		}
+	}
+	t.fresh = t.fresh[:0]
+	return false
+}
 
 // allocate runs an allocation cycle now.
 func (s *Scheduler) allocate() {

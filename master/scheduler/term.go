@@ -42,6 +42,9 @@ type schedTerm struct {
 	// pendingKills are kills that have not reached their agents yet, by task id
 	// (killOnAgentLocked): sent again while the agent is active, until the task ends.
 	pendingKills map[string]pendingKill
+	// fresh are the ids of the offers the last cycle made (the scheduler's loop waits a little
+	// for them to be answered before an event-started cycle).
+	fresh []string
 }
 
 // agentState is where an agent stands with this leader.
