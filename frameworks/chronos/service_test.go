@@ -232,6 +232,9 @@ func TestBadSpecsAreRefusedWholly(t *testing.T) {
 	for _, tc := range []struct{ name, method, path, body, field, reason string }{
 		{"malformed", "POST", "/v1/jobs", `{"id": "x", `, "", "malformed JSON"},
 		{"unknown field", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpu": 1}}`, "run.cpu", "unknown field"},
+		// Metronome's run.volumes are host and secret volumes: a persistent volume is not of a
+		// job's schema (Marathon's resident apps have them).
+		{"persistent volume", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "volumes": [{"containerPath": "data", "persistent": {"size": 10}}]}}`, "run.volumes[0].persistent", "unknown field"},
 		{"wrong type", "POST", "/v1/jobs", `{"id": "x", "run": {"cmd": "x", "cpus": "1"}}`, "run.cpus", "want a JSON float64"},
 		{"bad id", "POST", "/v1/jobs", `{"id": "Big_Job", "run": {"cmd": "x"}}`, "id", "lowercase letters, digits and '-'"},
 		{"id one too long", "POST", "/v1/jobs", `{"id": "` + longID + `", "run": {"cmd": "x"}}`, "id", "at most 128"},
