@@ -62,13 +62,7 @@ type scenario struct {
 
 var scenarios = []scenario{
 	{name: "kill-leader", short: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
-		l := mustLeader(t, c)
-		c.Event("kill -9 leader %s", l.Name)
-		if err := l.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		rec := recovery(t, c, l)
-		restart(t, c, l)
+		rec := killLeader(t, c)
 		return []string{fmt.Sprintf("recovery %.1fs", rec.Seconds())}
 	}},
 	{name: "kill-agent", short: true, fault: func(t *testing.T, c *Cluster, rng *rand.Rand) []string {
@@ -289,6 +283,20 @@ func mustLeader(t *testing.T, c *Cluster) *Node {
 	}
 	t.Fatal("no leader")
 	return nil
+}
+
+// killLeader kills the leading master with -9, waits for another to lead and commit a write,
+// starts the killed one again and answers how long the recovery took.
+func killLeader(t *testing.T, c *Cluster) time.Duration {
+	t.Helper()
+	l := mustLeader(t, c)
+	c.Event("kill -9 leader %s", l.Name)
+	if err := l.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	rec := recovery(t, c, l)
+	restart(t, c, l)
+	return rec
 }
 
 // recovery is how long until another master than gone leads and commits a write.

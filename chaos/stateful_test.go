@@ -100,13 +100,7 @@ func statefulFault(t *testing.T, c *Cluster, rng *rand.Rand) []string {
 
 	s := startStatefulSampler(c, home)
 	// kill -9 the leader.
-	l := mustLeader(t, c)
-	c.Event("kill -9 leader %s", l.Name)
-	if err := l.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	rec := recovery(t, c, l)
-	restart(t, c, l)
+	rec := killLeader(t, c)
 	statefulRunning(t, c, "after the leader's kill", 90*time.Second)
 
 	// kill -9 an agent that holds a volume, then kill that instance's task once it is back.

@@ -1,6 +1,8 @@
 package raft
 
 import (
+	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -204,6 +206,23 @@ func (v *View) GetValue(ns, key string) (Value, bool) {
 // List calls fn for each key of ns with the prefix, in key order, until fn returns false.
 func (v *View) List(ns, prefix string, fn func(key string, data []byte) bool) {
 	walkPrefix(v.root, ns, prefix, fn)
+}
+
+// ListJSON decodes every value of ns with the prefix as a T, in key order; an undecodable value
+// is an error naming its key.
+func ListJSON[T any](v *View, ns, prefix string) ([]T, error) {
+	var out []T
+	var bad error
+	v.List(ns, prefix, func(key string, data []byte) bool {
+		var x T
+		if err := json.Unmarshal(data, &x); err != nil {
+			bad = fmt.Errorf("%s: %s: %w", ns, key, err)
+			return false
+		}
+		out = append(out, x)
+		return true
+	})
+	return out, bad
 }
 
 // Count is the number of keys of ns with the prefix.

@@ -58,20 +58,7 @@ type NotFoundError struct{ Role string }
 func (e *NotFoundError) Error() string { return fmt.Sprintf("role %q has no quota", e.Role) }
 
 // List reads every quota from a view of the store, by role.
-func List(v *raft.View) ([]api.Quota, error) {
-	var out []api.Quota
-	var bad error
-	v.List(Namespace, "", func(key string, data []byte) bool {
-		var q api.Quota
-		if bad = json.Unmarshal(data, &q); bad != nil {
-			bad = fmt.Errorf("quota: %s: %w", key, bad)
-			return false
-		}
-		out = append(out, q)
-		return true
-	})
-	return out, bad
-}
+func List(v *raft.View) ([]api.Quota, error) { return raft.ListJSON[api.Quota](v, Namespace, "") }
 
 // FieldError names what is wrong in a quota request.
 type FieldError = api.FieldError

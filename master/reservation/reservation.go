@@ -259,16 +259,5 @@ func Clone(rec api.AgentReservations) api.AgentReservations {
 
 // List reads every agent's reservations from a view of the store.
 func List(v *raft.View) ([]api.AgentReservations, error) {
-	var out []api.AgentReservations
-	var bad error
-	v.List(Namespace, "", func(key string, data []byte) bool {
-		var rec api.AgentReservations
-		if bad = json.Unmarshal(data, &rec); bad != nil {
-			bad = fmt.Errorf("reservation: %s: %w", key, bad)
-			return false
-		}
-		out = append(out, rec)
-		return true
-	})
-	return out, bad
+	return raft.ListJSON[api.AgentReservations](v, Namespace, "")
 }
