@@ -37,8 +37,9 @@ func lbCommand() *cli.Command {
 			"changed: by default agora lb runs HAProxy itself (haproxy -W, reloaded with SIGUSR2: new workers take\n" +
 			"over, old ones finish their connections) and stops it when it stops; --reload-command runs a command\n" +
 			"instead, for an HAProxy under its own unit. While no master answers, HAProxy keeps its config.\n\n" +
-			"Frontends bind 127.0.0.1 unless --bind-addr (0.0.0.0 publishes) or a HAPROXY_{n}_BIND_ADDR label\n" +
-			"says otherwise; HAProxy's admin socket is a unix socket of mode 600.\n\n" +
+			"Frontends bind 127.0.0.1 unless --bind-addr says otherwise (0.0.0.0 publishes); a HAPROXY_{n}_BIND_ADDR\n" +
+			"label may name only --bind-addr or an address --allow-bind-addr allows (an app's author cannot publish\n" +
+			"a port wider than the operator did); HAProxy's admin socket is a unix socket of mode 600.\n\n" +
 			examples("agora lb --masters http://10.0.0.1:8080,http://10.0.0.2:8080 --group external --bind-addr 0.0.0.0",
 				"agora lb --group '*' --http-port 8081 --haproxy-config /tmp/lb/haproxy.cfg --stats-socket /tmp/lb/haproxy.sock",
 				"agora lb --group external --haproxy-config /etc/haproxy/haproxy.cfg --reload-command 'systemctl reload haproxy'"),
@@ -48,7 +49,8 @@ func lbCommand() *cli.Command {
 			&cli.StringFlag{Name: "token-file", Usage: "a file holding the API token (kept out of the command line)"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "the CA (PEM) to verify https:// masters with (default: the system's roots)", EnvVars: []string{"AGORA_TLS_CA"}},
 			&cli.StringSliceFlag{Name: "group", Usage: "the HAPROXY_GROUPs this lb serves (required; repeated or comma-separated); '*' serves every app, those without the label too"},
-			&cli.StringFlag{Name: "bind-addr", Value: "127.0.0.1", Usage: "the address frontends bind (0.0.0.0 publishes them); a HAPROXY_{n}_BIND_ADDR label overrides it"},
+			&cli.StringFlag{Name: "bind-addr", Value: "127.0.0.1", Usage: "the address frontends bind (0.0.0.0 publishes them)"},
+			&cli.StringSliceFlag{Name: "allow-bind-addr", Usage: "other addresses a HAPROXY_{n}_BIND_ADDR label may bind (repeated or comma-separated; '*': any); default none"},
 			&cli.IntFlag{Name: "http-port", Value: 80, Usage: "the port of the frontend that routes by Host header to the apps with a HAPROXY_{n}_VHOST (0: none)"},
 			&cli.StringFlag{Name: "haproxy-config", Value: "/var/lib/agora-lb/haproxy.cfg", Usage: "the HAProxy config file agora lb writes"},
 			&cli.StringFlag{Name: "stats-socket", Value: "/run/agora-lb/haproxy.sock", Usage: "HAProxy's admin socket (a unix socket, mode 600)"},
@@ -76,6 +78,12 @@ func runLB(c *cli.Context) error {
 	if bind != "*" && net.ParseIP(bind) == nil {
 		return usageError{fmt.Sprintf("--bind-addr: %q is not an IP address", bind)}
 	}
+	allow := splitList(c.StringSlice("allow-bind-addr"))
+	for _, a := range allow {
+		if a != "*" && net.ParseIP(a) == nil {
+			return usageError{fmt.Sprintf("--allow-bind-addr: %q is not an IP address or *", a)}
+		}
+	}
 	if p := c.Int("http-port"); p < 0 || p > 65535 {
 		return usageError{fmt.Sprintf("--http-port: %d is not a port", p)}
 	}
@@ -96,7 +104,7 @@ func runLB(c *cli.Context) error {
 	}
 	l, err := lb.New(lb.Settings{
 		Masters:       masters,
-		Options:       lb.Options{Groups: groups, BindAddr: bind, HTTPPort: c.Int("http-port"), StatsSocket: socket},
+		Options:       lb.Options{Groups: groups, BindAddr: bind, AllowBindAddrs: allow, HTTPPort: c.Int("http-port"), StatsSocket: socket},
 		ConfigPath:    c.String("haproxy-config"),
 		HAProxy:       haproxy,
 		ReloadCommand: strings.Fields(c.String("reload-command")),

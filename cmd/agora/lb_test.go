@@ -156,6 +156,7 @@ func TestLBBadFlags(t *testing.T) {
 		{[]string{"lb"}, "--group is required"},
 		{[]string{"lb", "--group", " , "}, "--group is required"},
 		{[]string{"lb", "--group", "*", "--bind-addr", "localhost"}, `--bind-addr: "localhost" is not an IP address`},
+		{[]string{"lb", "--group", "*", "--allow-bind-addr", "0.0.0.0,public"}, `--allow-bind-addr: "public" is not an IP address or *`},
 		{[]string{"lb", "--group", "*", "--http-port", "70000"}, "--http-port: 70000 is not a port"},
 		{[]string{"lb", "--group", "*", "--stats-socket", "/tmp/a b.sock"}, "--stats-socket: want a path without spaces"},
 		{[]string{"lb", "--group", "*", "--masters", "ftp://x"}, "--masters: client: master address"},

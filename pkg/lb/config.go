@@ -19,6 +19,9 @@ type Options struct {
 	// BindAddr is the address frontends bind unless a HAPROXY_{n}_BIND_ADDR label says
 	// otherwise: 127.0.0.1 serves this machine only, 0.0.0.0 publishes.
 	BindAddr string `json:"bind_addr"`
+	// AllowBindAddrs are the other addresses a HAPROXY_{n}_BIND_ADDR label may name ("*": any).
+	// None by default: an app's author may not publish a port wider than the operator did.
+	AllowBindAddrs []string `json:"allow_bind_addrs,omitempty"`
 	// HTTPPort is the port of the frontend that routes by Host header to the apps with a
 	// HAPROXY_{n}_VHOST (80 as marathon-lb); 0: no such frontend.
 	HTTPPort int `json:"http_port"`
@@ -184,6 +187,9 @@ func servePort(s api.ServiceEntry, p api.ServicePort, opts Options) (fe frontend
 	if v, ok := label(labelBindAddr); ok {
 		if !bindable(v) {
 			return fe, fmt.Sprintf("HAPROXY_%d_BIND_ADDR %q is not an IP address or *", p.Index, v), false
+		}
+		if v != opts.BindAddr && !slices.Contains(opts.AllowBindAddrs, v) && !slices.Contains(opts.AllowBindAddrs, "*") {
+			return fe, fmt.Sprintf("HAPROXY_%d_BIND_ADDR %s is not allowed: this lb binds %s (--bind-addr) and allows %s (--allow-bind-addr)", p.Index, v, opts.BindAddr, allowed(opts.AllowBindAddrs)), false
 		}
 		fe.bindAddr = v
 	}
@@ -412,6 +418,14 @@ func truthy(v string) bool {
 }
 
 // bindable says whether v may follow "bind": an IP address, or * for every address.
+// allowed shows the addresses --allow-bind-addr allows.
+func allowed(addrs []string) string {
+	if len(addrs) == 0 {
+		return "no other"
+	}
+	return strings.Join(addrs, ", ")
+}
+
 func bindable(v string) bool {
 	return v == "*" || net.ParseIP(v) != nil
 }
