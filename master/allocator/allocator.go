@@ -154,6 +154,7 @@ type roleState struct {
 	quota     *roleQuota // nil: none (quota.go)
 	below     bool       // it holds less than its guarantee: it comes first
 	lack      vec        // what it lacks of its guarantee, as counted in the allocator's head
+	slack     vec        // what it reserved and does not use, over every agent (reserved.go)
 }
 
 // Allocator is the allocator's state. It is not safe for concurrent use: the leader's
@@ -199,6 +200,12 @@ func (a *Allocator) RemoveAgent(id string) error {
 	ag, ok := a.agents[id]
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrUnknownAgent, id)
+	}
+	for role := range ag.reserved { // its reservations go with it
+		if r := a.roles[role]; r != nil {
+			r.slack = r.slack.minus(vecOf(a.slack(ag, role)))
+			a.reshareRole(r)
+		}
 	}
 	for fwID, res := range ag.byFw {
 		if fw := a.frameworks[fwID]; fw != nil {
@@ -670,6 +677,9 @@ func floor3(v float64) float64 { return math.Floor(v*1000+1e-6) / 1000 }
 
 // hold counts res on the agent as the framework's.
 func (a *Allocator) hold(fw *frameworkState, ag *agentState, res resources.Resources) {
+	if _, ok := ag.reserved[fw.role.name]; ok {
+		defer a.reslack(ag, fw.role.name)()
+	}
 	ag.allocated = ag.allocated.Add(res)
 	ag.byFw[fw.id] = ag.byFw[fw.id].Add(res)
 	fw.allocated = fw.allocated.Add(scalars(res))
@@ -679,6 +689,9 @@ func (a *Allocator) hold(fw *frameworkState, ag *agentState, res resources.Resou
 
 // unhold gives res on the agent back from the framework.
 func (a *Allocator) unhold(fw *frameworkState, ag *agentState, res resources.Resources) {
+	if _, ok := ag.reserved[fw.role.name]; ok {
+		defer a.reslack(ag, fw.role.name)()
+	}
 	left, _ := ag.byFw[fw.id].Subtract(res)
 	if left.IsEmpty() {
 		delete(ag.byFw, fw.id)

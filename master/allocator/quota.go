@@ -20,6 +20,11 @@ import (
 //     they are there when the guaranteed role's framework asks.
 //
 // The guarantee of a role without a framework is kept back too: that is what a guarantee is.
+//
+// What a role consumes of its quota is what it holds (offered or in use) and what it reserved
+// and does not use (its slack, reserved.go), as Mesos 1.9 and later count it: reserved
+// resources are the role's whether its frameworks use them or not, so a role at its limit
+// cannot reserve past it, and a guarantee is met by what the role reserved too.
 
 // Quota is a role's guarantee and limit. Quantities are by resource name: "cpus", "mem" and
 // "disk"; a resource the limit does not name is not limited.
@@ -76,12 +81,15 @@ func (a *Allocator) Lacking(role string) resources.Resources {
 	return resources.Resources{CPUs: l[0], Mem: l[1], Disk: l[2]}
 }
 
+// consumed is what the role consumes of its quota: what it holds and its reservations' slack.
+func (r *roleState) consumed() vec { return vecOf(r.allocated).plus(r.slack) }
+
 // belowGuarantee says whether the role holds less than its guarantee of some resource.
 func (r *roleState) belowGuarantee() bool {
 	if r.quota == nil {
 		return false
 	}
-	held := vecOf(r.allocated)
+	held := r.consumed()
 	for i := range held {
 		if held[i]+1e-9 < r.quota.guarantee[i] {
 			return true
@@ -96,7 +104,7 @@ func (r *roleState) lacking() vec {
 	if r.quota == nil {
 		return out
 	}
-	held := vecOf(r.allocated)
+	held := r.consumed()
 	for i := range out {
 		out[i] = max(0, r.quota.guarantee[i]-held[i])
 	}
@@ -108,7 +116,7 @@ func (r *roleState) underLimit() bool {
 	if r.quota == nil {
 		return true
 	}
-	held := vecOf(r.allocated)
+	held := r.consumed()
 	return r.quota.limit[0]-held[0] >= MinCPUs && r.quota.limit[1]-held[1] >= MinMem
 }
 
@@ -128,7 +136,7 @@ func (a *Allocator) quotaClip(r *roleState, out resources.Resources, free vec) r
 	room := vec{math.Inf(1), math.Inf(1), math.Inf(1)}
 	head := a.headroom()
 	own := r.lacking()
-	held := vecOf(r.allocated)
+	held := r.consumed()
 	// A role below its guarantee of one resource may hold the minimum offer of the others past
 	// its guarantee, from the headroom: an offer needs some of each (MinCPUs and MinMem), and
 	// two roles each short of what the other's guarantee holds back would otherwise wait for

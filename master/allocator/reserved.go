@@ -34,6 +34,7 @@ func (a *Allocator) Reserve(agentID, role string, res resources.Resources) error
 	if ag.reserved == nil {
 		ag.reserved = map[string]resources.Resources{}
 	}
+	defer a.reslack(ag, role)()
 	ag.reserved[role] = ag.reserved[role].Add(scalars(res))
 	return nil
 }
@@ -48,6 +49,7 @@ func (a *Allocator) Unreserve(agentID, role string, res resources.Resources) err
 	if err != nil {
 		return fmt.Errorf("allocator: unreserve %s of role %s on %s (reserved %s): %w", res, role, agentID, ag.reserved[role], err)
 	}
+	defer a.reslack(ag, role)()
 	if left.IsEmpty() {
 		delete(ag.reserved, role)
 	} else {
@@ -66,6 +68,7 @@ func (a *Allocator) AddVolume(agentID, role string, size float64) error {
 	if ag.volumes == nil {
 		ag.volumes = map[string]float64{}
 	}
+	defer a.reslack(ag, role)()
 	ag.volumes[role] += size
 	ag.allocated = ag.allocated.Add(resources.Resources{Disk: size})
 	return nil
@@ -80,6 +83,7 @@ func (a *Allocator) RemoveVolume(agentID, role string, size float64) error {
 	if ag.volumes[role] < size-1e-9 {
 		return fmt.Errorf("allocator: role %s has %v MiB of volumes on %s, not %v", role, ag.volumes[role], agentID, size)
 	}
+	defer a.reslack(ag, role)()
 	if ag.volumes[role] -= size; ag.volumes[role] < 1e-9 {
 		delete(ag.volumes, role)
 	}
@@ -93,6 +97,18 @@ func (a *Allocator) Reserved(agentID, role string) resources.Resources {
 		return ag.reserved[role]
 	}
 	return resources.Resources{}
+}
+
+// reslack is called before a change of the agent that may move role's slack there; the
+// function it answers, called after the change, moves the role's total slack by as much (the
+// role's consumption of its quota counts it: quota.go).
+func (a *Allocator) reslack(ag *agentState, role string) func() {
+	before := a.slack(ag, role)
+	return func() {
+		r := a.role(role)
+		r.slack = r.slack.plus(vecOf(a.slack(ag, role))).minus(vecOf(before))
+		a.reshareRole(r)
+	}
 }
 
 // used is what role uses of the agent: its frameworks' holdings there and its volumes' disk.

@@ -87,3 +87,35 @@ func BenchmarkCycleReservations(b *testing.B) {
 	}
 	benchCycle(b, a)
 }
+
+// TestReservationsCountInQuota: what a role reserved and does not use counts as its own, as
+// Mesos 1.9+ counts it: a role whose reservation fills its limit is offered its reservation
+// and nothing unreserved; a guarantee its reservation meets keeps nothing back from others.
+func TestReservationsCountInQuota(t *testing.T) {
+	a := New(Config{Seed: 1})
+	must(t, a.AddAgent("a1", res(8, 8192)))
+	must(t, a.AddFramework("db", "db"))
+	a.SetQuota("db", Quota{Limit: map[string]float64{"cpus": 2}})
+	must(t, a.Reserve("a1", "db", res(2, 1024)))
+	all, reserved := offered(a.Cycle(t0), "db")
+	if !all.Equal(res(2, 1024)) || !reserved.Equal(res(2, 1024)) {
+		t.Fatalf("db, limited to 2 cpus and with 2 reserved, offered %s (reserved %s): want its reservation only", all, reserved)
+	}
+	// It declines its reservation for a while: still at its limit, it is offered nothing else.
+	must(t, a.Recover("db", "a1", all, time.Hour, t0))
+	if all, _ := offered(a.Cycle(t0.Add(time.Second)), "db"); !all.IsEmpty() {
+		t.Fatalf("db, its reservation unused and filling its limit, offered %s more", all)
+	}
+
+	b := New(Config{Seed: 1})
+	must(t, b.AddAgent("a1", res(8, 8192)))
+	must(t, b.AddFramework("web", "web"))
+	b.SetQuota("db", Quota{Guarantee: map[string]float64{"cpus": 2, "mem": 1024}})
+	must(t, b.Reserve("a1", "db", res(2, 1024)))
+	if all, _ := offered(b.Cycle(t0), "web"); !all.Equal(res(6, 7168)) {
+		t.Fatalf("web offered %s: want all that is not db's reservation (db's guarantee is met by it, nothing more kept back)", all)
+	}
+	if l := b.Lacking("db"); !l.IsEmpty() {
+		t.Fatalf("db lacks %s of a guarantee its reservation meets", l)
+	}
+}
