@@ -73,7 +73,8 @@ func (ts *taskSet) removeContainer(id string) (done, waited bool) {
 			return true, waited
 		}
 		if !containerd.Unavailable(err) {
-			ts.logger.Warn("remove container", "task", id, "err", err)
+			ts.logger.Warn("remove container; trying again in the background", "task", id, "err", err)
+			ts.removeLater(id)
 			return true, waited
 		}
 		waited = true
@@ -85,6 +86,37 @@ func (ts *taskSet) removeContainer(id string) (done, waited bool) {
 		delay = min(2*delay, 2*time.Second)
 	}
 }
+
+// removeLater tries again, every removeRetry for removeFor, to remove a task's container that
+// containerd failed to remove for another reason than being away — a full disk, say: the task
+// has ended and is reported so, and what is left of it must not linger owned by nothing.
+func (ts *taskSet) removeLater(id string) {
+	ts.wg.Add(1)
+	go func() {
+		defer ts.wg.Done()
+		for end := ts.clock.Now().Add(removeFor); ts.clock.Now().Before(end); {
+			select {
+			case <-ts.ctx.Done():
+				return // a restarted agent removes what no checkpointed task owns
+			case <-ts.clock.After(removeRetry):
+			}
+			ctx, cancel := context.WithTimeout(ts.ctx, 30*time.Second)
+			err := ts.exec.Remove(ctx, id)
+			cancel()
+			if err == nil {
+				ts.logger.Info("container removed at last", "task", id)
+				return
+			}
+		}
+		ts.logger.Error("container not removed; an agent restart removes it", "task", id)
+	}()
+}
+
+// How removeLater tries again.
+const (
+	removeRetry = 2 * time.Second
+	removeFor   = 10 * time.Minute
+)
 
 // shimReaper is an executor that can end the shim of a task its containerd lost
 // (agent/containerd's ReapLostShim).
