@@ -207,6 +207,9 @@ func (st *leaderState) decide(now time.Time, full bool, role string) actions {
 			st.wipeApp(r.AppID, &a) // its app is gone (deleted before a failover)
 		}
 	}
+	if full {
+		st.killAgain(now, &a)
+	}
 	waiting := len(st.waiting) > 0 || st.destroying()
 	switch {
 	case waiting && (st.suppressed || newlyWaiting):
@@ -219,6 +222,29 @@ func (st *leaderState) decide(now time.Time, full bool, role string) actions {
 		a.suppress = true
 	}
 	return a
+}
+
+// killRetry is how long an instance being killed may run on before its kill is sent again
+// (Marathon's --kill_retry_timeout): a kill may be lost on its way (its agent restarting, a new
+// leader), and an instance marked killing is never killed again otherwise.
+const killRetry = 10 * time.Second
+
+// killAgain sends the kill again of each instance being killed whose task, as its latest
+// status says, still runs killRetry after the last kill this leader sent (at once for one this
+// leader has sent none).
+func (st *leaderState) killAgain(now time.Time, a *actions) {
+	for _, id := range sortedKeys(st.instances) {
+		in := st.instances[id]
+		if !in.rec.Killing || !in.reconciled || in.state.IsTerminal() || in.rec.AgentID == "" || now.Sub(in.killSent) < killRetry {
+			continue
+		}
+		kill := api.KillTask{TaskID: id, AgentID: in.rec.AgentID}
+		if as := st.apps[in.rec.AppID]; as != nil && as.app.TaskKillGracePeriodSeconds != nil {
+			kill.GracePeriodSeconds = *as.app.TaskKillGracePeriodSeconds
+		}
+		in.killSent = now
+		a.kills = append(a.kills, kill)
+	}
 }
 
 // decideApp plans one app: it expunges what has been unreachable too long, starts its backoff
@@ -256,6 +282,7 @@ func (st *leaderState) decideApp(appID string, now time.Time, a *actions) (newly
 	for _, id := range p.Kill {
 		in := st.instances[id]
 		in.rec.Killing = true
+		in.killSent = now
 		a.record.put(instanceKey(id), in.rec)
 		kill := api.KillTask{TaskID: id, AgentID: in.rec.AgentID}
 		if g := as.app.TaskKillGracePeriodSeconds; g != nil {

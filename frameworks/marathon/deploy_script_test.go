@@ -82,7 +82,7 @@ func (w *scriptWorld) do(cmd string) string {
 		// A new leader loads every instance from its record: state and health unknown until
 		// the master answers; it has just asked (Run).
 		for _, in := range w.instances() {
-			in.state, in.reconciled, in.healthy, in.startedAt, in.ready = task.Staging, false, nil, nil, false
+			in.state, in.reconciled, in.healthy, in.startedAt, in.ready, in.killSent = task.Staging, false, nil, nil, false, time.Time{}
 		}
 		w.st.reconcileAsked = w.now
 	case "tick":

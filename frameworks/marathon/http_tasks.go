@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/endpoints"
@@ -78,7 +79,7 @@ func (s *Service) killInstances(ctx context.Context, ids []string, scale, wipe, 
 		s.mu.Unlock()
 		return nil, res, errNotReady
 	}
-	kr := st.requestKills(ids, wipe, s.cfg.Role)
+	kr := st.requestKills(ids, wipe, s.cfg.Role, s.cfg.Clock.Now())
 	out, c, kills, wiped := kr.out, kr.record, kr.kills, kr.wiped
 	s.mu.Unlock()
 	// Recorded before sent, as the planner's kills are: a new leader knows of every kill.
@@ -115,8 +116,9 @@ type killRequest struct {
 
 // requestKills decides, without I/O, the kills of tasks named on request (by an instance's id,
 // or the id a suspended instance is listed by); with wipe, their reservations are to be
-// destroyed. The caller holds s.mu; role is the framework's, as tasks show it.
-func (st *leaderState) requestKills(ids []string, wipe bool, role string) killRequest {
+// destroyed. The caller holds s.mu; role is the framework's, as tasks show it; now, when the
+// kills go (decide's killAgain sends them again if the tasks run on).
+func (st *leaderState) requestKills(ids []string, wipe bool, role string, now time.Time) killRequest {
 	kr := killRequest{record: &change{}}
 	for _, id := range ids {
 		in := st.instances[id]
@@ -143,6 +145,7 @@ func (st *leaderState) requestKills(ids []string, wipe bool, role string) killRe
 			continue
 		}
 		in.rec.Killing = true
+		in.killSent = now
 		st.touch(in.rec.AppID)
 		kr.record.put(instanceKey(in.rec.ID), in.rec)
 		kr.kills = append(kr.kills, api.KillTask{TaskID: in.rec.ID, AgentID: in.rec.AgentID})

@@ -105,7 +105,7 @@ func (w *residentWorld) do(cmd string) string {
 			out = append(out, w.offerFrom(w.m.agents[id])...)
 		}
 	case "wipe", "kill":
-		kr := w.st.requestKills(strings.Fields(arg), name == "wipe", "marathon")
+		kr := w.st.requestKills(strings.Fields(arg), name == "wipe", "marathon", w.now)
 		out = append(out, w.actions(&actions{record: kr.record})...)
 		for _, k := range kr.kills {
 			out = append(out, "kill "+k.TaskID)

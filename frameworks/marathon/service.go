@@ -107,6 +107,9 @@ type instance struct {
 	message          string
 	startedAt        *time.Time
 	unreachableSince time.Time
+	// killSent is when this leader last sent its task a kill (decide sends it again every
+	// killRetry while the task runs on; a new leader sends it at once).
+	killSent time.Time
 }
 
 // TaskFailure is Marathon's lastTaskFailure.
