@@ -217,3 +217,67 @@ func TestReservationsOverHTTP(t *testing.T) {
 		t.Fatalf("GET /v1/reservations: %+v", got)
 	}
 }
+
+// TestDestroysInOneAcceptCountOnce: two DESTROY operations in one accept free each volume's
+// disk once (the third volume's stays held), and a volume made by the accept that launches on
+// it reaches the agent with its role.
+func TestDestroysInOneAcceptCountOnce(t *testing.T) {
+	e := newSchedEnv(t, nil)
+	agentID := e.sim.register(t, "", "host-a", agentRes)
+	db := e.subscribe(api.FrameworkInfo{Name: "db", Role: "db"})
+	ids, _, _, _ := expectAgentOffers(t, db)
+	create := func(id string) api.Operation {
+		return api.Operation{Type: api.OperationCreate, Create: &api.CreateVolumes{Volumes: []api.PersistentVolume{{ID: id, Size: 100}}}}
+	}
+	t1 := withVolume(sleepTask("t1", 0.5, 64), "v1")
+	ops := []api.Operation{reserveOp(resources.Resources{CPUs: 1, Mem: 256, Disk: 300}), create("v1"), create("v2"), create("v3"), launch(t1)[0]}
+	if err := db.Accept(ids, ops, refuse(0)); err != nil {
+		t.Fatal(err)
+	}
+	expectUpdate(t, db, "t1", task.Running)
+	for _, tk := range e.sim.list(agentID) {
+		if tk.Info.TaskID == "t1" && (len(tk.Info.PersistentVolumes) != 1 || tk.Info.PersistentVolumes[0].Role != "db" || tk.Info.PersistentVolumes[0].Size != 100) {
+			t.Fatalf("t1 reached the agent with volumes %+v, want v1 of role db, 100 MiB", tk.Info.PersistentVolumes)
+		}
+	}
+	if err := db.Call(api.Call{Type: api.CallKill, Kill: &api.KillTask{TaskID: "t1"}}); err != nil {
+		t.Fatal(err)
+	}
+	expectUpdate(t, db, "t1", task.Killed)
+	ids, _, _, _ = offersUntil(t, db, "the three volumes free", func(all, reserved resources.Resources, vols []string) bool {
+		return len(vols) == 3
+	})
+	ops = []api.Operation{
+		{Type: api.OperationDestroy, Destroy: &api.DestroyVolumes{VolumeIDs: []string{"v1"}}},
+		{Type: api.OperationDestroy, Destroy: &api.DestroyVolumes{VolumeIDs: []string{"v2"}}},
+		{Type: api.OperationUnreserve, Unreserve: &api.Reserve{Resources: resources.Resources{CPUs: 1, Mem: 256, Disk: 200}}},
+	}
+	if err := db.Accept(ids, ops, refuse(0)); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing runs: db holds nothing but what it is offered (v3's disk is held by nobody).
+	waitUntil(t, "db to hold nothing outside its offers", 10*time.Second, func() bool {
+		fws, err := e.r.m.sched.FrameworksView()
+		for _, fw := range fws {
+			if fw.Info.ID == db.FrameworkID() {
+				return err == nil && fw.Allocated.Disk == fw.Offered.Disk && fw.Allocated.CPUs == fw.Offered.CPUs
+			}
+		}
+		return false
+	})
+	want, _ := agentRes.Subtract(resources.Resources{Disk: 100}) // v3's disk, held while it lives
+	ids, _, _, _ = offersUntil(t, db, "all but v3's disk, nothing reserved outside it", func(all, reserved resources.Resources, vols []string) bool {
+		return all.Equal(want) && reserved.IsEmpty() && slices.Equal(vols, []string{"v3"})
+	})
+	// The last volume and reservation go: the whole agent is offered again.
+	ops = []api.Operation{
+		{Type: api.OperationDestroy, Destroy: &api.DestroyVolumes{VolumeIDs: []string{"v3"}}},
+		{Type: api.OperationUnreserve, Unreserve: &api.Reserve{Resources: resources.Resources{Disk: 100}}},
+	}
+	if err := db.Accept(ids, ops, refuse(0)); err != nil {
+		t.Fatal(err)
+	}
+	offersUntil(t, db, "the whole agent", func(all, reserved resources.Resources, vols []string) bool {
+		return all.Equal(agentRes) && reserved.IsEmpty() && len(vols) == 0
+	})
+}

@@ -136,7 +136,7 @@ func (s *Scheduler) acceptLocked(t *schedTerm, fw *fwEntry, a *api.Accept, now t
 	if bad == "" && (ag == nil || ag.state != agentActive) {
 		bad = "the offers' agent is no longer reachable"
 	}
-	p := newAcceptPlan(offers)
+	p := newAcceptPlan(offers, fw.info.Role)
 	reserving := slices.ContainsFunc(a.Operations, func(op api.Operation) bool { return isReservation(op.Type) })
 	if reserving {
 		if bad != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/agora-sched/agora/master/reservation"
@@ -37,15 +38,16 @@ func isReservation(t api.OperationType) bool {
 
 // acceptPlan follows what is left of an accept's offers as its operations take their part.
 type acceptPlan struct {
+	role     string                          // the framework's: its volumes'
 	whole    resources.Resources             // the offers'
 	pool     resources.Resources             // what is left of the offers
 	reserved resources.Resources             // of pool, reserved for the framework's role (no volume's)
 	vols     map[string]api.PersistentVolume // the role's volumes free to mount
-	gone     []api.PersistentVolume          // destroyed by the accept
+	gone     map[string]api.PersistentVolume // destroyed by the accept, by id
 }
 
-func newAcceptPlan(offers []*offerEntry) *acceptPlan {
-	p := &acceptPlan{vols: map[string]api.PersistentVolume{}}
+func newAcceptPlan(offers []*offerEntry, role string) *acceptPlan {
+	p := &acceptPlan{role: role, vols: map[string]api.PersistentVolume{}, gone: map[string]api.PersistentVolume{}}
 	for _, o := range offers {
 		p.pool = p.pool.Add(o.offer.Resources)
 		p.reserved = p.reserved.Add(o.offer.Reserved)
@@ -59,10 +61,7 @@ func newAcceptPlan(offers []*offerEntry) *acceptPlan {
 
 func (p *acceptPlan) clone() *acceptPlan {
 	c := *p
-	c.vols = make(map[string]api.PersistentVolume, len(p.vols))
-	for k, v := range p.vols {
-		c.vols[k] = v
-	}
+	c.vols, c.gone = maps.Clone(p.vols), maps.Clone(p.gone)
 	return &c
 }
 
@@ -165,6 +164,7 @@ func (p *acceptPlan) apply(op api.Operation) {
 		for _, v := range op.Create.Volumes {
 			p.reserved.Disk = max(0, p.reserved.Disk-v.Size)
 			p.pool.Disk = max(0, p.pool.Disk-v.Size)
+			v.Role = p.role
 			p.vols[v.ID] = v
 		}
 	case api.OperationDestroy:
@@ -173,7 +173,7 @@ func (p *acceptPlan) apply(op api.Operation) {
 			delete(p.vols, id)
 			p.pool.Disk += v.Size
 			p.reserved.Disk += v.Size
-			p.gone = append(p.gone, v)
+			p.gone[id] = v
 		}
 	}
 }
@@ -286,7 +286,7 @@ func (s *Scheduler) commitReservationsLocked(t *schedTerm, fw *fwEntry, ag *agen
 }
 
 // allocReservationLocked carries a committed reservation operation out in the allocator.
-func (s *Scheduler) allocReservationLocked(t *schedTerm, fwID, agentID, role string, op api.Operation, gone []api.PersistentVolume, now time.Time) {
+func (s *Scheduler) allocReservationLocked(t *schedTerm, fwID, agentID, role string, op api.Operation, gone map[string]api.PersistentVolume, now time.Time) {
 	var err error
 	switch op.Type {
 	case api.OperationReserve:
@@ -300,7 +300,8 @@ func (s *Scheduler) allocReservationLocked(t *schedTerm, fwID, agentID, role str
 			}
 		}
 	case api.OperationDestroy:
-		for _, v := range gone {
+		for _, id := range op.Destroy.VolumeIDs {
+			v := gone[id]
 			if err = t.alloc.RemoveVolume(agentID, role, v.Size); err == nil {
 				err = t.alloc.Allocate(fwID, agentID, resources.Resources{Disk: v.Size})
 			}
