@@ -124,17 +124,15 @@ func Operate(rec *api.AgentReservations, in Apply, now time.Time) error {
 	}
 	for i, op := range in.Operations {
 		field := fmt.Sprintf("accept.operations[%d]", i)
+		r, err := Body(op, field)
+		if err != nil {
+			return err
+		}
 		held := work.Reserved[in.Role]
 		switch op.Type {
-		case api.OperationReserve, api.OperationUnreserve:
-			r, err := reserveBody(op)
-			if err != nil {
-				return &Error{Field: field + "." + lower(op.Type), Msg: err.Error()}
-			}
-			if op.Type == api.OperationReserve {
-				work.Reserved[in.Role] = held.Add(r)
-				continue
-			}
+		case api.OperationReserve:
+			work.Reserved[in.Role] = held.Add(r)
+		case api.OperationUnreserve:
 			free, err := held.Subtract(resources.Resources{Disk: VolumesDisk(work, in.Role)})
 			if err == nil && !free.Contains(r) {
 				err = resources.ErrInsufficient
@@ -148,19 +146,10 @@ func Operate(rec *api.AgentReservations, in Apply, now time.Time) error {
 				work.Reserved[in.Role] = left
 			}
 		case api.OperationCreate:
-			if op.Create == nil || len(op.Create.Volumes) == 0 {
-				return &Error{Field: field + ".create.volumes", Msg: "names no volume"}
-			}
 			for j, v := range op.Create.Volumes {
 				vf := fmt.Sprintf("%s.create.volumes[%d]", field, j)
-				if err := api.ValidateVolumeID(v.ID); err != nil {
-					return &Error{Field: vf + ".id", Msg: err.Error()}
-				}
 				if _, ok := Find(work, v.ID); ok || slices.ContainsFunc(work.Destroying, func(d api.PersistentVolume) bool { return d.ID == v.ID }) {
 					return &Error{Field: vf + ".id", Msg: fmt.Sprintf("agent %s has a volume %s already", rec.AgentID, v.ID)}
-				}
-				if !(v.Size > 0) || v.Size > 1<<40 {
-					return &Error{Field: vf + ".size", Msg: fmt.Sprintf("must be more than 0 MiB, got %v", v.Size)}
 				}
 				if free := work.Reserved[in.Role].Disk - VolumesDisk(work, in.Role); v.Size > free+1e-9 {
 					return &Error{Field: vf + ".size", Msg: fmt.Sprintf("%v MiB is more than role %s's reserved disk on agent %s outside its volumes (%v MiB): RESERVE it first", v.Size, in.Role, rec.AgentID, free)}
@@ -169,9 +158,6 @@ func Operate(rec *api.AgentReservations, in Apply, now time.Time) error {
 				work.Volumes = append(work.Volumes, v)
 			}
 		case api.OperationDestroy:
-			if op.Destroy == nil || len(op.Destroy.VolumeIDs) == 0 {
-				return &Error{Field: field + ".destroy.volume_ids", Msg: "names no volume"}
-			}
 			for j, id := range op.Destroy.VolumeIDs {
 				v, ok := Find(work, id)
 				if !ok || v.Role != in.Role {
@@ -186,32 +172,49 @@ func Operate(rec *api.AgentReservations, in Apply, now time.Time) error {
 	return nil
 }
 
-func lower(t api.OperationType) string {
-	if t == api.OperationReserve {
-		return "reserve"
+// Body checks what a reservation operation says by itself, before it is held against offers
+// (the scheduler) or against an agent's record (Operate): a RESERVE's or UNRESERVE's resources
+// are scalars, some of them; a CREATE names volumes of valid ids and sizes; a DESTROY names
+// volumes. field is the operation's place ("accept.operations[i]"); it answers the resources of
+// a RESERVE or UNRESERVE.
+func Body(op api.Operation, field string) (resources.Resources, error) {
+	switch op.Type {
+	case api.OperationReserve, api.OperationUnreserve:
+		b, name := op.Reserve, "reserve"
+		if op.Type == api.OperationUnreserve {
+			b, name = op.Unreserve, "unreserve"
+		}
+		rf := field + "." + name + ".resources"
+		switch {
+		case b == nil:
+			return resources.Resources{}, &Error{Field: field + "." + name, Msg: fmt.Sprintf("is required for a %s operation", op.Type)}
+		case len(b.Resources.Ports) > 0:
+			return resources.Resources{}, &Error{Field: rf, Msg: "ports are not reserved, only cpus, mem and disk"}
+		case b.Resources.Validate() != nil:
+			return resources.Resources{}, &Error{Field: rf, Msg: b.Resources.Validate().Error()}
+		case b.Resources.IsEmpty():
+			return resources.Resources{}, &Error{Field: rf, Msg: "names nothing"}
+		}
+		return b.Resources, nil
+	case api.OperationCreate:
+		if op.Create == nil || len(op.Create.Volumes) == 0 {
+			return resources.Resources{}, &Error{Field: field + ".create.volumes", Msg: "names no volume"}
+		}
+		for j, v := range op.Create.Volumes {
+			vf := fmt.Sprintf("%s.create.volumes[%d]", field, j)
+			if err := api.ValidateVolumeID(v.ID); err != nil {
+				return resources.Resources{}, &Error{Field: vf + ".id", Msg: err.Error()}
+			}
+			if !(v.Size > 0) || v.Size > 1<<40 {
+				return resources.Resources{}, &Error{Field: vf + ".size", Msg: fmt.Sprintf("must be more than 0 MiB, got %v", v.Size)}
+			}
+		}
+	case api.OperationDestroy:
+		if op.Destroy == nil || len(op.Destroy.VolumeIDs) == 0 {
+			return resources.Resources{}, &Error{Field: field + ".destroy.volume_ids", Msg: "names no volume"}
+		}
 	}
-	return "unreserve"
-}
-
-// reserveBody is the resources of a RESERVE or UNRESERVE: scalars, some of them.
-func reserveBody(op api.Operation) (resources.Resources, error) {
-	b := op.Reserve
-	if op.Type == api.OperationUnreserve {
-		b = op.Unreserve
-	}
-	switch {
-	case b == nil:
-		return resources.Resources{}, fmt.Errorf("is required for a %s operation", op.Type)
-	case len(b.Resources.Ports) > 0:
-		return resources.Resources{}, fmt.Errorf("resources: ports are not reserved, only cpus, mem and disk")
-	}
-	if err := b.Resources.Validate(); err != nil {
-		return resources.Resources{}, fmt.Errorf("resources: %w", err)
-	}
-	if b.Resources.IsEmpty() {
-		return resources.Resources{}, fmt.Errorf("resources: names nothing")
-	}
-	return b.Resources, nil
+	return resources.Resources{}, nil
 }
 
 // ValidRole: a reservation's role is a role name and not the default role "*" (as Mesos).

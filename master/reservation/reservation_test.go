@@ -50,7 +50,7 @@ func TestOperateChecksAgainstTheRecord(t *testing.T) {
 		{ops(create("v1", 10)), "accept.operations[0].create.volumes[0].id"},                        // taken
 		{ops(unreserve(resources.Resources{Disk: 50})), "accept.operations[0].unreserve.resources"}, // v1 holds 60 of 100
 		{ops(destroy("nope")), "accept.operations[0].destroy.volume_ids[0]"},
-		{ops(reserve(resources.Resources{CPUs: 1}), reserve(resources.Resources{Ports: resources.Ranges{{Begin: 1, End: 1}}})), "accept.operations[1].reserve"},
+		{ops(reserve(resources.Resources{CPUs: 1}), reserve(resources.Resources{Ports: resources.Ranges{{Begin: 1, End: 1}}})), "accept.operations[1].reserve.resources"},
 		{Apply{AgentID: "a1", Role: "*", Operations: []api.Operation{reserve(resources.Resources{CPUs: 1})}}, "role"},
 	} {
 		before := Clone(rec)

@@ -75,8 +75,7 @@ func (p *acceptPlan) checkReservations(role string, ops []api.Operation) error {
 	c := p.clone()
 	for i, op := range ops {
 		field := fmt.Sprintf("accept.operations[%d]", i)
-		switch op.Type {
-		case api.OperationLaunch:
+		if op.Type == api.OperationLaunch {
 			for _, ti := range op.Launch.TaskInfos {
 				if c.pool.Contains(ti.Resources) {
 					c.use(ti.Resources)
@@ -85,48 +84,26 @@ func (p *acceptPlan) checkReservations(role string, ops []api.Operation) error {
 					delete(c.vols, m.VolumeID)
 				}
 			}
+			continue
+		}
+		r, err := reservation.Body(op, field)
+		if err != nil {
+			return err
+		}
+		switch op.Type {
 		case api.OperationReserve, api.OperationUnreserve:
-			r := op.Reserve
-			name := "reserve"
+			from, what, name := c.unreserved(), "the offers' unreserved part", "reserve"
 			if op.Type == api.OperationUnreserve {
-				r, name = op.Unreserve, "unreserve"
+				from, what, name = c.reserved, "the offers' reserved part outside volumes", "unreserve"
 			}
-			switch {
-			case r == nil:
-				return &api.FieldError{Field: field + "." + name, Msg: fmt.Sprintf("is required for a %s operation", op.Type)}
-			case len(r.Resources.Ports) > 0:
-				return &api.FieldError{Field: field + "." + name + ".resources", Msg: "ports are not reserved, only cpus, mem and disk"}
-			case r.Resources.Validate() != nil:
-				return &api.FieldError{Field: field + "." + name + ".resources", Msg: r.Resources.Validate().Error()}
-			case r.Resources.IsEmpty():
-				return &api.FieldError{Field: field + "." + name + ".resources", Msg: "names nothing"}
-			}
-			from := c.unreserved()
-			if op.Type == api.OperationUnreserve {
-				from = c.reserved
-			}
-			if !from.Contains(r.Resources) {
-				what := "the offers' unreserved part"
-				if op.Type == api.OperationUnreserve {
-					what = "the offers' reserved part outside volumes"
-				}
-				return &api.FieldError{Field: field + "." + name + ".resources", Msg: fmt.Sprintf("%s is more than %s (%s)", r.Resources, what, from)}
+			if !from.Contains(r) {
+				return &api.FieldError{Field: field + "." + name + ".resources", Msg: fmt.Sprintf("%s is more than %s (%s)", r, what, from)}
 			}
 		case api.OperationCreate:
-			if op.Create == nil || len(op.Create.Volumes) == 0 {
-				return &api.FieldError{Field: field + ".create.volumes", Msg: "names no volume"}
-			}
 			need := 0.0
 			for j, v := range op.Create.Volumes {
-				vf := fmt.Sprintf("%s.create.volumes[%d]", field, j)
-				if err := api.ValidateVolumeID(v.ID); err != nil {
-					return &api.FieldError{Field: vf + ".id", Msg: err.Error()}
-				}
 				if _, ok := c.vols[v.ID]; ok {
-					return &api.FieldError{Field: vf + ".id", Msg: fmt.Sprintf("a volume %s exists already", v.ID)}
-				}
-				if !(v.Size > 0) || v.Size > 1<<40 {
-					return &api.FieldError{Field: vf + ".size", Msg: fmt.Sprintf("must be more than 0 MiB, got %v", v.Size)}
+					return &api.FieldError{Field: fmt.Sprintf("%s.create.volumes[%d].id", field, j), Msg: fmt.Sprintf("a volume %s exists already", v.ID)}
 				}
 				need += v.Size
 			}
@@ -134,9 +111,6 @@ func (p *acceptPlan) checkReservations(role string, ops []api.Operation) error {
 				return &api.FieldError{Field: field + ".create.volumes", Msg: fmt.Sprintf("%v MiB of volumes is more than the offers' reserved disk outside volumes (%v MiB): RESERVE it first", need, c.reserved.Disk)}
 			}
 		case api.OperationDestroy:
-			if op.Destroy == nil || len(op.Destroy.VolumeIDs) == 0 {
-				return &api.FieldError{Field: field + ".destroy.volume_ids", Msg: "names no volume"}
-			}
 			for j, id := range op.Destroy.VolumeIDs {
 				if _, ok := c.vols[id]; !ok {
 					return &api.FieldError{Field: fmt.Sprintf("%s.destroy.volume_ids[%d]", field, j), Msg: fmt.Sprintf("volume %s is not in the offers (not this role's on this agent, or a task uses it)", id)}
