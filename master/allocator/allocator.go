@@ -152,8 +152,7 @@ type roleState struct {
 	share     float64
 	index     int        // in the allocator's role heap; -1 when out
 	quota     *roleQuota // nil: none (quota.go)
-	below     bool       // it holds less than its guarantee: it comes first
-	lack      vec        // what it lacks of its guarantee, as counted in the allocator's head
+	lack      vec        // what it lacks of its guarantee (below it: it comes first), as counted in the allocator's head
 	slack     vec        // what it reserved and does not use, over every agent (reserved.go)
 }
 
@@ -594,7 +593,7 @@ func (a *Allocator) pick(ag *agentState, free resources.Resources, passed []*fra
 			if r.heap.Len() > 0 {
 				c.fwCap = stepPast(r.heap.items[0].share, a.share(ag.total))
 			}
-			if a.roleHeap.Len() > 0 && !r.below { // a role below its guarantee takes what it lacks first
+			if a.roleHeap.Len() > 0 && !r.below() { // a role below its guarantee takes what it lacks first
 				c.roleCap = stepPast(a.roleHeap.items[0].share*r.weight, a.share(ag.total))
 			}
 		}
@@ -736,7 +735,6 @@ func (a *Allocator) reshare(fw *frameworkState) {
 
 func (a *Allocator) reshareRole(r *roleState) {
 	r.share = a.share(r.allocated) / r.weight
-	r.below = r.belowGuarantee()
 	lack := r.lacking()
 	a.head = a.head.minus(r.lack).plus(lack)
 	r.lack = lack

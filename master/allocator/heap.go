@@ -15,7 +15,7 @@ func (fw *frameworkState) tier() int { return 0 }
 
 // tier puts the roles below their guarantees first (quota.go).
 func (r *roleState) tier() int {
-	if r.below {
+	if r.below() {
 		return 0
 	}
 	return 1

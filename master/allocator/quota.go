@@ -84,19 +84,9 @@ func (a *Allocator) Lacking(role string) resources.Resources {
 // consumed is what the role consumes of its quota: what it holds and its reservations' slack.
 func (r *roleState) consumed() vec { return vecOf(r.allocated).plus(r.slack) }
 
-// belowGuarantee says whether the role holds less than its guarantee of some resource.
-func (r *roleState) belowGuarantee() bool {
-	if r.quota == nil {
-		return false
-	}
-	held := r.consumed()
-	for i := range held {
-		if held[i]+1e-9 < r.quota.guarantee[i] {
-			return true
-		}
-	}
-	return false
-}
+// below says whether the role holds less than its guarantee of some resource: it lacks some of
+// it (lack, kept by reshareRole).
+func (r *roleState) below() bool { return r.lack[0] > 1e-9 || r.lack[1] > 1e-9 || r.lack[2] > 1e-9 }
 
 // lacking is what the role still lacks of its guarantee.
 func (r *roleState) lacking() vec {
@@ -142,7 +132,7 @@ func (a *Allocator) quotaClip(r *roleState, out resources.Resources, free vec) r
 	// two roles each short of what the other's guarantee holds back would otherwise wait for
 	// each other. The minimum in all, not in each offer.
 	least := vec{}
-	if r.below {
+	if r.below() {
 		least = vec{MinCPUs, MinMem, 0}
 	}
 	for i := range room {

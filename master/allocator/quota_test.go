@@ -175,7 +175,7 @@ func TestQuotaPropertyRandomClusters(t *testing.T) {
 			}
 			for _, r := range roles {
 				ro := a.roles[r.name]
-				if !ro.below {
+				if !ro.below() {
 					continue
 				}
 				for id, ag := range a.agents {
