@@ -1,12 +1,14 @@
 package master
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/agora-sched/agora/master/registry"
 	"github.com/agora-sched/agora/pkg/api"
 	"github.com/agora-sched/agora/pkg/resources"
 	"github.com/agora-sched/agora/pkg/task"
@@ -279,5 +281,39 @@ func TestDestroysInOneAcceptCountOnce(t *testing.T) {
 	}
 	offersUntil(t, db, "the whole agent", func(all, reserved resources.Resources, vols []string) bool {
 		return all.Equal(agentRes) && reserved.IsEmpty() && len(vols) == 0
+	})
+}
+
+// TestReservationsOfARemovedAgentAreForgottenByTheNextLeader: an agent's removal committed
+// without the forgetting of its reservations (the leader died between the two) — the next
+// leader forgets them.
+func TestReservationsOfARemovedAgentAreForgottenByTheNextLeader(t *testing.T) {
+	e := newSchedEnv(t, nil)
+	agentID := e.sim.register(t, "", "host-a", agentRes)
+	db := e.subscribe(api.FrameworkInfo{Name: "db", Role: "db"})
+	ids, _, _, _ := expectAgentOffers(t, db)
+	if err := db.Accept(ids, []api.Operation{reserveOp(resources.Resources{CPUs: 1})}, refuse(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the reservation", 10*time.Second, func() bool {
+		recs, err := e.r.m.sched.Reservations()
+		return err == nil && len(recs) == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.r.m.store.Apply(ctx, registry.RemoveAgent(agentID)); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	waitUntil(t, "the next leader to forget the removed agent's reservations", 10*time.Second, func() bool {
+		recs, err := e.r.m.sched.Reservations()
+		return err == nil && len(recs) == 0
+	})
+	var got struct {
+		Reservations []api.AgentReservations `json:"reservations"`
+	}
+	waitUntil(t, "the store to forget them", 10*time.Second, func() bool {
+		getJSON(t, "http://"+e.r.m.HTTPAddr()+"/v1/reservations", &got)
+		return len(got.Reservations) == 0
 	})
 }

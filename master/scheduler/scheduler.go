@@ -292,6 +292,11 @@ func (s *Scheduler) startTerm(ctx context.Context) (*schedTerm, error) {
 			t.agents[ag.ID] = &agentEntry{info: ag, state: agentRecovered}
 		}
 	}
+	for id := range t.reservations {
+		if t.agents[id] == nil { // removed, and the last leader's forget did not commit
+			s.forgetReservationsLocked(t, id)
+		}
+	}
 	s.logger.Info("scheduler starting", "frameworks", len(t.frameworks), "agents", len(t.agents))
 	s.mu.Lock()
 	s.term = t
